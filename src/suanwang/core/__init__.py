@@ -1,0 +1,1 @@
+"""Pure domain model: no I/O, no host dependencies."""

@@ -1,0 +1,101 @@
+"""The cost model every policy, the simulator and the bound share.
+
+For job ``j`` on pool ``p`` (center ``c``) starting at ``s`` (after its data has arrived):
+
+* runtime ``r = work_scu / (units x speed_p)`` hours;
+* facility power ``P = units x unit_kW_p x PUE_c``;
+* energy ``E = P x r`` kWh, costing ``P x integral of price_c over [s, s + r)``;
+* green energy ``P x integral of green_c``; carbon ``P x integral of (1 - green_c) x carbon_c``;
+* transfer ``data_gb x cost_per_gb(origin -> c)`` CNY, taking ``data_gb x 8 / bandwidth`` seconds
+  before the job can start;
+* latency and compatibility are hard constraints (see :meth:`Network.job_class`).
+
+The *cost* reported for a policy is energy cost + transfer cost, in CNY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.signals import Signals
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+def runtime_s(work_scu: float | Array, units: int | Array, speed: float | Array) -> Array:
+    """Seconds a job of ``work_scu`` runs on ``units`` units of the given speed (SCU/unit-h)."""
+    out: Array = np.asarray(work_scu) / (np.asarray(units) * np.asarray(speed)) * 3600.0
+    return out
+
+
+def energy_cost_cny(
+    signals: Signals,
+    centers: IntArray,
+    facility_kw: Array,
+    t0_s: Array | float,
+    t1_s: Array,
+    *,
+    forecast: bool = False,
+) -> Array:
+    """Electricity cost of drawing ``facility_kw`` at each center over [t0, t1)."""
+    which = "forecast_price" if forecast else "price"
+    out: Array = facility_kw * (
+        signals.cumulative(which, centers, t1_s) - signals.cumulative(which, centers, t0_s)
+    )
+    return out
+
+
+def carbon_kg(
+    signals: Signals,
+    centers: IntArray,
+    facility_kw: Array,
+    t0_s: Array | float,
+    t1_s: Array,
+    *,
+    forecast: bool = False,
+) -> Array:
+    """Grid carbon (kg) of drawing ``facility_kw`` over [t0, t1)."""
+    which = "forecast_carbon" if forecast else "carbon"
+    grams = facility_kw * (
+        signals.cumulative(which, centers, t1_s) - signals.cumulative(which, centers, t0_s)
+    )
+    out: Array = grams / 1000.0
+    return out
+
+
+def green_kwh(
+    signals: Signals, centers: IntArray, facility_kw: Array, t0_s: Array | float, t1_s: Array
+) -> Array:
+    out: Array = facility_kw * (
+        signals.cumulative("green", centers, t1_s) - signals.cumulative("green", centers, t0_s)
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """The cost of running one job at one center from one start time (realised signals)."""
+
+    center: str
+    pool: int
+    start_s: float
+    runtime_s: float
+    energy_kwh: float
+    energy_cost_cny: float
+    green_kwh: float
+    carbon_kg: float
+    transfer_cost_cny: float
+    transfer_s: float
+    latency_ms: float
+
+    @property
+    def cost_cny(self) -> float:
+        return self.energy_cost_cny + self.transfer_cost_cny
+
+    @property
+    def green_share(self) -> float:
+        return self.green_kwh / self.energy_kwh if self.energy_kwh > 0 else 0.0

@@ -1,0 +1,193 @@
+"""Scenario: the network of centers, places, tariffs and links. Plain frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from suanwang.core.hardware import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class TariffPeriod:
+    name: str
+    start_h: int
+    end_h: int
+    ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """Provincial time-of-use grid tariff: ``flat_cny_per_kwh`` x ratio of the local hour."""
+
+    flat_cny_per_kwh: float
+    periods: tuple[TariffPeriod, ...] = ()
+
+    def hourly_ratios(self) -> tuple[float, ...]:
+        """Ratio for each local hour 0..23 (hours no period covers are flat, 1.0)."""
+        ratios = [1.0] * 24
+        for p in self.periods:
+            for h in range(p.start_h, p.end_h):
+                ratios[h] = p.ratio
+        return tuple(ratios)
+
+    def price_at_hour(self, local_hour: int) -> float:
+        return self.flat_cny_per_kwh * self.hourly_ratios()[local_hour % 24]
+
+
+@dataclass(frozen=True, slots=True)
+class Province:
+    id: str
+    name: str
+    name_zh: str
+    capital: str
+    lat: float
+    lon: float
+    grid_region: str
+    emission_factor_t_per_mwh: float
+    demand_weight: float
+    tariff: Tariff
+
+
+@dataclass(frozen=True, slots=True)
+class City:
+    id: str
+    name_zh: str
+    province: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hub:
+    id: str
+    name: str
+    name_zh: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    id: str
+    hub: str
+    name: str
+    name_zh: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class PowerSupply:
+    """How a center is powered.
+
+    ``green_ppa_share`` of its energy comes under green direct-connect / PPA contracts at
+    ``green_price_cny_per_kwh``; on-site renewables (``solar_mw``, ``wind_mw``) and storage
+    (``storage_mwh``) cover part of the rest; the grid supplies what is left at the provincial
+    time-of-use tariff.
+    """
+
+    green_ppa_share: float = 0.0
+    green_price_cny_per_kwh: float = 0.0
+    solar_mw: float = 0.0
+    wind_mw: float = 0.0
+    storage_mwh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Center:
+    id: str
+    name: str
+    name_zh: str
+    type: str
+    province: str
+    city: str
+    lat: float
+    lon: float
+    hub: str | None
+    cluster: str | None
+    pue: float
+    inventory: tuple[tuple[str, int], ...]
+    cpu_cores: int
+    egress_gbps: float
+    power: PowerSupply
+
+    @property
+    def cards(self) -> int:
+        return sum(n for _, n in self.inventory)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    bandwidth_gbps: float
+    transfer_cost_cny_per_gb: float
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkParams:
+    """Latency = ``base_latency_ms`` + great-circle km x ``fibre_route_factor`` / ``fibre_km_per_ms``.
+
+    Bandwidth and transfer price depend on whether both ends lie in the same grid region.
+    """
+
+    fibre_km_per_ms: float = 200.0
+    fibre_route_factor: float = 1.6
+    base_latency_ms: float = 0.3
+    same_region: Link = Link(400.0, 0.02)
+    cross_region: Link = Link(100.0, 0.08)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalModelParams:
+    """Parameters of the physical signal model (see :mod:`suanwang.scenarios.signals`)."""
+
+    onsite_lcoe_cny_per_kwh: float = 0.20
+    mean_clearness: float = 0.75
+    cloud_persistence: float = 0.9
+    wind_weibull_k: float = 2.0
+    wind_weibull_scale_ms: float = 7.5
+    wind_persistence: float = 0.95
+    design_utilization: float = 0.6
+    storage_round_trip: float = 0.88
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredSeries:
+    """A measured signal series for one center (replaces the modelled one where it covers)."""
+
+    times: tuple[datetime, ...]
+    price_cny_per_kwh: tuple[float, ...]
+    carbon_g_per_kwh: tuple[float, ...]
+    green_fraction: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    timezone: str
+    catalog: Catalog
+    hubs: tuple[Hub, ...]
+    clusters: tuple[Cluster, ...]
+    provinces: tuple[Province, ...]
+    cities: tuple[City, ...]
+    network: NetworkParams
+    centers: tuple[Center, ...]
+    signal_model: SignalModelParams = SignalModelParams()
+    measured: dict[str, MeasuredSeries] = field(default_factory=dict)
+
+    def province(self, pid: str) -> Province:
+        for p in self.provinces:
+            if p.id == pid:
+                return p
+        raise KeyError(pid)
+
+    def center(self, cid: str) -> Center:
+        for c in self.centers:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
+
+    @property
+    def total_cards(self) -> int:
+        return sum(c.cards for c in self.centers)

@@ -1,0 +1,1 @@
+"""Scenarios: the built-in `china` network, the on-disk format, and the signal model."""

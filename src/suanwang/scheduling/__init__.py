@@ -1,0 +1,1 @@
+"""Placement: online policies, the suanwang planner, and the offline bound."""

@@ -1,0 +1,238 @@
+"""The offline bound: an LP relaxation over the whole horizon with perfect knowledge (HiGHS).
+
+Model. Jobs are grouped into classes ``k`` of identical feasible pools and precision (origin,
+stack, accelerator and latency constraints all act through the feasible set). Time is cut into
+buckets ``b`` of ``B`` hours. Variables:
+
+* ``x[k,p,b] >= 0`` unit-hours pool ``p`` gives class ``k`` in bucket ``b``;
+* ``C[k,b]`` SCU of class ``k`` done by the end of bucket ``b``.
+
+    minimise   sum  x[k,p,b] x kW_p x PUE_c(p) x min_{h in b} price_c(p)(h)  +  T
+    subject to sum_k x[k,p,b] <= cap_p x B                        (capacity)
+               C[k,b] = C[k,b-1] + sum_p speed_p x x[k,p,b]       (work done)
+               C[k,b] <= work of class k arrived by the start of b (no work before it arrives)
+               C[k,last] = total work of class k                  (every job completes)
+
+``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a constant.
+
+Why it is a lower bound on the cost of any policy that runs the same jobs: every schedule of
+whole jobs (one pool, all cards, no preemption, transfer before start, deadlines, latency,
+compatibility) maps to a feasible point of this LP — its unit-hours per (class, pool, bucket)
+satisfy capacity, arrive no earlier than the floored arrival bucket and add up to the work —
+and its energy costs at least the bucket-minimum price, its transfer at least the cheapest
+feasible link. The relaxation only drops constraints (gangs, contiguity, a single pool per
+job, deadlines, transfer time) or lowers prices, so it cannot raise cost. Deadlines are dropped
+on purpose so the bound stays below policies that miss some.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.jobs import Job
+from suanwang.core.network import PRECISION_INDEX, Network
+from suanwang.core.signals import Signals
+
+MAX_VARIABLES = 400_000
+
+
+class BoundError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    cost_cny: float
+    energy_cost_cny: float
+    transfer_cost_cny: float
+    energy_kwh: float
+    carbon_t: float
+    bucket_h: int
+    variables: int
+    classes: int
+    jobs: int
+
+
+def _bucket_min(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
+    nb = -(-hours // bucket_h)
+    pad = nb * bucket_h - hours
+    s = np.pad(series[:, :hours], ((0, 0), (0, pad)), mode="edge")
+    out: NDArray[np.float64] = s.reshape(series.shape[0], nb, bucket_h).min(axis=2)
+    return out
+
+
+def _bucket_mean(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
+    nb = -(-hours // bucket_h)
+    pad = nb * bucket_h - hours
+    s = np.pad(series[:, :hours], ((0, 0), (0, pad)), mode="edge")
+    out: NDArray[np.float64] = s.reshape(series.shape[0], nb, bucket_h).mean(axis=2)
+    return out
+
+
+def offline_bound(
+    net: Network,
+    signals: Signals,
+    jobs: Sequence[Job],
+    bucket_h: int | None = None,
+    time_limit_s: float = 600.0,
+) -> Bound:
+    import highspy
+
+    hours = signals.hours
+    # ---- classes
+    keys: dict[tuple[bytes, int], int] = {}
+    cls_pools: list[NDArray[np.int64]] = []
+    cls_prec: list[int] = []
+    job_cls: list[int] = []
+    job_work: list[float] = []
+    job_arrival: list[float] = []
+    transfer = 0.0
+    for job in jobs:
+        info = net.job_class(job)
+        if info.pools.size == 0:
+            continue
+        pools = np.sort(info.pools)
+        key = (pools.tobytes(), PRECISION_INDEX[job.precision])
+        k = keys.get(key)
+        if k is None:
+            k = keys[key] = len(cls_pools)
+            cls_pools.append(pools)
+            cls_prec.append(key[1])
+        job_cls.append(k)
+        job_work.append(job.work_scu)
+        job_arrival.append(job.submit_s)
+        transfer += job.data_gb * float(info.transfer_cost_cny_per_gb.min())
+    n_cls = len(cls_pools)
+    if n_cls == 0:
+        return Bound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h or 1, 0, 0, 0)
+
+    if bucket_h is None:
+        est = sum(p.size for p in cls_pools) * hours
+        bucket_h = next((b for b in (1, 2, 3, 4, 6, 8, 12) if est / b <= MAX_VARIABLES), 24)
+    nb = -(-hours // bucket_h)
+    b_hours = np.full(nb, float(bucket_h))
+    b_hours[-1] = hours - (nb - 1) * bucket_h
+
+    jc = np.array(job_cls, dtype=np.int64)
+    jw = np.array(job_work)
+    jb = np.minimum((np.array(job_arrival) // 3600.0 // bucket_h).astype(np.int64), nb - 1)
+    arrived = np.zeros((n_cls, nb))
+    np.add.at(arrived, (jc, jb), jw)
+    cum_arrived = np.cumsum(arrived, axis=1)
+    total = cum_arrived[:, -1]
+    first = np.argmax(arrived > 0, axis=1)
+
+    price_b = _bucket_min(signals.price_cny_per_kwh, hours, bucket_h)
+    carbon_b = _bucket_mean(
+        (1 - signals.green_fraction) * signals.carbon_g_per_kwh, hours, bucket_h
+    )
+    kw = net.pool_facility_kw
+    cap = net.pool_capacity.astype(np.float64)
+
+    # ---- columns: x blocks then C blocks; rows: capacity (pool, bucket) then work (class, bucket)
+    n_cap_rows = net.n_pools * nb
+    xs_k, xs_p, xs_b = [], [], []
+    cs_k, cs_b = [], []
+    for k in range(n_cls):
+        bs = np.arange(first[k], nb)
+        pools = cls_pools[k]
+        pp, bb = np.meshgrid(pools, bs, indexing="ij")
+        xs_k.append(np.full(pp.size, k))
+        xs_p.append(pp.ravel())
+        xs_b.append(bb.ravel())
+        cs_k.append(np.full(bs.size, k))
+        cs_b.append(bs)
+    xk = np.concatenate(xs_k)
+    xp = np.concatenate(xs_p)
+    xb = np.concatenate(xs_b)
+    ck = np.concatenate(cs_k)
+    cb = np.concatenate(cs_b)
+    n_x, n_c = xk.size, ck.size
+    work_row_offset = np.zeros(n_cls, dtype=np.int64)
+    sizes = nb - first
+    work_row_offset[1:] = np.cumsum(sizes)[:-1]
+
+    def work_row(k: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+        out: NDArray[np.int64] = n_cap_rows + work_row_offset[k] + (b - first[k])
+        return out
+
+    speed = net.pool_speed[xp, np.array(cls_prec)[xk]]
+    x_cost = kw[xp] * price_b[net.pool_center[xp], xb]
+
+    # x column: +1 in capacity row, -speed in work row
+    x_rows = np.stack([xp * nb + xb, work_row(xk, xb)], axis=1)
+    x_vals = np.stack([np.ones(n_x), -speed], axis=1)
+    # C column (k,b): +1 in work row b, -1 in work row b+1 (if b+1 exists)
+    has_next = cb + 1 < nb
+    c_rows_list = [work_row(ck, cb)]
+    c_vals_list = [np.ones(n_c)]
+    starts = np.zeros(n_x + n_c + 1, dtype=np.int64)
+    counts = np.concatenate([np.full(n_x, 2), 1 + has_next.astype(np.int64)])
+    starts[1:] = np.cumsum(counts)
+    index = np.empty(starts[-1], dtype=np.int32)
+    value = np.empty(starts[-1])
+    index[: 2 * n_x] = x_rows.ravel()
+    value[: 2 * n_x] = x_vals.ravel()
+    c_idx = np.full((n_c, 2), -1, dtype=np.int64)
+    c_val = np.zeros((n_c, 2))
+    c_idx[:, 0] = c_rows_list[0]
+    c_val[:, 0] = c_vals_list[0]
+    c_idx[has_next, 1] = work_row(ck[has_next], cb[has_next] + 1)
+    c_val[has_next, 1] = -1.0
+    mask = c_idx >= 0
+    index[2 * n_x :] = c_idx[mask]
+    value[2 * n_x :] = c_val[mask]
+
+    n_rows = n_cap_rows + int(sizes.sum())
+    row_lo = np.concatenate([np.full(n_cap_rows, -np.inf), np.zeros(n_rows - n_cap_rows)])
+    row_hi = np.concatenate(
+        [np.repeat(cap, nb) * np.tile(b_hours, net.n_pools), np.zeros(n_rows - n_cap_rows)]
+    )
+    c_hi = cum_arrived[ck, cb]
+    c_lo = np.where(cb == nb - 1, total[ck], 0.0)
+    col_cost = np.concatenate([x_cost, np.zeros(n_c)])
+    col_lo = np.concatenate([np.zeros(n_x), c_lo])
+    col_hi = np.concatenate([np.full(n_x, np.inf), c_hi])
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_x + n_c
+    lp.num_row_ = n_rows
+    lp.col_cost_ = col_cost
+    lp.col_lower_ = col_lo
+    lp.col_upper_ = col_hi
+    lp.row_lower_ = row_lo
+    lp.row_upper_ = row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = starts.astype(np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise BoundError(
+            f"bound LP not solved to optimality: {h.modelStatusToString(status)} "
+            "(more work than the network can do within the horizon?)"
+        )
+    sol = np.asarray(h.getSolution().col_value)[:n_x]
+    energy_cost = float(h.getInfo().objective_function_value)
+    energy = float((sol * kw[xp]).sum())
+    carbon = float((sol * kw[xp] * carbon_b[net.pool_center[xp], xb]).sum()) / 1e6
+    return Bound(
+        cost_cny=energy_cost + transfer,
+        energy_cost_cny=energy_cost,
+        transfer_cost_cny=transfer,
+        energy_kwh=energy,
+        carbon_t=carbon,
+        bucket_h=bucket_h,
+        variables=n_x + n_c,
+        classes=n_cls,
+        jobs=len(job_cls),
+    )

@@ -1,0 +1,87 @@
+"""Online placement policies. Each maps (job, its feasible pools, capacity state) to a decision.
+
+Baselines (start as soon as the data has arrived):
+
+* ``nearest``: the lowest-latency pool with free capacity (today's practice);
+* ``first-fit``: the first pool in scenario order with free capacity;
+* ``cheapest``: free pool with the lowest current facility price (price x PUE);
+* ``greenest``: free pool with the highest current green fraction.
+
+When no feasible pool has room now, every baseline queues the job at the feasible pool with the
+shortest expected wait. The product policy lives in :mod:`suanwang.scheduling.planner`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from suanwang.core.jobs import Job
+from suanwang.core.network import JobClassInfo
+from suanwang.scheduling.state import CapacityState, Decision
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision: ...
+
+
+def _least_wait(job: Job, info: JobClassInfo, state: CapacityState, reason: str) -> Decision:
+    wait = state.expected_wait_s(info.pools, job.demand_units)
+    return Decision(int(np.argmin(wait)), state.now_s, reason + "; queued where the wait is least")
+
+
+class Nearest:
+    name = "nearest"
+
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+        fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
+        if fits.size:
+            return Decision(int(fits[0]), state.now_s, "nearest center with free capacity")
+        return _least_wait(job, info, state, "no free capacity")
+
+
+class FirstFit:
+    name = "first-fit"
+
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+        fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
+        if fits.size:
+            pos = int(fits[np.argmin(info.pools[fits])])
+            return Decision(pos, state.now_s, "first pool with free capacity")
+        return _least_wait(job, info, state, "no free capacity")
+
+
+class _ByCurrentSignal:
+    name = ""
+
+    def score(self, info: JobClassInfo, state: CapacityState, hour: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+        fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
+        if not fits.size:
+            return _least_wait(job, info, state, "no free capacity")
+        hour = state.signals.hour_index(state.now_s)
+        s = self.score(info, state, hour)[fits]
+        return Decision(int(fits[int(np.argmin(s))]), state.now_s, f"{self.name} free center now")
+
+
+class Cheapest(_ByCurrentSignal):
+    name = "cheapest"
+
+    def score(self, info: JobClassInfo, state: CapacityState, hour: int) -> np.ndarray:
+        price = state.signals.price_cny_per_kwh[info.centers, hour]
+        pue = state.net.center_pue[info.centers]
+        out: np.ndarray = price * pue
+        return out
+
+
+class Greenest(_ByCurrentSignal):
+    name = "greenest"
+
+    def score(self, info: JobClassInfo, state: CapacityState, hour: int) -> np.ndarray:
+        out: np.ndarray = -state.signals.green_fraction[info.centers, hour]
+        return out

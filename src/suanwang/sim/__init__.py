@@ -1,0 +1,1 @@
+"""The simulator: a digital twin that replays workloads on the placement engine."""

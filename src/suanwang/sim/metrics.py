@@ -1,0 +1,165 @@
+"""Metrics of a simulated run: money, energy, carbon, service quality, and hourly series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.cost import carbon_kg, energy_cost_cny, green_kwh
+from suanwang.core.jobs import Job
+from suanwang.core.network import Network
+from suanwang.core.signals import Signals
+from suanwang.sim.engine import Outcome
+
+Array = NDArray[np.float64]
+
+METRIC_KEYS = (
+    "cost_cny",
+    "energy_cost_cny",
+    "transfer_cost_cny",
+    "energy_kwh",
+    "green_share",
+    "carbon_t",
+    "mean_wait_s",
+    "p95_wait_s",
+    "mean_jct_s",
+    "deadline_misses",
+    "latency_violations",
+    "completed",
+    "rejected",
+    "unfinished",
+    "migrations",
+    "utilization",
+    "decisions_per_s",
+)
+
+
+@dataclass
+class PolicyReport:
+    name: str
+    metrics: dict[str, float | int]
+    hourly_energy_kwh: Array  # (centers, hours) facility energy
+    hourly_green_kwh: Array
+    hourly_busy_units: Array  # (pools, hours) mean busy units per hour
+    flows_scu: Array  # (places, centers) SCU placed from each origin to each center
+    job_energy_kwh: Array = field(repr=False, default_factory=lambda: np.zeros(0))
+
+
+def busy_by_hour(
+    pools: NDArray[np.int64], start_s: Array, end_s: Array, weight: Array, n_pools: int, hours: int
+) -> Array:
+    """Sum of ``weight`` x overlap of [start, end) with each hour, per pool (hours clipped)."""
+    out = np.zeros((n_pools, hours + 2))
+    s = np.clip(start_s / 3600.0, 0.0, hours)
+    e = np.clip(end_s / 3600.0, 0.0, hours)
+    keep = e > s
+    pools, s, e, w = pools[keep], s[keep], e[keep], weight[keep]
+    hs = np.floor(s).astype(np.int64)
+    he = np.floor(e).astype(np.int64)
+    same = hs == he
+    np.add.at(out, (pools[same], hs[same]), w[same] * (e[same] - s[same]))
+    d = ~same
+    p, hs, he, s, e, w = pools[d], hs[d], he[d], s[d], e[d], w[d]
+    np.add.at(out, (p, hs), w * (hs + 1 - s))
+    np.add.at(out, (p, he), w * (e - he))
+    diff = np.zeros_like(out)
+    np.add.at(diff, (p, hs + 1), w)
+    np.add.at(diff, (p, he), -w)
+    out += np.cumsum(diff, axis=1)
+    return out[:, :hours]
+
+
+def measure(
+    name: str,
+    net: Network,
+    signals: Signals,
+    jobs: Sequence[Job],
+    outcome: Outcome,
+    arrival_days: float,
+) -> PolicyReport:
+    n = len(jobs)
+    o = outcome
+    submit = np.fromiter((j.submit_s for j in jobs), dtype=np.float64, count=n)
+    units = np.fromiter((j.demand_units for j in jobs), dtype=np.float64, count=n)
+    work = np.fromiter((j.work_scu for j in jobs), dtype=np.float64, count=n)
+    deadline = np.fromiter(
+        (np.nan if j.deadline_s is None else j.deadline_s for j in jobs), dtype=np.float64, count=n
+    )
+    bound = np.fromiter(
+        (np.inf if j.effective_latency_ms is None else j.effective_latency_ms for j in jobs),
+        dtype=np.float64,
+        count=n,
+    )
+    origin = np.fromiter((net.place_index[j.origin] for j in jobs), dtype=np.int64, count=n)
+
+    placed = o.pool >= 0
+    started = ~np.isnan(o.start_s)
+    completed = ~np.isnan(o.end_s)
+    rejected = int((~placed).sum())
+    n_completed = int(completed.sum())
+
+    run_end = np.where(completed, o.end_s, o.horizon_s)
+    sp = np.flatnonzero(started)
+    pools = o.pool[sp]
+    centers = net.pool_center[pools]
+    kw = units[sp] * net.pool_facility_kw[pools]
+    t0, t1 = o.start_s[sp], np.maximum(run_end[sp], o.start_s[sp])
+    energy_kwh_j = kw * (t1 - t0) / 3600.0
+    energy_cost = float(energy_cost_cny(signals, centers, kw, t0, t1).sum())
+    green = float(green_kwh(signals, centers, kw, t0, t1).sum())
+    carbon = float(carbon_kg(signals, centers, kw, t0, t1).sum()) / 1000.0
+    released = placed & (np.nan_to_num(o.release_s, nan=np.inf) <= o.horizon_s)
+    transfer = float(o.transfer_cost_cny[released].sum())
+    energy = float(energy_kwh_j.sum())
+
+    wait = (o.start_s - submit)[started]
+    jct = (o.end_s - submit)[completed]
+    has_deadline = ~np.isnan(deadline) & placed
+    late = completed & has_deadline & ((o.end_s - submit) > deadline + 1e-6)
+    missed = int(late.sum() + (has_deadline & ~completed).sum())
+    violations = int((placed & (np.nan_to_num(o.latency_ms, nan=0.0) > bound + 1e-9)).sum())
+
+    busy = busy_by_hour(o.pool[sp], t0, t1, units[sp], net.n_pools, signals.hours)
+    hours_arr = max(int(np.ceil(arrival_days * 24)), 1)
+    acc = ~net.pool_is_cpu
+    cards = float(net.pool_capacity[acc].sum())
+    util = float(busy[acc, :hours_arr].sum() / (cards * hours_arr)) if cards else 0.0
+    kw_pool = net.pool_facility_kw
+    hourly_e = np.zeros((net.n_centers, signals.hours))
+    np.add.at(hourly_e, net.pool_center, busy * kw_pool[:, None])
+    hourly_g = hourly_e * signals.green_fraction
+
+    flows = np.zeros((len(net.place_ids), net.n_centers))
+    np.add.at(flows, (origin[placed], net.pool_center[o.pool[placed]]), work[placed])
+
+    metrics: dict[str, float | int] = {
+        "cost_cny": energy_cost + transfer,
+        "energy_cost_cny": energy_cost,
+        "transfer_cost_cny": transfer,
+        "energy_kwh": energy,
+        "green_share": green / energy if energy > 0 else 0.0,
+        "carbon_t": carbon,
+        "mean_wait_s": float(wait.mean()) if wait.size else 0.0,
+        "p95_wait_s": float(np.percentile(wait, 95)) if wait.size else 0.0,
+        "mean_jct_s": float(jct.mean()) if jct.size else 0.0,
+        "deadline_misses": missed,
+        "latency_violations": violations,
+        "completed": n_completed,
+        "rejected": rejected,
+        "unfinished": n - n_completed - rejected,
+        "migrations": 0,
+        "utilization": util,
+        "decisions_per_s": o.decisions / o.decide_seconds if o.decide_seconds > 0 else 0.0,
+    }
+    return PolicyReport(
+        name=name,
+        metrics=metrics,
+        hourly_energy_kwh=hourly_e,
+        hourly_green_kwh=hourly_g,
+        hourly_busy_units=busy,
+        flows_scu=flows,
+        job_energy_kwh=energy_kwh_j,
+    )
