@@ -73,7 +73,10 @@ def solar_ghi(lat: float, lon: float, times_utc: pd.DatetimeIndex) -> Array:
     import pvlib
 
     loc = pvlib.location.Location(lat, lon, tz="UTC")
-    cs = loc.get_clearsky(times_utc, model="ineichen")
+    with warnings.catch_warnings():
+        # pvlib still calls DatetimeIndex.dayofyear, deprecated in pandas 3; harmless here
+        warnings.filterwarnings("ignore", message=".*dayofyear is deprecated.*")
+        cs = loc.get_clearsky(times_utc, model="ineichen")
     return np.asarray(cs["ghi"], dtype=np.float64)
 
 

@@ -14,6 +14,9 @@ buckets ``b`` of ``B`` hours. Variables:
                C[k,last] = total work of class k                  (every job completes)
 
 ``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a constant.
+Latency-bound kinds (inference, interactive) are served when they arrive, so their classes are
+also keyed by the last hour they can still be running (arrival + slowest transfer + runtime on
+the slowest feasible chip) and must be done by then; deferrable work may run until the horizon.
 
 Why it is a lower bound on the cost of any policy that runs the same jobs: every schedule of
 whole jobs (one pool, all cards, no preemption, transfer before start, deadlines, latency,
@@ -21,7 +24,7 @@ compatibility) maps to a feasible point of this LP — its unit-hours per (class
 satisfy capacity, arrive no earlier than the floored arrival bucket and add up to the work —
 and its energy costs at least the bucket-minimum price, its transfer at least the cheapest
 feasible link. The relaxation only drops constraints (gangs, contiguity, a single pool per
-job, deadlines, transfer time) or lowers prices, so it cannot raise cost. Deadlines are dropped
+job, deadlines, transfer time, waiting of deferrable work) or lowers prices, so it cannot raise cost. Deadlines are dropped
 on purpose so the bound stays below policies that miss some.
 """
 
@@ -84,9 +87,10 @@ def offline_bound(
 
     hours = signals.hours
     # ---- classes
-    keys: dict[tuple[bytes, int], int] = {}
+    keys: dict[tuple[bytes, int, int], int] = {}
     cls_pools: list[NDArray[np.int64]] = []
     cls_prec: list[int] = []
+    cls_last: list[int] = []  # last hour a latency-bound class may run in (-1: horizon)
     job_cls: list[int] = []
     job_work: list[float] = []
     job_arrival: list[float] = []
@@ -96,12 +100,18 @@ def offline_bound(
         if info.pools.size == 0:
             continue
         pools = np.sort(info.pools)
-        key = (pools.tobytes(), PRECISION_INDEX[job.precision])
+        last_hour = -1
+        if not job.kind.deferrable:
+            runtime_h = job.work_scu / (job.demand_units * info.speed.min())
+            transfer_h = job.data_gb * float(info.transfer_s_per_gb.max()) / 3600.0
+            last_hour = int(job.submit_s / 3600.0 + transfer_h + runtime_h)
+        key = (pools.tobytes(), PRECISION_INDEX[job.precision], last_hour)
         k = keys.get(key)
         if k is None:
             k = keys[key] = len(cls_pools)
             cls_pools.append(pools)
             cls_prec.append(key[1])
+            cls_last.append(last_hour)
         job_cls.append(k)
         job_work.append(job.work_scu)
         job_arrival.append(job.submit_s)
@@ -111,7 +121,9 @@ def offline_bound(
         return Bound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h or 1, 0, 0, 0)
 
     if bucket_h is None:
-        est = sum(p.size for p in cls_pools) * hours
+        est = sum(
+            p.size * (hours if e < 0 else 24) for p, e in zip(cls_pools, cls_last, strict=True)
+        )
         bucket_h = next((b for b in (1, 2, 3, 4, 6, 8, 12) if est / b <= MAX_VARIABLES), 24)
     nb = -(-hours // bucket_h)
     b_hours = np.full(nb, float(bucket_h))
@@ -125,6 +137,8 @@ def offline_bound(
     cum_arrived = np.cumsum(arrived, axis=1)
     total = cum_arrived[:, -1]
     first = np.argmax(arrived > 0, axis=1)
+    last_h = np.array(cls_last, dtype=np.int64)
+    last: NDArray[np.int64] = np.where(last_h < 0, nb - 1, np.minimum(last_h // bucket_h, nb - 1))
 
     price_b = _bucket_min(signals.price_cny_per_kwh, hours, bucket_h)
     carbon_b = _bucket_mean(
@@ -138,7 +152,7 @@ def offline_bound(
     xs_k, xs_p, xs_b = [], [], []
     cs_k, cs_b = [], []
     for k in range(n_cls):
-        bs = np.arange(first[k], nb)
+        bs = np.arange(first[k], last[k] + 1)
         pools = cls_pools[k]
         pp, bb = np.meshgrid(pools, bs, indexing="ij")
         xs_k.append(np.full(pp.size, k))
@@ -153,7 +167,7 @@ def offline_bound(
     cb = np.concatenate(cs_b)
     n_x, n_c = xk.size, ck.size
     work_row_offset = np.zeros(n_cls, dtype=np.int64)
-    sizes = nb - first
+    sizes = last - first + 1
     work_row_offset[1:] = np.cumsum(sizes)[:-1]
 
     def work_row(k: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -167,7 +181,7 @@ def offline_bound(
     x_rows = np.stack([xp * nb + xb, work_row(xk, xb)], axis=1)
     x_vals = np.stack([np.ones(n_x), -speed], axis=1)
     # C column (k,b): +1 in work row b, -1 in work row b+1 (if b+1 exists)
-    has_next = cb + 1 < nb
+    has_next = cb < last[ck]
     c_rows_list = [work_row(ck, cb)]
     c_vals_list = [np.ones(n_c)]
     starts = np.zeros(n_x + n_c + 1, dtype=np.int64)
@@ -193,7 +207,7 @@ def offline_bound(
         [np.repeat(cap, nb) * np.tile(b_hours, net.n_pools), np.zeros(n_rows - n_cap_rows)]
     )
     c_hi = cum_arrived[ck, cb]
-    c_lo = np.where(cb == nb - 1, total[ck], 0.0)
+    c_lo = np.where(cb == last[ck], total[ck], 0.0)
     col_cost = np.concatenate([x_cost, np.zeros(n_c)])
     col_lo = np.concatenate([np.zeros(n_x), c_lo])
     col_hi = np.concatenate([np.full(n_x, np.inf), c_hi])
@@ -210,7 +224,7 @@ def offline_bound(
     lp.a_matrix_.start_ = starts.astype(np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(lp)

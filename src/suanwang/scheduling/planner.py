@@ -23,7 +23,7 @@ renewables are forecast from expected weather); the simulator bills the realised
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,11 +42,41 @@ class SuanwangPolicy:
     wait_price_cny_per_kwh: float = 0.04
     deadline_margin: float = 0.25
     candidates_checked: int = 8
+    _cache_key: object = field(default=None, init=False, repr=False)
+    _cache: tuple[np.ndarray, np.ndarray, int, int] = field(init=False, repr=False)
+    _rows: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _offsets: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._offsets = np.arange(self.max_defer_h + 1, dtype=np.float64) * HOUR
+
+    def _objective(self, state: CapacityState) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Flattened cumulative integral of the forecast objective price per kWh.
+
+        objective(c, h) = forecast price + carbon price x forecast grid carbon; column ``H`` of
+        the value array repeats the last hour so that times past the horizon extrapolate.
+        """
+        sig = state.signals
+        if self._cache_key is not sig:
+            per_kwh = (
+                sig.forecast_price_cny_per_kwh
+                + self.carbon_price_cny_per_kg
+                * (1.0 - sig.forecast_green_fraction)
+                * sig.carbon_g_per_kwh
+                / 1000.0
+            )
+            c, h = per_kwh.shape
+            cum = np.zeros((c, h + 1))
+            np.cumsum(per_kwh, axis=1, out=cum[:, 1:])
+            val = np.concatenate([per_kwh, per_kwh[:, -1:]], axis=1)
+            self._cache = (cum.ravel(), val.ravel(), h + 1, h)
+            self._cache_key = sig
+            self._rows.clear()
+        return self._cache
 
     def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
         now = state.now_s
         units = job.demand_units
-        sig = state.signals
         runtime = job.work_scu / (units * info.speed) * HOUR
         power = units * info.facility_kw_per_unit
         transfer_s = job.data_gb * info.transfer_s_per_gb
@@ -56,25 +86,26 @@ class SuanwangPolicy:
         deadline_at = None
         if job.deadline_s is not None:
             deadline_at = job.submit_s + job.deadline_s
-        offsets = np.arange(k_max + 1, dtype=np.float64) * HOUR
-        starts = (now + transfer_s)[:, None] + offsets[None, :]
+        cum, val, stride, hours = self._objective(state)
+        row = self._rows.get(id(info))
+        if row is None:
+            row = self._rows[id(info)] = (info.centers * stride)[:, None]
+        starts = (now + transfer_s)[:, None] + self._offsets[: k_max + 1]
         ends = starts + runtime[:, None]
-        centers = np.broadcast_to(info.centers[:, None], starts.shape)
-        energy = sig.cumulative("forecast_price", centers, ends) - sig.cumulative(
-            "forecast_price", centers, starts
-        )
-        carbon = sig.cumulative("forecast_carbon", centers, ends) - sig.cumulative(
-            "forecast_carbon", centers, starts
-        )
-        cost = (
-            power[:, None]
-            * (
-                energy
-                + self.carbon_price_cny_per_kg * carbon / 1000.0
-                + self.wait_price_cny_per_kwh * (starts - now) / HOUR
-            )
-            + transfer_cny[:, None]
-        )
+
+        # integral of the objective price over [starts, ends), per (pool, start)
+        xs = starts * (1.0 / HOUR)
+        xe = ends * (1.0 / HOUR)
+        hs = xs.astype(np.int64)
+        he = xe.astype(np.int64)
+        np.minimum(hs, hours, out=hs)
+        np.minimum(he, hours, out=he)
+        hs += row
+        he += row
+        energy = cum.take(he) + (xe - (he - row)) * val.take(he)
+        energy -= cum.take(hs) + (xs - (hs - row)) * val.take(hs)
+        energy += self.wait_price_cny_per_kwh * (xs - now / HOUR)
+        cost = power[:, None] * energy + transfer_cny[:, None]
 
         free_now = state.free[info.pools] >= units
         if deadline_at is not None:
@@ -82,33 +113,36 @@ class SuanwangPolicy:
             if k_max:
                 slack = deadline_at - job.submit_s
                 late[:, 1:] |= ends[:, 1:] > deadline_at - self.deadline_margin * slack
-            cost = np.where(late, np.inf, cost)
-        # the first column may queue where there is no room now: charge the expected wait
-        wait = state.expected_wait_s(info.pools, units)
-        cost[:, 0] += np.where(free_now, 0.0, self.wait_price_cny_per_kwh * power * wait / HOUR)
+            cost[late] = np.inf
+        # the first column needs room now
+        cost[:, 0][~free_now] = np.inf
 
         flat = cost.ravel()
-        order = np.argsort(flat, kind="stable")[: self.candidates_checked]
+        m = self.candidates_checked
+        if flat.size > m:
+            top = np.argpartition(flat, m)[:m]
+            order = top[np.argsort(flat[top], kind="stable")]
+        else:
+            order = np.argsort(flat, kind="stable")
         cap = state.net.pool_capacity
         committed = state.committed
-        for idx in order:
-            c = float(flat[idx])
-            if not np.isfinite(c):
+        width = k_max + 1
+        for idx in order.tolist():
+            if flat[idx] == np.inf:
                 break
-            pos, k = divmod(int(idx), k_max + 1)
+            pos, k = divmod(idx, width)
             pool = int(info.pools[pos])
             h0 = int(starts[pos, k] // HOUR)
-            h1 = max(int(np.ceil(ends[pos, k] / HOUR)), h0 + 1)
+            h1 = max(int(-(-ends[pos, k] // HOUR)), h0 + 1)
             window = committed[pool, h0:h1]
             if window.size and window.max() + units > cap[pool]:
-                continue
-            if k == 0 and not free_now[pos]:
                 continue
             committed[pool, h0:h1] += units
             why = "cheapest planned slot" if k else "cheapest center with room now"
             return Decision(pos, float(starts[pos, k]), why)
 
         # nothing fits the plan: queue where the wait is least, counting it in the plan
+        wait = state.expected_wait_s(info.pools, units)
         pos = int(np.argmin(wait))
         pool = int(info.pools[pos])
         h0 = int((now + transfer_s[pos] + wait[pos]) // HOUR)

@@ -1,0 +1,190 @@
+"""Every policy, simulated: hard constraints hold whatever the policy decides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
+from suanwang.core.network import Network
+from suanwang.core.signals import Signals
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest
+from suanwang.scheduling.state import CapacityState
+from suanwang.sim.engine import simulate
+from suanwang.sim.metrics import measure
+
+POLICIES = ["nearest", "first-fit", "cheapest", "greenest", "suanwang"]
+FACTORIES = {
+    "nearest": Nearest,
+    "first-fit": FirstFit,
+    "cheapest": Cheapest,
+    "greenest": Greenest,
+    "suanwang": SuanwangPolicy,
+}
+
+
+def _job(**kw: Any) -> Job:
+    base: dict[str, Any] = {
+        "job_id": "j",
+        "submit_s": 0.0,
+        "kind": JobKind.TRAINING,
+        "origin": "shanghai",
+        "units": 1,
+        "cpus": 8,
+        "mem_gb": 8.0,
+        "accelerator": ANY_ACCELERATOR,
+        "stacks": frozenset({"cuda", "cann", "dtk", "neuware"}),
+        "work_scu": 2.0,
+    }
+    base.update(kw)
+    return Job(**base)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_synthetic_workload_invariants(
+    name: str,
+    china_net: Network,
+    china_runs: dict[str, Any],
+    check_outcome: Callable[..., None],
+    check_accounting: Callable[..., None],
+) -> None:
+    run = china_runs[name]
+    check_outcome(china_net, run.jobs, run.outcome)
+    check_accounting(run.jobs, run.outcome, run.report)
+    assert run.report.metrics["completed"] > 0.8 * len(run.jobs)
+    assert run.outcome.decisions == int((run.outcome.pool >= 0).sum())
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_deterministic(
+    name: str,
+    china_net: Network,
+    china_signals: Signals,
+    china_runs: dict[str, Any],
+    check_same_outcome: Callable[..., None],
+) -> None:
+    run = china_runs[name]
+    again = simulate(china_net, china_signals, run.jobs, FACTORIES[name]())
+    check_same_outcome(run.outcome, again)
+    rep = measure(name, china_net, china_signals, run.jobs, again, 1)
+    for key, value in run.report.metrics.items():
+        if key != "decisions_per_s":
+            assert rep.metrics[key] == value, key
+
+
+def test_policies_differ_and_suanwang_is_cheapest(china_runs: dict[str, Any]) -> None:
+    costs = {n: r.report.metrics["cost_cny"] for n, r in china_runs.items()}
+    assert len({round(c, 6) for c in costs.values()}) > 1
+    assert costs["suanwang"] <= costs["nearest"]
+
+
+@pytest.mark.parametrize("name", POLICIES)
+@given(data=st.data())
+def test_random_jobs_on_china(
+    name: str,
+    data: st.DataObject,
+    china_net: Network,
+    china_signals: Signals,
+    random_jobs: Callable[..., Any],
+    check_outcome: Callable[..., None],
+    check_accounting: Callable[..., None],
+    check_same_outcome: Callable[..., None],
+) -> None:
+    jobs = data.draw(random_jobs(china_net.place_ids, max_size=25))
+    out = simulate(china_net, china_signals, jobs, FACTORIES[name]())
+    rep = measure(name, china_net, china_signals, jobs, out, 1)
+    check_outcome(china_net, jobs, out)
+    check_accounting(jobs, out, rep)
+    check_same_outcome(out, simulate(china_net, china_signals, jobs, FACTORIES[name]()))
+
+
+@pytest.mark.parametrize("name", POLICIES)
+@given(data=st.data())
+def test_random_jobs_on_tiny_network_under_pressure(
+    name: str,
+    data: st.DataObject,
+    tiny_net: Network,
+    tiny_signals: Signals,
+    random_jobs: Callable[..., Any],
+    check_outcome: Callable[..., None],
+    check_accounting: Callable[..., None],
+) -> None:
+    """Few cards, many jobs in a short window: queues form, capacity binds."""
+    jobs = data.draw(random_jobs(tiny_net.place_ids, min_size=10, max_size=60, max_submit_h=4))
+    out = simulate(tiny_net, tiny_signals, jobs, FACTORIES[name]())
+    rep = measure(name, tiny_net, tiny_signals, jobs, out, 1)
+    check_outcome(tiny_net, jobs, out)
+    check_accounting(jobs, out, rep)
+
+
+# --------------------------------------------------------------------------- single decisions
+
+
+def test_baseline_choices_on_an_empty_network(china_net: Network, china_signals: Signals) -> None:
+    job = _job(submit_s=3 * 3600.0)
+    info = china_net.job_class(job)
+    state = CapacityState.empty(china_net, china_signals)
+    state.now_s = job.submit_s
+    hour = china_signals.hour_index(state.now_s)
+
+    d = Nearest().decide(job, info, state)
+    assert d.pos == 0 and d.start_s == state.now_s
+    assert info.latency_ms[0] == info.latency_ms.min()
+
+    d = FirstFit().decide(job, info, state)
+    assert info.pools[d.pos] == info.pools.min()
+
+    d = Cheapest().decide(job, info, state)
+    score = china_signals.price_cny_per_kwh[info.centers, hour] * china_net.center_pue[info.centers]
+    assert score[d.pos] == score.min()
+
+    d = Greenest().decide(job, info, state)
+    green = china_signals.green_fraction[info.centers, hour]
+    assert green[d.pos] == green.max()
+
+
+def test_baselines_skip_full_pools(china_net: Network, china_signals: Signals) -> None:
+    job = _job(units=8)
+    info = china_net.job_class(job)
+    state = CapacityState.empty(china_net, china_signals)
+    state.free[info.pools[0]] = 7  # nearest pool cannot take 8 cards now
+    d = Nearest().decide(job, info, state)
+    assert d.pos != 0
+    assert state.free[info.pools[d.pos]] >= 8
+    # nothing free anywhere: queue (start now) where the expected wait is least
+    state.free[:] = 0
+    state.backlog_unit_s[:] = 1e9
+    state.backlog_unit_s[info.pools[3]] = 0.0
+    for policy in (Nearest(), FirstFit(), Cheapest(), Greenest()):
+        d = policy.decide(job, info, state)
+        assert d.pos == 3, policy.name
+        assert d.start_s == state.now_s
+
+
+def test_suanwang_decisions(china_net: Network, china_signals: Signals) -> None:
+    pol = SuanwangPolicy()
+    state = CapacityState.empty(china_net, china_signals)
+    state.now_s = 1000.0
+    # latency-bound work starts now (after its data arrives)
+    inf = _job(kind=JobKind.INFERENCE, submit_s=1000.0, data_gb=1.0)
+    info = china_net.job_class(inf)
+    d = pol.decide(inf, info, state)
+    assert d.start_s == pytest.approx(1000.0 + info.transfer_s_per_gb[d.pos])
+    assert info.latency_ms[d.pos] <= 5.0
+    # deferrable work may wait, but not past its deadline
+    batch = _job(kind=JobKind.TRAINING, submit_s=1000.0, work_scu=8.0, deadline_s=6 * 3600.0)
+    info = china_net.job_class(batch)
+    before = state.committed.sum()
+    d = pol.decide(batch, info, state)
+    assert d.start_s >= 1000.0
+    runtime = batch.work_scu / info.speed[d.pos] * 3600.0
+    assert d.start_s + runtime <= 1000.0 + 6 * 3600.0
+    # the plan records the reservation
+    assert state.committed.sum() > before
+    assert state.committed[info.pools[d.pos]].sum() >= 1

@@ -1,0 +1,250 @@
+"""The HTML report: every section, every policy, self-contained (plotly.js inlined once)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suanwang.core.network import Network
+from suanwang.core.signals import Signals
+from suanwang.scenarios.loader import load_scenario
+from suanwang.scheduling.bound import Bound
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.policies import FirstFit, Nearest
+from suanwang.sim.engine import simulate
+from suanwang.sim.metrics import PolicyReport, measure
+from suanwang.sim.report import _pct, _sig, _signed_pct, _window_hours, write_report
+from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
+
+HEADINGS = (
+    "Summary",
+    "Cost and carbon against the bound",
+    "Green share over time",
+    "Card utilization per hub",
+    "Origin → executing hub flows (东数西算)",
+    "Signals per center",
+    "Centers map",
+)
+PLOTLY_MARKER = "* plotly.js v"  # banner at the top of the plotly.js bundle
+ARRIVAL_DAYS = 0.5
+HOURS = 4 * 24
+START = datetime(2025, 7, 1, tzinfo=UTC)
+
+
+@dataclass
+class Run:
+    name: str
+    net: Network
+    signals: Signals
+    reports: list[PolicyReport]
+    jobs: int
+
+
+def _signals(n_centers: int, hours: int, seed: int = 3) -> Signals:
+    rng = np.random.default_rng(seed)
+    local_h = (np.arange(hours) + 8) % 24
+    sun = np.clip(np.sin((local_h - 6) / 12 * np.pi), 0, None)
+    green = np.clip(0.2 + 0.6 * sun[None, :] * rng.uniform(0.3, 1.0, (n_centers, 1)), 0, 1)
+    price = 0.3 + 0.5 * (1 - green) + rng.uniform(0, 0.05, (n_centers, hours))
+    carbon = np.full((n_centers, hours), 580.0)
+    return Signals(START, price, carbon, green, price.copy(), green.copy())
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    sc = load_scenario("china")
+    net = Network(sc)
+    sig = _signals(net.n_centers, HOURS)
+    jobs = synthetic_jobs(net, WorkloadSpec(jobs=80, days=ARRIVAL_DAYS, seed=1), START)
+    reports = [
+        measure(p.name, net, sig, jobs, simulate(net, sig, jobs, p), ARRIVAL_DAYS)
+        for p in (Nearest(), SuanwangPolicy())
+    ]
+    return Run(sc.name, net, sig, reports, len(jobs))
+
+
+@pytest.fixture(scope="module")
+def bound() -> Bound:
+    return Bound(
+        cost_cny=100.0,
+        energy_cost_cny=80.0,
+        transfer_cost_cny=20.0,
+        energy_kwh=400.0,
+        carbon_t=0.1,
+        bucket_h=2,
+        variables=1000,
+        classes=10,
+        jobs=78,
+    )
+
+
+@pytest.fixture(scope="module")
+def page(run: Run, bound: Bound, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("report") / "sub" / "report.html"
+    written = write_report(
+        out,
+        scenario_name=run.name,
+        net=run.net,
+        signals=run.signals,
+        reports=run.reports,
+        bound=bound,
+        arrival_days=ARRIVAL_DAYS,
+    )
+    assert written == out
+    return out.read_text(encoding="utf-8")
+
+
+class _Outline(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h2: list[str] = []
+        self.title = ""
+        self.script_src: list[str] = []
+        self.external: list[str] = []
+        self.div_ids: list[str] = []
+        self.charset = ""
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag in ("h2", "title"):
+            self._in = tag
+        if tag == "script" and "src" in a:
+            self.script_src.append(a["src"] or "")
+        if tag in ("link", "img", "iframe") and re.match(
+            r"https?:", a.get("href") or a.get("src") or ""
+        ):
+            self.external.append(tag)
+        if tag == "div" and a.get("class") == "plotly-graph-div":
+            self.div_ids.append(a.get("id") or "")
+        if tag == "meta" and a.get("charset"):
+            self.charset = (a["charset"] or "").lower()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "h2":
+            self.h2.append(data)
+        elif self._in == "title":
+            self.title += data
+
+
+def _outline(page: str) -> _Outline:
+    parser = _Outline()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_every_section_and_policy_is_present(page: str, run: Run) -> None:
+    outline = _outline(page)
+    assert outline.h2 == list(HEADINGS)
+    assert page.startswith("<!DOCTYPE html>")
+    assert outline.title.startswith("suanwang simulation report")
+    assert outline.charset == "utf-8"
+    for r in run.reports:
+        assert f"{r.name}</td>" in page
+        assert f'"name":"{r.name}"' in page  # a chart trace per policy
+    assert "Scenario: <b>china</b>" in page
+    assert f"Jobs: <b>{run.jobs:,}</b>" in page
+    assert "Horizon: <b>96 h" in page
+    assert "offline bound (LP)" in page
+    assert "Cost / bound" in page
+    assert "Cost vs nearest" in page
+    for fig in ("cost-carbon", "green", "utilization", "flows-0", "flows-1", "price", "map"):
+        assert f"fig-{fig}" in outline.div_ids
+    assert '"type":"sankey"' in page
+
+
+def test_report_is_self_contained_with_one_plotly_bundle(page: str) -> None:
+    outline = _outline(page)
+    assert outline.script_src == []
+    assert outline.external == []
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
+    assert "cdn.plot.ly/plotly" not in page
+    assert page.count(PLOTLY_MARKER) == 1
+    assert "MathJax.js" not in page
+    # the bundle comes before the first Plotly.newPlot call
+    assert page.index(PLOTLY_MARKER) < page.index("Plotly.newPlot")
+
+
+def test_report_is_deterministic(run: Run, bound: Bound, page: str, tmp_path: Path) -> None:
+    again = write_report(
+        tmp_path / "again.html",
+        scenario_name=run.name,
+        net=run.net,
+        signals=run.signals,
+        reports=run.reports,
+        bound=bound,
+        arrival_days=ARRIVAL_DAYS,
+    )
+    assert again.read_text(encoding="utf-8") == page
+
+
+def test_without_bound_or_named_policies(run: Run, tmp_path: Path) -> None:
+    jobs = synthetic_jobs(run.net, WorkloadSpec(jobs=20, days=ARRIVAL_DAYS, seed=2), START)
+    first_fit = measure(
+        "first-fit", run.net, run.signals, jobs, simulate(run.net, run.signals, jobs, FirstFit()), 1
+    )
+    out = write_report(
+        tmp_path / "r.html",
+        scenario_name="tiny <test>",
+        net=run.net,
+        signals=run.signals,
+        reports=[first_fit],
+        bound=None,
+        arrival_days=ARRIVAL_DAYS,
+        title="custom & title",
+    )
+    page = out.read_text(encoding="utf-8")
+    outline = _outline(page)
+    assert outline.h2 == list(HEADINGS)
+    assert outline.title == "custom & title — tiny <test>"
+    assert "tiny &lt;test&gt;" in page
+    assert "first-fit</td>" in page
+    assert "Cost / bound" not in page
+    assert "Cost vs nearest" not in page
+    assert "No offline bound" in page
+    assert page.count(PLOTLY_MARKER) == 1
+
+
+def test_no_policies(run: Run, tmp_path: Path) -> None:
+    out = write_report(
+        tmp_path / "empty.html",
+        scenario_name="china",
+        net=run.net,
+        signals=run.signals,
+        reports=[],
+        bound=None,
+        arrival_days=ARRIVAL_DAYS,
+    )
+    page = out.read_text(encoding="utf-8")
+    assert _outline(page).h2 == list(HEADINGS)
+    assert "No policy was run." in page
+    assert page.count(PLOTLY_MARKER) == 1  # signal heatmaps and map still render
+
+
+def test_window_stops_after_arrivals_plus_two_days(run: Run) -> None:
+    hours = _window_hours(run.signals, run.reports, ARRIVAL_DAYS)
+    assert 1 <= hours <= int(np.ceil(ARRIVAL_DAYS * 24)) + 48
+    last = max(int(np.flatnonzero(r.hourly_energy_kwh.sum(0) > 0)[-1]) for r in run.reports)
+    assert hours == min(int(np.ceil(ARRIVAL_DAYS * 24)) + 48, last + 1)
+
+
+def test_number_formatting() -> None:
+    assert _sig(1234567.8) == "1,234,568"
+    assert _sig(12.345) == "12.3"
+    assert _sig(0.000735) == "0.000735"
+    assert _sig(0.0) == "0"
+    assert _sig(float("nan")) == "—"
+    assert _pct(0.82596) == "82.6 %"
+    assert _signed_pct(-0.6938) == "−69.4 %"
+    assert _signed_pct(0.0) == "±0 %"
