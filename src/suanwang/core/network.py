@@ -119,6 +119,13 @@ class Network:
         self.bandwidth_gbps = np.minimum(bw, self.center_egress_gbps[None, :])
         # seconds to move one GB (8 Gbit) at the link's bandwidth
         self.transfer_s_per_gb = 8.0 / self.bandwidth_gbps
+        # center -> center links, seen from the place each center stands in (city or province)
+        center_place = np.array(
+            [self.place_index.get(c.city, self.place_index[c.province]) for c in sc.centers],
+            dtype=np.int64,
+        )
+        self.center_transfer_cost_cny_per_gb = self.transfer_cost_cny_per_gb[center_place]
+        self.center_transfer_s_per_gb = self.transfer_s_per_gb[center_place]
         self._class_cache: dict[tuple[object, ...], JobClassInfo] = {}
         self.known_stacks = frozenset(self.pool_stack) | sc.catalog.stacks
         self.known_models = frozenset(sc.catalog.models)

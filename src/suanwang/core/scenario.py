@@ -125,7 +125,9 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class NetworkParams:
-    """Latency = ``base_latency_ms`` + great-circle km x ``fibre_route_factor`` / ``fibre_km_per_ms``.
+    """One-way latency = ``base_latency_ms`` + km x ``fibre_route_factor`` / ``fibre_km_per_ms``.
+
+    ``km`` is the great-circle distance.
 
     Bandwidth and transfer price depend on whether both ends lie in the same grid region.
     """

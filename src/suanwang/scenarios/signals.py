@@ -69,7 +69,7 @@ def expected_wind_capacity_factor(k: float, scale: float) -> float:
 
 
 def solar_ghi(lat: float, lon: float, times_utc: pd.DatetimeIndex) -> Array:
-    """Clear-sky global horizontal irradiance (W/m2), Ineichen model with pvlib's Linke turbidity."""
+    """Clear-sky GHI (W/m2): pvlib's Ineichen model with its Linke turbidity climatology."""
     import pvlib
 
     loc = pvlib.location.Location(lat, lon, tz="UTC")

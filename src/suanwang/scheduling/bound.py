@@ -14,9 +14,11 @@ buckets ``b`` of ``B`` hours. Variables:
                C[k,last] = total work of class k                  (every job completes)
 
 ``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a constant.
-Latency-bound kinds (inference, interactive) are served when they arrive, so their classes are
-also keyed by the last hour they can still be running (arrival + slowest transfer + runtime on
-the slowest feasible chip) and must be done by then; deferrable work may run until the horizon.
+With ``serve_on_arrival``, latency-bound kinds (inference, interactive) must be done by the
+last hour they can still be running if served on arrival (arrival + slowest transfer + runtime on
+the slowest feasible chip); their classes are then keyed by that hour, which tightens the bound
+on small instances but multiplies classes on large ones. By default all work may run until the
+horizon.
 
 Why it is a lower bound on the cost of any policy that runs the same jobs: every schedule of
 whole jobs (one pool, all cards, no preemption, transfer before start, deadlines, latency,
@@ -24,8 +26,8 @@ compatibility) maps to a feasible point of this LP — its unit-hours per (class
 satisfy capacity, arrive no earlier than the floored arrival bucket and add up to the work —
 and its energy costs at least the bucket-minimum price, its transfer at least the cheapest
 feasible link. The relaxation only drops constraints (gangs, contiguity, a single pool per
-job, deadlines, transfer time, waiting of deferrable work) or lowers prices, so it cannot raise cost. Deadlines are dropped
-on purpose so the bound stays below policies that miss some.
+job, deadlines, transfer time, waiting) or lowers prices, so it cannot raise
+cost. Deadlines are dropped on purpose so the bound stays below policies that miss some.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.signals import Signals
 
-MAX_VARIABLES = 400_000
+MAX_VARIABLES = 600_000
 
 
 class BoundError(RuntimeError):
@@ -82,6 +84,7 @@ def offline_bound(
     jobs: Sequence[Job],
     bucket_h: int | None = None,
     time_limit_s: float = 600.0,
+    serve_on_arrival: bool = False,
 ) -> Bound:
     import highspy
 
@@ -90,6 +93,7 @@ def offline_bound(
     keys: dict[tuple[bytes, int, int], int] = {}
     cls_pools: list[NDArray[np.int64]] = []
     cls_prec: list[int] = []
+    cls_first: list[float] = []  # earliest arrival hour of the class
     cls_last: list[int] = []  # last hour a latency-bound class may run in (-1: horizon)
     job_cls: list[int] = []
     job_work: list[float] = []
@@ -101,7 +105,7 @@ def offline_bound(
             continue
         pools = np.sort(info.pools)
         last_hour = -1
-        if not job.kind.deferrable:
+        if not job.kind.deferrable and serve_on_arrival:
             runtime_h = job.work_scu / (job.demand_units * info.speed.min())
             transfer_h = job.data_gb * float(info.transfer_s_per_gb.max()) / 3600.0
             last_hour = int(job.submit_s / 3600.0 + transfer_h + runtime_h)
@@ -112,6 +116,9 @@ def offline_bound(
             cls_pools.append(pools)
             cls_prec.append(key[1])
             cls_last.append(last_hour)
+        if len(cls_first) <= k:
+            cls_first.append(job.submit_s / 3600.0)
+        cls_first[k] = min(cls_first[k], job.submit_s / 3600.0)
         job_cls.append(k)
         job_work.append(job.work_scu)
         job_arrival.append(job.submit_s)
@@ -121,10 +128,15 @@ def offline_bound(
         return Bound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h or 1, 0, 0, 0)
 
     if bucket_h is None:
-        est = sum(
-            p.size * (hours if e < 0 else 24) for p, e in zip(cls_pools, cls_last, strict=True)
+        sizes_p = np.array([p.size for p in cls_pools], dtype=np.float64)
+        span_h = np.where(np.array(cls_last) < 0, hours, np.array(cls_last) + 1.0) - np.floor(
+            np.array(cls_first)
         )
-        bucket_h = next((b for b in (1, 2, 3, 4, 6, 8, 12) if est / b <= MAX_VARIABLES), 24)
+
+        def estimate(b: int) -> float:
+            return float((sizes_p * (span_h / b + 2.0)).sum())
+
+        bucket_h = next((b for b in (1, 2, 3, 4, 6, 8, 12) if estimate(b) <= MAX_VARIABLES), 24)
     nb = -(-hours // bucket_h)
     b_hours = np.full(nb, float(bucket_h))
     b_hours[-1] = hours - (nb - 1) * bucket_h

@@ -23,13 +23,14 @@ renewables are forecast from expected weather); the simulator bills the realised
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from suanwang.core.jobs import Job
 from suanwang.core.network import JobClassInfo
-from suanwang.scheduling.state import CapacityState, Decision
+from suanwang.scheduling.state import CapacityState, Decision, Running
 
 HOUR = 3600.0
 
@@ -42,6 +43,13 @@ class SuanwangPolicy:
     wait_price_cny_per_kwh: float = 0.04
     deadline_margin: float = 0.25
     candidates_checked: int = 8
+    replan_s: float = 3600.0
+    checkpoint_gb_per_unit: float = 16.0
+    min_remaining_h: float = 2.0
+    min_saving_cny: float = 20.0
+    min_saving_share: float = 0.15
+    max_moves_per_replan: int = 50
+    replan_candidates: int = 300
     _cache_key: object = field(default=None, init=False, repr=False)
     _cache: tuple[np.ndarray, np.ndarray, int, int] = field(init=False, repr=False)
     _rows: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
@@ -149,3 +157,83 @@ class SuanwangPolicy:
         h1 = max(int(np.ceil((now + transfer_s[pos] + wait[pos] + runtime[pos]) / HOUR)), h0 + 1)
         committed[pool, h0:h1] += units
         return Decision(pos, now, "no planned room; queued where the wait is least")
+
+    def migrations(
+        self, jobs: Sequence[Job], running: Sequence[Running], state: CapacityState
+    ) -> list[tuple[int, int, float, float]]:
+        """Running checkpointable jobs worth moving now: ``(job, new pool, move s, move CNY)``.
+
+        For each candidate, finishing where it is (forecast objective over its remaining
+        runtime) is compared with checkpointing, shipping ``checkpoint_gb_per_unit`` x units
+        to another feasible pool with room and finishing there (objective over the new runtime
+        + transfer cost + waiting price of the move). A move must save ``min_saving_cny`` and
+        ``min_saving_share`` of the cost of staying. The most expensive runs are looked at first;
+        at most ``max_moves_per_replan`` moves per round.
+        """
+        net = state.net
+        now = state.now_s
+        cum, val, stride, hours = self._objective(state)
+
+        def integral(centers: np.ndarray, t: np.ndarray) -> np.ndarray:
+            x = t / HOUR
+            h = np.minimum(x.astype(np.int64), hours)
+            idx = centers * stride + h
+            out: np.ndarray = cum.take(idx) + (x - h) * val.take(idx)
+            return out
+
+        cands = [r for r in running if r.remaining_scu > 0]
+        if not cands:
+            return []
+        pools = np.array([r.pool for r in cands], dtype=np.int64)
+        units_arr = np.array([jobs[r.job].demand_units for r in cands], dtype=np.float64)
+        prec = [jobs[r.job].precision for r in cands]
+        from suanwang.core.network import PRECISION_INDEX
+
+        spd = net.pool_speed[pools, [PRECISION_INDEX[p] for p in prec]]
+        rem_s = np.array([r.remaining_scu for r in cands]) / (units_arr * spd) * HOUR
+        here_c = net.pool_center[pools]
+        power = units_arr * net.pool_facility_kw[pools]
+        stay = power * (integral(here_c, now + rem_s) - integral(here_c, np.full_like(rem_s, now)))
+        order = np.argsort(-stay, kind="stable")[: self.replan_candidates]
+        moves: list[tuple[int, int, float, float]] = []
+        free = state.free.copy()
+        for i in order.tolist():
+            if len(moves) >= self.max_moves_per_replan:
+                break
+            if rem_s[i] < self.min_remaining_h * HOUR:
+                continue
+            r = cands[i]
+            job = jobs[r.job]
+            info = net.job_class(job)
+            u = int(units_arr[i])
+            ok = (free[info.pools] >= u) & (info.pools != r.pool)
+            if not ok.any():
+                continue
+            qpos = np.flatnonzero(ok)
+            q_pools = info.pools[qpos]
+            q_centers = info.centers[qpos]
+            ckpt_gb = self.checkpoint_gb_per_unit * u
+            move_s = ckpt_gb * net.center_transfer_s_per_gb[here_c[i], q_centers]
+            move_cny = ckpt_gb * net.center_transfer_cost_cny_per_gb[here_c[i], q_centers]
+            run_s = r.remaining_scu / (u * info.speed[qpos]) * HOUR
+            p_q = u * info.facility_kw_per_unit[qpos]
+            t0 = now + move_s
+            there = (
+                p_q * (integral(q_centers, t0 + run_s) - integral(q_centers, t0))
+                + move_cny
+                + self.wait_price_cny_per_kwh * p_q * move_s / HOUR
+            )
+            best = int(np.argmin(there))
+            saving = float(stay[i] - there[best])
+            if saving < max(self.min_saving_cny, self.min_saving_share * float(stay[i])):
+                continue
+            q = int(q_pools[best])
+            h0 = int(t0[best] // HOUR)
+            h1 = max(int(-(-(t0[best] + run_s[best]) // HOUR)), h0 + 1)
+            window = state.committed[q, h0:h1]
+            if window.size and window.max() + u > net.pool_capacity[q]:
+                continue
+            state.committed[q, h0:h1] += u
+            free[q] -= u
+            moves.append((r.job, q, float(move_s[best]), float(move_cny[best])))
+        return moves

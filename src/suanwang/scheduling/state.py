@@ -56,3 +56,13 @@ class CapacityState:
         busy = self.free[pools] < units
         out: NDArray[np.float64] = np.where(busy, wait + 600.0, wait)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A running job as a migrating policy sees it: index, pool, start and SCU still to do."""
+
+    job: int
+    pool: int
+    start_s: float
+    remaining_scu: float

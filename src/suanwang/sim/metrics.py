@@ -96,18 +96,22 @@ def measure(
     origin = np.fromiter((net.place_index[j.origin] for j in jobs), dtype=np.int64, count=n)
 
     placed = o.pool >= 0
-    started = ~np.isnan(o.start_s)
+    started = ~np.isnan(o.first_start_s)
     completed = ~np.isnan(o.end_s)
     rejected = int((~placed).sum())
     n_completed = int(completed.sum())
 
-    run_end = np.where(completed, o.end_s, o.horizon_s)
-    sp = np.flatnonzero(started)
-    pools = o.pool[sp]
-    centers = net.pool_center[pools]
-    kw = units[sp] * net.pool_facility_kw[pools]
-    t0, t1 = o.start_s[sp], np.maximum(run_end[sp], o.start_s[sp])
-    energy_kwh_j = kw * (t1 - t0) / 3600.0
+    # runs: the last run of every job that (re)started, plus runs it was migrated away from
+    last = np.flatnonzero(~np.isnan(o.start_s))
+    run_job = np.concatenate([last, o.seg_job])
+    run_pool = np.concatenate([o.pool[last], o.seg_pool])
+    t0 = np.concatenate([o.start_s[last], o.seg_start_s])
+    t1 = np.concatenate([np.where(completed[last], o.end_s[last], o.horizon_s), o.seg_end_s])
+    t1 = np.maximum(t1, t0)
+    centers = net.pool_center[run_pool]
+    kw = units[run_job] * net.pool_facility_kw[run_pool]
+    energy_kwh_j = np.zeros(n)
+    np.add.at(energy_kwh_j, run_job, kw * (t1 - t0) / 3600.0)
     energy_cost = float(energy_cost_cny(signals, centers, kw, t0, t1).sum())
     green = float(green_kwh(signals, centers, kw, t0, t1).sum())
     carbon = float(carbon_kg(signals, centers, kw, t0, t1).sum()) / 1000.0
@@ -115,14 +119,14 @@ def measure(
     transfer = float(o.transfer_cost_cny[released].sum())
     energy = float(energy_kwh_j.sum())
 
-    wait = (o.start_s - submit)[started]
+    wait = (o.first_start_s - submit)[started]
     jct = (o.end_s - submit)[completed]
     has_deadline = ~np.isnan(deadline) & placed
     late = completed & has_deadline & ((o.end_s - submit) > deadline + 1e-6)
     missed = int(late.sum() + (has_deadline & ~completed).sum())
     violations = int((placed & (np.nan_to_num(o.latency_ms, nan=0.0) > bound + 1e-9)).sum())
 
-    busy = busy_by_hour(o.pool[sp], t0, t1, units[sp], net.n_pools, signals.hours)
+    busy = busy_by_hour(run_pool, t0, t1, units[run_job], net.n_pools, signals.hours)
     hours_arr = max(int(np.ceil(arrival_days * 24)), 1)
     acc = ~net.pool_is_cpu
     cards = float(net.pool_capacity[acc].sum())
@@ -150,7 +154,7 @@ def measure(
         "completed": n_completed,
         "rejected": rejected,
         "unfinished": n - n_completed - rejected,
-        "migrations": 0,
+        "migrations": int(o.migrations.sum()),
         "utilization": util,
         "decisions_per_s": o.decisions / o.decide_seconds if o.decide_seconds > 0 else 0.0,
     }

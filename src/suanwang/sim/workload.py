@@ -7,8 +7,9 @@
 * Sizes: accelerator counts 1-64 with most jobs on one card and a heavy tail; CPU jobs 8-256
   cores.
 * Durations: lognormal per kind (sigma 1.3, capped at 72 h on the reference chip). With ``load``
-  set, durations are scaled by one factor (cards and CPU cores separately) so that the work
-  offered equals ``load`` x the scenario's capacity over the ``days`` of arrivals.
+  set, durations are scaled by one factor (cards and CPU cores separately, each job capped at
+  96 h) so that the work offered equals ``load`` x the scenario's capacity over the ``days`` of
+  arrivals.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _DATA_MEDIAN_GB = {
     JobKind.ANALYTICS: 60.0,
     JobKind.BACKUP: 300.0,
 }
+MAX_DURATION_H = 96.0  # longest job on the reference chip after load scaling
 _CHECKPOINTABLE = {
     JobKind.TRAINING: 0.8,
     JobKind.FINETUNE: 0.6,
@@ -104,6 +106,26 @@ def _pick(
     p = np.array([w for _, w in options])
     idx = rng.choice(len(options), size=n, p=p / p.sum())
     return [options[i][0] for i in idx]
+
+
+def _scale_to(dur_h: np.ndarray, size: np.ndarray, target: float) -> np.ndarray:
+    """Scale durations by one factor, capped at MAX_DURATION_H, so sum(size x dur) == target.
+
+    The capped sum is monotone in the factor, so bisection finds it; if even the cap cannot
+    reach the target, every job runs the cap.
+    """
+
+    def offered(f: float) -> float:
+        return float((size * np.minimum(dur_h * f, MAX_DURATION_H)).sum())
+
+    lo, hi = 0.0, 1.0
+    while offered(hi) < target and hi < 1e6:
+        hi *= 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if offered(mid) < target else (lo, mid)
+    out: np.ndarray = np.minimum(dur_h * hi, MAX_DURATION_H)
+    return out
 
 
 def origin_sampler(net: Network) -> tuple[list[str], np.ndarray]:
@@ -163,15 +185,15 @@ def synthetic_jobs(net: Network, spec: WorkloadSpec, start: datetime) -> list[Jo
             units[m] = rng.choice(_GPU_SIZES, size=cnt, p=_GPU_P["large" if big else "small"])
             cpus[m] = units[m] * 8
 
-    # scale durations so the expected busy fraction of cards and cores is `load`
+    # scale durations so the offered work is `load` x capacity over the arrival days
     gpu = units > 0
     cards = int(net.pool_capacity[~net.pool_is_cpu].sum())
     cores = int(net.pool_capacity[net.pool_is_cpu].sum())
     horizon_h = spec.days * 24.0
-    if spec.load is not None and gpu.any() and cards:
-        dur_h[gpu] *= spec.load * cards * horizon_h / float((units[gpu] * dur_h[gpu]).sum())
-    if spec.load is not None and (~gpu).any() and cores:
-        dur_h[~gpu] *= spec.load * cores * horizon_h / float((cpus[~gpu] * dur_h[~gpu]).sum())
+    if spec.load is not None:
+        for sel, size, cap in ((gpu, units, cards), (~gpu, cpus, cores)):
+            if sel.any() and cap:
+                dur_h[sel] = _scale_to(dur_h[sel], size[sel], spec.load * cap * horizon_h)
 
     ai_stacks = _pick(rng, _AI_STACKS, n)
     hpc_stacks = _pick(rng, _HPC_STACKS, n)
