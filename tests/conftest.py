@@ -6,6 +6,9 @@ baseline workload under every policy) is built once per test session.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +31,6 @@ from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, 
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
-
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,9 +125,7 @@ def china_jobs(china_net: Network) -> list[Job]:
 
 
 @pytest.fixture(scope="session")
-def china_runs(
-    china_net: Network, china_signals: Signals, china_jobs: list[Job]
-) -> dict[str, Run]:
+def china_runs(china_net: Network, china_signals: Signals, china_jobs: list[Job]) -> dict[str, Run]:
     runs = {}
     for name, factory in POLICY_FACTORIES.items():
         out = simulate(china_net, china_signals, china_jobs, factory())
@@ -141,9 +141,7 @@ MODELS = (ANY_ACCELERATOR, ANY_ACCELERATOR, ANY_ACCELERATOR, "a100", "ascend-910
 
 
 @st.composite
-def _job(
-    draw: st.DrawFn, places: Sequence[str], idx: int, max_submit_h: float, max_run_h: float
-) -> Job:
+def _job(draw: st.DrawFn, places: tuple[str, ...], max_submit_h: float, max_run_h: float) -> Job:
     kind = draw(st.sampled_from(list(JobKind)))
     cpu_job = kind in (JobKind.ANALYTICS, JobKind.BACKUP) and draw(st.booleans())
     if cpu_job:
@@ -161,7 +159,7 @@ def _job(
     latency = draw(st.one_of(st.none(), st.none(), st.floats(0.5, 25.0)))
     deadline = draw(st.one_of(st.none(), st.floats(1800.0, 36 * 3600.0)))
     return Job(
-        job_id=f"h-{idx}",
+        job_id="h",
         submit_s=draw(st.floats(0.0, max_submit_h * 3600.0)),
         kind=kind,
         origin=draw(st.sampled_from(list(places))),
@@ -174,7 +172,21 @@ def _job(
         deadline_s=deadline if kind.deferrable else None,
         latency_ms=latency,
         data_gb=draw(st.sampled_from([0.0, 0.5, 20.0, 300.0])),
+        checkpointable=draw(st.booleans()),
     )
+
+
+def _numbered(jobs: list[Job]) -> list[Job]:
+    ordered = sorted(jobs, key=lambda j: j.submit_s)
+    return [dataclasses.replace(j, job_id=f"h-{i}") for i, j in enumerate(ordered)]
+
+
+@functools.cache
+def _job_lists(
+    places: tuple[str, ...], min_size: int, max_size: int, max_submit_h: float, max_run_h: float
+) -> st.SearchStrategy[list[Job]]:
+    one = _job(places, max_submit_h, max_run_h)
+    return st.lists(one, min_size=min_size, max_size=max_size).map(_numbered)
 
 
 def job_lists(
@@ -185,14 +197,7 @@ def job_lists(
     max_run_h: float = 6.0,
 ) -> st.SearchStrategy[list[Job]]:
     """Random job lists in submit order (ids unique), as the engine expects."""
-
-    @st.composite
-    def build(draw: st.DrawFn) -> list[Job]:
-        n = draw(st.integers(min_size, max_size))
-        jobs = [draw(_job(places, i, max_submit_h, max_run_h)) for i in range(n)]
-        return sorted(jobs, key=lambda j: j.submit_s)
-
-    return build()
+    return _job_lists(tuple(places), min_size, max_size, max_submit_h, max_run_h)
 
 
 @pytest.fixture(scope="session")
@@ -203,12 +208,34 @@ def random_jobs() -> Callable[..., st.SearchStrategy[list[Job]]]:
 # --------------------------------------------------------------------------- invariants
 
 
+def runs_of(out: Outcome) -> list[tuple[int, int, float, float]]:
+    """Every run as ``(job, pool, start, end)``: runs migrated away from, then last runs.
+
+    ``end`` is ``inf`` for a run still going at the horizon.
+    """
+    runs = [
+        (int(j), int(p), float(s), float(e))
+        for j, p, s, e in zip(
+            out.seg_job, out.seg_pool, out.seg_start_s, out.seg_end_s, strict=True
+        )
+    ]
+    for j in np.flatnonzero(~np.isnan(out.start_s)):
+        end = float(out.end_s[j]) if not np.isnan(out.end_s[j]) else np.inf
+        runs.append((int(j), int(out.pool[j]), float(out.start_s[j]), end))
+    return runs
+
+
 def assert_outcome_valid(net: Network, jobs: Sequence[Job], out: Outcome) -> None:
     """Hard invariants every policy's simulated outcome must satisfy."""
     n = len(jobs)
-    for arr in (out.pool, out.release_s, out.start_s, out.end_s, out.latency_ms):
+    for arr in (out.pool, out.release_s, out.first_start_s, out.start_s, out.end_s):
         assert arr.shape == (n,)
+    assert out.latency_ms.shape == (n,)
     eps = 1e-6
+    runs = runs_of(out)
+    pools_of: dict[int, set[int]] = {}
+    for j, p, _, _ in runs:
+        pools_of.setdefault(j, set()).add(p)
 
     for i, job in enumerate(jobs):
         p = int(out.pool[i])
@@ -216,56 +243,84 @@ def assert_outcome_valid(net: Network, jobs: Sequence[Job], out: Outcome) -> Non
         if p < 0:
             # rejected only when there is no feasible pool at all, and never started
             assert info.pools.size == 0, f"job {i} rejected although feasible pools exist"
-            assert np.isnan(out.start_s[i])
+            assert np.isnan(out.first_start_s[i])
             assert np.isnan(out.end_s[i])
+            assert i not in pools_of
             continue
-        assert p in set(info.pools.tolist())
-        # compatibility
-        speed = net.pool_speed[p, PRECISION_INDEX[job.precision]]
-        assert speed > 0, f"job {i} ({job.precision}) on pool {p} that cannot run it"
-        if job.precision is Precision.CPU:
-            assert net.pool_is_cpu[p], f"CPU job {i} on accelerator pool {p}"
-        else:
-            assert not net.pool_is_cpu[p]
-            assert net.pool_stack[p] in job.stacks, f"job {i} on stack {net.pool_stack[p]}"
-            if job.accelerator != ANY_ACCELERATOR:
-                assert net.pool_model[p] == job.accelerator
-        assert job.demand_units <= net.pool_capacity[p]
-        # latency
-        bound = job.effective_latency_ms
+        feasible = set(info.pools.tolist())
+        for q in pools_of.get(i, set()) | {p}:
+            assert q in feasible, f"job {i} ran on pool {q} outside its feasible set"
+            # compatibility
+            speed = net.pool_speed[q, PRECISION_INDEX[job.precision]]
+            assert speed > 0, f"job {i} ({job.precision}) on pool {q} that cannot run it"
+            if job.precision is Precision.CPU:
+                assert net.pool_is_cpu[q], f"CPU job {i} on accelerator pool {q}"
+            else:
+                assert not net.pool_is_cpu[q]
+                assert net.pool_stack[q] in job.stacks, f"job {i} on stack {net.pool_stack[q]}"
+                if job.accelerator != ANY_ACCELERATOR:
+                    assert net.pool_model[q] == job.accelerator
+            assert job.demand_units <= net.pool_capacity[q]
+            # latency, from the job's origin to every center it runs in
+            lat_q = float(net.latency_ms[net.place(job.origin), net.pool_center[q]])
+            bound = job.effective_latency_ms
+            if bound is not None:
+                assert lat_q <= bound + 1e-9, f"job {i} latency {lat_q} > bound {bound}"
         lat = float(out.latency_ms[i])
         assert lat == pytest.approx(net.latency_ms[net.place(job.origin), net.pool_center[p]])
-        if bound is not None:
-            assert lat <= bound + 1e-9, f"job {i} latency {lat} > bound {bound}"
-        # time order
+        if job.effective_latency_ms is not None:
+            assert lat <= job.effective_latency_ms + 1e-9
+        # time order: never before submission, never before release
         assert out.release_s[i] >= job.submit_s - eps
+        first = out.first_start_s[i]
+        if not np.isnan(first):
+            assert first >= job.submit_s - eps, f"job {i} started before it was submitted"
+            assert first >= out.release_s[i] - eps
+            assert first <= out.horizon_s + eps
+        else:
+            assert np.isnan(out.start_s[i])
         if not np.isnan(out.start_s[i]):
-            assert out.start_s[i] >= job.submit_s - eps, f"job {i} started before submit"
-            assert out.start_s[i] >= out.release_s[i] - eps
-            assert out.start_s[i] <= out.horizon_s + eps
+            assert out.start_s[i] >= first - eps
         if not np.isnan(out.end_s[i]):
             assert not np.isnan(out.start_s[i])
             assert out.end_s[i] <= out.horizon_s + eps
-            runtime = job.work_scu / (job.demand_units * speed) * 3600.0
-            assert out.end_s[i] - out.start_s[i] == pytest.approx(runtime, rel=1e-9, abs=1e-6)
+            if out.migrations[i] == 0:
+                speed = net.pool_speed[p, PRECISION_INDEX[job.precision]]
+                runtime = job.work_scu / (job.demand_units * speed) * 3600.0
+                took = out.end_s[i] - out.start_s[i]
+                assert took == pytest.approx(runtime, rel=1e-9, abs=1e-6)
+    assert int(out.migrations.sum()) == len(out.seg_job)
 
-    # capacity at every instant, per pool: sweep start (+units) and end (-units) events;
-    # at equal times ends come first (a finishing job frees its units for one starting then)
-    started = np.flatnonzero(~np.isnan(out.start_s))
-    for p in np.unique(out.pool[started]):
-        idx = started[out.pool[started] == p]
-        events: list[tuple[float, int, int]] = []
-        for j in idx:
-            u = jobs[int(j)].demand_units
-            events.append((float(out.start_s[j]), 1, u))
-            end = out.end_s[j]
-            events.append((float(np.inf if np.isnan(end) else end), 0, -u))
+    # work is conserved across migrations: a completed job did exactly its work
+    done: dict[int, float] = {}
+    for j, p, start, end in runs:
+        speed = net.pool_speed[p, PRECISION_INDEX[jobs[j].precision]]
+        done[j] = done.get(j, 0.0) + (end - start) / 3600.0 * speed * jobs[j].demand_units
+    for j in np.flatnonzero(~np.isnan(out.end_s)):
+        assert done[int(j)] == pytest.approx(jobs[int(j)].work_scu, rel=1e-6), f"job {j} work"
+
+    # capacity at every instant, per pool: sweep start (+units) and end (-units) events of every
+    # run; at equal times ends come first (a finishing job frees its units for one starting then)
+    by_pool: dict[int, list[tuple[float, int, int]]] = {}
+    for j, p, start, end in runs:
+        assert end >= start - eps
+        u = jobs[j].demand_units
+        by_pool.setdefault(p, []).extend([(start, 1, u), (end, 0, -u)])
+    for p, events in by_pool.items():
         events.sort()
         running = 0
         cap = int(net.pool_capacity[p])
         for t, _, du in events:
             running += du
             assert running <= cap, f"pool {p} over capacity at t={t}: {running} > {cap}"
+    # a job runs in one place at a time
+    by_job: dict[int, list[tuple[float, float]]] = {}
+    for j, _, start, end in runs:
+        by_job.setdefault(j, []).append((start, end))
+    for j, spans in by_job.items():
+        spans.sort()
+        for (_, e0), (s1, _) in itertools.pairwise(spans):
+            assert s1 >= e0 - eps, f"job {j} runs twice at once"
 
 
 def assert_accounting(jobs: Sequence[Job], out: Outcome, report: PolicyReport) -> None:
@@ -282,7 +337,9 @@ def assert_accounting(jobs: Sequence[Job], out: Outcome, report: PolicyReport) -
 
 
 def assert_same_outcome(a: Outcome, b: Outcome) -> None:
-    for name in ("pool", "release_s", "start_s", "end_s", "latency_ms", "transfer_cost_cny"):
+    names = ("pool", "release_s", "first_start_s", "start_s", "end_s", "latency_ms")
+    names += ("transfer_cost_cny", "migrations", "seg_job", "seg_pool", "seg_start_s", "seg_end_s")
+    for name in names:
         x, y = getattr(a, name), getattr(b, name)
         assert np.array_equal(x, y, equal_nan=True), f"outcome.{name} differs between runs"
     assert a.decisions == b.decisions

@@ -34,7 +34,8 @@ def test_pools_match_inventory(china: Scenario, china_net: Network) -> None:
     net = china_net
     for ci, c in enumerate(china.centers):
         mine = net.pool_center == ci
-        cards = {m: int(n) for m, n in zip(np.array(net.pool_model)[mine], net.pool_capacity[mine])}
+        models = np.array(net.pool_model)[mine]
+        cards = {m: int(n) for m, n in zip(models, net.pool_capacity[mine], strict=True)}
         for model, n in c.inventory:
             if n > 0:
                 assert cards[model] == n

@@ -28,9 +28,7 @@ SHANGHAI_OFFSET_H = 8
 
 def _grid_only(sc: Scenario, center_ids: list[str]) -> Scenario:
     """The scenario reduced to some centers, bought 100% from the grid (price == tariff)."""
-    centers = tuple(
-        dataclasses.replace(sc.center(cid), power=PowerSupply()) for cid in center_ids
-    )
+    centers = tuple(dataclasses.replace(sc.center(cid), power=PowerSupply()) for cid in center_ids)
     return dataclasses.replace(sc, centers=centers, measured={})
 
 

@@ -80,7 +80,9 @@ def test_extra_unknown_key_in_center(tiny_dir: Path, tmp_path: Path) -> None:
 
 
 def test_extra_unknown_top_level_key(tiny_dir: Path, tmp_path: Path) -> None:
-    d = make_variant(tiny_dir, tmp_path, "timezone: Asia/Shanghai\n", "timezone: Asia/Shanghai\nflavour: x\n")
+    d = make_variant(
+        tiny_dir, tmp_path, "timezone: Asia/Shanghai\n", "timezone: Asia/Shanghai\nflavour: x\n"
+    )
     p = only(validate_dir(d))
     assert p.line == line_of(d / "scenario.yaml", "flavour: x")
     assert p.field == "flavour"
@@ -116,16 +118,46 @@ def test_many_problems_reported_together(tiny_dir: Path, tmp_path: Path) -> None
     ("old", "new", "field", "needle"),
     [
         ('hub: "coast"\n', 'hub: "nohub"\n', "centers[0].hub", '"nohub"'),
-        ('cluster: "dunes"\n    pue: 1.1\n', 'cluster: "zzz"\n    pue: 1.1\n', "centers[2].cluster", '"zzz"'),
-        ("{h800: 32, ascend-910b: 16}", "{h800: 32, tpu-v9: 16}", "centers[2].inventory.tpu-v9", "tpu-v9"),
+        (
+            'cluster: "dunes"\n    pue: 1.1\n',
+            'cluster: "zzz"\n    pue: 1.1\n',
+            "centers[2].cluster",
+            '"zzz"',
+        ),
+        (
+            "{h800: 32, ascend-910b: 16}",
+            "{h800: 32, tpu-v9: 16}",
+            "centers[2].inventory.tpu-v9",
+            "tpu-v9",
+        ),
         ("{a100: 16, h20: 16}", "{a100: 16, h20: -4}", "centers[3].inventory.h20", "h20: -4"),
-        ("province: coastal, lat: 31.4", "province: nowhere, lat: 31.4", "cities[0].province", "nowhere"),
+        (
+            "province: coastal, lat: 31.4",
+            "province: nowhere, lat: 31.4",
+            "cities[0].province",
+            "nowhere",
+        ),
         ("{id: dunes, hub: desert", "{id: dunes, hub: mountain", "clusters[0].hub", "mountain"),
         ("timezone: Asia/Shanghai", "timezone: Mars/Olympus", "timezone", "Mars/Olympus"),
-        ("start_h: 10, end_h: 15", "start_h: 10, end_h: 9", "provinces[0].tariff.periods[1].end_h", "end_h: 9"),
-        ("start_h: 10, end_h: 16", "start_h: 16, end_h: 23", "provinces[1].tariff.periods[1]", "start_h: 16, end_h: 23"),
+        (
+            "start_h: 10, end_h: 15",
+            "start_h: 10, end_h: 9",
+            "provinces[0].tariff.periods[1].end_h",
+            "end_h: 9",
+        ),
+        (
+            "start_h: 10, end_h: 16",
+            "start_h: 16, end_h: 23",
+            "provinces[1].tariff.periods[1]",
+            "start_h: 16, end_h: 23",
+        ),
         ("- id: desert-green", "- id: desert-ai", "centers[3].id", "- id: desert-ai\n"),
-        ("green_ppa_share: 0.3", "green_ppa_share: 1.3", "centers[3].power.green_ppa_share", "share: 1.3"),
+        (
+            "green_ppa_share: 0.3",
+            "green_ppa_share: 1.3",
+            "centers[3].power.green_ppa_share",
+            "share: 1.3",
+        ),
     ],
 )
 def test_cross_reference_problems(
@@ -195,9 +227,7 @@ def test_csv_wrong_header(tiny_dir: Path, tmp_path: Path) -> None:
         (1, "yesterday,0.6,600,0.2", "time"),
     ],
 )
-def test_csv_bad_row(
-    tiny_dir: Path, tmp_path: Path, row_no: int, bad_row: str, field: str
-) -> None:
+def test_csv_bad_row(tiny_dir: Path, tmp_path: Path, row_no: int, bad_row: str, field: str) -> None:
     d = make_variant(tiny_dir, tmp_path)
     rows = list(GOOD_ROWS)
     rows[row_no] = bad_row

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +25,10 @@ FACTORIES = {
     "cheapest": Cheapest,
     "greenest": Greenest,
     "suanwang": SuanwangPolicy,
+    # moves running checkpointable jobs at the slightest saving: exercises migration
+    "suanwang-eager": lambda: SuanwangPolicy(
+        min_saving_cny=0.0, min_saving_share=0.0, min_remaining_h=0.25
+    ),
 }
 
 
@@ -84,7 +87,7 @@ def test_policies_differ_and_suanwang_is_cheapest(china_runs: dict[str, Any]) ->
     assert costs["suanwang"] <= costs["nearest"]
 
 
-@pytest.mark.parametrize("name", POLICIES)
+@pytest.mark.parametrize("name", [*POLICIES, "suanwang-eager"])
 @given(data=st.data())
 def test_random_jobs_on_china(
     name: str,
@@ -104,7 +107,7 @@ def test_random_jobs_on_china(
     check_same_outcome(out, simulate(china_net, china_signals, jobs, FACTORIES[name]()))
 
 
-@pytest.mark.parametrize("name", POLICIES)
+@pytest.mark.parametrize("name", [*POLICIES, "suanwang-eager"])
 @given(data=st.data())
 def test_random_jobs_on_tiny_network_under_pressure(
     name: str,
@@ -116,7 +119,9 @@ def test_random_jobs_on_tiny_network_under_pressure(
     check_accounting: Callable[..., None],
 ) -> None:
     """Few cards, many jobs in a short window: queues form, capacity binds."""
-    jobs = data.draw(random_jobs(tiny_net.place_ids, min_size=10, max_size=60, max_submit_h=4))
+    jobs = data.draw(
+        random_jobs(tiny_net.place_ids, min_size=10, max_size=60, max_submit_h=4, max_run_h=12)
+    )
     out = simulate(tiny_net, tiny_signals, jobs, FACTORIES[name]())
     rep = measure(name, tiny_net, tiny_signals, jobs, out, 1)
     check_outcome(tiny_net, jobs, out)

@@ -14,11 +14,9 @@ buckets ``b`` of ``B`` hours. Variables:
                C[k,last] = total work of class k                  (every job completes)
 
 ``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a constant.
-With ``serve_on_arrival``, latency-bound kinds (inference, interactive) must be done by the
-last hour they can still be running if served on arrival (arrival + slowest transfer + runtime on
-the slowest feasible chip); their classes are then keyed by that hour, which tightens the bound
-on small instances but multiplies classes on large ones. By default all work may run until the
-horizon.
+All work may run until the horizon, latency-bound work included: a policy may have to queue
+inference when its nearby pools are full, so forcing it to run on arrival would not bound such
+runs (the LP could even become infeasible).
 
 Why it is a lower bound on the cost of any policy that runs the same jobs: every schedule of
 whole jobs (one pool, all cards, no preemption, transfer before start, deadlines, latency,
@@ -84,7 +82,6 @@ def offline_bound(
     jobs: Sequence[Job],
     bucket_h: int | None = None,
     time_limit_s: float = 600.0,
-    serve_on_arrival: bool = False,
 ) -> Bound:
     import highspy
 
@@ -104,11 +101,7 @@ def offline_bound(
         if info.pools.size == 0:
             continue
         pools = np.sort(info.pools)
-        last_hour = -1
-        if not job.kind.deferrable and serve_on_arrival:
-            runtime_h = job.work_scu / (job.demand_units * info.speed.min())
-            transfer_h = job.data_gb * float(info.transfer_s_per_gb.max()) / 3600.0
-            last_hour = int(job.submit_s / 3600.0 + transfer_h + runtime_h)
+        last_hour = -1  # every class may run until the horizon (see the docstring)
         key = (pools.tobytes(), PRECISION_INDEX[job.precision], last_hour)
         k = keys.get(key)
         if k is None:

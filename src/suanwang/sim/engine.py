@@ -195,7 +195,7 @@ def simulate(
         push(migrator.replan_s, REPLAN, -1)
     for i, job in enumerate(jobs):
         t = job.submit_s
-        process_until(t)
+        process_until(min(t, horizon))
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = net.job_class(job)

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -128,6 +128,27 @@ def _scale_to(dur_h: np.ndarray, size: np.ndarray, target: float) -> np.ndarray:
     return out
 
 
+def _arrivals(rng: np.random.Generator, n: int, days: float, local_start_h: float) -> np.ndarray:
+    """``n`` arrival times (s from start) within ``days``: day uniform, local hour diurnal.
+
+    Draws that fall past the end (a fractional last day) are drawn again, so the diurnal shape
+    holds on every day and nothing piles up at the end.
+    """
+    out = np.empty(n)
+    todo = np.arange(n)
+    end = days * 86400.0
+    p = DIURNAL / DIURNAL.sum()
+    while todo.size:
+        m = todo.size
+        day = rng.integers(0, max(int(np.ceil(days)), 1), size=m)
+        hour = rng.choice(24, size=m, p=p)
+        t = day * 86400.0 + ((hour - local_start_h) % 24) * 3600.0 + rng.random(m) * 3600.0
+        ok = t < end
+        out[todo[ok]] = t[ok]
+        todo = todo[~ok]
+    return out
+
+
 def origin_sampler(net: Network) -> tuple[list[str], np.ndarray]:
     """Places and their probabilities: province demand weight, 40% moved to its cities."""
     sc = net.scenario
@@ -159,12 +180,9 @@ def synthetic_jobs(net: Network, spec: WorkloadSpec, start: datetime) -> list[Jo
 
     # arrivals: day uniform, local hour from the diurnal profile
     tz = ZoneInfo(net.scenario.timezone)
-    offset_h = (start.astimezone(tz).utcoffset() or timedelta()).total_seconds() / 3600
-    local_start_h = (start.hour + start.minute / 60 + offset_h) % 24
-    day = rng.integers(0, max(int(np.ceil(spec.days)), 1), size=n)
-    hour = rng.choice(24, size=n, p=DIURNAL / DIURNAL.sum())
-    t = day * 86400.0 + ((hour - local_start_h) % 24) * 3600.0 + rng.random(n) * 3600.0
-    t = np.minimum(t, spec.days * 86400.0 - 1.0)
+    local = start.astimezone(tz)
+    local_start_h = local.hour + local.minute / 60 + local.second / 3600
+    t = _arrivals(rng, n, spec.days, local_start_h)
     order = np.argsort(t, kind="stable")
 
     places, pp = origin_sampler(net)
