@@ -43,6 +43,7 @@ class SuanwangPolicy:
     wait_price_cny_per_kwh: float = 0.04
     deadline_margin: float = 0.25
     candidates_checked: int = 8
+    shortlist: int = 16
     replan_s: float = 3600.0
     checkpoint_gb_per_unit: float = 16.0
     min_remaining_h: float = 2.0
@@ -52,17 +53,21 @@ class SuanwangPolicy:
     replan_candidates: int = 300
     _cache_key: object = field(default=None, init=False, repr=False)
     _cache: tuple[np.ndarray, np.ndarray, int, int] = field(init=False, repr=False)
-    _rows: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
-    _offsets: np.ndarray = field(init=False, repr=False)
+    _offsets_h: np.ndarray = field(init=False, repr=False)
+    _windows: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
+    _mean_key: object = field(default=None, init=False, repr=False)
+    _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._offsets = np.arange(self.max_defer_h + 1, dtype=np.float64) * HOUR
+        self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
 
     def _objective(self, state: CapacityState) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Flattened cumulative integral of the forecast objective price per kWh.
+        """Flattened cumulative integral of the forecast objective price per kWh, per center.
 
-        objective(c, h) = forecast price + carbon price x forecast grid carbon; column ``H`` of
-        the value array repeats the last hour so that times past the horizon extrapolate.
+        objective(c, h) = forecast price + carbon price x forecast grid carbon. Each center's
+        row has ``H + 1`` cumulative points, then ``max_defer_h + 1`` more that continue the
+        last hour's price, so times past the horizon extrapolate and every window of start
+        offsets stays inside the row. Returns (cum, val, stride, H).
         """
         sig = state.signals
         if self._cache_key is not sig:
@@ -74,81 +79,126 @@ class SuanwangPolicy:
                 / 1000.0
             )
             c, h = per_kwh.shape
-            cum = np.zeros((c, h + 1))
-            np.cumsum(per_kwh, axis=1, out=cum[:, 1:])
-            val = np.concatenate([per_kwh, per_kwh[:, -1:]], axis=1)
-            self._cache = (cum.ravel(), val.ravel(), h + 1, h)
+            pad = self.max_defer_h + 1
+            last = per_kwh[:, -1:]
+            cum = np.zeros((c, h + 1 + pad))
+            np.cumsum(per_kwh, axis=1, out=cum[:, 1 : h + 1])
+            cum[:, h + 1 :] = cum[:, h : h + 1] + last * np.arange(1, pad + 1)
+            val = np.concatenate([per_kwh, np.repeat(last, pad + 1, axis=1)], axis=1)
+            self._cache = (cum.ravel(), val.ravel(), h + 1 + pad, h)
+            width = self.max_defer_h + 1
+            self._windows = (
+                np.lib.stride_tricks.sliding_window_view(self._cache[0], width),
+                np.lib.stride_tricks.sliding_window_view(self._cache[1], width),
+            )
             self._cache_key = sig
-            self._rows.clear()
         return self._cache
 
     def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+        n = info.pools.size
+        if job.kind.deferrable and n > self.shortlist:
+            # rank pools by energy at the day-ahead mean price, then plan on the best few
+            mean24, stride_m = self._day_mean(state)
+            h = min(int(state.now_s // HOUR), stride_m - 1)
+            kwh_per_scu = info.facility_kw_per_unit / info.speed
+            est = job.work_scu * kwh_per_scu * mean24.take(info.centers * stride_m + h)
+            est += job.data_gb * info.transfer_cost_cny_per_gb
+            short = np.argpartition(est, self.shortlist)[: self.shortlist]
+            short.sort()
+            found = self._plan(job, info, state, short)
+            if found is not None:
+                return found
+        found = self._plan(job, info, state, np.arange(n))
+        if found is not None:
+            return found
+        return self._queue(job, info, state)
+
+    def _day_mean(self, state: CapacityState) -> tuple[np.ndarray, int]:
+        """Mean objective price over the next 24 h from each hour, per center (flattened)."""
+        cum, _, stride, hours = self._objective(state)
+        if self._mean_key is not state.signals:
+            c = cum.reshape(-1, stride)
+            ahead = np.minimum(np.arange(hours) + 24, hours)
+            mean = (c[:, ahead] - c[:, :hours]) / (ahead - np.arange(hours))
+            self._mean = (mean.ravel(), hours)
+            self._mean_key = state.signals
+        return self._mean
+
+    def _plan(
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        sel: np.ndarray,
+    ) -> Decision | None:
+        """Cheapest (pool, start) among pools ``sel`` whose run fits the calendar, or None.
+
+        Starts are ``now + transfer + k h``: every start of one pool shares its fraction of an
+        hour, so the objective integral over all ``k`` is read from one window of the
+        cumulative row per pool.
+        """
         now = state.now_s
         units = job.demand_units
-        runtime = job.work_scu / (units * info.speed) * HOUR
-        power = units * info.facility_kw_per_unit
-        transfer_s = job.data_gb * info.transfer_s_per_gb
-        transfer_cny = job.data_gb * info.transfer_cost_cny_per_gb
+        width = (self.max_defer_h if job.kind.deferrable else 0) + 1
+        _, _, stride, hours = self._objective(state)
+        win_cum, win_val = self._windows
+        pools = info.pools[sel]
+        runtime_h = job.work_scu / (units * info.speed[sel])
+        power = units * info.facility_kw_per_unit[sel]
+        row = info.centers[sel] * stride
+        xs = (now + job.data_gb * info.transfer_s_per_gb[sel]) * (1.0 / HOUR)
+        xe = xs + runtime_h
+        hs = np.minimum(xs.astype(np.int64), hours)
+        he = np.minimum(xe.astype(np.int64), hours)
+        ks = row + hs
+        ke = row + he
+        fs = (xs - hs)[:, None]
+        fe = (xe - he)[:, None]
+        energy = win_cum[ke, :width] + fe * win_val[ke, :width]
+        energy -= win_cum[ks, :width] + fs * win_val[ks, :width]
+        energy += self.wait_price_cny_per_kwh * (
+            (xs - now / HOUR)[:, None] + self._offsets_h[:width]
+        )
+        cost = power[:, None] * energy + (job.data_gb * info.transfer_cost_cny_per_gb[sel])[:, None]
 
-        k_max = self.max_defer_h if job.kind.deferrable else 0
-        deadline_at = None
         if job.deadline_s is not None:
-            deadline_at = job.submit_s + job.deadline_s
-        cum, val, stride, hours = self._objective(state)
-        row = self._rows.get(id(info))
-        if row is None:
-            row = self._rows[id(info)] = (info.centers * stride)[:, None]
-        starts = (now + transfer_s)[:, None] + self._offsets[: k_max + 1]
-        ends = starts + runtime[:, None]
-
-        # integral of the objective price over [starts, ends), per (pool, start)
-        xs = starts * (1.0 / HOUR)
-        xe = ends * (1.0 / HOUR)
-        hs = xs.astype(np.int64)
-        he = xe.astype(np.int64)
-        np.minimum(hs, hours, out=hs)
-        np.minimum(he, hours, out=he)
-        hs += row
-        he += row
-        energy = cum.take(he) + (xe - (he - row)) * val.take(he)
-        energy -= cum.take(hs) + (xs - (hs - row)) * val.take(hs)
-        energy += self.wait_price_cny_per_kwh * (xs - now / HOUR)
-        cost = power[:, None] * energy + transfer_cny[:, None]
-
-        free_now = state.free[info.pools] >= units
-        if deadline_at is not None:
-            late = ends > deadline_at
-            if k_max:
-                slack = deadline_at - job.submit_s
-                late[:, 1:] |= ends[:, 1:] > deadline_at - self.deadline_margin * slack
+            deadline_h = (job.submit_s + job.deadline_s) / HOUR
+            ends_h = xe[:, None] + self._offsets_h[:width]
+            late = ends_h > deadline_h
+            if width > 1:
+                margin_h = self.deadline_margin * job.deadline_s / HOUR
+                late[:, 1:] |= ends_h[:, 1:] > deadline_h - margin_h
             cost[late] = np.inf
         # the first column needs room now
-        cost[:, 0][~free_now] = np.inf
+        cost[:, 0][state.free[pools] < units] = np.inf
 
         flat = cost.ravel()
-        m = self.candidates_checked
-        if flat.size > m:
-            top = np.argpartition(flat, m)[:m]
-            order = top[np.argsort(flat[top], kind="stable")]
-        else:
-            order = np.argsort(flat, kind="stable")
         cap = state.net.pool_capacity
         committed = state.committed
-        width = k_max + 1
-        for idx in order.tolist():
+        for _ in range(self.candidates_checked):
+            idx = int(flat.argmin())
             if flat[idx] == np.inf:
                 break
-            pos, k = divmod(idx, width)
-            pool = int(info.pools[pos])
-            h0 = int(starts[pos, k] // HOUR)
-            h1 = max(int(-(-ends[pos, k] // HOUR)), h0 + 1)
+            flat[idx] = np.inf  # not again
+            i, k = divmod(idx, width)
+            pool = int(pools[i])
+            start_h = float(xs[i]) + k
+            h0 = int(start_h)
+            h1 = max(int(-(-(start_h + float(runtime_h[i])) // 1)), h0 + 1)
             window = committed[pool, h0:h1]
             if window.size and window.max() + units > cap[pool]:
                 continue
             committed[pool, h0:h1] += units
             why = "cheapest planned slot" if k else "cheapest center with room now"
-            return Decision(pos, float(starts[pos, k]), why)
+            return Decision(int(sel[i]), start_h * HOUR, why)
+        return None
 
+    def _queue(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+        now = state.now_s
+        units = job.demand_units
+        committed = state.committed
+        runtime = job.work_scu / (units * info.speed) * HOUR
+        transfer_s = job.data_gb * info.transfer_s_per_gb
         # nothing fits the plan: queue where the wait is least, counting it in the plan
         wait = state.expected_wait_s(info.pools, units)
         pos = int(np.argmin(wait))

@@ -37,9 +37,10 @@ class Nearest:
     name = "nearest"
 
     def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
-        fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
-        if fits.size:
-            return Decision(int(fits[0]), state.now_s, "nearest center with free capacity")
+        fits = state.free[info.pools] >= job.demand_units
+        first = int(fits.argmax())
+        if fits[first]:
+            return Decision(first, state.now_s, "nearest center with free capacity")
         return _least_wait(job, info, state, "no free capacity")
 
 

@@ -84,23 +84,26 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> Outcome:
     n = len(jobs)
+    nan = float("nan")
     state = CapacityState.empty(net, signals)
     horizon = signals.horizon_s
-    pool = np.full(n, -1, dtype=np.int64)
-    release = np.full(n, np.nan)
-    first_start = np.full(n, np.nan)
-    start = np.full(n, np.nan)
-    end = np.full(n, np.nan)
-    latency = np.full(n, np.nan)
-    transfer_cny = np.zeros(n)
-    runtime = np.zeros(n)
-    remaining = np.array([j.work_scu for j in jobs], dtype=np.float64)
-    speed = np.zeros(n)
-    epoch = np.zeros(n, dtype=np.int64)
-    moves = np.zeros(n, dtype=np.int64)
-    units = np.array([j.demand_units for j in jobs], dtype=np.int64)
+    # per-job state as Python lists: the loop touches single elements, which lists do fastest
+    pool = [-1] * n
+    release = [nan] * n
+    first_start = [nan] * n
+    start = [nan] * n
+    end = [nan] * n
+    latency = [nan] * n
+    transfer_cny = [0.0] * n
+    runtime = [0.0] * n
+    remaining = [j.work_scu for j in jobs]
+    epoch = [0] * n
+    moves = [0] * n
+    units = [j.demand_units for j in jobs]
     queues: list[deque[int]] = [deque() for _ in range(net.n_pools)]
     running: dict[int, None] = {}  # insertion-ordered set of running jobs
+    movable: dict[int, None] = {}  # the running jobs that can checkpoint (migration candidates)
+    checkpointable = [j.checkpointable for j in jobs]
     seg: list[tuple[int, int, float, float]] = []
     free = state.free
     backlog = state.backlog_unit_s
@@ -108,52 +111,54 @@ def simulate(
     seq = 0
     decide_s = 0.0
     decisions = 0
-    decision_s = np.full(n, np.nan)
+    decision_s = [nan] * n
     migrator = policy if isinstance(policy, Migrator) else None
-
-    def push(t: float, kind: int, j: int) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(events, (t, seq, kind, j, int(epoch[j]) if j >= 0 else 0))
+    heappush, heappop = heapq.heappush, heapq.heappop
+    perf = time.perf_counter
 
     def try_start(p: int, now: float) -> None:
+        nonlocal seq
         q = queues[p]
         scanned = 0
         i = 0
         while i < len(q) and scanned <= BACKFILL_SCAN:
             j = q[i]
-            if units[j] <= free[p]:
+            u = units[j]
+            if u <= free[p]:
                 del q[i]
-                free[p] -= units[j]
-                backlog[p] -= units[j] * runtime[j]
+                free[p] -= u
+                backlog[p] -= u * runtime[j]
                 start[j] = now
-                if np.isnan(first_start[j]):
+                if first_start[j] != first_start[j]:  # nan: first start
                     first_start[j] = now
                 running[j] = None
-                push(now + runtime[j], FINISH, j)
+                if checkpointable[j]:
+                    movable[j] = None
+                seq += 1
+                heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
             else:
                 i += 1
                 scanned += 1
 
     def replan(now: float) -> None:
+        nonlocal seq
         assert migrator is not None
+        if not movable:
+            return
         state.now_s = now
         view = [
             Running(
-                j,
-                int(pool[j]),
-                float(start[j]),
-                remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j]),
+                j, pool[j], start[j], remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j])
             )
-            for j in running
-            if jobs[j].checkpointable
+            for j in movable
         ]
         touched: set[int] = set()
         for j, q, move_s, move_cny in migrator.migrations(jobs, view, state):
-            p = int(pool[j])
-            seg.append((j, p, float(start[j]), now))
+            p = pool[j]
+            seg.append((j, p, start[j], now))
             remaining[j] *= max(0.0, 1.0 - (now - start[j]) / runtime[j])
             del running[j]
+            del movable[j]
             free[p] += units[j]
             touched.add(p)
             epoch[j] += 1
@@ -161,30 +166,34 @@ def simulate(
             info = net.job_class(jobs[j])
             pos = int(np.flatnonzero(info.pools == q)[0])
             pool[j] = q
-            speed[j] = info.speed[pos]
-            latency[j] = info.latency_ms[pos]
-            runtime[j] = remaining[j] / (units[j] * speed[j]) * 3600.0
+            latency[j] = float(info.latency_ms[pos])
+            runtime[j] = remaining[j] / (units[j] * float(info.speed[pos])) * 3600.0
             transfer_cny[j] += move_cny
-            start[j] = np.nan
-            push(now + move_s, RELEASE, j)
+            start[j] = nan
+            seq += 1
+            heappush(events, (now + move_s, seq, RELEASE, j, epoch[j]))
         for p in sorted(touched):
             try_start(p, now)
 
     def process_until(t: float) -> None:
+        nonlocal seq
         while events and events[0][0] <= t:
-            now, _, kind, j, ep = heapq.heappop(events)
+            now, _, kind, j, ep = heappop(events)
             if kind == REPLAN:
+                assert migrator is not None
                 replan(now)
-                if now + migrator.replan_s < horizon and (running or events):  # type: ignore[union-attr]
-                    push(now + migrator.replan_s, REPLAN, -1)  # type: ignore[union-attr]
+                if now + migrator.replan_s < horizon and (running or events):
+                    seq += 1
+                    heappush(events, (now + migrator.replan_s, seq, REPLAN, -1, 0))
                 continue
             if ep != epoch[j]:
                 continue  # fenced: the job moved since this event was scheduled
-            p = int(pool[j])
+            p = pool[j]
             if kind == FINISH:
                 end[j] = now
                 free[p] += units[j]
                 del running[j]
+                movable.pop(j, None)
                 try_start(p, now)
             else:
                 queues[p].append(j)
@@ -192,51 +201,54 @@ def simulate(
                 try_start(p, now)
 
     if migrator is not None and n:
-        push(migrator.replan_s, REPLAN, -1)
+        seq += 1
+        heappush(events, (migrator.replan_s, seq, REPLAN, -1, 0))
     for i, job in enumerate(jobs):
         t = job.submit_s
-        process_until(min(t, horizon))
+        if events and events[0][0] <= t:
+            process_until(min(t, horizon))
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = net.job_class(job)
         if info.pools.size == 0:
             continue
         state.now_s = t
-        t0 = time.perf_counter()
+        t0 = perf()
         decision = policy.decide(job, info, state)
-        dt = time.perf_counter() - t0
+        dt = perf() - t0
         decision_s[i] = dt
         decide_s += dt
         decisions += 1
         pos = decision.pos
         p = int(info.pools[pos])
         pool[i] = p
-        speed[i] = info.speed[pos]
-        latency[i] = info.latency_ms[pos]
-        transfer_cny[i] = job.data_gb * info.transfer_cost_cny_per_gb[pos]
-        runtime[i] = job.work_scu / (units[i] * speed[i]) * 3600.0
-        rel = max(decision.start_s, t + job.data_gb * info.transfer_s_per_gb[pos])
+        latency[i] = float(info.latency_ms[pos])
+        transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
+        runtime[i] = job.work_scu / (units[i] * float(info.speed[pos])) * 3600.0
+        rel = max(decision.start_s, t + job.data_gb * float(info.transfer_s_per_gb[pos]))
         release[i] = rel
-        push(rel, RELEASE, i)
+        seq += 1
+        heappush(events, (rel, seq, RELEASE, i, 0))
     process_until(horizon)
     if progress is not None:
         progress(n)
     seg_arr = np.array(seg, dtype=np.float64).reshape(-1, 4)
+    f64 = np.float64
     return Outcome(
-        pool=pool,
-        release_s=release,
-        first_start_s=first_start,
-        start_s=start,
-        end_s=end,
-        latency_ms=latency,
-        transfer_cost_cny=transfer_cny,
-        migrations=moves,
+        pool=np.array(pool, dtype=np.int64),
+        release_s=np.array(release, dtype=f64),
+        first_start_s=np.array(first_start, dtype=f64),
+        start_s=np.array(start, dtype=f64),
+        end_s=np.array(end, dtype=f64),
+        latency_ms=np.array(latency, dtype=f64),
+        transfer_cost_cny=np.array(transfer_cny, dtype=f64),
+        migrations=np.array(moves, dtype=np.int64),
         seg_job=seg_arr[:, 0].astype(np.int64),
         seg_pool=seg_arr[:, 1].astype(np.int64),
         seg_start_s=seg_arr[:, 2],
         seg_end_s=seg_arr[:, 3],
         decide_seconds=decide_s,
         decisions=decisions,
-        decision_s=decision_s,
+        decision_s=np.array(decision_s, dtype=f64),
         horizon_s=horizon,
     )
