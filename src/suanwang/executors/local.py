@@ -1,0 +1,604 @@
+"""Local executor: real processes on this machine, per-center slot limits, restart-safe.
+
+Everything an executor knows lives in files, so a new :class:`LocalExecutor` on the same root
+(after the server was killed with ``-9`` and restarted) re-attaches: running jobs keep running,
+finished ones keep their exit codes, queued ones start when slots free. Nothing is lost or run
+twice. Linux only (``/proc``).
+
+Layout under ``root/<center>/``::
+
+    .lock                   flock held by every operation (several executors may share a root)
+    .active/<run>           index of runs not finished yet (the only runs a poll looks at)
+    <run>/submission.json   the submission, written once (first submit of a job id wins)
+    <run>/command.sh        the command or script; run.sh: the wrapper that runs it
+    <run>/queued            waiting for slots: {"seq", "token"}; FIFO by seq, no backfill
+    <run>/launched          the same file, renamed from ``queued`` when the run took its slots
+    <run>/pid               {"pid", "pgid", "start_ticks"} of the wrapper
+    <run>/started_at        ISO time; stdout.log: stdout and stderr; work/: the job's cwd
+    <run>/exit_code         written by the wrapper (tmp + mv, atomic) when the job ends
+    <run>/checkpoint/       $SUANWANG_CHECKPOINT_DIR (unless the submission names one)
+    <run>/checkpoint_requested, <run>/cancelled   markers (time of the request)
+    <run>/final.json        the terminal status, written once
+
+A run's id is its job id; a resumed run's is ``<job id>.resume-<hash of the checkpoint dir>``.
+A reference is ``<center>/<run>``.
+
+Processes. A run is started through a short-lived ``sh`` in a new session that puts the wrapper
+in the background, prints its pid and exits (we reap it at once), so the job is never our child:
+a crash of the server neither kills it nor leaves zombies of ours, and a new executor is in the
+same position as the old one. The wrapper is identified by ``(pid, start time)`` from
+``/proc/<pid>/stat``; every process of the run carries ``SUANWANG_RUN_TOKEN`` in its environment,
+which finds a run's processes when the server crashed between starting it and writing ``pid``,
+and keeps us from signalling a process group that is no longer ours. When the wrapper ends, what
+is left of its process group is killed (as Slurm does at the end of a job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from suanwang.core.lifecycle import JobState
+from suanwang.executors.base import (
+    CHECKPOINT_EXIT_CODE,
+    CHECKPOINT_SIGNAL,
+    ENV_CARDS,
+    ENV_CHECKPOINT_DIR,
+    ENV_CPUS,
+    ENV_JOB_ID,
+    ENV_RESUME_FROM,
+    Capacity,
+    ExecutorError,
+    ExecutorStatus,
+    Submission,
+)
+
+ENV_RUN_TOKEN = "SUANWANG_RUN_TOKEN"
+
+#: Variables passed from the server's environment to jobs. Nothing else is: the server's
+#: environment holds secrets (database url, keys) that are none of a job's business.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
+_DEAD = frozenset({"Z", "X", "x"})  # zombie or dead: the process has ended
+
+_WRAPPER = """#!/bin/sh
+# Written by suanwang's LocalExecutor: runs the job, then records its exit code atomically.
+# The checkpoint signal is for the job; the wrapper only survives it (a caught signal is reset
+# to its default in the job, so the job may trap it).
+trap : USR1
+cd {work} || exit 1
+{runner} {command}
+code=$?
+echo "$code" > {exit_tmp} && mv -f {exit_tmp} {exit_code}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Proc:
+    """The wrapper process of a launched run."""
+
+    pid: int
+    pgid: int
+    start_ticks: int  # /proc/<pid>/stat field 22; -1: had already ended when we looked
+
+
+class LocalExecutor:
+    """Runs jobs as local processes for one center, at most ``cpus`` cores and ``cards`` cards.
+
+    A job that does not fit now waits in the executor's queue (state ``scheduled``) and starts,
+    in submission order, at a later ``submit``/``poll``/``capacity`` call once slots are free.
+    A job that could never fit is refused at submit (:class:`ExecutorError`). ``cancel`` sends
+    SIGTERM to the run's process group and SIGKILL after ``kill_grace_s``. ``mem_gb`` and
+    ``accelerator`` are not enforced.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        center_id: str,
+        cpus: int,
+        cards: int,
+        *,
+        kill_grace_s: float = 5.0,
+        launch_grace_s: float = 5.0,
+    ) -> None:
+        if not _SAFE_ID.fullmatch(center_id):
+            raise ValueError(f"center_id {center_id!r}: use letters, digits, '_', '.', '-'")
+        if cpus < 0 or cards < 0:
+            raise ValueError(f"slots must be >= 0 (got cpus={cpus}, cards={cards})")
+        self.name = f"local:{center_id}"
+        self.center_id = center_id
+        self.cpus = cpus
+        self.cards = cards
+        self.kill_grace_s = kill_grace_s
+        self.launch_grace_s = launch_grace_s
+        self._dir = Path(root).resolve() / center_id
+        self._active = self._dir / ".active"
+        self._active.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            # half-written submissions of a crashed server: never visible, never started
+            for tmp in self._dir.glob(".tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ protocol
+
+    def submit(self, sub: Submission) -> str:
+        return self._submit(sub, sub.job_id, resume_from=None)
+
+    def resume(self, sub: Submission, checkpoint_dir: str) -> str:
+        path = Path(checkpoint_dir).resolve()
+        if not path.is_dir():
+            raise ExecutorError(self.name, f"cannot resume {sub.job_id}: no directory {path}")
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        return self._submit(sub, f"{sub.job_id}.resume-{digest}", resume_from=str(path))
+
+    def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
+        with self._locked():
+            self._tick()
+            return {ref: self._status(ref) for ref in refs}
+
+    def cancel(self, ref: str) -> None:
+        with self._locked():
+            run = self._run_dir(ref)
+            if (run / "final.json").exists():
+                return
+            if not (run / "cancelled").exists():
+                _write_atomic(run / "cancelled", _now().isoformat())
+            if (run / "queued").exists():
+                (run / "queued").unlink()
+                self._finalize(run, JobState.CANCELLED, None, "cancelled before it started")
+                return
+            proc = _read_proc(run)
+            token = _token(run)
+            if proc is not None and _alive(proc):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pgid, signal.SIGTERM)
+            else:
+                _signal_all(_members(proc, token), signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_grace_s
+        while time.monotonic() < deadline:
+            if not self._running(run):
+                break
+            time.sleep(0.02)
+        else:
+            _signal_all(_members(_read_proc(run), token), signal.SIGKILL)
+        with self._locked():
+            self._tick()
+
+    def logs(self, ref: str, tail_bytes: int | None = None) -> str:
+        path = self._run_dir(ref) / "stdout.log"
+        try:
+            with path.open("rb") as f:
+                if tail_bytes is not None:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+                data = f.read()
+        except FileNotFoundError:
+            return ""  # not started yet
+        return data.decode("utf-8", errors="replace")
+
+    def checkpoint(self, ref: str) -> str | None:
+        with self._locked():
+            self._tick()
+            run = self._run_dir(ref)
+            ckpt = self._load(run)["checkpoint_dir"]
+            status = self._status(ref)
+            if status.state is JobState.MIGRATING:
+                return str(ckpt)  # already checkpointed: idempotent
+            proc = _read_proc(run)
+            if (
+                status.state is not JobState.RUNNING
+                or (run / "cancelled").exists()
+                or proc is None
+                or not _alive(proc)
+            ):
+                raise ExecutorError(self.name, f"cannot checkpoint {ref}: it is {status.state}")
+            if not (run / "checkpoint_requested").exists():
+                _write_atomic(run / "checkpoint_requested", _now().isoformat())
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pgid, CHECKPOINT_SIGNAL)
+            return str(ckpt)
+
+    def capacity(self) -> Capacity:
+        with self._locked():
+            used_cpus, used_cards = self._tick()
+        return Capacity(self.cpus, self.cards, used_cpus, used_cards)
+
+    # ------------------------------------------------------------------ submission
+
+    def _submit(self, sub: Submission, run_id: str, resume_from: str | None) -> str:
+        if not _SAFE_ID.fullmatch(sub.job_id):
+            raise ValueError(f"job_id {sub.job_id!r}: use letters, digits, '_', '.', '-'")
+        ref = f"{self.center_id}/{run_id}"
+        with self._locked():
+            final = self._dir / run_id
+            if final.exists():
+                return ref  # idempotent: the first submission of this run wins
+            if sub.cpus > self.cpus or sub.cards > self.cards:
+                raise ExecutorError(
+                    self.name,
+                    f"refused {sub.job_id}: needs {sub.cpus} cpus and {sub.cards} cards, "
+                    f"the center has {self.cpus} cpus and {self.cards} cards",
+                )
+            ckpt = final / "checkpoint"
+            if sub.checkpoint_dir is not None:
+                ckpt = Path(sub.checkpoint_dir).resolve()
+                ckpt.mkdir(parents=True, exist_ok=True)
+            tmp = self._dir / f".tmp-{run_id}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(mode=0o700)
+            (tmp / "work").mkdir()
+            (tmp / "checkpoint").mkdir()
+            record = {
+                "submission": dataclasses.asdict(sub),
+                "run_id": run_id,
+                "checkpoint_dir": str(ckpt),
+                "resume_from": resume_from,
+            }
+            _write_atomic(tmp / "submission.json", json.dumps(record, indent=1))
+            text = sub.command if sub.command is not None else sub.script
+            assert text is not None  # Submission checks that exactly one is set
+            command = tmp / "command.sh"
+            command.write_text(text if text.endswith("\n") else text + "\n")
+            command.chmod(0o700)
+            # a script with a #! line runs under its interpreter, anything else under /bin/sh
+            shebang = sub.script is not None and text.startswith("#!")
+            wrapper = _WRAPPER.format(
+                work=shlex.quote(str(final / "work")),
+                runner="" if shebang else "/bin/sh",
+                command=shlex.quote(str(final / "command.sh")),
+                exit_tmp=shlex.quote(str(final / "exit_code.tmp")),
+                exit_code=shlex.quote(str(final / "exit_code")),
+            )
+            (tmp / "run.sh").write_text(wrapper)
+            queued = {"seq": time.time_ns(), "token": uuid.uuid4().hex}
+            _write_atomic(tmp / "queued", json.dumps(queued))
+            # index first, then publish: a crash in between leaves an index entry without a
+            # directory (dropped at the next tick), never a run nobody looks at
+            (self._active / run_id).touch()
+            os.rename(tmp, final)
+            self._tick()
+        return ref
+
+    # ------------------------------------------------------------------ the tick
+
+    def _tick(self) -> tuple[int, int]:
+        """Observe every unfinished run, start queued ones that fit; return (cpus, cards) used.
+
+        Caller holds the lock.
+        """
+        used_cpus = used_cards = 0
+        waiting: list[tuple[int, str, Path, int, int]] = []
+        for entry in sorted(self._active.iterdir()):
+            run = self._dir / entry.name
+            if not run.is_dir():
+                entry.unlink(missing_ok=True)
+                continue
+            status = self._observe(run)
+            if status.state.is_terminal or status.state is JobState.MIGRATING:
+                continue
+            sub = self._load(run)["submission"]
+            if (run / "queued").exists():
+                seq = int(json.loads((run / "queued").read_text())["seq"])
+                waiting.append((seq, entry.name, run, sub["cpus"], sub["cards"]))
+            else:
+                used_cpus += sub["cpus"]
+                used_cards += sub["cards"]
+        for _, _, run, cpus, cards in sorted(waiting):
+            if used_cpus + cpus > self.cpus or used_cards + cards > self.cards:
+                break  # strict FIFO: a big job at the head is not overtaken by small ones
+            if self._launch(run):
+                used_cpus += cpus
+                used_cards += cards
+        return used_cpus, used_cards
+
+    def _launch(self, run: Path) -> bool:
+        """Start a queued run. Caller holds the lock. False if it could not be started."""
+        record = self._load(run)
+        sub = record["submission"]
+        os.rename(run / "queued", run / "launched")
+        token = _token(run)
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env.update(sub["env"])
+        env.update(
+            {
+                ENV_JOB_ID: sub["job_id"],
+                ENV_CHECKPOINT_DIR: record["checkpoint_dir"],
+                ENV_CARDS: str(sub["cards"]),
+                ENV_CPUS: str(sub["cpus"]),
+                ENV_RUN_TOKEN: token,
+            }
+        )
+        if record["resume_from"] is not None:
+            env[ENV_RESUME_FROM] = record["resume_from"]
+        _write_atomic(run / "started_at", _now().isoformat())
+        q = shlex.quote
+        starter = f"/bin/sh {q(str(run / 'run.sh'))} >>{q(str(run / 'stdout.log'))} 2>&1 & echo $!"
+        try:
+            with subprocess.Popen(
+                ["/bin/sh", "-c", starter],
+                cwd=run,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            ) as starter_proc:
+                out, _ = starter_proc.communicate(timeout=30)
+            pid = int(out.strip())
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._finalize(run, JobState.FAILED, None, f"could not start: {exc}")
+            return False
+        stat = _proc_stat(pid)
+        proc = _Proc(pid, starter_proc.pid, stat[2] if stat else -1)
+        _write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
+        return True
+
+    # ------------------------------------------------------------------ observing a run
+
+    def _observe(self, run: Path) -> ExecutorStatus:
+        """The run's status now; finalizes runs that ended. Caller holds the lock."""
+        ref = f"{self.center_id}/{run.name}"
+        final = _read_json(run / "final.json")
+        if final is not None:
+            return _status_from(ref, final)
+        started = _read_time(run / "started_at")
+        if (run / "queued").exists():
+            return ExecutorStatus(ref, JobState.SCHEDULED, reason="queued: waiting for free slots")
+        if not (run / "launched").exists():
+            return self._finalize(run, JobState.FAILED, None, "run directory is incomplete")
+        token = _token(run)
+        proc = _read_proc(run)
+        if proc is None:
+            # the server died between starting the run and writing its pid
+            proc = self._adopt(run, token)
+            if proc is None and not (run / "exit_code").exists():
+                if _with_token(token, pgid=None):
+                    return ExecutorStatus(ref, JobState.SCHEDULED, reason="starting")
+                if not (run / "stdout.log").exists():  # else: it started and is gone
+                    if _age_s(run / "launched") <= self.launch_grace_s:
+                        return ExecutorStatus(ref, JobState.SCHEDULED, reason="starting")
+                    os.rename(run / "launched", run / "queued")  # it never started
+                    return ExecutorStatus(ref, JobState.SCHEDULED, reason="queued again")
+        if proc is not None and _alive(proc):
+            reason = "cancelling" if (run / "cancelled").exists() else ""
+            return ExecutorStatus(ref, JobState.RUNNING, started_at=started, reason=reason)
+        # the wrapper has ended; what is left of its process group goes too (after the grace
+        # period if we are cancelling: a job may clean up on SIGTERM)
+        members = _members(proc, token)
+        cancelled_at = _read_time(run / "cancelled")
+        grace = (
+            cancelled_at is not None and (_now() - cancelled_at).total_seconds() < self.kill_grace_s
+        )
+        if members and grace:
+            return ExecutorStatus(ref, JobState.RUNNING, started_at=started, reason="cancelling")
+        _signal_all(members, signal.SIGKILL)
+        code = _read_int(run / "exit_code")
+        requested = (run / "checkpoint_requested").exists()
+        if cancelled_at is not None:
+            return self._finalize(run, JobState.CANCELLED, code, "cancelled")
+        if code is None:
+            return self._finalize(
+                run, JobState.FAILED, None, "the job ended without an exit code (killed?)"
+            )
+        if code == 0:
+            return self._finalize(run, JobState.SUCCEEDED, 0, "")
+        if code == CHECKPOINT_EXIT_CODE and requested:
+            ckpt = self._load(run)["checkpoint_dir"]
+            return self._finalize(run, JobState.MIGRATING, code, f"checkpointed to {ckpt}")
+        if requested:
+            reason = (
+                f"exit code {code} after a checkpoint request (a checkpointed job exits "
+                f"{CHECKPOINT_EXIT_CODE}; does it handle SIGUSR1?)"
+            )
+            return self._finalize(run, JobState.FAILED, code, reason)
+        return self._finalize(run, JobState.FAILED, code, f"exit code {code}")
+
+    def _adopt(self, run: Path, token: str) -> _Proc | None:
+        """Find the wrapper of a run started by a server that crashed before writing ``pid``."""
+        wrapper = str(run / "run.sh")
+        for pid in _with_token(token, pgid=None):
+            cmdline = _read_bytes(Path(f"/proc/{pid}/cmdline")).split(b"\0")
+            stat = _proc_stat(pid)
+            if stat is not None and wrapper.encode() in cmdline:
+                proc = _Proc(pid, stat[1], stat[2])
+                _write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
+                return proc
+        return None
+
+    def _running(self, run: Path) -> bool:
+        proc = _read_proc(run)
+        if proc is not None and _alive(proc):
+            return True
+        return bool(_members(proc, _token(run)))
+
+    def _finalize(
+        self, run: Path, state: JobState, exit_code: int | None, reason: str
+    ) -> ExecutorStatus:
+        """Record a run's terminal status once and take it off the active index."""
+        exit_file = run / "exit_code"
+        ended = (
+            datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+            if exit_file.exists() and state is not JobState.CANCELLED
+            else _now()
+        )
+        started = _read_time(run / "started_at")
+        final = {
+            "state": str(state),
+            "exit_code": exit_code,
+            "started_at": started.isoformat() if started else None,
+            "ended_at": ended.isoformat(),
+            "reason": reason,
+        }
+        _write_atomic(run / "final.json", json.dumps(final))
+        (self._active / run.name).unlink(missing_ok=True)
+        return _status_from(f"{self.center_id}/{run.name}", final)
+
+    def _status(self, ref: str) -> ExecutorStatus:
+        try:
+            run = self._run_dir(ref)
+        except ExecutorError as exc:
+            return ExecutorStatus(ref, JobState.LOST, reason=str(exc))
+        return self._observe(run)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run_dir(self, ref: str) -> Path:
+        center, _, run_id = ref.partition("/")
+        if center != self.center_id or not _RUN_ID.fullmatch(run_id):
+            raise ExecutorError(self.name, f"no run {ref!r} (references look like center/job)")
+        run = self._dir / run_id
+        if not (run / "submission.json").exists():
+            raise ExecutorError(self.name, f"no run {ref!r}")
+        return run
+
+    @staticmethod
+    def _load(run: Path) -> dict[str, Any]:
+        record: dict[str, Any] = json.loads((run / "submission.json").read_text())
+        return record
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self._dir / ".lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------- files
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    data = _read_bytes(path)
+    if not data:
+        return None
+    value: dict[str, Any] = json.loads(data)
+    return value
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(_read_bytes(path).strip())
+    except ValueError:
+        return None
+
+
+def _read_time(path: Path) -> datetime | None:
+    text = _read_bytes(path).decode().strip()
+    return datetime.fromisoformat(text) if text else None
+
+
+def _age_s(path: Path) -> float:
+    return time.time() - path.stat().st_mtime
+
+
+def _token(run: Path) -> str:
+    for name in ("launched", "queued"):
+        data = _read_json(run / name)
+        if data is not None:
+            return str(data["token"])
+    return ""
+
+
+def _read_proc(run: Path) -> _Proc | None:
+    data = _read_json(run / "pid")
+    return _Proc(**data) if data is not None else None
+
+
+def _status_from(ref: str, final: dict[str, Any]) -> ExecutorStatus:
+    def when(key: str) -> datetime | None:
+        value = final[key]
+        return datetime.fromisoformat(value) if value else None
+
+    return ExecutorStatus(
+        ref,
+        JobState(final["state"]),
+        final["exit_code"],
+        when("started_at"),
+        when("ended_at"),
+        final["reason"],
+    )
+
+
+# ---------------------------------------------------------------------- /proc
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """``(state, pgrp, start_ticks)`` of a process, or None if there is none."""
+    data = _read_bytes(Path(f"/proc/{pid}/stat"))
+    if not data:
+        return None
+    # the command name (field 2) may contain spaces and ')': split after its last ')'
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[2]), int(fields[19])
+
+
+def _alive(proc: _Proc) -> bool:
+    """The wrapper is running: same pid *and* start time (pids are reused), not a zombie."""
+    stat = _proc_stat(proc.pid)
+    return stat is not None and stat[0] not in _DEAD and stat[2] == proc.start_ticks
+
+
+def _with_token(token: str, pgid: int | None) -> list[int]:
+    """Live processes (of process group ``pgid`` if given) whose environment holds ``token``."""
+    if not token:
+        return []
+    entry = f"{ENV_RUN_TOKEN}={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] in _DEAD or (pgid is not None and stat[1] != pgid):
+            continue
+        if entry in _read_bytes(Path(f"/proc/{pid}/environ")).split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def _members(proc: _Proc | None, token: str) -> list[int]:
+    """Live processes of a run: they carry its token (and are in its process group if known)."""
+    return _with_token(token, pgid=proc.pgid if proc is not None else None)
+
+
+def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
