@@ -26,6 +26,17 @@ app = typer.Typer(
 scenario_app = typer.Typer(help="Inspect, export and validate scenarios.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 
+
+def _register_platform() -> None:
+    from suanwang.cli_platform import register
+    from suanwang.server.admin_cli import app as tenants_app
+
+    app.add_typer(tenants_app, name="tenants")
+    register(app)
+
+
+_register_platform()
+
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -287,3 +298,7 @@ def scenario_show(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

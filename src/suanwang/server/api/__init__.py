@@ -1,0 +1,1 @@
+"""HTTP routers (thin: parse, authorise, call a data function, shape the response)."""

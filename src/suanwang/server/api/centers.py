@@ -1,0 +1,161 @@
+"""``/v1/centers`` and ``/v1/network``: capacity, use and energy signals of the scenario.
+
+Capacity comes from the scenario, use from the database (units held by scheduled and running
+jobs), signals from :func:`suanwang.scenarios.signals.build_signals` over 48 hours from the
+current hour, built once per hour and shared by all requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+
+from suanwang.core.scenario import Center, Scenario
+from suanwang.core.signals import Signals
+from suanwang.scenarios.signals import build_signals
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, SessionDep
+from suanwang.server.models.jobs import Usage, active_usage
+from suanwang.server.schemas import (
+    CenterList,
+    CenterPublic,
+    CenterSignals,
+    NetworkPublic,
+    PoolCounts,
+    Totals,
+    Utilization,
+)
+
+SIGNAL_HOURS = 48
+
+router = APIRouter(prefix="/v1", tags=["network"], responses=AUTH_RESPONSES)
+
+
+class SignalCache:
+    """The modelled signals from the current UTC hour on, rebuilt when the hour changes."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int = 0,
+        hours: int = SIGNAL_HOURS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.hours = hours
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._hour: datetime | None = None
+        self._signals: Signals | None = None
+
+    def current(self) -> Signals:
+        hour = self.clock().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        with self._lock:  # one build per hour, however many requests arrive meanwhile
+            if self._signals is None or self._hour != hour:
+                self._signals = build_signals(self.scenario, hour, self.hours, seed=self.seed)
+                self._hour = hour
+            return self._signals
+
+
+def _counts(centers: Iterable[Center]) -> PoolCounts:
+    cards: dict[str, int] = {}
+    cores = 0
+    for c in centers:
+        for model, n in c.inventory:
+            cards[model] = cards.get(model, 0) + n
+        cores += c.cpu_cores
+    return PoolCounts(cards=dict(sorted(cards.items())), cpu_cores=cores)
+
+
+def _used(centers: Iterable[Center], usage: dict[str, Usage]) -> PoolCounts:
+    cards: dict[str, int] = {}
+    cores = 0
+    for c in centers:
+        u = usage.get(c.id)
+        if u is None:
+            continue
+        for model, n in u.cards.items():
+            cards[model] = cards.get(model, 0) + n
+        cores += u.cpu_cores
+    return PoolCounts(cards=dict(sorted(cards.items())), cpu_cores=cores)
+
+
+def _share(used: int, capacity: int) -> float:
+    return used / capacity if capacity > 0 else 0.0
+
+
+def _utilization(capacity: PoolCounts, used: PoolCounts) -> Utilization:
+    return Utilization(
+        cards=_share(sum(used.cards.values()), sum(capacity.cards.values())),
+        by_model={m: _share(used.cards.get(m, 0), n) for m, n in capacity.cards.items()},
+        cpu=_share(used.cpu_cores, capacity.cpu_cores),
+    )
+
+
+def _totals(
+    group_id: str | None, name: str, centers: list[Center], usage: dict[str, Usage]
+) -> Totals:
+    cap, used = _counts(centers), _used(centers, usage)
+    return Totals(
+        id=group_id,
+        name=name,
+        centers=len(centers),
+        capacity=cap,
+        used=used,
+        utilization=_utilization(cap, used),
+    )
+
+
+@router.get("/centers")
+def list_centers(request: Request, session: SessionDep, _tenant: CurrentTenant) -> CenterList:
+    """Every center: capacity, units in use, utilization and this hour's energy signals."""
+    scenario: Scenario = request.app.state.scenario
+    cache: SignalCache = request.app.state.signals
+    signals = cache.current()
+    usage = active_usage(session=session)
+    out = []
+    for i, c in enumerate(scenario.centers):
+        cap, used = _counts([c]), _used([c], usage)
+        green = float(signals.green_fraction[i, 0])
+        out.append(
+            CenterPublic(
+                id=c.id,
+                name=c.name,
+                name_zh=c.name_zh,
+                type=c.type,
+                province=c.province,
+                hub=c.hub,
+                pue=c.pue,
+                capacity=cap,
+                used=used,
+                utilization=_utilization(cap, used),
+                signals=CenterSignals(
+                    hour=signals.start,
+                    price_cny_per_kwh=float(signals.price_cny_per_kwh[i, 0]),
+                    green_fraction=green,
+                    carbon_g_per_kwh=(1.0 - green) * float(signals.carbon_g_per_kwh[i, 0]),
+                ),
+            )
+        )
+    return CenterList(scenario=scenario.name, centers=out)
+
+
+@router.get("/network")
+def network_totals(request: Request, session: SessionDep, _tenant: CurrentTenant) -> NetworkPublic:
+    """Capacity, use and utilization per hub (centers outside hubs grouped last) and in total."""
+    scenario: Scenario = request.app.state.scenario
+    usage = active_usage(session=session)
+    hubs = [
+        _totals(h.id, h.name, [c for c in scenario.centers if c.hub == h.id], usage)
+        for h in scenario.hubs
+    ]
+    hub_ids = {h.id for h in scenario.hubs}
+    outside = [c for c in scenario.centers if c.hub not in hub_ids]
+    if outside:
+        hubs.append(_totals(None, "outside the hubs", outside, usage))
+    national = _totals(None, scenario.name, list(scenario.centers), usage)
+    return NetworkPublic(scenario=scenario.name, hubs=hubs, national=national)

@@ -1,0 +1,178 @@
+"""``/v1/jobs``: submit, list, read, cancel, events, logs. Another tenant's job is a 404."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+
+from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.database.models import JobRow, Tenant
+from suanwang.server.models import jobs as models
+from suanwang.server.schemas import (
+    ConflictResponse,
+    ErrorResponse,
+    JobCreate,
+    JobEventPublic,
+    JobList,
+    JobPublic,
+)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
+
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "no such job (or not yours)"}
+}
+JobId = Annotated[str, Path(max_length=100, description="the job's id (a UUID)")]
+
+
+def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
+    job = models.get_job(session=session, tenant=tenant, job_id=job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    return job
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": JobPublic, "description": "replay: this Idempotency-Key made this job"},
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        413: {"model": ErrorResponse, "description": "request body over 64 KiB"},
+    },
+)
+def submit_job(
+    spec: JobCreate,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    net: NetworkDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[!-~]+$",
+            description="retries with the same key (and spec) return the first job, with 200",
+        ),
+    ] = None,
+) -> JobPublic:
+    """Submit a job; 201 with the new job, or 200 with the earlier one on an idempotent retry.
+
+    Reusing a key for a different spec is a 422 (as the IETF Idempotency-Key draft asks).
+    """
+    problems = models.check_spec(spec, net)
+    if problems:
+        raise RequestValidationError(
+            [
+                {"type": "scenario", "loc": ("body", *p.loc), "msg": p.msg, "input": p.input}
+                for p in problems
+            ]
+        )
+    try:
+        job, created = models.submit_job(
+            session=session, tenant=tenant, spec=spec, idempotency_key=idempotency_key
+        )
+    except models.IdempotencyConflict as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "idempotency_conflict",
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": str(exc),
+                    "input": idempotency_key,
+                }
+            ]
+        ) from None
+    session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobPublic.from_row(job)
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=models.MAX_PAGE)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="next_cursor of the previous page",
+        ),
+    ] = None,
+) -> JobList:
+    """Jobs you may see, newest first."""
+    try:
+        rows, next_cursor = models.list_jobs(
+            session=session, tenant=tenant, state=state, limit=limit, cursor=cursor
+        )
+    except models.InvalidCursor as exc:
+        raise RequestValidationError(
+            [{"type": "invalid_cursor", "loc": ("query", "cursor"), "msg": str(exc)}]
+        ) from None
+    return JobList(items=[JobPublic.from_row(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", responses=NOT_FOUND)
+def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
+    return JobPublic.from_row(_job_or_404(session, tenant, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ConflictResponse, "description": "the job has already ended"},
+    },
+)
+def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
+    """Cancel a job that has not ended (a running job's process is stopped by its executor)."""
+    job = _job_or_404(session, tenant, job_id)
+    try:
+        models.cancel_job(session=session, job=job, by=tenant)
+    except TransitionError as exc:
+        session.rollback()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {
+                "msg": str(exc),
+                "state": exc.current.value,
+                "allowed": sorted(s.value for s in TRANSITIONS[exc.current]),
+            },
+        ) from None
+    session.commit()
+    return JobPublic.from_row(job)
+
+
+@router.get("/{job_id}/events", responses=NOT_FOUND)
+def job_events(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> list[JobEventPublic]:
+    """Every state change of the job, oldest first."""
+    job = _job_or_404(session, tenant, job_id)
+    return [JobEventPublic.from_row(e) for e in models.list_events(session=session, job=job)]
+
+
+@router.get(
+    "/{job_id}/logs",
+    response_model=None,
+    responses={
+        **NOT_FOUND,
+        200: {
+            "description": "the log text",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def job_logs(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> PlainTextResponse:
+    """The job's output so far (empty until an executor has stored some)."""
+    job = _job_or_404(session, tenant, job_id)
+    return PlainTextResponse(job.logs or "")

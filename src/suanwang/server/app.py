@@ -1,0 +1,214 @@
+"""The FastAPI application: ``create_app(settings)``; serve with
+``uvicorn --factory suanwang.server.app:create_app`` (settings from ``SUANWANG_*``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from suanwang import __version__
+from suanwang.core.jobs import ANY_ACCELERATOR
+from suanwang.core.network import Network
+from suanwang.scenarios.loader import load_scenario
+from suanwang.server.api import centers, health, jobs
+from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.settings import Settings
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent.
+
+    The body is read (at most ``max_bytes`` + one chunk) before the app sees the request and
+    then replayed, so the app never starts on a body it would have to abandon.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                if not value.isdigit():
+                    await _error(send, 400, "invalid Content-Length header")
+                    return
+                if int(value) > self.max_bytes:
+                    await self._too_large(send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away: let the app see it
+                replay = [message]
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                break
+
+        async def replayed() -> Message:
+            return replay.pop(0) if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _error(send, 413, f"request body over {self.max_bytes} bytes")
+
+
+async def _error(send: Send, code: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` made JSON-encodable: NaN/Infinity and lone surrogates become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {str(_json_safe(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 listing every problem; echoed inputs made safe (FastAPI's handler fails on NaN)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = _json_safe(jsonable_encoder(errors))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+class ControlPlaneAPI(FastAPI):
+    """FastAPI whose OpenAPI document names the loaded scenario's places, models and stacks."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        schema = super().openapi()
+        _drop_empty_json_alternatives(schema)
+        net: Network | None = getattr(self.state, "network", None)
+        if net is None:  # asked before startup: do not cache a document without the scenario
+            self.openapi_schema = None
+        else:
+            _describe_scenario(schema, net)
+        return schema
+
+
+def _drop_empty_json_alternatives(schema: dict[str, Any]) -> None:
+    """Plain-text routes (logs) also get an empty JSON 200 from FastAPI; remove it."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            if "text/plain" in content and content.get("application/json") == {"schema": {}}:
+                del content["application/json"]
+
+
+def _describe_scenario(schema: dict[str, Any], net: Network) -> None:
+    """Add enums of origins, accelerators and stacks to the ``JobCreate`` request body."""
+    comps = schema.get("components", {}).get("schemas", {})
+    body, resources = comps.get("JobCreate"), comps.get("Resources")
+    if body is None or resources is None:
+        return
+    props = body["properties"]
+    props["origin"]["enum"] = sorted(net.place_ids)
+    for variant in props["stacks"].get("anyOf", [props["stacks"]]):
+        if variant.get("type") == "array":
+            variant["items"]["enum"] = sorted(net.known_stacks)
+    create = copy.deepcopy(resources)
+    create["title"] = "ResourcesCreate"
+    create["properties"]["accelerator"]["enum"] = [ANY_ACCELERATOR, *sorted(net.known_models)]
+    comps["ResourcesCreate"] = create
+    props["resources"] = {
+        k: ("#/components/schemas/ResourcesCreate" if k == "$ref" else v)
+        for k, v in props["resources"].items()
+    }
+
+
+def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
+    """Migrate, connect and load the scenario, unless an enclosing lifespan already did.
+
+    Lifespans may nest (test clients and fuzzers start their own on an app already running);
+    the first one sets up, the last one to end disposes of the engine.
+    """
+    running = getattr(app.state, "lifespans", 0)
+    if running:
+        app.state.lifespans = running + 1
+        return
+    engine = make_engine(cfg.db_url)
+    try:
+        migrate(cfg.db_url, engine=engine)
+        scenario = load_scenario(cfg.scenario)
+    except BaseException:
+        engine.dispose()
+        raise
+    app.state.settings = cfg
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.scenario = scenario
+    app.state.network = Network(scenario)
+    app.state.signals = centers.SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
+    app.state.lifespans = 1
+
+
+def _stop(app: FastAPI) -> None:
+    app.state.lifespans -= 1
+    if app.state.lifespans == 0:
+        app.state.engine.dispose()
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The control-plane API for ``settings`` (default: from the environment).
+
+    On startup it migrates the database to the newest schema and loads the scenario once;
+    ``clock`` (UTC now by default) decides which hour's signals ``/v1/centers`` shows.
+    """
+    cfg = settings if settings is not None else Settings.from_env()
+    now = clock if clock is not None else (lambda: datetime.now(UTC))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _start(app, cfg, now)
+        try:
+            yield
+        finally:
+            _stop(app)
+
+    app = ControlPlaneAPI(
+        title="suanwang control plane",
+        summary="Submit jobs to China's national computing power network and watch them run.",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(centers.router)
+    return app

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy ORM tables, engine/session factory and alembic migrations."""

@@ -1,0 +1,174 @@
+"""ORM tables: ``tenants``, ``jobs`` and ``job_events`` (see docs/control-plane.md).
+
+Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
+as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
+(``String(36)``) so both databases compare and index them the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from suanwang.core.lifecycle import JobState
+
+
+class TenantRole(StrEnum):
+    CONSUMER = "consumer"  # submits and watches its own jobs
+    PROVIDER = "provider"  # offers centers (sees jobs on them once centers have owners)
+    OPERATOR = "operator"  # runs the platform: sees everything
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that must be aware on the way in and is UTC-aware on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the database stores UTC-aware times")
+        value = value.astimezone(UTC)
+        # SQLite keeps the text form; drop the offset so that stored values compare as text
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: Constraint names are fixed so that migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Tenant(Base):
+    """A consumer, provider or operator, authenticated by an API key stored as SHA-256 hex."""
+
+    __tablename__ = "tenants"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('consumer', 'provider', 'operator')",
+            name="role",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def tenant_role(self) -> TenantRole:
+        return TenantRole(self.role)
+
+
+_JOB_STATES = ", ".join(f"'{s.value}'" for s in JobState)
+
+
+class JobRow(Base):
+    """A submitted job: its spec as sent, its lifecycle state and where it was placed.
+
+    ``pool_model`` is the accelerator (or CPU) model of the pool it holds at ``center_id``;
+    ``decision`` the placement explanation; ``executor_ref`` the executor's handle.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        CheckConstraint(f"state IN ({_JOB_STATES})", name="state"),
+        Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at", "id"),
+        Index("ix_jobs_submitted", "submitted_at", "id"),
+        Index("ix_jobs_state", "state"),
+        Index("ix_jobs_center_state", "center_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING.value)
+    center_id: Mapped[str | None] = mapped_column(String(100))
+    pool_model: Mapped[str | None] = mapped_column(String(100))
+    decision: Mapped[dict[str, Any] | None]
+    executor_ref: Mapped[str | None] = mapped_column(String(500))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    logs: Mapped[str] = mapped_column(Text, default="", server_default="")
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState(self.state)
+
+
+class JobEvent(Base):
+    """One lifecycle transition of a job (``from_state`` is null for the submission)."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    job: Mapped[JobRow] = relationship(back_populates="events")

@@ -1,0 +1,89 @@
+"""Engines, sessions and schema migration.
+
+SQLite is for development and single-host use: foreign keys are enforced, the journal is WAL
+(readers never block the writer) and every transaction starts with ``BEGIN IMMEDIATE``, so
+writers queue on the busy timeout instead of failing with "database is locked" when two
+read-then-write transactions overlap. PostgreSQL needs no such care.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+#: The alembic scripts shipped inside the package (``env.py`` and ``versions/``).
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Key of the PostgreSQL advisory lock that serialises concurrent ``migrate`` calls.
+_MIGRATE_LOCK_KEY = 0x5355414E  # "SUAN"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    }
+    if parsed.database in (None, "", ":memory:"):
+        kwargs["poolclass"] = StaticPool  # one shared in-memory database for every thread
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module (it would BEGIN lazily and break
+    # SAVEPOINTs); SQLAlchemy's "begin" event below emits our own BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (responses are built after it)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config() -> Config:
+    """An alembic configuration pointing at the packaged migrations (no alembic.ini)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def migrate(url: str, *, engine: Engine | None = None) -> None:
+    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``).
+
+    Safe to call on every start and from several processes at once: on PostgreSQL the upgrade
+    runs under an advisory lock, on SQLite under the write lock of ``BEGIN IMMEDIATE``.
+    """
+    own = engine is None
+    eng = make_engine(url) if engine is None else engine
+    try:
+        with eng.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if own:
+            eng.dispose()

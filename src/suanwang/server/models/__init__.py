@@ -1,0 +1,1 @@
+"""Data functions over the ORM (``session=`` by keyword; the caller commits)."""

@@ -1,0 +1,415 @@
+"""Jobs: submit (idempotent), read (tenant-scoped), move through the lifecycle, cancel.
+
+Visibility: a consumer sees its own jobs, an operator every job. A provider will see the jobs
+placed on centers it owns; centers have no owners yet, so for now a provider sees none.
+
+Every state change goes through :func:`transition`, which checks
+:func:`suanwang.core.lifecycle.check_transition` against the row's *current* state (re-read
+under a row lock) and writes a ``job_events`` row. These functions flush but never commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from suanwang.core.hardware import REFERENCE_MODEL, Catalog, Precision, speed_scu_per_hour
+from suanwang.core.jobs import ANY_ACCELERATOR, Job
+from suanwang.core.lifecycle import JobState, check_transition
+from suanwang.core.network import Network, UnknownName
+from suanwang.server.database.models import (
+    JobEvent,
+    JobRow,
+    Tenant,
+    TenantRole,
+    new_id,
+    utcnow,
+)
+from suanwang.server.schemas import JobSpec
+
+MAX_PAGE = 500
+#: Columns a caller may set together with a transition (placement, executor handle, result).
+TRANSITION_FIELDS = frozenset(
+    {"center_id", "pool_model", "decision", "executor_ref", "exit_code", "logs"}
+)
+ACTIVE_STATES = (JobState.SCHEDULED, JobState.RUNNING)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BAD_CURSOR = "invalid cursor: pass back the next_cursor of a previous page"
+
+
+class IdempotencyConflict(ValueError):
+    """An ``Idempotency-Key`` was reused with a different job spec."""
+
+
+class InvalidCursor(ValueError):
+    """A paging cursor that this server did not produce."""
+
+
+# --------------------------------------------------------------------------- visibility
+
+
+def _visible_to(tenant: Tenant) -> ColumnElement[bool]:
+    role = tenant.tenant_role
+    if role is TenantRole.OPERATOR:
+        return true()
+    if role is TenantRole.CONSUMER:
+        return JobRow.tenant_id == tenant.id
+    return false()  # providers: no center ownership yet (see module docstring)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text  # canonical lower-case form only, as stored
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- submit / read
+
+
+def submit_job(
+    *, session: Session, tenant: Tenant, spec: JobSpec, idempotency_key: str | None = None
+) -> tuple[JobRow, bool]:
+    """Store a new pending job; returns ``(job, created)``.
+
+    With an ``idempotency_key`` a retry returns the job the first request created
+    (``created`` False) and never makes a second one, even when both requests race: the unique
+    constraint ``(tenant_id, idempotency_key)`` decides and the loser re-reads the winner's row.
+    Reusing a key with a different spec raises :class:`IdempotencyConflict`.
+    """
+    data = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        existing = _by_key(session, tenant, idempotency_key)
+        if existing is not None:
+            return _replay(existing, data), False
+    now = utcnow()
+    job = JobRow(
+        id=new_id(),
+        tenant_id=tenant.id,
+        name=spec.name,
+        spec=data,
+        state=JobState.PENDING.value,
+        idempotency_key=idempotency_key,
+        submitted_at=now,
+        updated_at=now,
+    )
+    event = JobEvent(
+        job_id=job.id,
+        at=now,
+        from_state=None,
+        to_state=JobState.PENDING.value,
+        detail={"reason": "submitted", "by": tenant.id},
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+            session.add(event)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = _by_key(session, tenant, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, data), False
+    return job, True
+
+
+def _by_key(session: Session, tenant: Tenant, key: str) -> JobRow | None:
+    stmt = select(JobRow).where(JobRow.tenant_id == tenant.id, JobRow.idempotency_key == key)
+    return session.scalar(stmt)
+
+
+def _replay(job: JobRow, data: dict[str, Any]) -> JobRow:
+    if job.spec != data:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used for a different job spec; "
+            "use a new key for a new job"
+        )
+    return job
+
+
+def get_job(*, session: Session, tenant: Tenant, job_id: str) -> JobRow | None:
+    """The job if it exists and ``tenant`` may see it, else None (never says which)."""
+    if not _is_uuid(job_id):
+        return None
+    return session.scalar(select(JobRow).where(JobRow.id == job_id, _visible_to(tenant)))
+
+
+def list_jobs(
+    *,
+    session: Session,
+    tenant: Tenant,
+    state: JobState | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[JobRow], str | None]:
+    """One page of visible jobs, newest first, and the cursor of the next page (or None).
+
+    Paging is by ``(submitted_at, id)`` so that pages neither skip nor repeat rows while jobs
+    are being added. Raises :class:`InvalidCursor`.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = select(JobRow).where(_visible_to(tenant))
+    if state is not None:
+        stmt = stmt.where(JobRow.state == state.value)
+    if cursor is not None:
+        at, job_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                JobRow.submitted_at < at,
+                and_(JobRow.submitted_at == at, JobRow.id < job_id),
+            )
+        )
+    stmt = stmt.order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].submitted_at, rows[-1].id)
+
+
+def encode_cursor(at: datetime, job_id: str) -> str:
+    raw = json.dumps([at.astimezone(UTC).isoformat(), job_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_s, job_id = json.loads(raw)
+        at = datetime.fromisoformat(at_s)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidCursor(_BAD_CURSOR) from None
+    if at.tzinfo is None or not isinstance(job_id, str) or not _is_uuid(job_id):
+        raise InvalidCursor(_BAD_CURSOR)
+    return at, job_id
+
+
+def list_events(*, session: Session, job: JobRow) -> list[JobEvent]:
+    """Every transition of ``job``, oldest first."""
+    stmt = select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+    return list(session.scalars(stmt))
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def transition(
+    *,
+    session: Session,
+    job: JobRow,
+    to: JobState,
+    detail: Mapping[str, Any] | None = None,
+    updates: Mapping[str, Any] | None = None,
+) -> JobEvent:
+    """Move ``job`` to ``to`` and record the event; raises ``TransitionError`` if not allowed.
+
+    The row is re-read under ``SELECT ... FOR UPDATE`` first (SQLite: the transaction already
+    holds the write lock), so two racing transitions cannot both succeed from the same state.
+    ``updates`` sets columns of :data:`TRANSITION_FIELDS` in the same step (e.g. the center
+    when scheduling). Timestamps: ``scheduled_at`` on scheduling, ``started_at`` on the first
+    run, ``ended_at`` on reaching a terminal state.
+    """
+    extra = set(updates or {}) - TRANSITION_FIELDS
+    if extra:
+        raise ValueError(f"cannot set {sorted(extra)} in a transition")
+    session.flush()
+    session.refresh(job, with_for_update=True)
+    current = JobState(job.state)
+    check_transition(current, to)
+    now = utcnow()
+    for name, value in (updates or {}).items():
+        setattr(job, name, value)
+    job.state = to.value
+    job.updated_at = now
+    if to is JobState.SCHEDULED:
+        job.scheduled_at = now
+    elif to is JobState.RUNNING and job.started_at is None:
+        job.started_at = now
+    if to.is_terminal:
+        job.ended_at = now
+    event = JobEvent(
+        job_id=job.id,
+        at=now,
+        from_state=current.value,
+        to_state=to.value,
+        detail=dict(detail or {}),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def cancel_job(
+    *, session: Session, job: JobRow, by: Tenant, reason: str = "cancelled on request"
+) -> JobEvent:
+    """Cancel a job that has not ended (raises ``TransitionError`` for a terminal one).
+
+    A scheduled or running job is marked cancelled at once; stopping its process is the
+    executor's business (the reconciler compares executor state with the database).
+    """
+    return transition(
+        session=session,
+        job=job,
+        to=JobState.CANCELLED,
+        detail={"reason": reason, "by": by.id},
+    )
+
+
+# --------------------------------------------------------------------------- usage
+
+
+@dataclass(slots=True)
+class Usage:
+    """Units held by scheduled and running jobs at one center."""
+
+    cards: dict[str, int] = field(default_factory=dict)
+    cpu_cores: int = 0
+
+
+def active_usage(*, session: Session) -> dict[str, Usage]:
+    """Center id -> cards by model and CPU cores held by its scheduled and running jobs."""
+    stmt = select(JobRow.center_id, JobRow.pool_model, JobRow.spec).where(
+        JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None)
+    )
+    out: dict[str, Usage] = {}
+    for center_id, pool_model, spec in session.execute(stmt):
+        if center_id is None:
+            continue
+        res = (spec or {}).get("resources") or {}
+        count = int(res.get("count", 0))
+        use = out.setdefault(center_id, Usage())
+        if count > 0:
+            model = pool_model or str(res.get("accelerator", ANY_ACCELERATOR))
+            use.cards[model] = use.cards.get(model, 0) + count
+        else:
+            use.cpu_cores += int(res.get("cpus", 1))
+    return out
+
+
+# --------------------------------------------------------------------------- to the engine
+
+
+@dataclass(frozen=True, slots=True)
+class SpecProblem:
+    """Something a spec names that the scenario does not have. ``loc`` is within the body."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    input: Any
+
+
+def work_scu(spec: JobSpec, catalog: Catalog) -> float:
+    """Work of a spec in SCU, by the rule of :mod:`suanwang.sim.traces`.
+
+    ``duration_s`` is the runtime on the reference chip: ``n`` cards give
+    ``duration_h x n x speed_scu_per_hour(A100, kind precision)`` (1 SCU per card-hour at the
+    kind's precision; speed 1 if the catalog lacks the A100); a CPU job on ``c`` cores gives
+    ``duration_h x c x speed_scu_per_hour(cpu model, CPU)``. Raises :class:`UnknownName` for a
+    CPU job when the catalog has no CPU model.
+    """
+    hours = spec.duration_s / 3600.0
+    units = spec.resources.count
+    if units > 0:
+        speed = 1.0
+        if REFERENCE_MODEL in catalog:
+            speed = speed_scu_per_hour(catalog.get(REFERENCE_MODEL), spec.job_kind.precision)
+        return hours * units * speed
+    cpu = next((a for a in catalog.accelerators if a.is_cpu), None)
+    if cpu is None:
+        raise UnknownName("the scenario has no CPU model, so CPU-only jobs (count 0) cannot run")
+    return hours * spec.resources.cpus * speed_scu_per_hour(cpu, Precision.CPU)
+
+
+def spec_to_job(
+    spec: JobSpec, net: Network, *, job_id: str, submit_s: float, labels: dict[str, str]
+) -> Job:
+    r = spec.resources
+    return Job(
+        job_id=job_id,
+        submit_s=submit_s,
+        kind=spec.job_kind,
+        origin=spec.origin,
+        units=r.count,
+        cpus=r.cpus,
+        mem_gb=r.mem_gb,
+        accelerator=r.accelerator,
+        stacks=spec.job_stacks,
+        work_scu=work_scu(spec, net.scenario.catalog),
+        deadline_s=spec.deadline_s,
+        latency_ms=spec.latency_ms,
+        data_gb=spec.data_gb,
+        checkpointable=spec.checkpointable,
+        labels=labels,
+    )
+
+
+def to_core_job(row: JobRow, net: Network, *, t0: datetime = _EPOCH) -> Job:
+    """The engine's :class:`~suanwang.core.jobs.Job` for a stored job.
+
+    ``submit_s`` counts seconds from ``t0`` (default: the Unix epoch) to ``submitted_at``.
+    """
+    spec = JobSpec.model_validate(row.spec)
+    submit_s = (row.submitted_at - t0).total_seconds()
+    labels = {"tenant": row.tenant_id, "name": row.name}
+    return spec_to_job(spec, net, job_id=row.id, submit_s=submit_s, labels=labels)
+
+
+def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:
+    """Everything in ``spec`` that the scenario of ``net`` does not know or cannot combine.
+
+    Names are checked one by one (to report every problem with its field) and the assembled
+    job once more with :meth:`Network.check_job`, the engine's own check.
+    """
+    catalog = net.scenario.catalog
+    r = spec.resources
+    out: list[SpecProblem] = []
+    try:
+        net.place(spec.origin)
+    except UnknownName as exc:
+        msg = f"{exc}: not a province or city of scenario {net.scenario.name!r}"
+        out.append(SpecProblem(("origin",), msg, spec.origin))
+    acc = None
+    if r.accelerator != ANY_ACCELERATOR:
+        if r.accelerator not in net.known_models:
+            known = ", ".join(sorted(net.known_models))
+            msg = f"unknown accelerator {r.accelerator!r} (known: {ANY_ACCELERATOR}, {known})"
+            out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
+        else:
+            acc = catalog.get(r.accelerator)
+            if acc.is_cpu and r.count > 0:
+                msg = f"{acc.model!r} is a CPU model but resources.count is {r.count} (use 0)"
+                out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
+            elif not acc.is_cpu and r.count == 0:
+                msg = f"{acc.model!r} is an accelerator card but resources.count is 0"
+                out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
+    stacks = sorted(spec.job_stacks)
+    known_stacks = ", ".join(sorted(net.known_stacks))
+    for i, stack in enumerate(stacks):
+        if stack not in net.known_stacks:
+            msg = f"unknown software stack {stack!r} (known: {known_stacks})"
+            out.append(SpecProblem(("stacks", i), msg, stack))
+    if acc is not None and not acc.is_cpu and r.count > 0 and acc.stack not in stacks:
+        msg = f"stacks {stacks} do not include {acc.stack!r}, the stack of {acc.model!r}"
+        out.append(SpecProblem(("stacks",), msg, stacks))
+    if r.count == 0 and not any(a.is_cpu for a in catalog.accelerators):
+        msg = "the scenario has no CPU model, so CPU-only jobs (count 0) cannot run"
+        out.append(SpecProblem(("resources", "count"), msg, r.count))
+    if out:
+        return out
+    try:
+        net.check_job(spec_to_job(spec, net, job_id="check", submit_s=0.0, labels={}))
+    except UnknownName as exc:
+        out.append(SpecProblem((), str(exc), None))
+    return out

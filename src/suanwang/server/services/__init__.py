@@ -1,0 +1,1 @@
+"""Background services of the control plane: the dispatcher and the reconciler."""

@@ -1,0 +1,46 @@
+"""Run a service's ``run_once`` over and over in a background thread until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("suanwang.services")
+
+
+@dataclass
+class LoopService:
+    """Calls ``run_once`` every ``interval_s`` (at once again when it did work).
+
+    An exception is logged and the loop goes on: a round is idempotent, so the next one repeats
+    whatever the failed one left undone.
+    """
+
+    name: str
+    run_once: Callable[[], int]
+    interval_s: float = 1.0
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    rounds: int = field(default=0, init=False)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            did = 0
+            try:
+                did = self.run_once()
+            except Exception:
+                log.exception("%s round failed", self.name)
+            self.rounds += 1
+            if not did:
+                self._stop.wait(self.interval_s)

@@ -1,0 +1,112 @@
+"""The reconciler: brings the database in line with what executors report.
+
+Each round polls every executor for the jobs handed to it and records what changed
+(``scheduled → running → succeeded | failed | cancelled``) with exit codes and the tail of the
+log. Jobs cancelled in the database while their process still runs are cancelled at the
+executor. Every step is idempotent: a round after a crash repeats nothing that was recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.core.lifecycle import TRANSITIONS, JobState
+from suanwang.executors.base import ExecutorError, ExecutorStatus
+from suanwang.server.database.models import JobRow
+from suanwang.server.models.jobs import transition
+from suanwang.server.services.live import LiveNetwork
+
+log = logging.getLogger("suanwang.reconciler")
+LOG_TAIL_BYTES = 64 * 1024
+WATCHED = (JobState.SCHEDULED, JobState.RUNNING, JobState.CANCELLED)
+
+
+@dataclass
+class Reconciler:
+    sessions: sessionmaker[Session]
+    live: LiveNetwork
+    batch: int = 1000
+
+    def run_once(self) -> int:
+        """One round over the jobs executors hold; returns the number of state changes."""
+        changes = 0
+        with self.sessions.begin() as session:
+            rows = list(
+                session.scalars(
+                    select(JobRow)
+                    .where(
+                        JobRow.state.in_([s.value for s in WATCHED]),
+                        JobRow.executor_ref.is_not(None),
+                    )
+                    .order_by(JobRow.updated_at, JobRow.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            by_center: dict[str, list[JobRow]] = defaultdict(list)
+            for row in rows:
+                by_center[row.center_id or ""].append(row)
+            for center, group in by_center.items():
+                executor = self.live.executors.get(center)
+                if executor is None:
+                    continue
+                statuses = executor.poll([r.executor_ref or "" for r in group])
+                for row in group:
+                    status = statuses.get(row.executor_ref or "")
+                    if status is not None:
+                        changes += self._apply(session, row, status, center)
+        return changes
+
+    def _apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
+        executor = self.live.executors[center]
+        ref = row.executor_ref or ""
+        current = JobState(row.state)
+        if current is JobState.CANCELLED:
+            if not status.state.is_terminal:
+                try:
+                    executor.cancel(ref)
+                except ExecutorError as exc:
+                    log.warning("could not cancel job %s at %s: %s", row.id, center, exc)
+            row.logs = self._logs(row, center)
+            return 0
+        target = status.state
+        if target is JobState.LOST:
+            return 0  # failover is the next step (issue 4): keep waiting for the center
+        if target is current:
+            if current is JobState.RUNNING:
+                row.logs = self._logs(row, center)
+            return 0
+        changed = 0
+        if (
+            target.is_terminal
+            and current is JobState.SCHEDULED
+            and (target not in TRANSITIONS[current])
+        ):
+            transition(session=session, job=row, to=JobState.RUNNING, detail={"center": center})
+            current = JobState.RUNNING
+            changed += 1
+        if target not in TRANSITIONS[current]:
+            log.warning("ignoring %s -> %s for job %s (%s)", current, target, row.id, status.reason)
+            return changed
+        updates: dict[str, object] = {}
+        if target.is_terminal:
+            updates = {"exit_code": status.exit_code, "logs": self._logs(row, center)}
+        transition(
+            session=session,
+            job=row,
+            to=target,
+            detail={"center": center, "reason": status.reason, "exit_code": status.exit_code},
+            updates=updates,
+        )
+        return changed + 1
+
+    def _logs(self, row: JobRow, center: str) -> str:
+        try:
+            return self.live.executors[center].logs(row.executor_ref or "", LOG_TAIL_BYTES)
+        except ExecutorError:
+            return row.logs

@@ -1,0 +1,209 @@
+"""Fixtures for the control plane: the same suite runs on SQLite and on PostgreSQL.
+
+PostgreSQL is expected at 127.0.0.1:5432 (database ``test``, trust auth, user ``postgres`` or
+``root``; override with ``SUANWANG_TEST_PG_URL``). Each test session works in a fresh schema
+(``t_<random>``, chosen through ``search_path`` in the URL) that is dropped at the end. If the
+server cannot be reached the PostgreSQL half of the suite fails; set ``SUANWANG_NO_POSTGRES=1``
+to skip it on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.server.app import create_app
+from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole
+from suanwang.server.models.tenants import create_tenant
+from suanwang.server.settings import Settings
+
+# Starlette 1.x warns on import that its TestClient should run on httpx2 instead of httpx; only
+# httpx is installed and it works. Ignore exactly that warning, exactly here (the module is
+# imported once, so nothing else can trigger it later).
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message="Using `httpx` with `starlette.testclient` is deprecated"
+    )
+    from starlette.testclient import TestClient
+
+PG_CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+#: The API's clock in tests: signals are those of 2025-07-01 06:00 UTC.
+NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
+
+
+def _postgres_dsn() -> str:
+    """A reachable libpq DSN, or fail (skip only when SUANWANG_NO_POSTGRES=1)."""
+    if os.environ.get("SUANWANG_NO_POSTGRES") == "1":
+        pytest.skip("PostgreSQL disabled by SUANWANG_NO_POSTGRES=1")
+    explicit = os.environ.get("SUANWANG_TEST_PG_URL")
+    errors = []
+    for dsn in [explicit] if explicit else PG_CANDIDATES:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5):
+                return dsn
+        except psycopg.Error as exc:
+            errors.append(f"{dsn}: {exc}".strip())
+    pytest.fail(
+        "PostgreSQL is unreachable (set SUANWANG_NO_POSTGRES=1 to run the SQLite half only):\n"
+        + "\n".join(errors)
+    )
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh, empty database for this test session (not yet migrated)."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "suanwang.db"
+        yield f"sqlite:///{path}"
+        return
+    dsn = _postgres_dsn()
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _pg_url(dsn, schema)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def app(db_url: str) -> Iterator[FastAPI]:
+    """The app with its lifespan entered (migrated database, scenario loaded)."""
+    application = create_app(Settings(db_url=db_url), clock=lambda: NOW)
+    with TestClient(application):
+        yield application
+
+
+@pytest.fixture
+def sessions(app: FastAPI) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = app.state.sessions
+    return factory
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> Engine:
+    eng: Engine = app.state.engine
+    return eng
+
+
+@pytest.fixture
+def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
+    """A client on an empty database (every table emptied before the test)."""
+    with sessions.begin() as session:
+        for table in (JobEvent, JobRow, Tenant):
+            session.execute(delete(table))
+    yield TestClient(app)  # the lifespan is entered once per session, by ``app``
+
+
+@pytest.fixture
+def fresh_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty database on the same server as ``db_url`` (a new file or schema)."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    dsn = _postgres_dsn()
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _pg_url(dsn, schema)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _pg_url(dsn: str, schema: str) -> str:
+    """A SQLAlchemy URL for ``dsn`` whose connections use ``schema`` (via search_path)."""
+    rest = dsn.removeprefix("postgresql://")
+    return f"postgresql+psycopg://{rest}?options={quote(f'-csearch_path={schema}')}"
+
+
+@dataclass(frozen=True)
+class Who:
+    """A tenant made for a test: its id, role, key and ready-made auth headers."""
+
+    id: str
+    role: TenantRole
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def make_tenant(client: TestClient, sessions: sessionmaker[Session]) -> Callable[..., Who]:
+    def make(role: TenantRole = TenantRole.CONSUMER, name: str | None = None) -> Who:
+        with sessions() as session:
+            tenant, key = create_tenant(
+                session=session, name=name or f"t-{secrets.token_hex(4)}", role=role
+            )
+            session.commit()
+            return Who(tenant.id, role, key)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_tenant: Callable[..., Who]) -> Who:
+    return make_tenant(TenantRole.CONSUMER, "alice")
+
+
+@pytest.fixture
+def bob(make_tenant: Callable[..., Who]) -> Who:
+    return make_tenant(TenantRole.CONSUMER, "bob")
+
+
+@pytest.fixture
+def operator(make_tenant: Callable[..., Who]) -> Who:
+    return make_tenant(TenantRole.OPERATOR, "ops")
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    """A valid job spec (an 8-card training job from Beijing), with overrides."""
+    body: dict[str, Any] = {
+        "name": "train-llm",
+        "command": "python train.py --epochs 3",
+        "resources": {"cpus": 32, "count": 8, "accelerator": "any", "mem_gb": 256},
+        "duration_s": 7200,
+        "origin": "beijing",
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def body() -> Callable[..., dict[str, Any]]:
+    return job_body
+
+
+@pytest.fixture
+def submit(client: TestClient) -> Callable[..., dict[str, Any]]:
+    """Submit ``job_body(**overrides)`` as ``who``; asserts 201 and returns the job."""
+
+    def run(who: Who, **overrides: Any) -> dict[str, Any]:
+        r = client.post("/v1/jobs", json=job_body(**overrides), headers=who.headers)
+        assert r.status_code == 201, r.text
+        job: dict[str, Any] = r.json()
+        return job
+
+    return run

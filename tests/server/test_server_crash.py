@@ -1,0 +1,170 @@
+"""The platform as users run it: `suanwang serve` in a process, the CLI client, kill -9.
+
+Every job answered with 201 ends exactly once, even when the server is killed while jobs are
+pending and running and then restarted on the same database and executor directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SUANWANG = [sys.executable, "-m", "suanwang.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Platform:
+    def __init__(self, db: str, root: Path) -> None:
+        self.db, self.root = db, root
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "serve.log"
+
+    def start(self) -> None:
+        cmd = [*SUANWANG, "serve", "--db", self.db, "--port", str(self.port),
+               "--executors-dir", str(self.root / "centers"),
+               "--center", "zhongwei", "--center", "horinger"]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("server did not start:\n" + self.log.read_text())
+            time.sleep(0.2)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cli(self, *args: str, key: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "SUANWANG_URL": self.url, "SUANWANG_API_KEY": key}
+        return subprocess.run([*SUANWANG, *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def platform(fresh_db_url: str, tmp_path: Path) -> Iterator[Platform]:
+    p = Platform(fresh_db_url, tmp_path)
+    yield p
+    p.stop()
+
+
+def _key(p: Platform) -> str:
+    r = p.cli("tenants", "create", "acme", "--db", p.db, "--json")
+    assert r.returncode == 0, r.stderr
+    key: str = json.loads(r.stdout)["api_key"]
+    return key
+
+
+def _job_file(path: Path, name: str, command: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "command": command,
+                "resources": {"count": 1, "cpus": 2},
+                "duration_s": 600,
+                "kind": "finetune",
+                "origin": "ningxia",
+                "stacks": ["cuda"],
+            }
+        )
+    )
+    return path
+
+
+def _states(p: Platform, key: str) -> dict[str, str]:
+    r = p.cli("jobs", "--json", key=key)
+    assert r.returncode == 0, r.stderr
+    return {j["id"]: j["state"] for j in json.loads(r.stdout)["items"]}
+
+
+def test_cli_round_trip(platform: Platform, tmp_path: Path) -> None:
+    platform.start()
+    key = _key(platform)
+    job = _job_file(tmp_path / "j.yaml", "hello", "echo hello-$SUANWANG_JOB_ID")
+    r = platform.cli("submit", str(job), "--json", key=key)
+    assert r.returncode == 0, r.stderr
+    jid = json.loads(r.stdout)["id"]
+    deadline = time.monotonic() + 30
+    while _states(platform, key)[jid] != "succeeded":
+        assert time.monotonic() < deadline, _states(platform, key)
+        time.sleep(0.3)
+    r = platform.cli("logs", jid, key=key)
+    assert f"hello-{jid}" in r.stdout
+    r = platform.cli("jobs", jid, key=key)
+    assert "placement:" in r.stdout and "runner-up" in r.stdout
+    # clear one-line errors
+    bad = platform.cli("jobs", key="sw_wrong")
+    assert bad.returncode == 2 and "refused the API key" in bad.stderr
+    missing = platform.cli("submit", str(tmp_path / "nope.yaml"), key=key)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    (tmp_path / "bad.yaml").write_text(
+        "name: x\ncommand: 'true'\nduration_s: 5\norigin: atlantis\n"
+    )
+    r = platform.cli("submit", str(tmp_path / "bad.yaml"), key=key)
+    assert r.returncode == 2 and "atlantis" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_kill_9_while_jobs_pending_and_running_then_restart(
+    platform: Platform, tmp_path: Path
+) -> None:
+    platform.start()
+    key = _key(platform)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ids = []
+    for i in range(8):
+        cmd = f"sleep {1 + i % 3}; echo {i} >> {markers}/$SUANWANG_JOB_ID"
+        r = platform.cli("submit", str(_job_file(tmp_path / f"j{i}.yaml", f"j{i}", cmd)),
+                         "--json", key=key)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout)["id"])
+    # wait until some run, then kill the server without any chance to clean up
+    deadline = time.monotonic() + 30
+    while "running" not in _states(platform, key).values():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    platform.kill9()
+    platform.start()
+    deadline = time.monotonic() + 60
+    while True:
+        states = _states(platform, key)
+        if all(states[i] == "succeeded" for i in ids):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.3)
+    for i in ids:
+        lines = (markers / i).read_text().splitlines()
+        assert len(lines) == 1, f"job {i} ran {len(lines)} times"

@@ -1,0 +1,92 @@
+"""Schema and migrations: packaged, idempotent, identical to the ORM; UTC times; constraints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.server.database.models import Base, JobRow, Tenant
+from suanwang.server.database.session import MIGRATIONS_DIR, make_engine, migrate
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert "suanwang" in MIGRATIONS_DIR.parts
+
+
+def test_migrate_creates_schema_equal_to_models_and_is_idempotent(fresh_db_url: str) -> None:
+    migrate(fresh_db_url)
+    migrate(fresh_db_url)  # a second start changes nothing
+    engine = make_engine(fresh_db_url)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            assert {"tenants", "jobs", "job_events", "alembic_version"} <= tables
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_timestamps_come_back_utc_aware(sessions: sessionmaker[Session], client: object) -> None:
+    cst = timezone(timedelta(hours=8))
+    made = datetime(2025, 7, 1, 14, 0, 0, 123456, tzinfo=cst)
+    with sessions() as s:
+        s.add(Tenant(id="t1", name="tz", role="consumer", api_key_hash="0" * 64, created_at=made))
+        s.commit()
+    with sessions() as s:
+        got = s.scalars(select(Tenant.created_at).where(Tenant.id == "t1")).one()
+    assert got.tzinfo is not None and got.utcoffset() == timedelta(0)
+    assert got == made
+    assert got == datetime(2025, 7, 1, 6, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_naive_timestamps_are_refused(sessions: sessionmaker[Session], client: object) -> None:
+    with sessions() as s:
+        s.add(Tenant(name="naive", role="consumer", api_key_hash="1" * 64,
+                     created_at=datetime(2025, 7, 1)))  # fmt: skip
+        with pytest.raises(StatementError, match="naive datetime"):
+            s.commit()
+
+
+def test_foreign_keys_and_checks_are_enforced(
+    sessions: sessionmaker[Session], client: object
+) -> None:
+    with sessions() as s:
+        s.add(JobRow(tenant_id="no-such-tenant", name="x", spec={}))
+        with pytest.raises(IntegrityError):
+            s.commit()
+    with sessions() as s:
+        s.add(Tenant(name="king", role="king", api_key_hash="2" * 64))
+        with pytest.raises(IntegrityError):
+            s.commit()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_in_memory_sqlite_is_one_shared_database() -> None:
+    engine = make_engine("sqlite://")
+    try:
+        migrate("sqlite://", engine=engine)
+        with engine.connect() as conn:
+            assert "jobs" in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()

@@ -1,0 +1,151 @@
+"""Dispatcher and reconciler end to end: API -> placement -> local executor -> final state.
+
+Runs on SQLite and PostgreSQL (the ``db_url`` fixture) with real processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from suanwang.executors.local import LocalExecutor
+from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.reconciler import Reconciler
+
+
+def _live(app: FastAPI, root: Path, centers: tuple[str, ...]) -> LiveNetwork:
+    net = app.state.network
+    executors = {c: LocalExecutor(root, c, cpus=64, cards=16) for c in centers}
+    return LiveNetwork(
+        net=net,
+        signals=app.state.signals.current,
+        executors=executors,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def _until_final(
+    rounds: Callable[[], None], client: TestClient, who: Any, ids: list[str], timeout: float = 20
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rounds()
+        jobs = [client.get(f"/v1/jobs/{i}", headers=who.headers).json() for i in ids]
+        if all(j["state"] in ("succeeded", "failed", "cancelled") for j in jobs):
+            return jobs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not final: {[j['state'] for j in jobs]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def live(app: FastAPI, tmp_path: Path) -> LiveNetwork:
+    return _live(app, tmp_path / "centers", ("zhangjiakou", "zhongwei", "horinger"))
+
+
+def test_jobs_run_on_executor_centers_and_come_back(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    ok = submit(alice, name="ok", command="echo hello-from-$SUANWANG_CENTER", duration_s=60)
+    bad = submit(alice, name="bad", command="echo oops >&2; exit 3", duration_s=60)
+    dispatcher, reconciler = Dispatcher(sessions, live), Reconciler(sessions, live)
+
+    def rounds() -> None:
+        dispatcher.run_once()
+        reconciler.run_once()
+
+    done = _until_final(rounds, client, alice, [ok["id"], bad["id"]])
+    assert [j["state"] for j in done] == ["succeeded", "failed"]
+    assert done[0]["center_id"] in live.executors
+    assert done[1]["exit_code"] == 3
+    logs = client.get(f"/v1/jobs/{ok['id']}/logs", headers=alice.headers).text
+    assert f"hello-from-{done[0]['center_id']}" in logs
+    decision = done[0]["decision"]
+    assert decision["chosen"]["center"] == done[0]["center_id"]
+    assert decision["runners_up"], "the explanation compares the choice with runners-up"
+    assert {"cost_cny", "energy_kwh", "carbon_kg", "latency_ms"} <= set(decision["chosen"])
+    events = client.get(f"/v1/jobs/{ok['id']}/events", headers=alice.headers).json()
+    states = [e["to_state"] for e in events]
+    assert states[0] == "pending" and states[-1] == "succeeded"
+    assert "scheduled" in states
+
+
+def test_a_job_no_executor_center_can_run_fails_with_a_reason(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    live = _live(app, tmp_path / "c", ("nscc-kunshan",))  # DCUs only: no CUDA there
+    job = submit(alice, name="cuda-only", command="true", stacks=["cuda"])
+    Dispatcher(sessions, live).run_once()
+    got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert got["state"] == "failed"
+    events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    assert "no center with an executor" in events[-1]["detail"]["reason"]
+
+
+def test_cancel_stops_the_running_process(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    job = submit(alice, name="long", command="sleep 60", duration_s=60)
+    dispatcher, reconciler = Dispatcher(sessions, live), Reconciler(sessions, live)
+    deadline = time.monotonic() + 15
+    while client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()["state"] != "running":
+        dispatcher.run_once()
+        reconciler.run_once()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    reconciler.run_once()  # cancels at the executor
+    got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    ex = live.executors[got["center_id"]]
+    status = ex.poll([f"{got['center_id']}/{job['id']}"])
+    assert all(s.state.value == "cancelled" for s in status.values())
+
+
+def test_dispatch_is_exactly_once_across_a_lost_commit(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    job = submit(alice, name="once", command=f"echo x >> {marker}", duration_s=60)
+    dispatcher = Dispatcher(sessions, live)
+    dispatcher.place()
+    # hand over, then pretend the process died before the reference was committed
+    with sessions() as s:
+        from suanwang.server.database.models import JobRow
+        from suanwang.server.services.dispatcher import submission
+
+        row = s.get(JobRow, job["id"])
+        assert row is not None and row.center_id is not None
+        live.executors[row.center_id].submit(submission(row))
+    # a new dispatcher round submits again: the executor recognises the job id
+    dispatcher.hand_over()
+    reconciler = Reconciler(sessions, live)
+    _until_final(reconciler.run_once, client, alice, [job["id"]])
+    assert marker.read_text().splitlines() == ["x"]

@@ -1,0 +1,371 @@
+"""``/v1/jobs`` end to end: submit, idempotency, isolation, validation, cancel, events, logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.core.lifecycle import JobState
+from suanwang.server.database.models import JobRow, TenantRole
+from suanwang.server.models.jobs import get_job, transition
+
+Submit = Callable[..., dict[str, Any]]
+NO_JOB = "00000000-0000-4000-8000-000000000000"
+
+
+def _errors(r: Any) -> dict[tuple[Any, ...], str]:
+    assert r.status_code == 422, r.text
+    return {tuple(e["loc"]): e["msg"] for e in r.json()["detail"]}
+
+
+def _set_state(sessions: sessionmaker[Session], job_id: str, *states: JobState) -> None:
+    """Walk a job through ``states`` with the data function (as the services will)."""
+    with sessions() as s:
+        row = s.get(JobRow, job_id)
+        assert row is not None
+        for to in states:
+            updates = (
+                {"center_id": "zhangjiakou", "pool_model": "a100"} if to == "scheduled" else {}
+            )
+            transition(session=s, job=row, to=to, detail={"by": "test"}, updates=updates)
+        s.commit()
+
+
+# --------------------------------------------------------------------------- submit and read
+
+
+def test_submit_returns_201_and_the_job_reads_back(client: Any, alice: Any, body: Any) -> None:
+    r = client.post("/v1/jobs", json=body(), headers=alice.headers)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] == "pending" and job["tenant_id"] == alice.id
+    assert job["kind"] == "training" and job["origin"] == "beijing"
+    assert job["center_id"] is None and job["decision"] is None and job["exit_code"] is None
+    assert job["spec"]["stacks"] == ["cuda"] and job["spec"]["kind"] == "training"
+    assert datetime.fromisoformat(job["submitted_at"]).utcoffset() is not None
+    got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers)
+    assert got.status_code == 200 and got.json() == job
+
+
+def test_defaults_for_a_cpu_script_job(client: Any, alice: Any, body: Any) -> None:
+    spec = body(command=None, script="#!/bin/sh\necho hi\n", resources={"cpus": 16})
+    spec.pop("command")
+    r = client.post("/v1/jobs", json=spec, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    s = r.json()["spec"]
+    assert r.json()["kind"] == "analytics"
+    assert s["stacks"] == ["cpu"] and s["resources"] == {
+        "cpus": 16, "count": 0, "accelerator": "any", "mem_gb": 4.0,
+    }  # fmt: skip
+    assert s["script"].startswith("#!/bin/sh") and s["command"] is None
+
+
+def test_idempotency_key_makes_one_job(client: Any, alice: Any, body: Any) -> None:
+    h = {**alice.headers, "Idempotency-Key": "run-42"}
+    first = client.post("/v1/jobs", json=body(), headers=h)
+    again = client.post("/v1/jobs", json=body(), headers=h)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = client.post("/v1/jobs", json=body(), headers={**alice.headers, "Idempotency-Key": "43"})
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    assert len(client.get("/v1/jobs", headers=alice.headers).json()["items"]) == 2
+
+
+def test_idempotency_key_reused_for_another_spec_is_422(client: Any, alice: Any, body: Any) -> None:
+    h = {**alice.headers, "Idempotency-Key": "k1"}
+    assert client.post("/v1/jobs", json=body(), headers=h).status_code == 201
+    errs = _errors(client.post("/v1/jobs", json=body(duration_s=60), headers=h))
+    assert "different job spec" in errs[("header", "Idempotency-Key")]
+
+
+def test_idempotency_keys_are_per_tenant(client: Any, alice: Any, bob: Any, body: Any) -> None:
+    a = client.post("/v1/jobs", json=body(), headers={**alice.headers, "Idempotency-Key": "same"})
+    b = client.post("/v1/jobs", json=body(), headers={**bob.headers, "Idempotency-Key": "same"})
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "with space", "ключ"])
+def test_bad_idempotency_keys_are_422(client: Any, alice: Any, body: Any, key: str) -> None:
+    h = {**alice.headers, "Idempotency-Key": key}
+    r = client.post("/v1/jobs", json=body(), headers={k: v.encode() for k, v in h.items()})
+    assert r.status_code == 422
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def test_other_tenants_jobs_are_404_everywhere(
+    client: Any, alice: Any, bob: Any, submit: Submit
+) -> None:
+    job = submit(alice)
+    for method, suffix in [("GET", ""), ("POST", "/cancel"), ("GET", "/events"), ("GET", "/logs")]:
+        r = client.request(method, f"/v1/jobs/{job['id']}{suffix}", headers=bob.headers)
+        assert r.status_code == 404, (suffix, r.text)
+        assert isinstance(r.json()["detail"], str)
+        ok = client.request(method, f"/v1/jobs/{job['id']}{suffix}", headers=alice.headers)
+        assert ok.status_code == 200, (suffix, ok.text)
+    assert client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()["state"] == (
+        "cancelled"  # bob's cancel did nothing; alice's did
+    )
+
+
+@pytest.mark.parametrize("job_id", [NO_JOB, "nope", "0" * 100, NO_JOB.upper(), "%00"])
+def test_unknown_or_malformed_ids_are_404(client: Any, alice: Any, job_id: str) -> None:
+    for suffix in ("", "/events", "/logs"):
+        assert client.get(f"/v1/jobs/{job_id}{suffix}", headers=alice.headers).status_code == 404
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers).status_code == 404
+
+
+def test_list_shows_own_jobs_operator_all_provider_none(
+    client: Any, alice: Any, bob: Any, operator: Any, make_tenant: Any, submit: Submit
+) -> None:
+    a = {submit(alice, name=f"a{i}")["id"] for i in range(2)}
+    b = {submit(bob, name="b0")["id"]}
+
+    def ids(who: Any) -> set[str]:
+        r = client.get("/v1/jobs", headers=who.headers)
+        assert r.status_code == 200
+        return {j["id"] for j in r.json()["items"]}
+
+    assert ids(alice) == a and ids(bob) == b
+    assert ids(operator) == a | b
+    for job_id in a | b:
+        assert client.get(f"/v1/jobs/{job_id}", headers=operator.headers).status_code == 200
+    provider = make_tenant(TenantRole.PROVIDER)
+    assert ids(provider) == set()
+    assert client.get(f"/v1/jobs/{next(iter(a))}", headers=provider.headers).status_code == 404
+
+
+def test_list_pages_by_cursor_newest_first_and_filters_by_state(
+    client: Any, alice: Any, submit: Submit
+) -> None:
+    made = [submit(alice, name=f"j{i}")["id"] for i in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/v1/jobs", params=params, headers=alice.headers).json()
+        assert len(page["items"]) <= 2
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+    client.post(f"/v1/jobs/{made[0]}/cancel", headers=alice.headers)
+    r = client.get("/v1/jobs", params={"state": "cancelled"}, headers=alice.headers).json()
+    assert [j["id"] for j in r["items"]] == [made[0]]
+    r = client.get("/v1/jobs", params={"state": "pending"}, headers=alice.headers).json()
+    assert len(r["items"]) == 4
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 501}, {"state": "sleeping"}, {"cursor": "garbage"},
+     {"cursor": "W10"}, {"cursor": "x" * 501}],
+)  # fmt: skip
+def test_bad_list_parameters_are_422(client: Any, alice: Any, params: dict[str, Any]) -> None:
+    r = client.get("/v1/jobs", params=params, headers=alice.headers)
+    assert r.status_code == 422, r.text
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("program", ["command", "script"])
+@pytest.mark.parametrize(
+    ("field", "value", "loc"),
+    [
+        ("origin", "atlantis", ("body", "origin")),
+        ("resources", {"count": 1, "accelerator": "tpu-v9"}, ("body", "resources", "accelerator")),
+        ("stacks", ["cuda", "rocm-x"], ("body", "stacks", 1)),
+    ],
+)
+def test_unknown_names_are_422_naming_the_value(
+    client: Any, alice: Any, body: Any, program: str, field: str, value: Any, loc: Any
+) -> None:
+    spec = body(**{field: value})
+    if program == "script":
+        spec["script"] = spec.pop("command")
+    errs = _errors(client.post("/v1/jobs", json=spec, headers=alice.headers))
+    bad = value if isinstance(value, str) else value[-1] if isinstance(value, list) else "tpu-v9"
+    assert loc in errs and repr(bad) in errs[loc], errs
+
+
+def test_mismatched_accelerator_and_stack_are_422(client: Any, alice: Any, body: Any) -> None:
+    r = client.post("/v1/jobs", json=body(resources={"count": 8, "accelerator": "ascend-910b"}),
+                    headers=alice.headers)  # fmt: skip
+    assert "'cann'" in _errors(r)[("body", "stacks")]
+    r = client.post("/v1/jobs", json=body(resources={"count": 0, "accelerator": "a100"}),
+                    headers=alice.headers)  # fmt: skip
+    assert "count is 0" in _errors(r)[("body", "resources", "accelerator")]
+    ok = body(resources={"count": 8, "accelerator": "ascend-910b"}, stacks=["cann"])
+    assert client.post("/v1/jobs", json=ok, headers=alice.headers).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"command": None},  # neither
+        {"script": "echo both"},  # both
+        {"unexpected": 1},
+        {"duration_s": 0},
+        {"duration_s": -5},
+        {"duration_s": "soon"},
+        {"resources": {"cpus": 0}},
+        {"resources": {"count": -1}},
+        {"resources": {"mem_gb": 0}},
+        {"resources": {"gpus": 8}},
+        {"deadline_s": 0},
+        {"latency_ms": -1},
+        {"data_gb": -1},
+        {"kind": "mining"},
+        {"stacks": []},
+        {"stacks": ["cuda"] * 17},
+        {"name": ""},
+        {"name": "x" * 201},
+        {"name": "bad\x00name"},
+        {"name": "tab\tname"},
+        {"command": "echo \x00"},
+        {"origin": ""},
+        {"origin": "x" * 101},
+    ],
+)
+def test_invalid_specs_are_422(client: Any, alice: Any, body: Any, change: Any) -> None:
+    spec = body(**change)
+    if spec.get("command") is None:
+        spec.pop("command", None)
+    r = client.post("/v1/jobs", json=spec, headers=alice.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "x", "command": "c", "duration_s": NaN, "origin": "beijing"}',
+        b'{"name": "x", "command": "c", "duration_s": Infinity, "origin": "beijing"}',
+        b'{"name": "\\ud800", "command": "c", "duration_s": 1, "origin": "beijing"}',
+        b'{"name": "x", "command": "c", "duration_s": 1e999, "origin": "beijing"}',
+        b"not json",
+        b"[]",
+        b"",
+        b"\xff\xfe",
+    ],
+)
+def test_malformed_bodies_are_422(client: Any, alice: Any, raw: bytes) -> None:
+    h = {**alice.headers, "Content-Type": "application/json"}
+    r = client.post("/v1/jobs", content=raw, headers=h)
+    assert r.status_code == 422, r.text
+
+
+def test_bodies_over_64_kib_are_413(client: Any, alice: Any, body: Any) -> None:
+    near = body(command=None, script="#" * 60_000)
+    near.pop("command")
+    assert client.post("/v1/jobs", json=near, headers=alice.headers).status_code == 201
+    huge = json.dumps(body(command="x" * 70_000)).encode()
+    r = client.post("/v1/jobs", content=huge, headers={**alice.headers,
+                    "Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 413 and "bytes" in r.json()["detail"]
+    # no Content-Length (chunked): counted while reading
+    chunks = iter([huge[:40_000], huge[40_000:]])
+    r = client.post("/v1/jobs", content=chunks, headers={**alice.headers,
+                    "Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 413
+    assert client.get("/v1/jobs", headers=alice.headers).json()["items"][0]["id"]
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_cancel_pending_job_records_an_event(client: Any, alice: Any, submit: Submit) -> None:
+    job = submit(alice)
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled" and r.json()["ended_at"] is not None
+    events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    assert [(e["from_state"], e["to_state"]) for e in events] == [
+        (None, "pending"),
+        ("pending", "cancelled"),
+    ]
+    assert events[1]["detail"]["by"] == alice.id
+
+
+@pytest.mark.parametrize("path", [["cancelled"], ["scheduled", "running", "succeeded"],
+                                  ["scheduled", "failed"]])  # fmt: skip
+def test_cancel_terminal_job_is_409_with_allowed_transitions(
+    client: Any, alice: Any, submit: Submit, sessions: Any, path: list[str]
+) -> None:
+    job = submit(alice)
+    _set_state(sessions, job["id"], *[JobState(s) for s in path])
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert detail["state"] == path[-1] and detail["allowed"] == []
+    assert "cannot go from" in detail["msg"]
+
+
+def test_cancel_running_job_and_operator_may_cancel(
+    client: Any, alice: Any, operator: Any, submit: Submit, sessions: Any
+) -> None:
+    job = submit(alice)
+    _set_state(sessions, job["id"], JobState.SCHEDULED, JobState.RUNNING)
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=operator.headers)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    last = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()[-1]
+    assert (last["from_state"], last["to_state"]) == ("running", "cancelled")
+    assert last["detail"]["by"] == operator.id
+
+
+def test_events_record_every_transition_in_order_with_timestamps(
+    client: Any, alice: Any, submit: Submit, sessions: Any
+) -> None:
+    job = submit(alice)
+    _set_state(sessions, job["id"], JobState.SCHEDULED, JobState.RUNNING, JobState.SUCCEEDED)
+    events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    assert [(e["from_state"], e["to_state"]) for e in events] == [
+        (None, "pending"),
+        ("pending", "scheduled"),
+        ("scheduled", "running"),
+        ("running", "succeeded"),
+    ]
+    times = [datetime.fromisoformat(e["at"]) for e in events]
+    assert all(t.utcoffset() is not None for t in times) and times == sorted(times)
+    got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert got["state"] == "succeeded" and got["center_id"] == "zhangjiakou"
+    assert got["scheduled_at"] <= got["started_at"] <= got["ended_at"]
+
+
+def test_logs_are_plain_text(client: Any, alice: Any, submit: Submit, sessions: Any) -> None:
+    job = submit(alice)
+    r = client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers)
+    assert r.status_code == 200 and r.text == ""
+    assert r.headers["content-type"].startswith("text/plain")
+    with sessions() as s:
+        s.execute(update(JobRow).where(JobRow.id == job["id"]).values(logs="step 1\nstep 2\n"))
+        s.commit()
+    assert client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text == (
+        "step 1\nstep 2\n"
+    )
+
+
+def test_get_job_data_function_respects_visibility(
+    sessions: Any, alice: Any, bob: Any, operator: Any, submit: Submit
+) -> None:
+    job = submit(alice)
+    with sessions() as s:
+        from suanwang.server.database.models import Tenant
+
+        by_id = {t.id: t for t in s.query(Tenant)}
+        assert get_job(session=s, tenant=by_id[alice.id], job_id=job["id"]) is not None
+        assert get_job(session=s, tenant=by_id[operator.id], job_id=job["id"]) is not None
+        assert get_job(session=s, tenant=by_id[bob.id], job_id=job["id"]) is None
