@@ -1,10 +1,11 @@
-# Two entry points (see README): `make run` and `make test`. Both create .venv on first use.
+# Two entry points (see README): `make run` (the platform demo) and `make test`.
+# Every target creates .venv on first use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint setup clean
+.PHONY: run demo simulate test lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,7 +15,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-run: $(STAMP)
+run: demo
+
+demo: $(STAMP)
+	$(BIN)/suanwang demo
+
+simulate: $(STAMP)
 	$(BIN)/suanwang simulate --scenario china --policy all --out report
 
 lint: $(STAMP)

@@ -232,7 +232,124 @@ def serve(
         services.stop()
 
 
+DEMO_JOBS: list[dict[str, Any]] = [
+    {"name": "chatbot-inference", "kind": "inference", "origin": "guangdong",
+     "resources": {"count": 1, "cpus": 8}, "duration_s": 1800, "stacks": ["cuda", "cann"],
+     "command": "for i in 1 2 3; do echo answered batch $i; sleep 1; done"},
+    {"name": "llm-pretrain", "kind": "training", "origin": "beijing",
+     "resources": {"count": 8, "cpus": 64}, "duration_s": 36000, "stacks": ["cuda"],
+     "checkpointable": True, "data_gb": 20,
+     "command": "for e in 1 2 3 4; do echo epoch $e loss 0.$((9-e)); sleep 1; done"},
+    {"name": "llm-finetune-ascend", "kind": "finetune", "origin": "shanghai",
+     "resources": {"count": 4, "cpus": 32}, "duration_s": 7200, "stacks": ["cann"],
+     "command": "echo fine-tuning on $SUANWANG_CARDS Ascend cards; sleep 2; echo saved adapter"},
+    {"name": "weather-wrf", "kind": "hpc", "origin": "tianjin",
+     "resources": {"count": 16, "cpus": 128}, "duration_s": 14400, "stacks": ["dtk"],
+     "command": "echo WRF forecast 72h; sleep 2; echo done"},
+    {"name": "film-render", "kind": "render", "origin": "zhejiang",
+     "resources": {"count": 8, "cpus": 32}, "duration_s": 10800, "stacks": ["cuda"],
+     "command": "for f in 1 2 3; do echo frame $f rendered; sleep 1; done"},
+    {"name": "ecommerce-analytics", "kind": "analytics", "origin": "jiangsu",
+     "resources": {"count": 0, "cpus": 64}, "duration_s": 3600, "stacks": ["cpu"],
+     "data_gb": 50, "command": "echo scanning orders; sleep 1; echo 42 anomalies"},
+    {"name": "nightly-backup", "kind": "backup", "origin": "shanghai",
+     "resources": {"count": 0, "cpus": 16}, "duration_s": 3600, "stacks": ["cpu"],
+     "data_gb": 100, "command": "echo archiving; sleep 1; echo archived"},
+    {"name": "notebook", "kind": "interactive", "origin": "beijing",
+     "resources": {"count": 1, "cpus": 8}, "duration_s": 3600, "stacks": ["cuda"],
+     "command": "echo jupyter kernel up; sleep 2"},
+    {"name": "bad-config", "kind": "finetune", "origin": "sichuan",
+     "resources": {"count": 2, "cpus": 16}, "duration_s": 3600, "stacks": ["cuda"],
+     "command": "echo missing dataset >&2; exit 2"},
+]  # fmt: skip
+
+
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="where the demo keeps its database and runs")
+    ] = Path(".suanwang/demo"),
+    exit_after: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: run until ^C)")
+    ] = None,
+) -> None:
+    """Run the whole platform on this machine with a demo tenant and a mix of jobs.
+
+    Starts the API on the `china` scenario with local executors standing in for every center,
+    creates a tenant, submits a realistic mix of jobs and prints the URL and API key.
+    """
+    import logging
+    import secrets
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from suanwang.server.app import create_app
+    from suanwang.server.database.models import TenantRole
+    from suanwang.server.database.session import make_engine, session_factory
+    from suanwang.server.models.tenants import create_tenant
+    from suanwang.server.runner import build_services
+    from suanwang.server.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = Settings(db_url=f"sqlite:///{directory.resolve() / 'demo.db'}")
+    services = build_services(settings, directory / "centers")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise _fail(f"the API did not start on {url} (is the port free? try --port)")
+        time.sleep(0.1)
+    services.start()
+    with session_factory(make_engine(settings.db_url))() as session:
+        _, key = create_tenant(
+            session=session, name=f"demo-{secrets.token_hex(3)}", role=TenantRole.OPERATOR
+        )
+        session.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    ids = []
+    for body in DEMO_JOBS:
+        r = httpx.post(f"{url}/v1/jobs", json=body, headers=headers, timeout=30)
+        if r.status_code != 201:
+            raise _fail(f"demo job {body['name']} refused: {r.status_code} {r.text}")
+        ids.append(r.json()["id"])
+    out.print(f"suanwang demo running at {url}  (API docs: {url}/docs)")
+    out.print(f"API key (operator): {key}")
+    out.print(f"  export SUANWANG_URL={url} SUANWANG_API_KEY={key}")
+    out.print("  suanwang jobs; suanwang jobs <id>; suanwang logs <id>; suanwang centers")
+    out.print(f"submitted {len(ids)} jobs; press Ctrl-C to stop", highlight=False)
+    start = time.monotonic()
+    try:
+        while exit_after is None or time.monotonic() - start < exit_after:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        states: dict[str, int] = {}
+        try:
+            page = httpx.get(f"{url}/v1/jobs", headers=headers, timeout=10).json()
+            for j in page["items"]:
+                states[j["state"]] = states.get(j["state"], 0) + 1
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        services.stop()
+        server.should_exit = True
+        thread.join(15)
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        out.print(f"stopped; jobs: {summary}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(demo)
     app.command()(serve)
     app.command()(submit)
     app.command()(jobs)

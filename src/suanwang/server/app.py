@@ -21,7 +21,7 @@ from suanwang import __version__
 from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.api import centers, health, jobs
+from suanwang.server.api import centers, health, jobs, metrics
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
 
@@ -211,4 +211,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(centers.router)
+    app.include_router(metrics.router)
     return app

@@ -1,0 +1,85 @@
+"""``GET /metrics``: Prometheus text format, computed from the database on each scrape.
+
+Operators only (a bearer key like every other route). Families:
+
+* ``suanwang_jobs{state}`` — jobs by lifecycle state;
+* ``suanwang_decisions_total`` — placement decisions made (transitions to ``scheduled``);
+* ``suanwang_dispatch_latency_seconds`` — summary of submit → scheduled over the last hour;
+* ``suanwang_center_utilization{center,resource}`` — cards / CPU cores held by active jobs;
+* ``suanwang_center_price_cny_per_kwh``, ``suanwang_center_green_fraction``,
+  ``suanwang_center_carbon_g_per_kwh`` ``{center}`` — the signals of this hour;
+* ``suanwang_green_share`` — green fraction weighted by the cards in use (0 when idle).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CollectorRegistry, Gauge, Summary, generate_latest
+from sqlalchemy import func, select
+
+from suanwang.core.lifecycle import JobState
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.database.models import JobEvent, JobRow, TenantRole, utcnow
+from suanwang.server.models.jobs import active_usage
+
+router = APIRouter(tags=["observability"])
+
+
+@router.get("/metrics", response_class=PlainTextResponse, responses=AUTH_RESPONSES)
+def metrics(
+    request: Request, session: SessionDep, tenant: CurrentTenant, net: NetworkDep
+) -> PlainTextResponse:
+    """Platform metrics in Prometheus text format (operators)."""
+    if tenant.role != TenantRole.OPERATOR.value:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "metrics are for operators")
+    reg = CollectorRegistry()
+    jobs = Gauge("suanwang_jobs", "Jobs by lifecycle state", ["state"], registry=reg)
+    counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
+    for state in JobState:
+        jobs.labels(state.value).set(counts.get(state.value, 0))
+    decisions = session.scalar(
+        select(func.count()).select_from(JobEvent).where(JobEvent.to_state == "scheduled")
+    )
+    Gauge("suanwang_decisions_total", "Placement decisions made", registry=reg).set(decisions or 0)
+    latency = Summary(
+        "suanwang_dispatch_latency_seconds", "Submit to scheduled, last hour", registry=reg
+    )
+    since = utcnow() - timedelta(hours=1)
+    for submitted, scheduled in session.execute(
+        select(JobRow.submitted_at, JobRow.scheduled_at).where(JobRow.scheduled_at >= since)
+    ):
+        if scheduled is not None:
+            latency.observe(max((scheduled - submitted).total_seconds(), 0.0))
+
+    util = Gauge(
+        "suanwang_center_utilization", "Share held by active jobs", ["center", "resource"],
+        registry=reg,
+    )  # fmt: skip
+    price = Gauge("suanwang_center_price_cny_per_kwh", "Price now", ["center"], registry=reg)
+    green = Gauge("suanwang_center_green_fraction", "Green share now", ["center"], registry=reg)
+    carbon = Gauge("suanwang_center_carbon_g_per_kwh", "Grid carbon now", ["center"], registry=reg)
+    signals = request.app.state.signals.current()
+    usage = active_usage(session=session)
+    used_total = 0.0
+    green_used = 0.0
+    for ci, c in enumerate(net.scenario.centers):
+        use = usage.get(c.id)
+        cards_used = sum(use.cards.values()) if use else 0
+        util.labels(c.id, "cards").set(cards_used / c.cards if c.cards else 0.0)
+        cores = use.cpu_cores if use else 0
+        util.labels(c.id, "cpu").set(cores / c.cpu_cores if c.cpu_cores else 0.0)
+        g = float(signals.green_fraction[ci, 0])
+        price.labels(c.id).set(float(signals.price_cny_per_kwh[ci, 0]))
+        green.labels(c.id).set(g)
+        carbon.labels(c.id).set(float(signals.carbon_g_per_kwh[ci, 0]))
+        used_total += cards_used
+        green_used += cards_used * g
+    Gauge("suanwang_green_share", "Green share of the cards in use", registry=reg).set(
+        green_used / used_total if used_total else 0.0
+    )
+    return PlainTextResponse(
+        generate_latest(reg).decode(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
