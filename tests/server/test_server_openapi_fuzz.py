@@ -35,8 +35,8 @@ ALWAYS = [
 ]
 CONFIG = {
     "checks": {
-        "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 404, 409, 413]},
-        "negative_data_rejection": {"expected-statuses": [400, 401, 404, 409, 413, 422]},
+        "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 403, 404, 409, 413]},
+        "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 409, 413, 422]},
     }
 }
 

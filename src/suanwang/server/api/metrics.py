@@ -24,11 +24,23 @@ from suanwang.core.lifecycle import JobState
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import JobEvent, JobRow, TenantRole, utcnow
 from suanwang.server.models.jobs import active_usage
+from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses=AUTH_RESPONSES)
+@router.get(
+    "/metrics",
+    response_model=None,
+    responses={
+        **AUTH_RESPONSES,
+        403: {"description": "the key is not an operator's", "model": ErrorResponse},
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+)
 def metrics(
     request: Request, session: SessionDep, tenant: CurrentTenant, net: NetworkDep
 ) -> PlainTextResponse:
