@@ -32,6 +32,21 @@ def runtime_s(work_scu: float | Array, units: int | Array, speed: float | Array)
     return out
 
 
+def drawn(
+    signals: Signals,
+    which: str,
+    centers: IntArray,
+    facility_kw: Array,
+    t0_s: Array | float,
+    t1_s: Array,
+) -> Array:
+    """``facility_kw`` x the integral of series ``which`` over [t0, t1), per center."""
+    out: Array = facility_kw * (
+        signals.cumulative(which, centers, t1_s) - signals.cumulative(which, centers, t0_s)
+    )
+    return out
+
+
 def energy_cost_cny(
     signals: Signals,
     centers: IntArray,
@@ -43,10 +58,7 @@ def energy_cost_cny(
 ) -> Array:
     """Electricity cost of drawing ``facility_kw`` at each center over [t0, t1)."""
     which = "forecast_price" if forecast else "price"
-    out: Array = facility_kw * (
-        signals.cumulative(which, centers, t1_s) - signals.cumulative(which, centers, t0_s)
-    )
-    return out
+    return drawn(signals, which, centers, facility_kw, t0_s, t1_s)
 
 
 def carbon_kg(
@@ -60,20 +72,14 @@ def carbon_kg(
 ) -> Array:
     """Grid carbon (kg) of drawing ``facility_kw`` over [t0, t1)."""
     which = "forecast_carbon" if forecast else "carbon"
-    grams = facility_kw * (
-        signals.cumulative(which, centers, t1_s) - signals.cumulative(which, centers, t0_s)
-    )
-    out: Array = grams / 1000.0
-    return out
+    return drawn(signals, which, centers, facility_kw, t0_s, t1_s) / 1000.0
 
 
 def green_kwh(
     signals: Signals, centers: IntArray, facility_kw: Array, t0_s: Array | float, t1_s: Array
 ) -> Array:
-    out: Array = facility_kw * (
-        signals.cumulative("green", centers, t1_s) - signals.cumulative("green", centers, t0_s)
-    )
-    return out
+    """Green energy (kWh) of drawing ``facility_kw`` over [t0, t1)."""
+    return drawn(signals, "green", centers, facility_kw, t0_s, t1_s)
 
 
 @dataclass(frozen=True, slots=True)
