@@ -207,29 +207,73 @@ def serve(
     center: Annotated[
         list[str] | None, typer.Option(help="serve only these centers (repeatable)")
     ] = None,
+    services: Annotated[
+        bool,
+        typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
+    ] = True,
+    json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
 ) -> None:
     """Run the platform: API, dispatcher and reconciler, with executors for the centers."""
-    import logging
-
     import uvicorn
 
+    from suanwang.server import logs
     from suanwang.server.app import create_app
     from suanwang.server.runner import build_services
     from suanwang.server.settings import Settings
 
     if executor != "local":
         raise _fail(f"--executor {executor!r}: only 'local' is available so far")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(json_lines=json_logs)
     settings = Settings(db_url=db, scenario=scenario)
+    loops = None
+    if services:
+        try:
+            loops = build_services(settings, executors_dir, center)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        loops.start()
     try:
-        services = build_services(settings, executors_dir, center)
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    finally:
+        if loops is not None:
+            loops.stop()
+
+
+def worker(
+    db: Annotated[str, typer.Option(envvar="SUANWANG_DB_URL", help="database URL")] = (
+        "sqlite:///suanwang.db"
+    ),
+    scenario: Annotated[str, typer.Option(help="'china' or a scenario directory")] = "china",
+    executors_dir: Annotated[
+        Path, typer.Option(help="where local executors keep their runs")
+    ] = Path(".suanwang/centers"),
+    center: Annotated[
+        list[str] | None, typer.Option(help="serve only these centers (repeatable)")
+    ] = None,
+    json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
+) -> None:
+    """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
+    import signal
+    import threading
+
+    from suanwang.server import logs
+    from suanwang.server.runner import build_services
+    from suanwang.server.settings import Settings
+
+    logs.configure(json_lines=json_logs)
+    try:
+        loops = build_services(Settings(db_url=db, scenario=scenario), executors_dir, center)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    services.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    loops.start()
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        services.stop()
+        loops.stop()
 
 
 DEMO_JOBS: list[dict[str, Any]] = [
@@ -287,6 +331,7 @@ def demo(
     import httpx
     import uvicorn
 
+    from suanwang.server import logs
     from suanwang.server.app import create_app
     from suanwang.server.database.models import TenantRole
     from suanwang.server.database.session import make_engine, session_factory
@@ -294,7 +339,7 @@ def demo(
     from suanwang.server.runner import build_services
     from suanwang.server.settings import Settings
 
-    logging.basicConfig(level=logging.WARNING)
+    logs.configure(logging.WARNING, json_lines=False)
     directory.mkdir(parents=True, exist_ok=True)
     settings = Settings(db_url=f"sqlite:///{directory.resolve() / 'demo.db'}")
     services = build_services(settings, directory / "centers")
@@ -351,6 +396,7 @@ def demo(
 def register(app: typer.Typer) -> None:
     app.command()(demo)
     app.command()(serve)
+    app.command()(worker)
     app.command()(submit)
     app.command()(jobs)
     app.command()(cancel)

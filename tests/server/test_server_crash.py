@@ -35,11 +35,12 @@ class Platform:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "serve.log"
+        self.extra: list[str] = []
 
     def start(self) -> None:
         cmd = [*SUANWANG, "serve", "--db", self.db, "--port", str(self.port),
                "--executors-dir", str(self.root / "centers"),
-               "--center", "zhongwei", "--center", "horinger"]  # fmt: skip
+               "--center", "zhongwei", "--center", "horinger", *self.extra]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -168,3 +169,31 @@ def test_kill_9_while_jobs_pending_and_running_then_restart(
     for i in ids:
         lines = (markers / i).read_text().splitlines()
         assert len(lines) == 1, f"job {i} ran {len(lines)} times"
+
+
+def test_api_and_worker_as_separate_processes(platform: Platform, tmp_path: Path) -> None:
+    """`serve --no-services` and `suanwang worker`: the services run in a process of their own."""
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [*SUANWANG, "worker", "--db", platform.db, "--executors-dir",
+         str(platform.root / "centers"), "--center", "zhongwei", "--center", "horinger"],
+        stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        platform.extra = ["--no-services"]
+        platform.start()
+        key = _key(platform)
+        job = _job_file(tmp_path / "w.yaml", "split", "echo split-ok")
+        jid = json.loads(platform.cli("submit", str(job), "--json", key=key).stdout)["id"]
+        deadline = time.monotonic() + 60
+        while _states(platform, key)[jid] != "succeeded":
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.3)
+        assert "split-ok" in platform.cli("logs", jid, key=key).stdout
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)
+        log.close()
+    lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines() if x]
+    assert any(rec["logger"] == "suanwang.dispatcher" for rec in lines)
+    assert all({"time", "level", "logger", "message"} <= set(rec) for rec in lines)
