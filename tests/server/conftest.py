@@ -13,6 +13,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,15 +75,8 @@ def db_url(
         path: Path = tmp_path_factory.mktemp("db") / "suanwang.db"
         yield f"sqlite:///{path}"
         return
-    dsn = _postgres_dsn()
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _pg_url(dsn, schema)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with _pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +114,13 @@ def fresh_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
+    with _pg_schema() as url:
+        yield url
+
+
+@contextmanager
+def _pg_schema() -> Iterator[str]:
+    """A URL into a new, empty schema on the test server; the schema is dropped afterwards."""
     dsn = _postgres_dsn()
     schema = f"t_{secrets.token_hex(6)}"
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -9,9 +9,9 @@ import pytest
 
 from suanwang.core.lifecycle import JobState
 from suanwang.core.scenario import Scenario
-from suanwang.server.api.centers import SignalCache
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import transition
+from suanwang.server.signals import SignalCache
 
 
 def _place(sessions: Any, job_id: str, center: str, model: str | None, *states: JobState) -> None:

@@ -24,6 +24,7 @@ from suanwang.scenarios.loader import load_scenario
 from suanwang.server.api import centers, health, jobs, metrics
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
+from suanwang.server.signals import SignalCache
 
 
 class BodySizeLimit:
@@ -170,7 +171,7 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
     app.state.sessions = session_factory(engine)
     app.state.scenario = scenario
     app.state.network = Network(scenario)
-    app.state.signals = centers.SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
+    app.state.signals = SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
     app.state.lifespans = 1
 
 

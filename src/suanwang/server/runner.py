@@ -11,13 +11,13 @@ from suanwang.core.network import Network
 from suanwang.executors.base import Executor
 from suanwang.executors.local import LocalExecutor
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.api.centers import SignalCache
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.loop import LoopService
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.settings import Settings
+from suanwang.server.signals import SignalCache
 
 log = logging.getLogger("suanwang.serve")
 

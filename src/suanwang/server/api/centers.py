@@ -7,15 +7,11 @@ current hour, built once per hour and shared by all requests.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 
 from fastapi import APIRouter, Request
 
 from suanwang.core.scenario import Center, Scenario
-from suanwang.core.signals import Signals
-from suanwang.scenarios.signals import build_signals
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, SessionDep
 from suanwang.server.models.jobs import Usage, active_usage
 from suanwang.server.schemas import (
@@ -27,38 +23,9 @@ from suanwang.server.schemas import (
     Totals,
     Utilization,
 )
-
-SIGNAL_HOURS = 48
+from suanwang.server.signals import SignalCache
 
 router = APIRouter(prefix="/v1", tags=["network"], responses=AUTH_RESPONSES)
-
-
-class SignalCache:
-    """The modelled signals from the current UTC hour on, rebuilt when the hour changes."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        *,
-        seed: int = 0,
-        hours: int = SIGNAL_HOURS,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.scenario = scenario
-        self.seed = seed
-        self.hours = hours
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._hour: datetime | None = None
-        self._signals: Signals | None = None
-
-    def current(self) -> Signals:
-        hour = self.clock().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        with self._lock:  # one build per hour, however many requests arrive meanwhile
-            if self._signals is None or self._hour != hour:
-                self._signals = build_signals(self.scenario, hour, self.hours, seed=self.seed)
-                self._hour = hour
-            return self._signals
 
 
 def _counts(centers: Iterable[Center]) -> PoolCounts:
