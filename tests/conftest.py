@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,9 @@ from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, 
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
+from suanwang.testbed.slurm import Testbed
+from suanwang.testbed.slurm import down as testbed_down
+from suanwang.testbed.slurm import up as testbed_up
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -359,3 +362,23 @@ def check_accounting() -> Callable[[Sequence[Job], Outcome, PolicyReport], None]
 @pytest.fixture(scope="session")
 def check_same_outcome() -> Callable[[Outcome, Outcome], None]:
     return assert_same_outcome
+
+
+# --------------------------------------------------------------------------- Slurm testbed
+
+
+@pytest.fixture(scope="session")
+def slurm_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """Two real Slurm clusters (zhongwei, beijing-yizhuang) for the whole session.
+
+    Needs Debian's slurm-wlm, slurmrestd and munge (``.ci/run`` installs them) and root. Missing
+    pieces make the tests that use this fixture fail, never skip: in CI a skipped integration
+    test is a failure.
+    """
+    root = tmp_path_factory.mktemp("testbed")
+    inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
+    tb = testbed_up(root, inventory, ["zhongwei", "beijing-yizhuang"])
+    try:
+        yield tb
+    finally:
+        testbed_down(tb)

@@ -27,7 +27,7 @@ Environment every job gets: ``SUANWANG_JOB_ID``, ``SUANWANG_CHECKPOINT_DIR``, ``
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -64,7 +64,9 @@ class Submission:
     memory the job expects (advisory for backends that cannot enforce it). ``env`` is added to the
     job's environment; the ``SUANWANG_*`` variables above are set by the executor and win.
     ``checkpoint_dir`` overrides where the job writes checkpoints (``None``: the backend gives
-    every run a directory of its own).
+    every run a directory of its own). ``attempt`` counts dispatches of the job after failover:
+    an executor treats ``(job_id, attempt)`` as the run's identity, so a job lost at a center
+    and sent back there later starts afresh instead of finding its dead first run.
     """
 
     job_id: str
@@ -77,6 +79,7 @@ class Submission:
     mem_gb: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
     checkpoint_dir: str | None = None
+    attempt: int = 0
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.script is None):
@@ -105,12 +108,17 @@ class ExecutorStatus:
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """Slots of one executor (its center) and how many are held by running jobs."""
+    """Slots of one executor (its center) and how many are held by running jobs.
+
+    ``cards_by_model`` gives the cards per accelerator model where the backend knows them
+    (a Slurm cluster's GRES); empty when cards are not tied to models (local processes).
+    """
 
     slots_cpus: int
     slots_cards: int
     used_cpus: int
     used_cards: int
+    cards_by_model: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def free_cpus(self) -> int:

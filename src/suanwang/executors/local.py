@@ -141,14 +141,14 @@ class LocalExecutor:
     # ------------------------------------------------------------------ protocol
 
     def submit(self, sub: Submission) -> str:
-        return self._submit(sub, sub.job_id, resume_from=None)
+        return self._submit(sub, _base_run(sub), resume_from=None)
 
     def resume(self, sub: Submission, checkpoint_dir: str) -> str:
         path = Path(checkpoint_dir).resolve()
         if not path.is_dir():
             raise ExecutorError(self.name, f"cannot resume {sub.job_id}: no directory {path}")
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        return self._submit(sub, f"{sub.job_id}.resume-{digest}", resume_from=str(path))
+        return self._submit(sub, f"{_base_run(sub)}.resume-{digest}", resume_from=str(path))
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
         with self._locked():
@@ -484,6 +484,11 @@ class LocalExecutor:
 
 
 # ---------------------------------------------------------------------- files
+
+
+def _base_run(sub: Submission) -> str:
+    """A run's id: the job id, with ``.<attempt>`` for a new attempt after failover."""
+    return sub.job_id + (f".{sub.attempt}" if sub.attempt else "")
 
 
 def _now() -> datetime:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from suanwang.core.network import Network
-from suanwang.executors.base import Executor
+from suanwang.core.scenario import Scenario
+from suanwang.executors.base import Executor, ExecutorError
 from suanwang.executors.local import LocalExecutor
+from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.loop import LoopService
@@ -37,6 +41,59 @@ def local_executors(
     return {c: LocalExecutor(root, c, cpus=LOCAL_CPUS, cards=LOCAL_CARDS) for c in chosen}
 
 
+def configured_executors(
+    cfg: PlatformConfig, scenario: Scenario, root: Path
+) -> dict[str, Executor]:
+    """One executor per center of the platform file (local ones keep their runs under root)."""
+    known = {c.id for c in scenario.centers}
+    unknown = [c.center_id for c in cfg.centers if c.center_id not in known]
+    if unknown:
+        raise ValueError(f"platform file: unknown center(s) {', '.join(unknown)}")
+    out: dict[str, Executor] = {}
+    for c in cfg.centers:
+        ex = c.executor
+        if isinstance(ex, LocalExecutorConfig):
+            out[c.center_id] = LocalExecutor(root, c.center_id, cpus=ex.cpus, cards=ex.cards)
+        else:
+            out[c.center_id] = SlurmExecutor(
+                c.center_id,
+                ex.url,
+                ex.token_file,
+                ex.user,
+                ex.output_dir,
+                partition=ex.partition,
+                api_version=ex.api_version,
+                timeout_s=ex.timeout_s,
+            )
+    return out
+
+
+def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenario:
+    """The scenario as the executors really are.
+
+    A center whose executor knows its cards per model (a Slurm cluster's GRES) gets that
+    inventory and that many CPU cores instead of the scenario's, so the engine never sends a
+    center more than it has. Centers whose executors cannot be asked right now keep the
+    scenario's figures (the first successful round of the reconciler does not change them:
+    capacity is read once, at start).
+    """
+    centers = []
+    for c in scenario.centers:
+        ex = executors.get(c.id)
+        cap = None
+        if ex is not None:
+            try:
+                cap = ex.capacity()
+            except ExecutorError as exc:
+                log.warning("capacity of %s unknown (%s): using the scenario's", c.id, exc)
+        if cap is not None and cap.cards_by_model:
+            known = set(scenario.catalog.models)
+            inventory = tuple(sorted((m, n) for m, n in cap.cards_by_model.items() if m in known))
+            c = dataclasses.replace(c, inventory=inventory, cpu_cores=cap.slots_cpus)
+        centers.append(c)
+    return dataclasses.replace(scenario, centers=tuple(centers))
+
+
 @dataclass
 class Services:
     dispatcher: LoopService
@@ -52,18 +109,31 @@ class Services:
 
 
 def build_services(
-    settings: Settings, executors_root: Path, centers: list[str] | None = None
+    settings: Settings,
+    executors_root: Path,
+    centers: list[str] | None = None,
+    config: PlatformConfig | None = None,
 ) -> Services:
-    """Migrate the database and wire the background services with local executors."""
+    """Migrate the database and wire the background services.
+
+    With a platform ``config`` its executors serve its centers; otherwise a local executor
+    stands in for every center (or the named ``centers``).
+    """
     migrate(settings.db_url)
     scenario = load_scenario(settings.scenario)
-    net = Network(scenario)
+    if config is not None:
+        executors = configured_executors(config, scenario, executors_root)
+        scenario = live_scenario(scenario, executors)
+        net = Network(scenario)
+    else:
+        net = Network(scenario)
+        executors = local_executors(net, executors_root, centers)
     sessions = session_factory(make_engine(settings.db_url))
     signals = SignalCache(scenario, seed=settings.signals_seed)
     live = LiveNetwork(
         net=net,
         signals=signals.current,
-        executors=local_executors(net, executors_root, centers),
+        executors=executors,
         clock=lambda: datetime.now(UTC),
     )
     return Services(

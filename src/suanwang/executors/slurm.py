@@ -1,0 +1,368 @@
+"""Slurm executor: a center backed by a real Slurm cluster, reached through ``slurmrestd``.
+
+The platform talks to the cluster the way it would talk to a remote center: HTTP to
+``slurmrestd`` (OpenAPI ``v0.0.38``, served by Slurm 22.05 – 23.02) with JWT authentication
+(headers ``X-SLURM-USER-NAME`` and ``X-SLURM-USER-TOKEN``; the token is read from
+``token_file`` and re-read when the file changes, so tokens can be rotated).
+
+Mapping:
+
+* a run is a batch job named ``sw-<job id>`` (``sw-<job id>.<attempt>`` for a new attempt after
+  failover, ``….resume-<hash>`` for a resumed checkpoint); submit looks the name up first, so a
+  retried submit returns the existing job, never a second one (exactly once across crashes);
+* accelerators are GRES ``gpu:<model>:<cards>`` (model ids with ``-`` → ``_``), CPUs
+  ``cpus_per_task``, memory ``memory_per_node``; the partition comes from the configuration;
+* output (stdout and stderr) goes to ``output_dir/<run>/output.log`` and the job runs in that
+  directory; ``output_dir`` must be readable here (the testbed's is local; a remote center
+  would export it, e.g. over NFS);
+* Slurm states → platform states: ``PENDING``/``REQUEUED`` → ``scheduled``; ``RUNNING``,
+  ``CONFIGURING``, ``COMPLETING``, ``SUSPENDED`` → ``running``; ``COMPLETED`` → ``succeeded``;
+  ``CANCELLED`` → ``cancelled``; ``FAILED`` with exit code 85 → ``migrating`` (checkpointed);
+  ``FAILED``, ``TIMEOUT``, ``OUT_OF_MEMORY``, ``DEADLINE``, ``BOOT_FAIL`` → ``failed``;
+  ``NODE_FAIL``, ``PREEMPTED`` → ``lost`` (the work did not finish through no fault of its own);
+  the state reason is passed on;
+* checkpoint: ``SIGUSR1`` to the job (``DELETE /job/{id}?signal=SIGUSR1``), which reaches the
+  batch script and every step;
+* the batch script is a small wrapper (:func:`_script`) that runs the job at most once to its
+  end, even if Slurm loses state in a power cut and starts the job again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from suanwang.core.lifecycle import JobState
+from suanwang.executors.base import (
+    CHECKPOINT_EXIT_CODE,
+    ENV_CARDS,
+    ENV_CHECKPOINT_DIR,
+    ENV_CPUS,
+    ENV_JOB_ID,
+    ENV_RESUME_FROM,
+    Capacity,
+    ExecutorError,
+    ExecutorStatus,
+    Submission,
+)
+
+_RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING"}
+_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
+_FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "BOOT_FAIL", "SPECIAL_EXIT"}
+_LOST = {"NODE_FAIL", "PREEMPTED", "REVOKED"}
+
+#: The environment a job starts with, besides the SUANWANG_* variables (no --export=ALL).
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+def gres_type(model: str) -> str:
+    """Slurm GRES type name of an accelerator model."""
+    return model.replace("-", "_")
+
+
+def model_of(gres_type_name: str) -> str:
+    return gres_type_name.replace("_", "-")
+
+
+def run_name(sub: Submission, resume_from: str | None = None) -> str:
+    name = f"sw-{sub.job_id}" + (f".{sub.attempt}" if sub.attempt else "")
+    if resume_from is not None:
+        name += ".resume-" + hashlib.sha256(resume_from.encode()).hexdigest()[:12]
+    return name
+
+
+def _exit_code(raw: Any) -> int | None:
+    """Slurm reports a wait status: exit code in the high byte, a signal in the low bits."""
+    if not isinstance(raw, int):
+        return None
+    sig = raw & 0x7F
+    return 128 + sig if sig else raw >> 8
+
+
+def _time(raw: Any) -> datetime | None:
+    return datetime.fromtimestamp(raw, UTC) if isinstance(raw, int) and raw > 0 else None
+
+
+def status_of(ref: str, job: Mapping[str, Any]) -> ExecutorStatus:
+    """A Slurm job record (v0.0.38) as the platform sees it."""
+    state = str(job.get("job_state", "")).split()[0].upper()
+    reason = str(job.get("state_reason") or "")
+    reason = "" if reason == "None" else reason
+    code = _exit_code(job.get("exit_code"))
+    started = _time(job.get("start_time"))
+    ended = _time(job.get("end_time"))
+    if state in _WAITING:
+        return ExecutorStatus(ref, JobState.SCHEDULED, reason=f"slurm {state} {reason}".strip())
+    if state in _RUNNING:
+        return ExecutorStatus(ref, JobState.RUNNING, started_at=started, reason=f"slurm {state}")
+    label = f"slurm {state}" + (f" ({reason})" if reason else "")
+    if state == "COMPLETED":
+        return ExecutorStatus(ref, JobState.SUCCEEDED, code, started, ended, label)
+    if state == "CANCELLED":
+        return ExecutorStatus(ref, JobState.CANCELLED, code, started, ended, label)
+    if state in _FAILED:
+        target = JobState.MIGRATING if code == CHECKPOINT_EXIT_CODE else JobState.FAILED
+        return ExecutorStatus(ref, target, code, started, ended, label)
+    if state in _LOST:
+        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label)
+    return ExecutorStatus(ref, JobState.SCHEDULED, reason=f"slurm {state} (unmapped)")
+
+
+def _parse_gres(text: str) -> dict[str, int]:
+    """``gpu:a100:8,gpu:h20:2(IDX:0-1)`` → ``{"a100": 8, "h20": 2}`` (typed gpu GRES only)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        parts = item.split("(", 1)[0].split(":")
+        if len(parts) == 3 and parts[0] == "gpu" and parts[2].isdigit():
+            out[model_of(parts[1])] = out.get(model_of(parts[1]), 0) + int(parts[2])
+    return out
+
+
+class SlurmExecutor:
+    """Runs one center's jobs on a Slurm cluster through slurmrestd. See the module docstring."""
+
+    def __init__(
+        self,
+        center_id: str,
+        url: str,
+        token_file: str | Path,
+        user: str,
+        output_dir: str | Path,
+        *,
+        partition: str | None = None,
+        api_version: str = "v0.0.38",
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = f"slurm:{center_id}"
+        self.center_id = center_id
+        self.url = url.rstrip("/")
+        self.token_file = Path(token_file)
+        self.user = user
+        self.output_dir = Path(output_dir)
+        self.partition = partition
+        self.api = f"/slurm/{api_version}"
+        self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
+        self._token: tuple[float, str] | None = None
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _token_value(self) -> str:
+        try:
+            mtime = self.token_file.stat().st_mtime
+            if self._token is None or self._token[0] != mtime:
+                self._token = (mtime, self.token_file.read_text().strip())
+        except OSError as exc:
+            raise ExecutorError(self.name, f"cannot read token {self.token_file}: {exc}") from None
+        return self._token[1]
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self._token_value()}
+        try:
+            r = self._client.request(method, self.api + path, headers=headers, **kw)
+        except httpx.HTTPError as exc:
+            raise ExecutorError(self.name, f"slurmrestd at {self.url} unreachable: {exc}") from None
+        try:
+            body: dict[str, Any] = r.json()
+        except ValueError:
+            text = r.text.strip()[:200]
+            raise ExecutorError(
+                self.name, f"slurmrestd {method} {path}: HTTP {r.status_code} {text}"
+            ) from None
+        return body
+
+    @staticmethod
+    def _errors(body: Mapping[str, Any]) -> list[str]:
+        return [
+            str(e.get("description") or e.get("error") or e)
+            for e in body.get("errors") or []
+            if e.get("error_number", e.get("error_code", 1)) not in (0, None)
+        ]
+
+    def _jobs(self) -> dict[int, dict[str, Any]]:
+        body = self._call("GET", "/jobs")
+        errors = self._errors(body)
+        if errors:
+            raise ExecutorError(self.name, "listing jobs: " + "; ".join(errors))
+        return {int(j["job_id"]): j for j in body.get("jobs") or []}
+
+    # ------------------------------------------------------------------ protocol
+
+    def submit(self, sub: Submission) -> str:
+        return self._submit(sub, None)
+
+    def resume(self, sub: Submission, checkpoint_dir: str) -> str:
+        if not Path(checkpoint_dir).is_dir():
+            raise ExecutorError(self.name, f"cannot resume {sub.job_id}: no {checkpoint_dir}")
+        return self._submit(sub, checkpoint_dir)
+
+    def _submit(self, sub: Submission, resume_from: str | None) -> str:
+        name = run_name(sub, resume_from)
+        existing = [jid for jid, j in self._jobs().items() if j.get("name") == name]
+        if existing:
+            return str(min(existing))  # submitted before (a retry after a crash): same run
+        run_dir = self.output_dir / name
+        ckpt = Path(sub.checkpoint_dir) if sub.checkpoint_dir else run_dir / "checkpoint"
+        for d in (run_dir, ckpt):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o777)  # jobs run as the configured (unprivileged) user
+        env = {
+            **BASE_ENV,
+            **sub.env,
+            ENV_JOB_ID: sub.job_id,
+            ENV_CHECKPOINT_DIR: str(ckpt),
+            ENV_CARDS: str(sub.cards),
+            ENV_CPUS: str(sub.cpus),
+            "SUANWANG_CENTER": self.center_id,
+        }
+        if resume_from is not None:
+            env[ENV_RESUME_FROM] = resume_from
+        job: dict[str, Any] = {
+            "name": name,
+            "current_working_directory": str(run_dir),
+            "standard_output": str(run_dir / "output.log"),
+            "standard_error": str(run_dir / "output.log"),
+            "environment": env,
+            "tasks": 1,
+            "cpus_per_task": max(1, sub.cpus),
+            "requeue": False,
+        }
+        if sub.mem_gb > 0:
+            job["memory_per_node"] = max(1, math.ceil(sub.mem_gb * 1024))
+        if sub.cards > 0 and sub.accelerator not in ("any", "cpu"):
+            job["gres"] = f"gpu:{gres_type(sub.accelerator)}:{sub.cards}"
+        if self.partition:
+            job["partition"] = self.partition
+        script = _script(sub, run_dir)
+        body = self._call("POST", "/job/submit", json={"job": job, "script": script})
+        errors = self._errors(body)
+        if errors or not body.get("job_id"):
+            raise ExecutorError(
+                self.name, f"Slurm refused {name}: {'; '.join(errors) or 'no job id returned'}"
+            )
+        return str(body["job_id"])
+
+    def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
+        if not refs:
+            return {}
+        jobs = self._jobs()
+        out: dict[str, ExecutorStatus] = {}
+        for ref in refs:
+            job = jobs.get(int(ref)) if ref.isdigit() else None
+            out[ref] = (
+                status_of(ref, job)
+                if job is not None
+                else ExecutorStatus(ref, JobState.LOST, reason=f"Slurm has no job {ref}")
+            )
+        return out
+
+    def cancel(self, ref: str) -> None:
+        if not ref.isdigit():
+            return
+        body = self._call("DELETE", f"/job/{ref}")
+        errors = self._errors(body)
+        if errors and not any(
+            "already completed" in e.lower() or "invalid job id" in e.lower() for e in errors
+        ):
+            raise ExecutorError(self.name, f"cancelling job {ref}: {'; '.join(errors)}")
+
+    def logs(self, ref: str, tail_bytes: int | None = None) -> str:
+        if not ref.isdigit():
+            return ""
+        job = self._jobs().get(int(ref))
+        if job is None:
+            return ""
+        path = Path(str(job.get("standard_output") or ""))
+        try:
+            with path.open("rb") as f:
+                if tail_bytes is not None:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+                data = f.read()
+        except OSError:
+            return ""
+        return data.decode("utf-8", errors="replace")
+
+    def checkpoint(self, ref: str) -> str | None:
+        job = self._jobs().get(int(ref)) if ref.isdigit() else None
+        if job is None:
+            raise ExecutorError(self.name, f"cannot checkpoint {ref}: Slurm has no such job")
+        status = status_of(ref, job)
+        env = job.get("environment") or {}
+        run_dir = Path(str(job.get("current_working_directory") or ""))
+        ckpt = str(env.get(ENV_CHECKPOINT_DIR) or run_dir / "checkpoint")
+        if status.state is JobState.MIGRATING:
+            return ckpt
+        if status.state is not JobState.RUNNING:
+            raise ExecutorError(self.name, f"cannot checkpoint {ref}: it is {status.state}")
+        body = self._call("DELETE", f"/job/{ref}", params={"signal": "SIGUSR1"})
+        errors = self._errors(body)
+        if errors:
+            raise ExecutorError(self.name, f"signalling job {ref}: {'; '.join(errors)}")
+        return ckpt
+
+    def capacity(self) -> Capacity:
+        body = self._call("GET", "/nodes")
+        errors = self._errors(body)
+        if errors:
+            raise ExecutorError(self.name, "listing nodes: " + "; ".join(errors))
+        cpus = used_cpus = cards = used_cards = 0
+        by_model: dict[str, int] = {}
+        for node in body.get("nodes") or []:
+            if self.partition and self.partition not in (node.get("partitions") or []):
+                continue
+            state = str(node.get("state", "")).lower()
+            if state in ("down", "drain", "drained", "fail", "future", "unknown"):
+                continue
+            cpus += int(node.get("cpus") or 0)
+            used_cpus += int(node.get("alloc_cpus") or 0)
+            total = _parse_gres(str(node.get("gres") or ""))
+            used = _parse_gres(str(node.get("gres_used") or ""))
+            for model, n in total.items():
+                by_model[model] = by_model.get(model, 0) + n
+            cards += sum(total.values())
+            used_cards += sum(used.values())
+        return Capacity(cpus, cards, used_cpus, used_cards, cards_by_model=by_model)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _script(sub: Submission, run_dir: Path) -> str:
+    """The batch script: a wrapper that runs the job once and records how it ended.
+
+    The user's command or script is written to ``run_dir/job``; the wrapper runs it and
+    writes its exit code to ``run_dir/exit_code``. If that file exists when the wrapper starts,
+    the job already ran to its end once and the wrapper exits with the recorded code instead
+    of running it again: after a power cut ``slurmctld`` may recover a job from state saved a
+    moment before it finished, and would otherwise start it a second time (a fence).
+    The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
+    wrapper waits for it.
+    """
+    job = run_dir / "job"
+    text = sub.script if sub.script is not None else (sub.command or "") + "\n"
+    job.write_text(text)
+    if text.startswith("#!"):
+        run = shlex.quote(str(job))
+    else:  # shell text runs in a subshell that also lets SIGUSR1 through to its commands
+        run = f"( trap 'true' USR1; . {shlex.quote(str(job))} )"
+    job.chmod(0o755)
+    done = shlex.quote(str(run_dir / "exit_code"))
+    return (
+        "#!/bin/sh\n"
+        "# suanwang run wrapper (see suanwang.executors.slurm)\n"
+        f'if [ -f {done} ]; then echo "suanwang: this run already ended; not run again" >&2; '
+        f'exit "$(cat {done})"; fi\n'
+        "trap 'true' USR1\n"
+        f"{run}\n"
+        "rc=$?\n"
+        f'echo "$rc" > {done}.tmp && mv {done}.tmp {done}\n'
+        'exit "$rc"\n'
+    )

@@ -1,0 +1,123 @@
+"""Platform configuration file: which scenario the platform serves and how each center is reached.
+
+``suanwang serve --config platform.yaml``::
+
+    scenario: china            # built-in name or a scenario directory (relative to this file)
+    centers:
+      - center_id: zhongwei
+        executor:
+          type: slurm          # a Slurm cluster reached through slurmrestd (JWT auth)
+          url: http://127.0.0.1:6820
+          token_file: zhongwei/token     # JWT; re-read when it changes
+          user: nobody                   # X-SLURM-USER-NAME; jobs run as this user
+          partition: suanwang
+          output_dir: zhongwei/jobs      # where job output lands, readable from here
+      - center_id: beijing-yizhuang
+        executor: {type: local, cpus: 256, cards: 64}
+
+In live mode only the centers listed here receive jobs. Relative paths are relative to the
+file. Problems are reported with file, line and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from suanwang.scenarios.loader import Problem, ScenarioError, _compose, _field, _line_of
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalExecutorConfig(_Strict):
+    type: Literal["local"]
+    cpus: int = Field(256, ge=1)
+    cards: int = Field(64, ge=0)
+
+
+class SlurmExecutorConfig(_Strict):
+    type: Literal["slurm"]
+    url: str = Field(pattern=r"^https?://")
+    token_file: str
+    user: str = Field(min_length=1)
+    partition: str | None = None
+    output_dir: str
+    api_version: str = "v0.0.38"
+    timeout_s: float = Field(10.0, gt=0)
+
+
+ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="type")]
+
+
+class CenterConfig(_Strict):
+    center_id: str
+    executor: ExecutorConfig
+
+
+class PlatformConfig(_Strict):
+    scenario: str = "china"
+    centers: list[CenterConfig] = Field(min_length=1)
+
+
+def load_platform_config(path: Path) -> PlatformConfig:
+    """Read and check a platform file; relative paths become absolute (relative to the file)."""
+    file = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError([Problem(file, None, "", f"cannot read: {exc.strerror}")]) from None
+    data, node = _compose(text, file)
+    try:
+        cfg = PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(
+            [
+                Problem(file, _line_of(node, e["loc"]), _field(e["loc"]), e["msg"])
+                for e in exc.errors()
+            ]
+        ) from None
+    seen: dict[str, int] = {}
+    problems = []
+    for i, c in enumerate(cfg.centers):
+        if c.center_id in seen:
+            problems.append(
+                Problem(
+                    file,
+                    _line_of(node, ["centers", i, "center_id"]),
+                    f"centers[{i}].center_id",
+                    f"{c.center_id!r} is listed twice (first as centers[{seen[c.center_id]}])",
+                )
+            )
+        seen.setdefault(c.center_id, i)
+    if problems:
+        raise ScenarioError(problems)
+    base = path.resolve().parent
+
+    def absolute(p: str) -> str:
+        return str(base / p) if not Path(p).is_absolute() else p
+
+    centers = []
+    for c in cfg.centers:
+        ex = c.executor
+        if isinstance(ex, SlurmExecutorConfig):
+            ex = ex.model_copy(
+                update={
+                    "token_file": absolute(ex.token_file),
+                    "output_dir": absolute(ex.output_dir),
+                }
+            )
+        centers.append(c.model_copy(update={"executor": ex}))
+    scenario = cfg.scenario
+    if "/" in scenario or (base / scenario).is_dir():
+        scenario = absolute(scenario)
+    return cfg.model_copy(update={"scenario": scenario, "centers": centers})
+
+
+def dump_platform_config(cfg: PlatformConfig) -> str:
+    header = "# suanwang platform configuration (see `suanwang serve --config`).\n"
+    return header + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

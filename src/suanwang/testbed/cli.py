@@ -1,0 +1,153 @@
+"""``suanwang testbed``: real Slurm clusters on this machine standing in for centers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from suanwang.testbed import slurm
+
+app = typer.Typer(
+    help="A local multi-center testbed: N real Slurm clusters (slurmctld + slurmd + "
+    "slurmrestd each) standing in for centers of a scenario.",
+    no_args_is_help=True,
+)
+err = Console(stderr=True)
+out = Console()
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="Directory holding the testbed.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _load(root: Path) -> slurm.Testbed:
+    try:
+        return slurm.Testbed.load(root)
+    except slurm.TestbedError as exc:
+        raise _fail(str(exc)) from None
+
+
+def write_platform_config(tb: slurm.Testbed, scenario: str) -> Path:
+    """``DIR/platform.yaml``: the scenario and one ``slurm`` executor per cluster."""
+    from suanwang.server.platform_config import (
+        CenterConfig,
+        PlatformConfig,
+        SlurmExecutorConfig,
+        dump_platform_config,
+    )
+
+    cfg = PlatformConfig(
+        scenario=scenario,
+        centers=[
+            CenterConfig(
+                center_id=c.center_id,
+                executor=SlurmExecutorConfig(
+                    type="slurm",
+                    url=c.url,
+                    token_file=c.token_file,
+                    user=tb.user,
+                    partition=slurm.PARTITION,
+                    output_dir=c.jobs_dir,
+                ),
+            )
+            for c in tb.clusters
+        ],
+    )
+    path = Path(tb.dir) / slurm.PLATFORM_FILE
+    path.write_text(dump_platform_config(cfg))
+    return path
+
+
+def _print(tb: slurm.Testbed, as_json: bool) -> None:
+    doc = tb.describe()
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"testbed {doc['dir']}")
+    for col in ("center", "up", "slurmrestd", "slurm.conf", "cards"):
+        table.add_column(col)
+    for c in doc["centers"]:
+        cards = ", ".join(f"{m}:{n}" for m, n in c["gres"].items())
+        table.add_row(c["center_id"], "yes" if c["up"] else "no", c["url"], c["slurm_conf"], cards)
+    out.print(table)
+    out.print(f"platform config: {doc['config']}  (suanwang serve --config {doc['config']})")
+
+
+@app.command("up")
+def up_cmd(
+    dir: DirOpt,
+    clusters: Annotated[int, typer.Option("--slurm", min=1, max=8, help="Slurm clusters.")] = 2,
+    scenario: Annotated[str, typer.Option(help="Scenario: china or a directory.")] = "china",
+    centers: Annotated[
+        str | None, typer.Option(help="Comma-separated center ids (default: a west/east mix).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start N Slurm clusters under DIR and write DIR/platform.yaml for `suanwang serve`."""
+    from suanwang.scenarios.loader import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+    inventory = {c.id: dict(c.inventory) for c in sc.centers}
+    try:
+        chosen = (
+            [c.strip() for c in centers.split(",") if c.strip()]
+            if centers
+            else slurm.choose_centers(inventory, clusters)
+        )
+        if centers and len(chosen) != clusters:
+            raise slurm.TestbedError(
+                f"--centers names {len(chosen)} centers but --slurm is {clusters}"
+            )
+        tb = slurm.up(dir, inventory, chosen)
+    except slurm.TestbedError as exc:
+        raise _fail(str(exc)) from None
+    scenario_ref = scenario if scenario == "china" else str(Path(scenario).resolve())
+    write_platform_config(tb, scenario_ref)
+    _print(tb, as_json)
+
+
+@app.command("stop")
+def stop_cmd(center_id: str, dir: DirOpt) -> None:
+    """Take one center's cluster down as a power cut would (daemons and running jobs)."""
+    tb = _load(dir)
+    try:
+        killed = slurm.stop(tb, center_id)
+    except slurm.TestbedError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{center_id}: stopped ({killed} processes killed)")
+
+
+@app.command("start")
+def start_cmd(center_id: str, dir: DirOpt) -> None:
+    """Bring one center's cluster back with its saved state."""
+    tb = _load(dir)
+    try:
+        c = slurm.start(tb, center_id)
+    except slurm.TestbedError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{center_id}: up at {c.url}")
+
+
+@app.command("status")
+def status_cmd(dir: DirOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Which clusters are up, where their REST APIs listen."""
+    _print(_load(dir), as_json)
+
+
+@app.command("down")
+def down_cmd(dir: DirOpt) -> None:
+    """Stop everything the testbed started (files and logs stay in DIR)."""
+    tb = _load(dir)
+    killed = slurm.down(tb)
+    out.print(f"testbed in {tb.dir} is down ({killed} processes killed)")

@@ -1,0 +1,206 @@
+"""SlurmExecutor against real Slurm clusters (the testbed): submit, poll, cancel, logs, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from suanwang.core.lifecycle import JobState
+from suanwang.executors import CHECKPOINT_EXIT_CODE, Executor, ExecutorError, Submission
+from suanwang.executors.slurm import SlurmExecutor, _parse_gres, status_of
+from suanwang.testbed.slurm import Cluster, Testbed
+
+
+def wait_for(
+    ex: SlurmExecutor, ref: str, done: Callable[[JobState], bool], timeout: float = 30.0
+) -> JobState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = ex.poll([ref])[ref].state
+        if done(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {ref} still {state} after {timeout} s")
+        time.sleep(0.2)
+
+
+def final(ex: SlurmExecutor, ref: str) -> JobState:
+    return wait_for(ex, ref, lambda s: s.is_terminal or s is JobState.MIGRATING)
+
+
+def executor_for(tb: Testbed, c: Cluster) -> SlurmExecutor:
+    return SlurmExecutor(
+        c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, partition="suanwang"
+    )
+
+
+@pytest.fixture
+def ex(slurm_testbed: Testbed) -> Iterator[SlurmExecutor]:
+    e = executor_for(slurm_testbed, slurm_testbed.clusters[0])
+    yield e
+    e.close()
+
+
+def sub(command: str | None = None, *, script: str | None = None, **kw: object) -> Submission:
+    return Submission(
+        job_id=f"t-{uuid.uuid4().hex[:10]}", name="t", command=command, script=script, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_is_an_executor(ex: SlurmExecutor) -> None:
+    assert isinstance(ex, Executor)
+
+
+def test_job_runs_with_cards_and_its_output_and_exit_code_come_back(ex: SlurmExecutor) -> None:
+    s = sub("echo out $SUANWANG_JOB_ID cards=$SUANWANG_CARDS; echo err >&2; exit 3",
+            cpus=2, cards=2, accelerator="h800", mem_gb=1.0)  # fmt: skip
+    ref = ex.submit(s)
+    assert final(ex, ref) is JobState.FAILED
+    status = ex.poll([ref])[ref]
+    assert status.exit_code == 3
+    assert status.started_at is not None and status.ended_at is not None
+    assert "NonZeroExitCode" in status.reason
+    logs = ex.logs(ref)
+    assert f"out {s.job_id} cards=2" in logs and "err" in logs
+    assert ex.logs(ref, tail_bytes=4) == logs[-4:]
+
+
+def test_success_and_gres_accounting(ex: SlurmExecutor) -> None:
+    ref = ex.submit(sub("sleep 2", cards=3, accelerator="ascend-910b"))
+    wait_for(ex, ref, lambda s: s is JobState.RUNNING)
+    cap = ex.capacity()
+    assert cap.cards_by_model["ascend-910b"] == 8
+    assert cap.used_cards >= 3
+    assert final(ex, ref) is JobState.SUCCEEDED
+    assert ex.poll([ref])[ref].exit_code == 0
+
+
+def test_submit_is_idempotent_per_job_and_attempt(ex: SlurmExecutor) -> None:
+    s = sub("true")
+    first = ex.submit(s)
+    assert ex.submit(s) == first
+    retry = dataclasses.replace(s, attempt=1)  # a new attempt after failover: a new run
+    second = ex.submit(retry)
+    assert second != first
+    assert ex.submit(retry) == second
+
+
+def test_unknown_refs_are_lost_and_cancel_is_idempotent(ex: SlurmExecutor) -> None:
+    assert ex.poll(["999999"])["999999"].state is JobState.LOST
+    assert ex.poll(["not-a-slurm-id"])["not-a-slurm-id"].state is JobState.LOST
+    ref = ex.submit(sub("sleep 60"))
+    wait_for(ex, ref, lambda s: s is JobState.RUNNING)
+    ex.cancel(ref)
+    assert final(ex, ref) is JobState.CANCELLED
+    ex.cancel(ref)  # a finished job: nothing happens
+    ex.cancel("999999")
+
+
+def test_jobs_bigger_than_the_cluster_are_refused(ex: SlurmExecutor) -> None:
+    with pytest.raises(ExecutorError, match="slurm:zhongwei"):
+        ex.submit(sub("true", cards=9, accelerator="h800"))
+    with pytest.raises(ExecutorError):
+        ex.submit(sub("true", cards=1, accelerator="h100"))  # zhongwei has no H100
+
+
+CHECKPOINTING = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    import os, signal, sys, time
+    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
+    step = 0
+    resume = os.environ.get("SUANWANG_RESUME_FROM")
+    if resume:
+        step = int(open(os.path.join(resume, "step")).read())
+        print("resumed at", step, flush=True)
+    def save(*_):
+        open(os.path.join(ckpt, "step"), "w").write(str(step))
+        sys.exit(85)
+    signal.signal(signal.SIGUSR1, save)
+    while step < 1000:
+        step += 1
+        time.sleep(0.05)
+        if resume and step > int(open(os.path.join(resume, "step")).read()) + 3:
+            print("done from", resume, flush=True)
+            sys.exit(0)
+    """
+)
+
+
+def test_checkpoint_and_resume(ex: SlurmExecutor) -> None:
+    s = sub(script=CHECKPOINTING)
+    ref = ex.submit(s)
+    wait_for(ex, ref, lambda st: st is JobState.RUNNING)
+    time.sleep(1.0)
+    ckpt = ex.checkpoint(ref)
+    assert ckpt is not None
+    assert final(ex, ref) is JobState.MIGRATING
+    assert ex.poll([ref])[ref].exit_code == CHECKPOINT_EXIT_CODE
+    assert int((Path(ckpt) / "step").read_text()) > 0
+    assert ex.checkpoint(ref) == ckpt  # idempotent once checkpointed
+    new = ex.resume(s, ckpt)
+    assert new != ref and ex.resume(s, ckpt) == new
+    assert final(ex, new) is JobState.SUCCEEDED
+    assert f"done from {ckpt}" in ex.logs(new)
+
+
+def test_plain_command_passes_the_checkpoint_signal_on(ex: SlurmExecutor) -> None:
+    cmd = (
+        "python3 -c 'import signal,sys,time; "
+        "signal.signal(signal.SIGUSR1, lambda *a: sys.exit(85)); time.sleep(60)'"
+    )
+    ref = ex.submit(sub(cmd))
+    wait_for(ex, ref, lambda st: st is JobState.RUNNING)
+    time.sleep(0.5)
+    ex.checkpoint(ref)
+    assert final(ex, ref) is JobState.MIGRATING
+
+
+def test_unreachable_cluster_and_bad_token(slurm_testbed: Testbed, tmp_path: Path) -> None:
+    c = slurm_testbed.clusters[0]
+    down = SlurmExecutor("x", "http://127.0.0.1:9", c.token_file, "nobody", tmp_path, timeout_s=2)
+    with pytest.raises(ExecutorError, match="unreachable"):
+        down.poll(["1"])
+    bad = tmp_path / "token"
+    bad.write_text("not-a-jwt")
+    wrong = SlurmExecutor("x", c.url, bad, "nobody", tmp_path, timeout_s=5)
+    with pytest.raises(ExecutorError):
+        wrong.capacity()
+    missing = SlurmExecutor("x", c.url, tmp_path / "nope", "nobody", tmp_path)
+    with pytest.raises(ExecutorError, match="cannot read token"):
+        missing.capacity()
+
+
+@pytest.mark.parametrize(
+    ("record", "state", "code"),
+    [
+        ({"job_state": "PENDING", "state_reason": "Resources"}, JobState.SCHEDULED, None),
+        ({"job_state": "RUNNING", "exit_code": 0}, JobState.RUNNING, None),
+        ({"job_state": "COMPLETED", "exit_code": 0}, JobState.SUCCEEDED, 0),
+        ({"job_state": "FAILED", "exit_code": 3 << 8}, JobState.FAILED, 3),
+        ({"job_state": "FAILED", "exit_code": 85 << 8}, JobState.MIGRATING, 85),
+        ({"job_state": "CANCELLED", "exit_code": 15}, JobState.CANCELLED, 143),
+        ({"job_state": "TIMEOUT", "exit_code": 0}, JobState.FAILED, 0),
+        ({"job_state": "NODE_FAIL", "exit_code": 0}, JobState.LOST, 0),
+        ({"job_state": "OUT_OF_MEMORY", "exit_code": 9}, JobState.FAILED, 137),
+    ],
+)
+def test_state_mapping(record: dict[str, object], state: JobState, code: int | None) -> None:
+    s = status_of("1", record)
+    assert s.state is state
+    assert s.exit_code == code
+
+
+def test_gres_parsing() -> None:
+    assert _parse_gres("gpu:a100:8,gpu:ascend_910b:2(IDX:0-1),gpu:h20:0(IDX:N/A)") == {
+        "a100": 8,
+        "ascend-910b": 2,
+        "h20": 0,
+    }
+    assert _parse_gres("") == {}
