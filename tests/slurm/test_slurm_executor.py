@@ -204,3 +204,43 @@ def test_gres_parsing() -> None:
         "h20": 0,
     }
     assert _parse_gres("") == {}
+
+
+def test_a_run_without_word_from_the_platform_stops_itself(
+    slurm_testbed: Testbed, tmp_path: Path
+) -> None:
+    """Lease: a run nobody polls (its center cut off from the platform) kills itself."""
+    c = slurm_testbed.clusters[1]
+    ex = SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
+                       lease_s=2)  # fmt: skip
+    marker = tmp_path / "finished"
+    ref = ex.submit(sub(f"sleep 3; sleep 3; touch {marker}"))
+    wait_for(ex, ref, lambda s: s is JobState.RUNNING)
+    # nobody polls from now on; after the lease the run is gone, and recorded no exit
+    deadline = time.monotonic() + 30
+    while "stopping this run" not in ex.logs(ref):
+        assert time.monotonic() < deadline, ex.logs(ref)
+        time.sleep(0.5)
+    time.sleep(7)
+    assert not marker.exists()
+    assert ex.recorded_exit(ref) is None
+    assert ex.poll([ref])[ref].state is JobState.FAILED
+    ex.close()
+
+
+def test_polling_keeps_the_lease_and_the_exit_is_recorded(
+    slurm_testbed: Testbed, tmp_path: Path
+) -> None:
+    c = slurm_testbed.clusters[1]
+    ex = SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
+                       lease_s=2)  # fmt: skip
+    ref = ex.submit(sub("sleep 5; exit 4"))
+    assert ex.recorded_exit(ref) is None
+    assert final(ex, ref) is JobState.FAILED  # polled every 0.2 s: the lease holds
+    assert ex.poll([ref])[ref].exit_code == 4
+    assert ex.recorded_exit(ref) == 4
+    assert "stopping this run" not in ex.logs(ref)
+    # a ref whose name does not match the Slurm job is not that job
+    jid = ref.split(":")[0]
+    assert ex.poll([f"{jid}:sw-other"])[f"{jid}:sw-other"].state is JobState.LOST
+    ex.close()

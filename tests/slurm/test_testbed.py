@@ -167,9 +167,10 @@ def test_a_finished_run_never_runs_again(one: tuple[Path, dict[str, object]]) ->
         time.sleep(0.2)
     # what Slurm does with a job recovered from state saved before it ended: run it again
     env = {"SLURM_CONF": c.slurm_conf, "PATH": "/usr/bin:/bin:/usr/sbin"}
-    subprocess.run(["scontrol", "requeue", ref], env=env, check=True, capture_output=True)
+    jid = ref.split(":")[0]
+    subprocess.run(["scontrol", "requeue", jid], env=env, check=True, capture_output=True)
     subprocess.run(  # a requeued job waits two minutes by default; now, please
-        ["scontrol", "update", f"jobid={ref}", "starttime=now"], env=env, check=True
+        ["scontrol", "update", f"jobid={jid}", "starttime=now"], env=env, check=True
     )
     deadline = time.monotonic() + 60
     while True:

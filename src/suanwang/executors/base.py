@@ -170,3 +170,12 @@ class Executor(Protocol):
     def capacity(self) -> Capacity:
         """Slot limits and current use."""
         ...
+
+    def recorded_exit(self, ref: str) -> int | None:
+        """The exit code the run left on durable storage when it ended, or ``None``.
+
+        Must answer without the backend's scheduler (it is asked when that is unreachable):
+        failover finishes a job whose lost run had in fact completed instead of running it
+        again.
+        """
+        ...

@@ -216,6 +216,12 @@ class LocalExecutor:
                     os.killpg(proc.pgid, CHECKPOINT_SIGNAL)
             return str(ckpt)
 
+    def recorded_exit(self, ref: str) -> int | None:
+        try:
+            return _read_int(self._run_dir(ref) / "exit_code")
+        except ExecutorError:
+            return None
+
     def capacity(self) -> Capacity:
         with self._locked():
             used_cpus, used_cards = self._tick()

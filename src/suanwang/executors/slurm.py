@@ -29,6 +29,7 @@ Mapping:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -54,6 +55,7 @@ from suanwang.executors.base import (
     Submission,
 )
 
+LEASE_FILE = "lease"
 _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING"}
 _WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
 _FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "BOOT_FAIL", "SPECIAL_EXIT"}
@@ -77,6 +79,12 @@ def run_name(sub: Submission, resume_from: str | None = None) -> str:
     if resume_from is not None:
         name += ".resume-" + hashlib.sha256(resume_from.encode()).hexdigest()[:12]
     return name
+
+
+def _split(ref: str) -> tuple[int | None, str]:
+    """``"<slurm job id>:<run name>"`` → ``(id, name)``; ``(None, "")`` for anything else."""
+    jid, sep, name = ref.partition(":")
+    return (int(jid), name) if sep and jid.isdigit() and name else (None, "")
 
 
 def _exit_code(raw: Any) -> int | None:
@@ -140,6 +148,7 @@ class SlurmExecutor:
         partition: str | None = None,
         api_version: str = "v0.0.38",
         timeout_s: float = 10.0,
+        lease_s: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = f"slurm:{center_id}"
@@ -149,6 +158,7 @@ class SlurmExecutor:
         self.user = user
         self.output_dir = Path(output_dir)
         self.partition = partition
+        self.lease_s = lease_s
         self.api = f"/slurm/{api_version}"
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
         self._token: tuple[float, str] | None = None
@@ -208,12 +218,13 @@ class SlurmExecutor:
         name = run_name(sub, resume_from)
         existing = [jid for jid, j in self._jobs().items() if j.get("name") == name]
         if existing:
-            return str(min(existing))  # submitted before (a retry after a crash): same run
+            return f"{min(existing)}:{name}"  # submitted before (a retry after a crash)
         run_dir = self.output_dir / name
         ckpt = Path(sub.checkpoint_dir) if sub.checkpoint_dir else run_dir / "checkpoint"
         for d in (run_dir, ckpt):
             d.mkdir(parents=True, exist_ok=True)
-            d.chmod(0o777)  # jobs run as the configured (unprivileged) user
+            d.chmod(0o777)  # jobs may run as another (unprivileged) user
+        (run_dir / LEASE_FILE).touch()
         env = {
             **BASE_ENV,
             **sub.env,
@@ -241,33 +252,52 @@ class SlurmExecutor:
             job["gres"] = f"gpu:{gres_type(sub.accelerator)}:{sub.cards}"
         if self.partition:
             job["partition"] = self.partition
-        script = _script(sub, run_dir)
+        script = _script(sub, run_dir, self.lease_s)
         body = self._call("POST", "/job/submit", json={"job": job, "script": script})
         errors = self._errors(body)
         if errors or not body.get("job_id"):
             raise ExecutorError(
                 self.name, f"Slurm refused {name}: {'; '.join(errors) or 'no job id returned'}"
             )
-        return str(body["job_id"])
+        return f"{body['job_id']}:{name}"
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
+        """Statuses from Slurm; every run seen alive gets its lease renewed."""
         if not refs:
             return {}
         jobs = self._jobs()
         out: dict[str, ExecutorStatus] = {}
         for ref in refs:
-            job = jobs.get(int(ref)) if ref.isdigit() else None
-            out[ref] = (
-                status_of(ref, job)
-                if job is not None
-                else ExecutorStatus(ref, JobState.LOST, reason=f"Slurm has no job {ref}")
-            )
+            jid, name = _split(ref)
+            job = jobs.get(jid) if jid is not None else None
+            if job is None or job.get("name") != name:
+                out[ref] = ExecutorStatus(ref, JobState.LOST, reason=f"Slurm has no job {ref}")
+                continue
+            status = status_of(ref, job)
+            if status.state in (JobState.RUNNING, JobState.SCHEDULED):
+                with contextlib.suppress(OSError):
+                    (self.output_dir / name / LEASE_FILE).touch()
+            out[ref] = status
         return out
 
+    def recorded_exit(self, ref: str) -> int | None:
+        """The exit code the run's wrapper wrote when the job ended (``None``: not ended).
+
+        Read from the run directory, not from Slurm: it answers while the cluster does not.
+        """
+        _, name = _split(ref)
+        if not name:
+            return None
+        try:
+            return int((self.output_dir / name / "exit_code").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def cancel(self, ref: str) -> None:
-        if not ref.isdigit():
+        jid, _ = _split(ref)
+        if jid is None:
             return
-        body = self._call("DELETE", f"/job/{ref}")
+        body = self._call("DELETE", f"/job/{jid}")
         errors = self._errors(body)
         if errors and not any(
             "already completed" in e.lower() or "invalid job id" in e.lower() for e in errors
@@ -275,12 +305,10 @@ class SlurmExecutor:
             raise ExecutorError(self.name, f"cancelling job {ref}: {'; '.join(errors)}")
 
     def logs(self, ref: str, tail_bytes: int | None = None) -> str:
-        if not ref.isdigit():
+        _, name = _split(ref)
+        if not name:
             return ""
-        job = self._jobs().get(int(ref))
-        if job is None:
-            return ""
-        path = Path(str(job.get("standard_output") or ""))
+        path = self.output_dir / name / "output.log"
         try:
             with path.open("rb") as f:
                 if tail_bytes is not None:
@@ -291,7 +319,8 @@ class SlurmExecutor:
         return data.decode("utf-8", errors="replace")
 
     def checkpoint(self, ref: str) -> str | None:
-        job = self._jobs().get(int(ref)) if ref.isdigit() else None
+        jid, _ = _split(ref)
+        job = self._jobs().get(jid) if jid is not None else None
         if job is None:
             raise ExecutorError(self.name, f"cannot checkpoint {ref}: Slurm has no such job")
         status = status_of(ref, job)
@@ -302,7 +331,7 @@ class SlurmExecutor:
             return ckpt
         if status.state is not JobState.RUNNING:
             raise ExecutorError(self.name, f"cannot checkpoint {ref}: it is {status.state}")
-        body = self._call("DELETE", f"/job/{ref}", params={"signal": "SIGUSR1"})
+        body = self._call("DELETE", f"/job/{jid}", params={"signal": "SIGUSR1"})
         errors = self._errors(body)
         if errors:
             raise ExecutorError(self.name, f"signalling job {ref}: {'; '.join(errors)}")
@@ -335,16 +364,20 @@ class SlurmExecutor:
         self._client.close()
 
 
-def _script(sub: Submission, run_dir: Path) -> str:
-    """The batch script: a wrapper that runs the job once and records how it ended.
+def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
+    """The batch script: a wrapper that runs the job once, under a lease, and records the end.
 
-    The user's command or script is written to ``run_dir/job``; the wrapper runs it and
-    writes its exit code to ``run_dir/exit_code``. If that file exists when the wrapper starts,
-    the job already ran to its end once and the wrapper exits with the recorded code instead
-    of running it again: after a power cut ``slurmctld`` may recover a job from state saved a
-    moment before it finished, and would otherwise start it a second time (a fence).
-    The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
-    wrapper waits for it.
+    * The user's command or script is written to ``run_dir/job``; the wrapper runs it and
+      writes its exit code to ``run_dir/exit_code``. If that file exists when the wrapper
+      starts, the job already ran to its end once and the wrapper exits with the recorded code
+      instead of running it again: after a power cut ``slurmctld`` may recover a job from state
+      saved a moment before it finished, and would otherwise start it a second time.
+    * Lease: every poll that sees the run alive touches ``run_dir/lease``. A watchdog kills the
+      run (its whole process group, without recording an exit) once the lease is older than
+      ``lease_s``: a run whose center the platform cannot reach stops itself before the
+      platform, after its longer grace period, starts the job somewhere else (self-fencing).
+    * The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
+      wrapper waits for it.
     """
     job = run_dir / "job"
     text = sub.script if sub.script is not None else (sub.command or "") + "\n"
@@ -355,14 +388,27 @@ def _script(sub: Submission, run_dir: Path) -> str:
         run = f"( trap 'true' USR1; . {shlex.quote(str(job))} )"
     job.chmod(0o755)
     done = shlex.quote(str(run_dir / "exit_code"))
+    lease = shlex.quote(str(run_dir / LEASE_FILE))
+    limit = max(1, math.ceil(lease_s))
     return (
         "#!/bin/sh\n"
-        "# suanwang run wrapper (see suanwang.executors.slurm)\n"
+        "# suanwang run wrapper (see suanwang.executors.slurm._script)\n"
         f'if [ -f {done} ]; then echo "suanwang: this run already ended; not run again" >&2; '
         f'exit "$(cat {done})"; fi\n'
         "trap 'true' USR1\n"
+        "me=$$\n"
+        "( trap '' USR1; while sleep 1; do\n"
+        f"    age=$(( $(date +%s) - $(stat -c %Y {lease} 2>/dev/null || echo 0) ))\n"
+        f'    if [ "$age" -gt {limit} ]; then\n'
+        f'      echo "suanwang: no word from the platform for $age s (lease {limit} s): '
+        'stopping this run" >&2\n'
+        '      kill -KILL -"$me" 2>/dev/null || kill -KILL "$me"; exit 0\n'
+        "    fi\n"
+        "  done ) &\n"
+        "watchdog=$!\n"
         f"{run}\n"
         "rc=$?\n"
+        'kill "$watchdog" 2>/dev/null\n'
         f'echo "$rc" > {done}.tmp && mv {done}.tmp {done}\n'
         'exit "$rc"\n'
     )
