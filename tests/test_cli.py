@@ -137,3 +137,27 @@ def test_scenario_show_lists_centers() -> None:
     code, out, _ = invoke("scenario", "show", "china")
     assert code == 0
     assert "zhongwei" in out and f"{load_scenario('china').total_cards:,}" in out
+
+
+def test_submit_checks_the_job_file_before_anything_is_sent(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "name: finetune\ncommand: 'python ft.py'\nresources:\n  count: four\n"
+        "duration_s: 7200\norigin: shanghai\nkindd: finetune\n",
+        encoding="utf-8",
+    )
+    # no server and no key: the file's problems come first, each with its line
+    result = runner.invoke(app, ["submit", str(job)], env={"SUANWANG_API_KEY": ""})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{job}:4: resources.count: Input should be a valid integer, unable to parse string as "
+        "an integer (got 'four')",
+        f"{job}:7: kindd: unknown field (did you mean 'kind'?)",
+        f"error: {job} has 2 problem(s); nothing submitted",
+    ]
+    missing = runner.invoke(app, ["submit", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    r = runner.invoke(app, ["submit", str(binary)])
+    assert r.exit_code == 2 and "not UTF-8 text" in r.stderr and "Traceback" not in r.output

@@ -9,12 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from suanwang.server.platform_config import PlatformConfig
 
 err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -30,8 +32,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 # --------------------------------------------------------------------------- client
 
 
-def _request(method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
-    """Call the API; every failure becomes one clear line and exit code 2."""
+def _send(method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+    """Call the API and return the response; no server or a refused key ends with exit 2."""
     import httpx
 
     url = os.environ.get("SUANWANG_URL", DEFAULT_URL).rstrip("/")
@@ -50,19 +52,33 @@ def _request(method: str, path: str, headers: dict[str, str] | None = None, **kw
         raise _fail(f"cannot reach the server at {url} ({exc})") from None
     if r.status_code == 401:
         raise _fail(f"the server at {url} refused the API key in SUANWANG_API_KEY")
+    return r
+
+
+def _detail(r: Any) -> Any:
+    try:
+        return r.json().get("detail")
+    except (ValueError, AttributeError):
+        return r.text
+
+
+def _body(r: Any) -> Any:
+    if r.headers.get("content-type", "").startswith("application/json"):
+        return r.json()
+    return r.text
+
+
+def _request(method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+    """Call the API; every failure becomes one clear line and exit code 2."""
+    r = _send(method, path, headers, **kw)
     if r.status_code >= 400:
-        try:
-            detail: Any = r.json().get("detail")
-        except ValueError:
-            detail = r.text
+        detail = _detail(r)
         if isinstance(detail, list):
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
             )
         raise _fail(f"{r.status_code} {detail}")
-    if r.headers.get("content-type", "").startswith("application/json"):
-        return r.json()
-    return r.text
+    return _body(r)
 
 
 def _jobs_table(items: list[dict[str, Any]]) -> Table:
@@ -78,28 +94,72 @@ def _jobs_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _problems(problems: list[Any]) -> None:
+    for p in problems:
+        err.print(str(p), highlight=False, soft_wrap=True, markup=False)
+
+
 def submit(
-    job_file: Annotated[Path, typer.Argument(help="job YAML (same fields as POST /v1/jobs)")],
+    job_file: Annotated[
+        Path, typer.Argument(help="job YAML: one job or a list (same fields as POST /v1/jobs)")
+    ],
     idempotency_key: Annotated[
-        str | None, typer.Option(help="retry-safe key: the same key never makes a second job")
+        str | None,
+        typer.Option(
+            help="retry-safe key: the same key never makes a second job "
+            "(a list file uses KEY-1, KEY-2, ... for its jobs)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Submit a job file."""
+    """Submit a job file: one job, or a top-level list of jobs (submitted in order).
+
+    The file is checked before anything is sent; every problem is shown as
+    file:line: field: message and nothing is submitted. If the server refuses a job of a
+    list, the jobs before it stay submitted (shown), the rest are not sent; with
+    --idempotency-key, running the same command again submits only what is missing.
+    """
+    from suanwang.jobfile import JobFileError, load_job_file
+
     try:
-        body = yaml.safe_load(job_file.read_text(encoding="utf-8"))
+        jf = load_job_file(job_file)
     except OSError as exc:
-        raise _fail(f"cannot read {job_file}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise _fail(f"{job_file} is not valid YAML: {exc}") from None
-    if not isinstance(body, dict):
-        raise _fail(f"{job_file}: a job file is a mapping of fields (name, command, ...)")
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    job = _request("POST", "/v1/jobs", headers=headers, json=body)
-    if as_json:
-        sys.stdout.write(json.dumps(job) + "\n")
-    else:
-        out.print(f"submitted {job['id']} ({job['state']})")
+        raise _fail(f"cannot read {job_file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(f"cannot read {job_file}: not UTF-8 text ({exc.reason})") from None
+    except JobFileError as exc:
+        _problems(exc.problems)
+        raise _fail(f"{job_file} has {len(exc.problems)} problem(s); nothing submitted") from None
+    done: list[dict[str, Any]] = []
+
+    def report() -> None:
+        if as_json:
+            doc: Any = done if jf.is_list else (done[0] if done else None)
+            if doc is not None:
+                sys.stdout.write(json.dumps(doc) + "\n")
+            return
+        for job in done:
+            out.print(f"submitted {job['id']} {job['name']} ({job['state']})", highlight=False)
+
+    for i, spec in enumerate(jf.jobs):
+        headers = None
+        if idempotency_key:
+            key = f"{idempotency_key}-{i + 1}" if jf.is_list else idempotency_key
+            headers = {"Idempotency-Key": key}
+        r = _send("POST", "/v1/jobs", headers=headers, json=spec.model_dump(mode="json"))
+        if r.status_code >= 400:
+            report()
+            which = f"job {i + 1} of {len(jf.jobs)}" if jf.is_list else "the job"
+            if r.status_code == 422:
+                _problems(jf.server_problems(i, _detail(r)))
+                message = f"{job_file}: the server refused {which}"
+            else:
+                message = f"{job_file}: {which}: {r.status_code} {_detail(r)}"
+            if done:
+                message += f" ({len(done)} job(s) before it submitted)"
+            raise _fail(message)
+        done.append(_body(r))
+    report()
 
 
 def jobs(
@@ -159,8 +219,43 @@ def logs(
         sys.stdout.write(text if isinstance(text, str) else json.dumps(text))
 
 
-def centers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+centers_app = typer.Typer(
+    help="The network now (no subcommand), or drain / undrain a center (operators).",
+    invoke_without_command=True,
+)
+
+
+@centers_app.command("drain")
+def drain_center(
+    center_id: str,
+    reason: Annotated[str, typer.Option(help="why (shown with the center)")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """No new jobs on CENTER_ID; its running checkpointable jobs move away, others finish."""
+    data = _request("POST", f"/v1/centers/{center_id}/drain", json={"reason": reason})
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        out.print(f"{center_id}: drained" + (f" ({reason})" if reason else ""))
+
+
+@centers_app.command("undrain")
+def undrain_center(
+    center_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Open a drained center to new jobs again."""
+    data = _request("POST", f"/v1/centers/{center_id}/undrain")
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        out.print(f"{center_id}: open to new jobs")
+
+
+@centers_app.callback()
+def centers(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The network now: capacity, use, price, green share per center."""
+    if ctx.invoked_subcommand is not None:
+        return
     data = _request("GET", "/v1/centers")
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
@@ -193,6 +288,19 @@ def centers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 # --------------------------------------------------------------------------- server
 
 
+def _platform(path: Path | None) -> PlatformConfig | None:
+    """The platform file, or ``None``; problems end the command with file:line:field."""
+    if path is None:
+        return None
+    from suanwang.scenarios.loader import ScenarioError
+    from suanwang.server.platform_config import load_platform_config
+
+    try:
+        return load_platform_config(path)
+    except ScenarioError as exc:
+        raise _fail(str(exc)) from None
+
+
 def serve(
     db: Annotated[str, typer.Option(envvar="SUANWANG_DB_URL", help="database URL")] = (
         "sqlite:///suanwang.db"
@@ -207,6 +315,20 @@ def serve(
     center: Annotated[
         list[str] | None, typer.Option(help="serve only these centers (repeatable)")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="platform file: scenario and how each center is reached (e.g. Slurm); "
+            "see `suanwang testbed up`"
+        ),
+    ] = None,
+    lost_after: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="seconds a center may not answer before its jobs are failed over elsewhere",
+        ),
+    ] = 120.0,
     services: Annotated[
         bool,
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
@@ -222,13 +344,16 @@ def serve(
     from suanwang.server.settings import Settings
 
     if executor != "local":
-        raise _fail(f"--executor {executor!r}: only 'local' is available so far")
+        raise _fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
-    settings = Settings(db_url=db, scenario=scenario)
+    platform = _platform(config)
+    settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
     loops = None
     if services:
         try:
-            loops = build_services(settings, executors_dir, center)
+            loops = build_services(
+                settings, executors_dir, center, platform, lost_after_s=lost_after
+            )
         except ValueError as exc:
             raise _fail(str(exc)) from None
         loops.start()
@@ -250,6 +375,16 @@ def worker(
     center: Annotated[
         list[str] | None, typer.Option(help="serve only these centers (repeatable)")
     ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="platform file (as for serve --config)")
+    ] = None,
+    lost_after: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="seconds a center may not answer before its jobs are failed over elsewhere",
+        ),
+    ] = 120.0,
     json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
 ) -> None:
     """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
@@ -262,7 +397,9 @@ def worker(
 
     logs.configure(json_lines=json_logs)
     try:
-        loops = build_services(Settings(db_url=db, scenario=scenario), executors_dir, center)
+        platform = _platform(config)
+        settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
+        loops = build_services(settings, executors_dir, center, platform, lost_after_s=lost_after)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     stop = threading.Event()
@@ -372,6 +509,7 @@ def demo(
     out.print(f"  export SUANWANG_URL={url} SUANWANG_API_KEY={key}")
     out.print("  suanwang jobs; suanwang jobs <id>; suanwang logs <id>; suanwang centers")
     out.print(f"submitted {len(ids)} jobs; press Ctrl-C to stop", highlight=False)
+    _show_deferred(url, headers)
     start = time.monotonic()
     try:
         while exit_after is None or time.monotonic() - start < exit_after:
@@ -393,6 +531,37 @@ def demo(
         out.print(f"stopped; jobs: {summary}")
 
 
+def _show_deferred(url: str, headers: dict[str, str], wait_s: float = 15.0) -> None:
+    """Once the demo jobs are placed, name those planned for a later, cheaper/greener hour."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    try:
+        while time.monotonic() < deadline:
+            pending = httpx.get(
+                f"{url}/v1/jobs", params={"state": "pending"}, headers=headers, timeout=10
+            ).json()["items"]
+            if not pending:
+                break
+            time.sleep(0.2)
+        page = httpx.get(
+            f"{url}/v1/jobs", params={"state": "scheduled"}, headers=headers, timeout=10
+        ).json()
+    except (httpx.HTTPError, ValueError, KeyError):
+        return
+    for j in page["items"]:
+        decision = j.get("decision") or {}
+        if decision.get("deferred_h", 0) > 0:
+            out.print(
+                f"  {j['name']}: starts {(j.get('start_at') or '')[:16]} UTC on {j['center_id']}"
+                f" — {decision.get('reason', '')}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 def register(app: typer.Typer) -> None:
     app.command()(demo)
     app.command()(serve)
@@ -401,4 +570,4 @@ def register(app: typer.Typer) -> None:
     app.command()(jobs)
     app.command()(cancel)
     app.command()(logs)
-    app.command()(centers)
+    app.add_typer(centers_app, name="centers")

@@ -27,7 +27,15 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.server.app import create_app
-from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole
+from suanwang.server.database.models import (
+    CenterDrain,
+    CenterOwner,
+    JobEvent,
+    JobRow,
+    RunFence,
+    Tenant,
+    TenantRole,
+)
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.settings import Settings
 
@@ -103,7 +111,7 @@ def engine(app: FastAPI) -> Engine:
 def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
     """A client on an empty database (every table emptied before the test)."""
     with sessions.begin() as session:
-        for table in (JobEvent, JobRow, Tenant):
+        for table in (RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant):
             session.execute(delete(table))
     yield TestClient(app)  # the lifespan is entered once per session, by ``app``
 

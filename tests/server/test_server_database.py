@@ -8,18 +8,25 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.server.database.models import Base, JobRow, Tenant
-from suanwang.server.database.session import MIGRATIONS_DIR, make_engine, migrate
+from suanwang.server.database.session import (
+    MIGRATIONS_DIR,
+    alembic_config,
+    make_engine,
+    migrate,
+)
 
 
 def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0002_center_owners_start_at.py").is_file()
     assert "suanwang" in MIGRATIONS_DIR.parts
 
 
@@ -30,8 +37,10 @@ def test_migrate_creates_schema_equal_to_models_and_is_idempotent(fresh_db_url: 
     try:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
-            assert {"tenants", "jobs", "job_events", "alembic_version"} <= tables
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert {"tenants", "center_owners", "jobs", "job_events", "alembic_version"} <= tables
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert head is not None and head >= "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
     finally:
@@ -88,5 +97,57 @@ def test_in_memory_sqlite_is_one_shared_database() -> None:
         migrate("sqlite://", engine=engine)
         with engine.connect() as conn:
             assert "jobs" in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_0002_keeps_existing_rows_and_downgrades_without_losing_events(fresh_db_url: str) -> None:
+    """Jobs scheduled before 0002 have no start_at (handed over at once); 0002 can be undone."""
+    from alembic import command
+
+    engine = make_engine(fresh_db_url)
+
+    def upgrade_or_downgrade(step: str, target: str) -> None:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, target)
+
+    try:
+        upgrade_or_downgrade("upgrade", "0001")
+        now = datetime(2025, 7, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO tenants VALUES ('t', 'n', 'consumer', :h, :at)"),
+                {"h": "0" * 64, "at": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, tenant_id, name, spec, state, center_id, "
+                    "submitted_at, updated_at) VALUES ('j', 't', 'x', '{}', 'scheduled', "
+                    "'zhongwei', :at, :at)"
+                ),
+                {"at": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO job_events (job_id, at, to_state, detail) "
+                    "VALUES ('j', :at, 'pending', '{}')"
+                ),
+                {"at": now},
+            )
+        upgrade_or_downgrade("upgrade", "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, start_at FROM jobs")).all() == [("j", None)]
+            assert conn.execute(text("SELECT count(*) FROM center_owners")).scalar() == 0
+        upgrade_or_downgrade("downgrade", "0001")
+        with engine.connect() as conn:
+            assert "center_owners" not in inspect(conn).get_table_names()
+            assert "start_at" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+            assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
+        migrate(fresh_db_url, engine=engine)
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, Base.metadata) == []
     finally:
         engine.dispose()

@@ -143,7 +143,7 @@ def test_dispatch_is_exactly_once_across_a_lost_commit(
 
         row = s.get(JobRow, job["id"])
         assert row is not None and row.center_id is not None
-        live.executors[row.center_id].submit(submission(row))
+        live.executors[row.center_id].submit(submission(row, live))
     # a new dispatcher round submits again: the executor recognises the job id
     dispatcher.hand_over()
     reconciler = Reconciler(sessions, live)

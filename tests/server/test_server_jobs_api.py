@@ -124,7 +124,7 @@ def test_unknown_or_malformed_ids_are_404(client: Any, alice: Any, job_id: str) 
     assert client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers).status_code == 404
 
 
-def test_list_shows_own_jobs_operator_all_provider_none(
+def test_list_shows_own_jobs_operator_all_provider_without_centers_none(
     client: Any, alice: Any, bob: Any, operator: Any, make_tenant: Any, submit: Submit
 ) -> None:
     a = {submit(alice, name=f"a{i}")["id"] for i in range(2)}
@@ -139,7 +139,7 @@ def test_list_shows_own_jobs_operator_all_provider_none(
     assert ids(operator) == a | b
     for job_id in a | b:
         assert client.get(f"/v1/jobs/{job_id}", headers=operator.headers).status_code == 200
-    provider = make_tenant(TenantRole.PROVIDER)
+    provider = make_tenant(TenantRole.PROVIDER)  # owns no center (see test_server_providers)
     assert ids(provider) == set()
     assert client.get(f"/v1/jobs/{next(iter(a))}", headers=provider.headers).status_code == 404
 

@@ -71,7 +71,11 @@ def test_power_cut_kills_jobs_and_the_cluster_comes_back_with_its_state(
     root, _ = one
     tb = slurm.Testbed.load(root)
     c = tb.cluster("guian")
-    ex = SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=3)
+    with SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=3) as ex:
+        _power_cut(root, c, ex)
+
+
+def _power_cut(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
     done = ex.submit(Submission(job_id="before", name="b", command="echo early", script=None))
     victim = ex.submit(
         Submission(job_id="victim", name="v", command="sleep 300; echo never", script=None)
@@ -112,7 +116,6 @@ def test_power_cut_kills_jobs_and_the_cluster_comes_back_with_its_state(
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert "back" in ex.logs(again)
-    ex.close()
 
 
 def _job_pids(c: slurm.Cluster) -> list[int]:
@@ -157,7 +160,11 @@ def test_a_finished_run_never_runs_again(one: tuple[Path, dict[str, object]]) ->
     root, _ = one
     tb = slurm.Testbed.load(root)
     c = tb.cluster("guian")
-    ex = SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=5)
+    with SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=5) as ex:
+        _fence(root, c, ex)
+
+
+def _fence(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
     marker = root / "marker"
     sub = Submission(job_id="once", name="o", command=f"echo ran >> {marker}", script=None)
     ref = ex.submit(sub)
@@ -182,4 +189,3 @@ def test_a_finished_run_never_runs_again(one: tuple[Path, dict[str, object]]) ->
     assert st.state is JobState.SUCCEEDED
     assert marker.read_text() == "ran\n"  # exactly once
     assert "already ended; not run again" in ex.logs(ref)
-    ex.close()

@@ -19,7 +19,8 @@ Mapping:
   ``CONFIGURING``, ``COMPLETING``, ``SUSPENDED`` → ``running``; ``COMPLETED`` → ``succeeded``;
   ``CANCELLED`` → ``cancelled``; ``FAILED`` with exit code 85 → ``migrating`` (checkpointed);
   ``FAILED``, ``TIMEOUT``, ``OUT_OF_MEMORY``, ``DEADLINE``, ``BOOT_FAIL`` → ``failed``;
-  ``NODE_FAIL``, ``PREEMPTED`` → ``lost`` (the work did not finish through no fault of its own);
+  ``NODE_FAIL``, ``PREEMPTED`` and ``FAILED`` for the cluster's reasons (``JobLaunchFailure``,
+  ``NodeDown``, prolog/epilog) → ``lost`` (the work did not finish through no fault of its own);
   the state reason is passed on;
 * checkpoint: ``SIGUSR1`` to the job (``DELETE /job/{id}?signal=SIGUSR1``), which reaches the
   batch script and every step;
@@ -60,6 +61,8 @@ _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIG
 _WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
 _FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "BOOT_FAIL", "SPECIAL_EXIT"}
 _LOST = {"NODE_FAIL", "PREEMPTED", "REVOKED"}
+#: Reasons of a FAILED job that are the cluster's doing, not the job's: it is lost, not failed.
+_SYSTEM_REASONS = {"JobLaunchFailure", "NodeDown", "Prolog", "Epilog"}
 
 #: The environment a job starts with, besides the SUANWANG_* variables (no --export=ALL).
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
@@ -116,6 +119,8 @@ def status_of(ref: str, job: Mapping[str, Any]) -> ExecutorStatus:
         return ExecutorStatus(ref, JobState.SUCCEEDED, code, started, ended, label)
     if state == "CANCELLED":
         return ExecutorStatus(ref, JobState.CANCELLED, code, started, ended, label)
+    if state in _FAILED and reason in _SYSTEM_REASONS:
+        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label)
     if state in _FAILED:
         target = JobState.MIGRATING if code == CHECKPOINT_EXIT_CODE else JobState.FAILED
         return ExecutorStatus(ref, target, code, started, ended, label)
@@ -362,6 +367,12 @@ class SlurmExecutor:
 
     def close(self) -> None:
         self._client.close()
+
+    def __enter__(self) -> SlurmExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:

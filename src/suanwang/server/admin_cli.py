@@ -1,15 +1,23 @@
-"""``suanwang tenants``: manage tenants from the command line (registered by ``suanwang.cli``)."""
+"""``suanwang tenants``: manage tenants from the command line (registered by ``suanwang.cli``).
+
+Exit codes: 0 done; 1 the database refused (a name or center already taken, unreachable);
+2 bad arguments (an unknown center, ``--centers`` for a role that owns none, a bad URL or
+scenario).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
 from suanwang.server.database.models import TenantRole
-from suanwang.server.settings import DEFAULT_DB_URL
+from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
 app = typer.Typer(help="Create tenants and their API keys.", no_args_is_help=True)
 tenants_app = app
@@ -17,7 +25,7 @@ tenants_app = app
 
 @app.callback()
 def tenants() -> None:
-    """Create tenants and their API keys."""
+    """Create tenants and their API keys; give providers their centers."""
 
 
 class Role(StrEnum):  # typer needs a plain Enum for choices
@@ -26,46 +34,188 @@ class Role(StrEnum):  # typer needs a plain Enum for choices
     operator = TenantRole.OPERATOR.value
 
 
-@app.command("create")
-def create(
-    name: Annotated[str, typer.Argument(help="unique tenant name")],
-    role: Annotated[Role, typer.Option(help="what the tenant may see and do")] = Role.consumer,
-    db: Annotated[
-        str, typer.Option("--db", envvar="SUANWANG_DB_URL", help="database URL")
-    ] = DEFAULT_DB_URL,
-    as_json: Annotated[
-        bool, typer.Option("--json", help='print {"tenant_id": ..., "api_key": ...}')
-    ] = False,
-) -> None:
-    """Create a tenant and print its API key: shown this once, only its hash is stored.
+DbOption = Annotated[str, typer.Option("--db", envvar="SUANWANG_DB_URL", help="database URL")]
+ScenarioOption = Annotated[
+    str,
+    typer.Option(
+        envvar="SUANWANG_SCENARIO",
+        help="'china' or a scenario directory: center ids are checked against it",
+    ),
+]
 
-    The database is migrated to the newest schema first, so a fresh one works.
-    """
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated ids, in order, without blanks or repeats."""
+    out: list[str] = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
+def _known_centers(scenario: str) -> set[str]:
+    from suanwang.scenarios.loader import ScenarioError, load_scenario
+
+    try:
+        return {c.id for c in load_scenario(scenario).centers}
+    except ScenarioError as exc:
+        raise _fail(f"--scenario {scenario!r}: {exc}", 2) from None
+    except OSError as exc:
+        raise _fail(f"--scenario {scenario!r}: {exc}", 2) from None
+
+
+@contextmanager
+def _session(db: str) -> Iterator[Session]:
+    """A session on the migrated database at ``db``; database failures exit with code 1."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from suanwang.server.database.session import make_engine, migrate, session_factory
-    from suanwang.server.models.tenants import TenantExists, create_tenant
 
     try:
         engine = make_engine(db)
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # malformed URL, missing driver
-        typer.echo(f"error: cannot use database URL {db!r}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"cannot use database URL {db!r}: {exc}", 2) from None
     try:
         migrate(db, engine=engine)
         with session_factory(engine)() as session:
-            tenant, api_key = create_tenant(session=session, name=name, role=TenantRole(role.value))
-            session.commit()
-    except (TenantExists, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+            yield session
     except SQLAlchemyError as exc:
-        typer.echo(f"error: database {db!r}: {exc.__class__.__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail(f"database {db!r}: {exc.__class__.__name__}: {exc}", 1) from None
     finally:
         engine.dispose()
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="unique tenant name")],
+    role: Annotated[Role, typer.Option(help="what the tenant may see and do")] = Role.consumer,
+    centers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--centers",
+            help="providers: the centers they own (comma-separated or repeated), e.g. C1,C2",
+        ),
+    ] = None,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='print {"tenant_id": ..., "api_key": ...} (+ "centers" for providers)'
+        ),
+    ] = False,
+) -> None:
+    """Create a tenant and print its API key: shown this once, only its hash is stored.
+
+    The database is migrated to the newest schema first, so a fresh one works. A provider's
+    centers are checked against the scenario; a center has at most one owner.
+    """
+    from suanwang.server.models.centers import CenterTaken, check_known, grant_centers
+    from suanwang.server.models.tenants import TenantExists, create_tenant
+
+    ids = _split(centers)
+    if centers is not None and role is not Role.provider:
+        raise _fail(f"--centers is for providers only, not for a {role.value}", 2)
+    if centers is not None and not ids:
+        raise _fail("--centers names no center", 2)
+    if ids:
+        check = _known_centers(scenario)
+        try:
+            check_known(ids, check, scenario)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    owned: list[str] = []
+    with _session(db) as session:
+        try:
+            tenant, api_key = create_tenant(session=session, name=name, role=TenantRole(role.value))
+            if ids:
+                owned = grant_centers(session=session, tenant=tenant, centers=ids)
+        except (TenantExists, CenterTaken, ValueError) as exc:
+            session.rollback()
+            raise _fail(str(exc), 1) from None
+        session.commit()
+    provider = tenant.tenant_role is TenantRole.PROVIDER
     if as_json:
-        typer.echo(json.dumps({"tenant_id": tenant.id, "api_key": api_key}))
+        doc: dict[str, object] = {"tenant_id": tenant.id, "api_key": api_key}
+        if provider:
+            doc["centers"] = owned
+        typer.echo(json.dumps(doc))
         return
     typer.echo(f"created {tenant.role} tenant {tenant.name!r} (id {tenant.id})")
+    if provider:
+        typer.echo(f"centers: {', '.join(owned) if owned else '(none yet)'}")
     typer.echo(f"API key (shown once, store it now): {api_key}")
+
+
+@app.command("centers")
+def centers_cmd(
+    tenant_name: Annotated[str, typer.Argument(metavar="TENANT", help="provider name or id")],
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="grant these centers (comma-separated ok)")
+    ] = None,
+    remove: Annotated[
+        list[str] | None,
+        typer.Option("--remove", help="revoke these centers (comma-separated ok)"),
+    ] = None,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"tenant_id": ..., "centers": [...]}')
+    ] = False,
+) -> None:
+    """Show, grant (--add) or revoke (--remove) the centers a provider owns.
+
+    Removals are applied before additions, all in one transaction: on any error nothing
+    changes. Added centers are checked against the scenario; removed ones need not exist in
+    it any more.
+    """
+    from suanwang.server.models.centers import (
+        CenterTaken,
+        NotAProvider,
+        NotOwned,
+        check_known,
+        find_tenant,
+        grant_centers,
+        owned_centers,
+        revoke_centers,
+    )
+
+    adds, removes = _split(add), _split(remove)
+    both = sorted(set(adds) & set(removes))
+    if both:
+        raise _fail(f"both --add and --remove name {', '.join(both)}", 2)
+    if adds:
+        try:
+            check_known(adds, _known_centers(scenario), scenario)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    with _session(db) as session:
+        tenant = find_tenant(session=session, name_or_id=tenant_name)
+        if tenant is None:
+            raise _fail(f"no tenant named {tenant_name!r}", 2)
+        if tenant.tenant_role is not TenantRole.PROVIDER:
+            raise _fail(f"tenant {tenant.name!r} is a {tenant.role}: only providers own centers", 2)
+        try:
+            owned = owned_centers(session=session, tenant=tenant)
+            if removes:
+                owned = revoke_centers(session=session, tenant=tenant, centers=removes)
+            if adds:
+                owned = grant_centers(session=session, tenant=tenant, centers=adds)
+        except (NotOwned, NotAProvider) as exc:
+            session.rollback()
+            raise _fail(str(exc), 2) from None
+        except CenterTaken as exc:
+            session.rollback()
+            raise _fail(str(exc), 1) from None
+        session.commit()
+    if as_json:
+        typer.echo(json.dumps({"tenant_id": tenant.id, "centers": owned}))
+        return
+    typer.echo(f"{tenant.name}: {', '.join(owned) if owned else '(no centers)'}")

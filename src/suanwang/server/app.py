@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from suanwang import __version__
 from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.api import centers, health, jobs, metrics
+from suanwang.server.api import centers, drain, health, jobs, metrics
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
@@ -74,6 +76,36 @@ class BodySizeLimit:
 
     async def _too_large(self, send: Send) -> None:
         await _error(send, 413, f"request body over {self.max_bytes} bytes")
+
+
+class InFlightLimit:
+    """Work on at most ``limit`` HTTP requests at once; the others wait in line (FIFO).
+
+    Each request holds at most one database connection and one worker thread at a time, so
+    with the pool sized to ``limit`` a request never blocks a thread waiting for a connection.
+    Without the limit, more concurrent requests than pool connections can deadlock: every
+    thread waits for a connection while the requests holding the connections wait for a thread
+    (each times out after 30 s). Waiting here costs no thread and no connection.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        # one semaphore per event loop (test clients may run the app on several loops)
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.limit)
+        async with slots:
+            await self.app(scope, receive, send)
 
 
 async def _error(send: Send, code: int, detail: str) -> None:
@@ -159,7 +191,7 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
     if running:
         app.state.lifespans = running + 1
         return
-    engine = make_engine(cfg.db_url)
+    engine = make_engine(cfg.db_url, pool_size=cfg.max_in_flight)
     try:
         migrate(cfg.db_url, engine=engine)
         scenario = load_scenario(cfg.scenario)
@@ -208,9 +240,12 @@ def create_app(
         docs_url="/docs",
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # the last added runs first: a body is read before the request takes one of the slots
+    app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(centers.router)
+    app.include_router(drain.router)
     app.include_router(metrics.router)
     return app

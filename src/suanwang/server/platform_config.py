@@ -12,6 +12,7 @@
           user: nobody                   # X-SLURM-USER-NAME; jobs run as this user
           partition: suanwang
           output_dir: zhongwei/jobs      # where job output lands, readable from here
+          lease_s: 60                    # optional (default: half of serve --lost-after)
       - center_id: beijing-yizhuang
         executor: {type: local, cpus: 256, cards: 64}
 
@@ -49,6 +50,7 @@ class SlurmExecutorConfig(_Strict):
     output_dir: str
     api_version: str = "v0.0.38"
     timeout_s: float = Field(10.0, gt=0)
+    lease_s: float | None = Field(None, gt=0)
 
 
 ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="type")]

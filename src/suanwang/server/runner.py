@@ -17,6 +17,7 @@ from suanwang.scenarios.loader import load_scenario
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
 from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.failover import Failover, Migrations
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.loop import LoopService
 from suanwang.server.services.reconciler import Reconciler
@@ -42,9 +43,12 @@ def local_executors(
 
 
 def configured_executors(
-    cfg: PlatformConfig, scenario: Scenario, root: Path
+    cfg: PlatformConfig, scenario: Scenario, root: Path, lease_s: float = 60.0
 ) -> dict[str, Executor]:
-    """One executor per center of the platform file (local ones keep their runs under root)."""
+    """One executor per center of the platform file (local ones keep their runs under root).
+
+    ``lease_s`` is the default lease of Slurm runs (see :mod:`suanwang.executors.slurm`).
+    """
     known = {c.id for c in scenario.centers}
     unknown = [c.center_id for c in cfg.centers if c.center_id not in known]
     if unknown:
@@ -64,6 +68,7 @@ def configured_executors(
                 partition=ex.partition,
                 api_version=ex.api_version,
                 timeout_s=ex.timeout_s,
+                lease_s=ex.lease_s or lease_s,
             )
     return out
 
@@ -98,14 +103,21 @@ def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenari
 class Services:
     dispatcher: LoopService
     reconciler: LoopService
+    failover: LoopService
+    migrations: LoopService
+    live: LiveNetwork
+
+    @property
+    def loops(self) -> tuple[LoopService, ...]:
+        return (self.dispatcher, self.reconciler, self.failover, self.migrations)
 
     def start(self) -> None:
-        self.dispatcher.start()
-        self.reconciler.start()
+        for loop in self.loops:
+            loop.start()
 
     def stop(self) -> None:
-        self.dispatcher.stop()
-        self.reconciler.stop()
+        for loop in self.loops:
+            loop.stop()
 
 
 def build_services(
@@ -113,16 +125,21 @@ def build_services(
     executors_root: Path,
     centers: list[str] | None = None,
     config: PlatformConfig | None = None,
+    *,
+    lost_after_s: float = 120.0,
+    checkpoint_root: Path | None = None,
 ) -> Services:
     """Migrate the database and wire the background services.
 
     With a platform ``config`` its executors serve its centers; otherwise a local executor
-    stands in for every center (or the named ``centers``).
+    stands in for every center (or the named ``centers``). A center unreachable for
+    ``lost_after_s`` has its jobs failed over; checkpoints live under ``checkpoint_root``
+    (default: ``executors_root/../checkpoints``).
     """
     migrate(settings.db_url)
     scenario = load_scenario(settings.scenario)
     if config is not None:
-        executors = configured_executors(config, scenario, executors_root)
+        executors = configured_executors(config, scenario, executors_root, lost_after_s / 2)
         scenario = live_scenario(scenario, executors)
         net = Network(scenario)
     else:
@@ -135,8 +152,14 @@ def build_services(
         signals=signals.current,
         executors=executors,
         clock=lambda: datetime.now(UTC),
+        checkpoint_root=checkpoint_root or executors_root.parent / "checkpoints",
     )
     return Services(
         dispatcher=LoopService("dispatcher", Dispatcher(sessions, live).run_once, 0.5),
         reconciler=LoopService("reconciler", Reconciler(sessions, live).run_once, 1.0),
+        failover=LoopService(
+            "failover", Failover(sessions, live, lost_after_s=lost_after_s).run_once, 2.0
+        ),
+        migrations=LoopService("migrations", Migrations(sessions, live).run_once, 5.0),
+        live=live,
     )

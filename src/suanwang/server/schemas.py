@@ -167,6 +167,9 @@ class JobPublic(BaseModel):
     pool_model: str | None
     submitted_at: datetime
     scheduled_at: datetime | None
+    start_at: datetime | None = Field(
+        description="planned start, once placed: a deferred job stays scheduled until then"
+    )
     started_at: datetime | None
     ended_at: datetime | None
     exit_code: int | None
@@ -187,6 +190,7 @@ class JobPublic(BaseModel):
             pool_model=row.pool_model,
             submitted_at=row.submitted_at,
             scheduled_at=row.scheduled_at,
+            start_at=row.start_at,
             started_at=row.started_at,
             ended_at=row.ended_at,
             exit_code=row.exit_code,

@@ -1,8 +1,13 @@
 """``/v1/centers`` and ``/v1/network``: capacity, use and energy signals of the scenario.
 
-Capacity comes from the scenario, use from the database (units held by scheduled and running
-jobs), signals from :func:`suanwang.scenarios.signals.build_signals` over 48 hours from the
-current hour, built once per hour and shared by all requests.
+Capacity comes from the scenario, use from the database (units held now by running jobs and
+by scheduled jobs whose planned start has come), signals from
+:func:`suanwang.scenarios.signals.build_signals` over 48 hours from the current hour, built
+once per hour and shared by all requests.
+
+Who sees what: consumers and operators every center (consumers need the network view to
+understand placements); a provider only the centers it owns. ``/v1/network`` shows totals per
+hub and for the nation to everyone.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from fastapi import APIRouter, Request
 
 from suanwang.core.scenario import Center, Scenario
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, SessionDep
+from suanwang.server.database.models import TenantRole
+from suanwang.server.models.centers import owned_centers
 from suanwang.server.models.jobs import Usage, active_usage
 from suanwang.server.schemas import (
     CenterList,
@@ -78,14 +85,22 @@ def _totals(
 
 
 @router.get("/centers")
-def list_centers(request: Request, session: SessionDep, _tenant: CurrentTenant) -> CenterList:
-    """Every center: capacity, units in use, utilization and this hour's energy signals."""
+def list_centers(request: Request, session: SessionDep, tenant: CurrentTenant) -> CenterList:
+    """Centers: capacity, units in use, utilization and this hour's energy signals.
+
+    Consumers and operators see every center; a provider sees the centers it owns.
+    """
     scenario: Scenario = request.app.state.scenario
     cache: SignalCache = request.app.state.signals
     signals = cache.current()
-    usage = active_usage(session=session)
+    usage = active_usage(session=session, at=cache.clock())
+    shown: set[str] | None = None
+    if tenant.tenant_role is TenantRole.PROVIDER:
+        shown = set(owned_centers(session=session, tenant=tenant))
     out = []
     for i, c in enumerate(scenario.centers):
+        if shown is not None and c.id not in shown:
+            continue
         cap, used = _counts([c]), _used([c], usage)
         green = float(signals.green_fraction[i, 0])
         out.append(
@@ -115,7 +130,8 @@ def list_centers(request: Request, session: SessionDep, _tenant: CurrentTenant) 
 def network_totals(request: Request, session: SessionDep, _tenant: CurrentTenant) -> NetworkPublic:
     """Capacity, use and utilization per hub (centers outside hubs grouped last) and in total."""
     scenario: Scenario = request.app.state.scenario
-    usage = active_usage(session=session)
+    cache: SignalCache = request.app.state.signals
+    usage = active_usage(session=session, at=cache.clock())
     hubs = [
         _totals(h.id, h.name, [c for c in scenario.centers if c.hub == h.id], usage)
         for h in scenario.hubs

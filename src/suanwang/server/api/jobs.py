@@ -1,4 +1,9 @@
-"""``/v1/jobs``: submit, list, read, cancel, events, logs. Another tenant's job is a 404."""
+"""``/v1/jobs``: submit, list, read, cancel, events, logs.
+
+A job the tenant may not see is a 404 (consumers see their own jobs, providers also those on
+their centers, operators all). Cancelling is for the job's own tenant and operators: a provider
+gets a 403 for a customer's job on its center.
+"""
 
 from __future__ import annotations
 
@@ -132,12 +137,25 @@ def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPub
     "/{job_id}/cancel",
     responses={
         **NOT_FOUND,
+        403: {
+            "model": ErrorResponse,
+            "description": "a provider may see but not cancel a customer's job on its center",
+        },
         409: {"model": ConflictResponse, "description": "the job has already ended"},
     },
 )
 def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
-    """Cancel a job that has not ended (a running job's process is stopped by its executor)."""
+    """Cancel a job that has not ended (a running job's process is stopped by its executor).
+
+    The job's own tenant and operators may cancel it.
+    """
     job = _job_or_404(session, tenant, job_id)
+    if not models.may_cancel(tenant, job):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"job {job_id!r} runs on your center but belongs to another tenant: "
+            "only that tenant or an operator may cancel it",
+        )
     try:
         models.cancel_job(session=session, job=job, by=tenant)
     except TransitionError as exc:

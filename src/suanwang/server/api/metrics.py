@@ -3,9 +3,11 @@
 Operators only (a bearer key like every other route). Families:
 
 * ``suanwang_jobs{state}`` — jobs by lifecycle state;
+* ``suanwang_jobs_deferred`` — scheduled jobs waiting for a planned start still to come;
 * ``suanwang_decisions_total`` — placement decisions made (transitions to ``scheduled``);
 * ``suanwang_dispatch_latency_seconds`` — summary of submit → scheduled over the last hour;
-* ``suanwang_center_utilization{center,resource}`` — cards / CPU cores held by active jobs;
+* ``suanwang_center_utilization{center,resource}`` — cards / CPU cores held by active jobs
+  (a deferred job holds nothing before its planned start);
 * ``suanwang_center_price_cny_per_kwh``, ``suanwang_center_green_fraction``,
   ``suanwang_center_carbon_g_per_kwh`` ``{center}`` — the signals of this hour;
 * ``suanwang_green_share`` — green fraction weighted by the cards in use (0 when idle).
@@ -52,6 +54,19 @@ def metrics(
     counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
     for state in JobState:
         jobs.labels(state.value).set(counts.get(state.value, 0))
+    now = request.app.state.signals.clock()
+    deferred = session.scalar(
+        select(func.count())
+        .select_from(JobRow)
+        .where(
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.executor_ref.is_(None),
+            JobRow.start_at > now,
+        )
+    )
+    Gauge(
+        "suanwang_jobs_deferred", "Scheduled jobs waiting for their planned start", registry=reg
+    ).set(deferred or 0)
     decisions = session.scalar(
         select(func.count()).select_from(JobEvent).where(JobEvent.to_state == "scheduled")
     )
@@ -74,7 +89,7 @@ def metrics(
     green = Gauge("suanwang_center_green_fraction", "Green share now", ["center"], registry=reg)
     carbon = Gauge("suanwang_center_carbon_g_per_kwh", "Grid carbon now", ["center"], registry=reg)
     signals = request.app.state.signals.current()
-    usage = active_usage(session=session)
+    usage = active_usage(session=session, at=now)
     used_total = 0.0
     green_used = 0.0
     for ci, c in enumerate(net.scenario.centers):

@@ -1,4 +1,4 @@
-"""ORM tables: ``tenants``, ``jobs`` and ``job_events`` (see docs/control-plane.md).
+"""ORM tables: tenants, center owners, jobs, job events, run fences, drains (control-plane.md).
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -34,7 +34,7 @@ from suanwang.core.lifecycle import JobState
 
 class TenantRole(StrEnum):
     CONSUMER = "consumer"  # submits and watches its own jobs
-    PROVIDER = "provider"  # offers centers (sees jobs on them once centers have owners)
+    PROVIDER = "provider"  # owns centers (center_owners): sees the jobs placed on them
     OPERATOR = "operator"  # runs the platform: sees everything
 
 
@@ -109,6 +109,21 @@ class Tenant(Base):
         return TenantRole(self.role)
 
 
+class CenterOwner(Base):
+    """A center of the scenario owned by a provider tenant; a center has at most one owner.
+
+    Center ids are those of the scenario the platform serves; the database does not know the
+    scenario, so ``suanwang tenants`` checks ids against it before granting.
+    """
+
+    __tablename__ = "center_owners"
+    __table_args__ = (Index("ix_center_owners_tenant", "tenant_id", "center_id"),)
+
+    center_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 _JOB_STATES = ", ".join(f"'{s.value}'" for s in JobState)
 
 
@@ -117,6 +132,8 @@ class JobRow(Base):
 
     ``pool_model`` is the accelerator (or CPU) model of the pool it holds at ``center_id``;
     ``decision`` the placement explanation; ``executor_ref`` the executor's handle.
+    ``start_at`` is the planned start (null: at once); a scheduled job is handed to its
+    executor only once it has come, so deferred jobs wait in ``scheduled``.
     """
 
     __tablename__ = "jobs"
@@ -127,6 +144,7 @@ class JobRow(Base):
         Index("ix_jobs_submitted", "submitted_at", "id"),
         Index("ix_jobs_state", "state"),
         Index("ix_jobs_center_state", "center_id", "state"),
+        Index("ix_jobs_state_start", "state", "start_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -141,8 +159,11 @@ class JobRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     logs: Mapped[str] = mapped_column(Text, default="", server_default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    resume_from: Mapped[str | None] = mapped_column(String(1000))
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     scheduled_at: Mapped[datetime | None]
+    start_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -172,3 +193,38 @@ class JobEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     job: Mapped[JobRow] = relationship(back_populates="events")
+
+
+class RunFence(Base):
+    """A run the platform gave up on (its center was unreachable, or it was moved away).
+
+    Once the center answers again the run is cancelled there (``fenced_at`` set), so a copy
+    that Slurm recovers from saved state never finishes next to the job's new run.
+    """
+
+    __tablename__ = "run_fences"
+    __table_args__ = (
+        UniqueConstraint("center_id", "executor_ref"),
+        Index("ix_run_fences_open", "center_id", "fenced_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    center_id: Mapped[str] = mapped_column(String(100))
+    executor_ref: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fenced_at: Mapped[datetime | None]
+
+
+class CenterDrain(Base):
+    """A drained center: no new placements; checkpointable jobs move away, others finish."""
+
+    __tablename__ = "center_drains"
+
+    center_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    drained_at: Mapped[datetime] = mapped_column(default=utcnow)
+    by_tenant: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(500), default="", server_default="")

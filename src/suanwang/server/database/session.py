@@ -20,15 +20,27 @@ from sqlalchemy.pool import StaticPool
 #: The alembic scripts shipped inside the package (``env.py`` and ``versions/``).
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Connections a PostgreSQL pool may open beyond its ``pool_size`` when busier.
+POOL_OVERFLOW = 10
 #: Key of the PostgreSQL advisory lock that serialises concurrent ``migrate`` calls.
 _MIGRATE_LOCK_KEY = 0x5355414E  # "SUAN"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (``sqlite:///file.db``, ``postgresql+psycopg://...``)."""
+def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """An engine for ``url`` (``sqlite:///file.db``, ``postgresql+psycopg://...``).
+
+    ``pool_size``: connections kept open (PostgreSQL; SQLAlchemy's default of 5 otherwise), up
+    to :data:`POOL_OVERFLOW` more when busier. A server sizes it to the requests it works on at
+    once, so that no request thread ever waits for a connection.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size if pool_size is not None else 5,
+            max_overflow=POOL_OVERFLOW,
+        )
     kwargs: dict[str, Any] = {
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     }

@@ -1,7 +1,9 @@
 """Jobs: submit (idempotent), read (tenant-scoped), move through the lifecycle, cancel.
 
-Visibility: a consumer sees its own jobs, an operator every job. A provider will see the jobs
-placed on centers it owns; centers have no owners yet, so for now a provider sees none.
+Visibility: a consumer sees its own jobs, a provider its own jobs and the jobs placed on the
+centers it owns (``center_owners``), an operator every job. Only a job's own tenant and
+operators may cancel it (:func:`may_cancel`): a provider sees but does not stop its customers'
+jobs.
 
 Every state change goes through :func:`transition`, which checks
 :func:`suanwang.core.lifecycle.check_transition` against the row's *current* state (re-read
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +30,7 @@ from suanwang.core.jobs import ANY_ACCELERATOR, Job
 from suanwang.core.lifecycle import JobState, check_transition
 from suanwang.core.network import Network, UnknownName
 from suanwang.server.database.models import (
+    CenterOwner,
     JobEvent,
     JobRow,
     Tenant,
@@ -40,7 +43,17 @@ from suanwang.server.schemas import JobSpec
 MAX_PAGE = 500
 #: Columns a caller may set together with a transition (placement, executor handle, result).
 TRANSITION_FIELDS = frozenset(
-    {"center_id", "pool_model", "decision", "executor_ref", "exit_code", "logs"}
+    {
+        "center_id",
+        "pool_model",
+        "decision",
+        "start_at",
+        "executor_ref",
+        "exit_code",
+        "logs",
+        "attempt",
+        "resume_from",
+    }
 )
 ACTIVE_STATES = (JobState.SCHEDULED, JobState.RUNNING)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +77,13 @@ def _visible_to(tenant: Tenant) -> ColumnElement[bool]:
         return true()
     if role is TenantRole.CONSUMER:
         return JobRow.tenant_id == tenant.id
-    return false()  # providers: no center ownership yet (see module docstring)
+    owned = select(CenterOwner.center_id).where(CenterOwner.tenant_id == tenant.id)
+    return or_(JobRow.tenant_id == tenant.id, JobRow.center_id.in_(owned))
+
+
+def may_cancel(tenant: Tenant, job: JobRow) -> bool:
+    """Whether ``tenant`` may cancel ``job``: its own tenant or an operator (not a provider)."""
+    return tenant.tenant_role is TenantRole.OPERATOR or job.tenant_id == tenant.id
 
 
 def _is_uuid(text: str) -> bool:
@@ -278,11 +297,25 @@ class Usage:
     cpu_cores: int = 0
 
 
-def active_usage(*, session: Session) -> dict[str, Usage]:
-    """Center id -> cards by model and CPU cores held by its scheduled and running jobs."""
+def active_usage(*, session: Session, at: datetime | None = None) -> dict[str, Usage]:
+    """Center id -> cards by model and CPU cores held by its scheduled and running jobs.
+
+    With ``at``, a scheduled job whose planned start (``start_at``) is later than ``at`` and
+    that has not been handed to its executor holds nothing yet (a deferred start); without it
+    every scheduled job counts.
+    """
     stmt = select(JobRow.center_id, JobRow.pool_model, JobRow.spec).where(
         JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None)
     )
+    if at is not None:
+        stmt = stmt.where(
+            or_(
+                JobRow.state != JobState.SCHEDULED.value,
+                JobRow.executor_ref.is_not(None),
+                JobRow.start_at.is_(None),
+                JobRow.start_at <= at,
+            )
+        )
     out: dict[str, Usage] = {}
     for center_id, pool_model, spec in session.execute(stmt):
         if center_id is None:

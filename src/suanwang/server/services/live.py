@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.core.network import JobClassInfo, Network
 from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor
 from suanwang.scheduling.state import CapacityState
+from suanwang.server.database.models import CenterDrain
 from suanwang.server.models.jobs import active_usage
+from suanwang.server.services.health import CenterHealth
 
 
 @dataclass
@@ -21,24 +25,39 @@ class LiveNetwork:
     """What the dispatcher and reconciler share.
 
     ``executors`` maps center ids to the executor that runs that center's jobs; in live mode
-    only those centers receive jobs. ``signals`` returns the signals from the current hour on.
+    only those centers receive jobs, and of those only the ones that answer (``health``) and
+    are not drained (``drained``, read from the database by :meth:`capacity`).
+    ``signals`` returns the signals from the current hour on.
     """
 
     net: Network
     signals: Callable[[], Signals]
     executors: Mapping[str, Executor]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    health: CenterHealth = field(default_factory=CenterHealth)
+    drained: frozenset[str] = frozenset()
+    #: Where jobs keep checkpoints: ``<root>/<job id>``, the same directory for every run of a
+    #: job, reachable from every center (see :mod:`suanwang.server.services.failover`).
+    checkpoint_root: Path = field(default_factory=lambda: Path(".suanwang/checkpoints"))
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.executors) - set(self.net.center_ids))
         if unknown:
             raise ValueError(f"executors for unknown centers: {', '.join(unknown)}")
-        served = np.array([c in self.executors for c in self.net.center_ids], dtype=bool)
-        self._pool_served = served[self.net.pool_center]
+        self._served = np.array([c in self.executors for c in self.net.center_ids], dtype=bool)
+
+    def open_centers(self) -> np.ndarray:
+        """Per center: has an executor, answers and is not drained."""
+        ok = self._served.copy()
+        for center in set(self.health.down()) | self.drained:
+            i = self.net.center_index.get(center)
+            if i is not None:
+                ok[i] = False
+        return ok
 
     def restrict(self, info: JobClassInfo) -> JobClassInfo:
-        """The job's feasible pools at centers that have an executor."""
-        keep = self._pool_served[info.pools]
+        """The job's feasible pools at open centers (executor, reachable, not drained)."""
+        keep = self.open_centers()[self.net.pool_center[info.pools]]
         if keep.all():
             return info
         return JobClassInfo(
@@ -51,8 +70,19 @@ class LiveNetwork:
             transfer_s_per_gb=info.transfer_s_per_gb[keep],
         )
 
+    def checkpoint_dir(self, job_id: str) -> Path:
+        return self.checkpoint_root.resolve() / job_id
+
+    def refresh_drained(self, session: Session) -> frozenset[str]:
+        self.drained = frozenset(session.scalars(select(CenterDrain.center_id)))
+        return self.drained
+
     def capacity(self, session: Session, signals: Signals) -> CapacityState:
-        """Free units per pool now: capacity less what scheduled and running jobs hold."""
+        """Free units per pool now: capacity less what scheduled and running jobs hold.
+
+        Also re-reads which centers are drained (operators drain through the API).
+        """
+        self.refresh_drained(session)
         state = CapacityState.empty(self.net, signals)
         state.now_s = (self.clock() - signals.start).total_seconds()
         index = {

@@ -3,7 +3,12 @@
 Each round polls every executor for the jobs handed to it and records what changed
 (``scheduled → running → succeeded | failed | cancelled``) with exit codes and the tail of the
 log. Jobs cancelled in the database while their process still runs are cancelled at the
-executor. Every step is idempotent: a round after a crash repeats nothing that was recorded.
+executor. A run that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume
+from, for the dispatcher to place again; a run its executor reports lost is failed over
+(:func:`~suanwang.server.services.failover.give_up_run`). An executor that does not answer
+marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
+are left alone until failover decides. Every step is idempotent: a round after a crash repeats
+nothing that was recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from suanwang.core.lifecycle import TRANSITIONS, JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import transition
+from suanwang.server.services.failover import dir_size_bytes, give_up_run
 from suanwang.server.services.live import LiveNetwork
 
 log = logging.getLogger("suanwang.reconciler")
@@ -55,14 +61,20 @@ class Reconciler:
                 executor = self.live.executors.get(center)
                 if executor is None:
                     continue
-                statuses = executor.poll([r.executor_ref or "" for r in group])
+                try:
+                    statuses = executor.poll([r.executor_ref or "" for r in group])
+                except ExecutorError as exc:
+                    self.live.health.failed(center, str(exc))
+                    log.warning("center %s does not answer: %s", center, exc)
+                    continue
+                self.live.health.ok(center)
                 for row in group:
                     status = statuses.get(row.executor_ref or "")
                     if status is not None:
-                        changes += self._apply(session, row, status, center)
+                        changes += self.apply(session, row, status, center)
         return changes
 
-    def _apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
+    def apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
         executor = self.live.executors[center]
         ref = row.executor_ref or ""
         current = JobState(row.state)
@@ -76,7 +88,8 @@ class Reconciler:
             return 0
         target = status.state
         if target is JobState.LOST:
-            return 0  # failover is the next step (issue 4): keep waiting for the center
+            give_up_run(session, row, f"{executor.name}: {status.reason}", self.live)
+            return 1
         if target is current:
             if current is JobState.RUNNING:
                 row.logs = self._logs(row, center)
@@ -94,15 +107,22 @@ class Reconciler:
             log.warning("ignoring %s -> %s for job %s (%s)", current, target, row.id, status.reason)
             return changed
         updates: dict[str, object] = {}
+        detail: dict[str, object] = {
+            "center": center, "reason": status.reason, "exit_code": status.exit_code
+        }  # fmt: skip
         if target.is_terminal:
             updates = {"exit_code": status.exit_code, "logs": self._logs(row, center)}
-        transition(
-            session=session,
-            job=row,
-            to=target,
-            detail={"center": center, "reason": status.reason, "exit_code": status.exit_code},
-            updates=updates,
-        )
+        elif target is JobState.MIGRATING:
+            # the run checkpointed and ended: place the job again, resuming from its checkpoint
+            ckpt = self.live.checkpoint_dir(row.id)
+            updates = {
+                "logs": self._logs(row, center),
+                "executor_ref": None,
+                "attempt": row.attempt + 1,
+                "resume_from": str(ckpt),
+            }
+            detail |= {"checkpoint": str(ckpt), "checkpoint_bytes": dir_size_bytes(ckpt)}
+        transition(session=session, job=row, to=target, detail=detail, updates=updates)
         return changed + 1
 
     def _logs(self, row: JobRow, center: str) -> str:

@@ -1,0 +1,349 @@
+"""Failover, fencing, drain and migration: no accepted job is lost, none finishes twice.
+
+* **Failover.** A center whose executor has not answered for ``lost_after_s`` (``serve
+  --lost-after``, default 120 s) has its scheduled and running jobs marked ``lost`` and placed
+  again elsewhere; checkpointable ones resume from their last checkpoint. A run an executor
+  reports lost while its center answers (a node failure, a job the cluster forgot) takes the
+  same path at once.
+* **Fencing.** Every run given up on is remembered (``run_fences``). When its center answers
+  again the run is cancelled there, so a copy recovered from saved state never runs next to
+  the job's new run. (Slurm runs also carry a wrapper that never runs a finished job twice.)
+* **Drain.** A drained center gets no new jobs; its running checkpointable jobs are asked to
+  checkpoint and move; the others finish where they are.
+* **Migration.** Every ``replan_s`` the engine (the same policy the simulator proves) looks at
+  running checkpointable jobs and moves those worth moving (price, green power), paying for the
+  checkpoint's transfer in its cost model.
+
+A move is always the same steps, each an event of the job: checkpoint requested (signal) →
+the run exits with code 85 (``migrating``, checkpoint size and planned destination recorded) →
+placed again with the checkpoint to resume from (``scheduled``) → resumed at the destination
+(``running``). Checkpoints live in a per-job directory the platform owns
+(``checkpoint_root/<job id>``), which every center's jobs can reach (on the testbed: this
+machine's disk; across real centers, a shared store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.core.jobs import Job
+from suanwang.core.lifecycle import JobState
+from suanwang.core.network import PRECISION_INDEX
+from suanwang.executors.base import CHECKPOINT_EXIT_CODE, ExecutorError, ExecutorStatus
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.state import Running
+from suanwang.server.database.models import JobEvent, JobRow, RunFence, utcnow
+from suanwang.server.models.jobs import to_core_job, transition
+from suanwang.server.services.live import LiveNetwork
+
+log = logging.getLogger("suanwang.failover")
+#: States of a job that holds (or is about to hold) a run at its center.
+HELD = (JobState.SCHEDULED, JobState.RUNNING, JobState.MIGRATING)
+CHECKPOINT_REQUESTED = "checkpoint_requested"
+
+
+def dir_size_bytes(path: Path) -> int:
+    total = 0
+    if path.is_dir():
+        for p in path.rglob("*"):
+            if p.is_file():
+                total += p.stat().st_size
+    return total
+
+
+def dir_size_gb(path: Path) -> float:
+    return dir_size_bytes(path) / 1e9
+
+
+def _has_checkpoint(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -> None:
+    """The job's run at its center is lost: fence it and put the job back to be placed.
+
+    ``lost`` (with the center, the run and the reason) then ``pending`` with the next attempt
+    number and, for a checkpointable job that wrote a checkpoint, where to resume from.
+    """
+    center, ref = row.center_id or "", row.executor_ref
+    if ref:
+        exists = session.scalar(
+            select(RunFence.id).where(RunFence.center_id == center, RunFence.executor_ref == ref)
+        )
+        if exists is None:
+            session.add(RunFence(job_id=row.id, center_id=center, executor_ref=ref, reason=reason))
+    transition(
+        session=session,
+        job=row,
+        to=JobState.LOST,
+        detail={"center": center, "ref": ref, "reason": reason, "attempt": row.attempt},
+    )
+    ckpt = live.checkpoint_dir(row.id)
+    resume = str(ckpt) if bool(row.spec.get("checkpointable")) and _has_checkpoint(ckpt) else None
+    transition(
+        session=session,
+        job=row,
+        to=JobState.PENDING,
+        detail={
+            "reason": f"placing again after losing its run at {center}",
+            "resume_from": resume,
+            "checkpoint_bytes": dir_size_bytes(ckpt) if resume else 0,
+        },
+        updates={
+            "center_id": None,
+            "pool_model": None,
+            "executor_ref": None,
+            "start_at": None,
+            "attempt": row.attempt + 1,
+            "resume_from": resume,
+        },
+    )
+    log.warning("job %s lost at %s (%s): placing it again", row.id, center, reason)
+
+
+@dataclass
+class Failover:
+    """One round: probe unreachable centers, fail over the long-lost, fence what came back."""
+
+    sessions: sessionmaker[Session]
+    live: LiveNetwork
+    lost_after_s: float = 120.0
+    batch: int = 500
+
+    def run_once(self) -> int:
+        self.probe()
+        return self.fail_over() + self.fence()
+
+    def probe(self) -> None:
+        """Ask each center that failed whether it answers again (capacity is a cheap call)."""
+        for center in list(self.live.health.down()):
+            executor = self.live.executors.get(center)
+            if executor is None:
+                continue
+            try:
+                executor.capacity()
+            except ExecutorError as exc:
+                self.live.health.failed(center, str(exc))
+            else:
+                self.live.health.ok(center)
+                log.info("center %s answers again", center)
+
+    def fail_over(self) -> int:
+        gone = [
+            c
+            for c in self.live.health.down()
+            if self.live.health.unreachable_s(c) >= self.lost_after_s
+        ]
+        if not gone:
+            return 0
+        moved = 0
+        with self.sessions.begin() as session:
+            rows = session.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.center_id.in_(gone),
+                    JobRow.state.in_([s.value for s in HELD]),
+                )
+                .order_by(JobRow.id)
+                .limit(self.batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                if row.state == JobState.MIGRATING.value and row.executor_ref is None:
+                    continue  # already off the center, waiting for a new place
+                if self._ended_meanwhile(session, row):
+                    moved += 1
+                    continue
+                secs = self.live.health.unreachable_s(row.center_id or "")
+                give_up_run(
+                    session,
+                    row,
+                    f"center {row.center_id} unreachable for {secs:.0f} s "
+                    f"(grace {self.lost_after_s:.0f} s)",
+                    self.live,
+                )
+                moved += 1
+        return moved
+
+    def _ended_meanwhile(self, session: Session, row: JobRow) -> bool:
+        """Whether the lost run had ended (and recorded its exit); if so, record that end."""
+        from suanwang.server.services.reconciler import Reconciler
+
+        executor = self.live.executors.get(row.center_id or "")
+        if executor is None or not row.executor_ref:
+            return False
+        code = executor.recorded_exit(row.executor_ref)
+        if code is None:
+            return False
+        state = (
+            JobState.SUCCEEDED
+            if code == 0
+            else JobState.MIGRATING
+            if code == CHECKPOINT_EXIT_CODE
+            else JobState.FAILED
+        )
+        reason = f"recorded by the run before its center became unreachable (exit {code})"
+        status = ExecutorStatus(row.executor_ref, state, exit_code=code, reason=reason)
+        Reconciler(self.sessions, self.live).apply(session, row, status, row.center_id or "")
+        return True
+
+    def fence(self) -> int:
+        """Cancel runs given up on at centers that answer again."""
+        done = 0
+        down = set(self.live.health.down())
+        with self.sessions.begin() as session:
+            fences = session.scalars(
+                select(RunFence)
+                .where(RunFence.fenced_at.is_(None))
+                .order_by(RunFence.id)
+                .limit(self.batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for f in fences:
+                executor = self.live.executors.get(f.center_id)
+                if executor is None or f.center_id in down:
+                    continue
+                try:
+                    executor.cancel(f.executor_ref)
+                except ExecutorError as exc:
+                    self.live.health.failed(f.center_id, str(exc))
+                    continue
+                f.fenced_at = utcnow()
+                state = session.get_one(JobRow, f.job_id).state
+                session.add(
+                    JobEvent(
+                        job_id=f.job_id,
+                        from_state=state,
+                        to_state=state,
+                        detail={
+                            "event": "fenced",
+                            "center": f.center_id,
+                            "ref": f.executor_ref,
+                            "reason": "stale run cancelled after its center came back",
+                        },
+                    )
+                )
+                done += 1
+        return done
+
+
+@dataclass
+class Migrations:
+    """Drain and engine-driven moves of running checkpointable jobs (see module docstring)."""
+
+    sessions: sessionmaker[Session]
+    live: LiveNetwork
+    policy: SuanwangPolicy = field(default_factory=SuanwangPolicy)
+    replan_s: float = 3600.0
+    _last_replan: datetime | None = field(default=None, init=False)
+
+    def run_once(self) -> int:
+        now = self.live.clock()
+        replan = self._last_replan is None or (
+            (now - self._last_replan).total_seconds() >= self.replan_s
+        )
+        with self.sessions.begin() as session:
+            drained = self.live.refresh_drained(session)
+            rows = session.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.state == JobState.RUNNING.value,
+                    JobRow.executor_ref.is_not(None),
+                )
+                .order_by(JobRow.id)
+            ).all()
+            movable = [r for r in rows if r.spec.get("checkpointable") and not _requested(r)]
+            asked = 0
+            for row in movable:
+                if row.center_id in drained:
+                    asked += self._request(session, row, {"why": "drain", "center": row.center_id})
+            if replan:
+                self._last_replan = now
+                asked += self._engine_moves(
+                    session, [r for r in movable if r.center_id not in drained]
+                )
+        return asked
+
+    def _engine_moves(self, session: Session, rows: Sequence[JobRow]) -> int:
+        if not rows:
+            return 0
+        live = self.live
+        signals = live.signals()
+        state = live.capacity(session, signals)
+        state.free[~live.open_centers()[live.net.pool_center]] = 0  # only open centers take jobs
+        jobs: list[Job] = []
+        kept: list[JobRow] = []
+        running: list[Running] = []
+        index = {
+            (c, m): p
+            for p, (c, m) in enumerate(
+                zip(live.net.pool_center.tolist(), live.net.pool_model, strict=True)
+            )
+        }
+        for row in rows:
+            job = to_core_job(row, live.net, t0=signals.start)
+            ci = live.net.center_index.get(row.center_id or "")
+            pool = index.get((ci, row.pool_model or "")) if ci is not None else None
+            if pool is None or row.started_at is None:
+                continue
+            elapsed_h = (live.clock() - row.started_at).total_seconds() / 3600.0
+            speed = float(live.net.pool_speed[pool, PRECISION_INDEX[job.precision]])
+            done_scu = elapsed_h * job.demand_units * speed
+            start_s = (row.started_at - signals.start).total_seconds()
+            running.append(Running(len(jobs), pool, start_s, max(0.0, job.work_scu - done_scu)))
+            jobs.append(job)
+            kept.append(row)
+        asked = 0
+        for j, new_pool, move_s, move_cny in self.policy.migrations(jobs, running, state):
+            row = kept[j]
+            target = live.net.center_ids[int(live.net.pool_center[new_pool])]
+            asked += self._request(
+                session,
+                row,
+                {
+                    "why": "engine",
+                    "center": row.center_id,
+                    "to": target,
+                    "move_s": round(move_s, 1),
+                    "move_cost_cny": round(move_cny, 4),
+                },
+            )
+        return asked
+
+    def _request(self, session: Session, row: JobRow, detail: dict[str, Any]) -> int:
+        executor = self.live.executors.get(row.center_id or "")
+        if executor is None or row.executor_ref is None:
+            return 0
+        try:
+            where = executor.checkpoint(row.executor_ref)
+        except ExecutorError as exc:
+            log.warning("cannot checkpoint job %s at %s: %s", row.id, row.center_id, exc)
+            return 0
+        if where is None:
+            return 0
+        session.add(
+            JobEvent(
+                job_id=row.id,
+                from_state=row.state,
+                to_state=row.state,
+                detail={"event": CHECKPOINT_REQUESTED, "attempt": row.attempt, **detail},
+            )
+        )
+        log.info("asked job %s at %s to checkpoint (%s)", row.id, row.center_id, detail["why"])
+        return 1
+
+
+def _requested(row: JobRow) -> bool:
+    """Whether this run (attempt) was already asked to checkpoint."""
+    return any(
+        e.detail.get("event") == CHECKPOINT_REQUESTED and e.detail.get("attempt") == row.attempt
+        for e in row.events
+    )

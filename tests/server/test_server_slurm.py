@@ -1,0 +1,358 @@
+"""The platform on real Slurm clusters: dispatch, output, cancel, sizes, failover, drain, chaos.
+
+Every test drives the real services (dispatcher, reconciler, failover, migrations) round by
+round against clusters of the testbed, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from suanwang.core.network import Network
+from suanwang.executors.slurm import SlurmExecutor
+from suanwang.scenarios.loader import load_scenario
+from suanwang.server.database.models import CenterDrain, JobRow, RunFence
+from suanwang.server.platform_config import load_platform_config
+from suanwang.server.runner import configured_executors, live_scenario
+from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.failover import Failover, Migrations
+from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.reconciler import Reconciler
+from suanwang.testbed import slurm
+from suanwang.testbed.cli import write_platform_config
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class Platform:
+    """The services on a testbed, run round by round."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        sessions: sessionmaker[Session],
+        tb: slurm.Testbed,
+        root: Path,
+        lost_after_s: float = 120.0,
+        lease_s: float = 60.0,
+    ) -> None:
+        cfg = load_platform_config(write_platform_config(tb, "china"))
+        scenario = load_scenario("china")
+        self.executors = configured_executors(cfg, scenario, root / "local")
+        for ex in self.executors.values():
+            assert isinstance(ex, SlurmExecutor)
+            ex.lease_s = lease_s
+        self.live = LiveNetwork(
+            net=Network(live_scenario(scenario, self.executors)),
+            signals=app.state.signals.current,
+            executors=self.executors,
+            clock=lambda: datetime.now(UTC),
+            checkpoint_root=root / "checkpoints",
+        )
+        self.sessions = sessions
+        self.dispatcher = Dispatcher(sessions, self.live)
+        self.reconciler = Reconciler(sessions, self.live)
+        self.failover = Failover(sessions, self.live, lost_after_s=lost_after_s)
+        self.migrations = Migrations(sessions, self.live, replan_s=1e9)
+
+    def round(self) -> None:
+        self.dispatcher.run_once()
+        self.reconciler.run_once()
+        self.failover.run_once()
+        self.migrations.run_once()
+
+    def close(self) -> None:
+        for ex in self.executors.values():
+            assert isinstance(ex, SlurmExecutor)
+            ex.close()
+
+
+def get(client: TestClient, who: Any, job_id: str) -> dict[str, Any]:
+    r = client.get(f"/v1/jobs/{job_id}", headers=who.headers)
+    assert r.status_code == 200, r.text
+    job: dict[str, Any] = r.json()
+    return job
+
+
+def run_until(
+    p: Platform,
+    done: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "",
+    every: Callable[[], None] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        p.round()
+        if every is not None:
+            every()
+        if done():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {what}")
+        time.sleep(0.2)
+
+
+def ref_of(sessions: sessionmaker[Session], job_id: str) -> str | None:
+    with sessions() as s:
+        return s.get_one(JobRow, job_id).executor_ref
+
+
+def events(client: TestClient, who: Any, job_id: str) -> list[dict[str, Any]]:
+    r = client.get(f"/v1/jobs/{job_id}/events", headers=who.headers)
+    assert r.status_code == 200, r.text
+    out: list[dict[str, Any]] = r.json()
+    return out
+
+
+@pytest.fixture
+def platform(
+    app: FastAPI, sessions: sessionmaker[Session], slurm_testbed: slurm.Testbed, tmp_path: Path
+) -> Iterator[Platform]:
+    p = Platform(app, sessions, slurm_testbed, tmp_path)
+    yield p
+    p.close()
+
+
+SMALL = {"resources": {"cpus": 2, "count": 1, "accelerator": "any", "mem_gb": 1},
+         "stacks": ["cuda"], "kind": "training", "duration_s": 600}  # fmt: skip
+
+
+def test_job_runs_in_the_chosen_slurm_cluster_and_output_comes_back(
+    client: TestClient, platform: Platform, alice: Any, submit: Callable[..., dict[str, Any]]
+) -> None:
+    ok = submit(alice, name="ok", command="echo hello from $SUANWANG_CENTER", **SMALL)
+    bad = submit(alice, name="bad", command="echo broken >&2; exit 3", **SMALL)
+    run_until(platform, lambda: all(get(client, alice, j["id"])["state"] in FINAL
+                                    for j in (ok, bad)), what="jobs finish")  # fmt: skip
+    done, failed = get(client, alice, ok["id"]), get(client, alice, bad["id"])
+    assert done["state"] == "succeeded" and done["exit_code"] == 0
+    assert done["center_id"] in platform.executors
+    jid, _, run = (ref_of(platform.sessions, ok["id"]) or "").partition(":")
+    assert jid.isdigit() and run == f"sw-{ok['id']}"
+    logs = client.get(f"/v1/jobs/{ok['id']}/logs", headers=alice.headers).text
+    assert f"hello from {done['center_id']}" in logs
+    assert failed["state"] == "failed" and failed["exit_code"] == 3
+    assert "broken" in client.get(f"/v1/jobs/{bad['id']}/logs", headers=alice.headers).text
+
+
+def test_cancel_reaches_slurm(
+    client: TestClient, platform: Platform, alice: Any, submit: Callable[..., dict[str, Any]]
+) -> None:
+    job = submit(alice, name="long", command="sleep 120", **SMALL)
+    run_until(platform, lambda: get(client, alice, job["id"])["state"] == "running",
+              what="running")  # fmt: skip
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    ref = ref_of(platform.sessions, job["id"]) or ""
+    ex = platform.executors[get(client, alice, job["id"])["center_id"]]
+    run_until(platform, lambda: ex.poll([ref])[ref].state.value == "cancelled",
+              what="Slurm cancels it")  # fmt: skip
+    assert get(client, alice, job["id"])["state"] == "cancelled"
+
+
+def test_jobs_bigger_than_every_cluster_are_never_sent(
+    client: TestClient, platform: Platform, alice: Any, submit: Callable[..., dict[str, Any]]
+) -> None:
+    big = submit(alice, name="big", command="true", **{**SMALL, "resources": {
+        "cpus": 8, "count": slurm.NODE_CARDS + 1, "accelerator": "h800", "mem_gb": 1}})  # fmt: skip
+    run_until(platform, lambda: get(client, alice, big["id"])["state"] in FINAL, what="refused")
+    job = get(client, alice, big["id"])
+    assert job["state"] == "failed"
+    assert ref_of(platform.sessions, big["id"]) is None and job["center_id"] is None
+    assert "no center" in events(client, alice, big["id"])[-1]["detail"]["reason"]
+
+
+CHECKPOINTING = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    import os, signal, sys, time
+    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
+    resume = os.environ.get("SUANWANG_RESUME_FROM")
+    step = int(open(os.path.join(resume, "step")).read()) if resume else 0
+    print("start at", step, "on", os.environ["SUANWANG_CENTER"], flush=True)
+    def save(*_):
+        open(os.path.join(ckpt, "step.tmp"), "w").write(str(step))
+        os.replace(os.path.join(ckpt, "step.tmp"), os.path.join(ckpt, "step"))
+    def stop(*_):
+        save(); sys.exit(85)
+    signal.signal(signal.SIGUSR1, stop)
+    while step < STEPS:
+        step += 1
+        time.sleep(0.1)
+        if step % 5 == 0:
+            save()
+    with open(MARKERS, "a") as f:
+        f.write(os.environ["SUANWANG_JOB_ID"] + "\\n")
+    print("finished", flush=True)
+    """
+)
+
+
+def checkpointing(markers: Path, steps: int) -> str:
+    return CHECKPOINTING.replace("STEPS", str(steps)).replace("MARKERS", repr(str(markers)))
+
+
+def test_drain_moves_a_checkpointable_job_and_it_resumes_elsewhere(
+    client: TestClient,
+    platform: Platform,
+    alice: Any,
+    operator: Any,
+    submit: Callable[..., dict[str, Any]],
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    markers = tmp_path / "markers"
+    job = submit(alice, name="train", script=checkpointing(markers, 150), command=None,
+                 checkpointable=True, **SMALL)  # fmt: skip
+    ckpt = platform.live.checkpoint_dir(job["id"])
+    run_until(platform, lambda: (ckpt / "step").exists(), what="first checkpoint")
+    first = get(client, alice, job["id"])["center_id"]
+    r = client.post(f"/v1/centers/{first}/drain", json={"reason": "maintenance"},
+                    headers=operator.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert client.post(f"/v1/centers/{first}/drain", headers=alice.headers).status_code == 403
+    run_until(platform, lambda: get(client, alice, job["id"])["state"] in FINAL, timeout=90,
+              what="moved job finishes")  # fmt: skip
+    done = get(client, alice, job["id"])
+    assert done["state"] == "succeeded"
+    assert done["center_id"] != first
+    states = [(e["to_state"], e["detail"]) for e in events(client, alice, job["id"])]
+    asked = [d for s, d in states if d.get("event") == "checkpoint_requested"]
+    assert asked and asked[0]["why"] == "drain" and asked[0]["center"] == first
+    migrating = [d for s, d in states if s == "migrating"]
+    assert migrating and migrating[0]["checkpoint_bytes"] > 0
+    logs = client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+    assert "start at 0" not in logs and "finished" in logs  # the last run resumed
+    assert markers.read_text().splitlines() == [job["id"]]
+    client.post(f"/v1/centers/{first}/undrain", headers=operator.headers)
+    with sessions() as s:
+        assert s.scalars(select(CenterDrain)).all() == []
+
+
+def test_failover_after_a_power_cut_resumes_elsewhere_and_fences_the_old_run(
+    client: TestClient,
+    app: FastAPI,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
+    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian"])
+    p = Platform(app, sessions, tb, tmp_path, lost_after_s=3.0, lease_s=1.5)
+    try:
+        markers = tmp_path / "markers"
+        job = submit(alice, name="train", script=checkpointing(markers, 120), command=None,
+                     checkpointable=True, **SMALL)  # fmt: skip
+        ckpt = p.live.checkpoint_dir(job["id"])
+        run_until(p, lambda: (ckpt / "step").exists(), what="first checkpoint")
+        first = get(client, alice, job["id"])
+        first_ref = ref_of(sessions, job["id"])
+        slurm.stop(tb, first["center_id"])
+        run_until(p, lambda: get(client, alice, job["id"])["state"] in FINAL, timeout=90,
+                  what="job finishes elsewhere")  # fmt: skip
+        done = get(client, alice, job["id"])
+        assert done["state"] == "succeeded"
+        assert done["center_id"] != first["center_id"]
+        evs = events(client, alice, job["id"])
+        lost = [e for e in evs if e["to_state"] == "lost"]
+        assert lost and "unreachable" in lost[0]["detail"]["reason"]
+        again = [e for e in evs if e["to_state"] == "pending" and e["from_state"] == "lost"]
+        assert again[0]["detail"]["resume_from"] == str(ckpt)
+        logs = client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+        assert "start at 0" not in logs and "finished" in logs
+        # the center comes back: the stale run is cancelled there, never finishes
+        slurm.start(tb, first["center_id"])
+        with sessions() as s:
+            fence = s.scalars(select(RunFence)).one()
+        assert fence.executor_ref == first_ref
+        run_until(p, lambda: _fenced(sessions), what="fence")
+        time.sleep(3)
+        p.round()
+        assert markers.read_text().splitlines() == [job["id"]]
+    finally:
+        p.close()
+        slurm.down(tb)
+
+
+def _fenced(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as s:
+        return all(f.fenced_at is not None for f in s.scalars(select(RunFence)))
+
+
+def test_chaos_a_controller_dies_mid_run_and_every_job_ends_once(
+    client: TestClient,
+    app: FastAPI,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """Three Slurm centers, a stream of jobs, one slurmctld killed with SIGKILL mid-run.
+
+    Each job appends its id to a marker file as its last act; at the end every job has
+    succeeded and every id is there exactly once.
+    """
+    inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
+    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian", "horinger"])
+    p = Platform(app, sessions, tb, tmp_path, lost_after_s=4.0, lease_s=2.0)
+    markers = tmp_path / "markers"
+    ids: list[str] = []
+    try:
+        for i in range(18):
+            secs = 2 + i % 4
+            if i % 3 == 0:
+                kw = {
+                    "script": checkpointing(markers, secs * 10),
+                    "command": None,
+                    "checkpointable": True,
+                }
+            else:
+                kw = {"command": f"sleep {secs}; echo $SUANWANG_JOB_ID >> {markers}"}
+            ids.append(submit(alice, name=f"chaos-{i}", **kw, **SMALL)["id"])
+            p.round()
+        # the busiest center loses its controller while jobs run there
+        running = [get(client, alice, j) for j in ids]
+        busy = max(tb.clusters, key=lambda c: sum(j["center_id"] == c.center_id
+                                                   for j in running))  # fmt: skip
+        run_until(p, lambda: any(get(client, alice, j)["state"] == "running"
+                                 and get(client, alice, j)["center_id"] == busy.center_id
+                                 for j in ids), what="work at the victim")  # fmt: skip
+        os.kill(busy.pids["slurmctld"], signal.SIGKILL)
+        restarted = {"done": False}
+        t_kill = time.monotonic()
+
+        def bring_back() -> None:
+            if not restarted["done"] and time.monotonic() - t_kill > 12:
+                slurm.start(tb, busy.center_id)  # as after the operators fixed it
+                restarted["done"] = True
+
+        run_until(p, lambda: all(get(client, alice, j)["state"] in FINAL for j in ids),
+                  timeout=240, what="every job ends", every=bring_back)  # fmt: skip
+        jobs = [get(client, alice, j) for j in ids]
+        bad = [(j["name"], j["state"], j["exit_code"], events(client, alice, j["id"]))
+               for j in jobs if j["state"] != "succeeded"]  # fmt: skip
+        assert not bad, "\n".join(
+            f"{n} {st} {code}: " + "; ".join(f"{e['to_state']} {e['detail']}" for e in evs)
+            for n, st, code, evs in bad
+        )
+        lines = markers.read_text().splitlines()
+        assert sorted(lines) == sorted(ids), "each job's marker exactly once"
+        assert any(e["to_state"] == "lost" for j in ids for e in events(client, alice, j))
+    finally:
+        p.close()
+        slurm.down(tb)
