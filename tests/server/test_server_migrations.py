@@ -1,0 +1,121 @@
+"""Engine-driven migration in live mode: a running checkpointable job moves to a cheaper center.
+
+Local executors (real processes) stand in for an eastern and a western center. The job starts
+in the east (the west is drained at first); once the west opens, the engine's migration round
+(the same ``SuanwangPolicy.migrations`` the simulator runs hourly) finds the move worth its
+checkpoint transfer and asks for it; the job checkpoints, moves and finishes in the west.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from suanwang.executors.local import LocalExecutor
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.server.database.models import CenterDrain
+from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.failover import Migrations
+from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.reconciler import Reconciler
+
+EAST, WEST = "shanghai-lingang", "zhongwei"
+
+SCRIPT = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    import os, signal, sys, time
+    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
+    resume = os.environ.get("SUANWANG_RESUME_FROM")
+    if resume:
+        print("resumed from step", open(os.path.join(resume, "step")).read(), flush=True)
+        sys.exit(0)
+    step = 0
+    def stop(*_):
+        open(os.path.join(ckpt, "step"), "w").write(str(step))
+        sys.exit(85)
+    signal.signal(signal.SIGUSR1, stop)
+    print("ready", flush=True)
+    while True:
+        step += 1
+        time.sleep(0.05)
+    """
+)
+
+
+def test_the_engine_moves_a_running_job_west_when_it_pays(
+    app: FastAPI,
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    live = LiveNetwork(
+        net=app.state.network,
+        signals=app.state.signals.current,
+        executors={
+            c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)
+        },
+        clock=lambda: datetime.now(UTC),
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
+    reconciler = Reconciler(sessions, live)
+    eager = SuanwangPolicy(min_saving_cny=0.0, min_saving_share=0.01, min_remaining_h=0.1)
+    migrations = Migrations(sessions, live, policy=eager, replan_s=0.0)
+    with sessions.begin() as s:
+        s.add(CenterDrain(center_id=WEST, reason="not open yet"))
+    job = submit(alice, name="pretrain", command=None, script=SCRIPT, checkpointable=True,
+                 kind="training", origin="shanghai", duration_s=20 * 3600,
+                 resources={"cpus": 8, "count": 8, "accelerator": "a100", "mem_gb": 64},
+                 stacks=["cuda"])  # fmt: skip
+
+    def state() -> dict[str, Any]:
+        r = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers)
+        out: dict[str, Any] = r.json()
+        return out
+
+    def logs() -> str:
+        return client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+
+    deadline = time.monotonic() + 20
+    while state()["state"] != "running" or "ready" not in logs():
+        dispatcher.run_once()
+        reconciler.run_once()
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.1)
+    assert state()["center_id"] == EAST
+    with sessions.begin() as s:
+        s.execute(delete(CenterDrain))
+    assert migrations.run_once() == 1  # the engine asks the job to move
+    deadline = time.monotonic() + 30
+    while state()["state"] not in ("succeeded", "failed", "cancelled"):
+        dispatcher.run_once()
+        reconciler.run_once()
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.1)
+    done = state()
+    evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    assert done["state"] == "succeeded", [(e["to_state"], e["detail"]) for e in evs]
+    assert done["center_id"] == WEST
+    evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    asked = [e["detail"] for e in evs if e["detail"].get("event") == "checkpoint_requested"]
+    assert len(asked) == 1
+    assert asked[0]["why"] == "engine" and asked[0]["center"] == EAST and asked[0]["to"] == WEST
+    assert asked[0]["move_cost_cny"] > 0 and asked[0]["move_s"] > 0
+    steps = [e["to_state"] for e in evs]
+    i = steps.index("migrating")
+    assert steps[i + 1 : i + 3] == ["scheduled", "running"]
+    assert evs[i + 1]["detail"]["center"] == WEST
+    assert "resumed from step" in client.get(f"/v1/jobs/{job['id']}/logs",
+                                             headers=alice.headers).text  # fmt: skip
