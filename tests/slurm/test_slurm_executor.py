@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import textwrap
 import time
 import uuid
@@ -12,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from suanwang.core.lifecycle import JobState
-from suanwang.executors import CHECKPOINT_EXIT_CODE, Executor, ExecutorError, Submission
+from suanwang.executors import (
+    CHECKPOINT_EXIT_CODE,
+    Executor,
+    ExecutorError,
+    ExecutorStatus,
+    Submission,
+)
 from suanwang.executors.slurm import SlurmExecutor, _parse_gres, status_of
 from suanwang.testbed.slurm import Cluster, Testbed
 
@@ -260,3 +267,36 @@ def _lease_holds(ex: SlurmExecutor) -> None:
     # a ref whose name does not match the Slurm job is not that job
     jid = ref.split(":")[0]
     assert ex.poll([f"{jid}:sw-other"])[f"{jid}:sw-other"].state is JobState.LOST
+
+
+def test_a_queued_run_the_platform_gave_up_does_not_start(
+    slurm_testbed: Testbed, tmp_path: Path
+) -> None:
+    """A run whose lease expired while it waited (nobody polls it) never starts its job."""
+    c = slurm_testbed.clusters[1]
+    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
+                       lease_s=1) as ex:  # fmt: skip
+        marker = tmp_path / "ran"
+        blocker = ex.submit(sub("sleep 60", cards=8, accelerator="h100"))
+        wait_for(ex, blocker, lambda st: st is JobState.RUNNING)
+        ref = ex.submit(sub(f"touch {marker}", cards=1, accelerator="h100"))
+        time.sleep(1)
+        assert status_of_ref(ex, ref).state is JobState.SCHEDULED  # queued behind the blocker
+        # make the lease look old, as after a long outage, then let Slurm start the job
+        lease = Path(c.jobs_dir) / ref.split(":", 1)[1] / "lease"
+        old = time.time() - 60
+        os.utime(lease, (old, old))
+        ex.cancel(blocker)
+        deadline = time.monotonic() + 30
+        while not (st := status_of_ref(ex, ref)).state.is_terminal and st.state.value != "lost":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.3)
+        assert not marker.exists()
+        assert st.state is JobState.LOST and st.exit_code == 75
+        assert "not starting this run" in ex.logs(ref)
+
+
+def status_of_ref(ex: SlurmExecutor, ref: str) -> ExecutorStatus:
+    # poll renews leases of queued runs: read Slurm's record without touching the lease
+    jid = int(ref.split(":")[0])
+    return status_of(ref, ex._jobs()[jid])

@@ -57,6 +57,8 @@ from suanwang.executors.base import (
 )
 
 LEASE_FILE = "lease"
+#: Exit code of a run whose lease had expired before it could start (it did not run).
+LEASE_EXIT_CODE = 75
 _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING"}
 _WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "RESV_DEL_HOLD"}
 _FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "BOOT_FAIL", "SPECIAL_EXIT"}
@@ -119,7 +121,7 @@ def status_of(ref: str, job: Mapping[str, Any]) -> ExecutorStatus:
         return ExecutorStatus(ref, JobState.SUCCEEDED, code, started, ended, label)
     if state == "CANCELLED":
         return ExecutorStatus(ref, JobState.CANCELLED, code, started, ended, label)
-    if state in _FAILED and reason in _SYSTEM_REASONS:
+    if state in _FAILED and (reason in _SYSTEM_REASONS or code == LEASE_EXIT_CODE):
         return ExecutorStatus(ref, JobState.LOST, code, started, ended, label)
     if state in _FAILED:
         target = JobState.MIGRATING if code == CHECKPOINT_EXIT_CODE else JobState.FAILED
@@ -387,6 +389,9 @@ def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
       run (its whole process group, without recording an exit) once the lease is older than
       ``lease_s``: a run whose center the platform cannot reach stops itself before the
       platform, after its longer grace period, starts the job somewhere else (self-fencing).
+      A run whose lease has already expired when Slurm starts it (a queued job the platform
+      gave up on, recovered by a restarted controller) does not start at all: exit
+      :data:`LEASE_EXIT_CODE`, reported ``lost``.
     * The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
       wrapper waits for it.
     """
@@ -406,6 +411,9 @@ def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
         "# suanwang run wrapper (see suanwang.executors.slurm._script)\n"
         f'if [ -f {done} ]; then echo "suanwang: this run already ended; not run again" >&2; '
         f'exit "$(cat {done})"; fi\n'
+        f"age=$(( $(date +%s) - $(stat -c %Y {lease} 2>/dev/null || echo 0) ))\n"
+        f'if [ "$age" -gt {limit} ]; then echo "suanwang: no word from the platform for $age s '
+        f'(lease {limit} s): not starting this run" >&2; exit {LEASE_EXIT_CODE}; fi\n'
         "trap 'true' USR1\n"
         "me=$$\n"
         "( trap '' USR1; while sleep 1; do\n"
