@@ -57,6 +57,7 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
     client: TestClient,
     sessions: sessionmaker[Session],
     alice: Any,
+    operator: Any,
     submit: Callable[..., dict[str, Any]],
     tmp_path: Path,
 ) -> None:
@@ -119,3 +120,11 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
     assert evs[i + 1]["detail"]["center"] == WEST
     assert "resumed from step" in client.get(f"/v1/jobs/{job['id']}/logs",
                                              headers=alice.headers).text  # fmt: skip
+    metrics = client.get("/metrics", headers=operator.headers).text
+    assert "suanwang_migrations_total 1.0" in metrics
+    assert 'suanwang_migration_requests_total{why="engine"} 1.0' in metrics
+    assert 'suanwang_migration_requests_total{why="drain"} 0.0' in metrics
+    (line,) = [x for x in metrics.splitlines() if x.startswith("suanwang_migration_planned_cost")]
+    cost = float(line.split()[1])
+    assert cost == asked[0]["move_cost_cny"]
+    assert "suanwang_failovers_total 0.0" in metrics

@@ -10,7 +10,13 @@ Operators only (a bearer key like every other route). Families:
   (a deferred job holds nothing before its planned start);
 * ``suanwang_center_price_cny_per_kwh``, ``suanwang_center_green_fraction``,
   ``suanwang_center_carbon_g_per_kwh`` ``{center}`` — the signals of this hour;
-* ``suanwang_green_share`` — green fraction weighted by the cards in use (0 when idle).
+* ``suanwang_green_share`` — green fraction weighted by the cards in use (0 when idle);
+* ``suanwang_failovers_total`` — runs given up on (transitions to ``lost``);
+* ``suanwang_migrations_total`` — runs that checkpointed and left (transitions to
+  ``migrating``); ``suanwang_migration_requests_total{why}`` — checkpoint requests by cause
+  (``drain``, ``engine``) and ``suanwang_migration_planned_cost_cny`` — the checkpoint
+  transfer cost the engine planned for its moves;
+* ``suanwang_fenced_runs_total`` — stale runs cancelled after their center came back.
 """
 
 from __future__ import annotations
@@ -107,6 +113,47 @@ def metrics(
     Gauge("suanwang_green_share", "Green share of the cards in use", registry=reg).set(
         green_used / used_total if used_total else 0.0
     )
+    _moves(session, reg)
     return PlainTextResponse(
         generate_latest(reg).decode(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+def _moves(session: SessionDep, reg: CollectorRegistry) -> None:
+    """Failover and migration counters (docs/centers.md)."""
+    by_state = dict(
+        session.execute(
+            select(JobEvent.to_state, func.count())
+            .where(JobEvent.to_state.in_(["lost", "migrating"]))
+            .where(JobEvent.from_state != JobEvent.to_state)
+            .group_by(JobEvent.to_state)
+        ).all()
+    )
+    Gauge("suanwang_failovers_total", "Runs given up on (lost)", registry=reg).set(
+        by_state.get("lost", 0)
+    )
+    Gauge("suanwang_migrations_total", "Runs checkpointed and moved", registry=reg).set(
+        by_state.get("migrating", 0)
+    )
+    requests = Gauge(
+        "suanwang_migration_requests_total", "Checkpoint requests", ["why"], registry=reg
+    )
+    fenced = 0
+    planned_cost = 0.0
+    counts: dict[str, int] = {"drain": 0, "engine": 0}
+    for (detail,) in session.execute(
+        select(JobEvent.detail).where(JobEvent.from_state == JobEvent.to_state)
+    ):
+        kind = (detail or {}).get("event")
+        if kind == "checkpoint_requested":
+            why = str(detail.get("why", "other"))
+            counts[why] = counts.get(why, 0) + 1
+            planned_cost += float(detail.get("move_cost_cny", 0.0))
+        elif kind == "fenced":
+            fenced += 1
+    for why, n in counts.items():
+        requests.labels(why).set(n)
+    Gauge(
+        "suanwang_migration_planned_cost_cny", "Planned checkpoint transfer cost", registry=reg
+    ).set(planned_cost)
+    Gauge("suanwang_fenced_runs_total", "Stale runs cancelled", registry=reg).set(fenced)
