@@ -247,6 +247,7 @@ def slurm_conf(c: Cluster, munge_socket: str) -> str:
         "SlurmdTimeout=30",
         "InactiveLimit=0",
         "MinJobAge=86400",
+        "MaxJobCount=200000",
         "KillWait=5",
         "DefMemPerCPU=1000",
         node,
