@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from suanwang.core.network import Network
 from suanwang.server.database.models import Tenant
-from suanwang.server.models.tenants import authenticate
+from suanwang.server.models.tenants import authenticate, hash_key
 from suanwang.server.schemas import ErrorResponse
 
 bearer = HTTPBearer(
@@ -21,17 +23,31 @@ bearer = HTTPBearer(
 )
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request; uncommitted work is rolled back when the request ends."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    session = factory()  # connects lazily: no I/O here
+    try:
         yield session
+    finally:
+        if session.in_transaction():  # a rollback talks to the database: not on the loop
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_tenant(
+#: How long an authenticated key is trusted without asking the database again (per app, in
+#: ``app.state.auth_cache``: digest -> (expiry on the monotonic clock, tenant)). A tenant
+#: removed from the database keeps access for at most this long.
+AUTH_CACHE_TTL_S = 10.0
+AUTH_CACHE_MAX = 10_000
+
+
+async def current_tenant(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Tenant:
@@ -42,20 +58,36 @@ def current_tenant(
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    tenant = authenticate(session=session, api_key=credentials.credentials)
+    digest = hash_key(credentials.credentials)
+    now = time.monotonic()
+    state = request.app.state
+    cache: dict[str, tuple[float, Tenant]] | None = getattr(state, "auth_cache", None)
+    if cache is None:
+        cache = state.auth_cache = {}
+    hit = cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    tenant = await run_in_threadpool(authenticate, session=session, api_key=credentials.credentials)
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "invalid API key",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    return tenant
+    # a detached copy with every column loaded, in no session: nothing can expire it (the
+    # request's session may roll back) and requests may share it
+    snapshot = Tenant(**{c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns})
+    make_transient_to_detached(snapshot)
+    if len(cache) > AUTH_CACHE_MAX:
+        cache.clear()
+    cache[digest] = (now + AUTH_CACHE_TTL_S, snapshot)
+    return snapshot
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
 
 
-def get_network(request: Request) -> Network:
+async def get_network(request: Request) -> Network:
     net: Network = request.app.state.network
     return net
 

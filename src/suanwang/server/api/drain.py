@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1/centers", tags=["centers"])
 
 RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_RESPONSES,
+    400: {"description": "the body is not JSON", "model": ErrorResponse},
     403: {"description": "the key is not an operator's", "model": ErrorResponse},
     404: {"description": "no such center in the scenario", "model": ErrorResponse},
 }
