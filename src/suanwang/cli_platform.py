@@ -334,6 +334,14 @@ def serve(
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
     ] = True,
     json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API server processes (more than 1 needs --no-services: run the dispatcher "
+            "and reconciler as `suanwang worker`)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the platform: API, dispatcher and reconciler, with executors for the centers."""
     import uvicorn
@@ -348,6 +356,14 @@ def serve(
     logs.configure(json_lines=json_logs)
     platform = _platform(config)
     settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
+    if workers > 1:
+        if services:
+            raise _fail(
+                f"--workers {workers} needs --no-services: the dispatcher and reconciler run "
+                "once, as `suanwang worker` (same --db and --config)"
+            )
+        _serve_workers(settings, host, port, workers, json_logs)
+        return
     loops = None
     if services:
         try:
@@ -362,6 +378,27 @@ def serve(
     finally:
         if loops is not None:
             loops.stop()
+
+
+def _serve_workers(settings: Any, host: str, port: int, workers: int, json_logs: bool) -> None:
+    """Several API processes on one port (uvicorn's process manager); each builds the app
+    from the environment (``SUANWANG_DB_URL``, ``SUANWANG_SCENARIO``)."""
+    import uvicorn
+
+    from suanwang.server import logs
+    from suanwang.server.database.session import migrate
+
+    migrate(settings.db_url)  # once, before the workers start
+    os.environ["SUANWANG_DB_URL"] = settings.db_url
+    os.environ["SUANWANG_SCENARIO"] = settings.scenario
+    uvicorn.run(
+        "suanwang.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logs.dict_config(json_lines=json_logs),
+    )
 
 
 def worker(

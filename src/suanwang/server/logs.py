@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,3 +35,24 @@ def configure(level: int = logging.INFO, *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def dict_config(level: str = "INFO", *, json_lines: bool = True) -> dict[str, Any]:
+    """The same setup as :func:`configure` as a ``logging.config`` dict (for uvicorn workers,
+    which are new processes and configure logging from such a dict)."""
+    formatter: dict[str, Any] = (
+        {"()": "suanwang.server.logs.JsonFormatter"}
+        if json_lines
+        else {"format": "%(asctime)s %(name)s %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
