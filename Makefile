@@ -28,7 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# playwright-core for the console's browser tests (tests/console), from package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+test: lint node_modules/.package-lock.json
 	$(BIN)/pytest -q
 
 clean:

@@ -30,9 +30,11 @@ app.add_typer(scenario_app, name="scenario")
 def _register_platform() -> None:
     from suanwang.cli_platform import register
     from suanwang.server.admin_cli import app as tenants_app
+    from suanwang.server.billing_cli import register as register_billing
     from suanwang.testbed.cli import app as testbed_app
 
     app.add_typer(tenants_app, name="tenants")
+    register_billing(app)  # billing (issue 5): suanwang billing ..., suanwang ledger verify
     app.add_typer(testbed_app, name="testbed")
     register(app)
 

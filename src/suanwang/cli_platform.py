@@ -541,7 +541,7 @@ def demo(
         if r.status_code != 201:
             raise _fail(f"demo job {body['name']} refused: {r.status_code} {r.text}")
         ids.append(r.json()["id"])
-    out.print(f"suanwang demo running at {url}  (API docs: {url}/docs)")
+    out.print(f"suanwang demo running at {url}  (console: {url}/  API docs: {url}/docs)")
     out.print(f"API key (operator): {key}")
     out.print(f"  export SUANWANG_URL={url} SUANWANG_API_KEY={key}")
     out.print("  suanwang jobs; suanwang jobs <id>; suanwang logs <id>; suanwang centers")

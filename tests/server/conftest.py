@@ -28,13 +28,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.server.app import create_app
 from suanwang.server.database.models import (
+    Account,
+    BillingSetting,
     CenterDrain,
     CenterOwner,
     JobEvent,
     JobRow,
+    LedgerPosting,
+    LedgerTransaction,
+    PublishedApp,
     RunFence,
     Tenant,
     TenantRole,
+    UsageRecord,
 )
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.settings import Settings
@@ -111,7 +117,10 @@ def engine(app: FastAPI) -> Engine:
 def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
     """A client on an empty database (every table emptied before the test)."""
     with sessions.begin() as session:
-        for table in (RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant):
+        for table in (  # billing tables first (issue 5)
+            UsageRecord, LedgerPosting, LedgerTransaction, Account, BillingSetting,
+            PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
+        ):  # fmt: skip
             session.execute(delete(table))
     yield TestClient(app)  # the lifespan is entered once per session, by ``app``
 

@@ -147,7 +147,8 @@ def test_idempotent_submits_racing_make_one_job(
 def test_losing_the_insert_race_rereads_the_winner(
     sessions: sessionmaker[Session], alice: Any, monkeypatch: pytest.MonkeyPatch, body: Any
 ) -> None:
-    """The unique constraint path: the pre-check missed the row another request just made."""
+    """The unique constraint decides (INSERT ... ON CONFLICT DO NOTHING): the loser's insert
+    stores nothing and it reads the winner's row once; no second job, no second event."""
     spec = JobSpec.model_validate(body())
     with sessions() as s:
         first, _ = models.submit_job(
@@ -157,19 +158,20 @@ def test_losing_the_insert_race_rereads_the_winner(
     real = models._by_key
     calls = []
 
-    def miss_once(session: Session, tenant: Tenant, key: str) -> JobRow | None:
+    def spy(session: Session, tenant: Tenant, key: str) -> JobRow | None:
         calls.append(key)
-        return None if len(calls) == 1 else real(session, tenant, key)
+        return real(session, tenant, key)
 
-    monkeypatch.setattr(models, "_by_key", miss_once)
+    monkeypatch.setattr(models, "_by_key", spy)
     with sessions() as s:
         job, created = models.submit_job(
             session=s, tenant=_tenant(s, alice), spec=spec, idempotency_key="k"
         )
         s.commit()
-    assert (job.id, created, len(calls)) == (first.id, False, 2)
+    assert (job.id, created, calls) == (first.id, False, ["k"])
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(JobRow)) == 1
+        assert s.scalar(select(func.count()).select_from(JobEvent)) == 1
 
 
 def test_cursor_round_trip_and_garbage() -> None:

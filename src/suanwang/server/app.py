@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanwang import __version__
+from suanwang.console import mount as mount_console
 from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.api import centers, drain, health, jobs, metrics
+from suanwang.server.api import apps, billing, centers, drain, health, jobs, metrics
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
@@ -248,4 +249,7 @@ def create_app(
     app.include_router(centers.router)
     app.include_router(drain.router)
     app.include_router(metrics.router)
+    app.include_router(billing.router)  # billing (issue 5)
+    app.include_router(apps.router)
+    mount_console(app)
     return app

@@ -9,6 +9,7 @@ OpenAPI document as enums (see :func:`suanwang.server.app.create_app`).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -175,6 +176,10 @@ class JobPublic(BaseModel):
     exit_code: int | None
     decision: dict[str, Any] | None = Field(description="placement explanation, once placed")
     spec: JobSpec
+    # billing (issue 5): set by GET /v1/jobs/{id} once the finished job has been charged
+    charge_cny: Decimal | None = Field(
+        default=None, description="what the finished job was charged (CNY), once settled"
+    )
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobPublic:

@@ -12,8 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from suanwang.billing import store as billing
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
+from suanwang.core.network import Network
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
@@ -47,10 +51,11 @@ def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
     responses={
         200: {"model": JobPublic, "description": "replay: this Idempotency-Key made this job"},
         400: {"model": ErrorResponse, "description": "the body could not be read"},
+        402: {"description": "billing required and the prepaid balance cannot cover the hold"},
         413: {"model": ErrorResponse, "description": "request body over 64 KiB"},
     },
 )
-def submit_job(
+async def submit_job(
     spec: JobCreate,
     session: SessionDep,
     tenant: CurrentTenant,
@@ -80,8 +85,8 @@ def submit_job(
             ]
         )
     try:
-        job, created = models.submit_job(
-            session=session, tenant=tenant, spec=spec, idempotency_key=idempotency_key
+        job, created = await run_in_threadpool(
+            _store, session=session, tenant=tenant, spec=spec, net=net, key=idempotency_key
         )
     except models.IdempotencyConflict as exc:
         raise RequestValidationError(
@@ -94,11 +99,29 @@ def submit_job(
                 }
             ]
         ) from None
-    session.commit()
+    except billing.InsufficientBalance as exc:
+        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, billing.no_funds(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return JobPublic.from_row(job)
+
+
+def _store(
+    *, session: Session, tenant: Tenant, spec: JobCreate, net: Network, key: str | None
+) -> tuple[JobRow, bool]:
+    """Store the job, reserve its estimated charge (billing, issue 5) and commit — in one
+    worker thread, since every step talks to the database. Raises
+    :class:`billing.InsufficientBalance` with nothing stored when the hold does not fit."""
+    job, created = models.submit_job(session=session, tenant=tenant, spec=spec, idempotency_key=key)
+    if created:
+        try:
+            billing.admit(session=session, tenant=tenant, job=job, net=net)
+        except billing.InsufficientBalance:
+            session.rollback()
+            raise
+    session.commit()
+    return job, created
 
 
 @router.get("")
@@ -130,7 +153,9 @@ def list_jobs(
 
 @router.get("/{job_id}", responses=NOT_FOUND)
 def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
-    return JobPublic.from_row(_job_or_404(session, tenant, job_id))
+    public = JobPublic.from_row(_job_or_404(session, tenant, job_id))
+    public.charge_cny = billing.charge_of(session=session, job_id=public.id)  # billing
+    return public
 
 
 @router.post(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -22,12 +24,13 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from suanwang.core.lifecycle import JobState
 
@@ -145,6 +148,7 @@ class JobRow(Base):
         Index("ix_jobs_state", "state"),
         Index("ix_jobs_center_state", "center_id", "state"),
         Index("ix_jobs_state_start", "state", "start_at"),
+        Index("ix_jobs_billed", "billed_at", "state"),  # billing: finished, not yet charged
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -167,6 +171,8 @@ class JobRow(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # billing (issue 5, migration 0004): when the job's usage was metered and charged
+    billed_at: Mapped[datetime | None]
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
@@ -228,3 +234,175 @@ class CenterDrain(Base):
     drained_at: Mapped[datetime] = mapped_column(default=utcnow)
     by_tenant: Mapped[str | None] = mapped_column(String(36))
     reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+
+
+class PublishedApp(Base):
+    """An app of the marketplace published by a provider or operator (``POST /v1/apps``).
+
+    ``spec`` is the :class:`suanwang.apps.catalog.AppSpec` as JSON; built-in apps live in the
+    package (``suanwang/apps/builtin.yaml``), not here.
+    """
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    spec: Mapped[dict[str, Any]]
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------- billing (issue 5)
+# Appended for billing (docs/billing.md, migration 0004); money logic is in suanwang.billing.
+
+
+class _Scaled(TypeDecorator[Decimal]):
+    """A ``Decimal`` stored as ``NUMERIC(p, s)``; on SQLite (which has no exact decimal type)
+    as an integer count of ``10**-s`` units, so that SQL sums stay exact there too."""
+
+    impl = Numeric
+    cache_ok = True
+    precision = 18
+    scale = 2
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"float {value!r} for a money/quantity column: use Decimal")
+        d = Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+        if dialect.name == "sqlite":
+            return int(d.scaleb(self.scale))
+        return d
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+
+
+class Money(_Scaled):
+    """CNY to the fen: ``NUMERIC(18, 2)``."""
+
+    cache_ok = True
+    precision = 18
+    scale = 2
+
+
+class Quantity(_Scaled):
+    """SCU, kWh, kg, GB, seconds to 6 decimals: ``NUMERIC(20, 6)``."""
+
+    cache_ok = True
+    precision = 20
+    scale = 6
+
+
+class BillingSetting(Base):
+    """Platform billing settings (``billing_required``, ``commission_rate``) by key."""
+
+    __tablename__ = "billing_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Account(Base):
+    """A ledger account; ``balance`` is the sum of its postings (``ledger verify`` checks)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("kind NOT IN ('prepaid', 'held') OR balance >= 0", name="non_negative"),
+        Index("ix_accounts_tenant", "tenant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    balance: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0.00"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerTransaction(Base):
+    """One balanced transaction (top-up, hold, charge); ``ref`` makes writing it idempotent."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (
+        Index("ix_ledger_transactions_tenant", "tenant_id", "created_at"),
+        Index("ix_ledger_transactions_kind", "kind", "created_at"),
+        Index("ix_ledger_transactions_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    commission: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0.00"))
+    memo: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerPosting(Base):
+    """One side of a transaction: ``amount`` > 0 credits the account, < 0 debits it."""
+
+    __tablename__ = "ledger_postings"
+    __table_args__ = (
+        Index("ix_ledger_postings_account", "account_id"),
+        Index("ix_ledger_postings_transaction", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[Decimal] = mapped_column(Money())
+
+
+class UsageRecord(Base):
+    """One metered run of a job (immutable; one per run event, so ingesting twice counts once)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        UniqueConstraint("run_event_id"),
+        Index("ix_usage_records_transaction", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(String(36))
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(Integer)
+    run_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    center_id: Mapped[str] = mapped_column(String(100))
+    pool_model: Mapped[str] = mapped_column(String(100))
+    precision: Mapped[str] = mapped_column(String(8))
+    units: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    end_state: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[Decimal] = mapped_column(Quantity())
+    scu: Mapped[Decimal] = mapped_column(Quantity())
+    it_kwh: Mapped[Decimal] = mapped_column(Quantity())
+    facility_kwh: Mapped[Decimal] = mapped_column(Quantity())
+    green_kwh: Mapped[Decimal] = mapped_column(Quantity())
+    carbon_kg: Mapped[Decimal] = mapped_column(Quantity())
+    data_gb: Mapped[Decimal] = mapped_column(Quantity())
+    compute_cny: Mapped[Decimal] = mapped_column(Money())
+    transfer_cny: Mapped[Decimal] = mapped_column(Money())
+    amount_cny: Mapped[Decimal] = mapped_column(Money())
+    billable: Mapped[bool] = mapped_column(Boolean)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,11 +19,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, select, true
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from suanwang.core.hardware import REFERENCE_MODEL, Catalog, Precision, speed_scu_per_hour
 from suanwang.core.jobs import ANY_ACCELERATOR, Job
@@ -103,45 +104,53 @@ def submit_job(
 
     With an ``idempotency_key`` a retry returns the job the first request created
     (``created`` False) and never makes a second one, even when both requests race: the unique
-    constraint ``(tenant_id, idempotency_key)`` decides and the loser re-reads the winner's row.
-    Reusing a key with a different spec raises :class:`IdempotencyConflict`.
+    constraint ``(tenant_id, idempotency_key)`` decides (``INSERT ... ON CONFLICT DO NOTHING``,
+    no savepoint) and the loser reads the winner's row. Reusing a key with a different spec
+    raises :class:`IdempotencyConflict`. Two statements (job, event) in the common case.
     """
     data = spec.model_dump(mode="json")
-    if idempotency_key is not None:
-        existing = _by_key(session, tenant, idempotency_key)
-        if existing is not None:
-            return _replay(existing, data), False
     now = utcnow()
-    job = JobRow(
-        id=new_id(),
-        tenant_id=tenant.id,
-        name=spec.name,
-        spec=data,
-        state=JobState.PENDING.value,
-        idempotency_key=idempotency_key,
-        submitted_at=now,
-        updated_at=now,
-    )
-    event = JobEvent(
-        job_id=job.id,
-        at=now,
-        from_state=None,
-        to_state=JobState.PENDING.value,
-        detail={"reason": "submitted", "by": tenant.id},
-    )
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-            session.add(event)
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        existing = _by_key(session, tenant, idempotency_key)
-        if existing is None:
-            raise
+    values = {
+        "id": new_id(),
+        "tenant_id": tenant.id,
+        "name": spec.name,
+        "spec": data,
+        "state": JobState.PENDING.value,
+        "idempotency_key": idempotency_key,
+        "submitted_at": now,
+        "updated_at": now,
+    }
+    row = session.execute(_INSERT_JOB[session.get_bind().dialect.name], values).first()
+    if row is None:  # the key is taken (a NULL key never conflicts)
+        existing = _by_key(session, tenant, idempotency_key or "")
+        if existing is None:  # pragma: no cover - ON CONFLICT waited for the winner's commit
+            raise RuntimeError("idempotency conflict without a stored job")
         return _replay(existing, data), False
+    session.execute(
+        _INSERT_EVENT,
+        {
+            "job_id": values["id"],
+            "at": now,
+            "from_state": None,
+            "to_state": JobState.PENDING.value,
+            "detail": {"reason": "submitted", "by": tenant.id},
+        },
+    )
+    job = JobRow(**row._asdict())  # the row as stored (server defaults included)
+    make_transient_to_detached(job)
+    session.add(job)  # persistent, with every column loaded: no further SELECT
     return job, True
+
+
+#: The statements of the submit path, built (and so compiled) once per dialect.
+_JOBS = cast(Table, JobRow.__table__)
+_INSERT_JOB = {
+    name: dialect_insert(_JOBS)
+    .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+    .returning(*_JOBS.columns)
+    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_INSERT_EVENT = insert(cast(Table, JobEvent.__table__))
 
 
 def _by_key(session: Session, tenant: Tenant, key: str) -> JobRow | None:

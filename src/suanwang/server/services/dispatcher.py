@@ -283,7 +283,12 @@ class Dispatcher:
             session=session,
             job=row,
             to=JobState.SCHEDULED,
-            detail={"center": center, "reason": reason, "start_at": start_at.isoformat()},
+            detail={
+                "center": center,
+                "reason": reason,
+                "start_at": start_at.isoformat(),
+                "pool": net.pool_model[pool],
+            },  # billing meters each run on its chip
             updates={
                 "center_id": center,
                 "pool_model": net.pool_model[pool],

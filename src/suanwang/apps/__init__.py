@@ -1,0 +1,1 @@
+"""The app marketplace: packaged, parameterised job templates."""

@@ -1,0 +1,135 @@
+"""Posted prices: CNY per standard compute unit (SCU) for each center, chip, precision and hour.
+
+A center posts, for every chip model it has and every local hour (time of use)::
+
+    price = (energy_kwh_per_scu x tariff(hour) + capacity_cny_per_scu) x (1 + margin)
+    energy_kwh_per_scu = unit_power_kW(model) x PUE(center) / speed(model, precision)
+
+``unit_power_kW`` is the card with its host share (or one CPU core), ``speed`` the SCU one unit
+delivers per hour at the job's precision (:func:`suanwang.core.hardware.speed_scu_per_hour`),
+``tariff(hour)`` the provincial time-of-use grid tariff at the center's local hour (the scenario
+time zone). ``capacity_cny_per_scu`` stands for the hardware, building and staff (an assumption:
+3.50 CNY per SCU, about an A100's amortisation per hour) and ``margin`` is the provider's
+mark-up (default 15 %). Prices are rounded to 0.0001 CNY. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from suanwang.core.hardware import Precision, speed_scu_per_hour
+from suanwang.core.scenario import Scenario
+
+from .money import PRICE_STEP
+
+
+@dataclass(frozen=True, slots=True)
+class PriceParams:
+    """What turns a center's physics into a posted price (see the module docstring)."""
+
+    capacity_cny_per_scu: Decimal = Decimal("3.50")
+    margin: Decimal = Decimal("0.15")
+
+    def __post_init__(self) -> None:
+        if self.capacity_cny_per_scu < 0:
+            raise ValueError(f"capacity_cny_per_scu must be >= 0, not {self.capacity_cny_per_scu}")
+        if not Decimal(0) <= self.margin <= Decimal(1):
+            raise ValueError(f"margin must be within 0..1, not {self.margin}")
+
+
+DEFAULT_PRICES = PriceParams()
+
+
+class NoPrice(ValueError):
+    """A center/model/precision with no posted price (unknown, or the chip cannot run it)."""
+
+
+def _d(x: float) -> Decimal:
+    return Decimal(repr(float(x)))
+
+
+class PriceBook:
+    """The posted prices of every center of one scenario (tables computed once, then cached)."""
+
+    def __init__(self, scenario: Scenario, params: PriceParams = DEFAULT_PRICES) -> None:
+        self.scenario = scenario
+        self.params = params
+        self._tables: dict[tuple[str, str, Precision], tuple[Decimal, ...]] = {}
+        self._max: dict[Precision, Decimal] = {}
+
+    def price(self, center_id: str, model: str, precision: Precision, local_hour: int) -> Decimal:
+        """CNY per SCU at ``center_id`` on ``model`` for ``precision`` work in ``local_hour``."""
+        return self.table(center_id, model, precision)[local_hour % 24]
+
+    def table(self, center_id: str, model: str, precision: Precision) -> tuple[Decimal, ...]:
+        """The 24 hourly prices; raises :class:`NoPrice`."""
+        key = (center_id, model, precision)
+        if key not in self._tables:
+            self._tables[key] = _price_table(
+                self.scenario, center_id, model, precision, self.params
+            )
+        return self._tables[key]
+
+    def models(self, center_id: str) -> list[str]:
+        center = self.scenario.center(center_id)
+        out = [m for m, n in center.inventory if n > 0]
+        if center.cpu_cores > 0:
+            out += [a.model for a in self.scenario.catalog.accelerators if a.is_cpu][:1]
+        return out
+
+    def price_list(self, center_id: str) -> list[dict[str, object]]:
+        """A center's posted list: per model and precision, the 24 hourly prices (strings)."""
+        rows: list[dict[str, object]] = []
+        for model in self.models(center_id):
+            for precision in Precision:
+                try:
+                    table = self.table(center_id, model, precision)
+                except NoPrice:
+                    continue
+                rows.append(
+                    {
+                        "model": model,
+                        "precision": precision.value,
+                        "cny_per_scu_by_hour": [str(p) for p in table],
+                        "min_cny_per_scu": str(min(table)),
+                        "max_cny_per_scu": str(max(table)),
+                    }
+                )
+        return rows
+
+    def max_price(self, precision: Precision) -> Decimal:
+        """The highest price per SCU any center posts for ``precision`` at any hour (holds)."""
+        if precision not in self._max:
+            best = Decimal(0)
+            for center in self.scenario.centers:
+                for model in self.models(center.id):
+                    try:
+                        best = max(best, max(self.table(center.id, model, precision)))
+                    except NoPrice:
+                        continue
+            self._max[precision] = best
+        return self._max[precision]
+
+
+def _price_table(
+    scenario: Scenario, center_id: str, model: str, precision: Precision, params: PriceParams
+) -> tuple[Decimal, ...]:
+    try:
+        center = scenario.center(center_id)
+    except KeyError:
+        raise NoPrice(f"center {center_id!r}: not in scenario {scenario.name!r}") from None
+    if model not in scenario.catalog:
+        raise NoPrice(f"model {model!r}: not in the catalog of scenario {scenario.name!r}")
+    acc = scenario.catalog.get(model)
+    speed = speed_scu_per_hour(acc, precision)
+    if speed <= 0:
+        raise NoPrice(f"model {model!r} cannot run {precision.value} work")
+    kwh_per_scu = _d(acc.unit_power_w()) / 1000 * _d(center.pue) / _d(speed)
+    tariff = scenario.province(center.province).tariff
+    out = []
+    for h in range(24):
+        energy = kwh_per_scu * _d(tariff.price_at_hour(h))
+        price = (energy + params.capacity_cny_per_scu) * (1 + params.margin)
+        out.append(price.quantize(PRICE_STEP, rounding=ROUND_HALF_UP))
+    return tuple(out)

@@ -1,0 +1,160 @@
+"""Rating: a job's runs (segments of ``running``) -> usage records with their charges.
+
+A *segment* is one run of a job on one center and chip model, from the event that saw it
+``running`` to the event that ended the run (succeeded, failed, cancelled, migrating, lost).
+Each segment is split at local hour boundaries (the scenario's time zone) and every piece is
+charged at that hour's posted price::
+
+    scu    = units x speed(model, precision) x seconds / 3600
+    charge = sum over pieces of scu_piece x price(center, model, precision, local hour)
+
+rounded half up to the cent once per segment. Data transfer (``data_gb`` x the link's price
+from the job's origin to its first center) is charged once, on the first segment. A run that
+ended ``lost`` (its center failed) is metered but not billed: the provider did not deliver.
+Energy: IT kWh = units x unit power x hours; facility kWh = IT x PUE; green kWh = facility x
+the center's green-contract share; carbon = the rest x the province's grid emission factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from suanwang.core.hardware import Precision, speed_scu_per_hour
+
+from .money import ZERO, cents, qty
+from .pricing import PriceBook
+
+#: Run ends that are not billed (metered with amount 0).
+UNBILLED_ENDS = frozenset({"lost"})
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One run of a job: where, on what, from when to when, and how it ended."""
+
+    seq: int
+    center_id: str
+    model: str
+    started_at: datetime
+    ended_at: datetime
+    end_state: str
+    run_event_id: int
+
+    def __post_init__(self) -> None:
+        if self.started_at.tzinfo is None or self.ended_at.tzinfo is None:
+            raise ValueError(f"segment {self.seq}: times must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """The rated usage of one segment (what a ``usage_records`` row stores)."""
+
+    seq: int
+    run_event_id: int
+    center_id: str
+    model: str
+    precision: Precision
+    units: int
+    started_at: datetime
+    ended_at: datetime
+    end_state: str
+    seconds: Decimal
+    scu: Decimal
+    it_kwh: Decimal
+    facility_kwh: Decimal
+    green_kwh: Decimal
+    carbon_kg: Decimal
+    data_gb: Decimal
+    compute_cny: Decimal
+    transfer_cny: Decimal
+    billable: bool
+
+    @property
+    def amount_cny(self) -> Decimal:
+        return self.compute_cny + self.transfer_cny if self.billable else ZERO
+
+
+def rate_segment(
+    book: PriceBook,
+    seg: Segment,
+    *,
+    precision: Precision,
+    units: int,
+    data_gb: Decimal = ZERO,
+    transfer_cny_per_gb: Decimal = ZERO,
+) -> UsageLine:
+    """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer)."""
+    if units <= 0:
+        raise ValueError(f"segment {seg.seq}: units must be positive, not {units}")
+    sc = book.scenario
+    acc = sc.catalog.get(seg.model)
+    center = sc.center(seg.center_id)
+    speed = Decimal(repr(speed_scu_per_hour(acc, precision)))
+    tz = ZoneInfo(sc.timezone)
+    end = max(seg.ended_at, seg.started_at)
+    t = seg.started_at
+    scu_total = Decimal(0)
+    money = Decimal(0)
+    while t < end:
+        local = t.astimezone(tz)
+        next_hour = (
+            local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        ).astimezone(t.tzinfo)
+        piece_end = min(next_hour, end)
+        secs = Decimal(repr((piece_end - t).total_seconds()))
+        scu = units * speed * secs / 3600
+        scu_total += scu
+        money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
+        t = piece_end
+    seconds = Decimal(repr((end - seg.started_at).total_seconds()))
+    hours = seconds / 3600
+    it_kwh = units * Decimal(repr(acc.unit_power_w())) / 1000 * hours
+    facility = it_kwh * Decimal(repr(center.pue))
+    green = facility * Decimal(repr(center.power.green_ppa_share))
+    factor = Decimal(repr(sc.province(center.province).emission_factor_t_per_mwh))
+    billable = seg.end_state not in UNBILLED_ENDS
+    return UsageLine(
+        seq=seg.seq,
+        run_event_id=seg.run_event_id,
+        center_id=seg.center_id,
+        model=seg.model,
+        precision=precision,
+        units=units,
+        started_at=seg.started_at,
+        ended_at=end,
+        end_state=seg.end_state,
+        seconds=qty(seconds),
+        scu=qty(scu_total),
+        it_kwh=qty(it_kwh),
+        facility_kwh=qty(facility),
+        green_kwh=qty(green),
+        carbon_kg=qty((facility - green) * factor),
+        data_gb=qty(data_gb),
+        compute_cny=cents(money),
+        transfer_cny=cents(data_gb * transfer_cny_per_gb),
+        billable=billable,
+    )
+
+
+def estimate_hold(
+    book: PriceBook,
+    *,
+    work_scu: float,
+    precision: Precision,
+    data_gb: float,
+    max_transfer_cny_per_gb: Decimal,
+) -> Decimal:
+    """The hold placed at submit: the job's work at the highest posted price in the network
+    (any center, any hour) plus its data at the dearest link from its origin, rounded up.
+
+    A job's SCU do not depend on where it runs (a faster chip runs it shorter), so this bounds
+    the charge of a run that takes as long as its estimate.
+    """
+    from .money import cents_up
+
+    work = Decimal(repr(float(work_scu)))
+    data = Decimal(repr(float(data_gb)))
+    return cents_up(work * book.max_price(precision) + data * max_transfer_cny_per_gb)

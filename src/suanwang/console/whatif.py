@@ -1,0 +1,212 @@
+"""What-if runs from the console: the simulator as a background task (operators).
+
+``POST /v1/whatif`` starts a simulation of the served scenario (synthetic workload, chosen
+policies, optional offline bound) in a background thread and returns at once;
+``GET /v1/whatif/{id}`` reports its progress and, once done, the same JSON document as
+``suanwang simulate --json``. One run at a time per server (a second is a 409); runs live in the
+server's memory (the last 20 are kept, none survive a restart).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from suanwang.core.scenario import Scenario
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
+from suanwang.server.database.models import Tenant, TenantRole
+from suanwang.server.schemas import ErrorResponse
+from suanwang.sim.run import make_workload, policy_names, run
+
+KEEP = 20
+router = APIRouter(prefix="/v1/whatif", tags=["what-if"], responses=AUTH_RESPONSES)
+FORBIDDEN: dict[int | str, dict[str, object]] = {
+    403: {"model": ErrorResponse, "description": "what-if runs are for operators"}
+}
+
+
+class WhatIfRequest(BaseModel):
+    """A simulation of the served scenario on a synthetic workload."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    policies: list[str] = Field(
+        default_factory=lambda: ["all"], min_length=1, max_length=10,
+        description="policy names, or 'all'",
+    )  # fmt: skip
+    jobs: int = Field(2000, ge=10, le=50_000, description="synthetic jobs")
+    days: float = Field(1.0, gt=0, le=7, description="days over which jobs arrive")
+    load: float | None = Field(None, gt=0, le=1.5, description="scale durations to this load")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    start: datetime = Field(
+        default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC), description="first day (UTC)"
+    )
+    drain_days: float = Field(2.0, ge=0, le=14, description="simulated days after arrivals")
+    bound: bool = Field(False, description="also solve the offline LP bound (slower)")
+
+    @field_validator("policies")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        return policy_names(value)  # ValueError names an unknown policy
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class WhatIfRun(BaseModel):
+    id: str
+    state: Literal["running", "done", "failed"]
+    created_at: datetime
+    request: WhatIfRequest
+    progress: float = Field(description="0..1")
+    step: str = Field(description="what it is doing now")
+    seconds: float
+    result: dict[str, Any] | None = Field(description="as `suanwang simulate --json`, once done")
+    error: str | None = None
+
+
+@dataclass
+class _Run:
+    id: str
+    request: WhatIfRequest
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    state: Literal["running", "done", "failed"] = "running"
+    progress: float = 0.0
+    step: str = "building the workload"
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def public(self) -> WhatIfRun:
+        end = self.ended if self.ended is not None else time.monotonic()
+        return WhatIfRun(
+            id=self.id, state=self.state, created_at=self.created_at, request=self.request,
+            progress=self.progress, step=self.step, seconds=round(end - self.started, 2),
+            result=self.result, error=self.error,
+        )  # fmt: skip
+
+
+class WhatIfRunner:
+    """The runs of one app; at most one simulates at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+
+    def start(self, scenario: Scenario, request: WhatIfRequest) -> _Run:
+        with self._lock:
+            busy = [r for r in self._runs.values() if r.state == "running"]
+            if busy:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"what-if run {busy[0].id} is still running; wait for it to finish",
+                )
+            job = _Run(id=str(uuid.uuid4()), request=request)
+            self._runs[job.id] = job
+            while len(self._runs) > KEEP:
+                self._runs.popitem(last=False)
+        threading.Thread(
+            target=self._simulate, args=(scenario, job), name=f"whatif-{job.id[:8]}", daemon=True
+        ).start()
+        return job
+
+    def get(self, run_id: str) -> _Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def all(self) -> list[_Run]:
+        with self._lock:
+            return list(reversed(self._runs.values()))
+
+    def _simulate(self, scenario: Scenario, job: _Run) -> None:
+        req = job.request
+        steps = len(req.policies) + (1 if req.bound else 0)
+        done_policies: list[str] = []
+
+        def on_policy(name: str, done: int, total: int) -> None:
+            if done >= total and name not in done_policies:
+                done_policies.append(name)
+            finished = len(done_policies) + (0 if done >= total else done / max(total, 1))
+            job.progress = min(finished / steps, 0.99)
+            job.step = f"simulating policy {name}: {done} of {total} jobs"
+
+        try:
+            from suanwang.core.network import Network
+
+            workload = make_workload(
+                Network(scenario), trace="synthetic", fmt="suanwang", jobs=req.jobs,
+                days=req.days, seed=req.seed, start=req.start, load=req.load,
+            )  # fmt: skip
+            job.step = "modelling the energy signals"
+            result = run(
+                scenario, workload, start=req.start, policies=req.policies, seed=req.seed,
+                drain_days=req.drain_days, with_bound=req.bound, on_policy=on_policy,
+            )  # fmt: skip
+            job.result = result.to_json()
+            job.state, job.progress, job.step = "done", 1.0, "done"
+        except Exception as exc:  # a failed run is reported, never lost in a thread
+            job.state, job.error, job.step = "failed", f"{type(exc).__name__}: {exc}", "failed"
+        finally:
+            job.ended = time.monotonic()
+
+
+def _runner(request: Request) -> WhatIfRunner:
+    runner: WhatIfRunner | None = getattr(request.app.state, "whatif", None)
+    if runner is None:
+        runner = request.app.state.whatif = WhatIfRunner()
+    return runner
+
+
+def _operator(tenant: CurrentTenant) -> Tenant:
+    """The tenant, if an operator; 403 otherwise (before a request body is looked at)."""
+    if tenant.tenant_role is not TenantRole.OPERATOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "what-if runs are for operators")
+    return tenant
+
+
+Operator = Annotated[Tenant, Depends(_operator)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **FORBIDDEN,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        409: {"model": ErrorResponse, "description": "a run is going"},
+    },
+)
+def start_whatif(body: WhatIfRequest, request: Request, _tenant: Operator) -> WhatIfRun:
+    """Start a simulation of the served scenario; poll ``GET /v1/whatif/{id}`` for progress."""
+    scenario: Scenario = request.app.state.scenario
+    return _runner(request).start(scenario, body).public()
+
+
+@router.get("", responses=FORBIDDEN)
+def list_whatif(request: Request, _tenant: Operator) -> list[WhatIfRun]:
+    """The server's recent what-if runs, newest first."""
+    return [r.public() for r in _runner(request).all()]
+
+
+@router.get(
+    "/{run_id}",
+    responses={**FORBIDDEN, 404: {"model": ErrorResponse, "description": "no such run"}},
+)
+def get_whatif(
+    run_id: Annotated[str, Path(max_length=64)], request: Request, _tenant: Operator
+) -> WhatIfRun:
+    found = _runner(request).get(run_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no what-if run {run_id!r}")
+    return found.public()

@@ -1,0 +1,190 @@
+"""``/v1/apps``: the app marketplace — list, read, run (submits a job), publish.
+
+Built-in apps ship with the package; providers and operators publish more (``POST /v1/apps``,
+table ``apps``). Running an app fills its parameters (each checked: a 422 names the parameter
+and why) and submits the resulting job through ``POST /v1/jobs``'s own handler, so placement,
+idempotency, billing admission and every scenario check are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from suanwang.apps.catalog import App, AppError, AppSpec, Problem, builtin_apps, render
+from suanwang.server.api import jobs
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.database.models import PublishedApp, Tenant, TenantRole
+from suanwang.server.models.jobs import check_spec
+from suanwang.server.schemas import ErrorResponse, JobCreate, JobName, JobPublic, Name
+
+router = APIRouter(prefix="/v1/apps", tags=["apps"], responses=AUTH_RESPONSES)
+
+AppId = Annotated[str, Path(max_length=64, description="the app's id")]
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "no such app"}
+}
+
+
+def _publisher(tenant: CurrentTenant) -> Tenant:
+    """The tenant, if it may publish apps; 403 otherwise (before the body is looked at)."""
+    if tenant.tenant_role is TenantRole.CONSUMER:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "publishing apps is for providers and operators"
+        )
+    return tenant
+
+
+Publisher = Annotated[Tenant, Depends(_publisher)]
+
+
+class AppList(BaseModel):
+    items: list[App]
+
+
+class AppRun(BaseModel):
+    """The body of ``POST /v1/apps/{id}/run``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    origin: Name = Field(description="province or city (id) the job's users and data are in")
+    name: JobName | None = Field(None, description="the job's name (default: the app's id)")
+    parameters: dict[Annotated[str, Field(max_length=40)], bool | int | float | str] = Field(
+        default_factory=dict, max_length=30, description="parameter values (others: defaults)"
+    )
+    deadline_s: float | None = Field(None, gt=0, le=1e9)
+
+
+def _published(row: PublishedApp, session: SessionDep) -> App:
+    tenant = session.get(Tenant, row.tenant_id)
+    spec = AppSpec.model_validate(row.spec)
+    return App(**spec.model_dump(), publisher=tenant.name if tenant else "?", builtin=False)
+
+
+def _find(session: SessionDep, app_id: str) -> App | None:
+    for app in builtin_apps():
+        if app.id == app_id:
+            return app
+    row = session.get(PublishedApp, app_id)
+    return _published(row, session) if row is not None else None
+
+
+def _invalid(
+    problems: list[Problem], prefix: tuple[str, ...] = ("body",)
+) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {"type": "app", "loc": (*prefix, *p.loc), "msg": p.msg, "input": p.input}
+            for p in problems
+        ]
+    )
+
+
+def _job_problems(body: dict[str, Any], net: NetworkDep) -> tuple[JobCreate | None, list[Problem]]:
+    """The job for ``body``, or what is wrong with it (pydantic and scenario checks)."""
+    try:
+        spec = JobCreate.model_validate(body)
+    except ValidationError as exc:
+        return None, [Problem(("job", *e["loc"]), e["msg"], e.get("input")) for e in exc.errors()]
+    return spec, [Problem(("job", *p.loc), p.msg, p.input) for p in check_spec(spec, net)]
+
+
+@router.get("")
+def list_apps(session: SessionDep, _tenant: CurrentTenant) -> AppList:
+    """Every app: built-in ones first, then published ones by id."""
+    rows = session.scalars(select(PublishedApp).order_by(PublishedApp.id))
+    return AppList(items=[*builtin_apps(), *(_published(r, session) for r in rows)])
+
+
+@router.get("/{app_id}", responses=NOT_FOUND)
+def get_app(app_id: AppId, session: SessionDep, _tenant: CurrentTenant) -> App:
+    app = _find(session, app_id)
+    if app is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no app {app_id!r}")
+    return app
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        403: {"model": ErrorResponse, "description": "consumers may not publish apps"},
+        409: {"model": ErrorResponse, "description": "an app with this id exists"},
+    },
+)
+def publish_app(spec: AppSpec, session: SessionDep, tenant: Publisher, net: NetworkDep) -> App:
+    """Publish an app (providers and operators). Its defaults must make a valid job."""
+    if _find(session, spec.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"an app {spec.id!r} exists already")
+    try:
+        body = render(spec, {})
+    except AppError as exc:
+        raise _invalid(exc.problems) from None
+    _, problems = _job_problems({**body, "name": spec.id, "origin": net.place_ids[0]}, net)
+    problems = [p for p in problems if p.loc[:2] != ("job", "origin")]
+    if problems:
+        relabelled = [Problem(("template", *p.loc[1:]), p.msg, p.input) for p in problems]
+        raise _invalid(relabelled)
+    row = PublishedApp(id=spec.id, tenant_id=tenant.id, spec=spec.model_dump(mode="json"))
+    session.add(row)
+    session.commit()
+    return _published(row, session)
+
+
+@router.post(
+    "/{app_id}/run",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **NOT_FOUND,
+        200: {"model": JobPublic, "description": "replay: this Idempotency-Key made this job"},
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        402: {"description": "billing required and the prepaid balance cannot cover the hold"},
+    },
+)
+async def run_app(
+    app_id: AppId,
+    run: AppRun,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    net: NetworkDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$"),
+    ] = None,
+) -> JobPublic:
+    """Fill the app's parameters and submit the job (as ``POST /v1/jobs``): 201 and the job.
+
+    A parameter that is unknown, of the wrong type or out of range is a 422 naming it
+    (``loc``: ``["body", "parameters", NAME]``).
+    """
+    app = await run_in_threadpool(_find, session, app_id)  # the database: not on the loop
+    if app is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no app {app_id!r}")
+    try:
+        body = render(app, run.parameters)
+    except AppError as exc:
+        raise _invalid(exc.problems) from None
+    body.update(name=run.name or app.id, origin=run.origin)
+    if run.deadline_s is not None:
+        body["deadline_s"] = run.deadline_s
+    spec, problems = _job_problems(body, net)
+    origin = [p for p in problems if p.loc[:2] == ("job", "origin")]
+    if origin:  # the user's own field: name it as such
+        raise _invalid([Problem(("origin",), p.msg, p.input) for p in origin])
+    if spec is None or problems:
+        raise _invalid(problems)
+    return await jobs.submit_job(
+        spec=spec,
+        session=session,
+        tenant=tenant,
+        net=net,
+        response=response,
+        idempotency_key=idempotency_key,
+    )

@@ -1,0 +1,202 @@
+"""``/v1/billing``: balances, top-ups (operators), invoices (JSON/CSV), settlements, prices.
+
+Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
+
+* ``GET /balance``: your own; operators any tenant's with ``?tenant=NAME_OR_ID``.
+* ``POST /topups``: operators only (money arrives outside the platform); ``Idempotency-Key``
+  makes a retry credit once.
+* ``GET /invoices/{YYYY-MM}``: your own (``?format=csv`` for CSV); operators ``?tenant=``.
+* ``GET /settlements/{YYYY-MM}``: operators see every provider, charges and commission; a
+  provider sees its own statement; consumers get 403.
+* ``GET /prices/{center_id}``: the center's posted price per SCU by chip, precision, hour.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from suanwang.billing import store
+from suanwang.billing.money import parse_amount
+from suanwang.billing.pricing import NoPrice
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.database.models import Tenant, TenantRole
+from suanwang.server.schemas import ErrorResponse
+
+router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=AUTH_RESPONSES)
+
+Period = Annotated[
+    str,
+    Path(
+        pattern=r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$",
+        description="a month, YYYY-MM (UTC)",
+        max_length=7,
+    ),
+]
+TenantQuery = Annotated[
+    str | None,
+    Query(max_length=100, description="operators: the tenant (name or id) to look at"),
+]
+FORBIDDEN: dict[int | str, dict[str, object]] = {
+    403: {"model": ErrorResponse, "description": "not allowed for your role"},
+    404: {"model": ErrorResponse, "description": "no such tenant"},
+}
+
+
+def _subject(session: SessionDep, me: Tenant, tenant: str | None) -> Tenant:
+    if tenant is None:
+        return me
+    if me.tenant_role is not TenantRole.OPERATOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may name another tenant")
+    found = store.tenant_by_name_or_id(session=session, ref=tenant)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no tenant {tenant!r}")
+    return found
+
+
+def _invalid(loc: tuple[str, ...], msg: str, value: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
+
+
+def _period(period: str) -> str:
+    try:
+        store.period_bounds(period)
+    except ValueError as exc:
+        raise _invalid(("path", "period"), str(exc), period) from None
+    return period
+
+
+@router.get("/balance", responses=FORBIDDEN)
+def get_balance(
+    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings."""
+    who = _subject(session, me, tenant)
+    config = store.get_config(session=session)
+    return store.balance(session=session, tenant_id=who.id).as_json() | {
+        "billing_required": config.billing_required,
+        "commission_rate": str(config.commission_rate),
+    }
+
+
+AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
+
+
+class TopUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1, max_length=100, description="tenant name or id")
+    amount_cny: str = Field(
+        min_length=1,
+        max_length=15,
+        # documented for clients; checked by parse_amount, whose message says what is wrong
+        json_schema_extra={"pattern": AMOUNT_PATTERN},
+        description="a positive amount in CNY, at most 2 decimals: '100', '12.50'",
+    )
+    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
+
+    @field_validator("amount_cny")
+    @classmethod
+    def _amount(cls, value: str) -> str:
+        parse_amount(value, what="amount_cny")  # ValueError -> 422 naming the problem
+        return value
+
+
+@router.post(
+    "/topups",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **FORBIDDEN,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        409: {"model": ErrorResponse, "description": "Idempotency-Key used for another top-up"},
+    },
+)
+def post_topup(
+    body: TopUp,
+    session: SessionDep,
+    me: CurrentTenant,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
+    ] = None,
+) -> dict[str, Any]:
+    """Credit a tenant's prepaid balance (operators)."""
+    if me.tenant_role is not TenantRole.OPERATOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may top up balances")
+    amount = parse_amount(body.amount_cny, what="amount_cny")  # checked by the model
+    who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
+    if who is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
+    try:
+        tx, written = store.topup(
+            session=session, tenant=who, amount=amount, key=idempotency_key, memo=body.memo
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+    return {
+        "transaction_id": tx.id,
+        "replayed": not written,
+        "amount_cny": str(tx.amount),
+        "balance": store.balance(session=session, tenant_id=who.id).as_json(),
+    }
+
+
+@router.get(
+    "/invoices/{period}",
+    response_model=None,
+    responses={
+        **FORBIDDEN,
+        200: {
+            "description": "the invoice: JSON, or CSV with ?format=csv",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+    },
+)
+def get_invoice(
+    period: Period,
+    session: SessionDep,
+    me: CurrentTenant,
+    tenant: TenantQuery = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    """Your charges in a month, one line per job, each traceable to its usage records."""
+    who = _subject(session, me, tenant)
+    doc = store.invoice(session=session, tenant=who, period=_period(period))
+    if format == "csv":
+        return PlainTextResponse(store.invoice_csv(doc), media_type="text/csv")
+    return doc
+
+
+@router.get("/settlements/{period}", responses=FORBIDDEN)
+def get_settlement(period: Period, session: SessionDep, me: CurrentTenant) -> dict[str, Any]:
+    """Operators: charges, commission and every provider's payout; providers: their own."""
+    role = me.tenant_role
+    if role is TenantRole.CONSUMER:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "settlements are for operators and providers"
+        )
+    provider = me if role is TenantRole.PROVIDER else None
+    return store.settlement(session=session, period=_period(period), provider=provider)
+
+
+@router.get("/prices/{center_id}", responses={404: {"model": ErrorResponse}})
+def get_prices(
+    center_id: Annotated[str, Path(max_length=100)], net: NetworkDep, me: CurrentTenant
+) -> dict[str, Any]:
+    """The center's posted prices per SCU (CNY) by chip model, precision and local hour."""
+    del me
+    if center_id not in net.center_index:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no center {center_id!r}")
+    try:
+        prices = store.book_for(net.scenario).price_list(center_id)
+    except NoPrice as exc:  # pragma: no cover - every listed model has a price
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return {"center_id": center_id, "timezone": net.scenario.timezone, "prices": prices}

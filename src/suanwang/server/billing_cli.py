@@ -1,0 +1,218 @@
+"""``suanwang billing`` and ``suanwang ledger``: billing administration on the database.
+
+Like ``suanwang tenants``, these work directly on the database (``--db URL``, migrated first).
+Exit codes: 0 done (``ledger verify``: the ledger is sound); 1 the database refused or
+``ledger verify`` found broken invariants (listed); 2 bad arguments (amount, period, tenant,
+commission rate, database URL or scenario).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import typer
+
+from suanwang.server.admin_cli import DbOption, ScenarioOption, _fail, _session
+from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
+
+billing_app = typer.Typer(help="Top-ups, invoices, settlement, settings.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
+PeriodOption = Annotated[str, typer.Option("--period", help="a month, YYYY-MM (UTC)")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(billing_app, name="billing")
+    app.add_typer(ledger_app, name="ledger")
+
+
+@billing_app.callback()
+def billing() -> None:
+    """Top up balances, print invoices and provider settlements, change billing settings."""
+
+
+@ledger_app.callback()
+def ledger_cmd() -> None:
+    """Check the ledger's invariants."""
+
+
+def _period(period: str) -> str:
+    from suanwang.billing.store import period_bounds
+
+    try:
+        period_bounds(period)
+    except ValueError as exc:
+        raise _fail(f"--period: {exc}", 2) from None
+    return period
+
+
+def _sync(session_db: str, scenario: str) -> int:
+    """Charge finished jobs that no worker has charged yet (so statements are complete)."""
+    from suanwang.billing.store import settle_finished
+    from suanwang.core.network import Network
+    from suanwang.scenarios.loader import ScenarioError, load_scenario
+    from suanwang.server.database.session import make_engine, session_factory
+
+    try:
+        net = Network(load_scenario(scenario))
+    except (ScenarioError, OSError) as exc:
+        raise _fail(f"--scenario {scenario!r}: {exc}", 2) from None
+    engine = make_engine(session_db)
+    try:
+        return settle_finished(session_factory(engine), net, limit=1_000_000)
+    finally:
+        engine.dispose()
+
+
+def _print(doc: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(
+        json.dumps(doc, ensure_ascii=False, indent=None if as_json else 2) if as_json else text
+    )
+
+
+@billing_app.command("topup")
+def topup(
+    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    amount: Annotated[str, typer.Argument(help="CNY, positive, at most 2 decimals: 100 or 12.50")],
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: the same key credits once")
+    ] = None,
+    memo: Annotated[str, typer.Option(help="a note stored with the transaction")] = "",
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Credit AMOUNT CNY to TENANT's prepaid balance."""
+    from suanwang.billing import store
+    from suanwang.billing.money import parse_amount
+
+    try:
+        value = parse_amount(amount, what="AMOUNT")
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    with _session(db) as session:
+        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        if who is None:
+            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+        try:
+            tx, written = store.topup(session=session, tenant=who, amount=value, key=key, memo=memo)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+        session.commit()
+        bal = store.balance(session=session, tenant_id=who.id).as_json()
+    doc = {"tenant": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
+           "replayed": not written, "balance": bal}  # fmt: skip
+    _print(doc, as_json, f"{who.name}: +{tx.amount} CNY, prepaid balance {bal['prepaid_cny']} CNY")
+
+
+@billing_app.command("invoice")
+def invoice(
+    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    period: PeriodOption,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
+) -> None:
+    """TENANT's charges in PERIOD: one line per job (JSON: total_cny, lines[job_id, amount_cny])."""
+    from suanwang.billing import store
+
+    _period(period)
+    with _session(db) as session:
+        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        if who is None:
+            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+    _sync(db, scenario)
+    with _session(db) as session:
+        doc = store.invoice(session=session, tenant=who, period=period)
+    if as_csv:
+        sys.stdout.write(store.invoice_csv(doc))
+        return
+    lines = [
+        f"{ln['job_id']}  {ln['amount_cny']:>12} CNY  {ln['name'] or ''}" for ln in doc["lines"]
+    ]
+    text = "\n".join([f"invoice {who.name} {period}", *lines, f"total {doc['total_cny']} CNY"])
+    _print(doc, as_json, text)
+
+
+@billing_app.command("settle")
+def settle(
+    period: PeriodOption,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Provider statements for PERIOD: charges, commission, each provider's payout."""
+    from suanwang.billing import store
+
+    _period(period)
+    with _session(db):
+        pass  # migrate first
+    _sync(db, scenario)
+    with _session(db) as session:
+        doc = store.settlement(session=session, period=period)
+    lines = [f"{p['provider']:<24} {p['payout_cny']:>14} CNY" for p in doc["providers"]]
+    text = "\n".join(
+        [f"settlement {period}: charges {doc['charges_cny']} CNY, commission "
+         f"{doc['commission_cny']} CNY ({doc['jobs']} jobs)", *lines]
+    )  # fmt: skip
+    _print(doc, as_json, text)
+
+
+@billing_app.command("configure")
+def configure(
+    require: Annotated[
+        bool | None,
+        typer.Option(
+            "--require/--no-require",
+            help="require a prepaid balance to submit (402 otherwise); off: postpaid",
+        ),
+    ] = None,
+    commission: Annotated[
+        str | None, typer.Option(help="commission rate, 0.05 to 0.10 (default 0.08)")
+    ] = None,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change the platform's billing settings."""
+    from suanwang.billing import store
+
+    rate: Decimal | None = None
+    if commission is not None:
+        try:
+            rate = Decimal(commission)
+            from suanwang.billing.ledger import check_commission
+
+            check_commission(rate)
+        except (InvalidOperation, ValueError) as exc:
+            raise _fail(f"--commission {commission!r}: {exc}", 2) from None
+    with _session(db) as session:
+        cfg = store.set_config(session=session, billing_required=require, commission_rate=rate)
+        session.commit()
+    doc = {"billing_required": cfg.billing_required, "commission_rate": str(cfg.commission_rate)}
+    _print(
+        doc,
+        as_json,
+        f"billing_required={cfg.billing_required} commission_rate={cfg.commission_rate}",
+    )
+
+
+@ledger_app.command("verify")
+def verify(db: DbOption = DEFAULT_DB_URL, as_json: JsonOption = False) -> None:
+    """Check every invariant; exit 1 listing what is broken."""
+    from suanwang.billing import store
+
+    with _session(db) as session:
+        problems = store.verify(session=session)
+    if as_json:
+        typer.echo(json.dumps({"ok": not problems, "problems": problems}))
+    elif problems:
+        for p in problems:
+            typer.echo(f"broken: {p}", err=True)
+    else:
+        typer.echo("ledger ok: every invariant holds")
+    if problems:
+        raise typer.Exit(1)

@@ -1,0 +1,261 @@
+// Browser scenarios of the console, run by tests/console/test_console_browser.py:
+//   node tests/console/browser.mjs SCENARIO '{"url": ..., "key": ..., "out": DIR, ...}'
+// Playwright (playwright-core from npm) drives Debian's /usr/bin/chromium headless. Prints one
+// JSON object (what the scenario saw) on stdout; on failure, the error on stderr, a screenshot
+// DIR/failed-SCENARIO.png and exit code 1.
+import { chromium } from "playwright-core";
+import path from "node:path";
+import fs from "node:fs";
+
+const [scenario, rawArgs] = process.argv.slice(2);
+const args = JSON.parse(rawArgs || "{}");
+const out = args.out;
+fs.mkdirSync(out, { recursive: true });
+const executablePath = args.chromium || "/usr/bin/chromium";
+const FINISH_MS = 90_000;
+
+async function signIn(page, key = args.key) {
+  await page.goto(args.url + "/");
+  await page.getByLabel("API key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+async function shot(page, name, fullPage = true) {
+  const file = path.join(out, `${name}.png`);
+  await page.screenshot({ path: file, fullPage });
+  return file;
+}
+
+async function waitForState(page, states, timeout = FINISH_MS) {
+  await page.waitForFunction(
+    (wanted) => {
+      const el = document.querySelector("#job-state .badge");
+      return el && wanted.includes(el.textContent);
+    },
+    states,
+    { timeout },
+  );
+  return page.locator("#job-state .badge").textContent();
+}
+
+const scenarios = {
+  async bad_key(page) {
+    await signIn(page, "sw_not-a-real-key");
+    const alert = page.locator("#sign-in-error [role=alert]");
+    await alert.waitFor();
+    return { error: await alert.textContent(), nav_hidden: await page.locator("#nav").isHidden() };
+  },
+
+  async map(page) {
+    await signIn(page);
+    const centers = page.locator("svg.map circle.center");
+    await page.waitForFunction((n) => document.querySelectorAll("svg.map circle.center").length === n,
+      args.expect_centers, { timeout: 20_000 });
+    const count = await centers.count();
+    const hubRows = await page.locator("#hub-table tbody tr").count();
+    const tableRows = await page.locator("#centers-table tbody tr").count();
+    await shot(page, "map");
+    // keyboard: focus the first center and open its panel with Enter
+    await centers.first().focus();
+    await page.keyboard.press("Enter");
+    await page.locator("#center-title").waitFor();
+    const title = await page.locator("#center-title").textContent();
+    const panel = await page.locator("#center-panel").textContent();
+    // colour by green share
+    await page.getByLabel("Colour centers by").selectOption("green");
+    const label = await centers.first().getAttribute("aria-label");
+    await shot(page, "map-green", false);
+    return { centers: count, hub_rows: hubRows, table_rows: tableRows, title, panel, green_label: label };
+  },
+
+  async submit_job(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Submit", exact: true }).click();
+    await page.locator("#submit-form").waitFor();
+    // first a refused submission: the field is marked and the reason shown
+    await page.getByLabel("Duration (s)").fill("-5");
+    await page.locator("#submit-job").click();
+    await page.locator("#submit-error [role=alert]").waitFor();
+    const refused = await page.locator("#submit-error").textContent();
+    const invalid = await page.locator("#duration_s").getAttribute("aria-invalid");
+    await page.getByLabel("Duration (s)").fill("600");
+    await page.getByLabel("Name").fill(args.job_name);
+    await page.getByLabel("Command").fill(`echo ${args.marker}; sleep 1; echo finished`);
+    await page.getByLabel("Kind").selectOption("inference");
+    await page.getByLabel("Origin").selectOption("guangdong");
+    await shot(page, "submit-form");
+    await page.locator("#submit-job").click();
+    await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+    const id = page.url().split("/").pop();
+    const state = await waitForState(page, ["succeeded", "failed", "cancelled", "lost"]);
+    await page.waitForFunction((m) => document.querySelector("#logs").textContent.includes(m), args.marker);
+    const events = await page.locator("#events tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.event));
+    const chosen = await page.locator("#placement-table tr.chosen td").nth(1).textContent();
+    const runnersUp = await page.locator("#placement-table tbody tr").count();
+    const logs = await page.locator("#logs").textContent();
+    await shot(page, "job");
+    // the job is in the list, and the filters find it
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
+    await page.getByLabel("Name").fill(args.job_name);
+    await page.locator(`#jobs-table tr[data-job="${id}"]`).waitFor();
+    const listed = await page.locator("#jobs-table tbody tr").count();
+    await page.getByLabel("State").selectOption("failed");
+    await page.locator("#jobs-table .empty").waitFor();
+    const filteredOut = await page.locator("#jobs-table .empty").textContent();
+    return { id, state, events, chosen, placement_rows: runnersUp, logs, refused, invalid, listed, filtered_out: filteredOut };
+  },
+
+  async run_app(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Apps", exact: true }).click();
+    await page.locator("#app-cards").waitFor();
+    const apps = await page.locator("#app-cards [data-app]").evaluateAll((cards) => cards.map((c) => c.dataset.app));
+    await shot(page, "apps");
+    await page.locator('[data-app="llm-batch-inference"] a').click();
+    await page.locator("#app-form").waitFor();
+    // out of range: refused with the parameter named next to its field
+    await page.getByLabel("Cards").fill("999");
+    await page.locator("#run-app").click();
+    await page.locator("#run-error [role=alert]").waitFor();
+    const refused = await page.locator("#run-error").textContent();
+    const fieldError = await page.locator("#param-gpus + .field-error").textContent();
+    await page.getByLabel("Cards").fill("2");
+    await page.getByLabel("Prompts").fill("500");
+    await page.getByLabel("Job name").fill(args.job_name);
+    await page.getByLabel("Origin").selectOption("shanghai");
+    await shot(page, "app-form");
+    await page.locator("#run-app").click();
+    await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+    const id = page.url().split("/").pop();
+    const state = await waitForState(page, ["succeeded", "failed", "cancelled", "lost"]);
+    await page.waitForFunction(() => document.querySelector("#logs").textContent.includes("completions written"));
+    const logs = await page.locator("#logs").textContent();
+    await shot(page, "app-job");
+    return { apps, refused, field_error: fieldError, id, state, logs };
+  },
+
+  async drain(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Operator" }).click();
+    const row = page.locator(`#drain-table tr[data-center-row="${args.center}"]`);
+    await row.locator("button[data-action=drain]").click();
+    await row.locator("button[data-action=undrain]").waitFor();
+    const drainedText = await row.textContent();
+    await shot(page, "operator");
+    await row.locator("button[data-action=undrain]").click();
+    await row.locator("button[data-action=drain]").waitFor();
+    return { drained_text: drainedText, reopened_text: await row.textContent() };
+  },
+
+  async consumer_views(page) {
+    await signIn(page);
+    await page.locator("svg.map circle.center").first().waitFor();
+    const operatorLink = await page.locator("#nav-operator").isHidden();
+    await page.goto(args.url + "/#/jobs");
+    await page.locator("#jobs-table .empty").waitFor();
+    const empty = await page.locator("#jobs-table .empty").textContent();
+    await page.goto(args.url + "/#/apps");
+    await page.locator("#app-cards").waitFor();
+    const publish = await page.locator("#publish-form").count();
+    const appsText = await page.locator("main").textContent();
+    return { operator_link_hidden: operatorLink, empty_jobs: empty, publish_forms: publish, apps_text: appsText };
+  },
+
+  async publish_app(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Apps", exact: true }).click();
+    await page.locator("#app-cards").waitFor();
+    await page.getByText("Publish an app").click();
+    await page.getByLabel("App (JSON)").fill(JSON.stringify(args.spec));
+    await page.getByRole("button", { name: "Publish app" }).click();
+    await page.waitForURL(new RegExp(`#/apps/${args.spec.id}$`));
+    await page.locator("#app-form").waitFor();
+    const title = await page.locator("h1").textContent();
+    const fields = await page.locator("#app-form [data-field^='parameters.']").count();
+    await page.getByRole("link", { name: "← All apps" }).click();
+    await page.locator(`[data-app="${args.spec.id}"]`).waitFor();
+    const card = await page.locator(`[data-app="${args.spec.id}"]`).textContent();
+    return { title, fields, card };
+  },
+
+  async whatif(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "What-if" }).click();
+    await page.locator("#whatif-form").waitFor();
+    for (const p of ["first-fit", "cheapest", "greenest"]) await page.locator(`input[name=policy][value="${p}"]`).uncheck();
+    await page.getByLabel("Jobs").fill("0");
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-error [role=alert]").waitFor();
+    const refused = await page.locator("#whatif-error").textContent();
+    await page.getByLabel("Jobs").fill(String(args.jobs));
+    await page.getByLabel("Arrival days").fill("0.5");
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-progress").waitFor();
+    await page.locator("#whatif-table").waitFor({ timeout: 180_000 });
+    const policies = await page.locator("#whatif-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.policy));
+    const step = await page.locator("#whatif-step").textContent();
+    const progress = await page.locator("#whatif-progress").evaluate((el) => el.value);
+    const heading = await page.locator("#whatif-result h2").textContent();
+    await shot(page, "whatif");
+    return { refused, policies, step, progress, heading };
+  },
+
+  async billing(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Billing" }).click();
+    await page.locator("#balance, #billing-unavailable").first().waitFor();
+    if (await page.locator("#billing-unavailable").count()) {
+      await shot(page, "billing");
+      return { unavailable: true, text: await page.locator("main").textContent() };
+    }
+    const prepaid = await page.locator("#balance-prepaid").textContent();
+    const months = await page.locator("#invoice-list tbody tr").count();
+    await shot(page, "billing");
+    await page.locator(`#invoice-list tr[data-period="${args.period}"] a`).click();
+    await page.locator("#invoice-title").waitFor();
+    const lines = await page.locator("#invoice-lines tbody tr").count();
+    const result = {
+      unavailable: false, prepaid, months, lines,
+      title: await page.locator("#invoice-title").textContent(),
+      total: await page.locator("#invoice-total").textContent(),
+      text: await page.locator("main").textContent(),
+    };
+    await shot(page, "invoice");
+    return result;
+  },
+};
+
+const run = scenarios[scenario];
+if (!run) {
+  console.error(`unknown scenario ${scenario}; known: ${Object.keys(scenarios).join(", ")}`);
+  process.exit(2);
+}
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+const page = await context.newPage();
+const consoleErrors = [];
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+page.on("request", (r) => {  // offline-first: nothing but the server itself is asked
+  if (!r.url().startsWith(args.url) && !r.url().startsWith("data:")) consoleErrors.push(`request outside the server: ${r.url()}`);
+});
+page.setDefaultTimeout(20_000);
+let code = 0;
+try {
+  const result = await run(page);
+  result.page_errors = consoleErrors;
+  process.stdout.write(JSON.stringify(result) + "\n");
+} catch (e) {
+  code = 1;
+  console.error(`${scenario}: ${e.stack || e}`);
+  if (consoleErrors.length) console.error(`page errors: ${consoleErrors.join("\n")}`);
+  try { await shot(page, `failed-${scenario}`); } catch (e2) { /* browser gone */ }
+} finally {
+  await browser.close();
+}
+process.exit(code);

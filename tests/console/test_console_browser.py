@@ -1,0 +1,161 @@
+"""The console in a real browser: Playwright + Debian's Chromium against ``suanwang serve``.
+
+Screenshots land in ``artifacts/console/`` (gitignored); a failing scenario leaves
+``failed-<scenario>.png`` there.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+Browser = Callable[..., dict[str, Any]]
+Live = Any  # conftest.Live: url, operator and consumer keys of the running server
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
+
+
+def _centers(live: Live) -> list[dict[str, Any]]:
+    r = httpx.get(f"{live.url}/v1/centers", headers=live.operator.headers, timeout=10)
+    r.raise_for_status()
+    centers: list[dict[str, Any]] = r.json()["centers"]
+    return centers
+
+
+def test_a_refused_key_is_named_and_nothing_is_shown(browser: Browser) -> None:
+    seen = browser("bad_key")
+    assert "not accepted" in seen["error"]
+    assert seen["nav_hidden"] is True
+
+
+def test_map_shows_every_center_with_panels(browser: Browser, live: Live) -> None:
+    centers = _centers(live)
+    assert len(centers) == 32
+    seen = browser("map", expect_centers=len(centers))
+    assert seen["centers"] == 32
+    assert seen["table_rows"] == 32
+    hubs = httpx.get(f"{live.url}/v1/network", headers=live.operator.headers).json()["hubs"]
+    assert seen["hub_rows"] == len(hubs)
+    # the panel of the first center (opened with the keyboard) shows its live numbers
+    first = centers[0]
+    assert first["name"] in seen["title"]
+    for text in ("Utilization", "Energy price", "Green share", "Carbon", "PUE"):
+        assert text in seen["panel"]
+    assert f"{first['pue']:.2f}" in seen["panel"]
+    assert "null" not in seen["panel"] and "undefined" not in seen["panel"]
+    assert seen["green_label"].startswith(f"{first['name']}: Green share")
+    assert (ARTIFACTS / "map.png").stat().st_size > 10_000
+
+
+def test_submit_a_job_from_the_form_and_watch_it_finish(browser: Browser, live: Live) -> None:
+    name = f"console-{secrets.token_hex(3)}"
+    marker = f"hello-{secrets.token_hex(4)}"
+    seen = browser("submit_job", job_name=name, marker=marker)
+    # the refused first attempt named the field
+    assert "duration_s" in seen["refused"]
+    assert seen["invalid"] == "true"
+    assert seen["state"] == "succeeded"
+    assert seen["events"][:2] == ["pending", "scheduled"]
+    assert seen["events"][-1] == "succeeded"
+    assert marker in seen["logs"] and "finished" in seen["logs"]
+    job = httpx.get(f"{live.url}/v1/jobs/{seen['id']}", headers=live.operator.headers).json()
+    assert job["name"] == name and job["kind"] == "inference" and job["origin"] == "guangdong"
+    assert seen["chosen"] == job["decision"]["chosen"]["center"] == job["center_id"]
+    assert seen["placement_rows"] == 1 + len(job["decision"]["runners_up"])
+    assert seen["listed"] == 1
+    assert "No job matches" in seen["filtered_out"]
+
+
+def test_run_an_app_from_the_marketplace(browser: Browser, live: Live) -> None:
+    name = f"app-{secrets.token_hex(3)}"
+    seen = browser("run_app", job_name=name)
+    for app in ("llm-finetune", "llm-batch-inference", "weather-simulation",
+                "molecular-dynamics", "render-3d", "data-analytics"):  # fmt: skip
+        assert app in seen["apps"]
+    assert "at most 16" in seen["field_error"]
+    assert "parameters.gpus" in seen["refused"]
+    assert seen["state"] == "succeeded"
+    assert "completed 500 prompts" in seen["logs"]
+    job = httpx.get(f"{live.url}/v1/jobs/{seen['id']}", headers=live.operator.headers).json()
+    assert job["name"] == name and job["origin"] == "shanghai"
+    assert job["spec"]["resources"]["count"] == 2 and job["kind"] == "inference"
+
+
+def test_an_operator_publishes_an_app_from_the_marketplace(browser: Browser) -> None:
+    app_id = f"align-{secrets.token_hex(3)}"
+    spec = {
+        "id": app_id, "name": "Genome alignment", "category": "Life sciences",
+        "summary": "Align reads to a reference genome.",
+        "parameters": [{"name": "threads", "type": "int", "label": "Threads", "default": 8,
+                        "min": 1, "max": 64}],
+        "template": {"kind": "analytics", "stacks": ["cpu"], "resources": {"cpus": "{threads}"},
+                     "duration_s": 600, "command": "echo align with {threads} threads"},
+    }  # fmt: skip
+    seen = browser("publish_app", spec=spec)
+    assert seen["title"] == "Genome alignment"
+    assert seen["fields"] == 1
+    assert "by console-ops" in seen["card"]
+
+
+def test_operator_drains_and_reopens_a_center(browser: Browser, live: Live) -> None:
+    center = _centers(live)[-1]["id"]
+    seen = browser("drain", center=center)
+    assert "drained" in seen["drained_text"]
+    assert "open" in seen["reopened_text"]
+    drained = httpx.get(f"{live.url}/v1/centers/drained", headers=live.operator.headers).json()
+    assert center not in [d["center_id"] for d in drained]
+
+
+def test_consumer_sees_no_operator_views_and_an_empty_job_list(
+    browser: Browser, live: Live
+) -> None:
+    seen = browser("consumer_views", key=live.consumer)
+    assert seen["operator_link_hidden"] is True
+    assert "No jobs yet" in seen["empty_jobs"]
+    assert seen["publish_forms"] == 0
+    assert "null" not in seen["apps_text"] and "undefined" not in seen["apps_text"]
+
+
+def test_what_if_runs_the_simulator_from_the_browser(browser: Browser) -> None:
+    seen = browser("whatif", jobs=150)
+    assert "jobs" in seen["refused"]
+    assert seen["policies"] == ["nearest", "suanwang"]
+    assert seen["step"].startswith("done after") and seen["progress"] == 1
+    assert seen["heading"] == "150 jobs on china"
+
+
+def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> None:
+    paths = httpx.get(f"{live.url}/openapi.json").json()["paths"]
+    if "/v1/billing/invoices/{period}" not in paths:
+        seen = browser("billing")
+        assert seen["unavailable"] is True
+        assert "not available" in seen["text"]
+        return
+    # a finished job of this month, so the invoice has a line to show
+    headers = live.operator.headers
+    body = {"name": f"billed-{secrets.token_hex(3)}", "command": "echo billed",
+            "kind": "inference", "origin": "beijing", "duration_s": 60,
+            "resources": {"count": 1, "cpus": 2}}  # fmt: skip
+    job = httpx.post(f"{live.url}/v1/jobs", json=body, headers=headers, timeout=10).json()
+    period = datetime.now(UTC).strftime("%Y-%m")
+    doc: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc = httpx.get(f"{live.url}/v1/billing/invoices/{period}", headers=headers).json()
+        if any(line["job_id"] == job["id"] for line in doc["lines"]):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"job {job['id']} was not charged within 60 s: {doc}")
+    seen = browser("billing", period=period)
+    assert seen["unavailable"] is False
+    assert seen["months"] == 6
+    assert period in seen["title"]
+    assert seen["lines"] == len(doc["lines"])
+    assert seen["total"] == f"¥{doc['total_cny']}"
+    assert body["name"] in seen["text"]

@@ -1,0 +1,138 @@
+"""1,000 concurrent completions, top-ups and cancels leave exact balances and a sound ledger.
+
+Runs on PostgreSQL (row locks, concurrent settlers) and on SQLite (serialised writers).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.billing import store
+from suanwang.core.lifecycle import TERMINAL, JobState, TransitionError
+from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole, UsageRecord
+from suanwang.server.models.jobs import cancel_job, submit_job, transition
+from suanwang.server.models.tenants import create_tenant
+from suanwang.server.schemas import JobSpec
+
+SEED = 20261122
+TENANTS, JOBS, COMPLETIONS, TOPUPS, CANCELS = 5, 400, 450, 300, 250
+START = Decimal("20000.00")
+
+
+def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
+    app: FastAPI, client: Any, sessions: sessionmaker[Session], body: Any
+) -> None:
+    net = app.state.network
+    rng = random.Random(SEED)
+    with sessions.begin() as s:
+        store.set_config(session=s, billing_required=True)
+        tenants = [
+            create_tenant(session=s, name=f"c{i}", role=TenantRole.CONSUMER)[0]
+            for i in range(TENANTS)
+        ]
+        for t in tenants:
+            store.topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
+    tids = [t.id for t in tenants]
+    jobs: list[tuple[str, str]] = []
+    spec = JobSpec.model_validate(body())
+    with sessions.begin() as s:
+        for i in range(JOBS):
+            tenant = s.get_one(Tenant, tids[i % TENANTS])
+            row, _ = submit_job(session=s, tenant=tenant, spec=spec)
+            store.admit(session=s, tenant=tenant, job=row, net=net)
+            jobs.append((row.id, tenant.id))
+        hold = store.hold_estimate(job=s.get_one(JobRow, jobs[0][0]), net=net)
+
+    ops: list[tuple[str, Any]] = (
+        [("complete", (rng.choice(jobs)[0], rng.randint(1, 90))) for _ in range(COMPLETIONS)]
+        + [("topup", (rng.choice(tids), Decimal(rng.randint(1, 50_000)) / 100, n))
+           for n in range(TOPUPS)]
+        + [("cancel", rng.choice(jobs)[0]) for _ in range(CANCELS)]
+    )  # fmt: skip
+    rng.shuffle(ops)
+    topped: dict[str, Decimal] = dict.fromkeys(tids, Decimal("0"))
+    for kind, arg in ops:
+        if kind == "topup":
+            topped[arg[0]] += arg[1]
+
+    def run(op: tuple[str, Any]) -> str:
+        kind, arg = op
+        try:
+            if kind == "topup":
+                tid, amount, n = arg
+                with sessions.begin() as s:
+                    store.topup(
+                        session=s, tenant=s.get_one(Tenant, tid), amount=amount, key=f"t{n}"
+                    )
+                return "topup"
+            if kind == "cancel":
+                with sessions.begin() as s:
+                    row = s.get_one(JobRow, arg)
+                    cancel_job(session=s, job=row, by=s.get_one(Tenant, row.tenant_id))
+            else:
+                job_id, minutes = arg
+                with sessions.begin() as s:
+                    row = s.get_one(JobRow, job_id)
+                    transition(
+                        session=s,
+                        job=row,
+                        to=JobState.SCHEDULED,
+                        detail={"center": "zhangjiakou", "pool": "a100"},
+                        updates={"center_id": "zhangjiakou", "pool_model": "a100"},
+                    )
+                    ev = transition(session=s, job=row, to=JobState.RUNNING)
+                    s.execute(
+                        update(JobEvent)
+                        .where(JobEvent.id == ev.id)
+                        .values(at=datetime.now(UTC) - timedelta(minutes=minutes))
+                    )
+                    transition(session=s, job=row, to=JobState.SUCCEEDED)
+        except TransitionError:
+            return "conflict"  # the job had already ended: cancelled or completed first
+        store.settle_finished(sessions, net)  # every worker also settles, concurrently
+        return kind
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(run, ops))
+    elapsed = time.perf_counter() - t0
+    store.settle_finished(sessions, net)
+    assert len(results) == 1000 and results.count("topup") == TOPUPS
+    assert results.count("complete") > 0 and results.count("cancel") > 0
+
+    with sessions() as s:
+        assert store.verify(session=s) == []
+        states = dict(s.execute(select(JobRow.id, JobRow.state)).all())
+        charged = dict(
+            s.execute(select(UsageRecord.job_id, func.sum(UsageRecord.amount_cny))
+                      .group_by(UsageRecord.job_id)).all()
+        )  # fmt: skip
+        for tid in tids:
+            mine = [j for j, t in jobs if t == tid]
+            open_ = [j for j in mine if JobState(states[j]) not in TERMINAL]
+            spent = sum((charged.get(j) or Decimal(0) for j in mine), Decimal("0"))
+            bal = store.balance(session=s, tenant_id=tid)
+            assert bal.held_cny == hold * len(open_)
+            assert bal.prepaid_cny == START + topped[tid] - hold * len(open_) - spent
+            assert bal.prepaid_cny >= 0 and bal.postpaid_cny == 0
+        done = [j for j, _ in jobs if JobState(states[j]) in TERMINAL]
+        n_charges = s.scalar(
+            select(func.count()).select_from(store.LedgerTransaction)
+            .where(store.LedgerTransaction.kind == "charge")
+        )  # fmt: skip
+        assert n_charges == len(done)
+        st = store.settlement(session=s, period=datetime.now(UTC).strftime("%Y-%m"))
+        total = sum((v or Decimal(0) for v in charged.values()), Decimal("0"))
+        payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
+        assert Decimal(st["charges_cny"]) == total == payouts + Decimal(st["commission_cny"])
+        assert total > 0
+    print(f"1000 concurrent billing operations in {elapsed:.2f} s ({len(done)} jobs settled)")
