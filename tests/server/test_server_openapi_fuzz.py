@@ -5,7 +5,8 @@ a valid key. Besides "no server error", responses must use documented status cod
 types and schemas; invalid requests must be refused. Two outcomes are legitimate although the
 schema cannot say so, and are allowed precisely: a 413 for a schema-valid body that is over
 64 KiB once encoded, and a 422 of type ``scenario`` (a combination the scenario rules out, e.g.
-an Ascend card without the ``cann`` stack) or ``invalid_cursor`` (a cursor we never issued).
+an Ascend card without the ``cann`` stack), ``invalid_cursor`` (a cursor we never issued) or
+``idempotency_conflict`` (a generated key reused for a different spec).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ CONFIG = {
 }
 
 
-#: 422 error types for what a schema cannot express: scenario rules, cursors not issued by us.
-SEMANTIC = frozenset({"scenario", "invalid_cursor"})
+#: 422 error types for what a schema cannot express: scenario rules, cursors not issued by us,
+#: an Idempotency-Key the generator reused for another spec.
+SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict"})
 
 
 def _semantic_rejection(response: Any) -> bool:

@@ -175,10 +175,8 @@ def _fence(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
     # what Slurm does with a job recovered from state saved before it ended: run it again
     env = {"SLURM_CONF": c.slurm_conf, "PATH": "/usr/bin:/bin:/usr/sbin"}
     jid = ref.split(":")[0]
+    # a requeued job starts again once the finished run's credential expired (cred_expire=10)
     subprocess.run(["scontrol", "requeue", jid], env=env, check=True, capture_output=True)
-    subprocess.run(  # a requeued job waits two minutes by default; now, please
-        ["scontrol", "update", f"jobid={jid}", "starttime=now"], env=env, check=True
-    )
     deadline = time.monotonic() + 60
     while True:
         st = ex.poll([ref])[ref]

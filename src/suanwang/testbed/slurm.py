@@ -219,7 +219,8 @@ def slurm_conf(c: Cluster, munge_socket: str) -> str:
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
-        f"AuthInfo=socket={munge_socket}",
+        # job credentials expire (and requeued jobs may start again) after 10 s, not 120 s
+        f"AuthInfo=socket={munge_socket},cred_expire=10",
         "CredType=cred/munge",
         "AuthAltTypes=auth/jwt",
         f"AuthAltParameters=jwt_key={d / 'jwt.key'}",
