@@ -288,6 +288,26 @@ def centers(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
 # --------------------------------------------------------------------------- server
 
 
+DbOpt = Annotated[str, typer.Option(envvar="SUANWANG_DB_URL", help="database URL")]
+ScenarioOpt = Annotated[str, typer.Option(help="'china' or a scenario directory")]
+ExecutorsDirOpt = Annotated[Path, typer.Option(help="where local executors keep their runs")]
+CenterOpt = Annotated[list[str] | None, typer.Option(help="serve only these centers (repeatable)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="platform file: scenario and how each center is reached (e.g. Slurm); "
+        "see `suanwang testbed up`"
+    ),
+]
+LostAfterOpt = Annotated[
+    float,
+    typer.Option(
+        min=1.0, help="seconds a center may not answer before its jobs are failed over elsewhere"
+    ),
+]
+JsonLogsOpt = Annotated[bool, typer.Option(help="log one JSON object per line")]
+
+
 def _platform(path: Path | None) -> PlatformConfig | None:
     """The platform file, or ``None``; problems end the command with file:line:field."""
     if path is None:
@@ -302,38 +322,20 @@ def _platform(path: Path | None) -> PlatformConfig | None:
 
 
 def serve(
-    db: Annotated[str, typer.Option(envvar="SUANWANG_DB_URL", help="database URL")] = (
-        "sqlite:///suanwang.db"
-    ),
+    db: DbOpt = "sqlite:///suanwang.db",
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    scenario: Annotated[str, typer.Option(help="'china' or a scenario directory")] = "china",
+    scenario: ScenarioOpt = "china",
     executor: Annotated[str, typer.Option(help="executor for the centers: local")] = "local",
-    executors_dir: Annotated[
-        Path, typer.Option(help="where local executors keep their runs")
-    ] = Path(".suanwang/centers"),
-    center: Annotated[
-        list[str] | None, typer.Option(help="serve only these centers (repeatable)")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="platform file: scenario and how each center is reached (e.g. Slurm); "
-            "see `suanwang testbed up`"
-        ),
-    ] = None,
-    lost_after: Annotated[
-        float,
-        typer.Option(
-            min=1.0,
-            help="seconds a center may not answer before its jobs are failed over elsewhere",
-        ),
-    ] = 120.0,
+    executors_dir: ExecutorsDirOpt = Path(".suanwang/centers"),
+    center: CenterOpt = None,
+    config: ConfigOpt = None,
+    lost_after: LostAfterOpt = 120.0,
     services: Annotated[
         bool,
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
     ] = True,
-    json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
+    json_logs: JsonLogsOpt = True,
     workers: Annotated[
         int,
         typer.Option(
@@ -402,27 +404,13 @@ def _serve_workers(settings: Any, host: str, port: int, workers: int, json_logs:
 
 
 def worker(
-    db: Annotated[str, typer.Option(envvar="SUANWANG_DB_URL", help="database URL")] = (
-        "sqlite:///suanwang.db"
-    ),
-    scenario: Annotated[str, typer.Option(help="'china' or a scenario directory")] = "china",
-    executors_dir: Annotated[
-        Path, typer.Option(help="where local executors keep their runs")
-    ] = Path(".suanwang/centers"),
-    center: Annotated[
-        list[str] | None, typer.Option(help="serve only these centers (repeatable)")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="platform file (as for serve --config)")
-    ] = None,
-    lost_after: Annotated[
-        float,
-        typer.Option(
-            min=1.0,
-            help="seconds a center may not answer before its jobs are failed over elsewhere",
-        ),
-    ] = 120.0,
-    json_logs: Annotated[bool, typer.Option(help="log one JSON object per line")] = True,
+    db: DbOpt = "sqlite:///suanwang.db",
+    scenario: ScenarioOpt = "china",
+    executors_dir: ExecutorsDirOpt = Path(".suanwang/centers"),
+    center: CenterOpt = None,
+    config: ConfigOpt = None,
+    lost_after: LostAfterOpt = 120.0,
+    json_logs: JsonLogsOpt = True,
 ) -> None:
     """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
     import signal

@@ -194,11 +194,9 @@ class Dispatcher:
         """
         net = self.live.net
         now = self.live.clock()
-        # the live network's view first (it also refreshes what it tracks per round); its
-        # ``free`` counts deferred jobs as held now, so it is recomputed below
-        state = self.live.capacity(session, signals)
+        self.live.refresh_drained(session)  # operators drain through the API
+        state = CapacityState.empty(net, signals)
         state.now_s = (now - signals.start).total_seconds()
-        state.committed[:] = 0.0
         held = np.zeros(net.n_pools, dtype=np.int64)
         stmt = select(
             JobRow.id,
