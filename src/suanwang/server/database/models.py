@@ -406,3 +406,69 @@ class UsageRecord(Base):
     billable: Mapped[bool] = mapped_column(Boolean)
     transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ------------------------------------------------------------------ trial quotas (issue 5, 0006)
+
+
+class QuotaGrant(Base):
+    """Free trial quota granted to a tenant by an operator: card-hours, storage GB-months and
+    tokens, each with how much is used (``0 <= used <= granted``, checked by the database)."""
+
+    __tablename__ = "quota_grants"
+    __table_args__ = (
+        CheckConstraint(
+            "card_hours_used >= 0 AND card_hours_used <= card_hours", name="card_hours_within"
+        ),
+        CheckConstraint(
+            "storage_gb_months_used >= 0 AND storage_gb_months_used <= storage_gb_months",
+            name="storage_gb_months_within",
+        ),
+        CheckConstraint("tokens_used >= 0 AND tokens_used <= tokens", name="tokens_within"),
+        Index("ix_quota_grants_tenant", "tenant_id", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(String(200), unique=True)
+    card_hours: Mapped[Decimal] = mapped_column(Quantity())
+    card_hours_used: Mapped[Decimal] = mapped_column(Quantity(), default=Decimal("0"))
+    storage_gb_months: Mapped[Decimal] = mapped_column(Quantity())
+    storage_gb_months_used: Mapped[Decimal] = mapped_column(Quantity(), default=Decimal("0"))
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    tokens_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime | None]
+    memo: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QuotaUse(Base):
+    """What one grant covered of one usage record (``value_cny``: the charge the platform
+    funded from its trials account instead of the consumer)."""
+
+    __tablename__ = "quota_uses"
+    __table_args__ = (
+        UniqueConstraint("usage_record_id", "grant_id", "resource"),
+        CheckConstraint("quantity > 0 AND value_cny >= 0", name="positive"),
+        Index("ix_quota_uses_job", "job_id"),
+        Index("ix_quota_uses_grant", "grant_id"),
+        Index("ix_quota_uses_transaction", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    grant_id: Mapped[int] = mapped_column(ForeignKey("quota_grants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    job_id: Mapped[str] = mapped_column(String(36))
+    usage_record_id: Mapped[int] = mapped_column(ForeignKey("usage_records.id"))
+    resource: Mapped[str] = mapped_column(String(24))  # card_hours | storage_gb_months | tokens
+    quantity: Mapped[Decimal] = mapped_column(Quantity())
+    value_cny: Mapped[Decimal] = mapped_column(Money())
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ------------------------------------------------------------------ end of trial quotas
