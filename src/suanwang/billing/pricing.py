@@ -11,17 +11,26 @@ delivers per hour at the job's precision (:func:`suanwang.core.hardware.speed_sc
 time zone). ``capacity_cny_per_scu`` stands for the hardware, building and staff (an assumption:
 3.50 CNY per SCU, about an A100's amortisation per hour) and ``margin`` is the provider's
 mark-up (default 15 %). Prices are rounded to 0.0001 CNY. Everything here is pure.
+
+A book may carry providers' offers (:class:`suanwang.billing.offers.OfferBook`): then
+:meth:`PriceBook.price_at` (an instant, not an hour of the day) answers the cheapest active
+offer's price where one is in force and the posted price elsewhere, and a tenant's own
+reservation makes its work on the reserved pool free (paid at booking). Without offers every
+answer is the posted price, exactly as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.core.scenario import Scenario
 
-from .money import PRICE_STEP
+from .money import PRICE_STEP, ZERO
+from .offers import OfferBook
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +61,45 @@ def _d(x: float) -> Decimal:
 class PriceBook:
     """The posted prices of every center of one scenario (tables computed once, then cached)."""
 
-    def __init__(self, scenario: Scenario, params: PriceParams = DEFAULT_PRICES) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        params: PriceParams = DEFAULT_PRICES,
+        offers: OfferBook | None = None,
+    ) -> None:
         self.scenario = scenario
         self.params = params
+        self.offers = offers if offers is not None else OfferBook()
+        self._tz = ZoneInfo(scenario.timezone)
         self._tables: dict[tuple[str, str, Precision], tuple[Decimal, ...]] = {}
         self._max: dict[Precision, Decimal] = {}
 
     def price(self, center_id: str, model: str, precision: Precision, local_hour: int) -> Decimal:
         """CNY per SCU at ``center_id`` on ``model`` for ``precision`` work in ``local_hour``."""
         return self.table(center_id, model, precision)[local_hour % 24]
+
+    def posted_at(self, center_id: str, model: str, precision: Precision, at: datetime) -> Decimal:
+        """The posted price at the instant ``at`` (its local hour in the scenario's zone)."""
+        return self.price(center_id, model, precision, at.astimezone(self._tz).hour)
+
+    def price_at(
+        self,
+        center_id: str,
+        model: str,
+        precision: Precision,
+        at: datetime,
+        *,
+        tenant: str | None = None,
+    ) -> Decimal:
+        """CNY per SCU at the instant ``at`` (aware): ``tenant``'s reservation of the pool
+        (already paid: 0), else the cheapest active offer, else the posted price."""
+        if self.offers:
+            if tenant is not None and self.offers.reservation_for(tenant, center_id, model, at):
+                return ZERO
+            best = self.offers.best(center_id, model, precision, at)
+            if best is not None:
+                return best.price_cny_per_scu
+        return self.posted_at(center_id, model, precision, at)
 
     def table(self, center_id: str, model: str, precision: Precision) -> tuple[Decimal, ...]:
         """The 24 hourly prices; raises :class:`NoPrice`."""
@@ -99,9 +138,12 @@ class PriceBook:
         return rows
 
     def max_price(self, precision: Precision) -> Decimal:
-        """The highest price per SCU any center posts for ``precision`` at any hour (holds)."""
+        """The highest price per SCU any center posts (or offers) for ``precision`` (holds)."""
         if precision not in self._max:
             best = Decimal(0)
+            for offer in self.offers.offers:
+                if offer.precision in (None, precision):
+                    best = max(best, offer.price_cny_per_scu)
             for center in self.scenario.centers:
                 for model in self.models(center.id):
                     try:
