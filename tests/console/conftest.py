@@ -1,7 +1,8 @@
 """Fixtures for the console and the app marketplace.
 
-* ``api``: the FastAPI app on a fresh SQLite database, in-process (``TestClient``), with
-  ``tenant(role)`` to make tenants.
+* ``api``: the FastAPI app in-process (``TestClient``) on a fresh database, once on SQLite and
+  once on PostgreSQL (a new schema; as the control-plane suite), with ``tenant(role)`` to make
+  tenants.
 * ``live``: a real ``suanwang serve`` process (API + dispatcher + reconciler + local executors)
   on a free port, with an operator and a consumer key, for the browser tests.
 * ``browser``: runs a scenario of ``browser.mjs`` (Playwright driving Debian's
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -23,8 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -42,6 +46,10 @@ with warnings.catch_warnings():
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("browser.mjs")
 CHROMIUM = os.environ.get("SUANWANG_CHROMIUM", "/usr/bin/chromium")
+PG_CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
 #: Screenshots and failure shots of the browser tests (gitignored).
 ARTIFACTS = ROOT / "artifacts" / "console"
 
@@ -56,12 +64,47 @@ class Key:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture(scope="module")
-def api_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'db.sqlite'}"
-    app = create_app(Settings(db_url=url))
-    with TestClient(app):
-        yield app
+def _postgres_dsn() -> str:
+    """A reachable PostgreSQL DSN (as tests/server/conftest.py), or fail; skip only when
+    SUANWANG_NO_POSTGRES=1."""
+    if os.environ.get("SUANWANG_NO_POSTGRES") == "1":
+        pytest.skip("PostgreSQL disabled by SUANWANG_NO_POSTGRES=1")
+    explicit = os.environ.get("SUANWANG_TEST_PG_URL")
+    errors = []
+    for dsn in [explicit] if explicit else PG_CANDIDATES:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5):
+                return dsn
+        except psycopg.Error as exc:
+            errors.append(f"{dsn}: {exc}".strip())
+    pytest.fail("PostgreSQL is unreachable (SUANWANG_NO_POSTGRES=1 runs SQLite only):\n"
+                + "\n".join(errors))  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FastAPI]:
+    """The app on a fresh database: a SQLite file, or a new schema on the test PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'db.sqlite'}"
+        app = create_app(Settings(db_url=url))
+        with TestClient(app):
+            yield app
+        return
+    dsn = _postgres_dsn()
+    schema = f"c_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        rest = dsn.removeprefix("postgresql://")
+        url = f"postgresql+psycopg://{rest}?options={quote(f'-csearch_path={schema}')}"
+        app = create_app(Settings(db_url=url))
+        with TestClient(app):
+            yield app
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

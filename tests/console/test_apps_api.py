@@ -227,3 +227,86 @@ def test_huge_numbers_are_refused_not_a_server_error(api: Any, tenant: Tenant) -
     spec["parameters"][0] = {"name": "threads", "type": "int", "label": "T", "default": 10**20}
     r = api.post("/v1/apps", json=spec, headers=operator.headers)
     assert r.status_code == 422 and "at most 1e+15" in r.text
+
+
+def test_the_publisher_or_an_operator_updates_and_deletes_an_app(api: Any, tenant: Tenant) -> None:
+    provider, other, operator = (tenant(TenantRole.PROVIDER), tenant(TenantRole.PROVIDER),
+                                 tenant(TenantRole.OPERATOR))  # fmt: skip
+    consumer = tenant(TenantRole.CONSUMER)
+    spec = my_app(id="edit-me")
+    assert api.post("/v1/apps", json=spec, headers=provider.headers).status_code == 201
+    # who may change it is shown to the viewer
+    assert api.get("/v1/apps/edit-me", headers=provider.headers).json()["editable"] is True
+    assert api.get("/v1/apps/edit-me", headers=operator.headers).json()["editable"] is True
+    assert api.get("/v1/apps/edit-me", headers=other.headers).json()["editable"] is False
+    listed = api.get("/v1/apps", headers=consumer.headers).json()["items"]
+    assert not any(a["editable"] for a in listed)
+    # the publisher changes a default and the command; runs use the new spec at once
+    changed = copy.deepcopy(spec)
+    changed["name"] = "Genome alignment v2"
+    changed["parameters"][0]["default"] = 4
+    changed["template"]["command"] = "echo v2 align {reference} with {threads} threads"
+    r = api.put("/v1/apps/edit-me", json=changed, headers=provider.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "Genome alignment v2" and r.json()["editable"] is True
+    assert api.get("/v1/apps/edit-me", headers=consumer.headers).json()["name"] == (
+        "Genome alignment v2"
+    )
+    job = api.post("/v1/apps/edit-me/run", json={"origin": "gansu"}, headers=consumer.headers)
+    assert job.json()["spec"]["command"] == "echo v2 align hg38 with 4 threads"
+    assert job.json()["spec"]["resources"]["cpus"] == 4
+    # another provider and consumers may not change or delete it
+    for who in (other, consumer):
+        assert api.put("/v1/apps/edit-me", json=changed, headers=who.headers).status_code == 403
+        assert api.delete("/v1/apps/edit-me", headers=who.headers).status_code == 403
+    r = api.put("/v1/apps/edit-me", json=changed, headers=other.headers)
+    assert "only its publisher or an operator" in r.json()["detail"]
+    # an operator may; the job run from it stays
+    changed["summary"] = "Changed by the operator."
+    r = api.put("/v1/apps/edit-me", json=changed, headers=operator.headers)
+    assert r.status_code == 200 and r.json()["summary"] == "Changed by the operator."
+    assert r.json()["publisher"].startswith("provider-")  # still the provider's app
+    assert api.delete("/v1/apps/edit-me", headers=operator.headers).status_code == 204
+    assert api.get("/v1/apps/edit-me", headers=provider.headers).status_code == 404
+    assert api.delete("/v1/apps/edit-me", headers=provider.headers).status_code == 404
+    assert api.put("/v1/apps/edit-me", json=changed, headers=provider.headers).status_code == 404
+    jid = job.json()["id"]
+    assert api.get(f"/v1/jobs/{jid}", headers=consumer.headers).status_code == 200
+    # the id is free again: the provider publishes it anew and deletes it itself
+    assert api.post("/v1/apps", json=spec, headers=provider.headers).status_code == 201
+    assert api.delete("/v1/apps/edit-me", headers=provider.headers).status_code == 204
+    assert "edit-me" not in [a["id"] for a in api.get("/v1/apps", headers=consumer.headers)
+                             .json()["items"]]  # fmt: skip
+
+
+def test_built_in_apps_cannot_be_changed_or_deleted(api: Any, tenant: Tenant) -> None:
+    operator = tenant(TenantRole.OPERATOR)
+    spec = my_app(id="render-3d")
+    r = api.put("/v1/apps/render-3d", json=spec, headers=operator.headers)
+    assert r.status_code == 403 and "built-in app" in r.json()["detail"]
+    r = api.delete("/v1/apps/render-3d", headers=operator.headers)
+    assert r.status_code == 403 and "cannot be deleted" in r.json()["detail"]
+    assert api.get("/v1/apps/render-3d", headers=operator.headers).json()["builtin"] is True
+    assert api.delete("/v1/apps/render-3d").status_code == 401
+
+
+def test_an_update_is_checked_like_a_publication(api: Any, tenant: Tenant) -> None:
+    provider = tenant(TenantRole.PROVIDER)
+    spec = my_app(id="checked-app")
+    assert api.post("/v1/apps", json=spec, headers=provider.headers).status_code == 201
+    renamed = my_app(id="other-name")
+    r = api.put("/v1/apps/checked-app", json=renamed, headers=provider.headers)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "id"]
+    assert "cannot be renamed" in r.json()["detail"][0]["msg"]
+    broken = copy.deepcopy(spec)
+    broken["parameters"][0]["default"] = 500
+    r = api.put("/v1/apps/checked-app", json=broken, headers=provider.headers)
+    assert r.status_code == 422 and "at most 128" in r.text
+    unrunnable = copy.deepcopy(spec)
+    unrunnable["template"]["stacks"] = ["cobol"]
+    r = api.put("/v1/apps/checked-app", json=unrunnable, headers=provider.headers)
+    assert r.status_code == 422 and "cobol" in r.text
+    # nothing changed
+    kept = api.get("/v1/apps/checked-app", headers=provider.headers).json()
+    assert kept["parameters"][0]["default"] == 16 and kept["template"]["stacks"] == ["cpu"]

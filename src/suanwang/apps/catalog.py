@@ -129,6 +129,9 @@ class App(BaseModel):
     description: str
     publisher: str = Field(description="'suanwang' for built-in apps, else the tenant's name")
     builtin: bool
+    editable: bool = Field(
+        False, description="the requesting tenant may update or delete it (publisher, operators)"
+    )
     parameters: list[Parameter]
     template: Template
 

@@ -1,9 +1,11 @@
-"""``/v1/apps``: the app marketplace — list, read, run (submits a job), publish.
+"""``/v1/apps``: the app marketplace — list, read, run (submits a job), publish, update, delete.
 
 Built-in apps ship with the package; providers and operators publish more (``POST /v1/apps``,
-table ``apps``). Running an app fills its parameters (each checked: a 422 names the parameter
-and why) and submits the resulting job through ``POST /v1/jobs``'s own handler, so placement,
-idempotency, billing admission and every scenario check are the same.
+table ``apps``); the publisher or an operator updates (``PUT``) or deletes (``DELETE``) a
+published app, built-in apps can be neither. Running an app fills its parameters (each
+checked: a 422 names the parameter and why) and submits the resulting job through
+``POST /v1/jobs``'s own handler, so placement, idempotency, billing admission and every
+scenario check are the same.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _publisher(tenant: CurrentTenant) -> Tenant:
     """The tenant, if it may publish apps; 403 otherwise (before the body is looked at)."""
     if tenant.tenant_role is TenantRole.CONSUMER:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "publishing apps is for providers and operators"
+            status.HTTP_403_FORBIDDEN, "publishing and changing apps is for providers and operators"
         )
     return tenant
 
@@ -60,18 +62,52 @@ class AppRun(BaseModel):
     deadline_s: float | None = Field(None, gt=0, le=1e9)
 
 
-def _published(row: PublishedApp, session: SessionDep) -> App:
+def _may_edit(row: PublishedApp, viewer: Tenant | None) -> bool:
+    """Whether ``viewer`` may update or delete the published app ``row``."""
+    if viewer is None:
+        return False
+    return viewer.tenant_role is TenantRole.OPERATOR or viewer.id == row.tenant_id
+
+
+def _published(row: PublishedApp, session: SessionDep, viewer: Tenant | None = None) -> App:
     tenant = session.get(Tenant, row.tenant_id)
     spec = AppSpec.model_validate(row.spec)
-    return App(**spec.model_dump(), publisher=tenant.name if tenant else "?", builtin=False)
+    return App(
+        **spec.model_dump(), publisher=tenant.name if tenant else "?", builtin=False,
+        editable=_may_edit(row, viewer),
+    )  # fmt: skip
 
 
-def _find(session: SessionDep, app_id: str) -> App | None:
-    for app in builtin_apps():
-        if app.id == app_id:
-            return app
+def _builtin(app_id: str) -> App | None:
+    return next((app for app in builtin_apps() if app.id == app_id), None)
+
+
+def _find(session: SessionDep, app_id: str, viewer: Tenant | None = None) -> App | None:
+    builtin = _builtin(app_id)
+    if builtin is not None:
+        return builtin
     row = session.get(PublishedApp, app_id)
-    return _published(row, session) if row is not None else None
+    return _published(row, session, viewer) if row is not None else None
+
+
+def _editable_row(session: SessionDep, app_id: str, tenant: Tenant, verb: str) -> PublishedApp:
+    """The published app ``tenant`` may ``verb``: 403 for a built-in app or another
+    provider's app, 404 if there is none."""
+    if _builtin(app_id) is not None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"{app_id!r} is a built-in app: it cannot be {verb} (publish a copy under another id)",
+        )
+    row = session.get(PublishedApp, app_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no app {app_id!r}")
+    if not _may_edit(row, tenant):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"app {app_id!r} was published by another tenant: only its publisher or an operator "
+            f"may change it",
+        )
+    return row
 
 
 def _invalid(
@@ -95,15 +131,15 @@ def _job_problems(body: dict[str, Any], net: NetworkDep) -> tuple[JobCreate | No
 
 
 @router.get("")
-def list_apps(session: SessionDep, _tenant: CurrentTenant) -> AppList:
+def list_apps(session: SessionDep, tenant: CurrentTenant) -> AppList:
     """Every app: built-in ones first, then published ones by id."""
     rows = session.scalars(select(PublishedApp).order_by(PublishedApp.id))
-    return AppList(items=[*builtin_apps(), *(_published(r, session) for r in rows)])
+    return AppList(items=[*builtin_apps(), *(_published(r, session, tenant) for r in rows)])
 
 
 @router.get("/{app_id}", responses=NOT_FOUND)
-def get_app(app_id: AppId, session: SessionDep, _tenant: CurrentTenant) -> App:
-    app = _find(session, app_id)
+def get_app(app_id: AppId, session: SessionDep, tenant: CurrentTenant) -> App:
+    app = _find(session, app_id, tenant)
     if app is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no app {app_id!r}")
     return app
@@ -122,6 +158,15 @@ def publish_app(spec: AppSpec, session: SessionDep, tenant: Publisher, net: Netw
     """Publish an app (providers and operators). Its defaults must make a valid job."""
     if _find(session, spec.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"an app {spec.id!r} exists already")
+    _check_runnable(spec, net)
+    row = PublishedApp(id=spec.id, tenant_id=tenant.id, spec=spec.model_dump(mode="json"))
+    session.add(row)
+    session.commit()
+    return _published(row, session, tenant)
+
+
+def _check_runnable(spec: AppSpec, net: NetworkDep) -> None:
+    """422 unless the app's defaults make a job the scenario can run."""
     try:
         body = render(spec, {})
     except AppError as exc:
@@ -131,10 +176,47 @@ def publish_app(spec: AppSpec, session: SessionDep, tenant: Publisher, net: Netw
     if problems:
         relabelled = [Problem(("template", *p.loc[1:]), p.msg, p.input) for p in problems]
         raise _invalid(relabelled)
-    row = PublishedApp(id=spec.id, tenant_id=tenant.id, spec=spec.model_dump(mode="json"))
-    session.add(row)
+
+
+CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
+    **NOT_FOUND,
+    403: {
+        "model": ErrorResponse,
+        "description": "a built-in app, another tenant's app, or a consumer's key",
+    },
+}
+
+
+@router.put(
+    "/{app_id}",
+    responses={
+        **CHANGE_RESPONSES,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+    },
+)
+def update_app(
+    app_id: AppId, spec: AppSpec, session: SessionDep, tenant: Publisher, net: NetworkDep
+) -> App:
+    """Replace a published app's spec (its publisher or an operator). The id stays; the new
+    spec is checked as when publishing. Jobs already run from the app are not affected."""
+    row = _editable_row(session, app_id, tenant, "changed")
+    if spec.id != app_id:
+        problem = Problem(("id",), f"must be {app_id!r}: an app cannot be renamed", spec.id)
+        raise _invalid([problem])
+    _check_runnable(spec, net)
+    row.spec = spec.model_dump(mode="json")
     session.commit()
-    return _published(row, session)
+    return _published(row, session, tenant)
+
+
+@router.delete("/{app_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_RESPONSES)
+def delete_app(app_id: AppId, session: SessionDep, tenant: Publisher) -> Response:
+    """Remove a published app from the marketplace (its publisher or an operator); jobs already
+    run from it are not affected. Built-in apps cannot be deleted (403)."""
+    row = _editable_row(session, app_id, tenant, "deleted")
+    session.delete(row)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
