@@ -13,18 +13,28 @@ from the job's origin to its first center) is charged once, on the first segment
 ended ``lost`` (its center failed) is metered but not billed: the provider did not deliver.
 Energy: IT kWh = units x unit power x hours; facility kWh = IT x PUE; green kWh = facility x
 the center's green-contract share; carbon = the rest x the province's grid emission factor.
+
+**Energy pass-through** (a platform setting): instead of the posted price, which embeds the
+energy of an SCU at the hour's tariff and marks it up, each piece is charged the *capacity part*
+of the posted price plus its metered facility energy at the hour's tariff, at cost::
+
+    charge = sum over pieces of scu_piece x capacity_price + facility_kwh_piece x tariff(hour)
+    capacity_price = capacity_cny_per_scu x (1 + margin)     (rounded to 0.0001 CNY)
+
+so a run in a valley hour pays less for its energy than one at the peak, and the energy is not
+marked up: per SCU this is never more than the posted price (which holds rely on).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 
-from .money import ZERO, cents, qty
+from .money import PRICE_STEP, ZERO, cents, qty
 from .pricing import PriceBook
 
 #: Run ends that are not billed (metered with amount 0).
@@ -71,6 +81,8 @@ class UsageLine:
     compute_cny: Decimal
     transfer_cny: Decimal
     billable: bool
+    #: The energy part of ``compute_cny`` under energy pass-through (0 under posted prices).
+    energy_cny: Decimal = ZERO
 
     @property
     def amount_cny(self) -> Decimal:
@@ -85,19 +97,29 @@ def rate_segment(
     units: int,
     data_gb: Decimal = ZERO,
     transfer_cny_per_gb: Decimal = ZERO,
+    energy_pass_through: bool = False,
 ) -> UsageLine:
-    """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer)."""
+    """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer).
+
+    ``energy_pass_through``: charge the capacity part of the posted price plus the metered
+    facility energy at the tariff of each hour (see the module docstring).
+    """
     if units <= 0:
         raise ValueError(f"segment {seg.seq}: units must be positive, not {units}")
     sc = book.scenario
     acc = sc.catalog.get(seg.model)
     center = sc.center(seg.center_id)
     speed = Decimal(repr(speed_scu_per_hour(acc, precision)))
+    if energy_pass_through:  # NoPrice if the chip has no posted price (as book.price would)
+        book.table(seg.center_id, seg.model, precision)
+    tariff = sc.province(center.province).tariff
+    facility_kw = Decimal(repr(acc.unit_power_w())) / 1000 * Decimal(repr(center.pue))
     tz = ZoneInfo(sc.timezone)
     end = max(seg.ended_at, seg.started_at)
     t = seg.started_at
     scu_total = Decimal(0)
     money = Decimal(0)
+    energy_money = Decimal(0)
     while t < end:
         local = t.astimezone(tz)
         next_hour = (
@@ -107,7 +129,13 @@ def rate_segment(
         secs = Decimal(repr((piece_end - t).total_seconds()))
         scu = units * speed * secs / 3600
         scu_total += scu
-        money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
+        if energy_pass_through:
+            kwh = units * facility_kw * secs / 3600
+            energy = kwh * Decimal(repr(float(tariff.price_at_hour(local.hour))))
+            energy_money += energy
+            money += scu * capacity_price(book) + energy
+        else:
+            money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
         t = piece_end
     seconds = Decimal(repr((end - seg.started_at).total_seconds()))
     hours = seconds / 3600
@@ -136,7 +164,14 @@ def rate_segment(
         compute_cny=cents(money),
         transfer_cny=cents(data_gb * transfer_cny_per_gb),
         billable=billable,
+        energy_cny=cents(energy_money),
     )
+
+
+def capacity_price(book: PriceBook) -> Decimal:
+    """The capacity part of every posted price, CNY per SCU: capacity x (1 + margin)."""
+    p = book.params
+    return (p.capacity_cny_per_scu * (1 + p.margin)).quantize(PRICE_STEP, rounding=ROUND_HALF_UP)
 
 
 def estimate_hold(
