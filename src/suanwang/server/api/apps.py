@@ -26,6 +26,10 @@ from suanwang.server.models.jobs import check_spec
 from suanwang.server.schemas import ErrorResponse, JobCreate, JobName, JobPublic, Name
 
 router = APIRouter(prefix="/v1/apps", tags=["apps"], responses=AUTH_RESPONSES)
+TOO_LARGE: dict[str, object] = {
+    "model": ErrorResponse,
+    "description": "request body over the server's limit (64 KiB)",
+}
 
 AppId = Annotated[str, Path(max_length=64, description="the app's id")]
 NOT_FOUND: dict[int | str, dict[str, object]] = {
@@ -150,6 +154,7 @@ def get_app(app_id: AppId, session: SessionDep, tenant: CurrentTenant) -> App:
     status_code=status.HTTP_201_CREATED,
     responses={
         400: {"model": ErrorResponse, "description": "the body could not be read"},
+        413: TOO_LARGE,
         403: {"model": ErrorResponse, "description": "consumers may not publish apps"},
         409: {"model": ErrorResponse, "description": "an app with this id exists"},
     },
@@ -192,6 +197,7 @@ CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
     responses={
         **CHANGE_RESPONSES,
         400: {"model": ErrorResponse, "description": "the body could not be read"},
+        413: TOO_LARGE,
     },
 )
 def update_app(
@@ -226,6 +232,7 @@ def delete_app(app_id: AppId, session: SessionDep, tenant: Publisher) -> Respons
         **NOT_FOUND,
         200: {"model": JobPublic, "description": "replay: this Idempotency-Key made this job"},
         400: {"model": ErrorResponse, "description": "the body could not be read"},
+        413: TOO_LARGE,
         402: {"description": "billing required and the prepaid balance cannot cover the hold"},
     },
 )
