@@ -37,6 +37,8 @@ from suanwang.server.database.models import (
     LedgerPosting,
     LedgerTransaction,
     PublishedApp,
+    QuotaGrant,
+    QuotaUse,
     RunFence,
     Tenant,
     TenantRole,
@@ -118,6 +120,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
     """A client on an empty database (every table emptied before the test)."""
     with sessions.begin() as session:
         for table in (  # billing tables first (issue 5)
+            QuotaUse, QuotaGrant,
             UsageRecord, LedgerPosting, LedgerTransaction, Account, BillingSetting,
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
         ):  # fmt: skip

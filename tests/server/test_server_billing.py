@@ -259,7 +259,9 @@ def test_billing_cli_and_ledger_verify(
     r = runner.invoke(
         cli, ["billing", "configure", "--require", "--commission", "0.05", "--db", db_url, "--json"]
     )
-    assert json.loads(r.stdout) == {"billing_required": True, "commission_rate": "0.05"}
+    assert json.loads(r.stdout) == {
+        "billing_required": True, "commission_rate": "0.05", "energy_pass_through": False
+    }  # fmt: skip
     assert (
         runner.invoke(
             cli, ["billing", "configure", "--commission", "0.2", "--db", db_url]
@@ -347,7 +349,12 @@ def test_end_to_end_a_real_job_is_held_charged_and_released(
     assert Decimal(bal["prepaid_cny"]) == Decimal("800") - Decimal(got["charge_cny"])
     with sessions() as s:
         [rec] = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job["id"]))
+        # the reconciler lowered the hold once the dispatcher had placed the job
+        release = s.scalar(
+            select(LedgerTransaction).where(LedgerTransaction.ref == f"release:{job['id']}")
+        )
     assert rec.center_id == CENTER and rec.seconds >= Decimal("1") and rec.scu > 0
+    assert release is not None and release.amount > 0
     assert _verify(sessions) == []
 
 
@@ -396,7 +403,7 @@ def test_billing_routes_survive_generated_requests(
                     ran += 1
     finally:
         shutdown_lifespans()
-    assert ran == 5 * 2 * 2  # balance, topups, invoices, settlements, prices
+    assert ran == 7 * 2 * 2  # balance, topups, invoices, settlements, prices, quotas (2)
 
 
 def _check(op: Any, mode: Any, headers: dict[str, str], checks: list[Any]) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.core.hardware import Precision
+from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.core.jobs import JobKind
 from suanwang.core.lifecycle import TERMINAL, JobState
 from suanwang.core.network import Network
@@ -39,15 +40,17 @@ from suanwang.server.database.models import (
     JobRow,
     LedgerPosting,
     LedgerTransaction,
+    QuotaGrant,
+    QuotaUse,
     Tenant,
     TenantRole,
     UsageRecord,
     utcnow,
 )
 
-from . import ledger
+from . import ledger, quotas
 from .ledger import Entry
-from .money import ZERO, cents
+from .money import ZERO, cents, cents_up, qty
 from .pricing import NoPrice, PriceBook
 from .rating import Segment, UsageLine, estimate_hold, rate_segment
 
@@ -57,6 +60,7 @@ log = logging.getLogger("suanwang.billing")
 
 BILLING_REQUIRED = "billing_required"
 COMMISSION_RATE = "commission_rate"
+ENERGY_PASS_THROUGH = "energy_pass_through"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,9 @@ class BillingConfig:
 
     billing_required: bool = False
     commission_rate: Decimal = ledger.DEFAULT_COMMISSION
+    #: Charge the capacity part of the posted price + metered energy at the hour's tariff
+    #: (:func:`.rating.rate_segment`) instead of the posted price.
+    energy_pass_through: bool = False
 
 
 def get_config(*, session: Session) -> BillingConfig:
@@ -73,6 +80,7 @@ def get_config(*, session: Session) -> BillingConfig:
     return BillingConfig(
         billing_required=values.get(BILLING_REQUIRED, "false") == "true",
         commission_rate=Decimal(values.get(COMMISSION_RATE, str(ledger.DEFAULT_COMMISSION))),
+        energy_pass_through=values.get(ENERGY_PASS_THROUGH, "false") == "true",
     )
 
 
@@ -81,6 +89,7 @@ def set_config(
     session: Session,
     billing_required: bool | None = None,
     commission_rate: Decimal | None = None,
+    energy_pass_through: bool | None = None,
 ) -> BillingConfig:
     """Change settings (``commission_rate`` must be within 5 %..10 %); returns the new ones."""
     updates: dict[str, str] = {}
@@ -88,6 +97,8 @@ def set_config(
         updates[BILLING_REQUIRED] = "true" if billing_required else "false"
     if commission_rate is not None:
         updates[COMMISSION_RATE] = str(ledger.check_commission(commission_rate))
+    if energy_pass_through is not None:
+        updates[ENERGY_PASS_THROUGH] = "true" if energy_pass_through else "false"
     for key, value in updates.items():
         row = session.get(BillingSetting, key)
         if row is None:
@@ -341,7 +352,9 @@ def _segment(
     )
 
 
-def meter(*, session: Session, job: JobRow, net: Network) -> list[UsageLine]:
+def meter(
+    *, session: Session, job: JobRow, net: Network, energy_pass_through: bool = False
+) -> list[UsageLine]:
     """Rate every run of ``job`` (pure apart from reading its events)."""
     events = list(
         session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
@@ -366,9 +379,309 @@ def meter(*, session: Session, job: JobRow, net: Network) -> list[UsageLine]:
                 units=units,
                 data_gb=data_gb if first else ZERO,
                 transfer_cny_per_gb=link,
+                energy_pass_through=energy_pass_through,
             )
         )
     return lines
+
+
+# --------------------------------------------------------------------------- hold at placement
+
+
+def open_hold(*, session: Session, job_id: str) -> Decimal:
+    """What the job's hold still reserves: the hold at submit less what was released when the
+    job was placed (:func:`lower_hold`); 0 without a hold."""
+    rows = dict(
+        session.execute(
+            select(LedgerTransaction.kind, LedgerTransaction.amount).where(
+                LedgerTransaction.ref.in_([f"hold:{job_id}", f"release:{job_id}"])
+            )
+        ).all()
+    )
+    return rows.get("hold", ZERO) - rows.get("release", ZERO)
+
+
+def placement_estimate(
+    *, job: JobRow, net: Network, center_id: str, model: str, start: datetime
+) -> Decimal:
+    """The job's estimated charge where it was placed: its work on ``model`` at ``center_id``
+    from ``start`` for as long as the work takes there, at each hour's posted price, plus its
+    data at the link from its origin to that center; rounded up to the fen."""
+    from suanwang.server.models.jobs import to_core_job
+
+    core = to_core_job(job, net)
+    precision, units = _precision(job.spec)
+    speed = speed_scu_per_hour(net.scenario.catalog.get(model), precision)
+    if speed <= 0:
+        raise NoPrice(f"model {model!r} cannot run {precision.value} work")
+    hours = Decimal(repr(float(core.work_scu))) / (units * Decimal(repr(speed)))
+    end = start + timedelta(seconds=float(hours * 3600))
+    data_gb = Decimal(repr(float(core.data_gb)))
+    link = ZERO
+    if data_gb > 0:
+        p, c = net.place(core.origin), net.center_index[center_id]
+        link = Decimal(repr(float(net.transfer_cost_cny_per_gb[p, c])))
+    line = rate_segment(
+        book_for(net.scenario),
+        Segment(0, center_id, model, start, end, JobState.SUCCEEDED.value, 0),
+        precision=precision,
+        units=units,
+        data_gb=data_gb,
+        transfer_cny_per_gb=link,
+    )
+    return cents_up(line.compute_cny + line.transfer_cny)
+
+
+def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransaction | None:
+    """Once the job is placed, lower its hold to the estimate where it was placed (the
+    ``scheduled`` event's center, ``pool`` chip and ``start_at``), releasing the difference to
+    prepaid: ``release:<job>`` (held -d, prepaid +d), written once per job (a later
+    re-placement does not change it again; an estimate at or above the hold releases 0.00).
+
+    The caller locks the job row (as settlement does), so a release and the job's charge never
+    interleave; a job already charged, unplaced or ended is left alone (None).
+    """
+    if job.billed_at is not None or JobState(job.state) in TERMINAL:
+        return None
+    hold_tx = session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.ref == f"hold:{job.id}")
+    )
+    if hold_tx is None or session.scalar(
+        select(LedgerTransaction.id).where(LedgerTransaction.ref == f"release:{job.id}")
+    ):
+        return None
+    placed = session.scalar(
+        select(JobEvent)
+        .where(JobEvent.job_id == job.id, JobEvent.to_state == JobState.SCHEDULED.value)
+        .order_by(JobEvent.id.desc())
+        .limit(1)
+    )
+    if placed is None:
+        return None
+    detail = placed.detail or {}
+    center = str(detail.get("center") or job.center_id or "")
+    model = str(detail.get("pool") or job.pool_model or "")
+    s = detail.get("start_at")
+    start = max(placed.at, datetime.fromisoformat(s)) if isinstance(s, str) else placed.at
+    estimate = placement_estimate(job=job, net=net, center_id=center, model=model, start=start)
+    release = max(hold_tx.amount - estimate, ZERO)
+    tid = job.tenant_id
+    entry = Entry(
+        "release",
+        f"release:{job.id}",
+        (ledger.Posting(ledger.held(tid), -release), ledger.Posting(ledger.prepaid(tid), release)),
+        release,
+        tenant_id=tid,
+        job_id=job.id,
+    )
+    memo = (
+        f"hold of job {job.id} lowered to {hold_tx.amount - release} CNY at placement "
+        f"({center}, {model}, estimate {estimate} CNY)"
+    )
+    tx, _ = post(session=session, entry=entry, memo=memo)
+    return tx
+
+
+def placed_with_hold(*, session: Session, limit: int = 500) -> list[str]:
+    """Jobs placed (scheduled, running, migrating or lost) whose hold was not lowered yet."""
+    job = JobRow.__table__
+    release = LedgerTransaction.__table__.alias("r")
+    stmt = (
+        select(LedgerTransaction.job_id)
+        .join(job, job.c.id == LedgerTransaction.job_id)
+        .outerjoin(
+            release,
+            and_(release.c.job_id == LedgerTransaction.job_id, release.c.kind == "release"),
+        )
+        .where(
+            LedgerTransaction.kind == "hold",
+            release.c.id.is_(None),
+            job.c.billed_at.is_(None),
+            job.c.state.in_(
+                [
+                    JobState.SCHEDULED.value,
+                    JobState.RUNNING.value,
+                    JobState.MIGRATING.value,
+                    JobState.LOST.value,
+                ]
+            ),
+        )
+        .order_by(LedgerTransaction.id)
+        .limit(limit)
+    )
+    return [j for j in session.scalars(stmt) if j is not None]
+
+
+def lower_holds(sessions: sessionmaker[Session], net: Network, *, limit: int = 500) -> int:
+    """Lower the hold of every placed job not yet repriced, one transaction per job (its row
+    ``FOR UPDATE SKIP LOCKED``, like :func:`settle_finished`); returns how many were written."""
+    with sessions() as session:
+        ids = placed_with_hold(session=session, limit=limit)
+    # a hold that cannot be repriced stays as it was (the charge at the end releases it)
+    return _one_by_one(
+        sessions, ids, "reprice the hold of",
+        lambda session, job: lower_hold(session=session, job=job, net=net) is not None,
+    )  # fmt: skip
+
+
+def _one_by_one(
+    sessions: sessionmaker[Session],
+    ids: list[str],
+    what: str,
+    work: Callable[[Session, JobRow], bool],
+) -> int:
+    """``work`` on each unbilled job in its own transaction, its row taken ``FOR UPDATE SKIP
+    LOCKED`` (a job another worker has is skipped); returns for how many ``work`` was true.
+
+    A job the served scenario cannot rate (e.g. stored under another scenario) must not hold
+    up everyone else's: it is logged and left as it is.
+    """
+    done = 0
+    for job_id in ids:
+        try:
+            with sessions.begin() as session:
+                job = session.scalar(
+                    select(JobRow)
+                    .where(JobRow.id == job_id, JobRow.billed_at.is_(None))
+                    .with_for_update(skip_locked=True)
+                )
+                if job is not None and work(session, job):
+                    done += 1
+        except (NoPrice, KeyError, ValueError) as exc:
+            log.error("cannot %s job %s: %s: %s", what, job_id, exc.__class__.__name__, exc)
+    return done
+
+
+# --------------------------------------------------------------------------- trial quotas
+
+
+def _allowances(session: Session, tenant_id: str) -> list[quotas.Allowance]:
+    """The tenant's unexpired grants with something left, locked, in consumption order."""
+    now = utcnow()
+    grants = session.scalars(
+        select(QuotaGrant)
+        .where(
+            QuotaGrant.tenant_id == tenant_id,
+            (QuotaGrant.expires_at.is_(None)) | (QuotaGrant.expires_at > now),
+            (QuotaGrant.card_hours_used < QuotaGrant.card_hours)
+            | (QuotaGrant.storage_gb_months_used < QuotaGrant.storage_gb_months),
+        )
+        .order_by(QuotaGrant.expires_at.is_(None), QuotaGrant.expires_at, QuotaGrant.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return [
+        quotas.Allowance(
+            g.id, g.card_hours - g.card_hours_used, g.storage_gb_months - g.storage_gb_months_used
+        )
+        for g in grants
+    ]
+
+
+class QuotaRace(ValueError):
+    """A grant had less left than it was read with (never expected: grants are locked)."""
+
+
+def _consume(session: Session, covers: list[quotas.Cover]) -> None:
+    columns = {
+        quotas.CARD_HOURS: (QuotaGrant.card_hours_used, QuotaGrant.card_hours),
+        quotas.STORAGE_GB_MONTHS: (QuotaGrant.storage_gb_months_used, QuotaGrant.storage_gb_months),
+    }
+    for c in sorted(covers, key=lambda c: (c.grant_id, c.resource, c.seq)):
+        used, granted = columns[c.resource]
+        result = session.execute(
+            update(QuotaGrant)
+            .where(QuotaGrant.id == c.grant_id, used + c.quantity <= granted)
+            .values({used: used + c.quantity}),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise QuotaRace(f"grant {c.grant_id}: less than {c.quantity} {c.resource} left")
+
+
+def grant_quota(
+    *,
+    session: Session,
+    tenant: Tenant,
+    card_hours: Decimal = ZERO,
+    storage_gb_months: Decimal = ZERO,
+    tokens: int = 0,
+    expires_at: datetime | None = None,
+    key: str | None = None,
+    memo: str = "",
+) -> tuple[QuotaGrant, bool]:
+    """Grant ``tenant`` free quotas; ``(grant, written)``. ``key`` makes a retry grant once (a
+    key reused for a different grant: ValueError)."""
+    for name, value in (("card_hours", card_hours), ("storage_gb_months", storage_gb_months)):
+        if not value.is_finite() or value < 0 or value != qty(value) or value >= Decimal("1e12"):
+            raise ValueError(f"{name}: {value} must be >= 0 with at most 6 decimals")
+    if tokens < 0 or tokens >= 10**15:
+        raise ValueError(f"tokens: {tokens} must be >= 0")
+    ref = f"grant:{key}" if key else f"grant:{uuid.uuid4()}"
+    values = (card_hours, storage_gb_months, tokens, expires_at)
+    existing = session.scalar(select(QuotaGrant).where(QuotaGrant.ref == ref))
+    if existing is None:
+        grant = QuotaGrant(
+            tenant_id=tenant.id, ref=ref, card_hours=qty(card_hours), card_hours_used=ZERO,
+            storage_gb_months=qty(storage_gb_months), storage_gb_months_used=ZERO,
+            tokens=tokens, tokens_used=0, expires_at=expires_at, memo=memo, granted_at=utcnow(),
+        )  # fmt: skip
+        try:
+            with session.begin_nested():
+                session.add(grant)
+                session.flush()
+            return grant, True
+        except IntegrityError:
+            existing = session.scalar(select(QuotaGrant).where(QuotaGrant.ref == ref))
+            if existing is None:
+                raise
+    same = (existing.card_hours, existing.storage_gb_months, existing.tokens, existing.expires_at)
+    if existing.tenant_id != tenant.id or same != values:
+        raise ValueError(f"grant key {key!r} was already used for a different grant")
+    return existing, False
+
+
+def grant_json(g: QuotaGrant) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "card_hours": str(g.card_hours),
+        "card_hours_used": str(g.card_hours_used),
+        "storage_gb_months": str(g.storage_gb_months),
+        "storage_gb_months_used": str(g.storage_gb_months_used),
+        "tokens": g.tokens,
+        "tokens_used": g.tokens_used,
+        "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+        "granted_at": g.granted_at.isoformat(),
+        "memo": g.memo,
+    }
+
+
+def quota_summary(*, session: Session, tenant_id: str) -> dict[str, Any]:
+    """What is left of the tenant's unexpired grants, what its trials covered so far, and
+    every grant (expired ones too, ``expired``)."""
+    now = utcnow()
+    grants = list(
+        session.scalars(
+            select(QuotaGrant).where(QuotaGrant.tenant_id == tenant_id).order_by(QuotaGrant.id)
+        )
+    )
+    live = [g for g in grants if g.expires_at is None or g.expires_at > now]
+    covered = session.scalar(
+        select(func.sum(QuotaUse.value_cny)).where(QuotaUse.tenant_id == tenant_id)
+    )
+    return {
+        "tenant_id": tenant_id,
+        "card_hours_left": str(sum((g.card_hours - g.card_hours_used for g in live), qty(ZERO))),
+        "storage_gb_months_left": str(
+            sum((g.storage_gb_months - g.storage_gb_months_used for g in live), qty(ZERO))
+        ),
+        "tokens_left": sum(g.tokens - g.tokens_used for g in live),
+        "free_cny": str(cents(Decimal(covered or 0))),
+        "grants": [
+            grant_json(g) | {"expired": g.expires_at is not None and g.expires_at <= now}
+            for g in grants
+        ],
+    }
 
 
 def _owners(session: Session) -> dict[str, str]:
@@ -381,17 +694,14 @@ def settle_job(
     """Meter and charge a finished job (its row locked by the caller); idempotent."""
     if job.billed_at is not None or JobState(job.state) not in TERMINAL:
         return None
-    lines = meter(session=session, job=job, net=net)
+    lines = meter(session=session, job=job, net=net, energy_pass_through=config.energy_pass_through)
     owners = _owners(session)
     by_provider: dict[str, Decimal] = {}
     for line in lines:
         if line.billable:
             acct = ledger.payable(owners.get(line.center_id))
             by_provider[acct] = by_provider.get(acct, ZERO) + line.amount_cny
-    hold_tx = session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.ref == f"hold:{job.id}")
-    )
-    hold_amount = hold_tx.amount if hold_tx is not None else ZERO
+    hold_amount = open_hold(session=session, job_id=job.id)
     tid = job.tenant_id
     consumer = [ledger.held(tid), ledger.postpaid(tid), ledger.prepaid(tid)]
     ensure_accounts(session=session, account_ids=consumer)
@@ -402,45 +712,70 @@ def settle_job(
         .with_for_update()
     ).all()
     available = {a: b for a, b in locked}.get(ledger.prepaid(tid), ZERO)
-    entry = ledger.charge(
+    # trial quotas: the tenant's consumer accounts are locked above, so its settlements are
+    # serialised; the grants are locked too and consumed by conditional updates
+    data_gb = Decimal(repr(float(job.spec.get("data_gb") or 0.0)))
+    covers = quotas.allocate(lines, _allowances(session, tid), data_gb=data_gb)
+    _consume(session, covers)
+    free = sum((c.value_cny for c in covers), ZERO)
+    entry = quotas.charge(
         tenant_id=tid,
         job_id=job.id,
         by_provider=by_provider,
+        free=free,
         hold_amount=hold_amount,
         available=available,
         rate=config.commission_rate,
     )
-    tx, _ = post(session=session, entry=entry, memo=f"job {job.id} ({job.state})")
+    memo = f"job {job.id} ({job.state})" + (
+        ", energy passed through" if config.energy_pass_through else ""
+    )
+    tx, _ = post(session=session, entry=entry, memo=memo)
     now = utcnow()
+    records: dict[int, UsageRecord] = {}
     for line in lines:
-        session.add(
-            UsageRecord(
-                job_id=job.id,
-                tenant_id=tid,
-                seq=line.seq,
-                run_event_id=line.run_event_id,
-                center_id=line.center_id,
-                pool_model=line.model,
-                precision=line.precision.value,
-                units=line.units,
-                started_at=line.started_at,
-                ended_at=line.ended_at,
-                end_state=line.end_state,
-                seconds=line.seconds,
-                scu=line.scu,
-                it_kwh=line.it_kwh,
-                facility_kwh=line.facility_kwh,
-                green_kwh=line.green_kwh,
-                carbon_kg=line.carbon_kg,
-                data_gb=line.data_gb,
-                compute_cny=line.compute_cny,
-                transfer_cny=line.transfer_cny,
-                amount_cny=line.amount_cny,
-                billable=line.billable,
-                transaction_id=tx.id,
-                created_at=now,
-            )
+        records[line.seq] = UsageRecord(
+            job_id=job.id,
+            tenant_id=tid,
+            seq=line.seq,
+            run_event_id=line.run_event_id,
+            center_id=line.center_id,
+            pool_model=line.model,
+            precision=line.precision.value,
+            units=line.units,
+            started_at=line.started_at,
+            ended_at=line.ended_at,
+            end_state=line.end_state,
+            seconds=line.seconds,
+            scu=line.scu,
+            it_kwh=line.it_kwh,
+            facility_kwh=line.facility_kwh,
+            green_kwh=line.green_kwh,
+            carbon_kg=line.carbon_kg,
+            data_gb=line.data_gb,
+            compute_cny=line.compute_cny,
+            transfer_cny=line.transfer_cny,
+            amount_cny=line.amount_cny,
+            billable=line.billable,
+            transaction_id=tx.id,
+            created_at=now,
         )
+    session.add_all(records.values())
+    session.flush()
+    session.add_all(
+        QuotaUse(
+            grant_id=c.grant_id,
+            tenant_id=tid,
+            job_id=job.id,
+            usage_record_id=records[c.seq].id,
+            resource=c.resource,
+            quantity=c.quantity,
+            value_cny=c.value_cny,
+            transaction_id=tx.id,
+            created_at=now,
+        )
+        for c in covers
+    )
     job.billed_at = now
     session.flush()
     return tx
@@ -464,35 +799,38 @@ def settle_finished(sessions: sessionmaker[Session], net: Network, *, limit: int
     """
     with sessions() as session:
         ids = unbilled(session=session, limit=limit)
-    done = 0
-    for job_id in ids:
-        try:
-            with sessions.begin() as session:
-                job = session.scalar(
-                    select(JobRow)
-                    .where(JobRow.id == job_id, JobRow.billed_at.is_(None))
-                    .with_for_update(skip_locked=True)
-                )
-                if job is None:
-                    continue
-                config = get_config(session=session)
-                if settle_job(session=session, job=job, net=net, config=config) is not None:
-                    done += 1
-        except (NoPrice, KeyError, ValueError) as exc:
-            # a job the served scenario cannot rate (e.g. stored under another scenario) must
-            # not hold up everyone else's; it stays unbilled, with its hold, and is logged
-            log.error("cannot charge job %s: %s: %s", job_id, exc.__class__.__name__, exc)
-    return done
+
+    def charge(session: Session, job: JobRow) -> bool:
+        config = get_config(session=session)
+        return settle_job(session=session, job=job, net=net, config=config) is not None
+
+    return _one_by_one(sessions, ids, "charge", charge)  # a job not charged keeps its hold
 
 
 # --------------------------------------------------------------------------- reading
 
 
 def charge_of(*, session: Session, job_id: str) -> Decimal | None:
-    """The job's charge in CNY once it is settled, else None."""
-    return session.scalar(
-        select(LedgerTransaction.amount).where(LedgerTransaction.ref == f"charge:{job_id}")
+    """What the job's consumer was charged in CNY once it is settled (after trial quotas),
+    else None."""
+    tx = session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.ref == f"charge:{job_id}")
     )
+    if tx is None:
+        return None
+    return tx.amount - _free_of(session, [tx.id]).get(tx.id, ZERO)
+
+
+def _free_of(session: Session, tx_ids: list[int]) -> dict[int, Decimal]:
+    """The part of each charge the platform's trials account paid."""
+    if not tx_ids:
+        return {}
+    rows = session.execute(
+        select(LedgerPosting.transaction_id, func.sum(LedgerPosting.amount))
+        .where(LedgerPosting.transaction_id.in_(tx_ids), LedgerPosting.account_id == quotas.TRIALS)
+        .group_by(LedgerPosting.transaction_id)
+    ).all()
+    return {t: -cents(Decimal(a)) for t, a in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,6 +905,15 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
             select(JobRow.id, JobRow.name).where(JobRow.id.in_([t.job_id for t in txs]))
         ).all()
     )
+    free = _free_of(session, [t.id for t in txs])
+    free_qty: dict[tuple[int, str], Decimal] = {}
+    if txs:
+        for tx_id, resource, quantity in session.execute(
+            select(QuotaUse.transaction_id, QuotaUse.resource, func.sum(QuotaUse.quantity))
+            .where(QuotaUse.transaction_id.in_([t.id for t in txs]))
+            .group_by(QuotaUse.transaction_id, QuotaUse.resource)
+        ):
+            free_qty[tx_id, resource] = qty(Decimal(quantity))
     lines = []
     for tx in txs:
         recs = usage.get(tx.id, [])
@@ -575,10 +922,16 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
                 "job_id": tx.job_id,
                 "name": names.get(tx.job_id or ""),
                 "settled_at": tx.created_at.isoformat(),
-                "amount_cny": str(tx.amount),
+                "amount_cny": str(tx.amount - free.get(tx.id, ZERO)),
                 "scu": str(sum((r.scu for r in recs), Decimal("0.000000"))),
                 "centers": sorted({r.center_id for r in recs}),
                 "usage_record_ids": [r.id for r in recs],
+                "usage_cny": str(tx.amount),
+                "free_cny": str(free.get(tx.id, ZERO)),
+                "free_card_hours": str(free_qty.get((tx.id, quotas.CARD_HOURS), qty(ZERO))),
+                "free_storage_gb_months": str(
+                    free_qty.get((tx.id, quotas.STORAGE_GB_MONTHS), qty(ZERO))
+                ),
             }
         )
     topups = session.scalar(
@@ -589,12 +942,15 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
         )
     )
     total = sum((t.amount for t in txs), ZERO)
+    total_free = sum(free.values(), ZERO)
     bal = balance(session=session, tenant_id=tenant.id)
     return {
         "tenant_id": tenant.id,
         "tenant": tenant.name,
         "period": period,
-        "total_cny": str(total),
+        "total_cny": str(total - total_free),
+        "usage_cny": str(total),
+        "free_cny": str(total_free),
         "topups_cny": str(cents(Decimal(topups or 0))),
         "lines": lines,
         "balance": bal.as_json(),
@@ -607,7 +963,10 @@ def invoice_csv(doc: dict[str, Any]) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids"])
+    w.writerow(
+        ["job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids",
+         "usage_cny", "free_cny", "free_card_hours"]
+    )  # fmt: skip
     for line in doc["lines"]:
         w.writerow(
             [
@@ -618,9 +977,14 @@ def invoice_csv(doc: dict[str, Any]) -> str:
                 line["scu"],
                 " ".join(line["centers"]),
                 " ".join(str(i) for i in line["usage_record_ids"]),
+                line["usage_cny"],
+                line["free_cny"],
+                line["free_card_hours"],
             ]
         )
-    w.writerow(["total", "", "", doc["total_cny"], "", "", ""])
+    w.writerow(
+        ["total", "", "", doc["total_cny"], "", "", "", doc["usage_cny"], doc["free_cny"], ""]
+    )
     return buf.getvalue()
 
 
@@ -666,8 +1030,15 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
         )
     doc: dict[str, Any] = {"period": period, "providers": providers}
     if provider is None:
+        trials = session.scalar(
+            select(func.sum(LedgerPosting.amount)).where(
+                LedgerPosting.transaction_id.in_(sub), LedgerPosting.account_id == quotas.TRIALS
+            )
+        )
         doc |= {
             "charges_cny": str(cents(Decimal(totals[0] or 0))),
+            # the part of the charges the platform paid for trial quotas (from its commission)
+            "trials_cny": str(-cents(Decimal(trials or 0))),
             "commission_cny": str(cents(Decimal(totals[1] or 0))),
             "jobs": int(totals[2]),
             "commission_rate": str(get_config(session=session).commission_rate),
@@ -755,24 +1126,117 @@ def verify(*, session: Session) -> list[str]:
         problems.append(
             f"usage record {rec_id} of job {job_id}: not charged with its job ({tx_job})"
         )
-    # holds: a tenant's held balance is the sum of its open holds (no charge yet)
+    problems += _verify_trials(session)
+    # holds: a tenant's held balance is the sum of its open holds (no charge yet), each less
+    # what was released when its job was placed
     charge = LedgerTransaction.__table__.alias("c")
-    open_holds = dict(
-        session.execute(
-            select(LedgerTransaction.tenant_id, func.sum(LedgerTransaction.amount))
-            .outerjoin(
-                charge, and_(charge.c.job_id == LedgerTransaction.job_id, charge.c.kind == "charge")
-            )
-            .where(LedgerTransaction.kind == "hold", charge.c.id.is_(None))
-            .group_by(LedgerTransaction.tenant_id)
-        ).all()
-    )
+    open_holds: dict[str | None, Decimal] = {}
+    for tid, kind, amount in session.execute(
+        select(LedgerTransaction.tenant_id, LedgerTransaction.kind, LedgerTransaction.amount)
+        .outerjoin(
+            charge, and_(charge.c.job_id == LedgerTransaction.job_id, charge.c.kind == "charge")
+        )
+        .where(LedgerTransaction.kind.in_(["hold", "release"]), charge.c.id.is_(None))
+    ):
+        sign = 1 if kind == "hold" else -1
+        open_holds[tid] = open_holds.get(tid, ZERO) + sign * amount
+    hold = LedgerTransaction.__table__.alias("h")
+    for ref, released, held_amount in session.execute(
+        select(LedgerTransaction.ref, LedgerTransaction.amount, hold.c.amount)
+        .outerjoin(hold, and_(hold.c.job_id == LedgerTransaction.job_id, hold.c.kind == "hold"))
+        .where(LedgerTransaction.kind == "release")
+    ):
+        if held_amount is None or released > held_amount:
+            problems.append(f"{ref}: releases {released} of a hold of {held_amount}")
     for acct in session.scalars(select(Account).where(Account.kind == "held")):
         expect = cents(Decimal(open_holds.get(acct.tenant_id) or 0))
         if acct.balance != expect:
             problems.append(
                 f"account {acct.id}: holds {acct.balance} but open holds sum to {expect}"
             )
+    return problems
+
+
+def _verify_trials(session: Session) -> list[str]:
+    """Trial quotas: every charge's consumer side pays the charge less what the trials account
+    paid, which is what its quota uses covered; every grant's use is the sum of its uses and
+    within the grant; every use belongs to a usage record of its charge's job."""
+    problems: list[str] = []
+    consumer = (
+        LedgerPosting.account_id.like("consumer:%:prepaid")
+        | LedgerPosting.account_id.like("consumer:%:held")
+        | LedgerPosting.account_id.like("consumer:%:postpaid")
+    )
+    sides: dict[int, tuple[Decimal, Decimal]] = {}
+    for tx_id, account, amount in session.execute(
+        select(LedgerPosting.transaction_id, LedgerPosting.account_id, LedgerPosting.amount)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .where(
+            LedgerTransaction.kind == "charge",
+            consumer | (LedgerPosting.account_id == quotas.TRIALS),
+        )
+    ):
+        paid, trials = sides.get(tx_id, (ZERO, ZERO))
+        if account == quotas.TRIALS:
+            trials += amount
+        else:
+            paid += amount
+        sides[tx_id] = (paid, trials)
+    covered = dict(
+        session.execute(
+            select(QuotaUse.transaction_id, func.sum(QuotaUse.value_cny)).group_by(
+                QuotaUse.transaction_id
+            )
+        ).all()
+    )
+    for tx in session.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "charge")):
+        paid, trials = sides.get(tx.id, (ZERO, ZERO))
+        if paid + trials != -tx.amount:
+            problems.append(
+                f"charge {tx.ref}: consumer paid {-paid} and trials {-trials}, not {tx.amount}"
+            )
+        free = cents(Decimal(covered.get(tx.id) or 0))
+        if -trials != free:
+            problems.append(
+                f"charge {tx.ref}: trials paid {-trials} but its quota uses cover {free}"
+            )
+    uses: dict[tuple[int, str], Decimal] = {
+        (g, r): Decimal(q)
+        for g, r, q in session.execute(
+            select(QuotaUse.grant_id, QuotaUse.resource, func.sum(QuotaUse.quantity)).group_by(
+                QuotaUse.grant_id, QuotaUse.resource
+            )
+        )
+    }
+    for g in session.scalars(select(QuotaGrant).order_by(QuotaGrant.id)):
+        for resource, used, granted in (
+            (quotas.CARD_HOURS, g.card_hours_used, g.card_hours),
+            (quotas.STORAGE_GB_MONTHS, g.storage_gb_months_used, g.storage_gb_months),
+            (quotas.TOKENS, Decimal(g.tokens_used), Decimal(g.tokens)),
+        ):
+            recorded = qty(uses.get((g.id, resource), ZERO))
+            if used != recorded:
+                problems.append(
+                    f"quota grant {g.id}: {resource} used {used} but its uses sum to {recorded}"
+                )
+            if not 0 <= used <= granted:
+                problems.append(f"quota grant {g.id}: {resource} used {used} of {granted}")
+    rec = UsageRecord.__table__.alias("u")
+    for use_id, job_id, rec_job, tx_job, tx_kind in session.execute(
+        select(QuotaUse.id, QuotaUse.job_id, rec.c.job_id, LedgerTransaction.job_id,
+               LedgerTransaction.kind)
+        .outerjoin(rec, rec.c.id == QuotaUse.usage_record_id)
+        .outerjoin(LedgerTransaction, LedgerTransaction.id == QuotaUse.transaction_id)
+        .where(
+            (rec.c.job_id.is_(None)) | (rec.c.job_id != QuotaUse.job_id)
+            | (LedgerTransaction.job_id.is_(None)) | (LedgerTransaction.job_id != QuotaUse.job_id)
+            | (LedgerTransaction.kind != "charge")
+        )
+    ):  # fmt: skip
+        problems.append(
+            f"quota use {use_id} of job {job_id}: its usage record is of job {rec_job} and its "
+            f"transaction ({tx_kind}) of job {tx_job}"
+        )
     return problems
 
 

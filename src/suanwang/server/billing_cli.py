@@ -20,6 +20,8 @@ from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
 billing_app = typer.Typer(help="Top-ups, invoices, settlement, settings.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
+quota_app = typer.Typer(help="Trial quotas: grant and show.", no_args_is_help=True)
+billing_app.add_typer(quota_app, name="quota")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 PeriodOption = Annotated[str, typer.Option("--period", help="a month, YYYY-MM (UTC)")]
@@ -174,6 +176,14 @@ def configure(
     commission: Annotated[
         str | None, typer.Option(help="commission rate, 0.05 to 0.10 (default 0.08)")
     ] = None,
+    energy_pass_through: Annotated[
+        bool | None,
+        typer.Option(
+            "--energy-pass-through/--no-energy-pass-through",
+            help="charge the capacity part of the posted price + metered energy at the hour's "
+            "tariff (at cost) instead of the posted price",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
@@ -190,14 +200,110 @@ def configure(
         except (InvalidOperation, ValueError) as exc:
             raise _fail(f"--commission {commission!r}: {exc}", 2) from None
     with _session(db) as session:
-        cfg = store.set_config(session=session, billing_required=require, commission_rate=rate)
+        cfg = store.set_config(
+            session=session,
+            billing_required=require,
+            commission_rate=rate,
+            energy_pass_through=energy_pass_through,
+        )
         session.commit()
-    doc = {"billing_required": cfg.billing_required, "commission_rate": str(cfg.commission_rate)}
-    _print(
-        doc,
-        as_json,
-        f"billing_required={cfg.billing_required} commission_rate={cfg.commission_rate}",
-    )
+    doc = {
+        "billing_required": cfg.billing_required,
+        "commission_rate": str(cfg.commission_rate),
+        "energy_pass_through": cfg.energy_pass_through,
+    }
+    _print(doc, as_json, " ".join(f"{k}={v}" for k, v in doc.items()))
+
+
+def _quantity(text: str, option: str) -> Decimal:
+    from suanwang.billing.money import qty
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _fail(f"{option} {text!r}: not a number", 2) from None
+    if not value.is_finite() or value < 0 or value != qty(value) or value >= Decimal("1e12"):
+        raise _fail(f"{option} {text!r}: must be >= 0 with at most 6 decimals", 2)
+    return value
+
+
+@quota_app.command("grant")
+def quota_grant(
+    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    card_hours: Annotated[
+        str, typer.Option("--card-hours", help="free card-hours (units x hours of card runs)")
+    ],
+    storage_gb_months: Annotated[
+        str, typer.Option("--storage-gb-months", help="free storage GB-months")
+    ] = "0",
+    tokens: Annotated[int, typer.Option("--tokens", min=0, help="free tokens")] = 0,
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="YYYY-MM-DD: usable up to and including that day (UTC)"),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: the same key grants once")
+    ] = None,
+    memo: Annotated[str, typer.Option(help="a note stored with the grant")] = "",
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Grant TENANT trial quotas, consumed before anything is charged."""
+    from datetime import date
+
+    from suanwang.billing import store
+    from suanwang.billing.quotas import end_of_day
+
+    hours = _quantity(card_hours, "--card-hours")
+    storage = _quantity(storage_gb_months, "--storage-gb-months")
+    try:
+        day = date.fromisoformat(expires) if expires is not None else None
+    except ValueError:
+        raise _fail(f"--expires {expires!r}: expected YYYY-MM-DD, e.g. 2026-12-31", 2) from None
+    with _session(db) as session:
+        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        if who is None:
+            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+        try:
+            grant, written = store.grant_quota(
+                session=session, tenant=who, card_hours=hours, storage_gb_months=storage,
+                tokens=tokens, expires_at=end_of_day(day), key=key, memo=memo,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+        session.commit()
+        doc = {"tenant": who.name, "replayed": not written, "grant": store.grant_json(grant)}
+        left = store.quota_summary(session=session, tenant_id=who.id)["card_hours_left"]
+    _print(doc, as_json, f"{who.name}: +{grant.card_hours} card-hours ({left} left)")
+
+
+@quota_app.command("show")
+def quota_show(
+    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """TENANT's trial quotas: what is left, what they covered, every grant."""
+    from suanwang.billing import store
+
+    with _session(db) as session:
+        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        if who is None:
+            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+        doc = {"tenant": who.name} | store.quota_summary(session=session, tenant_id=who.id)
+    grants = [
+        f"  #{g['id']}: {g['card_hours_used']}/{g['card_hours']} card-hours, "
+        f"{g['storage_gb_months_used']}/{g['storage_gb_months']} GB-months, "
+        f"{g['tokens_used']}/{g['tokens']} tokens, expires {g['expires_at'] or 'never'}"
+        + (" (expired)" if g["expired"] else "")
+        for g in doc["grants"]
+    ]
+    text = "\n".join(
+        [f"{who.name}: {doc['card_hours_left']} card-hours, {doc['storage_gb_months_left']} "
+         f"GB-months, {doc['tokens_left']} tokens left; trials covered {doc['free_cny']} CNY",
+         *grants]
+    )  # fmt: skip
+    _print(doc, as_json, text)
 
 
 @ledger_app.command("verify")

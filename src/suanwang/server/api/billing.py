@@ -9,10 +9,15 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 * ``GET /settlements/{YYYY-MM}``: operators see every provider, charges and commission; a
   provider sees its own statement; consumers get 403.
 * ``GET /prices/{center_id}``: the center's posted price per SCU by chip, precision, hour.
+* ``GET /quotas``: your trial quotas (what is left, every grant); operators ``?tenant=``.
+* ``POST /quotas``: operators grant a tenant free card-hours (and storage GB-months, tokens),
+  optionally until a day; ``Idempotency-Key`` makes a retry grant once.
 """
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
@@ -23,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from suanwang.billing import store
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice
+from suanwang.billing.quotas import end_of_day
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.schemas import ErrorResponse
@@ -77,9 +83,13 @@ def get_balance(
     """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings."""
     who = _subject(session, me, tenant)
     config = store.get_config(session=session)
+    trial = store.quota_summary(session=session, tenant_id=who.id)
+    del trial["grants"], trial["tenant_id"]
     return store.balance(session=session, tenant_id=who.id).as_json() | {
         "billing_required": config.billing_required,
         "commission_rate": str(config.commission_rate),
+        "energy_pass_through": config.energy_pass_through,
+        "trial": trial,
     }
 
 
@@ -200,3 +210,75 @@ def get_prices(
     except NoPrice as exc:  # pragma: no cover - every listed model has a price
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return {"center_id": center_id, "timezone": net.scenario.timezone, "prices": prices}
+
+
+QTY = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
+
+
+class QuotaGrantBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1, max_length=100, description="tenant name or id")
+    card_hours: str = Field(
+        max_length=19,
+        pattern=QTY,
+        description="free card-hours (units x hours of accelerator runs), up to 6 decimals",
+    )
+    storage_gb_months: str = Field(
+        default="0", max_length=19, pattern=QTY, description="free storage GB-months, >= 0"
+    )
+    tokens: int = Field(default=0, ge=0, le=10**15 - 1, description="free tokens, >= 0")
+    expires: date | None = Field(
+        default=None, description="usable up to and including this day (UTC); none: no expiry"
+    )
+    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
+
+
+@router.get("/quotas", responses=FORBIDDEN)
+def get_quotas(
+    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+) -> dict[str, Any]:
+    """Trial quotas: what is left of the unexpired grants, what they covered, every grant."""
+    who = _subject(session, me, tenant)
+    return store.quota_summary(session=session, tenant_id=who.id)
+
+
+@router.post(
+    "/quotas",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **FORBIDDEN,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        409: {"model": ErrorResponse, "description": "Idempotency-Key used for another grant"},
+    },
+)
+def post_quota(
+    body: QuotaGrantBody,
+    session: SessionDep,
+    me: CurrentTenant,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
+    ] = None,
+) -> dict[str, Any]:
+    """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
+    if me.tenant_role is not TenantRole.OPERATOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may grant quotas")
+    who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
+    if who is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
+    try:
+        grant, written = store.grant_quota(
+            session=session,
+            tenant=who,
+            card_hours=Decimal(body.card_hours),
+            storage_gb_months=Decimal(body.storage_gb_months),
+            tokens=body.tokens,
+            expires_at=end_of_day(body.expires),
+            key=idempotency_key,
+            memo=body.memo,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+    return {"tenant": who.name, "replayed": not written, "grant": store.grant_json(grant)}

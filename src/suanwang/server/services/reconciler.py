@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing.store import settle_finished
+from suanwang.billing.store import lower_holds, settle_finished
 from suanwang.core.lifecycle import TRANSITIONS, JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobRow
@@ -73,7 +73,10 @@ class Reconciler:
                     status = statuses.get(row.executor_ref or "")
                     if status is not None:
                         changes += self.apply(session, row, status, center)
-        settle_finished(self.sessions, self.live.net)  # billing: charge finished jobs
+        # billing: lower the holds of newly placed jobs to their estimate where they were
+        # placed, then charge finished jobs (both lock the job row: they never interleave)
+        lower_holds(self.sessions, self.live.net)
+        settle_finished(self.sessions, self.live.net)
         return changes
 
     def apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:

@@ -1,0 +1,370 @@
+"""Trial quotas, the hold lowered at placement and energy pass-through on the control plane
+(SQLite and PostgreSQL): API, CLI, invoices, settlement and ``ledger verify``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from suanwang.billing import quotas, store
+from suanwang.billing.money import cents, cents_up
+from suanwang.billing.rating import Segment, rate_segment
+from suanwang.cli import app as cli
+from suanwang.core.hardware import Precision
+from suanwang.core.lifecycle import JobState
+from suanwang.server.database.models import (
+    JobEvent,
+    JobRow,
+    LedgerTransaction,
+    QuotaGrant,
+    QuotaUse,
+    TenantRole,
+)
+from suanwang.server.models.centers import grant_centers
+from suanwang.server.models.jobs import transition
+
+runner = CliRunner()
+CENTER = "zhangjiakou"  # has A100s
+PERIOD = datetime.now(UTC).strftime("%Y-%m")
+
+
+def _require(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        store.set_config(session=s, billing_required=True)
+
+
+def _topup(client: TestClient, op: Any, tenant: str, amount: str) -> None:
+    r = client.post(
+        "/v1/billing/topups", json={"tenant": tenant, "amount_cny": amount}, headers=op.headers
+    )
+    assert r.status_code == 201, r.text
+
+
+def _grant(client: TestClient, op: Any, **body: Any) -> dict[str, Any]:
+    r = client.post("/v1/billing/quotas", json=body, headers=op.headers)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def _place(sessions: sessionmaker[Session], job_id: str, start: datetime | None = None) -> None:
+    with sessions.begin() as s:
+        detail: dict[str, Any] = {"center": CENTER, "pool": "a100"}
+        if start is not None:
+            detail["start_at"] = start.isoformat()
+        transition(
+            session=s, job=s.get_one(JobRow, job_id), to=JobState.SCHEDULED, detail=detail,
+            updates={"center_id": CENTER, "pool_model": "a100"},
+        )  # fmt: skip
+
+
+def _run(sessions: sessionmaker[Session], job_id: str, start: datetime, end: datetime) -> None:
+    """Run a placed job from ``start`` to ``end`` (its events back-dated) and end it."""
+    with sessions.begin() as s:
+        job = s.get_one(JobRow, job_id)
+        if job.state == JobState.PENDING.value:
+            transition(
+                session=s, job=job, to=JobState.SCHEDULED,
+                detail={"center": CENTER, "pool": "a100"},
+                updates={"center_id": CENTER, "pool_model": "a100"},
+            )  # fmt: skip
+        run = transition(session=s, job=job, to=JobState.RUNNING)
+        done = transition(session=s, job=job, to=JobState.SUCCEEDED)
+        s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
+        s.execute(update(JobEvent).where(JobEvent.id == done.id).values(at=end))
+
+
+def _rated(app: FastAPI, start: datetime, end: datetime, units: int = 8, **kw: Any) -> Any:
+    book = store.book_for(app.state.network.scenario)
+    seg = Segment(0, CENTER, "a100", start, end, "succeeded", 1)
+    return rate_segment(book, seg, precision=Precision.FP16, units=units, **kw)
+
+
+def _verify(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as s:
+        return store.verify(session=s)
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_parts(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, make_tenant: Callable[..., Any], submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _require(sessions)
+    provider = make_tenant(TenantRole.PROVIDER, "north-dc")
+    with sessions.begin() as s:
+        grant_centers(session=s, tenant=s.get_one(store.Tenant, provider.id), centers=[CENTER])
+    _topup(client, operator, "alice", "5000")
+    # 6 card-hours expiring later, 4 without expiry, and an expired grant that is never used
+    _grant(client, operator, tenant="alice", card_hours="6", expires="2999-12-31")
+    _grant(client, operator, tenant="alice", card_hours="4", storage_gb_months="1", tokens=1000)
+    _grant(client, operator, tenant="alice", card_hours="100", expires="2020-01-01")
+    assert client.post("/v1/billing/quotas", json={"tenant": "alice", "card_hours": "1"},
+                       headers=alice.headers).status_code == 403  # fmt: skip
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["trial"] == {"card_hours_left": "10.000000", "storage_gb_months_left": "1.000000",
+                            "tokens_left": 1000, "free_cny": "0.00"}  # fmt: skip
+
+    first, second = submit(alice), submit(alice)  # 8 cards each
+    t0 = NOW - timedelta(hours=3)
+    _run(sessions, first["id"], t0, t0 + timedelta(hours=1))  # 8 card-hours: all free
+    assert store.settle_finished(sessions, app.state.network) == 1
+    _run(sessions, second["id"], t0, t0 + timedelta(minutes=30))  # 4: 2 free, 2 charged
+    assert store.settle_finished(sessions, app.state.network) == 1
+
+    full = _rated(app, t0, t0 + timedelta(hours=1)).compute_cny
+    half = _rated(app, t0, t0 + timedelta(minutes=30)).compute_cny
+    free_second = cents(half * 2 / 4)
+    got = [client.get(f"/v1/jobs/{j['id']}", headers=alice.headers).json()["charge_cny"]
+           for j in (first, second)]  # fmt: skip
+    assert got == ["0.00", str(half - free_second)]
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["held_cny"] == "0.00"
+    assert Decimal(bal["prepaid_cny"]) == Decimal(5000) - (half - free_second)
+    assert bal["trial"]["card_hours_left"] == "0.000000"
+    assert Decimal(bal["trial"]["free_cny"]) == full + free_second
+
+    q = client.get("/v1/billing/quotas", headers=alice.headers).json()
+    used = [(g["card_hours_used"], g["expired"]) for g in q["grants"]]
+    assert used == [("6.000000", False), ("4.000000", False), ("0.000000", True)]
+    # the first job used the expiring grant first; storage: no data staged, none used
+    assert q["grants"][1]["storage_gb_months_used"] == "0.000000"
+
+    inv = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()
+    a, b = inv["lines"]
+    assert (a["usage_cny"], a["free_cny"], a["amount_cny"]) == (str(full), str(full), "0.00")
+    assert (b["usage_cny"], b["free_cny"], b["free_card_hours"]) == (
+        str(half), str(free_second), "2.000000")  # fmt: skip
+    assert Decimal(b["amount_cny"]) == half - free_second
+    assert Decimal(inv["total_cny"]) == half - free_second
+    assert (
+        Decimal(inv["usage_cny"])
+        == full + half
+        == Decimal(inv["total_cny"]) + Decimal(inv["free_cny"])
+    )
+    csv_text = client.get(f"/v1/billing/invoices/{PERIOD}?format=csv", headers=alice.headers).text
+    assert csv_text.splitlines()[0].endswith("usage_cny,free_cny,free_card_hours")
+
+    # the provider is paid for every hour, free or not; the platform funds the free ones
+    st = client.get(f"/v1/billing/settlements/{PERIOD}", headers=operator.headers).json()
+    [p] = st["providers"]
+    assert Decimal(st["charges_cny"]) == full + half
+    assert Decimal(st["charges_cny"]) == Decimal(p["payout_cny"]) + Decimal(st["commission_cny"])
+    assert Decimal(st["trials_cny"]) == full + free_second
+    assert _verify(sessions) == []
+
+    with sessions.begin() as s:  # a free hour handed out twice behind the ledger's back
+        s.execute(
+            update(QuotaGrant)
+            .where(QuotaGrant.card_hours_used > 0)
+            .values(card_hours_used=QuotaGrant.card_hours_used - 1)
+        )
+    problems = _verify(sessions)
+    assert any("card_hours used 5.000000 but its uses sum to 6.000000" in p for p in problems)
+    assert any("card_hours used 3.000000 but its uses sum to 4.000000" in p for p in problems)
+
+
+def test_two_jobs_settling_at_once_never_use_the_same_free_hour_twice(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _grant(client, operator, tenant="alice", card_hours="20")
+    jobs = [submit(alice) for _ in range(8)]
+    t0 = NOW - timedelta(hours=2)
+    for j in jobs:  # 8 card-hours each: 64 wanted, 20 free
+        _run(sessions, j["id"], t0, t0 + timedelta(hours=1))
+    barrier = threading.Barrier(4)
+
+    def settle() -> None:
+        barrier.wait()
+        store.settle_finished(sessions, app.state.network)
+
+    threads = [threading.Thread(target=settle) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sessions() as s:
+        assert s.scalar(select(func.sum(QuotaUse.quantity))) == Decimal("20.000000")
+        assert s.scalar(select(QuotaGrant.card_hours_used)) == Decimal("20.000000")
+        n = s.scalar(select(func.count()).select_from(LedgerTransaction)
+                     .where(LedgerTransaction.kind == "charge"))  # fmt: skip
+    assert n == 8
+    full = _rated(app, t0, t0 + timedelta(hours=1)).compute_cny
+    owed = client.get("/v1/billing/balance", headers=alice.headers).json()["owed_cny"]
+    free = cents(full * 4 / 8) + 2 * full  # two jobs free, one half free
+    assert Decimal(owed) == 8 * full - free
+    assert _verify(sessions) == []
+
+
+def test_cli_grants_and_shows_quotas(
+    client: TestClient, sessions: sessionmaker[Session], db_url: str, alice: Any
+) -> None:
+    args = ["billing", "quota", "grant", "alice", "--card-hours", "12.5",
+            "--storage-gb-months", "3", "--tokens", "5000", "--expires", "2999-01-31",
+            "--key", "promo-1", "--db", db_url, "--json"]  # fmt: skip
+    for replayed in (False, True):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert doc["replayed"] is replayed and doc["grant"]["card_hours"] == "12.500000"
+        assert doc["grant"]["expires_at"].startswith("2999-01-31T23:59:59")
+    r = runner.invoke(cli, [*args[:5], "13", *args[6:]])  # the key, another grant
+    assert r.exit_code == 2 and "already used" in r.stderr
+    r = runner.invoke(cli, ["billing", "quota", "show", "alice", "--db", db_url, "--json"])
+    doc = json.loads(r.stdout)
+    assert (doc["card_hours_left"], doc["tokens_left"], len(doc["grants"])) == (
+        "12.500000", 5000, 1)  # fmt: skip
+    text = runner.invoke(cli, ["billing", "quota", "show", "alice", "--db", db_url]).stdout
+    assert "12.500000 card-hours" in text and "0.000000/12.500000" in text
+    for bad, msg in (
+        (["--card-hours", "-1"], "--card-hours '-1': must be >= 0"),
+        (["--card-hours", "1.0000001"], "at most 6 decimals"),
+        (["--card-hours", "x"], "not a number"),
+        (["--card-hours", "1", "--expires", "31/12/2026"], "expected YYYY-MM-DD"),
+    ):
+        r = runner.invoke(cli, ["billing", "quota", "grant", "alice", *bad, "--db", db_url])
+        assert r.exit_code == 2 and msg in r.stderr, r.output
+    r = runner.invoke(cli, ["billing", "quota", "show", "ghost", "--db", db_url])
+    assert r.exit_code == 2 and "no tenant 'ghost'" in r.stderr
+
+
+def test_the_hold_is_lowered_to_the_estimate_where_the_job_was_placed(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _require(sessions)
+    _topup(client, operator, "alice", "5000")
+    job = submit(alice)  # 8 cards x 2 h = 16 SCU, held at the dearest price anywhere
+    hold = Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"])
+    net = app.state.network
+    assert store.lower_holds(sessions, net) == 0  # not placed yet: nothing to lower
+    start = NOW + timedelta(hours=1)
+    _place(sessions, job["id"], start)
+    assert store.lower_holds(sessions, net) == 1
+    assert store.lower_holds(sessions, net) == 0  # once per job
+    estimate = cents_up(_rated(app, start, start + timedelta(hours=2)).compute_cny)
+    assert Decimal(0) < estimate < hold
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert Decimal(bal["held_cny"]) == estimate
+    assert Decimal(bal["prepaid_cny"]) == Decimal(5000) - estimate
+    with sessions() as s:
+        rel = s.scalars(
+            select(LedgerTransaction).where(LedgerTransaction.ref == f"release:{job['id']}")
+        ).one()
+    assert rel.amount == hold - estimate and "estimate" in rel.memo
+    assert _verify(sessions) == []
+    # it runs 2.5 h: longer than estimated; the excess comes from prepaid
+    _run(sessions, job["id"], start - timedelta(hours=3), start - timedelta(minutes=30))
+    assert store.settle_finished(sessions, net) == 1
+    charge = _rated(app, start - timedelta(hours=3), start - timedelta(minutes=30)).compute_cny
+    assert charge > estimate
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["held_cny"] == "0.00" and Decimal(bal["prepaid_cny"]) == Decimal(5000) - charge
+    assert store.lower_holds(sessions, net) == 0  # charged: left alone
+    assert _verify(sessions) == []
+
+    with sessions.begin() as s:  # a release of more than the hold, behind the ledger's back
+        s.execute(update(LedgerTransaction).where(LedgerTransaction.id == rel.id)
+                  .values(amount=hold + 1))  # fmt: skip
+    assert any(f"release:{job['id']}: releases" in p for p in _verify(sessions))
+
+
+def test_lowering_holds_races_settlement_without_a_broken_ledger(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _require(sessions)
+    _topup(client, operator, "alice", "50000")
+    jobs = [submit(alice) for _ in range(24)]
+    net = app.state.network
+    stop = threading.Event()
+
+    def lower() -> None:
+        while not stop.is_set():
+            store.lower_holds(sessions, net)
+
+    lowerer = threading.Thread(target=lower)
+    lowerer.start()
+    try:
+        for i, j in enumerate(jobs):
+            _place(sessions, j["id"])
+            if i % 3:  # two in three end at once (racing the lowering); the rest stay placed
+                t0 = NOW - timedelta(minutes=20 + i)
+                _run(sessions, j["id"], t0, NOW)
+                store.settle_finished(sessions, net)
+    finally:
+        stop.set()
+        lowerer.join()
+    store.lower_holds(sessions, net)
+    with sessions() as s:
+        open_ = [j["id"] for i, j in enumerate(jobs) if not i % 3]
+        held = sum(store.open_hold(session=s, job_id=j) for j in open_)
+        released = s.scalar(select(func.count()).select_from(LedgerTransaction)
+                            .where(LedgerTransaction.kind == "release"))  # fmt: skip
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert Decimal(bal["held_cny"]) == held > 0
+    assert released is not None and released >= len(open_)
+    assert _verify(sessions) == []
+
+
+def test_energy_pass_through_charges_energy_at_cost_and_valley_hours_cost_less(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], db_url: str,
+    alice: Any, operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    r = runner.invoke(cli, ["billing", "configure", "--energy-pass-through", "--db", db_url,
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["energy_pass_through"] is True
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["energy_pass_through"] is True
+    sc = app.state.network.scenario
+    ratios = sc.province(sc.center(CENTER).province).tariff.hourly_ratios()
+    valley, peak = ratios.index(min(ratios)), ratios.index(max(ratios))
+    day = (NOW - timedelta(days=2)).replace(hour=0, minute=0, second=0)  # 08:00 in Shanghai
+
+    def at(local_hour: int) -> datetime:
+        return day + timedelta(hours=(local_hour - 8) % 24)
+
+    low, high = submit(alice), submit(alice)
+    _run(sessions, low["id"], at(valley), at(valley) + timedelta(hours=1))
+    _run(sessions, high["id"], at(peak), at(peak) + timedelta(hours=1))
+    assert store.settle_finished(sessions, app.state.network) == 2
+    charges = {}
+    for name, j, h in (("valley", low, valley), ("peak", high, peak)):
+        passed = _rated(app, at(h), at(h) + timedelta(hours=1), energy_pass_through=True)
+        posted = _rated(app, at(h), at(h) + timedelta(hours=1))
+        got = Decimal(client.get(f"/v1/jobs/{j['id']}", headers=alice.headers).json()["charge_cny"])
+        assert got == passed.compute_cny < posted.compute_cny
+        assert passed.energy_cny > 0
+        charges[name] = passed
+    assert charges["valley"].energy_cny < charges["peak"].energy_cny
+    assert charges["valley"].compute_cny < charges["peak"].compute_cny
+    with sessions() as s:
+        memos = list(s.scalars(select(LedgerTransaction.memo)
+                               .where(LedgerTransaction.kind == "charge")))  # fmt: skip
+    assert all("energy passed through" in m for m in memos)
+    st = client.get(f"/v1/billing/settlements/{PERIOD}", headers=operator.headers).json()
+    total = charges["valley"].compute_cny + charges["peak"].compute_cny
+    payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
+    assert Decimal(st["charges_cny"]) == total == payouts + Decimal(st["commission_cny"])
+    assert _verify(sessions) == []
+    r = runner.invoke(cli, ["billing", "configure", "--no-energy-pass-through", "--db", db_url,
+                            "--json"])  # fmt: skip
+    assert json.loads(r.stdout)["energy_pass_through"] is False
+
+
+def test_quotas_constants_are_what_the_docs_say() -> None:
+    assert quotas.TRIALS == "platform:trials:commission" and quotas.HOURS_PER_MONTH == 730
