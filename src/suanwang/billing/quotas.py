@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from suanwang.core.hardware import Precision
@@ -62,6 +63,11 @@ class Cover:
     resource: str
     quantity: Decimal
     value_cny: Decimal
+
+
+def end_of_day(day: date | None) -> datetime | None:
+    """The last instant of ``day`` in UTC: a grant is usable up to and including its day."""
+    return None if day is None else datetime.combine(day, time.max, tzinfo=UTC)
 
 
 def card_hours(line: UsageLine) -> Decimal:
