@@ -1,5 +1,7 @@
 """1,000 concurrent completions, top-ups and cancels leave exact balances and a sound ledger.
 
+Every worker also lowers holds of placed jobs and settles finished ones, and every tenant has
+trial card-hours that the settlements consume concurrently: no free hour is used twice.
 Runs on PostgreSQL (row locks, concurrent settlers) and on SQLite (serialised writers).
 """
 
@@ -18,7 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.billing import store
 from suanwang.core.lifecycle import TERMINAL, JobState, TransitionError
-from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole, UsageRecord
+from suanwang.server.database.models import (
+    JobEvent,
+    JobRow,
+    QuotaGrant,
+    QuotaUse,
+    Tenant,
+    TenantRole,
+    UsageRecord,
+)
 from suanwang.server.models.jobs import cancel_job, submit_job, transition
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.schemas import JobSpec
@@ -26,6 +36,7 @@ from suanwang.server.schemas import JobSpec
 SEED = 20261122
 TENANTS, JOBS, COMPLETIONS, TOPUPS, CANCELS = 5, 400, 450, 300, 250
 START = Decimal("20000.00")
+FREE_HOURS = Decimal("15")  # two grants per tenant
 
 
 def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
@@ -41,6 +52,9 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
         ]
         for t in tenants:
             store.topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
+            store.grant_quota(session=s, tenant=t, card_hours=FREE_HOURS)
+            store.grant_quota(session=s, tenant=t, card_hours=FREE_HOURS,
+                              expires_at=datetime(2999, 1, 1, tzinfo=UTC))  # fmt: skip
     tids = [t.id for t in tenants]
     jobs: list[tuple[str, str]] = []
     spec = JobSpec.model_validate(body())
@@ -89,6 +103,9 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                         detail={"center": "zhangjiakou", "pool": "a100"},
                         updates={"center_id": "zhangjiakou", "pool_model": "a100"},
                     )
+                store.lower_holds(sessions, net)  # placed: its hold (and others') lowered
+                with sessions.begin() as s:
+                    row = s.get_one(JobRow, job_id)
                     ev = transition(session=s, job=row, to=JobState.RUNNING)
                     s.execute(
                         update(JobEvent)
@@ -116,10 +133,24 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
             s.execute(select(UsageRecord.job_id, func.sum(UsageRecord.amount_cny))
                       .group_by(UsageRecord.job_id)).all()
         )  # fmt: skip
+        free = dict(
+            s.execute(select(QuotaUse.tenant_id, func.sum(QuotaUse.value_cny))
+                      .group_by(QuotaUse.tenant_id)).all()
+        )  # fmt: skip
         for tid in tids:
             mine = [j for j, t in jobs if t == tid]
             open_ = [j for j in mine if JobState(states[j]) not in TERMINAL]
-            spent = sum((charged.get(j) or Decimal(0) for j in mine), Decimal("0"))
+            # every free hour used exactly once: all granted, none twice (the tenant's jobs
+            # ran far more card-hours than it was given)
+            used = s.scalars(select(QuotaGrant.card_hours_used)
+                             .where(QuotaGrant.tenant_id == tid)).all()  # fmt: skip
+            assert used == [FREE_HOURS, FREE_HOURS]
+            assert (
+                s.scalar(select(func.sum(QuotaUse.quantity)).where(QuotaUse.tenant_id == tid))
+                == 2 * FREE_HOURS
+            )
+            spent = sum((charged.get(j) or Decimal(0) for j in mine), Decimal("0")) - free[tid]
+            assert free[tid] > 0
             bal = store.balance(session=s, tenant_id=tid)
             assert bal.held_cny == hold * len(open_)
             assert bal.prepaid_cny == START + topped[tid] - hold * len(open_) - spent
@@ -134,5 +165,11 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
         total = sum((v or Decimal(0) for v in charged.values()), Decimal("0"))
         payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
         assert Decimal(st["charges_cny"]) == total == payouts + Decimal(st["commission_cny"])
+        assert Decimal(st["trials_cny"]) == sum(free.values())
         assert total > 0
+        n_released = s.scalar(
+            select(func.count()).select_from(store.LedgerTransaction)
+            .where(store.LedgerTransaction.kind == "release")
+        )  # fmt: skip
+        assert n_released is not None and n_released > 0
     print(f"1000 concurrent billing operations in {elapsed:.2f} s ({len(done)} jobs settled)")
