@@ -368,3 +368,20 @@ def test_energy_pass_through_charges_energy_at_cost_and_valley_hours_cost_less(
 
 def test_quotas_constants_are_what_the_docs_say() -> None:
     assert quotas.TRIALS == "platform:trials:commission" and quotas.HOURS_PER_MONTH == 730
+
+
+def test_storage_quota_meters_the_staged_data_held_for_the_run_at_no_charge(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _grant(client, operator, tenant="alice", card_hours="0", storage_gb_months="1.5")
+    job = submit(alice, data_gb=100)
+    t0 = NOW - timedelta(hours=80)
+    _run(sessions, job["id"], t0, t0 + timedelta(hours=73))  # 100 GB x 0.1 month = 10
+    assert store.settle_finished(sessions, app.state.network) == 1
+    q = client.get("/v1/billing/quotas", headers=alice.headers).json()
+    assert q["storage_gb_months_left"] == "0.000000" and q["free_cny"] == "0.00"
+    [line] = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()["lines"]
+    assert line["free_storage_gb_months"] == "1.500000" and line["free_cny"] == "0.00"
+    assert line["amount_cny"] == line["usage_cny"]  # storage has no price: nothing covered
+    assert _verify(sessions) == []
