@@ -462,7 +462,10 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     center = str(detail.get("center") or job.center_id or "")
     model = str(detail.get("pool") or job.pool_model or "")
     s = detail.get("start_at")
-    start = max(placed.at, datetime.fromisoformat(s)) if isinstance(s, str) else placed.at
+    start = placed.at
+    if isinstance(s, str):
+        planned = datetime.fromisoformat(s)
+        start = max(start, planned if planned.tzinfo else planned.replace(tzinfo=UTC))
     estimate = placement_estimate(job=job, net=net, center_id=center, model=model, start=start)
     release = max(hold_tx.amount - estimate, ZERO)
     tid = job.tenant_id
