@@ -596,3 +596,6 @@ def register(app: typer.Typer) -> None:
     app.command()(cancel)
     app.command()(logs)
     app.add_typer(centers_app, name="centers")
+    from suanwang.trading_cli import register as register_trading  # offers, reservations
+
+    register_trading(app)

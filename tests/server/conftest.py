@@ -36,9 +36,11 @@ from suanwang.server.database.models import (
     JobRow,
     LedgerPosting,
     LedgerTransaction,
+    OfferRow,
     PublishedApp,
     QuotaGrant,
     QuotaUse,
+    ReservationRow,
     RunFence,
     Tenant,
     TenantRole,
@@ -121,6 +123,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
     with sessions.begin() as session:
         for table in (  # billing tables first (issue 5)
             QuotaUse, QuotaGrant,
+            ReservationRow, OfferRow,  # trading
             UsageRecord, LedgerPosting, LedgerTransaction, Account, BillingSetting,
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
         ):  # fmt: skip

@@ -198,3 +198,51 @@ def charge(
         job_id=job_id,
         commission=commission,
     )
+
+
+def reservation(
+    *,
+    tenant_id: str,
+    reservation_id: str,
+    amount: Decimal,
+    provider_account: str,
+    rate: Decimal,
+    prepaid_only: bool,
+) -> Entry:
+    """Pay for a reservation at booking (trading): the consumer pays ``amount`` at once.
+
+    ``prepaid_only`` (billing required, not an operator): from the prepaid balance, which the
+    store refuses to take below zero (a 402); otherwise owed (postpaid), like a charge without
+    a hold. The provider's share and the commission are split exactly like a charge's, so
+    ``payout + commission == amount`` to the fen.
+    """
+    if amount < 0:
+        raise ValueError(f"a reservation costs >= 0, not {amount}")
+    payer = prepaid(tenant_id) if prepaid_only else postpaid(tenant_id)
+    comm, payout = split_commission(amount, rate)
+    postings = [Posting(payer, -amount)] if amount else []
+    if payout:
+        postings.append(Posting(provider_account, payout))
+    if comm:
+        postings.append(Posting(PLATFORM_COMMISSION, comm))
+    return Entry(
+        "reservation",
+        f"reservation:{reservation_id}",
+        tuple(postings),
+        amount,
+        tenant_id=tenant_id,
+        commission=comm,
+    )
+
+
+def reversal(original: Entry) -> Entry:
+    """Undo ``original`` (a cancelled reservation's refund): every posting negated, so the
+    consumer gets back exactly what it paid and the provider and commission give it back."""
+    return Entry(
+        "refund",
+        f"refund:{original.ref}",
+        tuple(Posting(p.account_id, -p.amount) for p in original.postings),
+        original.amount,
+        tenant_id=original.tenant_id,
+        commission=-original.commission,
+    )

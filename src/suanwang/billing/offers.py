@@ -278,7 +278,7 @@ def reservation_cost(
     (whole hours) and at most the offer's units (the caller checks what others booked).
     """
     if offer.type is not OfferType.RESERVED:
-        raise OfferError("offer", f"offer {offer.id} is {offer.type.value}, not reserved")
+        raise OfferError("offer_id", f"offer {offer.id} is {offer.type.value}, not reserved")
     _check_window(start, end)
     if start < offer.start or end > offer.end:
         raise OfferError(

@@ -25,6 +25,7 @@ from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.api import apps, billing, centers, drain, health, jobs, metrics
+from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
@@ -251,5 +252,6 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(billing.router)  # billing (issue 5)
     app.include_router(apps.router)
+    app.include_router(trading.router)  # offers and reservations (issue 5)
     mount_console(app)
     return app
