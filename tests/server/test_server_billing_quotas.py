@@ -107,9 +107,10 @@ def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_p
     with sessions.begin() as s:
         grant_centers(session=s, tenant=s.get_one(store.Tenant, provider.id), centers=[CENTER])
     _topup(client, operator, "alice", "5000")
-    # 6 card-hours expiring later, 4 without expiry, and an expired grant that is never used
-    _grant(client, operator, tenant="alice", card_hours="6", expires="2999-12-31")
+    # 4 card-hours without expiry, then 6 expiring (used first although granted later), and
+    # an expired grant that is never used
     _grant(client, operator, tenant="alice", card_hours="4", storage_gb_months="1", tokens=1000)
+    _grant(client, operator, tenant="alice", card_hours="6", expires="2999-12-31")
     _grant(client, operator, tenant="alice", card_hours="100", expires="2020-01-01")
     assert client.post("/v1/billing/quotas", json={"tenant": "alice", "card_hours": "1"},
                        headers=alice.headers).status_code == 403  # fmt: skip
@@ -121,6 +122,8 @@ def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_p
     t0 = NOW - timedelta(hours=3)
     _run(sessions, first["id"], t0, t0 + timedelta(hours=1))  # 8 card-hours: all free
     assert store.settle_finished(sessions, app.state.network) == 1
+    grants = client.get("/v1/billing/quotas", headers=alice.headers).json()["grants"]
+    assert [g["card_hours_used"] for g in grants[:2]] == ["2.000000", "6.000000"]
     _run(sessions, second["id"], t0, t0 + timedelta(minutes=30))  # 4: 2 free, 2 charged
     assert store.settle_finished(sessions, app.state.network) == 1
 
@@ -138,9 +141,9 @@ def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_p
 
     q = client.get("/v1/billing/quotas", headers=alice.headers).json()
     used = [(g["card_hours_used"], g["expired"]) for g in q["grants"]]
-    assert used == [("6.000000", False), ("4.000000", False), ("0.000000", True)]
-    # the first job used the expiring grant first; storage: no data staged, none used
-    assert q["grants"][1]["storage_gb_months_used"] == "0.000000"
+    assert used == [("4.000000", False), ("6.000000", False), ("0.000000", True)]
+    # storage: no data staged, none used
+    assert q["grants"][0]["storage_gb_months_used"] == "0.000000"
 
     inv = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()
     a, b = inv["lines"]
