@@ -223,6 +223,7 @@ def test_cli_grants_and_shows_quotas(
         assert r.exit_code == 0, r.output
         doc = json.loads(r.stdout)
         assert doc["replayed"] is replayed and doc["grant"]["card_hours"] == "12.500000"
+        assert doc["grant"]["card_hours_used"] == "0.000000"
         assert doc["grant"]["expires_at"].startswith("2999-01-31T23:59:59")
     r = runner.invoke(cli, [*args[:5], "13", *args[6:]])  # the key, another grant
     assert r.exit_code == 2 and "already used" in r.stderr

@@ -625,8 +625,8 @@ def grant_quota(
     existing = session.scalar(select(QuotaGrant).where(QuotaGrant.ref == ref))
     if existing is None:
         grant = QuotaGrant(
-            tenant_id=tenant.id, ref=ref, card_hours=qty(card_hours), card_hours_used=ZERO,
-            storage_gb_months=qty(storage_gb_months), storage_gb_months_used=ZERO,
+            tenant_id=tenant.id, ref=ref, card_hours=qty(card_hours), card_hours_used=qty(ZERO),
+            storage_gb_months=qty(storage_gb_months), storage_gb_months_used=qty(ZERO),
             tokens=tokens, tokens_used=0, expires_at=expires_at, memo=memo, granted_at=utcnow(),
         )  # fmt: skip
         try:
