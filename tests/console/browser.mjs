@@ -200,6 +200,96 @@ const scenarios = {
     return { refused, policies, step, progress, heading };
   },
 
+  async whatif_trace(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "What-if" }).click();
+    await page.locator("#whatif-form").waitFor();
+    for (const p of ["first-fit", "greenest", "suanwang"]) await page.locator(`input[name=policy][value="${p}"]`).uncheck();
+    await page.getByLabel("upload a trace").check();
+    await page.getByLabel("Format").selectOption("suanwang");
+    // a trace with bad rows: refused, naming the file's lines and fields
+    await page.getByLabel("Trace file").setInputFiles(args.bad);
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-error [role=alert]").waitFor();
+    const refused = await page.locator("#whatif-error").textContent();
+    await shot(page, "whatif-trace-refused");
+    await page.getByLabel("Trace file").setInputFiles(args.good);
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-progress").waitFor();
+    await page.locator("#whatif-table").waitFor({ timeout: 180_000 });
+    const policies = await page.locator("#whatif-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.policy));
+    const result = {
+      refused, policies,
+      heading: await page.locator("#whatif-result h2").textContent(),
+      about: await page.locator("#whatif-about").textContent(),
+      workload: await page.locator("#whatif-workload").textContent(),
+      completed: await page.locator('#whatif-table tr[data-policy="nearest"] td[data-metric="completed"]').textContent(),
+      url: page.url(),
+    };
+    await shot(page, "whatif-trace");
+    return result;
+  },
+
+  async whatif_edit(page) {
+    await signIn(page);
+    const run = async (edit) => {
+      await page.getByRole("link", { name: "What-if", exact: true }).click();
+      await page.locator("#whatif-form").waitFor();
+      for (const p of ["first-fit", "cheapest", "greenest", "suanwang"]) await page.locator(`input[name=policy][value="${p}"]`).uncheck();
+      await page.getByLabel("Scenario to simulate").selectOption("china");
+      await page.getByLabel("Jobs").fill(String(args.jobs));
+      await page.getByLabel("Arrival days").fill("0.5");
+      await page.getByLabel("Drain days").fill("1");
+      if (edit) {
+        await page.getByText("Edit the scenario").click();
+        await page.getByLabel("Tariff scale").fill(String(args.tariff_scale));
+        await page.getByLabel(`PUE of ${args.center}`, { exact: true }).fill(String(args.pue));
+        await shot(page, "whatif-edit-form", false);
+      }
+      await page.locator("#run-whatif").click();
+      await page.locator("#whatif-table").waitFor({ timeout: 180_000 });
+      const cell = (k) => page.locator(`#whatif-table tr[data-policy="nearest"] td[data-metric="${k}"]`).textContent();
+      return {
+        cost: await cell("cost_cny"), energy: await cell("energy_kwh"),
+        heading: await page.locator("#whatif-result h2").textContent(),
+        changes: await page.locator("#whatif-changes li").allTextContents(),
+        id: page.url().split("/").pop(),
+      };
+    };
+    const before = await run(false);
+    const after = await run(true);
+    await shot(page, "whatif-edited");
+    return { before, after };
+  },
+
+  async edit_app(page) {
+    await signIn(page);
+    // a built-in app: nothing to manage
+    await page.goto(`${args.url}/#/apps/render-3d`);
+    await page.locator("#app-form").waitFor();
+    const builtinManage = await page.locator("#manage-app").count();
+    await page.goto(`${args.url}/#/apps/${args.id}`);
+    await page.locator("#manage-app").waitFor();
+    await page.getByText("Edit", { exact: true }).click();
+    // a broken edit is refused with the server's reason
+    await page.getByLabel("App (JSON)").fill(JSON.stringify({ ...args.changed, id: "renamed-app" }));
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.locator("#manage-error [role=alert]").waitFor();
+    const refused = await page.locator("#manage-error").textContent();
+    await page.getByLabel("App (JSON)").fill(JSON.stringify(args.changed));
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.waitForFunction((name) => document.querySelector("h1")?.textContent === name, args.changed.name);
+    const title = await page.locator("h1").textContent();
+    const fields = await page.locator("#app-form [data-field^='parameters.']").count();
+    await shot(page, "app-edited");
+    page.once("dialog", (d) => d.accept());
+    await page.getByRole("button", { name: "Delete app" }).click();
+    await page.waitForURL(/#\/apps$/);
+    await page.locator("#app-cards").waitFor();
+    const cards = await page.locator("#app-cards [data-app]").evaluateAll((els) => els.map((e) => e.dataset.app));
+    return { builtinManage, refused, title, fields, cards };
+  },
+
   async billing(page) {
     await signIn(page);
     await page.getByRole("link", { name: "Billing" }).click();

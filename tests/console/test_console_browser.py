@@ -159,3 +159,69 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
     assert seen["lines"] == len(doc["lines"])
     assert seen["total"] == f"¥{doc['total_cny']}"
     assert body["name"] in seen["text"]
+
+
+TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
+
+
+def test_what_if_on_an_uploaded_trace(browser: Browser, live: Live) -> None:
+    seen = browser("whatif_trace", bad=str(TRACES / "suanwang_bad.csv"),
+                   good=str(TRACES / "suanwang_valid.csv"))  # fmt: skip
+    # the bad file is refused before anything runs, naming its lines and fields
+    assert "suanwang_bad.csv:3: duration_s:" in seen["refused"]
+    assert "suanwang_bad.csv:5: origin:" in seen["refused"]
+    assert seen["policies"] == ["nearest", "cheapest"]
+    run_id = seen["url"].rsplit("/", 1)[1]
+    run = httpx.get(f"{live.url}/v1/whatif/{run_id}", headers=live.operator.headers).json()
+    doc = run["result"]
+    assert run["trace"]["name"] == "suanwang_valid.csv"
+    assert seen["heading"] == f"{doc['jobs']} jobs on china"
+    assert doc["workload"]["source"] == "suanwang_valid.csv"
+    assert "trace suanwang_valid.csv (suanwang" in seen["about"]
+    assert f"{doc['workload']['rows']} rows" in seen["workload"]
+    assert seen["completed"] == str(doc["policies"]["nearest"]["completed"])
+
+
+def test_what_if_on_an_edited_scenario_gives_another_result(browser: Browser, live: Live) -> None:
+    center = _centers(live)[0]["id"]
+    seen = browser("whatif_edit", jobs=150, tariff_scale=2, pue=2.5, center=center)
+    before, after = seen["before"], seen["after"]
+    assert before["heading"] == "150 jobs on china" and before["changes"] == []
+    assert after["heading"] == "150 jobs on china (edited)"
+    assert after["changes"][0] == "grid tariffs × 2"
+    pue = after["changes"][1]
+    assert pue.startswith(f"{center}: PUE ") and pue.endswith("→ 2.5")
+    assert float(after["cost"]) > float(before["cost"])
+    runs = {r["id"]: r for r in httpx.get(f"{live.url}/v1/whatif",
+                                          headers=live.operator.headers).json()}  # fmt: skip
+    assert runs[after["id"]]["request"]["edits"]["tariff_scale"] == 2
+    edited = runs[after["id"]]["request"]["edits"]["centers"]
+    assert list(edited) == [center] and edited[center]["pue"] == 2.5
+    assert {k for k, v in edited[center].items() if v is not None} == {"pue"}  # only what changed
+    assert runs[before["id"]]["request"]["edits"] is None
+
+
+def test_edit_and_delete_a_published_app(browser: Browser, live: Live) -> None:
+    app_id = f"edit-{secrets.token_hex(3)}"
+    spec = {
+        "id": app_id, "name": "Variant calling", "category": "Life sciences",
+        "summary": "Call variants.", "parameters": [
+            {"name": "threads", "type": "int", "label": "Threads", "default": 8, "min": 1,
+             "max": 64}],
+        "template": {"kind": "analytics", "stacks": ["cpu"], "resources": {"cpus": "{threads}"},
+                     "duration_s": 600, "command": "echo call with {threads} threads"},
+    }  # fmt: skip
+    r = httpx.post(f"{live.url}/v1/apps", json=spec, headers=live.operator.headers)
+    assert r.status_code == 201, r.text
+    changed = {**spec, "name": "Variant calling v2", "parameters": [
+        *spec["parameters"],
+        {"name": "caller", "type": "choice", "label": "Caller", "default": "gatk",
+         "choices": ["gatk", "deepvariant"]}]}  # fmt: skip
+    changed["template"] = {**spec["template"], "command": "echo {caller} with {threads} threads"}
+    seen = browser("edit_app", id=app_id, changed=changed)
+    assert seen["builtinManage"] == 0
+    assert "cannot be renamed" in seen["refused"]
+    assert seen["title"] == "Variant calling v2" and seen["fields"] == 2
+    assert app_id not in seen["cards"] and "render-3d" in seen["cards"]
+    gone = httpx.get(f"{live.url}/v1/apps/{app_id}", headers=live.operator.headers)
+    assert gone.status_code == 404
