@@ -633,27 +633,34 @@ async function renderApps() {
     me.role !== "consumer" ? renderPublish() : null);
 }
 
+// A form editing an app as JSON: `send(spec)` publishes or saves it; problems go into `err`.
+function appJsonForm({ id, spec, rows, hint, button, err, send }) {
+  const text = h("textarea", { id: `${id}-spec`, rows, "aria-describedby": `${id}-hint` }, JSON.stringify(spec, null, 2));
+  return h("form", { class: "stack", id: `${id}-form`, onsubmit: async (ev) => {
+    ev.preventDefault();
+    put(err);
+    let body;
+    try { body = JSON.parse(text.value); } catch (e) { err.append(errorBox(new Error(`Not valid JSON: ${e.message}`))); return; }
+    try { await send(body); } catch (e) { err.append(errorBox(e)); }
+  } },
+    h("label", { for: `${id}-spec` }, "App (JSON)"), text,
+    h("p", { id: `${id}-hint`, class: "hint muted" }, hint),
+    err, h("div", { class: "actions" }, button));
+}
+
 function renderPublish() {
   const example = {
     id: "my-app", name: "My app", category: "AI inference", summary: "What it does, in one line.",
     parameters: [{ name: "gpus", type: "int", label: "Cards", default: 1, min: 1, max: 8 }],
     template: { kind: "inference", stacks: ["cuda"], resources: { count: "{gpus}", cpus: "{gpus} * 8" }, duration_s: 600, command: "echo serving on {gpus} cards" },
   };
-  const text = h("textarea", { id: "publish-spec", rows: 14, "aria-describedby": "publish-hint" }, JSON.stringify(example, null, 2));
-  const err = h("div", {});
-  const form = h("form", { class: "stack", id: "publish-form", onsubmit: async (ev) => {
-    ev.preventDefault();
-    put(err);
-    let spec;
-    try { spec = JSON.parse(text.value); } catch (e) { err.append(errorBox(new Error(`Not valid JSON: ${e.message}`))); return; }
-    try {
+  const form = appJsonForm({ id: "publish", spec: example, rows: 14, err: h("div", {}),
+    hint: "Numeric fields take a number or a product such as \"{gpus} * 8\"; {name} in the command is replaced by the value (text is shell-quoted).",
+    button: h("button", { class: "secondary", type: "submit" }, "Publish app"),
+    send: async (spec) => {
       const app = await api("/v1/apps", { method: "POST", body: spec });
       location.hash = `#/apps/${app.id}`;
-    } catch (e) { err.append(errorBox(e)); }
-  } },
-    h("label", { for: "publish-spec" }, "App (JSON)"), text,
-    h("p", { id: "publish-hint", class: "hint muted" }, "Numeric fields take a number or a product such as \"{gpus} * 8\"; {name} in the command is replaced by the value (text is shell-quoted)."),
-    err, h("div", { class: "actions" }, h("button", { class: "secondary", type: "submit" }, "Publish app")));
+    } });
   return h("details", { class: "panel" }, h("summary", {}, "Publish an app (providers and operators)"), form);
 }
 
@@ -722,21 +729,14 @@ async function renderApp(id) {
 function renderManageApp(app) {
   const spec = { id: app.id, name: app.name, category: app.category, summary: app.summary, description: app.description,
     parameters: app.parameters, template: app.template };
-  const text = h("textarea", { id: "edit-spec", rows: 18, "aria-describedby": "edit-hint" }, JSON.stringify(spec, null, 2));
-  const err = h("div", { id: "manage-error" });
-  const form = h("form", { class: "stack", id: "edit-app-form", onsubmit: async (ev) => {
-    ev.preventDefault();
-    put(err);
-    let body;
-    try { body = JSON.parse(text.value); } catch (e) { err.append(errorBox(new Error(`Not valid JSON: ${e.message}`))); return; }
-    try {
+  const form = appJsonForm({ id: "edit", spec, rows: 18, err: h("div", { id: "manage-error" }),
+    hint: "The whole app as it will be published; the id cannot change. Jobs already run from it are not affected.",
+    button: h("button", { class: "primary", type: "submit", id: "save-app" }, "Save changes"),
+    send: async (body) => {
       await api(`/v1/apps/${encodeURIComponent(app.id)}`, { method: "PUT", body });
       route();  // show the saved app
-    } catch (e) { err.append(errorBox(e)); }
-  } },
-    h("label", { for: "edit-spec" }, "App (JSON)"), text,
-    h("p", { id: "edit-hint", class: "hint muted" }, "The whole app as it will be published; the id cannot change. Jobs already run from it are not affected."),
-    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", id: "save-app" }, "Save changes")));
+    } });
+  const err = h("div", { id: "delete-error" });
   const del = h("button", { class: "danger", type: "button", id: "delete-app", onclick: async () => {
     put(err);
     if (!window.confirm(`Delete the app ${app.name} (${app.id}) from the marketplace? Jobs already run from it stay.`)) return;
