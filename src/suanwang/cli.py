@@ -105,6 +105,9 @@ def simulate(
     out_dir: Annotated[Path | None, typer.Option("--out", help="write report.html here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     no_bound: Annotated[bool, typer.Option("--no-bound", help="skip the offline bound")] = False,
+    offers: Annotated[
+        Path | None, typer.Option(help="providers' offers (YAML): placed and paid at their prices")
+    ] = None,
 ) -> None:
     """Replay a workload on the network under each policy and compare them with the bound."""
     from suanwang.scenarios.loader import BUILTIN
@@ -145,6 +148,17 @@ def simulate(
     except ValueError as exc:
         raise fail(str(exc)) from None
 
+    book = None
+    if offers is not None:
+        from suanwang.billing.market import load_offers
+
+        try:
+            book = load_offers(offers, net)
+        except ValueError as exc:
+            for line in str(exc).splitlines():
+                err.print(line, highlight=False, soft_wrap=True, markup=False)
+            raise fail(f"--offers {str(offers)!r}: not loaded") from None
+
     show_progress = sys.stderr.isatty() and not as_json
     progress = Progress(
         TextColumn("{task.description:>10}"),
@@ -171,6 +185,7 @@ def simulate(
             drain_days=drain_days,
             with_bound=not no_bound,
             on_policy=on_policy,
+            offers=book,
         )
     if result.bound_error:
         err.print(f"[yellow]warning:[/] bound not computed: {result.bound_error}")
@@ -240,6 +255,20 @@ def _print_table(doc: dict[str, Any]) -> None:
             f"{b['carbon_t']:,.1f}",
         )
     out.print(table)
+    if "offers" in doc:
+        paid = Table(title=f"paid by consumers ({doc['offers']} offers; start-hour price per SCU)")
+        for title in ("policy", "at offer prices CNY", "at posted prices CNY", "saved", "jobs"):
+            paid.add_column(title, justify="right" if title != "policy" else "left")
+        for name, m in doc["policies"].items():
+            saved = m["paid_posted_cny"] - m["paid_offer_cny"]
+            paid.add_row(
+                name,
+                f"{m['paid_offer_cny']:,.0f}",
+                f"{m['paid_posted_cny']:,.0f}",
+                f"{saved:,.0f}",
+                str(m["jobs_under_offers"]),
+            )
+        out.print(paid)
 
 
 @scenario_app.command("export")

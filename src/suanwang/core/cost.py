@@ -105,3 +105,42 @@ class CostBreakdown:
     @property
     def green_share(self) -> float:
         return self.green_kwh / self.energy_kwh if self.energy_kwh > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScuPrices:
+    """Offer prices against posted prices, per pool and hour of the signals (trading).
+
+    Hour ``h`` is ``signals.start + h`` hours; there are ``hours + 1`` columns, the last one
+    (past the horizon) without offers. Precisions are indexed as ``network.PRECISIONS``.
+
+    * ``posted[q, p, h]``: the posted price, CNY per SCU of precision ``q`` on pool ``p``
+      (``nan`` where the chip cannot run that precision);
+    * ``premium[q, p, h]``: what the cheapest active offer adds to it (negative: a discount;
+      0 where no offer is in force or the offer excludes that precision);
+    * ``offered_units[p, h]``: units sold at offer prices (0 without an offer).
+
+    A policy adds ``work_scu x premium`` to the cost of starting a job on ``p`` in hour ``h``
+    while the pool's planned load leaves room within the offered units; posted prices need no
+    term of their own, since the energy term already follows them (the rest of a posted price
+    is the same per SCU everywhere, up to PUE and margin).
+    """
+
+    posted: Array
+    premium: Array
+    offered_units: Array
+
+    def __post_init__(self) -> None:
+        if self.posted.shape != self.premium.shape or self.posted.ndim != 3:
+            raise ValueError(f"posted {self.posted.shape} and premium {self.premium.shape}")
+        if self.offered_units.shape != self.posted.shape[1:]:
+            raise ValueError(f"offered_units {self.offered_units.shape}: not (pools, hours + 1)")
+
+    @property
+    def hours(self) -> int:
+        """Hours covered (the last column, past them, has no offers)."""
+        return int(self.posted.shape[2]) - 1
+
+    @property
+    def any_offer(self) -> bool:
+        return bool((self.offered_units > 0).any())

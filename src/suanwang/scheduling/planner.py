@@ -7,6 +7,7 @@ start offsets ``k = 0, 1, ... K`` hours after its data can arrive, the policy mi
                + carbon_price x P_p x integral of forecast grid carbon              (carbon)
                + data_gb x transfer_cost(origin -> c(p))                            (transfer)
                + wait_price x P_p x (s_pk - now) / 3600                              (waiting)
+               + price_weight x work_scu x premium_p(hour of s_pk)                    (offers)
 
 where ``r_p`` is the runtime on that chip, ``P_p`` the facility power (units x unit kW x PUE)
 and ``s_pk = now + transfer_time_p + k h``. ``K = 0`` for latency-bound kinds (inference,
@@ -15,6 +16,13 @@ the deadline. Capacity is planned on a reservation calendar (``committed`` units
 hour): the cheapest candidate whose whole run fits under the pool's capacity is taken, so the
 network's load is spread to where and when energy is cheap and green instead of piling onto the
 first eastern center with room. Jobs that fit nowhere queue where the expected wait is least.
+
+The offers term is there only when the host hands the policy providers' offers
+(``prices``, a :class:`~suanwang.core.cost.ScuPrices`): ``premium`` is what the cheapest active
+offer on the pool adds to the posted price per SCU (negative: a discount), counted while the
+pool's planned load at that hour leaves room within the offered units. Posted prices need no
+term of their own (the energy term follows them), so without offers every decision is exactly
+what it was before trading; cheaper offers win where latency, compatibility and capacity allow.
 
 Work is vectorised over (pool, start) pairs: one decision costs tens of microseconds, never a
 solver call. The forecast series are what a policy may know in advance (tariffs are published;
@@ -28,8 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from suanwang.core.cost import ScuPrices
 from suanwang.core.jobs import Job
-from suanwang.core.network import JobClassInfo
+from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.scheduling.state import CapacityState, Decision, Running
 
 HOUR = 3600.0
@@ -51,6 +60,9 @@ class SuanwangPolicy:
     min_saving_share: float = 0.15
     max_moves_per_replan: int = 50
     replan_candidates: int = 300
+    #: providers' offers against posted prices (trading); None: no offers term at all
+    prices: ScuPrices | None = None
+    price_weight: float = 1.0
     _cache_key: object = field(default=None, init=False, repr=False)
     _cache: tuple[np.ndarray, np.ndarray, int, int] = field(init=False, repr=False)
     _offsets_h: np.ndarray = field(init=False, repr=False)
@@ -60,6 +72,7 @@ class SuanwangPolicy:
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
+        self._offsets_k = np.arange(self.max_defer_h + 1, dtype=np.int64)
 
     def _objective(self, state: CapacityState) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Flattened cumulative integral of the forecast objective price per kWh, per center.
@@ -103,6 +116,10 @@ class SuanwangPolicy:
             kwh_per_scu = info.facility_kw_per_unit / info.speed
             est = job.work_scu * kwh_per_scu * mean24.take(info.centers * stride_m + h)
             est += job.data_gb * info.transfer_cost_cny_per_gb
+            if self.prices is not None:  # the best offer over the deferral window
+                hours = np.full(info.pools.size, int(state.now_s // HOUR), dtype=np.int64)
+                term = self._offer_term(job, info.pools, hours, self.max_defer_h + 1, state)
+                est += term.min(axis=1)
             short = np.argpartition(est, self.shortlist)[: self.shortlist]
             short.sort()
             found = self._plan(job, info, state, short)
@@ -169,6 +186,10 @@ class SuanwangPolicy:
                 margin_h = self.deadline_margin * job.deadline_s / HOUR
                 late[:, 1:] |= ends_h[:, 1:] > deadline_h - margin_h
             cost[late] = np.inf
+        offer = None
+        if self.prices is not None:
+            offer = self._offer_term(job, pools, hs, width, state)
+            cost += offer
         # the first column needs room now
         cost[:, 0][state.free[pools] < units] = np.inf
 
@@ -190,8 +211,33 @@ class SuanwangPolicy:
                 continue
             committed[pool, h0:h1] += units
             why = "cheapest planned slot" if k else "cheapest center with room now"
+            if offer is not None and offer[i, k] < 0:
+                why += " (a provider's offer below the posted price)"
             return Decision(int(sel[i]), start_h * HOUR, why)
         return None
+
+    def _offer_term(
+        self,
+        job: Job,
+        pools: np.ndarray,
+        hours: np.ndarray,
+        width: int,
+        state: CapacityState,
+    ) -> np.ndarray:
+        """CNY the offers add to starting on ``pools[i]`` in hour ``hours[i] + k``: (n, width).
+
+        The premium counts while the pool's planned load at that hour plus the job fits within
+        the units offered (offered units are sold first); otherwise the posted price stands.
+        """
+        pr = self.prices
+        assert pr is not None
+        rows = pools[:, None]
+        cols = np.minimum(hours[:, None] + self._offsets_k[:width], pr.hours)
+        premium = pr.premium[PRECISION_INDEX[job.precision]][rows, cols]
+        load = state.committed[rows, np.minimum(cols, state.committed.shape[1] - 1)]
+        fits = load + job.demand_units <= pr.offered_units[rows, cols]
+        out: np.ndarray = np.where(fits, premium, 0.0) * (job.work_scu * self.price_weight)
+        return out
 
     def _queue(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
         now = state.now_s
@@ -237,8 +283,6 @@ class SuanwangPolicy:
         pools = np.array([r.pool for r in cands], dtype=np.int64)
         units_arr = np.array([jobs[r.job].demand_units for r in cands], dtype=np.float64)
         prec = [jobs[r.job].precision for r in cands]
-        from suanwang.core.network import PRECISION_INDEX
-
         spd = net.pool_speed[pools, [PRECISION_INDEX[p] for p in prec]]
         rem_s = np.array([r.remaining_scu for r in cands]) / (units_arr * spd) * HOUR
         here_c = net.pool_center[pools]

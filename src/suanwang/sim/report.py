@@ -409,6 +409,27 @@ def _summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
     )
 
 
+def _paid_html(reports: Sequence[PolicyReport]) -> str:
+    """With providers' offers (trading): what consumers paid at offer vs posted prices."""
+    with_offers = [r for r in reports if "paid_offer_cny" in r.metrics]
+    if not with_offers:
+        return ""
+    rows = []
+    for r in with_offers:
+        offer, posted = _metric(r, "paid_offer_cny"), _metric(r, "paid_posted_cny")
+        rows.append(
+            f"<tr><td>{_e(r.name)}</td><td>{_sig(offer)}</td><td>{_sig(posted)}</td>"
+            f"<td>{_sig(posted - offer)}</td><td>{_int(_metric(r, 'jobs_under_offers'))}</td></tr>"
+        )
+    head = ["policy", "at offer prices (CNY)", "at posted prices (CNY)", "saved", "jobs"]
+    return (
+        '<h3>Paid by consumers (providers\' offers)</h3><div class="table-wrap">'
+        + _table(head, rows)
+        + '</div><p class="note">Each completed job at its start hour\'s price per SCU: an '
+        "offer's where its units had room, else the posted price.</p>"
+    )
+
+
 def _table(head: Sequence[str], rows: Sequence[str]) -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -843,6 +864,7 @@ def write_report(
     body["summary"] = (
         _summary_html(reports, bound) if reports else '<p class="empty">No policy was run.</p>'
     )
+    body["summary"] += _paid_html(reports)
     if reports:
         body["cost-carbon"] = (
             '<p class="note">Cost is energy plus data transfer; the dashed line is the offline '

@@ -10,6 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from suanwang.billing.market import paid, posted_prices, precision_indices, scu_prices
+from suanwang.billing.offers import OfferBook
+from suanwang.billing.pricing import PriceBook
+from suanwang.core.cost import ScuPrices
 from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
@@ -18,7 +24,7 @@ from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import Bound, offline_bound
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
-from suanwang.sim.engine import simulate
+from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.traces import load_trace
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
@@ -91,6 +97,7 @@ class SimulationResult:
     bound: Bound | None
     bound_error: str | None
     seconds: dict[str, float]
+    offers: int | None = None  # offers in force (None: run without offers)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,6 +120,8 @@ class SimulationResult:
         }
         if self.bound_error:
             out["bound_error"] = self.bound_error
+        if self.offers is not None:
+            out["offers"] = self.offers
         out["seconds"] = self.seconds
         return out
 
@@ -136,23 +145,43 @@ def run(
     drain_days: float = 14.0,
     with_bound: bool = True,
     on_policy: Callable[[str, int, int], None] | None = None,
+    offers: OfferBook | None = None,
 ) -> SimulationResult:
-    """Simulate every policy on the same jobs and signals; compute the bound unless disabled."""
+    """Simulate every policy on the same jobs and signals; compute the bound unless disabled.
+
+    With ``offers``, the ``suanwang`` policy prices them into its placements and every
+    policy's metrics add what consumers paid at offer prices (``paid_offer_cny``, where an
+    offer had room) against posted prices (``paid_posted_cny``), each job at its start hour's
+    price per SCU, and ``jobs_under_offers``.
+    """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     net = Network(scenario)
     hours = math.ceil(workload.arrival_days * 24 + drain_days * 24)
     signals = build_signals(scenario, start, hours, seed)
     seconds["signals"] = time.perf_counter() - t
+    prices = posted = None
+    if offers is not None:
+        book = PriceBook(scenario, offers=offers)
+        prices = scu_prices(net, book, signals.start, signals.hours)
+        posted = (
+            prices.posted
+            if prices is not None
+            else posted_prices(net, book, signals.start, signals.hours)
+        )
     reports: list[PolicyReport] = []
     for name in policies:
         policy = POLICIES[name]()
+        if isinstance(policy, SuanwangPolicy):
+            policy.prices = prices
         t = time.perf_counter()
         progress = None
         if on_policy is not None:
             progress = _progress_callback(on_policy, name, len(workload.jobs))
         outcome = simulate(net, signals, workload.jobs, policy, progress)
         report = measure(name, net, signals, workload.jobs, outcome, workload.arrival_days)
+        if posted is not None:
+            report.metrics.update(_paid(prices, net, workload.jobs, outcome, posted))
         m = report.metrics
         if m["completed"] + m["rejected"] + m["unfinished"] != len(workload.jobs):
             raise AssertionError(f"policy {name} lost jobs")  # conservation, never expected
@@ -176,4 +205,31 @@ def run(
         bound=bound,
         bound_error=bound_error,
         seconds=seconds,
+        offers=None if offers is None else len(offers.offers),
     )
+
+
+def _paid(
+    prices: ScuPrices | None,
+    net: Network,
+    jobs: Sequence[Job],
+    outcome: Outcome,
+    posted: np.ndarray,
+) -> dict[str, float | int]:
+    n = len(jobs)
+    money = paid(
+        prices,
+        net,
+        pools=outcome.pool,
+        starts_s=outcome.first_start_s,
+        ends_s=outcome.end_s,
+        work_scu=np.fromiter((j.work_scu for j in jobs), dtype=np.float64, count=n),
+        precision_index=precision_indices([j.precision for j in jobs]),
+        units=np.fromiter((j.demand_units for j in jobs), dtype=np.float64, count=n),
+        posted=posted,
+    )
+    return {
+        "paid_offer_cny": money.offer_cny,
+        "paid_posted_cny": money.posted_cny,
+        "jobs_under_offers": money.jobs_under_offers,
+    }
