@@ -15,14 +15,16 @@ checks it too (``ck_accounts_non_negative``). Entries carry a unique ``ref`` (``
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +77,14 @@ class BillingConfig:
     energy_pass_through: bool = False
 
 
+#: Seconds a server process keeps the settings it read for admitting submissions
+#: (:func:`admission_config`); a change made by another process takes effect within this time.
+ADMISSION_CONFIG_TTL_S = 10.0
+_ADMISSION: weakref.WeakKeyDictionary[Engine, tuple[float, BillingConfig]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def get_config(*, session: Session) -> BillingConfig:
     values = {s.key: s.value for s in session.scalars(select(BillingSetting))}
     return BillingConfig(
@@ -106,7 +116,29 @@ def set_config(
         else:
             row.value, row.updated_at = value, utcnow()
     session.flush()
+    forget_admission_config()
     return get_config(session=session)
+
+
+def forget_admission_config() -> None:
+    """Drop this process's cached settings (after they were changed behind its back)."""
+    _ADMISSION.clear()
+
+
+def admission_config(*, session: Session) -> BillingConfig:
+    """The settings as read at most :data:`ADMISSION_CONFIG_TTL_S` ago by this process, per
+    database: the submit path reads them on every request, so they are cached (one query
+    less per submission). Settlement always reads them afresh (:func:`get_config`)."""
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):
+        engine = engine.engine
+    now = time.monotonic()
+    hit = _ADMISSION.get(engine)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    config = get_config(session=session)
+    _ADMISSION[engine] = (now + ADMISSION_CONFIG_TTL_S, config)
+    return config
 
 
 # --------------------------------------------------------------------------- price books
@@ -278,7 +310,7 @@ def admit(*, session: Session, tenant: Tenant, job: JobRow, net: Network) -> Dec
 
     Returns the hold (None: no hold needed). Raises :class:`InsufficientBalance`.
     """
-    if not needs_hold(tenant, get_config(session=session)):
+    if not needs_hold(tenant, admission_config(session=session)):
         return None
     amount = hold_estimate(job=job, net=net)
     if amount <= 0:

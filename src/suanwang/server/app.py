@@ -29,6 +29,7 @@ from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
+from suanwang.server.submitter import Submitter
 
 
 class BodySizeLimit:
@@ -205,6 +206,7 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
     app.state.sessions = session_factory(engine)
     app.state.scenario = scenario
     app.state.network = Network(scenario)
+    app.state.submitter = Submitter(app.state.sessions, app.state.network)
     app.state.signals = SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
     app.state.lifespans = 1
 

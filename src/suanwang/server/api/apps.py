@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from suanwang.apps.catalog import App, AppError, AppSpec, Problem, builtin_apps, render
@@ -149,6 +150,14 @@ def get_app(app_id: AppId, session: SessionDep, tenant: CurrentTenant) -> App:
     return app
 
 
+def _find_and_end(session: Session, app_id: str) -> App | None:
+    """:func:`_find`, then end the read so that the submit path (its own sessions) may write
+    (on SQLite every transaction holds the write lock)."""
+    found = _find(session, app_id)
+    session.commit()
+    return found
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -239,6 +248,7 @@ def delete_app(app_id: AppId, session: SessionDep, tenant: Publisher) -> Respons
 async def run_app(
     app_id: AppId,
     run: AppRun,
+    request: Request,
     session: SessionDep,
     tenant: CurrentTenant,
     net: NetworkDep,
@@ -253,7 +263,7 @@ async def run_app(
     A parameter that is unknown, of the wrong type or out of range is a 422 naming it
     (``loc``: ``["body", "parameters", NAME]``).
     """
-    app = await run_in_threadpool(_find, session, app_id)  # the database: not on the loop
+    app = await run_in_threadpool(_find_and_end, session, app_id)  # the database: not on the loop
     if app is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no app {app_id!r}")
     try:
@@ -271,7 +281,7 @@ async def run_app(
         raise _invalid(problems)
     return await jobs.submit_job(
         spec=spec,
-        session=session,
+        request=request,
         tenant=tenant,
         net=net,
         response=response,

@@ -48,7 +48,6 @@ AUTH_CACHE_MAX = 10_000
 
 async def current_tenant(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Tenant:
     """The tenant whose key is in ``Authorization: Bearer <key>``; 401 otherwise."""
@@ -67,20 +66,31 @@ async def current_tenant(
     hit = cache.get(digest)
     if hit is not None and hit[0] > now:
         return hit[1]
-    tenant = await run_in_threadpool(authenticate, session=session, api_key=credentials.credentials)
+    tenant = await run_in_threadpool(_authenticate, state.sessions, credentials.credentials)
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "invalid API key",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    # a detached copy with every column loaded, in no session: nothing can expire it (the
-    # request's session may roll back) and requests may share it
-    snapshot = Tenant(**{c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns})
-    make_transient_to_detached(snapshot)
     if len(cache) > AUTH_CACHE_MAX:
         cache.clear()
-    cache[digest] = (now + AUTH_CACHE_TTL_S, snapshot)
+    cache[digest] = (now + AUTH_CACHE_TTL_S, tenant)
+    return tenant
+
+
+def _authenticate(factory: sessionmaker[Session], api_key: str) -> Tenant | None:
+    """Look the key up in a short session of its own (not the request's: on SQLite every
+    transaction holds the write lock, and the request may write through other sessions).
+
+    Returns a detached copy with every column loaded, in no session: nothing can expire it
+    and requests may share it."""
+    with factory() as session:
+        tenant = authenticate(session=session, api_key=api_key)
+        if tenant is None:
+            return None
+        snapshot = Tenant(**{c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns})
+    make_transient_to_detached(snapshot)
     return snapshot
 
 

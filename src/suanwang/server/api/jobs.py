@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from suanwang.billing import store as billing
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
-from suanwang.core.network import Network
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
+from suanwang.server.models.jobs import SubmitRequest
 from suanwang.server.schemas import (
     ConflictResponse,
     ErrorResponse,
@@ -29,6 +27,7 @@ from suanwang.server.schemas import (
     JobList,
     JobPublic,
 )
+from suanwang.server.submitter import Submitter
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
@@ -57,7 +56,7 @@ def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
 )
 async def submit_job(
     spec: JobCreate,
-    session: SessionDep,
+    request: Request,
     tenant: CurrentTenant,
     net: NetworkDep,
     response: Response,
@@ -84,10 +83,9 @@ async def submit_job(
                 for p in problems
             ]
         )
+    submitter: Submitter = request.app.state.submitter
     try:
-        job, created = await run_in_threadpool(
-            _store, session=session, tenant=tenant, spec=spec, net=net, key=idempotency_key
-        )
+        job, created = await submitter.submit(SubmitRequest(tenant, spec, idempotency_key))
     except models.IdempotencyConflict as exc:
         raise RequestValidationError(
             [
@@ -105,23 +103,6 @@ async def submit_job(
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return JobPublic.from_row(job)
-
-
-def _store(
-    *, session: Session, tenant: Tenant, spec: JobCreate, net: Network, key: str | None
-) -> tuple[JobRow, bool]:
-    """Store the job, reserve its estimated charge (billing, issue 5) and commit — in one
-    worker thread, since every step talks to the database. Raises
-    :class:`billing.InsufficientBalance` with nothing stored when the hold does not fit."""
-    job, created = models.submit_job(session=session, tenant=tenant, spec=spec, idempotency_key=key)
-    if created:
-        try:
-            billing.admit(session=session, tenant=tenant, job=job, net=net)
-        except billing.InsufficientBalance:
-            session.rollback()
-            raise
-    session.commit()
-    return job, created
 
 
 @router.get("")

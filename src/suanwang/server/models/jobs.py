@@ -108,38 +108,94 @@ def submit_job(
     no savepoint) and the loser reads the winner's row. Reusing a key with a different spec
     raises :class:`IdempotencyConflict`. Two statements (job, event) in the common case.
     """
-    data = spec.model_dump(mode="json")
+    (answer,) = submit_jobs(session=session, items=[SubmitRequest(tenant, spec, idempotency_key)])
+    if isinstance(answer, IdempotencyConflict):
+        raise answer
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """One job to store: who submits it, its spec and its ``Idempotency-Key`` (or None)."""
+
+    tenant: Tenant
+    spec: JobSpec
+    idempotency_key: str | None = None
+
+
+def submit_jobs(
+    *, session: Session, items: list[SubmitRequest]
+) -> list[tuple[JobRow, bool] | IdempotencyConflict]:
+    """Store many new pending jobs in one statement (and their events in one more): the
+    batched form of :func:`submit_job` with the same answer per item, in order.
+
+    Items sharing a tenant and key are one job: the first is stored, the others are its
+    replays (or :class:`IdempotencyConflict` for a different spec). Flushes, never commits;
+    on a database error nothing of the batch is kept (the caller rolls back).
+    """
     now = utcnow()
-    values = {
-        "id": new_id(),
-        "tenant_id": tenant.id,
-        "name": spec.name,
-        "spec": data,
-        "state": JobState.PENDING.value,
-        "idempotency_key": idempotency_key,
-        "submitted_at": now,
-        "updated_at": now,
-    }
-    row = session.execute(_INSERT_JOB[session.get_bind().dialect.name], values).first()
-    if row is None:  # the key is taken (a NULL key never conflicts)
-        existing = _by_key(session, tenant, idempotency_key or "")
+    datas = [it.spec.model_dump(mode="json") for it in items]
+    first: dict[tuple[str, str], int] = {}  # (tenant, key) -> the item that stores it
+    values: dict[int, dict[str, Any]] = {}  # item -> its row, for the items that insert
+    for i, it in enumerate(items):
+        if it.idempotency_key is not None:
+            k = (it.tenant.id, it.idempotency_key)
+            if k in first:
+                continue
+            first[k] = i
+        values[i] = {
+            "id": new_id(),
+            "tenant_id": it.tenant.id,
+            "name": it.spec.name,
+            "spec": datas[i],
+            "state": JobState.PENDING.value,
+            "idempotency_key": it.idempotency_key,
+            "submitted_at": now,
+            "updated_at": now,
+        }
+    stmt = _INSERT_JOB[session.get_bind().dialect.name]
+    returned = session.execute(stmt, list(values.values())).all() if values else []
+    stored: dict[str, JobRow] = {}
+    for row in returned:
+        job = JobRow(**row._asdict())  # the row as stored (server defaults included)
+        make_transient_to_detached(job)
+        session.add(job)
+        stored[job.id] = job
+    if stored:
+        session.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "job_id": job.id,
+                    "at": now,
+                    "from_state": None,
+                    "to_state": JobState.PENDING.value,
+                    "detail": {"reason": "submitted", "by": job.tenant_id},
+                }
+                for job in stored.values()
+            ],
+        )
+    out: list[tuple[JobRow, bool] | IdempotencyConflict] = []
+    by_key: dict[tuple[str, str], JobRow] = {}
+    for i, it in enumerate(items):
+        mine = stored.get(values[i]["id"]) if i in values else None
+        key = it.idempotency_key
+        if mine is not None:
+            if key is not None:
+                by_key[(it.tenant.id, key)] = mine
+            out.append((mine, True))
+            continue
+        if key is None:  # pragma: no cover - a NULL key never conflicts
+            raise RuntimeError("a job without an Idempotency-Key was not stored")
+        existing = by_key.get((it.tenant.id, key)) or _by_key(session, it.tenant, key)
         if existing is None:  # pragma: no cover - ON CONFLICT waited for the winner's commit
             raise RuntimeError("idempotency conflict without a stored job")
-        return _replay(existing, data), False
-    session.execute(
-        _INSERT_EVENT,
-        {
-            "job_id": values["id"],
-            "at": now,
-            "from_state": None,
-            "to_state": JobState.PENDING.value,
-            "detail": {"reason": "submitted", "by": tenant.id},
-        },
-    )
-    job = JobRow(**row._asdict())  # the row as stored (server defaults included)
-    make_transient_to_detached(job)
-    session.add(job)  # persistent, with every column loaded: no further SELECT
-    return job, True
+        by_key[(it.tenant.id, key)] = existing
+        try:
+            out.append((_replay(existing, datas[i]), False))
+        except IdempotencyConflict as exc:
+            out.append(exc)
+    return out
 
 
 #: The statements of the submit path, built (and so compiled) once per dialect.
