@@ -41,10 +41,11 @@ from suanwang.console.whatif_input import (
 )
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
+from suanwang.scenarios.loader import BUILTIN
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.schemas import ErrorResponse
-from suanwang.sim.run import Workload, make_workload, policy_names, run
+from suanwang.sim.run import POLICIES, Workload, make_workload, policy_names, run
 
 KEEP = 20
 #: Synthetic jobs of a run that does not say.
@@ -63,10 +64,12 @@ class WhatIfRequest(BaseModel):
     policies: list[str] = Field(
         default_factory=lambda: ["all"], min_length=1, max_length=10,
         description="policy names, or 'all'",
+        json_schema_extra={"items": {"type": "string", "enum": ["all", *POLICIES]}},
     )  # fmt: skip
     scenario: str = Field(
-        SERVED, max_length=64, description="'served' or a bundled one (GET /v1/whatif/scenarios)"
-    )
+        SERVED, max_length=64, description="'served' or a bundled one (GET /v1/whatif/scenarios)",
+        json_schema_extra={"enum": [SERVED, *BUILTIN]},
+    )  # fmt: skip
     edits: ScenarioEdits | None = Field(None, description="changes to the scenario")
     trace: TraceUpload | None = Field(None, description="simulate this trace (else synthetic)")
     jobs: int | None = Field(
