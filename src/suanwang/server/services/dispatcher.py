@@ -21,6 +21,13 @@ handed over, or its planned start has come; a deferred job holds nothing now. Ev
 is also entered on the policy's reservation calendar (units per pool and hour) from its start
 (or now) to its expected end, so a job planned now cannot take units a deferred job will need
 and a deferred job is not planned into hours running jobs still fill.
+
+Trading (:class:`~suanwang.server.services.live.LiveTrading`): each round the providers'
+offers in force are handed to the engine (a :class:`SuanwangPolicy` prices them: cheaper
+offers win where the job's constraints allow). Units a consumer has reserved are closed to
+other tenants' jobs in the reservation's window (as if planned busy), except what the
+reserving tenant's own jobs already hold there; that tenant's jobs see their reserved pool at
+price 0 (paid at booking) while the reservation has room, so they use it first.
 """
 
 from __future__ import annotations
@@ -45,12 +52,12 @@ from suanwang.core.signals import Signals
 from suanwang.executors.base import ExecutorError, Submission
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Policy
-from suanwang.scheduling.state import CapacityState
+from suanwang.scheduling.state import CapacityState, Decision
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import ACTIVE_STATES, spec_to_job, to_core_job, transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import dir_size_gb
-from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.live import LiveNetwork, LiveTrading, load_trading
 
 log = logging.getLogger("suanwang.dispatcher")
 RUNNERS_UP = 3
@@ -179,18 +186,22 @@ class Dispatcher:
             )
             if not rows:
                 return 0
-            state = self.capacity(session, signals)
+            trading = load_trading(session, self.live.net, signals)
+            state = self.capacity(session, signals, trading)
             for row in rows:
-                self._place_one(session, row, state, signals)
+                self._place_one(session, row, state, signals, trading)
             return len(rows)
 
-    def capacity(self, session: Session, signals: Signals) -> CapacityState:
+    def capacity(
+        self, session: Session, signals: Signals, trading: LiveTrading | None = None
+    ) -> CapacityState:
         """Free units per pool now and the reservation calendar of every active job.
 
         A job holds its units now if it runs, was handed over, or its planned start has come;
         a deferred job holds none until then. On the calendar a job that holds units now
         occupies its pool from now to its expected end (started_at + runtime on that pool,
         at least the current hour); a deferred one from its planned start to start + runtime.
+        With ``trading``, what each reserving tenant's jobs hold is recorded there too.
         """
         net = self.live.net
         now = self.live.clock()
@@ -200,6 +211,7 @@ class Dispatcher:
         held = np.zeros(net.n_pools, dtype=np.int64)
         stmt = select(
             JobRow.id,
+            JobRow.tenant_id,
             JobRow.state,
             JobRow.center_id,
             JobRow.pool_model,
@@ -208,7 +220,8 @@ class Dispatcher:
             JobRow.start_at,
             JobRow.started_at,
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
-        for job_id, st, center, model, spec, ref, start_at, started_at in session.execute(stmt):
+        rows = session.execute(stmt)
+        for job_id, tenant_id, st, center, model, spec, ref, start_at, started_at in rows:
             try:
                 job = spec_to_job(
                     JobSpec.model_validate(spec), net, job_id=job_id, submit_s=0.0, labels={}
@@ -233,11 +246,49 @@ class Dispatcher:
                 t0 = (start_at - signals.start).total_seconds()
                 h0, h1 = _hours(t0, t0 + runtime_s)
             state.committed[pool, h0:h1] += units
+            if trading is not None:
+                trading.add_use(tenant_id, pool, h0, h1, units)
         state.free = np.maximum(net.pool_capacity - held, 0)
         return state
 
+    def _decide(
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        tenant: str,
+        trading: LiveTrading | None,
+    ) -> Decision:
+        """The policy's decision with this tenant's view of the market (see the module doc):
+        units others reserved and do not use are planned busy while it decides."""
+        if not trading:
+            return self.policy.decide(job, info, state)
+        blocked = trading.blocked_for(tenant)
+        if blocked is not None:
+            hour = min(max(int(state.now_s // HOUR), 0), blocked.shape[1] - 1)
+            now_blocked = np.minimum(blocked[:, hour].astype(np.int64), state.free)
+            state.committed[:, : blocked.shape[1]] += blocked
+            state.free -= now_blocked
+        planner = self.policy if isinstance(self.policy, SuanwangPolicy) else None
+        before = planner.prices if planner is not None else None
+        if planner is not None:
+            planner.prices = trading.prices_for(tenant, state.committed)
+        try:
+            return self.policy.decide(job, info, state)
+        finally:
+            if planner is not None:
+                planner.prices = before
+            if blocked is not None:
+                state.committed[:, : blocked.shape[1]] -= blocked
+                state.free += now_blocked
+
     def _place_one(
-        self, session: Session, row: JobRow, state: CapacityState, signals: Signals
+        self,
+        session: Session,
+        row: JobRow,
+        state: CapacityState,
+        signals: Signals,
+        trading: LiveTrading | None = None,
     ) -> None:
         net = self.live.net
         try:
@@ -263,11 +314,15 @@ class Dispatcher:
                         "(accelerator, software stack, size or latency)"},
             )  # fmt: skip
             return
-        decision = self.policy.decide(job, info, state)
+        decision = self._decide(job, info, state, row.tenant_id, trading)
         pos = decision.pos
         pool = int(info.pools[pos])
         center = net.center_ids[int(info.centers[pos])]
         start_s = max(decision.start_s, state.now_s)
+        if trading:
+            units = job.demand_units
+            runtime_s = job.work_scu / (units * float(info.speed[pos])) * HOUR
+            trading.add_use(row.tenant_id, pool, *_hours(start_s, start_s + runtime_s), units)
         why = explain(job, info, pos, start_s, state)
         transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
         delay_s = max(start_s - state.now_s - transfer_s, 0.0)
