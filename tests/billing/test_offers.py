@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from suanwang.billing import ledger
 from suanwang.billing.offers import (
     Offer,
     OfferBook,
@@ -179,3 +182,27 @@ def test_reservation_cost_is_the_reserved_scu_at_the_offer_price() -> None:
             _offer(), scenario=SC, units=1, start=T0, end=T0 + timedelta(hours=1),
             precision=Precision.FP16,
         )  # fmt: skip
+
+
+@given(
+    amount=st.decimals(min_value=0, max_value=100000, places=2),
+    rate=st.decimals(min_value=Decimal("0.05"), max_value=Decimal("0.10"), places=3),
+    prepaid_only=st.booleans(),
+)
+def test_reservation_payment_balances_splits_like_a_charge_and_refunds_exactly(
+    amount: Decimal, rate: Decimal, prepaid_only: bool
+) -> None:
+    entry = ledger.reservation(
+        tenant_id="t", reservation_id="r", amount=amount,
+        provider_account=ledger.payable("p"), rate=rate, prepaid_only=prepaid_only,
+    )  # fmt: skip
+    delta = entry.delta()  # Entry itself refuses postings that do not sum to zero
+    payer = ledger.prepaid("t") if prepaid_only else ledger.postpaid("t")
+    assert delta.get(payer, Decimal(0)) == -amount
+    comm, payout = ledger.split_commission(amount, rate)
+    assert delta.get(ledger.payable("p"), Decimal(0)) == payout
+    assert delta.get(ledger.PLATFORM_COMMISSION, Decimal(0)) == comm == entry.commission
+    back = ledger.reversal(entry)
+    assert back.ref == "refund:reservation:r"
+    total = {a: v + back.delta().get(a, Decimal(0)) for a, v in delta.items()}
+    assert all(v == 0 for v in total.values())

@@ -3,12 +3,15 @@ ledger (402, refunds, no overselling) and the offer-aware price book."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
@@ -22,6 +25,7 @@ from suanwang.server.database.models import (
     TenantRole,
 )
 from suanwang.server.models.centers import grant_centers
+from suanwang.server.models.tenants import create_tenant
 
 Who = Any  # tests/server/conftest.py's Who: id, role, key, headers
 CENTER = "zhangjiakou"  # has A100s
@@ -283,3 +287,49 @@ def test_the_price_book_from_the_database_uses_offers_and_reservations(
     assert book.price_at(CENTER, "a100", Precision.FP16, before) == posted.posted_at(
         CENTER, "a100", Precision.FP16, before
     )
+
+
+def test_concurrent_bookings_never_oversell_an_offer(
+    client: TestClient,
+    app: Any,
+    make_tenant: Callable[..., Who],
+    sessions: sessionmaker[Session],
+    operator: Who,
+) -> None:
+    prov = _provider(make_tenant, sessions, CENTER)
+    offer = client.post("/v1/offers", json=_offer(units=16), headers=prov.headers).json()
+    scenario = app.state.network.scenario
+    with sessions.begin() as s:
+        store.set_config(session=s, billing_required=True)
+        buyers = []
+        for i in range(10):
+            t, _ = create_tenant(session=s, name=f"buyer-{i}", role=TenantRole.CONSUMER)
+            store.topup(session=s, tenant=t, amount=Decimal("1000"), key=f"k{i}")
+            buyers.append(t.id)
+
+    def book(tenant_id: str) -> str:
+        for _ in range(50):  # SQLite: a writer may find the database busy; try again
+            try:
+                with sessions.begin() as s:
+                    trading_store.reserve(
+                        session=s, tenant=s.get_one(Tenant, tenant_id), offer_id=offer["id"],
+                        units=3, start=H8, end=H8 + timedelta(hours=2),
+                        precision=Precision.FP16, scenario=scenario, now=NOW,
+                    )  # fmt: skip
+                return "booked"
+            except trading_store.Conflict:
+                return "sold out"
+            except OperationalError:
+                time.sleep(0.02)
+        return "busy"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(book, buyers))
+    assert sorted(outcomes) == ["booked"] * 5 + ["sold out"] * 5
+    with sessions() as s:
+        units = s.scalar(select(func.sum(ReservationRow.units)))
+        assert units == 15
+        assert store.verify(session=s) == []
+        paid = [store.balance_of(session=s, account_id=ledger.prepaid(t)) for t in buyers]
+    each = (3 * 2 * Decimal("2.50")).quantize(Decimal("0.01"))
+    assert sorted(paid) == [Decimal("1000.00") - each] * 5 + [Decimal("1000.00")] * 5
