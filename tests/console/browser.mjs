@@ -262,6 +262,38 @@ const scenarios = {
     return { before, after };
   },
 
+  async whatif_yaml(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "What-if", exact: true }).click();
+    await page.locator("#whatif-form").waitFor();
+    for (const p of ["first-fit", "cheapest", "greenest", "suanwang"]) await page.locator(`input[name=policy][value="${p}"]`).uncheck();
+    await page.getByLabel("Jobs").fill(String(args.jobs));
+    await page.getByLabel("Arrival days").fill("0.5");
+    await page.getByText("Edit the scenario").click();
+    await page.getByText("Or edit the whole scenario as YAML").click();
+    await page.getByRole("button", { name: "Load the YAML of this scenario" }).click();
+    const box = page.getByLabel("Scenario YAML");
+    await page.waitForFunction(() => document.querySelector("#scenario-yaml").value.includes("centers:"));
+    const original = await box.inputValue();
+    // an impossible PUE on the first center: refused, the line selected in the box
+    await box.fill(original.replace(/pue: [0-9.]+/, "pue: 0.5"));
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-error [role=alert]").waitFor();
+    const refused = await page.locator("#whatif-error").textContent();
+    const selected = await box.evaluate((el) => el.value.substring(el.selectionStart, el.selectionEnd));
+    await box.screenshot({ path: path.join(out, "whatif-yaml-refused.png") });
+    await box.fill(original.replace(/pue: [0-9.]+/g, "pue: 2.5"));
+    await page.locator("#run-whatif").click();
+    await page.locator("#whatif-table").waitFor({ timeout: 180_000 });
+    return {
+      refused, selected,
+      heading: await page.locator("#whatif-result h2").textContent(),
+      changes: await page.locator("#whatif-changes li").allTextContents(),
+      energy: await page.locator('#whatif-table tr[data-policy="nearest"] td[data-metric="energy_kwh"]').textContent(),
+      id: page.url().split("/").pop(),
+    };
+  },
+
   async edit_app(page) {
     await signIn(page);
     // a built-in app: nothing to manage

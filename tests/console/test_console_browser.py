@@ -225,3 +225,15 @@ def test_edit_and_delete_a_published_app(browser: Browser, live: Live) -> None:
     assert app_id not in seen["cards"] and "render-3d" in seen["cards"]
     gone = httpx.get(f"{live.url}/v1/apps/{app_id}", headers=live.operator.headers)
     assert gone.status_code == 404
+
+
+def test_what_if_on_a_scenario_edited_as_yaml(browser: Browser, live: Live) -> None:
+    seen = browser("whatif_yaml", jobs=150)
+    assert "scenario.yaml:" in seen["refused"] and "centers[0].pue:" in seen["refused"]
+    assert "greater than or equal to 1" in seen["refused"]
+    assert "pue: 0.5" in seen["selected"]  # the box selects the line the server named
+    assert seen["heading"] == "150 jobs on china"
+    assert seen["changes"][0].startswith("scenario china from YAML (")
+    run = httpx.get(f"{live.url}/v1/whatif/{seen['id']}", headers=live.operator.headers).json()
+    assert run["request"]["scenario_yaml"] is None
+    assert seen["energy"] == f"{run['result']['policies']['nearest']['energy_kwh']:.0f}"

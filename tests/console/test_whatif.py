@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,13 @@ import pytest
 from fastapi import FastAPI
 
 from suanwang.console.whatif import WhatIfRequest, WhatIfRunner, _Run
-from suanwang.console.whatif_input import MAX_TRACE_CHARS, ScenarioEdits, TraceFormat, apply_edits
+from suanwang.console.whatif_input import (
+    MAX_TRACE_CHARS,
+    MAX_YAML_CHARS,
+    ScenarioEdits,
+    TraceFormat,
+    apply_edits,
+)
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import BUILTIN, load_scenario
 from suanwang.server.database.models import TenantRole
@@ -266,3 +273,48 @@ def test_bad_edits_are_a_422_naming_the_field(api: Any, tenant: Tenant) -> None:
         assert r.status_code == 422, (change, r.text)
         assert r.json()["detail"][0]["loc"] == loc, r.text
         assert needle in r.json()["detail"][0]["msg"], r.text
+
+
+def test_a_scenario_edited_as_yaml(api: Any, tenant: Tenant) -> None:
+    op = tenant(TenantRole.OPERATOR)
+    r = api.get("/v1/whatif/scenarios/china/yaml", headers=op.headers)
+    assert r.status_code == 200
+    text = r.json()["yaml"]
+    assert len(text) <= MAX_YAML_CHARS and "source" not in text
+    assert api.get("/v1/whatif/scenarios/mars/yaml", headers=op.headers).status_code == 404
+    consumer = tenant(TenantRole.CONSUMER)
+    assert api.get("/v1/whatif/scenarios/china/yaml", headers=consumer.headers).status_code == 403
+    # the YAML as it comes is the same network: the same report as the bundled scenario
+    small = {**SMALL, "policies": ["nearest"]}
+    bundled = _metrics(api, op.headers, {**small, "scenario": "china"})
+    same = _metrics(api, op.headers, {**small, "scenario_yaml": text})
+    assert same["changes"] == [f"scenario china from YAML ({text.count(chr(10)) + 1} lines)"]
+    assert same["request"]["scenario_yaml"] is None  # not echoed
+    for run in (bundled, same):
+        del run["result"]["policies"]["nearest"]["decisions_per_s"]
+    assert same["result"]["policies"] == bundled["result"]["policies"]
+    # every PUE up in the text: more energy for the same jobs
+    hot = _metrics(api, op.headers, {**small, "scenario_yaml": re.sub(r"pue: [0-9.]+", "pue: 2.5",
+                                                                     text)})  # fmt: skip
+    assert (hot["result"]["policies"]["nearest"]["energy_kwh"]
+            > 1.3 * bundled["result"]["policies"]["nearest"]["energy_kwh"])  # fmt: skip
+
+
+def test_a_bad_scenario_yaml_is_a_422_naming_line_and_field(api: Any, tenant: Tenant) -> None:
+    op = tenant(TenantRole.OPERATOR)
+    text = api.get("/v1/whatif/scenarios/china/yaml", headers=op.headers).json()["yaml"]
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "pue:" in line)
+    lines[at] = re.sub(r"pue: [0-9.]+", "pue: 0.5", lines[at])
+    r = api.post("/v1/whatif", json={**SMALL, "scenario_yaml": "\n".join(lines)},
+                 headers=op.headers)  # fmt: skip
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "scenario_yaml"] and problem["line"] == at + 1
+    assert problem["field"] == "centers[0].pue"
+    assert problem["msg"].startswith(f"scenario.yaml:{at + 1}: centers[0].pue: ")
+    for bad, needle in [("name: [", "scenario.yaml:1: file: not valid YAML"),
+                        ("- a list", "top level must be a mapping"),
+                        ("name: x", "scenario.yaml:1: provinces: Field required")]:  # fmt: skip
+        r = api.post("/v1/whatif", json={**SMALL, "scenario_yaml": bad}, headers=op.headers)
+        assert r.status_code == 422 and needle in r.text, r.text

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from suanwang.console.whatif_input import (
     MAX_BOUND_JOBS,
     MAX_JOBS,
+    MAX_YAML_CHARS,
     SERVED,
     InputError,
     Problem,
@@ -36,7 +37,9 @@ from suanwang.console.whatif_input import (
     apply_edits,
     choose,
     describe_edits,
+    from_yaml,
     scenario_choices,
+    scenario_yaml,
     trace_workload,
 )
 from suanwang.core.network import Network
@@ -69,6 +72,11 @@ class WhatIfRequest(BaseModel):
     scenario: str = Field(
         SERVED, max_length=64, description="'served' or a bundled one (GET /v1/whatif/scenarios)",
         json_schema_extra={"enum": [SERVED, *BUILTIN]},
+    )  # fmt: skip
+    scenario_yaml: str | None = Field(
+        None, min_length=1, max_length=MAX_YAML_CHARS,
+        description="a whole scenario.yaml to simulate instead of `scenario` "
+        "(GET /v1/whatif/scenarios/{id}/yaml gives one to start from)",
     )  # fmt: skip
     edits: ScenarioEdits | None = Field(None, description="changes to the scenario")
     trace: TraceUpload | None = Field(None, description="simulate this trace (else synthetic)")
@@ -108,7 +116,7 @@ class WhatIfRun(BaseModel):
     id: str
     state: Literal["running", "done", "failed"]
     created_at: datetime
-    request: WhatIfRequest = Field(description="as sent, without the trace's text")
+    request: WhatIfRequest = Field(description="as sent, without the trace and the YAML")
     trace: TraceInfo | None = Field(None, description="the uploaded trace")
     changes: list[str] = Field(default_factory=list, description="the scenario edits, in words")
     progress: float = Field(description="0..1")
@@ -142,7 +150,8 @@ class _Run:
             info = TraceInfo(name=trace.name, format=trace.format, chars=len(trace.text))
         return WhatIfRun(
             id=self.id, state=self.state, created_at=self.created_at,
-            request=self.request.model_copy(update={"trace": None}), trace=info,
+            request=self.request.model_copy(update={"trace": None, "scenario_yaml": None}),
+            trace=info,
             changes=self.changes, progress=self.progress, step=self.step,
             seconds=round(end - self.started, 2), result=self.result, error=self.error,
         )  # fmt: skip
@@ -227,11 +236,16 @@ class WhatIfRunner:
 
 def _prepare(served: Scenario, req: WhatIfRequest) -> tuple[Scenario, list[str], Workload | None]:
     """The scenario to simulate, its edits in words, and the trace's jobs (None: synthetic)."""
-    scenario = choose(served, req.scenario)
     changes: list[str] = []
+    if req.scenario_yaml is not None:
+        scenario = from_yaml(req.scenario_yaml)
+        lines = req.scenario_yaml.count("\n") + 1
+        changes.append(f"scenario {scenario.name} from YAML ({lines} lines)")
+    else:
+        scenario = choose(served, req.scenario)
     if req.edits is not None:
         edited = apply_edits(scenario, req.edits)
-        changes = describe_edits(scenario, req.edits)
+        changes += describe_edits(scenario, req.edits)
         scenario = edited
     workload = None
     if req.trace is not None:
@@ -326,6 +340,26 @@ def list_scenarios(request: Request, _tenant: Operator) -> ScenarioList:
         items.append(ScenarioChoice(id=key, name=sc.name, description=sc.description,
                                     models=list(sc.catalog.models), centers=centers))  # fmt: skip
     return ScenarioList(items=items)
+
+
+class ScenarioYaml(BaseModel):
+    id: str
+    yaml: str = Field(description="scenario.yaml without comments, sources and defaults")
+
+
+@router.get(
+    "/scenarios/{scenario_id}/yaml",
+    responses={**FORBIDDEN, 404: {"model": ErrorResponse, "description": "no such scenario"}},
+)
+def get_scenario_yaml(
+    scenario_id: Annotated[str, Path(max_length=64)], request: Request, _tenant: Operator
+) -> ScenarioYaml:
+    """A scenario as YAML to edit and send back as ``scenario_yaml`` (measured signals of a
+    scenario directory are not included: a run from YAML models every center's signals)."""
+    if scenario_id not in scenario_choices(request.app.state.scenario):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scenario {scenario_id!r}")
+    text = scenario_yaml(request.app.state.settings.scenario, scenario_id)
+    return ScenarioYaml(id=scenario_id, yaml=text)
 
 
 @router.get("", responses=FORBIDDEN)

@@ -16,11 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.core.network import Network
 from suanwang.core.scenario import Center, Province, Scenario, Tariff
-from suanwang.scenarios.loader import BUILTIN, load_scenario
+from suanwang.scenarios.loader import (
+    BUILTIN,
+    ScenarioError,
+    builtin_text,
+    load_scenario,
+    parse_scenario_text,
+)
 from suanwang.sim.run import Workload
 from suanwang.sim.traces import TraceError, load_trace
 
@@ -33,8 +40,12 @@ MAX_JOBS = 50_000
 MAX_ARRIVAL_DAYS = 7.0
 #: The offline bound is an LP over every job: only for runs of at most this many jobs.
 MAX_BOUND_JOBS = 5_000
+#: Largest ``scenario_yaml`` (characters): a whole scenario.yaml, as the console edits it.
+MAX_YAML_CHARS = 48_000
 #: ``scenario`` of a request: the scenario the server serves.
 SERVED = "served"
+#: File name of ``scenario_yaml`` in messages (``scenario.yaml:12: centers[0].pue: ...``).
+YAML_LABEL = "scenario.yaml"
 
 #: :data:`suanwang.sim.traces.TRACE_FORMATS` (a test checks they agree)
 TraceFormat = Literal["suanwang", "philly", "alibaba-gpu-2023"]
@@ -133,6 +144,67 @@ def choose(served: Scenario, name: str) -> Scenario:
         raise InputError([Problem(("scenario",), f"no scenario {name!r} (choose from {known})",
                                   name)])  # fmt: skip
     return choices[name]
+
+
+def compact_yaml(text: str, label: str) -> str:
+    """A scenario.yaml ``text`` without comments, sources and defaults: short enough to edit in
+    the browser (the built-in china is 113 kB with its sources, about 32 kB without)."""
+    spec, _, problems = parse_scenario_text(text, label)
+    if spec is None or problems:
+        raise ScenarioError(problems)
+    return yaml.dump(
+        _without_sources(spec.model_dump(mode="json", exclude_defaults=True)),
+        Dumper=_FlowLeaves, sort_keys=False, allow_unicode=True, width=100,
+    )  # fmt: skip
+
+
+def _without_sources(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_sources(v) for k, v in value.items() if k not in ("source", "sources")}
+    if isinstance(value, list):
+        return [_without_sources(v) for v in value]
+    return value
+
+
+class _FlowLeaves(yaml.SafeDumper):
+    """Mappings of plain values on one line (``{id: x, lat: 1.0}``), others as blocks."""
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.MappingNode:
+    flow = all(not isinstance(v, dict | list) for v in data.values())
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
+
+
+_FlowLeaves.add_representer(dict, _represent_dict)
+
+
+def scenario_yaml(served_setting: str, name: str) -> str:
+    """The compact YAML of scenario ``name`` (``served``: as the server was started with)."""
+    if name == SERVED:
+        if served_setting in BUILTIN:
+            return compact_yaml(builtin_text(served_setting), served_setting)
+        path = Path(served_setting) / "scenario.yaml"
+        return compact_yaml(path.read_text("utf-8"), str(path))
+    return compact_yaml(builtin_text(name), name)
+
+
+def from_yaml(text: str) -> Scenario:
+    """The scenario of a scenario.yaml text; :class:`InputError` names each problem's line."""
+    _, _, problems = parse_scenario_text(text, YAML_LABEL)
+    if not problems:
+        with tempfile.TemporaryDirectory(prefix="suanwang-whatif-") as tmp:
+            (Path(tmp) / "scenario.yaml").write_text(text, encoding="utf-8")
+            try:
+                return load_scenario(Path(tmp))
+            except ScenarioError as exc:  # not expected: the text was just checked
+                problems = exc.problems
+    raise InputError(
+        [
+            Problem(("scenario_yaml",), f"{YAML_LABEL}:{p.line or 1}: {p.field or 'file'}: "
+                    f"{p.message}", type="scenario", line=p.line or 1, field=p.field or "file")
+            for p in problems
+        ]
+    )  # fmt: skip
 
 
 def _split(inventory: tuple[tuple[str, int], ...], total: int) -> tuple[tuple[str, int], ...]:

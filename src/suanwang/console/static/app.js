@@ -953,6 +953,29 @@ async function renderWhatIf(runId) {
   };
   scenarioSel.addEventListener("change", showCenters);
   showCenters();
+  // or the whole scenario as YAML (checked by the server: problems name their line)
+  const yamlText = h("textarea", { id: "scenario-yaml", rows: 16, "data-field": "scenario_yaml", spellcheck: "false",
+    placeholder: "Empty: the scenario chosen above. Load its YAML to edit everything (centers, provinces, tariffs, network)." });
+  const loadYaml = h("button", { class: "secondary", type: "button", id: "load-yaml", onclick: async () => {
+    put(err);
+    try {
+      yamlText.value = (await api(`/v1/whatif/scenarios/${encodeURIComponent(scenarioSel.value)}/yaml`)).yaml;
+      yamlText.focus();
+    } catch (e) { err.append(errorBox(e)); }
+  } }, "Load the YAML of this scenario");
+  const clearYaml = h("button", { class: "secondary", type: "button", onclick: () => { yamlText.value = ""; } }, "Clear");
+  // Select line n (1-based) of the YAML box, where the server found a problem.
+  const showLine = (n) => {
+    const full = yamlText.value;
+    const lines = full.split("\n");
+    const start = lines.slice(0, n - 1).reduce((a, l) => a + l.length + 1, 0);
+    yamlText.value = lines.slice(0, n).join("\n");  // how far down line n ends
+    const bottom = yamlText.scrollHeight;
+    yamlText.value = full;
+    yamlText.focus();
+    yamlText.setSelectionRange(start, start + (lines[n - 1] || "").length);
+    yamlText.scrollTop = Math.max(0, bottom - yamlText.clientHeight / 2);
+  };
   const edits = () => {
     const out = { capacity_scale: Number(capacity.value), tariff_scale: Number(tariff.value), centers: {} };
     for (const { c, inputs } of centerInputs) {
@@ -995,6 +1018,7 @@ async function renderWhatIf(runId) {
       policies: [...form.querySelectorAll("input[name=policy]:checked")].map((b) => b.value) };
     const e = edits();
     if (e) body.edits = e;
+    if (yamlText.value.trim()) body.scenario_yaml = yamlText.value;
     if (synthetic.checked) {
       body.jobs = Number(jobs.value);
       body.days = Number(days.value);
@@ -1012,14 +1036,23 @@ async function renderWhatIf(runId) {
     try {
       const r = await api("/v1/whatif", { method: "POST", body });
       location.hash = `#/whatif/${r.id}`;
-    } catch (e) { markFields(form, e); err.append(errorBox(e)); } finally { button.disabled = false; }
+    } catch (e) {
+      markFields(form, e);
+      err.append(errorBox(e));
+      const bad = Array.isArray(e.detail) && e.detail.find((d) => d.loc && d.loc[1] === "scenario_yaml" && d.line);
+      if (bad) showLine(bad.line);
+    } finally { button.disabled = false; }
   } },
     h("h2", {}, "Scenario"),
     field("Scenario to simulate", scenarioSel),
     h("details", { id: "edit-scenario" }, h("summary", {}, "Edit the scenario (capacity, PUE, green power, tariffs)"),
       h("div", { class: "row" }, field("Capacity scale", capacity, "(× every center's cards and CPU cores)"), field("Tariff scale", tariff, "(× every province's grid tariff)")),
       h("p", { class: "sub" }, "Per center: cards (split over its models as today), PUE, share of green power bought (PPA), CPU cores. Only changed values are sent."),
-      centersBox),
+      centersBox,
+      h("details", { id: "edit-yaml" }, h("summary", {}, "Or edit the whole scenario as YAML"),
+        h("p", { class: "sub" }, "The scenario file (docs/formats-scenario.md) without comments and sources. When this box is not empty it is simulated instead of the scenario chosen above; the scales and center changes above still apply to it."),
+        h("label", { for: "scenario-yaml" }, "Scenario YAML"), yamlText,
+        h("div", { class: "actions" }, loadYaml, clearYaml))),
     h("h2", {}, "Workload"),
     h("div", { role: "radiogroup", "aria-label": "Workload" },
       h("label", { style: inline, for: "workload-synthetic" }, synthetic, "synthetic"),
