@@ -110,7 +110,10 @@ def test_the_dispatcher_places_on_a_cheaper_offer(
     _publish(sessions, operator, net, sig, other, OfferType.IDLE_DISCOUNT, "1.00", 500)
     got = place(alice)
     assert got["center_id"] == other
-    assert "offer below the posted price" in got["decision"]["reason"]
+    assert "below the posted price" in got["decision"]["reason"]
+    market = got["decision"]["market"]
+    assert market["source"] == "offer" and market["price_cny_per_scu"] == 1.0
+    assert market["posted_cny_per_scu"] > 4
     # a dearer offer there does not pull the next job away from the first center
     with sessions.begin() as s:
         for o in trading_store.list_offers(session=s, now=sig.start):
@@ -150,6 +153,8 @@ def test_reserved_capacity_is_closed_to_others_and_used_first_by_its_tenant(
     # bob's job uses his reservation first (without it, it would have gone where alice's did)
     bobs = place(bob)
     assert bobs["center_id"] == other and bobs["decision"]["deferred_h"] == 0
+    assert bobs["decision"]["market"]["source"] == "reservation"
+    assert bobs["decision"]["market"]["price_cny_per_scu"] == 0
     # the rest of the reserved A100s are sold cheap to everyone: alice's job still cannot have
     # the units bob reserved and does not use, nor can any other tenant's
     _publish(sessions, operator, net, sig, other, OfferType.IDLE_DISCOUNT, "1.00", cards)

@@ -212,7 +212,7 @@ class SuanwangPolicy:
             committed[pool, h0:h1] += units
             why = "cheapest planned slot" if k else "cheapest center with room now"
             if offer is not None and offer[i, k] < 0:
-                why += " (a provider's offer below the posted price)"
+                why += " (below the posted price: an offer or the tenant's reservation)"
             return Decision(int(sel[i]), start_h * HOUR, why)
         return None
 

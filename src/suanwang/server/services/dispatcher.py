@@ -319,10 +319,12 @@ class Dispatcher:
         pool = int(info.pools[pos])
         center = net.center_ids[int(info.centers[pos])]
         start_s = max(decision.start_s, state.now_s)
+        market: dict[str, Any] = {}
         if trading:
             units = job.demand_units
             runtime_s = job.work_scu / (units * float(info.speed[pos])) * HOUR
             trading.add_use(row.tenant_id, pool, *_hours(start_s, start_s + runtime_s), units)
+            market = _market(trading, row.tenant_id, job, pool, start_s, decision.reason)
         why = explain(job, info, pos, start_s, state)
         transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
         delay_s = max(start_s - state.now_s - transfer_s, 0.0)
@@ -352,6 +354,7 @@ class Dispatcher:
                     "start_at": start_at.isoformat(),
                     "deferred_h": round(delay_s / HOUR, 3),
                     **why,
+                    **market,
                 },
             },
         )
@@ -406,6 +409,28 @@ class Dispatcher:
                     continue
                 done += 1
         return done
+
+
+def _market(
+    trading: LiveTrading, tenant: str, job: Job, pool: int, start_s: float, reason: str
+) -> dict[str, Any]:
+    """``{"market": {...}}`` when the engine placed the job below the posted price: the
+    price per SCU it counted at the planned start hour, the posted one, and why."""
+    table = trading.posted
+    if table is None and trading.prices is not None:
+        table = trading.prices.posted
+    if table is None or "below the posted price" not in reason:
+        return {}
+    h = min(max(int(start_s // HOUR), 0), table.shape[2] - 1)
+    posted = float(table[PRECISION_INDEX[job.precision], pool, h])
+    mine = trading.reserved.get(tenant)
+    if mine is not None and mine[pool, min(h, mine.shape[1] - 1)] > 0:
+        return {"market": {"source": "reservation", "price_cny_per_scu": 0.0,
+                           "posted_cny_per_scu": round(posted, 4)}}  # fmt: skip
+    assert trading.prices is not None
+    premium = float(trading.prices.premium[PRECISION_INDEX[job.precision], pool, h])
+    return {"market": {"source": "offer", "price_cny_per_scu": round(posted + premium, 4),
+                       "posted_cny_per_scu": round(posted, 4)}}  # fmt: skip
 
 
 def submission(row: JobRow, live: LiveNetwork) -> Submission:
