@@ -87,6 +87,9 @@ def test_providers_publish_for_their_centers_and_everyone_lists(
     r = client.post("/v1/offers", json=_offer(type="idle_discount", price_cny_per_scu="1.1"),
                     headers=operator.headers)  # fmt: skip
     assert r.status_code == 201, r.text
+    # never more units offered at once than the pool has (2,500 A100s; 16 offered already)
+    r = client.post("/v1/offers", json=_offer(units=2490), headers=operator.headers)
+    assert r.status_code == 409 and "more than the 2500" in r.json()["detail"]
     # every bad field is a 422 naming it
     assert _field(client.post("/v1/offers", json=_offer(price_cny_per_scu="1.23456"),
                               headers=prov.headers)) == "price_cny_per_scu"  # fmt: skip
@@ -179,6 +182,11 @@ def test_reservations_are_paid_at_booking_never_oversold_and_refunded(
     assert [m["id"] for m in mine] == [res["id"]]
     everyone = client.get("/v1/reservations?all=true", headers=operator.headers).json()
     assert len(everyone["reservations"]) == 3
+    # the provider sees the bookings of its offers; a consumer's all=true is its own
+    theirs = client.get("/v1/reservations?all=true", headers=prov.headers).json()
+    assert len(theirs["reservations"]) == 3
+    own = client.get("/v1/reservations?all=true", headers=alice.headers).json()
+    assert [m["id"] for m in own["reservations"]] == [res["id"]]
     # cancel before the start: refunded exactly; twice changes nothing; bob cannot see it
     assert client.delete(f"/v1/reservations/{res['id']}", headers=bob.headers).status_code == 404
     r = client.delete(f"/v1/reservations/{res['id']}", headers=alice.headers)

@@ -30,9 +30,12 @@ CENTERS = ("zhongwei", "horinger")  # both have A100s
 HOURS = 24
 
 
-def _signals(net: Network) -> Signals:
+def _signals(net: Network, cheap: str | None = None) -> Signals:
+    """Flat signals from this hour on; electricity ten times cheaper at ``cheap``."""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     price = np.full((net.n_centers, HOURS), 0.5)
+    if cheap is not None:
+        price[net.center_index[cheap]] = 0.05
     green = np.full_like(price, 0.2)
     return Signals(
         start=start,
@@ -51,11 +54,11 @@ def _live(net: Network, sig: Signals, root: Path) -> LiveNetwork:
 
 def _publish(
     sessions: sessionmaker[Session], who: Any, net: Network, sig: Signals, center: str,
-    kind: OfferType, price: str, units: int,
+    kind: OfferType, price: str, units: int, hours: int = 6,
 ) -> str:  # fmt: skip
     offer = Offer(id="new", provider=None, center_id=center, model="a100", units=units,
                   price_cny_per_scu=Decimal(price), start=sig.start,
-                  end=sig.start + timedelta(hours=6), type=kind)  # fmt: skip
+                  end=sig.start + timedelta(hours=hours), type=kind)  # fmt: skip
     with sessions.begin() as s:
         row = trading_store.publish(session=s, tenant=s.get_one(Tenant, who.id), offer=offer,
                                     scenario=net.scenario, now=sig.start)  # fmt: skip
@@ -80,6 +83,7 @@ class Market:
     place: Callable[[Any], dict[str, Any]]
     first: str  # where a job goes without offers
     other: str
+    placer: Callable[[Signals], Callable[[Any], dict[str, Any]]]  # the same on other signals
 
 
 @pytest.fixture
@@ -92,14 +96,15 @@ def market(
     tmp_path: Path,
 ) -> Market:
     net: Network = app.state.network
+
+    def placer(sig: Signals) -> Callable[[Any], dict[str, Any]]:
+        dispatcher = Dispatcher(sessions, _live(net, sig, tmp_path))
+        return lambda who: _place(submit, client, who, dispatcher)
+
     sig = _signals(net)
-    dispatcher = Dispatcher(sessions, _live(net, sig, tmp_path))
-
-    def place(who: Any) -> dict[str, Any]:
-        return _place(submit, client, who, dispatcher)
-
+    place = placer(sig)
     first = place(alice)["center_id"]
-    return Market(net, sig, place, first, next(c for c in CENTERS if c != first))
+    return Market(net, sig, place, first, next(c for c in CENTERS if c != first), placer)
 
 
 def test_the_dispatcher_places_on_a_cheaper_offer(
@@ -136,28 +141,37 @@ def test_reserved_capacity_is_closed_to_others_and_used_first_by_its_tenant(
     pool = next(p for p in range(net.n_pools) if net.pool_model[p] == "a100"
                 and net.center_ids[int(net.pool_center[p])] == other)  # fmt: skip
     cards = int(net.pool_capacity[pool])
-    # the other center's A100s: all of them reserved by bob for the next six hours
-    reserved = _publish(sessions, operator, net, sig, other, OfferType.RESERVED, "3.00", cards)
+    # where electricity is cheap, alice's jobs go there
+    cheap = market.placer(_signals(net, cheap=other))
+    assert cheap(alice)["center_id"] == other
+    # the other center's A100s: all of them reserved by bob for the next 20 hours (longer
+    # than a job may be deferred)
+    reserved = _publish(sessions, operator, net, sig, other, OfferType.RESERVED, "3.00", cards,
+                        hours=20)  # fmt: skip
     with sessions.begin() as s:
         trading_store.reserve(session=s, tenant=s.get_one(Tenant, bob.id), offer_id=reserved,
-                              units=cards, start=sig.start, end=sig.start + timedelta(hours=6),
+                              units=cards, start=sig.start, end=sig.start + timedelta(hours=20),
                               precision=Precision.FP16, scenario=net.scenario,
                               now=sig.start)  # fmt: skip
+    # ... and no more units of that pool: an offer may not sell what the pool does not have
+    with sessions.begin() as s, pytest.raises(trading_store.Conflict, match="more than the"):
+        trading_store.publish(session=s, tenant=s.get_one(Tenant, operator.id),
+                              scenario=net.scenario, now=sig.start,
+                              offer=Offer("x", None, other, "a100", 8, Decimal("1"), sig.start,
+                                          sig.start + timedelta(hours=1)))  # fmt: skip
     with sessions() as s:
         trading = load_trading(s, net, sig)
     assert trading.prices is None  # a reserved offer alone prices no placement
     assert trading.reserved[bob.id][pool, 0] == cards
     blocked = trading.blocked_for(alice.id)
-    assert blocked is not None and blocked[pool, 0] == cards and blocked[pool, 6] == 0
+    assert blocked is not None and blocked[pool, 0] == cards and blocked[pool, 20] == 0
     assert trading.blocked_for(bob.id) is None
-    # bob's job uses his reservation first (without it, it would have gone where alice's did)
+    # bob's job uses his reservation first (flat prices: without it, it would go to `first`)
     bobs = place(bob)
     assert bobs["center_id"] == other and bobs["decision"]["deferred_h"] == 0
     assert bobs["decision"]["market"]["source"] == "reservation"
     assert bobs["decision"]["market"]["price_cny_per_scu"] == 0
-    # the rest of the reserved A100s are sold cheap to everyone: alice's job still cannot have
-    # the units bob reserved and does not use, nor can any other tenant's
-    _publish(sessions, operator, net, sig, other, OfferType.IDLE_DISCOUNT, "1.00", cards)
-    assert place(alice)["center_id"] == first
+    # cheap electricity or not, no other tenant's job gets the units bob reserved
+    assert cheap(alice)["center_id"] == first
     carol = make_tenant(TenantRole.CONSUMER, "carol")
-    assert place(carol)["center_id"] == first
+    assert cheap(carol)["center_id"] == first

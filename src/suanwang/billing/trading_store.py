@@ -45,6 +45,7 @@ from .offers import (
     OfferError,
     OfferType,
     Reservation,
+    pool_units,
     reservation_cost,
     reservation_scu,
 )
@@ -152,9 +153,10 @@ def publish(
 ) -> OfferRow:
     """Store ``offer`` (its id is replaced by a new one) for ``tenant``.
 
-    Raises :class:`Forbidden` (consumers; providers for centers they do not own) and
+    Raises :class:`Forbidden` (consumers; providers for centers they do not own),
     :class:`OfferError` (center or model not in the scenario, more units than the pool has,
-    a window that has already ended).
+    a window that has already ended) and :class:`Conflict` (with the offers already
+    published for the pool it would offer more units at once than the pool has).
     """
     role = tenant.tenant_role
     if role is TenantRole.CONSUMER:
@@ -166,6 +168,26 @@ def publish(
             raise Forbidden(f"center: {offer.center_id!r} is not one of your centers")
     if offer.end <= now:
         raise OfferError("end", f"{offer.end.isoformat()} has already passed")
+    others = [
+        r
+        for r in session.scalars(
+            select(OfferRow).where(
+                OfferRow.center_id == offer.center_id,
+                OfferRow.model == offer.model,
+                OfferRow.starts_at < offer.end,
+                OfferRow.ends_at > offer.start,
+            )
+        )
+        if effective_end(r) > max(r.starts_at, offer.start)
+    ]
+    windows = [(r.starts_at, effective_end(r), r.units) for r in others]
+    have = pool_units(scenario, offer.center_id, offer.model)
+    peak = _peak(windows, offer.start, offer.end)
+    if peak + offer.units > have:
+        raise Conflict(
+            f"units: {offer.units} more would offer {peak + offer.units} {offer.model} at "
+            f"{offer.center_id} at once, more than the {have} it has"
+        )
     row = OfferRow(
         id=str(uuid.uuid4()),
         tenant_id=tenant.id,
@@ -276,14 +298,14 @@ def price_book(*, session: Session, scenario: Scenario, since: datetime | None =
 # --------------------------------------------------------------------------- reservations
 
 
-def _peak_reserved(rows: Sequence[ReservationRow], start: datetime, end: datetime) -> int:
-    """The most units the ``rows`` hold at once within [start, end) (windows on the hour)."""
+def _peak(windows: Sequence[tuple[datetime, datetime, int]], start: datetime, end: datetime) -> int:
+    """The most units the ``(start, end, units)`` windows hold at once within [start, end)."""
     edges: dict[datetime, int] = {}
-    for r in rows:
-        a, b = max(r.starts_at, start), min(r.ends_at, end)
+    for a0, b0, units in windows:
+        a, b = max(a0, start), min(b0, end)
         if a < b:
-            edges[a] = edges.get(a, 0) + r.units
-            edges[b] = edges.get(b, 0) - r.units
+            edges[a] = edges.get(a, 0) + units
+            edges[b] = edges.get(b, 0) - units
     peak = level = 0
     for t in sorted(edges):
         level += edges[t]
@@ -335,7 +357,7 @@ def reserve(
             ReservationRow.ends_at > start,
         )
     ).all()
-    left = offer.units - _peak_reserved(others, start, end)
+    left = offer.units - _peak([(r.starts_at, r.ends_at, r.units) for r in others], start, end)
     if units > left:
         raise Conflict(f"units: only {left} of the offer's {offer.units} are left in the window")
     rid = str(uuid.uuid4())
@@ -416,9 +438,14 @@ def cancel(*, session: Session, tenant: Tenant, reservation_id: str, now: dateti
 def list_reservations(
     *, session: Session, tenant: Tenant, everyone: bool = False, limit: int = 500
 ) -> list[ReservationRow]:
-    """The tenant's reservations, newest first (operators with ``everyone``: all)."""
+    """The tenant's reservations, newest first; with ``everyone``, operators see all and
+    providers the bookings of their offers."""
     stmt = select(ReservationRow)
-    if not (everyone and tenant.tenant_role is TenantRole.OPERATOR):
+    role = tenant.tenant_role
+    if everyone and role is TenantRole.PROVIDER:
+        mine = select(OfferRow.id).where(OfferRow.tenant_id == tenant.id)
+        stmt = stmt.where(ReservationRow.offer_id.in_(mine))
+    elif not (everyone and role is TenantRole.OPERATOR):
         stmt = stmt.where(ReservationRow.tenant_id == tenant.id)
     stmt = stmt.order_by(ReservationRow.created_at.desc(), ReservationRow.id).limit(limit)
     return list(session.scalars(stmt))

@@ -8,7 +8,8 @@
   ends at the next whole hour; reservations already booked stay.
 * ``POST /v1/reservations`` — book units of a ``reserved`` offer for a window inside it, paid
   at once through the ledger (402 when billing is required and the prepaid balance cannot).
-* ``GET /v1/reservations`` — your own (operators ``?all=true``: everyone's).
+* ``GET /v1/reservations`` — your own (``?all=true``: operators everyone's, providers the
+  bookings of their offers).
 * ``DELETE /v1/reservations/{id}`` — cancel before the window starts: refunded exactly.
 
 Every problem with a field is a 422 naming it (``loc``: ``["body", "<field>"]``).
@@ -99,6 +100,8 @@ def publish_offer(
         )
     except trading_store.Forbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except trading_store.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except OfferError as exc:
         raise _invalid(exc, body) from None
     session.commit()
@@ -217,7 +220,8 @@ def create_reservation(
 
 @router.get("/v1/reservations")
 def list_reservations(session: SessionDep, me: CurrentTenant, all: bool = False) -> dict[str, Any]:
-    """Your reservations, newest first (operators with ``all=true``: everyone's)."""
+    """Your reservations, newest first (``all=true``: operators everyone's, providers the
+    bookings of their offers)."""
     rows = trading_store.list_reservations(session=session, tenant=me, everyone=all)
     return {"reservations": [trading_store.reservation_json(r) for r in rows]}
 
