@@ -90,7 +90,8 @@ class WhatIfRequest(BaseModel):
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     start: datetime = Field(
-        default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC), description="first day (UTC)"
+        default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC),
+        description="first day (UTC; years 2000 to 2100)",
     )
     drain_days: float = Field(2.0, ge=0, le=14, description="simulated days after arrivals")
     bound: bool = Field(False, description="also solve the offline LP bound (slower)")
@@ -103,7 +104,13 @@ class WhatIfRequest(BaseModel):
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+14:00
+            raise ValueError("out of range") from None
+        if not 2000 <= utc.year <= 2100:
+            raise ValueError(f"must be in the years 2000 to 2100 (got {utc.year})")
+        return utc
 
 
 class TraceInfo(BaseModel):
