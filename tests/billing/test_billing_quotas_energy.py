@@ -3,6 +3,7 @@ energy pass-through (capacity part of the posted price + metered energy at the h
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -101,6 +102,12 @@ def test_card_hours_cover_compute_first_in_grant_order_never_more_than_is_left()
         quotas.allocate([a], [quotas.Allowance(1, Decimal(0), Decimal(0))], data_gb=Decimal(0))
         == []
     )
+
+
+def test_a_run_that_costs_nothing_uses_no_free_card_hours() -> None:
+    paid_before = dataclasses.replace(_line(1.0), compute_cny=Decimal("0.00"))
+    grants = [quotas.Allowance(1, Decimal(100), Decimal(0))]
+    assert quotas.allocate([paid_before], grants, data_gb=Decimal(0)) == []
 
 
 def test_cpu_core_hours_and_lost_runs_do_not_consume_card_hours() -> None:

@@ -9,6 +9,8 @@ grants first (earliest expiry first, then oldest), record by record:
   not count (a core is not a card: a trial is meant for cards). A card-hour covers the compute
   charge of the record in proportion (``compute_cny x free_hours / card_hours``, rounded to
   the fen cumulatively, so a fully covered record is free to the fen); transfer is not covered.
+  A record whose compute costs nothing (e.g. rated at 0 on units reserved and paid at booking)
+  uses no free card-hours.
 * storage GB-months = the job's staged ``data_gb`` held at the center for the record's run
   (``data_gb x hours / 730``). The platform posts no storage price (staged data is charged once,
   as transfer), so storage is metered and consumed but covers 0.00 CNY.
@@ -102,6 +104,8 @@ def allocate(
             (STORAGE_GB_MONTHS, storage_gb_months(line, data_gb), ZERO),
         )
         for resource, need, base in needs:
+            if resource == CARD_HOURS and base <= 0:
+                continue  # nothing to pay (e.g. a run on units reserved and paid at booking)
             covered, valued = ZERO, ZERO
             for a in allowances:
                 if covered >= need:
