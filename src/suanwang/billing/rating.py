@@ -52,6 +52,10 @@ class Segment:
     ended_at: datetime
     end_state: str
     run_event_id: int
+    #: how the dispatcher priced the placement this run came from (trading): ``"offer"`` (a
+    #: provider's offer below the posted price), ``"reservation"`` (the tenant's reserved
+    #: units, paid at booking) or None (the posted price)
+    market: str | None = None
 
     def __post_init__(self) -> None:
         if self.started_at.tzinfo is None or self.ended_at.tzinfo is None:
@@ -98,8 +102,15 @@ def rate_segment(
     data_gb: Decimal = ZERO,
     transfer_cny_per_gb: Decimal = ZERO,
     energy_pass_through: bool = False,
+    tenant: str | None = None,
 ) -> UsageLine:
     """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer).
+
+    A run is charged as it was placed (``seg.market``): under an offer, at the cheapest offer
+    in force at each hour (the posted price outside the offer's window); under ``tenant``'s
+    reservation, at 0 while the reservation lasts (it was paid at booking); otherwise at the
+    posted price. A run the dispatcher did not place under an offer never gets its price, so
+    an offer's price reaches no more units than the engine sold at it.
 
     ``energy_pass_through``: charge the capacity part of the posted price plus the metered
     facility energy at the tariff of each hour (see the module docstring).
@@ -135,7 +146,11 @@ def rate_segment(
             energy_money += energy
             money += scu * capacity_price(book) + energy
         else:
-            money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
+            if seg.market is None:
+                money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
+            else:
+                who = tenant if seg.market == "reservation" else None
+                money += scu * book.price_at(seg.center_id, seg.model, precision, t, tenant=who)
         t = piece_end
     seconds = Decimal(repr((end - seg.started_at).total_seconds()))
     hours = seconds / 3600

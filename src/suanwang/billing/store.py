@@ -335,6 +335,7 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
     model: str | None = None
     placed_at: datetime | None = None
     start_at: datetime | None = None
+    market: str | None = None
     open_at: tuple[datetime, int] | None = None
     for ev in events:
         to = JobState(ev.to_state)
@@ -347,10 +348,14 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
             placed_at = ev.at
             s = detail.get("start_at")
             start_at = datetime.fromisoformat(s) if isinstance(s, str) else None
+            m = detail.get("market")
+            market = str(m["source"]) if isinstance(m, dict) and m.get("source") else None
         elif to is JobState.RUNNING:
             open_at = (ev.at, ev.id)
         elif frm is JobState.RUNNING and open_at is not None:
-            out.append(_segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1]))
+            out.append(
+                _segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1], market)
+            )
             open_at = None
         elif (
             frm is JobState.SCHEDULED
@@ -358,7 +363,9 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
             and placed_at is not None
         ):
             begin = max(placed_at, start_at) if start_at is not None else placed_at
-            out.append(_segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id))
+            out.append(
+                _segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id, market)
+            )
     return out
 
 
@@ -371,6 +378,7 @@ def _segment(
     end: datetime,
     to: JobState,
     event_id: int,
+    market: str | None = None,
 ) -> Segment:
     res = (job.spec or {}).get("resources") or {}
     return Segment(
@@ -381,6 +389,7 @@ def _segment(
         ended_at=end,
         end_state=to.value,
         run_event_id=event_id,
+        market=market,
     )
 
 
@@ -393,7 +402,10 @@ def meter(
     )
     segs = segments(job=job, events=events)
     precision, units = _precision(job.spec)
-    book = book_for(net.scenario)
+    from .trading_store import price_book  # offers replace posted prices in their windows
+
+    since = min((seg.started_at for seg in segs), default=None)
+    book = price_book(session=session, scenario=net.scenario, since=since)
     lines: list[UsageLine] = []
     data_gb = Decimal(repr(float(job.spec.get("data_gb") or 0.0)))
     origin = str(job.spec.get("origin", ""))
@@ -412,6 +424,7 @@ def meter(
                 data_gb=data_gb if first else ZERO,
                 transfer_cny_per_gb=link,
                 energy_pass_through=energy_pass_through,
+                tenant=job.tenant_id,
             )
         )
     return lines

@@ -343,6 +343,7 @@ class Dispatcher:
                 "reason": reason,
                 "start_at": start_at.isoformat(),
                 "pool": net.pool_model[pool],
+                **market,  # billing charges each run as it was placed (trading)
             },  # billing meters each run on its chip
             updates={
                 "center_id": center,
