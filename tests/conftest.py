@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import os
+import secrets
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
+import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,6 +48,53 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:DatetimeIndex.dayofyear is deprecated:DeprecationWarning"
     )
+
+
+PG_CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+
+
+def _postgres_dsn() -> str:
+    """A reachable libpq DSN, or fail (skip only when SUANWANG_NO_POSTGRES=1)."""
+    if os.environ.get("SUANWANG_NO_POSTGRES") == "1":
+        pytest.skip("PostgreSQL disabled by SUANWANG_NO_POSTGRES=1")
+    explicit = os.environ.get("SUANWANG_TEST_PG_URL")
+    errors = []
+    for dsn in [explicit] if explicit else PG_CANDIDATES:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5):
+                return dsn
+        except psycopg.Error as exc:
+            errors.append(f"{dsn}: {exc}".strip())
+    pytest.fail(
+        "PostgreSQL is unreachable (set SUANWANG_NO_POSTGRES=1 to run the SQLite half only):\n"
+        + "\n".join(errors)
+    )
+
+
+@contextmanager
+def _pg_schema(prefix: str = "t") -> Iterator[str]:
+    """A SQLAlchemy URL into a new, empty schema on the test server (chosen through
+    ``search_path``); the schema is dropped afterwards."""
+    dsn = _postgres_dsn()
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        rest = dsn.removeprefix("postgresql://")
+        yield f"postgresql+psycopg://{rest}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Callable[..., AbstractContextManager[str]]:
+    """Throwaway PostgreSQL schemas: ``with pg_schema() as url: ...`` (fails when the server
+    is unreachable; skips only with SUANWANG_NO_POSTGRES=1)."""
+    return _pg_schema
 
 
 settings.register_profile(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -22,13 +21,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -46,10 +44,6 @@ with warnings.catch_warnings():
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("browser.mjs")
 CHROMIUM = os.environ.get("SUANWANG_CHROMIUM", "/usr/bin/chromium")
-PG_CANDIDATES = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 #: Screenshots and failure shots of the browser tests (gitignored).
 ARTIFACTS = ROOT / "artifacts" / "console"
 
@@ -64,26 +58,11 @@ class Key:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def _postgres_dsn() -> str:
-    """A reachable PostgreSQL DSN (as tests/server/conftest.py), or fail; skip only when
-    SUANWANG_NO_POSTGRES=1."""
-    if os.environ.get("SUANWANG_NO_POSTGRES") == "1":
-        pytest.skip("PostgreSQL disabled by SUANWANG_NO_POSTGRES=1")
-    explicit = os.environ.get("SUANWANG_TEST_PG_URL")
-    errors = []
-    for dsn in [explicit] if explicit else PG_CANDIDATES:
-        try:
-            with psycopg.connect(dsn, connect_timeout=5):
-                return dsn
-        except psycopg.Error as exc:
-            errors.append(f"{dsn}: {exc}".strip())
-    pytest.fail("PostgreSQL is unreachable (SUANWANG_NO_POSTGRES=1 runs SQLite only):\n"
-                + "\n".join(errors))  # fmt: skip
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def api_app(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_schema: Callable[..., AbstractContextManager[str]],
 ) -> Iterator[FastAPI]:
     """The app on a fresh database: a SQLite file, or a new schema on the test PostgreSQL."""
     if request.param == "sqlite":
@@ -92,19 +71,10 @@ def api_app(
         with TestClient(app):
             yield app
         return
-    dsn = _postgres_dsn()
-    schema = f"c_{secrets.token_hex(6)}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        rest = dsn.removeprefix("postgresql://")
-        url = f"postgresql+psycopg://{rest}?options={quote(f'-csearch_path={schema}')}"
+    with pg_schema("c") as url:
         app = create_app(Settings(db_url=url))
         with TestClient(app):
             yield app
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -9,18 +9,15 @@ to skip it on purpose.
 
 from __future__ import annotations
 
-import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, delete
@@ -59,42 +56,22 @@ with warnings.catch_warnings():
     )
     from starlette.testclient import TestClient
 
-PG_CANDIDATES = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 #: The API's clock in tests: signals are those of 2025-07-01 06:00 UTC.
 NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
 
 
-def _postgres_dsn() -> str:
-    """A reachable libpq DSN, or fail (skip only when SUANWANG_NO_POSTGRES=1)."""
-    if os.environ.get("SUANWANG_NO_POSTGRES") == "1":
-        pytest.skip("PostgreSQL disabled by SUANWANG_NO_POSTGRES=1")
-    explicit = os.environ.get("SUANWANG_TEST_PG_URL")
-    errors = []
-    for dsn in [explicit] if explicit else PG_CANDIDATES:
-        try:
-            with psycopg.connect(dsn, connect_timeout=5):
-                return dsn
-        except psycopg.Error as exc:
-            errors.append(f"{dsn}: {exc}".strip())
-    pytest.fail(
-        "PostgreSQL is unreachable (set SUANWANG_NO_POSTGRES=1 to run the SQLite half only):\n"
-        + "\n".join(errors)
-    )
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_schema: Callable[..., AbstractContextManager[str]],
 ) -> Iterator[str]:
     """A fresh, empty database for this test session (not yet migrated)."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "suanwang.db"
         yield f"sqlite:///{path}"
         return
-    with _pg_schema() as url:
+    with pg_schema() as url:
         yield url
 
 
@@ -134,33 +111,15 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
 
 
 @pytest.fixture
-def fresh_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+def fresh_db_url(
+    db_url: str, tmp_path: Path, pg_schema: Callable[..., AbstractContextManager[str]]
+) -> Iterator[str]:
     """Another empty database on the same server as ``db_url`` (a new file or schema)."""
     if db_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    with _pg_schema() as url:
+    with pg_schema() as url:
         yield url
-
-
-@contextmanager
-def _pg_schema() -> Iterator[str]:
-    """A URL into a new, empty schema on the test server; the schema is dropped afterwards."""
-    dsn = _postgres_dsn()
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _pg_url(dsn, schema)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def _pg_url(dsn: str, schema: str) -> str:
-    """A SQLAlchemy URL for ``dsn`` whose connections use ``schema`` (via search_path)."""
-    rest = dsn.removeprefix("postgresql://")
-    return f"postgresql+psycopg://{rest}?options={quote(f'-csearch_path={schema}')}"
 
 
 @dataclass(frozen=True)
