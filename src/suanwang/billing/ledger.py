@@ -91,7 +91,7 @@ class Posting:
 class Entry:
     """A transaction to write: ``ref`` is unique (idempotency), ``amount`` its headline sum."""
 
-    kind: str  # topup | hold | charge
+    kind: str  # topup | hold | release | charge | reservation | refund
     ref: str
     postings: tuple[Posting, ...]
     amount: Decimal
@@ -227,7 +227,7 @@ def reservation(
         postings.append(Posting(PLATFORM_COMMISSION, comm))
     return Entry(
         "reservation",
-        f"reservation:{reservation_id}",
+        reservation_ref(reservation_id),
         tuple(postings),
         amount,
         tenant_id=tenant_id,
@@ -235,12 +235,29 @@ def reservation(
     )
 
 
+#: The kinds of transaction a consumer pays for compute with: a finished job's charge, a
+#: reservation paid at booking, and the refund of a cancelled one (invoices, settlement).
+BILLED_KINDS = ("charge", "reservation", "refund")
+REFUND_PREFIX = "refund:"
+
+
+def reservation_ref(reservation_id: str) -> str:
+    """The ``ref`` of a reservation's payment (its refund's is ``refund:`` + this)."""
+    return f"reservation:{reservation_id}"
+
+
+def reservation_of(ref: str) -> str | None:
+    """The reservation id of a payment's or refund's ``ref`` (None: neither)."""
+    rest = ref.removeprefix(REFUND_PREFIX)
+    return rest.removeprefix("reservation:") if rest.startswith("reservation:") else None
+
+
 def reversal(original: Entry) -> Entry:
     """Undo ``original`` (a cancelled reservation's refund): every posting negated, so the
     consumer gets back exactly what it paid and the provider and commission give it back."""
     return Entry(
         "refund",
-        f"refund:{original.ref}",
+        REFUND_PREFIX + original.ref,
         tuple(Posting(p.account_id, -p.amount) for p in original.postings),
         original.amount,
         tenant_id=original.tenant_id,

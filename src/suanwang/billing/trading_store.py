@@ -30,6 +30,7 @@ from suanwang.core.scenario import Scenario
 from suanwang.server.database.models import (
     CenterOwner,
     LedgerPosting,
+    LedgerTransaction,
     OfferRow,
     ReservationRow,
     Tenant,
@@ -422,12 +423,14 @@ def cancel(*, session: Session, tenant: Tenant, reservation_id: str, now: dateti
             .where(LedgerPosting.transaction_id == row.transaction_id)
             .order_by(LedgerPosting.id)
         ).all()
+        # the payment as written: its postings and commission, so the refund negates both
         paid = Entry(
             "reservation",
-            f"reservation:{row.id}",
+            ledger.reservation_ref(row.id),
             tuple(Posting(p.account_id, p.amount) for p in postings),
             row.amount_cny,
             tenant_id=row.tenant_id,
+            commission=session.get_one(LedgerTransaction, row.transaction_id).commission,
         )
         store.post(session=session, entry=ledger.reversal(paid), memo=f"cancelled {row.id}")
     row.cancelled_at = now
