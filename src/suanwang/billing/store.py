@@ -44,6 +44,7 @@ from suanwang.server.database.models import (
     LedgerTransaction,
     QuotaGrant,
     QuotaUse,
+    ReservationRow,
     Tenant,
     TenantRole,
     UsageRecord,
@@ -925,21 +926,66 @@ def _in_period(period: str) -> ColumnElement[bool]:
     return and_(LedgerTransaction.created_at >= start, LedgerTransaction.created_at < end)
 
 
-def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
-    """The tenant's charges in ``period`` (by settlement time, UTC), one line per job.
+def _booked(session: Session, txs: list[LedgerTransaction]) -> dict[str, ReservationRow]:
+    """The reservations that reservation payments and refunds in ``txs`` are for, by id."""
+    ids = {rid for t in txs if (rid := ledger.reservation_of(t.ref)) is not None}
+    if not ids:
+        return {}
+    rows = session.scalars(select(ReservationRow).where(ReservationRow.id.in_(sorted(ids))))
+    return {r.id: r for r in rows}
 
-    Each line names its usage records, so every charge traces back to metered runs.
+
+#: A reservation line's booking fields (None when the booking row is gone: its offer deleted).
+BOOKING_FIELDS = ("offer_id", "model", "precision", "units", "start", "end", "price_cny_per_scu")
+
+
+def _reservation_line(tx: LedgerTransaction, row: ReservationRow | None) -> dict[str, Any]:
+    """An invoice line for a reservation paid at booking (``kind`` "reservation") or its
+    refund (``kind`` "refund": amount and SCU negative)."""
+    refund = tx.kind == "refund"
+    amount = -tx.amount if refund else tx.amount
+    from .trading_store import reservation_json  # it imports this module
+
+    booked = {} if row is None else reservation_json(row)
+    return {
+        "kind": tx.kind,
+        "transaction_id": tx.id,
+        "job_id": None,
+        "reservation_id": ledger.reservation_of(tx.ref),
+        "name": None,
+        "settled_at": tx.created_at.isoformat(),
+        "amount_cny": str(amount),
+        "scu": None if row is None else str(-row.scu if refund else row.scu),
+        "centers": [] if row is None else [row.center_id],
+        "usage_record_ids": [],
+        "usage_cny": str(amount),
+        "free_cny": str(ZERO),
+        "free_card_hours": str(qty(ZERO)),
+        "free_storage_gb_months": str(qty(ZERO)),
+        **{k: booked.get(k) for k in BOOKING_FIELDS},
+    }
+
+
+def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
+    """What the tenant paid for compute in ``period`` (UTC), in the order it was written: one
+    line per charged job (by settlement time), per reservation paid at booking and per refund
+    of a cancelled one (by cancellation time; negative).
+
+    Every line names its ledger transaction; a job's line names its usage records, so every
+    charge traces back to metered runs, and a reservation's line its booking.
+    ``total_cny`` is the sum of the lines' ``amount_cny``.
     """
     stmt = (
         select(LedgerTransaction)
         .where(
-            LedgerTransaction.kind == "charge",
+            LedgerTransaction.kind.in_(ledger.BILLED_KINDS),
             LedgerTransaction.tenant_id == tenant.id,
             _in_period(period),
         )
         .order_by(LedgerTransaction.created_at, LedgerTransaction.id)
     )
-    txs = list(session.scalars(stmt))
+    every = list(session.scalars(stmt))
+    txs = [t for t in every if t.kind == "charge"]
     usage: dict[int, list[UsageRecord]] = {}
     if txs:
         for rec in session.scalars(
@@ -962,12 +1008,19 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
             .group_by(QuotaUse.transaction_id, QuotaUse.resource)
         ):
             free_qty[tx_id, resource] = qty(Decimal(quantity))
+    booked = _booked(session, every)
     lines = []
-    for tx in txs:
+    for tx in every:
+        if tx.kind != "charge":
+            lines.append(_reservation_line(tx, booked.get(ledger.reservation_of(tx.ref) or "")))
+            continue
         recs = usage.get(tx.id, [])
         lines.append(
             {
+                "kind": tx.kind,
+                "transaction_id": tx.id,
                 "job_id": tx.job_id,
+                "reservation_id": None,
                 "name": names.get(tx.job_id or ""),
                 "settled_at": tx.created_at.isoformat(),
                 "amount_cny": str(tx.amount - free.get(tx.id, ZERO)),
@@ -989,7 +1042,9 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
             _in_period(period),
         )
     )
-    total = sum((t.amount for t in txs), ZERO)
+    reserved = sum((t.amount for t in every if t.kind == "reservation"), ZERO)
+    refunded = sum((t.amount for t in every if t.kind == "refund"), ZERO)
+    total = sum((t.amount for t in txs), ZERO) + reserved - refunded
     total_free = sum(free.values(), ZERO)
     bal = balance(session=session, tenant_id=tenant.id)
     return {
@@ -999,10 +1054,21 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
         "total_cny": str(total - total_free),
         "usage_cny": str(total),
         "free_cny": str(total_free),
+        "reservations_cny": str(reserved),
+        "refunds_cny": str(-refunded),
         "topups_cny": str(cents(Decimal(topups or 0))),
         "lines": lines,
         "balance": bal.as_json(),
     }
+
+
+#: Columns of an invoice's CSV: a job's fields first (as before reservations were invoiced),
+#: then the line's kind, its ledger transaction and a reservation's booking.
+INVOICE_CSV_COLUMNS = (
+    "job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids",
+    "usage_cny", "free_cny", "free_card_hours", "kind", "transaction_id", "reservation_id",
+    *BOOKING_FIELDS,
+)  # fmt: skip
 
 
 def invoice_csv(doc: dict[str, Any]) -> str:
@@ -1011,60 +1077,63 @@ def invoice_csv(doc: dict[str, Any]) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        ["job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids",
-         "usage_cny", "free_cny", "free_card_hours"]
-    )  # fmt: skip
+    w.writerow(INVOICE_CSV_COLUMNS)
     for line in doc["lines"]:
-        w.writerow(
-            [
-                line["job_id"],
-                line["name"] or "",
-                line["settled_at"],
-                line["amount_cny"],
-                line["scu"],
-                " ".join(line["centers"]),
-                " ".join(str(i) for i in line["usage_record_ids"]),
-                line["usage_cny"],
-                line["free_cny"],
-                line["free_card_hours"],
-            ]
-        )
-    w.writerow(
-        ["total", "", "", doc["total_cny"], "", "", "", doc["usage_cny"], doc["free_cny"], ""]
-    )
+        cells = dict(line)
+        cells["centers"] = " ".join(line["centers"])
+        cells["usage_record_ids"] = " ".join(str(i) for i in line["usage_record_ids"])
+        w.writerow(["" if cells.get(c) is None else cells[c] for c in INVOICE_CSV_COLUMNS])
+    total = dict.fromkeys(INVOICE_CSV_COLUMNS, "")
+    total |= {"job_id": "total", "amount_cny": doc["total_cny"], "usage_cny": doc["usage_cny"],
+              "free_cny": doc["free_cny"]}  # fmt: skip
+    w.writerow(total.values())
     return buf.getvalue()
 
 
+def _to_payee() -> ColumnElement[bool]:
+    """Postings to accounts the platform owes for compute: providers' and its own centers'."""
+    account = LedgerPosting.account_id
+    return account.like("provider:%") | (account == ledger.PLATFORM_CENTERS)
+
+
 def settlement(*, session: Session, period: str, provider: Tenant | None = None) -> dict[str, Any]:
-    """Charges, commission and what each provider earned in ``period``.
+    """Charges, commission and what each provider earned in ``period``: finished jobs'
+    charges, reservations paid at booking and refunds of cancelled ones (negative), each in
+    the period it was written.
 
     ``providers`` lists every payable account that earned something (the platform's own,
-    unowned centers as ``provider`` "platform"); with ``provider`` only that one is listed.
-    ``charges_cny == sum(payout_cny) + commission_cny`` holds exactly.
+    unowned centers as ``provider`` "platform"), with the part of its payout from
+    reservations (``reservations_cny``) and refunds (``refunds_cny``); with ``provider``
+    only that one is listed. ``charges_cny == sum(payout_cny) + commission_cny`` holds
+    exactly, and so does ``charges_cny == sum of the invoices' total_cny + trials_cny``.
     """
-    in_period = and_(LedgerTransaction.kind == "charge", _in_period(period))
+    in_period = and_(LedgerTransaction.kind.in_(ledger.BILLED_KINDS), _in_period(period))
     sub = select(LedgerTransaction.id).where(in_period)
-    totals = session.execute(
-        select(
-            func.sum(LedgerTransaction.amount),
-            func.sum(LedgerTransaction.commission),
-            func.count(LedgerTransaction.id),
-        ).where(in_period)
-    ).one()
-    rows = session.execute(
-        select(LedgerPosting.account_id, func.sum(LedgerPosting.amount))
-        .where(
-            LedgerPosting.transaction_id.in_(sub),
-            (LedgerPosting.account_id.like("provider:%"))
-            | (LedgerPosting.account_id == ledger.PLATFORM_CENTERS),
+    by_kind: dict[str, tuple[Decimal, int]] = {
+        kind: (cents(Decimal(amount or 0)), int(n))
+        for kind, amount, n in session.execute(
+            select(
+                LedgerTransaction.kind,
+                func.sum(LedgerTransaction.amount),
+                func.count(LedgerTransaction.id),
+            )
+            .where(in_period)
+            .group_by(LedgerTransaction.kind)
         )
-        .group_by(LedgerPosting.account_id)
+    }
+    rows = session.execute(
+        select(LedgerPosting.account_id, LedgerTransaction.kind, func.sum(LedgerPosting.amount))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .where(in_period, _to_payee())
+        .group_by(LedgerPosting.account_id, LedgerTransaction.kind)
         .order_by(LedgerPosting.account_id)
     ).all()
+    earned: dict[str, dict[str, Decimal]] = {}
+    for account_id, kind, amount in rows:
+        earned.setdefault(account_id, {})[kind] = cents(Decimal(amount))
     names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
     providers = []
-    for account_id, amount in rows:
+    for account_id, parts in earned.items():
         tid = ledger.account_tenant(account_id)
         if provider is not None and tid != provider.id:
             continue
@@ -1073,22 +1142,38 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
                 "provider": names.get(tid, tid) if tid else "platform",
                 "provider_id": tid,
                 "account": account_id,
-                "payout_cny": str(cents(Decimal(amount))),
+                "payout_cny": str(sum(parts.values(), ZERO)),
+                "reservations_cny": str(parts.get("reservation", ZERO)),
+                "refunds_cny": str(parts.get("refund", ZERO)),
             }
         )
     doc: dict[str, Any] = {"period": period, "providers": providers}
     if provider is None:
-        trials = session.scalar(
-            select(func.sum(LedgerPosting.amount)).where(
-                LedgerPosting.transaction_id.in_(sub), LedgerPosting.account_id == quotas.TRIALS
-            )
+        side = dict(
+            session.execute(
+                select(LedgerPosting.account_id, func.sum(LedgerPosting.amount))
+                .where(
+                    LedgerPosting.transaction_id.in_(sub),
+                    LedgerPosting.account_id.in_([quotas.TRIALS, ledger.PLATFORM_COMMISSION]),
+                )
+                .group_by(LedgerPosting.account_id)
+            ).all()
         )
+        jobs, n_jobs = by_kind.get("charge", (ZERO, 0))
+        reserved, n_reserved = by_kind.get("reservation", (ZERO, 0))
+        refunded, n_refunded = by_kind.get("refund", (ZERO, 0))
         doc |= {
-            "charges_cny": str(cents(Decimal(totals[0] or 0))),
+            "charges_cny": str(jobs + reserved - refunded),
             # the part of the charges the platform paid for trial quotas (from its commission)
-            "trials_cny": str(-cents(Decimal(trials or 0))),
-            "commission_cny": str(cents(Decimal(totals[1] or 0))),
-            "jobs": int(totals[2]),
+            "trials_cny": str(-cents(Decimal(side.get(quotas.TRIALS) or 0))),
+            # what platform:commission earned (a refund gives its part back)
+            "commission_cny": str(cents(Decimal(side.get(ledger.PLATFORM_COMMISSION) or 0))),
+            "jobs_cny": str(jobs),
+            "reservations_cny": str(reserved),
+            "refunds_cny": str(-refunded),
+            "jobs": n_jobs,
+            "reservations": n_reserved,
+            "refunds": n_refunded,
             "commission_rate": str(get_config(session=session).commission_rate),
         }
     return doc
@@ -1175,6 +1260,7 @@ def verify(*, session: Session) -> list[str]:
             f"usage record {rec_id} of job {job_id}: not charged with its job ({tx_job})"
         )
     problems += _verify_trials(session)
+    problems += _verify_reservations(session)
     # holds: a tenant's held balance is the sum of its open holds (no charge yet), each less
     # what was released when its job was placed
     charge = LedgerTransaction.__table__.alias("c")
@@ -1285,6 +1371,75 @@ def _verify_trials(session: Session) -> list[str]:
             f"quota use {use_id} of job {job_id}: its usage record is of job {rec_job} and its "
             f"transaction ({tx_kind}) of job {tx_job}"
         )
+    return problems
+
+
+def _verify_reservations(session: Session) -> list[str]:
+    """Trading: every reservation payment is its booking's (same tenant, the booking's
+    amount, which the consumer pays and providers + commission receive); every refund
+    negates its payment posting by posting and is of a cancelled booking; every paid
+    booking has its payment, and every cancelled paid booking its refund."""
+    problems: list[str] = []
+    txs = list(
+        session.scalars(
+            select(LedgerTransaction)
+            .where(LedgerTransaction.kind.in_(["reservation", "refund"]))
+            .order_by(LedgerTransaction.id)
+        )
+    )
+    postings: dict[int, dict[str, Decimal]] = {}
+    for tx_id, account, amount in session.execute(
+        select(LedgerPosting.transaction_id, LedgerPosting.account_id, LedgerPosting.amount)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .where(LedgerTransaction.kind.in_(["reservation", "refund"]))
+    ):
+        side = postings.setdefault(tx_id, {})
+        side[account] = side.get(account, ZERO) + amount
+    booked = {r.id: r for r in session.scalars(select(ReservationRow))}
+    payments = {t.ref: t for t in txs if t.kind == "reservation"}
+    refunded: set[str] = set()
+    for tx in txs:
+        rid = ledger.reservation_of(tx.ref)
+        row = booked.get(rid or "")
+        if row is None:
+            problems.append(f"{tx.kind} {tx.ref}: no reservation {rid}")
+            continue
+        mine = {a: v for a, v in postings.get(tx.id, {}).items() if v}
+        if tx.kind == "refund":
+            refunded.add(row.id)
+            paid = payments.get(ledger.reservation_ref(row.id))
+            owed = {a: -v for a, v in postings.get(paid.id, {}).items() if v} if paid else None
+            if paid is None or mine != owed or tx.amount != paid.amount:
+                problems.append(
+                    f"refund {tx.ref}: {tx.amount} does not negate its payment "
+                    f"({None if paid is None else paid.amount}) posting by posting"
+                )
+            if row.cancelled_at is None:
+                problems.append(f"refund {tx.ref}: reservation {row.id} is not cancelled")
+            continue
+        if row.transaction_id != tx.id or row.tenant_id != tx.tenant_id:
+            problems.append(
+                f"reservation {tx.ref}: transaction {tx.id} of tenant {tx.tenant_id} but the "
+                f"reservation names transaction {row.transaction_id} of tenant {row.tenant_id}"
+            )
+        consumer = sum((v for a, v in mine.items() if a.startswith("consumer:")), ZERO)
+        earned = sum(
+            (v for a, v in mine.items()
+             if a.startswith("provider:") or a in (ledger.PLATFORM_CENTERS,
+                                                    ledger.PLATFORM_COMMISSION)),
+            ZERO,
+        )  # fmt: skip
+        if not tx.amount == row.amount_cny == -consumer == earned:
+            problems.append(
+                f"reservation {tx.ref}: {tx.amount} paid for a booking of {row.amount_cny}; "
+                f"the consumer paid {-consumer}, providers + commission got {earned}"
+            )
+    for row in booked.values():
+        ref = ledger.reservation_ref(row.id)
+        if row.amount_cny and ref not in payments:
+            problems.append(f"reservation {row.id}: {row.amount_cny} but no payment {ref}")
+        if row.cancelled_at is not None and ref in payments and row.id not in refunded:
+            problems.append(f"reservation {row.id}: cancelled but its payment is not refunded")
     return problems
 
 

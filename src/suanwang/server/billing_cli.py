@@ -119,7 +119,8 @@ def invoice(
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
 ) -> None:
-    """TENANT's charges in PERIOD: one line per job (JSON: total_cny, lines[job_id, amount_cny])."""
+    """TENANT's charges in PERIOD: one line per job, reservation paid and refund (JSON:
+    total_cny, lines[kind, transaction_id, job_id | reservation_id, amount_cny])."""
     from suanwang.billing import store
 
     _period(period)
@@ -134,8 +135,11 @@ def invoice(
         sys.stdout.write(store.invoice_csv(doc))
         return
     lines = [
-        f"{ln['job_id']}  {ln['amount_cny']:>12} CNY  {ln['name'] or ''}" for ln in doc["lines"]
-    ]
+        f"{ln['job_id'] or ln['reservation_id']}  {ln['amount_cny']:>12} CNY  "
+        + ((ln["name"] or "") if ln["kind"] == "charge" else f"{ln['kind']} {ln['units']} x "
+           f"{ln['model']} at {' '.join(ln['centers'])} {ln['start']} to {ln['end']}")
+        for ln in doc["lines"]
+    ]  # fmt: skip
     text = "\n".join([f"invoice {who.name} {period}", *lines, f"total {doc['total_cny']} CNY"])
     _print(doc, as_json, text)
 
@@ -147,7 +151,8 @@ def settle(
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
-    """Provider statements for PERIOD: charges, commission, each provider's payout."""
+    """Provider statements for PERIOD: charges (jobs, reservations, refunds), commission,
+    each provider's payout."""
     from suanwang.billing import store
 
     _period(period)
@@ -159,7 +164,9 @@ def settle(
     lines = [f"{p['provider']:<24} {p['payout_cny']:>14} CNY" for p in doc["providers"]]
     text = "\n".join(
         [f"settlement {period}: charges {doc['charges_cny']} CNY, commission "
-         f"{doc['commission_cny']} CNY ({doc['jobs']} jobs)", *lines]
+         f"{doc['commission_cny']} CNY ({doc['jobs']} jobs, {doc['reservations']} reservations "
+         f"{doc['reservations_cny']} CNY, {doc['refunds']} refunds {doc['refunds_cny']} CNY)",
+         *lines]
     )  # fmt: skip
     _print(doc, as_json, text)
 

@@ -6,8 +6,9 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 * ``POST /topups``: operators only (money arrives outside the platform); ``Idempotency-Key``
   makes a retry credit once.
 * ``GET /invoices/{YYYY-MM}``: your own (``?format=csv`` for CSV); operators ``?tenant=``.
-* ``GET /settlements/{YYYY-MM}``: operators see every provider, charges and commission; a
-  provider sees its own statement; consumers get 403.
+  Jobs charged, reservations paid at booking and their refunds, each its own line.
+* ``GET /settlements/{YYYY-MM}``: operators see every provider, charges (jobs, reservations,
+  refunds) and commission; a provider sees its own statement; consumers get 403.
 * ``GET /prices/{center_id}``: the center's posted price per SCU by chip, precision, hour.
 * ``GET /quotas``: your trial quotas (what is left, every grant); operators ``?tenant=``.
 * ``POST /quotas``: operators grant a tenant free card-hours (and storage GB-months, tokens),
@@ -177,7 +178,8 @@ def get_invoice(
     tenant: TenantQuery = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
-    """Your charges in a month, one line per job, each traceable to its usage records."""
+    """Your charges in a month: one line per job (traceable to its usage records), per
+    reservation paid at booking and per refund (negative), each naming its transaction."""
     who = _subject(session, me, tenant)
     doc = store.invoice(session=session, tenant=who, period=_period(period))
     if format == "csv":
