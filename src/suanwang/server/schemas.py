@@ -182,8 +182,11 @@ class JobPublic(BaseModel):
     )
 
     @classmethod
-    def from_row(cls, row: JobRow) -> JobPublic:
-        spec = JobSpec.model_validate(row.spec)
+    def from_row(cls, row: JobRow, spec: JobSpec | None = None) -> JobPublic:
+        """The public view of ``row``; ``spec``: the row's spec already validated (the submit
+        path has it), else it is validated from the stored JSON."""
+        if spec is None:
+            spec = JobSpec.model_validate(row.spec)
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -102,7 +102,8 @@ async def submit_job(
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-    return JobPublic.from_row(job)
+    # the stored spec is this spec (a replay's is checked equal): no second validation
+    return JobPublic.from_row(job, spec=spec)
 
 
 @router.get("")
