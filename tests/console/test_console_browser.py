@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +136,22 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
         assert seen["unavailable"] is True
         assert "not available" in seen["text"]
         return
-    # a finished job of this month, so the invoice has a line to show
-    headers = live.operator.headers
+    # a consumer's finished job of this month, so the invoice has a line to show
+    headers = live.consumer.headers
     body = {"name": f"billed-{secrets.token_hex(3)}", "command": "echo billed",
             "kind": "inference", "origin": "beijing", "duration_s": 60,
             "resources": {"count": 1, "cpus": 2}}  # fmt: skip
     job = httpx.post(f"{live.url}/v1/jobs", json=body, headers=headers, timeout=10).json()
+    # and a reservation paid at booking (trading): a line of its own
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    window = {"start": hour.isoformat(), "end": (hour + timedelta(hours=2)).isoformat()}
+    offer = httpx.post(f"{live.url}/v1/offers", headers=live.operator.headers, timeout=10, json={
+        "center": "zhongwei", "model": "a100", "units": 8, "price_cny_per_scu": "3.00",
+        "type": "reserved", **window})  # fmt: skip
+    assert offer.status_code == 201, offer.text
+    booked = httpx.post(f"{live.url}/v1/reservations", headers=headers, timeout=10,
+                        json={"offer_id": offer.json()["id"], "units": 2, **window})  # fmt: skip
+    assert booked.status_code == 201, booked.text
     period = datetime.now(UTC).strftime("%Y-%m")
     doc: dict[str, Any] = {}
     deadline = time.monotonic() + 60
@@ -152,13 +162,14 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
         time.sleep(0.5)
     else:
         raise AssertionError(f"job {job['id']} was not charged within 60 s: {doc}")
-    seen = browser("billing", period=period)
+    seen = browser("billing", key=live.consumer, period=period)
     assert seen["unavailable"] is False
     assert seen["months"] == 6
     assert period in seen["title"]
     assert seen["lines"] == len(doc["lines"])
     assert seen["total"] == f"¥{doc['total_cny']}"
     assert body["name"] in seen["text"]
+    assert f"Reservation {booked.json()['id'][:8]}: 2 × a100" in seen["text"]
 
 
 TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"

@@ -863,9 +863,11 @@ async function renderInvoice(period) {
     h("div", { class: "panel" }, h("h2", {}, "Lines"), doc.lines.length === 0
       ? h("div", { class: "empty", id: "invoice-empty" }, "No charges in this month yet: a job is charged when it ends.")
       : h("table", { id: "invoice-lines" },
-        h("thead", {}, h("tr", {}, ["Job", "Settled", "Centers", "SCU", "Amount"].map((t, i) => h("th", { class: i >= 3 ? "num" : null }, t)))),
+        h("thead", {}, h("tr", {}, ["Job or reservation", "Settled", "Centers", "SCU", "Amount"].map((t, i) => h("th", { class: i >= 3 ? "num" : null }, t)))),
         h("tbody", {}, doc.lines.map((l) => h("tr", {},
-          h("td", {}, l.job_id ? h("a", { href: `#/jobs/${l.job_id}` }, l.name || l.job_id) : "–"),
+          h("td", {}, l.job_id ? h("a", { href: `#/jobs/${l.job_id}` }, l.name || l.job_id)
+            : l.reservation_id ? `${l.kind === "refund" ? "Refund of reservation" : "Reservation"} ${l.reservation_id.slice(0, 8)}: ${l.units} × ${l.model}, ${when(l.start)} – ${when(l.end)}`
+            : "–"),
           h("td", {}, when(l.settled_at)), h("td", {}, (l.centers || []).join(", ")),
           h("td", { class: "num" }, l.scu), h("td", { class: "num" }, cny(l.amount_cny))))))));
 }
