@@ -13,10 +13,14 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.core.lifecycle import JobState
+from suanwang.executors.base import ExecutorStatus
 from suanwang.executors.local import LocalExecutor
+from suanwang.server.database.models import JobRow, RunFence
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
@@ -149,3 +153,75 @@ def test_dispatch_is_exactly_once_across_a_lost_commit(
     reconciler = Reconciler(sessions, live)
     _until_final(reconciler.run_once, client, alice, [job["id"]])
     assert marker.read_text().splitlines() == ["x"]
+
+
+def _dispatched(
+    client: TestClient, sessions: sessionmaker[Session], live: LiveNetwork, who: Any, job_id: str
+) -> tuple[str, str]:
+    """Place and hand over the job; returns (center, executor ref)."""
+    Dispatcher(sessions, live).run_once()
+    got = client.get(f"/v1/jobs/{job_id}", headers=who.headers).json()
+    assert got["state"] in ("scheduled", "running"), got
+    with sessions() as s:
+        row = s.get_one(JobRow, job_id)
+        assert row.executor_ref is not None
+        return got["center_id"], row.executor_ref
+
+
+def _report_lost(
+    sessions: sessionmaker[Session], live: LiveNetwork, job_id: str, center: str, ref: str
+) -> int:
+    """What the Slurm executor reports for a run after a controller restart (FAILED with
+    JobLaunchFailure) although the run itself went on."""
+    lost = ExecutorStatus(ref, JobState.LOST, reason="slurm FAILED (JobLaunchFailure)")
+    with sessions.begin() as s:
+        return Reconciler(sessions, live).apply(s, s.get_one(JobRow, job_id), lost, center)
+
+
+def test_a_run_called_lost_that_recorded_its_end_is_not_run_again(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    job = submit(alice, name="ran", command="echo ran", duration_s=60)
+    center, ref = _dispatched(client, sessions, live, alice, job["id"])
+    ex = live.executors[center]
+    deadline = time.monotonic() + 15
+    while ex.recorded_exit(ref) is None:  # the run ends; the platform has not seen it yet
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    _report_lost(sessions, live, job["id"], center, ref)
+    got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert (got["state"], got["exit_code"], got["center_id"]) == ("succeeded", 0, center)
+    states = [e["to_state"] for e in client.get(
+        f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()]  # fmt: skip
+    assert "lost" not in states and states.count("scheduled") == 1
+
+
+def test_a_run_called_lost_is_given_up_only_once_it_cannot_still_run(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    job = submit(alice, name="slow", command="sleep 30", duration_s=60)
+    center, ref = _dispatched(client, sessions, live, alice, job["id"])
+    ex = live.executors[center]
+    ex.stop_grace_s = 1.0  # as a Slurm executor's lease allows a run to go on
+    try:
+        assert _report_lost(sessions, live, job["id"], center, ref) == 0
+        got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] in ("scheduled", "running")  # not placed anywhere else yet
+        time.sleep(1.1)
+        assert _report_lost(sessions, live, job["id"], center, ref) == 1
+        got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] == "pending"  # given up (and fenced): placed again next round
+        with sessions() as s:
+            fences = s.scalars(select(RunFence).where(RunFence.job_id == job["id"])).all()
+            assert [(f.center_id, f.executor_ref) for f in fences] == [(center, ref)]
+        assert ref not in live.lost_seen
+    finally:
+        ex.cancel(ref)

@@ -134,6 +134,10 @@ class Executor(Protocol):
     """Runs jobs at one center. See the module docstring for the contract."""
 
     name: str
+    #: Seconds a run may still go on after the executor last saw it alive (its lease, with the
+    #: watchdog's period): a run reported ``lost`` is given up only after this long, once it
+    #: cannot still be running, and its recorded exit is read first. 0: a lost run is gone.
+    stop_grace_s: float
 
     def submit(self, sub: Submission) -> str:
         """Start (or queue) ``sub``; return the executor's reference. Idempotent per job_id."""

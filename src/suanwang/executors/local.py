@@ -125,6 +125,7 @@ class LocalExecutor:
         if cpus < 0 or cards < 0:
             raise ValueError(f"slots must be >= 0 (got cpus={cpus}, cards={cards})")
         self.name = f"local:{center_id}"
+        self.stop_grace_s = 0.0  # a process this executor reports lost is gone
         self.center_id = center_id
         self.cpus = cpus
         self.cards = cards

@@ -166,6 +166,8 @@ class SlurmExecutor:
         self.output_dir = Path(output_dir)
         self.partition = partition
         self.lease_s = lease_s
+        # the wrapper's watchdog checks once a second, with whole-second file times
+        self.stop_grace_s = float(max(1, math.ceil(lease_s)) + 3)
         self.api = f"/slurm/{api_version}"
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
         self._token: tuple[float, str] | None = None

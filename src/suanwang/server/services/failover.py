@@ -37,7 +37,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.core.jobs import Job
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX
-from suanwang.executors.base import CHECKPOINT_EXIT_CODE, ExecutorError, ExecutorStatus
+from suanwang.executors.base import (
+    CHECKPOINT_EXIT_CODE,
+    Executor,
+    ExecutorError,
+    ExecutorStatus,
+)
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
 from suanwang.server.database.models import JobEvent, JobRow, RunFence, utcnow
@@ -107,6 +112,22 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
         },
     )
     log.warning("job %s lost at %s (%s): placing it again", row.id, center, reason)
+
+
+def recorded_status(executor: Executor, ref: str, why: str) -> ExecutorStatus | None:
+    """The end the run recorded itself (its wrapper's exit code), as a status; None if the run
+    has recorded no end."""
+    code = executor.recorded_exit(ref)
+    if code is None:
+        return None
+    state = (
+        JobState.SUCCEEDED
+        if code == 0
+        else JobState.MIGRATING
+        if code == CHECKPOINT_EXIT_CODE
+        else JobState.FAILED
+    )
+    return ExecutorStatus(ref, state, exit_code=code, reason=f"{why} (exit {code})")
 
 
 @dataclass
@@ -180,18 +201,11 @@ class Failover:
         executor = self.live.executors.get(row.center_id or "")
         if executor is None or not row.executor_ref:
             return False
-        code = executor.recorded_exit(row.executor_ref)
-        if code is None:
-            return False
-        state = (
-            JobState.SUCCEEDED
-            if code == 0
-            else JobState.MIGRATING
-            if code == CHECKPOINT_EXIT_CODE
-            else JobState.FAILED
+        status = recorded_status(
+            executor, row.executor_ref, "recorded by the run before its center became unreachable"
         )
-        reason = f"recorded by the run before its center became unreachable (exit {code})"
-        status = ExecutorStatus(row.executor_ref, state, exit_code=code, reason=reason)
+        if status is None:
+            return False
         Reconciler(self.sessions, self.live).apply(session, row, status, row.center_id or "")
         return True
 

@@ -45,6 +45,9 @@ class LiveNetwork:
     #: Where jobs keep checkpoints: ``<root>/<job id>``, the same directory for every run of a
     #: job, reachable from every center (see :mod:`suanwang.server.services.failover`).
     checkpoint_root: Path = field(default_factory=lambda: Path(".suanwang/checkpoints"))
+    #: runs an executor reported ``lost`` that may still be running: ref -> first report
+    #: (monotonic clock); the reconciler gives them up after the executor's ``stop_grace_s``
+    lost_seen: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.executors) - set(self.net.center_ids))

@@ -14,6 +14,7 @@ nothing that was recorded.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from suanwang.core.lifecycle import TRANSITIONS, JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import transition
-from suanwang.server.services.failover import dir_size_bytes, give_up_run
+from suanwang.server.services.failover import dir_size_bytes, give_up_run, recorded_status
 from suanwang.server.services.live import LiveNetwork
 
 log = logging.getLogger("suanwang.reconciler")
@@ -93,8 +94,21 @@ class Reconciler:
             return 0
         target = status.state
         if target is JobState.LOST:
-            give_up_run(session, row, f"{executor.name}: {status.reason}", self.live)
-            return 1
+            # the run may have ended by itself (its exit is recorded), or may still be running
+            # although its executor calls it lost (e.g. Slurm's JobLaunchFailure after a
+            # controller restart): never place the job again before that run cannot go on
+            ended = recorded_status(
+                executor, ref, f"recorded by the run; {executor.name} said: {status.reason}"
+            )
+            if ended is None:
+                first = self.live.lost_seen.setdefault(ref, time.monotonic())
+                if time.monotonic() - first < executor.stop_grace_s:
+                    return 0  # its lease runs out meanwhile (this poll did not renew it)
+                self.live.lost_seen.pop(ref, None)
+                give_up_run(session, row, f"{executor.name}: {status.reason}", self.live)
+                return 1
+            self.live.lost_seen.pop(ref, None)
+            status, target = ended, ended.state
         if target is current:
             if current is JobState.RUNNING:
                 row.logs = self._logs(row, center)
