@@ -117,6 +117,14 @@ class TopUp(BaseModel):
         return value
 
 
+#: ``Idempotency-Key`` of the operator's writes (top-ups, quota grants): a retry with the same
+#: key writes nothing new.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
+]
+
+
 @router.post(
     "/topups",
     status_code=status.HTTP_201_CREATED,
@@ -130,10 +138,7 @@ def post_topup(
     body: TopUp,
     session: SessionDep,
     me: CurrentTenant,
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
     if me.tenant_role is not TenantRole.OPERATOR:
@@ -258,10 +263,7 @@ def post_quota(
     body: QuotaGrantBody,
     session: SessionDep,
     me: CurrentTenant,
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
     if me.tenant_role is not TenantRole.OPERATOR:
