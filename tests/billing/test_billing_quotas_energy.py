@@ -91,23 +91,20 @@ def test_card_hours_cover_compute_first_in_grant_order_never_more_than_is_left()
     assert quotas.card_hours(a) == Decimal("8.000000")
     grants = [quotas.Allowance(1, Decimal("5"), Decimal(0)),
               quotas.Allowance(2, Decimal("6"), Decimal(0))]  # fmt: skip
-    covers = quotas.allocate([a, b], grants, data_gb=Decimal(0))
+    covers = quotas.allocate([a, b], grants)
     got = [(c.seq, c.grant_id, c.quantity) for c in covers]
     assert got == [(0, 1, Decimal(5)), (0, 2, Decimal(3)), (1, 2, Decimal(3))]
     # line a fully covered: free to the fen; line b 3 of 4 card-hours
     assert sum(c.value_cny for c in covers if c.seq == 0) == a.compute_cny
     assert sum(c.value_cny for c in covers if c.seq == 1) == cents(b.compute_cny * 3 / 4)
     # nothing left: nothing covered
-    assert (
-        quotas.allocate([a], [quotas.Allowance(1, Decimal(0), Decimal(0))], data_gb=Decimal(0))
-        == []
-    )
+    assert quotas.allocate([a], [quotas.Allowance(1, Decimal(0), Decimal(0))]) == []
 
 
 def test_a_run_that_costs_nothing_uses_no_free_card_hours() -> None:
     paid_before = dataclasses.replace(_line(1.0), compute_cny=Decimal("0.00"))
     grants = [quotas.Allowance(1, Decimal(100), Decimal(0))]
-    assert quotas.allocate([paid_before], grants, data_gb=Decimal(0)) == []
+    assert quotas.allocate([paid_before], grants) == []
 
 
 def test_cpu_core_hours_and_lost_runs_do_not_consume_card_hours() -> None:
@@ -118,17 +115,101 @@ def test_cpu_core_hours_and_lost_runs_do_not_consume_card_hours() -> None:
     lost = _line(1.0, end="lost")
     grants = [quotas.Allowance(1, Decimal(100), Decimal(100))]
     assert quotas.card_hours(cpu) == 0 and quotas.card_hours(lost) == 0
-    assert quotas.allocate([cpu, lost], grants, data_gb=Decimal(0)) == []
+    assert quotas.allocate([cpu, lost], grants) == []
 
 
-def test_storage_is_the_staged_data_held_for_the_run_and_covers_nothing_in_money() -> None:
-    line = _line(73.0, units=1)  # 73 h = 0.1 month
-    assert quotas.storage_gb_months(line, Decimal("50")) == Decimal("5.000000")
-    covers = quotas.allocate([line], [quotas.Allowance(1, Decimal(0), Decimal(2))],
-                             data_gb=Decimal(50))  # fmt: skip
+def test_storage_is_the_staged_data_held_for_the_run_at_the_posted_storage_price() -> None:
+    seg = Segment(0, CID, "a100", T0, T0 + timedelta(hours=73), "succeeded", 5)  # 0.1 month
+    line = rate_segment(BOOK, seg, precision=Precision.FP16, units=1, stored_gb=Decimal(50))
+    assert quotas.storage_gb_months(line) == line.storage_gb_months == Decimal("5.000000")
+    assert BOOK.params.storage_cny_per_gb_month == Decimal("0.30")
+    assert line.storage_cny == Decimal("1.50")  # 5 GB-months x 0.30
+    assert line.amount_cny == line.compute_cny + line.storage_cny  # no transfer on this run
+    covers = quotas.allocate([line], [quotas.Allowance(1, Decimal(0), Decimal(2))])
+    # 2 of 5 GB-months free: 2/5 of the storage charge
     assert [(c.resource, c.quantity, c.value_cny) for c in covers] == [
-        (quotas.STORAGE_GB_MONTHS, Decimal(2), Decimal("0.00"))
+        (quotas.STORAGE_GB_MONTHS, Decimal(2), Decimal("0.60"))
     ]
+    lost = dataclasses.replace(line, billable=False)
+    assert lost.amount_cny == 0 and quotas.allocate([lost], [quotas.Allowance(1, 0, 9)]) == []
+
+
+def _served(tokens: int, hours: float = 1.0, compute: str | None = None) -> UsageLine:
+    line = dataclasses.replace(_line(hours), tokens=tokens)
+    return line if compute is None else dataclasses.replace(line, compute_cny=Decimal(compute))
+
+
+def test_free_tokens_cover_the_compute_of_the_runs_that_served_them_at_the_token_value() -> None:
+    # 1,000,000 tokens served on a run costing 10.00: at 2.00 CNY a million, 1M free tokens
+    # are worth 2.00 of it; the rest is paid
+    line = _served(1_000_000, compute="10.00")
+    grants = [quotas.Allowance(1, Decimal(0), Decimal(0), tokens=5_000_000)]
+    covers = quotas.allocate([line], grants, token_value=Decimal("2.00"))
+    assert [(c.resource, c.quantity, c.value_cny) for c in covers] == [
+        (quotas.TOKENS, Decimal(1_000_000), Decimal("2.00"))
+    ]
+    # a cheap run: the tokens it served are used, but never cover more than its compute
+    cheap = _served(1_000_000, compute="0.50")
+    [c] = quotas.allocate([cheap], grants, token_value=Decimal("2.00"))
+    assert (c.quantity, c.value_cny) == (Decimal(1_000_000), Decimal("0.50"))
+    # reporting few tokens does not make a few free tokens pay for hours of work
+    few = _served(3, compute="10.00")
+    [c] = quotas.allocate([few], grants, token_value=Decimal("2.00"))
+    assert (c.quantity, c.value_cny) == (Decimal(3), Decimal("0.00"))
+
+
+def test_card_hours_come_first_then_tokens_cover_what_they_left() -> None:
+    line = _served(2_000_000, hours=1.0, compute="16.00")  # 8 card-hours
+    grants = [quotas.Allowance(1, Decimal(4), Decimal(0), tokens=10**9)]
+    covers = quotas.allocate([line], grants, token_value=Decimal("5.00"))
+    assert [(c.resource, c.quantity, c.value_cny) for c in covers] == [
+        (quotas.CARD_HOURS, Decimal(4), Decimal("8.00")),
+        (quotas.TOKENS, Decimal(2_000_000), Decimal("8.00")),  # min(8.00 left, 2M x 5/M)
+    ]
+    # card-hours covering all of it leave nothing for tokens
+    grants = [quotas.Allowance(1, Decimal(8), Decimal(0), tokens=10**9)]
+    covers = quotas.allocate([line], grants, token_value=Decimal("5.00"))
+    assert [c.resource for c in covers] == [quotas.CARD_HOURS]
+    # a token value of 0, an unbilled run or a run with no tokens uses no free tokens
+    tokens_only = [quotas.Allowance(1, Decimal(0), Decimal(0), tokens=10**9)]
+    assert quotas.allocate([line], tokens_only, token_value=Decimal(0)) == []
+    assert quotas.allocate([dataclasses.replace(line, billable=False)], tokens_only) == []
+    assert quotas.allocate([_served(0)], tokens_only) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    served=st.lists(st.integers(0, 10**8), min_size=1, max_size=4),
+    computes=st.lists(st.decimals(min_value=0, max_value=500, places=2), min_size=4, max_size=4),
+    hours_left=st.lists(st.integers(0, 20), min_size=1, max_size=3),
+    tokens_left=st.lists(st.integers(0, 10**8), min_size=1, max_size=3),
+    value=st.decimals(min_value=0, max_value=50, places=2),
+)
+def test_free_parts_never_exceed_what_is_left_or_what_a_line_costs(
+    served: list[int], computes: list[Decimal], hours_left: list[int], tokens_left: list[int],
+    value: Decimal,
+) -> None:  # fmt: skip
+    lines = [
+        dataclasses.replace(_served(n, hours=0.25 * (i + 1)), seq=i, compute_cny=computes[i])
+        for i, n in enumerate(served)
+    ]
+    grants = [
+        quotas.Allowance(i + 1, Decimal(h), Decimal(0), tokens=t)
+        for i, (h, t) in enumerate(zip(hours_left, tokens_left, strict=False))
+    ]
+    covers = quotas.allocate(lines, grants, token_value=value)
+    for line in lines:
+        mine = [c for c in covers if c.seq == line.seq]
+        assert sum((c.value_cny for c in mine), Decimal(0)) <= line.compute_cny
+        used = sum((c.quantity for c in mine if c.resource == quotas.TOKENS), Decimal(0))
+        assert used <= line.tokens
+        worth = sum((c.value_cny for c in mine if c.resource == quotas.TOKENS), Decimal(0))
+        assert worth <= cents(used * value / 1_000_000)
+    for g in grants:
+        for resource, have in ((quotas.CARD_HOURS, g.card_hours), (quotas.TOKENS, g.tokens)):
+            mine = [c for c in covers if c.grant_id == g.grant_id and c.resource == resource]
+            assert sum((c.quantity for c in mine), Decimal(0)) <= have
+    assert all(c.quantity > 0 and c.value_cny >= 0 for c in covers)
 
 
 amounts = st.decimals(min_value=0, max_value=5000, places=2)

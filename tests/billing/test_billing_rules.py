@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.billing import ledger
-from suanwang.billing.money import parse_amount, qty
+from suanwang.billing.money import cents_up, parse_amount, qty
 from suanwang.billing.pricing import NoPrice, PriceBook, PriceParams
 from suanwang.billing.rating import Segment, estimate_hold, rate_segment
 from suanwang.core.hardware import Precision
@@ -147,6 +147,23 @@ def test_the_hold_bounds_the_charge_of_a_run_as_long_as_its_estimate() -> None:
                     1,
                 )
                 assert rate_segment(BOOK, seg, precision=Precision.FP16, units=8).amount_cny <= hold
+
+
+def test_the_hold_bounds_storage_too_for_as_long_as_the_work_takes_on_the_slowest_chip() -> None:
+    data = Decimal(500)
+    hold = estimate_hold(
+        BOOK, work_scu=16.0, precision=Precision.FP16, data_gb=float(data),
+        max_transfer_cny_per_gb=Decimal("0.08"), units=8,
+    )  # fmt: skip
+    without = cents_up(16 * BOOK.max_price(Precision.FP16) + data * Decimal("0.08"))
+    slowest = BOOK.min_speed(Precision.FP16)
+    assert Decimal(0) < slowest <= 1  # no chip in the network is slower than this one
+    hours = float(Decimal(16) / (8 * slowest))  # the work on 8 of the slowest chips
+    seg = Segment(0, _a100_center(), "a100", T0, T0 + timedelta(hours=hours), "succeeded", 1)
+    line = rate_segment(BOOK, seg, precision=Precision.FP16, units=8, stored_gb=data)
+    # 500 GB kept for that long at 0.30 CNY a GB-month: the part of the hold beyond work + data
+    assert Decimal(0) < line.storage_cny <= hold - without
+    assert hold - without <= line.storage_cny + Decimal("0.02")
 
 
 amounts = st.decimals(min_value=Decimal("0"), max_value=Decimal("100000"), places=2)

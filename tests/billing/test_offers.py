@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suanwang.billing import ledger
+from suanwang.billing.money import cents
 from suanwang.billing.offers import (
     Offer,
     OfferBook,
@@ -20,6 +21,7 @@ from suanwang.billing.offers import (
     reservation_cost,
 )
 from suanwang.billing.pricing import PriceBook
+from suanwang.billing.rating import Segment, capacity_price, rate_segment
 from suanwang.core.hardware import Precision
 from suanwang.scenarios.loader import load_scenario
 
@@ -206,3 +208,28 @@ def test_reservation_payment_balances_splits_like_a_charge_and_refunds_exactly(
     assert back.ref == "refund:reservation:r"
     total = {a: v + back.delta().get(a, Decimal(0)) for a, v in delta.items()}
     assert all(v == 0 for v in total.values())
+
+
+def test_energy_pass_through_leaves_a_trade_at_its_price_and_passes_through_the_rest() -> None:
+    book = PriceBook(SC, offers=OfferBook((_offer(price="1.50"),)))
+    cid = _a100_center()
+    # 8 cards for 8 h from T0: the offer prices the first 6 h, pass-through the last 2
+    seg = Segment(0, cid, "a100", T0, T0 + timedelta(hours=8), "succeeded", 1, market="offer")
+    line = rate_segment(book, seg, precision=Precision.FP16, units=8, energy_pass_through=True)
+    tail = rate_segment(
+        book,
+        Segment(0, cid, "a100", T0 + timedelta(hours=6), T0 + timedelta(hours=8), "succeeded", 1),
+        precision=Precision.FP16,
+        units=8,
+        energy_pass_through=True,
+    )
+    assert tail.compute_cny == cents(16 * capacity_price(book) + tail.energy_cny)
+    assert line.compute_cny == cents(48 * Decimal("1.50") + 16 * capacity_price(book)
+                                     + tail.energy_cny)  # fmt: skip
+    assert line.energy_cny == tail.energy_cny  # energy is passed through outside the offer only
+    # without the market the run pays pass-through for all 8 h, as before
+    plain = rate_segment(
+        book, Segment(0, cid, "a100", T0, T0 + timedelta(hours=8), "succeeded", 1),
+        precision=Precision.FP16, units=8, energy_pass_through=True,
+    )  # fmt: skip
+    assert plain.compute_cny > line.compute_cny

@@ -29,6 +29,7 @@ from suanwang.server.database.models import (
     QuotaGrant,
     QuotaUse,
     TenantRole,
+    UsageRecord,
 )
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import transition
@@ -68,8 +69,11 @@ def _place(sessions: sessionmaker[Session], job_id: str, start: datetime | None 
         )  # fmt: skip
 
 
-def _run(sessions: sessionmaker[Session], job_id: str, start: datetime, end: datetime) -> None:
-    """Run a placed job from ``start`` to ``end`` (its events back-dated) and end it."""
+def _run(
+    sessions: sessionmaker[Session], job_id: str, start: datetime, end: datetime, tokens: int = 0
+) -> None:
+    """Run a placed job from ``start`` to ``end`` (its events back-dated) and end it, the run
+    reporting ``tokens`` served."""
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
         if job.state == JobState.PENDING.value:
@@ -79,7 +83,8 @@ def _run(sessions: sessionmaker[Session], job_id: str, start: datetime, end: dat
                 updates={"center_id": CENTER, "pool_model": "a100"},
             )  # fmt: skip
         run = transition(session=s, job=job, to=JobState.RUNNING)
-        done = transition(session=s, job=job, to=JobState.SUCCEEDED)
+        usage = {"usage": {"tokens": tokens}} if tokens else None
+        done = transition(session=s, job=job, to=JobState.SUCCEEDED, detail=usage)
         s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
         s.execute(update(JobEvent).where(JobEvent.id == done.id).values(at=end))
 
@@ -267,7 +272,9 @@ def test_the_hold_is_lowered_to_the_estimate_where_the_job_was_placed(
     assert Decimal(bal["prepaid_cny"]) == Decimal(5000) - estimate
     with sessions() as s:
         rel = s.scalars(
-            select(LedgerTransaction).where(LedgerTransaction.ref == f"release:{job['id']}")
+            select(LedgerTransaction).where(
+                LedgerTransaction.kind == "release", LedgerTransaction.job_id == job["id"]
+            )
         ).one()
     assert rel.amount == hold - estimate and "estimate" in rel.memo
     assert _verify(sessions) == []
@@ -284,7 +291,7 @@ def test_the_hold_is_lowered_to_the_estimate_where_the_job_was_placed(
     with sessions.begin() as s:  # a release of more than the hold, behind the ledger's back
         s.execute(update(LedgerTransaction).where(LedgerTransaction.id == rel.id)
                   .values(amount=hold + 1))  # fmt: skip
-    assert any(f"release:{job['id']}: releases" in p for p in _verify(sessions))
+    assert any(f"job {job['id']}: its releases give back" in p for p in _verify(sessions))
 
 
 def test_lowering_holds_races_settlement_without_a_broken_ledger(
@@ -375,7 +382,7 @@ def test_quotas_constants_are_what_the_docs_say() -> None:
     assert quotas.TRIALS == "platform:trials:commission" and quotas.HOURS_PER_MONTH == 730
 
 
-def test_storage_quota_meters_the_staged_data_held_for_the_run_at_no_charge(
+def test_storage_is_charged_at_the_posted_price_and_free_gb_months_cover_it(
     app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
     operator: Any, submit: Callable[..., dict[str, Any]],
 ) -> None:  # fmt: skip
@@ -385,8 +392,165 @@ def test_storage_quota_meters_the_staged_data_held_for_the_run_at_no_charge(
     _run(sessions, job["id"], t0, t0 + timedelta(hours=73))  # 100 GB x 0.1 month = 10
     assert store.settle_finished(sessions, app.state.network) == 1
     q = client.get("/v1/billing/quotas", headers=alice.headers).json()
-    assert q["storage_gb_months_left"] == "0.000000" and q["free_cny"] == "0.00"
+    assert q["storage_gb_months_left"] == "0.000000" and q["free_cny"] == "0.45"
     [line] = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()["lines"]
-    assert line["free_storage_gb_months"] == "1.500000" and line["free_cny"] == "0.00"
-    assert line["amount_cny"] == line["usage_cny"]  # storage has no price: nothing covered
+    # 10 GB-months x 0.30 CNY = 3.00; 1.5 of them free: 0.45
+    assert line["storage_cny"] == "3.00" and line["free_storage_gb_months"] == "1.500000"
+    assert line["free_cny"] == "0.45"
+    assert Decimal(line["amount_cny"]) == Decimal(line["usage_cny"]) - Decimal("0.45")
+    with sessions() as s:
+        [rec] = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job["id"]))
+    assert rec.storage_gb_months == Decimal("10.000000") and rec.storage_cny == Decimal("3.00")
+    assert rec.amount_cny == rec.compute_cny + rec.transfer_cny + rec.storage_cny
     assert _verify(sessions) == []
+
+
+def _placed_at(sessions: sessionmaker[Session], job_id: str, center: str, start: datetime) -> None:
+    """Place the job at ``center`` (after losing its run there first, if it was placed)."""
+    with sessions.begin() as s:
+        job = s.get_one(JobRow, job_id)
+        if job.state != JobState.PENDING.value:
+            transition(session=s, job=job, to=JobState.LOST, detail={"center": job.center_id})
+            transition(session=s, job=job, to=JobState.PENDING,
+                       updates={"center_id": None, "pool_model": None})  # fmt: skip
+        transition(
+            session=s, job=job, to=JobState.SCHEDULED,
+            detail={"center": center, "pool": "a100", "start_at": start.isoformat()},
+            updates={"center_id": center, "pool_model": "a100"},
+        )  # fmt: skip
+
+
+def _held(client: TestClient, who: Any) -> Decimal:
+    return Decimal(client.get("/v1/billing/balance", headers=who.headers).json()["held_cny"])
+
+
+def test_the_hold_follows_the_job_when_it_is_placed_again_after_a_failover(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _require(sessions)
+    _topup(client, operator, "alice", "5000")
+    job = submit(alice)  # 8 cards x 2 h
+    net = app.state.network
+    book = store.book_for(net.scenario)
+    start = NOW + timedelta(hours=1)
+
+    def estimate(center: str) -> Decimal:
+        seg = Segment(0, center, "a100", start, start + timedelta(hours=2), "succeeded", 1)
+        return cents_up(rate_segment(book, seg, precision=Precision.FP16, units=8).amount_cny)
+
+    hold = _held(client, alice)
+    a100 = [c.id for c in net.scenario.centers if dict(c.inventory).get("a100")]
+    cheap, dear = min(a100, key=estimate), max(a100, key=estimate)
+    assert estimate(cheap) < estimate(dear) < hold
+    _placed_at(sessions, job["id"], cheap, start)
+    assert store.lower_holds(sessions, net) == 1
+    assert _held(client, alice) == estimate(cheap)
+    # lost there, placed again at the dear center: the hold goes up (from prepaid)
+    _placed_at(sessions, job["id"], dear, start)
+    assert store.lower_holds(sessions, net) == 1
+    assert store.lower_holds(sessions, net) == 0  # once per placement
+    assert _held(client, alice) == estimate(dear)
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert Decimal(bal["prepaid_cny"]) == Decimal(5000) - estimate(dear)
+    assert _verify(sessions) == []
+    # and down again when it moves back
+    _placed_at(sessions, job["id"], cheap, start)
+    assert store.lower_holds(sessions, net) == 1
+    assert _held(client, alice) == estimate(cheap)
+    with sessions() as s:
+        releases = s.scalars(
+            select(LedgerTransaction.amount)
+            .where(LedgerTransaction.kind == "release", LedgerTransaction.job_id == job["id"])
+            .order_by(LedgerTransaction.id)
+        ).all()
+    up = estimate(dear) - estimate(cheap)
+    assert releases == [hold - estimate(cheap), -up, up]
+    assert _verify(sessions) == []
+    # it ends: the charge releases what is left of the hold
+    _run(sessions, job["id"], start - timedelta(hours=3), start - timedelta(hours=1))
+    assert store.settle_finished(sessions, net) == 1
+    assert _held(client, alice) == 0 and _verify(sessions) == []
+
+
+def test_a_dearer_re_placement_holds_no_more_than_prepaid_has(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    _require(sessions)
+    net = app.state.network
+    _topup(client, operator, "alice", "5000")
+    job = submit(alice)
+    start = NOW + timedelta(hours=1)
+    with sessions() as s:
+        row = s.get_one(JobRow, job["id"])
+        a100 = [c.id for c in net.scenario.centers if dict(c.inventory).get("a100")]
+        by_price = sorted(a100, key=lambda c: store.placement_estimate(
+            job=row, net=net, center_id=c, model="a100", start=start))  # fmt: skip
+    _placed_at(sessions, job["id"], by_price[0], start)
+    assert store.lower_holds(sessions, net) == 1
+    # alice's prepaid balance goes down to 1.00 (held for another job)
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    with sessions.begin() as s:
+        spend = Decimal(bal["prepaid_cny"]) - Decimal("1.00")
+        store.post(session=s, entry=store.ledger.hold(bal["tenant_id"], "other", spend))
+    before = _held(client, alice)
+    _placed_at(sessions, job["id"], by_price[-1], start)
+    assert store.lower_holds(sessions, net) == 1
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["prepaid_cny"] == "0.00" and _held(client, alice) == before + Decimal("1.00")
+    assert _verify(sessions) == []
+
+
+def test_free_tokens_cover_the_compute_of_runs_that_reported_serving_them(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]], db_url: str,
+) -> None:  # fmt: skip
+    r = runner.invoke(cli, ["billing", "configure", "--token-value", "4.00", "--db",
+                            db_url, "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["token_value_cny_per_million"] == "4.00"
+    for bad in ("-1", "1000.01", "0.001", "x"):
+        r = runner.invoke(cli, ["billing", "configure", "--token-value", bad, "--db",
+                                db_url])  # fmt: skip
+        assert r.exit_code == 2 and "--token-value" in r.stderr, (bad, r.output)
+    _grant(client, operator, tenant="alice", card_hours="0", tokens=3_000_000)
+    served, cheap = submit(alice), submit(alice, duration_s=60)
+    t0 = NOW - timedelta(hours=5)
+    _run(sessions, served["id"], t0, t0 + timedelta(hours=2), tokens=2_500_000)
+    _run(sessions, cheap["id"], t0, t0 + timedelta(minutes=1), tokens=1_000_000)
+    assert store.settle_finished(sessions, app.state.network) == 2
+    lines = {
+        ln["job_id"]: ln
+        for ln in client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()[
+            "lines"
+        ]
+    }
+    big, small = lines[served["id"]], lines[cheap["id"]]
+    # 2.5M tokens at 4.00 CNY a million are worth 10.00 of the first job's compute
+    assert (big["tokens"], big["free_tokens"], big["free_cny"]) == (2_500_000, 2_500_000, "10.00")
+    assert Decimal(big["amount_cny"]) == Decimal(big["usage_cny"]) - Decimal("10.00")
+    # the second job served 1M but only 0.5M free tokens were left; its compute costs less
+    # than they are worth, so they cover it whole
+    assert small["tokens"] == 1_000_000 and small["free_tokens"] == 500_000
+    assert small["free_cny"] == small["usage_cny"] and small["amount_cny"] == "0.00"
+    q = client.get("/v1/billing/quotas", headers=alice.headers).json()
+    assert q["tokens_left"] == 0 and q["grants"][0]["tokens_used"] == 3_000_000
+    bal = client.get("/v1/billing/balance", headers=alice.headers).json()
+    assert bal["token_value_cny_per_million"] == "4.00"
+    with sessions() as s:
+        recs = {r.job_id: r for r in s.scalars(select(UsageRecord))}
+    assert recs[served["id"]].tokens == 2_500_000 and recs[cheap["id"]].tokens == 1_000_000
+    assert _verify(sessions) == []
+    big_id, small_id = recs[served["id"]].id, recs[cheap["id"]].id
+    with sessions.begin() as s:  # a record's tokens lowered, another's amount changed, behind
+        s.execute(update(UsageRecord).where(UsageRecord.id == small_id).values(tokens=10))
+        s.execute(update(UsageRecord).where(UsageRecord.id == big_id)
+                  .values(storage_cny=Decimal("1.00")))  # fmt: skip
+    problems = _verify(sessions)
+    assert (
+        f"usage record {small_id} of job {cheap['id']}: 500000.000000 free tokens used for "
+        "10 tokens served" in problems
+    )
+    assert any(p.startswith(f"usage record {big_id} of job {served['id']}: amount") and
+               "is not compute + transfer + storage" in p for p in problems)  # fmt: skip

@@ -142,7 +142,8 @@ def test_invoice_lines_settlement_and_cli_with_jobs_reservations_and_refunds(
         "transaction_id": kept["transaction_id"], "reservation_id": kept["id"],
         "amount_cny": kept["amount_cny"], "usage_cny": kept["amount_cny"], "scu": kept["scu"],
         "free_cny": "0.00", "free_card_hours": "0.000000", "free_storage_gb_months": "0.000000",
-        "centers": [CENTER], "usage_record_ids": [], "offer_id": mine, "model": "a100",
+        "free_tokens": 0, "storage_cny": "0.00", "tokens": 0, "centers": [CENTER],
+        "usage_record_ids": [], "offer_id": mine, "model": "a100",
         "precision": "fp16", "units": 4, "start": kept["start"], "end": kept["end"],
         "price_cny_per_scu": "2.5000",
     }  # fmt: skip

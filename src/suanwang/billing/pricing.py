@@ -12,6 +12,11 @@ time zone). ``capacity_cny_per_scu`` stands for the hardware, building and staff
 3.50 CNY per SCU, about an A100's amortisation per hour) and ``margin`` is the provider's
 mark-up (default 15 %). Prices are rounded to 0.0001 CNY. Everything here is pure.
 
+**Storage.** The job's staged data (``data_gb``) is kept at the center while it runs; every
+center posts one storage price per GB-month (``storage_cny_per_gb_month``, an assumption: 0.30
+CNY, between object storage at about 0.12 and the parallel file systems compute jobs read, at
+about 1 CNY, in Chinese clouds' list prices). A GB-month is a GB held for 730 hours.
+
 A book may carry providers' offers (:class:`suanwang.billing.offers.OfferBook`): then
 :meth:`PriceBook.price_at` (an instant, not an hour of the day) answers the cheapest active
 offer's price where one is in force and the posted price elsewhere, and a tenant's own
@@ -39,10 +44,16 @@ class PriceParams:
 
     capacity_cny_per_scu: Decimal = Decimal("3.50")
     margin: Decimal = Decimal("0.15")
+    #: CNY per GB-month of the job's staged data kept at the center while it runs
+    storage_cny_per_gb_month: Decimal = Decimal("0.30")
 
     def __post_init__(self) -> None:
         if self.capacity_cny_per_scu < 0:
             raise ValueError(f"capacity_cny_per_scu must be >= 0, not {self.capacity_cny_per_scu}")
+        if self.storage_cny_per_gb_month < 0:
+            raise ValueError(
+                f"storage_cny_per_gb_month must be >= 0, not {self.storage_cny_per_gb_month}"
+            )
         if not Decimal(0) <= self.margin <= Decimal(1):
             raise ValueError(f"margin must be within 0..1, not {self.margin}")
 
@@ -93,13 +104,27 @@ class PriceBook:
     ) -> Decimal:
         """CNY per SCU at the instant ``at`` (aware): ``tenant``'s reservation of the pool
         (already paid: 0), else the cheapest active offer, else the posted price."""
-        if self.offers:
-            if tenant is not None and self.offers.reservation_for(tenant, center_id, model, at):
-                return ZERO
-            best = self.offers.best(center_id, model, precision, at)
-            if best is not None:
-                return best.price_cny_per_scu
-        return self.posted_at(center_id, model, precision, at)
+        market = self.market_price_at(center_id, model, precision, at, tenant=tenant)
+        return market if market is not None else self.posted_at(center_id, model, precision, at)
+
+    def market_price_at(
+        self,
+        center_id: str,
+        model: str,
+        precision: Precision,
+        at: datetime,
+        *,
+        tenant: str | None = None,
+    ) -> Decimal | None:
+        """The price a trade sets at the instant ``at``: 0 on ``tenant``'s reservation of the
+        pool (paid at booking), else the cheapest active pay-as-you-go offer; None where
+        neither is in force (the posted price stands)."""
+        if not self.offers:
+            return None
+        if tenant is not None and self.offers.reservation_for(tenant, center_id, model, at):
+            return ZERO
+        best = self.offers.best(center_id, model, precision, at)
+        return None if best is None else best.price_cny_per_scu
 
     def table(self, center_id: str, model: str, precision: Precision) -> tuple[Decimal, ...]:
         """The 24 hourly prices; raises :class:`NoPrice`."""
@@ -136,6 +161,16 @@ class PriceBook:
                     }
                 )
         return rows
+
+    def min_speed(self, precision: Precision) -> Decimal:
+        """The lowest SCU per unit-hour of any chip a center has for ``precision`` work (so
+        the longest a job's work can take on one unit: its hold's storage time); 0 if none."""
+        speeds = [
+            speed_scu_per_hour(self.scenario.catalog.get(model), precision)
+            for center in self.scenario.centers
+            for model in self.models(center.id)
+        ]
+        return min((_d(s) for s in speeds if s > 0), default=Decimal(0))
 
     def max_price(self, precision: Precision) -> Decimal:
         """The highest price per SCU any center posts (or offers) for ``precision`` (holds)."""

@@ -12,10 +12,14 @@ grants first (earliest expiry first, then oldest), record by record:
   A record whose compute costs nothing (e.g. rated at 0 on units reserved and paid at booking)
   uses no free card-hours.
 * storage GB-months = the job's staged ``data_gb`` held at the center for the record's run
-  (``data_gb x hours / 730``). The platform posts no storage price (staged data is charged once,
-  as transfer), so storage is metered and consumed but covers 0.00 CNY.
-* tokens: the platform meters no tokens (no job reports or declares them), so token grants are
-  recorded and shown but never consumed.
+  (``data_gb x hours / 730``, metered by :mod:`.rating`). A free GB-month covers the record's
+  storage charge in proportion, as card-hours cover compute.
+* tokens = what the record's run reported serving. Free tokens cover what card-hours left of
+  the record's compute charge: one free token per token served, each worth at most the
+  platform's token value (``token_value``: CNY per million tokens, a billing setting), and
+  never more than the compute left (so a run that reports few tokens cannot make a few free
+  tokens pay for hours of work). A record with no tokens, or whose compute is already free or
+  costs nothing, uses none.
 
 The covered (free) part of a charge is paid to the provider like any other: the platform funds
 it from its commission, through the account ``platform:trials:commission`` (debited; the net
@@ -35,7 +39,7 @@ from suanwang.core.hardware import Precision
 from . import ledger
 from .ledger import Entry, Posting
 from .money import ZERO, cents, qty
-from .rating import UsageLine
+from .rating import HOURS_PER_MONTH, UsageLine
 
 #: The platform's account that funds trial quotas (kind ``commission``: spent commission).
 TRIALS = "platform:trials:commission"
@@ -43,8 +47,11 @@ CARD_HOURS = "card_hours"
 STORAGE_GB_MONTHS = "storage_gb_months"
 TOKENS = "tokens"
 RESOURCES = (CARD_HOURS, STORAGE_GB_MONTHS, TOKENS)
-#: Hours in a billing month for GB-months (365 x 24 / 12).
-HOURS_PER_MONTH = Decimal(730)
+__all__ = ["HOURS_PER_MONTH"]  # GB-months are metered by .rating; re-exported for callers
+#: The default worth of a free token: CNY per million tokens (about a mainstream large
+#: model's list price for input tokens in China; an operator sets its own).
+DEFAULT_TOKEN_VALUE = Decimal("2.00")
+MILLION = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,7 @@ class Allowance:
     grant_id: int
     card_hours: Decimal
     storage_gb_months: Decimal
+    tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,46 +87,78 @@ def card_hours(line: UsageLine) -> Decimal:
     return qty(line.units * line.seconds / 3600)
 
 
-def storage_gb_months(line: UsageLine, data_gb: Decimal) -> Decimal:
-    """The job's staged data held at the run's center for the run, in GB-months."""
-    if not line.billable or data_gb <= 0:
-        return ZERO
-    return qty(data_gb * line.seconds / 3600 / HOURS_PER_MONTH)
+def storage_gb_months(line: UsageLine) -> Decimal:
+    """The GB-months of a billable record's storage (0 for an unbilled run)."""
+    return line.storage_gb_months if line.billable else ZERO
+
+
+def tokens(line: UsageLine) -> int:
+    """Tokens a billable record's run served (0 for an unbilled run)."""
+    return line.tokens if line.billable else 0
 
 
 def allocate(
-    lines: Sequence[UsageLine], allowances: Sequence[Allowance], *, data_gb: Decimal
+    lines: Sequence[UsageLine],
+    allowances: Sequence[Allowance],
+    *,
+    token_value: Decimal = DEFAULT_TOKEN_VALUE,
 ) -> list[Cover]:
     """What the allowances (in consumption order) cover of ``lines``; never more than is left.
 
-    Per line and resource, the value covered is ``cents(base x covered / need)`` cumulatively
-    over the grants that cover it, so the values sum to at most the base and a fully covered
-    line's values sum to the base exactly.
+    Per line: card-hours cover its compute charge, storage GB-months its storage charge, each
+    in proportion (``cents(base x covered / need)`` cumulatively over the grants that cover
+    it, so the values sum to at most the base and a fully covered line's values sum to the
+    base exactly); then tokens cover what card-hours left of the compute charge, at most
+    ``token_value`` CNY per million tokens (see the module docstring).
     """
-    left = {a.grant_id: {CARD_HOURS: a.card_hours, STORAGE_GB_MONTHS: a.storage_gb_months}
+    left = {a.grant_id: {CARD_HOURS: a.card_hours, STORAGE_GB_MONTHS: a.storage_gb_months,
+                         TOKENS: Decimal(a.tokens)}
             for a in allowances}  # fmt: skip
     out: list[Cover] = []
     for line in lines:
-        needs = (
-            (CARD_HOURS, card_hours(line), line.compute_cny),
-            (STORAGE_GB_MONTHS, storage_gb_months(line, data_gb), ZERO),
-        )
-        for resource, need, base in needs:
-            if resource == CARD_HOURS and base <= 0:
-                continue  # nothing to pay (e.g. a run on units reserved and paid at booking)
-            covered, valued = ZERO, ZERO
-            for a in allowances:
-                if covered >= need:
-                    break
-                take = min(need - covered, left[a.grant_id][resource])
-                if take <= 0:
-                    continue
-                left[a.grant_id][resource] -= take
-                covered += take
-                value = cents(base * covered / need) - valued
-                valued += value
-                out.append(Cover(line.seq, a.grant_id, resource, take, value))
+        compute_left = line.compute_cny
+        hours = card_hours(line)
+        if hours > 0 and line.compute_cny > 0:  # a run that costs nothing uses no free hours
+            compute_left -= _take(out, left, allowances, line.seq, CARD_HOURS, hours,
+                                  line.compute_cny)  # fmt: skip
+        gbm = storage_gb_months(line)
+        if gbm > 0:
+            _take(out, left, allowances, line.seq, STORAGE_GB_MONTHS, gbm, line.storage_cny)
+        served = Decimal(tokens(line))
+        if served > 0 and compute_left > 0 and token_value > 0:
+            _take(out, left, allowances, line.seq, TOKENS, served, compute_left,
+                  per_unit=token_value / MILLION)  # fmt: skip
     return out
+
+
+def _take(
+    out: list[Cover],
+    left: dict[int, dict[str, Decimal]],
+    allowances: Sequence[Allowance],
+    seq: int,
+    resource: str,
+    need: Decimal,
+    base: Decimal,
+    *,
+    per_unit: Decimal | None = None,
+) -> Decimal:
+    """Cover up to ``need`` of ``resource`` from the grants in order, appending to ``out``;
+    returns the value covered. The value of ``covered`` units is ``base x covered / need``
+    (``per_unit``: ``covered x per_unit``, at most ``base``), in fen, cumulatively."""
+    covered, valued = ZERO, ZERO
+    for a in allowances:
+        if covered >= need:
+            break
+        q = min(need - covered, left[a.grant_id][resource])
+        if q <= 0:
+            continue
+        left[a.grant_id][resource] -= q
+        covered += q
+        worth = base * covered / need if per_unit is None else min(base, covered * per_unit)
+        value = cents(worth) - valued
+        valued += value
+        out.append(Cover(seq, a.grant_id, resource, q, value))
+    return valued
 
 
 def charge(

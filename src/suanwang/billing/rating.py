@@ -22,7 +22,18 @@ of the posted price plus its metered facility energy at the hour's tariff, at co
     capacity_price = capacity_cny_per_scu x (1 + margin)     (rounded to 0.0001 CNY)
 
 so a run in a valley hour pays less for its energy than one at the peak, and the energy is not
-marked up: per SCU this is never more than the posted price (which holds rely on).
+marked up: per SCU this is never more than the posted price (which holds rely on). A run placed
+under a trade (an offer, or the tenant's reservation) pays the trade's price for the hours the
+trade is in force, as without pass-through: a provider's offer is an all-in price per SCU.
+
+**Storage**: the job's staged data is held at the run's center while the run lasts::
+
+    storage_gb_months = data_gb x seconds / 3600 / 730
+    storage_cny       = storage_gb_months x the posted storage price (CNY per GB-month)
+
+**Tokens**: what the run reported serving (``$SUANWANG_USAGE_FILE``, recorded on the event that
+ended the run) is metered on its record; tokens are not charged (the run's SCU are), but free
+trial tokens cover the compute of the runs that served them (:mod:`.quotas`).
 """
 
 from __future__ import annotations
@@ -34,11 +45,13 @@ from zoneinfo import ZoneInfo
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 
-from .money import PRICE_STEP, ZERO, cents, qty
+from .money import PRICE_STEP, ZERO, cents, cents_up, qty
 from .pricing import PriceBook
 
 #: Run ends that are not billed (metered with amount 0).
 UNBILLED_ENDS = frozenset({"lost"})
+#: Hours in a billing month, for GB-months (365 x 24 / 12).
+HOURS_PER_MONTH = Decimal(730)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +69,14 @@ class Segment:
     #: provider's offer below the posted price), ``"reservation"`` (the tenant's reserved
     #: units, paid at booking) or None (the posted price)
     market: str | None = None
+    #: tokens the run reported serving (0: none reported)
+    tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.started_at.tzinfo is None or self.ended_at.tzinfo is None:
             raise ValueError(f"segment {self.seq}: times must be timezone-aware")
+        if self.tokens < 0:
+            raise ValueError(f"segment {self.seq}: tokens must be >= 0, not {self.tokens}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +104,17 @@ class UsageLine:
     billable: bool
     #: The energy part of ``compute_cny`` under energy pass-through (0 under posted prices).
     energy_cny: Decimal = ZERO
+    #: The job's staged data held at the center for the run, and its charge.
+    storage_gb_months: Decimal = ZERO
+    storage_cny: Decimal = ZERO
+    #: Tokens the run reported serving (metered, not charged).
+    tokens: int = 0
 
     @property
     def amount_cny(self) -> Decimal:
-        return self.compute_cny + self.transfer_cny if self.billable else ZERO
+        if not self.billable:
+            return ZERO
+        return self.compute_cny + self.transfer_cny + self.storage_cny
 
 
 def rate_segment(
@@ -103,8 +127,10 @@ def rate_segment(
     transfer_cny_per_gb: Decimal = ZERO,
     energy_pass_through: bool = False,
     tenant: str | None = None,
+    stored_gb: Decimal = ZERO,
 ) -> UsageLine:
-    """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer).
+    """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer;
+    ``stored_gb``: the job's staged data, held at the center for every run).
 
     A run is charged as it was placed (``seg.market``): under an offer, at the cheapest offer
     in force at each hour (the posted price outside the offer's window); under ``tenant``'s
@@ -113,7 +139,8 @@ def rate_segment(
     an offer's price reaches no more units than the engine sold at it.
 
     ``energy_pass_through``: charge the capacity part of the posted price plus the metered
-    facility energy at the tariff of each hour (see the module docstring).
+    facility energy at the tariff of each hour (see the module docstring), except for the
+    hours a trade prices (``seg.market``).
     """
     if units <= 0:
         raise ValueError(f"segment {seg.seq}: units must be positive, not {units}")
@@ -140,17 +167,19 @@ def rate_segment(
         secs = Decimal(repr((piece_end - t).total_seconds()))
         scu = units * speed * secs / 3600
         scu_total += scu
-        if energy_pass_through:
+        traded = None
+        if seg.market is not None:
+            who = tenant if seg.market == "reservation" else None
+            traded = book.market_price_at(seg.center_id, seg.model, precision, t, tenant=who)
+        if traded is not None:
+            money += scu * traded
+        elif energy_pass_through:
             kwh = units * facility_kw * secs / 3600
             energy = kwh * Decimal(repr(float(tariff.price_at_hour(local.hour))))
             energy_money += energy
             money += scu * capacity_price(book) + energy
         else:
-            if seg.market is None:
-                money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
-            else:
-                who = tenant if seg.market == "reservation" else None
-                money += scu * book.price_at(seg.center_id, seg.model, precision, t, tenant=who)
+            money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
         t = piece_end
     seconds = Decimal(repr((end - seg.started_at).total_seconds()))
     hours = seconds / 3600
@@ -159,6 +188,7 @@ def rate_segment(
     green = facility * Decimal(repr(center.power.green_ppa_share))
     factor = Decimal(repr(sc.province(center.province).emission_factor_t_per_mwh))
     billable = seg.end_state not in UNBILLED_ENDS
+    gb_months = qty(stored_gb * hours / HOURS_PER_MONTH) if stored_gb > 0 else qty(ZERO)
     return UsageLine(
         seq=seg.seq,
         run_event_id=seg.run_event_id,
@@ -180,6 +210,9 @@ def rate_segment(
         transfer_cny=cents(data_gb * transfer_cny_per_gb),
         billable=billable,
         energy_cny=cents(energy_money),
+        storage_gb_months=gb_months,
+        storage_cny=cents(gb_months * book.params.storage_cny_per_gb_month),
+        tokens=seg.tokens,
     )
 
 
@@ -196,15 +229,22 @@ def estimate_hold(
     precision: Precision,
     data_gb: float,
     max_transfer_cny_per_gb: Decimal,
+    units: int = 1,
 ) -> Decimal:
     """The hold placed at submit: the job's work at the highest posted price in the network
-    (any center, any hour) plus its data at the dearest link from its origin, rounded up.
+    (any center, any hour), plus its data at the dearest link from its origin and stored for
+    as long as its work takes on ``units`` of the slowest chip, rounded up.
 
     A job's SCU do not depend on where it runs (a faster chip runs it shorter), so this bounds
     the charge of a run that takes as long as its estimate.
     """
-    from .money import cents_up
-
     work = Decimal(repr(float(work_scu)))
     data = Decimal(repr(float(data_gb)))
-    return cents_up(work * book.max_price(precision) + data * max_transfer_cny_per_gb)
+    storage = ZERO
+    slowest = book.min_speed(precision)
+    if data > 0 and slowest > 0:
+        hours = work / (max(units, 1) * slowest)
+        storage = data * hours / HOURS_PER_MONTH * book.params.storage_cny_per_gb_month
+    return cents_up(
+        work * book.max_price(precision) + data * max_transfer_cny_per_gb + cents_up(storage)
+    )

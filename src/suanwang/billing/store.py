@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, select, update
+from sqlalchemy import ColumnElement, Engine, String, and_, cast, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -64,6 +64,9 @@ log = logging.getLogger("suanwang.billing")
 BILLING_REQUIRED = "billing_required"
 COMMISSION_RATE = "commission_rate"
 ENERGY_PASS_THROUGH = "energy_pass_through"
+TOKEN_VALUE = "token_value_cny_per_million"
+#: The highest token value an operator may set (CNY per million tokens).
+MAX_TOKEN_VALUE = Decimal(1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,16 @@ class BillingConfig:
     #: Charge the capacity part of the posted price + metered energy at the hour's tariff
     #: (:func:`.rating.rate_segment`) instead of the posted price.
     energy_pass_through: bool = False
+    #: What a free trial token is worth at most, CNY per million tokens (:mod:`.quotas`).
+    token_value_cny_per_million: Decimal = quotas.DEFAULT_TOKEN_VALUE
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "billing_required": self.billing_required,
+            "commission_rate": str(self.commission_rate),
+            "energy_pass_through": self.energy_pass_through,
+            "token_value_cny_per_million": str(self.token_value_cny_per_million),
+        }
 
 
 #: Seconds a server process keeps the settings it read for admitting submissions
@@ -92,7 +105,20 @@ def get_config(*, session: Session) -> BillingConfig:
         billing_required=values.get(BILLING_REQUIRED, "false") == "true",
         commission_rate=Decimal(values.get(COMMISSION_RATE, str(ledger.DEFAULT_COMMISSION))),
         energy_pass_through=values.get(ENERGY_PASS_THROUGH, "false") == "true",
+        token_value_cny_per_million=Decimal(
+            values.get(TOKEN_VALUE, str(quotas.DEFAULT_TOKEN_VALUE))
+        ),
     )
+
+
+def check_token_value(value: Decimal) -> Decimal:
+    """A token value (CNY per million tokens): within 0..1000 with at most 2 decimals."""
+    if not value.is_finite() or not ZERO <= value <= MAX_TOKEN_VALUE or value != cents(value):
+        raise ValueError(
+            f"token value {value}: must be between 0 and {MAX_TOKEN_VALUE} CNY per million "
+            "tokens, with at most 2 decimals"
+        )
+    return cents(value)
 
 
 def set_config(
@@ -101,8 +127,10 @@ def set_config(
     billing_required: bool | None = None,
     commission_rate: Decimal | None = None,
     energy_pass_through: bool | None = None,
+    token_value_cny_per_million: Decimal | None = None,
 ) -> BillingConfig:
-    """Change settings (``commission_rate`` must be within 5 %..10 %); returns the new ones."""
+    """Change settings (``commission_rate`` must be within 5 %..10 %, the token value within
+    0..1000 CNY per million tokens); returns the new ones."""
     updates: dict[str, str] = {}
     if billing_required is not None:
         updates[BILLING_REQUIRED] = "true" if billing_required else "false"
@@ -110,6 +138,8 @@ def set_config(
         updates[COMMISSION_RATE] = str(ledger.check_commission(commission_rate))
     if energy_pass_through is not None:
         updates[ENERGY_PASS_THROUGH] = "true" if energy_pass_through else "false"
+    if token_value_cny_per_million is not None:
+        updates[TOKEN_VALUE] = str(check_token_value(token_value_cny_per_million))
     for key, value in updates.items():
         row = session.get(BillingSetting, key)
         if row is None:
@@ -294,7 +324,7 @@ def hold_estimate(*, job: JobRow, net: Network) -> Decimal:
     from suanwang.server.models.jobs import to_core_job
 
     core = to_core_job(job, net)
-    precision, _units = _precision(job.spec)
+    precision, units = _precision(job.spec)
     place = net.place(core.origin)
     max_link = Decimal(repr(float(net.transfer_cost_cny_per_gb[place].max())))
     return estimate_hold(
@@ -303,6 +333,7 @@ def hold_estimate(*, job: JobRow, net: Network) -> Decimal:
         precision=precision,
         data_gb=core.data_gb,
         max_transfer_cny_per_gb=max_link,
+        units=units,
     )
 
 
@@ -355,8 +386,9 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
             open_at = (ev.at, ev.id)
         elif frm is JobState.RUNNING and open_at is not None:
             out.append(
-                _segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1], market)
-            )
+                _segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1], market,
+                         tokens_of(detail))
+            )  # fmt: skip
             open_at = None
         elif (
             frm is JobState.SCHEDULED
@@ -365,9 +397,18 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
         ):
             begin = max(placed_at, start_at) if start_at is not None else placed_at
             out.append(
-                _segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id, market)
-            )
+                _segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id, market,
+                         tokens_of(detail))
+            )  # fmt: skip
     return out
+
+
+def tokens_of(detail: dict[str, Any]) -> int:
+    """Tokens the run reported serving, from the detail of the event that ended it
+    (``{"usage": {"tokens": N}}``, written by the reconciler); 0 if none or malformed."""
+    usage = detail.get("usage")
+    n = usage.get("tokens") if isinstance(usage, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
 
 
 def _segment(
@@ -380,6 +421,7 @@ def _segment(
     to: JobState,
     event_id: int,
     market: str | None = None,
+    tokens: int = 0,
 ) -> Segment:
     res = (job.spec or {}).get("resources") or {}
     return Segment(
@@ -391,6 +433,7 @@ def _segment(
         end_state=to.value,
         run_event_id=event_id,
         market=market,
+        tokens=tokens,
     )
 
 
@@ -426,6 +469,7 @@ def meter(
                 transfer_cny_per_gb=link,
                 energy_pass_through=energy_pass_through,
                 tenant=job.tenant_id,
+                stored_gb=data_gb,
             )
         )
     return lines
@@ -435,24 +479,35 @@ def meter(
 
 
 def open_hold(*, session: Session, job_id: str) -> Decimal:
-    """What the job's hold still reserves: the hold at submit less what was released when the
-    job was placed (:func:`lower_hold`); 0 without a hold."""
-    rows = dict(
-        session.execute(
-            select(LedgerTransaction.kind, LedgerTransaction.amount).where(
-                LedgerTransaction.ref.in_([f"hold:{job_id}", f"release:{job_id}"])
-            )
-        ).all()
-    )
-    return rows.get("hold", ZERO) - rows.get("release", ZERO)
+    """What the job's hold still reserves: the hold at submit less what its placements
+    released (:func:`lower_hold`; a release taken back is negative); 0 without a hold."""
+    rows = session.execute(
+        select(LedgerTransaction.kind, func.sum(LedgerTransaction.amount))
+        .where(
+            LedgerTransaction.job_id == job_id,
+            LedgerTransaction.kind.in_(["hold", "release"]),
+        )
+        .group_by(LedgerTransaction.kind)
+    ).all()
+    sums = {kind: cents(Decimal(amount or 0)) for kind, amount in rows}
+    return sums.get("hold", ZERO) - sums.get("release", ZERO)
 
 
 def placement_estimate(
-    *, job: JobRow, net: Network, center_id: str, model: str, start: datetime
+    *,
+    job: JobRow,
+    net: Network,
+    center_id: str,
+    model: str,
+    start: datetime,
+    market: str | None = None,
+    book: PriceBook | None = None,
 ) -> Decimal:
     """The job's estimated charge where it was placed: its work on ``model`` at ``center_id``
-    from ``start`` for as long as the work takes there, at each hour's posted price, plus its
-    data at the link from its origin to that center; rounded up to the fen."""
+    from ``start`` for as long as the work takes there, at each hour's price (the trade's,
+    for a placement under an offer or the tenant's reservation, ``market``, with ``book``
+    holding the offers; else posted), plus its data at the link from its origin to that
+    center and stored there for that long; rounded up to the fen."""
     from suanwang.server.models.jobs import to_core_job
 
     core = to_core_job(job, net)
@@ -468,33 +523,36 @@ def placement_estimate(
         p, c = net.place(core.origin), net.center_index[center_id]
         link = Decimal(repr(float(net.transfer_cost_cny_per_gb[p, c])))
     line = rate_segment(
-        book_for(net.scenario),
-        Segment(0, center_id, model, start, end, JobState.SUCCEEDED.value, 0),
+        book if book is not None and market is not None else book_for(net.scenario),
+        Segment(0, center_id, model, start, end, JobState.SUCCEEDED.value, 0, market=market),
         precision=precision,
         units=units,
         data_gb=data_gb,
         transfer_cny_per_gb=link,
+        tenant=job.tenant_id,
+        stored_gb=data_gb,
     )
-    return cents_up(line.compute_cny + line.transfer_cny)
+    return cents_up(line.amount_cny)
 
 
 def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransaction | None:
-    """Once the job is placed, lower its hold to the estimate where it was placed (the
-    ``scheduled`` event's center, ``pool`` chip and ``start_at``), releasing the difference to
-    prepaid: ``release:<job>`` (held -d, prepaid +d), written once per job (a later
-    re-placement does not change it again; an estimate at or above the hold releases 0.00).
+    """Once the job is placed, set its hold to the estimate where it was placed (the latest
+    ``scheduled`` event's center, ``pool`` chip, ``start_at`` and market), never above the
+    hold at submit: ``release:<job>:<event>`` (held -d, prepaid +d), written once per
+    placement. A first placement lowers the hold; a re-placement after a failover or a
+    migration moves it again, down, or up (d < 0, taken from prepaid as far as it goes)
+    when the new place is dearer.
 
     The caller locks the job row (as settlement does), so a release and the job's charge never
-    interleave; a job already charged, unplaced or ended is left alone (None).
+    interleave; a job already charged, unplaced, ended or repriced for its placement is left
+    alone (None).
     """
     if job.billed_at is not None or JobState(job.state) in TERMINAL:
         return None
     hold_tx = session.scalar(
         select(LedgerTransaction).where(LedgerTransaction.ref == f"hold:{job.id}")
     )
-    if hold_tx is None or session.scalar(
-        select(LedgerTransaction.id).where(LedgerTransaction.ref == f"release:{job.id}")
-    ):
+    if hold_tx is None:
         return None
     placed = session.scalar(
         select(JobEvent)
@@ -504,44 +562,87 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     )
     if placed is None:
         return None
+    ref = release_ref(job.id, placed.id)
+    if session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.ref == ref)):
+        return None
     detail = placed.detail or {}
     center = str(detail.get("center") or job.center_id or "")
     model = str(detail.get("pool") or job.pool_model or "")
+    m = detail.get("market")
+    market = str(m["source"]) if isinstance(m, dict) and m.get("source") else None
     s = detail.get("start_at")
     start = placed.at
     if isinstance(s, str):
         planned = datetime.fromisoformat(s)
         start = max(start, planned if planned.tzinfo else planned.replace(tzinfo=UTC))
-    estimate = placement_estimate(job=job, net=net, center_id=center, model=model, start=start)
-    release = max(hold_tx.amount - estimate, ZERO)
+    book = None
+    if market is not None:
+        from .trading_store import price_book
+
+        book = price_book(session=session, scenario=net.scenario, since=start)
+    estimate = placement_estimate(
+        job=job, net=net, center_id=center, model=model, start=start, market=market, book=book
+    )
+    target = min(estimate, hold_tx.amount)
     tid = job.tenant_id
+    current = open_hold(session=session, job_id=job.id)
+    release = current - target
+    if release < 0:  # dearer than the last placement: hold more, as far as prepaid goes
+        release = max(release, -_lock_consumer(session, tid))
     entry = Entry(
         "release",
-        f"release:{job.id}",
+        ref,
         (ledger.Posting(ledger.held(tid), -release), ledger.Posting(ledger.prepaid(tid), release)),
         release,
         tenant_id=tid,
         job_id=job.id,
     )
     memo = (
-        f"hold of job {job.id} lowered to {hold_tx.amount - release} CNY at placement "
+        f"hold of job {job.id} set to {current - release} CNY at placement "
         f"({center}, {model}, estimate {estimate} CNY)"
     )
     tx, _ = post(session=session, entry=entry, memo=memo)
     return tx
 
 
+def _lock_consumer(session: Session, tenant_id: str) -> Decimal:
+    """Lock the tenant's consumer accounts (``FOR UPDATE``, in id order, as every writer
+    does); returns the prepaid balance."""
+    consumer = [ledger.held(tenant_id), ledger.postpaid(tenant_id), ledger.prepaid(tenant_id)]
+    ensure_accounts(session=session, account_ids=consumer)
+    locked = session.execute(
+        select(Account.id, Account.balance)
+        .where(Account.id.in_(consumer))
+        .order_by(Account.id)
+        .with_for_update()
+    ).all()
+    return {a: b for a, b in locked}.get(ledger.prepaid(tenant_id), ZERO)
+
+
+def release_ref(job_id: str, scheduled_event_id: int) -> str:
+    """The ref of the hold's repricing for one placement (the job's ``scheduled`` event)."""
+    return f"release:{job_id}:{scheduled_event_id}"
+
+
 def placed_with_hold(*, session: Session, limit: int = 500) -> list[str]:
-    """Jobs placed (scheduled, running, migrating or lost) whose hold was not lowered yet."""
+    """Jobs placed (scheduled, running, migrating or lost) whose hold was not repriced for
+    their latest placement yet."""
     job = JobRow.__table__
     release = LedgerTransaction.__table__.alias("r")
+    latest = (
+        select(func.max(JobEvent.id))
+        .where(
+            JobEvent.job_id == LedgerTransaction.job_id,
+            JobEvent.to_state == JobState.SCHEDULED.value,
+        )
+        .correlate(LedgerTransaction)
+        .scalar_subquery()
+    )
+    ref = literal("release:") + LedgerTransaction.job_id + literal(":") + cast(latest, String)
     stmt = (
         select(LedgerTransaction.job_id)
         .join(job, job.c.id == LedgerTransaction.job_id)
-        .outerjoin(
-            release,
-            and_(release.c.job_id == LedgerTransaction.job_id, release.c.kind == "release"),
-        )
+        .outerjoin(release, release.c.ref == ref)
         .where(
             LedgerTransaction.kind == "hold",
             release.c.id.is_(None),
@@ -613,7 +714,8 @@ def _allowances(session: Session, tenant_id: str) -> list[quotas.Allowance]:
             QuotaGrant.tenant_id == tenant_id,
             (QuotaGrant.expires_at.is_(None)) | (QuotaGrant.expires_at > now),
             (QuotaGrant.card_hours_used < QuotaGrant.card_hours)
-            | (QuotaGrant.storage_gb_months_used < QuotaGrant.storage_gb_months),
+            | (QuotaGrant.storage_gb_months_used < QuotaGrant.storage_gb_months)
+            | (QuotaGrant.tokens_used < QuotaGrant.tokens),
         )
         .order_by(QuotaGrant.expires_at.is_(None), QuotaGrant.expires_at, QuotaGrant.id)
         .with_for_update()
@@ -621,7 +723,10 @@ def _allowances(session: Session, tenant_id: str) -> list[quotas.Allowance]:
     )
     return [
         quotas.Allowance(
-            g.id, g.card_hours - g.card_hours_used, g.storage_gb_months - g.storage_gb_months_used
+            g.id,
+            g.card_hours - g.card_hours_used,
+            g.storage_gb_months - g.storage_gb_months_used,
+            g.tokens - g.tokens_used,
         )
         for g in grants
     ]
@@ -632,16 +737,18 @@ class QuotaRace(ValueError):
 
 
 def _consume(session: Session, covers: list[quotas.Cover]) -> None:
-    columns = {
+    columns: dict[str, tuple[Any, Any]] = {
         quotas.CARD_HOURS: (QuotaGrant.card_hours_used, QuotaGrant.card_hours),
         quotas.STORAGE_GB_MONTHS: (QuotaGrant.storage_gb_months_used, QuotaGrant.storage_gb_months),
+        quotas.TOKENS: (QuotaGrant.tokens_used, QuotaGrant.tokens),
     }
     for c in sorted(covers, key=lambda c: (c.grant_id, c.resource, c.seq)):
         used, granted = columns[c.resource]
+        q: Decimal | int = int(c.quantity) if c.resource == quotas.TOKENS else c.quantity
         result = session.execute(
             update(QuotaGrant)
-            .where(QuotaGrant.id == c.grant_id, used + c.quantity <= granted)
-            .values({used: used + c.quantity}),
+            .where(QuotaGrant.id == c.grant_id, used + q <= granted)
+            .values({used: used + q}),
             execution_options={"synchronize_session": False},
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -752,19 +859,12 @@ def settle_job(
             by_provider[acct] = by_provider.get(acct, ZERO) + line.amount_cny
     hold_amount = open_hold(session=session, job_id=job.id)
     tid = job.tenant_id
-    consumer = [ledger.held(tid), ledger.postpaid(tid), ledger.prepaid(tid)]
-    ensure_accounts(session=session, account_ids=consumer)
-    locked = session.execute(
-        select(Account.id, Account.balance)
-        .where(Account.id.in_(consumer))
-        .order_by(Account.id)
-        .with_for_update()
-    ).all()
-    available = {a: b for a, b in locked}.get(ledger.prepaid(tid), ZERO)
+    available = _lock_consumer(session, tid)
     # trial quotas: the tenant's consumer accounts are locked above, so its settlements are
     # serialised; the grants are locked too and consumed by conditional updates
-    data_gb = Decimal(repr(float(job.spec.get("data_gb") or 0.0)))
-    covers = quotas.allocate(lines, _allowances(session, tid), data_gb=data_gb)
+    covers = quotas.allocate(
+        lines, _allowances(session, tid), token_value=config.token_value_cny_per_million
+    )
     _consume(session, covers)
     free = sum((c.value_cny for c in covers), ZERO)
     entry = quotas.charge(
@@ -806,6 +906,9 @@ def settle_job(
             transfer_cny=line.transfer_cny,
             amount_cny=line.amount_cny,
             billable=line.billable,
+            storage_gb_months=line.storage_gb_months,
+            storage_cny=line.storage_cny,
+            tokens=line.tokens,
             transaction_id=tx.id,
             created_at=now,
         )
@@ -962,6 +1065,9 @@ def _reservation_line(tx: LedgerTransaction, row: ReservationRow | None) -> dict
         "free_cny": str(ZERO),
         "free_card_hours": str(qty(ZERO)),
         "free_storage_gb_months": str(qty(ZERO)),
+        "free_tokens": 0,
+        "storage_cny": str(ZERO),
+        "tokens": 0,
         **{k: booked.get(k) for k in BOOKING_FIELDS},
     }
 
@@ -1033,6 +1139,9 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
                 "free_storage_gb_months": str(
                     free_qty.get((tx.id, quotas.STORAGE_GB_MONTHS), qty(ZERO))
                 ),
+                "free_tokens": int(free_qty.get((tx.id, quotas.TOKENS), ZERO)),
+                "storage_cny": str(sum((r.storage_cny for r in recs if r.billable), ZERO)),
+                "tokens": sum(r.tokens for r in recs),
             }
         )
     topups = session.scalar(
@@ -1067,7 +1176,7 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
 INVOICE_CSV_COLUMNS = (
     "job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids",
     "usage_cny", "free_cny", "free_card_hours", "kind", "transaction_id", "reservation_id",
-    *BOOKING_FIELDS,
+    *BOOKING_FIELDS, "storage_cny", "tokens", "free_storage_gb_months", "free_tokens",
 )  # fmt: skip
 
 
@@ -1259,6 +1368,34 @@ def verify(*, session: Session) -> list[str]:
         problems.append(
             f"usage record {rec_id} of job {job_id}: not charged with its job ({tx_job})"
         )
+    for rec_id, job_id, amount, parts in session.execute(
+        select(
+            UsageRecord.id,
+            UsageRecord.job_id,
+            UsageRecord.amount_cny,
+            UsageRecord.compute_cny + UsageRecord.transfer_cny + UsageRecord.storage_cny,
+        ).where(
+            UsageRecord.billable.is_(True),
+            UsageRecord.amount_cny
+            != UsageRecord.compute_cny + UsageRecord.transfer_cny + UsageRecord.storage_cny,
+        )
+    ):
+        problems.append(
+            f"usage record {rec_id} of job {job_id}: amount {amount} is not compute + transfer "
+            f"+ storage ({parts})"
+        )
+    for rec_id, job_id, served, used in session.execute(
+        select(UsageRecord.id, UsageRecord.job_id, UsageRecord.tokens, func.sum(QuotaUse.quantity))
+        .join(QuotaUse, QuotaUse.usage_record_id == UsageRecord.id)
+        .where(QuotaUse.resource == quotas.TOKENS)
+        .group_by(UsageRecord.id, UsageRecord.job_id, UsageRecord.tokens)
+    ):
+        if Decimal(used) <= served:
+            continue  # (compared here: on SQLite the two columns are scaled differently)
+        problems.append(
+            f"usage record {rec_id} of job {job_id}: {qty(Decimal(used))} free tokens used "
+            f"for {served} tokens served"
+        )
     problems += _verify_trials(session)
     problems += _verify_reservations(session)
     # holds: a tenant's held balance is the sum of its open holds (no charge yet), each less
@@ -1275,13 +1412,17 @@ def verify(*, session: Session) -> list[str]:
         sign = 1 if kind == "hold" else -1
         open_holds[tid] = open_holds.get(tid, ZERO) + sign * amount
     hold = LedgerTransaction.__table__.alias("h")
-    for ref, released, held_amount in session.execute(
-        select(LedgerTransaction.ref, LedgerTransaction.amount, hold.c.amount)
+    for job_id, released, held_amount in session.execute(
+        select(LedgerTransaction.job_id, func.sum(LedgerTransaction.amount), hold.c.amount)
         .outerjoin(hold, and_(hold.c.job_id == LedgerTransaction.job_id, hold.c.kind == "hold"))
         .where(LedgerTransaction.kind == "release")
+        .group_by(LedgerTransaction.job_id, hold.c.amount)
     ):
-        if held_amount is None or released > held_amount:
-            problems.append(f"{ref}: releases {released} of a hold of {held_amount}")
+        released = cents(Decimal(released))
+        if held_amount is None or not ZERO <= released <= held_amount:
+            problems.append(
+                f"job {job_id}: its releases give back {released} of a hold of {held_amount}"
+            )
     for acct in session.scalars(select(Account).where(Account.kind == "held")):
         expect = cents(Decimal(open_holds.get(acct.tenant_id) or 0))
         if acct.balance != expect:

@@ -191,6 +191,14 @@ def configure(
             "tariff (at cost) instead of the posted price",
         ),
     ] = None,
+    token_value: Annotated[
+        str | None,
+        typer.Option(
+            "--token-value",
+            help="what a free trial token is worth at most, CNY per million tokens "
+            "(0 to 1000, default 2.00)",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
@@ -206,19 +214,22 @@ def configure(
             check_commission(rate)
         except (InvalidOperation, ValueError) as exc:
             raise _fail(f"--commission {commission!r}: {exc}", 2) from None
+    per_million: Decimal | None = None
+    if token_value is not None:
+        try:
+            per_million = store.check_token_value(Decimal(token_value))
+        except (InvalidOperation, ValueError) as exc:
+            raise _fail(f"--token-value {token_value!r}: {exc}", 2) from None
     with _session(db) as session:
         cfg = store.set_config(
             session=session,
             billing_required=require,
             commission_rate=rate,
             energy_pass_through=energy_pass_through,
+            token_value_cny_per_million=per_million,
         )
         session.commit()
-    doc = {
-        "billing_required": cfg.billing_required,
-        "commission_rate": str(cfg.commission_rate),
-        "energy_pass_through": cfg.energy_pass_through,
-    }
+    doc = cfg.as_json()
     _print(doc, as_json, " ".join(f"{k}={v}" for k, v in doc.items()))
 
 

@@ -81,17 +81,17 @@ def _period(period: str) -> str:
 def get_balance(
     session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
 ) -> dict[str, Any]:
-    """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings."""
+    """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings
+    (with ``token_value_cny_per_million``: what a free trial token is worth at most)."""
     who = _subject(session, me, tenant)
     config = store.get_config(session=session)
     trial = store.quota_summary(session=session, tenant_id=who.id)
     del trial["grants"], trial["tenant_id"]
-    return store.balance(session=session, tenant_id=who.id).as_json() | {
-        "billing_required": config.billing_required,
-        "commission_rate": str(config.commission_rate),
-        "energy_pass_through": config.energy_pass_through,
-        "trial": trial,
-    }
+    return (
+        store.balance(session=session, tenant_id=who.id).as_json()
+        | config.as_json()
+        | {"trial": trial}
+    )
 
 
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"

@@ -405,6 +405,12 @@ class UsageRecord(Base):
     amount_cny: Mapped[Decimal] = mapped_column(Money())
     billable: Mapped[bool] = mapped_column(Boolean)
     transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    # migration 0008: the staged data held for the run and its charge; tokens it reported
+    storage_gb_months: Mapped[Decimal] = mapped_column(
+        Quantity(), default=Decimal("0"), server_default="0"
+    )
+    storage_cny: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"), server_default="0")
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
