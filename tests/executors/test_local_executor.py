@@ -23,6 +23,7 @@ from suanwang.executors import (
     ExecutorError,
     ExecutorStatus,
     LocalExecutor,
+    RunUsage,
     Submission,
 )
 
@@ -45,6 +46,7 @@ def job(
     cpus: int = 1,
     cards: int = 0,
     env: dict[str, str] | None = None,
+    attempt: int = 0,
 ) -> Submission:
     return Submission(
         job_id=job_id,
@@ -57,6 +59,7 @@ def job(
         mem_gb=1.0,
         env=env or {},
         checkpoint_dir=None,
+        attempt=attempt,
     )
 
 
@@ -162,6 +165,19 @@ def test_script_with_shebang_and_job_environment(
     assert "id=envjob cards=1 cpus=2 mine=x" in out
     assert "secret=none cwd-ok=yes" in out  # the server's environment does not leak into jobs
     assert "ckpt-dir-ok" in out
+
+
+def test_tokens_a_job_reports_are_collected_per_run(ex: LocalExecutor) -> None:
+    report = """echo '{"tokens": 300}' >> "$SUANWANG_USAGE_FILE"; """
+    ref = ex.submit(job("served", report * 2 + 'echo "$SUANWANG_USAGE_FILE"'))
+    wait_state(ex, ref, JobState.SUCCEEDED)
+    assert ex.reported_usage(ref) == RunUsage(600)
+    assert ex.logs(ref).strip().endswith("/c1/served/usage.jsonl")  # in its own run dir
+    other = ex.submit(job("served", "true", attempt=1))  # a new run reports afresh
+    wait_state(ex, other, JobState.SUCCEEDED)
+    assert ex.reported_usage(other) == RunUsage()
+    assert ex.reported_usage("c1/nope") == RunUsage()  # unknown refs: nothing reported
+    assert ex.reported_usage("../../etc/passwd") == RunUsage()
 
 
 def test_unknown_refs(ex: LocalExecutor) -> None:

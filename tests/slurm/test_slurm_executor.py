@@ -18,6 +18,7 @@ from suanwang.executors import (
     Executor,
     ExecutorError,
     ExecutorStatus,
+    RunUsage,
     Submission,
 )
 from suanwang.executors.slurm import SlurmExecutor, _parse_gres, status_of
@@ -86,6 +87,17 @@ def test_success_and_gres_accounting(ex: SlurmExecutor) -> None:
     assert cap.used_cards >= 3
     assert final(ex, ref) is JobState.SUCCEEDED
     assert ex.poll([ref])[ref].exit_code == 0
+
+
+def test_tokens_a_job_reports_are_collected_from_its_run_dir(ex: SlurmExecutor) -> None:
+    report = """echo '{"tokens": %d}' >> "$SUANWANG_USAGE_FILE"; """
+    ref = ex.submit(sub(report % 300 + report % 42))
+    assert final(ex, ref) is JobState.SUCCEEDED
+    assert ex.reported_usage(ref) == RunUsage(342)
+    _, name = ref.split(":", 1)
+    assert (ex.output_dir / name / "usage.jsonl").is_file()  # next to its recorded exit
+    assert ex.reported_usage("999999:sw-nope") == RunUsage()
+    assert ex.reported_usage("not-a-ref") == RunUsage()
 
 
 def test_submit_is_idempotent_per_job_and_attempt(ex: SlurmExecutor) -> None:

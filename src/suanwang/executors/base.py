@@ -20,16 +20,36 @@ Checkpoint convention (what a checkpointable job does):
   :data:`CHECKPOINT_EXIT_CODE` (85);
 * a resumed run gets ``SUANWANG_RESUME_FROM=<that dir>`` and reads its state from there.
 
+Usage convention (what a job that serves tokens does, e.g. an LLM server or batch inference):
+
+* the job appends JSON lines to ``$SUANWANG_USAGE_FILE`` (:data:`ENV_USAGE_FILE`), each an
+  increment: ``{"tokens": 512}`` (a JSON integer, ``0 <= tokens < 10**15``), e.g.
+  ``echo '{"tokens": 512}' >> "$SUANWANG_USAGE_FILE"``; the run's usage is the sum of its lines;
+* write each line whole, in one write (``echo``, or one ``write`` of the line and its newline,
+  file opened for appending), so lines from several processes of the job never interleave;
+* the file is per run (a resumed or re-placed run gets a new one, so each run reports only what
+  it served itself) and lives next to the run's recorded exit, on storage the platform reads;
+  the platform reads it when the run ends and records the total with that end;
+* :meth:`Executor.reported_usage` reads it with :func:`read_usage_file`, which parses it with
+  :func:`parse_usage` (the rules for bad lines are there) and never reads more than
+  :data:`USAGE_FILE_MAX_BYTES`.
+
 Environment every job gets: ``SUANWANG_JOB_ID``, ``SUANWANG_CHECKPOINT_DIR``, ``SUANWANG_CARDS``
-(number of accelerator cards held), ``SUANWANG_CPUS`` and, on resume, ``SUANWANG_RESUME_FROM``.
+(number of accelerator cards held), ``SUANWANG_CPUS``, ``SUANWANG_USAGE_FILE`` and, on resume,
+``SUANWANG_RESUME_FROM``.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import signal
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from suanwang.core.lifecycle import JobState
@@ -44,6 +64,16 @@ ENV_CHECKPOINT_DIR = "SUANWANG_CHECKPOINT_DIR"
 ENV_RESUME_FROM = "SUANWANG_RESUME_FROM"
 ENV_CARDS = "SUANWANG_CARDS"
 ENV_CPUS = "SUANWANG_CPUS"
+ENV_USAGE_FILE = "SUANWANG_USAGE_FILE"
+
+#: Name of the usage file in a run's directory (``$SUANWANG_USAGE_FILE``).
+USAGE_FILE_NAME = "usage.jsonl"
+#: At most this many bytes of a usage file are read (1 MiB); the rest is reported, not read.
+USAGE_FILE_MAX_BYTES = 1 << 20
+#: A line's ``tokens`` and a run's total must stay below this.
+USAGE_TOKENS_LIMIT = 10**15
+#: At most this many problems are listed for a run (the rest are counted in one more line).
+USAGE_MAX_PROBLEMS = 20
 
 
 class ExecutorError(RuntimeError):
@@ -129,6 +159,142 @@ class Capacity:
         return self.slots_cards - self.used_cards
 
 
+@dataclass(frozen=True, slots=True)
+class RunUsage:
+    """What a run reported it served: ``tokens`` summed over its good usage lines, and one
+    message per problem found in its usage file (line number and what is wrong)."""
+
+    tokens: int = 0
+    problems: tuple[str, ...] = ()
+
+
+def parse_usage(text: str) -> RunUsage:
+    """Sum the ``tokens`` of a usage file's lines (see the module docstring); pure, never raises.
+
+    Rules, line by line (numbered from 1):
+
+    * blank lines are skipped;
+    * a good line is a JSON object whose ``"tokens"`` is a JSON integer ``>= 0`` and below
+      :data:`USAGE_TOKENS_LIMIT` (``512.0``, ``"512"``, ``true`` and ``null`` are not);
+    * a line that is not JSON, not an object, or has no good ``"tokens"`` is a problem and
+      counts nothing;
+    * keys other than ``"tokens"`` are a problem, but the line's good ``tokens`` still count
+      (the job did report them);
+    * a line that would take the total to :data:`USAGE_TOKENS_LIMIT` or beyond is a problem
+      and counts nothing;
+    * the last line, if the text does not end with a newline, may have been cut off while being
+      written (the job was killed): if it is not JSON it is ignored without a problem;
+      otherwise it is read like any other line.
+
+    At most :data:`USAGE_MAX_PROBLEMS` problems are listed; one more says how many were left out.
+    """
+    lines = text.split("\n")
+    last = lines.pop()  # "" when the text ends with a newline (or is empty)
+    if last.strip() and isinstance(_load(last), _Loaded):
+        lines.append(last)  # a complete last line without its newline
+    total = 0
+    problems: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        tokens, problem = _usage_line(line)
+        if tokens is not None and total + tokens >= USAGE_TOKENS_LIMIT:
+            problem = f"the run's total would reach {_LIMIT}: these {tokens} are not counted"
+            tokens = None
+        total += tokens or 0
+        if problem:
+            problems.append(f"usage line {number}: {problem}")
+    if len(problems) > USAGE_MAX_PROBLEMS:
+        left_out = len(problems) - USAGE_MAX_PROBLEMS
+        problems = [*problems[:USAGE_MAX_PROBLEMS], f"usage: {left_out} more problem(s) not listed"]
+    return RunUsage(total, tuple(problems))
+
+
+_LIMIT = "10**15"  # USAGE_TOKENS_LIMIT as messages spell it
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    value: object
+
+
+def _load(line: str) -> _Loaded | str:
+    """The line's JSON value, or why it is not JSON."""
+    try:
+        return _Loaded(json.loads(line))
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        return f"not JSON: {exc}"
+    except RecursionError:
+        return "not JSON: nested too deeply"
+
+
+def _usage_line(line: str) -> tuple[int | None, str]:
+    """``(tokens or None, problem or "")`` for one non-blank usage line."""
+    loaded = _load(line)
+    if not isinstance(loaded, _Loaded):
+        return None, loaded
+    value = loaded.value
+    if not isinstance(value, dict):
+        return None, f'expected a JSON object like {{"tokens": 512}}, not {_short(value)}'
+    unknown = ", ".join(_short(k) for k in value if k != "tokens")
+    if "tokens" not in value:
+        return None, 'no "tokens"' + (f" (has {unknown})" if unknown else "")
+    tokens = value["tokens"]
+    if type(tokens) is not int or not 0 <= tokens < USAGE_TOKENS_LIMIT:
+        why = f'"tokens" must be a whole number >= 0 and below {_LIMIT}, not {_short(tokens)}'
+        return None, why
+    return tokens, (f'unknown key(s) {unknown} ignored (its "tokens" counted)' if unknown else "")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``value`` as JSON text, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_usage_file(path: Path) -> RunUsage:
+    """Parse a run's usage file; an empty usage if there is none.
+
+    Reads at most :data:`USAGE_FILE_MAX_BYTES` (a larger file is a problem, and only its whole
+    lines within the limit count). Only a regular file is read, never through a symbolic link
+    (the job controls the file: it must not make the platform read, or block on, anything
+    else); anything else, or a file that cannot be read, is a problem naming the path.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return RunUsage()
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        return RunUsage(problems=(f"cannot read the usage file {path}: {why}",))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return RunUsage(problems=(f"cannot read the usage file {path}: not a regular file",))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= USAGE_FILE_MAX_BYTES and (chunk := os.read(fd, 1 << 16)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        return RunUsage(problems=(f"cannot read the usage file {path}: {exc.strerror}",))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) <= USAGE_FILE_MAX_BYTES:
+        return parse_usage(data.decode("utf-8", errors="replace"))
+    data = data[: data.rfind(b"\n", 0, USAGE_FILE_MAX_BYTES) + 1]  # whole lines only
+    usage = parse_usage(data.decode("utf-8", errors="replace"))
+    too_big = (
+        f"usage file {path} is larger than {USAGE_FILE_MAX_BYTES} bytes: "
+        f"only its lines within the first {USAGE_FILE_MAX_BYTES} bytes were read"
+    )
+    return RunUsage(usage.tokens, (too_big, *usage.problems))
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs jobs at one center. See the module docstring for the contract."""
@@ -181,5 +347,13 @@ class Executor(Protocol):
         Must answer without the backend's scheduler (it is asked when that is unreachable):
         failover finishes a job whose lost run had in fact completed instead of running it
         again.
+        """
+        ...
+
+    def reported_usage(self, ref: str) -> RunUsage:
+        """What the run reported it served in ``$SUANWANG_USAGE_FILE`` (see the module docstring).
+
+        Like :meth:`recorded_exit`, read from durable storage (the run's directory), never from
+        the backend's scheduler; an empty usage for an unknown ref or a run that wrote no file.
         """
         ...

@@ -17,6 +17,7 @@ Layout under ``root/<center>/``::
     <run>/started_at        ISO time; stdout.log: stdout and stderr; work/: the job's cwd
     <run>/exit_code         written by the wrapper (tmp + mv, atomic) when the job ends
     <run>/checkpoint/       $SUANWANG_CHECKPOINT_DIR (unless the submission names one)
+    <run>/usage.jsonl       $SUANWANG_USAGE_FILE: the tokens the run reports it served
     <run>/checkpoint_requested, <run>/cancelled   markers (time of the request)
     <run>/final.json        the terminal status, written once
 
@@ -63,10 +64,14 @@ from suanwang.executors.base import (
     ENV_CPUS,
     ENV_JOB_ID,
     ENV_RESUME_FROM,
+    ENV_USAGE_FILE,
+    USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
     ExecutorStatus,
+    RunUsage,
     Submission,
+    read_usage_file,
 )
 
 ENV_RUN_TOKEN = "SUANWANG_RUN_TOKEN"
@@ -223,6 +228,13 @@ class LocalExecutor:
         except ExecutorError:
             return None
 
+    def reported_usage(self, ref: str) -> RunUsage:
+        try:
+            run = self._run_dir(ref)
+        except ExecutorError:
+            return RunUsage()
+        return read_usage_file(run / USAGE_FILE_NAME)
+
     def capacity(self) -> Capacity:
         with self._locked():
             used_cpus, used_cards = self._tick()
@@ -329,6 +341,7 @@ class LocalExecutor:
                 ENV_CHECKPOINT_DIR: record["checkpoint_dir"],
                 ENV_CARDS: str(sub["cards"]),
                 ENV_CPUS: str(sub["cpus"]),
+                ENV_USAGE_FILE: str(run / USAGE_FILE_NAME),
                 ENV_RUN_TOKEN: token,
             }
         )

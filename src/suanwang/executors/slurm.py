@@ -13,8 +13,9 @@ Mapping:
 * accelerators are GRES ``gpu:<model>:<cards>`` (model ids with ``-`` → ``_``), CPUs
   ``cpus_per_task``, memory ``memory_per_node``; the partition comes from the configuration;
 * output (stdout and stderr) goes to ``output_dir/<run>/output.log`` and the job runs in that
-  directory; ``output_dir`` must be readable here (the testbed's is local; a remote center
-  would export it, e.g. over NFS);
+  directory; the tokens it reports go to ``output_dir/<run>/usage.jsonl``
+  (``$SUANWANG_USAGE_FILE``); ``output_dir`` must be readable here (the testbed's is local; a
+  remote center would export it, e.g. over NFS);
 * Slurm states → platform states: ``PENDING``/``REQUEUED`` → ``scheduled``; ``RUNNING``,
   ``CONFIGURING``, ``COMPLETING``, ``SUSPENDED`` → ``running``; ``COMPLETED`` → ``succeeded``;
   ``CANCELLED`` → ``cancelled``; ``FAILED`` with exit code 85 → ``migrating`` (checkpointed);
@@ -50,10 +51,14 @@ from suanwang.executors.base import (
     ENV_CPUS,
     ENV_JOB_ID,
     ENV_RESUME_FROM,
+    ENV_USAGE_FILE,
+    USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
     ExecutorStatus,
+    RunUsage,
     Submission,
+    read_usage_file,
 )
 
 LEASE_FILE = "lease"
@@ -241,6 +246,7 @@ class SlurmExecutor:
             ENV_CHECKPOINT_DIR: str(ckpt),
             ENV_CARDS: str(sub.cards),
             ENV_CPUS: str(sub.cpus),
+            ENV_USAGE_FILE: str(run_dir / USAGE_FILE_NAME),
             "SUANWANG_CENTER": self.center_id,
         }
         if resume_from is not None:
@@ -301,6 +307,13 @@ class SlurmExecutor:
             return int((self.output_dir / name / "exit_code").read_text().strip())
         except (OSError, ValueError):
             return None
+
+    def reported_usage(self, ref: str) -> RunUsage:
+        """The tokens the run wrote to its usage file, read from the run directory (not Slurm)."""
+        _, name = _split(ref)
+        if not name:
+            return RunUsage()
+        return read_usage_file(self.output_dir / name / USAGE_FILE_NAME)
 
     def cancel(self, ref: str) -> None:
         jid, _ = _split(ref)

@@ -72,13 +72,47 @@ def _has_checkpoint(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def usage_detail(executor: Executor, ref: str | None, job_id: str) -> dict[str, Any]:
+    """What to add to the detail of the event that ends a run: the tokens it reported.
+
+    ``{"usage": {"tokens": N}}`` when the run reported tokens or its usage file has problems,
+    then also ``"usage_problems": [...]`` (and a warning naming the job); nothing when it
+    reported nothing, or when the executor cannot say (:class:`ExecutorError`: the run's end
+    is recorded without usage rather than not at all). Billing reads ``usage`` from the event
+    that ends each run (``succeeded``, ``failed``, ``cancelled``, ``migrating``, ``lost``).
+    """
+    if not ref:
+        return {}
+    try:
+        usage = executor.reported_usage(ref)
+    except ExecutorError as exc:
+        log.warning("job %s: cannot read the usage its run %s reported: %s", job_id, ref, exc)
+        return {}
+    if usage.tokens <= 0 and not usage.problems:
+        return {}
+    detail: dict[str, Any] = {"usage": {"tokens": usage.tokens}}
+    if usage.problems:
+        detail["usage_problems"] = list(usage.problems)
+        log.warning(
+            "job %s: the usage its run %s reported has problems (%d tokens counted): %s",
+            job_id,
+            ref,
+            usage.tokens,
+            "; ".join(usage.problems),
+        )
+    return detail
+
+
 def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -> None:
     """The job's run at its center is lost: fence it and put the job back to be placed.
 
-    ``lost`` (with the center, the run and the reason) then ``pending`` with the next attempt
-    number and, for a checkpointable job that wrote a checkpoint, where to resume from.
+    ``lost`` (with the center, the run, the reason and the tokens the run reported, see
+    :func:`usage_detail`) then ``pending`` with the next attempt number and, for a
+    checkpointable job that wrote a checkpoint, where to resume from.
     """
     center, ref = row.center_id or "", row.executor_ref
+    executor = live.executors.get(center)
+    usage = usage_detail(executor, ref, row.id) if executor is not None else {}
     if ref:
         exists = session.scalar(
             select(RunFence.id).where(RunFence.center_id == center, RunFence.executor_ref == ref)
@@ -89,7 +123,13 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
         session=session,
         job=row,
         to=JobState.LOST,
-        detail={"center": center, "ref": ref, "reason": reason, "attempt": row.attempt},
+        detail={
+            "center": center,
+            "ref": ref,
+            "reason": reason,
+            "attempt": row.attempt,
+            **usage,
+        },
     )
     ckpt = live.checkpoint_dir(row.id)
     resume = str(ckpt) if bool(row.spec.get("checkpointable")) and _has_checkpoint(ckpt) else None

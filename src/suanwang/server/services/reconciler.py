@@ -1,10 +1,11 @@
 """The reconciler: brings the database in line with what executors report.
 
 Each round polls every executor for the jobs handed to it and records what changed
-(``scheduled → running → succeeded | failed | cancelled``) with exit codes and the tail of the
-log. Jobs cancelled in the database while their process still runs are cancelled at the
-executor. A run that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume
-from, for the dispatcher to place again; a run its executor reports lost is failed over
+(``scheduled → running → succeeded | failed | cancelled``) with exit codes, the tail of the
+log and the tokens the run reported (``usage``, on the event that ends the run). Jobs
+cancelled in the database while their process still runs are cancelled at the executor. A run
+that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume from, for the
+dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.failover.give_up_run`). An executor that does not answer
 marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
 are left alone until failover decides. Every step is idempotent: a round after a crash repeats
@@ -26,7 +27,12 @@ from suanwang.core.lifecycle import TRANSITIONS, JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import transition
-from suanwang.server.services.failover import dir_size_bytes, give_up_run, recorded_status
+from suanwang.server.services.failover import (
+    dir_size_bytes,
+    give_up_run,
+    recorded_status,
+    usage_detail,
+)
 from suanwang.server.services.live import LiveNetwork
 
 log = logging.getLogger("suanwang.reconciler")
@@ -141,6 +147,8 @@ class Reconciler:
                 "resume_from": str(ckpt),
             }
             detail |= {"checkpoint": str(ckpt), "checkpoint_bytes": dir_size_bytes(ckpt)}
+        if target.is_terminal or target is JobState.MIGRATING:  # the run has ended
+            detail |= usage_detail(executor, ref, row.id)
         transition(session=session, job=row, to=target, detail=detail, updates=updates)
         return changed + 1
 
