@@ -332,7 +332,15 @@ def test_end_to_end_a_real_job_is_held_charged_and_released(
         executors={CENTER: LocalExecutor(tmp_path / "c", CENTER, cpus=64, cards=16)},
         clock=lambda: datetime.now(UTC),
     )  # fmt: skip
-    job = submit(alice, kind="inference", command="sleep 1.2", duration_s=600)
+    r = client.post("/v1/billing/quotas", headers=operator.headers,
+                    json={"tenant": "alice", "card_hours": "0", "tokens": 1_000_000})  # fmt: skip
+    assert r.status_code == 201, r.text
+    # an inference job that reports the tokens it served, as a model server would
+    serve = (
+        """echo '{"tokens": 30000}' >> "$SUANWANG_USAGE_FILE"; sleep 1.2; """
+        """echo '{"tokens": 10000}' >> "$SUANWANG_USAGE_FILE" """
+    )
+    job = submit(alice, kind="inference", command=serve, duration_s=600)
     dispatcher, reconciler = Dispatcher(sessions, live), Reconciler(sessions, live)
     import time
 
@@ -358,6 +366,12 @@ def test_end_to_end_a_real_job_is_held_charged_and_released(
         )
     assert rec.center_id == CENTER and rec.seconds >= Decimal("1") and rec.scu > 0
     assert release is not None and release.amount > 0
+    # the run's tokens were metered with it and its free tokens used for its compute
+    assert rec.tokens == 40_000
+    [line] = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()["lines"]
+    assert line["tokens"] == 40_000
+    assert line["free_tokens"] == (40_000 if rec.compute_cny > 0 else 0)
+    assert line["free_cny"] == str(min(rec.compute_cny, Decimal("0.08")))  # 40k x 2.00/M
     assert _verify(sessions) == []
 
 
