@@ -1,7 +1,8 @@
 """1,000 concurrent completions, top-ups and cancels leave exact balances and a sound ledger.
 
 Every worker also lowers holds of placed jobs and settles finished ones, and every tenant has
-trial card-hours that the settlements consume concurrently: no free hour is used twice.
+trial card-hours, storage GB-months and tokens (which the runs report serving) that the
+settlements consume concurrently: no free hour, GB-month or token is used twice.
 Runs on PostgreSQL (row locks, concurrent settlers) and on SQLite (serialised writers).
 """
 
@@ -37,6 +38,8 @@ SEED = 20261122
 TENANTS, JOBS, COMPLETIONS, TOPUPS, CANCELS = 5, 400, 450, 300, 250
 START = Decimal("20000.00")
 FREE_HOURS = Decimal("15")  # two grants per tenant
+FREE_GB_MONTHS = Decimal("0.2")
+FREE_TOKENS = 2_000_000
 
 
 def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
@@ -52,12 +55,14 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
         ]
         for t in tenants:
             store.topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
-            store.grant_quota(session=s, tenant=t, card_hours=FREE_HOURS)
-            store.grant_quota(session=s, tenant=t, card_hours=FREE_HOURS,
+            free = {"card_hours": FREE_HOURS, "storage_gb_months": FREE_GB_MONTHS,
+                    "tokens": FREE_TOKENS}  # fmt: skip
+            store.grant_quota(session=s, tenant=t, **free)
+            store.grant_quota(session=s, tenant=t, **free,
                               expires_at=datetime(2999, 1, 1, tzinfo=UTC))  # fmt: skip
     tids = [t.id for t in tenants]
     jobs: list[tuple[str, str]] = []
-    spec = JobSpec.model_validate(body())
+    spec = JobSpec.model_validate(body(data_gb=20))  # staged data: stored while it runs
     with sessions.begin() as s:
         for i in range(JOBS):
             tenant = s.get_one(Tenant, tids[i % TENANTS])
@@ -67,7 +72,8 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
         hold = store.hold_estimate(job=s.get_one(JobRow, jobs[0][0]), net=net)
 
     ops: list[tuple[str, Any]] = (
-        [("complete", (rng.choice(jobs)[0], rng.randint(1, 90))) for _ in range(COMPLETIONS)]
+        [("complete", (rng.choice(jobs)[0], rng.randint(1, 90), rng.randint(0, 10**6)))
+         for _ in range(COMPLETIONS)]
         + [("topup", (rng.choice(tids), Decimal(rng.randint(1, 50_000)) / 100, n))
            for n in range(TOPUPS)]
         + [("cancel", rng.choice(jobs)[0]) for _ in range(CANCELS)]
@@ -93,7 +99,7 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                     row = s.get_one(JobRow, arg)
                     cancel_job(session=s, job=row, by=s.get_one(Tenant, row.tenant_id))
             else:
-                job_id, minutes = arg
+                job_id, minutes, tokens = arg
                 with sessions.begin() as s:
                     row = s.get_one(JobRow, job_id)
                     transition(
@@ -112,7 +118,8 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                         .where(JobEvent.id == ev.id)
                         .values(at=datetime.now(UTC) - timedelta(minutes=minutes))
                     )
-                    transition(session=s, job=row, to=JobState.SUCCEEDED)
+                    transition(session=s, job=row, to=JobState.SUCCEEDED,
+                               detail={"usage": {"tokens": tokens}})  # fmt: skip
         except TransitionError:
             return "conflict"  # the job had already ended: cancelled or completed first
         store.settle_finished(sessions, net)  # every worker also settles, concurrently
@@ -142,13 +149,17 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
             open_ = [j for j in mine if JobState(states[j]) not in TERMINAL]
             # every free hour used exactly once: all granted, none twice (the tenant's jobs
             # ran far more card-hours than it was given)
-            used = s.scalars(select(QuotaGrant.card_hours_used)
-                             .where(QuotaGrant.tenant_id == tid)).all()  # fmt: skip
-            assert used == [FREE_HOURS, FREE_HOURS]
-            assert (
-                s.scalar(select(func.sum(QuotaUse.quantity)).where(QuotaUse.tenant_id == tid))
-                == 2 * FREE_HOURS
-            )
+            used = s.execute(
+                select(QuotaGrant.card_hours_used, QuotaGrant.storage_gb_months_used,
+                       QuotaGrant.tokens_used).where(QuotaGrant.tenant_id == tid)
+            ).all()  # fmt: skip
+            assert [tuple(u) for u in used] == [(FREE_HOURS, FREE_GB_MONTHS, FREE_TOKENS)] * 2
+            uses = dict(
+                s.execute(select(QuotaUse.resource, func.sum(QuotaUse.quantity))
+                          .where(QuotaUse.tenant_id == tid).group_by(QuotaUse.resource)).all()
+            )  # fmt: skip
+            assert uses == {"card_hours": 2 * FREE_HOURS, "storage_gb_months": 2 * FREE_GB_MONTHS,
+                            "tokens": 2 * FREE_TOKENS}  # fmt: skip
             spent = sum((charged.get(j) or Decimal(0) for j in mine), Decimal("0")) - free[tid]
             assert free[tid] > 0
             bal = store.balance(session=s, tenant_id=tid)
