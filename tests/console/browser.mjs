@@ -331,13 +331,16 @@ const scenarios = {
       return { unavailable: true, text: await page.locator("main").textContent() };
     }
     const prepaid = await page.locator("#balance-prepaid").textContent();
+    const trial = await page.locator("#balance-trial").textContent();
     const months = await page.locator("#invoice-list tbody tr").count();
     await shot(page, "billing");
     await page.locator(`#invoice-list tr[data-period="${args.period}"] a`).click();
     await page.locator("#invoice-title").waitFor();
     const lines = await page.locator("#invoice-lines tbody tr").count();
     const result = {
-      unavailable: false, prepaid, months, lines,
+      unavailable: false, prepaid, trial, months, lines,
+      job_tokens: await page.locator('#invoice-lines td[data-col="tokens"]').evaluateAll(
+        (tds) => tds.map((td) => td.textContent).find((t) => t !== "–") ?? null),
       title: await page.locator("#invoice-title").textContent(),
       total: await page.locator("#invoice-total").textContent(),
       text: await page.locator("main").textContent(),

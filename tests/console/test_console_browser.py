@@ -138,7 +138,13 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
         return
     # a consumer's finished job of this month, so the invoice has a line to show
     headers = live.consumer.headers
-    body = {"name": f"billed-{secrets.token_hex(3)}", "command": "echo billed",
+    # a trial of free tokens, which the job's reported tokens use
+    consumer = httpx.get(f"{live.url}/v1/billing/balance", headers=headers).json()["tenant_id"]
+    trial = {"tenant": consumer, "card_hours": "0", "tokens": 5_000_000}
+    grant = httpx.post(f"{live.url}/v1/billing/quotas", headers=live.operator.headers, json=trial)
+    assert grant.status_code == 201, grant.text
+    serve = """echo billed; echo '{"tokens": 4321}' >> "$SUANWANG_USAGE_FILE" """
+    body = {"name": f"billed-{secrets.token_hex(3)}", "command": serve,
             "kind": "inference", "origin": "beijing", "duration_s": 60,
             "resources": {"count": 1, "cpus": 2}}  # fmt: skip
     job = httpx.post(f"{live.url}/v1/jobs", json=body, headers=headers, timeout=10).json()
@@ -170,6 +176,9 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
     assert seen["total"] == f"¥{doc['total_cny']}"
     assert body["name"] in seen["text"]
     assert f"Reservation {booked.json()['id'][:8]}: 2 × a100" in seen["text"]
+    [line] = [ln for ln in doc["lines"] if ln["job_id"] == job["id"]]
+    assert line["tokens"] == 4321 and seen["job_tokens"] == "4,321"
+    assert "tokens (covered so far" in seen["trial"]
 
 
 TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"

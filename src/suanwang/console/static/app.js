@@ -810,7 +810,10 @@ async function renderBilling(parts) {
         h("dt", {}, "Prepaid"), h("dd", { id: "balance-prepaid" }, cny(bal.prepaid_cny)),
         h("dt", {}, "Held for running jobs"), h("dd", {}, cny(bal.held_cny)),
         h("dt", {}, "Owed (postpaid)"), h("dd", {}, cny(bal.owed_cny)),
-        h("dt", {}, "Prepaid balance required to submit"), h("dd", {}, bal.billing_required ? "yes" : "no"))),
+        h("dt", {}, "Prepaid balance required to submit"), h("dd", {}, bal.billing_required ? "yes" : "no"),
+        h("dt", {}, "Free trial left"), h("dd", { id: "balance-trial" }, bal.trial
+          ? `${qtyText(bal.trial.card_hours_left)} card-hours · ${qtyText(bal.trial.storage_gb_months_left)} GB-months · ${qtyText(bal.trial.tokens_left)} tokens (covered so far ${cny(bal.trial.free_cny)})`
+          : "–"))),
     h("div", { class: "panel" }, h("h2", {}, "Invoices"), invoices,
       h("p", { class: "sub" }, "One invoice per month (UTC); each line is a job, traceable to its metered usage records.")),
   ];
@@ -822,6 +825,11 @@ async function renderBilling(parts) {
   }
   if (me.role === "operator") sections.push(renderTopUp());
   put(view, h("h1", {}, "Billing"), ...sections);
+}
+
+/** A quantity for people: thousands separated, at most 2 decimals ("1,234.5"). */
+function qtyText(x) {
+  return Number(x).toLocaleString("en", { maximumFractionDigits: 2 });
 }
 
 function renderTopUp() {
@@ -863,13 +871,17 @@ async function renderInvoice(period) {
     h("div", { class: "panel" }, h("h2", {}, "Lines"), doc.lines.length === 0
       ? h("div", { class: "empty", id: "invoice-empty" }, "No charges in this month yet: a job is charged when it ends.")
       : h("table", { id: "invoice-lines" },
-        h("thead", {}, h("tr", {}, ["Job or reservation", "Settled", "Centers", "SCU", "Amount"].map((t, i) => h("th", { class: i >= 3 ? "num" : null }, t)))),
+        h("thead", {}, h("tr", {}, ["Job or reservation", "Settled", "Centers", "SCU", "Tokens", "Storage", "Free (trial)", "Amount"].map((t, i) => h("th", { class: i >= 3 ? "num" : null }, t)))),
         h("tbody", {}, doc.lines.map((l) => h("tr", {},
           h("td", {}, l.job_id ? h("a", { href: `#/jobs/${l.job_id}` }, l.name || l.job_id)
             : l.reservation_id ? `${l.kind === "refund" ? "Refund of reservation" : "Reservation"} ${l.reservation_id.slice(0, 8)}: ${l.units} × ${l.model}, ${when(l.start)} – ${when(l.end)}`
             : "–"),
           h("td", {}, when(l.settled_at)), h("td", {}, (l.centers || []).join(", ")),
-          h("td", { class: "num" }, l.scu), h("td", { class: "num" }, cny(l.amount_cny))))))));
+          h("td", { class: "num" }, l.scu),
+          h("td", { class: "num", "data-col": "tokens" }, l.tokens ? qtyText(l.tokens) : "–"),
+          h("td", { class: "num" }, l.storage_cny && l.storage_cny !== "0.00" ? cny(l.storage_cny) : "–"),
+          h("td", { class: "num", "data-col": "free" }, l.free_cny && l.free_cny !== "0.00" ? cny(l.free_cny) : "–"),
+          h("td", { class: "num" }, cny(l.amount_cny))))))));
 }
 
 // ------------------------------------------------------------------ operator
