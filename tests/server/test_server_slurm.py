@@ -162,6 +162,11 @@ def test_cancel_reaches_slurm(
     run_until(platform, lambda: ex.poll([ref])[ref].state.value == "cancelled",
               what="Slurm cancels it")  # fmt: skip
     assert get(client, alice, job["id"])["state"] == "cancelled"
+    # once Slurm has stopped the run, the platform records it and stops polling the job
+    run_until(platform, lambda: ref_of(platform.sessions, job["id"]) is None,
+              what="the stopped run recorded")  # fmt: skip
+    stopped = events(client, alice, job["id"])[-1]
+    assert stopped["detail"]["event"] == "run_stopped" and stopped["detail"]["ref"] == ref
 
 
 def test_jobs_bigger_than_every_cluster_are_never_sent(

@@ -17,14 +17,16 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.billing import store
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus, RunUsage
 from suanwang.executors.local import LocalExecutor
 from suanwang.scheduling.planner import SuanwangPolicy
-from suanwang.server.database.models import JobRow
+from suanwang.server.database.models import JobRow, UsageRecord
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
@@ -206,3 +208,45 @@ def test_an_executor_that_cannot_say_records_the_end_without_usage(
     until(rounds, client, alice, job["id"], {"succeeded"})
     end = events(client, alice, job["id"])[-1]
     assert end["to_state"] == "succeeded" and "usage" not in end["detail"]
+
+
+def test_a_cancelled_run_reports_its_tokens_once_it_has_stopped_and_is_then_charged(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    rounds: Callable[[], None],
+    alice: Any,
+    submit: Callable[..., Any],
+) -> None:
+    job = submit(alice, name="serving", kind="inference", duration_s=600,
+                 command=tokens(250) + "echo ready; sleep 30")  # fmt: skip
+    got = until(rounds, client, alice, job["id"], {"running"})
+    ex = live.executors[got["center_id"]]
+    with sessions() as s:
+        ref = s.get_one(JobRow, job["id"]).executor_ref
+    assert ref is not None
+    deadline = time.monotonic() + 10
+    while ex.reported_usage(ref).tokens != 250:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code in (200, 202), r.text
+    with sessions() as s:  # cancelled, but its run has not been seen to stop: not charged yet
+        assert job["id"] not in store.unbilled(session=s)
+    deadline = time.monotonic() + 20
+    while True:
+        rounds()
+        with sessions() as s:
+            if s.get_one(JobRow, job["id"]).executor_ref is None:
+                break
+        assert time.monotonic() < deadline, "the cancelled run was never seen to stop"
+        time.sleep(0.1)
+    stopped = events(client, alice, job["id"])[-1]
+    assert (stopped["from_state"], stopped["to_state"]) == ("cancelled", "cancelled")
+    assert stopped["detail"]["event"] == "run_stopped" and stopped["detail"]["ref"] == ref
+    assert stopped["detail"]["usage"] == {"tokens": 250}
+    # charged in the same round, with the tokens of the run it cancelled
+    with sessions() as s:
+        [rec] = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job["id"]))
+        assert s.get_one(JobRow, job["id"]).billed_at is not None
+    assert rec.end_state == "cancelled" and rec.tokens == 250

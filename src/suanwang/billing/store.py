@@ -19,19 +19,19 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, String, and_, cast, func, literal, select, update
+from sqlalchemy import ColumnElement, Engine, String, and_, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.core.jobs import JobKind
-from suanwang.core.lifecycle import TERMINAL, JobState
+from suanwang.core.lifecycle import RUN_STOPPED, TERMINAL, JobState
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.server.database.models import (
@@ -373,6 +373,11 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
         to = JobState(ev.to_state)
         frm = JobState(ev.from_state) if ev.from_state else None
         detail = ev.detail or {}
+        if detail.get("event") == RUN_STOPPED:
+            # the run of a cancelled job stopped after the cancel: what it reported is its own
+            if out and out[-1].end_state == JobState.CANCELLED.value and tokens_of(detail):
+                out[-1] = replace(out[-1], tokens=out[-1].tokens + tokens_of(detail))
+            continue
         if to is JobState.SCHEDULED:
             center = str(detail.get("center") or job.center_id or "")
             pool = detail.get("pool")
@@ -933,10 +938,26 @@ def settle_job(
     return tx
 
 
+#: How long the charge of a cancelled job waits for its run to stop at the executor (the
+#: reconciler's ``run_stopped`` event, with the tokens the run reported) before it is charged
+#: without them (an executor that never answers must not keep a job unbilled forever).
+STOP_WAIT = timedelta(minutes=15)
+
+
 def unbilled(*, session: Session, limit: int = 500) -> list[str]:
+    """Finished jobs not charged yet; a cancelled job once its run has stopped (or after
+    :data:`STOP_WAIT`)."""
     stmt = (
         select(JobRow.id)
-        .where(JobRow.billed_at.is_(None), JobRow.state.in_([s.value for s in TERMINAL]))
+        .where(
+            JobRow.billed_at.is_(None),
+            JobRow.state.in_([s.value for s in TERMINAL]),
+            or_(
+                JobRow.state != JobState.CANCELLED.value,
+                JobRow.executor_ref.is_(None),
+                JobRow.ended_at < utcnow() - STOP_WAIT,
+            ),
+        )
         .order_by(JobRow.ended_at, JobRow.id)
         .limit(limit)
     )

@@ -21,6 +21,9 @@ class JobState(StrEnum):
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+#: ``detail["event"]`` of the ``cancelled -> cancelled`` event the reconciler writes once the run
+#: of a cancelled job has stopped at its executor (with what the run reported, ``usage``).
+RUN_STOPPED = "run_stopped"
 
 #: from-state -> the states it may move to. Everything else is refused.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -3,7 +3,9 @@
 Each round polls every executor for the jobs handed to it and records what changed
 (``scheduled → running → succeeded | failed | cancelled``) with exit codes, the tail of the
 log and the tokens the run reported (``usage``, on the event that ends the run). Jobs
-cancelled in the database while their process still runs are cancelled at the executor. A run
+cancelled in the database while their process still runs are cancelled at the executor; once
+that run has stopped, a ``cancelled -> cancelled`` event (``event: run_stopped``) records what
+it reported and the job is no longer watched (its ``executor_ref`` is cleared). A run
 that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume from, for the
 dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.failover.give_up_run`). An executor that does not answer
@@ -23,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.billing.store import lower_holds, settle_finished
-from suanwang.core.lifecycle import TRANSITIONS, JobState
-from suanwang.executors.base import ExecutorError, ExecutorStatus
-from suanwang.server.database.models import JobRow
+from suanwang.core.lifecycle import RUN_STOPPED, TRANSITIONS, JobState
+from suanwang.executors.base import Executor, ExecutorError, ExecutorStatus
+from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.models.jobs import transition
 from suanwang.server.services.failover import (
     dir_size_bytes,
@@ -91,12 +93,27 @@ class Reconciler:
         ref = row.executor_ref or ""
         current = JobState(row.state)
         if current is JobState.CANCELLED:
-            if not status.state.is_terminal:
+            row.logs = self._logs(row, center)
+            if not self._stopped(executor, ref, status):
                 try:
                     executor.cancel(ref)
                 except ExecutorError as exc:
                     log.warning("could not cancel job %s at %s: %s", row.id, center, exc)
-            row.logs = self._logs(row, center)
+                return 0
+            # its run has stopped: record what it reported and stop watching it (the job's
+            # charge waits for this, so the run's tokens are metered with it)
+            self.live.lost_seen.pop(ref, None)
+            session.add(
+                JobEvent(
+                    job_id=row.id,
+                    from_state=current.value,
+                    to_state=current.value,
+                    detail={"event": RUN_STOPPED, "center": center, "ref": ref,
+                            "state": status.state.value, "reason": status.reason,
+                            **usage_detail(executor, ref, row.id)},
+                )
+            )  # fmt: skip
+            row.executor_ref = None
             return 0
         target = status.state
         if target is JobState.LOST:
@@ -151,6 +168,16 @@ class Reconciler:
             detail |= usage_detail(executor, ref, row.id)
         transition(session=session, job=row, to=target, detail=detail, updates=updates)
         return changed + 1
+
+    def _stopped(self, executor: Executor, ref: str, status: ExecutorStatus) -> bool:
+        """Whether the run of a cancelled job can no longer be running: it ended, or its
+        executor calls it lost and it recorded its end or is past the stop grace."""
+        if status.state is not JobState.LOST:
+            return status.state.is_terminal or status.state is JobState.MIGRATING
+        if executor.recorded_exit(ref) is not None:
+            return True
+        first = self.live.lost_seen.setdefault(ref, time.monotonic())
+        return time.monotonic() - first >= executor.stop_grace_s
 
     def _logs(self, row: JobRow, center: str) -> str:
         try:
