@@ -84,6 +84,7 @@ class PriceBook:
         self._tz = ZoneInfo(scenario.timezone)
         self._tables: dict[tuple[str, str, Precision], tuple[Decimal, ...]] = {}
         self._max: dict[Precision, Decimal] = {}
+        self._min_speed: dict[Precision, Decimal] = {}
 
     def price(self, center_id: str, model: str, precision: Precision, local_hour: int) -> Decimal:
         """CNY per SCU at ``center_id`` on ``model`` for ``precision`` work in ``local_hour``."""
@@ -165,12 +166,14 @@ class PriceBook:
     def min_speed(self, precision: Precision) -> Decimal:
         """The lowest SCU per unit-hour of any chip a center has for ``precision`` work (so
         the longest a job's work can take on one unit: its hold's storage time); 0 if none."""
-        speeds = [
-            speed_scu_per_hour(self.scenario.catalog.get(model), precision)
-            for center in self.scenario.centers
-            for model in self.models(center.id)
-        ]
-        return min((_d(s) for s in speeds if s > 0), default=Decimal(0))
+        if precision not in self._min_speed:
+            speeds = [
+                speed_scu_per_hour(self.scenario.catalog.get(model), precision)
+                for center in self.scenario.centers
+                for model in self.models(center.id)
+            ]
+            self._min_speed[precision] = min((_d(s) for s in speeds if s > 0), default=Decimal(0))
+        return self._min_speed[precision]
 
     def max_price(self, precision: Precision) -> Decimal:
         """The highest price per SCU any center posts (or offers) for ``precision`` (holds)."""
