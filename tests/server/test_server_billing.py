@@ -420,7 +420,7 @@ def test_billing_routes_survive_generated_requests(
                     ran += 1
     finally:
         shutdown_lifespans()
-    assert ran == 7 * 2 * 2  # balance, topups, invoices, settlements, prices, quotas (2)
+    assert ran == 8 * 2 * 2  # balance, topups, payouts, invoices, settlements, prices, quotas (2)
 
 
 def _check(op: Any, mode: Any, headers: dict[str, str], checks: list[Any]) -> None:

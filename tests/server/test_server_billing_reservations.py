@@ -314,3 +314,73 @@ def test_ledger_verify_checks_payments_against_bookings_and_refunds_against_paym
     assert f"reservation {kept['id']}: cancelled but its payment is not refunded" in _verify(
         sessions
     )
+
+
+def test_providers_are_paid_out_what_is_due_never_more_and_statements_show_it(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], db_url: str,
+    alice: Any, operator: Any, make_tenant: Callable[..., Any],
+    submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    prov = make_tenant(TenantRole.PROVIDER, "north-dc")
+    with sessions.begin() as s:
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+    job = submit(alice)
+    _run(sessions, job["id"], minutes=90)
+    assert _settle(app, sessions) == 1
+    due = _payout(_expected_charge(app, sessions, job["id"]))
+    assert due > 1
+
+    def pay(body: dict[str, Any], key: str | None = None, who: Any = operator) -> Any:
+        headers = who.headers | ({"Idempotency-Key": key} if key else {})
+        return client.post("/v1/billing/payouts", json=body, headers=headers)
+
+    assert pay({"provider": "north-dc", "amount_cny": "1.00"}, who=alice).status_code == 403
+    assert pay({"provider": "north-dc", "amount_cny": "1.001"}).status_code == 422
+    assert pay({"provider": "ghost"}).status_code == 404
+    r = pay({"provider": "alice"})
+    assert r.status_code == 409 and "not a provider" in r.json()["detail"]
+    too_much = pay({"provider": "north-dc", "amount_cny": str(due + Decimal("0.01"))})
+    assert too_much.status_code == 409
+    assert f"more than the {due} CNY due" in too_much.json()["detail"]
+    first = pay({"provider": "north-dc", "amount_cny": "1.00", "memo": "bank ref 1"}, key="p1")
+    assert first.status_code == 201, first.text
+    assert first.json()["due_cny"] == str(due - 1) and first.json()["replayed"] is False
+    again = pay({"provider": "north-dc", "amount_cny": "1.00"}, key="p1")
+    assert (
+        again.json()["replayed"] is True
+        and again.json()["transaction_id"] == first.json()["transaction_id"]
+    )
+    assert pay({"provider": "north-dc", "amount_cny": "2.00"}, key="p1").status_code == 409
+    # the rest from the CLI (everything due), then nothing is due
+    r = runner.invoke(cli, ["billing", "payout", "north-dc", "--db", db_url, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) | {"transaction_id": 0} == {
+        "provider": "north-dc", "transaction_id": 0, "amount_cny": str(due - 1),
+        "replayed": False, "due_cny": "0.00"}  # fmt: skip
+    r = runner.invoke(cli, ["billing", "payout", "north-dc", "--db", db_url])
+    assert r.exit_code == 2 and "nothing is due to provider 'north-dc'" in r.stderr
+    r = runner.invoke(cli, ["billing", "payout", "north-dc", "x", "--db", db_url])
+    assert r.exit_code == 2 and "AMOUNT: 'x' is not a number" in r.stderr
+    # the statement: what it earned, what it was paid and what is still due; it reconciles
+    st = _reconcile(client, operator, sessions, PERIOD)
+    [north] = [p for p in st["providers"] if p["provider"] == "north-dc"]
+    assert (north["payout_cny"], north["paid_out_cny"], north["due_cny"]) == (
+        str(due), str(due), "0.00")  # fmt: skip
+    theirs = client.get(f"/v1/billing/settlements/{PERIOD}", headers=prov.headers).json()
+    assert theirs["providers"] == [north]
+    with sessions() as s:
+        cash = s.scalar(
+            select(LedgerPosting.amount)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+            .where(
+                LedgerTransaction.ref == "payout:p1", LedgerPosting.account_id == "platform:cash"
+            )
+        )
+    assert cash == Decimal("1.00")  # money leaves the platform
+    assert _verify(sessions) == []
+    with sessions.begin() as s:  # a payout that pays the wrong account, behind the ledger's back
+        tx = s.scalars(select(LedgerTransaction).where(LedgerTransaction.ref == "payout:p1")).one()
+        s.execute(update(LedgerPosting).where(LedgerPosting.transaction_id == tx.id,
+                                              LedgerPosting.account_id != "platform:cash")
+                  .values(account_id=ledger.postpaid(alice.id)))  # fmt: skip
+    assert any(p.startswith("payout payout:p1: 1.00 to") for p in _verify(sessions))

@@ -13,7 +13,8 @@ Accounts (ids are strings):
 * ``provider:<tenant>:payable`` — what the platform owes a provider for its centers' work;
 * ``platform:centers:payable`` — the same for centers no provider owns (the platform runs them);
 * ``platform:commission`` — the operator's commission revenue;
-* ``platform:cash`` — money received from outside (top-ups): negative = cash in.
+* ``platform:cash`` — money received from outside (top-ups) and paid out to providers
+  (payouts): negative = cash in.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Posting:
 class Entry:
     """A transaction to write: ``ref`` is unique (idempotency), ``amount`` its headline sum."""
 
-    kind: str  # topup | hold | release | charge | reservation | refund
+    kind: str  # topup | hold | release | charge | reservation | refund | payout
     ref: str
     postings: tuple[Posting, ...]
     amount: Decimal
@@ -124,6 +125,20 @@ def topup(tenant_id: str, amount: Decimal, ref: str) -> Entry:
         (Posting(PLATFORM_CASH, -amount), Posting(prepaid(tenant_id), amount)),
         amount,
         tenant_id=tenant_id,
+    )
+
+
+def payout(provider_tenant_id: str, amount: Decimal, ref: str) -> Entry:
+    """Money paid out to a provider for what it delivered: its payable account −A (the
+    platform owes it less), cash +A (money leaves the platform)."""
+    if amount <= 0:
+        raise ValueError(f"payout amount must be positive, not {amount}")
+    return Entry(
+        "payout",
+        ref,
+        (Posting(payable(provider_tenant_id), -amount), Posting(PLATFORM_CASH, amount)),
+        amount,
+        tenant_id=provider_tenant_id,
     )
 
 

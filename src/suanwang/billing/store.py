@@ -306,6 +306,44 @@ def topup(
     return tx, written
 
 
+def payout(
+    *,
+    session: Session,
+    provider: Tenant,
+    amount: Decimal | None = None,
+    key: str | None = None,
+    memo: str = "",
+) -> tuple[LedgerTransaction, bool]:
+    """Pay ``provider`` what it is owed for its centers' work (``amount``, or everything due
+    when None); ``(transaction, written)``. ``key`` makes retries idempotent (a key reused for
+    another payout: ValueError). Never more than is due: the payable account is locked and
+    read first; nothing due, or more than is due, is a ValueError naming both amounts."""
+    if provider.tenant_role is not TenantRole.PROVIDER:
+        raise ValueError(f"tenant {provider.name!r} is a {provider.tenant_role}, not a provider")
+    ref = f"payout:{key}" if key else f"payout:{uuid.uuid4()}"
+    existing = session.scalar(select(LedgerTransaction).where(LedgerTransaction.ref == ref))
+    if existing is not None:
+        if (
+            existing.kind != "payout"
+            or existing.tenant_id != provider.id
+            or (amount is not None and existing.amount != amount)
+        ):
+            raise ValueError(f"payout key {key!r} was already used for a different payout")
+        return existing, False
+    account = ledger.payable(provider.id)
+    ensure_accounts(session=session, account_ids=[account])
+    due = balance_of(session=session, account_id=account, lock=True)
+    if amount is None:
+        amount = due
+    if due <= 0:
+        raise ValueError(f"nothing is due to provider {provider.name!r} ({due} CNY)")
+    if amount > due:
+        raise ValueError(
+            f"a payout of {amount} CNY is more than the {due} CNY due to provider {provider.name!r}"
+        )
+    return post(session=session, entry=ledger.payout(provider.id, amount, ref), memo=memo)
+
+
 def _precision(spec: dict[str, Any]) -> tuple[Precision, int]:
     res = spec.get("resources") or {}
     count = int(res.get("count", 0))
@@ -1262,8 +1300,24 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
     for account_id, kind, amount in rows:
         earned.setdefault(account_id, {})[kind] = cents(Decimal(amount))
     names = dict(session.execute(select(Tenant.id, Tenant.name)).all())
+    paid_out = {
+        account_id: cents(Decimal(amount or 0))
+        for account_id, amount in session.execute(
+            select(LedgerPosting.account_id, func.sum(LedgerPosting.amount))
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+            .where(LedgerTransaction.kind == "payout", _in_period(period), _to_payee())
+            .group_by(LedgerPosting.account_id)
+        )
+    }
+    for account_id in paid_out:
+        earned.setdefault(account_id, {})
+    due = dict(
+        session.execute(
+            select(Account.id, Account.balance).where(Account.id.in_(list(earned)))
+        ).all()
+    )
     providers = []
-    for account_id, parts in earned.items():
+    for account_id, parts in sorted(earned.items()):
         tid = ledger.account_tenant(account_id)
         if provider is not None and tid != provider.id:
             continue
@@ -1275,6 +1329,9 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
                 "payout_cny": str(sum(parts.values(), ZERO)),
                 "reservations_cny": str(parts.get("reservation", ZERO)),
                 "refunds_cny": str(parts.get("refund", ZERO)),
+                # paid out to it in the period (payouts, positive), and what it is owed now
+                "paid_out_cny": str(-paid_out.get(account_id, ZERO)),
+                "due_cny": str(due.get(account_id, ZERO)),
             }
         )
     doc: dict[str, Any] = {"period": period, "providers": providers}
@@ -1417,6 +1474,21 @@ def verify(*, session: Session) -> list[str]:
             f"usage record {rec_id} of job {job_id}: {qty(Decimal(used))} free tokens used "
             f"for {served} tokens served"
         )
+    payout_sides: dict[int, dict[str, Decimal]] = {}
+    for tx_id, account, amount in session.execute(
+        select(LedgerPosting.transaction_id, LedgerPosting.account_id, LedgerPosting.amount)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .where(LedgerTransaction.kind == "payout")
+    ):
+        side = payout_sides.setdefault(tx_id, {})
+        side[account] = side.get(account, ZERO) + amount
+    for tx in session.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "payout")):
+        posts = {ledger.payable(tx.tenant_id): -tx.amount, ledger.PLATFORM_CASH: tx.amount}
+        if tx.tenant_id is None or tx.amount <= 0 or payout_sides.get(tx.id) != posts:
+            problems.append(
+                f"payout {tx.ref}: {tx.amount} to {tx.tenant_id} but it posts "
+                f"{payout_sides.get(tx.id)} (not its provider's payable to cash)"
+            )
     problems += _verify_trials(session)
     problems += _verify_reservations(session)
     # holds: a tenant's held balance is the sum of its open holds (no charge yet), each less

@@ -110,6 +110,48 @@ def topup(
     _print(doc, as_json, f"{who.name}: +{tx.amount} CNY, prepaid balance {bal['prepaid_cny']} CNY")
 
 
+@billing_app.command("payout")
+def payout(
+    provider: Annotated[str, typer.Argument(help="provider tenant name or id")],
+    amount: Annotated[
+        str | None,
+        typer.Argument(help="CNY, positive, at most 2 decimals (default: everything due)"),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: the same key pays once")
+    ] = None,
+    memo: Annotated[str, typer.Option(help="a note stored with the transaction")] = "",
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    db: DbOption = DEFAULT_DB_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Pay PROVIDER what it is owed for its centers' work (AMOUNT, or all that is due)."""
+    from suanwang.billing import ledger, store
+    from suanwang.billing.money import parse_amount
+
+    try:
+        value = None if amount is None else parse_amount(amount, what="AMOUNT")
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    with _session(db) as session:
+        who = store.tenant_by_name_or_id(session=session, ref=provider)
+        if who is None:
+            raise _fail(f"PROVIDER: no tenant {provider!r}", 2)
+    _sync(db, scenario)  # finished jobs are charged first, so what is due is complete
+    with _session(db) as session:
+        try:
+            tx, written = store.payout(
+                session=session, provider=who, amount=value, key=key, memo=memo
+            )
+        except ValueError as exc:
+            raise _fail(f"PROVIDER: {exc}", 2) from None
+        session.commit()
+        due = store.balance_of(session=session, account_id=ledger.payable(who.id))
+    doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
+           "replayed": not written, "due_cny": str(due)}  # fmt: skip
+    _print(doc, as_json, f"{who.name}: paid {tx.amount} CNY, {due} CNY still due")
+
+
 @billing_app.command("invoice")
 def invoice(
     tenant: Annotated[str, typer.Argument(help="tenant name or id")],

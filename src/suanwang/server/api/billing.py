@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from suanwang.billing import store
+from suanwang.billing import ledger, store
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice
 from suanwang.billing.quotas import end_of_day
@@ -159,6 +159,72 @@ def post_topup(
         "replayed": not written,
         "amount_cny": str(tx.amount),
         "balance": store.balance(session=session, tenant_id=who.id).as_json(),
+    }
+
+
+class Payout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(min_length=1, max_length=100, description="provider name or id")
+    amount_cny: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=15,
+        json_schema_extra={"pattern": AMOUNT_PATTERN},
+        description="a positive amount in CNY, at most 2 decimals; omitted: everything due",
+    )
+    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
+
+    @field_validator("amount_cny")
+    @classmethod
+    def _amount(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_amount(value, what="amount_cny")  # ValueError -> 422 naming the problem
+        return value
+
+
+@router.post(
+    "/payouts",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **FORBIDDEN,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        404: {"model": ErrorResponse, "description": "no such tenant"},
+        409: {
+            "model": ErrorResponse,
+            "description": "not a provider, nothing due, more than is due, or the "
+            "Idempotency-Key was used for another payout",
+        },
+    },
+)
+def post_payout(
+    body: Payout,
+    session: SessionDep,
+    me: CurrentTenant,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
+    everything due. Jobs finished but not yet charged are not due yet."""
+    if me.tenant_role is not TenantRole.OPERATOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may pay providers out")
+    amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
+    who = store.tenant_by_name_or_id(session=session, ref=body.provider)
+    if who is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"provider: no tenant {body.provider!r}")
+    try:
+        tx, written = store.payout(
+            session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+    due = store.balance_of(session=session, account_id=ledger.payable(who.id))
+    return {
+        "transaction_id": tx.id,
+        "replayed": not written,
+        "provider": who.name,
+        "amount_cny": str(tx.amount),
+        "due_cny": str(due),
     }
 
 
