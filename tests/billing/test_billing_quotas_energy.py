@@ -158,6 +158,16 @@ def test_free_tokens_cover_the_compute_of_the_runs_that_served_them_at_the_token
     assert (c.quantity, c.value_cny) == (Decimal(3), Decimal("0.00"))
 
 
+def test_free_tokens_spread_over_many_runs_are_never_worth_more_than_their_value() -> None:
+    # 400 runs of 2,500 tokens: each is worth 0.005 CNY at 2.00 a million; rounded down to the
+    # fen, not up (half up would make 1M free tokens cover 4.00)
+    lines = [dataclasses.replace(_served(2_500, compute="1.00"), seq=i) for i in range(400)]
+    grants = [quotas.Allowance(1, Decimal(0), Decimal(0), tokens=1_000_000)]
+    covers = quotas.allocate(lines, grants, token_value=Decimal("2.00"))
+    assert sum(c.quantity for c in covers) == 1_000_000
+    assert sum((c.value_cny for c in covers), Decimal(0)) <= Decimal("2.00")
+
+
 def test_card_hours_come_first_then_tokens_cover_what_they_left() -> None:
     line = _served(2_000_000, hours=1.0, compute="16.00")  # 8 card-hours
     grants = [quotas.Allowance(1, Decimal(4), Decimal(0), tokens=10**9)]

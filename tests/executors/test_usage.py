@@ -46,7 +46,7 @@ def test_a_line_that_is_not_json_is_a_problem_and_the_others_count() -> None:
 def test_negative_tokens_are_refused_naming_the_line_and_value() -> None:
     usage = parse_usage(lines('{"tokens": 1}', '{"tokens": 2}', '{"tokens": -5}'))
     assert usage == RunUsage(
-        3, ('usage line 3: "tokens" must be a whole number >= 0 and below 10**15, not -5',)
+        3, ('usage line 3: "tokens" must be a whole number >= 0 and below 10**12, not -5',)
     )
 
 
@@ -84,12 +84,12 @@ def test_huge_values_and_totals_are_capped() -> None:
     usage = parse_usage(lines(f'{{"tokens": {USAGE_TOKENS_LIMIT}}}', f'{{"tokens": {top}}}'))
     assert usage.tokens == top
     assert usage.problems == (
-        f'usage line 1: "tokens" must be a whole number >= 0 and below 10**15, '
+        f'usage line 1: "tokens" must be a whole number >= 0 and below 10**12, '
         f"not {USAGE_TOKENS_LIMIT}",
     )
     usage = parse_usage(lines(f'{{"tokens": {top}}}', '{"tokens": 1}', '{"tokens": 0}'))
     assert usage == RunUsage(
-        top, ("usage line 2: the run's total would reach 10**15: these 1 are not counted",)
+        top, ("usage line 2: the run's total would reach 10**12: these 1 are not counted",)
     )
     digits = "9" * 5000  # more digits than Python converts: still only a problem
     usage = parse_usage(lines(f'{{"tokens": {digits}}}', '{"tokens": 2}'))

@@ -554,3 +554,70 @@ def test_free_tokens_cover_the_compute_of_runs_that_reported_serving_them(
     )
     assert any(p.startswith(f"usage record {big_id} of job {served['id']}: amount") and
                "is not compute + transfer + storage" in p for p in problems)  # fmt: skip
+
+
+def test_notes_in_a_state_neither_place_the_job_nor_cut_its_run_short(
+    app: FastAPI, client: TestClient, sessions: sessionmaker[Session], alice: Any,
+    operator: Any, submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    """A fence (``scheduled -> scheduled`` naming another center) does not reprice the hold
+    or move the metered run; a checkpoint request (``running -> running``) mid-run does not
+    restart the metered run."""
+    _require(sessions)
+    _topup(client, operator, "alice", "5000")
+    job = submit(alice)
+    net = app.state.network
+    start = NOW - timedelta(hours=3)
+    _place(sessions, job["id"], start)
+    assert store.lower_holds(sessions, net) == 1
+    held = Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"])
+    with sessions.begin() as s:
+        fence = {"event": "fenced", "center": "zhongwei", "ref": "old-run"}
+        s.add(JobEvent(job_id=job["id"], from_state="scheduled", to_state="scheduled",
+                       detail=fence))  # fmt: skip
+    assert store.lower_holds(sessions, net) == 0  # not a placement
+    assert Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"]) == (
+        held
+    )
+    with sessions.begin() as s:
+        row = s.get_one(JobRow, job["id"])
+        run = transition(session=s, job=row, to=JobState.RUNNING)
+        s.flush()
+        note = JobEvent(job_id=job["id"], from_state="running", to_state="running",
+                        detail={"event": "checkpoint_requested", "attempt": 0})  # fmt: skip
+        s.add(note)
+        s.flush()
+        done = transition(session=s, job=row, to=JobState.SUCCEEDED)
+        s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
+        s.execute(update(JobEvent).where(JobEvent.id == note.id)
+                  .values(at=start + timedelta(hours=1)))  # fmt: skip
+        s.execute(update(JobEvent).where(JobEvent.id == done.id)
+                  .values(at=start + timedelta(hours=2)))  # fmt: skip
+    assert store.settle_finished(sessions, net) == 1
+    with sessions() as s:
+        [rec] = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job["id"]))
+    assert rec.center_id == CENTER and rec.seconds == Decimal("7200.000000")  # the whole run
+    assert _verify(sessions) == []
+
+
+def test_a_settlement_the_database_refuses_does_not_hold_up_the_others(
+    app: FastAPI, sessions: sessionmaker[Session], alice: Any,
+    submit: Callable[..., dict[str, Any]], monkeypatch: Any,
+) -> None:  # fmt: skip
+    from sqlalchemy.exc import DataError
+
+    bad, good = submit(alice), submit(alice)
+    for job in (bad, good):
+        _run(sessions, job["id"], NOW - timedelta(hours=2), NOW - timedelta(hours=1))
+    real = store.settle_job
+
+    def refuse(*, session: Session, job: JobRow, **kw: Any) -> Any:
+        if job.id == bad["id"]:
+            raise DataError("INSERT", {}, Exception("numeric field overflow"))
+        return real(session=session, job=job, **kw)
+
+    monkeypatch.setattr(store, "settle_job", refuse)
+    assert store.settle_finished(sessions, app.state.network) == 1  # logged, the other charged
+    with sessions() as s:
+        assert store.unbilled(session=s) == [bad["id"]]
+    assert _verify(sessions) == []

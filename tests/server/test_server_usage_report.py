@@ -119,7 +119,7 @@ def test_bad_usage_lines_are_recorded_as_problems_and_the_good_ones_count(
     assert end["detail"]["usage"] == {"tokens": 100}
     problems = end["detail"]["usage_problems"]
     assert problems[0] == (
-        'usage line 2: "tokens" must be a whole number >= 0 and below 10**15, not -5'
+        'usage line 2: "tokens" must be a whole number >= 0 and below 10**12, not -5'
     )
     assert problems[1].startswith("usage line 3: not JSON: ")
     assert len(problems) == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -15,6 +15,11 @@ QTY_STEP = Decimal("0.000001")
 def cents(x: Decimal) -> Decimal:
     """``x`` rounded half up to the cent."""
     return x.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def cents_down(x: Decimal) -> Decimal:
+    """``x`` rounded down to the cent (never worth more than it is)."""
+    return x.quantize(CENT, rounding=ROUND_FLOOR)
 
 
 def cents_up(x: Decimal) -> Decimal:

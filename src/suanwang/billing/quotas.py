@@ -38,7 +38,7 @@ from suanwang.core.hardware import Precision
 
 from . import ledger
 from .ledger import Entry, Posting
-from .money import ZERO, cents, qty
+from .money import ZERO, cents, cents_down, qty
 from .rating import HOURS_PER_MONTH, UsageLine
 
 #: The platform's account that funds trial quotas (kind ``commission``: spent commission).
@@ -52,6 +52,9 @@ __all__ = ["HOURS_PER_MONTH"]  # GB-months are metered by .rating; re-exported f
 #: model's list price for input tokens in China; an operator sets its own).
 DEFAULT_TOKEN_VALUE = Decimal("2.00")
 MILLION = Decimal(1_000_000)
+#: Token quantities (grants, what a run reports) stay below a trillion: billing's quantity
+#: columns hold them exactly (NUMERIC(20, 6); scaled integers on SQLite).
+MAX_TOKENS = 10**12
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +157,11 @@ def _take(
             continue
         left[a.grant_id][resource] -= q
         covered += q
-        worth = base * covered / need if per_unit is None else min(base, covered * per_unit)
-        value = cents(worth) - valued
+        if per_unit is None:
+            worth = cents(base * covered / need)
+        else:  # rounded down: free tokens are never worth more than their value
+            worth = min(base, cents_down(covered * per_unit))
+        value = worth - valued
         valued += value
         out.append(Cover(seq, a.grant_id, resource, q, value))
     return valued

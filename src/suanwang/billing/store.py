@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, String, and_, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
@@ -313,16 +313,21 @@ def payout(
     amount: Decimal | None = None,
     key: str | None = None,
     memo: str = "",
+    now: datetime | None = None,
 ) -> tuple[LedgerTransaction, bool]:
     """Pay ``provider`` what it is owed for its centers' work (``amount``, or everything due
     when None); ``(transaction, written)``. ``key`` makes retries idempotent (a key reused for
-    another payout: ValueError). Never more than is due: the payable account is locked and
-    read first; nothing due, or more than is due, is a ValueError naming both amounts."""
+    another payout: ValueError). Never more than is due (:func:`due_to`, read with the payable
+    account locked); nothing due, or more than is due, is a ValueError naming both amounts.
+    ``now`` decides which bookings have started (the API's clock)."""
     if provider.tenant_role is not TenantRole.PROVIDER:
         raise ValueError(f"tenant {provider.name!r} is a {provider.tenant_role}, not a provider")
     ref = f"payout:{key}" if key else f"payout:{uuid.uuid4()}"
+    account = ledger.payable(provider.id)
+    ensure_accounts(session=session, account_ids=[account])
+    balance_of(session=session, account_id=account, lock=True)  # payouts of one provider queue
     existing = session.scalar(select(LedgerTransaction).where(LedgerTransaction.ref == ref))
-    if existing is not None:
+    if existing is not None:  # a retry (read under the lock: also one that waited for it)
         if (
             existing.kind != "payout"
             or existing.tenant_id != provider.id
@@ -330,9 +335,7 @@ def payout(
         ):
             raise ValueError(f"payout key {key!r} was already used for a different payout")
         return existing, False
-    account = ledger.payable(provider.id)
-    ensure_accounts(session=session, account_ids=[account])
-    due = balance_of(session=session, account_id=account, lock=True)
+    due = due_to(session=session, provider_id=provider.id, now=now)
     if amount is None:
         amount = due
     if due <= 0:
@@ -342,6 +345,25 @@ def payout(
             f"a payout of {amount} CNY is more than the {due} CNY due to provider {provider.name!r}"
         )
     return post(session=session, entry=ledger.payout(provider.id, amount, ref), memo=memo)
+
+
+def due_to(*, session: Session, provider_id: str, now: datetime | None = None) -> Decimal:
+    """What may be paid out to a provider now: its payable balance less its share of bookings
+    that have not started and are not cancelled (they can still be cancelled and refunded in
+    full, and a refund takes that share back from the provider)."""
+    account = ledger.payable(provider_id)
+    refundable = session.scalar(
+        select(func.sum(LedgerPosting.amount))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+        .join(ReservationRow, ReservationRow.transaction_id == LedgerTransaction.id)
+        .where(
+            LedgerPosting.account_id == account,
+            LedgerTransaction.kind == "reservation",
+            ReservationRow.cancelled_at.is_(None),
+            ReservationRow.starts_at > (now or utcnow()),
+        )
+    )
+    return balance_of(session=session, account_id=account) - cents(Decimal(refundable or 0))
 
 
 def _precision(spec: dict[str, Any]) -> tuple[Precision, int]:
@@ -398,7 +420,9 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
 
     A run the platform never saw ``running`` (it went from ``scheduled`` straight to
     ``succeeded`` or ``failed`` between two polls) is metered from its hand-over: the later of
-    its placement and its planned start. ``scheduled -> cancelled`` is no run.
+    its placement and its planned start. ``scheduled -> cancelled`` is no run. Events that keep
+    the state (``running -> running`` for a checkpoint request, ``scheduled -> scheduled`` for
+    a fence, ``cancelled -> cancelled`` when a cancelled run stopped) are not transitions.
     """
     out: list[Segment] = []
     center: str | None = None
@@ -411,9 +435,12 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
         to = JobState(ev.to_state)
         frm = JobState(ev.from_state) if ev.from_state else None
         detail = ev.detail or {}
-        if detail.get("event") == RUN_STOPPED:
-            # the run of a cancelled job stopped after the cancel: what it reported is its own
-            if out and out[-1].end_state == JobState.CANCELLED.value and tokens_of(detail):
+        if frm is to:
+            # not a transition but a note on the job in its state (a fence, a checkpoint
+            # request, a run of a cancelled job that stopped): it neither starts nor ends a run
+            # nor places the job; what a cancelled job's stopped run reported is that run's
+            stopped = detail.get("event") == RUN_STOPPED and tokens_of(detail) > 0
+            if stopped and out and out[-1].end_state == JobState.CANCELLED.value:
                 out[-1] = replace(out[-1], tokens=out[-1].tokens + tokens_of(detail))
             continue
         if to is JobState.SCHEDULED:
@@ -451,7 +478,8 @@ def tokens_of(detail: dict[str, Any]) -> int:
     (``{"usage": {"tokens": N}}``, written by the reconciler); 0 if none or malformed."""
     usage = detail.get("usage")
     n = usage.get("tokens") if isinstance(usage, dict) else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+    ok = isinstance(n, int) and not isinstance(n, bool) and 0 < n < quotas.MAX_TOKENS
+    return n if ok and isinstance(n, int) else 0
 
 
 def _segment(
@@ -599,7 +627,7 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
         return None
     placed = session.scalar(
         select(JobEvent)
-        .where(JobEvent.job_id == job.id, JobEvent.to_state == JobState.SCHEDULED.value)
+        .where(JobEvent.job_id == job.id, *_PLACEMENT)
         .order_by(JobEvent.id.desc())
         .limit(1)
     )
@@ -662,6 +690,14 @@ def _lock_consumer(session: Session, tenant_id: str) -> Decimal:
     return {a: b for a, b in locked}.get(ledger.prepaid(tenant_id), ZERO)
 
 
+#: A placement: an event into ``scheduled`` from another state (``scheduled -> scheduled`` is a
+#: fence or another note, not a placement).
+_PLACEMENT = (
+    JobEvent.to_state == JobState.SCHEDULED.value,
+    JobEvent.from_state != JobState.SCHEDULED.value,
+)
+
+
 def release_ref(job_id: str, scheduled_event_id: int) -> str:
     """The ref of the hold's repricing for one placement (the job's ``scheduled`` event)."""
     return f"release:{job_id}:{scheduled_event_id}"
@@ -674,10 +710,7 @@ def placed_with_hold(*, session: Session, limit: int = 500) -> list[str]:
     release = LedgerTransaction.__table__.alias("r")
     latest = (
         select(func.max(JobEvent.id))
-        .where(
-            JobEvent.job_id == LedgerTransaction.job_id,
-            JobEvent.to_state == JobState.SCHEDULED.value,
-        )
+        .where(JobEvent.job_id == LedgerTransaction.job_id, *_PLACEMENT)
         .correlate(LedgerTransaction)
         .scalar_subquery()
     )
@@ -726,8 +759,9 @@ def _one_by_one(
     """``work`` on each unbilled job in its own transaction, its row taken ``FOR UPDATE SKIP
     LOCKED`` (a job another worker has is skipped); returns for how many ``work`` was true.
 
-    A job the served scenario cannot rate (e.g. stored under another scenario) must not hold
-    up everyone else's: it is logged and left as it is.
+    A job the served scenario cannot rate (e.g. stored under another scenario), or one the
+    database refuses, must not hold up everyone else's: it is logged and left as it is (its
+    transaction rolled back).
     """
     done = 0
     for job_id in ids:
@@ -740,7 +774,7 @@ def _one_by_one(
                 )
                 if job is not None and work(session, job):
                     done += 1
-        except (NoPrice, KeyError, ValueError) as exc:
+        except (NoPrice, KeyError, ValueError, ArithmeticError, SQLAlchemyError) as exc:
             log.error("cannot %s job %s: %s: %s", what, job_id, exc.__class__.__name__, exc)
     return done
 
@@ -814,8 +848,8 @@ def grant_quota(
     for name, value in (("card_hours", card_hours), ("storage_gb_months", storage_gb_months)):
         if not value.is_finite() or value < 0 or value != qty(value) or value >= Decimal("1e12"):
             raise ValueError(f"{name}: {value} must be >= 0 with at most 6 decimals")
-    if tokens < 0 or tokens >= 10**15:
-        raise ValueError(f"tokens: {tokens} must be >= 0")
+    if tokens < 0 or tokens >= quotas.MAX_TOKENS:
+        raise ValueError(f"tokens: {tokens} must be >= 0 and below {quotas.MAX_TOKENS:,}")
     ref = f"grant:{key}" if key else f"grant:{uuid.uuid4()}"
     values = (card_hours, storage_gb_months, tokens, expires_at)
     existing = session.scalar(select(QuotaGrant).where(QuotaGrant.ref == ref))
@@ -1264,7 +1298,9 @@ def _to_payee() -> ColumnElement[bool]:
     return account.like("provider:%") | (account == ledger.PLATFORM_CENTERS)
 
 
-def settlement(*, session: Session, period: str, provider: Tenant | None = None) -> dict[str, Any]:
+def settlement(
+    *, session: Session, period: str, provider: Tenant | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """Charges, commission and what each provider earned in ``period``: finished jobs'
     charges, reservations paid at booking and refunds of cancelled ones (negative), each in
     the period it was written.
@@ -1311,7 +1347,7 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
     }
     for account_id in paid_out:
         earned.setdefault(account_id, {})
-    due = dict(
+    owed = dict(
         session.execute(
             select(Account.id, Account.balance).where(Account.id.in_(list(earned)))
         ).all()
@@ -1329,9 +1365,11 @@ def settlement(*, session: Session, period: str, provider: Tenant | None = None)
                 "payout_cny": str(sum(parts.values(), ZERO)),
                 "reservations_cny": str(parts.get("reservation", ZERO)),
                 "refunds_cny": str(parts.get("refund", ZERO)),
-                # paid out to it in the period (payouts, positive), and what it is owed now
+                # paid out to it in the period (payouts, positive); what it is owed now, and
+                # what of that may be paid out now (less its share of unstarted bookings)
                 "paid_out_cny": str(-paid_out.get(account_id, ZERO)),
-                "due_cny": str(due.get(account_id, ZERO)),
+                "owed_cny": str(owed.get(account_id, ZERO)),
+                "due_cny": str(due_to(session=session, provider_id=tid, now=now) if tid else ZERO),
             }
         )
     doc: dict[str, Any] = {"period": period, "providers": providers}
@@ -1394,6 +1432,11 @@ def verify(*, session: Session) -> list[str]:
             )
         if acct.kind in ledger.NON_NEGATIVE_KINDS and acct.balance < 0:
             problems.append(f"account {acct.id}: negative {acct.kind} balance {acct.balance}")
+        if acct.id.startswith("provider:") and acct.balance < 0:
+            problems.append(
+                f"account {acct.id}: the provider owes the platform {-acct.balance} (paid out "
+                "more than it earned)"
+            )
     # charges: consumer charge == provider payouts + commission == the job's usage records
     payouts = dict(
         session.execute(

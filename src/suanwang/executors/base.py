@@ -23,7 +23,7 @@ Checkpoint convention (what a checkpointable job does):
 Usage convention (what a job that serves tokens does, e.g. an LLM server or batch inference):
 
 * the job appends JSON lines to ``$SUANWANG_USAGE_FILE`` (:data:`ENV_USAGE_FILE`), each an
-  increment: ``{"tokens": 512}`` (a JSON integer, ``0 <= tokens < 10**15``), e.g.
+  increment: ``{"tokens": 512}`` (a JSON integer, ``0 <= tokens < 10**12``), e.g.
   ``echo '{"tokens": 512}' >> "$SUANWANG_USAGE_FILE"``; the run's usage is the sum of its lines;
 * write each line whole, in one write (``echo``, or one ``write`` of the line and its newline,
   file opened for appending), so lines from several processes of the job never interleave;
@@ -70,8 +70,9 @@ ENV_USAGE_FILE = "SUANWANG_USAGE_FILE"
 USAGE_FILE_NAME = "usage.jsonl"
 #: At most this many bytes of a usage file are read (1 MiB); the rest is reported, not read.
 USAGE_FILE_MAX_BYTES = 1 << 20
-#: A line's ``tokens`` and a run's total must stay below this.
-USAGE_TOKENS_LIMIT = 10**15
+#: A line's ``tokens`` and a run's total must stay below this (a trillion: what billing stores
+#: exactly in its quantity columns, NUMERIC(20, 6) and scaled integers on SQLite).
+USAGE_TOKENS_LIMIT = 10**12
 #: At most this many problems are listed for a run (the rest are counted in one more line).
 USAGE_MAX_PROBLEMS = 20
 
@@ -210,7 +211,7 @@ def parse_usage(text: str) -> RunUsage:
     return RunUsage(total, tuple(problems))
 
 
-_LIMIT = "10**15"  # USAGE_TOKENS_LIMIT as messages spell it
+_LIMIT = "10**12"  # USAGE_TOKENS_LIMIT as messages spell it
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,7 +126,7 @@ def payout(
     as_json: JsonOption = False,
 ) -> None:
     """Pay PROVIDER what it is owed for its centers' work (AMOUNT, or all that is due)."""
-    from suanwang.billing import ledger, store
+    from suanwang.billing import store
     from suanwang.billing.money import parse_amount
 
     try:
@@ -146,7 +146,7 @@ def payout(
         except ValueError as exc:
             raise _fail(f"PROVIDER: {exc}", 2) from None
         session.commit()
-        due = store.balance_of(session=session, account_id=ledger.payable(who.id))
+        due = store.due_to(session=session, provider_id=who.id)
     doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "due_cny": str(due)}  # fmt: skip
     _print(doc, as_json, f"{who.name}: paid {tx.amount} CNY, {due} CNY still due")

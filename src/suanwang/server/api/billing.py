@@ -17,19 +17,19 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from suanwang.billing import ledger, store
+from suanwang.billing import store
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice
-from suanwang.billing.quotas import end_of_day
+from suanwang.billing.quotas import MAX_TOKENS, end_of_day
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.schemas import ErrorResponse
@@ -199,26 +199,30 @@ class Payout(BaseModel):
 )
 def post_payout(
     body: Payout,
+    request: Request,
     session: SessionDep,
     me: CurrentTenant,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
-    everything due. Jobs finished but not yet charged are not due yet."""
+    everything due. Jobs finished but not yet charged are not due yet, nor its share of
+    bookings that have not started (they may still be cancelled and refunded)."""
     if me.tenant_role is not TenantRole.OPERATOR:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may pay providers out")
     amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
+    now: datetime = request.app.state.signals.clock()
     who = store.tenant_by_name_or_id(session=session, ref=body.provider)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"provider: no tenant {body.provider!r}")
     try:
         tx, written = store.payout(
-            session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo
-        )
+            session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo,
+            now=now,
+        )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
-    due = store.balance_of(session=session, account_id=ledger.payable(who.id))
+    due = store.due_to(session=session, provider_id=who.id, now=now)
     return {
         "transaction_id": tx.id,
         "replayed": not written,
@@ -259,7 +263,9 @@ def get_invoice(
 
 
 @router.get("/settlements/{period}", responses=FORBIDDEN)
-def get_settlement(period: Period, session: SessionDep, me: CurrentTenant) -> dict[str, Any]:
+def get_settlement(
+    period: Period, request: Request, session: SessionDep, me: CurrentTenant
+) -> dict[str, Any]:
     """Operators: charges, commission and every provider's payout; providers: their own."""
     role = me.tenant_role
     if role is TenantRole.CONSUMER:
@@ -267,7 +273,8 @@ def get_settlement(period: Period, session: SessionDep, me: CurrentTenant) -> di
             status.HTTP_403_FORBIDDEN, "settlements are for operators and providers"
         )
     provider = me if role is TenantRole.PROVIDER else None
-    return store.settlement(session=session, period=_period(period), provider=provider)
+    now: datetime = request.app.state.signals.clock()
+    return store.settlement(session=session, period=_period(period), provider=provider, now=now)
 
 
 @router.get("/prices/{center_id}", responses={404: {"model": ErrorResponse}})
@@ -300,7 +307,9 @@ class QuotaGrantBody(BaseModel):
     storage_gb_months: str = Field(
         default="0", max_length=19, pattern=QTY, description="free storage GB-months, >= 0"
     )
-    tokens: int = Field(default=0, ge=0, le=10**15 - 1, description="free tokens, >= 0")
+    tokens: int = Field(
+        default=0, ge=0, le=MAX_TOKENS - 1, description="free tokens, >= 0, below a trillion"
+    )
     expires: date | None = Field(
         default=None, description="usable up to and including this day (UTC); none: no expiry"
     )
