@@ -233,6 +233,9 @@ def test_cli_grants_and_shows_quotas(
         assert doc["grant"]["expires_at"].startswith("2999-01-31T23:59:59")
     r = runner.invoke(cli, [*args[:5], "13", *args[6:]])  # the key, another grant
     assert r.exit_code == 2 and "already used" in r.stderr
+    r = runner.invoke(cli, args[:-1])  # the replay again, as text
+    assert r.stdout.strip() == ("alice: +12.500000 card-hours (12.500000 left), +3.000000 "
+                                "GB-months (3.000000 left), +5000 tokens (5000 left)")  # fmt: skip
     r = runner.invoke(cli, ["billing", "quota", "show", "alice", "--db", db_url, "--json"])
     doc = json.loads(r.stdout)
     assert (doc["card_hours_left"], doc["tokens_left"], len(doc["grants"])) == (

@@ -333,8 +333,11 @@ def quota_grant(
             raise _fail(str(exc), 2) from None
         session.commit()
         doc = {"tenant": who.name, "replayed": not written, "grant": store.grant_json(grant)}
-        left = store.quota_summary(session=session, tenant_id=who.id)["card_hours_left"]
-    _print(doc, as_json, f"{who.name}: +{grant.card_hours} card-hours ({left} left)")
+        left = store.quota_summary(session=session, tenant_id=who.id)
+    _print(doc, as_json,
+           f"{who.name}: +{grant.card_hours} card-hours ({left['card_hours_left']} left), "
+           f"+{grant.storage_gb_months} GB-months ({left['storage_gb_months_left']} left), "
+           f"+{grant.tokens} tokens ({left['tokens_left']} left)")  # fmt: skip
 
 
 @quota_app.command("show")
