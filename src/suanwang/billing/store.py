@@ -552,6 +552,12 @@ def meter(
 def open_hold(*, session: Session, job_id: str) -> Decimal:
     """What the job's hold still reserves: the hold at submit less what its placements
     released (:func:`lower_hold`; a release taken back is negative); 0 without a hold."""
+    sums = _hold_sums(session, job_id)
+    return sums.get("hold", ZERO) - sums.get("release", ZERO)
+
+
+def _hold_sums(session: Session, job_id: str) -> dict[str, Decimal]:
+    """The job's hold (``"hold"``, absent without one) and the sum of its releases."""
     rows = session.execute(
         select(LedgerTransaction.kind, func.sum(LedgerTransaction.amount))
         .where(
@@ -560,8 +566,7 @@ def open_hold(*, session: Session, job_id: str) -> Decimal:
         )
         .group_by(LedgerTransaction.kind)
     ).all()
-    sums = {kind: cents(Decimal(amount or 0)) for kind, amount in rows}
-    return sums.get("hold", ZERO) - sums.get("release", ZERO)
+    return {kind: cents(Decimal(amount or 0)) for kind, amount in rows}
 
 
 def placement_estimate(
@@ -620,10 +625,8 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     """
     if job.billed_at is not None or JobState(job.state) in TERMINAL:
         return None
-    hold_tx = session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.ref == f"hold:{job.id}")
-    )
-    if hold_tx is None:
+    sums = _hold_sums(session, job.id)
+    if "hold" not in sums:
         return None
     placed = session.scalar(
         select(JobEvent)
@@ -654,9 +657,9 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     estimate = placement_estimate(
         job=job, net=net, center_id=center, model=model, start=start, market=market, book=book
     )
-    target = min(estimate, hold_tx.amount)
+    target = min(estimate, sums["hold"])
     tid = job.tenant_id
-    current = open_hold(session=session, job_id=job.id)
+    current = sums["hold"] - sums.get("release", ZERO)
     release = current - target
     if release < 0:  # dearer than the last placement: hold more, as far as prepaid goes
         release = max(release, -_lock_consumer(session, tid))
