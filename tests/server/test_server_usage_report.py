@@ -81,6 +81,24 @@ def until(
         time.sleep(0.1)
 
 
+def reporting(
+    rounds: Callable[[], None], client: TestClient, sessions: sessionmaker[Session],
+    live: LiveNetwork, who: Any, job_id: str, tokens: int,
+) -> tuple[str, str, LocalExecutor]:  # fmt: skip
+    """Wait until the job runs and its run has reported ``tokens``: (center, ref, executor)."""
+    center = until(rounds, client, who, job_id, {"running"})["center_id"]
+    ex = live.executors[center]
+    assert isinstance(ex, LocalExecutor)
+    with sessions() as s:
+        ref = s.get_one(JobRow, job_id).executor_ref
+    assert ref is not None
+    deadline = time.monotonic() + 10
+    while ex.reported_usage(ref).tokens != tokens:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return center, ref, ex
+
+
 def events(client: TestClient, who: Any, job_id: str) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = client.get(f"/v1/jobs/{job_id}/events", headers=who.headers).json()
     return got
@@ -170,17 +188,8 @@ def test_a_run_given_up_on_records_what_it_reported_on_its_lost_event(
 ) -> None:
     job = submit(alice, name="stuck", kind="inference", duration_s=60,
                  command=tokens(40) + "echo ready; sleep 30")  # fmt: skip
-    got = until(rounds, client, alice, job["id"], {"running"})
-    center = got["center_id"]
-    ex = live.executors[center]
-    with sessions() as s:
-        ref = s.get_one(JobRow, job["id"]).executor_ref
-    assert ref is not None
+    center, ref, ex = reporting(rounds, client, sessions, live, alice, job["id"], 40)
     try:
-        deadline = time.monotonic() + 10
-        while ex.reported_usage(ref).tokens != 40:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         lost = ExecutorStatus(ref, JobState.LOST, reason="slurm NODE_FAIL")
         with sessions.begin() as s:
             assert Reconciler(sessions, live).apply(s, s.get_one(JobRow, job["id"]), lost, center)
@@ -220,15 +229,7 @@ def test_a_cancelled_run_reports_its_tokens_once_it_has_stopped_and_is_then_char
 ) -> None:
     job = submit(alice, name="serving", kind="inference", duration_s=600,
                  command=tokens(250) + "echo ready; sleep 30")  # fmt: skip
-    got = until(rounds, client, alice, job["id"], {"running"})
-    ex = live.executors[got["center_id"]]
-    with sessions() as s:
-        ref = s.get_one(JobRow, job["id"]).executor_ref
-    assert ref is not None
-    deadline = time.monotonic() + 10
-    while ex.reported_usage(ref).tokens != 250:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _, ref, _ = reporting(rounds, client, sessions, live, alice, job["id"], 250)
     r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
     assert r.status_code in (200, 202), r.text
     with sessions() as s:  # cancelled, but its run has not been seen to stop: not charged yet

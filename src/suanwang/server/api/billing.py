@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suanwang.billing import store
 from suanwang.billing.money import parse_amount
@@ -97,24 +97,29 @@ def get_balance(
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
 
 
+def _amount(value: str) -> str:
+    parse_amount(value, what="amount_cny")  # ValueError -> 422 naming the problem
+    return value
+
+
+#: A positive CNY amount as a decimal string: the pattern is documented for clients; it is
+#: checked by parse_amount, whose message says what is wrong.
+AmountText = Annotated[
+    str,
+    Field(min_length=1, max_length=15, json_schema_extra={"pattern": AMOUNT_PATTERN}),
+    AfterValidator(_amount),
+]
+Memo = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]
+
+
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant: str = Field(min_length=1, max_length=100, description="tenant name or id")
-    amount_cny: str = Field(
-        min_length=1,
-        max_length=15,
-        # documented for clients; checked by parse_amount, whose message says what is wrong
-        json_schema_extra={"pattern": AMOUNT_PATTERN},
-        description="a positive amount in CNY, at most 2 decimals: '100', '12.50'",
+    amount_cny: AmountText = Field(
+        description="a positive amount in CNY, at most 2 decimals: '100', '12.50'"
     )
-    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
-
-    @field_validator("amount_cny")
-    @classmethod
-    def _amount(cls, value: str) -> str:
-        parse_amount(value, what="amount_cny")  # ValueError -> 422 naming the problem
-        return value
+    memo: Memo = ""
 
 
 #: ``Idempotency-Key`` of the operator's writes (top-ups, quota grants): a retry with the same
@@ -166,21 +171,11 @@ class Payout(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(min_length=1, max_length=100, description="provider name or id")
-    amount_cny: str | None = Field(
+    amount_cny: AmountText | None = Field(
         default=None,
-        min_length=1,
-        max_length=15,
-        json_schema_extra={"pattern": AMOUNT_PATTERN},
         description="a positive amount in CNY, at most 2 decimals; omitted: everything due",
     )
-    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
-
-    @field_validator("amount_cny")
-    @classmethod
-    def _amount(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_amount(value, what="amount_cny")  # ValueError -> 422 naming the problem
-        return value
+    memo: Memo = ""
 
 
 @router.post(
@@ -313,7 +308,7 @@ class QuotaGrantBody(BaseModel):
     expires: date | None = Field(
         default=None, description="usable up to and including this day (UTC); none: no expiry"
     )
-    memo: str = Field(default="", max_length=200, pattern=r"^[^\x00]*$")
+    memo: Memo = ""
 
 
 @router.get("/quotas", responses=FORBIDDEN)
