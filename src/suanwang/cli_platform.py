@@ -441,7 +441,9 @@ def worker(
 DEMO_JOBS: list[dict[str, Any]] = [
     {"name": "chatbot-inference", "kind": "inference", "origin": "guangdong",
      "resources": {"count": 1, "cpus": 8}, "duration_s": 1800, "stacks": ["cuda", "cann"],
-     "command": "for i in 1 2 3; do echo answered batch $i; sleep 1; done"},
+     # a model server reports the tokens it served (metered; free trial tokens cover them)
+     "command": "for i in 1 2 3; do echo answered batch $i; "
+                "echo '{\"tokens\": 4096}' >> \"$SUANWANG_USAGE_FILE\"; sleep 1; done"},
     {"name": "llm-pretrain", "kind": "training", "origin": "beijing",
      "resources": {"count": 8, "cpus": 64}, "duration_s": 36000, "stacks": ["cuda"],
      "checkpointable": True, "data_gb": 20,

@@ -68,3 +68,13 @@ def test_demo_runs_the_platform_and_its_jobs(tmp_path: Path) -> None:
         name = line.strip().split(":")[0]
         assert kinds[name] not in ("inference", "interactive"), line
         assert "h to a cheaper/greener window" in line
+    # the inference job reported the tokens it served; they were metered with its run
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(tmp_path / "demo.db")) as db:
+        served = db.execute(
+            "SELECT u.tokens FROM usage_records u JOIN jobs j ON j.id = u.job_id "
+            "WHERE j.name = 'chatbot-inference'"
+        ).fetchall()
+    assert served == [(3 * 4096,)]
