@@ -39,7 +39,8 @@ from suanwang.core.hardware import Precision
 from . import ledger
 from .ledger import Entry, Posting
 from .money import ZERO, cents, cents_down, qty
-from .rating import HOURS_PER_MONTH, UsageLine
+from .rating import HOURS_PER_MONTH as HOURS_PER_MONTH  # GB-months are metered by .rating
+from .rating import UsageLine
 
 #: The platform's account that funds trial quotas (kind ``commission``: spent commission).
 TRIALS = "platform:trials:commission"
@@ -47,7 +48,6 @@ CARD_HOURS = "card_hours"
 STORAGE_GB_MONTHS = "storage_gb_months"
 TOKENS = "tokens"
 RESOURCES = (CARD_HOURS, STORAGE_GB_MONTHS, TOKENS)
-__all__ = ["HOURS_PER_MONTH"]  # GB-months are metered by .rating; re-exported for callers
 #: The default worth of a free token: CNY per million tokens (about a mainstream large
 #: model's list price for input tokens in China; an operator sets its own).
 DEFAULT_TOKEN_VALUE = Decimal("2.00")

@@ -450,8 +450,7 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
             placed_at = ev.at
             s = detail.get("start_at")
             start_at = datetime.fromisoformat(s) if isinstance(s, str) else None
-            m = detail.get("market")
-            market = str(m["source"]) if isinstance(m, dict) and m.get("source") else None
+            market = market_of(detail)
         elif to is JobState.RUNNING:
             open_at = (ev.at, ev.id)
         elif frm is JobState.RUNNING and open_at is not None:
@@ -478,8 +477,16 @@ def tokens_of(detail: dict[str, Any]) -> int:
     (``{"usage": {"tokens": N}}``, written by the reconciler); 0 if none or malformed."""
     usage = detail.get("usage")
     n = usage.get("tokens") if isinstance(usage, dict) else None
-    ok = isinstance(n, int) and not isinstance(n, bool) and 0 < n < quotas.MAX_TOKENS
-    return n if ok and isinstance(n, int) else 0
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < quotas.MAX_TOKENS:
+        return n
+    return 0
+
+
+def market_of(detail: dict[str, Any]) -> str | None:
+    """How the dispatcher priced a placement, from its ``scheduled`` event: ``"offer"``,
+    ``"reservation"`` or None (the posted price)."""
+    m = detail.get("market")
+    return str(m["source"]) if isinstance(m, dict) and m.get("source") else None
 
 
 def _segment(
@@ -642,8 +649,7 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     detail = placed.detail or {}
     center = str(detail.get("center") or job.center_id or "")
     model = str(detail.get("pool") or job.pool_model or "")
-    m = detail.get("market")
-    market = str(m["source"]) if isinstance(m, dict) and m.get("source") else None
+    market = market_of(detail)
     s = detail.get("start_at")
     start = placed.at
     if isinstance(s, str):
