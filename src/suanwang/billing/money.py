@@ -10,6 +10,9 @@ ZERO = Decimal("0.00")
 PRICE_STEP = Decimal("0.0001")
 #: Quantities (SCU, kWh, kg, hours) are stored to 6 decimals.
 QTY_STEP = Decimal("0.000001")
+#: Token counts (trial grants, what a run reports serving) stay below a trillion: the quantity
+#: columns hold them exactly (NUMERIC(20, 6); on SQLite integers scaled by 10**6).
+MAX_TOKENS = 10**12
 
 
 def cents(x: Decimal) -> Decimal:

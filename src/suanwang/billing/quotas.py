@@ -38,6 +38,7 @@ from suanwang.core.hardware import Precision
 
 from . import ledger
 from .ledger import Entry, Posting
+from .money import MAX_TOKENS as MAX_TOKENS  # re-exported: grants are checked against it
 from .money import ZERO, cents, cents_down, qty
 from .rating import HOURS_PER_MONTH as HOURS_PER_MONTH  # GB-months are metered by .rating
 from .rating import UsageLine
@@ -52,9 +53,6 @@ RESOURCES = (CARD_HOURS, STORAGE_GB_MONTHS, TOKENS)
 #: model's list price for input tokens in China; an operator sets its own).
 DEFAULT_TOKEN_VALUE = Decimal("2.00")
 MILLION = Decimal(1_000_000)
-#: Token quantities (grants, what a run reports) stay below a trillion: billing's quantity
-#: columns hold them exactly (NUMERIC(20, 6); scaled integers on SQLite).
-MAX_TOKENS = 10**12
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from suanwang.billing.money import MAX_TOKENS
 from suanwang.core.lifecycle import JobState
 
 #: Exit code of a job that wrote a checkpoint and stopped so it can be resumed elsewhere.
@@ -70,9 +71,9 @@ ENV_USAGE_FILE = "SUANWANG_USAGE_FILE"
 USAGE_FILE_NAME = "usage.jsonl"
 #: At most this many bytes of a usage file are read (1 MiB); the rest is reported, not read.
 USAGE_FILE_MAX_BYTES = 1 << 20
-#: A line's ``tokens`` and a run's total must stay below this (a trillion: what billing stores
-#: exactly in its quantity columns, NUMERIC(20, 6) and scaled integers on SQLite).
-USAGE_TOKENS_LIMIT = 10**12
+#: A line's ``tokens`` and a run's total must stay below this: billing's limit (a trillion, what
+#: its quantity columns hold exactly).
+USAGE_TOKENS_LIMIT = MAX_TOKENS
 #: At most this many problems are listed for a run (the rest are counted in one more line).
 USAGE_MAX_PROBLEMS = 20
 
