@@ -41,7 +41,28 @@ from suanwang.testbed.slurm import down as testbed_down
 from suanwang.testbed.slurm import up as testbed_up
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-at",
+        metavar="INSTANT",
+        help="run with the wall clock moved to INSTANT (ISO 8601, e.g. 2026-12-05T20:10:00Z) "
+        "and ticking from there (time-machine): the tests must pass at any hour",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    at = config.getoption("--clock-at")
+    if at:
+        import time_machine
+
+        destination = datetime.fromisoformat(at)
+        if destination.tzinfo is None:
+            raise pytest.UsageError(f"--clock-at {at}: give a time zone (e.g. Z for UTC)")
+        traveller = time_machine.travel(destination, tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+        moved = abs((datetime.now(UTC) - destination).total_seconds())
+        assert moved < 60, f"--clock-at: the clock did not move ({moved:.0f} s away)"
     # pvlib (<= 0.16) calls DatetimeIndex.dayofyear, deprecated in pandas 3 (Pandas4Warning);
     # with warnings as errors every build_signals for a center with solar would fail. This is a
     # third-party deprecation, not ours: ignore exactly that message (later filters win).

@@ -19,8 +19,9 @@ from suanwang.core.hardware import Precision
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
+from suanwang.scheduling.placement import place
 from suanwang.scheduling.planner import SuanwangPolicy
-from suanwang.scheduling.state import CapacityState
+from suanwang.scheduling.state import CapacityState, Market
 from suanwang.sim.engine import simulate
 
 
@@ -68,8 +69,7 @@ def _decide(net: Network, signals: Signals, job: Job, prices: ScuPrices | None) 
     state = CapacityState.empty(net, signals)
     state.now_s = job.submit_s
     info = net.job_class(job)
-    decision = SuanwangPolicy(prices=prices).decide(job, info, state)
-    return int(info.pools[decision.pos])
+    return place(job, info, state, SuanwangPolicy(), Market(prices=prices)).pool
 
 
 def test_a_cheaper_offer_at_a_feasible_center_attracts_the_job(
@@ -132,8 +132,8 @@ def test_without_offers_or_with_neutral_prices_the_simulation_is_unchanged(
     jobs = china_jobs[:1500]
     base = simulate(net, sig, jobs, SuanwangPolicy())
     real = _prices(net, sig, _offer(net, sig, 0, "3.00"))
-    neutral = dataclasses.replace(real, premium=np.zeros_like(real.premium))
-    same = simulate(net, sig, jobs, SuanwangPolicy(prices=neutral))
+    neutral = dataclasses.replace(real, offer=np.full_like(real.offer, np.nan))
+    same = simulate(net, sig, jobs, SuanwangPolicy(), market=Market(prices=neutral))
     assert np.array_equal(base.pool, same.pool)
     assert np.array_equal(base.release_s, same.release_s, equal_nan=True)
 
@@ -152,7 +152,10 @@ def test_scu_prices_follow_the_offer_book(china_net: Network, china_signals: Sig
         expect = float(book.posted_at(center, "a100", Precision.FP16, at))
         assert pr.posted[0, pool, h] == pytest.approx(expect)
         offered = 2 <= h < 5
-        assert pr.premium[0, pool, h] == pytest.approx(1.5 - expect if offered else 0.0)
+        offer = pr.offer[0, pool, h]
+        assert offer == pytest.approx(1.5) if offered else np.isnan(offer)
+        mean = np.nanmean(pr.posted[0, pool, : sig.hours])  # against the window's mean price
+        assert pr.premium[0, pool, h] == pytest.approx(1.5 - mean if offered else 0.0)
         assert pr.offered_units[pool, h] == (100 if offered else 0)
     assert not pr.premium[:, pool + 1].any()  # reserved offers do not price placements
     assert scu_prices(net, PriceBook(net.scenario), sig.start, sig.hours) is None

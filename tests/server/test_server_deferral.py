@@ -1,14 +1,15 @@
 """Deferred starts in live mode: the dispatcher decides where *and when*.
 
-Signals are made by hand so that the test knows which hours are cheap; the clock is the wall
-clock plus a shift the test moves. Runs on SQLite and PostgreSQL with real local executors.
+Signals are made by hand so that the test knows which hours are cheap; the clock is the API's
+test clock (fixed, never the wall clock) plus a shift the test moves, so the tests mean the
+same whatever the hour they run at. Runs on SQLite and PostgreSQL with real local executors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +40,31 @@ HOURS = 48
 
 @dataclass
 class Clock:
-    """The wall clock, shifted by what the test says."""
+    """The API's fixed test instant (``base``), shifted by what the test says."""
 
+    base: datetime
     shift: timedelta = field(default_factory=timedelta)
 
     def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.shift
+        return self.base + self.shift
+
+    @property
+    def hour(self) -> datetime:
+        return self.base.replace(minute=0, second=0, microsecond=0)
 
 
-def _hour() -> datetime:
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+@pytest.fixture
+def clock(app: FastAPI) -> Clock:
+    return Clock(app.state.signals.clock())
 
 
-def signals(net: Network, price_by_hour: list[float], start: datetime | None = None) -> Signals:
+def signals(net: Network, price_by_hour: list[float], start: datetime) -> Signals:
     """Every center pays ``price_by_hour[h]`` (the last value repeats); flat green and carbon."""
     hourly = np.array((price_by_hour + [price_by_hour[-1]] * HOURS)[:HOURS], dtype=np.float64)
     price = np.tile(hourly, (net.n_centers, 1))
     green = np.full_like(price, 0.2)
     return Signals(
-        start=start or _hour(),
+        start=start,
         price_cny_per_kwh=price,
         carbon_g_per_kwh=np.full_like(price, 600.0),
         green_fraction=green,
@@ -91,10 +98,10 @@ def test_a_deadline_tolerant_batch_job_waits_for_cheap_hours_and_not_longer(
     alice: Any,
     submit: Callable[..., dict[str, Any]],
     tmp_path: Path,
+    clock: Clock,
 ) -> None:
     net: Network = app.state.network
-    sig = signals(net, EXPENSIVE_THEN_CHEAP)
-    clock = Clock()
+    sig = signals(net, EXPENSIVE_THEN_CHEAP, clock.hour)
     live = _live(net, sig, clock, tmp_path / "centers", ("zhongwei", "horinger"))
     job = submit(alice, name="batch", command="echo trained", duration_s=7200,
                  deadline_s=86400, kind="training")  # fmt: skip
@@ -129,7 +136,7 @@ def test_a_deadline_tolerant_batch_job_waits_for_cheap_hours_and_not_longer(
         "scheduled"
     )
     # from its start on it is handed over, runs and ends
-    clock.shift = start_at - datetime.now(UTC)
+    clock.shift = start_at - clock.base
     assert dispatcher.run_once() == 1
     assert _row(sessions, job["id"]).executor_ref == f"{got['center_id']}/{job['id']}"
     assert run_dir.exists()
@@ -152,19 +159,18 @@ def test_a_latency_sensitive_inference_job_starts_at_once(
     alice: Any,
     submit: Callable[..., dict[str, Any]],
     tmp_path: Path,
+    clock: Clock,
 ) -> None:
     net: Network = app.state.network
-    sig = signals(net, EXPENSIVE_THEN_CHEAP)
-    live = _live(net, sig, Clock(), tmp_path / "centers", ("zhongwei", "horinger"))
+    sig = signals(net, EXPENSIVE_THEN_CHEAP, clock.hour)
+    live = _live(net, sig, clock, tmp_path / "centers", ("zhongwei", "horinger"))
     job = submit(alice, name="serve", command="true", duration_s=7200, kind="inference",
                  origin="ningxia", resources={"count": 1, "cpus": 8})  # fmt: skip
-    before = datetime.now(UTC)
     assert Dispatcher(sessions, live).run_once() == 2  # placed and handed over in one round
     got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
     assert got["center_id"] == "zhongwei"  # near its users
-    assert before - timedelta(seconds=1) <= datetime.fromisoformat(got["start_at"])
-    assert datetime.fromisoformat(got["start_at"]) <= datetime.now(UTC)
-    assert got["decision"]["deferred_h"] == 0 and "if_started_now" not in got["decision"]
+    assert datetime.fromisoformat(got["start_at"]) == clock()  # now, not later
+    assert got["decision"]["deferred_h"] == 0 and got["decision"]["if_started_now"] is None
     assert not got["decision"]["reason"].startswith("deferred")
     assert _row(sessions, job["id"]).executor_ref is not None
 
@@ -176,9 +182,11 @@ def test_without_deferral_the_same_batch_job_starts_at_once(
     alice: Any,
     submit: Callable[..., dict[str, Any]],
     tmp_path: Path,
+    clock: Clock,
 ) -> None:
     net: Network = app.state.network
-    live = _live(net, signals(net, EXPENSIVE_THEN_CHEAP), Clock(), tmp_path, ("zhongwei",))
+    sig = signals(net, EXPENSIVE_THEN_CHEAP, clock.hour)
+    live = _live(net, sig, clock, tmp_path, ("zhongwei",))
     job = submit(alice, name="batch", command="true", duration_s=7200, deadline_s=86400)
     Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0)).run_once()
     got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
@@ -204,6 +212,7 @@ def test_deferral_never_violates_a_deadline(
     sessions: sessionmaker[Session],
     alice: Any,
     tmp_path: Path,
+    clock: Clock,
     duration_h: float,
     slack: float,
     cheap_from: int,
@@ -211,8 +220,8 @@ def test_deferral_never_violates_a_deadline(
     cards: int,
 ) -> None:
     net: Network = app.state.network
-    sig = signals(net, [3.0] * cheap_from + [0.05])
-    live = _live(net, sig, Clock(), tmp_path / "c", ("zhongwei", "horinger", "ulanqab"))
+    sig = signals(net, [3.0] * cheap_from + [0.05], clock.hour)
+    live = _live(net, sig, clock, tmp_path / "c", ("zhongwei", "horinger", "ulanqab"))
     body = {
         "name": "deadline", "command": "true", "duration_s": duration_h * 3600,
         "deadline_s": duration_h * 3600 * slack, "kind": kind, "origin": "beijing",
@@ -238,7 +247,7 @@ def test_deferral_never_violates_a_deadline(
             assert got.start_at + runtime <= due - margin + timedelta(seconds=1)
         elif got.start_at + runtime > due:
             # too tight even now: started at once, never pushed later
-            assert got.start_at <= datetime.now(UTC)
+            assert got.start_at <= clock()
     finally:
         with sessions.begin() as s:
             s.execute(delete(JobEvent))
@@ -271,24 +280,28 @@ def _tiny_job(
 
 
 def _tiny_dispatcher(
-    tiny_net: Network, sessions: sessionmaker[Session], tmp_path: Path, prices: list[float]
+    tiny_net: Network,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    prices: list[float],
+    clock: Clock,
 ) -> tuple[Dispatcher, Signals]:
-    sig = signals(tiny_net, prices)
-    live = _live(tiny_net, sig, Clock(), tmp_path / "tiny", ("desert-green",))
+    sig = signals(tiny_net, prices, clock.hour)
+    live = _live(tiny_net, sig, clock, tmp_path / "tiny", ("desert-green",))
     return Dispatcher(sessions, live), sig
 
 
 def test_a_deferred_job_holds_no_units_before_its_start(
     client: TestClient, sessions: sessionmaker[Session], alice: Any, tmp_path: Path,
-    tiny_net: Network,
+    tiny_net: Network, clock: Clock,
 ) -> None:  # fmt: skip
-    dispatcher, sig = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0] * 6 + [0.2])
+    dispatcher, sig = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0] * 6 + [0.2], clock)
     later = _tiny_job(sessions, alice, "later", 2, deadline_s=86400, kind="training")
     dispatcher.place()
     deferred = _row(sessions, later)
     assert deferred.decision is not None and deferred.decision["deferred_h"] > 4
     with sessions() as s:
-        state = dispatcher.capacity(s, sig)
+        state = dispatcher.live.state(s, sig)
     pool = tiny_net.pool_model.index("a100", int(np.flatnonzero(
         tiny_net.pool_center == tiny_net.center_index["desert-green"])[0]))  # fmt: skip
     assert state.free[pool] == 16  # all of it free now
@@ -301,30 +314,31 @@ def test_a_deferred_job_holds_no_units_before_its_start(
     placed = _row(sessions, now_job)
     assert placed.center_id == "desert-green"
     assert placed.decision is not None
-    assert placed.decision["reason"] == "cheapest center with room now"
+    assert placed.decision["reason"].startswith("cheapest center with room now")
     assert placed.decision["chosen"]["free_units"] == 16
 
 
 def test_a_job_that_would_overlap_a_deferred_one_gets_no_planned_room(
     client: TestClient, sessions: sessionmaker[Session], alice: Any, tmp_path: Path,
-    tiny_net: Network,
+    tiny_net: Network, clock: Clock,
 ) -> None:  # fmt: skip
-    dispatcher, _ = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0] * 6 + [0.2])
+    dispatcher, _ = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0] * 6 + [0.2], clock)
     _tiny_job(sessions, alice, "later", 2, deadline_s=86400, kind="training")
     dispatcher.place()
     long_now = _tiny_job(sessions, alice, "long", 10, kind="interactive")
     dispatcher.place()
     row = _row(sessions, long_now)
     assert row.decision is not None
-    assert row.decision["reason"] == "no planned room; queued where the wait is least"
+    assert row.decision["reason"].startswith("no planned room; queued where the wait is least")
+    assert row.decision["queued"]
 
 
 def test_running_jobs_keep_their_hours_on_the_calendar(
     client: TestClient, sessions: sessionmaker[Session], alice: Any, tmp_path: Path,
-    tiny_net: Network,
+    tiny_net: Network, clock: Clock,
 ) -> None:  # fmt: skip
     # cheap from hour 2 on; a running 6-hour job holds the only A100 pool until hour ~6
-    dispatcher, sig = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0, 2.0, 0.2])
+    dispatcher, sig = _tiny_dispatcher(tiny_net, sessions, tmp_path, [2.0, 2.0, 0.2], clock)
     running = _tiny_job(sessions, alice, "running", 6, kind="interactive")
     dispatcher.run_once()
     assert _row(sessions, running).executor_ref is not None  # handed over: holds its cards
@@ -332,12 +346,12 @@ def test_running_jobs_keep_their_hours_on_the_calendar(
     dispatcher.place()
     row = _row(sessions, batch)
     assert row.decision is not None and row.start_at is not None
-    ends = datetime.now(UTC) + timedelta(hours=6)
+    ends = clock() + timedelta(hours=6)
     # planned after the running job's expected end, not into the cheap hours it still fills
     assert row.start_at >= ends.replace(minute=0, second=0, microsecond=0)
     assert row.decision["deferred_h"] > 4
     with sessions() as s:
-        state = dispatcher.capacity(s, sig)
+        state = dispatcher.live.state(s, sig)
     assert state.committed.max() <= 16  # never more than the pool has, in any hour
 
 

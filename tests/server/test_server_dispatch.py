@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from suanwang.core.lifecycle import JobState
+from suanwang.core.network import Network
 from suanwang.executors.base import ExecutorStatus
 from suanwang.executors.local import LocalExecutor
 from suanwang.server.database.models import JobRow, RunFence
@@ -33,7 +33,7 @@ def _live(app: FastAPI, root: Path, centers: tuple[str, ...]) -> LiveNetwork:
         net=net,
         signals=app.state.signals.current,
         executors=executors,
-        clock=lambda: datetime.now(UTC),
+        clock=app.state.signals.clock,
     )
 
 
@@ -101,7 +101,15 @@ def test_a_job_no_executor_center_can_run_fails_with_a_reason(
     got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
     assert got["state"] == "failed"
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
-    assert "no center with an executor" in events[-1]["detail"]["reason"]
+    reason = events[-1]["detail"]["reason"]
+    # which constraint excluded the candidates, in the event, the job's decision and the API
+    net: Network = app.state.network
+    excluded = got["decision"]["excluded"]
+    assert got["decision"]["placed"] is False and got["decision"]["reason"] == reason
+    assert sum(excluded.values()) == net.n_pools
+    assert excluded["software stack"] > 0 and excluded["closed"] > 0
+    assert f"{excluded['software stack']} lack the software stack (cuda)" in reason
+    assert f"{excluded['closed']} are at centers without an executor" in reason
 
 
 def test_cancel_stops_the_running_process(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,7 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
         executors={
             c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)
         },
-        clock=lambda: datetime.now(UTC),
+        clock=app.state.signals.clock,
         checkpoint_root=tmp_path / "checkpoints",
     )
     dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))

@@ -11,7 +11,6 @@ import signal
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,7 @@ class Platform:
             net=Network(live_scenario(scenario, self.executors)),
             signals=app.state.signals.current,
             executors=self.executors,
-            clock=lambda: datetime.now(UTC),
+            clock=app.state.signals.clock,
             checkpoint_root=root / "checkpoints",
         )
         self.sessions = sessions

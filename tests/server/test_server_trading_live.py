@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ CENTERS = ("zhongwei", "horinger")  # both have A100s
 HOURS = 24
 
 
-def _signals(net: Network, cheap: str | None = None) -> Signals:
-    """Flat signals from this hour on; electricity ten times cheaper at ``cheap``."""
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+def _signals(net: Network, now: datetime, cheap: str | None = None) -> Signals:
+    """Flat signals from ``now``'s hour on; electricity ten times cheaper at ``cheap``."""
+    start = now.replace(minute=0, second=0, microsecond=0)
     price = np.full((net.n_centers, HOURS), 0.5)
     if cheap is not None:
         price[net.center_index[cheap]] = 0.05
@@ -47,9 +47,9 @@ def _signals(net: Network, cheap: str | None = None) -> Signals:
     )
 
 
-def _live(net: Network, sig: Signals, root: Path) -> LiveNetwork:
+def _live(net: Network, sig: Signals, root: Path, clock: Callable[[], datetime]) -> LiveNetwork:
     executors = {c: LocalExecutor(root, c, cpus=64, cards=16) for c in CENTERS}
-    return LiveNetwork(net=net, signals=lambda: sig, executors=executors)
+    return LiveNetwork(net=net, signals=lambda: sig, executors=executors, clock=clock)
 
 
 def _publish(
@@ -96,12 +96,13 @@ def market(
     tmp_path: Path,
 ) -> Market:
     net: Network = app.state.network
+    clock = app.state.signals.clock  # the API's fixed test clock, never the wall clock
 
     def placer(sig: Signals) -> Callable[[Any], dict[str, Any]]:
-        dispatcher = Dispatcher(sessions, _live(net, sig, tmp_path))
+        dispatcher = Dispatcher(sessions, _live(net, sig, tmp_path, clock))
         return lambda who: _place(submit, client, who, dispatcher)
 
-    sig = _signals(net)
+    sig = _signals(net, clock())
     place = placer(sig)
     first = place(alice)["center_id"]
     return Market(net, sig, place, first, next(c for c in CENTERS if c != first), placer)
@@ -142,7 +143,7 @@ def test_reserved_capacity_is_closed_to_others_and_used_first_by_its_tenant(
                 and net.center_ids[int(net.pool_center[p])] == other)  # fmt: skip
     cards = int(net.pool_capacity[pool])
     # where electricity is cheap, alice's jobs go there
-    cheap = market.placer(_signals(net, cheap=other))
+    cheap = market.placer(_signals(net, sig.start, cheap=other))
     assert cheap(alice)["center_id"] == other
     # the other center's A100s: all of them reserved by bob for the next 20 hours (longer
     # than a job may be deferred)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def live(app: FastAPI, tmp_path: Path) -> LiveNetwork:
         net=app.state.network,
         signals=app.state.signals.current,
         executors={c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in CENTERS},
-        clock=lambda: datetime.now(UTC),
+        clock=app.state.signals.clock,
         checkpoint_root=tmp_path / "checkpoints",
     )
 

@@ -73,8 +73,8 @@ def scu_prices(net: Network, book: PriceBook, start: datetime, hours: int) -> Sc
         for q in qs:
             np.minimum(best[q, p, h0:h1], price, out=best[q, p, h0:h1])
         offered[p, h0:h1] += o.units
-    premium = np.where(np.isfinite(best) & np.isfinite(posted), best - posted, 0.0)
-    return ScuPrices(posted=posted, premium=premium, offered_units=offered)
+    offer = np.where(np.isfinite(best) & np.isfinite(posted), best, np.nan)
+    return ScuPrices(posted=posted, offer=offer, offered_units=offered)
 
 
 def load_offers(path: Path, scenario_net: Network) -> OfferBook:
@@ -148,16 +148,16 @@ def paid(
     used = np.zeros_like(prices.offered_units)
     offer_total = 0.0
     under = 0
-    premium = prices.premium
+    offer = prices.offer
     order = done[np.argsort(starts_s[done], kind="stable")]
     for j in order.tolist():  # a report, once per run: jobs in start order
         p, q = int(pools[j]), int(precision_index[j])
         h0 = min(int(starts_s[j] // 3600), hours)
         h1 = max(min(math.ceil(ends_s[j] / 3600), hours), h0 + 1)
         price = posted[q, p, h0] if math.isfinite(posted[q, p, h0]) else 0.0
-        if premium[q, p, h0] != 0 and used[p, h0] + units[j] <= prices.offered_units[p, h0]:
+        if math.isfinite(offer[q, p, h0]) and used[p, h0] + units[j] <= prices.offered_units[p, h0]:
             used[p, h0:h1] += units[j]
-            price += premium[q, p, h0]
+            price = float(offer[q, p, h0])
             under += 1
         offer_total += price * float(work_scu[j])
     return Paid(offer_total, posted_total, under)

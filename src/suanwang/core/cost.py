@@ -15,7 +15,8 @@ The *cost* reported for a policy is energy cost + transfer cost, in CNY.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,10 +27,25 @@ Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
+HOUR_S = 3600.0
+
+
 def runtime_s(work_scu: float | Array, units: int | Array, speed: float | Array) -> Array:
     """Seconds a job of ``work_scu`` runs on ``units`` units of the given speed (SCU/unit-h)."""
-    out: Array = np.asarray(work_scu) / (np.asarray(units) * np.asarray(speed)) * 3600.0
+    out: Array = np.asarray(work_scu) / (np.asarray(units) * np.asarray(speed)) * HOUR_S
     return out
+
+
+def run_seconds(work_scu: float, units: int, speed: float) -> float:
+    """:func:`runtime_s` for one run (a float; an hour where the chip cannot run the work)."""
+    return work_scu / (units * speed) * HOUR_S if speed > 0 and units > 0 else HOUR_S
+
+
+def hour_window(t0_s: float, t1_s: float) -> tuple[int, int]:
+    """The calendar hours ``[h0, h1)`` a run over ``[t0, t1)`` seconds touches (at least one;
+    hour 0 is the signals' start, earlier times count from it)."""
+    h0 = max(int(t0_s // HOUR_S), 0)
+    return h0, max(math.ceil(t1_s / HOUR_S), h0 + 1)
 
 
 def drawn(
@@ -116,25 +132,44 @@ class ScuPrices:
 
     * ``posted[q, p, h]``: the posted price, CNY per SCU of precision ``q`` on pool ``p``
       (``nan`` where the chip cannot run that precision);
-    * ``premium[q, p, h]``: what the cheapest active offer adds to it (negative: a discount;
-      0 where no offer is in force or the offer excludes that precision);
+    * ``offer[q, p, h]``: the price of the cheapest offer in force (``nan`` where none is, or
+      the offer excludes that precision); 0 on a tenant's own reservation (paid at booking);
     * ``offered_units[p, h]``: units sold at offer prices (0 without an offer).
 
     A policy adds ``work_scu x premium`` to the cost of starting a job on ``p`` in hour ``h``
-    while the pool's planned load leaves room within the offered units; posted prices need no
-    term of their own, since the energy term already follows them (the rest of a posted price
-    is the same per SCU everywhere, up to PUE and margin).
+    while the pool's planned load leaves room within the offered units. ``premium`` is the
+    offer's price against the pool's *mean* posted price over the window (``reference``), not
+    the posted price of that hour: a posted price follows the time-of-use tariff, and the
+    energy term already prices the hours, so the hour's posted price would count that shape a
+    second time (with the opposite sign: an offer would make expensive hours look cheap).
+    Posted prices need no term of their own (the rest of a posted price is the same per SCU
+    everywhere, up to PUE and margin).
     """
 
     posted: Array
-    premium: Array
+    offer: Array
     offered_units: Array
+    reference: Array = field(init=False, repr=False)
+    premium: Array = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.posted.shape != self.premium.shape or self.posted.ndim != 3:
-            raise ValueError(f"posted {self.posted.shape} and premium {self.premium.shape}")
+        if self.posted.shape != self.offer.shape or self.posted.ndim != 3:
+            raise ValueError(f"posted {self.posted.shape} and offer {self.offer.shape}")
         if self.offered_units.shape != self.posted.shape[1:]:
             raise ValueError(f"offered_units {self.offered_units.shape}: not (pools, hours + 1)")
+        posted = self.posted[:, :, : max(self.hours, 1)]
+        runs = np.isfinite(posted).any(axis=2)
+        reference = np.zeros(posted.shape[:2])
+        np.divide(
+            np.nansum(posted, axis=2),
+            np.isfinite(posted).sum(axis=2),
+            out=reference,
+            where=runs,
+        )
+        ok = np.isfinite(self.offer) & np.isfinite(self.posted)
+        premium = np.where(ok, self.offer - reference[:, :, None], 0.0)
+        object.__setattr__(self, "reference", reference)
+        object.__setattr__(self, "premium", premium)
 
     @property
     def hours(self) -> int:
@@ -144,3 +179,8 @@ class ScuPrices:
     @property
     def any_offer(self) -> bool:
         return bool((self.offered_units > 0).any())
+
+    def offer_in_force(self, precision: int, pool: int, hour: int) -> bool:
+        """Whether an offer (or the tenant's reservation) prices ``pool`` at ``hour``."""
+        h = min(max(hour, 0), self.hours)
+        return bool(np.isfinite(self.offer[precision, pool, h]))

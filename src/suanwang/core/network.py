@@ -126,6 +126,11 @@ class Network:
         )
         self.center_transfer_cost_cny_per_gb = self.transfer_cost_cny_per_gb[center_place]
         self.center_transfer_s_per_gb = self.transfer_s_per_gb[center_place]
+        named = zip(pool_center, pool_model, strict=True)
+        self._pool_named = {(self.center_ids[c], m): p for p, (c, m) in enumerate(named)}
+        self._cpu_pool: dict[str, int] = {}
+        for p in np.flatnonzero(self.pool_is_cpu).tolist():
+            self._cpu_pool.setdefault(self.center_ids[pool_center[p]], p)
         self._class_cache: dict[tuple[object, ...], JobClassInfo] = {}
         self.known_stacks = frozenset(self.pool_stack) | sc.catalog.stacks
         self.known_models = frozenset(sc.catalog.models)
@@ -137,6 +142,18 @@ class Network:
     @property
     def n_centers(self) -> int:
         return len(self.center_ids)
+
+    def pool_named(self, center_id: str, model: str) -> int | None:
+        """The pool of ``model`` at ``center_id`` (None: no such pool in this scenario)."""
+        return self._pool_named.get((center_id, model))
+
+    def pool_of_run(self, center_id: str, model: str, cpu_only: bool) -> int | None:
+        """The pool a stored run holds: its center and model, or for CPU-only work the
+        center's CPU pool whatever model was recorded."""
+        pool = self._pool_named.get((center_id, model))
+        if pool is None and cpu_only:
+            pool = self._cpu_pool.get(center_id)
+        return pool
 
     def place(self, origin: str) -> int:
         try:
@@ -168,6 +185,36 @@ class Network:
             info = self._build_class(job)
             self._class_cache[key] = info
         return info
+
+    def exclusions(self, job: Job) -> dict[str, int]:
+        """Why pools are not feasible for ``job``: pools excluded by each hard constraint, in
+        the order they are checked (a pool counts for the first constraint it fails).
+
+        Keys: ``accelerator`` (another model, or a chip that cannot run the job's precision),
+        ``software stack``, ``size`` (fewer units than the job holds), ``latency``. Raises
+        :class:`UnknownName` for an unknown origin.
+        """
+        origin = self.place(job.origin)
+        left = np.ones(self.n_pools, dtype=bool)
+        out: dict[str, int] = {}
+
+        def drop(name: str, ok: NDArray[np.bool_]) -> None:
+            out[name] = int((left & ~ok).sum())
+            left[:] &= ok
+
+        speed_ok = self.pool_speed[:, PRECISION_INDEX[job.precision]] > 0
+        if job.precision is not Precision.CPU and job.accelerator != ANY_ACCELERATOR:
+            speed_ok &= np.array([m == job.accelerator for m in self.pool_model], dtype=bool)
+        drop("accelerator", speed_ok)
+        if job.precision is not Precision.CPU:
+            drop("software stack", np.array([s in job.stacks for s in self.pool_stack]))
+        else:
+            out["software stack"] = 0
+        drop("size", self.pool_capacity >= job.demand_units)
+        bound = job.effective_latency_ms
+        lat = self.latency_ms[origin, self.pool_center]
+        drop("latency", lat <= bound if bound is not None else np.ones_like(left))
+        return out
 
     def _build_class(self, job: Job) -> JobClassInfo:
         origin = self.place(job.origin)

@@ -59,6 +59,7 @@ class Signals:
             "carbon": grid_carbon,
             "forecast_price": self.forecast_price_cny_per_kwh,
             "forecast_carbon": fc_carbon,
+            "forecast_green": self.forecast_green_fraction,
         }
         for name, values in series.items():
             self._val[name] = values
@@ -83,8 +84,8 @@ class Signals:
         """Integral of a series from 0 to ``t_s`` (in hour-units of the series), per center.
 
         ``which`` is ``price``, ``green``, ``carbon`` (grid share x intensity), or the forecast
-        versions ``forecast_price`` / ``forecast_carbon``. Past the horizon the last hour's value
-        continues.
+        versions ``forecast_price`` / ``forecast_green`` / ``forecast_carbon``. Past the horizon
+        the last hour's value continues.
         """
         cum = self._cum[which]
         x = np.asarray(t_s, dtype=np.float64) / self.step_s

@@ -8,7 +8,9 @@ Baselines (start as soon as the data has arrived):
 * ``greenest``: free pool with the highest current green fraction.
 
 When no feasible pool has room now, every baseline queues the job at the feasible pool with the
-shortest expected wait. The product policy lives in :mod:`suanwang.scheduling.planner`.
+shortest expected wait. Baselines ignore offers (the market's prices); units others reserved
+are closed to them as to every policy (the placement seam takes them out of the state).
+The product policy lives in :mod:`suanwang.scheduling.planner`.
 """
 
 from __future__ import annotations
@@ -19,24 +21,33 @@ import numpy as np
 
 from suanwang.core.jobs import Job
 from suanwang.core.network import JobClassInfo
-from suanwang.scheduling.state import CapacityState, Decision
+from suanwang.scheduling.state import NO_MARKET, CapacityState, Decision, Market
 
 
 class Policy(Protocol):
+    """Maps (job, its feasible pools, capacity state, market) to a decision. Hosts call it
+    through :func:`suanwang.scheduling.placement.place`, never directly."""
+
     name: str
 
-    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision: ...
+    def decide(
+        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+    ) -> Decision: ...
 
 
 def _least_wait(job: Job, info: JobClassInfo, state: CapacityState, reason: str) -> Decision:
     wait = state.expected_wait_s(info.pools, job.demand_units)
-    return Decision(int(np.argmin(wait)), state.now_s, reason + "; queued where the wait is least")
+    pos = int(np.argmin(wait))
+    why = reason + "; queued where the wait is least"
+    return Decision(pos, state.now_s, why, queued=True)
 
 
 class Nearest:
     name = "nearest"
 
-    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+    def decide(
+        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+    ) -> Decision:
         fits = state.free[info.pools] >= job.demand_units
         first = int(fits.argmax())
         if fits[first]:
@@ -47,7 +58,9 @@ class Nearest:
 class FirstFit:
     name = "first-fit"
 
-    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+    def decide(
+        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+    ) -> Decision:
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if fits.size:
             pos = int(fits[np.argmin(info.pools[fits])])
@@ -61,7 +74,9 @@ class _ByCurrentSignal:
     def score(self, info: JobClassInfo, state: CapacityState, hour: int) -> np.ndarray:
         raise NotImplementedError
 
-    def decide(self, job: Job, info: JobClassInfo, state: CapacityState) -> Decision:
+    def decide(
+        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+    ) -> Decision:
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if not fits.size:
             return _least_wait(job, info, state, "no free capacity")

@@ -1,12 +1,23 @@
-"""What a policy sees of the network when it decides: capacity now and planned load."""
+"""What a policy sees of the network when it decides: capacity now, planned load, the market.
+
+One builder for both hosts: the simulator keeps a :class:`CapacityState` up to date as its
+jobs start and end; the control plane builds one per round from its active jobs with
+:func:`capacity_state`. Placement and migration, live and simulated, plan on the same state:
+free units now, the reservation calendar (planned units per pool and hour) and each pool's
+queued work.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from suanwang.core.cost import ScuPrices, hour_window
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 
@@ -16,11 +27,34 @@ class Decision:
     """Where and when: index into the job's feasible pools and the planned start.
 
     The host starts the job at ``start_s`` or once its data has arrived, whichever is later.
+    ``objective_cny`` is the value the policy compared (nan for a policy that compares none);
+    for a deferred start, ``gain_cny`` is what it saves against the best start now that has
+    room (None: nothing had room now). ``queued``: no room now or in the plan anywhere, so
+    the job waits in the queue of the pool where the expected wait is least.
     """
 
     pos: int
     start_s: float
     reason: str = ""
+    objective_cny: float = math.nan
+    gain_cny: float | None = None
+    queued: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """What trading adds to one decision; the host passes it in with every decision.
+
+    ``prices``: offers in force and the deciding tenant's own reservations (price 0), as the
+    engine's :class:`ScuPrices` (None: no offers term). ``closed``: units per pool and hour that
+    other tenants reserved and do not use, closed to this job (None: none).
+    """
+
+    prices: ScuPrices | None = None
+    closed: NDArray[np.float64] | None = None
+
+
+NO_MARKET = Market()
 
 
 @dataclass(slots=True)
@@ -28,7 +62,8 @@ class CapacityState:
     """Live capacity. The host (simulator or control plane) owns and updates it.
 
     ``free`` units per pool now; ``backlog_unit_s`` queued demand per pool (units x seconds);
-    ``committed`` planned busy units per pool and hour (written by planning policies).
+    ``committed`` planned busy units per pool and hour (the reservation calendar: hour 0 is
+    the signals' start, one column past the horizon).
     """
 
     net: Network
@@ -49,6 +84,17 @@ class CapacityState:
             committed=np.zeros((net.n_pools, signals.hours + 1)),
         )
 
+    def fits(self, pool: int, units: int, t0_s: float, t1_s: float) -> bool:
+        """Whether ``units`` more fit under the pool's capacity in every hour of [t0, t1)."""
+        h0, h1 = hour_window(t0_s, t1_s)
+        window = self.committed[pool, h0:h1]
+        return not window.size or bool(window.max() + units <= self.net.pool_capacity[pool])
+
+    def book(self, pool: int, units: int, t0_s: float, t1_s: float) -> None:
+        """Enter a run of ``units`` on ``pool`` over [t0, t1) on the reservation calendar."""
+        h0, h1 = hour_window(t0_s, t1_s)
+        self.committed[pool, h0:h1] += units
+
     def expected_wait_s(self, pools: NDArray[np.int64], units: int) -> NDArray[np.float64]:
         """Rough wait before ``units`` become free at each pool: queued work over capacity."""
         cap = self.net.pool_capacity[pools].astype(np.float64)
@@ -56,6 +102,59 @@ class CapacityState:
         busy = self.free[pools] < units
         out: NDArray[np.float64] = np.where(busy, wait + 600.0, wait)
         return out
+
+    @contextmanager
+    def closing(self, closed: NDArray[np.float64] | None) -> Iterator[None]:
+        """The state with ``closed`` units per pool and hour taken out (planned busy, and
+        not free now), for one decision; restored afterwards."""
+        if closed is None:
+            yield
+            return
+        hours = min(closed.shape[1], self.committed.shape[1])
+        hour = min(max(int(self.now_s // 3600.0), 0), closed.shape[1] - 1)
+        now_closed = np.minimum(closed[:, hour].astype(np.int64), np.maximum(self.free, 0))
+        self.committed[:, :hours] += closed[:, :hours]
+        self.free -= now_closed
+        try:
+            yield
+        finally:
+            self.committed[:, :hours] -= closed[:, :hours]
+            self.free += now_closed
+
+
+@dataclass(frozen=True, slots=True)
+class Active:
+    """A placed job as the calendar sees it.
+
+    It is planned on ``pool`` over [``t0_s``, ``t1_s``) (seconds from the signals' start);
+    ``holds_now``: its units are taken now (running, handed over, or its start has come);
+    ``queued``: it waits in its pool's queue (counts as backlog).
+    """
+
+    pool: int
+    units: int
+    t0_s: float
+    t1_s: float
+    holds_now: bool
+    queued: bool = False
+
+
+def capacity_state(
+    net: Network, signals: Signals, now_s: float, active: Iterable[Active]
+) -> CapacityState:
+    """The state a host decides on: every active job on the calendar, held units taken from
+    what is free now, queued work as backlog."""
+    state = CapacityState.empty(net, signals)
+    state.now_s = now_s
+    held = np.zeros(net.n_pools, dtype=np.int64)
+    for a in active:
+        if a.holds_now:
+            held[a.pool] += a.units
+        state.book(a.pool, a.units, a.t0_s, a.t1_s)
+        if a.queued:
+            state.backlog_unit_s[a.pool] += a.units * max(a.t1_s - a.t0_s, 0.0)
+    state.free = np.maximum(net.pool_capacity - held, 0)
+    return state
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from suanwang.core.jobs import ANY_ACCELERATOR, JobKind
 from suanwang.core.lifecycle import JobState
 from suanwang.server.database.models import JobEvent, JobRow
+from suanwang.server.decisions import DecisionPublic
 
 MAX_CPUS = 1_000_000
 MAX_CARDS = 100_000
@@ -174,7 +175,9 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     exit_code: int | None
-    decision: dict[str, Any] | None = Field(description="placement explanation, once placed")
+    decision: DecisionPublic | None = Field(
+        description="placement explanation once placed, or why no center can run the job"
+    )
     spec: JobSpec
     # billing (issue 5): set by GET /v1/jobs/{id} once the finished job has been charged
     charge_cny: Decimal | None = Field(
@@ -202,7 +205,7 @@ class JobPublic(BaseModel):
             started_at=row.started_at,
             ended_at=row.ended_at,
             exit_code=row.exit_code,
-            decision=row.decision,
+            decision=DecisionPublic.model_validate(row.decision) if row.decision else None,
             spec=spec,
         )
 

@@ -28,11 +28,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from suanwang.core.cost import run_seconds
 from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
+from suanwang.scheduling.placement import place
 from suanwang.scheduling.policies import Policy
-from suanwang.scheduling.state import CapacityState, Running
+from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
 RELEASE, FINISH, REPLAN = 0, 1, 2
 BACKFILL_SCAN = 16
@@ -82,7 +84,10 @@ def simulate(
     jobs: Sequence[Job],
     policy: Policy,
     progress: Callable[[int], None] | None = None,
+    market: Market = NO_MARKET,
 ) -> Outcome:
+    """Run ``jobs`` (in submit order) through the network, each placed by ``policy`` through
+    the placement seam with ``market`` (offers), and return what happened to each."""
     n = len(jobs)
     nan = float("nan")
     state = CapacityState.empty(net, signals)
@@ -167,7 +172,7 @@ def simulate(
             pos = int(np.flatnonzero(info.pools == q)[0])
             pool[j] = q
             latency[j] = float(info.latency_ms[pos])
-            runtime[j] = remaining[j] / (units[j] * float(info.speed[pos])) * 3600.0
+            runtime[j] = run_seconds(remaining[j], units[j], float(info.speed[pos]))
             transfer_cny[j] += move_cny
             start[j] = nan
             seq += 1
@@ -214,18 +219,17 @@ def simulate(
             continue
         state.now_s = t
         t0 = perf()
-        decision = policy.decide(job, info, state)
+        placed = place(job, info, state, policy, market)
         dt = perf() - t0
         decision_s[i] = dt
         decide_s += dt
         decisions += 1
-        pos = decision.pos
-        p = int(info.pools[pos])
-        pool[i] = p
+        pos = placed.pos
+        pool[i] = placed.pool
         latency[i] = float(info.latency_ms[pos])
         transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
-        runtime[i] = job.work_scu / (units[i] * float(info.speed[pos])) * 3600.0
-        rel = max(decision.start_s, t + job.data_gb * float(info.transfer_s_per_gb[pos]))
+        runtime[i] = placed.runtime_s
+        rel = placed.start_s
         release[i] = rel
         seq += 1
         heappush(events, (rel, seq, RELEASE, i, 0))

@@ -24,6 +24,7 @@ from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import Bound, offline_bound
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
+from suanwang.scheduling.state import Market
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.traces import load_trace
@@ -172,13 +173,11 @@ def run(
     reports: list[PolicyReport] = []
     for name in policies:
         policy = POLICIES[name]()
-        if isinstance(policy, SuanwangPolicy):
-            policy.prices = prices
         t = time.perf_counter()
         progress = None
         if on_policy is not None:
             progress = _progress_callback(on_policy, name, len(workload.jobs))
-        outcome = simulate(net, signals, workload.jobs, policy, progress)
+        outcome = simulate(net, signals, workload.jobs, policy, progress, Market(prices=prices))
         report = measure(name, net, signals, workload.jobs, outcome, workload.arrival_days)
         if posted is not None:
             report.metrics.update(_paid(prices, net, workload.jobs, outcome, posted))

@@ -331,21 +331,16 @@ class Migrations:
             return 0
         live = self.live
         signals = live.signals()
-        state = live.capacity(session, signals)
+        state = live.state(session, signals)  # the state placement decides on too
         state.free[~live.open_centers()[live.net.pool_center]] = 0  # only open centers take jobs
         jobs: list[Job] = []
         kept: list[JobRow] = []
         running: list[Running] = []
-        index = {
-            (c, m): p
-            for p, (c, m) in enumerate(
-                zip(live.net.pool_center.tolist(), live.net.pool_model, strict=True)
-            )
-        }
         for row in rows:
             job = to_core_job(row, live.net, t0=signals.start)
-            ci = live.net.center_index.get(row.center_id or "")
-            pool = index.get((ci, row.pool_model or "")) if ci is not None else None
+            pool = live.net.pool_of_run(
+                row.center_id or "", row.pool_model or "", cpu_only=job.units == 0
+            )
             if pool is None or row.started_at is None:
                 continue
             elapsed_h = (live.clock() - row.started_at).total_seconds() / 3600.0

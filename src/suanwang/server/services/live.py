@@ -16,13 +16,15 @@ from suanwang.billing import store as billing_store
 from suanwang.billing import trading_store
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
-from suanwang.core.cost import ScuPrices
-from suanwang.core.network import JobClassInfo, Network
+from suanwang.core.cost import ScuPrices, hour_window, run_seconds
+from suanwang.core.lifecycle import JobState
+from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor
-from suanwang.scheduling.state import CapacityState
-from suanwang.server.database.models import CenterDrain
-from suanwang.server.models.jobs import active_usage
+from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
+from suanwang.server.database.models import CenterDrain, JobRow
+from suanwang.server.models.jobs import ACTIVE_STATES, spec_to_job
+from suanwang.server.schemas import JobSpec
 from suanwang.server.services.health import CenterHealth
 
 
@@ -86,31 +88,59 @@ class LiveNetwork:
         self.drained = frozenset(session.scalars(select(CenterDrain.center_id)))
         return self.drained
 
-    def capacity(self, session: Session, signals: Signals) -> CapacityState:
-        """Free units per pool now: capacity less what scheduled and running jobs hold.
+    def state(
+        self, session: Session, signals: Signals, trading: LiveTrading | None = None
+    ) -> CapacityState:
+        """The capacity state placement and migration decide on (one builder for both).
 
-        Also re-reads which centers are drained (operators drain through the API).
+        A job holds its units now if it runs, was handed over, or its planned start has come;
+        a deferred job holds none until then. On the calendar a job that holds units now
+        occupies its pool from now to its expected end (started_at + runtime on that pool, at
+        least the current hour); a deferred one from its planned start to start + runtime. A
+        job handed over but not yet running waits in its pool's queue (backlog). With
+        ``trading``, what each reserving tenant's jobs hold is recorded there too. Also
+        re-reads which centers are drained (operators drain through the API).
         """
+        net = self.net
+        now = self.clock()
         self.refresh_drained(session)
-        state = CapacityState.empty(self.net, signals)
-        state.now_s = (self.clock() - signals.start).total_seconds()
-        index = {
-            (int(c), m): p
-            for p, (c, m) in enumerate(zip(self.net.pool_center, self.net.pool_model, strict=True))
-        }
-        cpu_pools = {int(self.net.pool_center[p]): p for p in np.flatnonzero(self.net.pool_is_cpu)}
-        for center_id, use in active_usage(session=session).items():
-            ci = self.net.center_index.get(center_id)
-            if ci is None:
+        now_s = (now - signals.start).total_seconds()
+        active: list[Active] = []
+        stmt = select(
+            JobRow.tenant_id,
+            JobRow.state,
+            JobRow.center_id,
+            JobRow.pool_model,
+            JobRow.spec,
+            JobRow.executor_ref,
+            JobRow.start_at,
+            JobRow.started_at,
+        ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
+        for tenant, st, center, model, spec, ref, start_at, started_at in session.execute(stmt):
+            try:
+                job = spec_to_job(
+                    JobSpec.model_validate(spec), net, job_id="", submit_s=0.0, labels={}
+                )
+            except (ValueError, UnknownName):  # a spec this scenario cannot cost: skip it
                 continue
-            for model, cards in use.cards.items():
-                p = index.get((ci, model))
-                if p is not None:
-                    state.free[p] -= cards
-            if use.cpu_cores and ci in cpu_pools:
-                state.free[cpu_pools[ci]] -= use.cpu_cores
-        np.maximum(state.free, 0, out=state.free)
-        return state
+            pool = net.pool_of_run(center or "", model or "", cpu_only=job.units == 0)
+            if pool is None:
+                continue  # a center or model this scenario does not have
+            units = job.demand_units
+            speed = float(net.pool_speed[pool, PRECISION_INDEX[job.precision]])
+            runtime_s = run_seconds(job.work_scu, units, speed)
+            scheduled = st == JobState.SCHEDULED.value
+            holds = not scheduled or ref is not None or start_at is None or start_at <= now
+            if holds:
+                begun = (started_at - signals.start).total_seconds() if started_at else now_s
+                t0, t1 = now_s, max(begun + runtime_s, now_s)
+            else:
+                t0 = (start_at - signals.start).total_seconds()
+                t1 = t0 + runtime_s
+            active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
+            if trading is not None:
+                trading.add_use(tenant, pool, *hour_window(t0, t1), units)
+        return capacity_state(net, signals, now_s, active)
 
 
 @dataclass
@@ -155,6 +185,13 @@ class LiveTrading:
             out = free if out is None else out + free
         return out
 
+    def market_for(self, tenant: str, committed: np.ndarray) -> Market:
+        """``tenant``'s view of the market for one decision: the offers with its own
+        reservations at price 0, and the units others reserved and do not use, closed."""
+        if not self:
+            return NO_MARKET
+        return Market(prices=self.prices_for(tenant, committed), closed=self.blocked_for(tenant))
+
     def prices_for(self, tenant: str, committed: np.ndarray) -> ScuPrices | None:
         """The engine's prices for ``tenant``'s job: its own reservations at price 0 (their
         offered units: what the reservation has left, expressed against the pool's planned
@@ -164,7 +201,7 @@ class LiveTrading:
             return self.prices
         hours = r.shape[1]
         mine = r > 0
-        premium = np.where(mine[None], -np.nan_to_num(self.posted), 0.0)
+        offer = np.where(mine[None] & np.isfinite(self.posted), 0.0, np.nan)
         load = (
             committed[:, :hours]
             if committed.shape[1] >= hours
@@ -172,9 +209,9 @@ class LiveTrading:
         )
         offered = np.where(mine, r - self.used[tenant] + load, 0.0)
         if self.prices is not None:
-            premium = np.where(mine[None], premium, self.prices.premium)
+            offer = np.where(mine[None], offer, self.prices.offer)
             offered = np.where(mine, offered, self.prices.offered_units)
-        return ScuPrices(posted=self.posted, premium=premium, offered_units=offered)
+        return ScuPrices(posted=self.posted, offer=offer, offered_units=offered)
 
 
 def load_trading(session: Session, net: Network, signals: Signals) -> LiveTrading:
@@ -188,10 +225,8 @@ def load_trading(session: Session, net: Network, signals: Signals) -> LiveTradin
     prices_book = PriceBook(scenario, billing_store.book_for(scenario).params, offers=book)
     prices = scu_prices(net, prices_book, start, signals.hours)
     reserved: dict[str, np.ndarray] = {}
-    pool_of = {(net.center_ids[int(c)], m): p for p, (c, m) in
-               enumerate(zip(net.pool_center, net.pool_model, strict=True))}  # fmt: skip
     for r in book.reservations:
-        p = pool_of.get((r.center_id, r.model))
+        p = net.pool_named(r.center_id, r.model)
         h0 = max(0, math.floor((r.start - start) / timedelta(hours=1)))
         h1 = min(signals.hours, math.ceil((r.end - start) / timedelta(hours=1)))
         if p is None or h1 <= h0:

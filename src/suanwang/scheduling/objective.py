@@ -1,0 +1,208 @@
+"""The objective the ``suanwang`` planner minimises, and its breakdown for explanations.
+
+For a job on pool ``p`` (center ``c``) starting at ``s`` (after its data has arrived) and
+running ``r_p`` seconds with facility power ``P_p`` kW (units x unit kW x PUE)::
+
+    energy   = P_p x integral of forecast price_c over [s, s + r_p)           CNY
+    carbon   = carbon_price x P_p x integral of forecast grid carbon_c / 1000  CNY (kg x price)
+    transfer = data_gb x transfer_cost(origin -> c)                            CNY
+    waiting  = wait_price x P_p x (s - now) / 3600                             CNY
+    offer    = price_weight x work_scu x premium_p(hour of s)                  CNY
+
+``premium`` is what the cheapest offer in force (or the tenant's own reservation) takes off or
+adds to the pool's mean posted price per SCU (:class:`~suanwang.core.cost.ScuPrices`), counted
+while the pool's planned load at that hour leaves room within the offered units. The objective
+is the sum. :func:`terms` computes each term for chosen candidates (what explanations show);
+:class:`ObjectiveTable` computes the sum for every candidate at once (what the planner
+compares). Both are the same formulas: a test checks they agree on many random jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.cost import HOUR_S, ScuPrices
+from suanwang.core.jobs import Job
+from suanwang.core.network import PRECISION_INDEX, JobClassInfo
+from suanwang.core.signals import Signals
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """The prices that turn a candidate's physics into one number (see the module doc)."""
+
+    carbon_price_cny_per_kg: float = 0.1
+    wait_price_cny_per_kwh: float = 0.04
+    price_weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The objective of candidates, term by term (arrays aligned with the candidates), with
+    the physical quantities behind them."""
+
+    energy_cost_cny: Array
+    carbon_cost_cny: Array
+    transfer_cost_cny: Array
+    waiting_cost_cny: Array
+    offer_premium_cny: Array
+    energy_kwh: Array
+    carbon_kg: Array
+    green_kwh: Array  # forecast
+    runtime_s: Array
+    transfer_s: Array
+
+    @property
+    def total_cny(self) -> Array:
+        out: Array = (self.energy_cost_cny + self.carbon_cost_cny + self.transfer_cost_cny) + (
+            self.waiting_cost_cny + self.offer_premium_cny
+        )
+        return out
+
+
+def offer_term(
+    objective: Objective,
+    job: Job,
+    prices: ScuPrices,
+    pools: IntArray,
+    hours: IntArray,
+    load: Array,
+) -> Array:
+    """CNY the offers add to starting ``job`` on ``pools[i]`` in hour ``hours[i, k]``.
+
+    ``load[i, k]`` is the pool's planned load (units) in that hour before this job. The premium
+    counts while ``load + units`` fits within the units offered (offered units are sold first);
+    otherwise the posted price stands (0).
+    """
+    cols = np.minimum(hours, prices.hours)
+    rows = pools[:, None] if hours.ndim == 2 else pools
+    premium = prices.premium[PRECISION_INDEX[job.precision]][rows, cols]
+    fits = load + job.demand_units <= prices.offered_units[rows, cols]
+    out: Array = np.where(fits, premium, 0.0) * (job.work_scu * objective.price_weight)
+    return out
+
+
+def terms(
+    objective: Objective,
+    job: Job,
+    info: JobClassInfo,
+    pos: IntArray,
+    start_s: Array,
+    now_s: float,
+    signals: Signals,
+    prices: ScuPrices | None = None,
+    load: Array | None = None,
+) -> Terms:
+    """The objective of starting ``job`` on ``info.pools[pos[i]]`` at ``start_s[i]``, by term.
+
+    ``load[i]`` is that pool's planned load in the start hour before this job (for the offer
+    term; needed with ``prices``). Uses the forecast series, as the planner does.
+    """
+    units = job.demand_units
+    runtime = job.work_scu / (units * info.speed[pos]) * HOUR_S
+    power = units * info.facility_kw_per_unit[pos]
+    centers = info.centers[pos]
+    end = start_s + runtime
+    energy = power * (
+        signals.cumulative("forecast_price", centers, end)
+        - signals.cumulative("forecast_price", centers, start_s)
+    )
+    carbon_kg = (
+        power
+        * (
+            signals.cumulative("forecast_carbon", centers, end)
+            - signals.cumulative("forecast_carbon", centers, start_s)
+        )
+        / 1000.0
+    )
+    green = power * (
+        signals.cumulative("forecast_green", centers, end)
+        - signals.cumulative("forecast_green", centers, start_s)
+    )
+    offer = np.zeros(pos.size)
+    if prices is not None:
+        assert load is not None, "the offer term needs the pools' planned load"
+        hours = (start_s // HOUR_S).astype(np.int64)
+        offer = offer_term(objective, job, prices, info.pools[pos], hours, load)
+    return Terms(
+        energy_cost_cny=energy,
+        carbon_cost_cny=objective.carbon_price_cny_per_kg * carbon_kg,
+        transfer_cost_cny=job.data_gb * info.transfer_cost_cny_per_gb[pos],
+        waiting_cost_cny=objective.wait_price_cny_per_kwh * power * (start_s - now_s) / HOUR_S,
+        offer_premium_cny=offer,
+        energy_kwh=power * runtime / HOUR_S,
+        carbon_kg=carbon_kg,
+        green_kwh=green,
+        runtime_s=runtime,
+        transfer_s=job.data_gb * info.transfer_s_per_gb[pos],
+    )
+
+
+@dataclass
+class ObjectiveTable:
+    """The energy and carbon terms per kWh of every center and hour, as cumulative rows, so
+    that the planner reads the integral over many (start, runtime) pairs with a few gathers.
+
+    ``per_kwh(c, h) = forecast price + carbon price x forecast grid carbon / 1000``. Each
+    center's row has ``H + 1`` cumulative points, then ``pad`` more that continue the last
+    hour's value, so times past the horizon extrapolate (as :meth:`Signals.cumulative` does)
+    and every window of ``pad`` start offsets stays inside the row.
+    """
+
+    signals: Signals
+    objective: Objective
+    pad: int
+    cum: Array = field(init=False)
+    val: Array = field(init=False)
+    stride: int = field(init=False)
+    hours: int = field(init=False)
+    win_cum: Array = field(init=False)
+    win_val: Array = field(init=False)
+
+    def __post_init__(self) -> None:
+        sig = self.signals
+        per_kwh = (
+            sig.forecast_price_cny_per_kwh
+            + self.objective.carbon_price_cny_per_kg
+            * (1.0 - sig.forecast_green_fraction)
+            * sig.carbon_g_per_kwh
+            / 1000.0
+        )
+        c, h = per_kwh.shape
+        pad = self.pad
+        last = per_kwh[:, -1:]
+        cum = np.zeros((c, h + 1 + pad))
+        np.cumsum(per_kwh, axis=1, out=cum[:, 1 : h + 1])
+        cum[:, h + 1 :] = cum[:, h : h + 1] + last * np.arange(1, pad + 1)
+        val = np.concatenate([per_kwh, np.repeat(last, pad + 1, axis=1)], axis=1)
+        self.cum, self.val = cum.ravel(), val.ravel()
+        self.stride, self.hours = h + 1 + pad, h
+        self.win_cum = np.lib.stride_tricks.sliding_window_view(self.cum, pad)
+        self.win_val = np.lib.stride_tricks.sliding_window_view(self.val, pad)
+
+    def integral(self, centers: IntArray, t_s: Array) -> Array:
+        """Integral of ``per_kwh`` from the signals' start to ``t_s``, per center."""
+        x = t_s / HOUR_S
+        h = np.minimum(x.astype(np.int64), self.hours)
+        idx = centers * self.stride + h
+        out: Array = self.cum.take(idx) + (x - h) * self.val.take(idx)
+        return out
+
+    def windows(self, centers: IntArray, start_h: Array, runtime_h: Array, width: int) -> Array:
+        """Integral over ``[start_h + k, start_h + k + runtime_h)`` for each ``k < width``."""
+        xe = start_h + runtime_h
+        hs = np.minimum(start_h.astype(np.int64), self.hours)
+        he = np.minimum(xe.astype(np.int64), self.hours)
+        row = centers * self.stride
+        ks, ke = row + hs, row + he
+        fs = (start_h - hs)[:, None]
+        fe = (xe - he)[:, None]
+        out: Array = self.win_cum[ke, :width] + fe * self.win_val[ke, :width]
+        out -= self.win_cum[ks, :width] + fs * self.win_val[ks, :width]
+        return out

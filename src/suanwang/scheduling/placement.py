@@ -1,0 +1,369 @@
+"""The placement seam: the one function both hosts call to place a job.
+
+:func:`place` takes a job, its feasible pools, the capacity state and the market (offers and
+reservations, passed in) and asks the policy where and when the job runs. It returns a
+:class:`Placement`: the pool, the start, the runtime and, when asked to explain, the breakdown
+of the objective (:mod:`suanwang.scheduling.objective`) for the chosen candidate and for the
+best runners-up, each with why it lost. The simulator calls it for every job without the
+explanation (speed); the control plane stores the explanation with the decision, so the
+numbers a user reads are the numbers the planner compared.
+
+Baseline policies do not minimise the objective; their placements carry the same breakdown so
+that they can be compared with the product's, and their runners-up lose by the policy's rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suanwang.core.cost import HOUR_S
+from suanwang.core.jobs import Job
+from suanwang.core.network import JobClassInfo, Network
+from suanwang.scheduling.objective import Terms, terms
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.policies import Policy
+from suanwang.scheduling.state import NO_MARKET, CapacityState, Market
+
+RUNNERS_UP = 3
+#: planned starts later than the earliest by less than this are "at once" (clock jitter)
+DEFER_EPSILON_S = 1.0
+TERM_NAMES = {
+    "energy_cost_cny": "energy",
+    "carbon_cost_cny": "carbon price",
+    "transfer_cost_cny": "data transfer",
+    "waiting_cost_cny": "waiting",
+    "offer_premium_cny": "offer premium",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """One candidate: where and when, the objective term by term (CNY) and what it stands
+    for (forecast at placement). ``lost`` says why a runner-up was not chosen."""
+
+    center: str
+    accelerator: str
+    start_s: float
+    runtime_s: float
+    energy_cost_cny: float
+    carbon_cost_cny: float
+    transfer_cost_cny: float
+    waiting_cost_cny: float
+    offer_premium_cny: float
+    energy_kwh: float
+    carbon_kg: float
+    green_share: float
+    price_cny_per_kwh: float  # forecast, in the start hour
+    transfer_s: float
+    latency_ms: float
+    free_units: int
+    lost: str = ""
+
+    @property
+    def objective_cny(self) -> float:
+        return (self.energy_cost_cny + self.carbon_cost_cny + self.transfer_cost_cny) + (
+            self.waiting_cost_cny + self.offer_premium_cny
+        )
+
+    @property
+    def cost_cny(self) -> float:
+        """What the run costs in money: energy and data transfer (no prices of carbon or
+        waiting, no offers)."""
+        return self.energy_cost_cny + self.transfer_cost_cny
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where and when a job runs, and (``explained``) why.
+
+    ``pos`` indexes the job's feasible pools; ``start_s`` is the planned start (at least its
+    data's arrival); ``deferred_s`` how much later than it could start. ``objective_cny`` is
+    what the policy compared (nan for a baseline); ``gain_cny`` what a deferral saves against
+    the best start now that had room (None: not deferred, or nothing had room now).
+    """
+
+    pos: int
+    pool: int
+    start_s: float
+    runtime_s: float
+    deferred_s: float
+    reason: str
+    queued: bool
+    objective_cny: float
+    gain_cny: float | None
+    chosen: Breakdown | None = None
+    runners_up: tuple[Breakdown, ...] = ()
+    if_started_now: Breakdown | None = None
+
+    @property
+    def deferred(self) -> bool:
+        return self.deferred_s > DEFER_EPSILON_S
+
+
+def place(
+    job: Job,
+    info: JobClassInfo,
+    state: CapacityState,
+    policy: Policy,
+    market: Market = NO_MARKET,
+    *,
+    explain: bool = False,
+) -> Placement:
+    """Place ``job`` on one of its feasible pools (``info``, not empty) with ``policy``.
+
+    Units others reserved (``market.closed``) are taken out of the state while the policy
+    decides. A planning policy enters the run on the state's calendar; the host applies what
+    the job holds now (:meth:`CapacityState.free`) when it starts it.
+    """
+    before = state.committed[info.pools].copy() if explain else None
+    with state.closing(market.closed):
+        decision = policy.decide(job, info, state, market)
+        pos = decision.pos
+        units = job.demand_units
+        transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
+        earliest = state.now_s + transfer_s
+        start_s = max(decision.start_s, earliest)
+        runtime_s = job.work_scu / (units * float(info.speed[pos])) * HOUR_S
+        placement = Placement(
+            pos=pos,
+            pool=int(info.pools[pos]),
+            start_s=start_s,
+            runtime_s=runtime_s,
+            deferred_s=start_s - earliest,
+            reason=decision.reason,
+            queued=decision.queued,
+            objective_cny=decision.objective_cny,
+            gain_cny=decision.gain_cny,
+        )
+        if not explain:
+            return placement
+        assert before is not None
+        return _explained(job, info, state, policy, market, placement, before)
+
+
+def _explained(
+    job: Job,
+    info: JobClassInfo,
+    state: CapacityState,
+    policy: Policy,
+    market: Market,
+    p: Placement,
+    before: np.ndarray,
+) -> Placement:
+    net = state.net
+    planner = policy if isinstance(policy, SuanwangPolicy) else SuanwangPolicy(max_defer_h=0)
+    now = state.now_s
+
+    def breakdown(pos: np.ndarray, start_s: np.ndarray) -> list[Breakdown]:
+        hours = (start_s // HOUR_S).astype(np.int64)
+        load = before[pos, np.minimum(hours, before.shape[1] - 1)]
+        t = terms(
+            planner.objective, job, info, pos, start_s, now, state.signals, market.prices, load
+        )
+        return [
+            _row(net, info, state, t, i, int(pos[i]), float(start_s[i])) for i in range(pos.size)
+        ]
+
+    chosen = breakdown(np.array([p.pos]), np.array([p.start_s]))[0]
+    started_now = None
+    if p.deferred:
+        started_now = breakdown(np.array([p.pos]), np.array([p.start_s - p.deferred_s]))[0]
+
+    # every other pool at its own best admissible start (as the planner sees it)
+    grid = planner.grid(job, info, state, np.arange(info.pools.size), market.prices)
+    best_k = grid.cost.argmin(axis=1)
+    best = grid.cost[np.arange(info.pools.size), best_k]
+    others = [i for i in np.argsort(best, kind="stable").tolist() if i != p.pos]
+    pick = others[:RUNNERS_UP]
+    runners: list[Breakdown] = []
+    if pick:
+        idx = np.array(pick, dtype=np.int64)
+        starts = np.array([grid.start_s(i, int(best_k[i])) for i in pick])
+        rows = breakdown(idx, starts)
+        for i, row in zip(pick, rows, strict=True):
+            why = _why_lost(job, state, policy, chosen, row, float(best[i]), int(info.pools[i]))
+            runners.append(_with_lost(row, why))
+    reason = _reason(job, info, p, chosen, started_now, runners, len(info.pools))
+    return Placement(
+        pos=p.pos,
+        pool=p.pool,
+        start_s=p.start_s,
+        runtime_s=p.runtime_s,
+        deferred_s=p.deferred_s,
+        reason=reason,
+        queued=p.queued,
+        objective_cny=p.objective_cny,
+        gain_cny=p.gain_cny,
+        chosen=chosen,
+        runners_up=tuple(runners),
+        if_started_now=started_now,
+    )
+
+
+def _row(
+    net: Network, info: JobClassInfo, state: CapacityState, t: Terms, i: int, pos: int, start: float
+) -> Breakdown:
+    pool = int(info.pools[pos])
+    center = int(info.centers[pos])
+    hour = state.signals.hour_index(start)
+    kwh = float(t.energy_kwh[i])
+    return Breakdown(
+        center=net.center_ids[center],
+        accelerator=net.pool_model[pool],
+        start_s=start,
+        runtime_s=float(t.runtime_s[i]),
+        energy_cost_cny=float(t.energy_cost_cny[i]),
+        carbon_cost_cny=float(t.carbon_cost_cny[i]),
+        transfer_cost_cny=float(t.transfer_cost_cny[i]),
+        waiting_cost_cny=float(t.waiting_cost_cny[i]),
+        offer_premium_cny=float(t.offer_premium_cny[i]),
+        energy_kwh=kwh,
+        carbon_kg=float(t.carbon_kg[i]),
+        green_share=float(t.green_kwh[i]) / kwh if kwh > 0 else 0.0,
+        price_cny_per_kwh=float(state.signals.forecast_price_cny_per_kwh[center, hour]),
+        transfer_s=float(t.transfer_s[i]),
+        latency_ms=float(info.latency_ms[pos]),
+        free_units=int(state.free[pool]),
+    )
+
+
+def _with_lost(row: Breakdown, lost: str) -> Breakdown:
+    fields = {f: getattr(row, f) for f in Breakdown.__dataclass_fields__}
+    fields["lost"] = lost
+    return Breakdown(**fields)
+
+
+def _digits(x: float) -> int:
+    """Decimals for 4 significant digits of ``x`` (at least 2)."""
+    if x == 0 or not math.isfinite(x):
+        return 2
+    return max(2, 3 - math.floor(math.log10(abs(x))))
+
+
+def cny(x: float) -> str:
+    """A CNY amount to 4 significant digits (at least 2 decimals)."""
+    return f"{x:,.{_digits(x)}f}"
+
+
+def amounts(values: Sequence[float]) -> list[str]:
+    """CNY amounts printed with one number of decimals, enough that amounts which differ
+    never print the same (up to 12 decimals): a choice and its runner-up never look tied
+    when they are not."""
+    finite = [v for v in values if math.isfinite(v)]
+    digits = max((_digits(v) for v in finite), default=2)
+    while digits < 12:
+        shown = {f"{v:.{digits}f}" for v in finite}
+        if len(shown) == len(set(finite)):
+            break
+        digits += 1
+    return [f"{v:,.{digits}f}" for v in values]
+
+
+def _why_lost(
+    job: Job,
+    state: CapacityState,
+    policy: Policy,
+    chosen: Breakdown,
+    row: Breakdown,
+    compared: float,
+    pool: int,
+) -> str:
+    """Why a runner-up was not chosen: a dearer objective (naming the term that made the
+    difference), no room, or the baseline policy's rule."""
+    if not math.isfinite(compared):
+        if state.free[pool] < job.demand_units:
+            return f"no room now ({row.free_units} of {job.demand_units} units free)"
+        return "no admissible start (deadline)"
+    diff = row.objective_cny - chosen.objective_cny
+    if diff > 0:
+        deltas = {
+            name: getattr(row, key) - getattr(chosen, key) for key, name in TERM_NAMES.items()
+        }
+        worst = max(deltas, key=lambda k: deltas[k])
+        return f"{cny(diff)} CNY dearer (mostly {worst}: +{cny(deltas[worst])} CNY)"
+    if not isinstance(policy, SuanwangPolicy):
+        return f"{cny(-diff)} CNY cheaper, but not the {policy.name} rule's choice"
+    end = row.start_s + row.runtime_s
+    if not state.fits(pool, job.demand_units, row.start_s, end):
+        return "cheaper, but its hours are full on the calendar"
+    return f"{cny(-diff)} CNY cheaper, but outside the pools the planner looked at"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _reason(
+    job: Job,
+    info: JobClassInfo,
+    p: Placement,
+    chosen: Breakdown,
+    started_now: Breakdown | None,
+    runners: list[Breakdown],
+    feasible: int,
+) -> str:
+    """What decided the placement, in words: the rule, the deferral and its gain, the
+    latency reached against the limit, price and green share at the chosen hour, the data
+    transfer, and why the best runner-up lost."""
+    parts = [p.reason]
+    if p.deferred:
+        h = p.deferred_s / HOUR_S
+        if p.gain_cny is not None and started_now is not None:
+            was, now = amounts([p.gain_cny + chosen.objective_cny, chosen.objective_cny])
+            parts[0] = (
+                f"deferred {h:.1f} h to a cheaper/greener window: objective "
+                f"{was} -> {now} CNY "
+                f"(gain {cny(p.gain_cny)} CNY against the best start now with room); price "
+                f"{started_now.price_cny_per_kwh:.3f} -> {chosen.price_cny_per_kwh:.3f} CNY/kWh, "
+                f"green {_pct(started_now.green_share)} -> {_pct(chosen.green_share)}"
+            )
+            if "below the posted price" in p.reason:
+                parts[0] += " (below the posted price: an offer or the tenant's reservation)"
+        elif not p.queued:
+            parts[0] = f"deferred {h:.1f} h: no feasible pool has room now"
+    else:
+        parts.append(
+            f"{chosen.price_cny_per_kwh:.3f} CNY/kWh and {_pct(chosen.green_share)} green "
+            "at the start hour"
+        )
+    limit = job.effective_latency_ms
+    if limit is not None:
+        parts.append(f"latency {chosen.latency_ms:.2f} ms (limit {limit:g} ms)")
+    if job.data_gb > 0:
+        parts.append(
+            f"moving {job.data_gb:g} GB costs {cny(chosen.transfer_cost_cny)} CNY and takes "
+            f"{chosen.transfer_s / 60:.1f} min"
+        )
+    parts.append(f"{feasible} feasible pool{'s' if feasible != 1 else ''}")
+    if runners:
+        r = runners[0]
+        parts.append(f"runner-up {r.center} ({r.accelerator}): {r.lost}")
+    return "; ".join(parts)
+
+
+def unplaceable(net: Network, job: Job, closed: int = 0) -> tuple[str, dict[str, int]]:
+    """Why no pool can take ``job``: a sentence and the pools each constraint excluded.
+
+    ``closed``: feasible pools the host cannot use now (no executor, unreachable, drained).
+    """
+    excluded = net.exclusions(job)
+    if closed:
+        excluded["closed"] = closed
+    words = {
+        "accelerator": (
+            f"run another accelerator than {job.accelerator}"
+            if job.accelerator != "any"
+            else f"have no chip for {job.precision.value} work"
+        ),
+        "software stack": f"lack the software stack ({', '.join(sorted(job.stacks))})",
+        "size": f"have fewer than the {job.demand_units} units it holds",
+        "latency": f"are beyond its {job.effective_latency_ms or 0:g} ms latency limit",
+        "closed": "are at centers without an executor, unreachable or drained",
+    }
+    said = [f"{n} {words[k]}" for k, n in excluded.items() if n]
+    text = f"no center can run this job: of {net.n_pools} pools, " + ", ".join(said)
+    return text, excluded

@@ -1,0 +1,131 @@
+"""The stored placement decision: its typed schema, and how a placement becomes one.
+
+The dispatcher stores, with every placement, the explanation the placement seam returned
+(:class:`suanwang.scheduling.placement.Placement`): the objective the policy compared, term
+by term, for the chosen candidate and the best runners-up (each with why it lost), the
+deferral and its gain, and the market price it was placed at. A job no center can run stores
+``placed: false`` with the pools each constraint excluded. The API, the CLI and the console
+read it through :class:`DecisionPublic`. Fields added later are optional, so decisions stored
+by older versions still read.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from suanwang.scheduling.placement import Breakdown, Placement
+
+
+class CandidatePublic(BaseModel):
+    """One candidate (pool and start), forecast at placement. CNY unless named otherwise."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    center: str
+    accelerator: str
+    start_at: datetime | None = None
+    runtime_s: float
+    objective_cny: float | None = Field(
+        default=None, description="the sum the policy minimises: energy + carbon + transfer "
+        "+ waiting + offer premium",
+    )  # fmt: skip
+    cost_cny: float = Field(description="money: energy + data transfer")
+    energy_cost_cny: float
+    carbon_cost_cny: float | None = Field(default=None, description="carbon kg x carbon price")
+    transfer_cost_cny: float
+    waiting_cost_cny: float | None = Field(default=None, description="waiting price x delay")
+    offer_premium_cny: float | None = Field(
+        default=None, description="an offer's price against the posted price (negative: saves)"
+    )
+    energy_kwh: float
+    carbon_kg: float
+    green_share: float | None = None
+    price_cny_per_kwh: float | None = Field(default=None, description="in the start hour")
+    transfer_s: float | None = None
+    latency_ms: float
+    free_units: int
+    lost: str | None = Field(default=None, description="why this runner-up was not chosen")
+
+
+class MarketPublic(BaseModel):
+    """The trade a job was placed under (billing charges its run at this price)."""
+
+    source: Literal["offer", "reservation"]
+    price_cny_per_scu: float
+    posted_cny_per_scu: float
+
+
+class DecisionPublic(BaseModel):
+    """Why a job runs where and when it does, or why it cannot run anywhere."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    placed: bool = True
+    policy: str | None = None
+    reason: str
+    start_at: datetime | None = None
+    deferred_h: float = 0.0
+    gain_cny: float | None = Field(
+        default=None, description="what a deferral saves against the best start now with room"
+    )
+    objective_cny: float | None = Field(default=None, description="what the policy compared")
+    queued: bool = False
+    chosen: CandidatePublic | None = None
+    runners_up: list[CandidatePublic] = Field(default_factory=list)
+    if_started_now: CandidatePublic | None = None
+    market: MarketPublic | None = None
+    excluded: dict[str, int] | None = Field(
+        default=None, description="not placed: pools each hard constraint excluded"
+    )
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def candidate(row: Breakdown, t0: datetime) -> CandidatePublic:
+    return CandidatePublic(
+        center=row.center,
+        accelerator=row.accelerator,
+        start_at=t0 + timedelta(seconds=row.start_s),
+        runtime_s=row.runtime_s,
+        objective_cny=row.objective_cny,
+        cost_cny=row.cost_cny,
+        energy_cost_cny=row.energy_cost_cny,
+        carbon_cost_cny=row.carbon_cost_cny,
+        transfer_cost_cny=row.transfer_cost_cny,
+        waiting_cost_cny=row.waiting_cost_cny,
+        offer_premium_cny=row.offer_premium_cny,
+        energy_kwh=row.energy_kwh,
+        carbon_kg=row.carbon_kg,
+        green_share=row.green_share,
+        price_cny_per_kwh=row.price_cny_per_kwh,
+        transfer_s=row.transfer_s,
+        latency_ms=row.latency_ms,
+        free_units=row.free_units,
+        lost=row.lost or None,
+    )
+
+
+def decision_record(
+    placed: Placement, policy: str, t0: datetime, market: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON stored with a placement (``t0``: the signals' start, second 0 of the plan)."""
+    out = DecisionPublic(
+        policy=policy,
+        reason=placed.reason,
+        start_at=t0 + timedelta(seconds=placed.start_s),
+        deferred_h=round(placed.deferred_s / 3600.0, 3) if placed.deferred else 0.0,
+        gain_cny=_finite(placed.gain_cny),
+        objective_cny=_finite(placed.objective_cny),
+        queued=placed.queued,
+        chosen=candidate(placed.chosen, t0) if placed.chosen else None,
+        runners_up=[candidate(r, t0) for r in placed.runners_up],
+        if_started_now=candidate(placed.if_started_now, t0) if placed.if_started_now else None,
+        market=MarketPublic.model_validate(market) if market else None,
+    )
+    return out.model_dump(mode="json", exclude_none=True)
