@@ -423,6 +423,11 @@ def assert_same_outcome(a: Outcome, b: Outcome) -> None:
 
 
 @pytest.fixture(scope="session")
+def outcome_runs() -> Callable[[Outcome], list[tuple[int, int, float, float]]]:
+    return runs_of
+
+
+@pytest.fixture(scope="session")
 def check_outcome() -> Callable[[Network, Sequence[Job], Outcome], None]:
     return assert_outcome_valid
 

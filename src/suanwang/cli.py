@@ -102,7 +102,10 @@ def simulate(
         float | None, typer.Option(help="synthetic: scale durations to this mean load (0-1)")
     ] = None,
     drain_days: Annotated[float, typer.Option(help="days simulated after the last arrival")] = 14.0,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="write report.html here")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="write report.html, results.json and jobs-<policy>.csv here"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
     no_bound: Annotated[bool, typer.Option("--no-bound", help="skip the offline bound")] = False,
     offers: Annotated[
@@ -186,6 +189,7 @@ def simulate(
             with_bound=not no_bound,
             on_policy=on_policy,
             offers=book,
+            records_dir=out_dir,
         )
     if result.bound_error:
         err.print(f"[yellow]warning:[/] bound not computed: {result.bound_error}")

@@ -1,8 +1,12 @@
-"""Job lifecycle: one enum, one table of allowed transitions (simulator and control plane)."""
+"""Job lifecycle: one enum, one table of allowed transitions, one rule for the runs in an event
+log (simulator and control plane)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
 
 
 class JobState(StrEnum):
@@ -69,3 +73,49 @@ def check_transition(current: JobState, target: JobState) -> None:
     """Raise :class:`TransitionError` unless ``current -> target`` is allowed."""
     if target not in TRANSITIONS[current]:
         raise TransitionError(current, target)
+
+
+#: Lifecycle states as small integers, for event logs held in arrays (the simulator's).
+STATE_CODE: dict[JobState, int] = {s: i for i, s in enumerate(JobState)}
+NO_STATE = -1  # ``from`` of a job's first event
+
+
+def run_events(
+    job: NDArray[np.int64], frm: NDArray[np.int64], to: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """The runs in an event log, as indices of the events that begin and end them.
+
+    ``job``, ``frm`` and ``to`` describe events (state codes, :data:`STATE_CODE`), each job's
+    in the order they happened; jobs may interleave. A run begins with a transition to
+    ``running`` and ends with the job's next transition (``end`` = -1: still running). A run
+    the platform never saw ``running`` (``scheduled`` straight to ``succeeded`` or ``failed``
+    between two polls) is a run from its placement (``handover``: ``begin`` is the event that
+    scheduled it; the live host meters it from the later of that and its planned start).
+    Events that keep the state (a fence, a checkpoint request, a stopped run's note) are not
+    transitions. The one rule both hosts use: billing meters live runs with it, the simulator's
+    metrics measure simulated ones.
+    """
+    running, scheduled = STATE_CODE[JobState.RUNNING], STATE_CODE[JobState.SCHEDULED]
+    ends_unseen = (STATE_CODE[JobState.SUCCEEDED], STATE_CODE[JobState.FAILED])
+    order = np.argsort(job, kind="stable")
+    order = order[frm[order] != to[order]]  # transitions, per job in time order
+    j, f, t = job[order], frm[order], to[order]
+    n = order.size
+    same_next = np.zeros(n, dtype=bool)
+    same_next[:-1] = j[1:] == j[:-1]
+    starts = np.flatnonzero(t == running)
+    nxt = starts + 1
+    closed = same_next[starts] & (f[np.minimum(nxt, n - 1)] == running)
+    end = np.where(closed, order[np.minimum(nxt, n - 1)], -1)
+    # scheduled -> succeeded/failed: begin at the job's last transition to scheduled
+    unseen = np.flatnonzero((f == scheduled) & np.isin(t, ends_unseen))
+    marks = np.where(t == scheduled, np.arange(n), -1)
+    last = np.maximum.accumulate(marks) if n else marks
+    ok = last[unseen] >= 0
+    ok[ok] &= j[last[unseen[ok]]] == j[unseen[ok]]
+    unseen = unseen[ok]
+    begin = np.concatenate([order[starts], order[last[unseen]]])
+    finish = np.concatenate([end, order[unseen]])
+    handover = np.concatenate([np.zeros(starts.size, bool), np.ones(unseen.size, bool)])
+    by = np.argsort(begin, kind="stable")
+    return begin[by], finish[by], handover[by]

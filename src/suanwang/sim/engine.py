@@ -14,12 +14,20 @@ completes exactly once.
 
 The run ends when every job has finished or the signal horizon is reached; what has not
 finished by then is ``unfinished``.
+
+The simulator is a host of the engine as the control plane is, and writes the same lifecycle
+events (:class:`EventLog`): ``pending`` at submission, ``scheduled`` when placed (``failed``
+when no pool can run the job), ``running`` when started, ``succeeded`` when done, and
+``migrating`` then ``scheduled`` again for a move. The metrics
+(:func:`suanwang.sim.metrics.measure`) measure runs found in that log with the rule billing
+applies to live events (:func:`suanwang.core.lifecycle.run_events`).
 """
 
 from __future__ import annotations
 
 import heapq
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ from numpy.typing import NDArray
 
 from suanwang.core.cost import run_seconds
 from suanwang.core.jobs import Job
+from suanwang.core.lifecycle import NO_STATE, STATE_CODE, JobState
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.placement import place
@@ -38,6 +47,56 @@ from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
 RELEASE, FINISH, REPLAN = 0, 1, 2
 BACKFILL_SCAN = 16
+PENDING, SCHEDULED, RUNNING, SUCCEEDED, FAILED, MIGRATING = (
+    STATE_CODE[s]
+    for s in (
+        JobState.PENDING,
+        JobState.SCHEDULED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.MIGRATING,
+    )
+)
+
+
+@dataclass
+class EventLog:
+    """Lifecycle events in the order they happened, as columns: the job (its index), the
+    time (s from the signals' start), the states it moved from and to (codes of
+    :data:`~suanwang.core.lifecycle.STATE_CODE`; from ``-1`` for its first event) and the pool
+    it is placed on then (-1: none)."""
+
+    job: array[int]
+    at_s: array[float]
+    frm: array[int]
+    to: array[int]
+    pool: array[int]
+
+    @classmethod
+    def empty(cls) -> EventLog:
+        return cls(array("l"), array("d"), array("b"), array("b"), array("l"))
+
+    def add(self, job: int, at_s: float, frm: int, to: int, pool: int) -> None:
+        self.job.append(job)
+        self.at_s.append(at_s)
+        self.frm.append(frm)
+        self.to.append(to)
+        self.pool.append(pool)
+
+    def __len__(self) -> int:
+        return len(self.job)
+
+    def columns(self) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64],
+                               NDArray[np.int64], NDArray[np.int64]]:  # fmt: skip
+        """(job, at_s, frm, to, pool) as numpy arrays."""
+        return (
+            np.frombuffer(self.job, dtype=np.int_).astype(np.int64),
+            np.frombuffer(self.at_s, dtype=np.float64),
+            np.frombuffer(self.frm, dtype=np.int8).astype(np.int64),
+            np.frombuffer(self.to, dtype=np.int8).astype(np.int64),
+            np.frombuffer(self.pool, dtype=np.int_).astype(np.int64),
+        )
 
 
 @runtime_checkable
@@ -76,6 +135,7 @@ class Outcome:
     decisions: int
     decision_s: NDArray[np.float64]  # wall time of each placement decision (nan: none made)
     horizon_s: float
+    events: EventLog
 
 
 def simulate(
@@ -117,6 +177,8 @@ def simulate(
     decide_s = 0.0
     decisions = 0
     decision_s = [nan] * n
+    log = EventLog.empty()
+    event = log.add
     migrator = policy if isinstance(policy, Migrator) else None
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
@@ -134,6 +196,7 @@ def simulate(
                 free[p] -= u
                 backlog[p] -= u * runtime[j]
                 start[j] = now
+                event(j, now, SCHEDULED, RUNNING, p)
                 if first_start[j] != first_start[j]:  # nan: first start
                     first_start[j] = now
                 running[j] = None
@@ -161,6 +224,8 @@ def simulate(
         for j, q, move_s, move_cny in migrator.migrations(jobs, view, state):
             p = pool[j]
             seg.append((j, p, start[j], now))
+            event(j, now, RUNNING, MIGRATING, p)
+            event(j, now, MIGRATING, SCHEDULED, q)
             remaining[j] *= max(0.0, 1.0 - (now - start[j]) / runtime[j])
             del running[j]
             del movable[j]
@@ -196,6 +261,7 @@ def simulate(
             p = pool[j]
             if kind == FINISH:
                 end[j] = now
+                event(j, now, RUNNING, SUCCEEDED, p)
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
@@ -215,7 +281,9 @@ def simulate(
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = net.job_class(job)
+        event(i, t, NO_STATE, PENDING, -1)
         if info.pools.size == 0:
+            event(i, t, PENDING, FAILED, -1)
             continue
         state.now_s = t
         t0 = perf()
@@ -226,6 +294,7 @@ def simulate(
         decisions += 1
         pos = placed.pos
         pool[i] = placed.pool
+        event(i, t, PENDING, SCHEDULED, placed.pool)
         latency[i] = float(info.latency_ms[pos])
         transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
         runtime[i] = placed.runtime_s
@@ -255,4 +324,5 @@ def simulate(
         decisions=decisions,
         decision_s=np.array(decision_s, dtype=f64),
         horizon_s=horizon,
+        events=log,
     )

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from suanwang.core.cost import carbon_kg, energy_cost_cny, green_kwh
 from suanwang.core.jobs import Job
+from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.sim.engine import Outcome
@@ -38,6 +39,19 @@ METRIC_KEYS = (
 
 
 @dataclass
+class JobRecords:
+    """Per job (index = position in the input list), from the events: first start and end
+    (nan: never), and what its runs used at the realised signals."""
+
+    first_start_s: Array
+    end_s: Array
+    energy_kwh: Array
+    energy_cost_cny: Array
+    green_kwh: Array
+    carbon_kg: Array
+
+
+@dataclass
 class PolicyReport:
     name: str
     metrics: dict[str, float | int]
@@ -46,6 +60,7 @@ class PolicyReport:
     hourly_busy_units: Array  # (pools, hours) mean busy units per hour
     flows_scu: Array  # (places, centers) SCU placed from each origin to each center
     job_energy_kwh: Array = field(repr=False, default_factory=lambda: np.zeros(0))
+    jobs: JobRecords | None = field(repr=False, default=None)
 
 
 def busy_by_hour(
@@ -95,34 +110,53 @@ def measure(
     )
     origin = np.fromiter((net.place_index[j.origin] for j in jobs), dtype=np.int64, count=n)
 
+    # what happened, read from the lifecycle events the simulator wrote (as live ones are)
+    ev_job, ev_at, ev_from, ev_to, ev_pool = o.events.columns()
+    begin, finish, _ = run_events(ev_job, ev_from, ev_to)
+    started_ev = ev_to == STATE_CODE[JobState.RUNNING]
+    first_start = np.full(n, np.nan)
+    np.fmin.at(first_start, ev_job[started_ev], ev_at[started_ev])
+    end = np.full(n, np.nan)
+    done_ev = ev_to == STATE_CODE[JobState.SUCCEEDED]
+    end[ev_job[done_ev]] = ev_at[done_ev]
+    failed_ev = ev_to == STATE_CODE[JobState.FAILED]
+
     placed = o.pool >= 0
-    started = ~np.isnan(o.first_start_s)
-    completed = ~np.isnan(o.end_s)
-    rejected = int((~placed).sum())
+    started = ~np.isnan(first_start)
+    completed = ~np.isnan(end)
+    rejected = int(np.unique(ev_job[failed_ev]).size)
     n_completed = int(completed.sum())
 
-    # runs: the last run of every job that (re)started, plus runs it was migrated away from
-    last = np.flatnonzero(~np.isnan(o.start_s))
-    run_job = np.concatenate([last, o.seg_job])
-    run_pool = np.concatenate([o.pool[last], o.seg_pool])
-    t0 = np.concatenate([o.start_s[last], o.seg_start_s])
-    t1 = np.concatenate([np.where(completed[last], o.end_s[last], o.horizon_s), o.seg_end_s])
+    # runs: from each start to the job's next event (or the horizon: still running)
+    run_job = ev_job[begin]
+    run_pool = ev_pool[begin]
+    t0 = ev_at[begin]
+    t1 = np.where(finish >= 0, ev_at[np.maximum(finish, 0)], o.horizon_s)
     t1 = np.maximum(t1, t0)
     centers = net.pool_center[run_pool]
     kw = units[run_job] * net.pool_facility_kw[run_pool]
     energy_kwh_j = np.zeros(n)
     np.add.at(energy_kwh_j, run_job, kw * (t1 - t0) / 3600.0)
-    energy_cost = float(energy_cost_cny(signals, centers, kw, t0, t1).sum())
-    green = float(green_kwh(signals, centers, kw, t0, t1).sum())
-    carbon = float(carbon_kg(signals, centers, kw, t0, t1).sum()) / 1000.0
+    per_run = {
+        "energy_cost_cny": energy_cost_cny(signals, centers, kw, t0, t1),
+        "green_kwh": green_kwh(signals, centers, kw, t0, t1),
+        "carbon_kg": carbon_kg(signals, centers, kw, t0, t1),
+    }
+    per_job: dict[str, Array] = {"energy_kwh": energy_kwh_j}
+    for key, values in per_run.items():
+        per_job[key] = np.zeros(n)
+        np.add.at(per_job[key], run_job, values)
+    energy_cost = float(per_run["energy_cost_cny"].sum())
+    green = float(per_run["green_kwh"].sum())
+    carbon = float(per_run["carbon_kg"].sum()) / 1000.0
     released = placed & (np.nan_to_num(o.release_s, nan=np.inf) <= o.horizon_s)
     transfer = float(o.transfer_cost_cny[released].sum())
     energy = float(energy_kwh_j.sum())
 
-    wait = (o.first_start_s - submit)[started]
-    jct = (o.end_s - submit)[completed]
+    wait = (first_start - submit)[started]
+    jct = (end - submit)[completed]
     has_deadline = ~np.isnan(deadline) & placed
-    late = completed & has_deadline & ((o.end_s - submit) > deadline + 1e-6)
+    late = completed & has_deadline & ((end - submit) > deadline + 1e-6)
     missed = int(late.sum() + (has_deadline & ~completed).sum())
     violations = int((placed & (np.nan_to_num(o.latency_ms, nan=0.0) > bound + 1e-9)).sum())
 
@@ -166,4 +200,12 @@ def measure(
         hourly_busy_units=busy,
         flows_scu=flows,
         job_energy_kwh=energy_kwh_j,
+        jobs=JobRecords(
+            first_start_s=first_start,
+            end_s=end,
+            energy_kwh=energy_kwh_j,
+            energy_cost_cny=per_job["energy_cost_cny"],
+            green_kwh=per_job["green_kwh"],
+            carbon_kg=per_job["carbon_kg"],
+        ),
     )

@@ -27,6 +27,7 @@ from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, 
 from suanwang.scheduling.state import Market
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
+from suanwang.sim.records import write_job_records
 from suanwang.sim.traces import load_trace
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 
@@ -147,13 +148,15 @@ def run(
     with_bound: bool = True,
     on_policy: Callable[[str, int, int], None] | None = None,
     offers: OfferBook | None = None,
+    records_dir: Path | None = None,
 ) -> SimulationResult:
     """Simulate every policy on the same jobs and signals; compute the bound unless disabled.
 
     With ``offers``, the ``suanwang`` policy prices them into its placements and every
     policy's metrics add what consumers paid at offer prices (``paid_offer_cny``, where an
     offer had room) against posted prices (``paid_posted_cny``), each job at its start hour's
-    price per SCU, and ``jobs_under_offers``.
+    price per SCU, and ``jobs_under_offers``. With ``records_dir``, every job's record is
+    written to ``records_dir/jobs-<policy>.csv`` (:mod:`suanwang.sim.records`).
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -184,6 +187,10 @@ def run(
         m = report.metrics
         if m["completed"] + m["rejected"] + m["unfinished"] != len(workload.jobs):
             raise AssertionError(f"policy {name} lost jobs")  # conservation, never expected
+        if records_dir is not None:
+            records_dir.mkdir(parents=True, exist_ok=True)
+            path = records_dir / f"jobs-{name}.csv"
+            write_job_records(path, net, signals.start, workload.jobs, outcome, report)
         reports.append(report)
         seconds[name] = time.perf_counter() - t
     bound = None
