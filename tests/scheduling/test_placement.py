@@ -24,7 +24,7 @@ from suanwang.core.signals import Signals
 from suanwang.scheduling.placement import amounts, cny, place, unplaceable
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Nearest
-from suanwang.scheduling.state import CapacityState, Market
+from suanwang.scheduling.state import CapacityState, Market, Running
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -233,3 +233,30 @@ def test_amounts_that_differ_never_print_the_same(a: float, b: float) -> None:
     same = amounts([a, a])
     assert same[0] == same[1]
     assert cny(b - a).strip("0.") != ""  # the difference itself shows
+
+
+def test_moves_are_planned_on_the_calendar_placements_use(
+    china_net: Network, china_signals: Signals
+) -> None:
+    """A pool whose coming hours are planned full takes no migration (live migrations used to
+    be planned against free units only)."""
+    net, sig = china_net, china_signals
+    job = Job(job_id="j", submit_s=0.0, kind=JobKind.TRAINING, origin="shanghai", units=8,
+              cpus=64, mem_gb=64.0, accelerator=ANY_ACCELERATOR, stacks=frozenset({"cuda"}),
+              work_scu=400.0, checkpointable=True)  # fmt: skip
+    info = net.job_class(job)
+    eager = SuanwangPolicy(min_saving_cny=0.0, min_saving_share=0.0, min_remaining_h=0.25)
+    costs = eager.grid(job, info, CapacityState.empty(net, sig), np.arange(info.pools.size))
+    dearest = int(info.pools[int(np.argmax(costs.cost[:, 0]))])
+    running = [Running(0, dearest, 0.0, job.work_scu)]
+
+    def moves(state: CapacityState) -> list[int]:
+        state.now_s = 600.0
+        state.free[dearest] -= job.demand_units
+        return [q for _, q, _, _ in eager.migrations([job], running, state)]
+
+    target = moves(CapacityState.empty(net, sig))
+    assert target and target[0] != dearest
+    full = CapacityState.empty(net, sig)
+    full.committed[target[0]] = net.pool_capacity[target[0]]  # planned busy from now on
+    assert target[0] not in moves(full)

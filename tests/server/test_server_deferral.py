@@ -342,6 +342,11 @@ def test_running_jobs_keep_their_hours_on_the_calendar(
     running = _tiny_job(sessions, alice, "running", 6, kind="interactive")
     dispatcher.run_once()
     assert _row(sessions, running).executor_ref is not None  # handed over: holds its cards
+    with sessions() as s:  # handed over, not yet seen running: its pool's queue
+        queued = dispatcher.live.state(s, sig)
+    pool = tiny_net.pool_named("desert-green", "a100")
+    assert pool is not None and queued.free[pool] == 0
+    assert queued.backlog_unit_s[pool] == pytest.approx(16 * 6 * 3600.0)
     batch = _tiny_job(sessions, alice, "batch", 1, deadline_s=86400, kind="training")
     dispatcher.place()
     row = _row(sessions, batch)
