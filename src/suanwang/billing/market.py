@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import yaml
 
-from suanwang.core.cost import ScuPrices
+from suanwang.core.cost import ScuPrices, hour_span, hour_window
 from suanwang.core.network import PRECISIONS, Network
 
 from .offers import Offer, OfferBook, OfferError, OfferType, offer_from_dict
@@ -58,8 +58,7 @@ def scu_prices(net: Network, book: PriceBook, start: datetime, hours: int) -> Sc
     spans: list[tuple[Offer, int, int, int]] = []
     for o in offers:
         p = pool_of.get((o.center_id, o.model))
-        h0 = max(0, math.floor((o.start - start) / HOUR))
-        h1 = min(hours, math.ceil((o.end - start) / HOUR))
+        h0, h1 = hour_span(start, o.start, o.end, hours)
         if p is not None and h1 > h0:
             spans.append((o, p, h0, h1))
     if not spans:
@@ -152,8 +151,9 @@ def paid(
     order = done[np.argsort(starts_s[done], kind="stable")]
     for j in order.tolist():  # a report, once per run: jobs in start order
         p, q = int(pools[j]), int(precision_index[j])
-        h0 = min(int(starts_s[j] // 3600), hours)
-        h1 = max(min(math.ceil(ends_s[j] / 3600), hours), h0 + 1)
+        h0, h1 = hour_window(float(starts_s[j]), float(ends_s[j]))
+        h0 = min(h0, hours)
+        h1 = max(min(h1, hours), h0 + 1)
         price = posted[q, p, h0] if math.isfinite(posted[q, p, h0]) else 0.0
         if math.isfinite(offer[q, p, h0]) and used[p, h0] + units[j] <= prices.offered_units[p, h0]:
             used[p, h0:h1] += units[j]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,13 @@ def runtime_s(work_scu: float | Array, units: int | Array, speed: float | Array)
 def run_seconds(work_scu: float, units: int, speed: float) -> float:
     """:func:`runtime_s` for one run (a float; an hour where the chip cannot run the work)."""
     return work_scu / (units * speed) * HOUR_S if speed > 0 and units > 0 else HOUR_S
+
+
+def hour_span(t0: datetime, start: datetime, end: datetime, hours: int) -> tuple[int, int]:
+    """The hour columns ``[h0, h1)`` (hour 0 at ``t0``, at most ``hours``) that an interval of
+    wall time overlaps, e.g. an offer's or a reservation's window; ``h1 <= h0``: none."""
+    h0 = max(0, math.floor((start - t0) / timedelta(hours=1)))
+    return h0, min(hours, math.ceil((end - t0) / timedelta(hours=1)))
 
 
 def hour_window(t0_s: float, t1_s: float) -> tuple[int, int]:

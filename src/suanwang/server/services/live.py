@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from suanwang.billing import store as billing_store
 from suanwang.billing import trading_store
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
-from suanwang.core.cost import ScuPrices, hour_window, run_seconds
+from suanwang.core.cost import ScuPrices, hour_span, hour_window, run_seconds
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
@@ -227,8 +226,7 @@ def load_trading(session: Session, net: Network, signals: Signals) -> LiveTradin
     reserved: dict[str, np.ndarray] = {}
     for r in book.reservations:
         p = net.pool_named(r.center_id, r.model)
-        h0 = max(0, math.floor((r.start - start) / timedelta(hours=1)))
-        h1 = min(signals.hours, math.ceil((r.end - start) / timedelta(hours=1)))
+        h0, h1 = hour_span(start, r.start, r.end, signals.hours)
         if p is None or h1 <= h0:
             continue
         arr = reserved.setdefault(r.tenant, np.zeros((net.n_pools, signals.hours + 1)))
