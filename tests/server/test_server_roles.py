@@ -2,7 +2,8 @@
 
 Each such route depends on a role check of ``server/api/deps.py`` (``operator_only`` or
 ``provider_or_operator``) instead of testing the role inline: the check runs before the body is
-read, so a refused key gets the same 403, with the route's own message, whatever it sends.
+validated, so a refused key gets the same 403, with the route's own message, whatever JSON it
+sends.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def test_a_refused_key_gets_the_routes_403_whatever_it_sends(
 ) -> None:
     refused = [TenantRole.CONSUMER] + ([TenantRole.PROVIDER] if allowed == OPERATORS else [])
     for role in refused:
-        for sent in (body, {"not": "a valid body"}):  # refused before the body is read
+        for sent in (body, {"not": "a valid body"}):  # refused before the body is validated
             r = client.request(method, path, json=sent, headers=keys[role].headers)
             assert r.status_code == 403, (role, sent, r.text)
             assert r.json() == {"detail": refusal}

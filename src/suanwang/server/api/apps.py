@@ -44,7 +44,7 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 }
 
 
-#: The tenant, if it may publish apps; 403 otherwise (before the body is looked at).
+#: The tenant, if it may publish apps; 403 otherwise (before the body is validated).
 Publisher = Annotated[
     Tenant, provider_or_operator("publishing and changing apps is for providers and operators")
 ]

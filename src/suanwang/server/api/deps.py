@@ -100,8 +100,8 @@ CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
 
 class RoleCheck:
     """A dependency: the requesting tenant if its role is one of ``roles``, else a 403 saying
-    ``refusal``. It runs before the request body is read: a refused request is a 403 whatever
-    it sends."""
+    ``refusal``. It runs before the request body is validated: a refused key gets this 403
+    whatever JSON it sends."""
 
     def __init__(self, roles: frozenset[TenantRole], refusal: str) -> None:
         self.roles = roles
