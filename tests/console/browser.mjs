@@ -38,6 +38,28 @@ async function waitForState(page, states, timeout = FINISH_MS) {
   return page.locator("#job-state .badge").textContent();
 }
 
+// The map's layout: province outlines drawn, and label boxes against center marker boxes (in
+// page pixels) with every label that covers a marker.
+async function mapLayout(page) {
+  return page.evaluate(() => {
+    const box = (el) => { const r = el.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; };
+    const overlap = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+    const markers = [...document.querySelectorAll("svg.map circle.center")].map((c) => [c.dataset.center, box(c)]);
+    const labels = [...document.querySelectorAll("svg.map text.province-label, svg.map text.hub-label")].map((t) => [t.textContent, box(t)]);
+    const covering = [];
+    for (const [text, b] of labels) for (const [id, m] of markers) if (overlap(b, m)) covering.push(`${text} covers ${id}`);
+    const provinces = [...document.querySelectorAll("svg.map path.province")];
+    return {
+      provinces: provinces.map((p) => p.dataset.province),
+      province_labels: [...document.querySelectorAll("svg.map text.province-label")].map((t) => t.textContent),
+      hub_labels: [...document.querySelectorAll("svg.map text.hub-label")].map((t) => t.textContent),
+      covering,
+      markers_on_top: markers.length > 0 && provinces.length > 0
+        && (provinces[provinces.length - 1].compareDocumentPosition(document.querySelector("svg.map circle.center")) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0,
+    };
+  });
+}
+
 const scenarios = {
   async bad_key(page) {
     await signIn(page, "sw_not-a-real-key");
@@ -65,7 +87,33 @@ const scenarios = {
     await page.getByLabel("Colour centers by").selectOption("green");
     const label = await centers.first().getAttribute("aria-label");
     await shot(page, "map-green", false);
-    return { centers: count, hub_rows: hubRows, table_rows: tableRows, title, panel, green_label: label };
+    return { centers: count, hub_rows: hubRows, table_rows: tableRows, title, panel, green_label: label, ...(await mapLayout(page)) };
+  },
+
+  // The map and the pages at phone width: nothing wider than the screen.
+  async phone(page) {
+    await signIn(page);
+    await page.locator("svg.map circle.center").first().waitFor();
+    await page.locator("svg.map text.province-label").first().waitFor();
+    const widths = {};
+    const fits = async (name) => {
+      widths[name] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+      await shot(page, `phone-${name}`, false);
+    };
+    await fits("map");
+    const map = await page.locator("svg.map").boundingBox();
+    const layout = await mapLayout(page);
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
+    await page.locator(`#jobs-table tr[data-job="${args.job}"]`).waitFor();
+    const jobRow = await page.locator(`#jobs-table tr[data-job="${args.job}"]`).isVisible();
+    await fits("jobs");
+    await page.goto(`${args.url}/#/jobs/${args.job}`);
+    await page.locator("#placement-table").waitFor();
+    await fits("job");
+    await page.getByRole("link", { name: "Billing", exact: true }).click();
+    await page.locator("#balance").waitFor();
+    await fits("billing");
+    return { widths, map, job_row_visible: jobRow, ...layout };
   },
 
   async submit_job(page) {
@@ -322,6 +370,21 @@ const scenarios = {
     return { builtinManage, refused, title, fields, cards };
   },
 
+  async settlement(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Billing" }).click();
+    await page.locator("#settlement-providers").waitFor();
+    const result = {
+      text: await page.locator("#settlement").textContent(),
+      totals: await page.locator("#settlement-totals").textContent(),
+      providers: await page.locator("#settlement-providers tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.provider)),
+      widths: await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]),
+      panel: await page.locator("#settlement").boundingBox(),
+    };
+    await shot(page, "settlement");
+    return result;
+  },
+
   async billing(page) {
     await signIn(page);
     await page.getByRole("link", { name: "Billing" }).click();
@@ -362,7 +425,7 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage"],
 });
-const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+const context = await browser.newContext({ viewport: args.viewport || { width: 1366, height: 860 } });
 const page = await context.newPage();
 const consoleErrors = [];
 page.on("pageerror", (e) => consoleErrors.push(String(e)));

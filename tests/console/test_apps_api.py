@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from suanwang import web
 from suanwang.apps.catalog import AppError, AppSpec, builtin_apps, render
 from suanwang.server.database.models import TenantRole
 
@@ -197,13 +199,23 @@ def test_render_quotes_text_and_multiplies() -> None:
 def test_console_page_static_files_and_json_routes(api: Any, tenant: Tenant) -> None:
     page = api.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert '<script src="/static/app.js">' in page.text
-    for asset in ("/static/app.js", "/static/style.css"):
-        assert api.get(asset).status_code == 200
+    assert '<script type="module" src="/static/app.js">' in page.text
+    texts = [page.text]
+    for path in sorted(web.STATIC.iterdir()):
+        asset = api.get(f"/static/{path.name}")
+        assert asset.status_code == 200, path.name
+        texts.append(asset.text)
+    # every module the page imports is served (app.js imports the pages, they import core.js)
+    imported = set(re.findall(r'from "\./([\w-]+\.js)"', "".join(texts)))
+    assert "core.js" in imported and imported <= {p.name for p in web.STATIC.iterdir()}
     # offline-first: the page and its assets name no other host
-    for text in (page.text, api.get("/static/app.js").text, api.get("/static/style.css").text):
+    for text in texts:
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text
+    # the map's province outlines: small, every province of the scenario among them
+    outlines = api.get("/static/china-provinces.json")
+    assert len(outlines.content) < 200_000
+    drawn = {f["id"] for f in outlines.json()["features"]}
     op = tenant(TenantRole.OPERATOR)
     assert api.get("/v1/me", headers=op.headers).json()["role"] == "operator"
     assert api.get("/v1/me").status_code == 401
@@ -212,6 +224,7 @@ def test_console_page_static_files_and_json_routes(api: Any, tenant: Tenant) -> 
     assert all(18 < c["lat"] < 54 and 73 < c["lon"] < 135 for c in geo["centers"])
     assert {c["hub"] for c in geo["centers"]} - {None} <= {h["id"] for h in geo["hubs"]}
     assert len(geo["provinces"]) >= 31
+    assert {p["id"] for p in geo["provinces"]} <= drawn
 
 
 def test_huge_numbers_are_refused_not_a_server_error(api: Any, tenant: Tenant) -> None:

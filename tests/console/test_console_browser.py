@@ -50,6 +50,29 @@ def test_map_shows_every_center_with_panels(browser: Browser, live: Live) -> Non
     assert "null" not in seen["panel"] and "undefined" not in seen["panel"]
     assert seen["green_label"].startswith(f"{first['name']}: Green share")
     assert (ARTIFACTS / "map.png").stat().st_size > 10_000
+    # the provinces drawn under the markers, labelled where no label covers a marker
+    geo = httpx.get(f"{live.url}/v1/network/map", headers=live.operator.headers).json()
+    assert {p["id"] for p in geo["provinces"]} <= set(seen["provinces"])
+    assert {"taiwan", "hongkong", "macau"} <= set(seen["provinces"])
+    assert seen["markers_on_top"] is True
+    assert seen["covering"] == []
+    assert sorted(seen["hub_labels"]) == sorted(h["name_zh"] for h in geo["hubs"])
+    assert len(seen["province_labels"]) >= 25, seen["province_labels"]
+
+
+def test_the_console_at_phone_width(browser: Browser, live: Live) -> None:
+    """390 px wide: the map and the job list are there, no page is wider than the screen."""
+    body = {"name": f"phone-{secrets.token_hex(3)}", "command": "echo phone",
+            "kind": "inference", "origin": "beijing", "duration_s": 60,
+            "resources": {"count": 0, "cpus": 1}}  # fmt: skip
+    job = httpx.post(f"{live.url}/v1/jobs", json=body, headers=live.operator.headers, timeout=10)
+    assert job.status_code == 201, job.text
+    seen = browser("phone", job=job.json()["id"], viewport={"width": 390, "height": 844})
+    for page, (scroll_width, width) in seen["widths"].items():
+        assert width == 390 and scroll_width <= width, (page, scroll_width)
+    assert seen["map"]["width"] >= 350 and seen["map"]["height"] >= 200
+    assert seen["job_row_visible"] is True
+    assert seen["covering"] == [] and seen["markers_on_top"] is True
 
 
 def test_submit_a_job_from_the_form_and_watch_it_finish(browser: Browser, live: Live) -> None:
@@ -129,6 +152,48 @@ def test_what_if_runs_the_simulator_from_the_browser(browser: Browser) -> None:
     assert seen["heading"] == "150 jobs on china"
 
 
+def _charged_job(live: Live, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Submit ``body`` and wait until its charge is on this month's invoice."""
+    job: dict[str, Any] = httpx.post(f"{live.url}/v1/jobs", json=body, headers=headers,
+                                     timeout=10).json()  # fmt: skip
+    period = datetime.now(UTC).strftime("%Y-%m")
+    doc: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc = httpx.get(f"{live.url}/v1/billing/invoices/{period}", headers=headers).json()
+        if any(line["job_id"] == job["id"] for line in doc["lines"]):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job['id']} was not charged within 60 s: {doc}")
+
+
+def _reservation(live: Live, headers: dict[str, str]) -> dict[str, Any]:
+    """Book 2 of 8 A100s at Zhongwei offered by the operator, two hours from the next one
+    (paid at booking: a charge of this month, which the platform earns)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    window = {"start": hour.isoformat(), "end": (hour + timedelta(hours=2)).isoformat()}
+    offer = httpx.post(f"{live.url}/v1/offers", headers=live.operator.headers, timeout=10, json={
+        "center": "zhongwei", "model": "a100", "units": 8, "price_cny_per_scu": "3.00",
+        "type": "reserved", **window})  # fmt: skip
+    assert offer.status_code == 201, offer.text
+    booked = httpx.post(f"{live.url}/v1/reservations", headers=headers, timeout=10,
+                        json={"offer_id": offer.json()["id"], "units": 2, **window})  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    reservation: dict[str, Any] = booked.json()
+    return reservation
+
+
+def test_the_settlement_panel_is_a_table_within_the_page(browser: Browser, live: Live) -> None:
+    _reservation(live, live.consumer.headers)
+    seen = browser("settlement")
+    assert "[object" not in seen["text"] and "{" not in seen["text"]
+    assert "platform" in seen["providers"]
+    assert "Commission" in seen["totals"]
+    scroll_width, width = seen["widths"]
+    assert scroll_width <= width
+    assert seen["panel"]["x"] >= 0 and seen["panel"]["x"] + seen["panel"]["width"] <= width
+
+
 def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> None:
     paths = httpx.get(f"{live.url}/openapi.json").json()["paths"]
     if "/v1/billing/invoices/{period}" not in paths:
@@ -147,27 +212,11 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
     body = {"name": f"billed-{secrets.token_hex(3)}", "command": serve,
             "kind": "inference", "origin": "beijing", "duration_s": 60,
             "resources": {"count": 1, "cpus": 2}}  # fmt: skip
-    job = httpx.post(f"{live.url}/v1/jobs", json=body, headers=headers, timeout=10).json()
+    job = _charged_job(live, headers, body)
     # and a reservation paid at booking (trading): a line of its own
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
-    window = {"start": hour.isoformat(), "end": (hour + timedelta(hours=2)).isoformat()}
-    offer = httpx.post(f"{live.url}/v1/offers", headers=live.operator.headers, timeout=10, json={
-        "center": "zhongwei", "model": "a100", "units": 8, "price_cny_per_scu": "3.00",
-        "type": "reserved", **window})  # fmt: skip
-    assert offer.status_code == 201, offer.text
-    booked = httpx.post(f"{live.url}/v1/reservations", headers=headers, timeout=10,
-                        json={"offer_id": offer.json()["id"], "units": 2, **window})  # fmt: skip
-    assert booked.status_code == 201, booked.text
+    booked = _reservation(live, headers)
     period = datetime.now(UTC).strftime("%Y-%m")
-    doc: dict[str, Any] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        doc = httpx.get(f"{live.url}/v1/billing/invoices/{period}", headers=headers).json()
-        if any(line["job_id"] == job["id"] for line in doc["lines"]):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"job {job['id']} was not charged within 60 s: {doc}")
+    doc = httpx.get(f"{live.url}/v1/billing/invoices/{period}", headers=headers).json()
     seen = browser("billing", key=live.consumer, period=period)
     assert seen["unavailable"] is False
     assert seen["months"] == 6
@@ -175,7 +224,7 @@ def test_billing_page_and_opening_an_invoice(browser: Browser, live: Live) -> No
     assert seen["lines"] == len(doc["lines"])
     assert seen["total"] == f"¥{doc['total_cny']}"
     assert body["name"] in seen["text"]
-    assert f"Reservation {booked.json()['id'][:8]}: 2 × a100" in seen["text"]
+    assert f"Reservation {booked['id'][:8]}: 2 × a100" in seen["text"]
     [line] = [ln for ln in doc["lines"] if ln["job_id"] == job["id"]]
     assert line["tokens"] == 4321 and seen["job_tokens"] == "4,321"
     assert "tokens (covered so far" in seen["trial"]

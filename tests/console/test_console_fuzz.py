@@ -26,9 +26,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from suanwang.console.whatif import WhatIfRunner, _Run
 from suanwang.core.scenario import Scenario
 from suanwang.server.database.models import TenantRole
+from suanwang.server.services.whatif import Run, WhatIfRunner
 
 EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -41,7 +41,7 @@ CONFIG = {
 PREFIXES = ("/v1/whatif", "/v1/apps")
 
 
-def _no_simulation(self: WhatIfRunner, scenario: Scenario, job: _Run) -> None:
+def _no_simulation(self: WhatIfRunner, scenario: Scenario, job: Run) -> None:
     job.state, job.progress, job.step = "done", 1.0, "done"  # checked input, nothing simulated
 
 
@@ -49,7 +49,7 @@ def test_generated_console_requests_never_get_a_server_error(
     api_app: FastAPI, tenant: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(WhatIfRunner, "_simulate", _no_simulation)
-    api_app.state.whatif = WhatIfRunner()
+    api_app.state.whatif = WhatIfRunner(api_app.state.signals.clock)
     headers = tenant(TenantRole.OPERATOR).headers
     schema = schemathesis.openapi.from_asgi(
         "/openapi.json", api_app, config=SchemathesisConfig.from_dict(CONFIG)

@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 from fastapi import FastAPI
+from starlette.testclient import TestClient
 
-from suanwang.console.whatif import WhatIfRequest, WhatIfRunner, _Run
-from suanwang.console.whatif_input import (
+from suanwang.core.network import Network
+from suanwang.scenarios.loader import BUILTIN, load_scenario
+from suanwang.server.app import create_app
+from suanwang.server.database.models import TenantRole
+from suanwang.server.models.tenants import create_tenant
+from suanwang.server.services.whatif import Run, WhatIfRunner
+from suanwang.server.services.whatif_input import (
     MAX_TRACE_CHARS,
     MAX_YAML_CHARS,
     ScenarioEdits,
     TraceFormat,
+    WhatIfRequest,
     apply_edits,
 )
-from suanwang.core.network import Network
-from suanwang.scenarios.loader import BUILTIN, load_scenario
-from suanwang.server.database.models import TenantRole
+from suanwang.server.settings import Settings
 from suanwang.sim.traces import TRACE_FORMATS, TraceError, load_trace
 
 Tenant = Callable[[TenantRole], Any]
+PINNED = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 SMALL = {"jobs": 200, "days": 0.5, "drain_days": 1, "policies": ["nearest", "suanwang"]}
 
 
@@ -77,13 +84,39 @@ def test_what_if_is_for_operators_and_checks_its_input(api: Any, tenant: Tenant)
 
 def test_one_run_at_a_time(api: Any, api_app: FastAPI, tenant: Tenant) -> None:
     op = tenant(TenantRole.OPERATOR)
-    runner = api_app.state.whatif = WhatIfRunner()
-    busy = _Run(id="busy-run", request=WhatIfRequest.model_validate(SMALL))
+    runner = api_app.state.whatif = WhatIfRunner(api_app.state.signals.clock)
+    busy = Run(id="busy-run", request=WhatIfRequest.model_validate(SMALL), created_at=PINNED)
     runner._runs[busy.id] = busy  # a run still going
     r = api.post("/v1/whatif", json=SMALL, headers=op.headers)
     assert r.status_code == 409 and "busy-run" in r.json()["detail"]
     busy.state = "done"
     assert api.post("/v1/whatif", json=SMALL, headers=op.headers).status_code == 202
+
+
+def _checked_only(self: WhatIfRunner, scenario: Any, job: Run) -> None:
+    job.state, job.progress, job.step = "done", 1.0, "done"  # input checked, nothing simulated
+
+
+@pytest.fixture
+def pinned_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
+    """An app whose clock reads :data:`PINNED` (and whose runs simulate nothing)."""
+    monkeypatch.setattr(WhatIfRunner, "_simulate", _checked_only)
+    app = create_app(Settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}"), clock=lambda: PINNED)
+    with TestClient(app):
+        yield app
+
+
+def test_a_run_is_dated_by_the_apps_clock(pinned_app: FastAPI) -> None:
+    with pinned_app.state.sessions() as session:
+        _, key = create_tenant(session=session, name="ops", role=TenantRole.OPERATOR)
+        session.commit()
+    client = TestClient(pinned_app)
+    headers = {"Authorization": f"Bearer {key}"}
+    r = client.post("/v1/whatif", json=SMALL, headers=headers)
+    assert r.status_code == 202, r.text
+    assert datetime.fromisoformat(r.json()["created_at"]) == PINNED
+    [listed] = client.get("/v1/whatif", headers=headers).json()
+    assert datetime.fromisoformat(listed["created_at"]) == PINNED
 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"

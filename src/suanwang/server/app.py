@@ -18,14 +18,24 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from suanwang import __version__
-from suanwang.console import mount as mount_console
+from suanwang import __version__, web
 from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.api import apps, billing, centers, drain, health, jobs, metrics
+from suanwang.server.api import (
+    apps,
+    billing,
+    centers,
+    console,
+    drain,
+    health,
+    jobs,
+    metrics,
+    whatif,
+)
 from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.settings import Settings
@@ -263,5 +273,7 @@ def create_app(
     app.include_router(billing.router)  # billing (issue 5)
     app.include_router(apps.router)
     app.include_router(trading.router)  # offers and reservations (issue 5)
-    mount_console(app)
+    app.include_router(whatif.router)
+    app.include_router(console.router)  # the console's page at / and its two JSON routes
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -21,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 
 from suanwang.apps.catalog import App, AppError, AppSpec, Problem, builtin_apps, render
 from suanwang.server.api import jobs
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import (
+    AUTH_RESPONSES,
+    CurrentTenant,
+    NetworkDep,
+    SessionDep,
+    provider_or_operator,
+)
 from suanwang.server.database.models import PublishedApp, Tenant, TenantRole
 from suanwang.server.models.jobs import check_spec
 from suanwang.server.schemas import ErrorResponse, JobCreate, JobName, JobPublic, Name
@@ -38,16 +44,10 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {
 }
 
 
-def _publisher(tenant: CurrentTenant) -> Tenant:
-    """The tenant, if it may publish apps; 403 otherwise (before the body is looked at)."""
-    if tenant.tenant_role is TenantRole.CONSUMER:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "publishing and changing apps is for providers and operators"
-        )
-    return tenant
-
-
-Publisher = Annotated[Tenant, Depends(_publisher)]
+#: The tenant, if it may publish apps; 403 otherwise (before the body is validated).
+Publisher = Annotated[
+    Tenant, provider_or_operator("publishing and changing apps is for providers and operators")
+]
 
 
 class AppList(BaseModel):

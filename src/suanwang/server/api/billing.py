@@ -30,7 +30,14 @@ from suanwang.billing import store
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice
 from suanwang.billing.quotas import MAX_TOKENS, end_of_day
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import (
+    AUTH_RESPONSES,
+    CurrentTenant,
+    NetworkDep,
+    SessionDep,
+    operator_only,
+    provider_or_operator,
+)
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.schemas import ErrorResponse
 
@@ -52,6 +59,12 @@ FORBIDDEN: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorResponse, "description": "not allowed for your role"},
     404: {"model": ErrorResponse, "description": "no such tenant"},
 }
+TopUpper = Annotated[Tenant, operator_only("only operators may top up balances")]
+Payer = Annotated[Tenant, operator_only("only operators may pay providers out")]
+Granter = Annotated[Tenant, operator_only("only operators may grant quotas")]
+SettlementReader = Annotated[
+    Tenant, provider_or_operator("settlements are for operators and providers")
+]
 
 
 def _subject(session: SessionDep, me: Tenant, tenant: str | None) -> Tenant:
@@ -142,12 +155,10 @@ IdempotencyKey = Annotated[
 def post_topup(
     body: TopUp,
     session: SessionDep,
-    me: CurrentTenant,
+    me: TopUpper,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
-    if me.tenant_role is not TenantRole.OPERATOR:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may top up balances")
     amount = parse_amount(body.amount_cny, what="amount_cny")  # checked by the model
     who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
     if who is None:
@@ -196,14 +207,12 @@ def post_payout(
     body: Payout,
     request: Request,
     session: SessionDep,
-    me: CurrentTenant,
+    me: Payer,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
     everything due. Jobs finished but not yet charged are not due yet, nor its share of
     bookings that have not started (they may still be cancelled and refunded)."""
-    if me.tenant_role is not TenantRole.OPERATOR:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may pay providers out")
     amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
     now: datetime = request.app.state.signals.clock()
     who = store.tenant_by_name_or_id(session=session, ref=body.provider)
@@ -259,15 +268,10 @@ def get_invoice(
 
 @router.get("/settlements/{period}", responses=FORBIDDEN)
 def get_settlement(
-    period: Period, request: Request, session: SessionDep, me: CurrentTenant
+    period: Period, request: Request, session: SessionDep, me: SettlementReader
 ) -> dict[str, Any]:
     """Operators: charges, commission and every provider's payout; providers: their own."""
-    role = me.tenant_role
-    if role is TenantRole.CONSUMER:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "settlements are for operators and providers"
-        )
-    provider = me if role is TenantRole.PROVIDER else None
+    provider = me if me.tenant_role is TenantRole.PROVIDER else None
     now: datetime = request.app.state.signals.clock()
     return store.settlement(session=session, period=_period(period), provider=provider, now=now)
 
@@ -332,12 +336,10 @@ def get_quotas(
 def post_quota(
     body: QuotaGrantBody,
     session: SessionDep,
-    me: CurrentTenant,
+    me: Granter,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
-    if me.tenant_role is not TenantRole.OPERATOR:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may grant quotas")
     who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")

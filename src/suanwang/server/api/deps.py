@@ -1,10 +1,11 @@
-"""Request dependencies: a database session, the authenticated tenant, the scenario network."""
+"""Request dependencies: a database session, the authenticated tenant and its role, the
+scenario network."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from suanwang.core.network import Network
-from suanwang.server.database.models import Tenant
+from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.models.tenants import authenticate, hash_key
 from suanwang.server.schemas import ErrorResponse
 
@@ -95,6 +96,36 @@ def _authenticate(factory: sessionmaker[Session], api_key: str) -> Tenant | None
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+class RoleCheck:
+    """A dependency: the requesting tenant if its role is one of ``roles``, else a 403 saying
+    ``refusal``. It runs before the request body is validated: a refused key gets this 403
+    whatever JSON it sends."""
+
+    def __init__(self, roles: frozenset[TenantRole], refusal: str) -> None:
+        self.roles = roles
+        self.refusal = refusal
+
+    async def __call__(self, tenant: CurrentTenant) -> Tenant:
+        if tenant.tenant_role not in self.roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, self.refusal)
+        return tenant
+
+    def __repr__(self) -> str:
+        roles = ", ".join(sorted(r.value for r in self.roles))
+        return f"RoleCheck({roles}: {self.refusal!r})"
+
+
+def operator_only(refusal: str) -> Any:
+    """``Depends`` on an operator's key (403 ``refusal`` otherwise), for a typed alias:
+    ``OperatorDep = Annotated[Tenant, operator_only("metrics are for operators")]``."""
+    return Depends(RoleCheck(frozenset({TenantRole.OPERATOR}), refusal))
+
+
+def provider_or_operator(refusal: str) -> Any:
+    """``Depends`` on a provider's or an operator's key (a consumer's is a 403 ``refusal``)."""
+    return Depends(RoleCheck(frozenset({TenantRole.PROVIDER, TenantRole.OPERATOR}), refusal))
 
 
 async def get_network(request: Request) -> Network:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
-from suanwang.server.database.models import CenterDrain, TenantRole
+from suanwang.server.api.deps import (
+    AUTH_RESPONSES,
+    CurrentTenant,
+    NetworkDep,
+    SessionDep,
+    operator_only,
+)
+from suanwang.server.database.models import CenterDrain, Tenant
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/centers", tags=["centers"])
+OperatorDep = Annotated[Tenant, operator_only("draining centers is for operators")]
 
 RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_RESPONSES,
@@ -34,9 +42,7 @@ class DrainState(BaseModel):
     reason: str = ""
 
 
-def _check(tenant: CurrentTenant, net: NetworkDep, center_id: str) -> None:
-    if tenant.tenant_role is not TenantRole.OPERATOR:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "draining centers is for operators")
+def _check(net: NetworkDep, center_id: str) -> None:
     if center_id not in net.center_index:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown center {center_id!r}")
 
@@ -53,7 +59,7 @@ def drained(session: SessionDep, tenant: CurrentTenant) -> list[DrainState]:
 def drain(
     center_id: str,
     session: SessionDep,
-    tenant: CurrentTenant,
+    tenant: OperatorDep,
     net: NetworkDep,
     body: DrainRequest | None = None,
 ) -> DrainState:
@@ -61,7 +67,7 @@ def drain(
 
     Idempotent: draining a drained center changes nothing.
     """
-    _check(tenant, net, center_id)
+    _check(net, center_id)
     row = session.get(CenterDrain, center_id)
     if row is None:
         row = CenterDrain(
@@ -76,10 +82,10 @@ def drain(
 
 @router.post("/{center_id}/undrain", response_model=DrainState, responses=RESPONSES)
 def undrain(
-    center_id: str, session: SessionDep, tenant: CurrentTenant, net: NetworkDep
+    center_id: str, session: SessionDep, _tenant: OperatorDep, net: NetworkDep
 ) -> DrainState:
     """Open a drained center to new jobs again (idempotent)."""
-    _check(tenant, net, center_id)
+    _check(net, center_id)
     row = session.get(CenterDrain, center_id)
     if row is not None:
         session.delete(row)

@@ -22,19 +22,21 @@ Operators only (a bearer key like every other route). Families:
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Gauge, Summary, generate_latest
 from sqlalchemy import func, select
 
 from suanwang.core.lifecycle import JobState
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
-from suanwang.server.database.models import JobEvent, JobRow, TenantRole, utcnow
+from suanwang.server.api.deps import AUTH_RESPONSES, NetworkDep, SessionDep, operator_only
+from suanwang.server.database.models import JobEvent, JobRow, Tenant, utcnow
 from suanwang.server.models.jobs import active_usage
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["observability"])
+OperatorDep = Annotated[Tenant, operator_only("metrics are for operators")]
 
 
 @router.get(
@@ -50,11 +52,9 @@ router = APIRouter(tags=["observability"])
     },
 )
 def metrics(
-    request: Request, session: SessionDep, tenant: CurrentTenant, net: NetworkDep
+    request: Request, session: SessionDep, _tenant: OperatorDep, net: NetworkDep
 ) -> PlainTextResponse:
     """Platform metrics in Prometheus text format (operators)."""
-    if tenant.role != TenantRole.OPERATOR.value:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "metrics are for operators")
     reg = CollectorRegistry()
     jobs = Gauge("suanwang_jobs", "Jobs by lifecycle state", ["state"], registry=reg)
     counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())

@@ -27,8 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from suanwang.billing import store, trading_store
 from suanwang.billing.offers import OfferError, OfferType, offer_from_dict, parse_time
 from suanwang.core.hardware import Precision
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
-from suanwang.server.database.models import TenantRole
+from suanwang.server.api.deps import (
+    AUTH_RESPONSES,
+    CurrentTenant,
+    NetworkDep,
+    SessionDep,
+    provider_or_operator,
+)
+from suanwang.server.database.models import Tenant
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["trading"], responses=AUTH_RESPONSES)
@@ -46,6 +52,9 @@ ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "no such offer or reservation"},
     409: {"model": ErrorResponse, "description": "sold out, already started, or withdrawn"},
 }
+Publisher = Annotated[
+    Tenant, provider_or_operator("publishing offers is for providers and operators")
+]
 
 
 def _now(request: Request) -> datetime:
@@ -85,14 +94,10 @@ class OfferRequest(BaseModel):
     responses={**ERRORS, 400: {"model": ErrorResponse, "description": "unreadable body"}},
 )
 def publish_offer(
-    body: OfferRequest, request: Request, session: SessionDep, me: CurrentTenant, net: NetworkDep
+    body: OfferRequest, request: Request, session: SessionDep, me: Publisher, net: NetworkDep
 ) -> dict[str, Any]:
     """Publish an offer (providers: centers they own; operators: any center)."""
     now = _now(request)
-    if me.tenant_role is TenantRole.CONSUMER:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "publishing offers is for providers and operators"
-        )
     try:
         offer = offer_from_dict(body.model_dump(), default_id="new")
         row = trading_store.publish(

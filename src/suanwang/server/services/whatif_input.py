@@ -1,5 +1,5 @@
-"""What a what-if run simulates: a scenario (bundled or served), edits of its key parameters,
-and an uploaded workload trace.
+"""What a what-if run simulates (:class:`WhatIfRequest`): a scenario (bundled or served), edits
+of its key parameters, and an uploaded workload trace or a synthetic workload.
 
 Everything here runs while the ``POST /v1/whatif`` request is answered, so a bad edit or a bad
 trace is a 422 naming the field (and for a trace the file line) before any simulation starts.
@@ -13,11 +13,12 @@ import dataclasses
 import functools
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from suanwang.core.network import Network
 from suanwang.core.scenario import Center, Province, Scenario, Tariff
@@ -28,7 +29,7 @@ from suanwang.scenarios.loader import (
     load_scenario,
     parse_scenario_text,
 )
-from suanwang.sim.run import Workload
+from suanwang.sim.run import POLICIES, Workload, policy_names
 from suanwang.sim.traces import TraceError, load_trace
 
 #: Largest uploaded trace (characters of CSV text); the request body limit of the server
@@ -42,6 +43,8 @@ MAX_ARRIVAL_DAYS = 7.0
 MAX_BOUND_JOBS = 5_000
 #: Largest ``scenario_yaml`` (characters): a whole scenario.yaml, as the console edits it.
 MAX_YAML_CHARS = 48_000
+#: Synthetic jobs of a run that does not say.
+SYNTHETIC_JOBS = 2000
 #: ``scenario`` of a request: the scenario the server serves.
 SERVED = "served"
 #: File name of ``scenario_yaml`` in messages (``scenario.yaml:12: centers[0].pue: ...``).
@@ -97,6 +100,61 @@ class TraceUpload(BaseModel):
         "trace.csv", pattern=r"^[\w.+-][\w .+-]{0,99}$", description="the file's name (messages)"
     )
     text: str = Field(min_length=1, max_length=MAX_TRACE_CHARS, description="the CSV text")
+
+
+class WhatIfRequest(BaseModel):
+    """A simulation: scenario (and edits), workload (synthetic or a trace), policies."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    policies: list[str] = Field(
+        default_factory=lambda: ["all"], min_length=1, max_length=10,
+        description="policy names, or 'all'",
+        json_schema_extra={"items": {"type": "string", "enum": ["all", *POLICIES]}},
+    )  # fmt: skip
+    scenario: str = Field(
+        SERVED, max_length=64, description="'served' or a bundled one (GET /v1/whatif/scenarios)",
+        json_schema_extra={"enum": [SERVED, *BUILTIN]},
+    )  # fmt: skip
+    scenario_yaml: str | None = Field(
+        None, min_length=1, max_length=MAX_YAML_CHARS,
+        description="a whole scenario.yaml to simulate instead of `scenario` "
+        "(GET /v1/whatif/scenarios/{id}/yaml gives one to start from)",
+    )  # fmt: skip
+    edits: ScenarioEdits | None = Field(None, description="changes to the scenario")
+    trace: TraceUpload | None = Field(None, description="simulate this trace (else synthetic)")
+    jobs: int | None = Field(
+        None, ge=10, le=MAX_JOBS,
+        description=f"synthetic jobs (default {SYNTHETIC_JOBS}); with a trace: simulate at most "
+        "its first N",
+    )  # fmt: skip
+    days: float = Field(1.0, gt=0, le=7, description="synthetic: days over which jobs arrive")
+    load: float | None = Field(
+        None, gt=0, le=1.5, description="synthetic: scale durations to this load"
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    start: datetime = Field(
+        default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC),
+        description="first day (UTC; years 2000 to 2100)",
+    )
+    drain_days: float = Field(2.0, ge=0, le=14, description="simulated days after arrivals")
+    bound: bool = Field(False, description="also solve the offline LP bound (slower)")
+
+    @field_validator("policies")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        return policy_names(value)  # ValueError names an unknown policy
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+14:00
+            raise ValueError("out of range") from None
+        if not 2000 <= utc.year <= 2100:
+            raise ValueError(f"must be in the years 2000 to 2100 (got {utc.year})")
+        return utc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,24 +1,22 @@
-"""Routes of the console: the page, its static files, ``/v1/me``, ``/v1/network/map`` and the
-what-if runs (``/v1/whatif``)."""
+"""The operations console (docs/console.md): its page at ``/`` and the two JSON routes only it
+needs, ``/v1/me`` and ``/v1/network/map``.
+
+The page's JavaScript, CSS and map are static files of :mod:`suanwang.web` (served at
+``/static``); everything else the console shows comes from the public API. The key is kept in
+the browser's sessionStorage and sent as ``Authorization: Bearer`` on every request.
+"""
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from suanwang import __version__
-from suanwang.console import whatif
+from suanwang import __version__, web
 from suanwang.core.scenario import Hub, Province, Scenario
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
 
-STATIC = Path(str(resources.files("suanwang.console").joinpath("static")))
-
-api = APIRouter(prefix="/v1", tags=["console"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["console"], responses=AUTH_RESPONSES)
 
 
 class Me(BaseModel):
@@ -56,13 +54,13 @@ def _point(x: Hub | Province) -> MapPoint:
     return MapPoint(id=x.id, name=x.name, name_zh=x.name_zh, lat=x.lat, lon=x.lon)
 
 
-@api.get("/me")
+@router.get("/v1/me")
 def me(tenant: CurrentTenant) -> Me:
     """Who this API key belongs to (the console shows operator views to operators)."""
     return Me(tenant_id=tenant.id, name=tenant.name, role=tenant.tenant_role.value)
 
 
-@api.get("/network/map")
+@router.get("/v1/network/map")
 def network_map(request: Request, _tenant: CurrentTenant) -> NetworkMap:
     """Coordinates of the scenario's centers, hubs and provinces (for the console's map)."""
     sc: Scenario = request.app.state.scenario
@@ -86,19 +84,7 @@ def network_map(request: Request, _tenant: CurrentTenant) -> NetworkMap:
     )
 
 
-def _index() -> str:
-    html = (STATIC / "index.html").read_text("utf-8")
-    return html.replace("{{version}}", __version__)
-
-
-def mount(app: FastAPI) -> None:
-    """Add the console to ``app``: ``/`` (the page), ``/static/*`` and its JSON routes."""
-    page = _index()
-
-    @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
-
-    app.include_router(api)
-    app.include_router(whatif.router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+@router.get("/", include_in_schema=False)
+def index() -> HTMLResponse:
+    """The console: one page over the JSON API."""
+    return HTMLResponse(web.index_html(__version__), headers={"Cache-Control": "no-cache"})
