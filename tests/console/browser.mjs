@@ -116,6 +116,22 @@ const scenarios = {
     return { widths, map, job_row_visible: jobRow, ...layout };
   },
 
+  // One job's page: its placement (objective by term, why each runner-up lost) or, for a job
+  // nothing can run, which constraints excluded the pools.
+  async job_page(page) {
+    await signIn(page);
+    await page.goto(`${args.url}/#/jobs/${args.job}`);
+    await page.locator("#placement-table, #placement-excluded").first().waitFor();
+    const cells = (col) => page.locator(`#placement-table td[data-col="${col}"]`).allTextContents();
+    const excluded = await page.locator("#placement-excluded tbody tr").evaluateAll(
+      (rows) => rows.map((r) => [r.dataset.constraint, r.lastChild.textContent]));
+    await shot(page, `job-${args.shot}`);
+    return {
+      reason: await page.locator("#placement-reason").textContent(),
+      objective: await cells("objective_cny"), lost: await cells("lost"), excluded,
+    };
+  },
+
   async submit_job(page) {
     await signIn(page);
     await page.getByRole("link", { name: "Submit", exact: true }).click();

@@ -6,6 +6,7 @@ Screenshots land in ``artifacts/console/`` (gitignored); a failing scenario leav
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Callable
@@ -306,3 +307,52 @@ def test_what_if_on_a_scenario_edited_as_yaml(browser: Browser, live: Live) -> N
     run = httpx.get(f"{live.url}/v1/whatif/{seen['id']}", headers=live.operator.headers).json()
     assert run["request"]["scenario_yaml"] is None
     assert seen["energy"] == f"{run['result']['policies']['nearest']['energy_kwh']:.0f}"
+
+
+def _job_in(live: Live, body: dict[str, Any], states: set[str]) -> dict[str, Any]:
+    r = httpx.post(f"{live.url}/v1/jobs", json=body, headers=live.operator.headers, timeout=10)
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 30
+    while True:
+        job: dict[str, Any] = httpx.get(
+            f"{live.url}/v1/jobs/{r.json()['id']}", headers=live.operator.headers, timeout=10
+        ).json()
+        if job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, job["state"]
+        time.sleep(0.2)
+
+
+def test_a_placement_shows_the_objective_and_why_each_runner_up_lost(
+    browser: Browser, live: Live
+) -> None:
+    body = {"name": f"why-{secrets.token_hex(3)}", "command": "sleep 30", "kind": "training",
+            "origin": "shanghai", "duration_s": 7200, "data_gb": 40,
+            "resources": {"count": 1, "cpus": 8}}  # fmt: skip
+    job = _job_in(live, body, {"scheduled", "running", "succeeded"})
+    d = job["decision"]
+    seen = browser("job_page", job=job["id"], shot="why")
+    assert seen["reason"] == d["reason"] and "moving 40 GB costs" in d["reason"]
+    rows = [d["chosen"], *([d["if_started_now"]] if d.get("if_started_now") else []),
+            *d["runners_up"]]  # fmt: skip
+    values = [r["objective_cny"] for r in rows]
+    assert len(seen["objective"]) == len(rows)
+    # amounts that differ never print the same: the choice never looks tied with a runner-up
+    for (a, sa), (b, sb) in itertools.combinations(zip(values, seen["objective"], strict=True), 2):
+        assert (a == b) == (sa == sb), (a, sa, b, sb)
+    assert seen["lost"][-len(d["runners_up"]) :] == [r["lost"] for r in d["runners_up"]]
+    assert all(seen["lost"][-len(d["runners_up"]) :])
+
+
+def test_a_job_nothing_can_run_says_which_constraints_excluded_it(
+    browser: Browser, live: Live
+) -> None:
+    body = {"name": f"nowhere-{secrets.token_hex(3)}", "command": "true", "kind": "inference",
+            "origin": "beijing", "latency_ms": 0.2, "duration_s": 600,
+            "resources": {"count": 1, "cpus": 8}}  # fmt: skip
+    job = _job_in(live, body, {"failed"})
+    d = job["decision"]
+    assert d["placed"] is False and d["excluded"]["latency"] > 0
+    seen = browser("job_page", job=job["id"], shot="nowhere")
+    assert seen["reason"] == d["reason"]
+    assert dict(seen["excluded"]) == {k: str(n) for k, n in d["excluded"].items() if n}

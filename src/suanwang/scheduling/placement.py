@@ -293,6 +293,12 @@ def _why_lost(
     return f"{cny(-diff)} CNY cheaper, but outside the pools the planner looked at"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -336,7 +342,7 @@ def _reason(
     if job.data_gb > 0:
         parts.append(
             f"moving {job.data_gb:g} GB costs {cny(chosen.transfer_cost_cny)} CNY and takes "
-            f"{chosen.transfer_s / 60:.1f} min"
+            f"{_duration(chosen.transfer_s)}"
         )
     parts.append(f"{feasible} feasible pool{'s' if feasible != 1 else ''}")
     if runners:

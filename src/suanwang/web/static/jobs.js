@@ -1,7 +1,7 @@
 // Jobs: the list with its filters, a job's page (placement, state history, output), the form.
 import {
   FINAL, KINDS, STACKS, STATES, api, badge, errorBox, field, h, markFields, num, originSelect,
-  poll, put, state, when,
+  pct, poll, put, state, when,
 } from "./core.js";
 
 export async function renderJobs(params) {
@@ -110,25 +110,55 @@ export async function renderJob(id) {
   await poll(refresh, 2000, view);
 }
 
+// Decimals that tell every distinct amount apart (as the CLI and the stored reason do), so a
+// choice and its runner-up never look tied when they are not.
+export function distinctDigits(values) {
+  const finite = values.filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+  const distinct = new Set(finite).size;
+  const sig = (x) => (x === 0 ? 2 : Math.max(2, 3 - Math.floor(Math.log10(Math.abs(x)))));
+  let d = Math.max(2, ...finite.map(sig));
+  while (d < 12 && new Set(finite.map((v) => v.toFixed(d))).size < distinct) d += 1;
+  return d;
+}
+
 function renderPlacement(box, job) {
   const d = job.decision;
+  if (d && d.placed === false) {
+    const excluded = Object.entries(d.excluded || {}).filter(([, n]) => n > 0);
+    put(box,
+      h("p", { id: "placement-reason", class: "error" }, d.reason),
+      excluded.length ? h("table", { id: "placement-excluded" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Excluded by"), h("th", { class: "num" }, "Pools"))),
+        h("tbody", {}, excluded.map(([k, n]) => h("tr", { "data-constraint": k }, h("td", {}, k), h("td", { class: "num" }, String(n)))))) : null);
+    return;
+  }
   if (!d || !d.chosen) {
     put(box, h("div", { class: "empty" }, job.state === "pending" ? "Waiting for the dispatcher to place this job…" : "No placement was recorded."));
     return;
   }
-  const cols = [["center", "Center", (x) => x], ["accelerator", "Cards", (x) => x], ["cost_cny", "Cost (CNY)", (x) => num(x, 2)],
-    ["energy_kwh", "Energy (kWh)", (x) => num(x, 1)], ["carbon_kg", "Carbon (kg)", (x) => num(x, 2)],
-    ["transfer_cost_cny", "Transfer (CNY)", (x) => num(x, 2)], ["latency_ms", "Latency (ms)", (x) => num(x, 1)], ["runtime_s", "Runtime (h)", (x) => num(x / 3600, 2)]];
-  const row = (r, label, cls) => h("tr", { class: cls }, h("td", {}, label), cols.map(([k, , f]) => h("td", { class: k === "center" || k === "accelerator" ? null : "num" }, f(r[k]))));
-  put(box, 
+  const rows = [[d.chosen, "chosen", "chosen"]];
+  if (d.if_started_now) rows.push([d.if_started_now, "chosen, started now", "started-now"]);
+  (d.runners_up || []).forEach((r, i) => rows.push([r, `runner-up ${i + 1}`, "runner-up"]));
+  const objective = (r) => (r.objective_cny ?? r.cost_cny);
+  const digits = distinctDigits(rows.map(([r]) => objective(r)));
+  const money = (x) => num(x, digits);
+  const cols = [["center", "Center", (r) => r.center], ["accelerator", "Cards", (r) => r.accelerator],
+    ["start_at", "Start", (r) => when(r.start_at)], ["objective_cny", "Objective (CNY)", (r) => money(objective(r))],
+    ["energy_cost_cny", "Energy (CNY)", (r) => money(r.energy_cost_cny)], ["carbon_cost_cny", "Carbon (CNY)", (r) => money(r.carbon_cost_cny)],
+    ["transfer_cost_cny", "Transfer (CNY)", (r) => money(r.transfer_cost_cny)], ["waiting_cost_cny", "Waiting (CNY)", (r) => money(r.waiting_cost_cny)],
+    ["offer_premium_cny", "Offer (CNY)", (r) => money(r.offer_premium_cny)], ["energy_kwh", "Energy (kWh)", (r) => num(r.energy_kwh, 1)],
+    ["green_share", "Green", (r) => pct(r.green_share)], ["latency_ms", "Latency (ms)", (r) => num(r.latency_ms, 2)],
+    ["runtime_s", "Runtime (h)", (r) => num(r.runtime_s / 3600, 2)], ["lost", "Why not", (r) => r.lost || ""]];
+  const text = new Set(["center", "accelerator", "start_at", "lost"]);
+  const row = ([r, label, cls]) => h("tr", { class: cls }, h("td", {}, label),
+    cols.map(([k, , f]) => h("td", { class: text.has(k) ? null : "num", "data-col": k }, f(r))));
+  put(box,
     d.reason ? h("p", { id: "placement-reason" }, d.reason) : null,
-    h("table", { id: "placement-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, ""), cols.map(([k, t]) => h("th", { class: k === "center" || k === "accelerator" ? null : "num" }, t)))),
-      h("tbody", {},
-        row(d.chosen, "chosen", "chosen"),
-        d.if_started_now ? row(d.if_started_now, "chosen, started now", "") : null,
-        (d.runners_up || []).map((r, i) => row(r, `runner-up ${i + 1}`, "")))),
-    h("p", { class: "sub" }, "Costs are forecasts at placement: energy at the center's price and green share over the run, plus moving the data."));
+    d.gain_cny !== null && d.gain_cny !== undefined ? h("p", { id: "placement-gain" }, `Deferred ${num(d.deferred_h, 1)} h: saves ${money(d.gain_cny)} CNY against the best start now with room.`) : null,
+    h("div", { class: "table-scroll" }, h("table", { id: "placement-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, ""), cols.map(([k, t]) => h("th", { class: text.has(k) ? null : "num" }, t)))),
+      h("tbody", {}, rows.map(row)))),
+    h("p", { class: "sub" }, "The objective is what the planner minimised, forecast at placement: energy at the center's price over the run, carbon at the carbon price, moving the data, a price on waiting, and an offer's price against the posted price."));
 }
 
 
