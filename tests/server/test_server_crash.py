@@ -95,7 +95,9 @@ def _job_file(path: Path, name: str, command: str) -> Path:
                 "command": command,
                 "resources": {"count": 1, "cpus": 2},
                 "duration_s": 600,
-                "kind": "finetune",
+                # may not wait: `serve` plans on real signals at the real hour, where a
+                # deferrable kind is rightly deferred to a cheaper window at some hours
+                "kind": "interactive",
                 "origin": "ningxia",
                 "stacks": ["cuda"],
             }
