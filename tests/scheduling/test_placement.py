@@ -70,7 +70,12 @@ def _offers(net: Network, sig: Signals, pools: list[int], price: str) -> Market:
 
 
 @SETTINGS
-@given(data=st.data(), seed=st.integers(0, 10_000), with_offers=st.booleans())
+@given(
+    data=st.data(),
+    seed=st.integers(0, 10_000),
+    with_offers=st.booleans(),
+    with_reservations=st.booleans(),
+)
 def test_the_explanation_is_the_objective_the_planner_compared(
     china_net: Network,
     china_signals: Signals,
@@ -78,6 +83,7 @@ def test_the_explanation_is_the_objective_the_planner_compared(
     data: st.DataObject,
     seed: int,
     with_offers: bool,
+    with_reservations: bool,
 ) -> None:
     net, sig = china_net, china_signals
     jobs = data.draw(random_jobs(net.place_ids[:12], max_size=4, max_run_h=10.0))
@@ -85,6 +91,11 @@ def test_the_explanation_is_the_objective_the_planner_compared(
     policy = SuanwangPolicy()
     state = _state(net, sig, jobs[0].submit_s, busy, seed)
     market = _offers(net, sig, list(range(0, net.n_pools, 7)), "1.50") if with_offers else Market()
+    if with_reservations:  # units others reserved, closed to these jobs
+        rng = np.random.default_rng(seed)
+        shape = state.committed.shape
+        closed = np.where(rng.random(shape) < 0.3, net.pool_capacity[:, None] * 0.5, 0.0)
+        market = Market(prices=market.prices, closed=closed)
     for job in jobs:
         info = net.job_class(job)
         if info.pools.size == 0:

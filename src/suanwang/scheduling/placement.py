@@ -119,30 +119,41 @@ def place(
     decides. A planning policy enters the run on the state's calendar; the host applies what
     the job holds now (:meth:`CapacityState.free`) when it starts it.
     """
-    before = state.committed[info.pools].copy() if explain else None
+    if market.closed is None:  # the simulator's every decision: no context to enter
+        return _place(job, info, state, policy, market, explain)
     with state.closing(market.closed):
-        decision = policy.decide(job, info, state, market)
-        pos = decision.pos
-        units = job.demand_units
-        transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
-        earliest = state.now_s + transfer_s
-        start_s = max(decision.start_s, earliest)
-        runtime_s = job.work_scu / (units * float(info.speed[pos])) * HOUR_S
-        placement = Placement(
-            pos=pos,
-            pool=int(info.pools[pos]),
-            start_s=start_s,
-            runtime_s=runtime_s,
-            deferred_s=start_s - earliest,
-            reason=decision.reason,
-            queued=decision.queued,
-            objective_cny=decision.objective_cny,
-            gain_cny=decision.gain_cny,
-        )
-        if not explain:
-            return placement
-        assert before is not None
-        return _explained(job, info, state, policy, market, placement, before)
+        return _place(job, info, state, policy, market, explain)
+
+
+def _place(
+    job: Job,
+    info: JobClassInfo,
+    state: CapacityState,
+    policy: Policy,
+    market: Market,
+    explain: bool,
+) -> Placement:
+    # the planned load before this job books its hours (for the offer term it was costed at)
+    before = state.committed[info.pools].copy() if explain else None
+    decision = policy.decide(job, info, state, market)
+    pos = decision.pos
+    transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
+    earliest = state.now_s + transfer_s
+    start_s = max(decision.start_s, earliest)
+    placement = Placement(
+        pos=pos,
+        pool=int(info.pools[pos]),
+        start_s=start_s,
+        runtime_s=job.work_scu / (job.demand_units * float(info.speed[pos])) * HOUR_S,
+        deferred_s=start_s - earliest,
+        reason=decision.reason,
+        queued=decision.queued,
+        objective_cny=decision.objective_cny,
+        gain_cny=decision.gain_cny,
+    )
+    if before is None:
+        return placement
+    return _explained(job, info, state, policy, market, placement, before)
 
 
 def _explained(
