@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -390,6 +390,12 @@ B1 = "abcd5678-0000-4000-8000-000000000003"
 ROUTES = [("GET", ""), ("GET", "/events"), ("GET", "/logs"), ("POST", "/cancel")]
 
 
+def _every_route(client: Any, who: Any, ref: str) -> Iterator[tuple[str, Any]]:
+    """(route, answer) for each route that takes a job id, with ``ref`` as the id."""
+    for method, suffix in ROUTES:
+        yield suffix, client.request(method, f"/v1/jobs/{ref}{suffix}", headers=who.headers)
+
+
 def _job_with_id(sessions: sessionmaker[Session], who: Any, job_id: str, name: str) -> None:
     """A pending job with a chosen id (ids are random UUIDs otherwise)."""
     body = {"name": name, "command": "true", "duration_s": 600, "origin": "beijing"}
@@ -411,9 +417,8 @@ def prefixed(sessions: sessionmaker[Session], alice: Any, bob: Any) -> None:
 def test_a_job_is_found_by_its_id_or_any_unambiguous_prefix(
     client: Any, alice: Any, ref: str
 ) -> None:
-    for method, suffix in ROUTES:
-        r = client.request(method, f"/v1/jobs/{ref}{suffix}", headers=alice.headers)
-        assert r.status_code == 200, (suffix, r.text)
+    for route, r in _every_route(client, alice, ref):
+        assert r.status_code == 200, (route, r.text)
     job = client.get(f"/v1/jobs/{ref}", headers=alice.headers).json()
     assert job["id"] == A1 and job["state"] == "cancelled"  # cancelled through the prefix
 
@@ -421,9 +426,8 @@ def test_a_job_is_found_by_its_id_or_any_unambiguous_prefix(
 @pytest.mark.usefixtures("prefixed")
 def test_a_prefix_only_another_tenants_job_has_is_unknown(client: Any, alice: Any) -> None:
     # abcd matches bob's job too, but alice cannot see it: for her only her two jobs match
-    for method, suffix in ROUTES:
-        r = client.request(method, f"/v1/jobs/abcd5{suffix}", headers=alice.headers)
-        assert r.status_code == 404 and r.json()["detail"] == "no job 'abcd5'", (suffix, r.text)
+    for route, r in _every_route(client, alice, "abcd5"):
+        assert r.status_code == 404 and r.json()["detail"] == "no job 'abcd5'", (route, r.text)
     ambiguous = client.get("/v1/jobs/abcd", headers=alice.headers).json()["detail"]
     assert [c["id"] for c in ambiguous["candidates"]] == [A1, A2]
 
@@ -432,9 +436,8 @@ def test_a_prefix_only_another_tenants_job_has_is_unknown(client: Any, alice: An
 def test_an_ambiguous_prefix_is_409_naming_the_candidates(
     client: Any, alice: Any, operator: Any
 ) -> None:
-    for method, suffix in ROUTES:
-        r = client.request(method, f"/v1/jobs/abcd12{suffix}", headers=alice.headers)
-        assert r.status_code == 409, (suffix, r.text)
+    for route, r in _every_route(client, alice, "abcd12"):
+        assert r.status_code == 409, (route, r.text)
         detail = r.json()["detail"]
         assert detail["msg"] == (
             "job id prefix 'abcd12' is ambiguous: 2 jobs match; give more characters"
@@ -475,9 +478,8 @@ def test_an_ambiguous_prefix_names_the_first_candidates_only(
 def test_a_too_short_malformed_or_unknown_prefix_is_404(
     client: Any, alice: Any, ref: str, message: str
 ) -> None:
-    for method, suffix in ROUTES:
-        r = client.request(method, f"/v1/jobs/{ref}{suffix}", headers=alice.headers)
-        assert r.status_code == 404 and r.json()["detail"] == message, (suffix, r.text)
+    for route, r in _every_route(client, alice, ref):
+        assert r.status_code == 404 and r.json()["detail"] == message, (route, r.text)
 
 
 def test_prefix_bounds_hold_every_id_with_the_prefix_and_no_other() -> None:
