@@ -65,6 +65,7 @@ import numpy as np
 import psycopg
 from sqlalchemy import make_url
 
+from suanwang.cli.demo import DEMO_JOBS
 from suanwang.server.database.models import TenantRole
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.models.tenants import create_tenant
@@ -74,36 +75,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------- workload
 
-#: Realistic job specs (the mix of ``suanwang demo``): kind, origin, resources, stacks vary.
-TEMPLATES: list[dict[str, Any]] = [
-    {"name": "chatbot-inference", "kind": "inference", "origin": "guangdong",
-     "resources": {"count": 1, "cpus": 8, "mem_gb": 64}, "duration_s": 1800,
-     "stacks": ["cuda", "cann"], "latency_ms": 20,
-     "command": "python serve.py --model qwen-7b --batch 16"},
-    {"name": "llm-pretrain", "kind": "training", "origin": "beijing",
-     "resources": {"count": 8, "cpus": 64, "mem_gb": 512}, "duration_s": 36000,
-     "stacks": ["cuda"], "checkpointable": True, "data_gb": 20,
-     "command": "torchrun --nproc-per-node 8 pretrain.py --config configs/7b.yaml"},
-    {"name": "llm-finetune-ascend", "kind": "finetune", "origin": "shanghai",
-     "resources": {"count": 4, "cpus": 32, "accelerator": "ascend-910b", "mem_gb": 256},
-     "duration_s": 7200, "stacks": ["cann"], "deadline_s": 86400,
-     "command": "python finetune.py --epochs 3 --lora-rank 16"},
-    {"name": "weather-wrf", "kind": "hpc", "origin": "tianjin",
-     "resources": {"count": 16, "cpus": 128}, "duration_s": 14400, "stacks": ["dtk"],
-     "script": "#!/bin/bash\nmodule load wrf/4.5\nmpirun -np 16 wrf.exe namelist.input\n"},
-    {"name": "film-render", "kind": "render", "origin": "zhejiang",
-     "resources": {"count": 8, "cpus": 32}, "duration_s": 10800, "stacks": ["cuda"],
-     "command": "blender -b scene.blend -a"},
-    {"name": "ecommerce-analytics", "kind": "analytics", "origin": "jiangsu",
-     "resources": {"count": 0, "cpus": 64, "mem_gb": 256}, "duration_s": 3600,
-     "stacks": ["cpu"], "data_gb": 50, "command": "spark-submit orders.py --day 2026-11-21"},
-    {"name": "nightly-backup", "kind": "backup", "origin": "shanghai",
-     "resources": {"count": 0, "cpus": 16}, "duration_s": 3600, "stacks": ["cpu"],
-     "data_gb": 100, "command": "restic backup /data"},
-    {"name": "notebook", "kind": "interactive", "origin": "beijing",
-     "resources": {"count": 1, "cpus": 8}, "duration_s": 3600, "stacks": ["cuda"],
-     "latency_ms": 30, "command": "jupyter lab --no-browser"},
-]  # fmt: skip
+#: The job specs: the mix of ``suanwang demo`` (kinds, origins, resources and stacks vary).
+TEMPLATES = DEMO_JOBS
 
 
 def job_bodies(n: int, seed: int) -> list[bytes]:
@@ -342,7 +315,7 @@ class Server:
 def start_server(db_url: str, args: argparse.Namespace, workdir: Path) -> Server:
     port = free_port()
     log = workdir / "server.log"
-    env = {**os.environ, "SUANWANG_DB_URL": db_url}
+    env = {**os.environ, "SUANWANG_DB": db_url}
     centers = str(workdir / "centers")
     extra: list[list[str]] = []
     if args.workers == 1 and not args.uvicorn:

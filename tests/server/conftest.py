@@ -10,6 +10,9 @@ to skip it on purpose.
 from __future__ import annotations
 
 import secrets
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -81,6 +85,26 @@ def app(db_url: str) -> Iterator[FastAPI]:
     application = create_app(Settings(db_url=db_url), clock=lambda: NOW)
     with TestClient(application):
         yield application
+
+
+@pytest.fixture(scope="module")
+def live_url(app: FastAPI) -> Iterator[str]:
+    """The app served over HTTP by uvicorn in a thread, as the command line's client meets it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(15)
 
 
 @pytest.fixture

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.lifecycle import JobState
-from suanwang.server.database.models import JobRow, TenantRole
+from suanwang.server.database.models import JobRow, Tenant, TenantRole
+from suanwang.server.models.job_refs import (
+    MAX_CANDIDATES,
+    MIN_PREFIX,
+    is_prefix,
+    prefix_bounds,
+    prefix_query,
+)
 from suanwang.server.models.jobs import get_job, transition
+from suanwang.server.schemas import JobSpec
 
 Submit = Callable[..., dict[str, Any]]
 NO_JOB = "00000000-0000-4000-8000-000000000000"
@@ -369,3 +380,143 @@ def test_get_job_data_function_respects_visibility(
         assert get_job(session=s, tenant=by_id[alice.id], job_id=job["id"]) is not None
         assert get_job(session=s, tenant=by_id[operator.id], job_id=job["id"]) is not None
         assert get_job(session=s, tenant=by_id[bob.id], job_id=job["id"]) is None
+
+
+# --------------------------------------------------------------------------- short ids
+
+A1 = "abcd1234-0000-4000-8000-000000000001"
+A2 = "abcd1299-0000-4000-8000-000000000002"
+B1 = "abcd5678-0000-4000-8000-000000000003"
+ROUTES = [("GET", ""), ("GET", "/events"), ("GET", "/logs"), ("POST", "/cancel")]
+
+
+def _every_route(client: Any, who: Any, ref: str) -> Iterator[tuple[str, Any]]:
+    """(route, answer) for each route that takes a job id, with ``ref`` as the id."""
+    for method, suffix in ROUTES:
+        yield suffix, client.request(method, f"/v1/jobs/{ref}{suffix}", headers=who.headers)
+
+
+def _job_with_id(sessions: sessionmaker[Session], who: Any, job_id: str, name: str) -> None:
+    """A pending job with a chosen id (ids are random UUIDs otherwise)."""
+    body = {"name": name, "command": "true", "duration_s": 600, "origin": "beijing"}
+    spec = JobSpec.model_validate(body).model_dump(mode="json")
+    with sessions() as s:
+        s.add(JobRow(id=job_id, tenant_id=who.id, name=name, spec=spec))
+        s.commit()
+
+
+@pytest.fixture
+def prefixed(sessions: sessionmaker[Session], alice: Any, bob: Any) -> None:
+    """alice's jobs A1 and A2 share the prefix abcd12; bob's B1 shares abcd with both."""
+    for who, job_id, name in [(alice, A1, "a1"), (alice, A2, "a2"), (bob, B1, "b1")]:
+        _job_with_id(sessions, who, job_id, name)
+
+
+@pytest.mark.usefixtures("prefixed")
+@pytest.mark.parametrize("ref", [A1, A1.upper(), "abcd1234", "ABCD123", "abcd1234-0", A1[:-1]])
+def test_a_job_is_found_by_its_id_or_any_unambiguous_prefix(
+    client: Any, alice: Any, ref: str
+) -> None:
+    for route, r in _every_route(client, alice, ref):
+        assert r.status_code == 200, (route, r.text)
+    job = client.get(f"/v1/jobs/{ref}", headers=alice.headers).json()
+    assert job["id"] == A1 and job["state"] == "cancelled"  # cancelled through the prefix
+
+
+@pytest.mark.usefixtures("prefixed")
+def test_a_prefix_only_another_tenants_job_has_is_unknown(client: Any, alice: Any) -> None:
+    # abcd matches bob's job too, but alice cannot see it: for her only her two jobs match
+    for route, r in _every_route(client, alice, "abcd5"):
+        assert r.status_code == 404 and r.json()["detail"] == "no job 'abcd5'", (route, r.text)
+    ambiguous = client.get("/v1/jobs/abcd", headers=alice.headers).json()["detail"]
+    assert [c["id"] for c in ambiguous["candidates"]] == [A1, A2]
+
+
+@pytest.mark.usefixtures("prefixed")
+def test_an_ambiguous_prefix_is_409_naming_the_candidates(
+    client: Any, alice: Any, operator: Any
+) -> None:
+    for route, r in _every_route(client, alice, "abcd12"):
+        assert r.status_code == 409, (route, r.text)
+        detail = r.json()["detail"]
+        assert detail["msg"] == (
+            "job id prefix 'abcd12' is ambiguous: 2 jobs match; give more characters"
+        )
+        assert detail["candidates"] == [
+            {"id": A1, "name": "a1", "state": "pending"},
+            {"id": A2, "name": "a2", "state": "pending"},
+        ]
+        assert detail["more"] is False
+    # an operator sees every tenant's jobs, so bob's job makes abcd ambiguous for it too
+    everyone = client.get("/v1/jobs/abcd", headers=operator.headers).json()["detail"]
+    assert [c["id"] for c in everyone["candidates"]] == [A1, A2, B1]
+    assert client.get("/v1/jobs/abcd5", headers=operator.headers).json()["id"] == B1
+
+
+def test_an_ambiguous_prefix_names_the_first_candidates_only(
+    client: Any, alice: Any, sessions: sessionmaker[Session]
+) -> None:
+    ids = [f"beef{i:04x}-0000-4000-8000-000000000000" for i in range(MAX_CANDIDATES + 2)]
+    for i, job_id in enumerate(ids):
+        _job_with_id(sessions, alice, job_id, f"j{i}")
+    detail = client.get("/v1/jobs/beef", headers=alice.headers).json()["detail"]
+    assert [c["id"] for c in detail["candidates"]] == ids[:MAX_CANDIDATES]
+    assert detail["more"] is True and "more than 10 jobs match" in detail["msg"]
+
+
+@pytest.mark.usefixtures("prefixed")
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("abc", "no job 'abc' (give at least 4 characters)"),
+        ("abce", "no job 'abce'"),
+        ("abcd12345", "no job 'abcd12345'"),  # a hyphen belongs there
+        ("abcg", "no job 'abcg'"),
+        ("ffff", "no job 'ffff'"),
+    ],
+)
+def test_a_too_short_malformed_or_unknown_prefix_is_404(
+    client: Any, alice: Any, ref: str, message: str
+) -> None:
+    for route, r in _every_route(client, alice, ref):
+        assert r.status_code == 404 and r.json()["detail"] == message, (route, r.text)
+
+
+def test_prefix_bounds_hold_every_id_with_the_prefix_and_no_other() -> None:
+    assert prefix_bounds("abcd") == ("abcd", "abce")
+    assert prefix_bounds("abc9") == ("abc9", "abca")
+    assert prefix_bounds("abff") == ("abff", "ac")
+    assert prefix_bounds("abcd1234-") == ("abcd1234-", "abcd1235")
+    assert prefix_bounds("0fff-") == ("0fff-", "1")
+    assert prefix_bounds("ffff") == ("ffff", None)
+
+
+@given(st.uuids(), st.integers(MIN_PREFIX, 36), st.uuids())
+def test_an_id_is_within_a_prefix_bounds_iff_it_begins_with_it(
+    owner: uuid.UUID, length: int, other: uuid.UUID
+) -> None:
+    prefix = str(owner)[:length]
+    assert is_prefix(prefix)
+    low, high = prefix_bounds(prefix)
+    for job_id in (str(owner), str(other)):
+        inside = low <= job_id and (high is None or job_id < high)
+        assert inside == job_id.startswith(prefix)
+
+
+def test_a_prefix_is_looked_up_by_the_ids_index(engine: Any, db_url: str) -> None:
+    """One range scan of the primary key's index, whoever asks (a tenant's own index would
+    walk all of its jobs)."""
+    with engine.connect() as conn:
+        for role in TenantRole:
+            stmt = prefix_query(Tenant(id="t", name="t", role=role.value), "abcd", 11)
+            sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+            if db_url.startswith("sqlite"):
+                plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+                assert plan[0].startswith(
+                    "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (id>?"
+                ), plan
+            else:
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}")]
+                assert "Index Scan using pk_jobs on jobs" in "\n".join(plan), plan
+                assert "Index Cond: (((id)::text >= 'abcd'::text)" in "\n".join(plan), plan

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from suanwang.cli.admin import tenants_app
 from suanwang.core.lifecycle import JobState
-from suanwang.server.admin_cli import tenants_app
 from suanwang.server.database.models import CenterOwner, JobRow, Tenant, TenantRole
 from suanwang.server.database.session import make_engine, session_factory
 from suanwang.server.models.centers import (

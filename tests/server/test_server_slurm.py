@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.cli.testbed import write_platform_config
 from suanwang.core.network import Network
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
@@ -31,7 +32,6 @@ from suanwang.server.services.failover import Failover, Migrations
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.testbed import slurm
-from suanwang.testbed.cli import write_platform_config
 
 FINAL = ("succeeded", "failed", "cancelled")
 

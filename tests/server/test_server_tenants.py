@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from suanwang.server.admin_cli import tenants_app
+from suanwang.cli.admin import tenants_app
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.database.session import make_engine, session_factory
 from suanwang.server.models.tenants import TenantExists, authenticate, create_tenant

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from suanwang.cli.testbed import write_platform_config
 from suanwang.testbed import slurm
-from suanwang.testbed.cli import write_platform_config
 
 SUANWANG = str(Path(sys.executable).parent / "suanwang")
 

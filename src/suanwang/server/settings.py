@@ -37,11 +37,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SUANWANG_DB_URL``, ``SUANWANG_SCENARIO`` and ``SUANWANG_MAX_IN_FLIGHT``."""
+        """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO`` and ``SUANWANG_MAX_IN_FLIGHT``."""
         env = os.environ if environ is None else environ
         in_flight = env.get("SUANWANG_MAX_IN_FLIGHT", "")
         return cls(
-            db_url=env.get("SUANWANG_DB_URL", DEFAULT_DB_URL),
+            db_url=env.get("SUANWANG_DB", DEFAULT_DB_URL),
             scenario=env.get("SUANWANG_SCENARIO", DEFAULT_SCENARIO),
             max_in_flight=int(in_flight) if in_flight.strip() else DEFAULT_MAX_IN_FLIGHT,
         )

@@ -3,6 +3,10 @@
 A job the tenant may not see is a 404 (consumers see their own jobs, providers also those on
 their centers, operators all). Cancelling is for the job's own tenant and operators: a provider
 gets a 403 for a customer's job on its center.
+
+Every ``{job_id}`` is the job's id or an unambiguous prefix of it (at least
+:data:`~suanwang.server.models.job_refs.MIN_PREFIX` characters, as ``git`` takes short commit
+ids), among the jobs the tenant may see; a prefix several of them share is a 409 naming them.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from suanwang.billing import store as billing
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
+from suanwang.server.models.job_refs import MIN_PREFIX, AmbiguousJobId, resolve_job
 from suanwang.server.models.jobs import SubmitRequest
 from suanwang.server.schemas import (
     ConflictResponse,
@@ -31,16 +37,50 @@ from suanwang.server.submitter import Submitter
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
+
+class JobCandidate(BaseModel):
+    id: str
+    name: str
+    state: JobState
+
+
+class AmbiguousJobRef(BaseModel):
+    msg: str
+    candidates: list[JobCandidate]
+    more: bool  # more jobs match than are listed
+
+
+class AmbiguousResponse(BaseModel):
+    detail: AmbiguousJobRef
+
+
+AMBIGUOUS = "the id prefix matches several of your jobs (the first are named)"
 NOT_FOUND: dict[int | str, dict[str, object]] = {
-    404: {"model": ErrorResponse, "description": "no such job (or not yours)"}
+    404: {"model": ErrorResponse, "description": "no such job (or not yours)"},
+    409: {"model": AmbiguousResponse, "description": AMBIGUOUS},
 }
-JobId = Annotated[str, Path(max_length=100, description="the job's id (a UUID)")]
+JobId = Annotated[
+    str,
+    Path(
+        max_length=100,
+        description=f"the job's id (a UUID), or an unambiguous prefix of it of at least "
+        f"{MIN_PREFIX} characters",
+    ),
+]
 
 
 def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
-    job = models.get_job(session=session, tenant=tenant, job_id=job_id)
+    try:
+        job = resolve_job(session=session, tenant=tenant, ref=job_id)
+    except AmbiguousJobId as exc:
+        found = [
+            JobCandidate(id=c.id, name=c.name, state=JobState(c.state)) for c in exc.candidates
+        ]
+        body = AmbiguousJobRef(msg=str(exc), candidates=found, more=exc.more)
+        raise HTTPException(status.HTTP_409_CONFLICT, body.model_dump(mode="json")) from None
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+        hint = "" if len(job_id) >= MIN_PREFIX else f" (give at least {MIN_PREFIX} characters)"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}{hint}")
     return job
 
 
@@ -148,7 +188,10 @@ def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPub
             "model": ErrorResponse,
             "description": "a provider may see but not cancel a customer's job on its center",
         },
-        409: {"model": ConflictResponse, "description": "the job has already ended"},
+        409: {
+            "model": ConflictResponse | AmbiguousResponse,
+            "description": f"the job has already ended; or: {AMBIGUOUS}",
+        },
     },
 )
 def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
@@ -160,7 +203,7 @@ def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> Job
     if not models.may_cancel(tenant, job):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"job {job_id!r} runs on your center but belongs to another tenant: "
+            f"job {job.id!r} runs on your center but belongs to another tenant: "
             "only that tenant or an operator may cancel it",
         )
     try:

@@ -8,6 +8,7 @@ read-then-write transactions overlap. PostgreSQL needs no such care.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,24 @@ POOL_OVERFLOW = 10
 _MIGRATE_LOCK_KEY = 0x5355414E  # "SUAN"
 
 
-def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
+class DatabaseMissing(FileNotFoundError):
+    """A SQLite database file that does not exist, opened with ``create=False``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database file {path}")
+        self.path = path
+
+
+def make_engine(url: str, *, pool_size: int | None = None, create: bool = True) -> Engine:
     """An engine for ``url`` (``sqlite:///file.db``, ``postgresql+psycopg://...``).
 
     ``pool_size``: connections kept open (PostgreSQL; SQLAlchemy's default of 5 otherwise), up
     to :data:`POOL_OVERFLOW` more when busier. A server sizes it to the requests it works on at
     once, so that no request thread ever waits for a connection.
+
+    SQLite creates a missing database file on connecting; with ``create=False`` it is opened
+    only if it exists (read-write, never created): else :class:`DatabaseMissing`. (A
+    PostgreSQL database is never created by connecting.)
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -46,6 +59,15 @@ def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
     }
     if parsed.database in (None, "", ":memory:"):
         kwargs["poolclass"] = StaticPool  # one shared in-memory database for every thread
+    elif not create:
+        path = Path(parsed.database).resolve()
+        if not path.is_file():
+            raise DatabaseMissing(path)
+        uri = f"{path.as_uri()}?mode=rw"  # SQLite's own guard: never creates the file
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        kwargs["creator"] = lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False, timeout=timeout
+        )
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)

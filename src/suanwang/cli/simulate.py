@@ -1,115 +1,72 @@
-"""The ``suanwang`` command line."""
+"""``suanwang simulate``: replay a workload under each policy and compare them with the bound."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from suanwang import __version__
-
-app = typer.Typer(
-    name="suanwang",
-    help="Open platform for a national integrated computing power network (算力网).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-scenario_app = typer.Typer(help="Inspect, export and validate scenarios.", no_args_is_help=True)
-app.add_typer(scenario_app, name="scenario")
+from suanwang.cli.app import App
+from suanwang.cli.options import JsonOption, ScenarioOption
+from suanwang.cli.output import err, fail, out
+from suanwang.cli.scenario import load_scenario_or_fail, parse_start
 
 
-def _register_platform() -> None:
-    from suanwang.cli_platform import register
-    from suanwang.server.admin_cli import app as tenants_app
-    from suanwang.server.billing_cli import register as register_billing
-    from suanwang.testbed.cli import app as testbed_app
-
-    app.add_typer(tenants_app, name="tenants")
-    register_billing(app)  # billing (issue 5): suanwang billing ..., suanwang ledger verify
-    app.add_typer(testbed_app, name="testbed")
-    register(app)
-
-
-_register_platform()
-
-err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 160)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load_scenario(name: str) -> Any:
-    from suanwang.scenarios.loader import ScenarioError, load_scenario
-
-    try:
-        return load_scenario(name)
-    except ScenarioError as exc:
-        for p in exc.problems:
-            err.print(str(p), highlight=False, soft_wrap=True, markup=False)
-        raise fail(f"scenario {name!r} has {len(exc.problems)} problem(s)") from None
-
-
-def _parse_start(text: str, tz: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"--start {text!r} is not an ISO date (e.g. 2025-07-01)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=ZoneInfo(tz))
-    return t.astimezone(UTC)
-
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    out.print(__version__)
-
-
-@app.command()
 def simulate(
-    scenario: Annotated[str, typer.Option(help="'china' or a scenario directory")] = "china",
-    trace: Annotated[str, typer.Option(help="'synthetic' or a trace CSV file")] = "synthetic",
+    scenario: ScenarioOption = "china",
+    trace: Annotated[
+        str, typer.Option(metavar="synthetic|FILE", help="'synthetic' or a trace CSV file")
+    ] = "synthetic",
     format: Annotated[
-        str, typer.Option("--format", help="trace format: suanwang | philly | alibaba-gpu-2023")
+        str,
+        typer.Option(
+            "--format", metavar="NAME", help="trace format: suanwang | philly | alibaba-gpu-2023"
+        ),
     ] = "suanwang",
     jobs: Annotated[
-        int | None, typer.Option(help="synthetic: number of jobs (20000); trace: first N jobs")
+        int | None,
+        typer.Option(metavar="N", help="synthetic: number of jobs (20000); trace: first N jobs"),
     ] = None,
-    days: Annotated[float, typer.Option(help="days of arrivals (synthetic)")] = 2.0,
+    days: Annotated[float, typer.Option(metavar="DAYS", help="days of arrivals (synthetic)")] = 2.0,
     start: Annotated[
-        str, typer.Option(help="start, ISO date/time; local time of the scenario unless offset")
+        str,
+        typer.Option(
+            metavar="TIME", help="start, ISO date/time; local time of the scenario unless offset"
+        ),
     ] = "2025-07-01",
-    seed: Annotated[int, typer.Option(help="seed for workload and weather")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="seed for workload and weather")] = 0,
     policy: Annotated[
         list[str] | None,
         typer.Option(
-            help="policy (repeatable): nearest, first-fit, cheapest, greenest, suanwang, all"
+            metavar="NAME",
+            help="policy (repeatable): nearest, first-fit, cheapest, greenest, suanwang, all",
         ),
     ] = None,
     load: Annotated[
-        float | None, typer.Option(help="synthetic: scale durations to this mean load (0-1)")
+        float | None,
+        typer.Option(metavar="LOAD", help="synthetic: scale durations to this mean load (0-1)"),
     ] = None,
-    drain_days: Annotated[float, typer.Option(help="days simulated after the last arrival")] = 14.0,
+    drain_days: Annotated[
+        float, typer.Option(metavar="DAYS", help="days simulated after the last arrival")
+    ] = 14.0,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="write report.html, results.json and jobs-<policy>.csv here"),
+        typer.Option(
+            "--out", metavar="DIR", help="write report.html, results.json and jobs-<policy>.csv"
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    as_json: JsonOption = False,
     no_bound: Annotated[bool, typer.Option("--no-bound", help="skip the offline bound")] = False,
     offers: Annotated[
-        Path | None, typer.Option(help="providers' offers (YAML): placed and paid at their prices")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="providers' offers (YAML): placed and paid at their prices"
+        ),
     ] = None,
 ) -> None:
     """Replay a workload on the network under each policy and compare them with the bound."""
@@ -135,8 +92,8 @@ def simulate(
         raise fail(
             f"--scenario {scenario!r} is neither a built-in ({', '.join(BUILTIN)}) nor a directory"
         )
-    sc = _load_scenario(scenario)
-    t0 = _parse_start(start, sc.timezone)
+    sc = load_scenario_or_fail(scenario)
+    t0 = parse_start(start, sc.timezone)
     from suanwang.core.network import Network
 
     net = Network(sc)
@@ -275,67 +232,5 @@ def _print_table(doc: dict[str, Any]) -> None:
         out.print(paid)
 
 
-@scenario_app.command("export")
-def scenario_export(
-    name: Annotated[str, typer.Argument(help="built-in scenario, e.g. china")],
-    directory: Annotated[Path, typer.Argument(help="directory to write")],
-    start: Annotated[str, typer.Option(help="first hour of the signals (ISO)")] = "2025-07-01",
-    days: Annotated[float, typer.Option(help="days of hourly signals to write")] = 7.0,
-    seed: Annotated[int, typer.Option(help="weather seed")] = 0,
-) -> None:
-    """Write a built-in scenario as scenario.yaml + signals/<center>.csv."""
-    from suanwang.scenarios.export import export_builtin
-    from suanwang.scenarios.loader import BUILTIN
-
-    if name not in BUILTIN:
-        raise fail(f"no built-in scenario {name!r} (built-in: {', '.join(BUILTIN)})")
-    if days <= 0:
-        raise fail("--days must be > 0")
-    sc = _load_scenario(name)
-    files = export_builtin(name, directory, _parse_start(start, sc.timezone), int(days * 24), seed)
-    out.print(f"wrote {len(files)} files to {directory}")
-
-
-@scenario_app.command("validate")
-def scenario_validate(
-    directory: Annotated[Path, typer.Argument(help="scenario directory")],
-) -> None:
-    """Check a scenario directory; list every problem with file, line and field."""
-    from suanwang.scenarios.loader import validate_dir
-
-    problems = validate_dir(directory)
-    for p in problems:
-        err.print(str(p), highlight=False, soft_wrap=True, markup=False)
-    if problems:
-        raise fail(f"{len(problems)} problem(s) in {directory}", 1)
-    out.print(f"{directory}: valid")
-
-
-@scenario_app.command("show")
-def scenario_show(
-    name: Annotated[str, typer.Argument(help="'china' or a scenario directory")] = "china",
-) -> None:
-    """Summarise a scenario's centers."""
-    sc = _load_scenario(name)
-    table = Table(title=f"{sc.name}: {len(sc.centers)} centers, {sc.total_cards:,} cards")
-    for col in ("center", "province", "hub", "PUE", "cards", "CPU cores", "green PPA"):
-        table.add_column(col)
-    for c in sc.centers:
-        table.add_row(
-            c.id,
-            c.province,
-            c.hub or "-",
-            f"{c.pue:.2f}",
-            f"{c.cards:,}",
-            f"{c.cpu_cores:,}",
-            f"{c.power.green_ppa_share:.0%}",
-        )
-    out.print(table)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: App) -> None:
+    app.command()(simulate)

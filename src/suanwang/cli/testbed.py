@@ -7,32 +7,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from suanwang.cli.app import App
+from suanwang.cli.options import JsonOption, ScenarioOption
+from suanwang.cli.output import fail, out
 from suanwang.testbed import slurm
 
-app = typer.Typer(
+testbed_app = App(
     help="A local multi-center testbed: N real Slurm clusters (slurmctld + slurmd + "
     "slurmrestd each) standing in for centers of a scenario.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
-out = Console()
 
-DirOpt = Annotated[Path, typer.Option("--dir", help="Directory holding the testbed.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
-    return typer.Exit(2)
+DirOption = Annotated[
+    Path, typer.Option("--dir", metavar="DIR", help="Directory holding the testbed.")
+]
+CenterArgument = Annotated[str, typer.Argument(metavar="CENTER", help="a center of the testbed")]
 
 
 def _load(root: Path) -> slurm.Testbed:
     try:
         return slurm.Testbed.load(root)
     except slurm.TestbedError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def write_platform_config(tb: slurm.Testbed, scenario: str) -> Path:
@@ -81,15 +79,18 @@ def _print(tb: slurm.Testbed, as_json: bool) -> None:
     out.print(f"platform config: {doc['config']}  (suanwang serve --config {doc['config']})")
 
 
-@app.command("up")
+@testbed_app.command("up")
 def up_cmd(
-    dir: DirOpt,
-    clusters: Annotated[int, typer.Option("--slurm", min=1, max=8, help="Slurm clusters.")] = 2,
-    scenario: Annotated[str, typer.Option(help="Scenario: china or a directory.")] = "china",
+    dir: DirOption,
+    clusters: Annotated[
+        int, typer.Option("--slurm", min=1, max=8, metavar="N", help="Slurm clusters.")
+    ] = 2,
+    scenario: ScenarioOption = "china",
     centers: Annotated[
-        str | None, typer.Option(help="Comma-separated center ids (default: a west/east mix).")
+        str | None,
+        typer.Option(metavar="IDS", help="Comma-separated center ids (default: a west/east mix)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start N Slurm clusters under DIR and write DIR/platform.yaml for `suanwang serve`."""
     from suanwang.scenarios.loader import ScenarioError, load_scenario
@@ -97,7 +98,7 @@ def up_cmd(
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     inventory = {c.id: dict(c.inventory) for c in sc.centers}
     try:
         chosen = (
@@ -111,42 +112,42 @@ def up_cmd(
             )
         tb = slurm.up(dir, inventory, chosen)
     except slurm.TestbedError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     scenario_ref = scenario if scenario == "china" else str(Path(scenario).resolve())
     write_platform_config(tb, scenario_ref)
     _print(tb, as_json)
 
 
-@app.command("stop")
-def stop_cmd(center_id: str, dir: DirOpt) -> None:
+@testbed_app.command("stop")
+def stop_cmd(center_id: CenterArgument, dir: DirOption) -> None:
     """Take one center's cluster down as a power cut would (daemons and running jobs)."""
     tb = _load(dir)
     try:
         killed = slurm.stop(tb, center_id)
     except slurm.TestbedError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"{center_id}: stopped ({killed} processes killed)")
 
 
-@app.command("start")
-def start_cmd(center_id: str, dir: DirOpt) -> None:
+@testbed_app.command("start")
+def start_cmd(center_id: CenterArgument, dir: DirOption) -> None:
     """Bring one center's cluster back with its saved state."""
     tb = _load(dir)
     try:
         c = slurm.start(tb, center_id)
     except slurm.TestbedError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"{center_id}: up at {c.url}")
 
 
-@app.command("status")
-def status_cmd(dir: DirOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+@testbed_app.command("status")
+def status_cmd(dir: DirOption, as_json: JsonOption = False) -> None:
     """Which clusters are up, where their REST APIs listen."""
     _print(_load(dir), as_json)
 
 
-@app.command("down")
-def down_cmd(dir: DirOpt) -> None:
+@testbed_app.command("down")
+def down_cmd(dir: DirOption) -> None:
     """Stop everything the testbed started (files and logs stay in DIR)."""
     tb = _load(dir)
     killed = slurm.down(tb)

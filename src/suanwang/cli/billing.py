@@ -1,9 +1,11 @@
 """``suanwang billing`` and ``suanwang ledger``: billing administration on the database.
 
-Like ``suanwang tenants``, these work directly on the database (``--db URL``, migrated first).
+Like ``suanwang tenants``, these work directly on the database (``--db URL`` or
+``$SUANWANG_DB``, migrated first), which must exist already: only ``billing configure`` with a
+setting to change sets up a new one.
 Exit codes: 0 done (``ledger verify``: the ledger is sound); 1 the database refused or
 ``ledger verify`` found broken invariants (listed); 2 bad arguments (amount, period, tenant,
-commission rate, database URL or scenario).
+commission rate, database URL or scenario, a database that does not exist).
 """
 
 from __future__ import annotations
@@ -15,19 +17,23 @@ from typing import Annotated, Any
 
 import typer
 
-from suanwang.server.admin_cli import DbOption, ScenarioOption, _fail, _session
+from suanwang.cli.admin import _session
+from suanwang.cli.app import App
+from suanwang.cli.options import DbOption, JsonOption, ScenarioOption
+from suanwang.cli.output import fail as _fail
 from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
-billing_app = typer.Typer(help="Top-ups, invoices, settlement, settings.", no_args_is_help=True)
-ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
-quota_app = typer.Typer(help="Trial quotas: grant and show.", no_args_is_help=True)
+billing_app = App(help="Top-ups, invoices, settlement, settings.", no_args_is_help=True)
+ledger_app = App(help="Check the double-entry ledger.", no_args_is_help=True)
+quota_app = App(help="Trial quotas: grant and show.", no_args_is_help=True)
 billing_app.add_typer(quota_app, name="quota")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document")]
-PeriodOption = Annotated[str, typer.Option("--period", help="a month, YYYY-MM (UTC)")]
+PeriodOption = Annotated[
+    str, typer.Option("--period", metavar="YYYY-MM", help="a month, YYYY-MM (UTC)")
+]
 
 
-def register(app: typer.Typer) -> None:
+def register(app: App) -> None:
     app.add_typer(billing_app, name="billing")
     app.add_typer(ledger_app, name="ledger")
 
@@ -162,7 +168,7 @@ def invoice(
     as_csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
 ) -> None:
     """TENANT's charges in PERIOD: one line per job, reservation paid and refund (JSON:
-    total_cny, lines[kind, transaction_id, job_id | reservation_id, amount_cny])."""
+    total_cny, lines with kind, transaction_id, job_id or reservation_id, amount_cny)."""
     from suanwang.billing import store
 
     _period(period)
@@ -262,7 +268,8 @@ def configure(
             per_million = store.check_token_value(Decimal(token_value))
         except (InvalidOperation, ValueError) as exc:
             raise _fail(f"--token-value {token_value!r}: {exc}", 2) from None
-    with _session(db) as session:
+    changes = (require, commission, energy_pass_through, token_value)
+    with _session(db, create=any(c is not None for c in changes)) as session:
         cfg = store.set_config(
             session=session,
             billing_required=require,

@@ -1,8 +1,8 @@
-"""``suanwang tenants``: manage tenants from the command line (registered by ``suanwang.cli``).
+"""``suanwang tenants``: manage tenants from the command line, directly on the database.
 
 Exit codes: 0 done; 1 the database refused (a name or center already taken, unreachable);
 2 bad arguments (an unknown center, ``--centers`` for a role that owns none, a bad URL or
-scenario).
+scenario, a database that does not exist: only ``tenants create`` sets up a new one).
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
+from suanwang.cli.app import App
+from suanwang.cli.options import DbOption, JsonOption, ScenarioOption
+from suanwang.cli.output import fail as _fail
 from suanwang.server.database.models import TenantRole
 from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
-app = typer.Typer(help="Create tenants and their API keys.", no_args_is_help=True)
-tenants_app = app
+tenants_app = App(help="Create tenants and their API keys.", no_args_is_help=True)
+WHERE = "point at it with --db URL or SUANWANG_DB (suanwang demo prints its own)"
 
 
-@app.callback()
+@tenants_app.callback()
 def tenants() -> None:
     """Create tenants and their API keys; give providers their centers."""
 
@@ -32,21 +35,6 @@ class Role(StrEnum):  # typer needs a plain Enum for choices
     consumer = TenantRole.CONSUMER.value
     provider = TenantRole.PROVIDER.value
     operator = TenantRole.OPERATOR.value
-
-
-DbOption = Annotated[str, typer.Option("--db", envvar="SUANWANG_DB_URL", help="database URL")]
-ScenarioOption = Annotated[
-    str,
-    typer.Option(
-        envvar="SUANWANG_SCENARIO",
-        help="'china' or a scenario directory: center ids are checked against it",
-    ),
-]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -72,17 +60,30 @@ def _known_centers(scenario: str) -> set[str]:
 
 
 @contextmanager
-def _session(db: str) -> Iterator[Session]:
-    """A session on the migrated database at ``db``; database failures exit with code 1."""
+def _session(db: str, *, create: bool = False) -> Iterator[Session]:
+    """A session on the database at ``db``, migrated to the newest schema; database failures
+    exit with code 1. Unless ``create``, the database must exist and be the platform's: a
+    missing SQLite file or a database without its tables ends the command (exit 2) naming it,
+    instead of becoming a new, empty database."""
+    from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
-    from suanwang.server.database.session import make_engine, migrate, session_factory
+    from suanwang.server.database.session import (
+        DatabaseMissing,
+        make_engine,
+        migrate,
+        session_factory,
+    )
 
     try:
-        engine = make_engine(db)
+        engine = make_engine(db, create=create)
+    except DatabaseMissing as exc:
+        raise _fail(f"{exc} (--db {db}): {WHERE}", 2) from None
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # malformed URL, missing driver
         raise _fail(f"cannot use database URL {db!r}: {exc}", 2) from None
     try:
+        if not create and not inspect(engine).has_table("alembic_version"):
+            raise _fail(f"database {db} has no suanwang tables (not the platform's?): {WHERE}", 2)
         migrate(db, engine=engine)
         with session_factory(engine)() as session:
             yield session
@@ -92,7 +93,7 @@ def _session(db: str) -> Iterator[Session]:
         engine.dispose()
 
 
-@app.command("create")
+@tenants_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="unique tenant name")],
     role: Annotated[Role, typer.Option(help="what the tenant may see and do")] = Role.consumer,
@@ -105,17 +106,13 @@ def create(
     ] = None,
     scenario: ScenarioOption = DEFAULT_SCENARIO,
     db: DbOption = DEFAULT_DB_URL,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json", help='print {"tenant_id": ..., "api_key": ...} (+ "centers" for providers)'
-        ),
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a tenant and print its API key: shown this once, only its hash is stored.
 
-    The database is migrated to the newest schema first, so a fresh one works. A provider's
-    centers are checked against the scenario; a center has at most one owner.
+    The database is created or migrated to the newest schema first, so a fresh one works. A
+    provider's centers are checked against the scenario; a center has at most one owner.
+    JSON: {"tenant_id": ..., "api_key": ...} (+ "centers" for providers).
     """
     from suanwang.server.models.centers import CenterTaken, check_known, grant_centers
     from suanwang.server.models.tenants import TenantExists, create_tenant
@@ -132,7 +129,7 @@ def create(
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
     owned: list[str] = []
-    with _session(db) as session:
+    with _session(db, create=True) as session:
         try:
             tenant, api_key = create_tenant(session=session, name=name, role=TenantRole(role.value))
             if ids:
@@ -154,23 +151,25 @@ def create(
     typer.echo(f"API key (shown once, store it now): {api_key}")
 
 
-@app.command("centers")
+@tenants_app.command("centers")
 def centers_cmd(
     tenant_name: Annotated[str, typer.Argument(metavar="TENANT", help="provider name or id")],
     add: Annotated[
-        list[str] | None, typer.Option("--add", help="grant these centers (comma-separated ok)")
+        list[str] | None,
+        typer.Option("--add", metavar="CENTERS", help="grant these centers (comma-separated ok)"),
     ] = None,
     remove: Annotated[
         list[str] | None,
-        typer.Option("--remove", help="revoke these centers (comma-separated ok)"),
+        typer.Option(
+            "--remove", metavar="CENTERS", help="revoke these centers (comma-separated ok)"
+        ),
     ] = None,
     scenario: ScenarioOption = DEFAULT_SCENARIO,
     db: DbOption = DEFAULT_DB_URL,
-    as_json: Annotated[
-        bool, typer.Option("--json", help='print {"tenant_id": ..., "centers": [...]}')
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Show, grant (--add) or revoke (--remove) the centers a provider owns.
+    """Show, grant (--add) or revoke (--remove) the centers a provider owns (JSON:
+    {"tenant_id": ..., "centers": [...]}).
 
     Removals are applied before additions, all in one transaction: on any error nothing
     changes. Added centers are checked against the scenario; removed ones need not exist in

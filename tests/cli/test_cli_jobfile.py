@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanwang.jobfile import JobFileError, load_job_file, parse_job_text
+from suanwang.cli.jobfile import JobFileError, load_job_file, parse_job_text
 from suanwang.server.schemas import JobSpec
 
 GOOD = """\

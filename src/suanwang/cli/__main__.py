@@ -1,0 +1,5 @@
+"""``python -m suanwang.cli``: the ``suanwang`` command."""
+
+from suanwang.cli.main import main
+
+main()

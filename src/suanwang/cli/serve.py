@@ -1,0 +1,182 @@
+"""``suanwang serve`` (the API, and the services unless ``--no-services``) and
+``suanwang worker`` (the dispatcher and reconciler on their own)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from suanwang.cli.app import App
+from suanwang.cli.options import DbOption, HostOption, PortOption, ScenarioOption
+from suanwang.cli.output import fail
+from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
+
+if TYPE_CHECKING:
+    from suanwang.server.platform_config import PlatformConfig
+    from suanwang.server.settings import Settings
+
+ExecutorsDirOption = Annotated[
+    Path, typer.Option(metavar="DIR", help="where local executors keep their runs")
+]
+CenterOption = Annotated[
+    list[str] | None,
+    typer.Option(metavar="CENTER", help="serve only these centers (repeatable)"),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="platform file: scenario and how each center is reached (e.g. Slurm); "
+        "see `suanwang testbed up`",
+    ),
+]
+LostAfterOption = Annotated[
+    float,
+    typer.Option(
+        min=1.0,
+        metavar="SECONDS",
+        help="seconds a center may not answer before its jobs are failed over elsewhere",
+    ),
+]
+JsonLogsOption = Annotated[bool, typer.Option(help="log one JSON object per line")]
+
+
+def _platform(path: Path | None) -> PlatformConfig | None:
+    """The platform file, or ``None``; problems end the command with file:line:field."""
+    if path is None:
+        return None
+    from suanwang.scenarios.loader import ScenarioError
+    from suanwang.server.platform_config import load_platform_config
+
+    try:
+        return load_platform_config(path)
+    except ScenarioError as exc:
+        raise fail(str(exc)) from None
+
+
+def serve(
+    db: DbOption = DEFAULT_DB_URL,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    executor: Annotated[
+        str, typer.Option(metavar="NAME", help="executor for the centers: local")
+    ] = "local",
+    executors_dir: ExecutorsDirOption = Path(".suanwang/centers"),
+    center: CenterOption = None,
+    config: ConfigOption = None,
+    lost_after: LostAfterOption = 120.0,
+    services: Annotated[
+        bool,
+        typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
+    ] = True,
+    json_logs: JsonLogsOption = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="API server processes (more than 1 needs --no-services: run the dispatcher "
+            "and reconciler as `suanwang worker`)",
+        ),
+    ] = 1,
+) -> None:
+    """Run the platform: API, dispatcher and reconciler, with executors for the centers."""
+    import uvicorn
+
+    from suanwang.server import logs
+    from suanwang.server.app import create_app
+    from suanwang.server.runner import build_services
+    from suanwang.server.settings import Settings
+
+    if executor != "local":
+        raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
+    logs.configure(json_lines=json_logs)
+    platform = _platform(config)
+    settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
+    if workers > 1:
+        if services:
+            raise fail(
+                f"--workers {workers} needs --no-services: the dispatcher and reconciler run "
+                "once, as `suanwang worker` (same --db and --config)"
+            )
+        _serve_workers(settings, host, port, workers, json_logs)
+        return
+    loops = None
+    if services:
+        try:
+            loops = build_services(
+                settings, executors_dir, center, platform, lost_after_s=lost_after
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        loops.start()
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    finally:
+        if loops is not None:
+            loops.stop()
+
+
+def _serve_workers(settings: Settings, host: str, port: int, workers: int, json_logs: bool) -> None:
+    """Several API processes on one port (uvicorn's process manager); each builds the app
+    from the environment (``SUANWANG_DB``, ``SUANWANG_SCENARIO``)."""
+    import uvicorn
+
+    from suanwang.server import logs
+    from suanwang.server.database.session import migrate
+
+    migrate(settings.db_url)  # once, before the workers start
+    os.environ["SUANWANG_DB"] = settings.db_url
+    os.environ["SUANWANG_SCENARIO"] = settings.scenario
+    uvicorn.run(
+        "suanwang.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=logs.dict_config(json_lines=json_logs),
+    )
+
+
+def worker(
+    db: DbOption = DEFAULT_DB_URL,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
+    executors_dir: ExecutorsDirOption = Path(".suanwang/centers"),
+    center: CenterOption = None,
+    config: ConfigOption = None,
+    lost_after: LostAfterOption = 120.0,
+    json_logs: JsonLogsOption = True,
+) -> None:
+    """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
+    import signal
+    import threading
+
+    from suanwang.server import logs
+    from suanwang.server.runner import build_services
+    from suanwang.server.settings import Settings
+
+    logs.configure(json_lines=json_logs)
+    try:
+        platform = _platform(config)
+        settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
+        loops = build_services(settings, executors_dir, center, platform, lost_after_s=lost_after)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    loops.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loops.stop()
+
+
+def register(app: App) -> None:
+    app.command()(serve)
+    app.command()(worker)

@@ -1,0 +1,89 @@
+"""`suanwang simulate` end to end: JSON, reproducibility, traces, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suanwang.sim.metrics import METRIC_KEYS
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: Path) -> None:
+    code, out, _ = invoke(
+        "simulate", "--jobs", "300", "--days", "0.5", "--policy", "all", "--json",
+        "--drain-days", "4", "--out", str(tmp_path / "rep"),
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["scenario"] == "china" and doc["jobs"] == 300
+    assert set(doc["policies"]) == {"nearest", "first-fit", "cheapest", "greenest", "suanwang"}
+    for m in doc["policies"].values():
+        assert set(METRIC_KEYS) <= set(m)
+        assert m["completed"] + m["rejected"] + m["unfinished"] == 300
+        assert m["latency_violations"] == 0
+    assert set(doc["bound"]) >= {"cost_cny", "energy_kwh", "carbon_t"}
+    for m in doc["policies"].values():
+        if m["unfinished"] == 0:
+            assert doc["bound"]["cost_cny"] <= m["cost_cny"] * (1 + 1e-6)
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "<title>" in html and "suanwang" in html
+    assert json.loads((tmp_path / "rep" / "results.json").read_text())["jobs"] == 300
+
+
+def test_simulate_is_reproducible_with_a_seed(invoke: Any) -> None:
+    args = ("simulate", "--jobs", "200", "--days", "0.5", "--policy", "suanwang", "--json",
+            "--no-bound", "--seed", "5", "--drain-days", "3")  # fmt: skip
+    a = json.loads(invoke(*args)[1])
+    b = json.loads(invoke(*args)[1])
+    for doc in (a, b):
+        doc.pop("seconds")
+        for m in doc["policies"].values():
+            m.pop("decisions_per_s")
+    assert a == b
+    assert a["bound"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--scenario", "/nonexistent/dir"), "neither a built-in"),
+        (("--policy", "fastest"), "unknown policy 'fastest'"),
+        (("--format", "csv"), "--format 'csv'"),
+        (("--days", "0"), "--days must be > 0"),
+        (("--load", "1.5"), "--load"),
+        (("--start", "yesterday"), "--start 'yesterday'"),
+        (("--trace", str(FIXTURES / "traces" / "suanwang_bad.csv")), "problem(s)"),
+    ],
+)
+def test_bad_input_is_a_clear_error_not_a_traceback(
+    invoke: Any, args: tuple[str, ...], needle: str
+) -> None:
+    code, _, err = invoke("simulate", "--jobs", "10", "--no-bound", *args)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_bad_trace_names_line_and_field(invoke: Any) -> None:
+    code, _, err = invoke(
+        "simulate", "--trace", str(FIXTURES / "traces" / "suanwang_bad.csv"), "--no-bound"
+    )
+    assert code == 2
+    assert "suanwang_bad.csv:" in err
+
+
+def test_philly_trace_runs_and_reports_skipped_rows(invoke: Any) -> None:
+    code, out, err = invoke(
+        "simulate", "--trace", str(FIXTURES / "traces" / "philly_valid.csv"), "--format", "philly",
+        "--policy", "nearest", "--json", "--no-bound", "--drain-days", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    m = doc["policies"]["nearest"]
+    assert m["completed"] + m["rejected"] + m["unfinished"] == doc["jobs"] > 0
+    assert doc["workload"]["rows"] >= doc["jobs"]

@@ -1,0 +1,111 @@
+"""``suanwang jobs | cancel | logs`` against a real server (uvicorn in a thread on the test
+database, SQLite and PostgreSQL): short job ids, and refusals as sentences or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from suanwang.cli import app as cli
+from suanwang.server.database.models import JobRow
+from suanwang.server.schemas import JobSpec
+
+runner = CliRunner()
+A1 = "abcd1234-0000-4000-8000-000000000001"
+A2 = "abcd1299-0000-4000-8000-000000000002"
+
+
+def run(live_url: str, who: Any, *args: str) -> Any:
+    env = {"SUANWANG_URL": live_url, "SUANWANG_API_KEY": who.key}
+    return runner.invoke(cli, list(args), env=env)
+
+
+@pytest.fixture
+def two_jobs(client: Any, alice: Any, sessions: sessionmaker[Session]) -> None:
+    """alice's jobs A1 ("first", with some output) and A2 ("second") share the prefix abcd12."""
+    with sessions.begin() as s:
+        for job_id, name in [(A1, "first"), (A2, "second")]:
+            body = {"name": name, "command": "true", "duration_s": 600, "origin": "beijing"}
+            spec = JobSpec.model_validate(body).model_dump(mode="json")
+            s.add(JobRow(id=job_id, tenant_id=alice.id, name=name, spec=spec))
+        s.flush()
+        s.execute(update(JobRow).where(JobRow.id == A1).values(logs="step 1\nstep 2\n"))
+
+
+@pytest.mark.usefixtures("two_jobs")
+def test_every_job_command_takes_a_short_id(live_url: str, alice: Any) -> None:
+    shown = run(live_url, alice, "jobs", "abcd1234")
+    assert shown.exit_code == 0, shown.output
+    assert A1 in shown.stdout and "first" in shown.stdout and "second" not in shown.stdout
+    assert json.loads(run(live_url, alice, "jobs", "ABCD123", "--json").stdout)["id"] == A1
+    assert run(live_url, alice, "logs", "abcd123").stdout == "step 1\nstep 2\n"
+    doc = json.loads(run(live_url, alice, "logs", "abcd123", "--json").stdout)
+    assert doc == {"job_id": A1, "logs": "step 1\nstep 2\n"}  # named by its whole id
+    cancelled = run(live_url, alice, "cancel", "abcd129")
+    assert cancelled.exit_code == 0 and cancelled.stdout == f"{A2}: cancelled\n"
+
+
+@pytest.mark.usefixtures("two_jobs")
+def test_an_ambiguous_short_id_lists_the_candidates(live_url: str, alice: Any) -> None:
+    for command in ("jobs", "cancel", "logs"):
+        r = run(live_url, alice, command, "abcd12")
+        assert r.exit_code == 2
+        assert r.stdout == ""
+        assert r.stderr.splitlines() == [
+            "error: job id prefix 'abcd12' is ambiguous: 2 jobs match; give more characters",
+            f"  {A1}  pending    first",
+            f"  {A2}  pending    second",
+        ]
+    r = run(live_url, alice, "cancel", "abcd12", "--json")
+    assert r.exit_code == 2 and r.stderr == ""
+    error = json.loads(r.stdout)["error"]
+    assert error["status"] == 409
+    assert [c["id"] for c in error["detail"]["candidates"]] == [A1, A2]
+
+
+@pytest.mark.usefixtures("two_jobs")
+def test_an_unknown_or_too_short_id_says_so(live_url: str, alice: Any) -> None:
+    for command in ("jobs", "cancel", "logs"):
+        r = run(live_url, alice, command, "abce")
+        assert (r.exit_code, r.stderr) == (2, "error: no job 'abce'\n")
+        r = run(live_url, alice, command, "ab")
+        assert r.stderr == "error: no job 'ab' (give at least 4 characters)\n"
+
+
+@pytest.mark.usefixtures("two_jobs")
+def test_a_refused_transition_is_a_sentence_or_json(live_url: str, alice: Any) -> None:
+    assert run(live_url, alice, "cancel", A1).exit_code == 0
+    again = run(live_url, alice, "cancel", A1)
+    assert again.exit_code == 2 and again.stdout == ""
+    assert again.stderr == (
+        "error: job cannot go from cancelled to cancelled (allowed: none (terminal))\n"
+    )
+    as_json = run(live_url, alice, "cancel", A1, "--json")
+    assert as_json.exit_code == 2 and as_json.stderr == ""
+    assert json.loads(as_json.stdout) == {
+        "error": {
+            "status": 409,
+            "message": "job cannot go from cancelled to cancelled (allowed: none (terminal))",
+            "detail": {
+                "msg": "job cannot go from cancelled to cancelled (allowed: none (terminal))",
+                "state": "cancelled",
+                "allowed": [],
+            },
+        }
+    }
+
+
+def test_a_refused_key_is_a_sentence_or_json(live_url: str, client: Any) -> None:
+    env = {"SUANWANG_URL": live_url, "SUANWANG_API_KEY": "sw_not-a-key"}
+    r = runner.invoke(cli, ["jobs"], env=env)
+    assert (r.exit_code, r.stderr) == (
+        2,
+        f"error: the server at {live_url} refused the API key in SUANWANG_API_KEY\n",
+    )
+    r = runner.invoke(cli, ["centers", "--json"], env=env)
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["status"] == 401
