@@ -4,6 +4,8 @@ database, SQLite and PostgreSQL): short job ids, and refusals as sentences or JS
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from suanwang.cli import app as cli
+from suanwang.executors.local import LocalExecutor
+from suanwang.scheduling.placement import amounts
 from suanwang.server.database.models import JobRow
 from suanwang.server.schemas import JobSpec
+from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.live import LiveNetwork
 
 runner = CliRunner()
 A1 = "abcd1234-0000-4000-8000-000000000001"
@@ -109,3 +115,33 @@ def test_a_refused_key_is_a_sentence_or_json(live_url: str, client: Any) -> None
     )
     r = runner.invoke(cli, ["centers", "--json"], env=env)
     assert r.exit_code == 2 and json.loads(r.stdout)["error"]["status"] == 401
+
+
+def test_jobs_id_explains_the_placement_or_why_nothing_can_run(
+    live_url: str, app: Any, alice: Any, sessions: sessionmaker[Session], tmp_path: Path,
+    submit: Callable[..., dict[str, Any]],
+) -> None:  # fmt: skip
+    net = app.state.network
+    live = LiveNetwork(
+        net=net, signals=app.state.signals.current, clock=app.state.signals.clock,
+        executors={c: LocalExecutor(tmp_path, c, cpus=64, cards=16) for c in net.center_ids},
+    )  # fmt: skip
+    placed = submit(alice, name="train", command="true", data_gb=30)
+    nowhere = submit(alice, name="nowhere", command="true", kind="inference", latency_ms=0.2,
+                     resources={"count": 1, "cpus": 8})  # fmt: skip
+    Dispatcher(sessions, live).place()
+    shown = run(live_url, alice, "jobs", placed["id"][:8])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    decision = json.loads(run(live_url, alice, "jobs", placed["id"], "--json").stdout)["decision"]
+    assert "placement: " + " ".join(decision["reason"].split()) in text
+    for row in decision["runners_up"]:
+        assert " ".join(row["lost"].split()) in text  # why each runner-up lost
+    # the objective of the choice and of each runner-up, told apart
+    rows = [decision["chosen"], *decision["runners_up"]]
+    for value in amounts([r["objective_cny"] for r in rows]):
+        assert f"objective {value} CNY" in text
+    refused = run(live_url, alice, "jobs", nowhere["id"])
+    assert refused.exit_code == 0
+    assert "not placed: no center can run this job" in refused.stdout
+    assert "excluded pools: " in refused.stdout and "latency" in refused.stdout

@@ -54,7 +54,8 @@ def server(slurm_testbed: slurm.Testbed, tmp_path: Path) -> Iterator[dict[str, s
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [SUANWANG, "serve", "--db", db, "--port", str(port), "--config", str(config),
-         "--lost-after", "30", "--executors-dir", str(tmp_path / "centers")],
+         "--lost-after", "30", "--executors-dir", str(tmp_path / "centers"),
+         "--max-defer-h", "0"],  # real signals at the real hour: training might wait
         stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from suanwang.cli.app import App
 from suanwang.cli.client import Client, detail_of, explain
 from suanwang.cli.options import JobArgument, JsonOption
 from suanwang.cli.output import fail, out, print_json, problems, show
+from suanwang.scheduling.placement import amounts
 
 
 def _jobs_table(items: list[dict[str, Any]]) -> Table:
@@ -125,16 +126,7 @@ def jobs(
         out.print(_jobs_table([job]))
         decision = job.get("decision")
         if decision:
-            out.print(f"placement: {decision.get('reason', '')}")
-            for label, row in [("chosen", decision.get("chosen"))] + [
-                ("runner-up", r) for r in decision.get("runners_up", [])
-            ]:
-                if row:
-                    out.print(
-                        f"  {label:9s} {row['center']:20s} {row['accelerator']:12s} "
-                        f"cost {row['cost_cny']:.4f} CNY  energy {row['energy_kwh']:.3f} kWh  "
-                        f"latency {row['latency_ms']:.2f} ms"
-                    )
+            out.print(_decision_table(decision))
         return
     params = {"state": state} if state else None
     page = client.request("GET", "/v1/jobs", params=params)
@@ -162,3 +154,41 @@ def logs(job_id: JobArgument, as_json: JsonOption = False) -> None:
 def register(app: App) -> None:
     for command in (submit, jobs, cancel, logs):
         app.command()(command)
+
+
+def _decision_table(d: dict[str, Any]) -> str:
+    """The placement explanation: the reason, then the objective the planner compared, term
+    by term, for the choice and its runners-up (amounts with digits enough that different
+    amounts never look tied), and why each runner-up lost; or why no center can run the job."""
+    if d.get("placed") is False:
+        excluded = ", ".join(f"{k} {n}" for k, n in (d.get("excluded") or {}).items() if n)
+        return f"not placed: {d['reason']}" + (f"\nexcluded pools: {excluded}" if excluded else "")
+    labelled: list[tuple[str, dict[str, Any] | None]] = [("chosen", d.get("chosen"))]
+    labelled.append(("if started now", d.get("if_started_now")))
+    labelled += [(f"runner-up {i + 1}", r) for i, r in enumerate(d.get("runners_up") or [])]
+    rows = [(label, r) for label, r in labelled if r]
+    values = [r.get("objective_cny", r.get("cost_cny", 0.0)) for _, r in rows]
+    shown = amounts(values)
+    digits = len(shown[0].rsplit(".", 1)[-1]) if shown else 2
+    lines = [f"placement: {d.get('reason', '')}"]
+    for (label, r), objective in zip(rows, shown, strict=True):
+        terms = " + ".join(
+            f"{name} {r[key]:,.{digits}f}"
+            for key, name in (
+                ("energy_cost_cny", "energy"),
+                ("carbon_cost_cny", "carbon"),
+                ("transfer_cost_cny", "transfer"),
+                ("waiting_cost_cny", "waiting"),
+                ("offer_premium_cny", "offer"),
+            )
+            if r.get(key) is not None
+        )
+        green = r.get("green_share")
+        facts = f"{r['energy_kwh']:,.1f} kWh" + ("" if green is None else f", {green:.0%} green")
+        start = (r.get("start_at") or "")[:16]
+        lines.append(
+            f"  {label:14s} {r['center']} ({r['accelerator']}) from {start}"
+            f": objective {objective} CNY = {terms}; {facts}, {r['latency_ms']:.2f} ms"
+            + (f"; lost: {r['lost']}" if r.get("lost") else "")
+        )
+    return "\n".join(lines)

@@ -42,6 +42,17 @@ LostAfterOption = Annotated[
     ),
 ]
 JsonLogsOption = Annotated[bool, typer.Option(help="log one JSON object per line")]
+MaxDeferOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=168,
+        envvar="SUANWANG_MAX_DEFER_H",
+        metavar="HOURS",
+        help="how much later than submitted the planner may start deferrable work, for a "
+        "cheaper or greener window (0: every job starts as soon as it can)",
+    ),
+]
 
 
 def _platform(path: Path | None) -> PlatformConfig | None:
@@ -69,6 +80,7 @@ def serve(
     center: CenterOption = None,
     config: ConfigOption = None,
     lost_after: LostAfterOption = 120.0,
+    max_defer_h: MaxDeferOption = 12,
     services: Annotated[
         bool,
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
@@ -109,7 +121,12 @@ def serve(
     if services:
         try:
             loops = build_services(
-                settings, executors_dir, center, platform, lost_after_s=lost_after
+                settings,
+                executors_dir,
+                center,
+                platform,
+                lost_after_s=lost_after,
+                max_defer_h=max_defer_h,
             )
         except ValueError as exc:
             raise fail(str(exc)) from None
@@ -149,6 +166,7 @@ def worker(
     center: CenterOption = None,
     config: ConfigOption = None,
     lost_after: LostAfterOption = 120.0,
+    max_defer_h: MaxDeferOption = 12,
     json_logs: JsonLogsOption = True,
 ) -> None:
     """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
@@ -163,7 +181,14 @@ def worker(
     try:
         platform = _platform(config)
         settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
-        loops = build_services(settings, executors_dir, center, platform, lost_after_s=lost_after)
+        loops = build_services(
+            settings,
+            executors_dir,
+            center,
+            platform,
+            lost_after_s=lost_after,
+            max_defer_h=max_defer_h,
+        )
     except ValueError as exc:
         raise fail(str(exc)) from None
     stop = threading.Event()

@@ -14,6 +14,7 @@ from suanwang.executors.base import Executor, ExecutorError
 from suanwang.executors.local import LocalExecutor
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
+from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
 from suanwang.server.services.dispatcher import Dispatcher
@@ -128,13 +129,15 @@ def build_services(
     *,
     lost_after_s: float = 120.0,
     checkpoint_root: Path | None = None,
+    max_defer_h: int = 12,
 ) -> Services:
     """Migrate the database and wire the background services.
 
     With a platform ``config`` its executors serve its centers; otherwise a local executor
     stands in for every center (or the named ``centers``). A center unreachable for
     ``lost_after_s`` has its jobs failed over; checkpoints live under ``checkpoint_root``
-    (default: ``executors_root/../checkpoints``).
+    (default: ``executors_root/../checkpoints``). The dispatcher may defer deferrable work up
+    to ``max_defer_h`` hours into a cheaper or greener window.
     """
     migrate(settings.db_url)
     scenario = load_scenario(settings.scenario)
@@ -155,7 +158,11 @@ def build_services(
         checkpoint_root=checkpoint_root or executors_root.parent / "checkpoints",
     )
     return Services(
-        dispatcher=LoopService("dispatcher", Dispatcher(sessions, live).run_once, 0.5),
+        dispatcher=LoopService(
+            "dispatcher",
+            Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=max_defer_h)).run_once,
+            0.5,
+        ),
         reconciler=LoopService("reconciler", Reconciler(sessions, live).run_once, 1.0),
         failover=LoopService(
             "failover", Failover(sessions, live, lost_after_s=lost_after_s).run_once, 2.0
