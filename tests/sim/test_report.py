@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -230,6 +232,28 @@ def test_no_policies(run: Run, tmp_path: Path) -> None:
     assert _outline(page).h2 == list(HEADINGS)
     assert "No policy was run." in page
     assert page.count(PLOTLY_MARKER) == 1  # signal heatmaps and map still render
+
+
+def _figure_json(page: str, div_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The data and layout the page hands to ``Plotly.newPlot`` for the div ``div_id``."""
+    call = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
+    assert call is not None, div_id
+    decoder = json.JSONDecoder()
+    data, end = decoder.raw_decode(page, call.end())
+    comma = re.compile(r"\s*,\s*").match(page, end)
+    assert comma is not None
+    layout, _ = decoder.raw_decode(page, comma.end())
+    return data, layout
+
+
+@pytest.mark.parametrize("div_id", ["fig-price", "fig-green-fraction"])
+def test_signal_heatmaps_label_rows_with_full_center_ids(page: str, run: Run, div_id: str) -> None:
+    """Each row is labelled with the whole center id (and its hub), and the left margin grows
+    to fit the longest label instead of cutting every label to its first character."""
+    (heat,), layout = _figure_json(page, div_id)
+    ids = [label.split(" · ")[0] for label in heat["y"]]
+    assert sorted(ids) == sorted(c.id for c in run.net.scenario.centers)
+    assert layout["yaxis"]["automargin"] is True
 
 
 def test_window_stops_after_arrivals_plus_two_days(run: Run) -> None:

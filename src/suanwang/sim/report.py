@@ -715,7 +715,8 @@ def _signal_fig(
         height=140 + 15 * net.n_centers,
         title={"text": title, "x": 0.01},
         xaxis={"title": {"text": "China time (UTC+8)"}},
-        yaxis={"tickfont": {"size": 10}, "autorange": "reversed"},
+        # the left margin grows to the longest row label (a fixed one cut them to a character)
+        yaxis={"tickfont": {"size": 10}, "autorange": "reversed", "automargin": True},
         margin={"l": 10, "r": 10, "t": 50, "b": 50},
     )
     fig.add_trace(go.Heatmap(**heat))
@@ -901,7 +902,7 @@ def write_report(
             body[key] = '<p class="empty">No policy was run.</p>'
     body["signals"] = (
         '<p class="note">Realised hourly signals for the first '
-        f"{SIGNAL_DAYS} days, centers ordered west to east.</p>"
+        f"{SIGNAL_DAYS} days, centers ordered east (top) to west.</p>"
         + render(
             _signal_fig(
                 net,
