@@ -21,7 +21,9 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import FirstFit, Nearest
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import PolicyReport, measure
-from suanwang.sim.report import _pct, _sig, _signed_pct, _window_hours, write_report
+from suanwang.sim.report import write_report
+from suanwang.sim.report.data import window_hours
+from suanwang.sim.report.text import pct, sig, signed_pct
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 
 HEADINGS = (
@@ -257,18 +259,18 @@ def test_signal_heatmaps_label_rows_with_full_center_ids(page: str, run: Run, di
 
 
 def test_window_stops_after_arrivals_plus_two_days(run: Run) -> None:
-    hours = _window_hours(run.signals, run.reports, ARRIVAL_DAYS)
+    hours = window_hours(run.signals, run.reports, ARRIVAL_DAYS)
     assert 1 <= hours <= int(np.ceil(ARRIVAL_DAYS * 24)) + 48
     last = max(int(np.flatnonzero(r.hourly_energy_kwh.sum(0) > 0)[-1]) for r in run.reports)
     assert hours == min(int(np.ceil(ARRIVAL_DAYS * 24)) + 48, last + 1)
 
 
 def test_number_formatting() -> None:
-    assert _sig(1234567.8) == "1,234,568"
-    assert _sig(12.345) == "12.3"
-    assert _sig(0.000735) == "0.000735"
-    assert _sig(0.0) == "0"
-    assert _sig(float("nan")) == "—"
-    assert _pct(0.82596) == "82.6 %"
-    assert _signed_pct(-0.6938) == "−69.4 %"
-    assert _signed_pct(0.0) == "±0 %"
+    assert sig(1234567.8) == "1,234,568"
+    assert sig(12.345) == "12.3"
+    assert sig(0.000735) == "0.000735"
+    assert sig(0.0) == "0"
+    assert sig(float("nan")) == "—"
+    assert pct(0.82596) == "82.6 %"
+    assert signed_pct(-0.6938) == "−69.4 %"
+    assert signed_pct(0.0) == "±0 %"
