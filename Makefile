@@ -4,16 +4,39 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions of everything installed (pip and setuptools, the build backend, included):
+# `make lock` writes it (see README, "Dependencies").
+LOCK := constraints.txt
+PIN := -c $(LOCK) --build-constraint $(LOCK)
 
-.PHONY: run demo simulate test lint setup clean
+.PHONY: run demo simulate test lint setup lock clean
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# A new lock or pyproject.toml rebuilds .venv from scratch, so it holds exactly what is pinned.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PY) -m venv --clear $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip -c $(LOCK)
+	$(BIN)/pip install --quiet --upgrade setuptools $(PIN)
+	$(BIN)/pip install --quiet $(PIN) -e '.[dev]'
+	@# everything installed must be pinned: a dependency missing from the lock is an error
+	@unpinned=$$($(BIN)/pip freeze --all --exclude-editable | grep -vxFf $(LOCK)); \
+	if [ -n "$$unpinned" ]; then \
+	  echo "not pinned in $(LOCK) (run make lock): $$unpinned" >&2; exit 1; fi
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Regenerate the lock: install from pyproject.toml alone (newest versions it allows) into a
+# clean temporary venv and record what it got. Then review the diff and run the tests.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip setuptools
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions of everything 'pip install -e .[dev]' installs, pip and the build"; \
+	  echo "# backend (setuptools) included: the Makefile installs with -c and --build-constraint"; \
+	  echo "# on this file. Written by 'make lock' ($$(.lock-venv/bin/python -V), $$(uname -sm))."; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable; } > $(LOCK)
+	rm -rf .lock-venv
 
 run: demo
 
@@ -36,4 +59,4 @@ test: lint node_modules/.package-lock.json
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) report
+	rm -rf $(VENV) .lock-venv report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,21 @@ def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: 
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "<title>" in html and "suanwang" in html
     assert json.loads((tmp_path / "rep" / "results.json").read_text())["jobs"] == 300
+
+
+def test_simulate_json_stdout_is_only_the_document_in_a_real_process() -> None:
+    """The solver writes to the process's stdout below Python (CliRunner would not see it), so
+    run the installed command: with the bound on, stdout is one JSON document and nothing else."""
+    exe = Path(sys.executable).with_name("suanwang")
+    proc = subprocess.run(
+        [str(exe), "simulate", "--scenario", str(FIXTURES / "scenarios" / "tiny"),
+         "--jobs", "30", "--days", "0.5", "--drain-days", "1", "--policy", "suanwang", "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # nothing before or after the document
+    assert doc["jobs"] == 30 and doc["bound"]["cost_cny"] > 0
+    assert "HiGHS" not in proc.stdout + proc.stderr
 
 
 def test_simulate_is_reproducible_with_a_seed(invoke: Any) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,9 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import FirstFit, Nearest
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import PolicyReport, measure
-from suanwang.sim.report import _pct, _sig, _signed_pct, _window_hours, write_report
+from suanwang.sim.report import write_report
+from suanwang.sim.report.data import window_hours
+from suanwang.sim.report.text import pct, sig, signed_pct
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 
 HEADINGS = (
@@ -232,19 +236,41 @@ def test_no_policies(run: Run, tmp_path: Path) -> None:
     assert page.count(PLOTLY_MARKER) == 1  # signal heatmaps and map still render
 
 
+def _figure_json(page: str, div_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The data and layout the page hands to ``Plotly.newPlot`` for the div ``div_id``."""
+    call = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
+    assert call is not None, div_id
+    decoder = json.JSONDecoder()
+    data, end = decoder.raw_decode(page, call.end())
+    comma = re.compile(r"\s*,\s*").match(page, end)
+    assert comma is not None
+    layout, _ = decoder.raw_decode(page, comma.end())
+    return data, layout
+
+
+@pytest.mark.parametrize("div_id", ["fig-price", "fig-green-fraction"])
+def test_signal_heatmaps_label_rows_with_full_center_ids(page: str, run: Run, div_id: str) -> None:
+    """Each row is labelled with the whole center id (and its hub), and the left margin grows
+    to fit the longest label instead of cutting every label to its first character."""
+    (heat,), layout = _figure_json(page, div_id)
+    ids = [label.split(" · ")[0] for label in heat["y"]]
+    assert sorted(ids) == sorted(c.id for c in run.net.scenario.centers)
+    assert layout["yaxis"]["automargin"] is True
+
+
 def test_window_stops_after_arrivals_plus_two_days(run: Run) -> None:
-    hours = _window_hours(run.signals, run.reports, ARRIVAL_DAYS)
+    hours = window_hours(run.signals, run.reports, ARRIVAL_DAYS)
     assert 1 <= hours <= int(np.ceil(ARRIVAL_DAYS * 24)) + 48
     last = max(int(np.flatnonzero(r.hourly_energy_kwh.sum(0) > 0)[-1]) for r in run.reports)
     assert hours == min(int(np.ceil(ARRIVAL_DAYS * 24)) + 48, last + 1)
 
 
 def test_number_formatting() -> None:
-    assert _sig(1234567.8) == "1,234,568"
-    assert _sig(12.345) == "12.3"
-    assert _sig(0.000735) == "0.000735"
-    assert _sig(0.0) == "0"
-    assert _sig(float("nan")) == "—"
-    assert _pct(0.82596) == "82.6 %"
-    assert _signed_pct(-0.6938) == "−69.4 %"
-    assert _signed_pct(0.0) == "±0 %"
+    assert sig(1234567.8) == "1,234,568"
+    assert sig(12.345) == "12.3"
+    assert sig(0.000735) == "0.000735"
+    assert sig(0.0) == "0"
+    assert sig(float("nan")) == "—"
+    assert pct(0.82596) == "82.6 %"
+    assert signed_pct(-0.6938) == "−69.4 %"
+    assert signed_pct(0.0) == "±0 %"

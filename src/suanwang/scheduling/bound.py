@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +75,22 @@ def _bucket_mean(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDAr
     s = np.pad(series[:, :hours], ((0, 0), (0, pad)), mode="edge")
     out: NDArray[np.float64] = s.reshape(series.shape[0], nb, bucket_h).mean(axis=2)
     return out
+
+
+def _quiet_highs() -> Any:
+    """A HiGHS solver that prints nothing (stdout stays the caller's, e.g. ``simulate --json``).
+
+    HiGHS writes its banner to stdout on the first call other than an option setter unless
+    ``output_flag`` is already off, and ``highspy.Highs()`` makes such a call in its constructor
+    (since 1.16 it starts its callbacks there). The core object it wraps does not: create that,
+    switch the output off first, then use it (the bound needs none of the wrapper's extras).
+    """
+    from highspy._core import _Highs
+
+    h = _Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("log_to_console", False)
+    return h
 
 
 def offline_bound(
@@ -229,8 +246,7 @@ def offline_bound(
     lp.a_matrix_.start_ = starts.astype(np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
+    h = _quiet_highs()
     h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(lp)
     h.run()

@@ -5,7 +5,8 @@ Operators only (a bearer key like every other route). Families:
 * ``suanwang_jobs{state}`` — jobs by lifecycle state;
 * ``suanwang_jobs_deferred`` — scheduled jobs waiting for a planned start still to come;
 * ``suanwang_decisions_total`` — placement decisions made (transitions to ``scheduled``);
-* ``suanwang_dispatch_latency_seconds`` — summary of submit → scheduled over the last hour;
+* ``suanwang_dispatch_latency_seconds`` — summary of submit → scheduled over the last hour
+  (of the API's clock);
 * ``suanwang_center_utilization{center,resource}`` — cards / CPU cores held by active jobs
   (a deferred job holds nothing before its planned start);
 * ``suanwang_center_price_cny_per_kwh``, ``suanwang_center_green_fraction``,
@@ -17,26 +18,51 @@ Operators only (a bearer key like every other route). Families:
   (``drain``, ``engine``) and ``suanwang_migration_planned_cost_cny`` — the checkpoint
   transfer cost the engine planned for its moves;
 * ``suanwang_fenced_runs_total`` — stale runs cancelled after their center came back.
+
+The ``*_total`` families are counters: counts of the events the database keeps, so they only
+grow (``rate()`` applies). They carry no ``_created`` sample, nor does the summary: each
+scrape rebuilds them from the database, so a creation time would be the scrape's, not theirs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CollectorRegistry, Gauge, Summary, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from sqlalchemy import func, select
 
 from suanwang.core.lifecycle import JobState
 from suanwang.server.api.deps import AUTH_RESPONSES, NetworkDep, SessionDep, operator_only
-from suanwang.server.database.models import JobEvent, JobRow, Tenant, utcnow
+from suanwang.server.database.models import JobEvent, JobRow, Tenant
 from suanwang.server.models.jobs import active_usage
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["observability"])
 OperatorDep = Annotated[Tenant, operator_only("metrics are for operators")]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: the registry keys on it
+class _Families:
+    """Metric families computed for one scrape, registered as they are (no ``_created``)."""
+
+    families: Sequence[Metric]
+
+    def describe(self) -> Sequence[Metric]:
+        return self.families
+
+    def collect(self) -> Sequence[Metric]:
+        return self.families
 
 
 @router.get(
@@ -76,16 +102,31 @@ def metrics(
     decisions = session.scalar(
         select(func.count()).select_from(JobEvent).where(JobEvent.to_state == "scheduled")
     )
-    Gauge("suanwang_decisions_total", "Placement decisions made", registry=reg).set(decisions or 0)
-    latency = Summary(
-        "suanwang_dispatch_latency_seconds", "Submit to scheduled, last hour", registry=reg
+    waits = [
+        max((scheduled - submitted).total_seconds(), 0.0)
+        for submitted, scheduled in session.execute(
+            select(JobRow.submitted_at, JobRow.scheduled_at).where(
+                JobRow.scheduled_at >= now - timedelta(hours=1)
+            )
+        )
+        if scheduled is not None
+    ]
+    reg.register(
+        _Families(
+            [
+                CounterMetricFamily(
+                    "suanwang_decisions", "Placement decisions made", value=decisions or 0
+                ),
+                SummaryMetricFamily(
+                    "suanwang_dispatch_latency_seconds",
+                    "Submit to scheduled, last hour",
+                    count_value=len(waits),
+                    sum_value=sum(waits),
+                ),
+                *_moves(session),
+            ]
+        )
     )
-    since = utcnow() - timedelta(hours=1)
-    for submitted, scheduled in session.execute(
-        select(JobRow.submitted_at, JobRow.scheduled_at).where(JobRow.scheduled_at >= since)
-    ):
-        if scheduled is not None:
-            latency.observe(max((scheduled - submitted).total_seconds(), 0.0))
 
     util = Gauge(
         "suanwang_center_utilization", "Share held by active jobs", ["center", "resource"],
@@ -113,14 +154,13 @@ def metrics(
     Gauge("suanwang_green_share", "Green share of the cards in use", registry=reg).set(
         green_used / used_total if used_total else 0.0
     )
-    _moves(session, reg)
     return PlainTextResponse(
         generate_latest(reg).decode(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
 
 
-def _moves(session: SessionDep, reg: CollectorRegistry) -> None:
-    """Failover and migration counters (docs/centers.md)."""
+def _moves(session: SessionDep) -> list[Metric]:
+    """Failover and migration counters, and the planned cost of the moves (docs/centers.md)."""
     by_state = dict(
         session.execute(
             select(JobEvent.to_state, func.count())
@@ -128,15 +168,6 @@ def _moves(session: SessionDep, reg: CollectorRegistry) -> None:
             .where(JobEvent.from_state != JobEvent.to_state)
             .group_by(JobEvent.to_state)
         ).all()
-    )
-    Gauge("suanwang_failovers_total", "Runs given up on (lost)", registry=reg).set(
-        by_state.get("lost", 0)
-    )
-    Gauge("suanwang_migrations_total", "Runs checkpointed and moved", registry=reg).set(
-        by_state.get("migrating", 0)
-    )
-    requests = Gauge(
-        "suanwang_migration_requests_total", "Checkpoint requests", ["why"], registry=reg
     )
     fenced = 0
     planned_cost = 0.0
@@ -151,9 +182,23 @@ def _moves(session: SessionDep, reg: CollectorRegistry) -> None:
             planned_cost += float(detail.get("move_cost_cny", 0.0))
         elif kind == "fenced":
             fenced += 1
+    requests = CounterMetricFamily(
+        "suanwang_migration_requests", "Checkpoint requests", labels=["why"]
+    )
     for why, n in counts.items():
-        requests.labels(why).set(n)
-    Gauge(
-        "suanwang_migration_planned_cost_cny", "Planned checkpoint transfer cost", registry=reg
-    ).set(planned_cost)
-    Gauge("suanwang_fenced_runs_total", "Stale runs cancelled", registry=reg).set(fenced)
+        requests.add_metric([why], n)
+    return [
+        CounterMetricFamily(
+            "suanwang_failovers", "Runs given up on (lost)", value=by_state.get("lost", 0)
+        ),
+        CounterMetricFamily(
+            "suanwang_migrations", "Runs checkpointed and moved", value=by_state.get("migrating", 0)
+        ),
+        requests,
+        GaugeMetricFamily(
+            "suanwang_migration_planned_cost_cny",
+            "Planned checkpoint transfer cost",
+            value=planned_cost,
+        ),
+        CounterMetricFamily("suanwang_fenced_runs", "Stale runs cancelled", value=fenced),
+    ]

@@ -1,38 +1,5 @@
-"""Local executor: real processes on this machine, per-center slot limits, restart-safe.
-
-Everything an executor knows lives in files, so a new :class:`LocalExecutor` on the same root
-(after the server was killed with ``-9`` and restarted) re-attaches: running jobs keep running,
-finished ones keep their exit codes, queued ones start when slots free. Nothing is lost or run
-twice. Linux only (``/proc``).
-
-Layout under ``root/<center>/``::
-
-    .lock                   flock held by every operation (several executors may share a root)
-    .active/<run>           index of runs not finished yet (the only runs a poll looks at)
-    <run>/submission.json   the submission, written once (first submit of a job id wins)
-    <run>/command.sh        the command or script; run.sh: the wrapper that runs it
-    <run>/queued            waiting for slots: {"seq", "token"}; FIFO by seq, no backfill
-    <run>/launched          the same file, renamed from ``queued`` when the run took its slots
-    <run>/pid               {"pid", "pgid", "start_ticks"} of the wrapper
-    <run>/started_at        ISO time; stdout.log: stdout and stderr; work/: the job's cwd
-    <run>/exit_code         written by the wrapper (tmp + mv, atomic) when the job ends
-    <run>/checkpoint/       $SUANWANG_CHECKPOINT_DIR (unless the submission names one)
-    <run>/usage.jsonl       $SUANWANG_USAGE_FILE: the tokens the run reports it served
-    <run>/checkpoint_requested, <run>/cancelled   markers (time of the request)
-    <run>/final.json        the terminal status, written once
-
-A run's id is its job id; a resumed run's is ``<job id>.resume-<hash of the checkpoint dir>``.
-A reference is ``<center>/<run>``.
-
-Processes. A run is started through a short-lived ``sh`` in a new session that puts the wrapper
-in the background, prints its pid and exits (we reap it at once), so the job is never our child:
-a crash of the server neither kills it nor leaves zombies of ours, and a new executor is in the
-same position as the old one. The wrapper is identified by ``(pid, start time)`` from
-``/proc/<pid>/stat``; every process of the run carries ``SUANWANG_RUN_TOKEN`` in its environment,
-which finds a run's processes when the server crashed between starting it and writing ``pid``,
-and keeps us from signalling a process group that is no longer ours. When the wrapper ends, what
-is left of its process group is killed (as Slurm does at the end of a job).
-"""
+"""The local executor: submit, poll, cancel, checkpoint and resume runs of one center, under
+its slot limits, with every fact in the run directories (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -50,7 +17,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,8 +39,30 @@ from suanwang.executors.base import (
     Submission,
     read_usage_file,
 )
-
-ENV_RUN_TOKEN = "SUANWANG_RUN_TOKEN"
+from suanwang.executors.local.processes import (
+    ENV_RUN_TOKEN,
+    WRAPPER,
+    Proc,
+    alive,
+    proc_stat,
+    read_proc,
+    run_processes,
+    signal_all,
+    spawn_wrapper,
+    with_token,
+)
+from suanwang.executors.local.rundir import (
+    age_s,
+    base_run,
+    now,
+    read_bytes,
+    read_int,
+    read_json,
+    read_time,
+    run_token,
+    status_from,
+    write_atomic,
+)
 
 #: Variables passed from the server's environment to jobs. Nothing else is: the server's
 #: environment holds secrets (database url, keys) that are none of a job's business.
@@ -82,27 +70,6 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGN
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
-_DEAD = frozenset({"Z", "X", "x"})  # zombie or dead: the process has ended
-
-_WRAPPER = """#!/bin/sh
-# Written by suanwang's LocalExecutor: runs the job, then records its exit code atomically.
-# The checkpoint signal is for the job; the wrapper only survives it (a caught signal is reset
-# to its default in the job, so the job may trap it).
-trap : USR1
-cd {work} || exit 1
-{runner} {command}
-code=$?
-echo "$code" > {exit_tmp} && mv -f {exit_tmp} {exit_code}
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Proc:
-    """The wrapper process of a launched run."""
-
-    pid: int
-    pgid: int
-    start_ticks: int  # /proc/<pid>/stat field 22; -1: had already ended when we looked
 
 
 class LocalExecutor:
@@ -147,14 +114,14 @@ class LocalExecutor:
     # ------------------------------------------------------------------ protocol
 
     def submit(self, sub: Submission) -> str:
-        return self._submit(sub, _base_run(sub), resume_from=None)
+        return self._submit(sub, base_run(sub), resume_from=None)
 
     def resume(self, sub: Submission, checkpoint_dir: str) -> str:
         path = Path(checkpoint_dir).resolve()
         if not path.is_dir():
             raise ExecutorError(self.name, f"cannot resume {sub.job_id}: no directory {path}")
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        return self._submit(sub, f"{_base_run(sub)}.resume-{digest}", resume_from=str(path))
+        return self._submit(sub, f"{base_run(sub)}.resume-{digest}", resume_from=str(path))
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
         with self._locked():
@@ -167,25 +134,25 @@ class LocalExecutor:
             if (run / "final.json").exists():
                 return
             if not (run / "cancelled").exists():
-                _write_atomic(run / "cancelled", _now().isoformat())
+                write_atomic(run / "cancelled", now().isoformat())
             if (run / "queued").exists():
                 (run / "queued").unlink()
                 self._finalize(run, JobState.CANCELLED, None, "cancelled before it started")
                 return
-            proc = _read_proc(run)
-            token = _token(run)
-            if proc is not None and _alive(proc):
+            proc = read_proc(run)
+            token = run_token(run)
+            if proc is not None and alive(proc):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pgid, signal.SIGTERM)
             else:
-                _signal_all(_members(proc, token), signal.SIGTERM)
+                signal_all(run_processes(proc, token), signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace_s
         while time.monotonic() < deadline:
             if not self._running(run):
                 break
             time.sleep(0.02)
         else:
-            _signal_all(_members(_read_proc(run), token), signal.SIGKILL)
+            signal_all(run_processes(read_proc(run), token), signal.SIGKILL)
         with self._locked():
             self._tick()
 
@@ -208,23 +175,23 @@ class LocalExecutor:
             status = self._status(ref)
             if status.state is JobState.MIGRATING:
                 return str(ckpt)  # already checkpointed: idempotent
-            proc = _read_proc(run)
+            proc = read_proc(run)
             if (
                 status.state is not JobState.RUNNING
                 or (run / "cancelled").exists()
                 or proc is None
-                or not _alive(proc)
+                or not alive(proc)
             ):
                 raise ExecutorError(self.name, f"cannot checkpoint {ref}: it is {status.state}")
             if not (run / "checkpoint_requested").exists():
-                _write_atomic(run / "checkpoint_requested", _now().isoformat())
+                write_atomic(run / "checkpoint_requested", now().isoformat())
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pgid, CHECKPOINT_SIGNAL)
             return str(ckpt)
 
     def recorded_exit(self, ref: str) -> int | None:
         try:
-            return _read_int(self._run_dir(ref) / "exit_code")
+            return read_int(self._run_dir(ref) / "exit_code")
         except ExecutorError:
             return None
 
@@ -270,7 +237,7 @@ class LocalExecutor:
                 "checkpoint_dir": str(ckpt),
                 "resume_from": resume_from,
             }
-            _write_atomic(tmp / "submission.json", json.dumps(record, indent=1))
+            write_atomic(tmp / "submission.json", json.dumps(record, indent=1))
             text = sub.command if sub.command is not None else sub.script
             assert text is not None  # Submission checks that exactly one is set
             command = tmp / "command.sh"
@@ -278,7 +245,7 @@ class LocalExecutor:
             command.chmod(0o700)
             # a script with a #! line runs under its interpreter, anything else under /bin/sh
             shebang = sub.script is not None and text.startswith("#!")
-            wrapper = _WRAPPER.format(
+            wrapper = WRAPPER.format(
                 work=shlex.quote(str(final / "work")),
                 runner="" if shebang else "/bin/sh",
                 command=shlex.quote(str(final / "command.sh")),
@@ -287,7 +254,7 @@ class LocalExecutor:
             )
             (tmp / "run.sh").write_text(wrapper)
             queued = {"seq": time.time_ns(), "token": uuid.uuid4().hex}
-            _write_atomic(tmp / "queued", json.dumps(queued))
+            write_atomic(tmp / "queued", json.dumps(queued))
             # index first, then publish: a crash in between leaves an index entry without a
             # directory (dropped at the next tick), never a run nobody looks at
             (self._active / run_id).touch()
@@ -332,7 +299,7 @@ class LocalExecutor:
         record = self._load(run)
         sub = record["submission"]
         os.rename(run / "queued", run / "launched")
-        token = _token(run)
+        token = run_token(run)
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(sub["env"])
         env.update(
@@ -347,27 +314,13 @@ class LocalExecutor:
         )
         if record["resume_from"] is not None:
             env[ENV_RESUME_FROM] = record["resume_from"]
-        _write_atomic(run / "started_at", _now().isoformat())
-        q = shlex.quote
-        starter = f"/bin/sh {q(str(run / 'run.sh'))} >>{q(str(run / 'stdout.log'))} 2>&1 & echo $!"
+        write_atomic(run / "started_at", now().isoformat())
         try:
-            with subprocess.Popen(
-                ["/bin/sh", "-c", starter],
-                cwd=run,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            ) as starter_proc:
-                out, _ = starter_proc.communicate(timeout=30)
-            pid = int(out.strip())
+            proc = spawn_wrapper(run, env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._finalize(run, JobState.FAILED, None, f"could not start: {exc}")
             return False
-        stat = _proc_stat(pid)
-        proc = _Proc(pid, starter_proc.pid, stat[2] if stat else -1)
-        _write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
+        write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
         return True
 
     # ------------------------------------------------------------------ observing a run
@@ -375,41 +328,41 @@ class LocalExecutor:
     def _observe(self, run: Path) -> ExecutorStatus:
         """The run's status now; finalizes runs that ended. Caller holds the lock."""
         ref = f"{self.center_id}/{run.name}"
-        final = _read_json(run / "final.json")
+        final = read_json(run / "final.json")
         if final is not None:
-            return _status_from(ref, final)
-        started = _read_time(run / "started_at")
+            return status_from(ref, final)
+        started = read_time(run / "started_at")
         if (run / "queued").exists():
             return ExecutorStatus(ref, JobState.SCHEDULED, reason="queued: waiting for free slots")
         if not (run / "launched").exists():
             return self._finalize(run, JobState.FAILED, None, "run directory is incomplete")
-        token = _token(run)
-        proc = _read_proc(run)
+        token = run_token(run)
+        proc = read_proc(run)
         if proc is None:
             # the server died between starting the run and writing its pid
             proc = self._adopt(run, token)
             if proc is None and not (run / "exit_code").exists():
-                if _with_token(token, pgid=None):
+                if with_token(token, pgid=None):
                     return ExecutorStatus(ref, JobState.SCHEDULED, reason="starting")
                 if not (run / "stdout.log").exists():  # else: it started and is gone
-                    if _age_s(run / "launched") <= self.launch_grace_s:
+                    if age_s(run / "launched") <= self.launch_grace_s:
                         return ExecutorStatus(ref, JobState.SCHEDULED, reason="starting")
                     os.rename(run / "launched", run / "queued")  # it never started
                     return ExecutorStatus(ref, JobState.SCHEDULED, reason="queued again")
-        if proc is not None and _alive(proc):
+        if proc is not None and alive(proc):
             reason = "cancelling" if (run / "cancelled").exists() else ""
             return ExecutorStatus(ref, JobState.RUNNING, started_at=started, reason=reason)
         # the wrapper has ended; what is left of its process group goes too (after the grace
         # period if we are cancelling: a job may clean up on SIGTERM)
-        members = _members(proc, token)
-        cancelled_at = _read_time(run / "cancelled")
+        members = run_processes(proc, token)
+        cancelled_at = read_time(run / "cancelled")
         grace = (
-            cancelled_at is not None and (_now() - cancelled_at).total_seconds() < self.kill_grace_s
+            cancelled_at is not None and (now() - cancelled_at).total_seconds() < self.kill_grace_s
         )
         if members and grace:
             return ExecutorStatus(ref, JobState.RUNNING, started_at=started, reason="cancelling")
-        _signal_all(members, signal.SIGKILL)
-        code = _read_int(run / "exit_code")
+        signal_all(members, signal.SIGKILL)
+        code = read_int(run / "exit_code")
         requested = (run / "checkpoint_requested").exists()
         if cancelled_at is not None:
             return self._finalize(run, JobState.CANCELLED, code, "cancelled")
@@ -430,23 +383,23 @@ class LocalExecutor:
             return self._finalize(run, JobState.FAILED, code, reason)
         return self._finalize(run, JobState.FAILED, code, f"exit code {code}")
 
-    def _adopt(self, run: Path, token: str) -> _Proc | None:
+    def _adopt(self, run: Path, token: str) -> Proc | None:
         """Find the wrapper of a run started by a server that crashed before writing ``pid``."""
         wrapper = str(run / "run.sh")
-        for pid in _with_token(token, pgid=None):
-            cmdline = _read_bytes(Path(f"/proc/{pid}/cmdline")).split(b"\0")
-            stat = _proc_stat(pid)
+        for pid in with_token(token, pgid=None):
+            cmdline = read_bytes(Path(f"/proc/{pid}/cmdline")).split(b"\0")
+            stat = proc_stat(pid)
             if stat is not None and wrapper.encode() in cmdline:
-                proc = _Proc(pid, stat[1], stat[2])
-                _write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
+                proc = Proc(pid, stat[1], stat[2])
+                write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
                 return proc
         return None
 
     def _running(self, run: Path) -> bool:
-        proc = _read_proc(run)
-        if proc is not None and _alive(proc):
+        proc = read_proc(run)
+        if proc is not None and alive(proc):
             return True
-        return bool(_members(proc, _token(run)))
+        return bool(run_processes(proc, run_token(run)))
 
     def _finalize(
         self, run: Path, state: JobState, exit_code: int | None, reason: str
@@ -456,9 +409,9 @@ class LocalExecutor:
         ended = (
             datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
             if exit_file.exists() and state is not JobState.CANCELLED
-            else _now()
+            else now()
         )
-        started = _read_time(run / "started_at")
+        started = read_time(run / "started_at")
         final = {
             "state": str(state),
             "exit_code": exit_code,
@@ -466,9 +419,9 @@ class LocalExecutor:
             "ended_at": ended.isoformat(),
             "reason": reason,
         }
-        _write_atomic(run / "final.json", json.dumps(final))
+        write_atomic(run / "final.json", json.dumps(final))
         (self._active / run.name).unlink(missing_ok=True)
-        return _status_from(f"{self.center_id}/{run.name}", final)
+        return status_from(f"{self.center_id}/{run.name}", final)
 
     def _status(self, ref: str) -> ExecutorStatus:
         try:
@@ -501,129 +454,3 @@ class LocalExecutor:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-
-
-# ---------------------------------------------------------------------- files
-
-
-def _base_run(sub: Submission) -> str:
-    """A run's id: the job id, with ``.<attempt>`` for a new attempt after failover."""
-    return sub.job_id + (f".{sub.attempt}" if sub.attempt else "")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    data = _read_bytes(path)
-    if not data:
-        return None
-    value: dict[str, Any] = json.loads(data)
-    return value
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(_read_bytes(path).strip())
-    except ValueError:
-        return None
-
-
-def _read_time(path: Path) -> datetime | None:
-    text = _read_bytes(path).decode().strip()
-    return datetime.fromisoformat(text) if text else None
-
-
-def _age_s(path: Path) -> float:
-    return time.time() - path.stat().st_mtime
-
-
-def _token(run: Path) -> str:
-    for name in ("launched", "queued"):
-        data = _read_json(run / name)
-        if data is not None:
-            return str(data["token"])
-    return ""
-
-
-def _read_proc(run: Path) -> _Proc | None:
-    data = _read_json(run / "pid")
-    return _Proc(**data) if data is not None else None
-
-
-def _status_from(ref: str, final: dict[str, Any]) -> ExecutorStatus:
-    def when(key: str) -> datetime | None:
-        value = final[key]
-        return datetime.fromisoformat(value) if value else None
-
-    return ExecutorStatus(
-        ref,
-        JobState(final["state"]),
-        final["exit_code"],
-        when("started_at"),
-        when("ended_at"),
-        final["reason"],
-    )
-
-
-# ---------------------------------------------------------------------- /proc
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """``(state, pgrp, start_ticks)`` of a process, or None if there is none."""
-    data = _read_bytes(Path(f"/proc/{pid}/stat"))
-    if not data:
-        return None
-    # the command name (field 2) may contain spaces and ')': split after its last ')'
-    fields = data[data.rindex(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[2]), int(fields[19])
-
-
-def _alive(proc: _Proc) -> bool:
-    """The wrapper is running: same pid *and* start time (pids are reused), not a zombie."""
-    stat = _proc_stat(proc.pid)
-    return stat is not None and stat[0] not in _DEAD and stat[2] == proc.start_ticks
-
-
-def _with_token(token: str, pgid: int | None) -> list[int]:
-    """Live processes (of process group ``pgid`` if given) whose environment holds ``token``."""
-    if not token:
-        return []
-    entry = f"{ENV_RUN_TOKEN}={token}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        stat = _proc_stat(pid)
-        if stat is None or stat[0] in _DEAD or (pgid is not None and stat[1] != pgid):
-            continue
-        if entry in _read_bytes(Path(f"/proc/{pid}/environ")).split(b"\0"):
-            found.append(pid)
-    return found
-
-
-def _members(proc: _Proc | None, token: str) -> list[int]:
-    """Live processes of a run: they carry its token (and are in its process group if known)."""
-    return _with_token(token, pgid=proc.pgid if proc is not None else None)
-
-
-def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
