@@ -125,15 +125,15 @@ class Catalog:
         """The model CPU-only work runs on (the catalog's first CPU), or None."""
         return next((a for a in self.accelerators if a.is_cpu), None)
 
-    def work_scu(self, duration_s: float, cards: int, cpus: int, precision: Precision) -> float:
-        """The work, in SCU, of a job that runs ``duration_s`` on the reference chip.
+    def work_scu(self, hours: float, cards: int, cpus: int, precision: Precision) -> float:
+        """The work, in SCU, of a job that runs ``hours`` on the reference chip.
 
         ``cards`` reference cards (the A100; speed 1 if the catalog lacks it) give
         ``hours x cards x speed(A100, precision)``; a CPU-only job (``cards == 0``) on ``cpus``
         cores gives ``hours x cpus x speed(cpu model, CPU)``. The one rule for job files, the
-        API and trace importers. Raises ``ValueError`` for CPU work without a CPU model.
+        API, trace importers and synthetic workloads. Raises ``ValueError`` for CPU work
+        without a CPU model.
         """
-        hours = duration_s / 3600.0
         if cards > 0:
             speed = 1.0
             if REFERENCE_MODEL in self:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from suanwang.core.hardware import REFERENCE_MODEL, Precision, speed_scu_per_hour
+from suanwang.core.hardware import Precision
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import Network
 
@@ -219,19 +219,17 @@ def synthetic_jobs(net: Network, spec: WorkloadSpec, start: datetime) -> list[Jo
     dl_u = rng.random(n)
     dl_f = rng.uniform(1.5, 4.0, n)
     dl_pad = rng.uniform(1.0, 12.0, n)
-    ref = net.scenario.catalog.get(REFERENCE_MODEL)
-    cpu_models = [a for a in net.scenario.catalog.accelerators if a.is_cpu]
-    cpu_speed = speed_scu_per_hour(cpu_models[0], Precision.CPU) if cpu_models else 0.0
+    catalog = net.scenario.catalog
 
     jobs: list[Job] = []
     for rank, i in enumerate(order):
         kind = kinds[int(kind_idx[i])]
         if units[i] > 0:
             stacks = hpc_stacks[i] if kind is JobKind.HPC else ai_stacks[i]
-            work = float(dur_h[i] * units[i] * speed_scu_per_hour(ref, kind.precision))
+            work = catalog.work_scu(float(dur_h[i]), int(units[i]), 0, kind.precision)
         else:
             stacks = frozenset({"cpu"})
-            work = float(dur_h[i] * cpus[i] * cpu_speed)
+            work = catalog.work_scu(float(dur_h[i]), 0, int(cpus[i]), Precision.CPU)
         deadline = None
         if kind.deferrable and dl_u[i] < spec.deadline_share:
             deadline = float(dur_h[i] * 3600.0 * dl_f[i] + dl_pad[i] * 3600.0)

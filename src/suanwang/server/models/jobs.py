@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from suanwang.core.hardware import REFERENCE_MODEL, Catalog, Precision, speed_scu_per_hour
+from suanwang.core.hardware import Catalog
 from suanwang.core.jobs import ANY_ACCELERATOR, Job
 from suanwang.core.lifecycle import JobState, check_transition
 from suanwang.core.network import Network, UnknownName
@@ -409,25 +409,13 @@ class SpecProblem:
 
 
 def work_scu(spec: JobSpec, catalog: Catalog) -> float:
-    """Work of a spec in SCU, by the rule of :mod:`suanwang.sim.traces`.
-
-    ``duration_s`` is the runtime on the reference chip: ``n`` cards give
-    ``duration_h x n x speed_scu_per_hour(A100, kind precision)`` (1 SCU per card-hour at the
-    kind's precision; speed 1 if the catalog lacks the A100); a CPU job on ``c`` cores gives
-    ``duration_h x c x speed_scu_per_hour(cpu model, CPU)``. Raises :class:`UnknownName` for a
-    CPU job when the catalog has no CPU model.
-    """
-    hours = spec.duration_s / 3600.0
-    units = spec.resources.count
-    if units > 0:
-        speed = 1.0
-        if REFERENCE_MODEL in catalog:
-            speed = speed_scu_per_hour(catalog.get(REFERENCE_MODEL), spec.job_kind.precision)
-        return hours * units * speed
-    cpu = next((a for a in catalog.accelerators if a.is_cpu), None)
-    if cpu is None:
-        raise UnknownName("the scenario has no CPU model, so CPU-only jobs (count 0) cannot run")
-    return hours * spec.resources.cpus * speed_scu_per_hour(cpu, Precision.CPU)
+    """Work of a spec in SCU (:meth:`Catalog.work_scu`: ``duration_s`` on the reference chip).
+    Raises :class:`UnknownName` for a CPU job when the catalog has no CPU model."""
+    r = spec.resources
+    try:
+        return catalog.work_scu(spec.duration_s / 3600.0, r.count, r.cpus, spec.job_kind.precision)
+    except ValueError as exc:
+        raise UnknownName(str(exc)) from None
 
 
 def spec_to_job(

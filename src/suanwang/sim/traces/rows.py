@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from suanwang.core.hardware import REFERENCE_MODEL, Accelerator, Precision, speed_scu_per_hour
+from suanwang.core.hardware import REFERENCE_MODEL, Accelerator, Precision
 from suanwang.core.jobs import Job, JobKind
 from suanwang.core.network import Network
 from suanwang.sim.traces.columns import COLUMNS, REQUIRED
@@ -99,14 +99,10 @@ class Context:
 
     def gpu_work(self, duration_s: float, units: int, kind: JobKind) -> float:
         """SCU of ``units`` reference cards busy for ``duration_s`` at the kind's precision."""
-        speed = 1.0
-        if self.reference is not None:
-            speed = speed_scu_per_hour(self.reference, kind.precision)
-        return duration_s / 3600.0 * units * speed
+        return self.net.scenario.catalog.work_scu(duration_s / 3600.0, units, 0, kind.precision)
 
     def cpu_work(self, duration_s: float, cpus: int) -> float:
-        assert self.cpu_model is not None
-        return duration_s / 3600.0 * cpus * speed_scu_per_hour(self.cpu_model, Precision.CPU)
+        return self.net.scenario.catalog.work_scu(duration_s / 3600.0, 0, cpus, Precision.CPU)
 
     def keep(self, line: int, job: Job) -> None:
         self.jobs.append((line, job))
