@@ -23,7 +23,6 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing import store as billing_store
 from suanwang.server.app import create_app
 from suanwang.server.database.models import (
     Account,
@@ -44,6 +43,7 @@ from suanwang.server.database.models import (
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.config import forget_admission_config
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.settings import Settings
 
@@ -106,7 +106,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
         ):  # fmt: skip
             session.execute(delete(table))
-    billing_store.forget_admission_config()  # its settings were just deleted
+    forget_admission_config()  # its settings were just deleted
     yield TestClient(app)  # the lifespan is entered once per session, by ``app``
 
 

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from suanwang.billing import ledger, store
+from suanwang.billing import ledger
+from suanwang.billing.pricing import book_for
 from suanwang.billing.rating import Segment, rate_segment
 from suanwang.cli import app as cli
 from suanwang.core.hardware import Precision
@@ -28,10 +29,15 @@ from suanwang.server.database.models import (
     Account,
     JobEvent,
     JobRow,
+    LedgerPosting,
     LedgerTransaction,
+    Tenant,
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.config import get_config, set_config
+from suanwang.server.models.billing.settle import settle_finished, settle_job
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import transition
 
@@ -42,7 +48,7 @@ PERIOD = datetime.now(UTC).strftime("%Y-%m")
 
 def _require(sessions: sessionmaker[Session], on: bool = True) -> None:
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=on)
+        set_config(session=s, billing_required=on)
 
 
 def _topup(client: TestClient, op: Any, tenant: str, amount: str, key: str | None = None) -> Any:
@@ -82,17 +88,17 @@ def _expected_charge(
         )
     run = next(e for e in evs if e.to_state == "running")
     seg = Segment(0, CENTER, "a100", run.at, evs[-1].at, evs[-1].to_state, run.id)
-    book = store.book_for(app.state.network.scenario)
+    book = book_for(app.state.network.scenario)
     return rate_segment(book, seg, precision=Precision.FP16, units=units).amount_cny
 
 
 def _settle(app: FastAPI, sessions: sessionmaker[Session]) -> int:
-    return store.settle_finished(sessions, app.state.network)
+    return settle_finished(sessions, app.state.network)
 
 
 def _verify(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as s:
-        return store.verify(session=s)
+        return verify(session=s)
 
 
 def test_without_enough_balance_a_submit_is_402_and_nothing_is_stored(
@@ -124,7 +130,7 @@ def test_hold_charge_release_invoice_and_settlement_reconcile_to_the_fen(
     _require(sessions)
     provider = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(store.Tenant, provider.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, provider.id), centers=[CENTER])
     assert _topup(client, operator, "alice", "5000").status_code == 201
     job = submit(alice)  # 8 cards x 2 h = 16 SCU
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
@@ -209,12 +215,12 @@ def test_metering_and_charging_are_idempotent(
     assert _settle(app, sessions) == 0
     with sessions.begin() as s:  # even when asked directly, a charged job is not charged again
         row = s.get_one(JobRow, job["id"])
-        config = store.get_config(session=s)
-        assert store.settle_job(session=s, job=row, net=app.state.network, config=config) is None
+        config = get_config(session=s)
+        assert settle_job(session=s, job=row, net=app.state.network, config=config) is None
         row.billed_at = None  # pretend the mark was lost: the unique refs still hold
         s.flush()
         with pytest.raises(Exception, match=r"(?i)unique|duplicate"), s.begin_nested():
-            store.settle_job(session=s, job=row, net=app.state.network, config=config)
+            settle_job(session=s, job=row, net=app.state.network, config=config)
         s.rollback()
     with sessions() as s:
         n_tx = s.scalar(
@@ -305,7 +311,7 @@ def test_billing_cli_and_ledger_verify(
         tx = s.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "charge")).one()
         tx.commission = tx.commission  # unchanged
         s.add(
-            store.LedgerPosting(
+            LedgerPosting(
                 transaction_id=tx.id, account_id=ledger.PLATFORM_COMMISSION, amount=Decimal("0.01")
             )
         )

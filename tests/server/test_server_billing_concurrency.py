@@ -19,17 +19,24 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing import store
 from suanwang.core.lifecycle import TERMINAL, JobState, TransitionError
 from suanwang.server.database.models import (
     JobEvent,
     JobRow,
+    LedgerTransaction,
     QuotaGrant,
     QuotaUse,
     Tenant,
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.accounts import balance, topup
+from suanwang.server.models.billing.config import set_config
+from suanwang.server.models.billing.holds import admit, hold_estimate, lower_holds
+from suanwang.server.models.billing.quotas import grant_quota
+from suanwang.server.models.billing.settle import settle_finished
+from suanwang.server.models.billing.statements import settlement
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.jobs import cancel_job, submit_job, transition
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.schemas import JobSpec
@@ -48,17 +55,17 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
     net = app.state.network
     rng = random.Random(SEED)
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True)
         tenants = [
             create_tenant(session=s, name=f"c{i}", role=TenantRole.CONSUMER)[0]
             for i in range(TENANTS)
         ]
         for t in tenants:
-            store.topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
+            topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
             free = {"card_hours": FREE_HOURS, "storage_gb_months": FREE_GB_MONTHS,
                     "tokens": FREE_TOKENS}  # fmt: skip
-            store.grant_quota(session=s, tenant=t, **free)
-            store.grant_quota(session=s, tenant=t, **free,
+            grant_quota(session=s, tenant=t, **free)
+            grant_quota(session=s, tenant=t, **free,
                               expires_at=datetime(2999, 1, 1, tzinfo=UTC))  # fmt: skip
     tids = [t.id for t in tenants]
     jobs: list[tuple[str, str]] = []
@@ -67,9 +74,9 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
         for i in range(JOBS):
             tenant = s.get_one(Tenant, tids[i % TENANTS])
             row, _ = submit_job(session=s, tenant=tenant, spec=spec)
-            store.admit(session=s, tenant=tenant, job=row, net=net)
+            admit(session=s, tenant=tenant, job=row, net=net)
             jobs.append((row.id, tenant.id))
-        hold = store.hold_estimate(job=s.get_one(JobRow, jobs[0][0]), net=net)
+        hold = hold_estimate(job=s.get_one(JobRow, jobs[0][0]), net=net)
 
     ops: list[tuple[str, Any]] = (
         [("complete", (rng.choice(jobs)[0], rng.randint(1, 90), rng.randint(0, 10**6)))
@@ -90,9 +97,7 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
             if kind == "topup":
                 tid, amount, n = arg
                 with sessions.begin() as s:
-                    store.topup(
-                        session=s, tenant=s.get_one(Tenant, tid), amount=amount, key=f"t{n}"
-                    )
+                    topup(session=s, tenant=s.get_one(Tenant, tid), amount=amount, key=f"t{n}")
                 return "topup"
             if kind == "cancel":
                 with sessions.begin() as s:
@@ -109,7 +114,7 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                         detail={"center": "zhangjiakou", "pool": "a100"},
                         updates={"center_id": "zhangjiakou", "pool_model": "a100"},
                     )
-                store.lower_holds(sessions, net)  # placed: its hold (and others') lowered
+                lower_holds(sessions, net)  # placed: its hold (and others') lowered
                 with sessions.begin() as s:
                     row = s.get_one(JobRow, job_id)
                     ev = transition(session=s, job=row, to=JobState.RUNNING)
@@ -122,19 +127,19 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                                detail={"usage": {"tokens": tokens}})  # fmt: skip
         except TransitionError:
             return "conflict"  # the job had already ended: cancelled or completed first
-        store.settle_finished(sessions, net)  # every worker also settles, concurrently
+        settle_finished(sessions, net)  # every worker also settles, concurrently
         return kind
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(run, ops))
     elapsed = time.perf_counter() - t0
-    store.settle_finished(sessions, net)
+    settle_finished(sessions, net)
     assert len(results) == 1000 and results.count("topup") == TOPUPS
     assert results.count("complete") > 0 and results.count("cancel") > 0
 
     with sessions() as s:
-        assert store.verify(session=s) == []
+        assert verify(session=s) == []
         states = dict(s.execute(select(JobRow.id, JobRow.state)).all())
         charged = dict(
             s.execute(select(UsageRecord.job_id, func.sum(UsageRecord.amount_cny))
@@ -162,25 +167,25 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                             "tokens": 2 * FREE_TOKENS}  # fmt: skip
             spent = sum((charged.get(j) or Decimal(0) for j in mine), Decimal("0")) - free[tid]
             assert free[tid] > 0
-            bal = store.balance(session=s, tenant_id=tid)
+            bal = balance(session=s, tenant_id=tid)
             assert bal.held_cny == hold * len(open_)
             assert bal.prepaid_cny == START + topped[tid] - hold * len(open_) - spent
             assert bal.prepaid_cny >= 0 and bal.postpaid_cny == 0
         done = [j for j, _ in jobs if JobState(states[j]) in TERMINAL]
         n_charges = s.scalar(
-            select(func.count()).select_from(store.LedgerTransaction)
-            .where(store.LedgerTransaction.kind == "charge")
+            select(func.count()).select_from(LedgerTransaction)
+            .where(LedgerTransaction.kind == "charge")
         )  # fmt: skip
         assert n_charges == len(done)
-        st = store.settlement(session=s, period=datetime.now(UTC).strftime("%Y-%m"))
+        st = settlement(session=s, period=datetime.now(UTC).strftime("%Y-%m"))
         total = sum((v or Decimal(0) for v in charged.values()), Decimal("0"))
         payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
         assert Decimal(st["charges_cny"]) == total == payouts + Decimal(st["commission_cny"])
         assert Decimal(st["trials_cny"]) == sum(free.values())
         assert total > 0
         n_released = s.scalar(
-            select(func.count()).select_from(store.LedgerTransaction)
-            .where(store.LedgerTransaction.kind == "release")
+            select(func.count()).select_from(LedgerTransaction)
+            .where(LedgerTransaction.kind == "release")
         )  # fmt: skip
         assert n_released is not None and n_released > 0
     print(f"1000 concurrent billing operations in {elapsed:.2f} s ({len(done)} jobs settled)")

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from test_server_billing import _expected_charge, _require, _run, _settle, _topup, _verify
 from typer.testing import CliRunner
 
-from suanwang.billing import ledger, store
+from suanwang.billing import ledger
 from suanwang.cli import app as cli
 from suanwang.server.database.models import (
     LedgerPosting,
@@ -30,6 +30,8 @@ from suanwang.server.database.models import (
     Tenant,
     TenantRole,
 )
+from suanwang.server.models.billing.accounts import post
+from suanwang.server.models.billing.payouts import due_to
 from suanwang.server.models.centers import grant_centers
 
 runner = CliRunner()
@@ -409,10 +411,10 @@ def test_a_providers_share_of_a_booking_that_may_still_be_refunded_is_not_paid_o
     assert (north["owed_cny"], north["due_cny"]) == (str(share), "0.00")
     _cancel(client, alice, booked)  # refunded in full: the provider gives its share back
     with sessions() as s:
-        assert store.due_to(session=s, provider_id=prov.id) == 0
+        assert due_to(session=s, provider_id=prov.id) == 0
     assert _verify(sessions) == []
     with sessions.begin() as s:  # a payout of money it did not earn, past the due check
-        store.post(session=s, entry=ledger.payout(prov.id, Decimal("5.00"), "payout:x"))
+        post(session=s, entry=ledger.payout(prov.id, Decimal("5.00"), "payout:x"))
     assert _verify(sessions) == [
         f"account provider:{prov.id}:payable: the provider owes the platform 5.00 (paid out "
         "more than it earned)"

@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance
 from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.config import set_config
 from suanwang.server.models.jobs import IdempotencyConflict, SubmitRequest
 from suanwang.server.schemas import JobSpec
 from suanwang.server.submitter import Submitter
@@ -121,7 +122,7 @@ def test_holds_are_taken_per_request_and_a_refused_hold_stores_nothing(
     body: Any,
 ) -> None:
     with sessions() as s:
-        billing.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True)
         s.commit()
     ops = _tenant(sessions, make_tenant(TenantRole.OPERATOR, "ops"))  # operators never prepay
     poor = _tenant(sessions, alice)
@@ -131,7 +132,7 @@ def test_holds_are_taken_per_request_and_a_refused_hold_stores_nothing(
     )
     first, second = answers
     assert not isinstance(first, BaseException) and first[1] is True
-    assert isinstance(second, billing.InsufficientBalance)
+    assert isinstance(second, InsufficientBalance)
     assert _counts(sessions) == (1, 1)
 
 

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobRow
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.config import admission_config, needs_hold
+from suanwang.server.models.billing.holds import admit
 from suanwang.server.models.jobs import IdempotencyConflict, SubmitRequest
 
 log = logging.getLogger("suanwang.submit")
@@ -78,7 +80,7 @@ class Submitter:
 
     async def submit(self, request: SubmitRequest) -> tuple[JobRow, bool]:
         """Store ``request``; ``(job, created)`` once committed. Raises
-        :class:`IdempotencyConflict` or :class:`billing.InsufficientBalance` (nothing stored)."""
+        :class:`IdempotencyConflict` or :class:`InsufficientBalance` (nothing stored)."""
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
@@ -117,8 +119,8 @@ class Submitter:
         """Write ``requests`` (in a worker thread): one answer per request, in order."""
         out: list[Outcome | None] = [None] * len(requests)
         with self.sessions() as session:
-            config = billing.admission_config(session=session)
-            plain = [i for i, r in enumerate(requests) if not billing.needs_hold(r.tenant, config)]
+            config = admission_config(session=session)
+            plain = [i for i, r in enumerate(requests) if not needs_hold(r.tenant, config)]
             if plain:
                 try:
                     answers = models.submit_jobs(
@@ -144,7 +146,7 @@ class Submitter:
 
     def store_one(self, request: SubmitRequest) -> tuple[JobRow, bool]:
         """Store one submission and reserve its estimated charge (billing, issue 5), in one
-        transaction. Raises :class:`billing.InsufficientBalance` with nothing stored."""
+        transaction. Raises :class:`InsufficientBalance` with nothing stored."""
         with self.sessions() as session:
             job, created = models.submit_job(
                 session=session,
@@ -154,8 +156,8 @@ class Submitter:
             )
             if created:
                 try:
-                    billing.admit(session=session, tenant=request.tenant, job=job, net=self.net)
-                except billing.InsufficientBalance:
+                    admit(session=session, tenant=request.tenant, job=job, net=self.net)
+                except InsufficientBalance:
                     session.rollback()
                     raise
             session.commit()

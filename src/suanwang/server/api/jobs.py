@@ -13,11 +13,12 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.statements import charge_of
 from suanwang.server.models.jobs import SubmitRequest
 from suanwang.server.schemas import (
     ConflictResponse,
@@ -97,8 +98,8 @@ async def submit_job(
                 }
             ]
         ) from None
-    except billing.InsufficientBalance as exc:
-        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, billing.no_funds(exc)) from None
+    except InsufficientBalance as exc:
+        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, no_funds(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -136,7 +137,7 @@ def list_jobs(
 @router.get("/{job_id}", responses=NOT_FOUND)
 def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     public = JobPublic.from_row(_job_or_404(session, tenant, job_id))
-    public.charge_cny = billing.charge_of(session=session, job_id=public.id)  # billing
+    public.charge_cny = charge_of(session=session, job_id=public.id)  # billing
     return public
 
 

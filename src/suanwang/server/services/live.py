@@ -12,8 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanwang.billing import store as billing_store
-from suanwang.billing import trading_store
+from suanwang.billing import pricing as billing_store  # its book_for
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.cost import ScuPrices
@@ -22,6 +21,7 @@ from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor
 from suanwang.scheduling.state import CapacityState
 from suanwang.server.database.models import CenterDrain
+from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.models.jobs import active_usage
 from suanwang.server.services.health import CenterHealth
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing.store import lower_holds, settle_finished
 from suanwang.core.lifecycle import RUN_STOPPED, TRANSITIONS, JobState
 from suanwang.executors.base import Executor, ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobEvent, JobRow
+from suanwang.server.models.billing.holds import lower_holds
+from suanwang.server.models.billing.settle import settle_finished
 from suanwang.server.models.jobs import transition
 from suanwang.server.services.failover import (
     dir_size_bytes,
