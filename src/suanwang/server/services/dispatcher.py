@@ -56,8 +56,8 @@ from suanwang.scheduling.state import CapacityState, Decision
 from suanwang.server.database.models import JobRow
 from suanwang.server.models.jobs import ACTIVE_STATES, spec_to_job, to_core_job, transition
 from suanwang.server.schemas import JobSpec
-from suanwang.server.services.failover import dir_size_gb
 from suanwang.server.services.live import LiveNetwork, LiveTrading, load_trading
+from suanwang.server.services.runs import dir_size_gb
 
 log = logging.getLogger("suanwang.dispatcher")
 RUNNERS_UP = 3

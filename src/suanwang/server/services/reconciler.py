@@ -8,7 +8,7 @@ that run has stopped, a ``cancelled -> cancelled`` event (``event: run_stopped``
 it reported and the job is no longer watched (its ``executor_ref`` is cleared). A run
 that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume from, for the
 dispatcher to place again; a run its executor reports lost is failed over
-(:func:`~suanwang.server.services.failover.give_up_run`). An executor that does not answer
+(:func:`~suanwang.server.services.runs.give_up_run`). An executor that does not answer
 marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
 are left alone until failover decides. Every step is idempotent: a round after a crash repeats
 nothing that was recorded.
@@ -30,13 +30,13 @@ from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.models.billing.holds import lower_holds
 from suanwang.server.models.billing.settle import settle_finished
 from suanwang.server.models.jobs import transition
-from suanwang.server.services.failover import (
+from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.runs import (
     dir_size_bytes,
     give_up_run,
     recorded_status,
     usage_detail,
 )
-from suanwang.server.services.live import LiveNetwork
 
 log = logging.getLogger("suanwang.reconciler")
 LOG_TAIL_BYTES = 64 * 1024
