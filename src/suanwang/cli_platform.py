@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -521,7 +522,10 @@ def demo(
     services.start()
     with session_factory(make_engine(settings.db_url))() as session:
         _, key = create_tenant(
-            session=session, name=f"demo-{secrets.token_hex(3)}", role=TenantRole.OPERATOR
+            session=session,
+            name=f"demo-{secrets.token_hex(3)}",
+            role=TenantRole.OPERATOR,
+            now=datetime.now(UTC),
         )
         session.commit()
     headers = {"Authorization": f"Bearer {key}"}

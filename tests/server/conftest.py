@@ -14,12 +14,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from pinned import NOW, stepping
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,9 +56,6 @@ with warnings.catch_warnings():
     )
     from starlette.testclient import TestClient
 
-#: The API's clock in tests: signals are those of 2025-07-01 06:00 UTC.
-NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
-
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def db_url(
@@ -78,7 +75,7 @@ def db_url(
 @pytest.fixture(scope="session")
 def app(db_url: str) -> Iterator[FastAPI]:
     """The app with its lifespan entered (migrated database, scenario loaded)."""
-    application = create_app(Settings(db_url=db_url), clock=lambda: NOW)
+    application = create_app(Settings(db_url=db_url), clock=stepping(NOW))
     with TestClient(application):
         yield application
 
@@ -140,7 +137,7 @@ def make_tenant(client: TestClient, sessions: sessionmaker[Session]) -> Callable
     def make(role: TenantRole = TenantRole.CONSUMER, name: str | None = None) -> Who:
         with sessions() as session:
             tenant, key = create_tenant(
-                session=session, name=name or f"t-{secrets.token_hex(4)}", role=role
+                session=session, name=name or f"t-{secrets.token_hex(4)}", role=role, now=NOW
             )
             session.commit()
             return Who(tenant.id, role, key)

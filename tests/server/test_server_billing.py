@@ -7,13 +7,14 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from pinned import NOW, PERIOD, ticking
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -43,12 +44,11 @@ from suanwang.server.models.jobs import transition
 
 runner = CliRunner()
 CENTER = "zhangjiakou"  # has A100s
-PERIOD = datetime.now(UTC).strftime("%Y-%m")
 
 
 def _require(sessions: sessionmaker[Session], on: bool = True) -> None:
     with sessions.begin() as s:
-        set_config(session=s, billing_required=on)
+        set_config(session=s, billing_required=on, now=NOW)
 
 
 def _topup(client: TestClient, op: Any, tenant: str, amount: str, key: str | None = None) -> Any:
@@ -61,21 +61,17 @@ def _topup(client: TestClient, op: Any, tenant: str, amount: str, key: str | Non
 def _run(
     sessions: sessionmaker[Session], job_id: str, minutes: int, end: JobState = JobState.SUCCEEDED
 ) -> None:
-    """Place ``job_id`` on CENTER's A100s, run it for ``minutes`` (back-dated) and end it."""
+    """Place ``job_id`` on CENTER's A100s, run it for the ``minutes`` before NOW and end it."""
+    start = NOW - timedelta(minutes=minutes)
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
         transition(
-            session=s, job=job, to=JobState.SCHEDULED,
+            session=s, job=job, to=JobState.SCHEDULED, now=start,
             detail={"center": CENTER, "pool": "a100"},
             updates={"center_id": CENTER, "pool_model": "a100"},
         )  # fmt: skip
-        ev = transition(session=s, job=job, to=JobState.RUNNING)
-        s.execute(
-            update(JobEvent)
-            .where(JobEvent.id == ev.id)
-            .values(at=datetime.now(UTC) - timedelta(minutes=minutes))
-        )
-        transition(session=s, job=job, to=end)
+        transition(session=s, job=job, to=JobState.RUNNING, now=start)
+        transition(session=s, job=job, to=end, now=NOW)
 
 
 def _expected_charge(
@@ -93,7 +89,7 @@ def _expected_charge(
 
 
 def _settle(app: FastAPI, sessions: sessionmaker[Session]) -> int:
-    return settle_finished(sessions, app.state.network)
+    return settle_finished(sessions, app.state.network, now=NOW)
 
 
 def _verify(sessions: sessionmaker[Session]) -> list[str]:
@@ -130,7 +126,7 @@ def test_hold_charge_release_invoice_and_settlement_reconcile_to_the_fen(
     _require(sessions)
     provider = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, provider.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, provider.id), centers=[CENTER], now=NOW)
     assert _topup(client, operator, "alice", "5000").status_code == 201
     job = submit(alice)  # 8 cards x 2 h = 16 SCU
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
@@ -216,11 +212,11 @@ def test_metering_and_charging_are_idempotent(
     with sessions.begin() as s:  # even when asked directly, a charged job is not charged again
         row = s.get_one(JobRow, job["id"])
         config = get_config(session=s)
-        assert settle_job(session=s, job=row, net=app.state.network, config=config) is None
+        assert settle_job(session=s, job=row, net=app.state.network, config=config, now=NOW) is None
         row.billed_at = None  # pretend the mark was lost: the unique refs still hold
         s.flush()
         with pytest.raises(Exception, match=r"(?i)unique|duplicate"), s.begin_nested():
-            settle_job(session=s, job=row, net=app.state.network, config=config)
+            settle_job(session=s, job=row, net=app.state.network, config=config, now=NOW)
         s.rollback()
     with sessions() as s:
         n_tx = s.scalar(
@@ -277,8 +273,13 @@ def test_billing_cli_and_ledger_verify(
     )
     job = submit(alice, resources={"cpus": 8, "count": 1, "accelerator": "any", "mem_gb": 64})
     _run(sessions, job["id"], minutes=60)  # charged by the CLI's own settling pass
+    r = runner.invoke(cli, ["billing", "settle", "--period", PERIOD, "--db", db_url, "--json"])
+    assert r.exit_code == 0, r.output
+    with sessions() as s:  # the CLI charges at the real time: its statements are of that month
+        charged = s.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "charge"))
+        period = charged.one().created_at.strftime("%Y-%m")
     r = runner.invoke(
-        cli, ["billing", "invoice", "alice", "--period", PERIOD, "--db", db_url, "--json"]
+        cli, ["billing", "invoice", "alice", "--period", period, "--db", db_url, "--json"]
     )
     assert r.exit_code == 0, r.output
     inv = json.loads(r.stdout)
@@ -286,10 +287,10 @@ def test_billing_cli_and_ledger_verify(
     assert Decimal(inv["total_cny"]) == charge and inv["lines"][0]["job_id"] == job["id"]
     assert Decimal(inv["lines"][0]["amount_cny"]) == charge
     r = runner.invoke(
-        cli, ["billing", "invoice", "alice", "--period", PERIOD, "--db", db_url, "--csv"]
+        cli, ["billing", "invoice", "alice", "--period", period, "--db", db_url, "--csv"]
     )
     assert job["id"] in r.stdout and r.stdout.startswith("job_id,")
-    r = runner.invoke(cli, ["billing", "settle", "--period", PERIOD, "--db", db_url, "--json"])
+    r = runner.invoke(cli, ["billing", "settle", "--period", period, "--db", db_url, "--json"])
     st = json.loads(r.stdout)
     payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
     assert Decimal(st["charges_cny"]) == charge == payouts + Decimal(st["commission_cny"])
@@ -336,7 +337,7 @@ def test_end_to_end_a_real_job_is_held_charged_and_released(
     live = LiveNetwork(
         net=app.state.network, signals=app.state.signals.current,
         executors={CENTER: LocalExecutor(tmp_path / "c", CENTER, cpus=64, cards=16)},
-        clock=lambda: datetime.now(UTC),
+        clock=ticking(NOW),
     )  # fmt: skip
     r = client.post("/v1/billing/quotas", headers=operator.headers,
                     json={"tenant": "alice", "card_hours": "0", "tokens": 1_000_000})  # fmt: skip
@@ -450,9 +451,10 @@ def test_a_job_the_scenario_cannot_rate_does_not_hold_up_the_others(
         job = s.get_one(JobRow, odd["id"])
         where = {"center_id": "atlantis", "pool_model": "a100"}
         detail = {"center": "atlantis", "pool": "a100"}
-        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail, updates=where)
-        transition(session=s, job=job, to=JobState.RUNNING)
-        transition(session=s, job=job, to=JobState.SUCCEEDED)
+        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail, updates=where,
+                   now=NOW - timedelta(minutes=5))  # fmt: skip
+        transition(session=s, job=job, to=JobState.RUNNING, now=NOW - timedelta(minutes=5))
+        transition(session=s, job=job, to=JobState.SUCCEEDED, now=NOW)
     _run(sessions, fine["id"], minutes=5)
     assert _settle(app, sessions) == 1
     assert f"cannot charge job {odd['id']}" in caplog.text and "atlantis" in caplog.text

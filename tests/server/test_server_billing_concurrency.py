@@ -16,12 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from pinned import NOW, PERIOD
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.lifecycle import TERMINAL, JobState, TransitionError
 from suanwang.server.database.models import (
-    JobEvent,
     JobRow,
     LedgerTransaction,
     QuotaGrant,
@@ -55,26 +55,26 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
     net = app.state.network
     rng = random.Random(SEED)
     with sessions.begin() as s:
-        set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
         tenants = [
-            create_tenant(session=s, name=f"c{i}", role=TenantRole.CONSUMER)[0]
+            create_tenant(session=s, name=f"c{i}", role=TenantRole.CONSUMER, now=NOW)[0]
             for i in range(TENANTS)
         ]
         for t in tenants:
-            topup(session=s, tenant=t, amount=START, key=f"start-{t.id}")
+            topup(session=s, tenant=t, amount=START, key=f"start-{t.id}", now=NOW)
             free = {"card_hours": FREE_HOURS, "storage_gb_months": FREE_GB_MONTHS,
                     "tokens": FREE_TOKENS}  # fmt: skip
-            grant_quota(session=s, tenant=t, **free)
-            grant_quota(session=s, tenant=t, **free,
-                              expires_at=datetime(2999, 1, 1, tzinfo=UTC))  # fmt: skip
+            grant_quota(session=s, tenant=t, now=NOW, **free)
+            grant_quota(session=s, tenant=t, now=NOW, **free,
+                        expires_at=datetime(2999, 1, 1, tzinfo=UTC))  # fmt: skip
     tids = [t.id for t in tenants]
     jobs: list[tuple[str, str]] = []
     spec = JobSpec.model_validate(body(data_gb=20))  # staged data: stored while it runs
     with sessions.begin() as s:
         for i in range(JOBS):
             tenant = s.get_one(Tenant, tids[i % TENANTS])
-            row, _ = submit_job(session=s, tenant=tenant, spec=spec)
-            admit(session=s, tenant=tenant, job=row, net=net)
+            row, _ = submit_job(session=s, tenant=tenant, spec=spec, now=NOW)
+            admit(session=s, tenant=tenant, job=row, net=net, now=NOW)
             jobs.append((row.id, tenant.id))
         hold = hold_estimate(job=s.get_one(JobRow, jobs[0][0]), net=net)
 
@@ -97,12 +97,13 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
             if kind == "topup":
                 tid, amount, n = arg
                 with sessions.begin() as s:
-                    topup(session=s, tenant=s.get_one(Tenant, tid), amount=amount, key=f"t{n}")
+                    topup(session=s, tenant=s.get_one(Tenant, tid), amount=amount, key=f"t{n}",
+                          now=NOW)  # fmt: skip
                 return "topup"
             if kind == "cancel":
                 with sessions.begin() as s:
                     row = s.get_one(JobRow, arg)
-                    cancel_job(session=s, job=row, by=s.get_one(Tenant, row.tenant_id))
+                    cancel_job(session=s, job=row, by=s.get_one(Tenant, row.tenant_id), now=NOW)
             else:
                 job_id, minutes, tokens = arg
                 with sessions.begin() as s:
@@ -113,28 +114,25 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
                         to=JobState.SCHEDULED,
                         detail={"center": "zhangjiakou", "pool": "a100"},
                         updates={"center_id": "zhangjiakou", "pool_model": "a100"},
+                        now=NOW,
                     )
-                lower_holds(sessions, net)  # placed: its hold (and others') lowered
-                with sessions.begin() as s:
+                lower_holds(sessions, net, now=NOW)  # placed: its hold (and others') lowered
+                with sessions.begin() as s:  # it ran for the ``minutes`` before NOW
                     row = s.get_one(JobRow, job_id)
-                    ev = transition(session=s, job=row, to=JobState.RUNNING)
-                    s.execute(
-                        update(JobEvent)
-                        .where(JobEvent.id == ev.id)
-                        .values(at=datetime.now(UTC) - timedelta(minutes=minutes))
-                    )
-                    transition(session=s, job=row, to=JobState.SUCCEEDED,
+                    began = NOW - timedelta(minutes=minutes)
+                    transition(session=s, job=row, to=JobState.RUNNING, now=began)
+                    transition(session=s, job=row, to=JobState.SUCCEEDED, now=NOW,
                                detail={"usage": {"tokens": tokens}})  # fmt: skip
         except TransitionError:
             return "conflict"  # the job had already ended: cancelled or completed first
-        settle_finished(sessions, net)  # every worker also settles, concurrently
+        settle_finished(sessions, net, now=NOW)  # every worker also settles, concurrently
         return kind
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(run, ops))
     elapsed = time.perf_counter() - t0
-    settle_finished(sessions, net)
+    settle_finished(sessions, net, now=NOW)
     assert len(results) == 1000 and results.count("topup") == TOPUPS
     assert results.count("complete") > 0 and results.count("cancel") > 0
 
@@ -177,7 +175,7 @@ def test_concurrent_completions_topups_and_cancels_keep_exact_balances(
             .where(LedgerTransaction.kind == "charge")
         )  # fmt: skip
         assert n_charges == len(done)
-        st = settlement(session=s, period=datetime.now(UTC).strftime("%Y-%m"))
+        st = settlement(session=s, period=PERIOD, now=NOW)
         total = sum((v or Decimal(0) for v in charged.values()), Decimal("0"))
         payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
         assert Decimal(st["charges_cny"]) == total == payouts + Decimal(st["commission_cny"])

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pinned import NOW
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,8 +36,7 @@ from suanwang.server.models.tenants import create_tenant
 Who = Any  # tests/server/conftest.py's Who: id, role, key, headers
 CENTER = "zhangjiakou"  # has A100s
 OTHER = "zhongwei"
-NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)  # the API clock in tests (conftest.NOW)
-H8 = datetime(2025, 7, 1, 8, tzinfo=UTC)
+H8 = NOW.replace(hour=8, minute=0)  # after the API's clock (06:30)
 
 
 def _iso(t: datetime) -> str:
@@ -48,7 +48,7 @@ def _provider(
 ) -> Who:
     who = make_tenant(TenantRole.PROVIDER)
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, who.id), centers=list(centers))
+        grant_centers(session=s, tenant=s.get_one(Tenant, who.id), centers=list(centers), now=NOW)
     return who
 
 
@@ -216,7 +216,7 @@ def test_a_reservation_needs_prepayment_when_billing_is_required(
     prov = _provider(make_tenant, sessions, CENTER)
     offer = client.post("/v1/offers", json=_offer(), headers=prov.headers).json()
     with sessions.begin() as s:
-        set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
     book = {"offer_id": offer["id"], "units": 2, "start": _iso(H8),
             "end": _iso(H8 + timedelta(hours=2))}  # fmt: skip
     r = client.post("/v1/reservations", json=book, headers=alice.headers)
@@ -313,11 +313,11 @@ def test_concurrent_bookings_never_oversell_an_offer(
     offer = client.post("/v1/offers", json=_offer(units=16), headers=prov.headers).json()
     scenario = app.state.network.scenario
     with sessions.begin() as s:
-        set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
         buyers = []
         for i in range(10):
-            t, _ = create_tenant(session=s, name=f"buyer-{i}", role=TenantRole.CONSUMER)
-            topup(session=s, tenant=t, amount=Decimal("1000"), key=f"k{i}")
+            t, _ = create_tenant(session=s, name=f"buyer-{i}", role=TenantRole.CONSUMER, now=NOW)
+            topup(session=s, tenant=t, amount=Decimal("1000"), key=f"k{i}", now=NOW)
             buyers.append(t.id)
 
     def book(tenant_id: str) -> str:

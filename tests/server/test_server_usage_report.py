@@ -233,7 +233,7 @@ def test_a_cancelled_run_reports_its_tokens_once_it_has_stopped_and_is_then_char
     r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
     assert r.status_code in (200, 202), r.text
     with sessions() as s:  # cancelled, but its run has not been seen to stop: not charged yet
-        assert job["id"] not in unbilled(session=s)
+        assert job["id"] not in unbilled(session=s, now=live.clock())
     deadline = time.monotonic() + 20
     while True:
         rounds()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -65,7 +66,7 @@ def _sync(session_db: str, scenario: str) -> int:
         raise _fail(f"--scenario {scenario!r}: {exc}", 2) from None
     engine = make_engine(session_db)
     try:
-        return settle_finished(session_factory(engine), net, limit=1_000_000)
+        return settle_finished(session_factory(engine), net, now=datetime.now(UTC), limit=1_000_000)
     finally:
         engine.dispose()
 
@@ -101,7 +102,7 @@ def topup(
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
         try:
             tx, written = accounts.topup(
-                session=session, tenant=who, amount=value, key=key, memo=memo
+                session=session, tenant=who, amount=value, key=key, memo=memo, now=datetime.now(UTC)
             )
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
@@ -143,12 +144,17 @@ def payout(
     with _session(db) as session:
         try:
             tx, written = payouts.payout(
-                session=session, provider=who, amount=value, key=key, memo=memo
+                session=session,
+                provider=who,
+                amount=value,
+                key=key,
+                memo=memo,
+                now=datetime.now(UTC),
             )
         except ValueError as exc:
             raise _fail(f"PROVIDER: {exc}", 2) from None
         session.commit()
-        due = payouts.due_to(session=session, provider_id=who.id)
+        due = payouts.due_to(session=session, provider_id=who.id, now=datetime.now(UTC))
     doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "due_cny": str(due)}  # fmt: skip
     _print(doc, as_json, f"{who.name}: paid {tx.amount} CNY, {due} CNY still due")
@@ -204,7 +210,7 @@ def settle(
         pass  # migrate first
     _sync(db, scenario)
     with _session(db) as session:
-        doc = statements.settlement(session=session, period=period)
+        doc = statements.settlement(session=session, period=period, now=datetime.now(UTC))
     lines = [f"{p['provider']:<24} {p['payout_cny']:>14} CNY" for p in doc["providers"]]
     text = "\n".join(
         [f"settlement {period}: charges {doc['charges_cny']} CNY, commission "
@@ -267,6 +273,7 @@ def configure(
     with _session(db) as session:
         cfg = config.set_config(
             session=session,
+            now=datetime.now(UTC),
             billing_required=require,
             commission_rate=rate,
             energy_pass_through=energy_pass_through,
@@ -330,12 +337,13 @@ def quota_grant(
             grant, written = quotas.grant_quota(
                 session=session, tenant=who, card_hours=hours, storage_gb_months=storage,
                 tokens=tokens, expires_at=end_of_day(day), key=key, memo=memo,
+                now=datetime.now(UTC),
             )  # fmt: skip
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
         session.commit()
         doc = {"tenant": who.name, "replayed": not written, "grant": quotas.grant_json(grant)}
-        left = quotas.quota_summary(session=session, tenant_id=who.id)
+        left = quotas.quota_summary(session=session, tenant_id=who.id, now=datetime.now(UTC))
     _print(doc, as_json,
            f"{who.name}: +{grant.card_hours} card-hours ({left['card_hours_left']} left), "
            f"+{grant.storage_gb_months} GB-months ({left['storage_gb_months_left']} left), "
@@ -355,7 +363,9 @@ def quota_show(
         who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
         if who is None:
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
-        doc = {"tenant": who.name} | quotas.quota_summary(session=session, tenant_id=who.id)
+        doc = {"tenant": who.name} | quotas.quota_summary(
+            session=session, tenant_id=who.id, now=datetime.now(UTC)
+        )
     grants = [
         f"  #{g['id']}: {g['card_hours_used']}/{g['card_hours']} card-hours, "
         f"{g['storage_gb_months_used']}/{g['storage_gb_months']} GB-months, "

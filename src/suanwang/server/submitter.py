@@ -22,7 +22,9 @@ import asyncio
 import logging
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -55,13 +57,15 @@ class _LoopState:
 
 
 class Submitter:
-    """Stores submissions in batches (see the module docstring)."""
+    """Stores submissions in batches (see the module docstring), stamped by ``clock`` (the
+    app's: a batch is submitted when it is written)."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         net: Network,
         *,
+        clock: Callable[[], datetime],
         max_batch: int = MAX_BATCH,
         flushers: int = FLUSHERS,
     ) -> None:
@@ -69,6 +73,7 @@ class Submitter:
             raise ValueError(f"max_batch and flushers must be >= 1, not {max_batch}, {flushers}")
         self.sessions = sessions
         self.net = net
+        self.clock = clock
         self.max_batch = max_batch
         self.flushers = flushers
         self.batches = 0
@@ -124,7 +129,7 @@ class Submitter:
             if plain:
                 try:
                     answers = models.submit_jobs(
-                        session=session, items=[requests[i] for i in plain]
+                        session=session, items=[requests[i] for i in plain], now=self.clock()
                     )
                     session.commit()
                 except Exception:
@@ -147,16 +152,18 @@ class Submitter:
     def store_one(self, request: SubmitRequest) -> tuple[JobRow, bool]:
         """Store one submission and reserve its estimated charge (billing, issue 5), in one
         transaction. Raises :class:`InsufficientBalance` with nothing stored."""
+        now = self.clock()
         with self.sessions() as session:
             job, created = models.submit_job(
                 session=session,
                 tenant=request.tenant,
                 spec=request.spec,
+                now=now,
                 idempotency_key=request.idempotency_key,
             )
             if created:
                 try:
-                    admit(session=session, tenant=request.tenant, job=job, net=self.net)
+                    admit(session=session, tenant=request.tenant, job=job, net=self.net, now=now)
                 except InsufficientBalance:
                     session.rollback()
                     raise

@@ -17,11 +17,11 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice, book_for
 from suanwang.billing.quotas import MAX_TOKENS, end_of_day
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.models.billing.accounts import balance, tenant_by_name_or_id, topup
 from suanwang.server.models.billing.config import get_config
@@ -88,13 +88,13 @@ def _period(period: str) -> str:
 
 @router.get("/balance", responses=FORBIDDEN)
 def get_balance(
-    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+    session: SessionDep, me: CurrentTenant, now: NowDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
     """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings
     (with ``token_value_cny_per_million``: what a free trial token is worth at most)."""
     who = _subject(session, me, tenant)
     config = get_config(session=session)
-    trial = quota_summary(session=session, tenant_id=who.id)
+    trial = quota_summary(session=session, tenant_id=who.id, now=now)
     del trial["grants"], trial["tenant_id"]
     return (
         balance(session=session, tenant_id=who.id).as_json() | config.as_json() | {"trial": trial}
@@ -150,6 +150,7 @@ def post_topup(
     body: TopUp,
     session: SessionDep,
     me: CurrentTenant,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
@@ -161,8 +162,9 @@ def post_topup(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
     try:
         tx, written = topup(
-            session=session, tenant=who, amount=amount, key=idempotency_key, memo=body.memo
-        )
+            session=session, tenant=who, amount=amount, now=now, key=idempotency_key,
+            memo=body.memo,
+        )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
@@ -201,9 +203,9 @@ class Payout(BaseModel):
 )
 def post_payout(
     body: Payout,
-    request: Request,
     session: SessionDep,
     me: CurrentTenant,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
@@ -212,7 +214,6 @@ def post_payout(
     if me.tenant_role is not TenantRole.OPERATOR:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may pay providers out")
     amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
-    now: datetime = request.app.state.signals.clock()
     who = tenant_by_name_or_id(session=session, ref=body.provider)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"provider: no tenant {body.provider!r}")
@@ -266,7 +267,7 @@ def get_invoice(
 
 @router.get("/settlements/{period}", responses=FORBIDDEN)
 def get_settlement(
-    period: Period, request: Request, session: SessionDep, me: CurrentTenant
+    period: Period, session: SessionDep, me: CurrentTenant, now: NowDep
 ) -> dict[str, Any]:
     """Operators: charges, commission and every provider's payout; providers: their own."""
     role = me.tenant_role
@@ -275,7 +276,6 @@ def get_settlement(
             status.HTTP_403_FORBIDDEN, "settlements are for operators and providers"
         )
     provider = me if role is TenantRole.PROVIDER else None
-    now: datetime = request.app.state.signals.clock()
     return settlement(session=session, period=_period(period), provider=provider, now=now)
 
 
@@ -320,11 +320,11 @@ class QuotaGrantBody(BaseModel):
 
 @router.get("/quotas", responses=FORBIDDEN)
 def get_quotas(
-    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+    session: SessionDep, me: CurrentTenant, now: NowDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
     """Trial quotas: what is left of the unexpired grants, what they covered, every grant."""
     who = _subject(session, me, tenant)
-    return quota_summary(session=session, tenant_id=who.id)
+    return quota_summary(session=session, tenant_id=who.id, now=now)
 
 
 @router.post(
@@ -340,6 +340,7 @@ def post_quota(
     body: QuotaGrantBody,
     session: SessionDep,
     me: CurrentTenant,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
@@ -352,6 +353,7 @@ def post_quota(
         grant, written = grant_quota(
             session=session,
             tenant=who,
+            now=now,
             card_hours=Decimal(body.card_hours),
             storage_gb_months=Decimal(body.storage_gb_months),
             tokens=body.tokens,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
 from suanwang.server.database.models import CenterDrain, TenantRole
 from suanwang.server.schemas import ErrorResponse
 
@@ -55,6 +55,7 @@ def drain(
     session: SessionDep,
     tenant: CurrentTenant,
     net: NetworkDep,
+    now: NowDep,
     body: DrainRequest | None = None,
 ) -> DrainState:
     """Drain a center: it gets no new jobs; running checkpointable jobs migrate, others finish.
@@ -65,7 +66,10 @@ def drain(
     row = session.get(CenterDrain, center_id)
     if row is None:
         row = CenterDrain(
-            center_id=center_id, by_tenant=tenant.id, reason=(body or DrainRequest()).reason
+            center_id=center_id,
+            by_tenant=tenant.id,
+            reason=(body or DrainRequest()).reason,
+            drained_at=now,
         )
         session.add(row)
         session.commit()

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 
 from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
 from suanwang.server.models.billing.statements import charge_of
@@ -152,7 +152,7 @@ def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPub
         409: {"model": ConflictResponse, "description": "the job has already ended"},
     },
 )
-def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
+def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant, now: NowDep) -> JobPublic:
     """Cancel a job that has not ended (a running job's process is stopped by its executor).
 
     The job's own tenant and operators may cancel it.
@@ -165,7 +165,7 @@ def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> Job
             "only that tenant or an operator may cancel it",
         )
     try:
-        models.cancel_job(session=session, job=job, by=tenant)
+        models.cancel_job(session=session, job=job, by=tenant, now=now)
     except TransitionError as exc:
         session.rollback()
         raise HTTPException(

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from suanwang.core.lifecycle import JobState
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
-from suanwang.server.database.models import JobEvent, JobRow, TenantRole, utcnow
+from suanwang.server.database.models import JobEvent, JobRow, TenantRole
 from suanwang.server.models.jobs import active_usage
 from suanwang.server.schemas import ErrorResponse
 
@@ -80,7 +80,7 @@ def metrics(
     latency = Summary(
         "suanwang_dispatch_latency_seconds", "Submit to scheduled, last hour", registry=reg
     )
-    since = utcnow() - timedelta(hours=1)
+    since = now - timedelta(hours=1)
     for submitted, scheduled in session.execute(
         select(JobRow.submitted_at, JobRow.scheduled_at).where(JobRow.scheduled_at >= since)
     ):

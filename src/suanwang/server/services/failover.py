@@ -41,7 +41,7 @@ from suanwang.executors.base import (
 )
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
-from suanwang.server.database.models import JobEvent, JobRow, RunFence, utcnow
+from suanwang.server.database.models import JobEvent, JobRow, RunFence
 from suanwang.server.models.jobs import to_core_job
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
@@ -151,11 +151,12 @@ class Failover:
                 except ExecutorError as exc:
                     self.live.health.failed(f.center_id, str(exc))
                     continue
-                f.fenced_at = utcnow()
+                f.fenced_at = now = self.live.clock()
                 state = session.get_one(JobRow, f.job_id).state
                 session.add(
                     JobEvent(
                         job_id=f.job_id,
+                        at=now,
                         from_state=state,
                         to_state=state,
                         detail={
@@ -267,6 +268,7 @@ class Migrations:
         session.add(
             JobEvent(
                 job_id=row.id,
+                at=self.live.clock(),
                 from_state=row.state,
                 to_state=row.state,
                 detail={"event": CHECKPOINT_REQUESTED, "attempt": row.attempt, **detail},

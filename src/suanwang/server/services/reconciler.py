@@ -85,11 +85,14 @@ class Reconciler:
                         changes += self.apply(session, row, status, center)
         # billing: lower the holds of newly placed jobs to their estimate where they were
         # placed, then charge finished jobs (both lock the job row: they never interleave)
-        lower_holds(self.sessions, self.live.net)
-        settle_finished(self.sessions, self.live.net)
+        lower_holds(self.sessions, self.live.net, now=self.live.clock())
+        settle_finished(self.sessions, self.live.net, now=self.live.clock())
         return changes
 
     def apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
+        """Record what the executor says of ``row``'s run (at ``live.clock()``); returns the
+        number of state changes."""
+        now = self.live.clock()
         executor = self.live.executors[center]
         ref = row.executor_ref or ""
         current = JobState(row.state)
@@ -107,6 +110,7 @@ class Reconciler:
             session.add(
                 JobEvent(
                     job_id=row.id,
+                    at=now,
                     from_state=current.value,
                     to_state=current.value,
                     detail={"event": RUN_STOPPED, "center": center, "ref": ref,
@@ -143,7 +147,9 @@ class Reconciler:
             and current is JobState.SCHEDULED
             and (target not in TRANSITIONS[current])
         ):
-            transition(session=session, job=row, to=JobState.RUNNING, detail={"center": center})
+            transition(
+                session=session, job=row, to=JobState.RUNNING, detail={"center": center}, now=now
+            )
             current = JobState.RUNNING
             changed += 1
         if target not in TRANSITIONS[current]:
@@ -167,7 +173,7 @@ class Reconciler:
             detail |= {"checkpoint": str(ckpt), "checkpoint_bytes": dir_size_bytes(ckpt)}
         if target.is_terminal or target is JobState.MIGRATING:  # the run has ended
             detail |= usage_detail(executor, ref, row.id)
-        transition(session=session, job=row, to=target, detail=detail, updates=updates)
+        transition(session=session, job=row, to=target, detail=detail, updates=updates, now=now)
         return changed + 1
 
     def _stopped(self, executor: Executor, ref: str, status: ExecutorStatus) -> bool:

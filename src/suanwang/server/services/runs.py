@@ -73,8 +73,9 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
 
     ``lost`` (with the center, the run, the reason and the tokens the run reported, see
     :func:`usage_detail`) then ``pending`` with the next attempt number and, for a
-    checkpointable job that wrote a checkpoint, where to resume from.
+    checkpointable job that wrote a checkpoint, where to resume from; all at ``live.clock()``.
     """
+    now = live.clock()
     center, ref = row.center_id or "", row.executor_ref
     executor = live.executors.get(center)
     usage = usage_detail(executor, ref, row.id) if executor is not None else {}
@@ -83,7 +84,10 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
             select(RunFence.id).where(RunFence.center_id == center, RunFence.executor_ref == ref)
         )
         if exists is None:
-            session.add(RunFence(job_id=row.id, center_id=center, executor_ref=ref, reason=reason))
+            fence = RunFence(
+                job_id=row.id, center_id=center, executor_ref=ref, reason=reason, created_at=now
+            )
+            session.add(fence)
     transition(
         session=session,
         job=row,
@@ -95,6 +99,7 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
             "attempt": row.attempt,
             **usage,
         },
+        now=now,
     )
     ckpt = live.checkpoint_dir(row.id)
     resume = str(ckpt) if bool(row.spec.get("checkpointable")) and has_checkpoint(ckpt) else None
@@ -115,6 +120,7 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
             "attempt": row.attempt + 1,
             "resume_from": resume,
         },
+        now=now,
     )
     log.warning("job %s lost at %s (%s): placing it again", row.id, center, reason)
 

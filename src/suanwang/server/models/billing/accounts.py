@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,6 @@ from suanwang.server.database.models import (
     LedgerPosting,
     LedgerTransaction,
     Tenant,
-    utcnow,
 )
 
 
@@ -31,8 +31,8 @@ def _insert_ignore(session: Session, values: list[dict[str, Any]]) -> None:
     session.execute(ins.values(values).on_conflict_do_nothing(index_elements=["id"]))
 
 
-def ensure_accounts(*, session: Session, account_ids: list[str]) -> None:
-    now = utcnow()
+def ensure_accounts(*, session: Session, account_ids: list[str], now: datetime) -> None:
+    """Create the accounts that do not exist yet (``now``: their creation time)."""
     rows = [
         {
             "id": a,
@@ -55,8 +55,11 @@ def balance_of(*, session: Session, account_id: str, lock: bool = False) -> Deci
     return value if value is not None else ZERO
 
 
-def post(*, session: Session, entry: Entry, memo: str = "") -> tuple[LedgerTransaction, bool]:
-    """Write ``entry`` (balances updated in account order); ``(transaction, written)``.
+def post(
+    *, session: Session, entry: Entry, now: datetime, memo: str = ""
+) -> tuple[LedgerTransaction, bool]:
+    """Write ``entry`` at ``now`` (balances updated in account order); ``(transaction,
+    written)``.
 
     If a transaction with the entry's ``ref`` exists, nothing is written and it is returned.
     Raises :class:`InsufficientBalance` (nothing written) if a prepaid or held account would
@@ -66,7 +69,7 @@ def post(*, session: Session, entry: Entry, memo: str = "") -> tuple[LedgerTrans
     if existing is not None:
         return existing, False
     delta = entry.delta()
-    ensure_accounts(session=session, account_ids=list(delta))
+    ensure_accounts(session=session, account_ids=list(delta), now=now)
     try:
         with session.begin_nested():
             tx = LedgerTransaction(
@@ -77,7 +80,7 @@ def post(*, session: Session, entry: Entry, memo: str = "") -> tuple[LedgerTrans
                 amount=entry.amount,
                 commission=entry.commission,
                 memo=memo,
-                created_at=utcnow(),
+                created_at=now,
             )
             session.add(tx)
             session.flush()
@@ -117,21 +120,28 @@ def tenant_by_name_or_id(*, session: Session, ref: str) -> Tenant | None:
 
 
 def topup(
-    *, session: Session, tenant: Tenant, amount: Decimal, key: str | None = None, memo: str = ""
+    *,
+    session: Session,
+    tenant: Tenant,
+    amount: Decimal,
+    now: datetime,
+    key: str | None = None,
+    memo: str = "",
 ) -> tuple[LedgerTransaction, bool]:
     """Credit ``amount`` to the tenant's prepaid balance; ``key`` makes retries idempotent."""
     ref = f"topup:{key}" if key else f"topup:{uuid.uuid4()}"
-    tx, written = post(session=session, entry=ledger.topup(tenant.id, amount, ref), memo=memo)
+    entry = ledger.topup(tenant.id, amount, ref)
+    tx, written = post(session=session, entry=entry, now=now, memo=memo)
     if not written and (tx.kind != "topup" or tx.tenant_id != tenant.id or tx.amount != amount):
         raise ValueError(f"top-up key {key!r} was already used for a different top-up")
     return tx, written
 
 
-def lock_consumer(session: Session, tenant_id: str) -> Decimal:
+def lock_consumer(session: Session, tenant_id: str, *, now: datetime) -> Decimal:
     """Lock the tenant's consumer accounts (``FOR UPDATE``, in id order, as every writer
-    does); returns the prepaid balance."""
+    does; created at ``now`` if missing); returns the prepaid balance."""
     consumer = [ledger.held(tenant_id), ledger.postpaid(tenant_id), ledger.prepaid(tenant_id)]
-    ensure_accounts(session=session, account_ids=consumer)
+    ensure_accounts(session=session, account_ids=consumer, now=now)
     locked = session.execute(
         select(Account.id, Account.balance)
         .where(Account.id.in_(consumer))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.billing import ledger, quotas
 from suanwang.billing.money import ZERO, cents
-from suanwang.server.database.models import BillingSetting, Tenant, TenantRole, utcnow
+from suanwang.server.database.models import BillingSetting, Tenant, TenantRole
 
 BILLING_REQUIRED = "billing_required"
 COMMISSION_RATE = "commission_rate"
@@ -80,13 +81,14 @@ def check_token_value(value: Decimal) -> Decimal:
 def set_config(
     *,
     session: Session,
+    now: datetime,
     billing_required: bool | None = None,
     commission_rate: Decimal | None = None,
     energy_pass_through: bool | None = None,
     token_value_cny_per_million: Decimal | None = None,
 ) -> BillingConfig:
     """Change settings (``commission_rate`` must be within 5 %..10 %, the token value within
-    0..1000 CNY per million tokens); returns the new ones."""
+    0..1000 CNY per million tokens), stamped ``now``; returns the new ones."""
     updates: dict[str, str] = {}
     if billing_required is not None:
         updates[BILLING_REQUIRED] = "true" if billing_required else "false"
@@ -99,9 +101,9 @@ def set_config(
     for key, value in updates.items():
         row = session.get(BillingSetting, key)
         if row is None:
-            session.add(BillingSetting(key=key, value=value, updated_at=utcnow()))
+            session.add(BillingSetting(key=key, value=value, updated_at=now))
         else:
-            row.value, row.updated_at = value, utcnow()
+            row.value, row.updated_at = value, now
     session.flush()
     forget_admission_config()
     return get_config(session=session)

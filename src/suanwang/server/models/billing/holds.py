@@ -43,8 +43,10 @@ def hold_estimate(*, job: JobRow, net: Network) -> Decimal:
     )
 
 
-def admit(*, session: Session, tenant: Tenant, job: JobRow, net: Network) -> Decimal | None:
-    """At submit: reserve the job's estimated charge if billing requires it.
+def admit(
+    *, session: Session, tenant: Tenant, job: JobRow, net: Network, now: datetime
+) -> Decimal | None:
+    """At submit (``now``): reserve the job's estimated charge if billing requires it.
 
     Returns the hold (None: no hold needed). Raises :class:`InsufficientBalance`.
     """
@@ -54,7 +56,7 @@ def admit(*, session: Session, tenant: Tenant, job: JobRow, net: Network) -> Dec
     if amount <= 0:
         return ZERO
     entry = ledger.hold(tenant.id, job.id, amount)
-    post(session=session, entry=entry, memo=f"hold for job {job.id}")
+    post(session=session, entry=entry, now=now, memo=f"hold for job {job.id}")
     return amount
 
 
@@ -118,13 +120,15 @@ def placement_estimate(
     return cents_up(line.amount_cny)
 
 
-def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransaction | None:
+def lower_hold(
+    *, session: Session, job: JobRow, net: Network, now: datetime
+) -> LedgerTransaction | None:
     """Once the job is placed, set its hold to the estimate where it was placed (the latest
     ``scheduled`` event's center, ``pool`` chip, ``start_at`` and market), never above the
     hold at submit: ``release:<job>:<event>`` (held -d, prepaid +d), written once per
     placement. A first placement lowers the hold; a re-placement after a failover or a
     migration moves it again, down, or up (d < 0, taken from prepaid as far as it goes)
-    when the new place is dearer.
+    when the new place is dearer. The release is written at ``now``.
 
     The caller locks the job row (as settlement does), so a release and the job's charge never
     interleave; a job already charged, unplaced, ended or repriced for its placement is left
@@ -166,7 +170,7 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
     current = sums["hold"] - sums.get("release", ZERO)
     release = current - target
     if release < 0:  # dearer than the last placement: hold more, as far as prepaid goes
-        release = max(release, -lock_consumer(session, tid))
+        release = max(release, -lock_consumer(session, tid, now=now))
     entry = Entry(
         "release",
         ref,
@@ -179,7 +183,7 @@ def lower_hold(*, session: Session, job: JobRow, net: Network) -> LedgerTransact
         f"hold of job {job.id} set to {current - release} CNY at placement "
         f"({center}, {model}, estimate {estimate} CNY)"
     )
-    tx, _ = post(session=session, entry=entry, memo=memo)
+    tx, _ = post(session=session, entry=entry, now=now, memo=memo)
     return tx
 
 
@@ -231,14 +235,16 @@ def placed_with_hold(*, session: Session, limit: int = 500) -> list[str]:
     return [j for j in session.scalars(stmt) if j is not None]
 
 
-def lower_holds(sessions: sessionmaker[Session], net: Network, *, limit: int = 500) -> int:
-    """Lower the hold of every placed job not yet repriced, one transaction per job (its row
-    ``FOR UPDATE SKIP LOCKED``, like :func:`.settle.settle_finished`); returns how many were
-    written."""
+def lower_holds(
+    sessions: sessionmaker[Session], net: Network, *, now: datetime, limit: int = 500
+) -> int:
+    """Lower the hold of every placed job not yet repriced, at ``now``, one transaction per
+    job (its row ``FOR UPDATE SKIP LOCKED``, like :func:`.settle.settle_finished`); returns
+    how many were written."""
     with sessions() as session:
         ids = placed_with_hold(session=session, limit=limit)
     # a hold that cannot be repriced stays as it was (the charge at the end releases it)
     return one_by_one(
         sessions, ids, "reprice the hold of",
-        lambda session, job: lower_hold(session=session, job=job, net=net) is not None,
+        lambda session, job: lower_hold(session=session, job=job, net=net, now=now) is not None,
     )  # fmt: skip

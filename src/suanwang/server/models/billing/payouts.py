@@ -17,7 +17,6 @@ from suanwang.server.database.models import (
     ReservationRow,
     Tenant,
     TenantRole,
-    utcnow,
 )
 
 from .accounts import balance_of, ensure_accounts, post
@@ -29,8 +28,8 @@ def payout(
     provider: Tenant,
     amount: Decimal | None = None,
     key: str | None = None,
+    now: datetime,
     memo: str = "",
-    now: datetime | None = None,
 ) -> tuple[LedgerTransaction, bool]:
     """Pay ``provider`` what it is owed for its centers' work (``amount``, or everything due
     when None); ``(transaction, written)``. ``key`` makes retries idempotent (a key reused for
@@ -41,7 +40,7 @@ def payout(
         raise ValueError(f"tenant {provider.name!r} is a {provider.tenant_role}, not a provider")
     ref = f"payout:{key}" if key else f"payout:{uuid.uuid4()}"
     account = ledger.payable(provider.id)
-    ensure_accounts(session=session, account_ids=[account])
+    ensure_accounts(session=session, account_ids=[account], now=now)
     balance_of(session=session, account_id=account, lock=True)  # payouts of one provider queue
     existing = session.scalar(select(LedgerTransaction).where(LedgerTransaction.ref == ref))
     if existing is not None:  # a retry (read under the lock: also one that waited for it)
@@ -61,10 +60,11 @@ def payout(
         raise ValueError(
             f"a payout of {amount} CNY is more than the {due} CNY due to provider {provider.name!r}"
         )
-    return post(session=session, entry=ledger.payout(provider.id, amount, ref), memo=memo)
+    entry = ledger.payout(provider.id, amount, ref)
+    return post(session=session, entry=entry, now=now, memo=memo)
 
 
-def due_to(*, session: Session, provider_id: str, now: datetime | None = None) -> Decimal:
+def due_to(*, session: Session, provider_id: str, now: datetime) -> Decimal:
     """What may be paid out to a provider now: its payable balance less its share of bookings
     that have not started and are not cancelled (they can still be cancelled and refunded in
     full, and a refund takes that share back from the provider)."""
@@ -77,7 +77,7 @@ def due_to(*, session: Session, provider_id: str, now: datetime | None = None) -
             LedgerPosting.account_id == account,
             LedgerTransaction.kind == "reservation",
             ReservationRow.cancelled_at.is_(None),
-            ReservationRow.starts_at > (now or utcnow()),
+            ReservationRow.starts_at > now,
         )
     )
     return balance_of(session=session, account_id=account) - cents(Decimal(refundable or 0))

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from suanwang.billing import quotas
 from suanwang.billing.money import ZERO, cents, qty
-from suanwang.server.database.models import QuotaGrant, QuotaUse, Tenant, utcnow
+from suanwang.server.database.models import QuotaGrant, QuotaUse, Tenant
 
 
-def allowances(session: Session, tenant_id: str) -> list[quotas.Allowance]:
-    """The tenant's unexpired grants with something left, locked, in consumption order."""
-    now = utcnow()
+def allowances(session: Session, tenant_id: str, *, now: datetime) -> list[quotas.Allowance]:
+    """The tenant's grants unexpired at ``now`` with something left, locked, in consumption
+    order."""
     grants = session.scalars(
         select(QuotaGrant)
         .where(
@@ -71,6 +71,7 @@ def grant_quota(
     *,
     session: Session,
     tenant: Tenant,
+    now: datetime,
     card_hours: Decimal = ZERO,
     storage_gb_months: Decimal = ZERO,
     tokens: int = 0,
@@ -92,7 +93,7 @@ def grant_quota(
         grant = QuotaGrant(
             tenant_id=tenant.id, ref=ref, card_hours=qty(card_hours), card_hours_used=qty(ZERO),
             storage_gb_months=qty(storage_gb_months), storage_gb_months_used=qty(ZERO),
-            tokens=tokens, tokens_used=0, expires_at=expires_at, memo=memo, granted_at=utcnow(),
+            tokens=tokens, tokens_used=0, expires_at=expires_at, memo=memo, granted_at=now,
         )  # fmt: skip
         try:
             with session.begin_nested():
@@ -124,10 +125,9 @@ def grant_json(g: QuotaGrant) -> dict[str, Any]:
     }
 
 
-def quota_summary(*, session: Session, tenant_id: str) -> dict[str, Any]:
-    """What is left of the tenant's unexpired grants, what its trials covered so far, and
-    every grant (expired ones too, ``expired``)."""
-    now = utcnow()
+def quota_summary(*, session: Session, tenant_id: str, now: datetime) -> dict[str, Any]:
+    """What is left of the tenant's grants unexpired at ``now``, what its trials covered so
+    far, and every grant (expired ones too, ``expired``)."""
     grants = list(
         session.scalars(
             select(QuotaGrant).where(QuotaGrant.tenant_id == tenant_id).order_by(QuotaGrant.id)

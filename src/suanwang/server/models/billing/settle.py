@@ -3,7 +3,7 @@ its own transaction (:func:`settle_finished`)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import or_, select
@@ -19,7 +19,6 @@ from suanwang.server.database.models import (
     LedgerTransaction,
     QuotaUse,
     UsageRecord,
-    utcnow,
 )
 
 from .accounts import lock_consumer, post
@@ -35,9 +34,9 @@ def _owners(session: Session) -> dict[str, str]:
 
 
 def settle_job(
-    *, session: Session, job: JobRow, net: Network, config: BillingConfig
+    *, session: Session, job: JobRow, net: Network, config: BillingConfig, now: datetime
 ) -> LedgerTransaction | None:
-    """Meter and charge a finished job (its row locked by the caller); idempotent."""
+    """Meter and charge a finished job (its row locked by the caller) at ``now``; idempotent."""
     if job.billed_at is not None or JobState(job.state) not in TERMINAL:
         return None
     lines = meter(session=session, job=job, net=net, energy_pass_through=config.energy_pass_through)
@@ -49,11 +48,11 @@ def settle_job(
             by_provider[acct] = by_provider.get(acct, ZERO) + line.amount_cny
     hold_amount = open_hold(session=session, job_id=job.id)
     tid = job.tenant_id
-    available = lock_consumer(session, tid)
+    available = lock_consumer(session, tid, now=now)
     # trial quotas: the tenant's consumer accounts are locked above, so its settlements are
     # serialised; the grants are locked too and consumed by conditional updates
     covers = quotas.allocate(
-        lines, allowances(session, tid), token_value=config.token_value_cny_per_million
+        lines, allowances(session, tid, now=now), token_value=config.token_value_cny_per_million
     )
     consume(session, covers)
     free = sum((c.value_cny for c in covers), ZERO)
@@ -69,8 +68,7 @@ def settle_job(
     memo = f"job {job.id} ({job.state})" + (
         ", energy passed through" if config.energy_pass_through else ""
     )
-    tx, _ = post(session=session, entry=entry, memo=memo)
-    now = utcnow()
+    tx, _ = post(session=session, entry=entry, now=now, memo=memo)
     records: dict[int, UsageRecord] = {}
     for line in lines:
         records[line.seq] = UsageRecord(
@@ -129,9 +127,9 @@ def settle_job(
 STOP_WAIT = timedelta(minutes=15)
 
 
-def unbilled(*, session: Session, limit: int = 500) -> list[str]:
-    """Finished jobs not charged yet; a cancelled job once its run has stopped (or after
-    :data:`STOP_WAIT`)."""
+def unbilled(*, session: Session, now: datetime, limit: int = 500) -> list[str]:
+    """Finished jobs not charged yet; a cancelled job once its run has stopped (or
+    :data:`STOP_WAIT` after it ended, by ``now``)."""
     stmt = (
         select(JobRow.id)
         .where(
@@ -140,7 +138,7 @@ def unbilled(*, session: Session, limit: int = 500) -> list[str]:
             or_(
                 JobRow.state != JobState.CANCELLED.value,
                 JobRow.executor_ref.is_(None),
-                JobRow.ended_at < utcnow() - STOP_WAIT,
+                JobRow.ended_at < now - STOP_WAIT,
             ),
         )
         .order_by(JobRow.ended_at, JobRow.id)
@@ -149,17 +147,20 @@ def unbilled(*, session: Session, limit: int = 500) -> list[str]:
     return list(session.scalars(stmt))
 
 
-def settle_finished(sessions: sessionmaker[Session], net: Network, *, limit: int = 500) -> int:
-    """Charge every finished job not yet charged, one transaction per job; returns how many.
+def settle_finished(
+    sessions: sessionmaker[Session], net: Network, *, now: datetime, limit: int = 500
+) -> int:
+    """Charge every finished job not yet charged at ``now``, one transaction per job; returns
+    how many.
 
     Safe to run from several processes at once: each job is taken ``FOR UPDATE SKIP LOCKED``
     and charged once (``billed_at``, and the unique ``charge:<job>`` ref).
     """
     with sessions() as session:
-        ids = unbilled(session=session, limit=limit)
+        ids = unbilled(session=session, now=now, limit=limit)
 
     def charge(session: Session, job: JobRow) -> bool:
         config = get_config(session=session)
-        return settle_job(session=session, job=job, net=net, config=config) is not None
+        return settle_job(session=session, job=job, net=net, config=config, now=now) is not None
 
     return one_by_one(sessions, ids, "charge", charge)  # a job not charged keeps its hold

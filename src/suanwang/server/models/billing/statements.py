@@ -245,7 +245,7 @@ def _to_payee() -> ColumnElement[bool]:
 
 
 def settlement(
-    *, session: Session, period: str, provider: Tenant | None = None, now: datetime | None = None
+    *, session: Session, period: str, now: datetime, provider: Tenant | None = None
 ) -> dict[str, Any]:
     """Charges, commission and what each provider earned in ``period``: finished jobs'
     charges, reservations paid at booking and refunds of cancelled ones (negative), each in

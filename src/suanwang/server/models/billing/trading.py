@@ -376,7 +376,7 @@ def reserve(
     )
     tx_id: int | None = None
     if entry.postings:
-        tx, _ = post(session=session, entry=entry, memo=f"reservation {rid}")
+        tx, _ = post(session=session, entry=entry, now=now, memo=f"reservation {rid}")
         tx_id = tx.id
     res = ReservationRow(
         id=rid,
@@ -434,7 +434,7 @@ def cancel(*, session: Session, tenant: Tenant, reservation_id: str, now: dateti
             tenant_id=row.tenant_id,
             commission=session.get_one(LedgerTransaction, row.transaction_id).commission,
         )
-        post(session=session, entry=ledger.reversal(paid), memo=f"cancelled {row.id}")
+        post(session=session, entry=ledger.reversal(paid), now=now, memo=f"cancelled {row.id}")
     row.cancelled_at = now
     session.flush()
     return Booking(row, True)
