@@ -40,12 +40,17 @@ from sqlalchemy import update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_http import fresh_database
-from suanwang.billing import store
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole
 from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.models.billing.accounts import topup
+from suanwang.server.models.billing.config import set_config
+from suanwang.server.models.billing.holds import admit, lower_holds
+from suanwang.server.models.billing.quotas import grant_quota
+from suanwang.server.models.billing.settle import settle_finished
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import submit_job, transition
 from suanwang.server.models.tenants import create_tenant
@@ -56,21 +61,26 @@ BATCH = 500
 
 def run_once(url: str, args: argparse.Namespace, seed: int, net: Network) -> dict[str, Any]:
     rng = random.Random(seed)
+    now = datetime.now(UTC)  # a benchmark runs at the real time
     migrate(url)
     engine = make_engine(url)
     sessions = session_factory(engine)
     try:
         a100 = [c.id for c in net.scenario.centers if dict(c.inventory).get("a100")]
         with sessions.begin() as s:
-            store.set_config(session=s, billing_required=True)
-            provider, _ = create_tenant(session=s, name="bench-provider", role=TenantRole.PROVIDER)
-            grant_centers(session=s, tenant=provider, centers=a100[::2])
+            set_config(session=s, billing_required=True, now=now)
+            provider, _ = create_tenant(
+                session=s, name="bench-provider", role=TenantRole.PROVIDER, now=now
+            )
+            grant_centers(session=s, tenant=provider, centers=a100[::2], now=now)
             tenants = []
             for i in range(args.tenants):
-                t, _ = create_tenant(session=s, name=f"bench-{i}", role=TenantRole.CONSUMER)
-                store.topup(session=s, tenant=t, amount=Decimal("10000000"), key=f"start-{i}")
-                store.grant_quota(session=s, tenant=t, card_hours=Decimal(100),
-                                  storage_gb_months=Decimal(5), tokens=50_000_000)  # fmt: skip
+                t, _ = create_tenant(
+                    session=s, name=f"bench-{i}", role=TenantRole.CONSUMER, now=now
+                )
+                topup(session=s, tenant=t, amount=Decimal("10000000"), key=f"start-{i}", now=now)
+                grant_quota(session=s, tenant=t, card_hours=Decimal(100), now=now,
+                            storage_gb_months=Decimal(5), tokens=50_000_000)  # fmt: skip
                 tenants.append(t.id)
         ids: list[str] = []
         for start in range(0, args.jobs, BATCH):
@@ -82,32 +92,31 @@ def run_once(url: str, args: argparse.Namespace, seed: int, net: Network) -> dic
                         "duration_s": rng.randint(3600, 3 * 3600), "origin": "beijing",
                         "data_gb": 20})  # fmt: skip
                     tenant = s.get_one(Tenant, tenants[i % len(tenants)])
-                    row, _ = submit_job(session=s, tenant=tenant, spec=spec)
-                    store.admit(session=s, tenant=tenant, job=row, net=net)
+                    row, _ = submit_job(session=s, tenant=tenant, spec=spec, now=now)
+                    admit(session=s, tenant=tenant, job=row, net=net, now=now)
                     center = rng.choice(a100)
-                    transition(session=s, job=row, to=JobState.SCHEDULED,
+                    transition(session=s, job=row, to=JobState.SCHEDULED, now=now,
                                detail={"center": center, "pool": "a100"},
                                updates={"center_id": center, "pool_model": "a100"})  # fmt: skip
                     ids.append(row.id)
         t0 = time.perf_counter()
-        repriced = store.lower_holds(sessions, net, limit=args.jobs)
+        repriced = lower_holds(sessions, net, now=now, limit=args.jobs)
         reprice_s = time.perf_counter() - t0
-        now = datetime.now(UTC)
         for start in range(0, len(ids), BATCH):
             with sessions.begin() as s:
                 for job_id in ids[start : start + BATCH]:
                     row = s.get_one(JobRow, job_id)
-                    run = transition(session=s, job=row, to=JobState.RUNNING)
+                    run = transition(session=s, job=row, to=JobState.RUNNING, now=now)
                     served = {"usage": {"tokens": rng.randint(0, 5_000_000)}}
-                    transition(session=s, job=row, to=JobState.SUCCEEDED, detail=served)
+                    transition(session=s, job=row, to=JobState.SUCCEEDED, detail=served, now=now)
                     began = now - timedelta(minutes=rng.randint(10, 120))
                     s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=began))
         t0 = time.perf_counter()
-        settled = store.settle_finished(sessions, net, limit=args.jobs)
+        settled = settle_finished(sessions, net, now=now, limit=args.jobs)
         settle_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         with sessions() as s:
-            problems = store.verify(session=s)
+            problems = verify(session=s)
         verify_s = time.perf_counter() - t0
         return {
             "jobs": args.jobs,

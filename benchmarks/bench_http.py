@@ -57,6 +57,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +254,9 @@ def setup_tenant(url: str) -> tuple[str, str]:
     try:
         with session_factory(engine)() as session:
             tenant, key = create_tenant(
-                session=session, name=f"bench-{secrets.token_hex(4)}", role=TenantRole.CONSUMER
-            )
+                session=session, name=f"bench-{secrets.token_hex(4)}", role=TenantRole.CONSUMER,
+                now=datetime.now(UTC),
+            )  # fmt: skip
             session.commit()
             return tenant.id, key
     finally:

@@ -89,7 +89,7 @@ def tenant(api_app: FastAPI) -> Callable[[TenantRole], Key]:
     def make(role: TenantRole) -> Key:
         with api_app.state.sessions() as session:
             name = f"{role.value}-{os.getpid()}-{next(counter)}-{time.monotonic_ns()}"
-            t, key = create_tenant(session=session, name=name, role=role)
+            t, key = create_tenant(session=session, name=name, role=role, now=api_app.state.clock())
             session.commit()
             return Key(t.id, key)
 

@@ -17,17 +17,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from pinned import NOW, stepping
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing import store as billing_store
 from suanwang.server.app import create_app
 from suanwang.server.database.models import (
     Account,
@@ -48,6 +47,7 @@ from suanwang.server.database.models import (
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.config import forget_admission_config
 from suanwang.server.models.tenants import create_tenant
 from suanwang.server.settings import Settings
 
@@ -59,9 +59,6 @@ with warnings.catch_warnings():
         "ignore", message="Using `httpx` with `starlette.testclient` is deprecated"
     )
     from starlette.testclient import TestClient
-
-#: The API's clock in tests: signals are those of 2025-07-01 06:00 UTC.
-NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -82,7 +79,7 @@ def db_url(
 @pytest.fixture(scope="session")
 def app(db_url: str) -> Iterator[FastAPI]:
     """The app with its lifespan entered (migrated database, scenario loaded)."""
-    application = create_app(Settings(db_url=db_url), clock=lambda: NOW)
+    application = create_app(Settings(db_url=db_url), clock=stepping(NOW))
     with TestClient(application):
         yield application
 
@@ -130,7 +127,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
         ):  # fmt: skip
             session.execute(delete(table))
-    billing_store.forget_admission_config()  # its settings were just deleted
+    forget_admission_config()  # its settings were just deleted
     yield TestClient(app)  # the lifespan is entered once per session, by ``app``
 
 
@@ -164,7 +161,7 @@ def make_tenant(client: TestClient, sessions: sessionmaker[Session]) -> Callable
     def make(role: TenantRole = TenantRole.CONSUMER, name: str | None = None) -> Who:
         with sessions() as session:
             tenant, key = create_tenant(
-                session=session, name=name or f"t-{secrets.token_hex(4)}", role=role
+                session=session, name=name or f"t-{secrets.token_hex(4)}", role=role, now=NOW
             )
             session.commit()
             return Who(tenant.id, role, key)

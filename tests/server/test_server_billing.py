@@ -7,19 +7,21 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from pinned import NOW, PERIOD, ticking
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from suanwang.billing import ledger, store
+from suanwang.billing import ledger
+from suanwang.billing.pricing import book_for
 from suanwang.billing.rating import Segment, rate_segment
 from suanwang.cli import app as cli
 from suanwang.core.hardware import Precision
@@ -28,21 +30,25 @@ from suanwang.server.database.models import (
     Account,
     JobEvent,
     JobRow,
+    LedgerPosting,
     LedgerTransaction,
+    Tenant,
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.config import get_config, set_config
+from suanwang.server.models.billing.settle import settle_finished, settle_job
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import transition
 
 runner = CliRunner()
 CENTER = "zhangjiakou"  # has A100s
-PERIOD = datetime.now(UTC).strftime("%Y-%m")
 
 
 def _require(sessions: sessionmaker[Session], on: bool = True) -> None:
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=on)
+        set_config(session=s, billing_required=on, now=NOW)
 
 
 def _topup(client: TestClient, op: Any, tenant: str, amount: str, key: str | None = None) -> Any:
@@ -55,21 +61,17 @@ def _topup(client: TestClient, op: Any, tenant: str, amount: str, key: str | Non
 def _run(
     sessions: sessionmaker[Session], job_id: str, minutes: int, end: JobState = JobState.SUCCEEDED
 ) -> None:
-    """Place ``job_id`` on CENTER's A100s, run it for ``minutes`` (back-dated) and end it."""
+    """Place ``job_id`` on CENTER's A100s, run it for the ``minutes`` before NOW and end it."""
+    start = NOW - timedelta(minutes=minutes)
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
         transition(
-            session=s, job=job, to=JobState.SCHEDULED,
+            session=s, job=job, to=JobState.SCHEDULED, now=start,
             detail={"center": CENTER, "pool": "a100"},
             updates={"center_id": CENTER, "pool_model": "a100"},
         )  # fmt: skip
-        ev = transition(session=s, job=job, to=JobState.RUNNING)
-        s.execute(
-            update(JobEvent)
-            .where(JobEvent.id == ev.id)
-            .values(at=datetime.now(UTC) - timedelta(minutes=minutes))
-        )
-        transition(session=s, job=job, to=end)
+        transition(session=s, job=job, to=JobState.RUNNING, now=start)
+        transition(session=s, job=job, to=end, now=NOW)
 
 
 def _expected_charge(
@@ -82,17 +84,17 @@ def _expected_charge(
         )
     run = next(e for e in evs if e.to_state == "running")
     seg = Segment(0, CENTER, "a100", run.at, evs[-1].at, evs[-1].to_state, run.id)
-    book = store.book_for(app.state.network.scenario)
+    book = book_for(app.state.network.scenario)
     return rate_segment(book, seg, precision=Precision.FP16, units=units).amount_cny
 
 
 def _settle(app: FastAPI, sessions: sessionmaker[Session]) -> int:
-    return store.settle_finished(sessions, app.state.network)
+    return settle_finished(sessions, app.state.network, now=NOW)
 
 
 def _verify(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as s:
-        return store.verify(session=s)
+        return verify(session=s)
 
 
 def test_without_enough_balance_a_submit_is_402_and_nothing_is_stored(
@@ -124,7 +126,7 @@ def test_hold_charge_release_invoice_and_settlement_reconcile_to_the_fen(
     _require(sessions)
     provider = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(store.Tenant, provider.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, provider.id), centers=[CENTER], now=NOW)
     assert _topup(client, operator, "alice", "5000").status_code == 201
     job = submit(alice)  # 8 cards x 2 h = 16 SCU
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
@@ -209,12 +211,12 @@ def test_metering_and_charging_are_idempotent(
     assert _settle(app, sessions) == 0
     with sessions.begin() as s:  # even when asked directly, a charged job is not charged again
         row = s.get_one(JobRow, job["id"])
-        config = store.get_config(session=s)
-        assert store.settle_job(session=s, job=row, net=app.state.network, config=config) is None
+        config = get_config(session=s)
+        assert settle_job(session=s, job=row, net=app.state.network, config=config, now=NOW) is None
         row.billed_at = None  # pretend the mark was lost: the unique refs still hold
         s.flush()
         with pytest.raises(Exception, match=r"(?i)unique|duplicate"), s.begin_nested():
-            store.settle_job(session=s, job=row, net=app.state.network, config=config)
+            settle_job(session=s, job=row, net=app.state.network, config=config, now=NOW)
         s.rollback()
     with sessions() as s:
         n_tx = s.scalar(
@@ -271,8 +273,13 @@ def test_billing_cli_and_ledger_verify(
     )
     job = submit(alice, resources={"cpus": 8, "count": 1, "accelerator": "any", "mem_gb": 64})
     _run(sessions, job["id"], minutes=60)  # charged by the CLI's own settling pass
+    r = runner.invoke(cli, ["billing", "settle", "--period", PERIOD, "--db", db_url, "--json"])
+    assert r.exit_code == 0, r.output
+    with sessions() as s:  # the CLI charges at the real time: its statements are of that month
+        charged = s.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "charge"))
+        period = charged.one().created_at.strftime("%Y-%m")
     r = runner.invoke(
-        cli, ["billing", "invoice", "alice", "--period", PERIOD, "--db", db_url, "--json"]
+        cli, ["billing", "invoice", "alice", "--period", period, "--db", db_url, "--json"]
     )
     assert r.exit_code == 0, r.output
     inv = json.loads(r.stdout)
@@ -280,10 +287,10 @@ def test_billing_cli_and_ledger_verify(
     assert Decimal(inv["total_cny"]) == charge and inv["lines"][0]["job_id"] == job["id"]
     assert Decimal(inv["lines"][0]["amount_cny"]) == charge
     r = runner.invoke(
-        cli, ["billing", "invoice", "alice", "--period", PERIOD, "--db", db_url, "--csv"]
+        cli, ["billing", "invoice", "alice", "--period", period, "--db", db_url, "--csv"]
     )
     assert job["id"] in r.stdout and r.stdout.startswith("job_id,")
-    r = runner.invoke(cli, ["billing", "settle", "--period", PERIOD, "--db", db_url, "--json"])
+    r = runner.invoke(cli, ["billing", "settle", "--period", period, "--db", db_url, "--json"])
     st = json.loads(r.stdout)
     payouts = sum(Decimal(p["payout_cny"]) for p in st["providers"])
     assert Decimal(st["charges_cny"]) == charge == payouts + Decimal(st["commission_cny"])
@@ -305,7 +312,7 @@ def test_billing_cli_and_ledger_verify(
         tx = s.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "charge")).one()
         tx.commission = tx.commission  # unchanged
         s.add(
-            store.LedgerPosting(
+            LedgerPosting(
                 transaction_id=tx.id, account_id=ledger.PLATFORM_COMMISSION, amount=Decimal("0.01")
             )
         )
@@ -330,7 +337,7 @@ def test_end_to_end_a_real_job_is_held_charged_and_released(
     live = LiveNetwork(
         net=app.state.network, signals=app.state.signals.current,
         executors={CENTER: LocalExecutor(tmp_path / "c", CENTER, cpus=64, cards=16)},
-        clock=lambda: datetime.now(UTC),
+        clock=ticking(NOW),
     )  # fmt: skip
     r = client.post("/v1/billing/quotas", headers=operator.headers,
                     json={"tenant": "alice", "card_hours": "0", "tokens": 1_000_000})  # fmt: skip
@@ -444,9 +451,10 @@ def test_a_job_the_scenario_cannot_rate_does_not_hold_up_the_others(
         job = s.get_one(JobRow, odd["id"])
         where = {"center_id": "atlantis", "pool_model": "a100"}
         detail = {"center": "atlantis", "pool": "a100"}
-        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail, updates=where)
-        transition(session=s, job=job, to=JobState.RUNNING)
-        transition(session=s, job=job, to=JobState.SUCCEEDED)
+        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail, updates=where,
+                   now=NOW - timedelta(minutes=5))  # fmt: skip
+        transition(session=s, job=job, to=JobState.RUNNING, now=NOW - timedelta(minutes=5))
+        transition(session=s, job=job, to=JobState.SUCCEEDED, now=NOW)
     _run(sessions, fine["id"], minutes=5)
     assert _settle(app, sessions) == 1
     assert f"cannot charge job {odd['id']}" in caplog.text and "atlantis" in caplog.text

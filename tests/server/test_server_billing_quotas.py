@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
+from pinned import NOW, PERIOD
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from suanwang.billing import quotas, store
+from suanwang.billing import ledger, quotas
 from suanwang.billing.money import cents, cents_up
+from suanwang.billing.pricing import book_for
 from suanwang.billing.rating import Segment, rate_segment
 from suanwang.cli import app as cli
 from suanwang.core.hardware import Precision
@@ -28,20 +30,25 @@ from suanwang.server.database.models import (
     LedgerTransaction,
     QuotaGrant,
     QuotaUse,
+    Tenant,
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.accounts import post
+from suanwang.server.models.billing.config import set_config
+from suanwang.server.models.billing.holds import lower_holds, open_hold, placement_estimate
+from suanwang.server.models.billing.settle import settle_finished, settle_job, unbilled
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import transition
 
 runner = CliRunner()
 CENTER = "zhangjiakou"  # has A100s
-PERIOD = datetime.now(UTC).strftime("%Y-%m")
 
 
 def _require(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
 
 
 def _topup(client: TestClient, op: Any, tenant: str, amount: str) -> None:
@@ -59,48 +66,44 @@ def _grant(client: TestClient, op: Any, **body: Any) -> dict[str, Any]:
 
 
 def _place(sessions: sessionmaker[Session], job_id: str, start: datetime | None = None) -> None:
+    """Place the job on CENTER's A100s at NOW (to start at ``start``)."""
     with sessions.begin() as s:
         detail: dict[str, Any] = {"center": CENTER, "pool": "a100"}
         if start is not None:
             detail["start_at"] = start.isoformat()
         transition(
             session=s, job=s.get_one(JobRow, job_id), to=JobState.SCHEDULED, detail=detail,
-            updates={"center_id": CENTER, "pool_model": "a100"},
+            updates={"center_id": CENTER, "pool_model": "a100"}, now=NOW,
         )  # fmt: skip
 
 
 def _run(
     sessions: sessionmaker[Session], job_id: str, start: datetime, end: datetime, tokens: int = 0
 ) -> None:
-    """Run a placed job from ``start`` to ``end`` (its events back-dated) and end it, the run
-    reporting ``tokens`` served."""
+    """Run a job (placed at ``start`` if it was not) from ``start`` to ``end`` and end it, the
+    run reporting ``tokens`` served."""
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
         if job.state == JobState.PENDING.value:
             transition(
-                session=s, job=job, to=JobState.SCHEDULED,
+                session=s, job=job, to=JobState.SCHEDULED, now=start,
                 detail={"center": CENTER, "pool": "a100"},
                 updates={"center_id": CENTER, "pool_model": "a100"},
             )  # fmt: skip
-        run = transition(session=s, job=job, to=JobState.RUNNING)
+        transition(session=s, job=job, to=JobState.RUNNING, now=start)
         usage = {"usage": {"tokens": tokens}} if tokens else None
-        done = transition(session=s, job=job, to=JobState.SUCCEEDED, detail=usage)
-        s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
-        s.execute(update(JobEvent).where(JobEvent.id == done.id).values(at=end))
+        transition(session=s, job=job, to=JobState.SUCCEEDED, detail=usage, now=end)
 
 
 def _rated(app: FastAPI, start: datetime, end: datetime, units: int = 8, **kw: Any) -> Any:
-    book = store.book_for(app.state.network.scenario)
+    book = book_for(app.state.network.scenario)
     seg = Segment(0, CENTER, "a100", start, end, "succeeded", 1)
     return rate_segment(book, seg, precision=Precision.FP16, units=units, **kw)
 
 
 def _verify(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as s:
-        return store.verify(session=s)
-
-
-NOW = datetime.now(UTC).replace(microsecond=0)
+        return verify(session=s)
 
 
 def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_parts(
@@ -110,7 +113,7 @@ def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_p
     _require(sessions)
     provider = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(store.Tenant, provider.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, provider.id), centers=[CENTER], now=NOW)
     _topup(client, operator, "alice", "5000")
     # 4 card-hours without expiry, then 6 expiring (used first although granted later), and
     # an expired grant that is never used
@@ -126,11 +129,11 @@ def test_free_card_hours_are_consumed_first_and_invoices_show_free_and_charged_p
     first, second = submit(alice), submit(alice)  # 8 cards each
     t0 = NOW - timedelta(hours=3)
     _run(sessions, first["id"], t0, t0 + timedelta(hours=1))  # 8 card-hours: all free
-    assert store.settle_finished(sessions, app.state.network) == 1
+    assert settle_finished(sessions, app.state.network, now=NOW) == 1
     grants = client.get("/v1/billing/quotas", headers=alice.headers).json()["grants"]
     assert [g["card_hours_used"] for g in grants[:2]] == ["2.000000", "6.000000"]
     _run(sessions, second["id"], t0, t0 + timedelta(minutes=30))  # 4: 2 free, 2 charged
-    assert store.settle_finished(sessions, app.state.network) == 1
+    assert settle_finished(sessions, app.state.network, now=NOW) == 1
 
     full = _rated(app, t0, t0 + timedelta(hours=1)).compute_cny
     half = _rated(app, t0, t0 + timedelta(minutes=30)).compute_cny
@@ -198,7 +201,7 @@ def test_two_jobs_settling_at_once_never_use_the_same_free_hour_twice(
 
     def settle() -> None:
         barrier.wait()
-        store.settle_finished(sessions, app.state.network)
+        settle_finished(sessions, app.state.network, now=NOW)
 
     threads = [threading.Thread(target=settle) for _ in range(4)]
     for t in threads:
@@ -263,11 +266,11 @@ def test_the_hold_is_lowered_to_the_estimate_where_the_job_was_placed(
     job = submit(alice)  # 8 cards x 2 h = 16 SCU, held at the dearest price anywhere
     hold = Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"])
     net = app.state.network
-    assert store.lower_holds(sessions, net) == 0  # not placed yet: nothing to lower
+    assert lower_holds(sessions, net, now=NOW) == 0  # not placed yet: nothing to lower
     start = NOW + timedelta(hours=1)
     _place(sessions, job["id"], start)
-    assert store.lower_holds(sessions, net) == 1
-    assert store.lower_holds(sessions, net) == 0  # once per job
+    assert lower_holds(sessions, net, now=NOW) == 1
+    assert lower_holds(sessions, net, now=NOW) == 0  # once per job
     estimate = cents_up(_rated(app, start, start + timedelta(hours=2)).compute_cny)
     assert Decimal(0) < estimate < hold
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
@@ -283,12 +286,12 @@ def test_the_hold_is_lowered_to_the_estimate_where_the_job_was_placed(
     assert _verify(sessions) == []
     # it runs 2.5 h: longer than estimated; the excess comes from prepaid
     _run(sessions, job["id"], start - timedelta(hours=3), start - timedelta(minutes=30))
-    assert store.settle_finished(sessions, net) == 1
+    assert settle_finished(sessions, net, now=NOW) == 1
     charge = _rated(app, start - timedelta(hours=3), start - timedelta(minutes=30)).compute_cny
     assert charge > estimate
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
     assert bal["held_cny"] == "0.00" and Decimal(bal["prepaid_cny"]) == Decimal(5000) - charge
-    assert store.lower_holds(sessions, net) == 0  # charged: left alone
+    assert lower_holds(sessions, net, now=NOW) == 0  # charged: left alone
     assert _verify(sessions) == []
 
     with sessions.begin() as s:  # a release of more than the hold, behind the ledger's back
@@ -309,7 +312,7 @@ def test_lowering_holds_races_settlement_without_a_broken_ledger(
 
     def lower() -> None:
         while not stop.is_set():
-            store.lower_holds(sessions, net)
+            lower_holds(sessions, net, now=NOW)
 
     lowerer = threading.Thread(target=lower)
     lowerer.start()
@@ -319,14 +322,14 @@ def test_lowering_holds_races_settlement_without_a_broken_ledger(
             if i % 3:  # two in three end at once (racing the lowering); the rest stay placed
                 t0 = NOW - timedelta(minutes=20 + i)
                 _run(sessions, j["id"], t0, NOW)
-                store.settle_finished(sessions, net)
+                settle_finished(sessions, net, now=NOW)
     finally:
         stop.set()
         lowerer.join()
-    store.lower_holds(sessions, net)
+    lower_holds(sessions, net, now=NOW)
     with sessions() as s:
         open_ = [j["id"] for i, j in enumerate(jobs) if not i % 3]
-        held = sum(store.open_hold(session=s, job_id=j) for j in open_)
+        held = sum(open_hold(session=s, job_id=j) for j in open_)
         released = s.scalar(select(func.count()).select_from(LedgerTransaction)
                             .where(LedgerTransaction.kind == "release"))  # fmt: skip
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
@@ -356,7 +359,7 @@ def test_energy_pass_through_charges_energy_at_cost_and_valley_hours_cost_less(
     low, high = submit(alice), submit(alice)
     _run(sessions, low["id"], at(valley), at(valley) + timedelta(hours=1))
     _run(sessions, high["id"], at(peak), at(peak) + timedelta(hours=1))
-    assert store.settle_finished(sessions, app.state.network) == 2
+    assert settle_finished(sessions, app.state.network, now=NOW) == 2
     charges = {}
     for name, j, h in (("valley", low, valley), ("peak", high, peak)):
         passed = _rated(app, at(h), at(h) + timedelta(hours=1), energy_pass_through=True)
@@ -393,7 +396,7 @@ def test_storage_is_charged_at_the_posted_price_and_free_gb_months_cover_it(
     job = submit(alice, data_gb=100)
     t0 = NOW - timedelta(hours=80)
     _run(sessions, job["id"], t0, t0 + timedelta(hours=73))  # 100 GB x 0.1 month = 10
-    assert store.settle_finished(sessions, app.state.network) == 1
+    assert settle_finished(sessions, app.state.network, now=NOW) == 1
     q = client.get("/v1/billing/quotas", headers=alice.headers).json()
     assert q["storage_gb_months_left"] == "0.000000" and q["free_cny"] == "0.45"
     [line] = client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()["lines"]
@@ -413,11 +416,12 @@ def _placed_at(sessions: sessionmaker[Session], job_id: str, center: str, start:
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
         if job.state != JobState.PENDING.value:
-            transition(session=s, job=job, to=JobState.LOST, detail={"center": job.center_id})
-            transition(session=s, job=job, to=JobState.PENDING,
+            transition(session=s, job=job, to=JobState.LOST, detail={"center": job.center_id},
+                       now=NOW)  # fmt: skip
+            transition(session=s, job=job, to=JobState.PENDING, now=NOW,
                        updates={"center_id": None, "pool_model": None})  # fmt: skip
         transition(
-            session=s, job=job, to=JobState.SCHEDULED,
+            session=s, job=job, to=JobState.SCHEDULED, now=NOW,
             detail={"center": center, "pool": "a100", "start_at": start.isoformat()},
             updates={"center_id": center, "pool_model": "a100"},
         )  # fmt: skip
@@ -435,7 +439,7 @@ def test_the_hold_follows_the_job_when_it_is_placed_again_after_a_failover(
     _topup(client, operator, "alice", "5000")
     job = submit(alice)  # 8 cards x 2 h
     net = app.state.network
-    book = store.book_for(net.scenario)
+    book = book_for(net.scenario)
     start = NOW + timedelta(hours=1)
 
     def estimate(center: str) -> Decimal:
@@ -447,19 +451,19 @@ def test_the_hold_follows_the_job_when_it_is_placed_again_after_a_failover(
     cheap, dear = min(a100, key=estimate), max(a100, key=estimate)
     assert estimate(cheap) < estimate(dear) < hold
     _placed_at(sessions, job["id"], cheap, start)
-    assert store.lower_holds(sessions, net) == 1
+    assert lower_holds(sessions, net, now=NOW) == 1
     assert _held(client, alice) == estimate(cheap)
     # lost there, placed again at the dear center: the hold goes up (from prepaid)
     _placed_at(sessions, job["id"], dear, start)
-    assert store.lower_holds(sessions, net) == 1
-    assert store.lower_holds(sessions, net) == 0  # once per placement
+    assert lower_holds(sessions, net, now=NOW) == 1
+    assert lower_holds(sessions, net, now=NOW) == 0  # once per placement
     assert _held(client, alice) == estimate(dear)
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
     assert Decimal(bal["prepaid_cny"]) == Decimal(5000) - estimate(dear)
     assert _verify(sessions) == []
     # and down again when it moves back
     _placed_at(sessions, job["id"], cheap, start)
-    assert store.lower_holds(sessions, net) == 1
+    assert lower_holds(sessions, net, now=NOW) == 1
     assert _held(client, alice) == estimate(cheap)
     with sessions() as s:
         releases = s.scalars(
@@ -472,7 +476,7 @@ def test_the_hold_follows_the_job_when_it_is_placed_again_after_a_failover(
     assert _verify(sessions) == []
     # it ends: the charge releases what is left of the hold
     _run(sessions, job["id"], start - timedelta(hours=3), start - timedelta(hours=1))
-    assert store.settle_finished(sessions, net) == 1
+    assert settle_finished(sessions, net, now=NOW) == 1
     assert _held(client, alice) == 0 and _verify(sessions) == []
 
 
@@ -488,18 +492,18 @@ def test_a_dearer_re_placement_holds_no_more_than_prepaid_has(
     with sessions() as s:
         row = s.get_one(JobRow, job["id"])
         a100 = [c.id for c in net.scenario.centers if dict(c.inventory).get("a100")]
-        by_price = sorted(a100, key=lambda c: store.placement_estimate(
+        by_price = sorted(a100, key=lambda c: placement_estimate(
             job=row, net=net, center_id=c, model="a100", start=start))  # fmt: skip
     _placed_at(sessions, job["id"], by_price[0], start)
-    assert store.lower_holds(sessions, net) == 1
+    assert lower_holds(sessions, net, now=NOW) == 1
     # alice's prepaid balance goes down to 1.00 (held for another job)
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
     with sessions.begin() as s:
         spend = Decimal(bal["prepaid_cny"]) - Decimal("1.00")
-        store.post(session=s, entry=store.ledger.hold(bal["tenant_id"], "other", spend))
+        post(session=s, entry=ledger.hold(bal["tenant_id"], "other", spend), now=NOW)
     before = _held(client, alice)
     _placed_at(sessions, job["id"], by_price[-1], start)
-    assert store.lower_holds(sessions, net) == 1
+    assert lower_holds(sessions, net, now=NOW) == 1
     bal = client.get("/v1/billing/balance", headers=alice.headers).json()
     assert bal["prepaid_cny"] == "0.00" and _held(client, alice) == before + Decimal("1.00")
     assert _verify(sessions) == []
@@ -521,8 +525,9 @@ def test_free_tokens_cover_the_compute_of_runs_that_reported_serving_them(
     served, cheap = submit(alice), submit(alice, duration_s=60)
     t0 = NOW - timedelta(hours=5)
     _run(sessions, served["id"], t0, t0 + timedelta(hours=2), tokens=2_500_000)
-    _run(sessions, cheap["id"], t0, t0 + timedelta(minutes=1), tokens=1_000_000)
-    assert store.settle_finished(sessions, app.state.network) == 2
+    t1 = t0 + timedelta(hours=2)  # then the other (settled in the order they ended)
+    _run(sessions, cheap["id"], t1, t1 + timedelta(minutes=1), tokens=1_000_000)
+    assert settle_finished(sessions, app.state.network, now=NOW) == 2
     lines = {
         ln["job_id"]: ln
         for ln in client.get(f"/v1/billing/invoices/{PERIOD}", headers=alice.headers).json()[
@@ -572,31 +577,31 @@ def test_notes_in_a_state_neither_place_the_job_nor_cut_its_run_short(
     net = app.state.network
     start = NOW - timedelta(hours=3)
     _place(sessions, job["id"], start)
-    assert store.lower_holds(sessions, net) == 1
+    assert lower_holds(sessions, net, now=NOW) == 1
     held = Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"])
     with sessions.begin() as s:
         fence = {"event": "fenced", "center": "zhongwei", "ref": "old-run"}
-        s.add(JobEvent(job_id=job["id"], from_state="scheduled", to_state="scheduled",
+        s.add(JobEvent(job_id=job["id"], at=NOW, from_state="scheduled", to_state="scheduled",
                        detail=fence))  # fmt: skip
-    assert store.lower_holds(sessions, net) == 0  # not a placement
+    assert lower_holds(sessions, net, now=NOW) == 0  # not a placement
     assert Decimal(client.get("/v1/billing/balance", headers=alice.headers).json()["held_cny"]) == (
         held
     )
     with sessions.begin() as s:
         row = s.get_one(JobRow, job["id"])
-        run = transition(session=s, job=row, to=JobState.RUNNING)
+        transition(session=s, job=row, to=JobState.RUNNING, now=start)
+        s.add(
+            JobEvent(
+                job_id=job["id"],
+                at=start + timedelta(hours=1),
+                from_state="running",
+                to_state="running",
+                detail={"event": "checkpoint_requested", "attempt": 0},
+            )
+        )
         s.flush()
-        note = JobEvent(job_id=job["id"], from_state="running", to_state="running",
-                        detail={"event": "checkpoint_requested", "attempt": 0})  # fmt: skip
-        s.add(note)
-        s.flush()
-        done = transition(session=s, job=row, to=JobState.SUCCEEDED)
-        s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
-        s.execute(update(JobEvent).where(JobEvent.id == note.id)
-                  .values(at=start + timedelta(hours=1)))  # fmt: skip
-        s.execute(update(JobEvent).where(JobEvent.id == done.id)
-                  .values(at=start + timedelta(hours=2)))  # fmt: skip
-    assert store.settle_finished(sessions, net) == 1
+        transition(session=s, job=row, to=JobState.SUCCEEDED, now=start + timedelta(hours=2))
+    assert settle_finished(sessions, net, now=NOW) == 1
     with sessions() as s:
         [rec] = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job["id"]))
     assert rec.center_id == CENTER and rec.seconds == Decimal("7200.000000")  # the whole run
@@ -612,15 +617,15 @@ def test_a_settlement_the_database_refuses_does_not_hold_up_the_others(
     bad, good = submit(alice), submit(alice)
     for job in (bad, good):
         _run(sessions, job["id"], NOW - timedelta(hours=2), NOW - timedelta(hours=1))
-    real = store.settle_job
+    real = settle_job
 
     def refuse(*, session: Session, job: JobRow, **kw: Any) -> Any:
         if job.id == bad["id"]:
             raise DataError("INSERT", {}, Exception("numeric field overflow"))
         return real(session=session, job=job, **kw)
 
-    monkeypatch.setattr(store, "settle_job", refuse)
-    assert store.settle_finished(sessions, app.state.network) == 1  # logged, the other charged
+    monkeypatch.setattr("suanwang.server.models.billing.settle.settle_job", refuse)
+    assert settle_finished(sessions, app.state.network, now=NOW) == 1  # logged, the other charged
     with sessions() as s:
-        assert store.unbilled(session=s) == [bad["id"]]
+        assert unbilled(session=s, now=NOW) == [bad["id"]]
     assert _verify(sessions) == []

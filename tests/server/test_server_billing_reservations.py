@@ -15,13 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
+from pinned import NOW, PERIOD
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 from test_server_billing import _expected_charge, _require, _run, _settle, _topup, _verify
 from typer.testing import CliRunner
 
-from suanwang.billing import ledger, store
+from suanwang.billing import ledger
 from suanwang.cli import app as cli
 from suanwang.server.database.models import (
     LedgerPosting,
@@ -30,13 +31,14 @@ from suanwang.server.database.models import (
     Tenant,
     TenantRole,
 )
+from suanwang.server.models.billing.accounts import post
+from suanwang.server.models.billing.payouts import due_to
 from suanwang.server.models.centers import grant_centers
 
 runner = CliRunner()
 CENTER = "zhangjiakou"  # has A100s; owned by the provider below
 OTHER = "zhongwei"  # has A100s; nobody owns it (the platform's)
-PERIOD = datetime.now(UTC).strftime("%Y-%m")  # ledger entries are stamped with the real time
-H8 = datetime(2025, 7, 1, 8, tzinfo=UTC)  # after the API clock (conftest.NOW, 06:30)
+H8 = NOW.replace(hour=8, minute=0)  # after the API's clock (06:30)
 RATE = Decimal("0.08")
 
 
@@ -106,7 +108,7 @@ def test_invoice_lines_settlement_and_cli_with_jobs_reservations_and_refunds(
     _require(sessions)
     prov = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER], now=NOW)
     for who in ("alice", "bob"):
         assert _topup(client, operator, who, "5000").status_code == 201
     r = client.post("/v1/billing/quotas", json={"tenant": "alice", "card_hours": "2"},
@@ -232,7 +234,7 @@ def test_a_booking_paid_last_month_and_cancelled_this_month_and_any_mix_reconcil
 ) -> None:  # fmt: skip
     prov = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER], now=NOW)
     mine = _offer(client, prov, CENTER, units=64)
     ours = _offer(client, operator, OTHER, units=64)
     early = _book(client, alice, mine, 5, 0, 3)
@@ -282,7 +284,7 @@ def test_ledger_verify_checks_payments_against_bookings_and_refunds_against_paym
 ) -> None:  # fmt: skip
     prov = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER], now=NOW)
     mine = _offer(client, prov, CENTER)
     kept = _book(client, alice, mine, 2, 0, 2)
     dropped = _book(client, alice, mine, 2, 3, 5)
@@ -316,7 +318,7 @@ def test_ledger_verify_checks_payments_against_bookings_and_refunds_against_paym
         f"refund {refund.ref}: reservation {dropped['id']} is not cancelled"
     ]
     with sessions.begin() as s:  # a cancelled paid booking without its refund
-        s.get_one(ReservationRow, kept["id"]).cancelled_at = datetime.now(UTC)
+        s.get_one(ReservationRow, kept["id"]).cancelled_at = NOW
     assert f"reservation {kept['id']}: cancelled but its payment is not refunded" in _verify(
         sessions
     )
@@ -329,7 +331,7 @@ def test_providers_are_paid_out_what_is_due_never_more_and_statements_show_it(
 ) -> None:  # fmt: skip
     prov = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER], now=NOW)
     job = submit(alice)
     _run(sessions, job["id"], minutes=90)
     assert _settle(app, sessions) == 1
@@ -370,8 +372,20 @@ def test_providers_are_paid_out_what_is_due_never_more_and_statements_show_it(
     # the statement: what it earned, what it was paid and what is still due; it reconciles
     st = _reconcile(client, operator, sessions, PERIOD)
     [north] = [p for p in st["providers"] if p["provider"] == "north-dc"]
-    assert (north["payout_cny"], north["paid_out_cny"], north["due_cny"]) == (
-        str(due), str(due), "0.00")  # fmt: skip
+    assert (north["payout_cny"], north["due_cny"]) == (str(due), "0.00")
+    # paid out: 1.00 through the API (at its clock) and the rest by the CLI, at the real time,
+    # so in the statement of the month the CLI ran in
+    with sessions() as s:
+        paid = s.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "payout"))
+        months = {tx.created_at.strftime("%Y-%m") for tx in paid}
+    assert PERIOD in months
+    statements = [
+        client.get(f"/v1/billing/settlements/{m}", headers=operator.headers).json()
+        for m in sorted(months)
+    ]
+    paid_out = [p["paid_out_cny"] for st_m in statements for p in st_m["providers"]
+                if p["provider"] == "north-dc"]  # fmt: skip
+    assert sum(map(Decimal, paid_out)) == due
     theirs = client.get(f"/v1/billing/settlements/{PERIOD}", headers=prov.headers).json()
     assert theirs["providers"] == [north]
     with sessions() as s:
@@ -398,7 +412,7 @@ def test_a_providers_share_of_a_booking_that_may_still_be_refunded_is_not_paid_o
 ) -> None:  # fmt: skip
     prov = make_tenant(TenantRole.PROVIDER, "north-dc")
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=[CENTER], now=NOW)
     offer = _offer(client, prov, CENTER)
     booked = _book(client, alice, offer, 4, 1, 4)  # starts after the API's clock: refundable
     share = _payout(Decimal(booked["amount_cny"]))
@@ -409,10 +423,10 @@ def test_a_providers_share_of_a_booking_that_may_still_be_refunded_is_not_paid_o
     assert (north["owed_cny"], north["due_cny"]) == (str(share), "0.00")
     _cancel(client, alice, booked)  # refunded in full: the provider gives its share back
     with sessions() as s:
-        assert store.due_to(session=s, provider_id=prov.id) == 0
+        assert due_to(session=s, provider_id=prov.id, now=NOW) == 0
     assert _verify(sessions) == []
     with sessions.begin() as s:  # a payout of money it did not earn, past the due check
-        store.post(session=s, entry=ledger.payout(prov.id, Decimal("5.00"), "payout:x"))
+        post(session=s, entry=ledger.payout(prov.id, Decimal("5.00"), "payout:x"), now=NOW)
     assert _verify(sessions) == [
         f"account provider:{prov.id}:payable: the provider owes the platform 5.00 (paid out "
         "more than it earned)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pinned import NOW
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -27,7 +28,8 @@ def test_publish_list_reserve_cancel_withdraw_from_the_command_line(
 ) -> None:
     prov = make_tenant(TenantRole.PROVIDER)
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=["zhangjiakou"])
+        grant_centers(session=s, tenant=s.get_one(Tenant, prov.id), centers=["zhangjiakou"],
+                      now=NOW)  # fmt: skip
     window = ["--start", "2025-07-01T16:00+08:00", "--end", "2025-07-02T02:00+08:00"]
     r = run(live_url, prov, "offers", "publish", "--center", "zhangjiakou", "--model", "a100",
             "--units", "16", "--price", "2.40", "--type", "reserved", *window,

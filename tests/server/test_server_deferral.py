@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pinned import NOW
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -232,7 +233,7 @@ def test_deferral_never_violates_a_deadline(
     with sessions() as s:
         tenant = s.get(Tenant, alice.id)
         assert tenant is not None
-        row, _ = submit_job(session=s, tenant=tenant, spec=spec)
+        row, _ = submit_job(session=s, tenant=tenant, spec=spec, now=clock())
         s.commit()
         job_id = row.id
     try:
@@ -274,7 +275,7 @@ def _tiny_job(
     with sessions() as s:
         tenant = s.get(Tenant, who.id)
         assert tenant is not None
-        row, _ = submit_job(session=s, tenant=tenant, spec=JobSpec.model_validate(body))
+        row, _ = submit_job(session=s, tenant=tenant, spec=JobSpec.model_validate(body), now=NOW)
         s.commit()
         return row.id
 
@@ -376,7 +377,7 @@ def test_centers_and_metrics_count_a_deferred_job_only_from_its_start(
             row = s.get(JobRow, job_id)
             assert row is not None
             updates = {"center_id": "zhangjiakou", "pool_model": "a100", "start_at": start}
-            transition(session=s, job=row, to=JobState.SCHEDULED, updates=updates)
+            transition(session=s, job=row, to=JobState.SCHEDULED, updates=updates, now=now)
             s.commit()
     centers = client.get("/v1/centers", headers=alice.headers).json()["centers"]
     z = next(c for c in centers if c["id"] == "zhangjiakou")

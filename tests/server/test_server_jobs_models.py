@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pinned import NOW
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +33,7 @@ def _new_job(
 ) -> str:
     with sessions() as s:
         job, created = models.submit_job(
-            session=s, tenant=_tenant(s, who), spec=JobSpec.model_validate(spec)
+            session=s, tenant=_tenant(s, who), spec=JobSpec.model_validate(spec), now=NOW
         )
         assert created
         job.state = state.value  # put it straight into the state under test
@@ -103,7 +104,7 @@ def test_a_stale_copy_cannot_undo_a_concurrent_transition(
         with sessions() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            models.cancel_job(session=s, job=job, by=_tenant(s, alice))
+            models.cancel_job(session=s, job=job, by=_tenant(s, alice), now=NOW)
             s.commit()
         with pytest.raises(TransitionError, match="from cancelled to scheduled"):
             models.transition(session=stale_s, job=stale, to=JobState.SCHEDULED)
@@ -125,7 +126,7 @@ def test_idempotent_submits_racing_make_one_job(
                 s.commit()
                 barrier.wait(timeout=10)
                 job, created = models.submit_job(
-                    session=s, tenant=tenant, spec=spec, idempotency_key="race"
+                    session=s, tenant=tenant, spec=spec, idempotency_key="race", now=NOW
                 )
                 s.commit()
                 results.append((job.id, created))
@@ -152,7 +153,7 @@ def test_losing_the_insert_race_rereads_the_winner(
     spec = JobSpec.model_validate(body())
     with sessions() as s:
         first, _ = models.submit_job(
-            session=s, tenant=_tenant(s, alice), spec=spec, idempotency_key="k"
+            session=s, tenant=_tenant(s, alice), spec=spec, idempotency_key="k", now=NOW
         )
         s.commit()
     real = models._by_key
@@ -165,7 +166,7 @@ def test_losing_the_insert_race_rereads_the_winner(
     monkeypatch.setattr(models, "_by_key", spy)
     with sessions() as s:
         job, created = models.submit_job(
-            session=s, tenant=_tenant(s, alice), spec=spec, idempotency_key="k"
+            session=s, tenant=_tenant(s, alice), spec=spec, idempotency_key="k", now=NOW
         )
         s.commit()
     assert (job.id, created, calls) == (first.id, False, ["k"])

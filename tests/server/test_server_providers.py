@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import typer
+from pinned import NOW
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -43,7 +44,7 @@ def _grant(sessions: sessionmaker[Session], who: Any, *centers: str) -> list[str
     with sessions() as s:
         tenant = s.get(Tenant, who.id)
         assert tenant is not None
-        owned = grant_centers(session=s, tenant=tenant, centers=centers)
+        owned = grant_centers(session=s, tenant=tenant, centers=centers, now=NOW)
         s.commit()
         return owned
 
@@ -225,11 +226,11 @@ def test_grant_and_revoke_rules(
         tq, ta = s.get(Tenant, q.id), s.get(Tenant, alice.id)
         assert tq is not None and ta is not None
         with pytest.raises(CenterTaken, match=r"'zhongwei' \(owned by 'p1'\)"):
-            grant_centers(session=s, tenant=tq, centers=["wuhu", "zhongwei"])
+            grant_centers(session=s, tenant=tq, centers=["wuhu", "zhongwei"], now=NOW)
         s.rollback()
         assert owned_centers(session=s, tenant=tq) == []  # nothing granted, not even wuhu
         with pytest.raises(NotAProvider, match="'alice' is a consumer"):
-            grant_centers(session=s, tenant=ta, centers=["wuhu"])
+            grant_centers(session=s, tenant=ta, centers=["wuhu"], now=NOW)
         with pytest.raises(UnknownCenters, match=r"'atlantis', 'mu'.*scenario 'china'"):
             grant_centers(
                 session=s,
@@ -237,6 +238,7 @@ def test_grant_and_revoke_rules(
                 centers=["wuhu", "atlantis", "mu"],
                 known={"wuhu"},
                 scenario="china",
+                now=NOW,
             )
         with pytest.raises(NotOwned, match=r"'q1' does not own center\(s\) 'zhongwei'"):
             revoke_centers(session=s, tenant=tq, centers=["zhongwei"])
@@ -265,7 +267,7 @@ def test_two_providers_racing_for_a_center_one_wins(
                 s.commit()
                 barrier.wait(timeout=10)
                 try:
-                    grant_centers(session=s, tenant=tenant, centers=["ulanqab"])
+                    grant_centers(session=s, tenant=tenant, centers=["ulanqab"], now=NOW)
                     s.commit()
                     won.append(w.id)
                 except CenterTaken as exc:

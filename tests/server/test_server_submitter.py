@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from pinned import NOW
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance
 from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantRole
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.config import set_config
 from suanwang.server.models.jobs import IdempotencyConflict, SubmitRequest
 from suanwang.server.schemas import JobSpec
 from suanwang.server.submitter import Submitter
@@ -42,7 +44,9 @@ def test_a_batch_answers_each_request_as_single_submits_would(
 ) -> None:
     a, b = _tenant(sessions, alice), _tenant(sessions, bob)
     with sessions() as s:  # a job stored earlier under key "old"
-        earlier, _ = models.submit_job(session=s, tenant=a, spec=_spec(body), idempotency_key="old")
+        earlier, _ = models.submit_job(
+            session=s, tenant=a, spec=_spec(body), idempotency_key="old", now=NOW
+        )
         s.commit()
     items = [
         SubmitRequest(a, _spec(body), "k1"),  # new
@@ -54,7 +58,7 @@ def test_a_batch_answers_each_request_as_single_submits_would(
         SubmitRequest(a, _spec(body, name="x"), "old"),  # conflict with the stored job
     ]
     with sessions() as s:
-        answers = models.submit_jobs(session=s, items=items)
+        answers = models.submit_jobs(session=s, items=items, now=NOW)
         s.commit()
     ok = [x for x in answers if not isinstance(x, IdempotencyConflict)]
     assert len(ok) == 5
@@ -76,7 +80,9 @@ def test_concurrent_submissions_share_transactions_and_each_is_stored_once(
     app: FastAPI, sessions: sessionmaker[Session], alice: Any, body: Any
 ) -> None:
     tenant = _tenant(sessions, alice)
-    submitter = Submitter(sessions, app.state.network, max_batch=16, flushers=2)
+    submitter = Submitter(
+        sessions, app.state.network, clock=app.state.clock, max_batch=16, flushers=2
+    )
     n = 120
 
     async def run() -> list[tuple[JobRow, bool]]:
@@ -100,7 +106,7 @@ def test_a_request_the_database_refuses_fails_alone(
 ) -> None:
     tenant = _tenant(sessions, alice)
     ghost = Tenant(id="00000000-0000-0000-0000-000000000000", name="ghost", role="consumer")
-    submitter = Submitter(sessions, app.state.network)
+    submitter = Submitter(sessions, app.state.network, clock=app.state.clock)
     items = [
         SubmitRequest(tenant, _spec(body), "a"),
         SubmitRequest(ghost, _spec(body), "b"),  # no such tenant: the foreign key refuses it
@@ -121,21 +127,21 @@ def test_holds_are_taken_per_request_and_a_refused_hold_stores_nothing(
     body: Any,
 ) -> None:
     with sessions() as s:
-        billing.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
         s.commit()
     ops = _tenant(sessions, make_tenant(TenantRole.OPERATOR, "ops"))  # operators never prepay
     poor = _tenant(sessions, alice)
-    submitter = Submitter(sessions, app.state.network)
+    submitter = Submitter(sessions, app.state.network, clock=app.state.clock)
     answers = submitter.store(
         [SubmitRequest(ops, _spec(body), "a"), SubmitRequest(poor, _spec(body), "b")]
     )
     first, second = answers
     assert not isinstance(first, BaseException) and first[1] is True
-    assert isinstance(second, billing.InsufficientBalance)
+    assert isinstance(second, InsufficientBalance)
     assert _counts(sessions) == (1, 1)
 
 
 @pytest.mark.parametrize("bad", [0, -1])
 def test_batch_limits_must_be_positive(app: FastAPI, bad: int) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
-        Submitter(app.state.sessions, app.state.network, max_batch=bad)
+        Submitter(app.state.sessions, app.state.network, clock=app.state.clock, max_batch=bad)

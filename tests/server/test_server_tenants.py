@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import typer
+from pinned import NOW
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -37,7 +38,7 @@ PROTECTED = [
 
 def test_create_and_authenticate(sessions: sessionmaker[Session], client: Any) -> None:
     with sessions() as s:
-        tenant, key = create_tenant(session=s, name="acme", role=TenantRole.PROVIDER)
+        tenant, key = create_tenant(session=s, name="acme", role=TenantRole.PROVIDER, now=NOW)
         s.commit()
         assert key.startswith("sw_") and len(key) >= 40
         assert tenant.api_key_hash == hashlib.sha256(key.encode()).hexdigest()
@@ -51,13 +52,13 @@ def test_create_and_authenticate(sessions: sessionmaker[Session], client: Any) -
 
 def test_names_are_unique_and_checked(sessions: sessionmaker[Session], client: Any) -> None:
     with sessions() as s:
-        create_tenant(session=s, name="acme", role=TenantRole.CONSUMER)
+        create_tenant(session=s, name="acme", role=TenantRole.CONSUMER, now=NOW)
         s.commit()
         with pytest.raises(TenantExists):
-            create_tenant(session=s, name="acme", role=TenantRole.OPERATOR)
+            create_tenant(session=s, name="acme", role=TenantRole.OPERATOR, now=NOW)
         for bad in ("", "   ", "x" * 101):
             with pytest.raises(ValueError, match=r"1\.\.100"):
-                create_tenant(session=s, name=bad, role=TenantRole.CONSUMER)
+                create_tenant(session=s, name=bad, role=TenantRole.CONSUMER, now=NOW)
 
 
 def test_cli_creates_tenant_on_fresh_database_and_shows_key_once(fresh_db_url: str) -> None:

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pinned import NOW
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.billing import ledger, store, trading_store
+from suanwang.billing import ledger
+from suanwang.billing.pricing import book_for
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.database.models import (
@@ -24,14 +26,17 @@ from suanwang.server.database.models import (
     Tenant,
     TenantRole,
 )
+from suanwang.server.models.billing import trading
+from suanwang.server.models.billing.accounts import balance_of, topup
+from suanwang.server.models.billing.config import set_config
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.tenants import create_tenant
 
 Who = Any  # tests/server/conftest.py's Who: id, role, key, headers
 CENTER = "zhangjiakou"  # has A100s
 OTHER = "zhongwei"
-NOW = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)  # the API clock in tests (conftest.NOW)
-H8 = datetime(2025, 7, 1, 8, tzinfo=UTC)
+H8 = NOW.replace(hour=8, minute=0)  # after the API's clock (06:30)
 
 
 def _iso(t: datetime) -> str:
@@ -43,7 +48,7 @@ def _provider(
 ) -> Who:
     who = make_tenant(TenantRole.PROVIDER)
     with sessions.begin() as s:
-        grant_centers(session=s, tenant=s.get_one(Tenant, who.id), centers=list(centers))
+        grant_centers(session=s, tenant=s.get_one(Tenant, who.id), centers=list(centers), now=NOW)
     return who
 
 
@@ -125,7 +130,7 @@ def test_providers_publish_for_their_centers_and_everyone_lists(
 
 def _balance(sessions: sessionmaker[Session], account: str) -> Decimal:
     with sessions() as s:
-        return store.balance_of(session=s, account_id=account)
+        return balance_of(session=s, account_id=account)
 
 
 def test_reservations_are_paid_at_booking_never_oversold_and_refunded(
@@ -198,7 +203,7 @@ def test_reservations_are_paid_at_booking_never_oversold_and_refunded(
     assert client.post("/v1/reservations", json=book | {"units": 4},
                        headers=alice.headers).status_code == 201  # fmt: skip
     with sessions() as s:
-        assert store.verify(session=s) == []
+        assert verify(session=s) == []
 
 
 def test_a_reservation_needs_prepayment_when_billing_is_required(
@@ -211,7 +216,7 @@ def test_a_reservation_needs_prepayment_when_billing_is_required(
     prov = _provider(make_tenant, sessions, CENTER)
     offer = client.post("/v1/offers", json=_offer(), headers=prov.headers).json()
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
     book = {"offer_id": offer["id"], "units": 2, "start": _iso(H8),
             "end": _iso(H8 + timedelta(hours=2))}  # fmt: skip
     r = client.post("/v1/reservations", json=book, headers=alice.headers)
@@ -231,7 +236,7 @@ def test_a_reservation_needs_prepayment_when_billing_is_required(
                          headers=alice.headers).status_code == 200  # fmt: skip
     assert _balance(sessions, ledger.prepaid(alice.id)) == Decimal("100.00")
     with sessions() as s:
-        assert store.verify(session=s) == []
+        assert verify(session=s) == []
 
 
 def test_a_started_reservation_cannot_be_cancelled(
@@ -248,10 +253,10 @@ def test_a_started_reservation_cannot_be_cancelled(
     with sessions.begin() as s:
         tenant = s.get_one(Tenant, alice.id)
         try:
-            trading_store.cancel(
+            trading.cancel(
                 session=s, tenant=tenant, reservation_id=res["id"], now=H8 + timedelta(minutes=5)
             )
-        except trading_store.Conflict as exc:
+        except trading.Conflict as exc:
             assert "can no longer be cancelled" in str(exc)
         else:  # pragma: no cover - the assertion below explains
             raise AssertionError("a started reservation was cancelled")
@@ -272,8 +277,8 @@ def test_the_price_book_from_the_database_uses_offers_and_reservations(
 ) -> None:
     scenario = app.state.network.scenario
     with sessions() as s:
-        plain = trading_store.price_book(session=s, scenario=scenario)
-        assert plain is store.book_for(scenario)  # no offers: exactly the posted book
+        plain = trading.price_book(session=s, scenario=scenario)
+        assert plain is book_for(scenario)  # no offers: exactly the posted book
     prov = _provider(make_tenant, sessions, CENTER)
     client.post("/v1/offers", json=_offer(type="on_demand", price_cny_per_scu="1.7"),
                 headers=prov.headers)  # fmt: skip
@@ -283,8 +288,8 @@ def test_the_price_book_from_the_database_uses_offers_and_reservations(
                 headers=alice.headers)  # fmt: skip
     at = H8 + timedelta(minutes=30)
     with sessions() as s:
-        book = trading_store.price_book(session=s, scenario=scenario)
-    posted = store.book_for(scenario)
+        book = trading.price_book(session=s, scenario=scenario)
+    posted = book_for(scenario)
     assert book.price_at(CENTER, "a100", Precision.FP16, at) == Decimal("1.7")
     assert book.price_at(CENTER, "a100", Precision.FP16, at, tenant=bob.id) == Decimal("1.7")
     assert book.price_at(CENTER, "a100", Precision.FP16, at, tenant=alice.id) == 0
@@ -308,24 +313,24 @@ def test_concurrent_bookings_never_oversell_an_offer(
     offer = client.post("/v1/offers", json=_offer(units=16), headers=prov.headers).json()
     scenario = app.state.network.scenario
     with sessions.begin() as s:
-        store.set_config(session=s, billing_required=True)
+        set_config(session=s, billing_required=True, now=NOW)
         buyers = []
         for i in range(10):
-            t, _ = create_tenant(session=s, name=f"buyer-{i}", role=TenantRole.CONSUMER)
-            store.topup(session=s, tenant=t, amount=Decimal("1000"), key=f"k{i}")
+            t, _ = create_tenant(session=s, name=f"buyer-{i}", role=TenantRole.CONSUMER, now=NOW)
+            topup(session=s, tenant=t, amount=Decimal("1000"), key=f"k{i}", now=NOW)
             buyers.append(t.id)
 
     def book(tenant_id: str) -> str:
         for _ in range(50):  # SQLite: a writer may find the database busy; try again
             try:
                 with sessions.begin() as s:
-                    trading_store.reserve(
+                    trading.reserve(
                         session=s, tenant=s.get_one(Tenant, tenant_id), offer_id=offer["id"],
                         units=3, start=H8, end=H8 + timedelta(hours=2),
                         precision=Precision.FP16, scenario=scenario, now=NOW,
                     )  # fmt: skip
                 return "booked"
-            except trading_store.Conflict:
+            except trading.Conflict:
                 return "sold out"
             except OperationalError:
                 time.sleep(0.02)
@@ -337,7 +342,7 @@ def test_concurrent_bookings_never_oversell_an_offer(
     with sessions() as s:
         units = s.scalar(select(func.sum(ReservationRow.units)))
         assert units == 15
-        assert store.verify(session=s) == []
-        paid = [store.balance_of(session=s, account_id=ledger.prepaid(t)) for t in buyers]
+        assert verify(session=s) == []
+        paid = [balance_of(session=s, account_id=ledger.prepaid(t)) for t in buyers]
     each = (3 * 2 * Decimal("2.50")).quantize(Decimal("0.01"))
     assert sorted(paid) == [Decimal("1000.00") - each] * 5 + [Decimal("1000.00")] * 5

@@ -16,13 +16,13 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.billing import trading_store
 from suanwang.billing.offers import Offer, OfferType
 from suanwang.core.hardware import Precision
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.executors.local import LocalExecutor
 from suanwang.server.database.models import Tenant, TenantRole
+from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork, load_trading
 

@@ -6,19 +6,23 @@ dispatcher placed under it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from pinned import NOW
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.billing import store, trading_store
 from suanwang.billing.offers import Offer, OfferType
+from suanwang.billing.pricing import book_for
 from suanwang.core.hardware import Precision
 from suanwang.core.lifecycle import JobState
-from suanwang.server.database.models import JobEvent, JobRow, Tenant, UsageRecord
+from suanwang.server.database.models import JobRow, Tenant, UsageRecord
+from suanwang.server.models.billing import trading
+from suanwang.server.models.billing.settle import settle_finished
+from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.jobs import transition
 
 CENTER = "zhangjiakou"
@@ -33,13 +37,12 @@ def _run(
         detail["market"] = {"source": market, "price_cny_per_scu": 0.0}
     with sessions.begin() as s:
         job = s.get_one(JobRow, job_id)
-        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail,
+        transition(session=s, job=job, to=JobState.SCHEDULED, detail=detail, now=start,
                    updates={"center_id": CENTER, "pool_model": "a100"})  # fmt: skip
-        run = transition(session=s, job=job, to=JobState.RUNNING)
-        end = transition(session=s, job=job, to=JobState.SUCCEEDED)
-        s.execute(update(JobEvent).where(JobEvent.id == run.id).values(at=start))
-        s.execute(update(JobEvent).where(JobEvent.id == end.id)
-                  .values(at=start + timedelta(minutes=minutes)))  # fmt: skip
+        transition(session=s, job=job, to=JobState.RUNNING, now=start)
+        transition(
+            session=s, job=job, to=JobState.SUCCEEDED, now=start + timedelta(minutes=minutes)
+        )
 
 
 def test_runs_are_charged_at_offer_prices_and_reservations_are_prepaid(
@@ -47,16 +50,16 @@ def test_runs_are_charged_at_offer_prices_and_reservations_are_prepaid(
     operator: Any, submit: Callable[..., dict[str, Any]],
 ) -> None:  # fmt: skip
     net = app.state.network
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    hour = NOW.replace(minute=0) - timedelta(hours=3)  # the runs below end before NOW
     with sessions.begin() as s:
         op = s.get_one(Tenant, operator.id)
         for kind, price in ((OfferType.ON_DEMAND, "1.0000"), (OfferType.RESERVED, "2.0000")):
-            trading_store.publish(session=s, tenant=op, scenario=net.scenario, now=hour,
+            trading.publish(session=s, tenant=op, scenario=net.scenario, now=hour,
                                   offer=Offer("new", None, CENTER, "a100", 64, Decimal(price),
                                               hour, hour + timedelta(hours=2), kind))  # fmt: skip
-        reserved = next(o for o in trading_store.list_offers(session=s, now=hour)
+        reserved = next(o for o in trading.list_offers(session=s, now=hour)
                         if o.type == "reserved")  # fmt: skip
-        trading_store.reserve(session=s, tenant=s.get_one(Tenant, bob.id), offer_id=reserved.id,
+        trading.reserve(session=s, tenant=s.get_one(Tenant, bob.id), offer_id=reserved.id,
                               units=8, start=hour, end=hour + timedelta(hours=2),
                               precision=Precision.FP16, scenario=net.scenario,
                               now=hour)  # fmt: skip
@@ -70,13 +73,13 @@ def test_runs_are_charged_at_offer_prices_and_reservations_are_prepaid(
     _run(sessions, late, hour + timedelta(hours=2), 30, "offer")  # after the offer: posted
     _run(sessions, plain, hour + timedelta(minutes=30), 30)  # not placed under the offer
     _run(sessions, beyond, hour + timedelta(minutes=30), 30)  # bob, beyond his reservation
-    assert store.settle_finished(sessions, net) == 5
+    assert settle_finished(sessions, net, now=NOW) == 5
     with sessions() as s:
         got = {r.job_id: r.compute_cny for r in s.scalars(select(UsageRecord))}
-        assert store.verify(session=s) == []
+        assert verify(session=s) == []
     assert got[a] == Decimal("4.00")
     assert got[b] == Decimal("0.00")
-    book = store.book_for(net.scenario)
+    book = book_for(net.scenario)
     posted = book.posted_at(CENTER, "a100", Precision.FP16, hour + timedelta(hours=2))
     assert got[late] == (4 * posted).quantize(Decimal("0.01"))
     during = book.posted_at(CENTER, "a100", Precision.FP16, hour + timedelta(minutes=30))

@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.billing import store
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import ExecutorError, ExecutorStatus, RunUsage
 from suanwang.executors.local import LocalExecutor
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.models import JobRow, UsageRecord
+from suanwang.server.models.billing.settle import unbilled
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
@@ -232,7 +232,7 @@ def test_a_cancelled_run_reports_its_tokens_once_it_has_stopped_and_is_then_char
     r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
     assert r.status_code in (200, 202), r.text
     with sessions() as s:  # cancelled, but its run has not been seen to stop: not charged yet
-        assert job["id"] not in store.unbilled(session=s)
+        assert job["id"] not in unbilled(session=s, now=live.clock())
     deadline = time.monotonic() + 20
     while True:
         rounds()

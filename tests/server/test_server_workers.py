@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from pinned import NOW
 from sqlalchemy import func, select
 
 from suanwang.server.database.models import JobRow, TenantRole
@@ -26,7 +27,7 @@ def test_two_worker_processes_serve_one_port_and_lose_nothing(
     engine = make_engine(fresh_db_url)
     sessions = session_factory(engine)
     with sessions() as s:
-        _, key = create_tenant(session=s, name="w", role=TenantRole.CONSUMER)
+        _, key = create_tenant(session=s, name="w", role=TenantRole.CONSUMER, now=NOW)
         s.commit()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,4 +1,5 @@
-"""Double-entry posting rules. Pure: they build balanced transactions, the store writes them.
+"""Double-entry posting rules. Pure: they build balanced transactions, the server writes them
+(:mod:`suanwang.server.models.billing.accounts`).
 
 Sign convention: a posting's ``amount`` is positive when it *credits* the account (what the
 platform owes the account holder, or has earned, grows) and negative when it debits it. Every
@@ -278,3 +279,28 @@ def reversal(original: Entry) -> Entry:
         tenant_id=original.tenant_id,
         commission=-original.commission,
     )
+
+
+class InsufficientBalance(Exception):
+    """A debit that would take a prepaid or held account below zero."""
+
+    def __init__(self, account_id: str, required: Decimal, available: Decimal) -> None:
+        super().__init__(
+            f"account {account_id}: {required} CNY required, {available} CNY available"
+        )
+        self.account_id = account_id
+        self.required = required
+        self.available = available
+
+
+def no_funds(exc: InsufficientBalance) -> dict[str, str]:
+    """The JSON body of a 402 at submit."""
+    return {
+        "error": "insufficient_balance",
+        "message": (
+            f"this job needs a hold of {exc.required} CNY (its estimated charge) but the "
+            f"prepaid balance is {exc.available} CNY; top up and submit again"
+        ),
+        "required_cny": str(exc.required),
+        "available_cny": str(exc.available),
+    }

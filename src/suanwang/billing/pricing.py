@@ -213,3 +213,16 @@ def _price_table(
         price = (energy + params.capacity_cny_per_scu) * (1 + params.margin)
         out.append(price.quantize(PRICE_STEP, rounding=ROUND_HALF_UP))
     return tuple(out)
+
+
+#: Price books by scenario (a scenario is loaded once per process; its book is built once).
+_BOOKS: dict[int, tuple[Scenario, PriceBook]] = {}
+
+
+def book_for(scenario: Scenario) -> PriceBook:
+    """The (cached) price book of a loaded scenario."""
+    hit = _BOOKS.get(id(scenario))
+    if hit is None or hit[0] is not scenario:
+        hit = (scenario, PriceBook(scenario))
+        _BOOKS[id(scenario)] = hit
+    return hit[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -131,9 +132,13 @@ def create(
     owned: list[str] = []
     with _session(db, create=True) as session:
         try:
-            tenant, api_key = create_tenant(session=session, name=name, role=TenantRole(role.value))
+            tenant, api_key = create_tenant(
+                session=session, name=name, role=TenantRole(role.value), now=datetime.now(UTC)
+            )
             if ids:
-                owned = grant_centers(session=session, tenant=tenant, centers=ids)
+                owned = grant_centers(
+                    session=session, tenant=tenant, centers=ids, now=datetime.now(UTC)
+                )
         except (TenantExists, CenterTaken, ValueError) as exc:
             session.rollback()
             raise _fail(str(exc), 1) from None
@@ -206,7 +211,9 @@ def centers_cmd(
             if removes:
                 owned = revoke_centers(session=session, tenant=tenant, centers=removes)
             if adds:
-                owned = grant_centers(session=session, tenant=tenant, centers=adds)
+                owned = grant_centers(
+                    session=session, tenant=tenant, centers=adds, now=datetime.now(UTC)
+                )
         except (NotOwned, NotAProvider) as exc:
             session.rollback()
             raise _fail(str(exc), 2) from None

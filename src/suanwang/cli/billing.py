@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -49,7 +50,7 @@ def ledger_cmd() -> None:
 
 
 def _period(period: str) -> str:
-    from suanwang.billing.store import period_bounds
+    from suanwang.server.models.billing.statements import period_bounds
 
     try:
         period_bounds(period)
@@ -60,10 +61,10 @@ def _period(period: str) -> str:
 
 def _sync(session_db: str, scenario: str) -> int:
     """Charge finished jobs that no worker has charged yet (so statements are complete)."""
-    from suanwang.billing.store import settle_finished
     from suanwang.core.network import Network
     from suanwang.scenarios.loader import ScenarioError, load_scenario
     from suanwang.server.database.session import make_engine, session_factory
+    from suanwang.server.models.billing.settle import settle_finished
 
     try:
         net = Network(load_scenario(scenario))
@@ -71,7 +72,7 @@ def _sync(session_db: str, scenario: str) -> int:
         raise _fail(f"--scenario {scenario!r}: {exc}", 2) from None
     engine = make_engine(session_db)
     try:
-        return settle_finished(session_factory(engine), net, limit=1_000_000)
+        return settle_finished(session_factory(engine), net, now=datetime.now(UTC), limit=1_000_000)
     finally:
         engine.dispose()
 
@@ -94,23 +95,25 @@ def topup(
     as_json: JsonOption = False,
 ) -> None:
     """Credit AMOUNT CNY to TENANT's prepaid balance."""
-    from suanwang.billing import store
     from suanwang.billing.money import parse_amount
+    from suanwang.server.models.billing import accounts
 
     try:
         value = parse_amount(amount, what="AMOUNT")
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     with _session(db) as session:
-        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
         if who is None:
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
         try:
-            tx, written = store.topup(session=session, tenant=who, amount=value, key=key, memo=memo)
+            tx, written = accounts.topup(
+                session=session, tenant=who, amount=value, key=key, memo=memo, now=datetime.now(UTC)
+            )
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
         session.commit()
-        bal = store.balance(session=session, tenant_id=who.id).as_json()
+        bal = accounts.balance(session=session, tenant_id=who.id).as_json()
     doc = {"tenant": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "balance": bal}  # fmt: skip
     _print(doc, as_json, f"{who.name}: +{tx.amount} CNY, prepaid balance {bal['prepaid_cny']} CNY")
@@ -132,27 +135,32 @@ def payout(
     as_json: JsonOption = False,
 ) -> None:
     """Pay PROVIDER what it is owed for its centers' work (AMOUNT, or all that is due)."""
-    from suanwang.billing import store
     from suanwang.billing.money import parse_amount
+    from suanwang.server.models.billing import accounts, payouts
 
     try:
         value = None if amount is None else parse_amount(amount, what="AMOUNT")
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     with _session(db) as session:
-        who = store.tenant_by_name_or_id(session=session, ref=provider)
+        who = accounts.tenant_by_name_or_id(session=session, ref=provider)
         if who is None:
             raise _fail(f"PROVIDER: no tenant {provider!r}", 2)
     _sync(db, scenario)  # finished jobs are charged first, so what is due is complete
     with _session(db) as session:
         try:
-            tx, written = store.payout(
-                session=session, provider=who, amount=value, key=key, memo=memo
+            tx, written = payouts.payout(
+                session=session,
+                provider=who,
+                amount=value,
+                key=key,
+                memo=memo,
+                now=datetime.now(UTC),
             )
         except ValueError as exc:
             raise _fail(f"PROVIDER: {exc}", 2) from None
         session.commit()
-        due = store.due_to(session=session, provider_id=who.id)
+        due = payouts.due_to(session=session, provider_id=who.id, now=datetime.now(UTC))
     doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "due_cny": str(due)}  # fmt: skip
     _print(doc, as_json, f"{who.name}: paid {tx.amount} CNY, {due} CNY still due")
@@ -169,18 +177,18 @@ def invoice(
 ) -> None:
     """TENANT's charges in PERIOD: one line per job, reservation paid and refund (JSON:
     total_cny, lines with kind, transaction_id, job_id or reservation_id, amount_cny)."""
-    from suanwang.billing import store
+    from suanwang.server.models.billing import accounts, statements
 
     _period(period)
     with _session(db) as session:
-        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
         if who is None:
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
     _sync(db, scenario)
     with _session(db) as session:
-        doc = store.invoice(session=session, tenant=who, period=period)
+        doc = statements.invoice(session=session, tenant=who, period=period)
     if as_csv:
-        sys.stdout.write(store.invoice_csv(doc))
+        sys.stdout.write(statements.invoice_csv(doc))
         return
     lines = [
         f"{ln['job_id'] or ln['reservation_id']}  {ln['amount_cny']:>12} CNY  "
@@ -201,14 +209,14 @@ def settle(
 ) -> None:
     """Provider statements for PERIOD: charges (jobs, reservations, refunds), commission,
     each provider's payout."""
-    from suanwang.billing import store
+    from suanwang.server.models.billing import statements
 
     _period(period)
     with _session(db):
         pass  # migrate first
     _sync(db, scenario)
     with _session(db) as session:
-        doc = store.settlement(session=session, period=period)
+        doc = statements.settlement(session=session, period=period, now=datetime.now(UTC))
     lines = [f"{p['provider']:<24} {p['payout_cny']:>14} CNY" for p in doc["providers"]]
     text = "\n".join(
         [f"settlement {period}: charges {doc['charges_cny']} CNY, commission "
@@ -251,7 +259,7 @@ def configure(
     as_json: JsonOption = False,
 ) -> None:
     """Show or change the platform's billing settings."""
-    from suanwang.billing import store
+    from suanwang.server.models.billing import config
 
     rate: Decimal | None = None
     if commission is not None:
@@ -265,13 +273,14 @@ def configure(
     per_million: Decimal | None = None
     if token_value is not None:
         try:
-            per_million = store.check_token_value(Decimal(token_value))
+            per_million = config.check_token_value(Decimal(token_value))
         except (InvalidOperation, ValueError) as exc:
             raise _fail(f"--token-value {token_value!r}: {exc}", 2) from None
     changes = (require, commission, energy_pass_through, token_value)
     with _session(db, create=any(c is not None for c in changes)) as session:
-        cfg = store.set_config(
+        cfg = config.set_config(
             session=session,
+            now=datetime.now(UTC),
             billing_required=require,
             commission_rate=rate,
             energy_pass_through=energy_pass_through,
@@ -318,8 +327,8 @@ def quota_grant(
     """Grant TENANT trial quotas, consumed before anything is charged."""
     from datetime import date
 
-    from suanwang.billing import store
     from suanwang.billing.quotas import end_of_day
+    from suanwang.server.models.billing import accounts, quotas
 
     hours = _quantity(card_hours, "--card-hours")
     storage = _quantity(storage_gb_months, "--storage-gb-months")
@@ -328,19 +337,20 @@ def quota_grant(
     except ValueError:
         raise _fail(f"--expires {expires!r}: expected YYYY-MM-DD, e.g. 2026-12-31", 2) from None
     with _session(db) as session:
-        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
         if who is None:
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
         try:
-            grant, written = store.grant_quota(
+            grant, written = quotas.grant_quota(
                 session=session, tenant=who, card_hours=hours, storage_gb_months=storage,
                 tokens=tokens, expires_at=end_of_day(day), key=key, memo=memo,
+                now=datetime.now(UTC),
             )  # fmt: skip
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
         session.commit()
-        doc = {"tenant": who.name, "replayed": not written, "grant": store.grant_json(grant)}
-        left = store.quota_summary(session=session, tenant_id=who.id)
+        doc = {"tenant": who.name, "replayed": not written, "grant": quotas.grant_json(grant)}
+        left = quotas.quota_summary(session=session, tenant_id=who.id, now=datetime.now(UTC))
     _print(doc, as_json,
            f"{who.name}: +{grant.card_hours} card-hours ({left['card_hours_left']} left), "
            f"+{grant.storage_gb_months} GB-months ({left['storage_gb_months_left']} left), "
@@ -354,13 +364,15 @@ def quota_show(
     as_json: JsonOption = False,
 ) -> None:
     """TENANT's trial quotas: what is left, what they covered, every grant."""
-    from suanwang.billing import store
+    from suanwang.server.models.billing import accounts, quotas
 
     with _session(db) as session:
-        who = store.tenant_by_name_or_id(session=session, ref=tenant)
+        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
         if who is None:
             raise _fail(f"TENANT: no tenant {tenant!r}", 2)
-        doc = {"tenant": who.name} | store.quota_summary(session=session, tenant_id=who.id)
+        doc = {"tenant": who.name} | quotas.quota_summary(
+            session=session, tenant_id=who.id, now=datetime.now(UTC)
+        )
     grants = [
         f"  #{g['id']}: {g['card_hours_used']}/{g['card_hours']} card-hours, "
         f"{g['storage_gb_months_used']}/{g['storage_gb_months']} GB-months, "
@@ -379,10 +391,10 @@ def quota_show(
 @ledger_app.command("verify")
 def verify(db: DbOption = DEFAULT_DB_URL, as_json: JsonOption = False) -> None:
     """Check every invariant; exit 1 listing what is broken."""
-    from suanwang.billing import store
+    from suanwang.server.models.billing import verify
 
     with _session(db) as session:
-        problems = store.verify(session=session)
+        problems = verify.verify(session=session)
     if as_json:
         typer.echo(json.dumps({"ok": not problems, "problems": problems}))
     elif problems:

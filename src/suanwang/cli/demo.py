@@ -105,7 +105,9 @@ def demo(
     services.start()
     tenant = f"demo-{secrets.token_hex(3)}"
     with session_factory(make_engine(settings.db_url))() as session:
-        _, key = create_tenant(session=session, name=tenant, role=TenantRole.OPERATOR)
+        _, key = create_tenant(
+            session=session, name=tenant, role=TenantRole.OPERATOR, now=datetime.now(UTC)
+        )
         session.commit()
     headers = {"Authorization": f"Bearer {key}"}
     ids = []

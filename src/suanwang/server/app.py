@@ -217,7 +217,8 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
     app.state.sessions = session_factory(engine)
     app.state.scenario = scenario
     app.state.network = Network(scenario)
-    app.state.submitter = Submitter(app.state.sessions, app.state.network)
+    app.state.clock = clock
+    app.state.submitter = Submitter(app.state.sessions, app.state.network, clock=clock)
     app.state.signals = SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
     app.state.lifespans = 1
     # The loaded scenario, network and modules are ~170,000 long-lived objects that every full
@@ -241,7 +242,8 @@ def create_app(
     """The control-plane API for ``settings`` (default: from the environment).
 
     On startup it migrates the database to the newest schema and loads the scenario once;
-    ``clock`` (UTC now by default) decides which hour's signals ``/v1/centers`` shows.
+    ``clock`` (UTC now by default) is the API's time: which hour's signals ``/v1/centers``
+    shows, and the time requests stamp on what they write (submissions, ledger entries, ...).
     """
     cfg = settings if settings is not None else Settings.from_env()
     now = clock if clock is not None else (lambda: datetime.now(UTC))

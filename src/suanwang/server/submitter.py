@@ -22,15 +22,19 @@ import asyncio
 import logging
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobRow
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.config import admission_config, needs_hold
+from suanwang.server.models.billing.holds import admit
 from suanwang.server.models.jobs import IdempotencyConflict, SubmitRequest
 
 log = logging.getLogger("suanwang.submit")
@@ -53,13 +57,15 @@ class _LoopState:
 
 
 class Submitter:
-    """Stores submissions in batches (see the module docstring)."""
+    """Stores submissions in batches (see the module docstring), stamped by ``clock`` (the
+    app's: a batch is submitted when it is written)."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         net: Network,
         *,
+        clock: Callable[[], datetime],
         max_batch: int = MAX_BATCH,
         flushers: int = FLUSHERS,
     ) -> None:
@@ -67,6 +73,7 @@ class Submitter:
             raise ValueError(f"max_batch and flushers must be >= 1, not {max_batch}, {flushers}")
         self.sessions = sessions
         self.net = net
+        self.clock = clock
         self.max_batch = max_batch
         self.flushers = flushers
         self.batches = 0
@@ -78,7 +85,7 @@ class Submitter:
 
     async def submit(self, request: SubmitRequest) -> tuple[JobRow, bool]:
         """Store ``request``; ``(job, created)`` once committed. Raises
-        :class:`IdempotencyConflict` or :class:`billing.InsufficientBalance` (nothing stored)."""
+        :class:`IdempotencyConflict` or :class:`InsufficientBalance` (nothing stored)."""
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
@@ -117,12 +124,12 @@ class Submitter:
         """Write ``requests`` (in a worker thread): one answer per request, in order."""
         out: list[Outcome | None] = [None] * len(requests)
         with self.sessions() as session:
-            config = billing.admission_config(session=session)
-            plain = [i for i, r in enumerate(requests) if not billing.needs_hold(r.tenant, config)]
+            config = admission_config(session=session)
+            plain = [i for i, r in enumerate(requests) if not needs_hold(r.tenant, config)]
             if plain:
                 try:
                     answers = models.submit_jobs(
-                        session=session, items=[requests[i] for i in plain]
+                        session=session, items=[requests[i] for i in plain], now=self.clock()
                     )
                     session.commit()
                 except Exception:
@@ -144,18 +151,20 @@ class Submitter:
 
     def store_one(self, request: SubmitRequest) -> tuple[JobRow, bool]:
         """Store one submission and reserve its estimated charge (billing, issue 5), in one
-        transaction. Raises :class:`billing.InsufficientBalance` with nothing stored."""
+        transaction. Raises :class:`InsufficientBalance` with nothing stored."""
+        now = self.clock()
         with self.sessions() as session:
             job, created = models.submit_job(
                 session=session,
                 tenant=request.tenant,
                 spec=request.spec,
+                now=now,
                 idempotency_key=request.idempotency_key,
             )
             if created:
                 try:
-                    billing.admit(session=session, tenant=request.tenant, job=job, net=self.net)
-                except billing.InsufficientBalance:
+                    admit(session=session, tenant=request.tenant, job=job, net=self.net, now=now)
+                except InsufficientBalance:
                     session.rollback()
                     raise
             session.commit()

@@ -17,28 +17,38 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from suanwang.billing import store
 from suanwang.billing.money import parse_amount
-from suanwang.billing.pricing import NoPrice
+from suanwang.billing.pricing import NoPrice, book_for
 from suanwang.billing.quotas import MAX_TOKENS, end_of_day
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
     CurrentTenant,
     NetworkDep,
+    NowDep,
     SessionDep,
     operator_only,
     provider_or_operator,
 )
 from suanwang.server.database.models import Tenant, TenantRole
+from suanwang.server.models.billing.accounts import balance, tenant_by_name_or_id, topup
+from suanwang.server.models.billing.config import get_config
+from suanwang.server.models.billing.payouts import due_to, payout
+from suanwang.server.models.billing.quotas import grant_json, grant_quota, quota_summary
+from suanwang.server.models.billing.statements import (
+    invoice,
+    invoice_csv,
+    period_bounds,
+    settlement,
+)
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=AUTH_RESPONSES)
@@ -72,7 +82,7 @@ def _subject(session: SessionDep, me: Tenant, tenant: str | None) -> Tenant:
         return me
     if me.tenant_role is not TenantRole.OPERATOR:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may name another tenant")
-    found = store.tenant_by_name_or_id(session=session, ref=tenant)
+    found = tenant_by_name_or_id(session=session, ref=tenant)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no tenant {tenant!r}")
     return found
@@ -84,7 +94,7 @@ def _invalid(loc: tuple[str, ...], msg: str, value: str) -> RequestValidationErr
 
 def _period(period: str) -> str:
     try:
-        store.period_bounds(period)
+        period_bounds(period)
     except ValueError as exc:
         raise _invalid(("path", "period"), str(exc), period) from None
     return period
@@ -92,18 +102,16 @@ def _period(period: str) -> str:
 
 @router.get("/balance", responses=FORBIDDEN)
 def get_balance(
-    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+    session: SessionDep, me: CurrentTenant, now: NowDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
     """Prepaid balance, money held for running jobs, what is owed (postpaid), the settings
     (with ``token_value_cny_per_million``: what a free trial token is worth at most)."""
     who = _subject(session, me, tenant)
-    config = store.get_config(session=session)
-    trial = store.quota_summary(session=session, tenant_id=who.id)
+    config = get_config(session=session)
+    trial = quota_summary(session=session, tenant_id=who.id, now=now)
     del trial["grants"], trial["tenant_id"]
     return (
-        store.balance(session=session, tenant_id=who.id).as_json()
-        | config.as_json()
-        | {"trial": trial}
+        balance(session=session, tenant_id=who.id).as_json() | config.as_json() | {"trial": trial}
     )
 
 
@@ -156,17 +164,19 @@ def post_topup(
     body: TopUp,
     session: SessionDep,
     me: TopUpper,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
     amount = parse_amount(body.amount_cny, what="amount_cny")  # checked by the model
-    who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
+    who = tenant_by_name_or_id(session=session, ref=body.tenant)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
     try:
-        tx, written = store.topup(
-            session=session, tenant=who, amount=amount, key=idempotency_key, memo=body.memo
-        )
+        tx, written = topup(
+            session=session, tenant=who, amount=amount, now=now, key=idempotency_key,
+            memo=body.memo,
+        )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
@@ -174,7 +184,7 @@ def post_topup(
         "transaction_id": tx.id,
         "replayed": not written,
         "amount_cny": str(tx.amount),
-        "balance": store.balance(session=session, tenant_id=who.id).as_json(),
+        "balance": balance(session=session, tenant_id=who.id).as_json(),
     }
 
 
@@ -205,28 +215,27 @@ class Payout(BaseModel):
 )
 def post_payout(
     body: Payout,
-    request: Request,
     session: SessionDep,
     me: Payer,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
     everything due. Jobs finished but not yet charged are not due yet, nor its share of
     bookings that have not started (they may still be cancelled and refunded)."""
     amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
-    now: datetime = request.app.state.signals.clock()
-    who = store.tenant_by_name_or_id(session=session, ref=body.provider)
+    who = tenant_by_name_or_id(session=session, ref=body.provider)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"provider: no tenant {body.provider!r}")
     try:
-        tx, written = store.payout(
+        tx, written = payout(
             session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo,
             now=now,
         )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
-    due = store.due_to(session=session, provider_id=who.id, now=now)
+    due = due_to(session=session, provider_id=who.id, now=now)
     return {
         "transaction_id": tx.id,
         "replayed": not written,
@@ -260,20 +269,19 @@ def get_invoice(
     """Your charges in a month: one line per job (traceable to its usage records), per
     reservation paid at booking and per refund (negative), each naming its transaction."""
     who = _subject(session, me, tenant)
-    doc = store.invoice(session=session, tenant=who, period=_period(period))
+    doc = invoice(session=session, tenant=who, period=_period(period))
     if format == "csv":
-        return PlainTextResponse(store.invoice_csv(doc), media_type="text/csv")
+        return PlainTextResponse(invoice_csv(doc), media_type="text/csv")
     return doc
 
 
 @router.get("/settlements/{period}", responses=FORBIDDEN)
 def get_settlement(
-    period: Period, request: Request, session: SessionDep, me: SettlementReader
+    period: Period, session: SessionDep, me: SettlementReader, now: NowDep
 ) -> dict[str, Any]:
     """Operators: charges, commission and every provider's payout; providers: their own."""
     provider = me if me.tenant_role is TenantRole.PROVIDER else None
-    now: datetime = request.app.state.signals.clock()
-    return store.settlement(session=session, period=_period(period), provider=provider, now=now)
+    return settlement(session=session, period=_period(period), provider=provider, now=now)
 
 
 @router.get("/prices/{center_id}", responses={404: {"model": ErrorResponse}})
@@ -285,7 +293,7 @@ def get_prices(
     if center_id not in net.center_index:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no center {center_id!r}")
     try:
-        prices = store.book_for(net.scenario).price_list(center_id)
+        prices = book_for(net.scenario).price_list(center_id)
     except NoPrice as exc:  # pragma: no cover - every listed model has a price
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return {"center_id": center_id, "timezone": net.scenario.timezone, "prices": prices}
@@ -317,11 +325,11 @@ class QuotaGrantBody(BaseModel):
 
 @router.get("/quotas", responses=FORBIDDEN)
 def get_quotas(
-    session: SessionDep, me: CurrentTenant, tenant: TenantQuery = None
+    session: SessionDep, me: CurrentTenant, now: NowDep, tenant: TenantQuery = None
 ) -> dict[str, Any]:
     """Trial quotas: what is left of the unexpired grants, what they covered, every grant."""
     who = _subject(session, me, tenant)
-    return store.quota_summary(session=session, tenant_id=who.id)
+    return quota_summary(session=session, tenant_id=who.id, now=now)
 
 
 @router.post(
@@ -337,16 +345,18 @@ def post_quota(
     body: QuotaGrantBody,
     session: SessionDep,
     me: Granter,
+    now: NowDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
-    who = store.tenant_by_name_or_id(session=session, ref=body.tenant)
+    who = tenant_by_name_or_id(session=session, ref=body.tenant)
     if who is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
     try:
-        grant, written = store.grant_quota(
+        grant, written = grant_quota(
             session=session,
             tenant=who,
+            now=now,
             card_hours=Decimal(body.card_hours),
             storage_gb_months=Decimal(body.storage_gb_months),
             tokens=body.tokens,
@@ -357,4 +367,4 @@ def post_quota(
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
-    return {"tenant": who.name, "replayed": not written, "grant": store.grant_json(grant)}
+    return {"tenant": who.name, "replayed": not written, "grant": grant_json(grant)}

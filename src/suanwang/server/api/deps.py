@@ -1,10 +1,11 @@
 """Request dependencies: a database session, the authenticated tenant and its role, the
-scenario network."""
+scenario network, the time by the app's clock."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -134,6 +135,16 @@ async def get_network(request: Request) -> Network:
 
 
 NetworkDep = Annotated[Network, Depends(get_network)]
+
+
+async def get_now(request: Request) -> datetime:
+    """Now by the app's clock (``create_app(clock=...)``): what a request stamps on what it
+    writes and compares with (never the wall clock, so tests can pin it)."""
+    now: datetime = request.app.state.clock()
+    return now
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
 
 #: Response documentation shared by every authenticated route.
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {

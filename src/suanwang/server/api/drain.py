@@ -13,6 +13,7 @@ from suanwang.server.api.deps import (
     AUTH_RESPONSES,
     CurrentTenant,
     NetworkDep,
+    NowDep,
     SessionDep,
     operator_only,
 )
@@ -61,6 +62,7 @@ def drain(
     session: SessionDep,
     tenant: OperatorDep,
     net: NetworkDep,
+    now: NowDep,
     body: DrainRequest | None = None,
 ) -> DrainState:
     """Drain a center: it gets no new jobs; running checkpointable jobs migrate, others finish.
@@ -71,7 +73,10 @@ def drain(
     row = session.get(CenterDrain, center_id)
     if row is None:
         row = CenterDrain(
-            center_id=center_id, by_tenant=tenant.id, reason=(body or DrainRequest()).reason
+            center_id=center_id,
+            by_tenant=tenant.id,
+            reason=(body or DrainRequest()).reason,
+            drained_at=now,
         )
         session.add(row)
         session.commit()

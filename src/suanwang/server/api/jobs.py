@@ -18,11 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from suanwang.billing import store as billing
+from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, SessionDep
+from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import jobs as models
+from suanwang.server.models.billing.statements import charge_of
 from suanwang.server.models.job_refs import MIN_PREFIX, AmbiguousJobId, resolve_job
 from suanwang.server.models.jobs import SubmitRequest
 from suanwang.server.schemas import (
@@ -137,8 +138,8 @@ async def submit_job(
                 }
             ]
         ) from None
-    except billing.InsufficientBalance as exc:
-        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, billing.no_funds(exc)) from None
+    except InsufficientBalance as exc:
+        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, no_funds(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -176,7 +177,7 @@ def list_jobs(
 @router.get("/{job_id}", responses=NOT_FOUND)
 def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     public = JobPublic.from_row(_job_or_404(session, tenant, job_id))
-    public.charge_cny = billing.charge_of(session=session, job_id=public.id)  # billing
+    public.charge_cny = charge_of(session=session, job_id=public.id)  # billing
     return public
 
 
@@ -194,7 +195,7 @@ def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPub
         },
     },
 )
-def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
+def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant, now: NowDep) -> JobPublic:
     """Cancel a job that has not ended (a running job's process is stopped by its executor).
 
     The job's own tenant and operators may cancel it.
@@ -207,7 +208,7 @@ def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> Job
             "only that tenant or an operator may cancel it",
         )
     try:
-        models.cancel_job(session=session, job=job, by=tenant)
+        models.cancel_job(session=session, job=job, by=tenant, now=now)
     except TransitionError as exc:
         session.rollback()
         raise HTTPException(

@@ -24,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from suanwang.billing import store, trading_store
+from suanwang.billing.ledger import InsufficientBalance
 from suanwang.billing.offers import OfferError, OfferType, offer_from_dict, parse_time
 from suanwang.core.hardware import Precision
 from suanwang.server.api.deps import (
@@ -35,6 +35,7 @@ from suanwang.server.api.deps import (
     provider_or_operator,
 )
 from suanwang.server.database.models import Tenant
+from suanwang.server.models.billing import trading
 from suanwang.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["trading"], responses=AUTH_RESPONSES)
@@ -100,17 +101,17 @@ def publish_offer(
     now = _now(request)
     try:
         offer = offer_from_dict(body.model_dump(), default_id="new")
-        row = trading_store.publish(
+        row = trading.publish(
             session=session, tenant=me, offer=offer, scenario=net.scenario, now=now
         )
-    except trading_store.Forbidden as exc:
+    except trading.Forbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    except trading_store.Conflict as exc:
+    except trading.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except OfferError as exc:
         raise _invalid(exc, body) from None
     session.commit()
-    return trading_store.offer_json(row, now=now)
+    return trading.offer_json(row, now=now)
 
 
 @router.get("/v1/offers")
@@ -126,7 +127,7 @@ def list_offers(
     """Offers not yet ended, soonest first (filters: center, model, type)."""
     del me
     now = _now(request)
-    rows = trading_store.list_offers(
+    rows = trading.list_offers(
         session=session,
         now=now,
         center=center,
@@ -134,7 +135,7 @@ def list_offers(
         type=OfferType(type) if type else None,
         include_past=include_past,
     )
-    return {"offers": [trading_store.offer_json(r, now=now) for r in rows]}
+    return {"offers": [trading.offer_json(r, now=now) for r in rows]}
 
 
 @router.delete("/v1/offers/{offer_id}", responses=ERRORS)
@@ -144,13 +145,13 @@ def withdraw_offer(
     """Withdraw an offer: it ends at the next whole hour (bookings made stay valid)."""
     now = _now(request)
     try:
-        row = trading_store.withdraw(session=session, tenant=me, offer_id=offer_id, now=now)
-    except trading_store.NotFound as exc:
+        row = trading.withdraw(session=session, tenant=me, offer_id=offer_id, now=now)
+    except trading.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading_store.Forbidden as exc:
+    except trading.Forbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     session.commit()
-    return trading_store.offer_json(row, now=now)
+    return trading.offer_json(row, now=now)
 
 
 class ReservationRequest(BaseModel):
@@ -184,10 +185,10 @@ def create_reservation(
     """Reserve units of a ``reserved`` offer for a window inside it; paid now."""
     now = _now(request)
     try:
-        trading_store.find_offer(session=session, offer_id=body.offer_id)  # 404 first
+        trading.find_offer(session=session, offer_id=body.offer_id)  # 404 first
         start = parse_time(body.start, what="start")
         end = parse_time(body.end, what="end")
-        row = trading_store.reserve(
+        row = trading.reserve(
             session=session,
             tenant=me,
             offer_id=body.offer_id,
@@ -198,15 +199,15 @@ def create_reservation(
             scenario=net.scenario,
             now=now,
         )
-    except trading_store.NotFound as exc:
+    except trading.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading_store.Forbidden as exc:
+    except trading.Forbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    except trading_store.Conflict as exc:
+    except trading.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except OfferError as exc:
         raise _invalid(exc, body) from None
-    except store.InsufficientBalance as exc:
+    except InsufficientBalance as exc:
         raise HTTPException(
             status.HTTP_402_PAYMENT_REQUIRED,
             {
@@ -220,15 +221,15 @@ def create_reservation(
             },
         ) from None
     session.commit()
-    return trading_store.reservation_json(row)
+    return trading.reservation_json(row)
 
 
 @router.get("/v1/reservations")
 def list_reservations(session: SessionDep, me: CurrentTenant, all: bool = False) -> dict[str, Any]:
     """Your reservations, newest first (``all=true``: operators everyone's, providers the
     bookings of their offers)."""
-    rows = trading_store.list_reservations(session=session, tenant=me, everyone=all)
-    return {"reservations": [trading_store.reservation_json(r) for r in rows]}
+    rows = trading.list_reservations(session=session, tenant=me, everyone=all)
+    return {"reservations": [trading.reservation_json(r) for r in rows]}
 
 
 @router.delete("/v1/reservations/{reservation_id}", responses=ERRORS)
@@ -237,12 +238,12 @@ def cancel_reservation(
 ) -> dict[str, Any]:
     """Cancel a reservation before its window starts: the payment is refunded exactly."""
     try:
-        booking = trading_store.cancel(
+        booking = trading.cancel(
             session=session, tenant=me, reservation_id=reservation_id, now=_now(request)
         )
-    except trading_store.NotFound as exc:
+    except trading.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading_store.Conflict as exc:
+    except trading.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
-    return trading_store.reservation_json(booking.reservation) | {"refunded": booking.written}
+    return trading.reservation_json(booking.reservation) | {"refunded": booking.written}

@@ -9,12 +9,13 @@ functions flush but never commit.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from suanwang.server.database.models import CenterOwner, Tenant, TenantRole, utcnow
+from suanwang.server.database.models import CenterOwner, Tenant, TenantRole
 
 
 class NotAProvider(ValueError):
@@ -65,10 +66,12 @@ def grant_centers(
     session: Session,
     tenant: Tenant,
     centers: Iterable[str],
+    now: datetime,
     known: Collection[str] | None = None,
     scenario: str = "",
 ) -> list[str]:
-    """Make ``tenant`` (a provider) the owner of ``centers``; returns all centers it now owns.
+    """Make ``tenant`` (a provider) the owner of ``centers`` from ``now``; returns all centers
+    it now owns.
 
     Granting a center the tenant already owns changes nothing. Raises :class:`NotAProvider`,
     :class:`UnknownCenters` (when ``known`` is given) or :class:`CenterTaken` naming each
@@ -88,7 +91,6 @@ def grant_centers(
     if taken:
         raise CenterTaken(_taken_message(taken))
     mine = {c for c, tid, _ in rows if tid == tenant.id}
-    now = utcnow()
     try:
         with session.begin_nested():  # a concurrent grant of the same center loses here
             for c in ids:

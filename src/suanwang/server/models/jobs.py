@@ -98,9 +98,15 @@ def _is_uuid(text: str) -> bool:
 
 
 def submit_job(
-    *, session: Session, tenant: Tenant, spec: JobSpec, idempotency_key: str | None = None
+    *,
+    session: Session,
+    tenant: Tenant,
+    spec: JobSpec,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[JobRow, bool]:
-    """Store a new pending job; returns ``(job, created)``.
+    """Store a new pending job, submitted ``now`` (the caller's clock; None: the wall clock,
+    a last resort for callers that have no clock yet); returns ``(job, created)``.
 
     With an ``idempotency_key`` a retry returns the job the first request created
     (``created`` False) and never makes a second one, even when both requests race: the unique
@@ -108,7 +114,8 @@ def submit_job(
     no savepoint) and the loser reads the winner's row. Reusing a key with a different spec
     raises :class:`IdempotencyConflict`. Two statements (job, event) in the common case.
     """
-    (answer,) = submit_jobs(session=session, items=[SubmitRequest(tenant, spec, idempotency_key)])
+    items = [SubmitRequest(tenant, spec, idempotency_key)]
+    (answer,) = submit_jobs(session=session, items=items, now=utcnow() if now is None else now)
     if isinstance(answer, IdempotencyConflict):
         raise answer
     return answer
@@ -124,16 +131,16 @@ class SubmitRequest:
 
 
 def submit_jobs(
-    *, session: Session, items: list[SubmitRequest]
+    *, session: Session, items: list[SubmitRequest], now: datetime
 ) -> list[tuple[JobRow, bool] | IdempotencyConflict]:
-    """Store many new pending jobs in one statement (and their events in one more): the
-    batched form of :func:`submit_job` with the same answer per item, in order.
+    """Store many new pending jobs in one statement (and their events in one more), all
+    submitted ``now``: the batched form of :func:`submit_job` with the same answer per item,
+    in order.
 
     Items sharing a tenant and key are one job: the first is stored, the others are its
     replays (or :class:`IdempotencyConflict` for a different spec). Flushes, never commits;
     on a database error nothing of the batch is kept (the caller rolls back).
     """
-    now = utcnow()
     datas = [it.spec.model_dump(mode="json") for it in items]
     first: dict[tuple[str, str], int] = {}  # (tenant, key) -> the item that stores it
     values: dict[int, dict[str, Any]] = {}  # item -> its row, for the items that insert
@@ -296,14 +303,17 @@ def transition(
     to: JobState,
     detail: Mapping[str, Any] | None = None,
     updates: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> JobEvent:
-    """Move ``job`` to ``to`` and record the event; raises ``TransitionError`` if not allowed.
+    """Move ``job`` to ``to`` at ``now`` and record the event; raises ``TransitionError`` if
+    not allowed.
 
     The row is re-read under ``SELECT ... FOR UPDATE`` first (SQLite: the transaction already
     holds the write lock), so two racing transitions cannot both succeed from the same state.
     ``updates`` sets columns of :data:`TRANSITION_FIELDS` in the same step (e.g. the center
     when scheduling). Timestamps: ``scheduled_at`` on scheduling, ``started_at`` on the first
-    run, ``ended_at`` on reaching a terminal state.
+    run, ``ended_at`` on reaching a terminal state, each ``now`` (the caller's clock; None: the
+    wall clock, a last resort for callers that have no clock yet).
     """
     extra = set(updates or {}) - TRANSITION_FIELDS
     if extra:
@@ -312,7 +322,8 @@ def transition(
     session.refresh(job, with_for_update=True)
     current = JobState(job.state)
     check_transition(current, to)
-    now = utcnow()
+    if now is None:
+        now = utcnow()
     for name, value in (updates or {}).items():
         setattr(job, name, value)
     job.state = to.value
@@ -336,9 +347,15 @@ def transition(
 
 
 def cancel_job(
-    *, session: Session, job: JobRow, by: Tenant, reason: str = "cancelled on request"
+    *,
+    session: Session,
+    job: JobRow,
+    by: Tenant,
+    now: datetime,
+    reason: str = "cancelled on request",
 ) -> JobEvent:
-    """Cancel a job that has not ended (raises ``TransitionError`` for a terminal one).
+    """Cancel a job that has not ended, at ``now`` (raises ``TransitionError`` for a terminal
+    one).
 
     A scheduled or running job is marked cancelled at once; stopping its process is the
     executor's business (the reconciler compares executor state with the database).
@@ -348,6 +365,7 @@ def cancel_job(
         job=job,
         to=JobState.CANCELLED,
         detail={"reason": reason, "by": by.id},
+        now=now,
     )
 
 

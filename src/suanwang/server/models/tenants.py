@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,8 +36,11 @@ def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
 
 
-def create_tenant(*, session: Session, name: str, role: TenantRole) -> tuple[Tenant, str]:
-    """Add a tenant; returns it and its API key (shown once). Flushes, does not commit.
+def create_tenant(
+    *, session: Session, name: str, role: TenantRole, now: datetime
+) -> tuple[Tenant, str]:
+    """Add a tenant, created ``now``; returns it and its API key (shown once). Flushes, does
+    not commit.
 
     Raises :class:`TenantExists` if the name is taken and :class:`ValueError` for a name that
     is empty or longer than :data:`MAX_NAME_LENGTH`.
@@ -47,7 +51,9 @@ def create_tenant(*, session: Session, name: str, role: TenantRole) -> tuple[Ten
     if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
         raise TenantExists(f"a tenant named {name!r} already exists")
     api_key = new_api_key()
-    tenant = Tenant(name=name, role=TenantRole(role).value, api_key_hash=hash_key(api_key))
+    tenant = Tenant(
+        name=name, role=TenantRole(role).value, api_key_hash=hash_key(api_key), created_at=now
+    )
     try:
         with session.begin_nested():  # a concurrent create of the same name loses here
             session.add(tenant)

@@ -61,8 +61,8 @@ from suanwang.server.database.models import JobRow
 from suanwang.server.decisions import decision_record
 from suanwang.server.models.jobs import to_core_job, transition
 from suanwang.server.schemas import JobSpec
-from suanwang.server.services.failover import dir_size_gb
 from suanwang.server.services.live import LiveNetwork, LiveTrading, load_trading
+from suanwang.server.services.runs import dir_size_gb
 
 log = logging.getLogger("suanwang.dispatcher")
 
@@ -148,6 +148,7 @@ class Dispatcher:
         decision = decision_record(placed, self.policy.name, signals.start, **detail)
         transition(
             session=session,
+            now=self.live.clock(),
             job=row,
             to=JobState.SCHEDULED,
             detail={
@@ -170,6 +171,7 @@ class Dispatcher:
         """A job no center can run: failed, with which constraint excluded the candidates."""
         transition(
             session=session,
+            now=self.live.clock(),
             job=row,
             to=JobState.FAILED,
             detail={"reason": reason, "excluded": excluded},
@@ -206,6 +208,7 @@ class Dispatcher:
                 if executor is None:
                     transition(
                         session=session,
+                        now=now,
                         job=row,
                         to=JobState.PENDING,
                         detail={"reason": f"center {row.center_id} has no executor; place again"},
@@ -224,6 +227,7 @@ class Dispatcher:
                         self.live.health.failed(row.center_id or "", str(exc))
                     transition(
                         session=session,
+                        now=now,
                         job=row,
                         to=JobState.PENDING,
                         detail={"reason": f"executor refused it: {exc}"},

@@ -28,7 +28,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -38,136 +37,20 @@ from suanwang.core.jobs import Job
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX
 from suanwang.executors.base import (
-    CHECKPOINT_EXIT_CODE,
-    Executor,
     ExecutorError,
-    ExecutorStatus,
 )
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
-from suanwang.server.database.models import JobEvent, JobRow, RunFence, utcnow
-from suanwang.server.models.jobs import to_core_job, transition
+from suanwang.server.database.models import JobEvent, JobRow, RunFence
+from suanwang.server.models.jobs import to_core_job
 from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.reconciler import Reconciler
+from suanwang.server.services.runs import give_up_run, recorded_status
 
 log = logging.getLogger("suanwang.failover")
 #: States of a job that holds (or is about to hold) a run at its center.
 HELD = (JobState.SCHEDULED, JobState.RUNNING, JobState.MIGRATING)
 CHECKPOINT_REQUESTED = "checkpoint_requested"
-
-
-def dir_size_bytes(path: Path) -> int:
-    total = 0
-    if path.is_dir():
-        for p in path.rglob("*"):
-            if p.is_file():
-                total += p.stat().st_size
-    return total
-
-
-def dir_size_gb(path: Path) -> float:
-    return dir_size_bytes(path) / 1e9
-
-
-def _has_checkpoint(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
-
-
-def usage_detail(executor: Executor, ref: str | None, job_id: str) -> dict[str, Any]:
-    """What to add to the detail of the event that ends a run: the tokens it reported.
-
-    ``{"usage": {"tokens": N}}`` when the run reported tokens or its usage file has problems,
-    then also ``"usage_problems": [...]`` (and a warning naming the job); nothing when it
-    reported nothing, or when the executor cannot say (:class:`ExecutorError`: the run's end
-    is recorded without usage rather than not at all). Billing reads ``usage`` from the event
-    that ends each run (``succeeded``, ``failed``, ``cancelled``, ``migrating``, ``lost``).
-    """
-    if not ref:
-        return {}
-    try:
-        usage = executor.reported_usage(ref)
-    except ExecutorError as exc:
-        log.warning("job %s: cannot read the usage its run %s reported: %s", job_id, ref, exc)
-        return {}
-    if usage.tokens <= 0 and not usage.problems:
-        return {}
-    detail: dict[str, Any] = {"usage": {"tokens": usage.tokens}}
-    if usage.problems:
-        detail["usage_problems"] = list(usage.problems)
-        log.warning(
-            "job %s: the usage its run %s reported has problems (%d tokens counted): %s",
-            job_id,
-            ref,
-            usage.tokens,
-            "; ".join(usage.problems),
-        )
-    return detail
-
-
-def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -> None:
-    """The job's run at its center is lost: fence it and put the job back to be placed.
-
-    ``lost`` (with the center, the run, the reason and the tokens the run reported, see
-    :func:`usage_detail`) then ``pending`` with the next attempt number and, for a
-    checkpointable job that wrote a checkpoint, where to resume from.
-    """
-    center, ref = row.center_id or "", row.executor_ref
-    executor = live.executors.get(center)
-    usage = usage_detail(executor, ref, row.id) if executor is not None else {}
-    if ref:
-        exists = session.scalar(
-            select(RunFence.id).where(RunFence.center_id == center, RunFence.executor_ref == ref)
-        )
-        if exists is None:
-            session.add(RunFence(job_id=row.id, center_id=center, executor_ref=ref, reason=reason))
-    transition(
-        session=session,
-        job=row,
-        to=JobState.LOST,
-        detail={
-            "center": center,
-            "ref": ref,
-            "reason": reason,
-            "attempt": row.attempt,
-            **usage,
-        },
-    )
-    ckpt = live.checkpoint_dir(row.id)
-    resume = str(ckpt) if bool(row.spec.get("checkpointable")) and _has_checkpoint(ckpt) else None
-    transition(
-        session=session,
-        job=row,
-        to=JobState.PENDING,
-        detail={
-            "reason": f"placing again after losing its run at {center}",
-            "resume_from": resume,
-            "checkpoint_bytes": dir_size_bytes(ckpt) if resume else 0,
-        },
-        updates={
-            "center_id": None,
-            "pool_model": None,
-            "executor_ref": None,
-            "start_at": None,
-            "attempt": row.attempt + 1,
-            "resume_from": resume,
-        },
-    )
-    log.warning("job %s lost at %s (%s): placing it again", row.id, center, reason)
-
-
-def recorded_status(executor: Executor, ref: str, why: str) -> ExecutorStatus | None:
-    """The end the run recorded itself (its wrapper's exit code), as a status; None if the run
-    has recorded no end."""
-    code = executor.recorded_exit(ref)
-    if code is None:
-        return None
-    state = (
-        JobState.SUCCEEDED
-        if code == 0
-        else JobState.MIGRATING
-        if code == CHECKPOINT_EXIT_CODE
-        else JobState.FAILED
-    )
-    return ExecutorStatus(ref, state, exit_code=code, reason=f"{why} (exit {code})")
 
 
 @dataclass
@@ -236,8 +119,6 @@ class Failover:
 
     def _ended_meanwhile(self, session: Session, row: JobRow) -> bool:
         """Whether the lost run had ended (and recorded its exit); if so, record that end."""
-        from suanwang.server.services.reconciler import Reconciler
-
         executor = self.live.executors.get(row.center_id or "")
         if executor is None or not row.executor_ref:
             return False
@@ -270,11 +151,12 @@ class Failover:
                 except ExecutorError as exc:
                     self.live.health.failed(f.center_id, str(exc))
                     continue
-                f.fenced_at = utcnow()
+                f.fenced_at = now = self.live.clock()
                 state = session.get_one(JobRow, f.job_id).state
                 session.add(
                     JobEvent(
                         job_id=f.job_id,
+                        at=now,
                         from_state=state,
                         to_state=state,
                         detail={
@@ -381,6 +263,7 @@ class Migrations:
         session.add(
             JobEvent(
                 job_id=row.id,
+                at=self.live.clock(),
                 from_state=row.state,
                 to_state=row.state,
                 detail={"event": CHECKPOINT_REQUESTED, "attempt": row.attempt, **detail},

@@ -11,8 +11,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanwang.billing import store as billing_store
-from suanwang.billing import trading_store
+from suanwang.billing import pricing as billing_store  # its book_for
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.cost import ScuPrices, hour_span, hour_window, run_seconds
@@ -22,6 +21,7 @@ from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor
 from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
 from suanwang.server.database.models import CenterDrain, JobRow
+from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.models.jobs import ACTIVE_STATES, spec_to_job
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.health import CenterHealth

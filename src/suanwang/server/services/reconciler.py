@@ -8,7 +8,7 @@ that run has stopped, a ``cancelled -> cancelled`` event (``event: run_stopped``
 it reported and the job is no longer watched (its ``executor_ref`` is cleared). A run
 that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume from, for the
 dispatcher to place again; a run its executor reports lost is failed over
-(:func:`~suanwang.server.services.failover.give_up_run`). An executor that does not answer
+(:func:`~suanwang.server.services.runs.give_up_run`). An executor that does not answer
 marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
 are left alone until failover decides. Every step is idempotent: a round after a crash repeats
 nothing that was recorded.
@@ -24,18 +24,19 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.billing.store import lower_holds, settle_finished
 from suanwang.core.lifecycle import RUN_STOPPED, TRANSITIONS, JobState
 from suanwang.executors.base import Executor, ExecutorError, ExecutorStatus
 from suanwang.server.database.models import JobEvent, JobRow
+from suanwang.server.models.billing.holds import lower_holds
+from suanwang.server.models.billing.settle import settle_finished
 from suanwang.server.models.jobs import transition
-from suanwang.server.services.failover import (
+from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.runs import (
     dir_size_bytes,
     give_up_run,
     recorded_status,
     usage_detail,
 )
-from suanwang.server.services.live import LiveNetwork
 
 log = logging.getLogger("suanwang.reconciler")
 LOG_TAIL_BYTES = 64 * 1024
@@ -84,11 +85,14 @@ class Reconciler:
                         changes += self.apply(session, row, status, center)
         # billing: lower the holds of newly placed jobs to their estimate where they were
         # placed, then charge finished jobs (both lock the job row: they never interleave)
-        lower_holds(self.sessions, self.live.net)
-        settle_finished(self.sessions, self.live.net)
+        lower_holds(self.sessions, self.live.net, now=self.live.clock())
+        settle_finished(self.sessions, self.live.net, now=self.live.clock())
         return changes
 
     def apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
+        """Record what the executor says of ``row``'s run (at ``live.clock()``); returns the
+        number of state changes."""
+        now = self.live.clock()
         executor = self.live.executors[center]
         ref = row.executor_ref or ""
         current = JobState(row.state)
@@ -106,6 +110,7 @@ class Reconciler:
             session.add(
                 JobEvent(
                     job_id=row.id,
+                    at=now,
                     from_state=current.value,
                     to_state=current.value,
                     detail={"event": RUN_STOPPED, "center": center, "ref": ref,
@@ -142,7 +147,9 @@ class Reconciler:
             and current is JobState.SCHEDULED
             and (target not in TRANSITIONS[current])
         ):
-            transition(session=session, job=row, to=JobState.RUNNING, detail={"center": center})
+            transition(
+                session=session, job=row, to=JobState.RUNNING, detail={"center": center}, now=now
+            )
             current = JobState.RUNNING
             changed += 1
         if target not in TRANSITIONS[current]:
@@ -166,7 +173,7 @@ class Reconciler:
             detail |= {"checkpoint": str(ckpt), "checkpoint_bytes": dir_size_bytes(ckpt)}
         if target.is_terminal or target is JobState.MIGRATING:  # the run has ended
             detail |= usage_detail(executor, ref, row.id)
-        transition(session=session, job=row, to=target, detail=detail, updates=updates)
+        transition(session=session, job=row, to=target, detail=detail, updates=updates, now=now)
         return changed + 1
 
     def _stopped(self, executor: Executor, ref: str, status: ExecutorStatus) -> bool:

@@ -17,7 +17,7 @@ class OfferRow(Base):
     """A provider's (or the operator's) offer: units of a chip at a center for a window.
 
     Withdrawing sets ``withdrawn_at``: the offer ends at the next whole hour (reservations
-    already booked stay); see :func:`suanwang.billing.trading_store.effective_end`.
+    already booked stay); see :func:`suanwang.server.models.billing.trading.effective_end`.
     """
 
     __tablename__ = "offers"

@@ -1,8 +1,8 @@
 """The database side of trading: offers, reservations, and the offer-aware price book.
 
-A thin layer over :mod:`.offers` (the rules) and :mod:`.ledger` (the posting rules), written
-through :func:`suanwang.billing.store.post`. Functions take ``session=`` and flush but do not
-commit.
+A thin layer over :mod:`suanwang.billing.offers` (the rules) and :mod:`suanwang.billing.ledger`
+(the posting rules), written through :func:`.accounts.post`. Functions take ``session=`` and
+flush but do not commit.
 
 * Providers publish offers for centers they own, operators for any center
   (:func:`publish`); withdrawing ends an offer at the next whole hour (:func:`effective_end`),
@@ -25,6 +25,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanwang.billing import ledger
+from suanwang.billing.ledger import Entry, Posting
+from suanwang.billing.money import qty
+from suanwang.billing.offers import (
+    Offer,
+    OfferBook,
+    OfferError,
+    OfferType,
+    Reservation,
+    pool_units,
+    reservation_cost,
+    reservation_scu,
+)
+from suanwang.billing.pricing import PriceBook, book_for
 from suanwang.core.hardware import Precision
 from suanwang.core.scenario import Scenario
 from suanwang.server.database.models import (
@@ -37,20 +51,8 @@ from suanwang.server.database.models import (
     TenantRole,
 )
 
-from . import ledger, store
-from .ledger import Entry, Posting
-from .money import qty
-from .offers import (
-    Offer,
-    OfferBook,
-    OfferError,
-    OfferType,
-    Reservation,
-    pool_units,
-    reservation_cost,
-    reservation_scu,
-)
-from .pricing import PriceBook
+from .accounts import post
+from .config import get_config, needs_hold
 
 
 class Forbidden(PermissionError):
@@ -289,11 +291,11 @@ def price_book(*, session: Session, scenario: Scenario, since: datetime | None =
     """An offer-aware :class:`PriceBook` for rating runs: ``price_at(center, model,
     precision, instant, tenant=...)`` answers the tenant's reservation (0: paid at booking),
     else the cheapest active offer, else the posted price. Without offers in the database it
-    answers exactly what ``store.book_for(scenario)`` does."""
+    answers exactly what ``book_for(scenario)`` does."""
     book = offer_book(session=session, since=since)
     if not book and not book.reservations:
-        return store.book_for(scenario)
-    return PriceBook(scenario, store.book_for(scenario).params, offers=book)
+        return book_for(scenario)
+    return PriceBook(scenario, book_for(scenario).params, offers=book)
 
 
 # --------------------------------------------------------------------------- reservations
@@ -337,7 +339,7 @@ def reserve(
     Raises :class:`NotFound`, :class:`OfferError` (a field that does not fit the offer),
     :class:`Conflict` (sold out for the window, the window has begun, the offer withdrawn),
     :class:`Forbidden` (providers may not book their own offers) and
-    :class:`suanwang.billing.store.InsufficientBalance` (nothing written: a 402).
+    :class:`suanwang.billing.ledger.InsufficientBalance` (nothing written: a 402).
     """
     row = _visible_offer(session, offer_id, lock=True)
     offer = to_offer(row)
@@ -362,7 +364,7 @@ def reserve(
     if units > left:
         raise Conflict(f"units: only {left} of the offer's {offer.units} are left in the window")
     rid = str(uuid.uuid4())
-    config = store.get_config(session=session)
+    config = get_config(session=session)
     owner = session.get(CenterOwner, row.center_id)
     entry = ledger.reservation(
         tenant_id=tenant.id,
@@ -370,11 +372,11 @@ def reserve(
         amount=amount,
         provider_account=ledger.payable(owner.tenant_id if owner else None),
         rate=config.commission_rate,
-        prepaid_only=store.needs_hold(tenant, config),
+        prepaid_only=needs_hold(tenant, config),
     )
     tx_id: int | None = None
     if entry.postings:
-        tx, _ = store.post(session=session, entry=entry, memo=f"reservation {rid}")
+        tx, _ = post(session=session, entry=entry, now=now, memo=f"reservation {rid}")
         tx_id = tx.id
     res = ReservationRow(
         id=rid,
@@ -432,7 +434,7 @@ def cancel(*, session: Session, tenant: Tenant, reservation_id: str, now: dateti
             tenant_id=row.tenant_id,
             commission=session.get_one(LedgerTransaction, row.transaction_id).commission,
         )
-        store.post(session=session, entry=ledger.reversal(paid), memo=f"cancelled {row.id}")
+        post(session=session, entry=ledger.reversal(paid), now=now, memo=f"cancelled {row.id}")
     row.cancelled_at = now
     session.flush()
     return Booking(row, True)

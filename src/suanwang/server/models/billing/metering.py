@@ -1,0 +1,169 @@
+"""Metering: a job's runs from its events (:func:`segments`), rated into usage lines
+(:func:`meter`) by :mod:`suanwang.billing.rating` at the prices in force."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanwang.billing import quotas
+from suanwang.billing.money import ZERO
+from suanwang.billing.rating import Segment, UsageLine, rate_segment
+from suanwang.core.hardware import Precision
+from suanwang.core.jobs import JobKind
+from suanwang.core.lifecycle import RUN_STOPPED, JobState
+from suanwang.core.network import Network
+from suanwang.server.database.models import JobEvent, JobRow
+
+from .trading import price_book
+
+
+def precision_of(spec: dict[str, Any]) -> tuple[Precision, int]:
+    res = spec.get("resources") or {}
+    count = int(res.get("count", 0))
+    if count <= 0:
+        return Precision.CPU, int(res.get("cpus", 1))
+    kind = spec.get("kind") or ("training" if count > 0 else "analytics")
+    return JobKind(kind).precision, count
+
+
+def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
+    """The runs of a job from its events (see :mod:`suanwang.billing.rating`).
+
+    A run the platform never saw ``running`` (it went from ``scheduled`` straight to
+    ``succeeded`` or ``failed`` between two polls) is metered from its hand-over: the later of
+    its placement and its planned start. ``scheduled -> cancelled`` is no run. Events that keep
+    the state (``running -> running`` for a checkpoint request, ``scheduled -> scheduled`` for
+    a fence, ``cancelled -> cancelled`` when a cancelled run stopped) are not transitions.
+    """
+    out: list[Segment] = []
+    center: str | None = None
+    model: str | None = None
+    placed_at: datetime | None = None
+    start_at: datetime | None = None
+    market: str | None = None
+    open_at: tuple[datetime, int] | None = None
+    for ev in events:
+        to = JobState(ev.to_state)
+        frm = JobState(ev.from_state) if ev.from_state else None
+        detail = ev.detail or {}
+        if frm is to:
+            # not a transition but a note on the job in its state (a fence, a checkpoint
+            # request, a run of a cancelled job that stopped): it neither starts nor ends a run
+            # nor places the job; what a cancelled job's stopped run reported is that run's
+            stopped = detail.get("event") == RUN_STOPPED and tokens_of(detail) > 0
+            if stopped and out and out[-1].end_state == JobState.CANCELLED.value:
+                out[-1] = replace(out[-1], tokens=out[-1].tokens + tokens_of(detail))
+            continue
+        if to is JobState.SCHEDULED:
+            center = str(detail.get("center") or job.center_id or "")
+            pool = detail.get("pool")
+            model = str(pool) if pool else (job.pool_model if center == job.center_id else None)
+            placed_at = ev.at
+            s = detail.get("start_at")
+            start_at = datetime.fromisoformat(s) if isinstance(s, str) else None
+            market = market_of(detail)
+        elif to is JobState.RUNNING:
+            open_at = (ev.at, ev.id)
+        elif frm is JobState.RUNNING and open_at is not None:
+            out.append(
+                _segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1], market,
+                         tokens_of(detail))
+            )  # fmt: skip
+            open_at = None
+        elif (
+            frm is JobState.SCHEDULED
+            and to in (JobState.SUCCEEDED, JobState.FAILED)
+            and placed_at is not None
+        ):
+            begin = max(placed_at, start_at) if start_at is not None else placed_at
+            out.append(
+                _segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id, market,
+                         tokens_of(detail))
+            )  # fmt: skip
+    return out
+
+
+def tokens_of(detail: dict[str, Any]) -> int:
+    """Tokens the run reported serving, from the detail of the event that ended it
+    (``{"usage": {"tokens": N}}``, written by the reconciler); 0 if none or malformed."""
+    usage = detail.get("usage")
+    n = usage.get("tokens") if isinstance(usage, dict) else None
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < quotas.MAX_TOKENS:
+        return n
+    return 0
+
+
+def market_of(detail: dict[str, Any]) -> str | None:
+    """How the dispatcher priced a placement, from its ``scheduled`` event: ``"offer"``,
+    ``"reservation"`` or None (the posted price)."""
+    m = detail.get("market")
+    return str(m["source"]) if isinstance(m, dict) and m.get("source") else None
+
+
+def _segment(
+    seq: int,
+    center: str | None,
+    model: str | None,
+    job: JobRow,
+    start: datetime,
+    end: datetime,
+    to: JobState,
+    event_id: int,
+    market: str | None = None,
+    tokens: int = 0,
+) -> Segment:
+    res = (job.spec or {}).get("resources") or {}
+    return Segment(
+        seq=seq,
+        center_id=center or job.center_id or "",
+        model=model or job.pool_model or str(res.get("accelerator", "")),
+        started_at=start,
+        ended_at=end,
+        end_state=to.value,
+        run_event_id=event_id,
+        market=market,
+        tokens=tokens,
+    )
+
+
+def meter(
+    *, session: Session, job: JobRow, net: Network, energy_pass_through: bool = False
+) -> list[UsageLine]:
+    """Rate every run of ``job`` (pure apart from reading its events)."""
+    events = list(
+        session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
+    )
+    segs = segments(job=job, events=events)
+    precision, units = precision_of(job.spec)
+    # offers replace posted prices in their windows
+    since = min((seg.started_at for seg in segs), default=None)
+    book = price_book(session=session, scenario=net.scenario, since=since)
+    lines: list[UsageLine] = []
+    data_gb = Decimal(repr(float(job.spec.get("data_gb") or 0.0)))
+    origin = str(job.spec.get("origin", ""))
+    for seg in segs:
+        first = not lines
+        link = ZERO
+        if first and data_gb > 0 and seg.center_id in net.center_index:
+            p, c = net.place(origin), net.center_index[seg.center_id]
+            link = Decimal(repr(float(net.transfer_cost_cny_per_gb[p, c])))
+        lines.append(
+            rate_segment(
+                book,
+                seg,
+                precision=precision,
+                units=units,
+                data_gb=data_gb if first else ZERO,
+                transfer_cny_per_gb=link,
+                energy_pass_through=energy_pass_through,
+                tenant=job.tenant_id,
+                stored_gb=data_gb,
+            )
+        )
+    return lines
