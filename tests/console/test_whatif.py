@@ -108,7 +108,7 @@ def pinned_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fast
 
 def test_a_run_is_dated_by_the_apps_clock(pinned_app: FastAPI) -> None:
     with pinned_app.state.sessions() as session:
-        _, key = create_tenant(session=session, name="ops", role=TenantRole.OPERATOR)
+        _, key = create_tenant(session=session, name="ops", role=TenantRole.OPERATOR, now=PINNED)
         session.commit()
     client = TestClient(pinned_app)
     headers = {"Authorization": f"Bearer {key}"}

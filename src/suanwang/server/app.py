@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,6 +30,7 @@ from suanwang.server.api import (
     billing,
     centers,
     console,
+    deps,
     drain,
     health,
     jobs,
@@ -262,6 +263,7 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
+        dependencies=[Depends(deps.single_query_values)],
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     # the last added runs first: a body is read before the request takes one of the slots

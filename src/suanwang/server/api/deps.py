@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -150,3 +151,22 @@ NowDep = Annotated[datetime, Depends(get_now)]
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "missing or invalid API key", "model": ErrorResponse},
 }
+
+
+def single_query_values(request: Request) -> None:
+    """Every query parameter of this API takes one value: one given more than once is a 422
+    naming it, not silently read as its last value (the app depends on this for every route)."""
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        if key in seen:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "repeated_query_parameter",
+                        "loc": ("query", key),
+                        "msg": f"query parameter {key!r} is given more than once; give it once",
+                        "input": request.query_params.getlist(key),
+                    }
+                ]
+            )
+        seen.add(key)
