@@ -69,12 +69,12 @@ def test_runs_in_an_event_log_follow_the_one_rule() -> None:
     job = np.array([e[0] for e in log], dtype=np.int64)
     frm = np.array(_codes(*(e[1] for e in log)), dtype=np.int64)
     to = np.array(_codes(*(e[2] for e in log)), dtype=np.int64)
-    begin, end, handover = run_events(job, frm, to)
-    assert list(zip(begin.tolist(), end.tolist(), handover.tolist(), strict=True)) == [
-        (3, 6, True),  # job 1: from its placement to its end
-        (4, 7, False),  # job 0's first run, to the migration (the note is not an end)
-        (10, 12, False),  # job 0 after the move
-        (15, -1, False),  # job 3, still running
+    runs = run_events(job, frm, to)
+    assert [tuple(r) for r in np.array(runs).T.tolist()] == [
+        (3, 6, True, 3),  # job 1: from its placement to its end
+        (4, 7, False, 2),  # job 0's first run, to the migration (the note is not an end)
+        (10, 12, False, 8),  # job 0 after the move, placed again by event 8
+        (15, -1, False, 14),  # job 3, still running
     ]
     empty = np.zeros(0, dtype=np.int64)
     assert all(a.size == 0 for a in run_events(empty, empty, empty))

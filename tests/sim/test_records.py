@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from suanwang.core.lifecycle import NO_STATE, TRANSITIONS, JobState, run_events
+from suanwang.core.lifecycle import NO_STATE, STATE_CODE, TRANSITIONS, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.sim.engine import Outcome
@@ -68,7 +68,9 @@ def test_the_simulator_writes_lifecycle_events_live_rules_accept(
                 assert STATES[s] in TRANSITIONS[STATES[f]], (name, STATES[f], STATES[s])
             assert t >= prev_at
             last[j] = (s, t)
-        begin, end, handover = run_events(job, frm, to)
+        begin, end, handover, placed = run_events(job, frm, to)
+        assert (to[placed] == STATE_CODE[JobState.SCHEDULED]).all()
+        assert (pool[placed] == pool[begin]).all()  # each run on the pool it was placed on
         assert not handover.any()  # the simulator sees every run start
         runs = sorted(
             (int(job[b]), int(pool[b]), float(at[b]), float(at[e]) if e >= 0 else np.inf)

@@ -82,18 +82,19 @@ NO_STATE = -1  # ``from`` of a job's first event
 
 def run_events(
     job: NDArray[np.int64], frm: NDArray[np.int64], to: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
-    """The runs in an event log, as indices of the events that begin and end them.
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64]]:
+    """The runs in an event log, as indices of the events that place, begin and end them.
 
     ``job``, ``frm`` and ``to`` describe events (state codes, :data:`STATE_CODE`), each job's
     in the order they happened; jobs may interleave. A run begins with a transition to
     ``running`` and ends with the job's next transition (``end`` = -1: still running). A run
     the platform never saw ``running`` (``scheduled`` straight to ``succeeded`` or ``failed``
-    between two polls) is a run from its placement (``handover``: ``begin`` is the event that
-    scheduled it; the live host meters it from the later of that and its planned start).
-    Events that keep the state (a fence, a checkpoint request, a stopped run's note) are not
-    transitions. The one rule both hosts use: billing meters live runs with it, the simulator's
-    metrics measure simulated ones.
+    between two polls) is a run from its placement (``handover``; the live host meters it from
+    the later of that and its planned start). ``placed`` is the event that scheduled the run
+    (the job's last transition to ``scheduled`` before it; -1: none). Events that keep the
+    state (a fence, a checkpoint request, a stopped run's note) are not transitions. The one
+    rule both hosts use: billing meters live runs with it, the simulator's metrics measure
+    simulated ones. Returns ``(begin, end, handover, placed)``, runs in the order they began.
     """
     running, scheduled = STATE_CODE[JobState.RUNNING], STATE_CODE[JobState.SCHEDULED]
     ends_unseen = (STATE_CODE[JobState.SUCCEEDED], STATE_CODE[JobState.FAILED])
@@ -103,19 +104,20 @@ def run_events(
     n = order.size
     same_next = np.zeros(n, dtype=bool)
     same_next[:-1] = j[1:] == j[:-1]
+    # the job's last transition to scheduled at or before each transition (-1: none)
+    last = np.maximum.accumulate(np.where(t == scheduled, np.arange(n), -1)) if n else order
+    last = np.where((last >= 0) & (j[np.maximum(last, 0)] == j), last, -1)
     starts = np.flatnonzero(t == running)
-    nxt = starts + 1
-    closed = same_next[starts] & (f[np.minimum(nxt, n - 1)] == running)
-    end = np.where(closed, order[np.minimum(nxt, n - 1)], -1)
-    # scheduled -> succeeded/failed: begin at the job's last transition to scheduled
+    nxt = np.minimum(starts + 1, max(n - 1, 0))
+    closed = same_next[starts] & (f[nxt] == running)
+    end = np.where(closed, order[nxt], -1)
+    # scheduled -> succeeded/failed: a run from the transition that scheduled it
     unseen = np.flatnonzero((f == scheduled) & np.isin(t, ends_unseen))
-    marks = np.where(t == scheduled, np.arange(n), -1)
-    last = np.maximum.accumulate(marks) if n else marks
-    ok = last[unseen] >= 0
-    ok[ok] &= j[last[unseen[ok]]] == j[unseen[ok]]
-    unseen = unseen[ok]
+    unseen = unseen[last[unseen] >= 0]
+    placed_at = np.concatenate([last[starts], last[unseen]])
     begin = np.concatenate([order[starts], order[last[unseen]]])
     finish = np.concatenate([end, order[unseen]])
     handover = np.concatenate([np.zeros(starts.size, bool), np.ones(unseen.size, bool)])
+    placed = np.where(placed_at >= 0, order[np.maximum(placed_at, 0)] if n else placed_at, -1)
     by = np.argsort(begin, kind="stable")
-    return begin[by], finish[by], handover[by]
+    return begin[by], finish[by], handover[by], placed[by]

@@ -112,7 +112,7 @@ def measure(
 
     # what happened, read from the lifecycle events the simulator wrote (as live ones are)
     ev_job, ev_at, ev_from, ev_to, ev_pool = o.events.columns()
-    begin, finish, _ = run_events(ev_job, ev_from, ev_to)
+    begin, finish, _, _ = run_events(ev_job, ev_from, ev_to)
     started_ev = ev_to == STATE_CODE[JobState.RUNNING]
     first_start = np.full(n, np.nan)
     np.fmin.at(first_start, ev_job[started_ev], ev_at[started_ev])

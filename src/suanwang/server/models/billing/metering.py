@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,7 @@ from suanwang.billing.money import ZERO
 from suanwang.billing.rating import Segment, UsageLine, rate_segment
 from suanwang.core.hardware import Precision
 from suanwang.core.jobs import JobKind
-from suanwang.core.lifecycle import RUN_STOPPED, JobState
+from suanwang.core.lifecycle import NO_STATE, RUN_STOPPED, STATE_CODE, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobEvent, JobRow
 
@@ -33,59 +34,44 @@ def precision_of(spec: dict[str, Any]) -> tuple[Precision, int]:
 
 
 def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
-    """The runs of a job from its events (see :mod:`suanwang.billing.rating`).
+    """The runs of a job from its events (see :mod:`suanwang.billing.rating`), found by the
+    rule the simulator's metrics use too (:func:`suanwang.core.lifecycle.run_events`).
 
-    A run the platform never saw ``running`` (it went from ``scheduled`` straight to
-    ``succeeded`` or ``failed`` between two polls) is metered from its hand-over: the later of
-    its placement and its planned start. ``scheduled -> cancelled`` is no run. Events that keep
-    the state (``running -> running`` for a checkpoint request, ``scheduled -> scheduled`` for
-    a fence, ``cancelled -> cancelled`` when a cancelled run stopped) are not transitions.
+    A run is metered on the center and chip its placement (``scheduled`` event) named, at the
+    market price it recorded. A run the platform never saw ``running`` (it went from
+    ``scheduled`` straight to ``succeeded`` or ``failed`` between two polls) is metered from
+    its hand-over: the later of its placement and its planned start. ``scheduled ->
+    cancelled`` is no run; a run still going is not metered yet. Events that keep the state
+    (``running -> running`` for a checkpoint request, ``scheduled -> scheduled`` for a fence,
+    ``cancelled -> cancelled`` when a cancelled run stopped) are not transitions; what a
+    cancelled job's stopped run reported is that run's.
     """
+    frm = [STATE_CODE[JobState(e.from_state)] if e.from_state else NO_STATE for e in events]
+    to = [STATE_CODE[JobState(e.to_state)] for e in events]
+    runs = run_events(np.zeros(len(events), np.int64), np.array(frm, np.int64), np.array(to))
     out: list[Segment] = []
-    center: str | None = None
-    model: str | None = None
-    placed_at: datetime | None = None
-    start_at: datetime | None = None
-    market: str | None = None
-    open_at: tuple[datetime, int] | None = None
-    for ev in events:
-        to = JobState(ev.to_state)
-        frm = JobState(ev.from_state) if ev.from_state else None
-        detail = ev.detail or {}
-        if frm is to:
-            # not a transition but a note on the job in its state (a fence, a checkpoint
-            # request, a run of a cancelled job that stopped): it neither starts nor ends a run
-            # nor places the job; what a cancelled job's stopped run reported is that run's
-            stopped = detail.get("event") == RUN_STOPPED and tokens_of(detail) > 0
-            if stopped and out and out[-1].end_state == JobState.CANCELLED.value:
-                out[-1] = replace(out[-1], tokens=out[-1].tokens + tokens_of(detail))
-            continue
-        if to is JobState.SCHEDULED:
-            center = str(detail.get("center") or job.center_id or "")
-            pool = detail.get("pool")
-            model = str(pool) if pool else (job.pool_model if center == job.center_id else None)
-            placed_at = ev.at
+    for begin, end, handover, placed in zip(*(r.tolist() for r in runs), strict=True):
+        if end < 0:
+            continue  # still running
+        first, last = events[begin], events[end]
+        detail = events[placed].detail or {} if placed >= 0 else {}
+        center = str(detail.get("center") or job.center_id or "")
+        pool = detail.get("pool")
+        model = str(pool) if pool else (job.pool_model if center == job.center_id else None)
+        started, run_event = first.at, first.id
+        if handover:  # metered from its hand-over, at most to its end
             s = detail.get("start_at")
-            start_at = datetime.fromisoformat(s) if isinstance(s, str) else None
-            market = market_of(detail)
-        elif to is JobState.RUNNING:
-            open_at = (ev.at, ev.id)
-        elif frm is JobState.RUNNING and open_at is not None:
-            out.append(
-                _segment(len(out), center, model, job, open_at[0], ev.at, to, open_at[1], market,
-                         tokens_of(detail))
-            )  # fmt: skip
-            open_at = None
-        elif (
-            frm is JobState.SCHEDULED
-            and to in (JobState.SUCCEEDED, JobState.FAILED)
-            and placed_at is not None
-        ):
-            begin = max(placed_at, start_at) if start_at is not None else placed_at
-            out.append(
-                _segment(len(out), center, model, job, min(begin, ev.at), ev.at, to, ev.id, market,
-                         tokens_of(detail))
-            )  # fmt: skip
+            planned = datetime.fromisoformat(s) if isinstance(s, str) else None
+            started = min(max(first.at, planned) if planned else first.at, last.at)
+            run_event = last.id
+        out.append(
+            _segment(len(out), center, model, job, started, last.at, JobState(last.to_state),
+                     run_event, market_of(detail), tokens_of(last.detail or {}))
+        )  # fmt: skip
+    for ev in events:  # what a cancelled job's run reported once it had stopped
+        stopped = ev.from_state == ev.to_state and (ev.detail or {}).get("event") == RUN_STOPPED
+        if stopped and out and out[-1].end_state == JobState.CANCELLED.value:
+            out[-1] = replace(out[-1], tokens=out[-1].tokens + tokens_of(ev.detail or {}))
     return out
 
 
