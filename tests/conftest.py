@@ -239,7 +239,7 @@ def _job(draw: st.DrawFn, places: tuple[str, ...], max_submit_h: float, max_run_
         submit_s=draw(st.floats(0.0, max_submit_h * 3600.0)),
         kind=kind,
         origin=draw(st.sampled_from(list(places))),
-        units=units,
+        cards=units,
         cpus=cpus,
         mem_gb=8.0,
         accelerator=accelerator,

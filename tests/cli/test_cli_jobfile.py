@@ -39,7 +39,7 @@ def test_a_valid_file_gives_the_same_spec_as_the_api() -> None:
     assert not jf.is_list and len(jf.jobs) == 1
     spec = jf.jobs[0]
     assert spec == JobSpec.model_validate(yaml.safe_load(GOOD.format(count=4)))
-    assert spec.resources.count == 4 and spec.stacks == ["cuda"]
+    assert spec.resources.cards == 4 and spec.stacks == ["cuda"]
 
 
 def test_a_wrong_type_names_file_line_and_field() -> None:

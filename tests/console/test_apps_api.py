@@ -64,7 +64,13 @@ def test_run_fills_parameters_into_the_job(api: Any, tenant: Tenant) -> None:
     body = {"origin": "sichuan", "name": "ft-1", "parameters": params}
     job = api.post("/v1/apps/llm-finetune/run", json=body, headers=who.headers).json()
     spec = job["spec"]
-    assert spec["resources"] == {"cpus": 32, "count": 4, "accelerator": "any", "mem_gb": 256.0}
+    assert spec["resources"] == {
+        "cpus": 32,
+        "cards": 4,
+        "count": 4,
+        "accelerator": "any",
+        "mem_gb": 256.0,
+    }
     assert spec["duration_s"] == 4800
     assert spec["checkpointable"] is True and spec["kind"] == "finetune"
     assert "glm-4-9b on my/data: 2 epochs on 4 cards" in spec["command"]

@@ -12,7 +12,7 @@ def _job(kind: JobKind, units: int = 1, cpus: int = 8, latency_ms: float | None 
         submit_s=0.0,
         kind=kind,
         origin="beijing",
-        units=units,
+        cards=units,
         cpus=cpus,
         mem_gb=8.0,
         accelerator=ANY_ACCELERATOR,

@@ -19,7 +19,7 @@ def _job(**kw: object) -> Job:
         "submit_s": 0.0,
         "kind": JobKind.TRAINING,
         "origin": "beijing",
-        "units": 1,
+        "cards": 1,
         "cpus": 8,
         "mem_gb": 8.0,
         "accelerator": ANY_ACCELERATOR,
@@ -91,7 +91,7 @@ def test_job_class_hpc_excludes_chips_without_fp64(china_net: Network) -> None:
 
 def test_job_class_cpu_jobs_only_on_cpu(china_net: Network) -> None:
     info = china_net.job_class(
-        _job(kind=JobKind.ANALYTICS, units=0, cpus=64, stacks=frozenset({"cpu"}))
+        _job(kind=JobKind.ANALYTICS, cards=0, cpus=64, stacks=frozenset({"cpu"}))
     )
     assert info.pools.size > 0
     assert np.all(china_net.pool_is_cpu[info.pools])
@@ -108,7 +108,7 @@ def test_job_class_named_accelerator(china_net: Network) -> None:
 
 def test_job_class_too_big_is_empty(china_net: Network) -> None:
     too_big = int(china_net.pool_capacity.max()) + 1
-    assert china_net.job_class(_job(units=too_big)).pools.size == 0
+    assert china_net.job_class(_job(cards=too_big)).pools.size == 0
 
 
 @given(
@@ -132,7 +132,7 @@ def test_job_class_is_exactly_the_feasible_set(
     job = _job(
         origin=origin,
         kind=kind,
-        units=units,
+        cards=units,
         cpus=max(units, 1) * 8,
         stacks=frozenset(stacks),
         accelerator=accelerator,

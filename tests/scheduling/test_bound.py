@@ -30,7 +30,7 @@ def _job(**kw: Any) -> Job:
         "submit_s": 0.0,
         "kind": JobKind.TRAINING,
         "origin": "coastal",
-        "units": 1,
+        "cards": 1,
         "cpus": 8,
         "mem_gb": 8.0,
         "accelerator": ANY_ACCELERATOR,
@@ -126,7 +126,7 @@ def test_bound_below_policies_on_synthetic_jobs(
 def test_no_jobs_and_only_infeasible_jobs(tiny_net: Network, tiny_signals: Signals) -> None:
     b = offline_bound(tiny_net, tiny_signals, [])
     assert b.cost_cny == 0.0 and b.jobs == 0
-    b = offline_bound(tiny_net, tiny_signals, [_job(units=10_000)])
+    b = offline_bound(tiny_net, tiny_signals, [_job(cards=10_000)])
     assert b.cost_cny == 0.0 and b.jobs == 0
 
 
@@ -208,7 +208,7 @@ def _queued_inference(n: int = 3) -> list[Job]:
             job_id=f"i{k}",
             submit_s=float(k),
             kind=JobKind.INFERENCE,
-            units=16,
+            cards=16,
             cpus=128,
             accelerator="a100",
             work_scu=16.0,

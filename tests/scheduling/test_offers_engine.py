@@ -31,7 +31,7 @@ def _job(**kw: Any) -> Job:
         "submit_s": 3600.0,
         "kind": JobKind.TRAINING,
         "origin": "beijing",
-        "units": 8,
+        "cards": 8,
         "cpus": 32,
         "mem_gb": 64.0,
         "accelerator": ANY_ACCELERATOR,
@@ -111,7 +111,7 @@ def test_offers_at_infeasible_centers_change_nothing(
 ) -> None:
     net, sig = china_net, china_signals
     # latency: interactive work from Guangdong within 10 ms cannot go to a far western center
-    near = _job(kind=JobKind.INTERACTIVE, origin="guangdong", latency_ms=10.0, units=1,
+    near = _job(kind=JobKind.INTERACTIVE, origin="guangdong", latency_ms=10.0, cards=1,
                 work_scu=2.0)  # fmt: skip
     info = net.job_class(near)
     far = [p for p in range(net.n_pools) if p not in set(info.pools.tolist())]

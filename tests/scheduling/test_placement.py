@@ -141,7 +141,7 @@ def test_no_deferral_for_an_offer_whose_price_does_not_change(
         _cum={},
         _val={},
     )
-    job = Job(job_id="j", submit_s=0.0, kind=JobKind.TRAINING, origin="beijing", units=8,
+    job = Job(job_id="j", submit_s=0.0, kind=JobKind.TRAINING, origin="beijing", cards=8,
               cpus=32, mem_gb=64.0, accelerator="a100", stacks=frozenset({"cuda"}),
               work_scu=8.0)  # fmt: skip
     info = net.job_class(job)
@@ -177,7 +177,7 @@ def test_a_tie_between_now_and_later_goes_to_now(
         _cum={},
         _val={},
     )
-    job = Job(job_id="j", submit_s=0.0, kind=JobKind.RENDER, origin="shanghai", units=1,
+    job = Job(job_id="j", submit_s=0.0, kind=JobKind.RENDER, origin="shanghai", cards=1,
               cpus=8, mem_gb=8.0, accelerator=ANY_ACCELERATOR,
               stacks=frozenset({"cuda", "cann"}), work_scu=4.0)  # fmt: skip
     state = CapacityState.empty(net, flat)
@@ -190,7 +190,7 @@ def test_a_baseline_placement_is_explained_by_the_same_terms(
     china_net: Network, china_signals: Signals
 ) -> None:
     net, sig = china_net, china_signals
-    job = Job(job_id="j", submit_s=3600.0, kind=JobKind.TRAINING, origin="shanghai", units=8,
+    job = Job(job_id="j", submit_s=3600.0, kind=JobKind.TRAINING, origin="shanghai", cards=8,
               cpus=64, mem_gb=64.0, accelerator=ANY_ACCELERATOR, stacks=frozenset({"cuda"}),
               work_scu=64.0, data_gb=50.0)  # fmt: skip
     state = CapacityState.empty(net, sig)
@@ -207,7 +207,7 @@ def test_a_baseline_placement_is_explained_by_the_same_terms(
 def _job(**kw: Any) -> Job:
     base: dict[str, Any] = {
         "job_id": "j", "submit_s": 0.0, "kind": JobKind.INFERENCE, "origin": "guangdong",
-        "units": 4, "cpus": 8, "mem_gb": 8.0, "accelerator": ANY_ACCELERATOR,
+        "cards": 4, "cpus": 8, "mem_gb": 8.0, "accelerator": ANY_ACCELERATOR,
         "stacks": frozenset({"cuda"}), "work_scu": 1.0,
     }  # fmt: skip
     base.update(kw)
@@ -226,7 +226,7 @@ def test_a_job_nothing_can_run_names_the_constraints_that_excluded_the_pools(
     assert excluded["latency"] > 0
     assert f"{excluded['latency']} are beyond its 0.01 ms latency limit" in text
     # an accelerator that does not run the job's stack, and a size no pool has
-    job = _job(accelerator="ascend-910b", units=100_000, latency_ms=None)
+    job = _job(accelerator="ascend-910b", cards=100_000, latency_ms=None)
     text, excluded = unplaceable(net, job, closed=0)
     assert excluded["accelerator"] == int(
         sum(m != "ascend-910b" for m in net.pool_model)
@@ -252,7 +252,7 @@ def test_moves_are_planned_on_the_calendar_placements_use(
     """A pool whose coming hours are planned full takes no migration (live migrations used to
     be planned against free units only)."""
     net, sig = china_net, china_signals
-    job = Job(job_id="j", submit_s=0.0, kind=JobKind.TRAINING, origin="shanghai", units=8,
+    job = Job(job_id="j", submit_s=0.0, kind=JobKind.TRAINING, origin="shanghai", cards=8,
               cpus=64, mem_gb=64.0, accelerator=ANY_ACCELERATOR, stacks=frozenset({"cuda"}),
               work_scu=400.0, checkpointable=True)  # fmt: skip
     info = net.job_class(job)

@@ -38,7 +38,7 @@ def _job(**kw: Any) -> Job:
         "submit_s": 0.0,
         "kind": JobKind.TRAINING,
         "origin": "shanghai",
-        "units": 1,
+        "cards": 1,
         "cpus": 8,
         "mem_gb": 8.0,
         "accelerator": ANY_ACCELERATOR,
@@ -155,7 +155,7 @@ def test_baseline_choices_on_an_empty_network(china_net: Network, china_signals:
 
 
 def test_baselines_skip_full_pools(china_net: Network, china_signals: Signals) -> None:
-    job = _job(units=8)
+    job = _job(cards=8)
     info = china_net.job_class(job)
     state = CapacityState.empty(china_net, china_signals)
     state.free[info.pools[0]] = 7  # nearest pool cannot take 8 cards now

@@ -72,7 +72,7 @@ def test_defaults_for_a_cpu_script_job(client: Any, alice: Any, body: Any) -> No
     s = r.json()["spec"]
     assert r.json()["kind"] == "analytics"
     assert s["stacks"] == ["cpu"] and s["resources"] == {
-        "cpus": 16, "count": 0, "accelerator": "any", "mem_gb": 4.0,
+        "cpus": 16, "cards": 0, "count": 0, "accelerator": "any", "mem_gb": 4.0,
     }  # fmt: skip
     assert s["script"].startswith("#!/bin/sh") and s["command"] is None
 
@@ -218,7 +218,7 @@ def test_mismatched_accelerator_and_stack_are_422(client: Any, alice: Any, body:
     assert "'cann'" in _errors(r)[("body", "stacks")]
     r = client.post("/v1/jobs", json=body(resources={"count": 0, "accelerator": "a100"}),
                     headers=alice.headers)  # fmt: skip
-    assert "count is 0" in _errors(r)[("body", "resources", "accelerator")]
+    assert "cards is 0" in _errors(r)[("body", "resources", "accelerator")]
     ok = body(resources={"count": 8, "accelerator": "ascend-910b"}, stacks=["cann"])
     assert client.post("/v1/jobs", json=ok, headers=alice.headers).status_code == 201
 
@@ -530,3 +530,28 @@ def test_a_query_parameter_given_twice_is_refused(client: Any, alice: Any) -> No
         (problem,) = r.json()["detail"]
         assert problem["loc"][0] == "query" and "more than once" in problem["msg"]
     assert client.get("/v1/jobs?state=pending", headers=alice.headers).status_code == 200
+
+
+def test_cards_and_count_its_old_name(
+    client: Any, alice: Any, sessions: Any, body: Callable[..., dict[str, Any]]
+) -> None:
+    """A request gives cards, or count (its old name); the API shows both; specs are stored
+    with cards, and specs stored with count still read."""
+    for resources in ({"cards": 2, "cpus": 8}, {"count": 2, "cpus": 8}):
+        r = client.post("/v1/jobs", json=body(resources=resources), headers=alice.headers)
+        assert r.status_code == 201, r.text
+        shown = r.json()["spec"]["resources"]
+        assert (shown["cards"], shown["count"]) == (2, 2)
+        with sessions() as s:
+            stored = s.get(JobRow, r.json()["id"]).spec["resources"]
+        assert stored["cards"] == 2 and "count" not in stored
+    both = {"cards": 2, "count": 2, "cpus": 8}
+    r = client.post("/v1/jobs", json=body(resources=both), headers=alice.headers)
+    assert r.status_code == 422
+    assert "not both" in r.json()["detail"][0]["msg"]
+    with sessions.begin() as s:  # a spec stored before cards had its name
+        row = s.get(JobRow, client.get("/v1/jobs", headers=alice.headers).json()["items"][0]["id"])
+        row.spec = {**row.spec, "resources": {"count": 3, "cpus": 8}}
+        job_id = row.id
+    shown = client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()["spec"]["resources"]
+    assert (shown["cards"], shown["count"]) == (3, 3)

@@ -204,12 +204,12 @@ def test_to_core_job_uses_the_reference_chip_rule(
         cpu = models.to_core_job(cpu_row, net)
     a100 = speed_scu_per_hour(catalog.get("a100"), Precision.FP16)
     assert gpu.job_id == gpu_id and gpu.submit_s == pytest.approx(5.0)
-    assert (gpu.units, gpu.cpus, gpu.kind, gpu.origin) == (8, 32, JobKind.TRAINING, "beijing")
+    assert (gpu.cards, gpu.cpus, gpu.kind, gpu.origin) == (8, 32, JobKind.TRAINING, "beijing")
     assert gpu.work_scu == pytest.approx(2.0 * 8 * a100) and a100 == pytest.approx(1.0)
     assert gpu.stacks == frozenset({"cuda"}) and gpu.deadline_s == 86400
     assert gpu.labels == {"tenant": alice.id, "name": "train-llm"}
     cpu_model = next(a for a in catalog.accelerators if a.is_cpu)
-    assert cpu.units == 0 and cpu.precision is Precision.CPU
+    assert cpu.cards == 0 and cpu.precision is Precision.CPU
     assert cpu.work_scu == pytest.approx(16 * speed_scu_per_hour(cpu_model, Precision.CPU))
     for job in (gpu, cpu):
         net.check_job(job)

@@ -133,6 +133,12 @@ def test_openapi_documents_auth_and_the_scenarios_names(client: Any) -> None:
     stacks = next(v for v in body["stacks"]["anyOf"] if v.get("type") == "array")
     assert stacks["items"]["enum"] == ["cann", "cpu", "cuda", "dtk", "neuware"]
     # stored specs (responses) are not constrained to today's scenario
-    assert "enum" not in schemas["JobSpec"]["properties"]["origin"]
-    assert "enum" not in schemas["Resources"]["properties"]["accelerator"]
+    assert "enum" not in schemas["JobSpecPublic"]["properties"]["origin"]
+    assert "enum" not in schemas["ResourcesPublic"]["properties"]["accelerator"]
+    # cards, and count (its old name): accepted in requests, shown in responses, deprecated
+    request, response = schemas["ResourcesCreate"], schemas["ResourcesPublic"]
+    assert request["properties"]["count"]["deprecated"] is True
+    assert "cards" in request["properties"] and "cards" in response["properties"]
+    assert response["properties"]["count"]["readOnly"] is True
+    assert response["properties"]["count"]["deprecated"] is True
     assert client.get("/docs").status_code == 200

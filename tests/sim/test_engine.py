@@ -28,7 +28,7 @@ def _job(i: int = 0, **kw: Any) -> Job:
         "submit_s": 0.0,
         "kind": JobKind.TRAINING,
         "origin": "coastal",
-        "units": 1,
+        "cards": 1,
         "cpus": 8,
         "mem_gb": 8.0,
         "accelerator": "a100",
@@ -51,7 +51,7 @@ def a100_pool(tiny_net: Network) -> int:
 
 
 def test_single_job_timing(tiny_net: Network, tiny_signals: Signals, a100_pool: int) -> None:
-    job = _job(submit_s=100.0, units=4, work_scu=8.0, data_gb=50.0)
+    job = _job(submit_s=100.0, cards=4, work_scu=8.0, data_gb=50.0)
     out = simulate(tiny_net, tiny_signals, [job], Nearest())
     transfer_s = 50.0 * float(tiny_net.transfer_s_per_gb[tiny_net.place("coastal"), 0])
     assert out.pool[0] == a100_pool
@@ -67,9 +67,9 @@ def test_single_job_timing(tiny_net: Network, tiny_signals: Signals, a100_pool: 
 
 def test_gang_jobs_wait_for_all_units(tiny_net: Network, tiny_signals: Signals) -> None:
     jobs = [
-        _job(0, units=12, work_scu=12.0),
-        _job(1, submit_s=10.0, units=8, work_scu=8.0),
-        _job(2, submit_s=20.0, units=4, work_scu=4.0),
+        _job(0, cards=12, work_scu=12.0),
+        _job(1, submit_s=10.0, cards=8, work_scu=8.0),
+        _job(2, submit_s=20.0, cards=4, work_scu=4.0),
     ]
     out = simulate(tiny_net, tiny_signals, jobs, Nearest())
     assert out.start_s[0] == 0.0
@@ -81,7 +81,7 @@ def test_gang_jobs_wait_for_all_units(tiny_net: Network, tiny_signals: Signals) 
 
 
 def test_fifo_order_in_a_queue(tiny_net: Network, tiny_signals: Signals) -> None:
-    jobs = [_job(i, submit_s=float(i), units=16, work_scu=16.0) for i in range(4)]
+    jobs = [_job(i, submit_s=float(i), cards=16, work_scu=16.0) for i in range(4)]
     out = simulate(tiny_net, tiny_signals, jobs, FirstFit())
     np.testing.assert_allclose(out.start_s, [0.0, H, 2 * H, 3 * H])
     np.testing.assert_allclose(out.end_s, [H, 2 * H, 3 * H, 4 * H])
@@ -90,9 +90,9 @@ def test_fifo_order_in_a_queue(tiny_net: Network, tiny_signals: Signals) -> None
 def test_horizon_ends_the_run(tiny_net: Network, tiny_signals: Signals) -> None:
     horizon = tiny_signals.horizon_s
     jobs = [
-        _job(0, units=16, work_scu=16.0 * 40),  # 40 h: finishes
-        _job(1, submit_s=1.0, units=16, work_scu=16.0 * 20),  # starts at 40 h, runs past 48 h
-        _job(2, submit_s=2.0, units=16, work_scu=16.0),  # queued behind: never starts
+        _job(0, cards=16, work_scu=16.0 * 40),  # 40 h: finishes
+        _job(1, submit_s=1.0, cards=16, work_scu=16.0 * 20),  # starts at 40 h, runs past 48 h
+        _job(2, submit_s=2.0, cards=16, work_scu=16.0),  # queued behind: never starts
     ]
     out = simulate(tiny_net, tiny_signals, jobs, Nearest())
     assert out.end_s[0] == pytest.approx(40 * H)
@@ -119,7 +119,7 @@ def test_a_late_submission_does_not_extend_the_horizon(
 
 def test_rejected_jobs(tiny_net: Network, tiny_signals: Signals) -> None:
     jobs = [
-        _job(0, units=17),  # more A100s than coast-ai has
+        _job(0, cards=17),  # more A100s than coast-ai has
         _job(1, accelerator=ANY_ACCELERATOR, stacks=frozenset({"neuware"})),  # no such chips
         _job(2, kind=JobKind.HPC, accelerator="ascend-910b", stacks=frozenset({"cann"})),
         _job(3),

@@ -75,7 +75,7 @@ def test_suanwang_valid(net: Network, cpu_speed: float) -> None:
     jobs = by_id(res)
 
     ft = jobs["ft-1"]
-    assert (ft.kind, ft.origin, ft.units, ft.cpus, ft.mem_gb) == (
+    assert (ft.kind, ft.origin, ft.cards, ft.cpus, ft.mem_gb) == (
         JobKind.FINETUNE,
         "beijing",
         4,
@@ -87,7 +87,7 @@ def test_suanwang_valid(net: Network, cpu_speed: float) -> None:
     assert (ft.deadline_s, ft.data_gb, ft.checkpointable) == (86400.0, 50.0, True)
 
     d = jobs["job-3"]  # every default
-    assert (d.kind, d.units, d.cpus, d.mem_gb, d.accelerator) == (
+    assert (d.kind, d.cards, d.cpus, d.mem_gb, d.accelerator) == (
         JobKind.TRAINING,
         1,
         8,
@@ -99,7 +99,7 @@ def test_suanwang_valid(net: Network, cpu_speed: float) -> None:
     assert d.origin == documented_origin(net, "suanwang", "origin", 3, "job-3")
 
     etl = jobs["etl-2"]  # CPU-only
-    assert (etl.kind, etl.units, etl.cpus, etl.mem_gb) == (JobKind.ANALYTICS, 0, 64, 256.0)
+    assert (etl.kind, etl.cards, etl.cpus, etl.mem_gb) == (JobKind.ANALYTICS, 0, 64, 256.0)
     assert etl.stacks == {"cpu"}
     assert etl.work_scu == pytest.approx(64 * cpu_speed)
 
@@ -213,7 +213,7 @@ def test_suanwang_property(net: Network, rows: list[tuple[int, int, int, str]]) 
     t0 = min(t for t, *_ in rows)
     for i, (t, d, g, k) in enumerate(rows):
         job = by_id(res)[f"job-{i + 2}"]
-        assert job.submit_s == t - t0 and job.kind is JobKind(k) and job.units == g
+        assert job.submit_s == t - t0 and job.kind is JobKind(k) and job.cards == g
         if g > 0:
             assert job.work_scu == pytest.approx(d / 3600 * g)
         assert job.work_scu > 0
@@ -236,7 +236,7 @@ def test_philly_valid(net: Network) -> None:
     assert jobs["philly-3"].kind is JobKind.INTERACTIVE  # 10 min
     assert jobs["philly-5"].kind is JobKind.TRAINING  # 8 cards
     assert jobs["philly-5"].work_scu == pytest.approx(16.0)
-    assert jobs["philly-2"].units == 4 and jobs["philly-2"].work_scu == pytest.approx(4.0)
+    assert jobs["philly-2"].cards == 4 and jobs["philly-2"].work_scu == pytest.approx(4.0)
     for job in res.jobs:
         assert job.stacks == {"cuda"} and job.accelerator == "any"
         assert job.origin == documented_origin(net, "philly", "vc", 11, job.labels["vc"])
@@ -288,7 +288,7 @@ def test_alibaba_valid(net: Network, cpu_speed: float) -> None:
     ]
     jobs = by_id(res)
     a = jobs["pod-a"]
-    assert (a.kind, a.units, a.cpus, a.mem_gb, a.stacks) == (
+    assert (a.kind, a.cards, a.cpus, a.mem_gb, a.stacks) == (
         JobKind.INFERENCE,
         1,
         12,
@@ -297,14 +297,14 @@ def test_alibaba_valid(net: Network, cpu_speed: float) -> None:
     )
     assert a.work_scu == pytest.approx(1.0)
     b = jobs["pod-b"]  # shared card (460 milli) counts as one card; runs scheduled->deletion
-    assert (b.kind, b.units, b.cpus, b.mem_gb) == (JobKind.TRAINING, 1, 6, 12.0)
+    assert (b.kind, b.cards, b.cpus, b.mem_gb) == (JobKind.TRAINING, 1, 6, 12.0)
     assert b.work_scu == pytest.approx(2.0)
     d = jobs["pod-d"]
-    assert (d.kind, d.units, d.cpus, d.stacks) == (JobKind.ANALYTICS, 0, 8, frozenset({"cpu"}))
+    assert (d.kind, d.cards, d.cpus, d.stacks) == (JobKind.ANALYTICS, 0, 8, frozenset({"cpu"}))
     assert d.work_scu == pytest.approx(8 * cpu_speed)
     assert d.mem_gb == pytest.approx(30517 / 1024)
     f = jobs["pod-f"]
-    assert (f.kind, f.units, f.cpus) == (JobKind.TRAINING, 8, 64)
+    assert (f.kind, f.cards, f.cpus) == (JobKind.TRAINING, 8, 64)
     assert f.work_scu == pytest.approx(35900 / 3600 * 8)
     assert jobs["pod-g"].kind is JobKind.INTERACTIVE
     assert jobs["pod-h"].cpus == 1  # ceil(100 milli), at least one core

@@ -51,14 +51,14 @@ def test_basic_shape(china_net: Network, jobs_2000: list[Job]) -> None:
         assert j.work_scu > 0
         assert j.accelerator == ANY_ACCELERATOR
         assert j.data_gb >= 0
-        if j.units == 0:
+        if j.cards == 0:
             assert j.kind in (JobKind.ANALYTICS, JobKind.BACKUP)
             assert j.stacks == frozenset({"cpu"})
             assert j.cpus > 0
             assert j.precision is Precision.CPU
         else:
             assert j.stacks and "cpu" not in j.stacks
-            assert 1 <= j.units <= 64
+            assert 1 <= j.cards <= 64
         if j.deadline_s is not None:
             assert j.kind.deferrable
             assert j.deadline_s > 0
@@ -70,8 +70,8 @@ def test_basic_shape(china_net: Network, jobs_2000: list[Job]) -> None:
     share = sum(j.deadline_s is not None for j in deferrable) / len(deferrable)
     assert 0.2 < share < 0.4
     # most accelerator jobs use one card
-    gpu = [j for j in jobs if j.units > 0]
-    assert sum(j.units == 1 for j in gpu) / len(gpu) > 0.4
+    gpu = [j for j in jobs if j.cards > 0]
+    assert sum(j.cards == 1 for j in gpu) / len(gpu) > 0.4
 
 
 def test_origins_mostly_east(china_net: Network, jobs_2000: list[Job]) -> None:
@@ -128,8 +128,8 @@ def _offered(net: Network, jobs: list[Job]) -> tuple[float, float]:
     """Offered card-hours and core-hours on the reference chips (work / reference speed)."""
     a100 = net.scenario.catalog.get("a100")
     cpu = next(a for a in net.scenario.catalog.accelerators if a.is_cpu)
-    card_h = sum(j.work_scu / speed_scu_per_hour(a100, j.precision) for j in jobs if j.units)
-    core_h = sum(j.work_scu / speed_scu_per_hour(cpu, Precision.CPU) for j in jobs if not j.units)
+    card_h = sum(j.work_scu / speed_scu_per_hour(a100, j.precision) for j in jobs if j.cards)
+    core_h = sum(j.work_scu / speed_scu_per_hour(cpu, Precision.CPU) for j in jobs if not j.cards)
     return card_h, core_h
 
 

@@ -82,7 +82,8 @@ class Template(BaseModel):
 
     kind: JobKind
     stacks: list[str] = Field(min_length=1, max_length=16)
-    resources: dict[Literal["cpus", "count", "mem_gb", "accelerator"], Numeric]
+    # "count": the old name of "cards", still accepted in published apps
+    resources: dict[Literal["cpus", "cards", "count", "mem_gb", "accelerator"], Numeric]
     duration_s: Numeric
     command: str = Field(min_length=1, max_length=8000)
     data_gb: Numeric = 0.0
@@ -258,7 +259,7 @@ def render(app: AppSpec | App, given: dict[str, Any]) -> dict[str, Any]:
             res[key] = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), str(expr))
         else:
             x = _numeric(expr, values, f"resources.{key}")
-            res[key] = round(x) if key in ("cpus", "count") else x
+            res[key] = round(x) if key in ("cpus", "cards", "count") else x
     return {
         "command": _PLACEHOLDER.sub(sub, t.command),
         "kind": t.kind.value,

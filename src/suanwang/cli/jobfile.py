@@ -124,12 +124,20 @@ def parse_job_text(text: str, label: str) -> JobFile:
             jobs.append(JobSpec.model_validate(item))
         except ValidationError as exc:
             for e in exc.errors():
-                loc = tuple(e["loc"])
+                loc = _as_written(item, tuple(e["loc"]))
                 full = (*prefix, *loc)
                 problems.append(Problem(label, _line_of(node, full), _field(full), _message(e)))
     if problems:
         raise JobFileError(sorted(problems, key=lambda p: p.line or 0))
     return JobFile(label=label, jobs=jobs, is_list=is_list, node=node)
+
+
+def _as_written(item: Mapping[str, Any], loc: Loc) -> Loc:
+    """A field as the file names it: ``resources.count`` (the old name of ``cards``) where the
+    file still uses it."""
+    res = item.get("resources")
+    old = isinstance(res, Mapping) and "count" in res and "cards" not in res
+    return ("resources", "count", *loc[2:]) if old and loc[:2] == ("resources", "cards") else loc
 
 
 def _kind(value: object) -> str:

@@ -56,8 +56,9 @@ ANY_ACCELERATOR = "any"
 class Job:
     """A unit of work as submitted.
 
-    ``units`` is the number of accelerator cards (gang: all start together) or, for CPU-only jobs
-    (``units == 0``), the job runs on ``cpus`` CPU cores. ``work_scu`` is the total work in
+    ``cards`` is the number of accelerator cards (gang: all start together) or, for CPU-only jobs
+    (``cards == 0``), the job runs on ``cpus`` CPU cores; what it holds of a pool is its
+    :attr:`demand_units` (cards, or cores). ``work_scu`` is the total work in
     standard compute units (see :mod:`suanwang.core.hardware`). ``deadline_s`` is relative to
     submission; ``latency_ms`` is a one-way bound from ``origin``.
     """
@@ -66,7 +67,7 @@ class Job:
     submit_s: float
     kind: JobKind
     origin: str
-    units: int
+    cards: int
     cpus: int
     mem_gb: float
     accelerator: str
@@ -81,7 +82,7 @@ class Job:
 
     @property
     def precision(self) -> Precision:
-        if self.units == 0:
+        if self.cards == 0:
             return Precision.CPU
         return self.kind.precision
 
@@ -92,4 +93,4 @@ class Job:
     @property
     def demand_units(self) -> int:
         """Units held while running: cards, or CPU cores for CPU-only jobs."""
-        return self.units if self.units > 0 else self.cpus
+        return self.cards if self.cards > 0 else self.cpus

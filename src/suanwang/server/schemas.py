@@ -8,11 +8,19 @@ OpenAPI document as enums (see :func:`suanwang.server.app.create_app`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    model_validator,
+)
 
 from suanwang.core.jobs import ANY_ACCELERATOR, JobKind
 from suanwang.core.lifecycle import JobState
@@ -60,19 +68,72 @@ Script = Annotated[
 ]
 
 
-class Resources(BaseModel):
-    """What one job holds while it runs: accelerator cards (``count``) or CPU cores."""
+def _count_in_schema(schema: dict[str, Any]) -> None:
+    schema["properties"].setdefault("count", _COUNT_SCHEMA)
+    schema["not"] = {"required": ["cards", "count"]}  # one of the two names, not both
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+_COUNT_SCHEMA = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_CARDS,
+    "deprecated": True,
+    "description": "the old name of cards, still accepted (give one of the two)",
+}
+
+
+def cards_of(resources: Mapping[str, Any]) -> int:
+    """The cards of a stored spec's ``resources`` (specs stored before ``cards`` was named
+    so have only ``count``), for readers that skip validating the whole spec."""
+    return int(resources.get("cards", resources.get("count", 0)))
+
+
+class Resources(BaseModel):
+    """What one job holds while it runs: accelerator cards or CPU cores.
+
+    ``cards`` was called ``count`` before: a request may still give ``count`` instead (not
+    both), and every job the API shows has it next to ``cards`` (:class:`ResourcesPublic`), so
+    clients written for it keep working. Specs are stored with ``cards`` (older ones have
+    ``count``: both read).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra=lambda schema, _: _count_in_schema(schema),
+    )
 
     cpus: int = Field(1, ge=1, le=MAX_CPUS, description="CPU cores")
-    count: int = Field(
+    cards: int = Field(
         0, ge=0, le=MAX_CARDS, description="accelerator cards (gang); 0 = a CPU-only job"
     )
     accelerator: Name = Field(
         ANY_ACCELERATOR, description="accelerator model of the scenario's catalog, or 'any'"
     )
     mem_gb: float = Field(4.0, gt=0, le=MAX_MEM_GB, description="memory (GB)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_is_cards(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "count" in data:
+            data = dict(data)
+            if "cards" in data:
+                raise ValueError("give cards or count (its old name), not both")
+            data["cards"] = data.pop("count")
+        return data
+
+
+class ResourcesPublic(Resources):
+    """:class:`Resources` as the API shows them: with ``count``, the old name of ``cards``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=None)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the old name of cards", json_schema_extra={"deprecated": True}
+    )
+    @property
+    def count(self) -> int:
+        return self.cards
 
 
 class JobSpec(BaseModel):
@@ -101,7 +162,7 @@ class JobSpec(BaseModel):
     script: Script | None = Field(None, description="a shell script (its text)")
     resources: Resources = Field(default_factory=Resources)
     duration_s: float = Field(gt=0, le=MAX_DURATION_S)
-    kind: JobKind | None = Field(None, description="training if resources.count > 0 else analytics")
+    kind: JobKind | None = Field(None, description="training if resources.cards > 0 else analytics")
     origin: Name = Field(
         description="province or city (id) the job's users and data are in",
         examples=["beijing", "guangdong"],
@@ -118,14 +179,14 @@ class JobSpec(BaseModel):
         None,
         min_length=1,
         max_length=MAX_STACKS,
-        description='software stacks the job runs on; ["cuda"] if resources.count > 0 else ["cpu"]',
+        description='software stacks the job runs on; ["cuda"] if resources.cards > 0 else ["cpu"]',
     )
 
     @model_validator(mode="after")
     def _exactly_one_program_and_defaults(self) -> Self:
         if (self.command is None) == (self.script is None):
             raise ValueError("give exactly one of 'command' or 'script'")
-        gpu = self.resources.count > 0
+        gpu = self.resources.cards > 0
         if self.kind is None:
             self.kind = JobKind.TRAINING if gpu else JobKind.ANALYTICS
         if self.stacks is None:
@@ -139,13 +200,19 @@ class JobSpec(BaseModel):
         """``kind`` with its default applied (always set after validation)."""
         if self.kind is not None:
             return self.kind
-        return JobKind.TRAINING if self.resources.count > 0 else JobKind.ANALYTICS
+        return JobKind.TRAINING if self.resources.cards > 0 else JobKind.ANALYTICS
 
     @property
     def job_stacks(self) -> frozenset[str]:
         if self.stacks is not None:
             return frozenset(self.stacks)
-        return frozenset({"cuda"} if self.resources.count > 0 else {"cpu"})
+        return frozenset({"cuda"} if self.resources.cards > 0 else {"cpu"})
+
+
+class JobSpecPublic(JobSpec):
+    """A stored spec as the API shows it (its resources with ``count`` too)."""
+
+    resources: ResourcesPublic = Field(default_factory=ResourcesPublic)
 
 
 class JobCreate(JobSpec):
@@ -178,7 +245,7 @@ class JobPublic(BaseModel):
     decision: DecisionPublic | None = Field(
         description="placement explanation once placed, or why no center can run the job"
     )
-    spec: JobSpec
+    spec: JobSpecPublic
     # billing (issue 5): set by GET /v1/jobs/{id} once the finished job has been charged
     charge_cny: Decimal | None = Field(
         default=None, description="what the finished job was charged (CNY), once settled"
@@ -189,7 +256,12 @@ class JobPublic(BaseModel):
         """The public view of ``row``; ``spec``: the row's spec already validated (the submit
         path has it), else it is validated from the stored JSON."""
         if spec is None:
-            spec = JobSpec.model_validate(row.spec)
+            shown = JobSpecPublic.model_validate(row.spec)
+        else:  # already valid: the same fields, its resources shown with their old name too
+            fields = {name: getattr(spec, name) for name in JobSpec.model_fields}
+            fields["resources"] = ResourcesPublic.model_construct(**dict(spec.resources))
+            shown = JobSpecPublic.model_construct(**fields)
+        spec = shown
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -206,7 +278,7 @@ class JobPublic(BaseModel):
             ended_at=row.ended_at,
             exit_code=row.exit_code,
             decision=DecisionPublic.model_validate(row.decision) if row.decision else None,
-            spec=spec,
+            spec=shown,
         )
 
 

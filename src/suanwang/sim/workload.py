@@ -239,7 +239,7 @@ def synthetic_jobs(net: Network, spec: WorkloadSpec, start: datetime) -> list[Jo
                 submit_s=float(t[i]),
                 kind=kind,
                 origin=places[int(origin_idx[i])],
-                units=int(units[i]),
+                cards=int(units[i]),
                 cpus=int(cpus[i]),
                 mem_gb=float(max(cpus[i], 1) * 4),
                 accelerator=ANY_ACCELERATOR,

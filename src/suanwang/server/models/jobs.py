@@ -39,7 +39,7 @@ from suanwang.server.database.models import (
     new_id,
     utcnow,
 )
-from suanwang.server.schemas import JobSpec
+from suanwang.server.schemas import JobSpec, cards_of
 
 MAX_PAGE = 500
 #: Columns a caller may set together with a transition (placement, executor handle, result).
@@ -404,11 +404,11 @@ def active_usage(*, session: Session, at: datetime | None = None) -> dict[str, U
         if center_id is None:
             continue
         res = (spec or {}).get("resources") or {}
-        count = int(res.get("count", 0))
+        cards = cards_of(res)
         use = out.setdefault(center_id, Usage())
-        if count > 0:
+        if cards > 0:
             model = pool_model or str(res.get("accelerator", ANY_ACCELERATOR))
-            use.cards[model] = use.cards.get(model, 0) + count
+            use.cards[model] = use.cards.get(model, 0) + cards
         else:
             use.cpu_cores += int(res.get("cpus", 1))
     return out
@@ -431,7 +431,7 @@ def work_scu(spec: JobSpec, catalog: Catalog) -> float:
     Raises :class:`UnknownName` for a CPU job when the catalog has no CPU model."""
     r = spec.resources
     try:
-        return catalog.work_scu(spec.duration_s / 3600.0, r.count, r.cpus, spec.job_kind.precision)
+        return catalog.work_scu(spec.duration_s / 3600.0, r.cards, r.cpus, spec.job_kind.precision)
     except ValueError as exc:
         raise UnknownName(str(exc)) from None
 
@@ -445,7 +445,7 @@ def spec_to_job(
         submit_s=submit_s,
         kind=spec.job_kind,
         origin=spec.origin,
-        units=r.count,
+        cards=r.cards,
         cpus=r.cpus,
         mem_gb=r.mem_gb,
         accelerator=r.accelerator,
@@ -492,11 +492,11 @@ def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:
             out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
         else:
             acc = catalog.get(r.accelerator)
-            if acc.is_cpu and r.count > 0:
-                msg = f"{acc.model!r} is a CPU model but resources.count is {r.count} (use 0)"
+            if acc.is_cpu and r.cards > 0:
+                msg = f"{acc.model!r} is a CPU model but resources.cards is {r.cards} (use 0)"
                 out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
-            elif not acc.is_cpu and r.count == 0:
-                msg = f"{acc.model!r} is an accelerator card but resources.count is 0"
+            elif not acc.is_cpu and r.cards == 0:
+                msg = f"{acc.model!r} is an accelerator card but resources.cards is 0"
                 out.append(SpecProblem(("resources", "accelerator"), msg, r.accelerator))
     stacks = sorted(spec.job_stacks)
     known_stacks = ", ".join(sorted(net.known_stacks))
@@ -504,12 +504,12 @@ def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:
         if stack not in net.known_stacks:
             msg = f"unknown software stack {stack!r} (known: {known_stacks})"
             out.append(SpecProblem(("stacks", i), msg, stack))
-    if acc is not None and not acc.is_cpu and r.count > 0 and acc.stack not in stacks:
+    if acc is not None and not acc.is_cpu and r.cards > 0 and acc.stack not in stacks:
         msg = f"stacks {stacks} do not include {acc.stack!r}, the stack of {acc.model!r}"
         out.append(SpecProblem(("stacks",), msg, stacks))
-    if r.count == 0 and not any(a.is_cpu for a in catalog.accelerators):
+    if r.cards == 0 and not any(a.is_cpu for a in catalog.accelerators):
         msg = "the scenario has no CPU model, so CPU-only jobs (count 0) cannot run"
-        out.append(SpecProblem(("resources", "count"), msg, r.count))
+        out.append(SpecProblem(("resources", "cards"), msg, r.cards))
     if out:
         return out
     try:

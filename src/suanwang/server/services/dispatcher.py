@@ -272,7 +272,7 @@ def submission(row: JobRow, live: LiveNetwork) -> Submission:
         command=spec.command,
         script=spec.script,
         cpus=r.cpus,
-        cards=r.count,
+        cards=r.cards,
         accelerator=row.pool_model or r.accelerator,
         mem_gb=r.mem_gb,
         env={"SUANWANG_CENTER": row.center_id or ""},

@@ -221,7 +221,7 @@ class Migrations:
         for row in rows:
             job = to_core_job(row, live.net, t0=signals.start)
             pool = live.net.pool_of_run(
-                row.center_id or "", row.pool_model or "", cpu_only=job.units == 0
+                row.center_id or "", row.pool_model or "", cpu_only=job.cards == 0
             )
             if pool is None or row.started_at is None:
                 continue

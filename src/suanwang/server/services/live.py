@@ -122,7 +122,7 @@ class LiveNetwork:
                 )
             except (ValueError, UnknownName):  # a spec this scenario cannot cost: skip it
                 continue
-            pool = net.pool_of_run(center or "", model or "", cpu_only=job.units == 0)
+            pool = net.pool_of_run(center or "", model or "", cpu_only=job.cards == 0)
             if pool is None:
                 continue  # a center or model this scenario does not have
             units = job.demand_units

@@ -34,7 +34,7 @@ function renderPublish() {
   const example = {
     id: "my-app", name: "My app", category: "AI inference", summary: "What it does, in one line.",
     parameters: [{ name: "gpus", type: "int", label: "Cards", default: 1, min: 1, max: 8 }],
-    template: { kind: "inference", stacks: ["cuda"], resources: { count: "{gpus}", cpus: "{gpus} * 8" }, duration_s: 600, command: "echo serving on {gpus} cards" },
+    template: { kind: "inference", stacks: ["cuda"], resources: { cards: "{gpus}", cpus: "{gpus} * 8" }, duration_s: 600, command: "echo serving on {gpus} cards" },
   };
   const form = appJsonForm({ id: "publish", spec: example, rows: 14, err: h("div", {}),
     hint: "Numeric fields take a number or a product such as \"{gpus} * 8\"; {name} in the command is replaced by the value (text is shell-quoted).",

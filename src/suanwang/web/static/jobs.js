@@ -92,7 +92,7 @@ export async function renderJob(id) {
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         h("dt", {}, "Id"), h("dd", {}, job.id),
         h("dt", {}, "Kind · origin"), h("dd", {}, `${job.kind} · ${job.origin}`),
-        h("dt", {}, "Resources"), h("dd", {}, `${job.spec.resources.count} × ${job.spec.resources.accelerator} cards, ${job.spec.resources.cpus} CPU cores, ${job.spec.resources.mem_gb} GB`),
+        h("dt", {}, "Resources"), h("dd", {}, `${job.spec.resources.cards} × ${job.spec.resources.accelerator} cards, ${job.spec.resources.cpus} CPU cores, ${job.spec.resources.mem_gb} GB`),
         h("dt", {}, "Stacks"), h("dd", {}, (job.spec.stacks || []).join(", ")),
         h("dt", {}, "Center · accelerator"), h("dd", {}, job.center_id ? `${job.center_id} · ${job.pool_model}` : "not placed yet"),
         h("dt", {}, "Planned start"), h("dd", {}, when(job.start_at)),
@@ -170,7 +170,7 @@ export async function renderSubmit() {
   const kind = h("select", { id: "kind", "data-field": "kind" }, KINDS.map((k) => h("option", { value: k }, k)));
   kind.value = "inference";
   const origin = await originSelect("origin", "origin");
-  const count = input("count", { type: "number", min: 0, value: 1, "data-field": "resources.count" });
+  const cards = input("cards", { type: "number", min: 0, value: 1, "data-field": "resources.cards" });
   const cpus = input("cpus", { type: "number", min: 1, value: 4, "data-field": "resources.cpus" });
   const mem = input("mem_gb", { type: "number", min: 1, step: "any", value: 16, "data-field": "resources.mem_gb" });
   const acc = input("accelerator", { value: "any", "data-field": "resources.accelerator" });
@@ -189,7 +189,7 @@ export async function renderSubmit() {
     const stacks = [...form.querySelectorAll("input[name=stacks]:checked")].map((b) => b.value);
     const body = {
       name: name.value, command: command.value, kind: kind.value, origin: origin.value,
-      resources: { count: Number(count.value), cpus: Number(cpus.value), mem_gb: Number(mem.value), accelerator: acc.value || "any" },
+      resources: { cards: Number(cards.value), cpus: Number(cpus.value), mem_gb: Number(mem.value), accelerator: acc.value || "any" },
       duration_s: Number(duration.value), data_gb: Number(dataGb.value || 0), checkpointable: ckpt.checked,
     };
     if (stacks.length) body.stacks = stacks;
@@ -206,7 +206,7 @@ export async function renderSubmit() {
     field("Name", name),
     field("Command", command, "(a shell command line; runs on the center's executor)"),
     h("div", { class: "row" }, field("Kind", kind), field("Origin", origin, "(where users and data are)")),
-    h("div", { class: "row" }, field("Cards", count, "(0: CPU only)"), field("Accelerator", acc, "(model or any)"), field("CPU cores", cpus), field("Memory (GB)", mem)),
+    h("div", { class: "row" }, field("Cards", cards, "(0: CPU only)"), field("Accelerator", acc, "(model or any)"), field("CPU cores", cpus), field("Memory (GB)", mem)),
     h("div", { class: "row" }, field("Duration (s)", duration, "(on an A100)"), field("Deadline (s)", deadline, "(optional)"), field("Data to move (GB)", dataGb)),
     h("label", {}, "Software stacks"), stacksGroup,
     h("label", { style: "font-weight: 400" }, ckpt, " checkpointable (may be moved: SIGUSR1 → exit 85)"),

@@ -20,17 +20,18 @@ from suanwang.core.jobs import JobKind
 from suanwang.core.lifecycle import NO_STATE, RUN_STOPPED, STATE_CODE, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobEvent, JobRow
+from suanwang.server.schemas import cards_of
 
 from .trading import price_book
 
 
 def precision_of(spec: dict[str, Any]) -> tuple[Precision, int]:
     res = spec.get("resources") or {}
-    count = int(res.get("count", 0))
-    if count <= 0:
+    cards = cards_of(res)
+    if cards <= 0:
         return Precision.CPU, int(res.get("cpus", 1))
-    kind = spec.get("kind") or ("training" if count > 0 else "analytics")
-    return JobKind(kind).precision, count
+    kind = spec.get("kind") or "training"
+    return JobKind(kind).precision, cards
 
 
 def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
