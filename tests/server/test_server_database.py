@@ -25,6 +25,7 @@ from suanwang.server.database.session import (
 def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "columns.py").is_file()  # the columns the versions share
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_center_owners_start_at.py").is_file()
     assert "suanwang" in MIGRATIONS_DIR.parts

@@ -5,6 +5,7 @@ Runs on SQLite and PostgreSQL (the ``db_url`` fixture) with real processes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +111,49 @@ def test_a_job_no_executor_center_can_run_fails_with_a_reason(
     assert excluded["software stack"] > 0 and excluded["closed"] > 0
     assert f"{excluded['software stack']} lack the software stack (cuda)" in reason
     assert f"{excluded['closed']} are at centers without an executor" in reason
+
+
+def test_a_job_its_center_cannot_take_goes_back_to_placement_saying_why(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """At hand-over, a center without an executor sends the job back to pending keeping its
+    center; an executor that refuses the job sends it back without its center and pool. Both
+    drop the planned start and say why."""
+    root = tmp_path / "c"
+    placing = _live(app, root, ("zhongwei",))
+    job = submit(alice, name="handed-back", command="true", duration_s=60)
+
+    def place_due_now() -> None:
+        Dispatcher(sessions, placing).place()
+        with sessions.begin() as session:
+            row = session.get(JobRow, job["id"])
+            assert row is not None and (row.state, row.center_id) == ("scheduled", "zhongwei")
+            row.start_at = None  # due now, whatever hour the planner chose
+
+    def after(live: LiveNetwork) -> tuple[JobRow, str]:
+        assert Dispatcher(sessions, live).hand_over() == 0
+        with sessions() as session:
+            row = session.get(JobRow, job["id"])
+            assert row is not None and row.state == "pending" and row.start_at is None
+            assert row.executor_ref is None
+        events = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+        return row, events[-1]["detail"]["reason"]
+
+    place_due_now()
+    row, reason = after(_live(app, root, ("zhangjiakou",)))  # no executor for zhongwei now
+    assert (row.center_id, row.pool_model) != (None, None)
+    assert reason == "center zhongwei has no executor; place again"
+
+    place_due_now()
+    small = LocalExecutor(tmp_path / "small", "zhongwei", cpus=64, cards=1)  # job needs 8 cards
+    row, reason = after(dataclasses.replace(placing, executors={"zhongwei": small}))
+    assert (row.center_id, row.pool_model) == (None, None)
+    assert reason.startswith("executor refused it: ") and "needs 32 cpus and 8 cards" in reason
 
 
 def test_cancel_stops_the_running_process(

@@ -160,6 +160,21 @@ def split_commission(charge: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
     return commission, charge - commission
 
 
+def _to_providers(by_provider: dict[str, Decimal], rate: Decimal) -> tuple[list[Posting], Decimal]:
+    """The postings that pay each provider's account its part less the commission, and the
+    platform the commission (taken per provider, rounded to the fen); and that commission."""
+    postings: list[Posting] = []
+    commission = ZERO
+    for account, part in sorted(by_provider.items()):
+        comm, payout = split_commission(part, rate)
+        commission += comm
+        if payout:
+            postings.append(Posting(account, payout))
+    if commission:
+        postings.append(Posting(PLATFORM_COMMISSION, commission))
+    return postings, commission
+
+
 def charge(
     *,
     tenant_id: str,
@@ -197,18 +212,11 @@ def charge(
                 postings.append(Posting(postpaid(tenant_id), -(over - from_prepaid)))
     elif amount:
         postings.append(Posting(postpaid(tenant_id), -amount))
-    commission = ZERO
-    for account, part in sorted(by_provider.items()):
-        comm, payout = split_commission(part, rate)
-        commission += comm
-        if payout:
-            postings.append(Posting(account, payout))
-    if commission:
-        postings.append(Posting(PLATFORM_COMMISSION, commission))
+    paid, commission = _to_providers(by_provider, rate)
     return Entry(
         "charge",
         f"charge:{job_id}",
-        tuple(postings),
+        (*postings, *paid),
         amount,
         tenant_id=tenant_id,
         job_id=job_id,
@@ -235,19 +243,15 @@ def reservation(
     if amount < 0:
         raise ValueError(f"a reservation costs >= 0, not {amount}")
     payer = prepaid(tenant_id) if prepaid_only else postpaid(tenant_id)
-    comm, payout = split_commission(amount, rate)
-    postings = [Posting(payer, -amount)] if amount else []
-    if payout:
-        postings.append(Posting(provider_account, payout))
-    if comm:
-        postings.append(Posting(PLATFORM_COMMISSION, comm))
+    pays = [Posting(payer, -amount)] if amount else []
+    paid, commission = _to_providers({provider_account: amount}, rate)
     return Entry(
         "reservation",
         reservation_ref(reservation_id),
-        tuple(postings),
+        (*pays, *paid),
         amount,
         tenant_id=tenant_id,
-        commission=comm,
+        commission=commission,
     )
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +26,11 @@ from suanwang.cli.options import DbOption, JsonOption, ScenarioOption
 from suanwang.cli.output import fail as _fail
 from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from suanwang.server.database.models import Tenant
+
 billing_app = App(help="Top-ups, invoices, settlement, settings.", no_args_is_help=True)
 ledger_app = App(help="Check the double-entry ledger.", no_args_is_help=True)
 quota_app = App(help="Trial quotas: grant and show.", no_args_is_help=True)
@@ -32,6 +39,16 @@ billing_app.add_typer(quota_app, name="quota")
 PeriodOption = Annotated[
     str, typer.Option("--period", metavar="YYYY-MM", help="a month, YYYY-MM (UTC)")
 ]
+TenantArgument = Annotated[str, typer.Argument(help="tenant name or id")]
+
+
+def _key_option(verb: str) -> Any:
+    """``--key`` of a write: a retry with the same key ``verb`` once."""
+    return typer.Option("--key", help=f"idempotency key: the same key {verb} once")
+
+
+def _memo_option(what: str) -> Any:
+    return typer.Option(help=f"a note stored with the {what}")
 
 
 def register(app: App) -> None:
@@ -77,6 +94,36 @@ def _sync(session_db: str, scenario: str) -> int:
         engine.dispose()
 
 
+def _named(session: Session, ref: str, argument: str) -> Tenant:
+    """The tenant named (or with the id) ``ref``, given as ``argument``; exit 2 otherwise."""
+    from suanwang.server.models.billing.accounts import tenant_by_name_or_id
+
+    who = tenant_by_name_or_id(session=session, ref=ref)
+    if who is None:
+        raise _fail(f"{argument}: no tenant {ref!r}", 2)
+    return who
+
+
+def _amount(amount: str) -> Decimal:
+    from suanwang.billing.money import parse_amount
+
+    try:
+        return parse_amount(amount, what="AMOUNT")
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@contextmanager
+def _committed(session: Session, argument: str | None = None) -> Iterator[None]:
+    """Run a write and commit it; its refusal (``ValueError``: the key was used for another
+    write, or the ledger will not take it) exits 2 with its message, after ``argument``."""
+    try:
+        yield
+    except ValueError as exc:
+        raise _fail(f"{argument}: {exc}" if argument else str(exc), 2) from None
+    session.commit()
+
+
 def _print(doc: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(
         json.dumps(doc, ensure_ascii=False, indent=None if as_json else 2) if as_json else text
@@ -85,34 +132,23 @@ def _print(doc: dict[str, Any], as_json: bool, text: str) -> None:
 
 @billing_app.command("topup")
 def topup(
-    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    tenant: TenantArgument,
     amount: Annotated[str, typer.Argument(help="CNY, positive, at most 2 decimals: 100 or 12.50")],
-    key: Annotated[
-        str | None, typer.Option("--key", help="idempotency key: the same key credits once")
-    ] = None,
-    memo: Annotated[str, typer.Option(help="a note stored with the transaction")] = "",
+    key: Annotated[str | None, _key_option("credits")] = None,
+    memo: Annotated[str, _memo_option("transaction")] = "",
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
     """Credit AMOUNT CNY to TENANT's prepaid balance."""
-    from suanwang.billing.money import parse_amount
     from suanwang.server.models.billing import accounts
 
-    try:
-        value = parse_amount(amount, what="AMOUNT")
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+    value = _amount(amount)
     with _session(db) as session:
-        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
-        if who is None:
-            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
-        try:
+        who = _named(session, tenant, "TENANT")
+        with _committed(session):
             tx, written = accounts.topup(
                 session=session, tenant=who, amount=value, key=key, memo=memo, now=datetime.now(UTC)
             )
-        except ValueError as exc:
-            raise _fail(str(exc), 2) from None
-        session.commit()
         bal = accounts.balance(session=session, tenant_id=who.id).as_json()
     doc = {"tenant": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "balance": bal}  # fmt: skip
@@ -126,29 +162,21 @@ def payout(
         str | None,
         typer.Argument(help="CNY, positive, at most 2 decimals (default: everything due)"),
     ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="idempotency key: the same key pays once")
-    ] = None,
-    memo: Annotated[str, typer.Option(help="a note stored with the transaction")] = "",
+    key: Annotated[str | None, _key_option("pays")] = None,
+    memo: Annotated[str, _memo_option("transaction")] = "",
     scenario: ScenarioOption = DEFAULT_SCENARIO,
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
     """Pay PROVIDER what it is owed for its centers' work (AMOUNT, or all that is due)."""
-    from suanwang.billing.money import parse_amount
-    from suanwang.server.models.billing import accounts, payouts
+    from suanwang.server.models.billing import payouts
 
-    try:
-        value = None if amount is None else parse_amount(amount, what="AMOUNT")
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+    value = None if amount is None else _amount(amount)
     with _session(db) as session:
-        who = accounts.tenant_by_name_or_id(session=session, ref=provider)
-        if who is None:
-            raise _fail(f"PROVIDER: no tenant {provider!r}", 2)
+        who = _named(session, provider, "PROVIDER")
     _sync(db, scenario)  # finished jobs are charged first, so what is due is complete
     with _session(db) as session:
-        try:
+        with _committed(session, "PROVIDER"):
             tx, written = payouts.payout(
                 session=session,
                 provider=who,
@@ -157,9 +185,6 @@ def payout(
                 memo=memo,
                 now=datetime.now(UTC),
             )
-        except ValueError as exc:
-            raise _fail(f"PROVIDER: {exc}", 2) from None
-        session.commit()
         due = payouts.due_to(session=session, provider_id=who.id, now=datetime.now(UTC))
     doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "due_cny": str(due)}  # fmt: skip
@@ -168,7 +193,7 @@ def payout(
 
 @billing_app.command("invoice")
 def invoice(
-    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    tenant: TenantArgument,
     period: PeriodOption,
     scenario: ScenarioOption = DEFAULT_SCENARIO,
     db: DbOption = DEFAULT_DB_URL,
@@ -177,13 +202,11 @@ def invoice(
 ) -> None:
     """TENANT's charges in PERIOD: one line per job, reservation paid and refund (JSON:
     total_cny, lines with kind, transaction_id, job_id or reservation_id, amount_cny)."""
-    from suanwang.server.models.billing import accounts, statements
+    from suanwang.server.models.billing import statements
 
     _period(period)
     with _session(db) as session:
-        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
-        if who is None:
-            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+        who = _named(session, tenant, "TENANT")
     _sync(db, scenario)
     with _session(db) as session:
         doc = statements.invoice(session=session, tenant=who, period=period)
@@ -305,7 +328,7 @@ def _quantity(text: str, option: str) -> Decimal:
 
 @quota_app.command("grant")
 def quota_grant(
-    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    tenant: TenantArgument,
     card_hours: Annotated[
         str, typer.Option("--card-hours", help="free card-hours (units x hours of card runs)")
     ],
@@ -317,10 +340,8 @@ def quota_grant(
         str | None,
         typer.Option("--expires", help="YYYY-MM-DD: usable up to and including that day (UTC)"),
     ] = None,
-    key: Annotated[
-        str | None, typer.Option("--key", help="idempotency key: the same key grants once")
-    ] = None,
-    memo: Annotated[str, typer.Option(help="a note stored with the grant")] = "",
+    key: Annotated[str | None, _key_option("grants")] = None,
+    memo: Annotated[str, _memo_option("grant")] = "",
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
@@ -328,7 +349,7 @@ def quota_grant(
     from datetime import date
 
     from suanwang.billing.quotas import end_of_day
-    from suanwang.server.models.billing import accounts, quotas
+    from suanwang.server.models.billing import quotas
 
     hours = _quantity(card_hours, "--card-hours")
     storage = _quantity(storage_gb_months, "--storage-gb-months")
@@ -337,18 +358,13 @@ def quota_grant(
     except ValueError:
         raise _fail(f"--expires {expires!r}: expected YYYY-MM-DD, e.g. 2026-12-31", 2) from None
     with _session(db) as session:
-        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
-        if who is None:
-            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
-        try:
+        who = _named(session, tenant, "TENANT")
+        with _committed(session):
             grant, written = quotas.grant_quota(
                 session=session, tenant=who, card_hours=hours, storage_gb_months=storage,
                 tokens=tokens, expires_at=end_of_day(day), key=key, memo=memo,
                 now=datetime.now(UTC),
             )  # fmt: skip
-        except ValueError as exc:
-            raise _fail(str(exc), 2) from None
-        session.commit()
         doc = {"tenant": who.name, "replayed": not written, "grant": quotas.grant_json(grant)}
         left = quotas.quota_summary(session=session, tenant_id=who.id, now=datetime.now(UTC))
     _print(doc, as_json,
@@ -359,17 +375,15 @@ def quota_grant(
 
 @quota_app.command("show")
 def quota_show(
-    tenant: Annotated[str, typer.Argument(help="tenant name or id")],
+    tenant: TenantArgument,
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
     """TENANT's trial quotas: what is left, what they covered, every grant."""
-    from suanwang.server.models.billing import accounts, quotas
+    from suanwang.server.models.billing import quotas
 
     with _session(db) as session:
-        who = accounts.tenant_by_name_or_id(session=session, ref=tenant)
-        if who is None:
-            raise _fail(f"TENANT: no tenant {tenant!r}", 2)
+        who = _named(session, tenant, "TENANT")
         doc = {"tenant": who.name} | quotas.quota_summary(
             session=session, tenant_id=who.id, now=datetime.now(UTC)
         )

@@ -16,6 +16,7 @@ from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
 if TYPE_CHECKING:
     from suanwang.server.platform_config import PlatformConfig
+    from suanwang.server.runner import Services
     from suanwang.server.settings import Settings
 
 ExecutorsDirOption = Annotated[
@@ -68,6 +69,41 @@ def _platform(path: Path | None) -> PlatformConfig | None:
         raise fail(str(exc)) from None
 
 
+def _settings(
+    db: str, scenario: str, config: Path | None
+) -> tuple[Settings, PlatformConfig | None]:
+    """The server's settings and the platform file; the file's scenario wins over
+    ``--scenario``."""
+    from suanwang.server.settings import Settings
+
+    platform = _platform(config)
+    return Settings(db_url=db, scenario=platform.scenario if platform else scenario), platform
+
+
+def _services(
+    settings: Settings,
+    executors_dir: Path,
+    center: list[str] | None,
+    platform: PlatformConfig | None,
+    lost_after: float,
+    max_defer_h: int,
+) -> Services:
+    """The dispatcher and reconciler, not started yet; a problem ends the command."""
+    from suanwang.server.runner import build_services
+
+    try:
+        return build_services(
+            settings,
+            executors_dir,
+            center,
+            platform,
+            lost_after_s=lost_after,
+            max_defer_h=max_defer_h,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
 def serve(
     db: DbOption = DEFAULT_DB_URL,
     host: HostOption = "127.0.0.1",
@@ -101,14 +137,11 @@ def serve(
 
     from suanwang.server import logs
     from suanwang.server.app import create_app
-    from suanwang.server.runner import build_services
-    from suanwang.server.settings import Settings
 
     if executor != "local":
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
-    platform = _platform(config)
-    settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
+    settings, platform = _settings(db, scenario, config)
     if workers > 1:
         if services:
             raise fail(
@@ -119,17 +152,7 @@ def serve(
         return
     loops = None
     if services:
-        try:
-            loops = build_services(
-                settings,
-                executors_dir,
-                center,
-                platform,
-                lost_after_s=lost_after,
-                max_defer_h=max_defer_h,
-            )
-        except ValueError as exc:
-            raise fail(str(exc)) from None
+        loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h)
         loops.start()
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
@@ -174,23 +197,10 @@ def worker(
     import threading
 
     from suanwang.server import logs
-    from suanwang.server.runner import build_services
-    from suanwang.server.settings import Settings
 
     logs.configure(json_lines=json_logs)
-    try:
-        platform = _platform(config)
-        settings = Settings(db_url=db, scenario=platform.scenario if platform else scenario)
-        loops = build_services(
-            settings,
-            executors_dir,
-            center,
-            platform,
-            lost_after_s=lost_after,
-            max_defer_h=max_defer_h,
-        )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    settings, platform = _settings(db, scenario, config)
+    loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     loops.start()

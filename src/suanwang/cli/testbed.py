@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -26,11 +28,18 @@ DirOption = Annotated[
 CenterArgument = Annotated[str, typer.Argument(metavar="CENTER", help="a center of the testbed")]
 
 
-def _load(root: Path) -> slurm.Testbed:
+@contextmanager
+def _refused() -> Iterator[None]:
+    """What the testbed refuses (:class:`slurm.TestbedError`) ends the command, saying why."""
     try:
-        return slurm.Testbed.load(root)
+        yield
     except slurm.TestbedError as exc:
         raise fail(str(exc)) from None
+
+
+def _load(root: Path) -> slurm.Testbed:
+    with _refused():
+        return slurm.Testbed.load(root)
 
 
 def write_platform_config(tb: slurm.Testbed, scenario: str) -> Path:
@@ -100,7 +109,7 @@ def up_cmd(
     except ScenarioError as exc:
         raise fail(str(exc)) from None
     inventory = {c.id: dict(c.inventory) for c in sc.centers}
-    try:
+    with _refused():
         chosen = (
             [c.strip() for c in centers.split(",") if c.strip()]
             if centers
@@ -111,8 +120,6 @@ def up_cmd(
                 f"--centers names {len(chosen)} centers but --slurm is {clusters}"
             )
         tb = slurm.up(dir, inventory, chosen)
-    except slurm.TestbedError as exc:
-        raise fail(str(exc)) from None
     scenario_ref = scenario if scenario == "china" else str(Path(scenario).resolve())
     write_platform_config(tb, scenario_ref)
     _print(tb, as_json)
@@ -122,10 +129,8 @@ def up_cmd(
 def stop_cmd(center_id: CenterArgument, dir: DirOption) -> None:
     """Take one center's cluster down as a power cut would (daemons and running jobs)."""
     tb = _load(dir)
-    try:
+    with _refused():
         killed = slurm.stop(tb, center_id)
-    except slurm.TestbedError as exc:
-        raise fail(str(exc)) from None
     out.print(f"{center_id}: stopped ({killed} processes killed)")
 
 
@@ -133,10 +138,8 @@ def stop_cmd(center_id: CenterArgument, dir: DirOption) -> None:
 def start_cmd(center_id: CenterArgument, dir: DirOption) -> None:
     """Bring one center's cluster back with its saved state."""
     tb = _load(dir)
-    try:
+    with _refused():
         c = slurm.start(tb, center_id)
-    except slurm.TestbedError as exc:
-        raise fail(str(exc)) from None
     out.print(f"{center_id}: up at {c.url}")
 
 

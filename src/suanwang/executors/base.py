@@ -78,6 +78,35 @@ USAGE_TOKENS_LIMIT = MAX_TOKENS
 USAGE_MAX_PROBLEMS = 20
 
 
+def usage_file(run_dir: Path) -> Path:
+    """Where a run writes its usage (``$SUANWANG_USAGE_FILE``): in the run's directory."""
+    return run_dir / USAGE_FILE_NAME
+
+
+def job_env(
+    *,
+    job_id: str,
+    cards: int,
+    cpus: int,
+    checkpoint_dir: str,
+    run_dir: Path,
+    resume_from: str | None = None,
+) -> dict[str, str]:
+    """The ``SUANWANG_*`` variables every job gets (see the module docstring), its usage file
+    in ``run_dir``; ``SUANWANG_RESUME_FROM`` only for a resumed run. An executor adds them
+    after the submission's own ``env``, so they win."""
+    env = {
+        ENV_JOB_ID: job_id,
+        ENV_CHECKPOINT_DIR: checkpoint_dir,
+        ENV_CARDS: str(cards),
+        ENV_CPUS: str(cpus),
+        ENV_USAGE_FILE: str(usage_file(run_dir)),
+    }
+    if resume_from is not None:
+        env[ENV_RESUME_FROM] = resume_from
+    return env
+
+
 class ExecutorError(RuntimeError):
     """An executor is unreachable or refused a request. The message names the executor."""
 

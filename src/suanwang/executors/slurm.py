@@ -46,19 +46,15 @@ import httpx
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
     CHECKPOINT_EXIT_CODE,
-    ENV_CARDS,
     ENV_CHECKPOINT_DIR,
-    ENV_CPUS,
-    ENV_JOB_ID,
-    ENV_RESUME_FROM,
-    ENV_USAGE_FILE,
-    USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
     ExecutorStatus,
     RunUsage,
     Submission,
+    job_env,
     read_usage_file,
+    usage_file,
 )
 
 LEASE_FILE = "lease"
@@ -242,15 +238,16 @@ class SlurmExecutor:
         env = {
             **BASE_ENV,
             **sub.env,
-            ENV_JOB_ID: sub.job_id,
-            ENV_CHECKPOINT_DIR: str(ckpt),
-            ENV_CARDS: str(sub.cards),
-            ENV_CPUS: str(sub.cpus),
-            ENV_USAGE_FILE: str(run_dir / USAGE_FILE_NAME),
+            **job_env(
+                job_id=sub.job_id,
+                cards=sub.cards,
+                cpus=sub.cpus,
+                checkpoint_dir=str(ckpt),
+                run_dir=run_dir,
+                resume_from=resume_from,
+            ),
             "SUANWANG_CENTER": self.center_id,
         }
-        if resume_from is not None:
-            env[ENV_RESUME_FROM] = resume_from
         job: dict[str, Any] = {
             "name": name,
             "current_working_directory": str(run_dir),
@@ -313,7 +310,7 @@ class SlurmExecutor:
         _, name = _split(ref)
         if not name:
             return RunUsage()
-        return read_usage_file(self.output_dir / name / USAGE_FILE_NAME)
+        return read_usage_file(usage_file(self.output_dir / name))
 
     def cancel(self, ref: str) -> None:
         jid, _ = _split(ref)

@@ -5,7 +5,14 @@ Field names and units match the core dataclasses in :mod:`suanwang.core.scenario
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Degrees north (WGS 84).
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+#: Degrees east (WGS 84).
+Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
 class _Model(BaseModel):
@@ -34,19 +41,15 @@ class HubSpec(_Model):
     id: str
     name: str
     name_zh: str = ""
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lon: Longitude
     source: str = ""
 
 
-class ClusterSpec(_Model):
-    id: str
+class ClusterSpec(HubSpec):
+    """A cluster of a hub: named and placed like a hub, and the ``hub`` it belongs to."""
+
     hub: str
-    name: str
-    name_zh: str = ""
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    source: str = ""
 
 
 class TariffPeriodSpec(_Model):
@@ -67,8 +70,8 @@ class ProvinceSpec(_Model):
     name: str
     name_zh: str = ""
     capital: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lon: Longitude
     grid_region: str
     emission_factor_t_per_mwh: float = Field(ge=0, le=2)
     demand_weight: float = Field(ge=0)
@@ -81,8 +84,8 @@ class CitySpec(_Model):
     name: str = ""
     name_zh: str = ""
     province: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lon: Longitude
     source: str = ""
 
 
@@ -119,8 +122,8 @@ class CenterSpec(_Model):
     type: str = Field(pattern=r"^(hub-cluster|supercomputing|intelligent)$")
     province: str
     city: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lon: Longitude
     hub: str | None = None
     cluster: str | None = None
     pue: float = Field(ge=1.0, le=3.0)

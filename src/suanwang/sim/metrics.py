@@ -17,6 +17,15 @@ from suanwang.sim.engine import Outcome
 
 Array = NDArray[np.float64]
 
+#: The metrics that count jobs or events (whole numbers).
+COUNT_KEYS = (
+    "deadline_misses",
+    "latency_violations",
+    "completed",
+    "rejected",
+    "unfinished",
+    "migrations",
+)
 METRIC_KEYS = (
     "cost_cny",
     "energy_cost_cny",
@@ -27,12 +36,7 @@ METRIC_KEYS = (
     "mean_wait_s",
     "p95_wait_s",
     "mean_jct_s",
-    "deadline_misses",
-    "latency_violations",
-    "completed",
-    "rejected",
-    "unfinished",
-    "migrations",
+    *COUNT_KEYS,
     "utilization",
     "decisions_per_s",
 )

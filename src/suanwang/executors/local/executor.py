@@ -25,19 +25,14 @@ from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
     CHECKPOINT_EXIT_CODE,
     CHECKPOINT_SIGNAL,
-    ENV_CARDS,
-    ENV_CHECKPOINT_DIR,
-    ENV_CPUS,
-    ENV_JOB_ID,
-    ENV_RESUME_FROM,
-    ENV_USAGE_FILE,
-    USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
     ExecutorStatus,
     RunUsage,
     Submission,
+    job_env,
     read_usage_file,
+    usage_file,
 )
 from suanwang.executors.local.processes import (
     ENV_RUN_TOKEN,
@@ -200,7 +195,7 @@ class LocalExecutor:
             run = self._run_dir(ref)
         except ExecutorError:
             return RunUsage()
-        return read_usage_file(run / USAGE_FILE_NAME)
+        return read_usage_file(usage_file(run))
 
     def capacity(self) -> Capacity:
         with self._locked():
@@ -303,17 +298,16 @@ class LocalExecutor:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(sub["env"])
         env.update(
-            {
-                ENV_JOB_ID: sub["job_id"],
-                ENV_CHECKPOINT_DIR: record["checkpoint_dir"],
-                ENV_CARDS: str(sub["cards"]),
-                ENV_CPUS: str(sub["cpus"]),
-                ENV_USAGE_FILE: str(run / USAGE_FILE_NAME),
-                ENV_RUN_TOKEN: token,
-            }
+            job_env(
+                job_id=sub["job_id"],
+                cards=sub["cards"],
+                cpus=sub["cpus"],
+                checkpoint_dir=record["checkpoint_dir"],
+                run_dir=run,
+                resume_from=record["resume_from"],
+            )
         )
-        if record["resume_from"] is not None:
-            env[ENV_RESUME_FROM] = record["resume_from"]
+        env[ENV_RUN_TOKEN] = token
         write_atomic(run / "started_at", now().isoformat())
         try:
             proc = spawn_wrapper(run, env)

@@ -17,6 +17,8 @@ Amounts are decimal strings in CNY (``"12.50"``), never floats. Who may do what:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -25,6 +27,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from suanwang.billing.money import parse_amount
 from suanwang.billing.pricing import NoPrice, book_for
@@ -77,15 +80,22 @@ SettlementReader = Annotated[
 ]
 
 
+def _named(session: Session, ref: str, *, field: str | None = None) -> Tenant:
+    """The tenant named (or with the id) ``ref``; 404 otherwise, prefixed with the ``field``
+    of the body that named it."""
+    found = tenant_by_name_or_id(session=session, ref=ref)
+    if found is None:
+        where = f"{field}: " if field else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{where}no tenant {ref!r}")
+    return found
+
+
 def _subject(session: SessionDep, me: Tenant, tenant: str | None) -> Tenant:
     if tenant is None:
         return me
     if me.tenant_role is not TenantRole.OPERATOR:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators may name another tenant")
-    found = tenant_by_name_or_id(session=session, ref=tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no tenant {tenant!r}")
-    return found
+    return _named(session, tenant)
 
 
 def _invalid(loc: tuple[str, ...], msg: str, value: str) -> RequestValidationError:
@@ -143,22 +153,39 @@ class TopUp(BaseModel):
     memo: Memo = ""
 
 
-#: ``Idempotency-Key`` of the operator's writes (top-ups, quota grants): a retry with the same
-#: key writes nothing new.
+#: ``Idempotency-Key`` of the operator's writes (top-ups, payouts, quota grants): a retry with
+#: the same key writes nothing new.
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=150, pattern=r"^[!-~]+$"),
 ]
 
 
+def _write_responses(conflict: str) -> dict[int | str, dict[str, object]]:
+    """The responses of an operator's idempotent write, a 409 saying ``conflict``."""
+    return {
+        **FORBIDDEN,
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
+        409: {"model": ErrorResponse, "description": conflict},
+    }
+
+
+@contextmanager
+def _committed(session: Session) -> Iterator[None]:
+    """Run an operator's idempotent write and commit it; the write's refusal (``ValueError``:
+    the Idempotency-Key was used for another write, or the ledger will not take it) is a 409
+    with its message."""
+    try:
+        yield
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+
+
 @router.post(
     "/topups",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        **FORBIDDEN,
-        400: {"model": ErrorResponse, "description": "the body could not be read"},
-        409: {"model": ErrorResponse, "description": "Idempotency-Key used for another top-up"},
-    },
+    responses=_write_responses("Idempotency-Key used for another top-up"),
 )
 def post_topup(
     body: TopUp,
@@ -169,17 +196,12 @@ def post_topup(
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
     amount = parse_amount(body.amount_cny, what="amount_cny")  # checked by the model
-    who = tenant_by_name_or_id(session=session, ref=body.tenant)
-    if who is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
-    try:
+    who = _named(session, body.tenant, field="tenant")
+    with _committed(session):
         tx, written = topup(
             session=session, tenant=who, amount=amount, now=now, key=idempotency_key,
             memo=body.memo,
         )  # fmt: skip
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    session.commit()
     return {
         "transaction_id": tx.id,
         "replayed": not written,
@@ -202,16 +224,10 @@ class Payout(BaseModel):
 @router.post(
     "/payouts",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        **FORBIDDEN,
-        400: {"model": ErrorResponse, "description": "the body could not be read"},
-        404: {"model": ErrorResponse, "description": "no such tenant"},
-        409: {
-            "model": ErrorResponse,
-            "description": "not a provider, nothing due, more than is due, or the "
-            "Idempotency-Key was used for another payout",
-        },
-    },
+    responses=_write_responses(
+        "not a provider, nothing due, more than is due, or the Idempotency-Key was used for "
+        "another payout"
+    ),
 )
 def post_payout(
     body: Payout,
@@ -224,17 +240,12 @@ def post_payout(
     everything due. Jobs finished but not yet charged are not due yet, nor its share of
     bookings that have not started (they may still be cancelled and refunded)."""
     amount = None if body.amount_cny is None else parse_amount(body.amount_cny)
-    who = tenant_by_name_or_id(session=session, ref=body.provider)
-    if who is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"provider: no tenant {body.provider!r}")
-    try:
+    who = _named(session, body.provider, field="provider")
+    with _committed(session):
         tx, written = payout(
             session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo,
             now=now,
         )  # fmt: skip
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    session.commit()
     due = due_to(session=session, provider_id=who.id, now=now)
     return {
         "transaction_id": tx.id,
@@ -335,11 +346,7 @@ def get_quotas(
 @router.post(
     "/quotas",
     status_code=status.HTTP_201_CREATED,
-    responses={
-        **FORBIDDEN,
-        400: {"model": ErrorResponse, "description": "the body could not be read"},
-        409: {"model": ErrorResponse, "description": "Idempotency-Key used for another grant"},
-    },
+    responses=_write_responses("Idempotency-Key used for another grant"),
 )
 def post_quota(
     body: QuotaGrantBody,
@@ -349,10 +356,8 @@ def post_quota(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
-    who = tenant_by_name_or_id(session=session, ref=body.tenant)
-    if who is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant: no tenant {body.tenant!r}")
-    try:
+    who = _named(session, body.tenant, field="tenant")
+    with _committed(session):
         grant, written = grant_quota(
             session=session,
             tenant=who,
@@ -364,7 +369,4 @@ def post_quota(
             key=idempotency_key,
             memo=body.memo,
         )
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    session.commit()
     return {"tenant": who.name, "replayed": not written, "grant": grant_json(grant)}

@@ -17,6 +17,8 @@ Every problem with a field is a 422 naming it (``loc``: ``["body", "<field>"]``)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -63,11 +65,27 @@ def _now(request: Request) -> datetime:
     return now
 
 
-def _invalid(exc: OfferError, body: BaseModel) -> RequestValidationError:
+def _invalid(exc: OfferError, body: BaseModel | None) -> RequestValidationError:
     value = getattr(body, exc.field, None)
     return RequestValidationError(
         [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": value}]
     )
+
+
+@contextmanager
+def _refusals(body: BaseModel | None = None) -> Iterator[None]:
+    """A trading write's refusals as HTTP answers with their messages: not found 404, not
+    yours 403, conflict 409, a bad field of ``body`` 422 naming it."""
+    try:
+        yield
+    except trading.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except trading.Forbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except trading.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except OfferError as exc:
+        raise _invalid(exc, body) from None
 
 
 class OfferRequest(BaseModel):
@@ -99,17 +117,11 @@ def publish_offer(
 ) -> dict[str, Any]:
     """Publish an offer (providers: centers they own; operators: any center)."""
     now = _now(request)
-    try:
+    with _refusals(body):
         offer = offer_from_dict(body.model_dump(), default_id="new")
         row = trading.publish(
             session=session, tenant=me, offer=offer, scenario=net.scenario, now=now
         )
-    except trading.Forbidden as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    except trading.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except OfferError as exc:
-        raise _invalid(exc, body) from None
     session.commit()
     return trading.offer_json(row, now=now)
 
@@ -144,12 +156,8 @@ def withdraw_offer(
 ) -> dict[str, Any]:
     """Withdraw an offer: it ends at the next whole hour (bookings made stay valid)."""
     now = _now(request)
-    try:
+    with _refusals():
         row = trading.withdraw(session=session, tenant=me, offer_id=offer_id, now=now)
-    except trading.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading.Forbidden as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     session.commit()
     return trading.offer_json(row, now=now)
 
@@ -184,42 +192,35 @@ def create_reservation(
 ) -> dict[str, Any]:
     """Reserve units of a ``reserved`` offer for a window inside it; paid now."""
     now = _now(request)
-    try:
+    with _refusals(body):
         trading.find_offer(session=session, offer_id=body.offer_id)  # 404 first
         start = parse_time(body.start, what="start")
         end = parse_time(body.end, what="end")
-        row = trading.reserve(
-            session=session,
-            tenant=me,
-            offer_id=body.offer_id,
-            units=body.units,
-            start=start,
-            end=end,
-            precision=Precision(body.precision),
-            scenario=net.scenario,
-            now=now,
-        )
-    except trading.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading.Forbidden as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
-    except trading.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except OfferError as exc:
-        raise _invalid(exc, body) from None
-    except InsufficientBalance as exc:
-        raise HTTPException(
-            status.HTTP_402_PAYMENT_REQUIRED,
-            {
-                "error": "insufficient_balance",
-                "message": (
-                    f"this reservation costs {exc.required} CNY but the prepaid balance is "
-                    f"{exc.available} CNY; top up and book again"
-                ),
-                "required_cny": str(exc.required),
-                "available_cny": str(exc.available),
-            },
-        ) from None
+        try:
+            row = trading.reserve(
+                session=session,
+                tenant=me,
+                offer_id=body.offer_id,
+                units=body.units,
+                start=start,
+                end=end,
+                precision=Precision(body.precision),
+                scenario=net.scenario,
+                now=now,
+            )
+        except InsufficientBalance as exc:
+            raise HTTPException(
+                status.HTTP_402_PAYMENT_REQUIRED,
+                {
+                    "error": "insufficient_balance",
+                    "message": (
+                        f"this reservation costs {exc.required} CNY but the prepaid balance "
+                        f"is {exc.available} CNY; top up and book again"
+                    ),
+                    "required_cny": str(exc.required),
+                    "available_cny": str(exc.available),
+                },
+            ) from None
     session.commit()
     return trading.reservation_json(row)
 
@@ -237,13 +238,9 @@ def cancel_reservation(
     reservation_id: Id, request: Request, session: SessionDep, me: CurrentTenant
 ) -> dict[str, Any]:
     """Cancel a reservation before its window starts: the payment is refunded exactly."""
-    try:
+    with _refusals():
         booking = trading.cancel(
             session=session, tenant=me, reservation_id=reservation_id, now=_now(request)
         )
-    except trading.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except trading.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
     return trading.reservation_json(booking.reservation) | {"refunded": booking.written}

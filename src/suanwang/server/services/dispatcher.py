@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +206,8 @@ class Dispatcher:
             for row in rows:
                 executor = self.live.executors.get(row.center_id or "")
                 if executor is None:
-                    transition(
-                        session=session,
-                        now=now,
-                        job=row,
-                        to=JobState.PENDING,
-                        detail={"reason": f"center {row.center_id} has no executor; place again"},
-                        updates={"start_at": None},
-                    )
+                    reason = f"center {row.center_id} has no executor; place again"
+                    _place_again(session, now, row, reason)
                     continue
                 sub = submission(row, self.live)
                 try:
@@ -225,17 +219,28 @@ class Dispatcher:
                     log.warning("executor refused job %s: %s", row.id, exc)
                     if "unreachable" in str(exc):
                         self.live.health.failed(row.center_id or "", str(exc))
-                    transition(
-                        session=session,
-                        now=now,
-                        job=row,
-                        to=JobState.PENDING,
-                        detail={"reason": f"executor refused it: {exc}"},
-                        updates={"center_id": None, "pool_model": None, "start_at": None},
-                    )
+                    _place_again(session, now, row, f"executor refused it: {exc}", refused=True)
                     continue
                 done += 1
         return done
+
+
+def _place_again(
+    session: Session, now: datetime, row: JobRow, reason: str, *, refused: bool = False
+) -> None:
+    """Hand a scheduled job back to placement (pending), saying why; its planned start goes,
+    and where the center ``refused`` it, its center and pool too."""
+    updates: dict[str, Any] = {"start_at": None}
+    if refused:
+        updates |= {"center_id": None, "pool_model": None}
+    transition(
+        session=session,
+        now=now,
+        job=row,
+        to=JobState.PENDING,
+        detail={"reason": reason},
+        updates=updates,
+    )
 
 
 def _market(

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from suanwang.scheduling.bound import Bound
-from suanwang.sim.metrics import PolicyReport
+from suanwang.sim.metrics import COUNT_KEYS, PolicyReport
 from suanwang.sim.report.data import metric
 from suanwang.sim.report.style import BASELINE_POLICY, policy_colors
 from suanwang.sim.report.text import duration, esc, integer, pct, sig, signed_pct
@@ -98,17 +98,7 @@ def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
             f"<td>{duration(metric(r, 'mean_wait_s'))}</td>",
             f"<td>{duration(metric(r, 'p95_wait_s'))}</td>",
             f"<td>{duration(metric(r, 'mean_jct_s'))}</td>",
-            *(
-                f"<td>{integer(metric(r, k))}</td>"
-                for k in (
-                    "deadline_misses",
-                    "latency_violations",
-                    "completed",
-                    "rejected",
-                    "unfinished",
-                    "migrations",
-                )
-            ),
+            *(f"<td>{integer(metric(r, k))}</td>" for k in COUNT_KEYS),
             f"<td>{pct(metric(r, 'utilization'))}</td>",
             f"<td>{integer(metric(r, 'decisions_per_s'))}</td>",
         ]

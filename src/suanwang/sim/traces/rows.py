@@ -132,16 +132,24 @@ class Row:
             return None
         return value
 
-    def number(self, col: str, *, required: bool = False, positive: bool = False) -> float | None:
-        """A finite number >= 0 (> 0 with ``positive``); None if empty or invalid."""
+    def _float(self, col: str, required: bool, what: str) -> tuple[str, float] | None:
+        """The cell's text and its value as a float; None if empty, or if it does not read as
+        a float (a problem: not ``what``)."""
         s = self.text(col, required=required)
         if s is None:
             return None
         try:
-            x = float(s)
+            return s, float(s)
         except ValueError:
-            self.bad(col, f"not a number: {s!r}")
+            self.bad(col, f"not {what}: {s!r}")
             return None
+
+    def number(self, col: str, *, required: bool = False, positive: bool = False) -> float | None:
+        """A finite number >= 0 (> 0 with ``positive``); None if empty or invalid."""
+        cell = self._float(col, required, "a number")
+        if cell is None:
+            return None
+        s, x = cell
         if not math.isfinite(x):
             self.bad(col, f"not a finite number: {s!r}")
             return None
@@ -154,14 +162,10 @@ class Row:
         self, col: str, *, required: bool = False, lo: int = 0, hi: int | None = None
     ) -> int | None:
         """An integer in [lo, hi] (``8`` or ``8.0``); None if empty or invalid."""
-        s = self.text(col, required=required)
-        if s is None:
+        cell = self._float(col, required, "an integer")
+        if cell is None:
             return None
-        try:
-            x = float(s)
-        except ValueError:
-            self.bad(col, f"not an integer: {s!r}")
-            return None
+        s, x = cell
         if not math.isfinite(x) or not x.is_integer():
             self.bad(col, f"not an integer: {s!r}")
             return None

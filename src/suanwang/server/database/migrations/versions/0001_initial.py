@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from suanwang.server.database.migrations.columns import bigid, ts
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -24,10 +26,6 @@ STATES = (
 )
 
 
-def _ts(name: str, *, nullable: bool) -> sa.Column[object]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
-
-
 def upgrade() -> None:
     op.create_table(
         "tenants",
@@ -35,7 +33,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("api_key_hash", sa.String(64), nullable=False),
-        _ts("created_at", nullable=False),
+        ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_tenants"),
         sa.UniqueConstraint("name", name="uq_tenants_name"),
         sa.UniqueConstraint("api_key_hash", name="uq_tenants_api_key_hash"),
@@ -55,11 +53,11 @@ def upgrade() -> None:
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         sa.Column("logs", sa.Text(), server_default="", nullable=False),
-        _ts("submitted_at", nullable=False),
-        _ts("scheduled_at", nullable=True),
-        _ts("started_at", nullable=True),
-        _ts("ended_at", nullable=True),
-        _ts("updated_at", nullable=False),
+        ts("submitted_at", nullable=False),
+        ts("scheduled_at", nullable=True),
+        ts("started_at", nullable=True),
+        ts("ended_at", nullable=True),
+        ts("updated_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_jobs"),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name="fk_jobs_tenant_id_tenants", ondelete="CASCADE"
@@ -75,14 +73,9 @@ def upgrade() -> None:
     op.create_index("ix_jobs_center_state", "jobs", ["center_id", "state"])
     op.create_table(
         "job_events",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        sa.Column("id", bigid(), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(36), nullable=False),
-        _ts("at", nullable=False),
+        ts("at", nullable=False),
         sa.Column("from_state", sa.String(16), nullable=True),
         sa.Column("to_state", sa.String(16), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),

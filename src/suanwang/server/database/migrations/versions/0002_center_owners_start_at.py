@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from suanwang.server.database.migrations.columns import ts
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -26,7 +28,7 @@ def upgrade() -> None:
         "center_owners",
         sa.Column("center_id", sa.String(100), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=False),
-        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        ts("granted_at", nullable=False),
         sa.PrimaryKeyConstraint("center_id", name="pk_center_owners"),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
@@ -36,7 +38,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_center_owners_tenant", "center_owners", ["tenant_id", "center_id"])
-    op.add_column("jobs", sa.Column("start_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("jobs", ts("start_at", nullable=True))
     op.create_index("ix_jobs_state_start", "jobs", ["state", "start_at"])
 
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from suanwang.server.database.migrations.columns import bigid, ts
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -23,14 +25,13 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("resume_from", sa.String(1000), nullable=True))
     op.create_table(
         "run_fences",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False,
-                  autoincrement=True),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("center_id", sa.String(100), nullable=False),
         sa.Column("executor_ref", sa.String(500), nullable=False),
         sa.Column("reason", sa.String(500), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("fenced_at", sa.DateTime(timezone=True), nullable=True),
+        ts("created_at", nullable=False),
+        ts("fenced_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_run_fences"),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name="fk_run_fences_job_id_jobs", ondelete="CASCADE"
@@ -43,7 +44,7 @@ def upgrade() -> None:
     op.create_table(
         "center_drains",
         sa.Column("center_id", sa.String(100), nullable=False),
-        sa.Column("drained_at", sa.DateTime(timezone=True), nullable=False),
+        ts("drained_at", nullable=False),
         sa.Column("by_tenant", sa.String(36), nullable=True),
         sa.Column("reason", sa.String(500), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("center_id", name="pk_center_drains"),

@@ -12,10 +12,11 @@ Create Date: 2026-11-22
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from suanwang.server.database.migrations.columns import bigid, money, qty, ts
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -23,20 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _money() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(18, 2).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _qty() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(20, 6).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _bigid() -> sa.types.TypeEngine[Any]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
 def upgrade() -> None:
-    op.add_column("jobs", sa.Column("billed_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("jobs", ts("billed_at", nullable=True))
     op.create_index("ix_jobs_billed", "jobs", ["billed_at", "state"])
     op.execute(
         "UPDATE jobs SET billed_at = updated_at WHERE state IN ('succeeded', 'failed', 'cancelled')"
@@ -45,7 +34,7 @@ def upgrade() -> None:
         "billing_settings",
         sa.Column("key", sa.String(64), nullable=False),
         sa.Column("value", sa.String(200), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        ts("updated_at", nullable=False),
         sa.PrimaryKeyConstraint("key", name="pk_billing_settings"),
     )
     op.create_table(
@@ -53,8 +42,8 @@ def upgrade() -> None:
         sa.Column("id", sa.String(120), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=True),
-        sa.Column("balance", _money(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("balance", money(), nullable=False),
+        ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_accounts"),
         sa.CheckConstraint(
             "kind NOT IN ('prepaid', 'held') OR balance >= 0", name="ck_accounts_non_negative"
@@ -63,15 +52,15 @@ def upgrade() -> None:
     op.create_index("ix_accounts_tenant", "accounts", ["tenant_id"])
     op.create_table(
         "ledger_transactions",
-        sa.Column("id", _bigid(), nullable=False, autoincrement=True),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("ref", sa.String(200), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=True),
         sa.Column("job_id", sa.String(36), nullable=True),
-        sa.Column("amount", _money(), nullable=False),
-        sa.Column("commission", _money(), nullable=False),
+        sa.Column("amount", money(), nullable=False),
+        sa.Column("commission", money(), nullable=False),
         sa.Column("memo", sa.String(500), nullable=False, server_default=""),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_transactions"),
         sa.UniqueConstraint("ref", name="uq_ledger_transactions_ref"),
     )
@@ -82,10 +71,10 @@ def upgrade() -> None:
     op.create_index("ix_ledger_transactions_job", "ledger_transactions", ["job_id"])
     op.create_table(
         "ledger_postings",
-        sa.Column("id", _bigid(), nullable=False, autoincrement=True),
-        sa.Column("transaction_id", _bigid(), nullable=False),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
+        sa.Column("transaction_id", bigid(), nullable=False),
         sa.Column("account_id", sa.String(120), nullable=False),
-        sa.Column("amount", _money(), nullable=False),
+        sa.Column("amount", money(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_postings"),
         sa.ForeignKeyConstraint(
             ["transaction_id"],
@@ -100,30 +89,30 @@ def upgrade() -> None:
     op.create_index("ix_ledger_postings_transaction", "ledger_postings", ["transaction_id"])
     op.create_table(
         "usage_records",
-        sa.Column("id", _bigid(), nullable=False, autoincrement=True),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
         sa.Column("job_id", sa.String(36), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("run_event_id", _bigid(), nullable=False),
+        sa.Column("run_event_id", bigid(), nullable=False),
         sa.Column("center_id", sa.String(100), nullable=False),
         sa.Column("pool_model", sa.String(100), nullable=False),
         sa.Column("precision", sa.String(8), nullable=False),
         sa.Column("units", sa.Integer(), nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
+        ts("started_at", nullable=False),
+        ts("ended_at", nullable=False),
         sa.Column("end_state", sa.String(16), nullable=False),
         *[
-            sa.Column(name, _qty(), nullable=False)
+            sa.Column(name, qty(), nullable=False)
             for name in (
                 "seconds", "scu", "it_kwh", "facility_kwh", "green_kwh", "carbon_kg", "data_gb"
             )
         ],
-        sa.Column("compute_cny", _money(), nullable=False),
-        sa.Column("transfer_cny", _money(), nullable=False),
-        sa.Column("amount_cny", _money(), nullable=False),
+        sa.Column("compute_cny", money(), nullable=False),
+        sa.Column("transfer_cny", money(), nullable=False),
+        sa.Column("amount_cny", money(), nullable=False),
         sa.Column("billable", sa.Boolean(), nullable=False),
-        sa.Column("transaction_id", _bigid(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("transaction_id", bigid(), nullable=True),
+        ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_usage_records"),
         sa.UniqueConstraint("job_id", "seq", name="uq_usage_records_job_id_seq"),
         sa.UniqueConstraint("run_event_id", name="uq_usage_records_run_event_id"),

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from suanwang.server.database.migrations.columns import ts
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -24,7 +26,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+        ts("published_at", nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name="fk_apps_tenant_id_tenants", ondelete="CASCADE"
         ),

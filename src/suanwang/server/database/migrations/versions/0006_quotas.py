@@ -13,10 +13,11 @@ Create Date: 2026-11-22
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from suanwang.server.database.migrations.columns import bigid, money, qty, ts
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -24,25 +25,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _money() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(18, 2).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _qty() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(20, 6).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _bigid() -> sa.types.TypeEngine[Any]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-RESOURCES = (("card_hours", _qty), ("storage_gb_months", _qty), ("tokens", sa.BigInteger))
+RESOURCES = (("card_hours", qty), ("storage_gb_months", qty), ("tokens", sa.BigInteger))
 
 
 def upgrade() -> None:
     op.create_table(
         "quota_grants",
-        sa.Column("id", _bigid(), nullable=False, autoincrement=True),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("ref", sa.String(200), nullable=False),
         *[
@@ -53,9 +42,9 @@ def upgrade() -> None:
                 sa.Column(f"{name}_used", kind(), nullable=False),
             )
         ],
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        ts("expires_at", nullable=True),
         sa.Column("memo", sa.String(500), nullable=False, server_default=""),
-        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        ts("granted_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_quota_grants"),
         sa.UniqueConstraint("ref", name="uq_quota_grants_ref"),
         sa.ForeignKeyConstraint(
@@ -73,16 +62,16 @@ def upgrade() -> None:
     op.create_index("ix_quota_grants_tenant", "quota_grants", ["tenant_id", "expires_at"])
     op.create_table(
         "quota_uses",
-        sa.Column("id", _bigid(), nullable=False, autoincrement=True),
-        sa.Column("grant_id", _bigid(), nullable=False),
+        sa.Column("id", bigid(), nullable=False, autoincrement=True),
+        sa.Column("grant_id", bigid(), nullable=False),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("job_id", sa.String(36), nullable=False),
-        sa.Column("usage_record_id", _bigid(), nullable=False),
+        sa.Column("usage_record_id", bigid(), nullable=False),
         sa.Column("resource", sa.String(24), nullable=False),
-        sa.Column("quantity", _qty(), nullable=False),
-        sa.Column("value_cny", _money(), nullable=False),
-        sa.Column("transaction_id", _bigid(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("quantity", qty(), nullable=False),
+        sa.Column("value_cny", money(), nullable=False),
+        sa.Column("transaction_id", bigid(), nullable=False),
+        ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_quota_uses"),
         sa.UniqueConstraint(
             "usage_record_id", "grant_id", "resource",

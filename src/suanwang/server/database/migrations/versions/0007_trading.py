@@ -16,32 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from suanwang.server.database.migrations.columns import bigid, money, price, qty, ts
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _price() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(18, 4).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _money() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(18, 2).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _qty() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(20, 6).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _bigid() -> sa.types.TypeEngine[Any]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
 def _window() -> list[sa.Column[Any]]:
     return [
-        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        ts("starts_at", nullable=False),
+        ts("ends_at", nullable=False),
     ]
 
 
@@ -55,10 +41,10 @@ def upgrade() -> None:
         sa.Column("precision", sa.String(8), nullable=True),
         sa.Column("type", sa.String(16), nullable=False),
         sa.Column("units", sa.Integer(), nullable=False),
-        sa.Column("price_cny_per_scu", _price(), nullable=False),
+        sa.Column("price_cny_per_scu", price(), nullable=False),
         *_window(),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
+        ts("created_at", nullable=False),
+        ts("withdrawn_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_offers"),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name="fk_offers_tenant_id_tenants", ondelete="CASCADE"
@@ -81,12 +67,12 @@ def upgrade() -> None:
         sa.Column("precision", sa.String(8), nullable=False),
         sa.Column("units", sa.Integer(), nullable=False),
         *_window(),
-        sa.Column("price_cny_per_scu", _price(), nullable=False),
-        sa.Column("scu", _qty(), nullable=False),
-        sa.Column("amount_cny", _money(), nullable=False),
-        sa.Column("transaction_id", _bigid(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("price_cny_per_scu", price(), nullable=False),
+        sa.Column("scu", qty(), nullable=False),
+        sa.Column("amount_cny", money(), nullable=False),
+        sa.Column("transaction_id", bigid(), nullable=True),
+        ts("created_at", nullable=False),
+        ts("cancelled_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_reservations"),
         sa.ForeignKeyConstraint(
             ["offer_id"], ["offers.id"], name="fk_reservations_offer_id_offers", ondelete="CASCADE"

@@ -11,10 +11,11 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from suanwang.server.database.migrations.columns import money, qty
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -22,15 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _money() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(18, 2).with_variant(sa.BigInteger(), "sqlite")
-
-
-def _qty() -> sa.types.TypeEngine[Any]:
-    return sa.Numeric(20, 6).with_variant(sa.BigInteger(), "sqlite")
-
-
-COLUMNS = (("storage_gb_months", _qty), ("storage_cny", _money), ("tokens", sa.BigInteger))
+COLUMNS = (("storage_gb_months", qty), ("storage_cny", money), ("tokens", sa.BigInteger))
 
 
 def upgrade() -> None:
