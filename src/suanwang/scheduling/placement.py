@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -197,21 +197,10 @@ def _explained(
         rows = breakdown(idx, starts)
         for i, row in zip(pick, rows, strict=True):
             why = _why_lost(job, state, policy, chosen, row, float(best[i]), int(info.pools[i]))
-            runners.append(_with_lost(row, why))
+            runners.append(replace(row, lost=why))
     reason = _reason(job, info, p, chosen, started_now, runners, len(info.pools))
-    return Placement(
-        pos=p.pos,
-        pool=p.pool,
-        start_s=p.start_s,
-        runtime_s=p.runtime_s,
-        deferred_s=p.deferred_s,
-        reason=reason,
-        queued=p.queued,
-        objective_cny=p.objective_cny,
-        gain_cny=p.gain_cny,
-        chosen=chosen,
-        runners_up=tuple(runners),
-        if_started_now=started_now,
+    return replace(
+        p, reason=reason, chosen=chosen, runners_up=tuple(runners), if_started_now=started_now
     )
 
 
@@ -240,12 +229,6 @@ def _row(
         latency_ms=float(info.latency_ms[pos]),
         free_units=int(state.free[pool]),
     )
-
-
-def _with_lost(row: Breakdown, lost: str) -> Breakdown:
-    fields = {f: getattr(row, f) for f in Breakdown.__dataclass_fields__}
-    fields["lost"] = lost
-    return Breakdown(**fields)
 
 
 def _digits(x: float) -> int:
