@@ -16,6 +16,7 @@ from suanwang.core.jobs import JobKind
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobEvent, JobRow, Tenant
+from suanwang.server.models import job_specs
 from suanwang.server.models import jobs as models
 from suanwang.server.schemas import JobSpec
 
@@ -200,8 +201,8 @@ def test_to_core_job_uses_the_reference_chip_rule(
     with sessions() as s:
         gpu_row, cpu_row = s.get(JobRow, gpu_id), s.get(JobRow, cpu_id)
         assert gpu_row is not None and cpu_row is not None
-        gpu = models.to_core_job(gpu_row, net, t0=gpu_row.submitted_at - timedelta(seconds=5))
-        cpu = models.to_core_job(cpu_row, net)
+        gpu = job_specs.to_core_job(gpu_row, net, t0=gpu_row.submitted_at - timedelta(seconds=5))
+        cpu = job_specs.to_core_job(cpu_row, net)
     a100 = speed_scu_per_hour(catalog.get("a100"), Precision.FP16)
     assert gpu.job_id == gpu_id and gpu.submit_s == pytest.approx(5.0)
     assert (gpu.cards, gpu.cpus, gpu.kind, gpu.origin) == (8, 32, JobKind.TRAINING, "beijing")
@@ -221,10 +222,10 @@ def test_check_spec_reports_every_problem(app: Any, body: Any) -> None:
     spec = JobSpec.model_validate(
         body(origin="atlantis", resources={"count": 2, "accelerator": "tpu"}, stacks=["x", "cuda"])
     )
-    problems = {p.loc: p.msg for p in models.check_spec(spec, net)}
+    problems = {p.loc: p.msg for p in job_specs.check_spec(spec, net)}
     assert set(problems) == {("origin",), ("resources", "accelerator"), ("stacks", 1)}
     assert (
         "'atlantis'" in problems[("origin",)] and "'tpu'" in problems[("resources", "accelerator")]
     )
     assert "'x'" in problems[("stacks", 1)]
-    assert models.check_spec(JobSpec.model_validate(body()), net) == []
+    assert job_specs.check_spec(JobSpec.model_validate(body()), net) == []

@@ -19,7 +19,7 @@ from suanwang.core.network import Network
 from suanwang.executors.local import LocalExecutor
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.models import JobRow
-from suanwang.server.models.jobs import to_core_job
+from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.sim.engine import simulate

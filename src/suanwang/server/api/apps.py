@@ -29,7 +29,7 @@ from suanwang.server.api.deps import (
     provider_or_operator,
 )
 from suanwang.server.database.models import PublishedApp, Tenant, TenantRole
-from suanwang.server.models.jobs import check_spec
+from suanwang.server.models.job_specs import check_spec
 from suanwang.server.schemas import ErrorResponse, JobCreate, JobName, JobPublic, Name
 
 router = APIRouter(prefix="/v1/apps", tags=["apps"], responses=AUTH_RESPONSES)

@@ -22,6 +22,7 @@ from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
 from suanwang.server.database.models import JobRow, Tenant
+from suanwang.server.models import job_specs
 from suanwang.server.models import jobs as models
 from suanwang.server.models.billing.statements import charge_of
 from suanwang.server.models.job_refs import MIN_PREFIX, AmbiguousJobId, resolve_job
@@ -116,7 +117,7 @@ async def submit_job(
 
     Reusing a key for a different spec is a 422 (as the IETF Idempotency-Key draft asks).
     """
-    problems = models.check_spec(spec, net)
+    problems = job_specs.check_spec(spec, net)
     if problems:
         raise RequestValidationError(
             [

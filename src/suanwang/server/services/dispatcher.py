@@ -59,7 +59,8 @@ from suanwang.scheduling.policies import Policy
 from suanwang.scheduling.state import NO_MARKET, CapacityState
 from suanwang.server.database.models import JobRow
 from suanwang.server.decisions import decision_record
-from suanwang.server.models.jobs import to_core_job, transition
+from suanwang.server.models.job_specs import to_core_job
+from suanwang.server.models.jobs import transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.live import LiveNetwork, LiveTrading, load_trading
 from suanwang.server.services.runs import dir_size_gb

@@ -42,7 +42,7 @@ from suanwang.executors.base import (
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
 from suanwang.server.database.models import JobEvent, JobRow, RunFence
-from suanwang.server.models.jobs import to_core_job
+from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.services.runs import give_up_run, recorded_status

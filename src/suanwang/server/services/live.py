@@ -22,7 +22,8 @@ from suanwang.executors.base import Executor
 from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
 from suanwang.server.database.models import CenterDrain, JobRow
 from suanwang.server.models.billing import trading as trading_store
-from suanwang.server.models.jobs import ACTIVE_STATES, spec_to_job
+from suanwang.server.models.job_specs import spec_to_job
+from suanwang.server.models.jobs import ACTIVE_STATES
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.health import CenterHealth
 

@@ -19,7 +19,7 @@ from suanwang.core.hardware import speed_scu_per_hour
 from suanwang.core.lifecycle import TERMINAL, JobState
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobEvent, JobRow, LedgerTransaction, Tenant
-from suanwang.server.models.jobs import to_core_job
+from suanwang.server.models.job_specs import to_core_job
 
 from .accounts import lock_consumer, post
 from .config import admission_config, needs_hold
