@@ -522,14 +522,19 @@ def test_a_prefix_is_looked_up_by_the_ids_index(engine: Any, db_url: str) -> Non
                 assert "Index Cond: (((id)::text >= 'abcd'::text)" in "\n".join(plan), plan
 
 
-def test_a_query_parameter_given_twice_is_refused(client: Any, alice: Any) -> None:
-    """Not silently read as its last value: a 422 naming it (every route)."""
+def test_a_query_parameter_given_twice_or_unknown_is_refused(client: Any, alice: Any) -> None:
+    """Not silently read as its last value, or ignored: a 422 naming it (every route)."""
     for url in ("/v1/jobs?state=pending&state=running", "/v1/offers?model=a100&model=h800"):
         r = client.get(url, headers=alice.headers)
         assert r.status_code == 422, (url, r.text)
         (problem,) = r.json()["detail"]
         assert problem["loc"][0] == "query" and "more than once" in problem["msg"]
     assert client.get("/v1/jobs?state=pending", headers=alice.headers).status_code == 200
+    # an unknown one (a typo'd filter would silently filter nothing) is refused, naming it
+    r = client.get("/v1/jobs?stat=running", headers=alice.headers)
+    assert r.status_code == 422
+    (problem,) = r.json()["detail"]
+    assert problem["loc"] == ["query", "stat"] and "takes: cursor, limit, state" in problem["msg"]
 
 
 def test_cards_and_count_its_old_name(

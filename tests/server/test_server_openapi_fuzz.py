@@ -54,21 +54,15 @@ def _semantic_rejection(response: Any) -> bool:
 
 
 def _void_negation(case: Any) -> bool:
-    """A negative case whose only negations cannot reach the app as invalid data.
-
-    Headers are replaced by a valid key (``case.call(headers=...)``), and query parameters the
-    operation does not declare are ignored by design (as by most HTTP APIs); a declared query
-    parameter with a bad value is still a negation that must be refused.
-    """
+    """A negative case whose only negations cannot reach the app as invalid data: headers are
+    replaced by a valid key (``case.call(headers=...)``). Query parameters are all checked:
+    the API refuses one it does not declare, or one given twice."""
     negated = {
         loc.value
         for loc, info in (case.meta.components if case.meta else {}).items()
         if info.mode is GenerationMode.NEGATIVE
     }
-    declared = {p.name for p in case.operation.query}
-    only_extra_query = not (declared & set(case.query or {}))
-    ignorable = {"header", "cookie"} | ({"query"} if only_extra_query else set())
-    return bool(negated) and negated <= ignorable
+    return bool(negated) and negated <= {"header", "cookie"}
 
 
 def _fuzz(op: Any, mode: GenerationMode, headers: dict[str, str], job_id: str) -> None:

@@ -263,7 +263,7 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         docs_url="/docs",
-        dependencies=[Depends(deps.single_query_values)],
+        dependencies=[Depends(deps.strict_query)],
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     # the last added runs first: a body is read before the request takes one of the slots

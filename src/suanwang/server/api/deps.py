@@ -4,11 +4,12 @@ scenario network, the time by the app's clock."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
@@ -153,20 +154,44 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def single_query_values(request: Request) -> None:
-    """Every query parameter of this API takes one value: one given more than once is a 422
-    naming it, not silently read as its last value (the app depends on this for every route)."""
+def _query_names(route: Any) -> frozenset[str] | None:
+    """The query parameters a route declares (its dependencies' too); None: not an API route."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = frozenset(_declared_query(dependant))
+        _QUERY_NAMES[id(route)] = names
+    return names
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(dependant: Dependant) -> Iterator[str]:
+    yield from (p.alias for p in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _declared_query(sub)
+
+
+def strict_query(request: Request) -> None:
+    """Every query parameter of this API is declared and takes one value: an unknown one (a
+    typo'd filter would otherwise silently filter nothing) or one given twice is a 422 naming
+    it, never ignored (the app depends on this for every route)."""
+    known = _query_names(request.scope.get("route"))
     seen: set[str] = set()
+    problems: list[dict[str, Any]] = []
     for key, _ in request.query_params.multi_items():
         if key in seen:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "repeated_query_parameter",
-                        "loc": ("query", key),
-                        "msg": f"query parameter {key!r} is given more than once; give it once",
-                        "input": request.query_params.getlist(key),
-                    }
-                ]
-            )
+            msg = f"query parameter {key!r} is given more than once; give it once"
+            problems.append({"type": "repeated_query_parameter", "loc": ("query", key),
+                             "msg": msg, "input": request.query_params.getlist(key)})  # fmt: skip
+        elif known is not None and key not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            msg = f"unknown query parameter {key!r} (this route takes: {listed})"
+            problems.append({"type": "unknown_query_parameter", "loc": ("query", key),
+                             "msg": msg, "input": request.query_params[key]})  # fmt: skip
         seen.add(key)
+    if problems:
+        raise RequestValidationError(problems)
