@@ -76,9 +76,9 @@ class Breakdown:
         return self.energy_cost_cny + self.transfer_cost_cny
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every simulated job, and a frozen init costs 4x
 class Placement:
-    """Where and when a job runs, and (``explained``) why.
+    """Where and when a job runs, and (``explained``) why. Hosts read it, never change it.
 
     ``pos`` indexes the job's feasible pools; ``start_s`` is the planned start (at least its
     data's arrival); ``deferred_s`` how much later than it could start. ``objective_cny`` is
