@@ -62,14 +62,16 @@ test: lint node_modules/.package-lock.json
 # The tests whose answers depend on the date and the hour, again with the clock moved to four
 # fixed instants (pytest --clock-at: time-machine, in this process; the clock ticks on from
 # there). 20:10 UTC is 04:10 the next day in China, and the first instant crosses a year there.
-# Whatever the hour CI runs at, these must pass.
+# Whatever the hour CI runs at, these must pass. On SQLite (the PostgreSQL half is deselected,
+# not skipped: the main run above covers it at the real hour), to keep CI short.
 CLOCKS := 2026-12-31T20:10:00Z 2027-03-01T03:10:00Z 2026-06-15T09:10:00Z 2026-11-30T14:10:00Z
 TIME_TESTS := $(addprefix tests/server/test_server_,deferral.py trading_live.py \
 	trading_rating.py one_engine.py billing.py billing_quotas.py billing_reservations.py \
 	usage_report.py centers.py metrics.py clock.py)
 test-hours: $(STAMP)
 	@for at in $(CLOCKS); do echo "== the clock at $$at"; \
-	  $(BIN)/pytest -q -p no:cacheprovider --clock-at $$at $(TIME_TESTS) || exit 1; done
+	  $(BIN)/pytest -q -p no:cacheprovider --clock-at $$at -k "not postgresql" $(TIME_TESTS) \
+	  || exit 1; done
 
 clean:
 	rm -rf $(VENV) .lock-venv report

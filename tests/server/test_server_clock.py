@@ -86,7 +86,9 @@ def test_what_service_rounds_write_is_stamped_by_their_clock(
                    updates={"executor_ref": None})  # fmt: skip
     Reconciler(sessions, live).run_once()  # charges the failed job
     with sessions() as s:
-        events = list(s.scalars(select(JobEvent).where(JobEvent.job_id == lost["id"])))
+        events = list(  # in the order written: a select without ORDER BY has none on PostgreSQL
+            s.scalars(select(JobEvent).where(JobEvent.job_id == lost["id"]).order_by(JobEvent.id))
+        )
         assert [e.to_state for e in events[-2:]] == ["lost", "pending"]
         assert all(e.at == later for e in events[-2:])
         assert s.scalars(select(RunFence.created_at)).one() == later
