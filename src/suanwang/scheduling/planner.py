@@ -9,7 +9,7 @@ planned end keeps a margin before the deadline. Capacity is planned on a reserva
 (``committed`` units per pool and hour): the cheapest candidate whose whole run fits under the
 pool's capacity is taken, so the network's load is spread to where and when energy is cheap
 and green instead of piling onto the first eastern center with room. A deferred start is
-taken only when it gains: a start now that has room and costs at most one fen more wins.
+taken only when it gains: a start now that has room and costs no more (to 1e-6 CNY) wins.
 Jobs that fit nowhere queue where the expected wait is least.
 
 The offers term is there only when the host hands the decision a market with providers'
@@ -74,9 +74,10 @@ class SuanwangPolicy:
     max_moves_per_replan: int = 50
     replan_candidates: int = 300
     price_weight: float = 1.0
-    #: a deferral must save more than this against the best start now that has room (one fen:
-    #: less is rounding, not a reason to make anyone wait)
-    min_deferral_gain_cny: float = 0.01
+    #: a deferral must save more than this against the best start now that has room: a strictly
+    #: positive gain, beyond the float rounding of the objective's sums (the waiting price
+    #: already charges for the wait, so any real gain is worth it)
+    min_deferral_gain_cny: float = 1e-6
     _table: ObjectiveTable | None = field(default=None, init=False, repr=False)
     _mean_key: object = field(default=None, init=False, repr=False)
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
