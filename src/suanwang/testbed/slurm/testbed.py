@@ -84,8 +84,16 @@ class Testbed:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raise TestbedError(f"no testbed in {root} ({path} is missing)") from None
-        clusters = [Cluster(**c) for c in raw.pop("clusters")]
-        return cls(clusters=clusters, **raw)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TestbedError(f"{path} is not a testbed's state file: {exc}") from None
+        try:
+            clusters = [Cluster(**c) for c in raw.pop("clusters")]
+            return cls(clusters=clusters, **raw)
+        except (AttributeError, KeyError, TypeError) as exc:  # not the shape `save` writes
+            raise TestbedError(
+                f"{path} is not a testbed's state file (written by another version of "
+                f"suanwang, or edited): {exc}"
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         return {
