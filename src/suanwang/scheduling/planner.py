@@ -38,7 +38,7 @@ from suanwang.scheduling.state import NO_MARKET, CapacityState, Decision, Market
 HOUR = HOUR_S
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every decision (a frozen init costs 4x)
 class Grid:
     """Every candidate (pool, start) of one job: row ``i`` is pool ``info.pools[sel[i]]``,
     column ``k`` starts ``k`` hours after ``start_h[i]`` (now + its data transfer time).
@@ -161,7 +161,7 @@ class SuanwangPolicy:
         units = job.demand_units
         width = self.width(job)
         table = self.table(state)
-        obj = self.objective
+        obj = table.objective  # the one the table was built with (not a new one per call)
         pools = info.pools[sel]
         runtime_h = job.work_scu / (units * info.speed[sel])
         power = units * info.facility_kw_per_unit[sel]
@@ -201,12 +201,13 @@ class SuanwangPolicy:
         g = self.grid(job, info, state, sel, prices)
         cost = g.cost
         width = cost.shape[1]
-        now_cost = cost[:, 0].copy()  # starting at once on each pool (inf: no room now)
+        now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)
         flat = cost.ravel()
+        start_h, runtime_h = g.start_h, g.runtime_h
 
         def run(i: int, k: int) -> tuple[int, float, float]:
-            t0 = g.start_s(i, k)
-            return int(info.pools[sel[i]]), t0, t0 + float(g.runtime_h[i]) * HOUR
+            t0 = (float(start_h[i]) + k) * HOUR  # g.start_s(i, k)
+            return int(info.pools[sel[i]]), t0, t0 + float(runtime_h[i]) * HOUR
 
         def fits(i: int, k: int) -> bool:
             pool, t0, t1 = run(i, k)
@@ -226,15 +227,16 @@ class SuanwangPolicy:
                 # a deferral must gain: the cheapest start now that has room, unless it costs
                 # more than this by min_deferral_gain_cny, wins (starts now that cost less were
                 # tried before and had no room)
-                for j in np.argsort(now_cost, kind="stable").tolist():
-                    if now_cost[j] == np.inf:
+                for j in sorted(range(len(now_cost)), key=now_cost.__getitem__):
+                    now_j = now_cost[j]
+                    if now_j == math.inf:
                         break
-                    if now_cost[j] < value or not fits(j, 0):
+                    if now_j < value or not fits(j, 0):
                         continue
-                    if now_cost[j] <= value + self.min_deferral_gain_cny:
-                        i, k, value = j, 0, float(now_cost[j])
+                    if now_j <= value + self.min_deferral_gain_cny:
+                        i, k, value = j, 0, now_j
                     else:
-                        gain = float(now_cost[j]) - value
+                        gain = now_j - value
                     break
             pool, t0, t1 = run(i, k)
             state.book(pool, units, t0, t1)
