@@ -125,6 +125,39 @@ def test_the_explanation_is_the_objective_the_planner_compared(
                 assert runner.lost.startswith(cny(runner.objective_cny - chosen.objective_cny))
 
 
+@SETTINGS
+@given(data=st.data(), seed=st.integers(0, 10_000), with_offers=st.booleans())
+def test_explaining_never_changes_the_choice(
+    china_net: Network,
+    china_signals: Signals,
+    random_jobs: Callable[..., st.SearchStrategy[list[Job]]],
+    data: st.DataObject,
+    seed: int,
+    with_offers: bool,
+) -> None:
+    """The simulator places without explaining (no gain worked out, fewer calendar lookups),
+    the control plane with: the same jobs on the same state get the same pool, start and
+    objective, and the calendars end the same."""
+    net, sig = china_net, china_signals
+    jobs = data.draw(random_jobs(net.place_ids[:12], max_size=6, max_run_h=10.0))
+    busy = data.draw(st.lists(st.sampled_from([0.0, 0.5, 0.9, 1.0]), max_size=net.n_pools))
+    market = _offers(net, sig, list(range(0, net.n_pools, 5)), "1.20") if with_offers else Market()
+    states = [_state(net, sig, jobs[0].submit_s, busy, seed) for _ in range(2)]
+    policy = SuanwangPolicy()
+    for job in jobs:
+        info = net.job_class(job)
+        if info.pools.size == 0:
+            continue
+        quick, told = (
+            place(job, info, state, policy, market, explain=explain)
+            for state, explain in zip(states, (False, True), strict=True)
+        )
+        assert (quick.pool, quick.start_s, quick.queued) == (told.pool, told.start_s, told.queued)
+        assert quick.objective_cny == told.objective_cny or np.isnan(quick.objective_cny)
+        assert quick.gain_cny is None and quick.chosen is None
+    assert np.array_equal(states[0].committed, states[1].committed)
+
+
 def test_no_deferral_for_an_offer_whose_price_does_not_change(
     china_net: Network, china_signals: Signals
 ) -> None:

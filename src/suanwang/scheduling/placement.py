@@ -83,7 +83,8 @@ class Placement:
     ``pos`` indexes the job's feasible pools; ``start_s`` is the planned start (at least its
     data's arrival); ``deferred_s`` how much later than it could start. ``objective_cny`` is
     what the policy compared (nan for a baseline); ``gain_cny`` what a deferral saves against
-    the best start now that had room (None: not deferred, or nothing had room now).
+    the best start now that had room (None: not deferred, nothing had room now, or not
+    ``explained``: the simulator does not need it, and it costs calendar lookups).
     """
 
     pos: int
@@ -135,7 +136,7 @@ def _place(
 ) -> Placement:
     # the planned load before this job books its hours (for the offer term it was costed at)
     before = state.committed[info.pools].copy() if explain else None
-    decision = policy.decide(job, info, state, market)
+    decision = policy.decide(job, info, state, market, explain=explain)
     pos = decision.pos
     transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
     earliest = state.now_s + transfer_s

@@ -106,7 +106,13 @@ class SuanwangPolicy:
         return self._table
 
     def decide(
-        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        market: Market = NO_MARKET,
+        *,
+        explain: bool = False,
     ) -> Decision:
         n = info.pools.size
         prices = market.prices
@@ -123,10 +129,10 @@ class SuanwangPolicy:
                 est += term.min(axis=1)
             short = np.argpartition(est, self.shortlist)[: self.shortlist]
             short.sort()
-            found = self._plan(job, info, state, short, prices)
+            found = self._plan(job, info, state, short, prices, explain)
             if found is not None:
                 return found
-        found = self._plan(job, info, state, np.arange(n), prices)
+        found = self._plan(job, info, state, np.arange(n), prices, explain)
         if found is not None:
             return found
         return self._queue(job, info, state)
@@ -195,8 +201,13 @@ class SuanwangPolicy:
         state: CapacityState,
         sel: np.ndarray,
         prices: ScuPrices | None,
+        explain: bool,
     ) -> Decision | None:
-        """Cheapest (pool, start) among pools ``sel`` whose run fits the calendar, or None."""
+        """Cheapest (pool, start) among pools ``sel`` whose run fits the calendar, or None.
+
+        A deferral stands only if no start now that fits costs at most ``value`` +
+        ``min_deferral_gain_cny``; when explaining, its gain (against the cheapest start now
+        that fits) is worked out too, which takes more calendar lookups."""
         units = job.demand_units
         g = self.grid(job, info, state, sel, prices)
         cost = g.cost
@@ -231,7 +242,11 @@ class SuanwangPolicy:
                     now_j = now_cost[j]
                     if now_j == math.inf:
                         break
-                    if now_j < value or not fits(j, 0):
+                    if now_j < value:
+                        continue
+                    if not explain and now_j > value + self.min_deferral_gain_cny:
+                        break  # the deferral stands; how much it gains is for explanations
+                    if not fits(j, 0):
                         continue
                     if now_j <= value + self.min_deferral_gain_cny:
                         i, k, value = j, 0, now_j

@@ -31,8 +31,17 @@ class Policy(Protocol):
     name: str
 
     def decide(
-        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
-    ) -> Decision: ...
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        market: Market = NO_MARKET,
+        *,
+        explain: bool = False,
+    ) -> Decision:
+        """``explain``: the host will show the decision, so also work out what only an
+        explanation needs (a deferral's gain); the choice is the same either way."""
+        ...
 
 
 def _least_wait(job: Job, info: JobClassInfo, state: CapacityState, reason: str) -> Decision:
@@ -46,7 +55,13 @@ class Nearest:
     name = "nearest"
 
     def decide(
-        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        market: Market = NO_MARKET,
+        *,
+        explain: bool = False,
     ) -> Decision:
         fits = state.free[info.pools] >= job.demand_units
         first = int(fits.argmax())
@@ -59,7 +74,13 @@ class FirstFit:
     name = "first-fit"
 
     def decide(
-        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        market: Market = NO_MARKET,
+        *,
+        explain: bool = False,
     ) -> Decision:
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if fits.size:
@@ -75,7 +96,13 @@ class _ByCurrentSignal:
         raise NotImplementedError
 
     def decide(
-        self, job: Job, info: JobClassInfo, state: CapacityState, market: Market = NO_MARKET
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        market: Market = NO_MARKET,
+        *,
+        explain: bool = False,
     ) -> Decision:
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if not fits.size:

@@ -29,8 +29,9 @@ class Decision:
     The host starts the job at ``start_s`` or once its data has arrived, whichever is later.
     ``objective_cny`` is the value the policy compared (nan for a policy that compares none);
     for a deferred start, ``gain_cny`` is what it saves against the best start now that has
-    room (None: nothing had room now). ``queued``: no room now or in the plan anywhere, so
-    the job waits in the queue of the pool where the expected wait is least.
+    room (None: nothing had room now, or the decision was not to be explained). ``queued``:
+    no room now or in the plan anywhere, so the job waits in the queue of the pool where the
+    expected wait is least.
     """
 
     pos: int
