@@ -220,40 +220,36 @@ class SuanwangPolicy:
             t0 = (float(start_h[i]) + k) * HOUR  # g.start_s(i, k)
             return int(info.pools[sel[i]]), t0, t0 + float(runtime_h[i]) * HOUR
 
-        def fits(i: int, k: int) -> bool:
-            pool, t0, t1 = run(i, k)
-            return state.fits(pool, units, t0, t1)
-
+        eps = self.min_deferral_gain_cny
         for _ in range(self.candidates_checked):
             idx = int(flat.argmin())
             value = float(flat[idx])
-            if value == np.inf:
+            if value == math.inf:
                 break
-            flat[idx] = np.inf  # not again
+            flat[idx] = math.inf  # not again
             i, k = divmod(idx, width)
-            if not fits(i, k):
+            pool, t0, t1 = run(i, k)
+            if not state.fits(pool, units, t0, t1):
                 continue
             gain = None
             if k:
-                # a deferral must gain: the cheapest start now that has room, unless it costs
-                # more than this by min_deferral_gain_cny, wins (starts now that cost less were
-                # tried before and had no room)
-                for j in sorted(range(len(now_cost)), key=now_cost.__getitem__):
-                    now_j = now_cost[j]
+                # a deferral must gain: the cheapest start now that fits wins unless it costs
+                # more than the deferral by eps (starts now that cost less were tried before
+                # and did not fit). Only an explanation needs how much more: the gain.
+                limit = math.inf if explain else value + eps
+                near = sorted((c, j) for j, c in enumerate(now_cost) if value <= c <= limit)
+                for now_j, j in near:
                     if now_j == math.inf:
                         break
-                    if now_j < value:
+                    now = run(j, 0)
+                    if not state.fits(now[0], units, now[1], now[2]):
                         continue
-                    if not explain and now_j > value + self.min_deferral_gain_cny:
-                        break  # the deferral stands; how much it gains is for explanations
-                    if not fits(j, 0):
-                        continue
-                    if now_j <= value + self.min_deferral_gain_cny:
+                    if now_j <= value + eps:
                         i, k, value = j, 0, now_j
+                        pool, t0, t1 = now
                     else:
                         gain = now_j - value
                     break
-            pool, t0, t1 = run(i, k)
             state.book(pool, units, t0, t1)
             why = "cheapest planned slot" if k else "cheapest center with room now"
             if g.offer is not None and g.offer[i, k] < 0:
