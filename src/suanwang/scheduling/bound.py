@@ -61,20 +61,13 @@ class Bound:
     jobs: int
 
 
-def _bucket_min(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
+def _buckets(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
+    """``series`` (rows x hours) cut into buckets of ``bucket_h`` hours: rows x buckets x
+    bucket_h, the last bucket padded with its last hour."""
     nb = -(-hours // bucket_h)
     pad = nb * bucket_h - hours
     s = np.pad(series[:, :hours], ((0, 0), (0, pad)), mode="edge")
-    out: NDArray[np.float64] = s.reshape(series.shape[0], nb, bucket_h).min(axis=2)
-    return out
-
-
-def _bucket_mean(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
-    nb = -(-hours // bucket_h)
-    pad = nb * bucket_h - hours
-    s = np.pad(series[:, :hours], ((0, 0), (0, pad)), mode="edge")
-    out: NDArray[np.float64] = s.reshape(series.shape[0], nb, bucket_h).mean(axis=2)
-    return out
+    return s.reshape(series.shape[0], nb, bucket_h)
 
 
 def _quiet_highs() -> Any:
@@ -162,10 +155,9 @@ def offline_bound(
     last_h = np.array(cls_last, dtype=np.int64)
     last: NDArray[np.int64] = np.where(last_h < 0, nb - 1, np.minimum(last_h // bucket_h, nb - 1))
 
-    price_b = _bucket_min(signals.price_cny_per_kwh, hours, bucket_h)
-    carbon_b = _bucket_mean(
-        (1 - signals.green_fraction) * signals.carbon_g_per_kwh, hours, bucket_h
-    )
+    price_b = _buckets(signals.price_cny_per_kwh, hours, bucket_h).min(axis=2)
+    grid_carbon = (1 - signals.green_fraction) * signals.carbon_g_per_kwh
+    carbon_b = _buckets(grid_carbon, hours, bucket_h).mean(axis=2)
     kw = net.pool_facility_kw
     cap = net.pool_capacity.astype(np.float64)
 
