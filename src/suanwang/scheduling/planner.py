@@ -105,15 +105,8 @@ class SuanwangPolicy:
             self._table = ObjectiveTable(state.signals, self.objective, self.max_defer_h + 1)
         return self._table
 
-    def decide(
-        self,
-        job: Job,
-        info: JobClassInfo,
-        state: CapacityState,
-        market: Market = NO_MARKET,
-        *,
-        explain: bool = False,
-    ) -> Decision:
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
+               market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         n = info.pools.size
         prices = market.prices
         if job.kind.deferrable and n > self.shortlist:

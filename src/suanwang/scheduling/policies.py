@@ -30,15 +30,8 @@ class Policy(Protocol):
 
     name: str
 
-    def decide(
-        self,
-        job: Job,
-        info: JobClassInfo,
-        state: CapacityState,
-        market: Market = NO_MARKET,
-        *,
-        explain: bool = False,
-    ) -> Decision:
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
+               market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         """``explain``: the host will show the decision, so also work out what only an
         explanation needs (a deferral's gain); the choice is the same either way."""
         ...
@@ -54,15 +47,8 @@ def _least_wait(job: Job, info: JobClassInfo, state: CapacityState, reason: str)
 class Nearest:
     name = "nearest"
 
-    def decide(
-        self,
-        job: Job,
-        info: JobClassInfo,
-        state: CapacityState,
-        market: Market = NO_MARKET,
-        *,
-        explain: bool = False,
-    ) -> Decision:
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
+               market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         fits = state.free[info.pools] >= job.demand_units
         first = int(fits.argmax())
         if fits[first]:
@@ -73,15 +59,8 @@ class Nearest:
 class FirstFit:
     name = "first-fit"
 
-    def decide(
-        self,
-        job: Job,
-        info: JobClassInfo,
-        state: CapacityState,
-        market: Market = NO_MARKET,
-        *,
-        explain: bool = False,
-    ) -> Decision:
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
+               market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if fits.size:
             pos = int(fits[np.argmin(info.pools[fits])])
@@ -95,15 +74,8 @@ class _ByCurrentSignal:
     def score(self, info: JobClassInfo, state: CapacityState, hour: int) -> np.ndarray:
         raise NotImplementedError
 
-    def decide(
-        self,
-        job: Job,
-        info: JobClassInfo,
-        state: CapacityState,
-        market: Market = NO_MARKET,
-        *,
-        explain: bool = False,
-    ) -> Decision:
+    def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
+               market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         fits = np.flatnonzero(state.free[info.pools] >= job.demand_units)
         if not fits.size:
             return _least_wait(job, info, state, "no free capacity")
