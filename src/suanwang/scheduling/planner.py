@@ -207,11 +207,10 @@ class SuanwangPolicy:
         width = cost.shape[1]
         now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)
         flat = cost.ravel()
-        start_h, runtime_h = g.start_h, g.runtime_h
 
         def run(i: int, k: int) -> tuple[int, float, float]:
-            t0 = (float(start_h[i]) + k) * HOUR  # g.start_s(i, k)
-            return int(info.pools[sel[i]]), t0, t0 + float(runtime_h[i]) * HOUR
+            t0 = g.start_s(i, k)
+            return int(info.pools[sel[i]]), t0, t0 + float(g.runtime_h[i]) * HOUR
 
         eps = self.min_deferral_gain_cny
         for _ in range(self.candidates_checked):

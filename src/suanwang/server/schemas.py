@@ -261,14 +261,13 @@ class JobPublic(BaseModel):
             fields = {name: getattr(spec, name) for name in JobSpec.model_fields}
             fields["resources"] = ResourcesPublic.model_construct(**dict(spec.resources))
             shown = JobSpecPublic.model_construct(**fields)
-        spec = shown
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
             name=row.name,
             state=JobState(row.state),
-            kind=spec.job_kind,
-            origin=spec.origin,
+            kind=shown.job_kind,
+            origin=shown.origin,
             center_id=row.center_id,
             pool_model=row.pool_model,
             submitted_at=row.submitted_at,
