@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
-from suanwang.core.jobs import Job, JobKind
+from suanwang.core.jobs import DEFAULT_TENANT, Job, JobKind, Priority
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.sim.traces import (
@@ -154,9 +154,9 @@ def test_suanwang_malformed(net: Network) -> None:
 
 def test_suanwang_header_problems(net: Network) -> None:
     problems = problems_of(FIXTURES / "suanwang_bad_header.csv", "suanwang", net)
-    assert where(problems) == {(1, "priority"), (1, "duration_s")}
+    assert where(problems) == {(1, "urgency"), (1, "duration_s")}
     msg = {p.field: p.message for p in problems}
-    assert "unknown column" in msg["priority"]
+    assert "unknown column" in msg["urgency"]
     assert "required column" in msg["duration_s"]
 
 
@@ -185,6 +185,44 @@ def test_suanwang_stacks_must_include_named_model(net: Network, tmp_path: Path) 
     path = tmp_path / "t.csv"
     path.write_text("submit_time_s,duration_s,accelerator,stacks\n0,60,ascend-910b,cuda\n")
     assert where(problems_of(path, "suanwang", net)) == {(2, "stacks")}
+
+
+def test_suanwang_tenant_and_priority(net: Network, tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "job_id,submit_time_s,duration_s,kind,tenant,priority\n"
+        "a,0,60,training,nlp-lab,urgent\n"
+        "b,0,60,inference, vision-lab ,Preemptible\n"
+        "c,0,60,training,,\n"
+        "d,0,60,inference,nlp-lab,\n"
+    )
+    jobs = by_id(load_trace(path, "suanwang", net))
+    assert [(jobs[i].tenant, jobs[i].priority) for i in "abcd"] == [
+        ("nlp-lab", Priority.URGENT),
+        ("vision-lab", Priority.PREEMPTIBLE),
+        (DEFAULT_TENANT, None),
+        ("nlp-lab", None),
+    ]
+    # no class given: the default for the kind
+    assert jobs["c"].priority_class is Priority.BATCH
+    assert jobs["d"].priority_class is Priority.NORMAL
+
+
+def test_suanwang_tenant_and_priority_columns_are_optional(net: Network) -> None:
+    for job in load_trace(FIXTURES / "suanwang_valid.csv", "suanwang", net).jobs:
+        assert job.tenant == DEFAULT_TENANT and job.priority is None
+
+
+def test_suanwang_unknown_priority(net: Network, tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "submit_time_s,duration_s,tenant,priority\n0,60,a,normal\n0,60,a,high\n0,60,b,\n"
+    )
+    problems = problems_of(path, "suanwang", net)
+    assert where(problems) == {(3, "priority")}
+    message = problems[0].message
+    assert "'high'" in message
+    assert all(p.value in message for p in Priority)
 
 
 @settings(max_examples=25, deadline=None)
@@ -245,6 +283,15 @@ def test_philly_valid(net: Network) -> None:
         )
         if job.job_id in ("philly-2", "philly-6", "philly-7"):
             assert job.kind == expected
+    # the virtual cluster is the tenant (and still the vc label); Philly names no class
+    assert {j.job_id: j.tenant for j in res.jobs} == {
+        "philly-2": "vc-a",
+        "philly-3": "vc-b",
+        "philly-5": "vc-a",
+        "philly-6": "vc-c",
+        "philly-7": "vc-b",
+    }
+    assert all(j.tenant == j.labels["vc"] and j.priority is None for j in res.jobs)
     # one origin per virtual cluster
     assert jobs["philly-2"].origin == jobs["philly-5"].origin
     assert jobs["philly-3"].origin == jobs["philly-7"].origin
@@ -310,6 +357,7 @@ def test_alibaba_valid(net: Network, cpu_speed: float) -> None:
     assert jobs["pod-h"].cpus == 1  # ceil(100 milli), at least one core
     for job in res.jobs:
         assert job.origin == documented_origin(net, "alibaba-gpu-2023", "origin", 5, job.job_id)
+        assert job.tenant == DEFAULT_TENANT and job.priority is None
         net.check_job(job)
 
 

@@ -14,7 +14,7 @@ Line lookup and the ``file:line: field: message`` form are those of the scenario
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from suanwang.scenarios.loader import Problem, _field, _line_of
+from suanwang.scenarios.loader import Problem, _field, _line_of, duplicate_keys
 from suanwang.server.schemas import JobSpec, Resources
 
 Loc = tuple[str | int, ...]
@@ -118,7 +118,7 @@ def parse_job_text(text: str, label: str) -> JobFile:
         item_node = _node_at(node, prefix)
         problems += [
             Problem(label, line, _field((*prefix, *loc)), msg)
-            for loc, line, msg in _duplicate_keys(item_node, ())
+            for loc, line, msg in duplicate_keys(item_node)
         ]
         try:
             jobs.append(JobSpec.model_validate(item))
@@ -170,23 +170,6 @@ def _node_at(node: yaml.Node, loc: Loc) -> yaml.Node:
         if isinstance(node, yaml.SequenceNode) and isinstance(key, int):
             node = node.value[key]
     return node
-
-
-def _duplicate_keys(node: yaml.Node, loc: Loc) -> Iterator[tuple[Loc, int, str]]:
-    """(path, line, message) for every key given twice in a mapping (YAML keeps the last)."""
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for k, v in node.value:
-            key = str(k.value)
-            line = k.start_mark.line + 1
-            if key in first:
-                yield (*loc, key), line, f"given twice (also on line {first[key]})"
-            else:
-                first[key] = line
-            yield from _duplicate_keys(v, (*loc, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            yield from _duplicate_keys(v, (*loc, i))
 
 
 def _message(error: Mapping[str, Any]) -> str:

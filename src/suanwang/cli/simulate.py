@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -15,6 +15,10 @@ from suanwang.cli.app import App
 from suanwang.cli.options import JsonOption, ScenarioOption
 from suanwang.cli.output import err, fail, out
 from suanwang.cli.scenario import load_scenario_or_fail, parse_start
+
+if TYPE_CHECKING:
+    from suanwang.core.governance import Governance
+    from suanwang.core.scenario import Scenario
 
 
 def simulate(
@@ -68,6 +72,28 @@ def simulate(
             metavar="FILE", help="providers' offers (YAML): placed and paid at their prices"
         ),
     ] = None,
+    tenants: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE|equal",
+            help="quotas, classes and fair share (tenants YAML, docs/governance.md), or 'equal':"
+            " every tenant of the workload an equal share; jobs wait in the platform's queue",
+        ),
+    ] = None,
+    fifo: Annotated[
+        bool,
+        typer.Option(
+            "--fifo", help="with --tenants: also run each policy without quotas, oldest first"
+        ),
+    ] = False,
+    synthetic_tenants: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="synthetic: share the jobs among N tenants of unequal demand (5%% urgent, "
+            "5%% preemptible)",
+        ),
+    ] = 0,
 ) -> None:
     """Replay a workload on the network under each policy and compare them with the bound."""
     from suanwang.scenarios.loader import BUILTIN
@@ -84,6 +110,10 @@ def simulate(
         raise fail("--load must be within (0, 1]")
     if drain_days < 0:
         raise fail("--drain-days must be >= 0")
+    if synthetic_tenants < 0:
+        raise fail("--synthetic-tenants must be >= 0")
+    if fifo and tenants is None:
+        raise fail("--fifo compares with --tenants: give --tenants FILE or --tenants equal")
     try:
         names = policy_names(policy or ["all"])
     except ValueError as exc:
@@ -99,7 +129,15 @@ def simulate(
     net = Network(sc)
     try:
         workload = make_workload(
-            net, trace=trace, fmt=format, jobs=jobs, days=days, seed=seed, start=t0, load=load
+            net,
+            trace=trace,
+            fmt=format,
+            jobs=jobs,
+            days=days,
+            seed=seed,
+            start=t0,
+            load=load,
+            tenants=synthetic_tenants,
         )
     except TraceError as exc:
         for p in exc.problems[:100]:
@@ -118,6 +156,10 @@ def simulate(
             for line in str(exc).splitlines():
                 err.print(line, highlight=False, soft_wrap=True, markup=False)
             raise fail(f"--offers {str(offers)!r}: not loaded") from None
+
+    governance = None
+    if tenants is not None:
+        governance = _governance(tenants, sc)
 
     show_progress = sys.stderr.isatty() and not as_json
     progress = Progress(
@@ -147,6 +189,8 @@ def simulate(
             on_policy=on_policy,
             offers=book,
             records_dir=out_dir,
+            governance=governance,
+            fifo=fifo,
         )
     if result.bound_error:
         err.print(f"[yellow]warning:[/] bound not computed: {result.bound_error}")
@@ -173,6 +217,38 @@ def simulate(
     _print_table(result.to_json())
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.html'}")
+
+
+def _governance(tenants: str, sc: Scenario) -> Governance:
+    from suanwang.core.governance import Governance
+    from suanwang.scenarios.tenants import TenantsError, load_tenants
+
+    if tenants == "equal":
+        return Governance(tenants={})
+    path = Path(tenants)
+    try:
+        return load_tenants(path, sc)
+    except TenantsError as exc:
+        for p in exc.problems[:100]:
+            err.print(str(p), highlight=False, soft_wrap=True, markup=False)
+        raise fail(f"--tenants {tenants!r} has {len(exc.problems)} problem(s)") from None
+
+
+def _print_fairness(doc: dict[str, Any]) -> None:
+    table = Table(title="sharing (docs/governance.md)")
+    for title in ("policy", "Jain", "min entitled", "preempted", "lost work", "urgent p95 s"):
+        table.add_column(title, justify="right" if title != "policy" else "left")
+    for name, m in doc["policies"].items():
+        f = m["fairness"]
+        table.add_row(
+            name,
+            f"{f['jain_index']:.3f}",
+            f"{f['min_entitled_fraction']:.0%}",
+            str(m["preemptions"]),
+            f"{m['lost_work_share']:.2%}",
+            f"{m['classes']['urgent']['wait_p95_s']:,.0f}",
+        )
+    out.print(table)
 
 
 def _print_table(doc: dict[str, Any]) -> None:
@@ -216,6 +292,8 @@ def _print_table(doc: dict[str, Any]) -> None:
             f"{b['carbon_t']:,.1f}",
         )
     out.print(table)
+    if any("fairness" in m for m in doc["policies"].values()):
+        _print_fairness(doc)
     if "offers" in doc:
         paid = Table(title=f"paid by consumers ({doc['offers']} offers; start-hour price per SCU)")
         for title in ("policy", "at offer prices CNY", "at posted prices CNY", "saved", "jobs"):

@@ -52,6 +52,37 @@ _DEFAULT_LATENCY_MS = {JobKind.INFERENCE: 5.0, JobKind.INTERACTIVE: 20.0}
 ANY_ACCELERATOR = "any"
 
 
+class Priority(StrEnum):
+    """Who runs first when capacity is short (docs/governance.md).
+
+    ``urgent`` may preempt every lower class; ``normal`` is the default for work a person or a
+    service waits on; ``batch`` (deferrable) the default for training, render, analytics and
+    backup; ``preemptible`` runs only on capacity nobody else claims, at the idle discount, and
+    may be preempted at any time. Classes are taken in this order.
+    """
+
+    URGENT = "urgent"
+    NORMAL = "normal"
+    BATCH = "batch"
+    PREEMPTIBLE = "preemptible"
+
+    @property
+    def rank(self) -> int:
+        """0 for ``urgent`` .. 3 for ``preemptible``: lower runs first."""
+        return _PRIORITY_RANK[self]
+
+    @classmethod
+    def default_for(cls, kind: JobKind) -> Priority:
+        """``batch`` for deferrable work (training, render, analytics, backup, ...), else
+        ``normal``."""
+        return cls.BATCH if kind.deferrable else cls.NORMAL
+
+
+_PRIORITY_RANK = {p: i for i, p in enumerate(Priority)}
+#: the tenant of work that names none (a single-tenant trace, a synthetic workload)
+DEFAULT_TENANT = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A unit of work as submitted.
@@ -78,6 +109,8 @@ class Job:
     data_gb: float = 0.0
     checkpointable: bool = False
     gang: bool = True
+    tenant: str = DEFAULT_TENANT
+    priority: Priority | None = None  # None: Priority.default_for(kind)
     labels: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -85,6 +118,11 @@ class Job:
         if self.cards == 0:
             return Precision.CPU
         return self.kind.precision
+
+    @property
+    def priority_class(self) -> Priority:
+        """The job's class: as given, or the default for its kind."""
+        return self.priority if self.priority is not None else Priority.default_for(self.kind)
 
     @property
     def effective_latency_ms(self) -> float | None:

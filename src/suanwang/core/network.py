@@ -40,6 +40,20 @@ class JobClassInfo:
     transfer_cost_cny_per_gb: NDArray[np.float64]
     transfer_s_per_gb: NDArray[np.float64]
 
+    def subset(self, keep: NDArray[np.bool_]) -> JobClassInfo:
+        """The same job with only the feasible pools ``keep`` selects (order kept)."""
+        if keep.all():
+            return self
+        return JobClassInfo(
+            pools=self.pools[keep],
+            centers=self.centers[keep],
+            latency_ms=self.latency_ms[keep],
+            speed=self.speed[keep],
+            facility_kw_per_unit=self.facility_kw_per_unit[keep],
+            transfer_cost_cny_per_gb=self.transfer_cost_cny_per_gb[keep],
+            transfer_s_per_gb=self.transfer_s_per_gb[keep],
+        )
+
 
 class Network:
     """Immutable compiled view of a :class:`Scenario`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -98,6 +98,25 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
         if node is None:
             break
     return best
+
+
+def duplicate_keys(
+    node: yaml.Node | None, loc: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], int, str]]:
+    """(path, line, message) for every key given twice in a mapping (YAML keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for k, v in node.value:
+            key = str(k.value)
+            line = k.start_mark.line + 1
+            if key in first:
+                yield (*loc, key), line, f"given twice (also on line {first[key]})"
+            else:
+                first[key] = line
+            yield from duplicate_keys(v, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            yield from duplicate_keys(v, (*loc, i))
 
 
 def _field(loc: Sequence[str | int]) -> str:

@@ -137,6 +137,48 @@ class Outcome:
     horizon_s: float
     events: EventLog
 
+    @classmethod
+    def of_lists(
+        cls,
+        pool: list[int],
+        release_s: list[float],
+        first_start_s: list[float],
+        start_s: list[float],
+        end_s: list[float],
+        latency_ms: list[float],
+        transfer_cost_cny: list[float],
+        migrations: list[int],
+        seg: list[tuple[int, int, float, float]],
+        decide_seconds: float,
+        decisions: int,
+        decision_s: list[float],
+        horizon_s: float,
+        events: EventLog,
+    ) -> Outcome:
+        """The outcome of a host's per-job lists; ``seg``: (job, pool, start, end) of the runs
+        a job left (migrated or preempted)."""
+        seg_arr = np.array(seg, dtype=np.float64).reshape(-1, 4)
+        f64 = np.float64
+        return cls(
+            pool=np.array(pool, dtype=np.int64),
+            release_s=np.array(release_s, dtype=f64),
+            first_start_s=np.array(first_start_s, dtype=f64),
+            start_s=np.array(start_s, dtype=f64),
+            end_s=np.array(end_s, dtype=f64),
+            latency_ms=np.array(latency_ms, dtype=f64),
+            transfer_cost_cny=np.array(transfer_cost_cny, dtype=f64),
+            migrations=np.array(migrations, dtype=np.int64),
+            seg_job=seg_arr[:, 0].astype(np.int64),
+            seg_pool=seg_arr[:, 1].astype(np.int64),
+            seg_start_s=seg_arr[:, 2],
+            seg_end_s=seg_arr[:, 3],
+            decide_seconds=decide_seconds,
+            decisions=decisions,
+            decision_s=np.array(decision_s, dtype=f64),
+            horizon_s=horizon_s,
+            events=events,
+        )
+
 
 def simulate(
     net: Network,
@@ -305,24 +347,7 @@ def simulate(
     process_until(horizon)
     if progress is not None:
         progress(n)
-    seg_arr = np.array(seg, dtype=np.float64).reshape(-1, 4)
-    f64 = np.float64
-    return Outcome(
-        pool=np.array(pool, dtype=np.int64),
-        release_s=np.array(release, dtype=f64),
-        first_start_s=np.array(first_start, dtype=f64),
-        start_s=np.array(start, dtype=f64),
-        end_s=np.array(end, dtype=f64),
-        latency_ms=np.array(latency, dtype=f64),
-        transfer_cost_cny=np.array(transfer_cny, dtype=f64),
-        migrations=np.array(moves, dtype=np.int64),
-        seg_job=seg_arr[:, 0].astype(np.int64),
-        seg_pool=seg_arr[:, 1].astype(np.int64),
-        seg_start_s=seg_arr[:, 2],
-        seg_end_s=seg_arr[:, 3],
-        decide_seconds=decide_s,
-        decisions=decisions,
-        decision_s=np.array(decision_s, dtype=f64),
-        horizon_s=horizon,
-        events=log,
-    )
+    return Outcome.of_lists(
+        pool, release, first_start, start, end, latency, transfer_cny, moves, seg,
+        decide_s, decisions, decision_s, horizon, log,
+    )  # fmt: skip

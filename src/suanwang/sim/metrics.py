@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,6 +66,8 @@ class PolicyReport:
     flows_scu: Array  # (places, centers) SCU placed from each origin to each center
     job_energy_kwh: Array = field(repr=False, default_factory=lambda: np.zeros(0))
     jobs: JobRecords | None = field(repr=False, default=None)
+    #: a governed run's tenants, fairness and classes (suanwang.sim.fairness); None: ungoverned
+    governance: dict[str, Any] | None = field(repr=False, default=None)
 
 
 def busy_by_hour(

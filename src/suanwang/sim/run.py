@@ -16,6 +16,7 @@ from suanwang.billing.market import paid, posted_prices, precision_indices, scu_
 from suanwang.billing.offers import OfferBook
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.cost import ScuPrices
+from suanwang.core.governance import Governance
 from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
@@ -26,6 +27,8 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
 from suanwang.scheduling.state import Market
 from suanwang.sim.engine import Outcome, simulate
+from suanwang.sim.fairness import governance_metrics
+from suanwang.sim.governed import simulate_governed
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.records import write_job_records
 from suanwang.sim.traces import load_trace
@@ -38,6 +41,10 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "greenest": Greenest,
     "suanwang": SuanwangPolicy,
 }
+
+
+#: synthetic tenants' share of urgent (of non-deferrable) and preemptible (of deferrable) jobs
+SYNTHETIC_CLASS_SHARE = 0.05
 
 
 def policy_names(requested: Sequence[str]) -> list[str]:
@@ -73,10 +80,20 @@ def make_workload(
     seed: int,
     start: datetime,
     load: float | None,
+    tenants: int = 0,
 ) -> Workload:
+    """The jobs to simulate: synthetic (``tenants`` > 0 shares them among that many tenants
+    of unequal demand, 5% of the work that cannot wait ``urgent`` and 5% of the deferrable work
+    ``preemptible``), or read from a trace."""
     if trace == "synthetic":
         spec = WorkloadSpec(
-            jobs=jobs if jobs is not None else 20000, days=days, seed=seed, load=load
+            jobs=jobs if jobs is not None else 20000,
+            days=days,
+            seed=seed,
+            load=load,
+            tenants=tenants,
+            urgent_share=SYNTHETIC_CLASS_SHARE if tenants else 0.0,
+            preemptible_share=SYNTHETIC_CLASS_SHARE if tenants else 0.0,
         )
         return Workload(synthetic_jobs(net, spec, start), days, "synthetic", rows=spec.jobs)
     result = load_trace(Path(trace), fmt, net, seed=seed)
@@ -105,7 +122,7 @@ class SimulationResult:
         out: dict[str, Any] = {
             "scenario": self.scenario,
             "jobs": len(self.workload.jobs),
-            "policies": {r.name: dict(r.metrics) for r in self.reports},
+            "policies": {r.name: {**r.metrics, **(r.governance or {})} for r in self.reports},
             "bound": None,
         }
         if self.bound is not None:
@@ -149,6 +166,8 @@ def run(
     on_policy: Callable[[str, int, int], None] | None = None,
     offers: OfferBook | None = None,
     records_dir: Path | None = None,
+    governance: Governance | None = None,
+    fifo: bool = False,
 ) -> SimulationResult:
     """Simulate every policy on the same jobs and signals; compute the bound unless disabled.
 
@@ -157,6 +176,11 @@ def run(
     offer had room) against posted prices (``paid_posted_cny``), each job at its start hour's
     price per SCU, and ``jobs_under_offers``. With ``records_dir``, every job's record is
     written to ``records_dir/jobs-<policy>.csv`` (:mod:`suanwang.sim.records`).
+
+    With ``governance``, jobs wait in the platform's queue and run by its quotas, fair share,
+    classes and preemption (:mod:`suanwang.sim.governed`), and each policy's metrics gain
+    ``tenants``, ``fairness`` and ``classes`` (:mod:`suanwang.sim.fairness`); ``fifo`` adds,
+    for each policy, ``<policy>/fifo``: the same engine without quotas, oldest first.
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -174,14 +198,33 @@ def run(
             else posted_prices(net, book, signals.start, signals.hours)
         )
     reports: list[PolicyReport] = []
-    for name in policies:
-        policy = POLICIES[name]()
+    runs: list[tuple[str, str, bool]] = [(name, name, True) for name in policies]
+    if governance is not None and fifo:
+        runs = [r for name in policies for r in ((name, name, True), (f"{name}/fifo", name, False))]
+    for name, policy_name, governed in runs:
+        policy = POLICIES[policy_name]()
         t = time.perf_counter()
         progress = None
         if on_policy is not None:
             progress = _progress_callback(on_policy, name, len(workload.jobs))
-        outcome = simulate(net, signals, workload.jobs, policy, progress, Market(prices=prices))
+        gm = None
+        if governance is None:
+            outcome = simulate(net, signals, workload.jobs, policy, progress, Market(prices=prices))
+        else:
+            g = simulate_governed(
+                net,
+                signals,
+                workload.jobs,
+                policy,
+                governance if governed else None,
+                Market(prices=prices),
+            )
+            outcome = g.outcome
+            gm = governance_metrics(net, workload.jobs, g, workload.arrival_days)
+            if progress is not None:
+                progress(len(workload.jobs))
         report = measure(name, net, signals, workload.jobs, outcome, workload.arrival_days)
+        report.governance = gm
         if posted is not None:
             report.metrics.update(_paid(prices, net, workload.jobs, outcome, posted))
         m = report.metrics

@@ -14,14 +14,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from suanwang.core.hardware import Precision
-from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
+from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind, Priority
 from suanwang.core.network import Network
 
 DEFAULT_MIX: dict[JobKind, float] = {
@@ -98,6 +99,13 @@ class WorkloadSpec:
     load: float | None = None
     mix: dict[JobKind, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     deadline_share: float = 0.3
+    #: tenants (0: all work is the default tenant's): job i goes to tenant k with probability
+    #: proportional to 1 / k**tenant_skew (unequal demand); ``urgent_share`` of the jobs that
+    #: may not wait and ``preemptible_share`` of the deferrable ones get those classes
+    tenants: int = 0
+    tenant_skew: float = 1.0
+    urgent_share: float = 0.0
+    preemptible_share: float = 0.0
 
 
 def _pick(
@@ -250,4 +258,28 @@ def synthetic_jobs(net: Network, spec: WorkloadSpec, start: datetime) -> list[Jo
                 checkpointable=bool(ckpt_u[i] < _CHECKPOINTABLE.get(kind, 0.0)),
             )
         )
-    return jobs
+    return with_tenants(jobs, spec) if spec.tenants else jobs
+
+
+def tenant_names(count: int) -> list[str]:
+    """``t01``, ``t02``, ... (as many digits as ``count`` needs)."""
+    width = max(len(str(count)), 2)
+    return [f"t{k:0{width}d}" for k in range(1, count + 1)]
+
+
+def with_tenants(jobs: Sequence[Job], spec: WorkloadSpec) -> list[Job]:
+    """``jobs`` shared among ``spec.tenants`` tenants of unequal demand, some urgent and some
+    preemptible (drawn from their own seeded stream: the jobs themselves do not change)."""
+    rng = np.random.default_rng([spec.seed, 14])
+    names = tenant_names(spec.tenants)
+    w = 1.0 / np.arange(1, spec.tenants + 1, dtype=np.float64) ** spec.tenant_skew
+    who = rng.choice(spec.tenants, size=len(jobs), p=w / w.sum())
+    u = rng.random(len(jobs))
+    out = []
+    for i, job in enumerate(jobs):
+        share = spec.preemptible_share if job.kind.deferrable else spec.urgent_share
+        cls = None
+        if u[i] < share:
+            cls = Priority.PREEMPTIBLE if job.kind.deferrable else Priority.URGENT
+        out.append(replace(job, tenant=names[int(who[i])], priority=cls))
+    return out

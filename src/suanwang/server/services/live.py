@@ -68,18 +68,7 @@ class LiveNetwork:
 
     def restrict(self, info: JobClassInfo) -> JobClassInfo:
         """The job's feasible pools at open centers (executor, reachable, not drained)."""
-        keep = self.open_centers()[self.net.pool_center[info.pools]]
-        if keep.all():
-            return info
-        return JobClassInfo(
-            pools=info.pools[keep],
-            centers=info.centers[keep],
-            latency_ms=info.latency_ms[keep],
-            speed=info.speed[keep],
-            facility_kw_per_unit=info.facility_kw_per_unit[keep],
-            transfer_cost_cny_per_gb=info.transfer_cost_cny_per_gb[keep],
-            transfer_s_per_gb=info.transfer_s_per_gb[keep],
-        )
+        return info.subset(self.open_centers()[self.net.pool_center[info.pools]])
 
     def checkpoint_dir(self, job_id: str) -> Path:
         return self.checkpoint_root.resolve() / job_id

@@ -20,6 +20,8 @@ SUANWANG_COLUMNS = (
     "deadline_s",
     "data_gb",
     "checkpointable",
+    "tenant",
+    "priority",
 )
 PHILLY_COLUMNS = ("timestamp", "duration", "num_gpus", "gpu_time", "cluster")
 ALIBABA_COLUMNS = (

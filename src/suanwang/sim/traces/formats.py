@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from suanwang.core.hardware import Accelerator
-from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
+from suanwang.core.jobs import ANY_ACCELERATOR, DEFAULT_TENANT, Job, JobKind
 from suanwang.sim.traces.rows import Context, Row, stable_uniform
 
 PHILLY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -78,6 +78,8 @@ def suanwang_row(row: Row, ctx: Context) -> None:
     deadline = row.number("deadline_s")
     data_gb = row.number("data_gb")
     ckpt = row.boolean("checkpointable")
+    tenant = row.text("tenant") or DEFAULT_TENANT
+    priority = row.priority("priority")
     if gpus == 0 and ctx.cpu_model is None:
         row.bad("gpus", "the scenario has no CPU model, so CPU-only jobs (gpus 0) cannot run")
     if row.failed or submit is None or duration is None:
@@ -101,6 +103,8 @@ def suanwang_row(row: Row, ctx: Context) -> None:
             deadline_s=deadline,
             data_gb=data_gb or 0.0,
             checkpointable=bool(ckpt),
+            tenant=tenant,
+            priority=priority,
             labels={"trace": "suanwang", "line": str(line)},
         ),
     )
@@ -147,6 +151,7 @@ def philly_row(row: Row, ctx: Context) -> None:
             accelerator=ANY_ACCELERATOR,
             stacks=frozenset({"cuda"}),
             work_scu=ctx.gpu_work(duration, gpus, kind),
+            tenant=cluster,
             labels={"trace": "philly", "line": str(line), "vc": cluster},
         ),
     )

@@ -15,7 +15,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from suanwang.core.hardware import REFERENCE_MODEL, Accelerator, Precision
-from suanwang.core.jobs import Job, JobKind
+from suanwang.core.jobs import Job, JobKind, Priority
 from suanwang.core.network import Network
 from suanwang.sim.traces.columns import COLUMNS, REQUIRED
 from suanwang.sim.workload import origin_sampler
@@ -203,6 +203,17 @@ class Row:
         except ValueError:
             names = ", ".join(k.value for k in JobKind)
             self.bad(col, f"unknown kind {s!r} (expected one of {names})")
+            return None
+
+    def priority(self, col: str) -> Priority | None:
+        s = self.text(col)
+        if s is None:
+            return None
+        try:
+            return Priority(s.lower())
+        except ValueError:
+            names = ", ".join(p.value for p in Priority)
+            self.bad(col, f"unknown priority {s!r} (expected one of {names})")
             return None
 
     def origin(self, col: str) -> str | None:

@@ -1,0 +1,123 @@
+"""Fairness under contention (issue 14): quotas, fair share and preemption against FIFO.
+
+Run: .venv/bin/python benchmarks/bench_fairness.py [--seeds 3] [--scale 0.02] [--jobs 4000]
+
+The built-in `china` scenario with every center's capacity scaled by ``--scale`` (0.02: about
+3,750 cards) so that a day of synthetic work at load 1.4 overloads it for the whole day; the
+jobs are shared among 20 tenants of unequal demand (Zipf, exponent 1), with equal quotas (the
+network's capacity split evenly), 5% of the non-deferrable jobs `urgent` and 5% of the
+deferrable ones `preemptible`. Per seed it runs, on the same jobs and signals, the governed
+engine (`suanwang` with quotas: "fair"), the same engine without quotas ("fifo", `suanwang`
+and `nearest`), and prints one JSON line per run; then one line of medians over the seeds
+against the targets of issue 14. docs/benchmarks.md records the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from suanwang.core.governance import Governance
+from suanwang.core.network import Network
+from suanwang.scenarios.loader import load_scenario
+from suanwang.scenarios.signals import build_signals
+from suanwang.server.services.whatif_input import ScenarioEdits, apply_edits
+from suanwang.sim.fairness import governance_metrics
+from suanwang.sim.governed import simulate_governed
+from suanwang.sim.metrics import measure
+from suanwang.sim.run import POLICIES
+from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
+
+START = datetime(2025, 7, 1, tzinfo=UTC)
+DAYS = 1.0
+LOAD = 1.4
+
+
+def one(seed: int, scale: float, jobs: int) -> list[dict[str, Any]]:
+    sc = apply_edits(load_scenario("china"), ScenarioEdits(capacity_scale=scale))
+    net = Network(sc)
+    sig = build_signals(sc, START, math.ceil(DAYS * 24 + 7 * 24), seed)
+    spec = WorkloadSpec(
+        jobs=jobs,
+        days=DAYS,
+        seed=seed,
+        load=LOAD,
+        tenants=20,
+        urgent_share=0.05,
+        preemptible_share=0.05,
+    )
+    work = synthetic_jobs(net, spec, START)
+    rows = []
+    for label, policy, gov in (
+        ("fair", "suanwang", Governance(tenants={})),
+        ("fifo", "suanwang", None),
+        ("fifo-nearest", "nearest", None),
+    ):
+        t = time.perf_counter()
+        g = simulate_governed(net, sig, work, POLICIES[policy](), gov)
+        wall = time.perf_counter() - t
+        m = measure(label, net, sig, work, g.outcome, DAYS).metrics
+        gm = governance_metrics(net, work, g, DAYS)
+        rows.append(
+            {
+                "seed": seed,
+                "run": label,
+                "cards": int(net.pool_capacity[~net.pool_is_cpu].sum()),
+                "jobs": len(work),
+                "jain_index": round(gm["fairness"]["jain_index"], 4),
+                "min_entitled_fraction": round(gm["fairness"]["min_entitled_fraction"], 4),
+                "backlogged_hours": gm["fairness"]["backlogged_hours"],
+                "urgent_p95_wait_s": round(gm["classes"]["urgent"]["wait_p95_s"], 1),
+                "preemptions": gm["preemptions"],
+                "lost_work_share": round(gm["lost_work_share"], 5),
+                "cost_cny": round(float(m["cost_cny"]), 1),
+                "mean_wait_s": round(float(m["mean_wait_s"]), 1),
+                "completed": m["completed"],
+                "unfinished": m["unfinished"],
+                "wall_s": round(wall, 2),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=0.02)
+    ap.add_argument("--jobs", type=int, default=4000)
+    a = ap.parse_args()
+    rows = [r for s in range(1, a.seeds + 1) for r in one(s, a.scale, a.jobs)]
+
+    def med(run: str, key: str) -> float:
+        return statistics.median(float(r[key]) for r in rows if r["run"] == run)
+
+    summary = {
+        "median_over_seeds": a.seeds,
+        "fair_jain": med("fair", "jain_index"),
+        "fifo_jain": med("fifo", "jain_index"),
+        "fair_min_entitled_fraction": med("fair", "min_entitled_fraction"),
+        "fair_urgent_p95_wait_s": med("fair", "urgent_p95_wait_s"),
+        "fair_lost_work_share": med("fair", "lost_work_share"),
+        "fair_cost_over_fifo": med("fair", "cost_cny") / med("fifo", "cost_cny"),
+        "fair_mean_wait_s": med("fair", "mean_wait_s"),
+        "nearest_fifo_mean_wait_s": med("fifo-nearest", "mean_wait_s"),
+        "targets": {
+            "jain": ">= 0.95",
+            "min_entitled_fraction": ">= 0.90",
+            "urgent_p95_wait_s": "<= 60",
+            "lost_work_share": "<= 0.02",
+            "cost_over_fifo": "<= 1.05",
+            "mean_wait": "<= nearest's",
+        },
+    }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
