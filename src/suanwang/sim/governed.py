@@ -59,6 +59,9 @@ from suanwang.sim.engine import (
 )
 
 ROUND_S = 60.0
+#: a job with a claim that has waited this long at the head of its queue for room reserves a
+#: pool (nothing else starts there until it does: large gangs are not starved by small jobs)
+RESERVE_AFTER_S = 600.0
 #: jobs tried per queue and round after its head found no room (smaller ones may fit)
 BACKFILL = 4
 
@@ -162,6 +165,8 @@ def simulate_governed(
     by_pool: list[dict[int, None]] = [{} for _ in range(net.n_pools)]
     queues: dict[tuple[str, Priority], deque[int]] = {}
     deferred: list[tuple[float, int]] = []
+    reserved: dict[int, int] = {}  # pool -> the job it is kept for
+    reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
     finishes: list[tuple[float, int, int]] = []
     preemptions: list[Preemption] = []
     rounds: list[float] = []
@@ -243,6 +248,10 @@ def simulate_governed(
             transfer_cny[j] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
             release[j] = placed.start_s
         pool[j] = p
+        kept = next((q for q, k in reserved.items() if k == j), None)
+        if kept is not None:
+            del reserved[kept]
+            del reserving[job.tenant]
         latency[j] = float(info.latency_ms[pos])
         event(j, now, PENDING, SCHEDULED, p)
         begin = placed.start_s
@@ -314,6 +323,16 @@ def simulate_governed(
         sel = ok & (tier_of == tier_of[ok].min())
         return admit(j, now, info.subset(sel), tier_of[sel])
 
+    def reserve(j: int, now: float, info: JobClassInfo, usable: NDArray[np.bool_]) -> None:
+        """Keep for ``j`` (waited past RESERVE_AFTER_S) the usable pool with most room."""
+        tenant = jobs[j].tenant
+        if tenant in reserving or now - jobs[j].submit_s < RESERVE_AFTER_S:
+            return
+        pools = info.pools[usable]
+        p = int(pools[np.argmax(free[pools])])
+        reserved[p] = j
+        reserving[tenant] = p
+
     def run_round(now: float) -> None:
         budget = rules.max_preemptions_per_round if fair and rules.preemption else 0
         tried: dict[tuple[str, Priority], int] = {}
@@ -338,7 +357,8 @@ def simulate_governed(
                 j = q[at]
                 info = infos[j]
                 assert info is not None
-                room = free[info.pools] >= units[j]
+                open_ = np.array([reserved.get(int(p), j) == j for p in info.pools], dtype=bool)
+                room = (free[info.pools] >= units[j]) & open_
                 if fair:
                     tier_of = shares.tiers(jobs[j].tenant, prio[j], where(j, info))
                 else:
@@ -349,6 +369,7 @@ def simulate_governed(
                 usable = (tier_of >= 0) if second else claim
                 if not fair:
                     usable = tier_of >= 0
+                usable = usable & open_
                 ok = usable & room
                 done = False
                 if ok.any():
@@ -375,6 +396,8 @@ def simulate_governed(
                     active.remove(best_k)
                 else:
                     reason = "capacity" if (tier_of >= 0).any() else "quota used up"
+                    if fair and not second and at == 0 and usable.any():
+                        reserve(j, now, info, usable)
                     n_tried = tried.get(best_k, 0) + 1
                     tried[best_k] = n_tried
                     if n_tried > BACKFILL or at + 1 >= len(q):
