@@ -51,7 +51,7 @@ class NetworkMap(BaseModel):
 
 
 def _point(x: Hub | Province) -> MapPoint:
-    return MapPoint(id=x.id, name=x.name, name_zh=x.name_zh, lat=x.lat, lon=x.lon)
+    return MapPoint.model_validate(x, from_attributes=True)
 
 
 @router.get("/v1/me")
@@ -66,19 +66,7 @@ def network_map(request: Request, _tenant: CurrentTenant) -> NetworkMap:
     sc: Scenario = request.app.state.scenario
     return NetworkMap(
         scenario=sc.name,
-        centers=[
-            MapCenter(
-                id=c.id,
-                name=c.name,
-                name_zh=c.name_zh,
-                lat=c.lat,
-                lon=c.lon,
-                province=c.province,
-                city=c.city,
-                hub=c.hub,
-            )
-            for c in sc.centers
-        ],
+        centers=[MapCenter.model_validate(c, from_attributes=True) for c in sc.centers],
         hubs=[_point(h) for h in sc.hubs],
         provinces=[_point(p) for p in sc.provinces],
     )
