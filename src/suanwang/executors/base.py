@@ -286,6 +286,16 @@ def _short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def read_log(path: Path, tail_bytes: int | None = None) -> str:
+    """A run's output log as text, its last ``tail_bytes`` bytes if given; raises
+    :class:`OSError` (:class:`FileNotFoundError` where there is no log yet)."""
+    with path.open("rb") as f:
+        if tail_bytes is not None:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+        data = f.read()
+    return data.decode("utf-8", errors="replace")
+
+
 def read_usage_file(path: Path) -> RunUsage:
     """Parse a run's usage file; an empty usage if there is none.
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import shlex
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from suanwang.executors.base import (
     RunUsage,
     Submission,
     job_env,
+    read_log,
     read_usage_file,
     usage_file,
 )
@@ -329,13 +329,9 @@ class SlurmExecutor:
             return ""
         path = self.output_dir / name / "output.log"
         try:
-            with path.open("rb") as f:
-                if tail_bytes is not None:
-                    f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
-                data = f.read()
+            return read_log(path, tail_bytes)
         except OSError:
             return ""
-        return data.decode("utf-8", errors="replace")
 
     def checkpoint(self, ref: str) -> str | None:
         jid, _ = _split(ref)

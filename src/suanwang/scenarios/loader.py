@@ -11,15 +11,15 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from suanwang.core.hardware import Accelerator, Catalog
 from suanwang.core.scenario import (
@@ -39,8 +39,12 @@ from suanwang.core.scenario import (
 )
 from suanwang.scenarios.schema import AcceleratorSpec, ScenarioSpec
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 BUILTIN = ("china",)
 SIGNAL_HEADER = ("time", "price_cny_per_kwh", "carbon_g_per_kwh", "green_fraction")
+_Core = TypeVar("_Core", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,24 +142,15 @@ def builtin_catalog_specs() -> list[AcceleratorSpec]:
     return [AcceleratorSpec.model_validate(a) for a in data["accelerators"]]
 
 
+def _from_spec(cls: type[_Core], spec: BaseModel, **converted: object) -> _Core:
+    """A core dataclass from its file schema (the names match, see :mod:`~.schema`): each
+    field of ``cls`` is the same-named field of ``spec``, but those given in ``converted``."""
+    same = {f.name: getattr(spec, f.name) for f in fields(cls) if f.name not in converted}
+    return cls(**same, **converted)
+
+
 def _accelerator(a: AcceleratorSpec) -> Accelerator:
-    return Accelerator(
-        model=a.model,
-        name=a.name,
-        vendor=a.vendor,
-        stack=a.stack,
-        fp64_tflops=a.fp64_tflops,
-        fp32_tflops=a.fp32_tflops,
-        fp16_tflops=a.fp16_tflops,
-        int8_tops=a.int8_tops,
-        memory_gb=a.memory_gb,
-        bandwidth_tbps=a.bandwidth_tbps,
-        power_w=a.power_w,
-        host_w=a.host_w,
-        source=a.source,
-        cores=a.cores,
-        efficiency=a.efficiency,
-    )
+    return _from_spec(Accelerator, a)
 
 
 # --------------------------------------------------------------------------- checks
@@ -306,16 +301,9 @@ def _build(spec: ScenarioSpec, catalog: Catalog, measured: dict[str, MeasuredSer
             Cluster(c.id, c.hub, c.name, c.name_zh, c.lat, c.lon) for c in spec.clusters
         ),
         provinces=tuple(
-            Province(
-                id=p.id,
-                name=p.name,
-                name_zh=p.name_zh,
-                capital=p.capital,
-                lat=p.lat,
-                lon=p.lon,
-                grid_region=p.grid_region,
-                emission_factor_t_per_mwh=p.emission_factor_t_per_mwh,
-                demand_weight=p.demand_weight,
+            _from_spec(
+                Province,
+                p,
                 tariff=Tariff(
                     p.tariff.flat_cny_per_kwh,
                     tuple(
@@ -340,28 +328,11 @@ def _build(spec: ScenarioSpec, catalog: Catalog, measured: dict[str, MeasuredSer
             ),
         ),
         centers=tuple(
-            Center(
-                id=c.id,
-                name=c.name,
-                name_zh=c.name_zh,
-                type=c.type,
-                province=c.province,
-                city=c.city,
-                lat=c.lat,
-                lon=c.lon,
-                hub=c.hub,
-                cluster=c.cluster,
-                pue=c.pue,
+            _from_spec(
+                Center,
+                c,
                 inventory=tuple(sorted(c.inventory.items())),
-                cpu_cores=c.cpu_cores,
-                egress_gbps=c.egress_gbps,
-                power=PowerSupply(
-                    c.power.green_ppa_share,
-                    c.power.green_price_cny_per_kwh,
-                    c.power.solar_mw,
-                    c.power.wind_mw,
-                    c.power.storage_mwh,
-                ),
+                power=_from_spec(PowerSupply, c.power),
             )
             for c in spec.centers
         ),

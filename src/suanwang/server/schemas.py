@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,14 @@ MAX_DATA_GB = 1e9
 MAX_COMMAND_CHARS = 16_384
 MAX_SCRIPT_CHARS = 60_000
 MAX_STACKS = 16
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def from_fields(model: type[_Model], source: object, **given: object) -> _Model:
+    """A ``model`` of ``source`` (e.g. a scenario's center): each field is the same-named
+    attribute of ``source``, but those in ``given``."""
+    same = {name: getattr(source, name) for name in model.model_fields if name not in given}
+    return model.model_validate({**same, **given})
 
 
 def _no_surrogates(value: str) -> str:

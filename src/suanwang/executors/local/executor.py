@@ -31,6 +31,7 @@ from suanwang.executors.base import (
     RunUsage,
     Submission,
     job_env,
+    read_log,
     read_usage_file,
     usage_file,
 )
@@ -154,13 +155,9 @@ class LocalExecutor:
     def logs(self, ref: str, tail_bytes: int | None = None) -> str:
         path = self._run_dir(ref) / "stdout.log"
         try:
-            with path.open("rb") as f:
-                if tail_bytes is not None:
-                    f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
-                data = f.read()
+            return read_log(path, tail_bytes)
         except FileNotFoundError:
             return ""  # not started yet
-        return data.decode("utf-8", errors="replace")
 
     def checkpoint(self, ref: str) -> str | None:
         with self._locked():

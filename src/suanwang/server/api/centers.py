@@ -29,6 +29,7 @@ from suanwang.server.schemas import (
     PoolCounts,
     Totals,
     Utilization,
+    from_fields,
 )
 from suanwang.server.signals import SignalCache
 
@@ -104,14 +105,9 @@ def list_centers(request: Request, session: SessionDep, tenant: CurrentTenant) -
         cap, used = _counts([c]), _used([c], usage)
         green = float(signals.green_fraction[i, 0])
         out.append(
-            CenterPublic(
-                id=c.id,
-                name=c.name,
-                name_zh=c.name_zh,
-                type=c.type,
-                province=c.province,
-                hub=c.hub,
-                pue=c.pue,
+            from_fields(
+                CenterPublic,
+                c,
                 capacity=cap,
                 used=used,
                 utilization=_utilization(cap, used),

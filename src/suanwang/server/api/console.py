@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from suanwang import __version__, web
 from suanwang.core.scenario import Hub, Province, Scenario
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
+from suanwang.server.schemas import from_fields
 
 router = APIRouter(tags=["console"], responses=AUTH_RESPONSES)
 
@@ -51,7 +52,7 @@ class NetworkMap(BaseModel):
 
 
 def _point(x: Hub | Province) -> MapPoint:
-    return MapPoint(id=x.id, name=x.name, name_zh=x.name_zh, lat=x.lat, lon=x.lon)
+    return from_fields(MapPoint, x)
 
 
 @router.get("/v1/me")
@@ -66,19 +67,7 @@ def network_map(request: Request, _tenant: CurrentTenant) -> NetworkMap:
     sc: Scenario = request.app.state.scenario
     return NetworkMap(
         scenario=sc.name,
-        centers=[
-            MapCenter(
-                id=c.id,
-                name=c.name,
-                name_zh=c.name_zh,
-                lat=c.lat,
-                lon=c.lon,
-                province=c.province,
-                city=c.city,
-                hub=c.hub,
-            )
-            for c in sc.centers
-        ],
+        centers=[from_fields(MapCenter, c) for c in sc.centers],
         hubs=[_point(h) for h in sc.hubs],
         provinces=[_point(p) for p in sc.provinces],
     )

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from suanwang.core.scenario import Scenario
 from suanwang.server.api.deps import AUTH_RESPONSES, operator_only
 from suanwang.server.database.models import Tenant
-from suanwang.server.schemas import ErrorResponse
+from suanwang.server.schemas import ErrorResponse, from_fields
 from suanwang.server.services.whatif import Busy, Run, WhatIfRunner
 from suanwang.server.services.whatif_input import (
     InputError,
@@ -141,14 +141,10 @@ def list_scenarios(request: Request, _tenant: OperatorDep) -> ScenarioList:
     items = []
     for key, sc in scenario_choices(request.app.state.scenario).items():
         centers = [
-            ScenarioCenter(
-                id=c.id,
-                name=c.name,
-                province=c.province,
-                pue=c.pue,
-                cards=c.cards,
+            from_fields(
+                ScenarioCenter,
+                c,
                 inventory=dict(c.inventory),
-                cpu_cores=c.cpu_cores,
                 green_ppa_share=c.power.green_ppa_share,
             )
             for c in sc.centers
