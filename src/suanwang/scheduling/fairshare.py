@@ -124,11 +124,12 @@ class Shares:
     def lendable(self, cohort: str) -> float:
         """SCU/h the cohort's tenants lend now: each one's unused nominal quota up to its
         lending limit."""
-        total = 0.0
-        for m in self.members[cohort]:
-            u = self.use[m]
-            total += min(u.quota.lendable_scu_per_h, max(u.quota.quota_scu_per_h - u.tier[0], 0))
-        return total
+        return sum(self.lends(m) for m in self.members[cohort])
+
+    def lends(self, tenant: str) -> float:
+        """SCU/h the tenant lends its cohort now: its unused nominal quota up to its limit."""
+        u = self.use[tenant]
+        return min(u.quota.lendable_scu_per_h, max(u.quota.quota_scu_per_h - u.tier[0], 0.0))
 
     def borrowed(self, cohort: str) -> float:
         return sum(self.use[m].tier[Tier.COHORT] for m in self.members[cohort])
@@ -168,9 +169,9 @@ class Shares:
             return out
         out[ok] = Tier.NETWORK
         cohort = self.cohort_of[tenant]
-        room = min(
+        room = min(  # what its mates lend: its own unused quota is not lent to itself
             u.quota.borrow_limit_scu_per_h - u.tier[Tier.COHORT],
-            self.lendable(cohort) - self.borrowed(cohort),
+            self.lendable(cohort) - self.lends(tenant) - self.borrowed(cohort),
         )
         out[ok & (where.rate <= room + EPS)] = Tier.COHORT
         out[ok & (u.tier[Tier.NOMINAL] + where.rate <= u.quota.quota_scu_per_h + EPS)] = (
@@ -272,7 +273,11 @@ def victims(
     """The least costly way to make room for ``units`` on one of the pools in ``free`` (pool ->
     free units now): on each pool, take eligible runs in :func:`victim_order` until enough is
     free; among pools, the one whose worst victim comes earliest in the order, then fewest
-    victims, then least work lost, then the pool's index. None: no pool can be freed."""
+    victims, then least work lost, then the pool's index. None: no pool can be freed. A pool
+    with room already needs no victim: ``(pool, [])`` (the first such pool)."""
+    for pool, f in free.items():
+        if f >= units:
+            return pool, []
     by_pool: dict[int, list[Run]] = {}
     for r in candidates:
         if r.pool in free:

@@ -297,9 +297,11 @@ def simulate_governed(
         return out
 
     def try_preempt(
-        now: float, j: int, info: JobClassInfo, mask: NDArray[np.bool_], entitled: bool
-    ) -> bool:
-        """Make room for ``j`` on a pool of ``mask`` by preempting (:func:`victims`)."""
+        now: float, j: int, info: JobClassInfo, mask: NDArray[np.bool_], entitled: bool,
+        budget: int,
+    ) -> int:  # fmt: skip
+        """Make room for ``j`` on a pool of ``mask`` by preempting (:func:`victims`) at most
+        ``budget`` runs; the number preempted (0: no room can be made)."""
         tenant = jobs[j].tenant
         claimant = Claimant(
             tenant=tenant,
@@ -311,11 +313,11 @@ def simulate_governed(
         pools = {int(p) for p in info.pools[mask]}
         runs = candidates(now, claimant, pools)
         found = victims(units[j], {p: int(free[p]) for p in pools}, runs) if runs else None
-        if found is None:
-            return False
+        if found is None or not found[1] or len(found[1]) > budget:
+            return 0
         for r in found[1]:
             preempt(r.key, now, j)
-        return True
+        return len(found[1])
 
     def take(j: int, now: float, info: JobClassInfo, tier_of: NDArray[np.int64],
              ok: NDArray[np.bool_]) -> bool:  # fmt: skip
@@ -377,8 +379,12 @@ def simulate_governed(
                         waiting["deferred for price"] = waiting.get("deferred for price", 0) + 1
                     del q[at]
                     done = True
-                elif usable.any() and budget > 0 and try_preempt(now, j, info, usable, not second):
-                    budget -= 1
+                elif (
+                    usable.any()
+                    and budget > 0
+                    and (stopped := try_preempt(now, j, info, usable, not second, budget))
+                ):
+                    budget -= stopped  # runs preempted, not claims served
                     ok = usable & (free[info.pools] >= units[j])
                     if ok.any():
                         take(j, now, info, tier_of, ok)

@@ -1,0 +1,493 @@
+"""The simulator with the platform's queue (issue 14): every job accounted for, runs never
+overlap nor overfill a pool, fifo is oldest first, a tenant's quota and urgent work are
+reclaimed by preemption within a round, preemptible work never preempts and goes first, and
+a run is a function of its inputs.
+
+On a network of two centers with one pool of two A100s each (4 SCU/h in all)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suanwang.core.governance import Governance, Rules, TenantQuota, equal_shares
+from suanwang.core.hardware import Precision
+from suanwang.core.jobs import Job, JobKind, Priority
+from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
+from suanwang.core.network import PRECISION_INDEX, Network
+from suanwang.core.scenario import Scenario
+from suanwang.core.signals import Signals
+from suanwang.scenarios.signals import build_signals
+from suanwang.scheduling.fairshare import Tier
+from suanwang.scheduling.policies import FirstFit
+from suanwang.sim.governed import GovernedOutcome, capacity_scu_per_h, simulate_governed
+from suanwang.sim.workload import WorkloadSpec, synthetic_jobs, tenant_names
+
+START = datetime(2025, 7, 1, tzinfo=UTC)
+HOURS = 12
+H = 3600.0
+ROUND = 60.0
+SUCCEEDED, FAILED = STATE_CODE[JobState.SUCCEEDED], STATE_CODE[JobState.FAILED]
+MIGRATING, PENDING = STATE_CODE[JobState.MIGRATING], STATE_CODE[JobState.PENDING]
+
+
+@pytest.fixture(scope="module")
+def small(tiny: Scenario) -> Scenario:
+    """Two centers of the tiny scenario with two A100s each and no CPU pool."""
+    keep = {c.id: c for c in tiny.centers}
+    centers = tuple(
+        dataclasses.replace(keep[cid], inventory=(("a100", 2),), cpu_cores=0)
+        for cid in ("coast-ai", "desert-green")
+    )
+    return dataclasses.replace(tiny, centers=centers)
+
+
+@pytest.fixture(scope="module")
+def net(small: Scenario) -> Network:
+    n = Network(small)
+    assert n.n_pools == 2 and n.pool_capacity.tolist() == [2, 2]
+    assert capacity_scu_per_h(n) == 4.0
+    return n
+
+
+@pytest.fixture(scope="module")
+def sig(small: Scenario) -> Signals:
+    return build_signals(small, START, HOURS, seed=1)
+
+
+def _job(i: int, tenant: str = "a", submit_s: float = 0.0, **kw: Any) -> Job:
+    """A one-A100 training job (1 SCU/h on either pool) of 2 SCU, no data to move."""
+    base: dict[str, Any] = {
+        "job_id": f"j{i}",
+        "submit_s": submit_s,
+        "kind": JobKind.TRAINING,
+        "origin": "coastal",
+        "cards": 1,
+        "cpus": 8,
+        "mem_gb": 8.0,
+        "accelerator": "a100",
+        "stacks": frozenset({"cuda"}),
+        "work_scu": 2.0,
+        "tenant": tenant,
+    }
+    base.update(kw)
+    return Job(**base)
+
+
+def _gov(**quotas: float) -> Governance:
+    return Governance(tenants={t: TenantQuota(t, t, q) for t, q in quotas.items()})
+
+
+# --------------------------------------------------------------------------- reading a run
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpan:
+    job: int
+    pool: int
+    start_s: float
+    end_s: float  # inf: still running at the horizon
+    tier: int
+
+    def scu(self, net: Network, jobs: Sequence[Job]) -> float:
+        job = jobs[self.job]
+        speed = float(net.pool_speed[self.pool, PRECISION_INDEX[job.precision]])
+        return job.demand_units * speed * (self.end_s - self.start_s) / H
+
+
+def spans(g: GovernedOutcome) -> list[RunSpan]:
+    """Every run of the event log (core.lifecycle.run_events) with the tier it ran in."""
+    ev_job, ev_at, ev_from, ev_to, ev_pool = g.outcome.events.columns()
+    begin, finish, handover, _ = run_events(ev_job, ev_from, ev_to)
+    assert not handover.any()  # the simulator sees every run begin
+    assert begin.size == g.tier.size
+    return [
+        RunSpan(
+            job=int(ev_job[b]),
+            pool=int(ev_pool[b]),
+            start_s=float(ev_at[b]),
+            end_s=float(ev_at[f]) if f >= 0 else np.inf,
+            tier=int(t),
+        )
+        for b, f, t in zip(begin.tolist(), finish.tolist(), g.tier.tolist(), strict=True)
+    ]
+
+
+def assert_governed_valid(net: Network, jobs: Sequence[Job], g: GovernedOutcome) -> None:
+    """Conservation, one run at a time per job, capacity, and what preemption may do."""
+    out = g.outcome
+    eps = 1e-6
+    ev_job, ev_at, _, ev_to, _ = out.events.columns()
+    runs = spans(g)
+    by_job: dict[int, list[RunSpan]] = {}
+    for r in runs:
+        by_job.setdefault(r.job, []).append(r)
+    lost: dict[int, float] = {}
+    for p in g.preemptions:
+        lost[p.job] = lost.get(p.job, 0.0) + p.lost_scu
+    completed = rejected = unfinished = 0
+    for i, job in enumerate(jobs):
+        mine = ev_job == i
+        finals = ev_to[mine]
+        feasible = net.job_class(job).pools.size > 0
+        if (finals == FAILED).any():  # rejected: no feasible pool, never ran
+            rejected += 1
+            assert not feasible and i not in by_job and out.pool[i] == -1
+            assert np.isnan(out.end_s[i]) and np.isnan(out.first_start_s[i])
+            continue
+        assert feasible, f"job {i} had a feasible pool and was not placed"
+        if (finals == SUCCEEDED).any():
+            completed += 1
+            assert int((finals == SUCCEEDED).sum()) == 1
+            assert not np.isnan(out.end_s[i]) and out.end_s[i] <= out.horizon_s + eps
+            last = by_job[i][-1]
+            assert last.end_s == pytest.approx(out.end_s[i])
+            assert last.start_s == pytest.approx(out.start_s[i])
+            # the work it did: all of it, plus what preemption threw away
+            done = sum(r.scu(net, jobs) for r in by_job[i])
+            assert done == pytest.approx(job.work_scu + lost.get(i, 0.0), rel=1e-6, abs=1e-9)
+        else:
+            unfinished += 1
+            assert np.isnan(out.end_s[i])
+        if i in by_job:
+            assert out.first_start_s[i] == pytest.approx(by_job[i][0].start_s)
+            assert out.first_start_s[i] >= job.submit_s - eps
+            for r in by_job[i]:
+                assert r.pool in set(net.job_class(job).pools.tolist())
+                assert r.end_s >= r.start_s - eps
+        # never two runs at once
+        for a, b in zip(by_job.get(i, []), by_job.get(i, [])[1:], strict=False):
+            assert b.start_s >= a.end_s - eps, f"job {i} runs twice at once"
+        # every event at or after its submission, in time order per job
+        times = ev_at[mine]
+        assert times[0] == job.submit_s and (np.diff(times) >= -eps).all()
+    assert completed + rejected + unfinished == len(jobs)
+    # units in use never exceed a pool's capacity (ends before starts at the same instant)
+    per_pool: dict[int, list[tuple[float, int, int]]] = {}
+    for r in runs:
+        u = jobs[r.job].demand_units
+        per_pool.setdefault(r.pool, []).extend([(r.start_s, 1, u), (r.end_s, 0, -u)])
+    for p, events in per_pool.items():
+        busy = 0
+        for t, _, du in sorted(events):
+            busy += du
+            assert busy <= net.pool_capacity[p], f"pool {p} over capacity at {t}"
+    # preemption: of a running job of another tenant, for a job that is not preemptible;
+    # a checkpointable victim loses nothing; the victim goes back to the queue
+    for p in g.preemptions:
+        victim, by = jobs[p.job], jobs[p.by]
+        assert victim.tenant != by.tenant
+        assert by.priority_class is not Priority.PREEMPTIBLE
+        assert victim.priority_class is not Priority.URGENT
+        stopped = [r for r in by_job[p.job] if r.end_s == p.at_s and r.pool == p.pool]
+        assert len(stopped) == 1
+        if victim.checkpointable:
+            assert p.lost_scu == 0.0
+        else:
+            assert p.lost_scu == pytest.approx(stopped[0].scu(net, jobs), rel=1e-9, abs=1e-12)
+        back = (ev_job == p.job) & (ev_at == p.at_s) & (ev_to == PENDING)
+        assert int(back.sum()) == 1
+    # at most max_preemptions_per_round runs stopped per round
+    per_round = Counter(p.at_s for p in g.preemptions)
+    assert max(per_round.values(), default=0) <= g.governance.rules.max_preemptions_per_round
+    for r in runs:
+        if not g.fair:  # no quotas: every run on the network's capacity
+            assert r.tier == Tier.NETWORK
+        elif jobs[r.job].priority_class is Priority.PREEMPTIBLE:
+            assert r.tier == Tier.IDLE
+        else:
+            assert r.tier in (Tier.NOMINAL, Tier.COHORT, Tier.NETWORK)
+    if not g.fair:
+        assert not g.preemptions
+    assert g.backlogged.shape == (g.round_s.size, len(g.tenants))
+    assert (np.diff(g.round_s) > 0).all()
+
+
+def outcome_arrays(g: GovernedOutcome) -> dict[str, Any]:
+    """Everything a governed run returns, comparable with ==."""
+    o = g.outcome
+    arrays = {
+        f.name: getattr(o, f.name)
+        for f in dataclasses.fields(o)
+        if isinstance(getattr(o, f.name), np.ndarray) and f.name != "decision_s"
+    }  # decision_s: how long each decision took (the wall clock's, not the run's)
+    return {
+        **{k: v.tolist() for k, v in arrays.items()},
+        "events": [c.tolist() for c in o.events.columns()],
+        "preemptions": g.preemptions,
+        "tier": g.tier.tolist(),
+        "round_s": g.round_s.tolist(),
+        "backlogged": g.backlogged.tolist(),
+        "waiting": g.waiting,
+        "tenants": g.tenants,
+    }
+
+
+def _same(a: GovernedOutcome, b: GovernedOutcome) -> None:
+    x, y = outcome_arrays(a), outcome_arrays(b)
+    assert x.keys() == y.keys()
+    for k in x:
+        np.testing.assert_equal(x[k], y[k], err_msg=k)
+
+
+# --------------------------------------------------------------------------- invariants
+
+GOVERNANCES: dict[str, Governance | None] = {
+    "fifo": None,
+    "equal": equal_shares(["a", "b", "c"], 4.0),
+    "cohort": Governance(
+        tenants={
+            "a": TenantQuota("a", "x", 1.0, borrow_limit_scu_per_h=1.0),
+            "b": TenantQuota("b", "x", 1.0),
+            "c": TenantQuota("c", "y", 2.0, classes=frozenset(Priority) - {Priority.URGENT}),
+        },
+        rules=Rules(protect_s=600.0, max_preemptions_per_round=2),
+    ),
+}
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> list[Job]:
+    """Up to 16 jobs of three tenants in every class over four hours (four cards: contention);
+    some need 3 cards or an H800 (no feasible pool here: rejected); some move data first.
+    Often one tenant first fills the network with long batch work (others then preempt)."""
+    n = draw(st.integers(1, 16))
+    jobs = []
+    if draw(st.booleans()):
+        flooder = draw(st.sampled_from(["a", "b", "c"]))
+        ckpt = draw(st.lists(st.booleans(), min_size=4, max_size=4))
+        jobs += [
+            _job(0, flooder, float(i), work_scu=5.0, checkpointable=c) for i, c in enumerate(ckpt)
+        ]
+    for _ in range(n):
+        cards = draw(st.sampled_from([1, 1, 1, 2, 3]))
+        jobs.append(
+            _job(
+                0,
+                tenant=draw(st.sampled_from(["a", "b", "c"])),
+                submit_s=float(draw(st.integers(0, 4 * 60)) * 60 + draw(st.sampled_from([0, 7]))),
+                cards=cards,
+                work_scu=cards * draw(st.sampled_from([0.25, 1.0, 2.5, 6.0])),
+                priority=draw(st.sampled_from([None, *Priority])),
+                checkpointable=draw(st.booleans()),
+                accelerator=draw(st.sampled_from(["a100", "a100", "a100", "h800"])),
+                data_gb=draw(st.sampled_from([0.0, 0.0, 0.0, 40.0])),
+            )
+        )
+    jobs.sort(key=lambda j: j.submit_s)
+    return [dataclasses.replace(j, job_id=f"j{i}") for i, j in enumerate(jobs)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    jobs=workloads(),
+    which=st.sampled_from(sorted(GOVERNANCES)),
+    round_s=st.sampled_from([60.0, 300.0]),
+)
+def test_every_job_is_accounted_for_and_no_pool_overfills(
+    net: Network, sig: Signals, jobs: list[Job], which: str, round_s: float
+) -> None:
+    g = simulate_governed(net, sig, jobs, FirstFit(), GOVERNANCES[which], round_s=round_s)
+    assert_governed_valid(net, jobs, g)
+    assert g.fair is (which != "fifo")
+    assert g.tenants == tuple(sorted({j.tenant for j in jobs}))
+
+
+def test_a_synthetic_workload_of_tenants_and_classes(
+    tiny_net: Network, tiny_signals: Signals
+) -> None:
+    spec = WorkloadSpec(
+        jobs=120, days=0.5, seed=4, tenants=4, urgent_share=0.3, preemptible_share=0.3
+    )
+    jobs = synthetic_jobs(tiny_net, spec, START)
+    assert {j.tenant for j in jobs} <= set(tenant_names(4)) == {"t01", "t02", "t03", "t04"}
+    assert {j.priority_class for j in jobs} >= {Priority.URGENT, Priority.PREEMPTIBLE}
+    # a scarce network: a twentieth of the tiny one's capacity in quotas
+    gov = equal_shares(tenant_names(4), capacity_scu_per_h(tiny_net) / 20)
+    g = simulate_governed(tiny_net, tiny_signals, jobs, FirstFit(), gov)
+    assert_governed_valid(tiny_net, jobs, g)
+    again = simulate_governed(tiny_net, tiny_signals, jobs, FirstFit(), gov)
+    _same(g, again)
+
+
+# --------------------------------------------------------------------------- fifo
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_fifo_starts_identical_jobs_in_submit_order(
+    net: Network, sig: Signals, mixed: bool
+) -> None:
+    """Two-card jobs that may only run at coast-ai (0.5 ms from the coast): one at a time."""
+    tenants, classes = ["a", "b", "c"], [Priority.URGENT, Priority.BATCH, Priority.PREEMPTIBLE]
+    jobs = [
+        _job(
+            i,
+            tenant=tenants[i % 3] if mixed else "a",
+            submit_s=float(i),
+            cards=2,
+            work_scu=2.0,
+            latency_ms=0.5,
+            priority=classes[(7 - i) % 3] if mixed else None,
+        )
+        for i in range(6)
+    ]
+    assert net.job_class(jobs[0]).pools.tolist() == [0]
+    g = simulate_governed(net, sig, jobs, FirstFit(), None, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    # the first round after the first arrival, then each as soon as the one before ends
+    np.testing.assert_allclose(g.outcome.first_start_s, [ROUND + k * H for k in range(6)])
+    assert not g.fair and not g.preemptions
+    assert set(g.governance.tenants) == set(g.tenants)  # equal shares, to measure by
+
+
+# --------------------------------------------------------------------------- preemption
+
+
+def _flood(ckpt: bool) -> list[Job]:
+    """Tenant ``a`` (quota 2 of 4 SCU/h) fills the network with four 4-hour jobs at once:
+    two in its quota, two on network-borrowed capacity."""
+    return [_job(i, "a", float(i), work_scu=4.0, checkpointable=ckpt) for i in range(4)]
+
+
+@pytest.mark.parametrize("ckpt", [True, False])
+def test_a_tenant_under_its_quota_reclaims_borrowed_capacity_within_a_round(
+    net: Network, sig: Signals, ckpt: bool
+) -> None:
+    jobs = [*_flood(ckpt), _job(4, "b", 1800.0 + 7.0, work_scu=2.0)]
+    g = simulate_governed(net, sig, jobs, FirstFit(), _gov(a=2.0, b=2.0), round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    out, runs = g.outcome, spans(g)
+    first = {r.job: r for r in reversed(runs)}  # each job's first run
+    assert [first[i].tier for i in range(4)] == [Tier.NOMINAL] * 2 + [Tier.NETWORK] * 2
+    # b's job starts in the first round after it arrives, in its nominal quota
+    assert 4 in first and first[4].tier == Tier.NOMINAL
+    assert jobs[4].submit_s <= out.first_start_s[4] <= jobs[4].submit_s + ROUND
+    (p,) = g.preemptions
+    assert p.by == 4 and p.at_s == out.first_start_s[4] and p.job in (2, 3)
+    assert first[p.job].tier == Tier.NETWORK and first[p.job].end_s == p.at_s
+    # the victim went back to the queue and completed later, once a's own runs had ended
+    victim = [r for r in runs if r.job == p.job]
+    assert len(victim) == 2  # back on the first unit to come free: b's when b's job ends
+    assert out.end_s[4] - 1e-6 <= victim[1].start_s <= out.end_s[4] + ROUND
+    assert out.end_s[p.job] <= out.horizon_s
+    assert (~np.isnan(out.end_s)).all()
+    ran = (p.at_s - first[p.job].start_s) / H  # SCU: one card at speed 1
+    assert ran > 0.4
+    if ckpt:  # checkpointed: it resumes where it stopped
+        assert p.lost_scu == 0.0
+        assert victim[1].end_s - victim[1].start_s == pytest.approx((4.0 - ran) * H)
+    else:  # it loses what it had run and starts over
+        assert p.lost_scu == pytest.approx(ran)
+        assert victim[1].end_s - victim[1].start_s == pytest.approx(4.0 * H)
+    # a's other network-borrowed run and its nominal runs were left alone
+    assert sum(1 for r in runs if r.job != p.job) == 4
+
+
+def test_an_urgent_job_preempts_a_batch_job_within_a_round(net: Network, sig: Signals) -> None:
+    """``a``'s batch jobs hold the whole network in its quota; ``b`` (no quota) sends urgent
+    work: it runs within a round, in the network tier, and the batch job resumes later."""
+    jobs = [
+        *(_job(i, "a", float(i), work_scu=4.0, checkpointable=i % 2 == 0) for i in range(4)),
+        _job(4, "b", 3000.0, work_scu=1.0, priority=Priority.URGENT),
+    ]
+    assert all(j.priority_class is Priority.BATCH for j in jobs[:4])
+    g = simulate_governed(net, sig, jobs, FirstFit(), _gov(a=4.0, b=0.0), round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    out, runs = g.outcome, spans(g)
+    assert [r.tier for r in runs[:4]] == [Tier.NOMINAL] * 4
+    (p,) = g.preemptions
+    assert p.by == 4 and jobs[p.job].checkpointable and p.lost_scu == 0.0  # the cheaper victim
+    assert jobs[4].submit_s <= out.first_start_s[4] <= jobs[4].submit_s + ROUND
+    assert (~np.isnan(out.end_s)).all()
+    # urgent does not preempt urgent: the same with a's jobs urgent, and b waits
+    urgent = [dataclasses.replace(j, priority=Priority.URGENT) for j in jobs]
+    u = simulate_governed(net, sig, urgent, FirstFit(), _gov(a=4.0, b=0.0), round_s=ROUND)
+    assert_governed_valid(net, urgent, u)
+    assert not u.preemptions
+    assert u.outcome.first_start_s[4] == pytest.approx(min(u.outcome.end_s[:4]))
+
+
+def test_preemptible_jobs_never_preempt_and_are_preempted_first(net: Network, sig: Signals) -> None:
+    """``a`` (quota 1) holds one nominal run, one network-borrowed checkpointable run and two
+    preemptible runs that would lose work; ``c``'s preemptible job waits without preempting;
+    ``b``'s job in its quota preempts a preemptible run, not the borrowed one."""
+    jobs = [
+        _job(0, "a", 0.0, work_scu=5.0),
+        _job(1, "a", 1.0, work_scu=5.0, checkpointable=True),
+        _job(2, "a", 2.0, work_scu=5.0, priority=Priority.PREEMPTIBLE),
+        _job(3, "a", 3.0, work_scu=5.0, priority=Priority.PREEMPTIBLE),
+        _job(4, "c", 1000.0, work_scu=1.0, priority=Priority.PREEMPTIBLE),
+        _job(5, "b", 2000.0, work_scu=1.0),
+    ]
+    g = simulate_governed(net, sig, jobs, FirstFit(), _gov(a=1.0, b=1.0, c=2.0), round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    out, runs = g.outcome, spans(g)
+    first = {r.job: r for r in reversed(runs)}
+    assert [first[i].tier for i in range(4)] == [Tier.NOMINAL, Tier.NETWORK, Tier.IDLE, Tier.IDLE]
+    (p,) = g.preemptions
+    assert p.by == 5 and p.job in (2, 3) and p.lost_scu > 0
+    assert jobs[5].submit_s <= out.first_start_s[5] <= jobs[5].submit_s + ROUND
+    # c's preemptible job waited for a run to end: no preemption on its behalf
+    assert out.first_start_s[4] >= min(out.end_s[[0, 1, 5]]) - 1e-6
+    assert all(q.by != 4 for q in g.preemptions)
+    # with b's job preemptible too, nothing is preempted at all
+    calm = [*jobs[:5], dataclasses.replace(jobs[5], priority=Priority.PREEMPTIBLE)]
+    c = simulate_governed(net, sig, calm, FirstFit(), _gov(a=1.0, b=1.0, c=2.0), round_s=ROUND)
+    assert_governed_valid(net, calm, c)
+    assert not c.preemptions
+
+
+def test_no_preemption_when_the_rules_say_so(net: Network, sig: Signals) -> None:
+    jobs = [*_flood(True), _job(4, "b", 1800.0, work_scu=2.0)]
+    gov = dataclasses.replace(_gov(a=2.0, b=2.0), rules=Rules(preemption=False))
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    assert not g.preemptions
+    assert g.outcome.first_start_s[4] == pytest.approx(min(g.outcome.end_s[:4]))
+
+
+@pytest.mark.parametrize("budget", [1, 2])
+def test_at_most_max_preemptions_per_round_runs_are_stopped(
+    net: Network, sig: Signals, budget: int
+) -> None:
+    """``b``'s two-card job in its quota needs both of ``a``'s network-borrowed runs (on one
+    pool) stopped: with a budget of one run per round it waits for ``a``'s runs to end."""
+    jobs = [*_flood(True), _job(4, "b", 1800.0, cards=2, work_scu=4.0)]
+    gov = dataclasses.replace(_gov(a=2.0, b=2.0), rules=Rules(max_preemptions_per_round=budget))
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    out = g.outcome
+    if budget == 1:
+        assert not g.preemptions
+        assert out.first_start_s[4] == pytest.approx(min(out.end_s[:4]))
+    else:
+        assert sorted(p.job for p in g.preemptions) == [2, 3]
+        assert {p.at_s for p in g.preemptions} == {out.first_start_s[4]} == {1800.0}
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+@settings(max_examples=10, deadline=None)
+@given(jobs=workloads(), which=st.sampled_from(sorted(GOVERNANCES)))
+def test_two_runs_give_identical_outcomes(
+    net: Network, sig: Signals, jobs: list[Job], which: str
+) -> None:
+    a = simulate_governed(net, sig, jobs, FirstFit(), GOVERNANCES[which])
+    b = simulate_governed(net, sig, list(jobs), FirstFit(), GOVERNANCES[which])
+    _same(a, b)
+
+
+def test_a_card_here_runs_one_scu_per_hour(net: Network) -> None:
+    """The jobs above hold cards: their precision's speed is the A100's, 1 SCU per hour."""
+    job = _job(0)
+    assert job.precision is Precision.FP16
+    assert net.pool_speed[:, PRECISION_INDEX[job.precision]].tolist() == [1.0, 1.0]
