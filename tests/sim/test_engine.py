@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from a100 import a100_job
 
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import Network
@@ -23,21 +24,7 @@ H = 3600.0
 
 def _job(i: int = 0, **kw: Any) -> Job:
     """An A100 job that can only run at coast-ai (2 ms latency bound from the coast)."""
-    base: dict[str, Any] = {
-        "job_id": f"j{i}",
-        "submit_s": 0.0,
-        "kind": JobKind.TRAINING,
-        "origin": "coastal",
-        "cards": 1,
-        "cpus": 8,
-        "mem_gb": 8.0,
-        "accelerator": "a100",
-        "stacks": frozenset({"cuda"}),
-        "work_scu": 1.0,
-        "latency_ms": 0.5,
-    }
-    base.update(kw)
-    return Job(**base)
+    return a100_job(i, **{"latency_ms": 0.5, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ On a network of two centers with one pool of two A100s each (4 SCU/h in all)."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
+from a100 import a100_job, two_pools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.core.governance import Governance, TenantQuota, equal_shares
-from suanwang.core.jobs import Job, JobKind, Priority
+from suanwang.core.jobs import Job, Priority
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
@@ -32,13 +32,7 @@ ROUND = 60.0
 
 @pytest.fixture(scope="module")
 def small(tiny: Scenario) -> Scenario:
-    """Two centers of the tiny scenario with two A100s each and no CPU pool."""
-    keep = {c.id: c for c in tiny.centers}
-    centers = tuple(
-        dataclasses.replace(keep[cid], inventory=(("a100", 2),), cpu_cores=0)
-        for cid in ("coast-ai", "desert-green")
-    )
-    return dataclasses.replace(tiny, centers=centers)
+    return two_pools(tiny)
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +47,7 @@ def sig(small: Scenario) -> Signals:
 
 def _job(i: int, tenant: str, submit_s: float, **kw: Any) -> Job:
     """A one-A100 training job (1 SCU/h on either pool) of 4 SCU."""
-    base: dict[str, Any] = {
-        "job_id": f"j{i}",
-        "submit_s": submit_s,
-        "kind": JobKind.TRAINING,
-        "origin": "coastal",
-        "cards": 1,
-        "cpus": 8,
-        "mem_gb": 8.0,
-        "accelerator": "a100",
-        "stacks": frozenset({"cuda"}),
-        "work_scu": 4.0,
-        "tenant": tenant,
-    }
-    base.update(kw)
-    return Job(**base)
+    return a100_job(i, **{"tenant": tenant, "submit_s": submit_s, "work_scu": 4.0, **kw})
 
 
 def flood() -> list[Job]:

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from a100 import a100_job, two_pools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.core.governance import Governance, Rules, TenantQuota, equal_shares
 from suanwang.core.hardware import Precision
-from suanwang.core.jobs import Job, JobKind, Priority
+from suanwang.core.jobs import Job, Priority
 from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
@@ -41,13 +42,7 @@ MIGRATING, PENDING = STATE_CODE[JobState.MIGRATING], STATE_CODE[JobState.PENDING
 
 @pytest.fixture(scope="module")
 def small(tiny: Scenario) -> Scenario:
-    """Two centers of the tiny scenario with two A100s each and no CPU pool."""
-    keep = {c.id: c for c in tiny.centers}
-    centers = tuple(
-        dataclasses.replace(keep[cid], inventory=(("a100", 2),), cpu_cores=0)
-        for cid in ("coast-ai", "desert-green")
-    )
-    return dataclasses.replace(tiny, centers=centers)
+    return two_pools(tiny)
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +60,7 @@ def sig(small: Scenario) -> Signals:
 
 def _job(i: int, tenant: str = "a", submit_s: float = 0.0, **kw: Any) -> Job:
     """A one-A100 training job (1 SCU/h on either pool) of 2 SCU, no data to move."""
-    base: dict[str, Any] = {
-        "job_id": f"j{i}",
-        "submit_s": submit_s,
-        "kind": JobKind.TRAINING,
-        "origin": "coastal",
-        "cards": 1,
-        "cpus": 8,
-        "mem_gb": 8.0,
-        "accelerator": "a100",
-        "stacks": frozenset({"cuda"}),
-        "work_scu": 2.0,
-        "tenant": tenant,
-    }
-    base.update(kw)
-    return Job(**base)
+    return a100_job(i, **{"tenant": tenant, "submit_s": submit_s, "work_scu": 2.0, **kw})
 
 
 def _gov(**quotas: float) -> Governance:

@@ -240,10 +240,11 @@ def _print_fairness(doc: dict[str, Any]) -> None:
         table.add_column(title, justify="right" if title != "policy" else "left")
     for name, m in doc["policies"].items():
         f = m["fairness"]
+        backlogged = f["backlogged_hours"] > 0  # else nobody waited a whole hour: no index
         table.add_row(
             name,
-            f"{f['jain_index']:.3f}",
-            f"{f['min_entitled_fraction']:.0%}",
+            f"{f['jain_index']:.3f}" if backlogged else "-",
+            f"{f['min_entitled_fraction']:.0%}" if backlogged else "-",
             str(m["preemptions"]),
             f"{m['lost_work_share']:.2%}",
             f"{m['classes']['urgent']['wait_p95_s']:,.0f}",

@@ -25,6 +25,7 @@ from suanwang.core.jobs import Job, Priority
 from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.sim.governed import GovernedOutcome
+from suanwang.sim.metrics import busy_by_hour
 
 Array = NDArray[np.float64]
 
@@ -42,17 +43,7 @@ def tenant_hourly_usage(net: Network, jobs: Sequence[Job], g: GovernedOutcome, h
     prec = np.array([PRECISION_INDEX[jobs[j].precision] for j in run_job.tolist()], np.int64)
     units = np.array([jobs[j].demand_units for j in run_job.tolist()], dtype=np.float64)
     rate = units * net.pool_speed[pool, prec] if run_job.size else np.zeros(0)
-    out = np.zeros((len(g.tenants), hours + 1))
-    edges = np.arange(hours + 1, dtype=np.float64) * 3600.0
-    for k in range(run_job.size):  # each run spread over the hours it overlaps
-        a, b = max(t0[k], 0.0), min(max(t1[k], t0[k]), edges[-1])
-        if b <= a:
-            continue
-        h0, h1 = int(a // 3600.0), int(np.ceil(b / 3600.0))
-        lo = np.maximum(edges[h0:h1], a)
-        hi = np.minimum(edges[h0:h1] + 3600.0, b)
-        out[tenant[k], h0:h1] += rate[k] * np.maximum(hi - lo, 0.0) / 3600.0
-    return out[:, :hours]
+    return busy_by_hour(tenant, t0, np.maximum(t1, t0), rate, len(g.tenants), hours)
 
 
 def backlogged_hours(g: GovernedOutcome, hours: int) -> NDArray[np.bool_]:

@@ -359,7 +359,7 @@ def simulate_governed(
                 j = q[at]
                 info = infos[j]
                 assert info is not None
-                open_ = np.array([reserved.get(int(p), j) == j for p in info.pools], dtype=bool)
+                open_ = _open_to(j, info.pools, reserved)
                 room = (free[info.pools] >= units[j]) & open_
                 if fair:
                     tier_of = shares.tiers(jobs[j].tenant, prio[j], where(j, info))
@@ -368,10 +368,8 @@ def simulate_governed(
                 claim = (tier_of >= 0) & (tier_of <= Tier.COHORT)
                 if prio[j] is Priority.URGENT:
                     claim = tier_of >= 0
-                usable = (tier_of >= 0) if second else claim
-                if not fair:
-                    usable = tier_of >= 0
-                usable = usable & open_
+                # first pass: only jobs with a claim (fifo: every job, one pass)
+                usable = (claim if fair and not second else tier_of >= 0) & open_
                 ok = usable & room
                 done = False
                 if ok.any():
@@ -487,6 +485,13 @@ def _next_round(
     if first <= nxt:
         return nxt
     return nxt + ((first - nxt) // round_s + (1 if (first - nxt) % round_s else 0)) * round_s
+
+
+def _open_to(j: int, pools: NDArray[np.int64], reserved: dict[int, int]) -> NDArray[np.bool_]:
+    """Which of ``pools`` job ``j`` may start on: those not kept for another job."""
+    if not reserved:
+        return np.ones(pools.size, dtype=bool)
+    return np.array([reserved.get(p, j) == j for p in pools.tolist()], dtype=bool)
 
 
 def _with_work(job: Job, work_scu: float) -> Job:
