@@ -75,6 +75,9 @@ def test_simulate_is_reproducible_with_a_seed(invoke: Any) -> None:
         (("--load", "1.5"), "--load"),
         (("--start", "yesterday"), "--start 'yesterday'"),
         (("--trace", str(FIXTURES / "traces" / "suanwang_bad.csv")), "problem(s)"),
+        (("--fifo",), "--fifo compares with --tenants"),
+        (("--synthetic-tenants", "-1"), "--synthetic-tenants must be >= 0"),
+        (("--tenants", "/nonexistent/tenants.yaml"), "--tenants '/nonexistent/tenants.yaml'"),
     ],
 )
 def test_bad_input_is_a_clear_error_not_a_traceback(
@@ -104,3 +107,33 @@ def test_philly_trace_runs_and_reports_skipped_rows(invoke: Any) -> None:
     m = doc["policies"]["nearest"]
     assert m["completed"] + m["rejected"] + m["unfinished"] == doc["jobs"] > 0
     assert doc["workload"]["rows"] >= doc["jobs"]
+
+
+def test_bad_tenants_file_names_line_and_field(invoke: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "tenants.yaml"
+    bad.write_text(
+        "cohorts:\n  - name: uni\n    tenants:\n      - name: lab\n        quota_scu_per_h: -5\n"
+    )
+    code, _, err = invoke("simulate", "--jobs", "10", "--no-bound", "--tenants", str(bad))
+    assert code == 2
+    assert f"{bad}:5: cohorts[0].tenants[0].quota_scu_per_h" in err
+    assert "Traceback" not in err
+
+
+def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any) -> None:
+    code, out, err = invoke(
+        "simulate", "--jobs", "300", "--days", "0.5", "--policy", "suanwang", "--json",
+        "--no-bound", "--drain-days", "2", "--synthetic-tenants", "4", "--tenants", "equal",
+        "--fifo",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["policies"]) == {"suanwang", "suanwang/fifo"}
+    for m in doc["policies"].values():
+        assert m["completed"] + m["rejected"] + m["unfinished"] == 300
+        assert set(m["tenants"]) == {"t01", "t02", "t03", "t04"}
+        assert {"jain_index", "min_entitled_fraction"} <= set(m["fairness"])
+        assert set(m["classes"]) == {"urgent", "normal", "batch", "preemptible"}
+        shares = sum(t["share_of_usage"] for t in m["tenants"].values())
+        assert abs(shares - 1.0) < 1e-9
+    assert doc["policies"]["suanwang/fifo"]["preemptions"] == 0
