@@ -29,6 +29,7 @@ from suanwang.core.signals import Signals
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.fairshare import Tier
 from suanwang.scheduling.policies import FirstFit
+from suanwang.scheduling.state import Decision
 from suanwang.sim.governed import GovernedOutcome, capacity_scu_per_h, simulate_governed
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs, tenant_names
 
@@ -472,3 +473,23 @@ def test_a_card_here_runs_one_scu_per_hour(net: Network) -> None:
     job = _job(0)
     assert job.precision is Precision.FP16
     assert net.pool_speed[:, PRECISION_INDEX[job.precision]].tolist() == [1.0, 1.0]
+
+
+class _AlwaysLater:
+    """A policy that always wants the job an hour later on its first pool (a price valley)."""
+
+    name = "later"
+
+    def decide(self, job: Job, info: Any, state: Any, market: Any = None, *,
+               explain: bool = False) -> Decision:  # fmt: skip
+        return Decision(pos=0, start_s=state.now_s + H)
+
+
+def test_a_job_is_deferred_for_price_once_then_starts_when_due(net: Network, sig: Signals) -> None:
+    """Back in the queue at its planned start, a deferred job starts: a policy that would
+    defer it again does not push it further (no chain of deferrals)."""
+    jobs = [_job(0, "a", 0.0)]
+    g = simulate_governed(net, sig, jobs, _AlwaysLater(), equal_shares(["a"], 4.0), round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    assert g.outcome.first_start_s[0] == pytest.approx(ROUND + H)
+    assert g.waiting == {"deferred for price": 1}

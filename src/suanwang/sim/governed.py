@@ -165,6 +165,7 @@ def simulate_governed(
     by_pool: list[dict[int, None]] = [{} for _ in range(net.n_pools)]
     queues: dict[tuple[str, Priority], deque[int]] = {}
     deferred: list[tuple[float, int]] = []
+    deferred_once: set[int] = set()  # a job is deferred for price once, then starts when due
     reserved: dict[int, int] = {}  # pool -> the job it is kept for
     reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
     finishes: list[tuple[float, int, int]] = []
@@ -237,16 +238,22 @@ def simulate_governed(
         decisions += 1
         if decision_s[j] != decision_s[j]:
             decision_s[j] = dt
-        if placed.deferred and placed.start_s < horizon:
-            state.book(placed.pool, -units[j], placed.start_s, placed.start_s + placed.runtime_s)
-            heapq.heappush(deferred, (now + placed.deferred_s, j))
-            return False
+        begin = placed.start_s
+        if placed.deferred:
+            state.book(placed.pool, -units[j], begin, begin + placed.runtime_s)
+            if j not in deferred_once and begin < horizon:
+                deferred_once.add(j)
+                heapq.heappush(deferred, (now + placed.deferred_s, j))
+                return False
+            # deferred once already: it starts now, where the planner wanted it
+            begin -= placed.deferred_s
+            state.book(placed.pool, units[j], begin, begin + placed.runtime_s)
         p, pos = placed.pool, placed.pos
         tier = Tier(int(tier_of[pos]))
         rate = units[j] * float(info.speed[pos])
         if pool[j] < 0:
             transfer_cny[j] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
-            release[j] = placed.start_s
+            release[j] = begin
         pool[j] = p
         kept = next((q for q, k in reserved.items() if k == j), None)
         if kept is not None:
@@ -254,7 +261,6 @@ def simulate_governed(
             del reserving[job.tenant]
         latency[j] = float(info.latency_ms[pos])
         event(j, now, PENDING, SCHEDULED, p)
-        begin = placed.start_s
         event(j, begin, SCHEDULED, RUNNING, p)
         tiers_run.append(int(tier))
         if first_start[j] != first_start[j]:
@@ -321,9 +327,9 @@ def simulate_governed(
 
     def take(j: int, now: float, info: JobClassInfo, tier_of: NDArray[np.int64],
              ok: NDArray[np.bool_]) -> bool:  # fmt: skip
-        """Admit ``j`` on the ``ok`` pools of its best tier there; False: deferred."""
-        sel = ok & (tier_of == tier_of[ok].min())
-        return admit(j, now, info.subset(sel), tier_of[sel])
+        """Admit ``j`` on one of the ``ok`` pools, in the tier that pool gives; False:
+        deferred."""
+        return admit(j, now, info.subset(ok), tier_of[ok])
 
     def reserve(j: int, now: float, info: JobClassInfo, usable: NDArray[np.bool_]) -> None:
         """Keep for ``j`` (waited past RESERVE_AFTER_S) the usable pool with most room."""
