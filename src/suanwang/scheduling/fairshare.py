@@ -208,6 +208,7 @@ class Run:
     lost_scu: float  # work lost if stopped now (0 for a checkpointable run)
     standing_after: float = math.inf  # its tenant's standing without this run
     protected: bool = False  # preempted before and restarted less than protect_s ago
+    rate: float = 0.0  # SCU/h it holds
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,293 @@
+"""The platform's queue: who runs next, taken in rounds by class, quota and fair share.
+
+One queue per tenant and class, in submit order (a preempted or deferred job goes back to the
+front of its queue). A round (:meth:`PlatformQueue.round`) takes the next job again and again:
+the one of the highest class whose tenant stands lowest against its entitlement, aged by its
+wait (:meth:`Shares.order_key`); fifo (no :class:`Shares`): the oldest. Each is offered to the
+host on the pools where it can start now, in two passes: first the jobs with a claim (within
+their nominal quota or their cohort's lending, and ``urgent`` work), then, on what is left,
+the others (network-borrowed and ``preemptible``). A job with a claim that finds no room
+preempts (:func:`victims`, at most ``max_preemptions_per_round`` runs a round); one that
+still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queue are tried behind
+it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at the head of its queue
+keeps the usable pool with most room (one per tenant): nothing else starts there until it
+does, so large gangs are not starved by small jobs.
+
+Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
+(:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
+(:meth:`Host.preempt`). Both hosts run the same rounds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.governance import Rules
+from suanwang.core.jobs import Job, Priority
+from suanwang.core.network import JobClassInfo, Network
+from suanwang.scheduling.fairshare import Claimant, Run, Shares, Tier, Where, may_preempt, victims
+
+#: jobs tried per queue and round after its head found no room (smaller ones may fit)
+BACKFILL = 4
+#: a job with a claim that waited this long at the head of its queue keeps a pool
+RESERVE_AFTER_S = 600.0
+#: why a job looked at in a round is still waiting
+CAPACITY, QUOTA, DEFERRED = "capacity", "quota used up", "deferred for price"
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A pending job as the queue sees it: the host's ``key``, the job, its feasible pools
+    (``info``) and what a run would weigh on each (``where``)."""
+
+    key: int
+    job: Job
+    info: JobClassInfo
+    where: Where
+
+
+class Host(Protocol):
+    """What a round needs of the host that runs it."""
+
+    @property
+    def free(self) -> NDArray[np.int64]:
+        """Free units per pool now (the host lowers it as it admits and raises it as it
+        preempts)."""
+        ...
+
+    def admit(self, q: Queued, info: JobClassInfo, tier_of: NDArray[np.int64]) -> bool:
+        """Place ``q`` on one of the pools of ``info`` (all have room now) and start it, in
+        the tier ``tier_of`` gives the chosen pool; False: the policy deferred it (the host
+        keeps it and pushes it back to the queue when due)."""
+        ...
+
+    def runs_on(self, pools: set[int], now: float) -> Sequence[Run]:
+        """The runs begun on ``pools`` (``standing_after`` is filled in by the queue)."""
+        ...
+
+    def preempt(self, key: int, by: int) -> None:
+        """Stop the run ``key`` (checkpointed if it can) to make room for job ``by``, and
+        push it back to the front of its queue."""
+        ...
+
+
+def pool_families(net: Network) -> tuple[str, ...]:
+    """The accelerator family (vendor) of each pool."""
+    return tuple(net.scenario.catalog.get(m).vendor for m in net.pool_model)
+
+
+def pool_hubs(net: Network) -> tuple[str | None, ...]:
+    """The hub of each pool's center (None: not in a hub)."""
+    return tuple(
+        net.hub_ids[h] if h >= 0 else None for h in net.center_hub[net.pool_center].tolist()
+    )
+
+
+def where_of(
+    job: Job, info: JobClassInfo, families: Sequence[str], hubs: Sequence[str | None]
+) -> Where:
+    """What a run of ``job`` would weigh on each of its feasible pools."""
+    pools = info.pools.tolist()
+    return Where(
+        rate=job.demand_units * info.speed,
+        family=[families[p] for p in pools],
+        hub=[hubs[p] for p in pools],
+    )
+
+
+QueueKey = tuple[str, Priority]
+
+
+class PlatformQueue:
+    """Pending jobs by tenant and class, and the pools kept for starved head jobs.
+
+    ``shares`` None: fifo (oldest first, no quotas, tiers, preemption or reservations).
+    """
+
+    def __init__(self, shares: Shares | None, rules: Rules | None = None) -> None:
+        self.shares = shares
+        self.rules = rules if rules is not None else Rules()
+        self.queues: dict[QueueKey, deque[Queued]] = {}
+        self.reserved: dict[int, int] = {}  # pool -> the job key it is kept for
+        self.reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
+
+    def push(self, q: Queued, front: bool = False) -> None:
+        dq = self.queues.setdefault((q.job.tenant, q.job.priority_class), deque())
+        if front:
+            dq.appendleft(q)
+        else:
+            dq.append(q)
+
+    def __bool__(self) -> bool:
+        return any(self.queues.values())
+
+    def backlogged(self) -> set[str]:
+        """Tenants with work waiting, ``preemptible`` aside."""
+        return {t for (t, c), q in self.queues.items() if q and c is not Priority.PREEMPTIBLE}
+
+    def round(self, now: float, host: Host) -> dict[int, str]:
+        """Take jobs until none more can start (see the module docstring). Returns why each
+        job looked at and not started waits: :data:`CAPACITY`, :data:`QUOTA` or
+        :data:`DEFERRED`, by key (the last reason a job got in the round)."""
+        fair = self.shares is not None
+        budget = self.rules.max_preemptions_per_round if fair and self.rules.preemption else 0
+        why: dict[int, str] = {}
+        tried: dict[QueueKey, int] = {}
+        later: list[QueueKey] = []  # queues whose head has no claim (second pass)
+        for second in (False, True):
+            active = list(later) if second else [k for k, q in self.queues.items() if q]
+            skip: dict[QueueKey, int] = {}  # position in a queue to look at next
+            while active:
+                k, at = self._next(now, active, skip)
+                q = self.queues[k]
+                item = q[at]
+                tier_of = self._tiers(item)
+                claim = (tier_of >= 0) & (tier_of <= Tier.COHORT)
+                if item.job.priority_class is Priority.URGENT:
+                    claim = tier_of >= 0
+                open_ = self._open_to(item)
+                # first pass: only jobs with a claim (fifo: every job, one pass)
+                usable = (claim if fair and not second else tier_of >= 0) & open_
+                admitted, stopped = self._start(
+                    now, host, item, tier_of, usable, budget, not second
+                )
+                budget -= stopped
+                if admitted is not None:
+                    del q[at]
+                    if admitted:
+                        why.pop(item.key, None)
+                    else:
+                        why[item.key] = DEFERRED
+                    if at >= len(q):  # nothing left to look at in this queue
+                        active.remove(k)
+                    continue
+                if not second and fair and not claim.any() and (tier_of >= 0).any():
+                    why[item.key] = QUOTA  # no claim: tried again on what is left
+                    if k not in later:
+                        later.append(k)
+                    active.remove(k)
+                    continue
+                why[item.key] = CAPACITY if (tier_of >= 0).any() else QUOTA
+                if fair and not second and at == 0 and usable.any():
+                    self._reserve(now, host, item, usable)
+                tried[k] = tried.get(k, 0) + 1
+                if tried[k] > BACKFILL or at + 1 >= len(q):
+                    active.remove(k)
+                else:
+                    skip[k] = at + 1
+        return why
+
+    # ------------------------------------------------------------------ helpers
+    def _next(
+        self, now: float, active: list[QueueKey], skip: dict[QueueKey, int]
+    ) -> tuple[QueueKey, int]:
+        """The queue whose next job goes first, and that job's position in it."""
+        best: tuple[tuple[int, float, float], QueueKey] | None = None
+        for k in active:
+            job = self.queues[k][skip.get(k, 0)].job
+            if self.shares is not None:
+                key = self.shares.order_key(k[0], k[1], job.submit_s, now - job.submit_s)
+            else:
+                key = (0, 0.0, job.submit_s)
+            if best is None or key < best[0]:
+                best = (key, k)
+        assert best is not None
+        return best[1], skip.get(best[1], 0)
+
+    def _tiers(self, item: Queued) -> NDArray[np.int64]:
+        if self.shares is None:
+            return np.full(item.info.pools.size, int(Tier.NETWORK), dtype=np.int64)
+        return self.shares.tiers(item.job.tenant, item.job.priority_class, item.where)
+
+    def _open_to(self, item: Queued) -> NDArray[np.bool_]:
+        """The job's pools not kept for another job."""
+        pools = item.info.pools
+        if not self.reserved:
+            return np.ones(pools.size, dtype=bool)
+        return np.array([self.reserved.get(p, item.key) == item.key for p in pools.tolist()])
+
+    def _start(
+        self,
+        now: float,
+        host: Host,
+        item: Queued,
+        tier_of: NDArray[np.int64],
+        usable: NDArray[np.bool_],
+        budget: int,
+        entitled: bool,
+    ) -> tuple[bool | None, int]:
+        """Start ``item`` on a usable pool with room, preempting if it may. Returns whether it
+        was admitted (False: deferred by the policy; None: it cannot start) and how many runs
+        were preempted."""
+        units = item.job.demand_units
+        stopped = 0
+        ok = usable & (host.free[item.info.pools] >= units)
+        if not ok.any() and usable.any() and budget > 0:
+            stopped = self._preempt(now, host, item, usable, entitled, budget)
+            ok = usable & (host.free[item.info.pools] >= units)
+        if not ok.any():
+            return None, stopped
+        admitted = host.admit(item, item.info.subset(ok), tier_of[ok])
+        if admitted:
+            kept = self.reserving.pop(item.job.tenant, None)
+            if kept is not None and self.reserved.get(kept) == item.key:
+                del self.reserved[kept]
+            elif kept is not None:
+                self.reserving[item.job.tenant] = kept
+        return admitted, stopped
+
+    def _preempt(
+        self,
+        now: float,
+        host: Host,
+        item: Queued,
+        usable: NDArray[np.bool_],
+        entitled: bool,
+        budget: int,
+    ) -> int:
+        """Make room for ``item`` on a usable pool by preempting at most ``budget`` runs; the
+        number preempted (0: no room can be made)."""
+        shares = self.shares
+        assert shares is not None
+        job = item.job
+        tenant = job.tenant
+        claimant = Claimant(
+            tenant=tenant,
+            priority=job.priority_class,
+            cohort=shares.cohort_of[tenant],
+            entitled=entitled,
+            standing_after=shares.standing(tenant, float(item.where.rate[usable].min())),
+        )
+        pools = {int(p) for p in item.info.pools[usable]}
+        over = {claimant.cohort: shares.overdrawn(claimant.cohort)}
+        runs = [
+            r
+            for r in (
+                replace(r, standing_after=shares.standing(r.tenant, -r.rate))
+                for r in host.runs_on(pools, now)
+            )
+            if may_preempt(claimant, r, shares.cohort_of, over)
+        ]
+        free = {p: int(host.free[p]) for p in pools}
+        found = victims(job.demand_units, free, runs) if runs else None
+        if found is None or not found[1] or len(found[1]) > budget:
+            return 0
+        for r in found[1]:
+            host.preempt(r.key, item.key)
+        return len(found[1])
+
+    def _reserve(self, now: float, host: Host, item: Queued, usable: NDArray[np.bool_]) -> None:
+        """Keep for ``item`` (waited past RESERVE_AFTER_S) the usable pool with most room."""
+        tenant = item.job.tenant
+        if tenant in self.reserving or now - item.job.submit_s < RESERVE_AFTER_S:
+            return
+        pools = item.info.pools[usable]
+        p = int(pools[np.argmax(host.free[pools])])
+        self.reserved[p] = item.key
+        self.reserving[tenant] = p
