@@ -89,6 +89,11 @@ def pool_hubs(net: Network) -> tuple[str | None, ...]:
     )
 
 
+def capacity_scu_per_h(net: Network) -> float:
+    """The network's capacity in SCU/h: every unit at its pool's best speed."""
+    return float((net.pool_capacity * net.pool_speed.max(axis=1)).sum())
+
+
 def where_of(
     job: Job, info: JobClassInfo, families: Sequence[str], hubs: Sequence[str | None]
 ) -> Where:

@@ -78,6 +78,11 @@ class DecisionPublic(BaseModel):
     runners_up: list[CandidatePublic] = Field(default_factory=list)
     if_started_now: CandidatePublic | None = None
     market: MarketPublic | None = None
+    waiting: str | None = Field(
+        default=None,
+        description="a pending job under quotas (not placed yet): why it waits — capacity, "
+        "quota used up, waiting for its share (docs/governance.md)",
+    )
     excluded: dict[str, int] | None = Field(
         default=None, description="not placed: pools each hard constraint excluded"
     )

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from suanwang.core.jobs import ANY_ACCELERATOR, JobKind
+from suanwang.core.jobs import ANY_ACCELERATOR, JobKind, Priority
 from suanwang.core.lifecycle import JobState
 from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.decisions import DecisionPublic
@@ -183,6 +183,11 @@ class JobSpec(BaseModel):
     )
     data_gb: float = Field(0.0, ge=0, le=MAX_DATA_GB, description="input data to move (GB)")
     checkpointable: bool = False
+    priority: Priority | None = Field(
+        None,
+        description="who runs first when capacity is short (docs/governance.md): urgent, "
+        "normal, batch or preemptible; batch for deferrable kinds, else normal",
+    )
     stacks: list[Name] | None = Field(
         None,
         min_length=1,

@@ -34,7 +34,14 @@ from suanwang.core.signals import Signals
 from suanwang.scheduling.fairshare import Run, Shares, Tier
 from suanwang.scheduling.placement import place
 from suanwang.scheduling.policies import Policy
-from suanwang.scheduling.queue import PlatformQueue, Queued, pool_families, pool_hubs, where_of
+from suanwang.scheduling.queue import (
+    PlatformQueue,
+    Queued,
+    capacity_scu_per_h,
+    pool_families,
+    pool_hubs,
+    where_of,
+)
 from suanwang.scheduling.state import NO_MARKET, CapacityState, Market
 from suanwang.sim.engine import (
     FAILED,
@@ -84,11 +91,6 @@ class _Live:
     runtime_s: float
     family: str
     hub: str | None
-
-
-def capacity_scu_per_h(net: Network) -> float:
-    """The network's capacity in SCU/h: every unit at its pool's best speed."""
-    return float((net.pool_capacity * net.pool_speed.max(axis=1)).sum())
 
 
 def simulate_governed(

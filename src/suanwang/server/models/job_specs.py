@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from suanwang.core.hardware import Catalog
-from suanwang.core.jobs import ANY_ACCELERATOR, Job
+from suanwang.core.jobs import ANY_ACCELERATOR, DEFAULT_TENANT, Job
 from suanwang.core.network import Network, UnknownName
 from suanwang.server.database.models import JobRow
 from suanwang.server.schemas import JobSpec
@@ -36,7 +36,13 @@ def work_scu(spec: JobSpec, catalog: Catalog) -> float:
 
 
 def spec_to_job(
-    spec: JobSpec, net: Network, *, job_id: str, submit_s: float, labels: dict[str, str]
+    spec: JobSpec,
+    net: Network,
+    *,
+    job_id: str,
+    submit_s: float,
+    labels: dict[str, str],
+    tenant: str = DEFAULT_TENANT,
 ) -> Job:
     r = spec.resources
     return Job(
@@ -54,6 +60,8 @@ def spec_to_job(
         latency_ms=spec.latency_ms,
         data_gb=spec.data_gb,
         checkpointable=spec.checkpointable,
+        tenant=tenant,
+        priority=spec.priority,
         labels=labels,
     )
 
@@ -61,12 +69,15 @@ def spec_to_job(
 def to_core_job(row: JobRow, net: Network, *, t0: datetime = _EPOCH) -> Job:
     """The engine's :class:`~suanwang.core.jobs.Job` for a stored job.
 
-    ``submit_s`` counts seconds from ``t0`` (default: the Unix epoch) to ``submitted_at``.
+    ``submit_s`` counts seconds from ``t0`` (default: the Unix epoch) to ``submitted_at``;
+    its tenant is the row's tenant id.
     """
     spec = JobSpec.model_validate(row.spec)
     submit_s = (row.submitted_at - t0).total_seconds()
     labels = {"tenant": row.tenant_id, "name": row.name}
-    return spec_to_job(spec, net, job_id=row.id, submit_s=submit_s, labels=labels)
+    return spec_to_job(
+        spec, net, job_id=row.id, submit_s=submit_s, labels=labels, tenant=row.tenant_id
+    )
 
 
 def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:

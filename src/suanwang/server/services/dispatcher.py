@@ -1,6 +1,7 @@
 """The dispatcher: places pending jobs with the engine and hands them to executors.
 
-Two idempotent steps per round, each in its own transaction:
+Two idempotent steps per round, each in its own transaction (under quotas, step 1 is the
+platform's queue instead: :mod:`~suanwang.server.services.sharing`):
 
 1. **Place.** Pending jobs (oldest first; on PostgreSQL ``FOR UPDATE SKIP LOCKED`` so several
    dispatchers can share the work) are placed by the same policy the simulator proves, against
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,21 +51,32 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.cost import HOUR_S, hour_window
+from suanwang.core.governance import Governance
+from suanwang.core.jobs import Job
 from suanwang.core.lifecycle import JobState
-from suanwang.core.network import PRECISION_INDEX, UnknownName
+from suanwang.core.network import PRECISION_INDEX, JobClassInfo, UnknownName
 from suanwang.core.signals import Signals
 from suanwang.executors.base import ExecutorError, Submission
 from suanwang.scheduling.placement import Placement, place, unplaceable
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Policy
+from suanwang.scheduling.queue import (
+    PlatformQueue,
+    Queued,
+    capacity_scu_per_h,
+    pool_families,
+    pool_hubs,
+    where_of,
+)
 from suanwang.scheduling.state import NO_MARKET, CapacityState
-from suanwang.server.database.models import JobRow
+from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.decisions import decision_record
 from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.models.jobs import transition
 from suanwang.server.schemas import JobSpec
-from suanwang.server.services.live import LiveNetwork, LiveTrading, load_trading
+from suanwang.server.services.live import Held, LiveNetwork, LiveTrading, load_trading
 from suanwang.server.services.runs import dir_size_gb
+from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
 log = logging.getLogger("suanwang.dispatcher")
 
@@ -81,6 +94,11 @@ class Dispatcher:
     live: LiveNetwork
     policy: Policy = field(default_factory=SuanwangPolicy)
     batch: int = 200
+    #: the quotas in force, read every round (None: none, jobs are placed oldest first)
+    governance: Callable[[Session], Governance | None] = no_governance
+    #: pending jobs a governed round orders (the platform's queue)
+    queue_limit: int = 10_000
+    usage: Usage = field(default_factory=Usage)
 
     def run_once(self) -> int:
         """One round: place what is pending, hand over what is due. Returns jobs touched."""
@@ -89,6 +107,7 @@ class Dispatcher:
     def place(self) -> int:
         signals = self.live.signals()
         with self.sessions.begin() as session:
+            gov = self.governance(session)
             rows = list(
                 session.scalars(
                     select(JobRow)
@@ -98,26 +117,78 @@ class Dispatcher:
                         JobRow.executor_ref.is_(None),
                     )
                     .order_by(JobRow.submitted_at, JobRow.id)
-                    .limit(self.batch)
+                    .limit(self.batch if gov is None else self.queue_limit)
                     .with_for_update(skip_locked=True)
                 )
             )
             if not rows:
                 return 0
             trading = load_trading(session, self.live.net, signals)
-            state = self.live.state(session, signals, trading)
+            held: list[Held] = []
+            state = self.live.state(session, signals, trading, held)
+            if gov is not None:
+                self._place_in_turn(session, rows, state, signals, trading, gov, held)
+                return len(rows)
             for row in rows:
-                self._place_one(session, row, state, signals, trading)
+                got = self._engine_job(session, row, signals)
+                if got is not None:
+                    self._place_one(session, row, *got, state, signals, trading)
             return len(rows)
 
-    def _place_one(
+    def _place_in_turn(
         self,
         session: Session,
-        row: JobRow,
+        rows: list[JobRow],
         state: CapacityState,
         signals: Signals,
-        trading: LiveTrading | None = None,
+        trading: LiveTrading | None,
+        gov: Governance,
+        held: list[Held],
     ) -> None:
+        """A governed round (:mod:`~suanwang.server.services.sharing`): the platform's queue
+        takes the pending jobs in turn; those it does not start stay pending, saying why."""
+        net = self.live.net
+        names = list(gov.tenants)
+        found = session.execute(select(Tenant.name, Tenant.id).where(Tenant.name.in_(names)))
+        ids = {name: tenant_id for name, tenant_id in found}
+        seen = {row.tenant_id for row in rows} | {h.tenant for h in held}
+        gov = by_id(gov, ids).with_tenants(seen, capacity_scu_per_h(net))
+        families, hubs = pool_families(net), pool_hubs(net)
+        shares = self.usage.shares(gov, state.now_s, held, families, hubs)
+        queue = PlatformQueue(shares, gov.rules)
+        waiting: dict[int, tuple[JobRow, Job]] = {}
+        for key, row in enumerate(rows):
+            got = self._engine_job(session, row, signals)
+            if got is not None:
+                waiting[key] = (row, got[0])
+                queue.push(Queued(key, got[0], got[1], where_of(got[0], got[1], families, hubs)))
+
+        def place_one(key: int, info: JobClassInfo) -> Placement:
+            row, job = waiting[key]
+            return self._place_one(session, row, job, info, state, signals, trading)
+
+        host = LiveHost(net, state.free, place_one, shares, families, hubs)
+        why = queue.round(state.now_s, host)
+        for key, (row, _) in waiting.items():
+            if key not in host.placed:
+                self._wait(row, why.get(key, SHARE))
+
+    def _wait(self, row: JobRow, reason: str) -> None:
+        """Keep ``row`` pending, saying why (written only when the reason changes)."""
+        if row.decision and row.decision.get("waiting") == reason:
+            return
+        row.decision = {
+            "placed": False,
+            "policy": self.policy.name,
+            "reason": f"waiting in the platform's queue: {reason}",
+            "waiting": reason,
+        }
+
+    def _engine_job(
+        self, session: Session, row: JobRow, signals: Signals
+    ) -> tuple[Job, JobClassInfo] | None:
+        """The engine's job for ``row`` and its feasible pools at open centers; None (the job
+        failed, saying why) when the served scenario or no open center can run it."""
         net = self.live.net
         try:
             job = to_core_job(row, net, t0=signals.start)
@@ -129,11 +200,24 @@ class Dispatcher:
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
             self._fail(session, row, reason, {})
-            return
+            return None
         if info.pools.size == 0:
             reason, excluded = unplaceable(net, job, closed=everywhere.pools.size)
             self._fail(session, row, reason, excluded)
-            return
+            return None
+        return job, info
+
+    def _place_one(
+        self,
+        session: Session,
+        row: JobRow,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        signals: Signals,
+        trading: LiveTrading | None = None,
+    ) -> Placement:
+        net = self.live.net
         market = trading.market_for(row.tenant_id, state.committed) if trading else NO_MARKET
         placed = place(job, info, state, self.policy, market, explain=True)
         pool, start_s = placed.pool, placed.start_s
@@ -167,6 +251,7 @@ class Dispatcher:
             },
         )
         log.info("placed job %s on %s (%s)", row.id, center, placed.reason)
+        return placed
 
     def _fail(self, session: Session, row: JobRow, reason: str, excluded: dict[str, int]) -> None:
         """A job no center can run: failed, with which constraint excluded the candidates."""

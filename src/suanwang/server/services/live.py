@@ -15,6 +15,7 @@ from suanwang.billing import pricing as billing_store  # its book_for
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.cost import ScuPrices, hour_span, hour_window, run_seconds
+from suanwang.core.jobs import Priority
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
@@ -78,7 +79,11 @@ class LiveNetwork:
         return self.drained
 
     def state(
-        self, session: Session, signals: Signals, trading: LiveTrading | None = None
+        self,
+        session: Session,
+        signals: Signals,
+        trading: LiveTrading | None = None,
+        held: list[Held] | None = None,
     ) -> CapacityState:
         """The capacity state placement and migration decide on (one builder for both).
 
@@ -87,7 +92,8 @@ class LiveNetwork:
         occupies its pool from now to its expected end (started_at + runtime on that pool, at
         least the current hour); a deferred one from its planned start to start + runtime. A
         job handed over but not yet running waits in its pool's queue (backlog). With
-        ``trading``, what each reserving tenant's jobs hold is recorded there too. Also
+        ``trading``, what each reserving tenant's jobs hold is recorded there too; with
+        ``held``, every job that holds units now is appended to it (for quotas). Also
         re-reads which centers are drained (operators drain through the API).
         """
         net = self.net
@@ -127,9 +133,22 @@ class LiveNetwork:
                 t0 = (start_at - signals.start).total_seconds()
                 t1 = t0 + runtime_s
             active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
+            if held is not None and holds:
+                held.append(Held(tenant, job.priority_class, pool, units * speed))
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
         return capacity_state(net, signals, now_s, active)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An active job that holds its units now, as quotas count it: its tenant (id), class,
+    pool and rate (SCU/h)."""
+
+    tenant: str
+    priority: Priority
+    pool: int
+    rate: float
 
 
 @dataclass
