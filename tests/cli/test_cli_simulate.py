@@ -120,13 +120,15 @@ def test_bad_tenants_file_names_line_and_field(invoke: Any, tmp_path: Path) -> N
     assert "Traceback" not in err
 
 
-def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any) -> None:
+def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any, tmp_path: Path) -> None:
     code, out, err = invoke(
         "simulate", "--jobs", "300", "--days", "0.5", "--policy", "suanwang", "--json",
         "--no-bound", "--drain-days", "2", "--synthetic-tenants", "4", "--tenants", "equal",
-        "--fifo",
+        "--fifo", "--out", str(tmp_path / "rep"),
     )  # fmt: skip
     assert code == 0, err
+    written = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert {"jobs-suanwang.csv", "jobs-suanwang-fifo.csv", "report.html"} <= written
     doc = json.loads(out)
     assert set(doc["policies"]) == {"suanwang", "suanwang/fifo"}
     for m in doc["policies"].values():

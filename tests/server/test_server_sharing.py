@@ -7,10 +7,13 @@ two. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -19,6 +22,7 @@ from suanwang.core.governance import Governance, TenantQuota
 from suanwang.executors.local import LocalExecutor
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.services.sharing import SHARE, Usage, no_governance
 
 
@@ -41,16 +45,14 @@ def _quotas(**quota: float) -> Callable[[Session], Governance]:
 
 
 def _big(submit: Callable[..., dict[str, Any]], who: Any, name: str, **kw: Any) -> str:
-    job = submit(
-        who,
-        name=name,
-        command="sleep 600",
-        resources={"cpus": 8, "cards": 200, "accelerator": "ascend-910", "mem_gb": 64},
-        stacks=["cann"],
-        kind="inference",  # may not wait: no deferral for price, the order alone decides
-        latency_ms=100,
-        **kw,
-    )
+    body: dict[str, Any] = {
+        "command": "sleep 600",
+        "resources": {"cpus": 8, "cards": 200, "accelerator": "ascend-910", "mem_gb": 64},
+        "stacks": ["cann"],
+        "kind": "inference",  # may not wait: no deferral for price, the order alone decides
+        "latency_ms": 100,
+    }
+    job = submit(who, name=name, **{**body, **kw})
     return str(job["id"])
 
 
@@ -156,3 +158,102 @@ def test_an_unknown_priority_class_is_a_422_naming_the_field(
     r = client.post("/v1/jobs", json=body(priority="vip"), headers=alice.headers)
     assert r.status_code == 422
     assert "priority" in r.text and "urgent" in r.text
+
+
+# --------------------------------------------------------------------------- preemption, live
+
+CKPT_SCRIPT = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    import os, signal, sys, time
+    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
+    def stop(*_):
+        open(os.path.join(ckpt, "step"), "w").write("1")
+        sys.exit(85)
+    signal.signal(signal.SIGUSR1, stop)
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def _until(
+    step: Callable[[], None], done: Callable[[], bool], what: str, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        step()
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("checkpointable", [False, True])
+def test_a_tenant_under_its_quota_preempts_borrowed_capacity_through_the_executor(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    bob: Any,
+    submit: Callable[..., dict[str, Any]],
+    checkpointable: bool,
+) -> None:
+    """alice (almost no quota) fills the pool with two runs on borrowed capacity; bob's job,
+    within his quota, preempts one of them: a checkpointable run is asked to checkpoint and
+    leaves as migrating, another is stopped at once and placed again from the start."""
+    live = LiveNetwork(
+        net=app.state.network,
+        signals=app.state.signals.current,
+        executors={"wuhan-ai": LocalExecutor(tmp_path / "c", "wuhan-ai", cpus=64, cards=400)},
+        clock=app.state.signals.clock,
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    program: dict[str, Any] = {"command": "sleep 600"}
+    if checkpointable:
+        program = {"command": None, "script": CKPT_SCRIPT, "checkpointable": True}
+    flood = [_big(submit, alice, f"a{i}", **program) for i in range(2)]
+    dispatcher = Dispatcher(sessions, live, governance=_quotas(alice=1.0, bob=500.0))
+    reconciler = Reconciler(sessions, live)
+
+    def rounds() -> None:
+        dispatcher.run_once()
+        reconciler.run_once()
+
+    claims: list[str] = []
+    try:
+
+        def started(j: str) -> bool:  # running, and (the script) ready for the signal
+            logs = client.get(f"/v1/jobs/{j}/logs", headers=alice.headers).text
+            return _get(client, alice, j)["state"] == "running" and (
+                not checkpointable or "ready" in logs
+            )
+
+        _until(rounds, lambda: all(started(j) for j in flood), "alice's runs start")
+        claim = _big(submit, bob, "b0")
+        claims.append(claim)
+        dispatcher.place()
+        assert _get(client, bob, claim)["state"] == "scheduled"  # in the same round
+        events = {
+            j: client.get(f"/v1/jobs/{j}/events", headers=alice.headers).json() for j in flood
+        }
+        hit = [j for j, evs in events.items() if any(e["detail"].get("by") == claim for e in evs)]
+        assert len(hit) == 1, events  # one run made room: the fewest victims
+        victim = hit[0]
+        if checkpointable:
+            asked = [e["detail"] for e in events[victim] if e["detail"].get("by") == claim]
+            assert asked[0]["event"] == "checkpoint_requested" and asked[0]["why"] == "preempted"
+        else:
+            got = _get(client, alice, victim)
+            assert got["state"] == "migrating"
+            assert events[victim][-1]["detail"]["event"] == "preempted"
+        # bob's job runs once the victim has left; the victim waits its turn again
+        _until(rounds, lambda: _get(client, bob, claim)["state"] == "running", "bob runs")
+        _until(rounds, lambda: _get(client, alice, victim)["state"] == "pending"
+               or _get(client, alice, victim)["decision"].get("waiting") is not None,
+               f"the victim is back in the queue: {_get(client, alice, victim)}")  # fmt: skip
+        assert _get(client, alice, victim)["decision"]["waiting"] in ("capacity", SHARE)
+    finally:  # no process outlives the test: cancel, and let the reconciler stop the runs
+        for who, j in [(alice, j) for j in flood] + [(bob, j) for j in claims]:
+            client.post(f"/v1/jobs/{j}/cancel", headers=who.headers)
+        reconciler.run_once()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from report_page import PLOTLY_MARKER, figure_json, outline
 
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
@@ -35,7 +33,6 @@ HEADINGS = (
     "Signals per center",
     "Centers map",
 )
-PLOTLY_MARKER = "* plotly.js v"  # banner at the top of the plotly.js bundle
 ARRIVAL_DAYS = 0.5
 HOURS = 4 * 24
 START = datetime(2025, 7, 1, tzinfo=UTC)
@@ -104,56 +101,12 @@ def page(run: Run, bound: Bound, tmp_path_factory: pytest.TempPathFactory) -> st
     return out.read_text(encoding="utf-8")
 
 
-class _Outline(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.h2: list[str] = []
-        self.title = ""
-        self.script_src: list[str] = []
-        self.external: list[str] = []
-        self.div_ids: list[str] = []
-        self.charset = ""
-        self._in: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag in ("h2", "title"):
-            self._in = tag
-        if tag == "script" and "src" in a:
-            self.script_src.append(a["src"] or "")
-        if tag in ("link", "img", "iframe") and re.match(
-            r"https?:", a.get("href") or a.get("src") or ""
-        ):
-            self.external.append(tag)
-        if tag == "div" and a.get("class") == "plotly-graph-div":
-            self.div_ids.append(a.get("id") or "")
-        if tag == "meta" and a.get("charset"):
-            self.charset = (a["charset"] or "").lower()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._in = None
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "h2":
-            self.h2.append(data)
-        elif self._in == "title":
-            self.title += data
-
-
-def _outline(page: str) -> _Outline:
-    parser = _Outline()
-    parser.feed(page)
-    parser.close()
-    return parser
-
-
 def test_every_section_and_policy_is_present(page: str, run: Run) -> None:
-    outline = _outline(page)
-    assert outline.h2 == list(HEADINGS)
+    parsed = outline(page)
+    assert parsed.h2 == list(HEADINGS)
     assert page.startswith("<!DOCTYPE html>")
-    assert outline.title.startswith("suanwang simulation report")
-    assert outline.charset == "utf-8"
+    assert parsed.title.startswith("suanwang simulation report")
+    assert parsed.charset == "utf-8"
     for r in run.reports:
         assert f"{r.name}</td>" in page
         assert f'"name":"{r.name}"' in page  # a chart trace per policy
@@ -164,14 +117,14 @@ def test_every_section_and_policy_is_present(page: str, run: Run) -> None:
     assert "Cost / bound" in page
     assert "Cost vs nearest" in page
     for fig in ("cost-carbon", "green", "utilization", "flows-0", "flows-1", "price", "map"):
-        assert f"fig-{fig}" in outline.div_ids
+        assert f"fig-{fig}" in parsed.div_ids
     assert '"type":"sankey"' in page
 
 
 def test_report_is_self_contained_with_one_plotly_bundle(page: str) -> None:
-    outline = _outline(page)
-    assert outline.script_src == []
-    assert outline.external == []
+    parsed = outline(page)
+    assert parsed.script_src == []
+    assert parsed.external == []
     assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
     assert "cdn.plot.ly/plotly" not in page
     assert page.count(PLOTLY_MARKER) == 1
@@ -209,9 +162,9 @@ def test_without_bound_or_named_policies(run: Run, tmp_path: Path) -> None:
         title="custom & title",
     )
     page = out.read_text(encoding="utf-8")
-    outline = _outline(page)
-    assert outline.h2 == list(HEADINGS)
-    assert outline.title == "custom & title — tiny <test>"
+    parsed = outline(page)
+    assert parsed.h2 == list(HEADINGS)
+    assert parsed.title == "custom & title — tiny <test>"
     assert "tiny &lt;test&gt;" in page
     assert "first-fit</td>" in page
     assert "Cost / bound" not in page
@@ -231,28 +184,16 @@ def test_no_policies(run: Run, tmp_path: Path) -> None:
         arrival_days=ARRIVAL_DAYS,
     )
     page = out.read_text(encoding="utf-8")
-    assert _outline(page).h2 == list(HEADINGS)
+    assert outline(page).h2 == list(HEADINGS)
     assert "No policy was run." in page
     assert page.count(PLOTLY_MARKER) == 1  # signal heatmaps and map still render
-
-
-def _figure_json(page: str, div_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The data and layout the page hands to ``Plotly.newPlot`` for the div ``div_id``."""
-    call = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
-    assert call is not None, div_id
-    decoder = json.JSONDecoder()
-    data, end = decoder.raw_decode(page, call.end())
-    comma = re.compile(r"\s*,\s*").match(page, end)
-    assert comma is not None
-    layout, _ = decoder.raw_decode(page, comma.end())
-    return data, layout
 
 
 @pytest.mark.parametrize("div_id", ["fig-price", "fig-green-fraction"])
 def test_signal_heatmaps_label_rows_with_full_center_ids(page: str, run: Run, div_id: str) -> None:
     """Each row is labelled with the whole center id (and its hub), and the left margin grows
     to fit the longest label instead of cutting every label to its first character."""
-    (heat,), layout = _figure_json(page, div_id)
+    (heat,), layout = figure_json(page, div_id)
     ids = [label.split(" · ")[0] for label in heat["y"]]
     assert sorted(ids) == sorted(c.id for c in run.net.scenario.centers)
     assert layout["yaxis"]["automargin"] is True

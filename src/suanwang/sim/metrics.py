@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +15,9 @@ from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.sim.engine import Outcome
+
+if TYPE_CHECKING:
+    from suanwang.sim.fairness import SharingSeries
 
 Array = NDArray[np.float64]
 
@@ -68,6 +71,8 @@ class PolicyReport:
     jobs: JobRecords | None = field(repr=False, default=None)
     #: a governed run's tenants, fairness and classes (suanwang.sim.fairness); None: ungoverned
     governance: dict[str, Any] | None = field(repr=False, default=None)
+    #: the same run hour by hour, for the report (suanwang.sim.fairness.sharing_series)
+    sharing: SharingSeries | None = field(repr=False, default=None)
 
 
 def busy_by_hour(

@@ -27,7 +27,7 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
 from suanwang.scheduling.state import Market
 from suanwang.sim.engine import Outcome, simulate
-from suanwang.sim.fairness import governance_metrics
+from suanwang.sim.fairness import governance_metrics, sharing_series
 from suanwang.sim.governed import simulate_governed
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.records import write_job_records
@@ -207,7 +207,7 @@ def run(
         progress = None
         if on_policy is not None:
             progress = _progress_callback(on_policy, name, len(workload.jobs))
-        gm = None
+        gm = series = None
         if governance is None:
             outcome = simulate(net, signals, workload.jobs, policy, progress, Market(prices=prices))
         else:
@@ -220,11 +220,13 @@ def run(
                 Market(prices=prices),
             )
             outcome = g.outcome
-            gm = governance_metrics(net, workload.jobs, g, workload.arrival_days)
+            series = sharing_series(net, workload.jobs, g, workload.arrival_days)
+            gm = governance_metrics(net, workload.jobs, g, workload.arrival_days, series)
             if progress is not None:
                 progress(len(workload.jobs))
         report = measure(name, net, signals, workload.jobs, outcome, workload.arrival_days)
         report.governance = gm
+        report.sharing = series
         if posted is not None:
             report.metrics.update(_paid(prices, net, workload.jobs, outcome, posted))
         m = report.metrics
@@ -232,7 +234,7 @@ def run(
             raise AssertionError(f"policy {name} lost jobs")  # conservation, never expected
         if records_dir is not None:
             records_dir.mkdir(parents=True, exist_ok=True)
-            path = records_dir / f"jobs-{name}.csv"
+            path = records_dir / f"jobs-{name.replace('/', '-')}.csv"  # suanwang/fifo
             write_job_records(path, net, signals.start, workload.jobs, outcome, report)
         reports.append(report)
         seconds[name] = time.perf_counter() - t

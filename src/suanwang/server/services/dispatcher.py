@@ -69,16 +69,19 @@ from suanwang.scheduling.queue import (
     where_of,
 )
 from suanwang.scheduling.state import NO_MARKET, CapacityState
-from suanwang.server.database.models import JobRow, Tenant
+from suanwang.server.database.models import JobEvent, JobRow, RunFence, Tenant
 from suanwang.server.decisions import decision_record
 from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.models.jobs import transition
 from suanwang.server.schemas import JobSpec
+from suanwang.server.services.failover import CHECKPOINT_REQUESTED
 from suanwang.server.services.live import Held, LiveNetwork, LiveTrading, load_trading
 from suanwang.server.services.runs import dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
 log = logging.getLogger("suanwang.dispatcher")
+#: the ``detail["event"]`` of a preemption (and the ``why`` of its checkpoint request)
+PREEMPTED = "preempted"
 
 
 @dataclass
@@ -154,7 +157,7 @@ class Dispatcher:
         seen = {row.tenant_id for row in rows} | {h.tenant for h in held}
         gov = by_id(gov, ids).with_tenants(seen, capacity_scu_per_h(net))
         families, hubs = pool_families(net), pool_hubs(net)
-        shares = self.usage.shares(gov, state.now_s, held, families, hubs)
+        shares, tiers = self.usage.shares(gov, state.now_s, held, families, hubs)
         queue = PlatformQueue(shares, gov.rules)
         waiting: dict[int, tuple[JobRow, Job]] = {}
         for key, row in enumerate(rows):
@@ -167,11 +170,55 @@ class Dispatcher:
             row, job = waiting[key]
             return self._place_one(session, row, job, info, state, signals, trading)
 
-        host = LiveHost(net, state.free, place_one, shares, families, hubs)
+        def stop(run: Held, key: int) -> None:
+            self._preempt(session, run, waiting[key][0].id)
+
+        host = LiveHost(
+            state.free, place_one, stop, shares, held, tiers, self.usage, families, hubs,
+            gov.rules.protect_s,
+        )  # fmt: skip
         why = queue.round(state.now_s, host)
         for key, (row, _) in waiting.items():
             if key not in host.placed:
                 self._wait(row, why.get(key, SHARE))
+
+    def _preempt(self, session: Session, run: Held, by: str) -> None:
+        """Stop ``run`` for job ``by``: a checkpointable run is asked to checkpoint (it leaves
+        as ``migrating`` and resumes where it is placed next); another is stopped now, its run
+        fenced, and goes back to be placed from the start (``migrating``, next attempt)."""
+        row = session.get(JobRow, run.job_id, with_for_update=True)
+        executor = self.live.executors.get(row.center_id or "") if row is not None else None
+        if row is None or row.executor_ref is None or executor is None:
+            return
+        now = self.live.clock()
+        detail = {"event": PREEMPTED, "by": by, "attempt": row.attempt}
+        try:
+            asked = run.checkpointable and executor.checkpoint(row.executor_ref) is not None
+            if not asked:
+                executor.cancel(row.executor_ref)
+        except ExecutorError as exc:  # the center will be marked by the reconciler's polls
+            log.warning("could not preempt job %s at %s: %s", row.id, row.center_id, exc)
+            return
+        if asked:
+            detail["event"] = CHECKPOINT_REQUESTED
+            detail["why"] = PREEMPTED
+            session.add(JobEvent(job_id=row.id, at=now, from_state=row.state,
+                                 to_state=row.state, detail=detail))  # fmt: skip
+            log.info("asked job %s to checkpoint: preempted by %s", row.id, by)
+            return
+        session.add(RunFence(job_id=row.id, center_id=row.center_id or "",
+                             executor_ref=row.executor_ref, reason=f"preempted by {by}",
+                             created_at=now))  # fmt: skip
+        transition(
+            session=session,
+            now=now,
+            job=row,
+            to=JobState.MIGRATING,
+            detail={**detail, "reason": f"preempted by job {by}: placed again from the start"},
+            updates={"center_id": None, "pool_model": None, "executor_ref": None,
+                     "start_at": None, "attempt": row.attempt + 1, "resume_from": None},
+        )  # fmt: skip
+        log.info("preempted job %s for %s: placing it again from the start", row.id, by)
 
     def _wait(self, row: JobRow, reason: str) -> None:
         """Keep ``row`` pending, saying why (written only when the reason changes)."""

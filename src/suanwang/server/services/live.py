@@ -102,6 +102,7 @@ class LiveNetwork:
         now_s = (now - signals.start).total_seconds()
         active: list[Active] = []
         stmt = select(
+            JobRow.id,
             JobRow.tenant_id,
             JobRow.state,
             JobRow.center_id,
@@ -111,7 +112,8 @@ class LiveNetwork:
             JobRow.start_at,
             JobRow.started_at,
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
-        for tenant, st, center, model, spec, ref, start_at, started_at in session.execute(stmt):
+        rows = session.execute(stmt)
+        for job_id, tenant, st, center, model, spec, ref, start_at, started_at in rows:
             try:
                 job = spec_to_job(
                     JobSpec.model_validate(spec), net, job_id="", submit_s=0.0, labels={}
@@ -134,7 +136,12 @@ class LiveNetwork:
                 t1 = t0 + runtime_s
             active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
             if held is not None and holds:
-                held.append(Held(tenant, job.priority_class, pool, units * speed))
+                running = st == JobState.RUNNING.value and started_at is not None
+                began = (started_at - signals.start).total_seconds() if running else None
+                held.append(
+                    Held(job_id, tenant, job.priority_class, pool, units, units * speed,
+                         job.checkpointable, began, job.work_scu)
+                )  # fmt: skip
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
         return capacity_state(net, signals, now_s, active)
@@ -142,13 +149,19 @@ class LiveNetwork:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """An active job that holds its units now, as quotas count it: its tenant (id), class,
-    pool and rate (SCU/h)."""
+    """An active job that holds its units now, as quotas and preemption see it: its id,
+    tenant (id), class, pool, units and rate (SCU/h), whether it can checkpoint, and when its
+    run began (seconds from the signals' start; None: handed over, not running yet)."""
 
+    job_id: str
     tenant: str
     priority: Priority
     pool: int
+    units: int
     rate: float
+    checkpointable: bool = False
+    started_s: float | None = None
+    work_scu: float = 0.0
 
 
 @dataclass

@@ -10,8 +10,13 @@ fair-share standing and age, and a job that cannot start stays ``pending`` with 
 stored (``decision.waiting``: capacity, quota used up, waiting for its share). No center
 queue decides who runs.
 
-Not yet live: preemption through the executors (the queue is given no runs to stop), and
-usage decayed across restarts (a restarted worker starts from what runs now).
+Preemption goes through the executors (the dispatcher's step): a checkpointable run is asked
+to checkpoint (it leaves as ``migrating`` and is placed again, resuming), another is stopped
+and placed again from the start (``running -> migrating`` at once, its run fenced). The job
+that preempted may be handed over before a checkpointing run has left: its center holds it in
+its queue meanwhile. Not yet: usage decayed across restarts (a restarted worker starts from
+what runs now), and protection after a preemption counts from the preemption, not the
+restart.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from suanwang.core.governance import Governance, TenantQuota
-from suanwang.core.network import JobClassInfo, Network
+from suanwang.core.network import JobClassInfo
 from suanwang.scheduling.fairshare import Run, Shares, Tier, Where
 from suanwang.scheduling.placement import Placement
 from suanwang.scheduling.queue import Queued
@@ -51,10 +56,12 @@ def by_id(gov: Governance, ids: Mapping[str, str]) -> Governance:
 
 @dataclass
 class Usage:
-    """Each tenant's decayed usage (SCU) between rounds, in this process."""
+    """Each tenant's decayed usage (SCU) between rounds, in this process, and the runs it
+    preempted lately (job id -> when, seconds from the signals' start)."""
 
     decayed: dict[str, float] = field(default_factory=dict)
     at_s: float | None = None
+    preempted: dict[str, float] = field(default_factory=dict)
 
     def shares(
         self,
@@ -63,40 +70,55 @@ class Usage:
         held: Sequence[Held],
         families: Sequence[str],
         hubs: Sequence[str | None],
-    ) -> Shares:
+    ) -> tuple[Shares, list[Tier]]:
         """The shares of this round: what each active job holds now (each in the best tier
-        it fits, in the order listed), the usage decayed to ``now_s``."""
+        it fits, in the order listed: the tiers, aligned with ``held``), the usage decayed to
+        ``now_s``."""
         shares = Shares(gov, now_s=self.at_s if self.at_s is not None else now_s)
         for tenant, u in shares.use.items():
             u.decayed_scu = self.decayed.get(tenant, 0.0)
+        tiers: list[Tier] = []
         for h in held:
-            if h.tenant not in shares.use:
-                continue
-            where = Where(np.array([h.rate]), [families[h.pool]], [hubs[h.pool]])
-            tier = int(shares.tiers(h.tenant, h.priority, where)[0])
-            shares.admit(h.tenant, Tier(tier if tier >= 0 else Tier.NETWORK), h.rate,
-                         families[h.pool], hubs[h.pool])  # fmt: skip
+            tier = Tier.NETWORK
+            if h.tenant in shares.use:
+                where = Where(np.array([h.rate]), [families[h.pool]], [hubs[h.pool]])
+                best = int(shares.tiers(h.tenant, h.priority, where)[0])
+                tier = Tier(best) if best >= 0 else Tier.NETWORK
+                shares.admit(h.tenant, tier, h.rate, families[h.pool], hubs[h.pool])
+            tiers.append(tier)
         shares.advance(now_s)
+        self.preempted = {  # kept while protected, or while the old run still leaves
+            j: at
+            for j, at in self.preempted.items()
+            if now_s - at < gov.rules.protect_s or _leaving(held, j, at)
+        }
         self.decayed = {t: u.decayed_scu for t, u in shares.use.items()}
         self.at_s = now_s
-        return shares
+        return shares, tiers
 
 
 #: places the pending job ``key`` on some of its pools and stores it (the dispatcher's step)
 Placer = Callable[[int, JobClassInfo], Placement]
+#: stops a held run to make room for the pending job ``key`` (the dispatcher's step)
+Stopper = Callable[[Held, int], None]
 
 
 @dataclass
 class LiveHost:
     """The dispatcher as the queue's host for one round (:class:`~suanwang.scheduling.queue.
-    Host`): free units of the round's capacity state; ``place`` stores a placement."""
+    Host`): free units of the round's capacity state; ``place`` stores a placement, ``stop``
+    preempts a run (``held``, ``tiers``: the active jobs and the tier each holds)."""
 
-    net: Network
     free_units: NDArray[np.int64]
     place: Placer
+    stop: Stopper
     shares: Shares
+    held: Sequence[Held]
+    tiers: Sequence[Tier]
+    usage: Usage
     families: Sequence[str]
     hubs: Sequence[str | None]
+    protect_s: float
     placed: set[int] = field(default_factory=set)
 
     @property
@@ -115,9 +137,35 @@ class LiveHost:
         return True  # a deferred job is placed (scheduled for later) all the same
 
     def runs_on(self, pools: set[int], now: float) -> Sequence[Run]:
-        """None: preemption through the executors is not live yet, so the queue never asks
-        to :meth:`preempt`."""
-        return ()
+        """The running jobs on ``pools``, but runs already asked to leave; the run of a job
+        preempted less than ``protect_s`` ago is protected."""
+        out = []
+        for i, h in enumerate(self.held):
+            if h.pool not in pools or h.started_s is None:
+                continue
+            at = self.usage.preempted.get(h.job_id)
+            if at is not None and h.started_s <= at:
+                continue  # the run that was asked to leave: it is leaving
+            hours = max(now - h.started_s, 0.0) / 3600.0
+            lost = 0.0 if h.checkpointable else min(h.rate * hours, h.work_scu)
+            out.append(
+                Run(key=i, tenant=h.tenant, priority=h.priority, tier=self.tiers[i],
+                    pool=h.pool, units=h.units, checkpointable=h.checkpointable,
+                    lost_scu=lost, protected=at is not None and now - at < self.protect_s,
+                    rate=h.rate)
+            )  # fmt: skip
+        return out
 
     def preempt(self, key: int, by: int) -> None:
-        raise NotImplementedError("live preemption: runs_on offers no runs to stop")
+        h = self.held[key]
+        self.stop(h, by)
+        self.usage.preempted[h.job_id] = self.shares.now_s
+        self.free_units[h.pool] += h.units  # the claimant may be handed over: the center
+        # holds it in its queue until the checkpointing run has left
+        fam, hub = self.families[h.pool], self.hubs[h.pool]
+        self.shares.release(h.tenant, self.tiers[key], h.rate, fam, hub)
+
+
+def _leaving(held: Sequence[Held], job_id: str, at: float) -> bool:
+    """Whether the run of ``job_id`` that was preempted at ``at`` still holds its units."""
+    return any(h.job_id == job_id and (h.started_s is None or h.started_s <= at) for h in held)

@@ -14,6 +14,8 @@ from suanwang.sim.metrics import PolicyReport
 from suanwang.sim.report.centers import map_fig, signal_fig
 from suanwang.sim.report.charts import cost_carbon_fig, green_fig, sankey_fig, utilization_fig
 from suanwang.sim.report.data import CHINA_TZ, SIGNAL_DAYS, center_cards, main_report, window_hours
+from suanwang.sim.report.sharing import SECTION as SHARING
+from suanwang.sim.report.sharing import sharing_html
 from suanwang.sim.report.style import BASELINE_POLICY, CSS, MAIN_POLICY, Renderer
 from suanwang.sim.report.tables import paid_html, summary_html
 from suanwang.sim.report.text import esc
@@ -72,6 +74,12 @@ def write_report(
         summary_html(reports, bound) if reports else '<p class="empty">No policy was run.</p>'
     )
     body["summary"] += paid_html(reports)
+    sharing = sharing_html(reports, signals, hours, render)  # governed runs only
+    sections: tuple[tuple[str, str], ...] = (
+        SECTIONS if sharing is None else (SECTIONS[0], SHARING, *SECTIONS[1:])
+    )
+    if sharing is not None:
+        body[SHARING[0]] = sharing
     if reports:
         body["cost-carbon"] = (
             '<p class="note">Cost is energy plus data transfer; the dashed line is the offline '
@@ -142,9 +150,9 @@ def write_report(
         + render(map_fig(net, main), "fig-map")
     )
 
-    nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name in SECTIONS)
-    sections = "".join(
-        f'<section id="{sid}"><h2>{esc(name)}</h2>{body[sid]}</section>' for sid, name in SECTIONS
+    nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name in sections)
+    html_sections = "".join(
+        f'<section id="{sid}"><h2>{esc(name)}</h2>{body[sid]}</section>' for sid, name in sections
     )
     meta_html = "".join(f"<span>{esc(k)}: <b>{esc(v)}</b></span>" for k, v in meta)
     page = (
@@ -155,7 +163,7 @@ def write_report(
         f"<title>{esc(title)} — {esc(scenario_name)}</title>\n"
         f"<style>{CSS}</style>\n</head>\n<body>\n"
         f'<header><h1>{esc(title)}</h1><div class="meta">{meta_html}</div></header>\n'
-        f"<nav>{nav}</nav>\n<main>\n{sections}\n</main>\n"
+        f"<nav>{nav}</nav>\n<main>\n{html_sections}\n</main>\n"
         f"<footer>suanwang {esc(__version__)} · self-contained report, works offline</footer>\n"
         "</body>\n</html>\n"
     )

@@ -93,6 +93,8 @@ td.best { font-weight: 700; color: #047857; }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
          gap: 1rem; }
 .empty { color: var(--muted); font-style: italic; }
+details { margin: .3rem 0; }
+details summary { cursor: pointer; font-weight: 600; padding: .2rem 0; }
 footer { color: var(--muted); font-size: .8rem; text-align: center; padding: 1.5rem; }
 """.replace("FONT", FONT)
 
