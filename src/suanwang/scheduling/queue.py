@@ -20,6 +20,7 @@ Pure: the host (the simulator, the live dispatcher) says what is free, places an
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -121,6 +122,7 @@ class PlatformQueue:
         self.queues: dict[QueueKey, deque[Queued]] = {}
         self.reserved: dict[int, int] = {}  # pool -> the job key it is kept for
         self.reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
+        self._victims_of: set[str] = set()  # tenants whose runs the last start preempted
 
     def push(self, q: Queued, front: bool = False) -> None:
         dq = self.queues.setdefault((q.job.tenant, q.job.priority_class), deque())
@@ -146,11 +148,14 @@ class PlatformQueue:
         tried: dict[QueueKey, int] = {}
         later: list[QueueKey] = []  # queues whose head has no claim (second pass)
         for second in (False, True):
-            active = list(later) if second else [k for k, q in self.queues.items() if q]
             skip: dict[QueueKey, int] = {}  # position in a queue to look at next
-            while active:
-                k, at = self._next(now, active, skip)
+            turns = _Turns(self, now, later if second else [k for k, q in self.queues.items() if q],
+                           skip)  # fmt: skip
+            while (k := turns.pop()) is not None:
+                if budget <= 0 and not (host.free > 0).any():
+                    break  # nothing free and nothing to preempt: no job can start
                 q = self.queues[k]
+                at = skip.get(k, 0)
                 item = q[at]
                 tier_of = self._tiers(item)
                 claim = (tier_of >= 0) & (tier_of <= Tier.COHORT)
@@ -159,6 +164,7 @@ class PlatformQueue:
                 open_ = self._open_to(item)
                 # first pass: only jobs with a claim (fifo: every job, one pass)
                 usable = (claim if fair and not second else tier_of >= 0) & open_
+                self._victims_of = set()
                 admitted, stopped = self._start(
                     now, host, item, tier_of, usable, budget, not second
                 )
@@ -169,42 +175,32 @@ class PlatformQueue:
                         why.pop(item.key, None)
                     else:
                         why[item.key] = DEFERRED
-                    if at >= len(q):  # nothing left to look at in this queue
-                        active.remove(k)
+                    if at < len(q):  # more to look at in this queue
+                        turns.push(k)
+                    turns.restand({item.job.tenant} | self._victims_of)  # standings moved
                     continue
                 if not second and fair and not claim.any() and (tier_of >= 0).any():
                     why[item.key] = QUOTA  # no claim: tried again on what is left
                     if k not in later:
                         later.append(k)
-                    active.remove(k)
                     continue
                 why[item.key] = CAPACITY if (tier_of >= 0).any() else QUOTA
                 if fair and not second and at == 0 and usable.any():
                     self._reserve(now, host, item, usable)
                 tried[k] = tried.get(k, 0) + 1
-                if tried[k] > BACKFILL or at + 1 >= len(q):
-                    active.remove(k)
-                else:
+                if tried[k] <= BACKFILL and at + 1 < len(q):
                     skip[k] = at + 1
+                    turns.push(k)
         return why
 
-    # ------------------------------------------------------------------ helpers
-    def _next(
-        self, now: float, active: list[QueueKey], skip: dict[QueueKey, int]
-    ) -> tuple[QueueKey, int]:
-        """The queue whose next job goes first, and that job's position in it."""
-        best: tuple[tuple[int, float, float], QueueKey] | None = None
-        for k in active:
-            job = self.queues[k][skip.get(k, 0)].job
-            if self.shares is not None:
-                key = self.shares.order_key(k[0], k[1], job.submit_s, now - job.submit_s)
-            else:
-                key = (0, 0.0, job.submit_s)
-            if best is None or key < best[0]:
-                best = (key, k)
-        assert best is not None
-        return best[1], skip.get(best[1], 0)
+    def key_of(self, now: float, k: QueueKey, at: int) -> tuple[int, float, float]:
+        """The turn of queue ``k`` whose next job is at ``at`` (smallest goes first)."""
+        job = self.queues[k][at].job
+        if self.shares is None:
+            return (0, 0.0, job.submit_s)
+        return self.shares.order_key(k[0], k[1], job.submit_s, now - job.submit_s)
 
+    # ------------------------------------------------------------------ helpers
     def _tiers(self, item: Queued) -> NDArray[np.int64]:
         if self.shares is None:
             return np.full(item.info.pools.size, int(Tier.NETWORK), dtype=np.int64)
@@ -285,6 +281,7 @@ class PlatformQueue:
             return 0
         for r in found[1]:
             host.preempt(r.key, item.key)
+            self._victims_of.add(r.tenant)
         return len(found[1])
 
     def _reserve(self, now: float, host: Host, item: Queued, usable: NDArray[np.bool_]) -> None:
@@ -296,3 +293,44 @@ class PlatformQueue:
         p = int(pools[np.argmax(host.free[pools])])
         self.reserved[p] = item.key
         self.reserving[tenant] = p
+
+
+class _Turns:
+    """The queues of a pass in turn order: a heap of their keys, updated lazily (a queue's
+    entry is stale once it is pushed again or taken)."""
+
+    def __init__(
+        self, pq: PlatformQueue, now: float, keys: Sequence[QueueKey], skip: dict[QueueKey, int]
+    ) -> None:
+        self.pq, self.now, self.skip = pq, now, skip
+        self.rank = {k: i for i, k in enumerate(keys)}  # ties: the order queues were listed
+        self.version: dict[QueueKey, int] = {}
+        self.waiting: set[QueueKey] = set()  # queues with a live entry
+        self.heap: list[tuple[tuple[int, float, float], int, int, QueueKey]] = []
+        self.by_tenant: dict[str, list[QueueKey]] = {}
+        for k in keys:
+            self.by_tenant.setdefault(k[0], []).append(k)
+            self.push(k)
+
+    def push(self, k: QueueKey) -> None:
+        v = self.version.get(k, 0) + 1
+        self.version[k] = v
+        self.waiting.add(k)
+        key = self.pq.key_of(self.now, k, self.skip.get(k, 0))
+        heapq.heappush(self.heap, (key, self.rank[k], v, k))
+
+    def pop(self) -> QueueKey | None:
+        """The queue whose next job goes first (it leaves the heap until pushed again)."""
+        while self.heap:
+            _, _, v, k = heapq.heappop(self.heap)
+            if k in self.waiting and self.version[k] == v:
+                self.waiting.discard(k)
+                return k
+        return None
+
+    def restand(self, tenants: set[str]) -> None:
+        """Their standing moved: their waiting queues take their new turn."""
+        for t in tenants:
+            for k in self.by_tenant.get(t, ()):
+                if k in self.waiting:
+                    self.push(k)
