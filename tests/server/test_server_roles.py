@@ -66,6 +66,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str, str]] = [
      "publishing and changing apps is for providers and operators"),
     ("POST", "/v1/offers", OFFER, PROVIDERS_AND_OPERATORS,
      "publishing offers is for providers and operators"),
+    ("PUT", "/v1/quotas/someone", {"cohort": "c", "quota_scu_per_h": 1}, OPERATORS,
+     "only operators may set or remove quotas"),
+    ("DELETE", "/v1/quotas/someone", None, OPERATORS, "only operators may set or remove quotas"),
+    ("GET", "/v1/quotas/changes", None, OPERATORS,
+     "the record of quota changes is for operators"),
 ]  # fmt: skip
 #: The route templates of :data:`ROUTES` (the app names its paths so).
 TEMPLATES = {
@@ -75,6 +80,7 @@ TEMPLATES = {
     "/v1/whatif/scenarios/china/yaml": "/v1/whatif/scenarios/{scenario_id}/yaml",
     "/v1/whatif/some-run": "/v1/whatif/{run_id}",
     "/v1/apps/roles-app": "/v1/apps/{app_id}",
+    "/v1/quotas/someone": "/v1/quotas/{tenant:path}",
 }
 
 

@@ -13,6 +13,7 @@ from suanwang.cli.centers import centers_app
 from suanwang.cli.demo import register as register_demo
 from suanwang.cli.jobs import register as register_jobs
 from suanwang.cli.output import out
+from suanwang.cli.quota import register as register_quota
 from suanwang.cli.scenario import scenario_app
 from suanwang.cli.serve import register as register_serve
 from suanwang.cli.simulate import register as register_simulate
@@ -67,6 +68,7 @@ register_billing(app)  # suanwang billing ..., suanwang ledger verify
 app.add_typer(testbed_app, name="testbed")
 app.add_typer(centers_app, name="centers")
 register_trading(app)  # offers, reservations
+register_quota(app)  # quota set|show|rm|changes (issue 14)
 
 
 def main() -> None:

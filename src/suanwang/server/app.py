@@ -35,6 +35,7 @@ from suanwang.server.api import (
     health,
     jobs,
     metrics,
+    quotas,
     whatif,
 )
 from suanwang.server.api import offers as trading  # trading (issue 5)
@@ -278,6 +279,7 @@ def create_app(
     app.include_router(apps.router)
     app.include_router(trading.router)  # offers and reservations (issue 5)
     app.include_router(whatif.router)
+    app.include_router(quotas.router)  # tenants' compute quotas (issue 14)
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -16,6 +16,7 @@ from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.models.governance import load_governance
 from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.failover import Failover, Migrations
@@ -160,7 +161,12 @@ def build_services(
     return Services(
         dispatcher=LoopService(
             "dispatcher",
-            Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=max_defer_h)).run_once,
+            Dispatcher(
+                sessions,
+                live,
+                policy=SuanwangPolicy(max_defer_h=max_defer_h),
+                governance=load_governance,  # tenants' quotas, read every round
+            ).run_once,
             0.5,
         ),
         reconciler=LoopService("reconciler", Reconciler(sessions, live).run_once, 1.0),

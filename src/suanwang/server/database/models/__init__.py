@@ -4,7 +4,8 @@
 * :mod:`.base`: the declarative base, fixed constraint names, ``utcnow`` and ``new_id``;
 * :mod:`.tenants`: tenants and center owners; :mod:`.jobs`: jobs, job events, run fences,
   drains; :mod:`.apps`: published apps; :mod:`.billing`: settings, ledger, usage records,
-  trial quotas; :mod:`.trading`: offers and reservations.
+  trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
+  compute quotas, classes and budgets, and their changes.
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -23,6 +24,7 @@ from suanwang.server.database.models.billing import (
     QuotaUse,
     UsageRecord,
 )
+from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow
 from suanwang.server.database.models.jobs import CenterDrain, JobEvent, JobRow, RunFence
 from suanwang.server.database.models.tenants import CenterOwner, Tenant, TenantRole
 from suanwang.server.database.models.trading import OfferRow, ReservationRow
@@ -43,11 +45,13 @@ __all__ = [
     "OfferRow",
     "PublishedApp",
     "Quantity",
+    "QuotaChange",
     "QuotaGrant",
     "QuotaUse",
     "ReservationRow",
     "RunFence",
     "Tenant",
+    "TenantQuotaRow",
     "TenantRole",
     "UTCDateTime",
     "UnitPrice",
