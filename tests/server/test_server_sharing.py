@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from suanwang.core.governance import Governance, TenantQuota
 from suanwang.executors.local import LocalExecutor
+from suanwang.server.models.governance import load_governance
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
@@ -257,3 +258,25 @@ def test_a_tenant_under_its_quota_preempts_borrowed_capacity_through_the_executo
         for who, j in [(alice, j) for j in flood] + [(bob, j) for j in claims]:
             client.post(f"/v1/jobs/{j}/cancel", headers=who.headers)
         reconciler.run_once()
+
+
+def test_quotas_set_through_the_api_take_effect_at_the_next_round(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    bob: Any,
+    operator: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    first = [_big(submit, alice, f"a{i}") for i in range(3)]
+    late = _big(submit, bob, "b0")
+    dispatcher = Dispatcher(sessions, _live(app, tmp_path), governance=load_governance)
+    for who in ("alice", "bob"):
+        body = {"cohort": f"c-{who}", "quota_scu_per_h": 500}
+        r = client.put(f"/v1/quotas/{who}", json=body, headers=operator.headers)
+        assert r.status_code == 200, r.text
+    dispatcher.place()
+    assert _get(client, bob, late)["state"] == "scheduled"  # fair turn, as in the first test
+    assert [_get(client, alice, j)["state"] for j in first] == ["scheduled", "pending", "pending"]

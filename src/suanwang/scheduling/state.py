@@ -21,6 +21,9 @@ from suanwang.core.cost import ScuPrices, hour_window
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 
+#: seconds within which a planned start is "now"
+NOW_TOLERANCE_S = 1e-3
+
 
 @dataclass(slots=True)
 class Decision:
@@ -84,6 +87,11 @@ class CapacityState:
             backlog_unit_s=np.zeros(net.n_pools),
             committed=np.zeros((net.n_pools, signals.hours + 1)),
         )
+
+    def starts_now(self, start_s: float) -> bool:
+        """Whether a run planned at ``start_s`` starts now (to within float rounding: times
+        go through datetimes and back)."""
+        return start_s <= self.now_s + NOW_TOLERANCE_S
 
     def fits(self, pool: int, units: int, t0_s: float, t1_s: float) -> bool:
         """Whether ``units`` more fit under the pool's capacity in every hour of [t0, t1)."""

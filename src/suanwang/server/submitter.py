@@ -36,6 +36,7 @@ from suanwang.server.models import jobs as models
 from suanwang.server.models.billing.config import admission_config, needs_hold
 from suanwang.server.models.billing.holds import admit
 from suanwang.server.models.jobs import IdempotencyConflict, SubmitRequest
+from suanwang.server.models.limits import ClassNotAllowed, OverBudget, check_limits, has_limits
 
 log = logging.getLogger("suanwang.submit")
 
@@ -125,7 +126,12 @@ class Submitter:
         out: list[Outcome | None] = [None] * len(requests)
         with self.sessions() as session:
             config = admission_config(session=session)
-            plain = [i for i, r in enumerate(requests) if not needs_hold(r.tenant, config)]
+            limited = has_limits(session, {r.tenant.id for r in requests})
+            plain = [
+                i
+                for i, r in enumerate(requests)
+                if not needs_hold(r.tenant, config) and r.tenant.id not in limited
+            ]
             if plain:
                 try:
                     answers = models.submit_jobs(
@@ -150,8 +156,10 @@ class Submitter:
         return [o for o in out if o is not None]
 
     def store_one(self, request: SubmitRequest) -> tuple[JobRow, bool]:
-        """Store one submission and reserve its estimated charge (billing, issue 5), in one
-        transaction. Raises :class:`InsufficientBalance` with nothing stored."""
+        """Store one submission, check its tenant's quota limits (class, budgets: issue 14) and
+        reserve its estimated charge (billing, issue 5), in one transaction. Raises
+        :class:`InsufficientBalance`, :class:`ClassNotAllowed` or :class:`OverBudget` with
+        nothing stored."""
         now = self.clock()
         with self.sessions() as session:
             job, created = models.submit_job(
@@ -163,8 +171,11 @@ class Submitter:
             )
             if created:
                 try:
+                    check_limits(
+                        session=session, tenant=request.tenant, job=job, net=self.net, now=now
+                    )
                     admit(session=session, tenant=request.tenant, job=job, net=self.net, now=now)
-                except InsufficientBalance:
+                except (InsufficientBalance, ClassNotAllowed, OverBudget):
                     session.rollback()
                     raise
             session.commit()

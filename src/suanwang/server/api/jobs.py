@@ -27,6 +27,7 @@ from suanwang.server.models import jobs as models
 from suanwang.server.models.billing.statements import charge_of
 from suanwang.server.models.job_refs import MIN_PREFIX, AmbiguousJobId, resolve_job
 from suanwang.server.models.jobs import SubmitRequest
+from suanwang.server.models.limits import ClassNotAllowed, OverBudget
 from suanwang.server.schemas import (
     ConflictResponse,
     ErrorResponse,
@@ -92,7 +93,11 @@ def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
     responses={
         200: {"model": JobPublic, "description": "replay: this Idempotency-Key made this job"},
         400: {"model": ErrorResponse, "description": "the body could not be read"},
-        402: {"description": "billing required and the prepaid balance cannot cover the hold"},
+        402: {
+            "description": "billing required and the prepaid balance cannot cover the hold, "
+            "or the job would take the tenant over its monthly budget or spend per hour"
+        },
+        403: {"description": "the tenant's quota does not allow the job's priority class"},
         413: {"model": ErrorResponse, "description": "request body over 64 KiB"},
     },
 )
@@ -141,6 +146,11 @@ async def submit_job(
         ) from None
     except InsufficientBalance as exc:
         raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, no_funds(exc)) from None
+    except OverBudget as exc:
+        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, over_budget(exc)) from None
+    except ClassNotAllowed as exc:
+        detail = {"error": "class_not_allowed", "message": str(exc), "allowed": exc.allowed}
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail) from None
     if not created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -246,3 +256,15 @@ def job_logs(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> Plain
     """The job's output so far (empty until an executor has stored some)."""
     job = _job_or_404(session, tenant, job_id)
     return PlainTextResponse(job.logs or "")
+
+
+def over_budget(exc: OverBudget) -> dict[str, str]:
+    """The JSON body of a 402 for a budget: which limit, and by how much."""
+    return {
+        "error": "over_budget",
+        "message": str(exc),
+        "limit": exc.limit,
+        "limit_cny": str(exc.cap),
+        "would_be_cny": str(exc.would_be),
+        "excess_cny": str(exc.excess),
+    }

@@ -274,7 +274,7 @@ class Dispatcher:
             h0, h1 = hour_window(start_s, start_s + placed.runtime_s)
             trading.add_use(row.tenant_id, pool, h0, h1, job.demand_units)
             detail = _market(trading, row.tenant_id, job.precision, pool, placed)
-        if start_s <= state.now_s:
+        if state.starts_now(start_s):
             state.free[pool] -= job.demand_units  # held from now on (as the state builder says)
         start_at = signals.start + timedelta(seconds=start_s)
         decision = decision_record(placed, self.policy.name, signals.start, **detail)

@@ -33,6 +33,7 @@ from suanwang.core.network import JobClassInfo
 from suanwang.scheduling.fairshare import Run, Shares, Tier, Where
 from suanwang.scheduling.placement import Placement
 from suanwang.scheduling.queue import Queued
+from suanwang.scheduling.state import NOW_TOLERANCE_S
 from suanwang.server.services.live import Held
 
 #: why a pending job waits when a round never reached it (others went first)
@@ -128,7 +129,7 @@ class LiveHost:
     def admit(self, q: Queued, info: JobClassInfo, tier_of: NDArray[np.int64]) -> bool:
         placement = self.place(q.key, info)
         self.placed.add(q.key)
-        if placement.start_s <= self.shares.now_s:  # holds its units from now on
+        if placement.start_s <= self.shares.now_s + NOW_TOLERANCE_S:  # holds units from now
             pos = placement.pos
             tier = Tier(int(tier_of[pos]))
             p = placement.pool
