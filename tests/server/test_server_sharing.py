@@ -197,6 +197,7 @@ def test_a_tenant_under_its_quota_preempts_borrowed_capacity_through_the_executo
     tmp_path: Path,
     alice: Any,
     bob: Any,
+    operator: Any,
     submit: Callable[..., dict[str, Any]],
     checkpointable: bool,
 ) -> None:
@@ -214,7 +215,10 @@ def test_a_tenant_under_its_quota_preempts_borrowed_capacity_through_the_executo
     if checkpointable:
         program = {"command": None, "script": CKPT_SCRIPT, "checkpointable": True}
     flood = [_big(submit, alice, f"a{i}", **program) for i in range(2)]
-    dispatcher = Dispatcher(sessions, live, governance=_quotas(alice=1.0, bob=500.0))
+    for who, quota in (("alice", 1), ("bob", 500)):
+        body = {"cohort": f"c-{who}", "quota_scu_per_h": quota}
+        assert client.put(f"/v1/quotas/{who}", json=body, headers=operator.headers).is_success
+    dispatcher = Dispatcher(sessions, live, governance=load_governance)
     reconciler = Reconciler(sessions, live)
 
     def rounds() -> None:
@@ -254,6 +258,9 @@ def test_a_tenant_under_its_quota_preempts_borrowed_capacity_through_the_executo
                or _get(client, alice, victim)["decision"].get("waiting") is not None,
                f"the victim is back in the queue: {_get(client, alice, victim)}")  # fmt: skip
         assert _get(client, alice, victim)["decision"]["waiting"] in ("capacity", SHARE)
+        metrics = client.get("/metrics", headers=operator.headers).text
+        assert 'suanwang_tenant_preemptions_total{tenant="alice"} 1.0' in metrics
+        assert 'suanwang_tenant_preemptions_total{tenant="bob"} 0.0' in metrics
     finally:  # no process outlives the test: cancel, and let the reconciler stop the runs
         for who, j in [(alice, j) for j in flood] + [(bob, j) for j in claims]:
             client.post(f"/v1/jobs/{j}/cancel", headers=who.headers)
@@ -280,3 +287,8 @@ def test_quotas_set_through_the_api_take_effect_at_the_next_round(
     dispatcher.place()
     assert _get(client, bob, late)["state"] == "scheduled"  # fair turn, as in the first test
     assert [_get(client, alice, j)["state"] for j in first] == ["scheduled", "pending", "pending"]
+    metrics = client.get("/metrics", headers=operator.headers).text
+    assert 'suanwang_tenant_quota_scu_per_h{tenant="alice"} 500.0' in metrics
+    assert 'suanwang_tenant_pending{reason="capacity",tenant="alice"} 2.0' in metrics
+    assert 'suanwang_tenant_usage_scu_per_h{tenant="bob"} 0.0' in metrics  # not handed over yet
+    assert 'suanwang_tenant_preemptions_total{tenant="alice"} 0.0' in metrics

@@ -17,7 +17,13 @@ Operators only (a bearer key like every other route). Families:
   ``migrating``); ``suanwang_migration_requests_total{why}`` — checkpoint requests by cause
   (``drain``, ``engine``) and ``suanwang_migration_planned_cost_cny`` — the checkpoint
   transfer cost the engine planned for its moves;
-* ``suanwang_fenced_runs_total`` — stale runs cancelled after their center came back.
+* ``suanwang_fenced_runs_total`` — stale runs cancelled after their center came back;
+* per tenant with a quota (docs/governance.md), by tenant name:
+  ``suanwang_tenant_quota_scu_per_h`` and ``suanwang_tenant_usage_scu_per_h`` (the rate of
+  its running and handed-over jobs), ``suanwang_tenant_pending{tenant,reason}`` (its jobs
+  waiting in the platform's queue, by why: capacity, quota used up, waiting for its share,
+  or ``new`` before a round has looked at them) and ``suanwang_tenant_preemptions_total``
+  (its runs preempted).
 
 The ``*_total`` families are counters: counts of the events the database keeps, so they only
 grow (``rate()`` applies). They carry no ``_created`` sample, nor does the summary: each
@@ -44,7 +50,8 @@ from sqlalchemy import func, select
 
 from suanwang.core.lifecycle import JobState
 from suanwang.server.api.deps import AUTH_RESPONSES, NetworkDep, SessionDep, operator_only
-from suanwang.server.database.models import JobEvent, JobRow, Tenant
+from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantQuotaRow
+from suanwang.server.models.governance import rates_now
 from suanwang.server.models.jobs import active_usage
 from suanwang.server.schemas import ErrorResponse
 
@@ -124,6 +131,7 @@ def metrics(
                     sum_value=sum(waits),
                 ),
                 *_moves(session),
+                *_tenants(session, net),
             ]
         )
     )
@@ -202,3 +210,71 @@ def _moves(session: SessionDep) -> list[Metric]:
         ),
         CounterMetricFamily("suanwang_fenced_runs", "Stale runs cancelled", value=fenced),
     ]
+
+
+def _tenants(session: SessionDep, net: NetworkDep) -> list[Metric]:
+    """Quota, usage now, pending jobs by reason and preemptions of every tenant with a quota."""
+    named = dict(
+        session.execute(
+            select(Tenant.id, Tenant.name).join(
+                TenantQuotaRow, TenantQuotaRow.tenant_id == Tenant.id
+            )
+        ).all()
+    )
+    quota = GaugeMetricFamily(
+        "suanwang_tenant_quota_scu_per_h", "Nominal quota (SCU/h)", labels=["tenant"]
+    )
+    usage = GaugeMetricFamily(
+        "suanwang_tenant_usage_scu_per_h", "Rate of running jobs (SCU/h)", labels=["tenant"]
+    )
+    pending = GaugeMetricFamily(
+        "suanwang_tenant_pending",
+        "Jobs waiting in the platform's queue",
+        labels=["tenant", "reason"],
+    )
+    preempted = CounterMetricFamily(
+        "suanwang_tenant_preemptions", "Runs preempted", labels=["tenant"]
+    )
+    if not named:
+        return [quota, usage, pending, preempted]
+    rows = session.execute(
+        select(TenantQuotaRow.tenant_id, TenantQuotaRow.quota_scu_per_h).where(
+            TenantQuotaRow.tenant_id.in_(list(named))
+        )
+    )
+    rates = rates_now(session=session, net=net, tenant_ids=list(named))
+    for tenant_id, q in rows:
+        quota.add_metric([named[tenant_id]], float(q))
+        use = rates.get(tenant_id)
+        usage.add_metric([named[tenant_id]], use.rate_scu_per_h if use else 0.0)
+    waiting: dict[tuple[str, str], int] = {}
+    for tenant_id, decision in session.execute(
+        select(JobRow.tenant_id, JobRow.decision).where(
+            JobRow.tenant_id.in_(list(named)),
+            JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
+            JobRow.executor_ref.is_(None),
+        )
+    ):
+        reason = str((decision or {}).get("waiting") or "new")
+        key = (named[tenant_id], reason)
+        waiting[key] = waiting.get(key, 0) + 1
+    for (name, reason), n in sorted(waiting.items()):
+        pending.add_metric([name, reason], n)
+    hits: dict[str, int] = {}
+    for tenant_id, detail in session.execute(
+        select(JobRow.tenant_id, JobEvent.detail)
+        .join(JobRow, JobRow.id == JobEvent.job_id)
+        .where(JobRow.tenant_id.in_(list(named)), JobEvent.to_state == JobState.MIGRATING.value)
+    ):
+        if (detail or {}).get("event") == "preempted":  # stopped at once
+            hits[tenant_id] = hits.get(tenant_id, 0) + 1
+    for tenant_id, detail in session.execute(
+        select(JobRow.tenant_id, JobEvent.detail)
+        .join(JobRow, JobRow.id == JobEvent.job_id)
+        .where(JobRow.tenant_id.in_(list(named)), JobEvent.from_state == JobEvent.to_state)
+    ):
+        if (detail or {}).get("why") == "preempted":  # asked to checkpoint
+            hits[tenant_id] = hits.get(tenant_id, 0) + 1
+    for tenant_id, name in sorted(named.items(), key=lambda kv: kv[1]):
+        preempted.add_metric([name], hits.get(tenant_id, 0))
+    return [quota, usage, pending, preempted]
