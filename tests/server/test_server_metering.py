@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from suanwang.billing.rating import UNBILLED_ENDS
 from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.models.billing.metering import segments
 
@@ -65,3 +66,21 @@ def test_a_cancelled_run_keeps_what_it_reported_once_stopped_and_an_open_run_wai
     never = _events((0, None, "pending", {}), (1, "pending", "scheduled", {"center": "z1"}),
                     (2, "scheduled", "cancelled", {}))  # fmt: skip
     assert segments(job=_job(), events=never) == []  # cancelled before it ran: no run
+
+
+def test_a_run_preempted_without_a_checkpoint_is_metered_but_not_billed() -> None:
+    """Its work is lost and done again (docs/governance.md): the tenant pays for the run that
+    finishes it, and a checkpointed preemption (migrating, no such event) is billed as usual."""
+    events = _events(
+        (0, None, "pending", {}),
+        (1, "pending", "scheduled", {"center": "z1", "pool": "a100"}),
+        (2, "scheduled", "running", {}),
+        (30, "running", "migrating", {"event": "preempted", "by": "other-job", "attempt": 0}),
+        (31, "migrating", "scheduled", {"center": "z2", "pool": "h800"}),
+        (32, "scheduled", "running", {}),
+        (90, "running", "succeeded", {}),
+    )  # fmt: skip
+    lost, done = segments(job=_job(), events=events)
+    assert lost.end_state == "preempted" and lost.end_state in UNBILLED_ENDS
+    assert lost.ended_at - lost.started_at == timedelta(minutes=28)  # metered all the same
+    assert done.end_state == "succeeded" and done.end_state not in UNBILLED_ENDS

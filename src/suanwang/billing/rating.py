@@ -10,7 +10,9 @@ charged at that hour's posted price::
 
 rounded half up to the cent once per segment. Data transfer (``data_gb`` x the link's price
 from the job's origin to its first center) is charged once, on the first segment. A run that
-ended ``lost`` (its center failed) is metered but not billed: the provider did not deliver.
+ended ``lost`` (its center failed) is metered but not billed: the provider did not deliver;
+nor is a run ``preempted`` without a checkpoint (docs/governance.md): its work is lost and runs
+again from the start, and the tenant pays only for the run that finishes it.
 Energy: IT kWh = units x unit power x hours; facility kWh = IT x PUE; green kWh = facility x
 the center's green-contract share; carbon = the rest x the province's grid emission factor.
 
@@ -48,8 +50,10 @@ from suanwang.core.hardware import Precision, speed_scu_per_hour
 from .money import PRICE_STEP, ZERO, cents, cents_up, qty
 from .pricing import PriceBook
 
+#: A run stopped by a preemption before it could checkpoint: its work is lost and done again.
+PREEMPTED = "preempted"
 #: Run ends that are not billed (metered with amount 0).
-UNBILLED_ENDS = frozenset({"lost"})
+UNBILLED_ENDS = frozenset({"lost", PREEMPTED})
 #: Hours in a billing month, for GB-months (365 x 24 / 12).
 HOURS_PER_MONTH = Decimal(730)
 

@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from suanwang.billing.rating import PREEMPTED  # the event of a preemption; such a run is not billed
 from suanwang.core.cost import HOUR_S, hour_window
 from suanwang.core.governance import Governance
 from suanwang.core.jobs import Job
@@ -80,8 +81,6 @@ from suanwang.server.services.runs import dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
 log = logging.getLogger("suanwang.dispatcher")
-#: the ``detail["event"]`` of a preemption (and the ``why`` of its checkpoint request)
-PREEMPTED = "preempted"
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanwang.billing import quotas
+from suanwang.billing import quotas, rating
 from suanwang.billing.money import ZERO
 from suanwang.billing.rating import Segment, UsageLine, rate_segment
 from suanwang.core.hardware import Precision
@@ -65,9 +65,11 @@ def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
             planned = datetime.fromisoformat(s) if isinstance(s, str) else None
             started = min(max(first.at, planned) if planned else first.at, last.at)
             run_event = last.id
+        ended = (last.detail or {}).get("event") == rating.PREEMPTED  # stopped, work lost
         out.append(
             _segment(len(out), center, model, job, started, last.at, JobState(last.to_state),
-                     run_event, market_of(detail), tokens_of(last.detail or {}))
+                     run_event, market_of(detail), tokens_of(last.detail or {}),
+                     end_state=rating.PREEMPTED if ended else None)
         )  # fmt: skip
     for ev in events:  # what a cancelled job's run reported once it had stopped
         stopped = ev.from_state == ev.to_state and (ev.detail or {}).get("event") == RUN_STOPPED
@@ -104,6 +106,7 @@ def _segment(
     event_id: int,
     market: str | None = None,
     tokens: int = 0,
+    end_state: str | None = None,
 ) -> Segment:
     res = (job.spec or {}).get("resources") or {}
     return Segment(
@@ -112,7 +115,7 @@ def _segment(
         model=model or job.pool_model or str(res.get("accelerator", "")),
         started_at=start,
         ended_at=end,
-        end_state=to.value,
+        end_state=end_state or to.value,
         run_event_id=event_id,
         market=market,
         tokens=tokens,
