@@ -139,3 +139,16 @@ def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any, tmp_p
         shares = sum(t["share_of_usage"] for t in m["tenants"].values())
         assert abs(shares - 1.0) < 1e-9
     assert doc["policies"]["suanwang/fifo"]["preemptions"] == 0
+
+
+def test_a_tenants_file_shares_synthetic_jobs_among_its_tenants(invoke: Any) -> None:
+    example = Path(__file__).parents[2] / "docs" / "examples" / "tenants.yaml"
+    code, out, err = invoke(
+        "simulate", "--jobs", "200", "--days", "0.5", "--policy", "nearest", "--json",
+        "--no-bound", "--drain-days", "1", "--tenants", str(example),
+    )  # fmt: skip
+    assert code == 0, err
+    m = json.loads(out)["policies"]["nearest"]
+    named = {"nlp-lab", "vision-lab", "hpc-group", "acme-training", "acme-serving"}
+    assert set(m["tenants"]) == named
+    assert sum(t["share_of_usage"] for t in m["tenants"].values()) > 0.999

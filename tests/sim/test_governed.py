@@ -120,9 +120,10 @@ def assert_governed_valid(net: Network, jobs: Sequence[Job], g: GovernedOutcome)
         mine = ev_job == i
         finals = ev_to[mine]
         feasible = net.job_class(job).pools.size > 0
-        if (finals == FAILED).any():  # rejected: no feasible pool, never ran
+        allowed = not g.fair or job.priority_class in g.governance.tenants[job.tenant].classes
+        if (finals == FAILED).any():  # rejected: no feasible pool or class refused, never ran
             rejected += 1
-            assert not feasible and i not in by_job and out.pool[i] == -1
+            assert not (feasible and allowed) and i not in by_job and out.pool[i] == -1
             assert np.isnan(out.end_s[i]) and np.isnan(out.first_start_s[i])
             continue
         assert feasible, f"job {i} had a feasible pool and was not placed"
@@ -493,3 +494,20 @@ def test_a_job_is_deferred_for_price_once_then_starts_when_due(net: Network, sig
     assert_governed_valid(net, jobs, g)
     assert g.outcome.first_start_s[0] == pytest.approx(ROUND + H)
     assert g.waiting == {"deferred for price": 1}
+
+
+def test_a_class_the_tenant_may_not_use_is_refused_at_submission(
+    net: Network, sig: Signals
+) -> None:
+    """As the API refuses it (403): the job fails at once and never waits in the queue."""
+    gov = Governance(tenants={"a": TenantQuota("a", "c", 2.0, classes=frozenset({Priority.BATCH}))})
+    jobs = [_job(0, "a", 0.0), _job(1, "a", 1.0, priority=Priority.URGENT)]
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    ev_job, _, _, ev_to, _ = g.outcome.events.columns()
+    assert FAILED in ev_to[ev_job == 1].tolist()
+    assert not np.isnan(g.outcome.end_s[0]) and np.isnan(g.outcome.first_start_s[1])
+    assert not g.backlogged.any()  # the refused job never counts as waiting
+    # fifo has no quotas: the same job runs
+    fifo = simulate_governed(net, sig, jobs, FirstFit(), None, round_s=ROUND)
+    assert not np.isnan(fifo.outcome.end_s[1])

@@ -91,7 +91,7 @@ def simulate(
         typer.Option(
             metavar="N",
             help="synthetic: share the jobs among N tenants of unequal demand (5%% urgent, "
-            "5%% preemptible)",
+            "5%% preemptible); with a --tenants file and no N: among the file's tenants",
         ),
     ] = 0,
 ) -> None:
@@ -127,6 +127,12 @@ def simulate(
     from suanwang.core.network import Network
 
     net = Network(sc)
+    governance = None
+    if tenants is not None:
+        governance = _governance(tenants, sc)
+    sharing: tuple[str, ...] = ()
+    if governance is not None and trace == "synthetic" and not synthetic_tenants:
+        sharing = tuple(governance.tenants)  # the file's tenants share the synthetic jobs
     try:
         workload = make_workload(
             net,
@@ -137,7 +143,8 @@ def simulate(
             seed=seed,
             start=t0,
             load=load,
-            tenants=synthetic_tenants,
+            tenants=synthetic_tenants or len(sharing),
+            names=sharing,
         )
     except TraceError as exc:
         for p in exc.problems[:100]:
@@ -156,10 +163,6 @@ def simulate(
             for line in str(exc).splitlines():
                 err.print(line, highlight=False, soft_wrap=True, markup=False)
             raise fail(f"--offers {str(offers)!r}: not loaded") from None
-
-    governance = None
-    if tenants is not None:
-        governance = _governance(tenants, sc)
 
     show_progress = sys.stderr.isatty() and not as_json
     progress = Progress(

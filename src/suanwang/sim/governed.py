@@ -9,11 +9,13 @@ loses the work of its run; both go back to the front of their queue). A planned 
 (price) sends the job back to the queue until its start, once: then it starts where the
 planner wants it.
 
-With ``governance=None`` (the ``fifo`` comparison) the same engine takes jobs oldest first
-with no quotas, tiers, preemption or reservations. No center queue decides who runs: a job is
-admitted only where it starts at once, and its units are held from admission (its data
-arriving meanwhile). The events are those of :mod:`suanwang.sim.engine`; a preemption is
-``running -> migrating`` (the run stopped, checkpointed if it can) then ``pending``.
+A job of a class its tenant may not use is refused at submission (``pending -> failed``), as
+the API refuses it. With ``governance=None`` (the ``fifo`` comparison) the same engine takes
+jobs oldest first with no quotas, tiers, preemption or reservations. No center queue decides
+who runs: a job is admitted only where it starts at once, and its units are held from
+admission (its data arriving meanwhile). The events are those of :mod:`suanwang.sim.engine`;
+a preemption is ``running -> migrating`` (the run stopped, checkpointed if it can) then
+``pending``.
 """
 
 from __future__ import annotations
@@ -295,7 +297,8 @@ def simulate_governed(
             t = jobs[j].submit_s
             info = net.job_class(jobs[j])
             event(j, t, NO_STATE, PENDING, -1)
-            if info.pools.size == 0:
+            allowed = prio[j] in gov.tenants[jobs[j].tenant].classes or not fair
+            if info.pools.size == 0 or not allowed:  # refused, as the API refuses (403)
                 event(j, t, PENDING, FAILED, -1)
                 continue
             new = Queued(j, jobs[j], info, where_of(jobs[j], info, fam_of, hub_of))

@@ -81,10 +81,11 @@ def make_workload(
     start: datetime,
     load: float | None,
     tenants: int = 0,
+    names: tuple[str, ...] = (),
 ) -> Workload:
-    """The jobs to simulate: synthetic (``tenants`` > 0 shares them among that many tenants
-    of unequal demand, 5% of the work that cannot wait ``urgent`` and 5% of the deferrable work
-    ``preemptible``), or read from a trace."""
+    """The jobs to simulate: synthetic (``tenants`` > 0 shares them among that many tenants,
+    named ``names`` or ``t01``, ``t02``, ..., of unequal demand, 5% of the work that cannot
+    wait ``urgent`` and 5% of the deferrable work ``preemptible``), or read from a trace."""
     if trace == "synthetic":
         spec = WorkloadSpec(
             jobs=jobs if jobs is not None else 20000,
@@ -92,6 +93,7 @@ def make_workload(
             seed=seed,
             load=load,
             tenants=tenants,
+            names=names,
             urgent_share=SYNTHETIC_CLASS_SHARE if tenants else 0.0,
             preemptible_share=SYNTHETIC_CLASS_SHARE if tenants else 0.0,
         )

@@ -103,6 +103,8 @@ class WorkloadSpec:
     #: proportional to 1 / k**tenant_skew (unequal demand); ``urgent_share`` of the jobs that
     #: may not wait and ``preemptible_share`` of the deferrable ones get those classes
     tenants: int = 0
+    #: the tenants' names (default ``t01``, ``t02``, ...: :func:`tenant_names`)
+    names: tuple[str, ...] = ()
     tenant_skew: float = 1.0
     urgent_share: float = 0.0
     preemptible_share: float = 0.0
@@ -271,7 +273,9 @@ def with_tenants(jobs: Sequence[Job], spec: WorkloadSpec) -> list[Job]:
     """``jobs`` shared among ``spec.tenants`` tenants of unequal demand, some urgent and some
     preemptible (drawn from their own seeded stream: the jobs themselves do not change)."""
     rng = np.random.default_rng([spec.seed, 14])
-    names = tenant_names(spec.tenants)
+    names = list(spec.names) or tenant_names(spec.tenants)
+    if len(names) != spec.tenants:
+        raise ValueError(f"{spec.tenants} tenants but {len(names)} names")
     w = 1.0 / np.arange(1, spec.tenants + 1, dtype=np.float64) ** spec.tenant_skew
     who = rng.choice(spec.tenants, size=len(jobs), p=w / w.sum())
     u = rng.random(len(jobs))
