@@ -9,7 +9,9 @@ network's capacity split evenly), 5% of the non-deferrable jobs `urgent` and 5% 
 deferrable ones `preemptible`. Per seed it runs, on the same jobs and signals, the governed
 engine (`suanwang` with quotas: "fair"), the same engine without quotas ("fifo", `suanwang`
 and `nearest`), and prints one JSON line per run; then one line of medians over the seeds
-against the targets of issue 14. docs/benchmarks.md records the results.
+against the targets of issue 14. ``--portable``: every accelerator job may run on every
+software stack (CUDA, CANN, DTK, Neuware), to see sharing without stack constraints.
+docs/benchmarks.md records the results.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import math
 import statistics
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +41,10 @@ DAYS = 1.0
 LOAD = 1.4
 
 
-def one(seed: int, scale: float, jobs: int) -> list[dict[str, Any]]:
+PORTABLE = frozenset({"cuda", "cann", "dtk", "neuware"})
+
+
+def one(seed: int, scale: float, jobs: int, portable: bool = False) -> list[dict[str, Any]]:
     sc = apply_edits(load_scenario("china"), ScenarioEdits(capacity_scale=scale))
     net = Network(sc)
     sig = build_signals(sc, START, math.ceil(DAYS * 24 + 7 * 24), seed)
@@ -52,6 +58,8 @@ def one(seed: int, scale: float, jobs: int) -> list[dict[str, Any]]:
         preemptible_share=0.05,
     )
     work = synthetic_jobs(net, spec, START)
+    if portable:  # every accelerator job runs on every stack: feasibility out of the way
+        work = [replace(j, stacks=PORTABLE) if j.cards else j for j in work]
     rows = []
     for label, policy, gov in (
         ("fair", "suanwang", Governance(tenants={})),
@@ -91,8 +99,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--jobs", type=int, default=4000)
+    ap.add_argument("--portable", action="store_true", help="every AI job runs on every stack")
     a = ap.parse_args()
-    rows = [r for s in range(1, a.seeds + 1) for r in one(s, a.scale, a.jobs)]
+    rows = [r for s in range(1, a.seeds + 1) for r in one(s, a.scale, a.jobs, a.portable)]
 
     def med(run: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in rows if r["run"] == run)
