@@ -126,9 +126,9 @@ class Dispatcher:
             if not rows:
                 return 0
             trading = load_trading(session, self.live.net, signals)
-            held: list[Held] = []
+            held: list[Held] | None = [] if gov is not None else None  # only quotas need it
             state = self.live.state(session, signals, trading, held)
-            if gov is not None:
+            if gov is not None and held is not None:
                 self._place_in_turn(session, rows, state, signals, trading, gov, held)
                 return len(rows)
             for row in rows:
