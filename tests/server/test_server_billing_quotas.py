@@ -326,6 +326,8 @@ def test_lowering_holds_races_settlement_without_a_broken_ledger(
     finally:
         stop.set()
         lowerer.join()
+    # settlement skips a job the lowerer has locked (SKIP LOCKED): the next round settles it
+    settle_finished(sessions, net, now=NOW)
     lower_holds(sessions, net, now=NOW)
     with sessions() as s:
         open_ = [j["id"] for i, j in enumerate(jobs) if not i % 3]
