@@ -113,6 +113,9 @@ const scenarios = {
     await page.getByRole("link", { name: "Billing", exact: true }).click();
     await page.locator("#balance").waitFor();
     await fits("billing");
+    await page.getByRole("link", { name: "Quotas", exact: true }).click();
+    await page.locator("#quota-form").waitFor();
+    await fits("quotas");
     return { widths, map, job_row_visible: jobRow, ...layout };
   },
 

@@ -10,7 +10,9 @@ import { eventText, shortId, waitingShort, waitingText } from "./words.js";
 function notStarted(j) {
   const d = j.decision;
   if (j.state === "pending" && d && d.waiting) return waitingShort(d.waiting);
-  if (j.state === "scheduled" && d && d.deferred_h > 0 && j.start_at) return `deferred for price to ${when(j.start_at)}`;
+  if (j.state === "scheduled" && d && d.deferred_h > 0 && j.start_at && new Date(j.start_at) > new Date()) {
+    return `deferred for price to ${when(j.start_at)}`;
+  }
   return null;
 }
 
