@@ -113,6 +113,9 @@ const scenarios = {
     await page.getByRole("link", { name: "Billing", exact: true }).click();
     await page.locator("#balance").waitFor();
     await fits("billing");
+    await page.getByRole("link", { name: "Quotas", exact: true }).click();
+    await page.locator("#quota-form").waitFor();
+    await fits("quotas");
     return { widths, map, job_row_visible: jobRow, ...layout };
   },
 
@@ -196,6 +199,109 @@ const scenarios = {
     const logs = await page.locator("#logs").textContent();
     await shot(page, "app-job");
     return { apps, refused, field_error: fieldError, id, state, logs };
+  },
+
+  // Quotas, as an operator: a refused setting (the field named), a quota set through the form,
+  // shown in the table and the record of changes, edited, and a removal refused (409) then done.
+  async quotas_operator(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Quotas", exact: true }).click();
+    await page.locator("#quota-form").waitFor();
+    const form = page.locator("#quota-form");
+    const errorOf = (id) => page.locator(`#${id} + .field-error`).textContent();
+    await form.getByLabel("Tenant", { exact: true }).fill(args.tenant);
+    await form.getByLabel("Cohort (a university, a company)").fill(args.cohort);
+    await page.locator("#quota-quota").fill("100");
+    // a weight of 0: refused by the API, the reason next to the field
+    await page.locator("#quota-weight").fill("0");
+    await page.locator("#save-quota").click();
+    await page.locator("#quota-form-error [role=alert]").waitFor();
+    const weightError = await errorOf("quota-weight");
+    const weightInvalid = await page.locator("#quota-weight").getAttribute("aria-invalid");
+    await shot(page, "quota-refused");
+    // borrowing from a cohort where nobody lends: the whole governance is checked
+    await page.locator("#quota-weight").fill("2");
+    await page.locator("#quota-borrow").fill("60");
+    await page.locator("#save-quota").click();
+    await page.locator("#quota-borrow + .field-error").waitFor();
+    const borrowError = await errorOf("quota-borrow");
+    const weightCleared = await page.locator("#quota-weight + .field-error").count();
+    await page.locator("#quota-borrow").fill("0");
+    await page.locator("#quota-form input[name=classes][value=urgent]").uncheck();
+    await page.getByText("Caps by accelerator family and by hub").click();
+    await page.locator("#cap-families-nvidia").fill("40");
+    await page.locator("#quota-budget").fill("1000");
+    await page.locator("#save-quota").click();
+    const row = page.locator(`#quota-table tr[data-tenant="${args.tenant}"]`);
+    await row.waitFor();
+    const cells = await row.locator("td[data-col]").evaluateAll(
+      (tds) => Object.fromEntries(tds.map((td) => [td.dataset.col, td.textContent])));
+    const saved = await page.locator("#quota-msg").textContent();
+    const change = page.locator(`#quota-changes tr[data-tenant="${args.tenant}"]`).first();
+    await change.waitFor();
+    const created = await change.textContent();
+    await shot(page, "quotas");
+    // edit: the form takes the row's settings; a new quota is one more change, before -> after
+    await row.locator("button[data-action=edit]").click();
+    const filled = { cohort: await page.locator("#quota-cohort").inputValue(), weight: await page.locator("#quota-weight").inputValue(),
+      nvidia: await page.locator("#cap-families-nvidia").inputValue(), urgent: await page.locator("#quota-form input[name=classes][value=urgent]").isChecked() };
+    await page.locator("#quota-quota").fill("150");
+    await page.locator("#save-quota").click();
+    await page.waitForFunction((t) => document.querySelectorAll(`#quota-changes tr[data-tenant="${t}"]`).length === 2, args.tenant);
+    const updated = await change.textContent();
+    const quotaCell = await row.locator("td[data-col=quota]").textContent();
+    // removing a lender its cohort mate borrows from: refused, the server's reason shown
+    page.on("dialog", (d) => d.accept());
+    await page.locator(`#quota-table tr[data-tenant="${args.lender}"] button[data-action=remove]`).click();
+    await page.locator("#quota-msg [role=alert]").waitFor();
+    const conflict = await page.locator("#quota-msg").textContent();
+    await page.locator(`#quota-table tr[data-tenant="${args.tenant}"] button[data-action=remove]`).click();
+    await page.locator(`#quota-table tr[data-tenant="${args.tenant}"]`).waitFor({ state: "detached" });
+    const removed = await page.locator("#quota-msg").textContent();
+    await page.waitForFunction((t) => document.querySelectorAll(`#quota-changes tr[data-tenant="${t}"]`).length === 3, args.tenant);
+    const removal = await change.textContent();
+    return {
+      weight_error: weightError, weight_invalid: weightInvalid, borrow_error: borrowError,
+      weight_cleared: weightCleared, cells, saved, created, filled, updated, quota_cell: quotaCell,
+      conflict, removed, removal,
+    };
+  },
+
+  // Quotas, as a consumer: its own quota (args.key), then a tenant without one (args.other).
+  async quotas_consumer(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Quotas", exact: true }).click();
+    await page.locator("#my-quota-numbers").waitFor();
+    const text = (id) => page.locator(`#${id}`).textContent();
+    const mine = {
+      entitlement: await text("my-entitlement"), usage: await text("my-usage"), borrowed: await text("my-borrowed"),
+      standing: await text("my-standing"), budget: await text("my-budget"), classes: await text("my-classes"),
+      page: await page.locator("main").textContent(), forms: await page.locator("#quota-form").count(),
+    };
+    await shot(page, "quota-mine");
+    await page.locator("#sign-out").click();
+    await signIn(page, args.other);
+    await page.getByRole("link", { name: "Quotas", exact: true }).click();
+    await page.locator("#quota-none").waitFor();
+    return { mine, none: await text("quota-none") };
+  },
+
+  // A pending job under quotas: the list and its page say why it waits.
+  async waiting_job(page) {
+    await signIn(page);
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
+    const cell = page.locator(`#jobs-table tr[data-job="${args.job}"] [data-col=waiting]`);
+    await cell.waitFor();
+    const listed = await cell.textContent();
+    await page.locator(`#jobs-table tr[data-job="${args.job}"] a`).click();
+    await page.locator("#job-waiting").waitFor();
+    const result = {
+      listed, waiting: await page.locator("#job-waiting").textContent(),
+      code: await page.locator("#job-waiting").getAttribute("data-waiting"),
+      state: await page.locator("#job-state .badge").textContent(),
+    };
+    await shot(page, "job-waiting");
+    return result;
   },
 
   async drain(page) {

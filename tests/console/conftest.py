@@ -104,6 +104,11 @@ class Live:
     url: str
     operator: Key
     consumer: Key
+    db: str = ""
+
+    def new_tenant(self, name: str, role: str = "consumer") -> Key:
+        """Another tenant of the running server (``suanwang tenants create`` on its database)."""
+        return _create(self.db, name, role)
 
 
 def _free_port() -> int:
@@ -158,7 +163,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             if time.monotonic() > deadline:
                 pytest.fail("suanwang serve did not answer /healthz within 60 s")
             time.sleep(0.2)
-        yield Live(url, operator, consumer)
+        yield Live(url, operator, consumer, db)
     finally:
         proc.terminate()
         try:

@@ -231,6 +231,8 @@ def test_console_page_static_files_and_json_routes(api: Any, tenant: Tenant) -> 
     assert {c["hub"] for c in geo["centers"]} - {None} <= {h["id"] for h in geo["hubs"]}
     assert len(geo["provinces"]) >= 31
     assert {p["id"] for p in geo["provinces"]} <= drawn
+    # the names a quota's family caps may use (the form shows one field per family)
+    assert geo["families"] == ["cambricon", "cpu", "huawei", "hygon", "nvidia"]
 
 
 def test_huge_numbers_are_refused_not_a_server_error(api: Any, tenant: Tenant) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from suanwang import __version__, web
 from suanwang.core.scenario import Hub, Province, Scenario
+from suanwang.scenarios.tenants import cap_names
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
 from suanwang.server.schemas import from_fields
 
@@ -43,12 +44,17 @@ class MapCenter(MapPoint):
 
 
 class NetworkMap(BaseModel):
-    """Where things are: centers, hubs and provinces (capitals) at their coordinates."""
+    """Where things are: centers, hubs and provinces (capitals) at their coordinates, and the
+    accelerator families (vendors) the scenario's catalog has (a quota's caps name them)."""
 
     scenario: str
     centers: list[MapCenter]
     hubs: list[MapPoint]
     provinces: list[MapPoint] = Field(description="each province at its capital")
+    families: list[str] = Field(
+        description="the catalog's accelerator families (vendors), by name: what a quota's "
+        "family caps may name"
+    )
 
 
 def _point(x: Hub | Province) -> MapPoint:
@@ -63,13 +69,16 @@ def me(tenant: CurrentTenant) -> Me:
 
 @router.get("/v1/network/map")
 def network_map(request: Request, _tenant: CurrentTenant) -> NetworkMap:
-    """Coordinates of the scenario's centers, hubs and provinces (for the console's map)."""
+    """Coordinates of the scenario's centers, hubs and provinces (for the console's map), and
+    the accelerator families (for the quota form's caps)."""
     sc: Scenario = request.app.state.scenario
+    families, _ = cap_names(sc)
     return NetworkMap(
         scenario=sc.name,
         centers=[from_fields(MapCenter, c) for c in sc.centers],
         hubs=[_point(h) for h in sc.hubs],
         provinces=[_point(p) for p in sc.provinces],
+        families=sorted(families),
     )
 
 

@@ -6,6 +6,7 @@ import { KEY, api, errorBox, h, put, setStatus, state, stopPolling } from "./cor
 import { renderJob, renderJobs, renderSubmit } from "./jobs.js";
 import { renderMap } from "./map.js";
 import { renderOperator } from "./operator.js";
+import { renderQuotas } from "./quotas.js";
 import { renderWhatIf } from "./whatif.js";
 
 const view = document.getElementById("view");
@@ -90,6 +91,7 @@ async function route() {
       case "submit": await renderSubmit(); break;
       case "apps": await (parts[1] ? renderApp(parts[1]) : renderApps()); break;
       case "billing": await renderBilling(parts.slice(1)); break;
+      case "quotas": await renderQuotas(); break;
       case "operator": await renderOperator(); break;
       case "whatif": await renderWhatIf(parts[1]); break;
       default: put(page, h("h1", {}, "Not found"), h("div", { class: "empty" }, "No such page."), h("p", {}, h("a", { href: "#/map" }, "The network")));

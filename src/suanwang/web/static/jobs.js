@@ -3,6 +3,36 @@ import {
   FINAL, KINDS, STACKS, STATES, api, badge, errorBox, field, h, markFields, num, originSelect,
   pct, poll, put, state, when,
 } from "./core.js";
+import { eventText, shortId, waitingShort, waitingText } from "./words.js";
+
+// Why a job has not started, in a few words (the list) or null: a pending job's reason to
+// wait under quotas, or a planned start later (deferred for price).
+function notStarted(j) {
+  const d = j.decision;
+  if (j.state === "pending" && d && d.waiting) return waitingShort(d.waiting);
+  if (j.state === "scheduled" && d && d.deferred_h > 0 && j.start_at && new Date(j.start_at) > new Date()) {
+    return `deferred for price to ${when(j.start_at)}`;
+  }
+  return null;
+}
+
+function waitCell(j) {
+  const why = notStarted(j);
+  return why ? h("div", { class: "sub", "data-col": "waiting" }, why) : null;
+}
+
+// An event's detail: in words when the console knows it (a preemption, a checkpoint request;
+// the job that preempted linked), then its other fields as they are.
+function eventDetail(e) {
+  const d = e.detail || {};
+  const said = eventText(d);
+  const rest = Object.entries(d).filter(([k]) => !said || !["event", "why", "by", "reason"].includes(k))
+    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ");
+  if (!said) return rest;
+  return [h("span", { class: "event-words" }, said.text,
+    said.by ? [" ", h("a", { href: `#/jobs/${said.by}`, title: said.by }, shortId(said.by))] : null, said.after),
+  rest ? h("div", {}, rest) : null];
+}
 
 export async function renderJobs(params) {
   const view = state.page;
@@ -37,7 +67,8 @@ export async function renderJobs(params) {
     put(box, h("table", {},
       h("thead", {}, h("tr", {}, ["Name", "State", "Kind", "Origin", "Center", "Submitted", "Ended"].map((t) => h("th", {}, t)))),
       h("tbody", {}, shown.map((j) => h("tr", { "data-job": j.id },
-        h("td", {}, h("a", { href: `#/jobs/${j.id}` }, j.name)), h("td", {}, badge(j.state)), h("td", {}, j.kind),
+        h("td", {}, h("a", { href: `#/jobs/${j.id}` }, j.name)),
+        h("td", {}, badge(j.state), waitCell(j)), h("td", {}, j.kind),
         h("td", {}, j.origin), h("td", {}, j.center_id || "–"), h("td", {}, when(j.submitted_at)), h("td", {}, when(j.ended_at)))))),
       h("p", { class: "sub" }, `${shown.length} of ${items.length} jobs shown (newest first; refreshed every 3 s)`));
   };
@@ -103,7 +134,7 @@ export async function renderJob(id) {
     put(events, evs.length === 0 ? h("div", { class: "empty" }, "No events yet.") : h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "At"), h("th", {}, "From"), h("th", {}, "To"), h("th", {}, "Detail"))),
       h("tbody", {}, evs.map((e) => h("tr", { "data-event": e.to_state }, h("td", {}, when(e.at)), h("td", {}, e.from_state ? badge(e.from_state) : "–"),
-        h("td", {}, badge(e.to_state)), h("td", { class: "sub" }, Object.entries(e.detail || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ")))))));
+        h("td", {}, badge(e.to_state)), h("td", { class: "sub" }, eventDetail(e)))))));
     logs.textContent = text || (FINAL.has(job.state) ? "(no output)" : "(no output yet)");
     if (FINAL.has(job.state)) done = true;
   };
@@ -123,6 +154,12 @@ export function distinctDigits(values) {
 
 function renderPlacement(box, job) {
   const d = job.decision;
+  if (d && d.placed === false && d.waiting && job.state === "pending") {  // under quotas: not yet
+    put(box,
+      h("p", { id: "job-waiting", class: "waiting", "data-waiting": d.waiting }, waitingText(d.waiting)),
+      h("p", { class: "sub" }, "The dispatcher looks again every round. ", h("a", { href: "#/quotas" }, "Quotas"), " shows what is used against each quota now."));
+    return;
+  }
   if (d && d.placed === false) {
     const excluded = Object.entries(d.excluded || {}).filter(([, n]) => n > 0);
     put(box,
