@@ -263,7 +263,7 @@ def test_billing_cli_and_ledger_verify(
     )
     assert json.loads(r.stdout) == {
         "billing_required": True, "commission_rate": "0.05", "energy_pass_through": False,
-        "token_value_cny_per_million": "2.00",
+        "token_value_cny_per_million": "2.00", "idle_discount": "0.50",
     }  # fmt: skip
     assert (
         runner.invoke(

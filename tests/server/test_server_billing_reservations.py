@@ -140,7 +140,7 @@ def test_invoice_lines_settlement_and_cli_with_jobs_reservations_and_refunds(
     assert job_line["transaction_id"] == _tx(sessions, f"charge:{job_a['id']}").id
     assert Decimal(job_line["amount_cny"]) == charge_a - free
     assert kept_line | {"settled_at": None} == {
-        "kind": "reservation", "job_id": None, "name": None, "settled_at": None,
+        "kind": "reservation", "job_id": None, "name": None, "priority": None, "settled_at": None,
         "transaction_id": kept["transaction_id"], "reservation_id": kept["id"],
         "amount_cny": kept["amount_cny"], "usage_cny": kept["amount_cny"], "scu": kept["scu"],
         "free_cny": "0.00", "free_card_hours": "0.000000", "free_storage_gb_months": "0.000000",

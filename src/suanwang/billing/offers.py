@@ -5,7 +5,9 @@ in CNY per standard compute unit (SCU), of one type:
 
 * ``on_demand`` — anyone's jobs placed there in the window pay the offer's price;
 * ``reserved`` — capacity consumers book in advance (a :class:`Reservation`, paid at booking);
-* ``idle_discount`` — capacity that would otherwise idle, sold below the posted price.
+* ``idle_discount`` — capacity that would otherwise idle, sold below the posted price; it
+  is also the price of ``preemptible`` work on the pool (:meth:`OfferBook.best_idle`,
+  :meth:`suanwang.billing.pricing.PriceBook.idle_price`).
 
 **Price.** For a center, chip model, precision and instant, the price per SCU is that of the
 cheapest active ``on_demand`` or ``idle_discount`` offer for the center and model (an offer
@@ -330,6 +332,19 @@ class OfferBook:
         for o in self.for_pool(center_id, model):
             if (
                 o.type is not OfferType.RESERVED
+                and o.active_at(at)
+                and o.applies(center_id, model, precision)
+            ):
+                return o
+        return None
+
+    def best_idle(
+        self, center_id: str, model: str, precision: Precision, at: datetime
+    ) -> Offer | None:
+        """The cheapest active ``idle_discount`` offer (what preemptible work pays), or None."""
+        for o in self.for_pool(center_id, model):
+            if (
+                o.type is OfferType.IDLE_DISCOUNT
                 and o.active_at(at)
                 and o.applies(center_id, model, precision)
             ):

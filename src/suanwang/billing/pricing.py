@@ -22,6 +22,21 @@ A book may carry providers' offers (:class:`suanwang.billing.offers.OfferBook`):
 offer's price where one is in force and the posted price elsewhere, and a tenant's own
 reservation makes its work on the reserved pool free (paid at booking). Without offers every
 answer is the posted price, exactly as before.
+
+**The idle price** (what ``preemptible`` work pays, docs/governance.md "Billing"):
+:meth:`PriceBook.idle_price` is the cheapest active ``idle_discount`` offer for the center and
+chip (and the precision) at that instant; without one, the posted price times
+``1 - idle_discount``, rounded half up to 0.0001 CNY. ``idle_discount`` is a platform setting
+(``suanwang billing configure --idle-discount``), default :data:`DEFAULT_IDLE_DISCOUNT` = 0.50:
+a posted A100 SCU is 4.25..5.23 CNY, of which the capacity part is 4.025 and the energy at cost
+0.2..1.0, so half the posted price (2.1..2.6) still pays an idle card's electricity twice over
+and a good part of its amortisation, while staying well below the posted price; clouds sell
+preemptible (spot) capacity at 60..90 % off, but theirs is priced by an auction that can go
+back up, ours is a fixed price, so we keep to the conservative end. A provider that wants
+another price for its idle capacity posts an ``idle_discount`` offer; the setting is bounded by
+:data:`MAX_IDLE_DISCOUNT` (0.90, the deepest spot discount clouds advertise). The rating never
+lets a preemptible piece cost more than the same piece of other work
+(:func:`suanwang.billing.rating.rate_segment`).
 """
 
 from __future__ import annotations
@@ -35,7 +50,7 @@ from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.core.scenario import Scenario
 
 from .money import PRICE_STEP, ZERO
-from .offers import OfferBook
+from .offers import OfferBook, OfferType
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +74,28 @@ class PriceParams:
 
 
 DEFAULT_PRICES = PriceParams()
+
+#: The platform's default idle discount: preemptible work pays the posted price x (1 - this)
+#: where no ``idle_discount`` offer prices it (see the module docstring for why 0.50).
+DEFAULT_IDLE_DISCOUNT = Decimal("0.50")
+#: The deepest idle discount an operator may set.
+MAX_IDLE_DISCOUNT = Decimal("0.90")
+
+
+def check_idle_discount(value: Decimal) -> Decimal:
+    """An idle discount: a fraction within 0..0.90 with at most 2 decimals (raises
+    ``ValueError`` naming it)."""
+    if (
+        not isinstance(value, Decimal)
+        or not value.is_finite()
+        or not Decimal(0) <= value <= MAX_IDLE_DISCOUNT
+        or value != value.quantize(Decimal("0.01"))
+    ):
+        raise ValueError(
+            f"idle discount {value}: must be a fraction between 0 and {MAX_IDLE_DISCOUNT} "
+            "(0.50: half the posted price), with at most 2 decimals"
+        )
+    return value.quantize(Decimal("0.01"))
 
 
 class NoPrice(ValueError):
@@ -127,6 +164,23 @@ class PriceBook:
         best = self.offers.best(center_id, model, precision, at)
         return None if best is None else best.price_cny_per_scu
 
+    def idle_price(
+        self,
+        center_id: str,
+        model: str,
+        precision: Precision,
+        at: datetime,
+        *,
+        discount: Decimal = DEFAULT_IDLE_DISCOUNT,
+    ) -> Decimal:
+        """CNY per SCU of preemptible work at the instant ``at``: the cheapest active
+        ``idle_discount`` offer for the pool, else the posted price x (1 - ``discount``),
+        rounded half up to 0.0001 CNY (raises :class:`NoPrice` as the posted price does)."""
+        offer = self.offers.best_idle(center_id, model, precision, at) if self.offers else None
+        if offer is not None:
+            return offer.price_cny_per_scu
+        return discounted(self.posted_at(center_id, model, precision, at), discount)
+
     def table(self, center_id: str, model: str, precision: Precision) -> tuple[Decimal, ...]:
         """The 24 hourly prices; raises :class:`NoPrice`."""
         key = (center_id, model, precision)
@@ -177,11 +231,16 @@ class PriceBook:
 
     def max_price(self, precision: Precision) -> Decimal:
         """The highest price per SCU any center posts (or offers) for ``precision`` (holds)."""
+        best = self.max_posted(precision)
+        for offer in self.offers.offers:
+            if offer.precision in (None, precision):
+                best = max(best, offer.price_cny_per_scu)
+        return best
+
+    def max_posted(self, precision: Precision) -> Decimal:
+        """The highest price per SCU any center posts for ``precision``, at any hour."""
         if precision not in self._max:
             best = Decimal(0)
-            for offer in self.offers.offers:
-                if offer.precision in (None, precision):
-                    best = max(best, offer.price_cny_per_scu)
             for center in self.scenario.centers:
                 for model in self.models(center.id):
                     try:
@@ -190,6 +249,23 @@ class PriceBook:
                         continue
             self._max[precision] = best
         return self._max[precision]
+
+    def max_idle_price(
+        self, precision: Precision, *, discount: Decimal = DEFAULT_IDLE_DISCOUNT
+    ) -> Decimal:
+        """The highest :meth:`idle_price` anywhere at any time for ``precision`` (the holds of
+        preemptible work): the highest posted price discounted, or a dearer ``idle_discount``
+        offer of the book."""
+        best = discounted(self.max_posted(precision), discount)
+        for offer in self.offers.offers:
+            if offer.type is OfferType.IDLE_DISCOUNT and offer.precision in (None, precision):
+                best = max(best, offer.price_cny_per_scu)
+        return best
+
+
+def discounted(price: Decimal, discount: Decimal) -> Decimal:
+    """``price`` x (1 - ``discount``), rounded half up to 0.0001 CNY (monotone in ``price``)."""
+    return (price * (1 - discount)).quantize(PRICE_STEP, rounding=ROUND_HALF_UP)
 
 
 def _price_table(

@@ -28,6 +28,20 @@ marked up: per SCU this is never more than the posted price (which holds rely on
 under a trade (an offer, or the tenant's reservation) pays the trade's price for the hours the
 trade is in force, as without pass-through: a provider's offer is an all-in price per SCU.
 
+**Preemptible work** (the ``preemptible`` class, docs/governance.md) runs on capacity nobody
+else takes and pays the *idle price* for its compute: each piece is charged the cheaper of what
+the same piece of other work would pay (the trade's price, the posted price, or capacity +
+energy under pass-through) and its SCU at the idle price of that instant
+(:meth:`~suanwang.billing.pricing.PriceBook.idle_price`: the cheapest ``idle_discount`` offer
+for the pool, else the posted price x (1 - the platform's idle discount))::
+
+    charge = sum over pieces of min(piece as other work, scu_piece x idle_price(instant))
+
+So a preemptible piece never costs more than the same piece of another class (a cheaper
+``on_demand`` offer it was placed under, or the tenant's reservation at 0, stays), and its
+hold, at the highest idle price (:func:`estimate_hold`), bounds it as the posted one bounds
+other work. Transfer and storage are not discounted.
+
 **Storage**: the job's staged data is held at the run's center while the run lasts::
 
     storage_gb_months = data_gb x seconds / 3600 / 730
@@ -48,7 +62,7 @@ from zoneinfo import ZoneInfo
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 
 from .money import PRICE_STEP, ZERO, cents, cents_up, qty
-from .pricing import PriceBook
+from .pricing import DEFAULT_IDLE_DISCOUNT, PriceBook
 
 #: A run stopped by a preemption before it could checkpoint: its work is lost and done again.
 PREEMPTED = "preempted"
@@ -132,6 +146,8 @@ def rate_segment(
     energy_pass_through: bool = False,
     tenant: str | None = None,
     stored_gb: Decimal = ZERO,
+    preemptible: bool = False,
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT,
 ) -> UsageLine:
     """Rate one segment (``data_gb`` > 0 only for the segment that carries the transfer;
     ``stored_gb``: the job's staged data, held at the center for every run).
@@ -145,6 +161,10 @@ def rate_segment(
     ``energy_pass_through``: charge the capacity part of the posted price plus the metered
     facility energy at the tariff of each hour (see the module docstring), except for the
     hours a trade prices (``seg.market``).
+
+    ``preemptible``: the run is of the ``preemptible`` class; each piece costs at most its SCU
+    at the idle price (``idle_discount``: the platform's, where no ``idle_discount`` offer
+    prices the pool; see the module docstring).
     """
     if units <= 0:
         raise ValueError(f"segment {seg.seq}: units must be positive, not {units}")
@@ -175,15 +195,23 @@ def rate_segment(
         if seg.market is not None:
             who = tenant if seg.market == "reservation" else None
             traded = book.market_price_at(seg.center_id, seg.model, precision, t, tenant=who)
+        energy = ZERO
         if traded is not None:
-            money += scu * traded
+            piece = scu * traded
         elif energy_pass_through:
             kwh = units * facility_kw * secs / 3600
             energy = kwh * Decimal(repr(float(tariff.price_at_hour(local.hour))))
-            energy_money += energy
-            money += scu * capacity_price(book) + energy
+            piece = scu * capacity_price(book) + energy
         else:
-            money += scu * book.price(seg.center_id, seg.model, precision, local.hour)
+            piece = scu * book.price(seg.center_id, seg.model, precision, local.hour)
+        if preemptible:
+            idle = scu * book.idle_price(
+                seg.center_id, seg.model, precision, t, discount=idle_discount
+            )
+            if idle < piece:
+                piece, energy = idle, ZERO
+        money += piece
+        energy_money += energy
         t = piece_end
     seconds = Decimal(repr((end - seg.started_at).total_seconds()))
     hours = seconds / 3600
@@ -234,13 +262,18 @@ def estimate_hold(
     data_gb: float,
     max_transfer_cny_per_gb: Decimal,
     units: int = 1,
+    preemptible: bool = False,
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT,
 ) -> Decimal:
     """The hold placed at submit: the job's work at the highest posted price in the network
     (any center, any hour), plus its data at the dearest link from its origin and stored for
     as long as its work takes on ``units`` of the slowest chip, rounded up.
 
     A job's SCU do not depend on where it runs (a faster chip runs it shorter), so this bounds
-    the charge of a run that takes as long as its estimate.
+    the charge of a run that takes as long as its estimate. A ``preemptible`` job's work is
+    held at the highest idle price instead (:meth:`PriceBook.max_idle_price`: the highest
+    posted price less ``idle_discount``, or a dearer ``idle_discount`` offer of ``book``),
+    which bounds its pieces just as well (each costs at most its SCU at the idle price).
     """
     work = Decimal(repr(float(work_scu)))
     data = Decimal(repr(float(data_gb)))
@@ -249,6 +282,8 @@ def estimate_hold(
     if data > 0 and slowest > 0:
         hours = work / (max(units, 1) * slowest)
         storage = data * hours / HOURS_PER_MONTH * book.params.storage_cny_per_gb_month
-    return cents_up(
-        work * book.max_price(precision) + data * max_transfer_cny_per_gb + cents_up(storage)
-    )
+    if preemptible:
+        price = book.max_idle_price(precision, discount=idle_discount)
+    else:
+        price = book.max_price(precision)
+    return cents_up(work * price + data * max_transfer_cny_per_gb + cents_up(storage))

@@ -278,6 +278,14 @@ def configure(
             "(0 to 1000, default 2.00)",
         ),
     ] = None,
+    idle_discount: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-discount",
+            help="what preemptible work saves on the posted price where no idle_discount "
+            "offer prices it, a fraction 0 to 0.90 (default 0.50)",
+        ),
+    ] = None,
     db: DbOption = DEFAULT_DB_URL,
     as_json: JsonOption = False,
 ) -> None:
@@ -299,7 +307,15 @@ def configure(
             per_million = config.check_token_value(Decimal(token_value))
         except (InvalidOperation, ValueError) as exc:
             raise _fail(f"--token-value {token_value!r}: {exc}", 2) from None
-    changes = (require, commission, energy_pass_through, token_value)
+    discount: Decimal | None = None
+    if idle_discount is not None:
+        from suanwang.billing.pricing import check_idle_discount
+
+        try:
+            discount = check_idle_discount(Decimal(idle_discount))
+        except (InvalidOperation, ValueError) as exc:
+            raise _fail(f"--idle-discount {idle_discount!r}: {exc}", 2) from None
+    changes = (require, commission, energy_pass_through, token_value, idle_discount)
     with _session(db, create=any(c is not None for c in changes)) as session:
         cfg = config.set_config(
             session=session,
@@ -308,6 +324,7 @@ def configure(
             commission_rate=rate,
             energy_pass_through=energy_pass_through,
             token_value_cny_per_million=per_million,
+            idle_discount=discount,
         )
         session.commit()
     doc = cfg.as_json()

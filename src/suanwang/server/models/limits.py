@@ -14,7 +14,8 @@ stored. Running work is never stopped by a budget: only new submissions are refu
   ``max_spend_cny_per_h`` (:class:`OverBudget`).
 
 Estimates are the hold estimate of billing (:func:`~suanwang.server.models.billing.holds.
-hold_estimate`: posted prices, the dearest link), the same a prepaid tenant's hold is.
+hold_estimate`: posted prices, the dearest link; a ``preemptible`` job's at the idle price),
+the same a prepaid tenant's hold is.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.billing.money import cents
+from suanwang.billing.pricing import PriceBook
 from suanwang.core.jobs import Priority
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobRow, Tenant, TenantQuotaRow
-from suanwang.server.models.billing.holds import hold_estimate
+from suanwang.server.models.billing import holds
+from suanwang.server.models.billing.config import admission_config
+from suanwang.server.models.billing.metering import is_preemptible
 from suanwang.server.models.billing.statements import invoice
+from suanwang.server.models.billing.trading import price_book
 from suanwang.server.models.governance import get_quota
 from suanwang.server.schemas import JobSpec
 
@@ -95,7 +100,6 @@ def check_limits(
         raise ClassNotAllowed(priority.value, allowed)
     if q.budget_cny_per_month is None and q.max_spend_cny_per_h is None:
         return
-    estimate = hold_estimate(job=job, net=net)
     others = list(
         session.scalars(
             select(JobRow).where(
@@ -105,16 +109,25 @@ def check_limits(
             )
         )
     )
+    discount = admission_config(session=session).idle_discount
+    offers: PriceBook | None = None  # idle_discount offers, for preemptible jobs only
+    if any(is_preemptible(j.spec) for j in (job, *others)):
+        offers = price_book(session=session, scenario=net.scenario, since=now)
+
+    def hold_estimate(j: JobRow) -> Decimal:
+        return holds.hold_estimate(job=j, net=net, idle_discount=discount, offers=offers)
+
+    estimate = hold_estimate(job)
     if q.budget_cny_per_month is not None:
         month = now.astimezone(UTC).strftime("%Y-%m")
         settled = Decimal(invoice(session=session, tenant=tenant, period=month)["total_cny"])
-        coming = sum((hold_estimate(job=o, net=net) for o in others), Decimal(0))
+        coming = sum((hold_estimate(o) for o in others), Decimal(0))
         would_be = cents(settled + coming + estimate)
         if would_be > q.budget_cny_per_month:
             raise OverBudget("budget_cny_per_month", q.budget_cny_per_month, would_be, estimate)
     if q.max_spend_cny_per_h is not None:
         per_h = cents(estimate / _hours(job))
-        rate = sum((hold_estimate(job=o, net=net) / _hours(o) for o in others), Decimal(0))
+        rate = sum((hold_estimate(o) / _hours(o) for o in others), Decimal(0))
         would_be = cents(rate + per_h)
         if would_be > q.max_spend_cny_per_h:
             raise OverBudget("max_spend_cny_per_h", q.max_spend_cny_per_h, would_be, per_h)

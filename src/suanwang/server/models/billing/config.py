@@ -1,5 +1,6 @@
 """Billing settings as stored (``billing_settings``): prepayment, commission, energy pass-through,
-the worth of a free token; and the per-process cache the submit path reads them from."""
+the worth of a free token, the idle discount of preemptible work; and the per-process cache the
+submit path reads them from."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from sqlalchemy.orm import Session
 
 from suanwang.billing import ledger, quotas
 from suanwang.billing.money import ZERO, cents
+from suanwang.billing.pricing import DEFAULT_IDLE_DISCOUNT, check_idle_discount
 from suanwang.server.database.models import BillingSetting, Tenant, TenantRole
 
 BILLING_REQUIRED = "billing_required"
 COMMISSION_RATE = "commission_rate"
 ENERGY_PASS_THROUGH = "energy_pass_through"
 TOKEN_VALUE = "token_value_cny_per_million"
+IDLE_DISCOUNT = "idle_discount"
 #: The highest token value an operator may set (CNY per million tokens).
 MAX_TOKEN_VALUE = Decimal(1000)
 
@@ -38,6 +41,9 @@ class BillingConfig:
     #: What a free trial token is worth at most, CNY per million tokens
     #: (:mod:`suanwang.billing.quotas`).
     token_value_cny_per_million: Decimal = quotas.DEFAULT_TOKEN_VALUE
+    #: What ``preemptible`` work saves on the posted price where no ``idle_discount`` offer
+    #: prices the pool (:meth:`suanwang.billing.pricing.PriceBook.idle_price`).
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +51,7 @@ class BillingConfig:
             "commission_rate": str(self.commission_rate),
             "energy_pass_through": self.energy_pass_through,
             "token_value_cny_per_million": str(self.token_value_cny_per_million),
+            "idle_discount": str(self.idle_discount),
         }
 
 
@@ -65,6 +72,7 @@ def get_config(*, session: Session) -> BillingConfig:
         token_value_cny_per_million=Decimal(
             values.get(TOKEN_VALUE, str(quotas.DEFAULT_TOKEN_VALUE))
         ),
+        idle_discount=Decimal(values.get(IDLE_DISCOUNT, str(DEFAULT_IDLE_DISCOUNT))),
     )
 
 
@@ -86,9 +94,11 @@ def set_config(
     commission_rate: Decimal | None = None,
     energy_pass_through: bool | None = None,
     token_value_cny_per_million: Decimal | None = None,
+    idle_discount: Decimal | None = None,
 ) -> BillingConfig:
     """Change settings (``commission_rate`` must be within 5 %..10 %, the token value within
-    0..1000 CNY per million tokens), stamped ``now``; returns the new ones."""
+    0..1000 CNY per million tokens, the idle discount within 0..0.90), stamped ``now``; returns
+    the new ones."""
     updates: dict[str, str] = {}
     if billing_required is not None:
         updates[BILLING_REQUIRED] = "true" if billing_required else "false"
@@ -98,6 +108,8 @@ def set_config(
         updates[ENERGY_PASS_THROUGH] = "true" if energy_pass_through else "false"
     if token_value_cny_per_million is not None:
         updates[TOKEN_VALUE] = str(check_token_value(token_value_cny_per_million))
+    if idle_discount is not None:
+        updates[IDLE_DISCOUNT] = str(check_idle_discount(idle_discount))
     for key, value in updates.items():
         row = session.get(BillingSetting, key)
         if row is None:

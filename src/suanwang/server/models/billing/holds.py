@@ -1,6 +1,7 @@
 """Holds: at submit, reserve a job's estimated charge from its tenant's prepaid balance
 (:func:`admit`); once it is placed, set the hold to the estimate where it was placed
-(:func:`lower_hold`, :func:`lower_holds`)."""
+(:func:`lower_hold`, :func:`lower_holds`). A ``preemptible`` job is estimated at the idle
+price (:mod:`suanwang.billing.rating`), so it holds no more than it can be charged."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.billing import ledger
 from suanwang.billing.ledger import Entry
 from suanwang.billing.money import ZERO, cents, cents_up
-from suanwang.billing.pricing import NoPrice, PriceBook, book_for
+from suanwang.billing.pricing import DEFAULT_IDLE_DISCOUNT, NoPrice, PriceBook, book_for
 from suanwang.billing.rating import Segment, estimate_hold, rate_segment
 from suanwang.core.hardware import speed_scu_per_hour
 from suanwang.core.lifecycle import TERMINAL, JobState
@@ -22,24 +23,37 @@ from suanwang.server.database.models import JobEvent, JobRow, LedgerTransaction,
 from suanwang.server.models.job_specs import to_core_job
 
 from .accounts import lock_consumer, post
-from .config import admission_config, needs_hold
-from .metering import market_of, precision_of
+from .config import admission_config, get_config, needs_hold
+from .metering import is_preemptible, market_of, precision_of
 from .rounds import one_by_one
 from .trading import price_book
 
 
-def hold_estimate(*, job: JobRow, net: Network) -> Decimal:
+def hold_estimate(
+    *,
+    job: JobRow,
+    net: Network,
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT,
+    offers: PriceBook | None = None,
+) -> Decimal:
+    """The job's hold at submit (:func:`suanwang.billing.rating.estimate_hold`): at the
+    highest posted price, or, for a ``preemptible`` job, at the highest idle price: the posted
+    prices less ``idle_discount``, or a dearer ``idle_discount`` offer of ``offers`` (an
+    offer-aware book, :func:`.trading.price_book`; used for preemptible jobs only)."""
     core = to_core_job(job, net)
     precision, units = precision_of(job.spec)
     place = net.place(core.origin)
     max_link = Decimal(repr(float(net.transfer_cost_cny_per_gb[place].max())))
+    preemptible = is_preemptible(job.spec)
     return estimate_hold(
-        book_for(net.scenario),
+        offers if offers is not None and preemptible else book_for(net.scenario),
         work_scu=core.work_scu,
         precision=precision,
         data_gb=core.data_gb,
         max_transfer_cny_per_gb=max_link,
         units=units,
+        preemptible=preemptible,
+        idle_discount=idle_discount,
     )
 
 
@@ -50,9 +64,13 @@ def admit(
 
     Returns the hold (None: no hold needed). Raises :class:`InsufficientBalance`.
     """
-    if not needs_hold(tenant, admission_config(session=session)):
+    config = admission_config(session=session)
+    if not needs_hold(tenant, config):
         return None
-    amount = hold_estimate(job=job, net=net)
+    offers = None
+    if is_preemptible(job.spec):  # its idle_discount offers may price it
+        offers = price_book(session=session, scenario=net.scenario, since=now)
+    amount = hold_estimate(job=job, net=net, idle_discount=config.idle_discount, offers=offers)
     if amount <= 0:
         return ZERO
     entry = ledger.hold(tenant.id, job.id, amount)
@@ -89,12 +107,14 @@ def placement_estimate(
     start: datetime,
     market: str | None = None,
     book: PriceBook | None = None,
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT,
 ) -> Decimal:
     """The job's estimated charge where it was placed: its work on ``model`` at ``center_id``
     from ``start`` for as long as the work takes there, at each hour's price (the trade's,
     for a placement under an offer or the tenant's reservation, ``market``, with ``book``
-    holding the offers; else posted), plus its data at the link from its origin to that
-    center and stored there for that long; rounded up to the fen."""
+    holding the offers; else posted; for a ``preemptible`` job at most the idle price, with
+    ``idle_discount`` and ``book``'s ``idle_discount`` offers), plus its data at the link from
+    its origin to that center and stored there for that long; rounded up to the fen."""
     core = to_core_job(job, net)
     precision, units = precision_of(job.spec)
     speed = speed_scu_per_hour(net.scenario.catalog.get(model), precision)
@@ -108,7 +128,7 @@ def placement_estimate(
         p, c = net.place(core.origin), net.center_index[center_id]
         link = Decimal(repr(float(net.transfer_cost_cny_per_gb[p, c])))
     line = rate_segment(
-        book if book is not None and market is not None else book_for(net.scenario),
+        book if book is not None else book_for(net.scenario),
         Segment(0, center_id, model, start, end, JobState.SUCCEEDED.value, 0, market=market),
         precision=precision,
         units=units,
@@ -116,6 +136,8 @@ def placement_estimate(
         transfer_cny_per_gb=link,
         tenant=job.tenant_id,
         stored_gb=data_gb,
+        preemptible=is_preemptible(job.spec),
+        idle_discount=idle_discount,
     )
     return cents_up(line.amount_cny)
 
@@ -160,11 +182,16 @@ def lower_hold(
         planned = datetime.fromisoformat(s)
         start = max(start, planned if planned.tzinfo else planned.replace(tzinfo=UTC))
     book = None
-    if market is not None:
+    discount = DEFAULT_IDLE_DISCOUNT
+    preemptible = is_preemptible(job.spec)
+    if market is not None or preemptible:
         book = price_book(session=session, scenario=net.scenario, since=start)
+    if preemptible:
+        discount = get_config(session=session).idle_discount
     estimate = placement_estimate(
-        job=job, net=net, center_id=center, model=model, start=start, market=market, book=book
-    )
+        job=job, net=net, center_id=center, model=model, start=start, market=market, book=book,
+        idle_discount=discount,
+    )  # fmt: skip
     target = min(estimate, sums["hold"])
     tid = job.tenant_id
     current = sums["hold"] - sums.get("release", ZERO)

@@ -1,5 +1,6 @@
 """Metering: a job's runs from its events (:func:`segments`), rated into usage lines
-(:func:`meter`) by :mod:`suanwang.billing.rating` at the prices in force."""
+(:func:`meter`) by :mod:`suanwang.billing.rating` at the prices in force (a ``preemptible``
+job's at the idle price, :func:`is_preemptible`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from suanwang.billing import quotas, rating
 from suanwang.billing.money import ZERO
+from suanwang.billing.pricing import DEFAULT_IDLE_DISCOUNT
 from suanwang.billing.rating import Segment, UsageLine, rate_segment
 from suanwang.core.hardware import Precision
-from suanwang.core.jobs import JobKind
+from suanwang.core.jobs import JobKind, Priority
 from suanwang.core.lifecycle import NO_STATE, RUN_STOPPED, STATE_CODE, JobState, run_events
 from suanwang.core.network import Network
 from suanwang.server.database.models import JobEvent, JobRow
@@ -32,6 +34,18 @@ def precision_of(spec: dict[str, Any]) -> tuple[Precision, int]:
         return Precision.CPU, int(res.get("cpus", 1))
     kind = spec.get("kind") or "training"
     return JobKind(kind).precision, cards
+
+
+def is_preemptible(spec: dict[str, Any]) -> bool:
+    """Whether a job spec is of the ``preemptible`` class (never a default: it is given)."""
+    return spec.get("priority") == Priority.PREEMPTIBLE.value
+
+
+def priority_of(priority: str | None, kind: str | None) -> Priority:
+    """A stored spec's class: its ``priority``, else the default for its ``kind``."""
+    if priority:
+        return Priority(priority)
+    return Priority.default_for(JobKind(kind or JobKind.TRAINING.value))
 
 
 def segments(*, job: JobRow, events: list[JobEvent]) -> list[Segment]:
@@ -123,9 +137,15 @@ def _segment(
 
 
 def meter(
-    *, session: Session, job: JobRow, net: Network, energy_pass_through: bool = False
+    *,
+    session: Session,
+    job: JobRow,
+    net: Network,
+    energy_pass_through: bool = False,
+    idle_discount: Decimal = DEFAULT_IDLE_DISCOUNT,
 ) -> list[UsageLine]:
-    """Rate every run of ``job`` (pure apart from reading its events)."""
+    """Rate every run of ``job`` (pure apart from reading its events); a ``preemptible`` job
+    at the idle price (``idle_discount``: the platform's setting)."""
     events = list(
         session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id))
     )
@@ -135,6 +155,7 @@ def meter(
     since = min((seg.started_at for seg in segs), default=None)
     book = price_book(session=session, scenario=net.scenario, since=since)
     lines: list[UsageLine] = []
+    preemptible = is_preemptible(job.spec)
     data_gb = Decimal(repr(float(job.spec.get("data_gb") or 0.0)))
     origin = str(job.spec.get("origin", ""))
     for seg in segs:
@@ -154,6 +175,8 @@ def meter(
                 energy_pass_through=energy_pass_through,
                 tenant=job.tenant_id,
                 stored_gb=data_gb,
+                preemptible=preemptible,
+                idle_discount=idle_discount,
             )
         )
     return lines

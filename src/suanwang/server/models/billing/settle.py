@@ -24,7 +24,7 @@ from suanwang.server.database.models import (
 from .accounts import lock_consumer, post
 from .config import BillingConfig, get_config
 from .holds import open_hold
-from .metering import meter
+from .metering import is_preemptible, meter
 from .quotas import allowances, consume
 from .rounds import one_by_one
 
@@ -39,7 +39,13 @@ def settle_job(
     """Meter and charge a finished job (its row locked by the caller) at ``now``; idempotent."""
     if job.billed_at is not None or JobState(job.state) not in TERMINAL:
         return None
-    lines = meter(session=session, job=job, net=net, energy_pass_through=config.energy_pass_through)
+    lines = meter(
+        session=session,
+        job=job,
+        net=net,
+        energy_pass_through=config.energy_pass_through,
+        idle_discount=config.idle_discount,
+    )
     owners = _owners(session)
     by_provider: dict[str, Decimal] = {}
     for line in lines:
@@ -65,8 +71,10 @@ def settle_job(
         available=available,
         rate=config.commission_rate,
     )
-    memo = f"job {job.id} ({job.state})" + (
-        ", energy passed through" if config.energy_pass_through else ""
+    memo = (
+        f"job {job.id} ({job.state})"
+        + (", energy passed through" if config.energy_pass_through else "")
+        + (", preemptible at the idle price" if is_preemptible(job.spec) else "")
     )
     tx, _ = post(session=session, entry=entry, now=now, memo=memo)
     records: dict[int, UsageRecord] = {}

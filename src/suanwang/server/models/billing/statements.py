@@ -27,6 +27,7 @@ from suanwang.server.database.models import (
 
 from .accounts import balance
 from .config import get_config
+from .metering import priority_of
 from .payouts import due_to
 from .trading import reservation_json
 
@@ -98,6 +99,7 @@ def _reservation_line(tx: LedgerTransaction, row: ReservationRow | None) -> dict
         "job_id": None,
         "reservation_id": ledger.reservation_of(tx.ref),
         "name": None,
+        "priority": None,
         "settled_at": tx.created_at.isoformat(),
         "amount_cny": str(amount),
         "scu": None if row is None else str(-row.scu if refund else row.scu),
@@ -142,11 +144,18 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
             .order_by(UsageRecord.job_id, UsageRecord.seq)
         ):
             usage.setdefault(rec.transaction_id or 0, []).append(rec)
-    names = dict(
-        session.execute(
-            select(JobRow.id, JobRow.name).where(JobRow.id.in_([t.job_id for t in txs]))
-        ).all()
-    )
+    names: dict[str, str] = {}
+    classes: dict[str, str] = {}
+    for job_id, name, priority, kind in session.execute(
+        select(
+            JobRow.id,
+            JobRow.name,
+            JobRow.spec["priority"].as_string(),
+            JobRow.spec["kind"].as_string(),
+        ).where(JobRow.id.in_([t.job_id for t in txs]))
+    ):
+        names[job_id] = name
+        classes[job_id] = priority_of(priority, kind).value
     free = _free_of(session, [t.id for t in txs])
     free_qty: dict[tuple[int, str], Decimal] = {}
     if txs:
@@ -170,6 +179,7 @@ def invoice(*, session: Session, tenant: Tenant, period: str) -> dict[str, Any]:
                 "job_id": tx.job_id,
                 "reservation_id": None,
                 "name": names.get(tx.job_id or ""),
+                "priority": classes.get(tx.job_id or ""),
                 "settled_at": tx.created_at.isoformat(),
                 "amount_cny": str(tx.amount - free.get(tx.id, ZERO)),
                 "scu": str(sum((r.scu for r in recs), Decimal("0.000000"))),
@@ -219,6 +229,7 @@ INVOICE_CSV_COLUMNS = (
     "job_id", "name", "settled_at", "amount_cny", "scu", "centers", "usage_record_ids",
     "usage_cny", "free_cny", "free_card_hours", "kind", "transaction_id", "reservation_id",
     *BOOKING_FIELDS, "storage_cny", "tokens", "free_storage_gb_months", "free_tokens",
+    "priority",
 )  # fmt: skip
 
 
