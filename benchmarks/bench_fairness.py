@@ -3,10 +3,17 @@
 Run: .venv/bin/python benchmarks/bench_fairness.py [--seeds 3] [--scale 0.02] [--jobs 4000]
 
 The built-in `china` scenario with every center's capacity scaled by ``--scale`` (0.02: about
-3,750 cards) so that a day of synthetic work at load 1.4 overloads it for the whole day; the
-jobs are shared among 20 tenants of unequal demand (Zipf, exponent 1), with equal quotas (the
-network's capacity split evenly), 5% of the non-deferrable jobs `urgent` and 5% of the
-deferrable ones `preemptible`. Per seed it runs, on the same jobs and signals, the governed
+3,750 cards) and a day of synthetic work that offers ``--load`` (1.4) times its capacity in
+standard compute units: the accelerator jobs' work is scaled so that their SCU over the day
+are 1.4 x the accelerator pools' SCU/h (every card at its best speed) x 24 h, and the CPU
+jobs' likewise (the workload generator's ``load`` counts card-hours on the reference chip,
+which the network's faster chips deliver in less time: 0.85 in SCU at its 1.4). Gangs are
+capped at ``--max-cards`` (16) cards: the scaled network's pools are 50 times smaller than the
+real ones (the one H800 pool that takes a 64-card CUDA gang has 80 cards, not 4,000), so
+uncapped such gangs queue for one pool whatever the scheduler does (``--max-cards 0`` keeps
+them). The jobs are shared among 20 tenants of unequal demand (Zipf, exponent 1), with equal
+quotas (the network's capacity split evenly), 5% of the non-deferrable jobs `urgent` and 5%
+of the deferrable ones `preemptible`. Per seed it runs, on the same jobs and signals, the governed
 engine (`suanwang` with quotas: "fair"), the same engine without quotas ("fifo", `suanwang`
 and `nearest`), and prints one JSON line per run; then one line of medians over the seeds
 against the targets of issue 14. ``--portable``: every accelerator job may run on every
@@ -26,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from suanwang.core.governance import Governance
+from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
@@ -44,20 +52,47 @@ LOAD = 1.4
 PORTABLE = frozenset({"cuda", "cann", "dtk", "neuware"})
 
 
-def one(seed: int, scale: float, jobs: int, portable: bool = False) -> list[dict[str, Any]]:
-    sc = apply_edits(load_scenario("china"), ScenarioEdits(capacity_scale=scale))
-    net = Network(sc)
-    sig = build_signals(sc, START, math.ceil(DAYS * 24 + 7 * 24), seed)
+def offered_load(net: Network, work: list[Job]) -> tuple[float, float]:
+    """Offered SCU over the day / capacity in SCU, of accelerator and of CPU work."""
+    best = net.pool_capacity * net.pool_speed.max(axis=1)
+    out = []
+    for cpu in (False, True):
+        cap = float(best[net.pool_is_cpu == cpu].sum()) * DAYS * 24
+        offered = sum(j.work_scu for j in work if (j.cards == 0) == cpu)
+        out.append(offered / cap if cap else 0.0)
+    return out[0], out[1]
+
+
+def workload(net: Network, seed: int, jobs: int, load: float, max_cards: int) -> list[Job]:
+    """The jobs of one seed: gangs capped, work scaled to ``load`` in SCU."""
     spec = WorkloadSpec(
         jobs=jobs,
         days=DAYS,
         seed=seed,
-        load=LOAD,
+        load=load,
         tenants=20,
         urgent_share=0.05,
         preemptible_share=0.05,
     )
     work = synthetic_jobs(net, spec, START)
+    if max_cards:
+        work = [
+            replace(j, cards=max_cards, cpus=min(j.cpus, max_cards * 8))
+            if j.cards > max_cards
+            else j
+            for j in work
+        ]
+    gpu, cpu = offered_load(net, work)
+    return [replace(j, work_scu=j.work_scu * load / (cpu if j.cards == 0 else gpu)) for j in work]
+
+
+def one(
+    seed: int, scale: float, jobs: int, load: float, max_cards: int, portable: bool = False
+) -> list[dict[str, Any]]:
+    sc = apply_edits(load_scenario("china"), ScenarioEdits(capacity_scale=scale))
+    net = Network(sc)
+    sig = build_signals(sc, START, math.ceil(DAYS * 24 + 7 * 24), seed)
+    work = workload(net, seed, jobs, load, max_cards)
     if portable:  # every accelerator job runs on every stack: feasibility out of the way
         work = [replace(j, stacks=PORTABLE) if j.cards else j for j in work]
     rows = []
@@ -77,6 +112,7 @@ def one(seed: int, scale: float, jobs: int, portable: bool = False) -> list[dict
                 "run": label,
                 "cards": int(net.pool_capacity[~net.pool_is_cpu].sum()),
                 "jobs": len(work),
+                "offered_load_scu": [round(x, 3) for x in offered_load(net, work)],
                 "jain_index": round(gm["fairness"]["jain_index"], 4),
                 "min_entitled_fraction": round(gm["fairness"]["min_entitled_fraction"], 4),
                 "backlogged_hours": gm["fairness"]["backlogged_hours"],
@@ -99,9 +135,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--jobs", type=int, default=4000)
+    ap.add_argument("--load", type=float, default=LOAD, help="offered SCU / capacity SCU")
+    ap.add_argument("--max-cards", type=int, default=16, help="cap gangs (0: no cap)")
     ap.add_argument("--portable", action="store_true", help="every AI job runs on every stack")
     a = ap.parse_args()
-    rows = [r for s in range(1, a.seeds + 1) for r in one(s, a.scale, a.jobs, a.portable)]
+    rows = [
+        r
+        for s in range(1, a.seeds + 1)
+        for r in one(s, a.scale, a.jobs, a.load, a.max_cards, a.portable)
+    ]
 
     def med(run: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in rows if r["run"] == run)

@@ -511,3 +511,42 @@ def test_a_class_the_tenant_may_not_use_is_refused_at_submission(
     # fifo has no quotas: the same job runs
     fifo = simulate_governed(net, sig, jobs, FirstFit(), None, round_s=ROUND)
     assert not np.isnan(fifo.outcome.end_s[1])
+
+
+def test_a_claim_full_where_it_holds_starts_borrowed_on_a_faster_free_pool(
+    tiny: Scenario,
+) -> None:
+    """Tenant a (quota 2 SCU/h) has room in its quota for one A100 (1 SCU/h) but not for one
+    H800 (more than 2 SCU/h). b's nominal runs fill the A100s (nothing a may reclaim); the
+    H800s are free: a's job starts there at once, borrowed (others' claims may reclaim it),
+    instead of waiting for an A100."""
+    keep = {c.id: c for c in tiny.centers}
+    sc = dataclasses.replace(
+        tiny,
+        centers=(
+            dataclasses.replace(keep["coast-ai"], inventory=(("a100", 2),), cpu_cores=0),
+            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 2),), cpu_cores=0),
+        ),
+    )
+    net = Network(sc)
+    a100 = net.pool_model.index("a100")
+    h800 = net.pool_model.index("h800")
+    q = PRECISION_INDEX[Precision.FP16]
+    assert net.pool_speed[a100, q] == 1.0 and net.pool_speed[h800, q] > 2.0
+    sig = build_signals(sc, START, HOURS, seed=1)
+    anywhere = {"accelerator": "any", "stacks": frozenset({"cuda"})}
+    jobs = [
+        _job(0, "b", 0.0, work_scu=8.0, **anywhere),
+        _job(1, "b", 0.0, work_scu=8.0, **anywhere),
+        _job(2, "a", 1800.0, work_scu=2.0, **anywhere),
+    ]
+    gov = Governance(tenants={"a": TenantQuota("a", "a", 2.0), "b": TenantQuota("b", "b", 2.0)})
+    # b's two jobs: one A100 each fits b's quota (2 x 1 SCU/h); FirstFit takes the A100s
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert first[0].pool == first[1].pool == a100
+    assert first[0].tier == first[1].tier == Tier.NOMINAL
+    assert first[2].pool == h800 and first[2].tier == Tier.NETWORK
+    assert jobs[2].submit_s <= g.outcome.first_start_s[2] <= jobs[2].submit_s + ROUND
+    assert not g.preemptions  # b's nominal runs are not a's to reclaim

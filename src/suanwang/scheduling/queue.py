@@ -6,12 +6,14 @@ the one of the highest class whose tenant stands lowest against its entitlement,
 wait (:meth:`Shares.order_key`); fifo (no :class:`Shares`): the oldest. Each is offered to the
 host on the pools where it can start now, in two passes: first the jobs with a claim (within
 their nominal quota or their cohort's lending, and ``urgent`` work), then, on what is left,
-the others (network-borrowed and ``preemptible``). A job with a claim that finds no room
-preempts (:func:`victims`, at most ``max_preemptions_per_round`` runs a round); one that
-still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queue are tried behind
-it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at the head of its queue
-keeps the usable pool with most room (one per tenant): nothing else starts there until it
-does, so large gangs are not starved by small jobs.
+the others (network-borrowed and ``preemptible``). A job with a claim may start on any of its
+pools (where its claim does not hold, as on a fast chip that takes more SCU/h than its quota
+has left, the run is borrowed: others' claims reclaim it); one that finds no room preempts,
+on the pools where its claim holds (:func:`victims`, at most ``max_preemptions_per_round``
+runs a round); one that still cannot run stays, and up to :data:`BACKFILL` younger jobs of
+its queue are tried behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
+the head of its queue keeps the pool with most room where its claim holds (one per tenant):
+nothing else starts there until it does, so large gangs are not starved by small jobs.
 
 Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
 (:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
@@ -162,11 +164,16 @@ class PlatformQueue:
                 if item.job.priority_class is Priority.URGENT:
                     claim = tier_of >= 0
                 open_ = self._open_to(item)
-                # first pass: only jobs with a claim (fifo: every job, one pass)
+                # first pass: only jobs with a claim, preempting only where it holds but
+                # starting on any pool they can use (beyond the claim the run is borrowed,
+                # so others' claims reclaim it); fifo: every job, one pass
                 usable = (claim if fair and not second else tier_of >= 0) & open_
+                start_on = usable
+                if fair and not second and claim.any():
+                    start_on = (tier_of >= 0) & open_
                 self._victims_of = set()
                 admitted, stopped = self._start(
-                    now, host, item, tier_of, usable, budget, not second
+                    now, host, item, tier_of, (start_on, usable), budget, not second
                 )
                 budget -= stopped
                 if admitted is not None:
@@ -219,19 +226,20 @@ class PlatformQueue:
         host: Host,
         item: Queued,
         tier_of: NDArray[np.int64],
-        usable: NDArray[np.bool_],
+        pools: tuple[NDArray[np.bool_], NDArray[np.bool_]],
         budget: int,
         entitled: bool,
     ) -> tuple[bool | None, int]:
-        """Start ``item`` on a usable pool with room, preempting if it may. Returns whether it
-        was admitted (False: deferred by the policy; None: it cannot start) and how many runs
-        were preempted."""
+        """Start ``item`` on a pool of ``pools[0]`` with room or else, preempting if it may, on
+        one of ``pools[1]`` (those where it may reclaim). Returns whether it was admitted (False:
+        deferred by the policy; None: it cannot start) and how many runs were preempted."""
+        start_on, reclaim_on = pools
         units = item.job.demand_units
         stopped = 0
-        ok = usable & (host.free[item.info.pools] >= units)
-        if not ok.any() and usable.any() and budget > 0:
-            stopped = self._preempt(now, host, item, usable, entitled, budget)
-            ok = usable & (host.free[item.info.pools] >= units)
+        ok = start_on & (host.free[item.info.pools] >= units)
+        if not ok.any() and reclaim_on.any() and budget > 0:
+            stopped = self._preempt(now, host, item, reclaim_on, entitled, budget)
+            ok = start_on & (host.free[item.info.pools] >= units)
         if not ok.any():
             return None, stopped
         admitted = host.admit(item, item.info.subset(ok), tier_of[ok])
