@@ -29,8 +29,8 @@ CAPACITY_SCALE = 0.02
 SCARCE_MODEL = "h100"
 SCARCE_CARDS = 40
 
-#: ``PUT /v1/quotas/{tenant}`` bodies. A run of 10 H100s is about 32 SCU/h (their speed at
-#: FP32: docs/governance.md): within nlp-lab's quota, beyond render-farm's.
+#: ``PUT /v1/quotas/{tenant}`` bodies. A run of 10 H100s is 32 to 34 SCU/h (by precision):
+#: within nlp-lab's quota, beyond render-farm's.
 QUOTAS: dict[str, dict[str, Any]] = {
     "nlp-lab": {"cohort": "tsinghua", "quota_scu_per_h": 100},
     "render-farm": {"cohort": "studio", "quota_scu_per_h": 20},
