@@ -104,6 +104,12 @@ def test_demo_runs_the_platform_its_jobs_and_a_preemption(tmp_path: Path) -> Non
                 evs = get(f"/v1/jobs/{j['id']}/events")
                 assert [e["to_state"] for e in evs] == ["pending", "scheduled", "running",
                                                         "succeeded"]  # fmt: skip
+        # `suanwang jobs X` shows it too, in the shot's state history
+        env = {"SUANWANG_URL": url, "SUANWANG_API_KEY": key}
+        shown = CliRunner().invoke(app, ["jobs", victim], env=env)
+        assert shown.exit_code == 0, shown.output
+        assert f"running -> running  event: checkpoint_requested; by: {lab}" in shown.stdout
+        assert "why: preempted" in shown.stdout and "running -> migrating" in shown.stdout
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:
