@@ -141,6 +141,10 @@ def test_jobs_id_explains_the_placement_or_why_nothing_can_run(
     rows = [decision["chosen"], *decision["runners_up"]]
     for value in amounts([r["objective_cny"] for r in rows]):
         assert f"objective {value} CNY" in text
+    # and its state history, one event a line, as the console's job view shows it
+    history = shown.stdout.split("history:\n", 1)[1].splitlines()
+    assert [" ".join(x.split()[1:4]) for x in history] == ["- -> pending", "pending -> scheduled"]
+    assert f"center: {decision['chosen']['center']}" in history[1]
     refused = run(live_url, alice, "jobs", nowhere["id"])
     assert refused.exit_code == 0
     assert "not placed: no center can run this job" in refused.stdout

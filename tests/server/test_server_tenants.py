@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 from suanwang.cli.admin import tenants_app
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.database.session import make_engine, session_factory
-from suanwang.server.models.tenants import TenantExists, authenticate, create_tenant
+from suanwang.server.models.tenants import (
+    TenantExists,
+    authenticate,
+    create_tenant,
+    replace_key,
+)
 
 # The main CLI mounts the sub-app as ``suanwang tenants``; mount it the same way here.
 cli = typer.Typer()
@@ -59,6 +64,20 @@ def test_names_are_unique_and_checked(sessions: sessionmaker[Session], client: A
         for bad in ("", "   ", "x" * 101):
             with pytest.raises(ValueError, match=r"1\.\.100"):
                 create_tenant(session=s, name=bad, role=TenantRole.CONSUMER, now=NOW)
+
+
+def test_a_new_key_replaces_the_old_one(sessions: sessionmaker[Session], client: Any) -> None:
+    with sessions() as s:
+        tenant, old = create_tenant(session=s, name="nlp-lab", role=TenantRole.CONSUMER, now=NOW)
+        s.commit()
+        new = replace_key(session=s, name="nlp-lab")
+        s.commit()
+        assert new != old and new.startswith("sw_")
+        assert authenticate(session=s, api_key=old) is None
+        found = authenticate(session=s, api_key=new)
+        assert found is not None and found.id == tenant.id
+        with pytest.raises(LookupError, match="no tenant named 'atlantis'"):
+            replace_key(session=s, name="atlantis")
 
 
 def test_cli_creates_tenant_on_fresh_database_and_shows_key_once(fresh_db_url: str) -> None:

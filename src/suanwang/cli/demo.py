@@ -1,4 +1,6 @@
-"""``suanwang demo``: the whole platform on this machine, with a demo tenant and a mix of jobs.
+"""``suanwang demo``: the whole platform on this machine, with a demo tenant and a mix of jobs,
+and two tenants with quotas sharing a scarce network, one preempting the other
+(:mod:`suanwang.cli.demo_sharing`).
 
 :data:`DEMO_JOBS` is that mix (also the workload of the HTTP benchmark).
 """
@@ -66,9 +68,12 @@ def demo(
 ) -> None:
     """Run the whole platform on this machine with a demo tenant and a mix of jobs.
 
-    Starts the API on the `china` scenario with local executors standing in for every center,
-    creates a tenant, submits a realistic mix of jobs and prints the URL, the API key and the
-    database (for the tenants, billing and ledger commands).
+    Starts the API on the `china` scenario at 2% of its capacity, with local executors
+    standing in for every center (each offers what its center has), creates an operator
+    tenant and submits a realistic mix of jobs; two tenants with quotas share the scarce
+    H100s: render-farm fills them, nlp-lab's job preempts one of its shots. Prints the URL,
+    the API key, the database (for the tenants, billing and ledger commands) and the job to
+    watch.
     """
     import logging
     import secrets
@@ -79,18 +84,22 @@ def demo(
     import httpx
     import uvicorn
 
+    from suanwang.cli import demo_sharing as scene_
+    from suanwang.scenarios.export import write_scaled
     from suanwang.server import logs
     from suanwang.server.app import create_app
     from suanwang.server.database.models import TenantRole
     from suanwang.server.database.session import make_engine, session_factory
-    from suanwang.server.models.tenants import create_tenant
+    from suanwang.server.models.tenants import TenantExists, create_tenant, replace_key
     from suanwang.server.runner import build_services
     from suanwang.server.settings import Settings
 
     logs.configure(logging.WARNING, json_lines=False)
     directory.mkdir(parents=True, exist_ok=True)
-    settings = Settings(db_url=f"sqlite:///{directory.resolve() / 'demo.db'}")
-    services = build_services(settings, directory / "centers")
+    served = directory.resolve() / "scenario"
+    write_scaled("china", served, scene_.CAPACITY_SCALE)
+    settings = Settings(db_url=f"sqlite:///{directory.resolve() / 'demo.db'}", scenario=str(served))
+    services = build_services(settings, directory / "centers", local_like_scenario=True)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
     )
@@ -104,31 +113,55 @@ def demo(
         time.sleep(0.1)
     services.start()
     tenant = f"demo-{secrets.token_hex(3)}"
+    now = datetime.now(UTC)
+    keys: dict[str, str] = {}
     with session_factory(make_engine(settings.db_url))() as session:
-        _, key = create_tenant(
-            session=session, name=tenant, role=TenantRole.OPERATOR, now=datetime.now(UTC)
-        )
+        _, key = create_tenant(session=session, name=tenant, role=TenantRole.OPERATOR, now=now)
+        for name in scene_.QUOTAS:
+            try:
+                _, keys[name] = create_tenant(
+                    session=session, name=name, role=TenantRole.CONSUMER, now=now
+                )
+            except TenantExists:  # a demo database used before: the tenant gets a new key
+                keys[name] = replace_key(session=session, name=name)
         session.commit()
     headers = {"Authorization": f"Bearer {key}"}
-    ids = []
-    for body in DEMO_JOBS:
-        r = httpx.post(f"{url}/v1/jobs", json=body, headers=headers, timeout=30)
-        if r.status_code != 201:
-            raise fail(f"demo job {body['name']} refused: {r.status_code} {r.text}")
-        ids.append(r.json()["id"])
+    try:
+        scene_.set_quotas(url, headers)
+        scene_.clear(url, list(keys.values()))
+        # render-farm's shots take the H100s before the operator's mix may
+        scene = scene_.fill(url, headers, keys["render-farm"])
+        ids = [scene_.submit(url, key, body) for body in DEMO_JOBS]
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
     month = datetime.now(UTC).strftime("%Y-%m")
     out.print(f"suanwang demo running at {url}  (console: {url}/  API docs: {url}/docs)")
     out.print(f"API key (operator): {key}")
     out.print(f"database: {settings.db_url}", highlight=False, soft_wrap=True)
     out.print(
-        f"  export SUANWANG_URL={url} SUANWANG_API_KEY={key} SUANWANG_DB={settings.db_url}",
+        f"  export SUANWANG_URL={url} SUANWANG_API_KEY={key} SUANWANG_DB={settings.db_url} "
+        f"SUANWANG_SCENARIO={served}",
         highlight=False,
         soft_wrap=True,
     )
     out.print("  suanwang jobs; suanwang jobs <id>; suanwang logs <id>; suanwang centers")
+    out.print("  suanwang quota show; suanwang quota changes", highlight=False)
     out.print(f"  suanwang billing invoice {tenant} --period {month}", highlight=False)
-    out.print(f"submitted {len(ids)} jobs; press Ctrl-C to stop", highlight=False)
+    out.print(f"submitted {len(ids)} jobs", highlight=False)
+    out.print(
+        f"sharing a scarce network: china at {scene_.CAPACITY_SCALE:.0%} of its capacity "
+        f"({scene_.SCARCE_CARDS} H100s); render-farm's {scene_.SHOTS} render shots of "
+        f"{scene_.SHOT_CARDS} H100s, beyond its quota on borrowed capacity, take them all",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(scene_.describe(tenant), highlight=False, soft_wrap=True)
+    try:
+        scene_.preempt(scene, keys["nlp-lab"])
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
     _show_deferred(url, headers)
+    out.print("press Ctrl-C to stop", highlight=False)
     start = time.monotonic()
     try:
         while exit_after is None or time.monotonic() - start < exit_after:
@@ -143,9 +176,15 @@ def demo(
                 states[j["state"]] = states.get(j["state"], 0) + 1
         except (httpx.HTTPError, ValueError, KeyError):
             pass
+        try:
+            fate = scene_.outcome(scene)
+        except (httpx.HTTPError, ValueError, KeyError):
+            fate = None
         services.stop()
         server.should_exit = True
         thread.join(15)
+        if fate is not None:
+            out.print(fate, highlight=False)
         summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
         out.print(f"stopped; jobs: {summary}")
 

@@ -116,7 +116,7 @@ def jobs(
     state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List your jobs, or show one with its placement explanation."""
+    """List your jobs, or show one with its placement explanation and state history."""
     client = Client(as_json)
     if job_id:
         job = client.request("GET", f"/v1/jobs/{job_id}")
@@ -127,6 +127,8 @@ def jobs(
         decision = job.get("decision")
         if decision:
             out.print(_decision_table(decision))
+        events = client.request("GET", f"/v1/jobs/{job['id']}/events")
+        out.print(_history(events), highlight=False, soft_wrap=True, markup=False)
         return
     params = {"state": state} if state else None
     page = client.request("GET", "/v1/jobs", params=params)
@@ -154,6 +156,22 @@ def logs(job_id: JobArgument, as_json: JsonOption = False) -> None:
 def register(app: App) -> None:
     for command in (submit, jobs, cancel, logs):
         app.command()(command)
+
+
+def _history(events: list[dict[str, Any]]) -> str:
+    """The job's state history, one event a line (as the console's job view shows it): when,
+    from which state to which, and the event's detail (a preemption, a checkpoint, ...)."""
+    lines = ["history:"]
+    for e in events:
+        detail = "; ".join(
+            f"{k}: {json.dumps(v) if isinstance(v, dict | list) else v}"
+            for k, v in (e.get("detail") or {}).items()
+        )
+        lines.append(
+            f"  {(e.get('at') or '')[:19]}  {e.get('from_state') or '-'} -> {e['to_state']}"
+            + (f"  {detail}" if detail else "")
+        )
+    return "\n".join(lines)
 
 
 def _decision_table(d: dict[str, Any]) -> str:

@@ -47,3 +47,29 @@ def export_builtin(name: str, out_dir: Path, start: datetime, hours: int, seed: 
                 )
         written.append(path)
     return written
+
+
+def write_scaled(name: str, out_dir: Path, capacity_scale: float) -> Path:
+    """Write built-in scenario ``name`` with every center's cards (per model) and CPU cores
+    times ``capacity_scale``, rounded as the what-if's ``capacity_scale`` rounds them, as
+    ``out_dir/scenario.yaml`` (its signals modelled, as the built-in's are). Returns the file.
+
+    A directory a server can serve (``--scenario DIR``): a scarce copy of the network, e.g. the
+    demo's, whose local executors offer what its centers have.
+    """
+    if not capacity_scale > 0:
+        raise ValueError(f"capacity_scale must be > 0, not {capacity_scale}")
+    data = yaml.safe_load(builtin_text(name))
+    for center in data["centers"]:
+        inventory = center.get("inventory") or {}
+        center["inventory"] = {m: round(n * capacity_scale) for m, n in inventory.items()}
+        center["cpu_cores"] = round(center.get("cpu_cores", 0) * capacity_scale)
+    data["name"] = f"{name} x{capacity_scale:g}"
+    data["description"] = (
+        f"The built-in scenario {name!r} with every center's cards and CPU cores x "
+        f"{capacity_scale:g}. " + str(data.get("description", ""))
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path

@@ -31,17 +31,34 @@ log = logging.getLogger("suanwang.serve")
 #: Slots each local "center" offers on this machine: real processes, no real accelerators.
 LOCAL_CARDS = 64
 LOCAL_CPUS = 256
+#: Host cores per card a local executor sized like its center adds to the center's CPU cores:
+#: the engine counts an accelerator job's cards, not the cores it asks for (a CPU-only job's
+#: cores come from the center's CPU pool), and an executor counts both.
+HOST_CORES_PER_CARD = 16
 
 
 def local_executors(
-    net: Network, root: Path, centers: list[str] | None = None
+    net: Network, root: Path, centers: list[str] | None = None, *, like_scenario: bool = False
 ) -> dict[str, Executor]:
-    """A local executor standing in for each center (or the named ones)."""
+    """A local executor standing in for each center (or the named ones).
+
+    Each offers :data:`LOCAL_CARDS` cards and :data:`LOCAL_CPUS` cores, or ``like_scenario``
+    the center's cards in the scenario and its CPU cores (plus :data:`HOST_CORES_PER_CARD`
+    per card): then the executor runs at once whatever the engine places as starting now, and
+    a pool the engine sees full is full (a scarce scenario, e.g. the demo's).
+    """
     chosen = centers if centers else list(net.center_ids)
     unknown = sorted(set(chosen) - set(net.center_ids))
     if unknown:
         raise ValueError(f"unknown center(s): {', '.join(unknown)}")
-    return {c: LocalExecutor(root, c, cpus=LOCAL_CPUS, cards=LOCAL_CARDS) for c in chosen}
+    out: dict[str, Executor] = {}
+    for c in chosen:
+        cpus, cards = LOCAL_CPUS, LOCAL_CARDS
+        if like_scenario:
+            center = net.scenario.center(c)
+            cpus, cards = center.cpu_cores + HOST_CORES_PER_CARD * center.cards, center.cards
+        out[c] = LocalExecutor(root, c, cpus=cpus, cards=cards)
+    return out
 
 
 def configured_executors(
@@ -131,6 +148,7 @@ def build_services(
     lost_after_s: float = 120.0,
     checkpoint_root: Path | None = None,
     max_defer_h: int = 12,
+    local_like_scenario: bool = False,
 ) -> Services:
     """Migrate the database and wire the background services.
 
@@ -138,7 +156,8 @@ def build_services(
     stands in for every center (or the named ``centers``). A center unreachable for
     ``lost_after_s`` has its jobs failed over; checkpoints live under ``checkpoint_root``
     (default: ``executors_root/../checkpoints``). The dispatcher may defer deferrable work up
-    to ``max_defer_h`` hours into a cheaper or greener window.
+    to ``max_defer_h`` hours into a cheaper or greener window. ``local_like_scenario``: local
+    executors offer what their centers have in the scenario (see :func:`local_executors`).
     """
     migrate(settings.db_url)
     scenario = load_scenario(settings.scenario)
@@ -148,7 +167,7 @@ def build_services(
         net = Network(scenario)
     else:
         net = Network(scenario)
-        executors = local_executors(net, executors_root, centers)
+        executors = local_executors(net, executors_root, centers, like_scenario=local_like_scenario)
     sessions = session_factory(make_engine(settings.db_url))
     signals = SignalCache(scenario, seed=settings.signals_seed)
     live = LiveNetwork(

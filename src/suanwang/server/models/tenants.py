@@ -62,6 +62,18 @@ def create_tenant(
     return tenant, api_key
 
 
+def replace_key(*, session: Session, name: str) -> str:
+    """Give the tenant named ``name`` a new API key; its old key stops working. Returns the
+    new key (shown once). Flushes, does not commit; :class:`LookupError` for no such tenant."""
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name.strip()))
+    if tenant is None:
+        raise LookupError(f"no tenant named {name!r}")
+    api_key = new_api_key()
+    tenant.api_key_hash = hash_key(api_key)
+    session.flush()
+    return api_key
+
+
 def authenticate(*, session: Session, api_key: str) -> Tenant | None:
     """The tenant owning ``api_key``, or None.
 
