@@ -352,6 +352,12 @@ def test_a_job_that_cannot_checkpoint_is_cancelled_in_slurm_and_runs_again_from_
     stopped = next(e for e in evs if e["to_state"] == "migrating")["detail"]
     assert (stopped["event"], stopped["by"], stopped["attempt"]) == (PREEMPTED, claim, 0)
     assert s.asked(victim) == []
+    # the fence is kept (failover cancels its run again, in case it were still there)
+    fenced = [e["detail"] for e in evs if e["detail"].get("event") == "fenced"]
+    assert [(d["ref"], d["reason"]) for d in fenced] == [
+        (first_ref, f"stale run cancelled: preempted by {claim}")]  # fmt: skip
+    with p.sessions() as db:
+        assert db.get_one(RunFence, fence.id).fenced_at is not None
 
     # billing: the stopped run is metered, not billed; the tenant pays for the run that did it
     two = _runs(evs)
