@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,105 +15,23 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from slurm_platform import (
+    FINAL,
+    SMALL,
+    Platform,
+    checkpointing,
+    events,
+    get,
+    ref_of,
+    run_until,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.cli.testbed import write_platform_config
-from suanwang.core.network import Network
-from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
-from suanwang.server.database.models import CenterDrain, JobRow, RunFence
-from suanwang.server.platform_config import load_platform_config
-from suanwang.server.runner import configured_executors, live_scenario
-from suanwang.server.services.dispatcher import Dispatcher
-from suanwang.server.services.failover import Failover, Migrations
-from suanwang.server.services.live import LiveNetwork
-from suanwang.server.services.reconciler import Reconciler
+from suanwang.server.database.models import CenterDrain, RunFence
 from suanwang.testbed import slurm
-
-FINAL = ("succeeded", "failed", "cancelled")
-
-
-class Platform:
-    """The services on a testbed, run round by round."""
-
-    def __init__(
-        self,
-        app: FastAPI,
-        sessions: sessionmaker[Session],
-        tb: slurm.Testbed,
-        root: Path,
-        lost_after_s: float = 120.0,
-        lease_s: float = 60.0,
-    ) -> None:
-        cfg = load_platform_config(write_platform_config(tb, "china"))
-        scenario = load_scenario("china")
-        self.executors = configured_executors(cfg, scenario, root / "local")
-        for ex in self.executors.values():
-            assert isinstance(ex, SlurmExecutor)
-            ex.lease_s = lease_s
-        self.live = LiveNetwork(
-            net=Network(live_scenario(scenario, self.executors)),
-            signals=app.state.signals.current,
-            executors=self.executors,
-            clock=app.state.signals.clock,
-            checkpoint_root=root / "checkpoints",
-        )
-        self.sessions = sessions
-        self.dispatcher = Dispatcher(sessions, self.live)
-        self.reconciler = Reconciler(sessions, self.live)
-        self.failover = Failover(sessions, self.live, lost_after_s=lost_after_s)
-        self.migrations = Migrations(sessions, self.live, replan_s=1e9)
-
-    def round(self) -> None:
-        self.dispatcher.run_once()
-        self.reconciler.run_once()
-        self.failover.run_once()
-        self.migrations.run_once()
-
-    def close(self) -> None:
-        for ex in self.executors.values():
-            assert isinstance(ex, SlurmExecutor)
-            ex.close()
-
-
-def get(client: TestClient, who: Any, job_id: str) -> dict[str, Any]:
-    r = client.get(f"/v1/jobs/{job_id}", headers=who.headers)
-    assert r.status_code == 200, r.text
-    job: dict[str, Any] = r.json()
-    return job
-
-
-def run_until(
-    p: Platform,
-    done: Callable[[], bool],
-    timeout: float = 60.0,
-    what: str = "",
-    every: Callable[[], None] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        p.round()
-        if every is not None:
-            every()
-        if done():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s: {what}")
-        time.sleep(0.2)
-
-
-def ref_of(sessions: sessionmaker[Session], job_id: str) -> str | None:
-    with sessions() as s:
-        return s.get_one(JobRow, job_id).executor_ref
-
-
-def events(client: TestClient, who: Any, job_id: str) -> list[dict[str, Any]]:
-    r = client.get(f"/v1/jobs/{job_id}/events", headers=who.headers)
-    assert r.status_code == 200, r.text
-    out: list[dict[str, Any]] = r.json()
-    return out
 
 
 @pytest.fixture
@@ -124,10 +41,6 @@ def platform(
     p = Platform(app, sessions, slurm_testbed, tmp_path)
     yield p
     p.close()
-
-
-SMALL = {"resources": {"cpus": 2, "count": 1, "accelerator": "any", "mem_gb": 1},
-         "stacks": ["cuda"], "kind": "training", "duration_s": 600}  # fmt: skip
 
 
 def test_job_runs_in_the_chosen_slurm_cluster_and_output_comes_back(
@@ -178,36 +91,6 @@ def test_jobs_bigger_than_every_cluster_are_never_sent(
     assert job["state"] == "failed"
     assert ref_of(platform.sessions, big["id"]) is None and job["center_id"] is None
     assert "no center" in events(client, alice, big["id"])[-1]["detail"]["reason"]
-
-
-CHECKPOINTING = textwrap.dedent(
-    """\
-    #!/usr/bin/env python3
-    import os, signal, sys, time
-    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
-    resume = os.environ.get("SUANWANG_RESUME_FROM")
-    step = int(open(os.path.join(resume, "step")).read()) if resume else 0
-    print("start at", step, "on", os.environ["SUANWANG_CENTER"], flush=True)
-    def save(*_):
-        open(os.path.join(ckpt, "step.tmp"), "w").write(str(step))
-        os.replace(os.path.join(ckpt, "step.tmp"), os.path.join(ckpt, "step"))
-    def stop(*_):
-        save(); sys.exit(85)
-    signal.signal(signal.SIGUSR1, stop)
-    while step < STEPS:
-        step += 1
-        time.sleep(0.1)
-        if step % 5 == 0:
-            save()
-    with open(MARKERS, "a") as f:
-        f.write(os.environ["SUANWANG_JOB_ID"] + "\\n")
-    print("finished", flush=True)
-    """
-)
-
-
-def checkpointing(markers: Path, steps: int) -> str:
-    return CHECKPOINTING.replace("STEPS", str(steps)).replace("MARKERS", repr(str(markers)))
 
 
 def test_drain_moves_a_checkpointable_job_and_it_resumes_elsewhere(

@@ -163,7 +163,8 @@ class Failover:
                             "event": "fenced",
                             "center": f.center_id,
                             "ref": f.executor_ref,
-                            "reason": "stale run cancelled after its center came back",
+                            # why it was given up: its center was lost, or a preemption
+                            "reason": f"stale run cancelled: {f.reason}",
                         },
                     )
                 )

@@ -111,9 +111,10 @@ class LiveNetwork:
             JobRow.executor_ref,
             JobRow.start_at,
             JobRow.started_at,
+            JobRow.attempt,
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
         rows = session.execute(stmt)
-        for job_id, tenant, st, center, model, spec, ref, start_at, started_at in rows:
+        for job_id, tenant, st, center, model, spec, ref, start_at, started_at, attempt in rows:
             try:
                 job = spec_to_job(
                     JobSpec.model_validate(spec), net, job_id="", submit_s=0.0, labels={}
@@ -140,7 +141,7 @@ class LiveNetwork:
                 began = (started_at - signals.start).total_seconds() if running else None
                 held.append(
                     Held(job_id, tenant, job.priority_class, pool, units, units * speed,
-                         job.checkpointable, began, job.work_scu)
+                         job.checkpointable, began, job.work_scu, attempt)
                 )  # fmt: skip
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
@@ -150,8 +151,10 @@ class LiveNetwork:
 @dataclass(frozen=True, slots=True)
 class Held:
     """An active job that holds its units now, as quotas and preemption see it: its id,
-    tenant (id), class, pool, units and rate (SCU/h), whether it can checkpoint, and when its
-    run began (seconds from the signals' start; None: handed over, not running yet)."""
+    tenant (id), class, pool, units and rate (SCU/h), whether it can checkpoint, when its
+    first run began (seconds from the signals' start; None: handed over, not running yet),
+    its work (SCU) and the attempt its run is (a run that checkpointed or was stopped is
+    followed by the next)."""
 
     job_id: str
     tenant: str
@@ -162,6 +165,7 @@ class Held:
     checkpointable: bool = False
     started_s: float | None = None
     work_scu: float = 0.0
+    attempt: int = 0
 
 
 @dataclass

@@ -58,11 +58,12 @@ def by_id(gov: Governance, ids: Mapping[str, str]) -> Governance:
 @dataclass
 class Usage:
     """Each tenant's decayed usage (SCU) between rounds, in this process, and the runs it
-    preempted lately (job id -> when, seconds from the signals' start)."""
+    preempted lately (job id -> when, seconds from the signals' start, and the attempt of the
+    run that was stopped: the job's next run is another attempt)."""
 
     decayed: dict[str, float] = field(default_factory=dict)
     at_s: float | None = None
-    preempted: dict[str, float] = field(default_factory=dict)
+    preempted: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def shares(
         self,
@@ -89,9 +90,9 @@ class Usage:
             tiers.append(tier)
         shares.advance(now_s)
         self.preempted = {  # kept while protected, or while the old run still leaves
-            j: at
-            for j, at in self.preempted.items()
-            if now_s - at < gov.rules.protect_s or _leaving(held, j, at)
+            j: (at, attempt)
+            for j, (at, attempt) in self.preempted.items()
+            if now_s - at < gov.rules.protect_s or _leaving(held, j, attempt)
         }
         self.decayed = {t: u.decayed_scu for t, u in shares.use.items()}
         self.at_s = now_s
@@ -138,15 +139,16 @@ class LiveHost:
         return True  # a deferred job is placed (scheduled for later) all the same
 
     def runs_on(self, pools: set[int], now: float) -> Sequence[Run]:
-        """The running jobs on ``pools``, but runs already asked to leave; the run of a job
-        preempted less than ``protect_s`` ago is protected."""
+        """The running jobs on ``pools``, but runs already asked to leave; the next run of a
+        job preempted less than ``protect_s`` ago is protected."""
         out = []
         for i, h in enumerate(self.held):
             if h.pool not in pools or h.started_s is None:
                 continue
-            at = self.usage.preempted.get(h.job_id)
-            if at is not None and h.started_s <= at:
-                continue  # the run that was asked to leave: it is leaving
+            at, attempt = self.usage.preempted.get(h.job_id, (None, None))
+            if attempt == h.attempt:
+                continue  # the run that was asked to leave: it is leaving (a job's next run
+                # is the next attempt; its ``started_s`` stays its first run's)
             hours = max(now - h.started_s, 0.0) / 3600.0
             lost = 0.0 if h.checkpointable else min(h.rate * hours, h.work_scu)
             out.append(
@@ -160,13 +162,13 @@ class LiveHost:
     def preempt(self, key: int, by: int) -> None:
         h = self.held[key]
         self.stop(h, by)
-        self.usage.preempted[h.job_id] = self.shares.now_s
+        self.usage.preempted[h.job_id] = (self.shares.now_s, h.attempt)
         self.free_units[h.pool] += h.units  # the claimant may be handed over: the center
         # holds it in its queue until the checkpointing run has left
         fam, hub = self.families[h.pool], self.hubs[h.pool]
         self.shares.release(h.tenant, self.tiers[key], h.rate, fam, hub)
 
 
-def _leaving(held: Sequence[Held], job_id: str, at: float) -> bool:
-    """Whether the run of ``job_id`` that was preempted at ``at`` still holds its units."""
-    return any(h.job_id == job_id and (h.started_s is None or h.started_s <= at) for h in held)
+def _leaving(held: Sequence[Held], job_id: str, attempt: int) -> bool:
+    """Whether the run (``attempt``) of ``job_id`` that was preempted still holds its units."""
+    return any(h.job_id == job_id and h.attempt == attempt for h in held)
