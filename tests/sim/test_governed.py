@@ -513,6 +513,18 @@ def test_a_class_the_tenant_may_not_use_is_refused_at_submission(
     assert not np.isnan(fifo.outcome.end_s[1])
 
 
+def a100s_and_h800s(tiny: Scenario, h800s: int) -> Scenario:
+    """Two A100s (1 SCU/h each) at one center and ``h800s`` H800s (over 2 each) at another."""
+    keep = {c.id: c for c in tiny.centers}
+    return dataclasses.replace(
+        tiny,
+        centers=(
+            dataclasses.replace(keep["coast-ai"], inventory=(("a100", 2),), cpu_cores=0),
+            dataclasses.replace(keep["desert-ai"], inventory=(("h800", h800s),), cpu_cores=0),
+        ),
+    )
+
+
 def test_a_claim_full_where_it_holds_starts_borrowed_on_a_faster_free_pool(
     tiny: Scenario,
 ) -> None:
@@ -520,14 +532,7 @@ def test_a_claim_full_where_it_holds_starts_borrowed_on_a_faster_free_pool(
     H800 (more than 2 SCU/h). b's nominal runs fill the A100s (nothing a may reclaim); the
     H800s are free: a's job starts there at once, borrowed (others' claims may reclaim it),
     instead of waiting for an A100."""
-    keep = {c.id: c for c in tiny.centers}
-    sc = dataclasses.replace(
-        tiny,
-        centers=(
-            dataclasses.replace(keep["coast-ai"], inventory=(("a100", 2),), cpu_cores=0),
-            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 2),), cpu_cores=0),
-        ),
-    )
+    sc = a100s_and_h800s(tiny, h800s=2)
     net = Network(sc)
     a100 = net.pool_model.index("a100")
     h800 = net.pool_model.index("h800")
@@ -550,3 +555,55 @@ def test_a_claim_full_where_it_holds_starts_borrowed_on_a_faster_free_pool(
     assert first[2].pool == h800 and first[2].tier == Tier.NETWORK
     assert jobs[2].submit_s <= g.outcome.first_start_s[2] <= jobs[2].submit_s + ROUND
     assert not g.preemptions  # b's nominal runs are not a's to reclaim
+
+
+def test_a_claim_reclaims_a_checkpointable_run_of_a_tenant_over_its_quota_whatever_its_tier(
+    tiny: Scenario,
+) -> None:
+    """b (quota 2 SCU/h) holds both A100s in its quota (nominal runs) and borrows an H800 on
+    top (over 3 SCU/h more). a (quota 2) needs an A100: b's A100 runs were admitted in its
+    quota, but b would still use more than its quota without one of them, so that run is
+    borrowed capacity now and a reclaims it (checkpointed) within a round."""
+    sc = a100s_and_h800s(tiny, h800s=1)
+    net = Network(sc)
+    a100 = net.pool_model.index("a100")
+    h800 = net.pool_model.index("h800")
+    sig = build_signals(sc, START, HOURS, seed=1)
+    long = {"work_scu": 8.0, "checkpointable": True}
+    jobs = [
+        _job(0, "b", 0.0, **long),
+        _job(1, "b", 0.0, **long),
+        _job(2, "b", 0.0, accelerator="any", **long),
+        _job(3, "a", 1800.0, work_scu=1.0),  # an A100 job: only the A100 pool
+    ]
+    gov = Governance(tenants={"a": TenantQuota("a", "a", 2.0), "b": TenantQuota("b", "b", 2.0)})
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert (first[0].pool, first[1].pool, first[2].pool) == (a100, a100, h800)
+    assert first[0].tier == first[1].tier == Tier.NOMINAL and first[2].tier == Tier.NETWORK
+    (p,) = g.preemptions
+    assert p.by == 3 and p.job in (0, 1) and p.lost_scu == 0.0
+    assert jobs[3].submit_s <= g.outcome.first_start_s[3] <= jobs[3].submit_s + ROUND
+    assert first[3].pool == a100 and first[3].tier == Tier.NOMINAL
+
+
+def test_a_non_checkpointable_run_in_its_tenants_quota_is_never_reclaimed_by_a_claim(
+    tiny: Scenario,
+) -> None:
+    """As above but b's runs cannot checkpoint: a run admitted in b's quota is not taken
+    (reclaiming it would lose its work); a waits for an A100 to come free."""
+    sc = a100s_and_h800s(tiny, h800s=1)
+    net = Network(sc)
+    sig = build_signals(sc, START, HOURS, seed=1)
+    jobs = [
+        _job(0, "b", 0.0, work_scu=2.0),
+        _job(1, "b", 0.0, work_scu=2.0),
+        _job(2, "b", 0.0, accelerator="any", work_scu=8.0),
+        _job(3, "a", 1800.0, work_scu=1.0),
+    ]
+    gov = Governance(tenants={"a": TenantQuota("a", "a", 2.0), "b": TenantQuota("b", "b", 2.0)})
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    assert not g.preemptions
+    assert g.outcome.first_start_s[3] == pytest.approx(2 * H, abs=ROUND)  # when b's A100s end

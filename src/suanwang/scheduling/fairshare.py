@@ -139,6 +139,18 @@ class Shares:
         quota back): to reclaim."""
         return max(self.borrowed(cohort) - self.lendable(cohort), 0.0)
 
+    def tier_now(self, tenant: str, tier: Tier, rate: float) -> Tier:
+        """The tier a run of ``rate`` SCU/h admitted in ``tier`` holds now, for reclaiming:
+        a claimed run (``NOMINAL``, ``COHORT``) of a tenant that would still use at least its
+        nominal quota without it is borrowed capacity (``NETWORK``). Borrowing is what a tenant
+        uses beyond its quota now, not the tier its runs were admitted in (its claimed and its
+        borrowed runs may sit on different pools, and a claim may reach only some of them).
+        Only checkpointable runs are taken so (:mod:`.queue`): no work is lost for it."""
+        if tier > Tier.COHORT:
+            return tier
+        u = self.use[tenant]
+        return Tier.NETWORK if u.rate - rate >= u.quota.quota_scu_per_h - EPS else tier
+
     def capped(self, tenant: str, where: Where) -> NDArray[np.bool_]:
         """The candidate pools the tenant's family and hub caps leave room on."""
         u = self.use[tenant]
@@ -209,6 +221,7 @@ class Run:
     standing_after: float = math.inf  # its tenant's standing without this run
     protected: bool = False  # preempted before and restarted less than protect_s ago
     rate: float = 0.0  # SCU/h it holds
+    admitted: Tier | None = None  # the tier it was admitted in, if ``tier`` is another now
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +237,20 @@ class Claimant:
     standing_after: float
 
 
-def victim_order(run: Run) -> tuple[int, int, float, int, float]:
+def victim_order(run: Run) -> tuple[int, int, float, int, float, int]:
     """The documented order (smallest preempted first): ``preemptible`` first, then runs on
     borrowed capacity (network, then cohort) of the tenant furthest over its share,
-    checkpointable before not, least work lost."""
+    checkpointable before not, least work lost, then runs admitted as borrowed first."""
     idle = 0 if run.priority is Priority.PREEMPTIBLE else 1
-    return (idle, -int(run.tier), -run.standing_after, int(not run.checkpointable), run.lost_scu)
+    admitted = run.tier if run.admitted is None else run.admitted
+    return (
+        idle,
+        -int(run.tier),
+        -run.standing_after,
+        int(not run.checkpointable),
+        run.lost_scu,
+        -int(admitted),
+    )
 
 
 def may_preempt(

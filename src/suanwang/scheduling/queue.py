@@ -10,8 +10,10 @@ the others (network-borrowed and ``preemptible``). A job with a claim may start 
 pools (where its claim does not hold, as on a fast chip that takes more SCU/h than its quota
 has left, the run is borrowed: others' claims reclaim it); one that finds no room preempts,
 on the pools where its claim holds (:func:`victims`, at most ``max_preemptions_per_round``
-runs a round); one that still cannot run stays, and up to :data:`BACKFILL` younger jobs of
-its queue are tried behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
+runs a round; a checkpointable run counts as borrowed when its tenant would still use its
+nominal quota without it, whatever tier it was admitted in: :meth:`Shares.tier_now`); one
+that still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queue are tried
+behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
 the head of its queue keeps the pool with most room where its claim holds (one per tenant):
 nothing else starts there until it does, so large gangs are not starved by small jobs.
 
@@ -278,7 +280,12 @@ class PlatformQueue:
         runs = [
             r
             for r in (
-                replace(r, standing_after=shares.standing(r.tenant, -r.rate))
+                replace(
+                    r,
+                    standing_after=shares.standing(r.tenant, -r.rate),
+                    tier=shares.tier_now(r.tenant, r.tier, r.rate) if r.checkpointable else r.tier,
+                    admitted=r.tier,
+                )
                 for r in host.runs_on(pools, now)
             )
             if may_preempt(claimant, r, shares.cohort_of, over)
