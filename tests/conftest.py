@@ -10,7 +10,9 @@ import dataclasses
 import functools
 import itertools
 import os
+import pwd
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
+from suanwang.executors.local.sandbox import ACCOUNT_PREFIX
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.planner import SuanwangPolicy
@@ -39,6 +42,18 @@ from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 from suanwang.testbed.slurm import Testbed
 from suanwang.testbed.slurm import down as testbed_down
 from suanwang.testbed.slurm import up as testbed_up
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_accounts() -> Iterator[None]:
+    """The local executor's sandbox makes a Unix account per tenant on first use, and the
+    tests make many short-lived tenants: remove the accounts this session made (an account
+    with processes left is kept; ``userdel`` refuses)."""
+    before = {p.pw_name for p in pwd.getpwall()}
+    yield
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(ACCOUNT_PREFIX) and entry.pw_name not in before:
+            subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

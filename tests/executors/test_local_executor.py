@@ -63,6 +63,12 @@ def job(
     )
 
 
+def work(root: Path, run: str) -> Path:
+    """A run's own directory (its cwd): the only place outside its sandbox's /tmp where a job
+    writes, and where a test leaves it files (the job's account owns it)."""
+    return root / CENTER / run / "work"
+
+
 def status(ex: LocalExecutor, ref: str) -> ExecutorStatus:
     return ex.poll([ref])[ref]
 
@@ -202,11 +208,10 @@ def test_submission_is_checked(ex: LocalExecutor) -> None:
 
 
 def test_cancel_kills_the_whole_process_group(ex: LocalExecutor, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
-    ref = ex.submit(job("long", f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; "
-                                "sleep 30 & sleep 30"))  # fmt: skip
-    wait_until(pidfile.exists, what="the job to start")
-    pgid = pgid_of(int(pidfile.read_text()))
+    ready = work(tmp_path, "long") / "ready"
+    ref = ex.submit(job("long", "sleep 30 & touch ready; sleep 30"))
+    wait_until(ready.exists, what="the job to start")
+    pgid = pgid_of(json.loads((tmp_path / CENTER / "long" / "pid").read_text())["pid"])
     assert len(live_in_group(pgid)) >= 2  # the wrapper, the job's shell (and its sleeps)
     assert status(ex, ref).state is JobState.RUNNING
     t0 = time.monotonic()
@@ -223,8 +228,8 @@ def test_cancel_kills_the_whole_process_group(ex: LocalExecutor, tmp_path: Path)
 
 def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0, kill_grace_s=0.3)
-    ready = tmp_path / "ready"
-    ref = ex.submit(job("stubborn", f"trap '' TERM; touch {ready}; while :; do sleep 0.05; done"))
+    ready = work(tmp_path, "stubborn") / "ready"
+    ref = ex.submit(job("stubborn", "trap '' TERM; touch ready; while :; do sleep 0.05; done"))
     wait_until(ready.exists, what="the job to start")
     ex.cancel(ref)
     assert status(ex, ref).state is JobState.CANCELLED
@@ -233,9 +238,9 @@ def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:
 
 def test_cancel_a_queued_job_never_starts_it(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0)
-    marker = tmp_path / "ran"
+    marker = work(tmp_path, "second") / "ran"
     first = ex.submit(job("first", "sleep 0.3"))
-    second = ex.submit(job("second", f"touch {marker}"))
+    second = ex.submit(job("second", "touch ran"))
     assert status(ex, second).state is JobState.SCHEDULED
     ex.cancel(second)
     assert status(ex, second).state is JobState.CANCELLED
@@ -250,10 +255,7 @@ def test_cancel_a_queued_job_never_starts_it(tmp_path: Path) -> None:
 
 def test_slot_limits_queue_jobs_in_order(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=8, cards=2)
-    spans = tmp_path / "spans"
-    spans.mkdir()
-    at = f"{spans}/$SUANWANG_JOB_ID"
-    cmd = f"date +%s.%N > {at}.start; sleep 1; date +%s.%N > {at}.end"
+    cmd = "date +%s.%N > start; sleep 1; date +%s.%N > end"
     refs = [ex.submit(job(f"j{i}", cmd, cards=1)) for i in range(3)]
     seen_running = 0
     assert status(ex, refs[2]).state is JobState.SCHEDULED
@@ -271,8 +273,8 @@ def test_slot_limits_queue_jobs_in_order(tmp_path: Path) -> None:
 
     wait_until(all_done, timeout=15, what="all three jobs to succeed")
     assert seen_running == 2
-    start = {i: float((spans / f"j{i}.start").read_text()) for i in range(3)}
-    end = {i: float((spans / f"j{i}.end").read_text()) for i in range(3)}
+    start = {i: float((work(tmp_path, f"j{i}") / "start").read_text()) for i in range(3)}
+    end = {i: float((work(tmp_path, f"j{i}") / "end").read_text()) for i in range(3)}
     assert start[2] >= min(end[0], end[1])  # the third started only after a slot freed
 
 
@@ -291,8 +293,8 @@ def test_strict_fifo_big_job_is_not_overtaken(tmp_path: Path) -> None:
 
 
 def test_submit_twice_runs_once(ex: LocalExecutor, tmp_path: Path) -> None:
-    marker = tmp_path / "marker"
-    sub = job("once", f"echo ran >> {marker}; sleep 0.2")
+    marker = work(tmp_path, "once") / "marker"
+    sub = job("once", "echo ran >> marker; sleep 0.2")
     ref1 = ex.submit(sub)
     ref2 = ex.submit(sub)
     other = LocalExecutor(tmp_path, CENTER, cpus=4, cards=2)  # another server process, say
@@ -308,13 +310,13 @@ def test_submit_twice_runs_once(ex: LocalExecutor, tmp_path: Path) -> None:
 
 
 def test_new_executor_reattaches_after_the_old_one_is_dropped(tmp_path: Path) -> None:
-    go = tmp_path / "go"
-    marks = tmp_path / "marks"
-    cmd = f"echo $SUANWANG_JOB_ID >> {marks}; while [ ! -e {go} ]; do sleep 0.02; done"
+    go = work(tmp_path, "running") / "go"
+    marks = {name: work(tmp_path, name) / "marks" for name in ("running", "queued")}
+    cmd = "echo $SUANWANG_JOB_ID >> marks; while [ ! -e go ]; do sleep 0.02; done"
     a = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0)
     running = a.submit(job("running", cmd))
-    queued = a.submit(job("queued", f"echo $SUANWANG_JOB_ID >> {marks}"))
-    wait_until(lambda: marks.exists() and marks.read_text() == "running\n")
+    queued = a.submit(job("queued", "echo $SUANWANG_JOB_ID >> marks"))
+    wait_until(lambda: marks["running"].exists() and marks["running"].read_text() == "running\n")
     assert status(a, queued).state is JobState.SCHEDULED
     del a  # a crash: no cleanup of any kind
     gc.collect()
@@ -326,16 +328,17 @@ def test_new_executor_reattaches_after_the_old_one_is_dropped(tmp_path: Path) ->
     go.touch()
     wait_state(b, running, JobState.SUCCEEDED)
     wait_state(b, queued, JobState.SUCCEEDED)
-    assert sorted(marks.read_text().split()) == ["queued", "running"]  # each ran exactly once
+    # each ran exactly once
+    assert [marks[n].read_text() for n in ("queued", "running")] == ["queued\n", "running\n"]
 
 
 _CRASHING_SERVER = """
 import os, sys
 from pathlib import Path
 from suanwang.executors import LocalExecutor, Submission
-root, go, marks = sys.argv[1:4]
+root = sys.argv[1]
 ex = LocalExecutor(Path(root), "c1", cpus=1, cards=0)
-cmd = f"echo $SUANWANG_JOB_ID >> {marks}; while [ ! -e {go} ]; do sleep 0.02; done"
+cmd = "echo $SUANWANG_JOB_ID >> marks; while [ ! -e go ]; do sleep 0.02; done"
 for name in ("first", "second"):
     ex.submit(Submission(name, name, cmd, None, 1, 0, "any", 1.0, {}, None))
 os.kill(os.getpid(), 9)
@@ -343,9 +346,8 @@ os.kill(os.getpid(), 9)
 
 
 def test_survives_a_server_killed_with_sigkill(tmp_path: Path) -> None:
-    go, marks = tmp_path / "go", tmp_path / "marks"
     proc = subprocess.run(
-        [sys.executable, "-c", _CRASHING_SERVER, str(tmp_path), str(go), str(marks)],
+        [sys.executable, "-c", _CRASHING_SERVER, str(tmp_path)],
         capture_output=True,
         timeout=30,
         check=False,
@@ -353,22 +355,25 @@ def test_survives_a_server_killed_with_sigkill(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0)
     first, second = "c1/first", "c1/second"
-    wait_until(lambda: marks.exists() and marks.read_text() == "first\n")
+    marks = {name: work(tmp_path, name) / "marks" for name in ("first", "second")}
+    wait_until(lambda: marks["first"].exists() and marks["first"].read_text() == "first\n")
     states = ex.poll([first, second])
     assert states[first].state is JobState.RUNNING  # its server died; the job did not
     assert states[second].state is JobState.SCHEDULED
-    go.touch()
+    assert not marks["second"].exists()
+    for name in marks:
+        (work(tmp_path, name) / "go").touch()
     wait_state(ex, second, JobState.SUCCEEDED)
     assert status(ex, first).state is JobState.SUCCEEDED
-    assert marks.read_text() == "first\nsecond\n"
+    assert [marks[n].read_text() for n in ("first", "second")] == ["first\n", "second\n"]
 
 
 def test_crash_windows_during_launch(tmp_path: Path) -> None:
     """White box: the server died after claiming slots but before starting or recording."""
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0, launch_grace_s=0.0)
-    go = tmp_path / "go"
+    go = work(tmp_path, "adopt") / "go"
     # died after writing nothing about a started process: the wrapper is found by its token
-    ref = ex.submit(job("adopt", f"while [ ! -e {go} ]; do sleep 0.02; done"))
+    ref = ex.submit(job("adopt", "while [ ! -e go ]; do sleep 0.02; done"))
     pid_file = tmp_path / CENTER / "adopt" / "pid"
     recorded = json.loads(pid_file.read_text())
     pid_file.unlink()

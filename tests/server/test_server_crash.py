@@ -145,11 +145,9 @@ def test_kill_9_while_jobs_pending_and_running_then_restart(
 ) -> None:
     platform.start()
     key = _key(platform)
-    markers = tmp_path / "markers"
-    markers.mkdir()
     ids = []
     for i in range(8):
-        cmd = f"sleep {1 + i % 3}; echo {i} >> {markers}/$SUANWANG_JOB_ID"
+        cmd = f"sleep {1 + i % 3}; echo {i} >> marks"  # in the run's own directory
         r = platform.cli("submit", str(_job_file(tmp_path / f"j{i}.yaml", f"j{i}", cmd)),
                          "--json", key=key)  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -169,8 +167,9 @@ def test_kill_9_while_jobs_pending_and_running_then_restart(
             break
         assert time.monotonic() < deadline, states
         time.sleep(0.3)
-    for i in ids:
-        lines = (markers / i).read_text().splitlines()
+    for i in ids:  # every run of the job (a run id is the job id, or it and an attempt)
+        runs = (tmp_path / "centers").glob(f"*/{i}*/work/marks")
+        lines = [line for run in runs for line in run.read_text().splitlines()]
         assert len(lines) == 1, f"job {i} ran {len(lines)} times"
 
 

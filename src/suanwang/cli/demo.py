@@ -15,6 +15,7 @@ import typer
 from suanwang.cli.app import App
 from suanwang.cli.options import HostOption, PortOption
 from suanwang.cli.output import fail, out
+from suanwang.cli.serve import UnsafeSharedUserOption, sandbox_for
 
 #: Jobs of every kind, as ``POST /v1/jobs`` bodies; their commands run on a laptop (the local
 #: executors have no accelerators): they print what they stand for, and one fails.
@@ -65,6 +66,7 @@ def demo(
             metavar="SECONDS", help="stop after this many seconds (default: run until ^C)"
         ),
     ] = None,
+    unsafe_shared_user: UnsafeSharedUserOption = False,
 ) -> None:
     """Run the whole platform on this machine with a demo tenant and a mix of jobs.
 
@@ -85,6 +87,7 @@ def demo(
     import uvicorn
 
     from suanwang.cli import demo_sharing as scene_
+    from suanwang.executors.local import SandboxUnavailable
     from suanwang.scenarios.export import write_scaled
     from suanwang.server import logs
     from suanwang.server.app import create_app
@@ -99,7 +102,15 @@ def demo(
     served = directory.resolve() / "scenario"
     write_scaled("china", served, scene_.CAPACITY_SCALE)
     settings = Settings(db_url=f"sqlite:///{directory.resolve() / 'demo.db'}", scenario=str(served))
-    services = build_services(settings, directory / "centers", local_like_scenario=True)
+    sandbox = sandbox_for(unsafe_shared_user, None, allow_network=False)
+    try:
+        services = build_services(
+            settings, directory / "centers", local_like_scenario=True, sandbox=sandbox
+        )
+    except SandboxUnavailable as exc:
+        raise fail(str(exc)) from None
+    if unsafe_shared_user:
+        out.print(f"[bold red]{sandbox.describe()}[/]")
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
     )

@@ -15,6 +15,7 @@ from suanwang.cli.output import fail
 from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
 if TYPE_CHECKING:
+    from suanwang.executors.local import Sandbox, SharedUser
     from suanwang.server.platform_config import PlatformConfig
     from suanwang.server.runner import Services
     from suanwang.server.settings import Settings
@@ -43,6 +44,50 @@ LostAfterOption = Annotated[
     ),
 ]
 JsonLogsOption = Annotated[bool, typer.Option(help="log one JSON object per line")]
+UnsafeSharedUserOption = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-shared-user",
+        help="DANGEROUS: run jobs of local executors unsandboxed, as the server's own user: "
+        "they can read its files and reach its database. Only where the sandbox cannot run "
+        "(not root, no bubblewrap), never for strangers' code (docs/security.md)",
+    ),
+]
+JobAccountOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ACCOUNT",
+        help="run every job of local executors as this one account (default: one account per "
+        "tenant, sw-t-..., created on first use)",
+    ),
+]
+AllowJobNetworkOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-job-network",
+        help="jobs may ask for network (network: true in the spec; else a 422). Such a job "
+        "shares this host's network: firewall the job accounts off the platform's API and "
+        "database first (docs/security.md)",
+    ),
+]
+
+
+def sandbox_for(
+    unsafe_shared_user: bool, job_account: str | None, allow_network: bool
+) -> Sandbox | SharedUser:
+    """How local executors contain jobs, from the command's options."""
+    from suanwang.executors.local import Sandbox, SharedUser
+
+    if unsafe_shared_user:
+        if job_account is not None:
+            raise fail("--job-account and --unsafe-shared-user: choose one")
+        return SharedUser()
+    try:
+        return Sandbox(account=job_account, allow_network=allow_network)
+    except ValueError as exc:
+        raise fail(f"--job-account: {exc}") from None
+
+
 MaxDeferOption = Annotated[
     int,
     typer.Option(
@@ -70,14 +115,19 @@ def _platform(path: Path | None) -> PlatformConfig | None:
 
 
 def _settings(
-    db: str, scenario: str, config: Path | None
+    db: str, scenario: str, config: Path | None, allow_job_network: bool = False
 ) -> tuple[Settings, PlatformConfig | None]:
     """The server's settings and the platform file; the file's scenario wins over
     ``--scenario``."""
     from suanwang.server.settings import Settings
 
     platform = _platform(config)
-    return Settings(db_url=db, scenario=platform.scenario if platform else scenario), platform
+    settings = Settings(
+        db_url=db,
+        scenario=platform.scenario if platform else scenario,
+        allow_job_network=allow_job_network,
+    )
+    return settings, platform
 
 
 def _services(
@@ -87,8 +137,10 @@ def _services(
     platform: PlatformConfig | None,
     lost_after: float,
     max_defer_h: int,
+    sandbox: Sandbox | SharedUser,
 ) -> Services:
     """The dispatcher and reconciler, not started yet; a problem ends the command."""
+    from suanwang.executors.local import SandboxUnavailable
     from suanwang.server.runner import build_services
 
     try:
@@ -99,8 +151,9 @@ def _services(
             platform,
             lost_after_s=lost_after,
             max_defer_h=max_defer_h,
+            sandbox=sandbox,
         )
-    except ValueError as exc:
+    except (ValueError, SandboxUnavailable) as exc:
         raise fail(str(exc)) from None
 
 
@@ -131,6 +184,9 @@ def serve(
             "and reconciler as `suanwang worker`)",
         ),
     ] = 1,
+    unsafe_shared_user: UnsafeSharedUserOption = False,
+    job_account: JobAccountOption = None,
+    allow_job_network: AllowJobNetworkOption = False,
 ) -> None:
     """Run the platform: API, dispatcher and reconciler, with executors for the centers."""
     import uvicorn
@@ -141,7 +197,8 @@ def serve(
     if executor != "local":
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config)
+    settings, platform = _settings(db, scenario, config, allow_job_network)
+    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network)
     if workers > 1:
         if services:
             raise fail(
@@ -152,7 +209,9 @@ def serve(
         return
     loops = None
     if services:
-        loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h)
+        loops = _services(
+            settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox
+        )
         loops.start()
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
@@ -172,6 +231,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int, json_
     migrate(settings.db_url)  # once, before the workers start
     os.environ["SUANWANG_DB"] = settings.db_url
     os.environ["SUANWANG_SCENARIO"] = settings.scenario
+    os.environ["SUANWANG_ALLOW_JOB_NETWORK"] = "1" if settings.allow_job_network else ""
     uvicorn.run(
         "suanwang.server.app:create_app",
         factory=True,
@@ -191,6 +251,9 @@ def worker(
     lost_after: LostAfterOption = 120.0,
     max_defer_h: MaxDeferOption = 12,
     json_logs: JsonLogsOption = True,
+    unsafe_shared_user: UnsafeSharedUserOption = False,
+    job_account: JobAccountOption = None,
+    allow_job_network: AllowJobNetworkOption = False,
 ) -> None:
     """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
     import signal
@@ -199,8 +262,9 @@ def worker(
     from suanwang.server import logs
 
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config)
-    loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h)
+    settings, platform = _settings(db, scenario, config, allow_job_network)
+    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network)
+    loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     loops.start()

@@ -127,7 +127,9 @@ class Submission:
     ``checkpoint_dir`` overrides where the job writes checkpoints (``None``: the backend gives
     every run a directory of its own). ``attempt`` counts dispatches of the job after failover:
     an executor treats ``(job_id, attempt)`` as the run's identity, so a job lost at a center
-    and sent back there later starts afresh instead of finding its dead first run.
+    and sent back there later starts afresh instead of finding its dead first run. ``tenant``
+    is the id of the job's tenant (a sandboxing backend runs each tenant's jobs as its own
+    account); ``network``: the job asks for network access (a sandbox gives none otherwise).
     """
 
     job_id: str
@@ -141,6 +143,8 @@ class Submission:
     env: dict[str, str] = field(default_factory=dict)
     checkpoint_dir: str | None = None
     attempt: int = 0
+    tenant: str = ""
+    network: bool = False
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.script is None):

@@ -11,7 +11,7 @@ from pathlib import Path
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.executors.base import Executor, ExecutorError
-from suanwang.executors.local import LocalExecutor
+from suanwang.executors.local import LocalExecutor, Sandbox, SharedUser
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scheduling.planner import SuanwangPolicy
@@ -38,14 +38,20 @@ HOST_CORES_PER_CARD = 16
 
 
 def local_executors(
-    net: Network, root: Path, centers: list[str] | None = None, *, like_scenario: bool = False
+    net: Network,
+    root: Path,
+    centers: list[str] | None = None,
+    *,
+    like_scenario: bool = False,
+    sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen)
 ) -> dict[str, Executor]:
     """A local executor standing in for each center (or the named ones).
 
     Each offers :data:`LOCAL_CARDS` cards and :data:`LOCAL_CPUS` cores, or ``like_scenario``
     the center's cards in the scenario and its CPU cores (plus :data:`HOST_CORES_PER_CARD`
     per card): then the executor runs at once whatever the engine places as starting now, and
-    a pool the engine sees full is full (a scarce scenario, e.g. the demo's).
+    a pool the engine sees full is full (a scarce scenario, e.g. the demo's). Jobs run in
+    ``sandbox`` (see :mod:`suanwang.executors.local.sandbox`).
     """
     chosen = centers if centers else list(net.center_ids)
     unknown = sorted(set(chosen) - set(net.center_ids))
@@ -57,14 +63,19 @@ def local_executors(
         if like_scenario:
             center = net.scenario.center(c)
             cpus, cards = center.cpu_cores + HOST_CORES_PER_CARD * center.cards, center.cards
-        out[c] = LocalExecutor(root, c, cpus=cpus, cards=cards)
+        out[c] = LocalExecutor(root, c, cpus=cpus, cards=cards, sandbox=sandbox)
     return out
 
 
 def configured_executors(
-    cfg: PlatformConfig, scenario: Scenario, root: Path, lease_s: float = 60.0
+    cfg: PlatformConfig,
+    scenario: Scenario,
+    root: Path,
+    lease_s: float = 60.0,
+    sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen)
 ) -> dict[str, Executor]:
-    """One executor per center of the platform file (local ones keep their runs under root).
+    """One executor per center of the platform file (local ones keep their runs under root
+    and run jobs in ``sandbox``).
 
     ``lease_s`` is the default lease of Slurm runs (see :mod:`suanwang.executors.slurm`).
     """
@@ -76,7 +87,9 @@ def configured_executors(
     for c in cfg.centers:
         ex = c.executor
         if isinstance(ex, LocalExecutorConfig):
-            out[c.center_id] = LocalExecutor(root, c.center_id, cpus=ex.cpus, cards=ex.cards)
+            out[c.center_id] = LocalExecutor(
+                root, c.center_id, cpus=ex.cpus, cards=ex.cards, sandbox=sandbox
+            )
         else:
             out[c.center_id] = SlurmExecutor(
                 c.center_id,
@@ -149,6 +162,7 @@ def build_services(
     checkpoint_root: Path | None = None,
     max_defer_h: int = 12,
     local_like_scenario: bool = False,
+    sandbox: Sandbox | SharedUser | None = None,
 ) -> Services:
     """Migrate the database and wire the background services.
 
@@ -158,16 +172,29 @@ def build_services(
     (default: ``executors_root/../checkpoints``). The dispatcher may defer deferrable work up
     to ``max_defer_h`` hours into a cheaper or greener window. ``local_like_scenario``: local
     executors offer what their centers have in the scenario (see :func:`local_executors`).
+    Local executors run jobs in ``sandbox`` (default: per-tenant accounts, network where
+    ``settings.allow_job_network``); raises
+    :class:`~suanwang.executors.local.SandboxUnavailable` where that cannot be done.
     """
+    if sandbox is None:
+        sandbox = Sandbox(allow_network=settings.allow_job_network)
+    if isinstance(sandbox, SharedUser):
+        log.warning("%s", sandbox.describe())
+    else:
+        log.info("%s", sandbox.describe())
     migrate(settings.db_url)
     scenario = load_scenario(settings.scenario)
     if config is not None:
-        executors = configured_executors(config, scenario, executors_root, lost_after_s / 2)
+        executors = configured_executors(
+            config, scenario, executors_root, lost_after_s / 2, sandbox=sandbox
+        )
         scenario = live_scenario(scenario, executors)
         net = Network(scenario)
     else:
         net = Network(scenario)
-        executors = local_executors(net, executors_root, centers, like_scenario=local_like_scenario)
+        executors = local_executors(
+            net, executors_root, centers, like_scenario=local_like_scenario, sandbox=sandbox
+        )
     sessions = session_factory(make_engine(settings.db_url))
     signals = SignalCache(scenario, seed=settings.signals_seed)
     live = LiveNetwork(

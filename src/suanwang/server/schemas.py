@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     computed_field,
     model_validator,
 )
@@ -183,6 +184,11 @@ class JobSpec(BaseModel):
     )
     data_gb: float = Field(0.0, ge=0, le=MAX_DATA_GB, description="input data to move (GB)")
     checkpointable: bool = False
+    network: StrictBool = Field(
+        False,
+        description="the job needs network access (its sandbox has none otherwise); only "
+        "where the platform allows it (else 422)",
+    )
     priority: Priority | None = Field(
         None,
         description="who runs first when capacity is short (docs/governance.md): urgent, "

@@ -23,6 +23,8 @@ class Settings:
     :func:`suanwang.scenarios.loader.load_scenario`. ``signals_seed`` seeds the modelled
     price/green/carbon signals shown by ``/v1/centers``. ``max_in_flight`` bounds the requests
     one server process works on at once (and sizes its database pool to match).
+    ``allow_job_network``: jobs may ask for network (``network: true``; else a 422 naming
+    the field); the local executors' sandboxes must allow it too.
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -30,6 +32,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     signals_seed: int = 0
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    allow_job_network: bool = False
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -37,11 +40,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO`` and ``SUANWANG_MAX_IN_FLIGHT``."""
+        """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO``, ``SUANWANG_MAX_IN_FLIGHT`` and
+        ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed)."""
         env = os.environ if environ is None else environ
         in_flight = env.get("SUANWANG_MAX_IN_FLIGHT", "")
         return cls(
             db_url=env.get("SUANWANG_DB", DEFAULT_DB_URL),
             scenario=env.get("SUANWANG_SCENARIO", DEFAULT_SCENARIO),
             max_in_flight=int(in_flight) if in_flight.strip() else DEFAULT_MAX_IN_FLIGHT,
+            allow_job_network=env.get("SUANWANG_ALLOW_JOB_NETWORK", "") == "1",
         )

@@ -36,5 +36,13 @@ is left of its process group is killed (as Slurm does at the end of a job).
 
 from suanwang.executors.local.executor import INHERITED_ENV, LocalExecutor
 from suanwang.executors.local.processes import ENV_RUN_TOKEN
+from suanwang.executors.local.sandbox import Sandbox, SandboxUnavailable, SharedUser
 
-__all__ = ["ENV_RUN_TOKEN", "INHERITED_ENV", "LocalExecutor"]
+__all__ = [
+    "ENV_RUN_TOKEN",
+    "INHERITED_ENV",
+    "LocalExecutor",
+    "Sandbox",
+    "SandboxUnavailable",
+    "SharedUser",
+]

@@ -25,6 +25,7 @@ from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
     CHECKPOINT_EXIT_CODE,
     CHECKPOINT_SIGNAL,
+    USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
     ExecutorStatus,
@@ -59,6 +60,14 @@ from suanwang.executors.local.rundir import (
     status_from,
     write_atomic,
 )
+from suanwang.executors.local.sandbox import (
+    Account,
+    Sandbox,
+    SandboxUnavailable,
+    SharedUser,
+    give,
+    give_tree,
+)
 
 #: Variables passed from the server's environment to jobs. Nothing else is: the server's
 #: environment holds secrets (database url, keys) that are none of a job's business.
@@ -74,8 +83,13 @@ class LocalExecutor:
     A job that does not fit now waits in the executor's queue (state ``scheduled``) and starts,
     in submission order, at a later ``submit``/``poll``/``capacity`` call once slots are free.
     A job that could never fit is refused at submit (:class:`ExecutorError`). ``cancel`` sends
-    SIGTERM to the run's process group and SIGKILL after ``kill_grace_s``. ``mem_gb`` and
-    ``accelerator`` are not enforced.
+    SIGTERM to the run's process group and SIGKILL after ``kill_grace_s``.
+
+    ``sandbox`` (default: :class:`~suanwang.executors.local.sandbox.Sandbox` with its defaults)
+    runs every job as an unprivileged account in namespaces, its memory limited to its
+    ``mem_gb``; the executor refuses to start (:class:`SandboxUnavailable`) where that cannot
+    be done (not root, no ``bwrap``). :class:`SharedUser` runs jobs as the server's own user
+    (``--unsafe-shared-user``: dangerous). ``accelerator`` is not enforced.
     """
 
     def __init__(
@@ -87,6 +101,7 @@ class LocalExecutor:
         *,
         kill_grace_s: float = 5.0,
         launch_grace_s: float = 5.0,
+        sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen: shared safely)
     ) -> None:
         if not _SAFE_ID.fullmatch(center_id):
             raise ValueError(f"center_id {center_id!r}: use letters, digits, '_', '.', '-'")
@@ -99,6 +114,9 @@ class LocalExecutor:
         self.cards = cards
         self.kill_grace_s = kill_grace_s
         self.launch_grace_s = launch_grace_s
+        if isinstance(sandbox, Sandbox):
+            sandbox.check()
+        self.sandbox = sandbox
         self._dir = Path(root).resolve() / center_id
         self._active = self._dir / ".active"
         self._active.mkdir(parents=True, exist_ok=True)
@@ -215,6 +233,7 @@ class LocalExecutor:
                     f"refused {sub.job_id}: needs {sub.cpus} cpus and {sub.cards} cards, "
                     f"the center has {self.cpus} cpus and {self.cards} cards",
                 )
+            account = self._account(sub)
             ckpt = final / "checkpoint"
             if sub.checkpoint_dir is not None:
                 ckpt = Path(sub.checkpoint_dir).resolve()
@@ -228,6 +247,7 @@ class LocalExecutor:
                 "run_id": run_id,
                 "checkpoint_dir": str(ckpt),
                 "resume_from": resume_from,
+                "account": account.name if account else None,
             }
             write_atomic(tmp / "submission.json", json.dumps(record, indent=1))
             text = sub.command if sub.command is not None else sub.script
@@ -237,10 +257,15 @@ class LocalExecutor:
             command.chmod(0o700)
             # a script with a #! line runs under its interpreter, anything else under /bin/sh
             shebang = sub.script is not None and text.startswith("#!")
+            program = ([] if shebang else ["/bin/sh"]) + [str(final / "command.sh")]
+            launch = shlex.join(program)
+            if account is not None:
+                # the sandbox survives the run's signals (ignored), the job gets them back
+                sandboxed = self._contain(sub, account, tmp, final, ckpt, resume_from)
+                launch = f"(trap '' USR1 TERM; exec {shlex.join(sandboxed + program)})"
             wrapper = WRAPPER.format(
                 work=shlex.quote(str(final / "work")),
-                runner="" if shebang else "/bin/sh",
-                command=shlex.quote(str(final / "command.sh")),
+                launch=launch,
                 exit_tmp=shlex.quote(str(final / "exit_code.tmp")),
                 exit_code=shlex.quote(str(final / "exit_code")),
             )
@@ -253,6 +278,53 @@ class LocalExecutor:
             os.rename(tmp, final)
             self._tick()
         return ref
+
+    def _account(self, sub: Submission) -> Account | None:
+        """The account the job runs as (``None``: the server's own, unsandboxed)."""
+        if not isinstance(self.sandbox, Sandbox):
+            return None
+        if sub.network and not self.sandbox.allow_network:
+            raise ExecutorError(
+                self.name, f"refused {sub.job_id}: it asks for network and this center allows none"
+            )
+        try:
+            return self.sandbox.account_for(sub.tenant)
+        except SandboxUnavailable as exc:
+            raise ExecutorError(self.name, f"refused {sub.job_id}: {exc}") from None
+
+    def _contain(
+        self,
+        sub: Submission,
+        account: Account,
+        tmp: Path,
+        final: Path,
+        ckpt: Path,
+        resume_from: str | None,
+    ) -> list[str]:
+        """Give the run's job its own directories (``tmp``, published as ``final``) and return
+        the sandbox command for it. Caller holds the lock."""
+        assert isinstance(self.sandbox, Sandbox)
+        (tmp / USAGE_FILE_NAME).touch()
+        give(tmp / USAGE_FILE_NAME, account, 0o600)
+        give(tmp / "work", account, 0o700)
+        give(tmp / "checkpoint", account, 0o700)
+        give(tmp / "command.sh", account, 0o500)
+        writable = [final / "work", final / "checkpoint", final / USAGE_FILE_NAME]
+        if ckpt != final / "checkpoint":
+            give_tree(ckpt, account)  # the job's own, from earlier runs of it too
+            writable.append(ckpt)
+        readable = [final / "command.sh"]
+        if resume_from is not None and Path(resume_from) not in writable:
+            give_tree(Path(resume_from), account)
+            readable.append(Path(resume_from))
+        return self.sandbox.command(
+            account,
+            work=final / "work",
+            writable=writable,
+            readable=readable,
+            mem_gb=sub.mem_gb,
+            network=sub.network,
+        )
 
     # ------------------------------------------------------------------ the tick
 

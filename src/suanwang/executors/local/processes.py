@@ -23,7 +23,7 @@ WRAPPER = """#!/bin/sh
 # to its default in the job, so the job may trap it).
 trap : USR1
 cd {work} || exit 1
-{runner} {command}
+{launch}
 code=$?
 echo "$code" > {exit_tmp} && mv -f {exit_tmp} {exit_code}
 """

@@ -126,13 +126,17 @@ def _invalid(
     )
 
 
-def _job_problems(body: dict[str, Any], net: NetworkDep) -> tuple[JobCreate | None, list[Problem]]:
-    """The job for ``body``, or what is wrong with it (pydantic and scenario checks)."""
+def _job_problems(
+    body: dict[str, Any], net: NetworkDep, *, network_allowed: bool
+) -> tuple[JobCreate | None, list[Problem]]:
+    """The job for ``body``, or what is wrong with it (pydantic and scenario checks; network
+    only if ``network_allowed``)."""
     try:
         spec = JobCreate.model_validate(body)
     except ValidationError as exc:
         return None, [Problem(("job", *e["loc"]), e["msg"], e.get("input")) for e in exc.errors()]
-    return spec, [Problem(("job", *p.loc), p.msg, p.input) for p in check_spec(spec, net)]
+    found = check_spec(spec, net, network_allowed=network_allowed)
+    return spec, [Problem(("job", *p.loc), p.msg, p.input) for p in found]
 
 
 @router.get("")
@@ -185,7 +189,9 @@ def _check_runnable(spec: AppSpec, net: NetworkDep) -> None:
         body = render(spec, {})
     except AppError as exc:
         raise _invalid(exc.problems) from None
-    _, problems = _job_problems({**body, "name": spec.id, "origin": net.place_ids[0]}, net)
+    # whether the platform gives the job network is checked when the app runs
+    body = {**body, "name": spec.id, "origin": net.place_ids[0]}
+    _, problems = _job_problems(body, net, network_allowed=True)
     problems = [p for p in problems if p.loc[:2] != ("job", "origin")]
     if problems:
         relabelled = [Problem(("template", *p.loc[1:]), p.msg, p.input) for p in problems]
@@ -273,7 +279,8 @@ async def run_app(
     body.update(name=run.name or app.id, origin=run.origin)
     if run.deadline_s is not None:
         body["deadline_s"] = run.deadline_s
-    spec, problems = _job_problems(body, net)
+    allowed = request.app.state.settings.allow_job_network
+    spec, problems = _job_problems(body, net, network_allowed=allowed)
     origin = [p for p in problems if p.loc[:2] == ("job", "origin")]
     if origin:  # the user's own field: name it as such
         raise _invalid([Problem(("origin",), p.msg, p.input) for p in origin])

@@ -122,7 +122,8 @@ async def submit_job(
 
     Reusing a key for a different spec is a 422 (as the IETF Idempotency-Key draft asks).
     """
-    problems = job_specs.check_spec(spec, net)
+    allowed = request.app.state.settings.allow_job_network
+    problems = job_specs.check_spec(spec, net, network_allowed=allowed)
     if problems:
         raise RequestValidationError(
             [

@@ -80,8 +80,9 @@ def to_core_job(row: JobRow, net: Network, *, t0: datetime = _EPOCH) -> Job:
     )
 
 
-def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:
-    """Everything in ``spec`` that the scenario of ``net`` does not know or cannot combine.
+def check_spec(spec: JobSpec, net: Network, *, network_allowed: bool) -> list[SpecProblem]:
+    """Everything in ``spec`` that the scenario of ``net`` does not know or cannot combine,
+    and ``network`` where the platform gives jobs none (``network_allowed`` false).
 
     Names are checked one by one (to report every problem with its field) and the assembled
     job once more with :meth:`Network.check_job`, the engine's own check.
@@ -89,6 +90,12 @@ def check_spec(spec: JobSpec, net: Network) -> list[SpecProblem]:
     catalog = net.scenario.catalog
     r = spec.resources
     out: list[SpecProblem] = []
+    if spec.network and not network_allowed:
+        msg = (
+            "this platform gives jobs no network access (its operator has not allowed it: "
+            "suanwang serve --allow-job-network)"
+        )
+        out.append(SpecProblem(("network",), msg, spec.network))
     try:
         net.place(spec.origin)
     except UnknownName as exc:

@@ -415,4 +415,6 @@ def submission(row: JobRow, live: LiveNetwork) -> Submission:
         env={"SUANWANG_CENTER": row.center_id or ""},
         checkpoint_dir=str(live.checkpoint_dir(row.id)),
         attempt=row.attempt,
+        tenant=row.tenant_id,
+        network=spec.network,
     )

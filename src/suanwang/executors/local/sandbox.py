@@ -1,0 +1,305 @@
+"""The local executor's sandbox: every job as an unprivileged account, in namespaces, limited.
+
+A tenant's job is a stranger's code. The local executor (run by root) starts it
+
+* as an unprivileged Unix account: by default one per tenant, ``sw-t-<12 hex digits of the
+  SHA-256 of the tenant id>``, created on first use (``useradd --system``, no home, no login
+  shell; its comment names the tenant, and an account whose comment names another tenant is
+  refused), or one fixed account for every job (:attr:`Sandbox.account`); never root and
+  never the server's own user;
+* in Debian's ``bubblewrap`` (``bwrap``): its own PID namespace (it sees only its own
+  processes), IPC and UTS namespaces, a read-only view of ``/usr`` (and the ``/bin``, ``/lib``
+  links), a minimal read-only ``/etc``, its own ``/proc``, ``/dev`` and ``/tmp``; nothing else
+  of the host: not the server's files, not other runs' directories, not the database files or
+  sockets (``/run``, ``/var/run``). Its own directories (the run's ``work/``, its checkpoint
+  directory, the run it resumes from, its usage file and its script) are bound at the same
+  paths as on the host, so the ``SUANWANG_*`` variables hold for both;
+* with **no network** (``--unshare-net``: a loopback of its own, nothing else) unless the job
+  asks for it and the operator allows it (:attr:`Sandbox.allow_network`): then it shares the
+  host's network, and what a deployment must add (a firewall rule for these accounts) is in
+  ``docs/security.md``;
+* under resource limits set with ``prlimit`` (rlimits: address space = the job's ``mem_gb``,
+  CPU seconds, processes of its account, file size). cgroup v2 limits are not used yet (see
+  :func:`limits_mechanism`).
+
+Signals: the executor signals the run's process group (``SIGUSR1`` to checkpoint, ``SIGTERM``
+to cancel). ``bwrap`` and its init ignore both (so the sandbox outlives the signal), the job
+gets them with their default action (``env --default-signal``), so it may trap them as before.
+When the run's processes are killed (``SIGKILL``, after the grace period), ``bwrap`` dies and
+takes the whole PID namespace with it (``--die-with-parent``): a job's process that left the
+process group or cleared its environment goes too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The prefix of per-tenant accounts.
+ACCOUNT_PREFIX = "sw-t-"
+#: The comment (GECOS field) of a per-tenant account: names the tenant it belongs to.
+ACCOUNT_COMMENT = "suanwang tenant {tenant}"
+#: The programs the sandbox needs (Debian: bubblewrap, util-linux, coreutils, passwd).
+TOOLS = ("bwrap", "setpriv", "prlimit", "env", "useradd")
+#: Files of ``/etc`` a job sees (read-only, those that exist): names, libraries, time zone,
+#: certificates and resolver (for jobs with network).
+ETC = (
+    "passwd", "group", "nsswitch.conf", "hosts", "resolv.conf", "host.conf", "localtime",
+    "timezone", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl",
+    "ca-certificates", "ca-certificates.conf", "mime.types", "protocols", "services",
+)  # fmt: skip
+#: Top-level links or directories into ``/usr`` (merged /usr: links).
+SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: The signals the executor sends a run: the sandbox ignores them, the job gets them.
+RUN_SIGNALS = ("USR1", "TERM")
+#: What a job's environment has for the programs it runs.
+JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedUser:
+    """No sandbox (``--unsafe-shared-user``): jobs run as the server's own user, with its
+    rights: they can read its files and command lines, reach its database and change
+    balances. Dangerous; for a laptop, never for strangers' code."""
+
+    def describe(self) -> str:
+        return (
+            "DANGEROUS: --unsafe-shared-user: jobs run unsandboxed as the server's own user "
+            f"(uid {os.getuid()}) and can read its files and reach its database"
+        )
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run here (not root, or a program is missing): the message says why
+    and that ``--unsafe-shared-user`` is the (dangerous) way around it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The Unix account a job runs as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """How the local executor contains jobs (see the module docstring).
+
+    ``account``: one fixed account for every job (created if missing); ``None``: one account
+    per tenant. ``allow_network``: jobs that ask for network (``Submission.network``) get the
+    host's network; otherwise such a job is refused. The limits: ``cpu_time_s`` CPU seconds
+    per process, ``max_processes`` processes of the job's account (all of its runs together),
+    ``max_file_gb`` the largest file it may write (its log included). A job's memory is its
+    ``mem_gb`` (at least ``min_mem_gb``).
+    """
+
+    account: str | None = None
+    allow_network: bool = False
+    cpu_time_s: int = 7 * 24 * 3600
+    max_processes: int = 1024
+    max_file_gb: float = 16.0
+    min_mem_gb: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.account is not None and not _valid_name(self.account):
+            raise ValueError(f"sandbox account {self.account!r}: not a valid account name")
+        if self.cpu_time_s < 1 or self.max_processes < 1 or self.max_file_gb <= 0:
+            raise ValueError("sandbox limits must be positive")
+
+    def check(self) -> None:
+        """Raise :class:`SandboxUnavailable` unless jobs can be sandboxed here."""
+        why = []
+        if os.geteuid() != 0:
+            why.append(f"the server runs as uid {os.geteuid()}, not root")
+        missing = [t for t in TOOLS if shutil.which(t, path=_SYSTEM_PATH) is None]
+        if missing:
+            why.append(f"missing {', '.join(missing)} (Debian: apt-get install bubblewrap)")
+        if why:
+            raise SandboxUnavailable(
+                "cannot sandbox jobs: " + "; ".join(why) + ". Jobs would run as the server's "
+                "own user and could read its files and database: pass --unsafe-shared-user to "
+                "run them so anyway (dangerous; for a laptop, never for strangers' code)"
+            )
+        if self.account is not None:
+            account = self.account_for("")
+            if account.uid == 0 or account.uid == os.getuid():
+                raise SandboxUnavailable(f"sandbox account {self.account!r} is privileged")
+
+    def describe(self) -> str:
+        """One line for the startup log."""
+        who = f"as {self.account}" if self.account else f"as per-tenant accounts {ACCOUNT_PREFIX}*"
+        net = "network on request" if self.allow_network else "no network"
+        return (
+            f"jobs run sandboxed (bubblewrap) {who}, {net}; limits: {limits_mechanism()}, "
+            f"{self.cpu_time_s} CPU s per process, {self.max_processes} processes, "
+            f"files up to {self.max_file_gb:g} GB, memory = the job's mem_gb"
+        )
+
+    def account_for(self, tenant: str) -> Account:
+        """The account a job of ``tenant`` runs as, created on first use."""
+        if self.account is not None:
+            return _ensure_account(self.account, comment="suanwang jobs", check_comment=False)
+        digest = hashlib.sha256(tenant.encode()).hexdigest()[:12]
+        comment = ACCOUNT_COMMENT.format(tenant=tenant or "-")
+        return _ensure_account(ACCOUNT_PREFIX + digest, comment=comment, check_comment=True)
+
+    def command(
+        self,
+        account: Account,
+        *,
+        work: Path,
+        writable: list[Path],
+        readable: list[Path],
+        mem_gb: float,
+        network: bool,
+    ) -> list[str]:
+        """The command that runs a job's program (appended to it) in the sandbox.
+
+        ``work`` is its directory (its cwd and ``$HOME``); ``writable`` and ``readable`` are
+        bound read-write and read-only at their own paths. Run it with ``SIGUSR1`` and
+        ``SIGTERM`` ignored (the job gets them back with their default action).
+        """
+        if network and not self.allow_network:
+            raise SandboxUnavailable("the job asks for network and this executor allows none")
+        memory = int(max(mem_gb, self.min_mem_gb) * 2**30)
+        limits = [
+            "prlimit",
+            f"--as={memory}",
+            f"--cpu={self.cpu_time_s}",
+            f"--nproc={self.max_processes}",
+            f"--fsize={int(self.max_file_gb * 2**30)}",
+            "--",
+        ]
+        bwrap = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        bwrap += ["--unshare-uts", "--hostname", "suanwang-job", "--unshare-cgroup-try"]
+        if not network:
+            bwrap.append("--unshare-net")
+        bwrap += ["--ro-bind", "/usr", "/usr"]
+        for name in SYSTEM:
+            path = Path("/") / name
+            if path.is_symlink():
+                bwrap += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                bwrap += ["--ro-bind", str(path), str(path)]
+        bwrap += ["--dir", "/etc"]
+        for name in ETC:
+            bwrap += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        bwrap += ["--proc", "/proc", "--dev", "/dev"]
+        bwrap += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+        # the directories above the bound ones: traversable, not listable (bwrap's are 0700)
+        above = {p for path in (*writable, *readable) for p in path.parents}
+        for path in sorted(above - {Path("/"), Path("/tmp"), Path("/var/tmp")}, key=_depth):
+            bwrap += ["--perms", "0711", "--dir", str(path)]
+        for path in writable:
+            bwrap += ["--bind", str(path), str(path)]
+        for path in readable:
+            bwrap += ["--ro-bind", str(path), str(path)]
+        bwrap += ["--chdir", str(work), "--setenv", "HOME", str(work), "--setenv", "TMPDIR", "/tmp"]
+        bwrap += ["--setenv", "USER", account.name, "--setenv", "LOGNAME", account.name]
+        bwrap += ["--setenv", "PATH", JOB_PATH, "--"]
+        drop = [
+            "setpriv",
+            f"--reuid={account.uid}",
+            f"--regid={account.gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
+        restore = ["env", *(f"--default-signal={s}" for s in RUN_SIGNALS), "--"]
+        return [*limits, *bwrap, *drop, *restore]
+
+
+def give(path: Path, account: Account, mode: int) -> None:
+    """Make ``path`` (not followed if a link) the account's, with ``mode``."""
+    os.chown(path, account.uid, account.gid, follow_symlinks=False)
+    if not path.is_symlink():
+        path.chmod(mode)
+
+
+def give_tree(top: Path, account: Account) -> None:
+    """Make everything under ``top`` the account's (links are not followed): a checkpoint
+    written by an earlier run of the same job, for the run that resumes from it."""
+    os.chown(top, account.uid, account.gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            os.chown(Path(dirpath) / name, account.uid, account.gid, follow_symlinks=False)
+
+
+def limits_mechanism() -> str:
+    """How limits are enforced here, for the log: rlimits (``prlimit``). A cgroup v2 hierarchy
+    with a memory controller is named when present (not used yet: a follow-up)."""
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    try:
+        v2 = "memory" in controllers.read_text().split()
+    except OSError:
+        v2 = False
+    there = "present, not used yet" if v2 else "not available here"
+    return f"rlimits via prlimit (cgroup v2 memory controller {there})"
+
+
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _depth(path: Path) -> tuple[int, str]:
+    return len(path.parts), str(path)
+
+
+def _valid_name(name: str) -> bool:
+    return (
+        0 < len(name) <= 32
+        and name[0].isascii()
+        and (name[0].isalpha() or name[0] == "_")
+        and all(c.isascii() and (c.isalnum() or c in "_-") for c in name)
+    )
+
+
+def _ensure_account(name: str, *, comment: str, check_comment: bool) -> Account:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        entry = _create_account(name, comment)
+    if check_comment and entry.pw_gecos != comment:
+        raise SandboxUnavailable(
+            f"account {name} exists but is not this tenant's ({entry.pw_gecos!r}, expected "
+            f"{comment!r}): refusing to run the job as it"
+        )
+    if entry.pw_uid == 0:
+        raise SandboxUnavailable(f"account {name} is root: refusing to run jobs as it")
+    return Account(name, entry.pw_uid, entry.pw_gid)
+
+
+def _create_account(name: str, comment: str) -> pwd.struct_passwd:
+    done = subprocess.run(
+        [
+            shutil.which("useradd", path=_SYSTEM_PATH) or "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            "--comment",
+            comment,
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        return pwd.getpwnam(name)  # made now, or by another executor at the same time
+    except KeyError:
+        raise SandboxUnavailable(
+            f"could not create the account {name}: {done.stderr.strip() or done.returncode}"
+        ) from None
