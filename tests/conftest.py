@@ -460,17 +460,38 @@ def check_same_outcome() -> Callable[[Outcome, Outcome], None]:
 # --------------------------------------------------------------------------- Slurm testbed
 
 
+#: Tenants with accounts of their own on the testbeds of the tests (the tenants the tests make).
+TESTBED_TENANTS = ("alice", "bob", "consumer")
+
+
+def open_to_jobs(path: Path, mode: int = 0o711) -> Path:
+    """``path`` (made ``mode``) and the directories above it passable by other users: jobs on
+    the Slurm testbed run as tenants' accounts, and pytest's directories are the owner's only."""
+    path.chmod(mode)
+    for p in path.parents:
+        if not p.stat().st_mode & 0o001:
+            p.chmod(p.stat().st_mode | 0o011)
+    return path
+
+
+@pytest.fixture
+def shared_tmp(tmp_path: Path) -> Path:
+    """``tmp_path``, where jobs running as any tenant's account may create files (sticky)."""
+    return open_to_jobs(tmp_path, 0o1777)
+
+
 @pytest.fixture(scope="session")
 def slurm_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """Two real Slurm clusters (zhongwei, beijing-yizhuang) for the whole session.
+    """Two real Slurm clusters (zhongwei, beijing-yizhuang) for the whole session, with an
+    account for each of :data:`TESTBED_TENANTS`.
 
     Needs Debian's slurm-wlm, slurmrestd and munge (``.ci/run`` installs them) and root. Missing
     pieces make the tests that use this fixture fail, never skip: in CI a skipped integration
     test is a failure.
     """
-    root = tmp_path_factory.mktemp("testbed")
+    root = open_to_jobs(tmp_path_factory.mktemp("testbed"))
     inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
-    tb = testbed_up(root, inventory, ["zhongwei", "beijing-yizhuang"])
+    tb = testbed_up(root, inventory, ["zhongwei", "beijing-yizhuang"], tenants=TESTBED_TENANTS)
     try:
         yield tb
     finally:

@@ -77,7 +77,7 @@ def probe_job(job_id: str, tenant: str, *args: str, mem_gb: float = 1.0) -> Subm
     return Submission(
         job_id, job_id, None, PROBE.replace("sys.argv[1:4]", f"{argv!r}.split()[:3]")
         .replace("sys.argv[4]", f"{argv!r}.split()[3]"),
-        mem_gb=mem_gb, tenant=tenant,
+        mem_gb=mem_gb, tenant_id=tenant,
     )  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def test_a_job_reaches_nothing_of_the_server_or_other_tenants(
     outside = tmp_path / "outside.txt"
     outside.write_text("")
     state, _ = run_job(ex, Submission("theirs", "theirs", "echo private > mine", None,
-                                      tenant="tenant-b"))  # fmt: skip
+                                      tenant_id="tenant-b"))  # fmt: skip
     assert state is JobState.SUCCEEDED
     other = tmp_path / "runs" / CENTER / "theirs" / "work" / "mine"
     assert other.read_text() == "private\n"
@@ -128,7 +128,9 @@ def test_each_tenant_runs_as_its_own_account_and_owns_only_its_directories(
     ex = LocalExecutor(tmp_path, CENTER, cpus=4, cards=0, kill_grace_s=1.0)
     uids = {}
     for tenant in ("tenant-a", "tenant-b"):
-        state, log = run_job(ex, Submission(tenant, tenant, "id -un; id -u", None, tenant=tenant))
+        state, log = run_job(
+            ex, Submission(tenant, tenant, "id -un; id -u", None, tenant_id=tenant)
+        )
         assert state is JobState.SUCCEEDED, log
         name, uid = log.split()
         assert name.startswith(ACCOUNT_PREFIX)
@@ -141,23 +143,23 @@ def test_each_tenant_runs_as_its_own_account_and_owns_only_its_directories(
         assert (run / "exit_code").stat().st_uid == 0  # its records are the executor's
     assert len(set(uids.values())) == 2 and 0 not in uids.values()
     # the same tenant again: the same account
-    state, log = run_job(ex, Submission("again", "again", "id -u", None, tenant="tenant-a"))
+    state, log = run_job(ex, Submission("again", "again", "id -u", None, tenant_id="tenant-a"))
     assert int(log) == uids["tenant-a"]
 
 
 def test_one_fixed_account_for_every_job(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0, sandbox=Sandbox(account="sw-jobs"))
-    state, log = run_job(ex, Submission("j", "j", "id -un", None, tenant="tenant-a"))
+    state, log = run_job(ex, Submission("j", "j", "id -un", None, tenant_id="tenant-a"))
     assert (state, log) == (JobState.SUCCEEDED, "sw-jobs\n")
 
 
 def test_a_job_over_its_memory_is_stopped(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0)
     grab = "python3 -c 'b = bytearray(1 << 30); print(\"got 1 GiB\")'"
-    state, log = run_job(ex, Submission("hog", "hog", grab, None, mem_gb=0.5, tenant="t"))
+    state, log = run_job(ex, Submission("hog", "hog", grab, None, mem_gb=0.5, tenant_id="t"))
     assert state is JobState.FAILED
     assert "MemoryError" in log and "got 1 GiB" not in log
-    state, log = run_job(ex, Submission("fits", "fits", grab, None, mem_gb=2.0, tenant="t"))
+    state, log = run_job(ex, Submission("fits", "fits", grab, None, mem_gb=2.0, tenant_id="t"))
     assert (state, log) == (JobState.SUCCEEDED, "got 1 GiB\n")
 
 

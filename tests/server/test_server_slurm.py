@@ -36,9 +36,9 @@ from suanwang.testbed import slurm
 
 @pytest.fixture
 def platform(
-    app: FastAPI, sessions: sessionmaker[Session], slurm_testbed: slurm.Testbed, tmp_path: Path
+    app: FastAPI, sessions: sessionmaker[Session], slurm_testbed: slurm.Testbed, shared_tmp: Path
 ) -> Iterator[Platform]:
-    p = Platform(app, sessions, slurm_testbed, tmp_path)
+    p = Platform(app, sessions, slurm_testbed, shared_tmp)
     yield p
     p.close()
 
@@ -136,10 +136,11 @@ def test_failover_after_a_power_cut_resumes_elsewhere_and_fences_the_old_run(
     sessions: sessionmaker[Session],
     alice: Any,
     submit: Callable[..., dict[str, Any]],
-    tmp_path: Path,
+    shared_tmp: Path,
 ) -> None:
+    tmp_path = shared_tmp  # the jobs, as alice's account, write their markers here
     inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
-    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian"])
+    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian"], tenants=["alice"])
     p = Platform(app, sessions, tb, tmp_path, lost_after_s=3.0, lease_s=1.5)
     try:
         markers = tmp_path / "markers"
@@ -187,15 +188,16 @@ def test_chaos_a_controller_dies_mid_run_and_every_job_ends_once(
     sessions: sessionmaker[Session],
     alice: Any,
     submit: Callable[..., dict[str, Any]],
-    tmp_path: Path,
+    shared_tmp: Path,
 ) -> None:
     """Three Slurm centers, a stream of jobs, one slurmctld killed with SIGKILL mid-run.
 
     Each job appends its id to a marker file as its last act; at the end every job has
     succeeded and every id is there exactly once.
     """
+    tmp_path = shared_tmp  # the jobs, as alice's account, write their markers here
     inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
-    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian", "horinger"])
+    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian", "horinger"], tenants=["alice"])
     p = Platform(app, sessions, tb, tmp_path, lost_after_s=4.0, lease_s=2.0)
     markers = tmp_path / "markers"
     ids: list[str] = []

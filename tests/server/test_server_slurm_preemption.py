@@ -118,8 +118,9 @@ def scene(
     bob: Any,
     operator: Any,
     submit: Callable[..., dict[str, Any]],
-    tmp_path: Path,
+    shared_tmp: Path,
 ) -> Iterator[Scene]:
+    tmp_path = shared_tmp  # the jobs, as their tenants' accounts, write their records here
     for who, quota in (("alice", 1), ("bob", 500)):
         body = {"cohort": f"c-{who}", "quota_scu_per_h": quota}
         r = client.put(f"/v1/quotas/{who}", json=body, headers=operator.headers)

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,10 +43,11 @@ def final(ex: SlurmExecutor, ref: str) -> JobState:
     return wait_for(ex, ref, lambda s: s.is_terminal or s is JobState.MIGRATING)
 
 
-def executor_for(tb: Testbed, c: Cluster) -> SlurmExecutor:
-    return SlurmExecutor(
-        c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, partition="suanwang"
-    )
+def executor_for(tb: Testbed, c: Cluster, **kw: Any) -> SlurmExecutor:
+    """The cluster's executor as the testbed's platform file has it (tenants' accounts)."""
+    return SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir,
+                         partition="suanwang", accounts=tb.accounts,
+                         account_tokens=c.tokens_dir, **kw)  # fmt: skip
 
 
 @pytest.fixture
@@ -56,6 +58,8 @@ def ex(slurm_testbed: Testbed) -> Iterator[SlurmExecutor]:
 
 
 def sub(command: str | None = None, *, script: str | None = None, **kw: object) -> Submission:
+    """A submission of tenant alice (unless ``tenant=`` says otherwise)."""
+    kw.setdefault("tenant", "alice")
     return Submission(
         job_id=f"t-{uuid.uuid4().hex[:10]}", name="t", command=command, script=script, **kw
     )  # type: ignore[arg-type]
@@ -235,13 +239,12 @@ def test_gres_parsing() -> None:
 
 
 def test_a_run_without_word_from_the_platform_stops_itself(
-    slurm_testbed: Testbed, tmp_path: Path
+    slurm_testbed: Testbed, shared_tmp: Path
 ) -> None:
     """Lease: a run nobody polls (its center cut off from the platform) kills itself."""
     c = slurm_testbed.clusters[1]
-    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
-                       lease_s=2) as ex:  # fmt: skip
-        _lease_expires(ex, tmp_path)
+    with executor_for(slurm_testbed, c, lease_s=2) as ex:
+        _lease_expires(ex, shared_tmp)
 
 
 def _lease_expires(ex: SlurmExecutor, tmp_path: Path) -> None:
@@ -264,8 +267,7 @@ def test_polling_keeps_the_lease_and_the_exit_is_recorded(
     slurm_testbed: Testbed, tmp_path: Path
 ) -> None:
     c = slurm_testbed.clusters[1]
-    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
-                       lease_s=2) as ex:  # fmt: skip
+    with executor_for(slurm_testbed, c, lease_s=2) as ex:
         _lease_holds(ex)
 
 
@@ -282,13 +284,12 @@ def _lease_holds(ex: SlurmExecutor) -> None:
 
 
 def test_a_queued_run_the_platform_gave_up_does_not_start(
-    slurm_testbed: Testbed, tmp_path: Path
+    slurm_testbed: Testbed, shared_tmp: Path
 ) -> None:
     """A run whose lease expired while it waited (nobody polls it) never starts its job."""
     c = slurm_testbed.clusters[1]
-    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
-                       lease_s=1) as ex:  # fmt: skip
-        marker = tmp_path / "ran"
+    with executor_for(slurm_testbed, c, lease_s=1) as ex:
+        marker = shared_tmp / "ran"
         blocker = ex.submit(sub("sleep 60", cards=8, accelerator="h100"))
         wait_for(ex, blocker, lambda st: st is JobState.RUNNING)
         ref = ex.submit(sub(f"touch {marker}", cards=1, accelerator="h100"))

@@ -32,12 +32,22 @@ def _listening(url: str) -> bool:
         return False
 
 
+def executor(tb: slurm.Testbed, c: slurm.Cluster, timeout_s: float) -> SlurmExecutor:
+    """The cluster's executor as the platform file has it: tenants' jobs run as their accounts."""
+    return SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir,
+                         timeout_s=timeout_s, accounts=tb.accounts,
+                         account_tokens=c.tokens_dir)  # fmt: skip
+
+
+def job(job_id: str, command: str) -> Submission:
+    return Submission(job_id=job_id, name=job_id, command=command, script=None, tenant="alice")
+
+
 @pytest.fixture
-def one(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
-    root = tmp_path / "tb"
-    r = runner.invoke(
-        app, ["testbed", "up", "--slurm", "1", "--dir", str(root), "--centers", "guian", "--json"]
-    )
+def one(shared_tmp: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    root = shared_tmp / "tb"
+    r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(root),
+                            "--centers", "guian", "--tenants", "alice", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     try:
@@ -61,6 +71,19 @@ def test_up_describes_clusters_and_writes_a_platform_file(
     ex = cfg.centers[0].executor
     assert isinstance(ex, SlurmExecutorConfig)
     assert ex.url == center["url"]
+    assert ex.accounts == {"alice": "sw-alice"} and ex.user == "root"
+    assert ex.account_tokens == center["account_tokens"]  # type: ignore[index]
+    assert Path(ex.account_tokens, "sw-alice").stat().st_mode & 0o777 == 0o600
+    # another tenant's account, added later: the platform file maps it too
+    r = runner.invoke(app, ["testbed", "account", "bob", "alice", "--dir", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "bob: account sw-bob (new)" in r.output and "alice: account sw-alice (had" in r.output
+    cfg = load_platform_config(Path(doc["config"]))  # type: ignore[arg-type]
+    ex = cfg.centers[0].executor
+    assert isinstance(ex, SlurmExecutorConfig)
+    assert ex.accounts == {"alice": "sw-alice", "bob": "sw-bob"}
+    bad = runner.invoke(app, ["testbed", "account", "Bad Name", "--dir", str(root)])
+    assert bad.exit_code == 2 and "not be a valid Unix user name" in bad.output
     status = runner.invoke(app, ["testbed", "status", "--dir", str(root), "--json"])
     assert json.loads(status.stdout)["centers"][0]["up"] is True
 
@@ -71,15 +94,13 @@ def test_power_cut_kills_jobs_and_the_cluster_comes_back_with_its_state(
     root, _ = one
     tb = slurm.Testbed.load(root)
     c = tb.cluster("guian")
-    with SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=3) as ex:
+    with executor(tb, c, timeout_s=3) as ex:
         _power_cut(root, c, ex)
 
 
 def _power_cut(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
-    done = ex.submit(Submission(job_id="before", name="b", command="echo early", script=None))
-    victim = ex.submit(
-        Submission(job_id="victim", name="v", command="sleep 300; echo never", script=None)
-    )
+    done = ex.submit(job("before", "echo early"))
+    victim = ex.submit(job("victim", "sleep 300; echo never"))
     deadline = time.monotonic() + 20
     while not (
         ex.poll([victim])[victim].state is JobState.RUNNING
@@ -110,7 +131,7 @@ def _power_cut(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
     assert "never" not in ex.logs(victim)
     ex.cancel(victim)
     # and the cluster takes new work
-    again = ex.submit(Submission(job_id="after", name="a", command="echo back", script=None))
+    again = ex.submit(job("after", "echo back"))
     deadline = time.monotonic() + 30
     while not ex.poll([again])[again].state.is_terminal:
         assert time.monotonic() < deadline
@@ -122,7 +143,12 @@ def _job_pids(c: slurm.Cluster) -> list[int]:
     return [p for p in slurm.cluster_processes(c) if Path(f"/proc/{p}").exists()]
 
 
-def test_down_stops_everything_and_errors_are_clear(tmp_path: Path) -> None:
+def test_down_stops_everything_and_errors_are_clear(shared_tmp: Path) -> None:
+    tmp_path = shared_tmp
+    (tmp_path / "private").mkdir(mode=0o700)
+    closed = tmp_path / "private" / "tb"  # tenants' accounts could not reach their jobs there
+    r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(closed)])
+    assert r.exit_code == 2 and f"{closed.parent} is closed to other users" in r.output
     root = tmp_path / "tb"
     r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(root)])
     assert r.exit_code == 0, r.output
@@ -160,13 +186,13 @@ def test_a_finished_run_never_runs_again(one: tuple[Path, dict[str, object]]) ->
     root, _ = one
     tb = slurm.Testbed.load(root)
     c = tb.cluster("guian")
-    with SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir, timeout_s=5) as ex:
+    with executor(tb, c, timeout_s=5) as ex:
         _fence(root, c, ex)
 
 
 def _fence(root: Path, c: slurm.Cluster, ex: SlurmExecutor) -> None:
-    marker = root / "marker"
-    sub = Submission(job_id="once", name="o", command=f"echo ran >> {marker}", script=None)
+    marker = root.parent / "marker"  # where alice's account may write
+    sub = job("once", f"echo ran >> {marker}")
     ref = ex.submit(sub)
     deadline = time.monotonic() + 30
     while not ex.poll([ref])[ref].state.is_terminal:

@@ -43,7 +43,8 @@ def _load(root: Path) -> slurm.Testbed:
 
 
 def write_platform_config(tb: slurm.Testbed, scenario: str) -> Path:
-    """``DIR/platform.yaml``: the scenario and one ``slurm`` executor per cluster."""
+    """``DIR/platform.yaml``: the scenario and one ``slurm`` executor per cluster, each with
+    the testbed's tenants' accounts and their tokens."""
     from suanwang.server.platform_config import (
         CenterConfig,
         PlatformConfig,
@@ -63,6 +64,8 @@ def write_platform_config(tb: slurm.Testbed, scenario: str) -> Path:
                     user=tb.user,
                     partition=slurm.PARTITION,
                     output_dir=c.jobs_dir,
+                    accounts=dict(tb.accounts),
+                    account_tokens=c.tokens_dir,
                 ),
             )
             for c in tb.clusters
@@ -85,6 +88,8 @@ def _print(tb: slurm.Testbed, as_json: bool) -> None:
         cards = ", ".join(f"{m}:{n}" for m, n in c["gres"].items())
         table.add_row(c["center_id"], "yes" if c["up"] else "no", c["url"], c["slurm_conf"], cards)
     out.print(table)
+    accounts = ", ".join(f"{t} → {a}" for t, a in doc["accounts"].items()) or "none"
+    out.print(f"tenants' accounts: {accounts}  (add: suanwang testbed account TENANT --dir DIR)")
     out.print(f"platform config: {doc['config']}  (suanwang serve --config {doc['config']})")
 
 
@@ -99,6 +104,14 @@ def up_cmd(
         str | None,
         typer.Option(metavar="IDS", help="Comma-separated center ids (default: a west/east mix)."),
     ] = None,
+    tenants: Annotated[
+        str,
+        typer.Option(
+            metavar="NAMES",
+            help="Comma-separated tenant names: each gets its own Unix account (sw-NAME) and "
+            "its jobs run as it; a tenant without one gets no jobs placed on the testbed.",
+        ),
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
     """Start N Slurm clusters under DIR and write DIR/platform.yaml for `suanwang serve`."""
@@ -119,10 +132,37 @@ def up_cmd(
             raise slurm.TestbedError(
                 f"--centers names {len(chosen)} centers but --slurm is {clusters}"
             )
-        tb = slurm.up(dir, inventory, chosen)
+        names = [t.strip() for t in tenants.split(",") if t.strip()]
+        tb = slurm.up(dir, inventory, chosen, tenants=names)
     scenario_ref = scenario if scenario == "china" else str(Path(scenario).resolve())
     write_platform_config(tb, scenario_ref)
     _print(tb, as_json)
+
+
+@testbed_app.command("account")
+def account_cmd(
+    tenants: Annotated[
+        list[str], typer.Argument(metavar="TENANT...", help="tenant names (as in `tenants`)")
+    ],
+    dir: DirOption,
+) -> None:
+    """Give tenants their own Unix accounts (sw-TENANT) and tokens on every cluster, and add
+    them to DIR/platform.yaml (restart `suanwang serve` to use it)."""
+    import yaml
+
+    tb = _load(dir)
+    with _refused():
+        new = slurm.add_tenants(tb, tenants)
+    config = Path(tb.dir) / slurm.PLATFORM_FILE
+    try:
+        scenario = str(yaml.safe_load(config.read_text())["scenario"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        scenario = "china"
+    write_platform_config(tb, scenario)
+    for tenant in tenants:
+        what = "new" if tenant in new else "had it already"
+        out.print(f"{tenant}: account {tb.accounts[tenant]} ({what})")
+    out.print(f"platform config: {config}")
 
 
 @testbed_app.command("stop")

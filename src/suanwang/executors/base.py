@@ -128,8 +128,10 @@ class Submission:
     every run a directory of its own). ``attempt`` counts dispatches of the job after failover:
     an executor treats ``(job_id, attempt)`` as the run's identity, so a job lost at a center
     and sent back there later starts afresh instead of finding its dead first run. ``tenant``
-    is the id of the job's tenant (a sandboxing backend runs each tenant's jobs as its own
-    account); ``network``: the job asks for network access (a sandbox gives none otherwise).
+    is the name of the tenant the job belongs to: an executor that runs each tenant's jobs
+    under an account of its own (Slurm: ``accounts``) chooses the account by it; ``tenant_id``
+    is its id (the local sandbox names its per-tenant account after it); ``network``: the job
+    asks for network access (a sandbox gives none otherwise).
     """
 
     job_id: str
@@ -144,6 +146,7 @@ class Submission:
     checkpoint_dir: str | None = None
     attempt: int = 0
     tenant: str = ""
+    tenant_id: str = ""
     network: bool = False
 
     def __post_init__(self) -> None:
@@ -292,8 +295,15 @@ def _short(value: object, limit: int = 40) -> str:
 
 def read_log(path: Path, tail_bytes: int | None = None) -> str:
     """A run's output log as text, its last ``tail_bytes`` bytes if given; raises
-    :class:`OSError` (:class:`FileNotFoundError` where there is no log yet)."""
-    with path.open("rb") as f:
+    :class:`OSError` (:class:`FileNotFoundError` where there is no log yet).
+
+    Only a regular file is read, never through a symbolic link: the job owns its run
+    directory, and must not make the platform read (or block on) anything else for it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         if tail_bytes is not None:
             f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
         data = f.read()
@@ -338,6 +348,15 @@ def read_usage_file(path: Path) -> RunUsage:
         f"only its lines within the first {USAGE_FILE_MAX_BYTES} bytes were read"
     )
     return RunUsage(usage.tokens, (too_big, *usage.problems))
+
+
+@runtime_checkable
+class TenantAccounts(Protocol):
+    """An executor that runs each tenant's jobs under an account of the tenant's own."""
+
+    def account_for(self, tenant: str) -> str | None:
+        """The account ``tenant``'s jobs run as; ``None``: this executor does not run them."""
+        ...
 
 
 @runtime_checkable

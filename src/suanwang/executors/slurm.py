@@ -2,8 +2,24 @@
 
 The platform talks to the cluster the way it would talk to a remote center: HTTP to
 ``slurmrestd`` (OpenAPI ``v0.0.38``, served by Slurm 22.05 – 23.02) with JWT authentication
-(headers ``X-SLURM-USER-NAME`` and ``X-SLURM-USER-TOKEN``; the token is read from
-``token_file`` and re-read when the file changes, so tokens can be rotated).
+(headers ``X-SLURM-USER-NAME`` and ``X-SLURM-USER-TOKEN``; a token is read from its file and
+re-read when the file changes, so tokens can be rotated).
+
+Accounts (who a job runs as):
+
+* the platform's own account at the center (``user``, its JWT in ``token_file``) lists jobs
+  and nodes; it never runs a tenant's job;
+* each tenant's jobs run as the tenant's own Unix account at the center (``accounts``: tenant
+  name → account): they are submitted with that account's JWT (``account_tokens/<account>``),
+  and the run directory (and the job's checkpoint directory) belong to that account, mode
+  ``0700``, so no other tenant's job can read or write them. Cancelling and checkpoint signals
+  go out as the job's own account too. The platform creates each run directory and hands it
+  over (``chown``), so it must be root on its side of ``output_dir``; it reads what the run
+  leaves there (log, exit code, usage) never through a symbolic link;
+* a tenant with no account at the center does not run there (:meth:`SlurmExecutor.account_for`
+  says ``None``; placement leaves the center out for that tenant and a submission is refused),
+  unless ``unsafe_shared_user``: then it runs as ``user`` itself, as every such tenant does,
+  and they can read each other's files (what the platform did before accounts; dangerous).
 
 Mapping:
 
@@ -34,6 +50,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+import pwd
 import shlex
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -158,12 +176,20 @@ class SlurmExecutor:
         timeout_s: float = 10.0,
         lease_s: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        accounts: Mapping[str, str] | None = None,
+        account_tokens: str | Path | None = None,
+        unsafe_shared_user: bool = False,
     ) -> None:
         self.name = f"slurm:{center_id}"
         self.center_id = center_id
         self.url = url.rstrip("/")
         self.token_file = Path(token_file)
         self.user = user
+        self.accounts = dict(accounts or {})
+        if self.accounts and account_tokens is None:
+            raise ValueError(f"{self.name}: accounts need account_tokens (a JWT per account)")
+        self.account_tokens = Path(account_tokens) if account_tokens is not None else None
+        self.unsafe_shared_user = unsafe_shared_user
         self.output_dir = Path(output_dir)
         self.partition = partition
         self.lease_s = lease_s
@@ -171,21 +197,48 @@ class SlurmExecutor:
         self.stop_grace_s = float(max(1, math.ceil(lease_s)) + 3)
         self.api = f"/slurm/{api_version}"
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
-        self._token: tuple[float, str] | None = None
+        self._tokens: dict[Path, tuple[float, str]] = {}
+
+    # ------------------------------------------------------------------ accounts
+
+    def account_for(self, tenant: str) -> str | None:
+        """The account ``tenant``'s jobs run as here; ``None``: they do not run here."""
+        account = self.accounts.get(tenant)
+        if account is None and self.unsafe_shared_user:
+            return self.user
+        return account
+
+    def _private(self, account: str) -> bool:
+        """Whether runs of ``account`` get directories of their own (not the shared user)."""
+        return account != self.user
+
+    def _owner(self, job: Mapping[str, Any]) -> str:
+        """The account to act as on a Slurm job: its own when it is one of ours."""
+        owner = str(job.get("user_name") or "")
+        return owner if owner in self.accounts.values() else self.user
 
     # ------------------------------------------------------------------ HTTP
 
-    def _token_value(self) -> str:
+    def _token_value(self, account: str) -> str:
+        if account == self.user or self.account_tokens is None:
+            path = self.token_file
+        else:
+            path = self.account_tokens / account
         try:
-            mtime = self.token_file.stat().st_mtime
-            if self._token is None or self._token[0] != mtime:
-                self._token = (mtime, self.token_file.read_text().strip())
+            mtime = path.stat().st_mtime
+            cached = self._tokens.get(path)
+            if cached is None or cached[0] != mtime:
+                cached = self._tokens[path] = (mtime, path.read_text().strip())
         except OSError as exc:
-            raise ExecutorError(self.name, f"cannot read token {self.token_file}: {exc}") from None
-        return self._token[1]
+            raise ExecutorError(self.name, f"cannot read token {path}: {exc}") from None
+        return cached[1]
 
-    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self._token_value()}
+    def _call(
+        self, method: str, path: str, *, account: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """A request to slurmrestd as ``account`` (default: the platform's own, ``user``)."""
+        who = account or self.user
+        headers = {"X-SLURM-USER-NAME": who, "X-SLURM-USER-TOKEN": self._token_value(who)}
         try:
             r = self._client.request(method, self.api + path, headers=headers, **kw)
         except httpx.HTTPError as exc:
@@ -225,16 +278,27 @@ class SlurmExecutor:
         return self._submit(sub, checkpoint_dir)
 
     def _submit(self, sub: Submission, resume_from: str | None) -> str:
+        account = self.account_for(sub.tenant)
+        if account is None:
+            raise ExecutorError(
+                self.name,
+                f"tenant {sub.tenant!r} has no account at center {self.center_id} "
+                "(platform file: executor.accounts)",
+            )
         name = run_name(sub, resume_from)
         existing = [jid for jid, j in self._jobs().items() if j.get("name") == name]
         if existing:
             return f"{min(existing)}:{name}"  # submitted before (a retry after a crash)
         run_dir = self.output_dir / name
         ckpt = Path(sub.checkpoint_dir) if sub.checkpoint_dir else run_dir / "checkpoint"
+        if run_dir.is_symlink():
+            raise ExecutorError(self.name, f"{run_dir} is a symbolic link: not using it")
+        private = self._private(account)
         for d in (run_dir, ckpt):
             d.mkdir(parents=True, exist_ok=True)
-            d.chmod(0o777)  # jobs may run as another (unprivileged) user
-        (run_dir / LEASE_FILE).touch()
+            if not private:
+                d.chmod(0o777)  # the shared user may be another (unprivileged) user than ours
+        _write_new(run_dir / LEASE_FILE, "")
         env = {
             **BASE_ENV,
             **sub.env,
@@ -265,13 +329,37 @@ class SlurmExecutor:
         if self.partition:
             job["partition"] = self.partition
         script = _script(sub, run_dir, self.lease_s)
-        body = self._call("POST", "/job/submit", json={"job": job, "script": script})
+        if private:
+            self._hand_over(account, run_dir, ckpt)
+        body = self._call(
+            "POST", "/job/submit", account=account, json={"job": job, "script": script}
+        )
         errors = self._errors(body)
         if errors or not body.get("job_id"):
             raise ExecutorError(
                 self.name, f"Slurm refused {name}: {'; '.join(errors) or 'no job id returned'}"
             )
         return f"{body['job_id']}:{name}"
+
+    def _hand_over(self, account: str, run_dir: Path, ckpt: Path) -> None:
+        """Give the run directory and the checkpoint directory (with what is in it: it may come
+        from a run of another account, at another center) to ``account``, mode ``0700``."""
+        try:
+            entry = pwd.getpwnam(account)
+        except KeyError:
+            raise ExecutorError(
+                self.name,
+                f"account {account!r} is unknown on this host: the platform must resolve the "
+                "center's accounts with the center's uids (e.g. the same LDAP)",
+            ) from None
+        try:
+            for d in (run_dir, ckpt):
+                _give(d, entry.pw_uid, entry.pw_gid)
+                os.chmod(d, 0o700, follow_symlinks=False)
+        except OSError as exc:
+            raise ExecutorError(
+                self.name, f"cannot hand {run_dir} over to {account} (needs root): {exc}"
+            ) from None
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
         """Statuses from Slurm; every run seen alive gets its lease renewed."""
@@ -287,8 +375,8 @@ class SlurmExecutor:
                 continue
             status = status_of(ref, job)
             if status.state in (JobState.RUNNING, JobState.SCHEDULED):
-                with contextlib.suppress(OSError):
-                    (self.output_dir / name / LEASE_FILE).touch()
+                with contextlib.suppress(OSError):  # the run owns the file: never follow a link
+                    os.utime(self.output_dir / name / LEASE_FILE, follow_symlinks=False)
             out[ref] = status
         return out
 
@@ -301,7 +389,7 @@ class SlurmExecutor:
         if not name:
             return None
         try:
-            return int((self.output_dir / name / "exit_code").read_text().strip())
+            return int(read_log(self.output_dir / name / "exit_code", 64).strip())
         except (OSError, ValueError):
             return None
 
@@ -316,11 +404,13 @@ class SlurmExecutor:
         jid, _ = _split(ref)
         if jid is None:
             return
-        body = self._call("DELETE", f"/job/{jid}")
+        found = self._call("GET", f"/job/{jid}")
+        if _gone(self._errors(found)):
+            return
+        jobs = found.get("jobs") or [{}]
+        body = self._call("DELETE", f"/job/{jid}", account=self._owner(jobs[0]))
         errors = self._errors(body)
-        if errors and not any(
-            "already completed" in e.lower() or "invalid job id" in e.lower() for e in errors
-        ):
+        if errors and not _gone(errors):
             raise ExecutorError(self.name, f"cancelling job {ref}: {'; '.join(errors)}")
 
     def logs(self, ref: str, tail_bytes: int | None = None) -> str:
@@ -346,7 +436,9 @@ class SlurmExecutor:
             return ckpt
         if status.state is not JobState.RUNNING:
             raise ExecutorError(self.name, f"cannot checkpoint {ref}: it is {status.state}")
-        body = self._call("DELETE", f"/job/{jid}", params={"signal": "SIGUSR1"})
+        body = self._call(
+            "DELETE", f"/job/{jid}", account=self._owner(job), params={"signal": "SIGUSR1"}
+        )
         errors = self._errors(body)
         if errors:
             raise ExecutorError(self.name, f"signalling job {ref}: {'; '.join(errors)}")
@@ -385,6 +477,30 @@ class SlurmExecutor:
         self.close()
 
 
+def _gone(errors: Sequence[str]) -> bool:
+    """Whether Slurm's errors say the job is finished or unknown (nothing to stop)."""
+    return any("already completed" in e.lower() or "invalid job id" in e.lower() for e in errors)
+
+
+def _write_new(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``path`` afresh: whatever was there (a run owns its directory, and might have left
+    a symbolic link to another file) is removed, never followed."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)  # not narrowed by the umask
+
+
+def _give(path: Path, uid: int, gid: int) -> None:
+    """``chown`` the directory ``path`` and everything under it, never following a link."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for entry in dirs + files:
+            os.chown(entry, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
 def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
     """The batch script: a wrapper that runs the job once, under a lease, and records the end.
 
@@ -405,12 +521,11 @@ def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
     """
     job = run_dir / "job"
     text = sub.script if sub.script is not None else (sub.command or "") + "\n"
-    job.write_text(text)
+    _write_new(job, text, 0o755)
     if text.startswith("#!"):
         run = shlex.quote(str(job))
     else:  # shell text runs in a subshell that also lets SIGUSR1 through to its commands
         run = f"( trap 'true' USR1; . {shlex.quote(str(job))} )"
-    job.chmod(0o755)
     done = shlex.quote(str(run_dir / "exit_code"))
     lease = shlex.quote(str(run_dir / LEASE_FILE))
     limit = max(1, math.ceil(lease_s))

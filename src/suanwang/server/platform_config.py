@@ -8,16 +8,22 @@
         executor:
           type: slurm          # a Slurm cluster reached through slurmrestd (JWT auth)
           url: http://127.0.0.1:6820
-          token_file: zhongwei/token     # JWT; re-read when it changes
-          user: nobody                   # X-SLURM-USER-NAME; jobs run as this user
+          token_file: zhongwei/token     # the platform's own JWT; re-read when it changes
+          user: suanwang                 # the platform's own account (lists jobs and nodes)
+          accounts:                      # tenant name -> its Unix account at this center
+            acme: sw-acme
+          account_tokens: zhongwei/tokens   # a JWT per account: tokens/<account>
           partition: suanwang
           output_dir: zhongwei/jobs      # where job output lands, readable from here
           lease_s: 60                    # optional (default: half of serve --lost-after)
       - center_id: beijing-yizhuang
         executor: {type: local, cpus: 256, cards: 64}
 
-In live mode only the centers listed here receive jobs. Relative paths are relative to the
-file. Problems are reported with file, line and field.
+In live mode only the centers listed here receive jobs. A tenant not in a Slurm center's
+``accounts`` has no jobs placed there, unless ``unsafe_shared_user: true`` lets such tenants'
+jobs run as ``user`` itself, all of them under one account (dangerous: they can read each
+other's files). Relative paths are relative to the file. Problems are reported with file,
+line and field.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from suanwang.scenarios.loader import Problem, ScenarioError, _compose, _field, _line_of
+
+#: A Unix account name (what ``useradd`` accepts by default, at most 32 characters).
+ACCOUNT_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
 class _Strict(BaseModel):
@@ -51,6 +60,32 @@ class SlurmExecutorConfig(_Strict):
     api_version: str = "v0.0.38"
     timeout_s: float = Field(10.0, gt=0)
     lease_s: float | None = Field(None, gt=0)
+    #: tenant name -> the Unix account its jobs run as at this center
+    accounts: dict[str, Annotated[str, Field(pattern=ACCOUNT_PATTERN)]] = Field(
+        default_factory=dict
+    )
+    #: a directory holding one JWT per account, named after it
+    account_tokens: str | None = None
+    unsafe_shared_user: bool = False
+
+    @model_validator(mode="after")
+    def _accounts_apart(self) -> SlurmExecutorConfig:
+        if self.accounts and self.account_tokens is None:
+            raise ValueError("accounts: needs account_tokens (a directory with a JWT per account)")
+        owners: dict[str, str] = {}
+        for tenant, account in self.accounts.items():
+            if account in (self.user, "root"):
+                raise ValueError(
+                    f"accounts.{tenant}: {account!r} is the platform's own account or root; "
+                    "a tenant's jobs need an account of their own"
+                )
+            if account in owners:
+                raise ValueError(
+                    f"accounts.{tenant}: {account!r} is also {owners[account]}'s account; "
+                    "tenants sharing an account can read each other's files"
+                )
+            owners[account] = tenant
+        return self
 
 
 ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="type")]
@@ -111,6 +146,7 @@ def load_platform_config(path: Path) -> PlatformConfig:
                 update={
                     "token_file": absolute(ex.token_file),
                     "output_dir": absolute(ex.output_dir),
+                    "account_tokens": ex.account_tokens and absolute(ex.account_tokens),
                 }
             )
         centers.append(c.model_copy(update={"executor": ex}))

@@ -101,7 +101,17 @@ def configured_executors(
                 api_version=ex.api_version,
                 timeout_s=ex.timeout_s,
                 lease_s=ex.lease_s or lease_s,
+                accounts=ex.accounts,
+                account_tokens=ex.account_tokens,
+                unsafe_shared_user=ex.unsafe_shared_user,
             )
+            if ex.unsafe_shared_user:
+                log.warning(
+                    "center %s: unsafe_shared_user: tenants without an account there run as "
+                    "%s, all under one account, and can read each other's files and output",
+                    c.center_id,
+                    ex.user,
+                )
     return out
 
 

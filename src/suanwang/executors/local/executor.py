@@ -288,7 +288,7 @@ class LocalExecutor:
                 self.name, f"refused {sub.job_id}: it asks for network and this center allows none"
             )
         try:
-            return self.sandbox.account_for(sub.tenant)
+            return self.sandbox.account_for(sub.tenant_id)
         except SandboxUnavailable as exc:
             raise ExecutorError(self.name, f"refused {sub.job_id}: {exc}") from None
 

@@ -76,7 +76,13 @@ from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.models.jobs import transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import CHECKPOINT_REQUESTED
-from suanwang.server.services.live import Held, LiveNetwork, LiveTrading, load_trading
+from suanwang.server.services.live import (
+    Held,
+    LiveNetwork,
+    LiveTrading,
+    load_trading,
+    tenant_name,
+)
 from suanwang.server.services.runs import dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
@@ -242,12 +248,23 @@ class Dispatcher:
                 ckpt_gb = dir_size_gb(Path(row.resume_from))
                 job = dataclasses.replace(job, data_gb=job.data_gb + ckpt_gb)
             everywhere = net.job_class(job)
-            info = self.live.restrict(everywhere)
+            tenant = tenant_name(session, row)
+            info = self.live.restrict(everywhere, tenant)
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
             self._fail(session, row, reason, {})
             return None
         if info.pools.size == 0:
+            open_pools = self.live.restrict(everywhere).pools.size
+            if open_pools:  # open centers could run it, but none has an account for the tenant
+                where = ", ".join(self.live.no_account(tenant))
+                reason = (
+                    f"no center can run this job for tenant {tenant}: it has no account at "
+                    f"{where} (the platform file's executor.accounts), the only open centers "
+                    "that could"
+                )
+                self._fail(session, row, reason, {"no account": open_pools})
+                return None
             reason, excluded = unplaceable(net, job, closed=everywhere.pools.size)
             self._fail(session, row, reason, excluded)
             return None
@@ -341,7 +358,7 @@ class Dispatcher:
                     reason = f"center {row.center_id} has no executor; place again"
                     _place_again(session, now, row, reason)
                     continue
-                sub = submission(row, self.live)
+                sub = submission(row, self.live, tenant_name(session, row))
                 try:
                     if row.resume_from and Path(row.resume_from).is_dir():
                         row.executor_ref = executor.resume(sub, row.resume_from)
@@ -399,8 +416,9 @@ def _market(
                        "posted_cny_per_scu": round(posted, 4)}}  # fmt: skip
 
 
-def submission(row: JobRow, live: LiveNetwork) -> Submission:
-    """What the executor runs: the spec, the pool's model, this attempt, the checkpoint dir."""
+def submission(row: JobRow, live: LiveNetwork, tenant: str = "") -> Submission:
+    """What the executor runs: the spec, the pool's model, this attempt, the checkpoint dir,
+    and whose job it is (``tenant``'s name)."""
     spec = JobSpec.model_validate(row.spec)
     r = spec.resources
     return Submission(
@@ -415,6 +433,7 @@ def submission(row: JobRow, live: LiveNetwork) -> Submission:
         env={"SUANWANG_CENTER": row.center_id or ""},
         checkpoint_dir=str(live.checkpoint_dir(row.id)),
         attempt=row.attempt,
-        tenant=row.tenant_id,
+        tenant=tenant,
+        tenant_id=row.tenant_id,
         network=spec.network,
     )

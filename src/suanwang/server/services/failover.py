@@ -43,7 +43,7 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
 from suanwang.server.database.models import JobEvent, JobRow, RunFence
 from suanwang.server.models.job_specs import to_core_job
-from suanwang.server.services.live import LiveNetwork
+from suanwang.server.services.live import LiveNetwork, tenant_name
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.services.runs import give_up_run, recorded_status
 
@@ -237,6 +237,8 @@ class Migrations:
         for j, new_pool, move_s, move_cny in self.policy.migrations(jobs, running, state):
             row = kept[j]
             target = live.net.center_ids[int(live.net.pool_center[new_pool])]
+            if not live.runs_for(target, tenant_name(session, row)):
+                continue  # the tenant has no account there: the move could not run
             asked += self._request(
                 session,
                 row,

@@ -19,14 +19,20 @@ from suanwang.core.jobs import Priority
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
-from suanwang.executors.base import Executor
+from suanwang.executors.base import Executor, TenantAccounts
 from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
-from suanwang.server.database.models import CenterDrain, JobRow
+from suanwang.server.database.models import CenterDrain, JobRow, Tenant
 from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.models.job_specs import spec_to_job
 from suanwang.server.models.jobs import ACTIVE_STATES
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.health import CenterHealth
+
+
+def tenant_name(session: Session, row: JobRow) -> str:
+    """The name of the tenant ``row`` belongs to (what executors' accounts are keyed by)."""
+    tenant = session.get(Tenant, row.tenant_id)
+    return tenant.name if tenant is not None else ""
 
 
 @dataclass
@@ -67,9 +73,25 @@ class LiveNetwork:
                 ok[i] = False
         return ok
 
-    def restrict(self, info: JobClassInfo) -> JobClassInfo:
-        """The job's feasible pools at open centers (executor, reachable, not drained)."""
-        return info.subset(self.open_centers()[self.net.pool_center[info.pools]])
+    def restrict(self, info: JobClassInfo, tenant: str | None = None) -> JobClassInfo:
+        """The job's feasible pools at open centers (executor, reachable, not drained); with
+        ``tenant``, only at centers that run that tenant's jobs (:meth:`runs_for`)."""
+        ok = self.open_centers()
+        if tenant is not None:
+            ok &= np.array([self.runs_for(c, tenant) for c in self.net.center_ids], dtype=bool)
+        return info.subset(ok[self.net.pool_center[info.pools]])
+
+    def runs_for(self, center: str, tenant: str) -> bool:
+        """Whether ``center``'s executor runs ``tenant``'s jobs: one with accounts per tenant
+        (:class:`~suanwang.executors.base.TenantAccounts`) only for tenants it has one for."""
+        ex = self.executors.get(center)
+        if ex is None:
+            return False
+        return not isinstance(ex, TenantAccounts) or ex.account_for(tenant) is not None
+
+    def no_account(self, tenant: str) -> list[str]:
+        """Centers with an executor that does not run ``tenant``'s jobs."""
+        return [c for c in self.executors if not self.runs_for(c, tenant)]
 
     def checkpoint_dir(self, job_id: str) -> Path:
         return self.checkpoint_root.resolve() / job_id

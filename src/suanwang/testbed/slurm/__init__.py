@@ -6,12 +6,16 @@ a ``slurmrestd`` speaking OpenAPI ``v0.0.38`` with JWT authentication
 (``AuthAltTypes=auth/jwt``), all on free loopback ports, all state under ``DIR/<center>/``. One
 ``munged`` under ``DIR/munge/`` serves every cluster's internal authentication.
 
+Each tenant of the testbed has a Unix account of its own (``sw-<tenant>``, module
+``accounts``) and a JWT for it at every cluster (``DIR/<center>/tokens/<account>``); the platform
+file maps tenants to them, so each tenant's jobs run as its own account.
+
 Accelerators are GRES ``gpu:<model>`` (model ids with ``-`` → ``_``) backed by character
 devices made with ``mknod`` (a copy of ``/dev/null``), so Slurm allocates and accounts cards
-exactly as on a real GPU node while no real accelerator is needed. Jobs run as the user who
-started the testbed (the JWT's ``sun`` claim); ``slurmrestd`` runs with ``SLURM_JWT=daemon`` so
-it passes the caller's token on to ``slurmctld`` (without it every token is refused with
-"Rejecting thread config token").
+exactly as on a real GPU node while no real accelerator is needed. The platform's own JWT is
+for the user who started the testbed (the JWT's ``sun`` claim); ``slurmrestd`` runs with
+``SLURM_JWT=daemon`` so it passes the caller's token on to ``slurmctld`` (without it every
+token is refused with "Rejecting thread config token").
 
 A power cut (:func:`stop_cluster`) kills ``slurmctld``, ``slurmd``, ``slurmrestd`` and every job
 step of that cluster with ``SIGKILL``; :func:`start_cluster` brings the cluster back with its
@@ -21,9 +25,11 @@ saved state (``StateSaveLocation``). Slurm does not requeue jobs on its own
 Linux only (``/proc``); needs root (``slurmd`` launches jobs as another user; ``mknod``).
 
 Modules: ``cluster`` (one cluster, its token and configuration files), ``daemons`` (running a
-cluster and killing it), ``testbed`` (the clusters together: up, stop, start, down).
+cluster and killing it), ``accounts`` (tenants' accounts and their tokens), ``testbed`` (the
+clusters together: up, add tenants, stop, start, down).
 """
 
+from suanwang.testbed.slurm.accounts import ACCOUNT_PREFIX, account_name, ensure_account
 from suanwang.testbed.slurm.cluster import (
     API_VERSION,
     DAEMONS,
@@ -55,6 +61,7 @@ from suanwang.testbed.slurm.testbed import (
     PREFERRED_CENTERS,
     STATE_FILE,
     Testbed,
+    add_tenants,
     choose_centers,
     down,
     start,
@@ -63,6 +70,7 @@ from suanwang.testbed.slurm.testbed import (
 )
 
 __all__ = [
+    "ACCOUNT_PREFIX",
     "API_VERSION",
     "DAEMONS",
     "MARKER_ENV",
@@ -77,10 +85,13 @@ __all__ = [
     "Cluster",
     "Testbed",
     "TestbedError",
+    "account_name",
+    "add_tenants",
     "choose_centers",
     "cluster_processes",
     "cluster_up",
     "down",
+    "ensure_account",
     "free_ports",
     "gres_conf",
     "gres_type",

@@ -69,6 +69,11 @@ class Cluster:
         return str(Path(self.dir) / "jobs")
 
     @property
+    def tokens_dir(self) -> str:
+        """One JWT per tenant account, named after the account (``account_tokens``)."""
+        return str(Path(self.dir) / "tokens")
+
+    @property
     def marker(self) -> str:
         """The value of :data:`MARKER_ENV` in this cluster's processes."""
         return self.dir

@@ -9,11 +9,12 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suanwang.testbed.slurm.accounts import account_name, ensure_account, reachable, write_token
 from suanwang.testbed.slurm.cluster import (
     NODE_CARDS,
     PARTITION,
@@ -63,6 +64,8 @@ class Testbed:
     user: str
     munged_pid: int
     clusters: list[Cluster]
+    #: tenant name -> its Unix account (the same at every cluster)
+    accounts: dict[str, str] = field(default_factory=dict)
 
     def cluster(self, center_id: str) -> Cluster:
         for c in self.clusters:
@@ -100,12 +103,14 @@ class Testbed:
             "dir": self.dir,
             "config": str(Path(self.dir) / PLATFORM_FILE),
             "user": self.user,
+            "accounts": dict(self.accounts),
             "centers": [
                 {
                     "center_id": c.center_id,
                     "url": c.url,
                     "slurm_conf": c.slurm_conf,
                     "token_file": c.token_file,
+                    "account_tokens": c.tokens_dir,
                     "partition": PARTITION,
                     "gres": {gres_type(m): n for m, n in c.gres.items()},
                     "up": cluster_up(c),
@@ -156,16 +161,32 @@ def choose_centers(inventory: dict[str, dict[str, int]], n: int) -> list[str]:
     return ordered[:n]
 
 
+def add_tenants(tb: Testbed, tenants: Iterable[str]) -> dict[str, str]:
+    """Give each of ``tenants`` its Unix account (``sw-<tenant>``) and a JWT for it at every
+    cluster; returns the new ``tenant -> account`` entries (tenants that had one are kept)."""
+    new = {t: account_name(t) for t in tenants if t not in tb.accounts}
+    for account in new.values():
+        ensure_account(account)
+        for c in tb.clusters:
+            write_token(c, account)
+    tb.accounts.update(new)
+    tb.save()
+    return new
+
+
 def up(
     root: Path,
     inventory: dict[str, dict[str, int]],
     centers: Sequence[str],
     timeout_s: float = 60.0,
+    tenants: Sequence[str] = (),
 ) -> Testbed:
-    """Create and start one cluster per center of ``centers`` under ``root``.
+    """Create and start one cluster per center of ``centers`` under ``root``, with an account
+    for each of ``tenants`` (:func:`add_tenants`; more can be added later).
 
     ``inventory`` maps every center of the scenario to its accelerator models and card counts;
-    each cluster offers :data:`NODE_CARDS` cards of each model its center has.
+    each cluster offers :data:`NODE_CARDS` cards of each model its center has. Jobs run as
+    tenants' accounts, so ``root`` must be reachable by other users (its parents ``o+x``).
     """
     if os.getuid() != 0:
         raise TestbedError("the Slurm testbed needs root (slurmd starts jobs as another user)")
@@ -177,7 +198,11 @@ def up(
         raise TestbedError(f"unknown center(s): {', '.join(unknown)}")
     if len(set(centers)) != len(centers):
         raise TestbedError("a center can have one cluster only")
+    for t in tenants:
+        account_name(t)  # a clear error before anything starts
     root.mkdir(parents=True, exist_ok=True)
+    reachable(root)
+    root.chmod(0o711)
     user = job_user()
     ports = free_ports(3 * len(centers))
     clusters = []
@@ -185,8 +210,11 @@ def up(
         d = root / center
         for sub in ("state", "spool", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+            (d / sub).chmod(0o755 if sub == "spool" else 0o700)  # slurmd runs jobs from spool
+        d.chmod(0o711)
+        # the platform makes each run's directory and hands it to the tenant's account
         (d / "jobs").mkdir(exist_ok=True)
-        (d / "jobs").chmod(0o1777)
+        (d / "jobs").chmod(0o711)  # nobody lists the runs
         clusters.append(
             Cluster(
                 center_id=center,
@@ -213,6 +241,7 @@ def up(
         (d / "gres.conf").write_text(gres_conf(c))
         make_devices(c)
     try:
+        add_tenants(tb, tenants)
         for c in clusters:
             start_cluster(c, fresh=True, timeout_s=timeout_s)
             tb.save()
