@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from pinned import NOW
+from starlette.testclient import TestClient
 
-from conftest import TestClient, Who
 from suanwang.server.app import create_app
 from suanwang.server.database.models import TenantRole
 from suanwang.server.models.tenants import create_tenant
@@ -23,7 +23,7 @@ def _fields(r: Any) -> list[tuple[Any, ...]]:
 
 
 def test_a_nul_anywhere_is_a_422_naming_where(
-    client: TestClient, alice: Who, body: Callable[..., dict[str, Any]]
+    client: TestClient, alice: Any, body: Callable[..., dict[str, Any]]
 ) -> None:
     # was a psycopg.DataError (500) on PostgreSQL
     r = client.get("/v1/offers?center=a%00b", headers=alice.headers)
@@ -42,7 +42,7 @@ def test_a_nul_anywhere_is_a_422_naming_where(
 
 @pytest.mark.parametrize("amount", ["1E+26", "1_000", "\uff15", " 5 ", "1e3", "0x10"])
 def test_amounts_are_plain_decimals_as_published(
-    client: TestClient, operator: Who, alice: Who, amount: str
+    client: TestClient, operator: Any, alice: Any, amount: str
 ) -> None:
     for path, who in (("/v1/billing/topups", "tenant"), ("/v1/billing/payouts", "provider")):
         r = client.post(path, json={who: "alice", "amount_cny": amount}, headers=operator.headers)
@@ -51,7 +51,7 @@ def test_amounts_are_plain_decimals_as_published(
         assert "plain decimal" in r.text
 
 
-def test_a_huge_price_is_a_422_naming_it(client: TestClient, operator: Who) -> None:
+def test_a_huge_price_is_a_422_naming_it(client: TestClient, operator: Any) -> None:
     offer = {"center": "wuhu", "model": "A100", "units": 1, "price_cny_per_scu": "1e24",
              "start": "2025-07-01T08:00Z", "end": "2025-07-01T10:00Z"}  # fmt: skip
     r = client.post("/v1/offers", json=offer, headers=operator.headers)
@@ -76,7 +76,7 @@ def test_a_huge_price_is_a_422_naming_it(client: TestClient, operator: Who) -> N
 )
 def test_nothing_is_coerced(
     client: TestClient,
-    alice: Who,
+    alice: Any,
     body: Callable[..., dict[str, Any]],
     change: dict[str, Any],
     field: tuple[Any, ...],
@@ -90,7 +90,7 @@ def test_nothing_is_coerced(
     "text", ["a: " + "[" * 5000 + "]" * 5000, "a: " + "9" * 5001, "a: 0x" + "f" * 100]
 )
 def test_whatif_refuses_a_deep_or_long_numbered_scenario(
-    client: TestClient, operator: Who, text: str
+    client: TestClient, operator: Any, text: str
 ) -> None:
     # were a RecursionError and Python's int digits limit: 500s
     r = client.post("/v1/whatif", json={"scenario_yaml": text}, headers=operator.headers)
@@ -99,7 +99,7 @@ def test_whatif_refuses_a_deep_or_long_numbered_scenario(
     assert re.search("nested too deeply|a number longer than", r.text)
 
 
-def test_invoice_csv_cells_are_not_formulas(client: TestClient, alice: Who, operator: Who) -> None:
+def test_invoice_csv_cells_are_not_formulas(client: TestClient, alice: Any, operator: Any) -> None:
     from suanwang.server.models.billing.statements import INVOICE_CSV_COLUMNS, invoice_csv
 
     line = dict.fromkeys(INVOICE_CSV_COLUMNS, "")
@@ -124,7 +124,7 @@ def test_docs_are_served_from_the_package(client: TestClient) -> None:
     assert "swagger-ui-bundle.js" in client.get("/docs").text
 
 
-def test_security_headers(client: TestClient, alice: Who) -> None:
+def test_security_headers(client: TestClient, alice: Any) -> None:
     for page in ("/", "/docs", "/redoc"):
         r = client.get(page)
         csp = r.headers["content-security-policy"]

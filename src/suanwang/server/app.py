@@ -176,6 +176,11 @@ class ControlPlaneAPI(FastAPI):
 _NO_NUL = "^[^\\u0000]*$"
 
 
+#: Schemas only answers use (a 422 may name the field with a NUL it refused) and the inline
+#: schemas of responses (a job's log may hold any byte).
+_ANSWERS_ONLY = frozenset({"responses", "HTTPValidationError", "ValidationError", "ErrorResponse"})
+
+
 def _publish_no_nul(node: Any) -> None:
     """Say in the schema what ``deps.strict_query`` enforces: every string without a pattern,
     enum or format gets one that excludes NUL, every free-form object's keys too (not in the
@@ -186,7 +191,7 @@ def _publish_no_nul(node: Any) -> None:
         if node.get("type") == "object" and node.get("additionalProperties") not in (None, False):
             node.setdefault("propertyNames", {"pattern": _NO_NUL})
         for key, value in node.items():
-            if key != "responses":
+            if key not in _ANSWERS_ONLY:
                 _publish_no_nul(value)
     elif isinstance(node, list):
         for value in node:

@@ -99,9 +99,7 @@ class OfferRequest(BaseModel):
 
     center: str = Field(min_length=1, max_length=100, description="a center of the scenario")
     model: str = Field(min_length=1, max_length=100, description="accelerator (or CPU) model")
-    units: JsonInt = Field(
-        ge=1, le=10_000_000, description="cards (CPU cores for the CPU model)", strict=True
-    )
+    units: JsonInt = Field(ge=1, le=10_000_000, description="cards (CPU cores for the CPU model)")
     price_cny_per_scu: str = Field(
         min_length=1,
         max_length=20,
