@@ -208,15 +208,43 @@ def test_unbalanced_entries_cannot_be_built() -> None:
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("abc", "not a number"),
+        ("abc", "not a plain decimal number"),
         ("-5", "must be positive"),
         ("0", "must be positive"),
         ("1.234", "more than 2 decimals"),
-        ("NaN", "not a finite amount"),
-        ("1e13", "too large"),
+        ("NaN", "not a plain decimal number"),
+        ("10000000000000", "too large"),
+        ("007", "leading zero"),
+        # exactly the published pattern: no exponent (1E+26 overflowed the decimal context, a
+        # 500), no separators, full-width digits, spaces or signs are silently read
+        ("1E+26", "not a plain decimal number"),
+        ("1e13", "not a plain decimal number"),
+        ("1_000", "not a plain decimal number"),
+        ("\uff15", "not a plain decimal number"),
+        (" 5 ", "not a plain decimal number"),
+        ("+5", "not a plain decimal number"),
     ],
 )
 def test_amounts_are_checked_with_a_clear_error(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse_amount(text, what="AMOUNT")
     assert parse_amount("12.5") == Decimal("12.50")
+
+
+def test_amounts_accepted_are_exactly_those_the_schema_publishes() -> None:
+    """parse_amount takes a text if and only if it matches AMOUNT_PATTERN (what the OpenAPI
+    document says), for texts near the edges."""
+    import re
+
+    from suanwang.billing.money import AMOUNT_PATTERN
+
+    texts = ["1", "0.01", "0.1", "0.10", "0.00", "0.001", "999999999999.99", "1000000000000",
+             "1.", ".5", "01", "1.000", "12.50", "5e2", "0x10", "1 000", "١٢"]  # fmt: skip
+    for text in texts:
+        published = re.fullmatch(AMOUNT_PATTERN, text) is not None
+        try:
+            parse_amount(text)
+            accepted = True
+        except ValueError:
+            accepted = False
+        assert accepted == published, text

@@ -114,7 +114,13 @@ def test_a_reservation_makes_its_tenants_work_free_and_others_pay() -> None:
         ({"units": True}, "units", "whole number"),
         ({"price_cny_per_scu": "0"}, "price_cny_per_scu", "positive"),
         ({"price_cny_per_scu": "1.00001"}, "price_cny_per_scu", "more than 4 decimals"),
-        ({"price_cny_per_scu": "abc"}, "price_cny_per_scu", "not a number"),
+        ({"price_cny_per_scu": "abc"}, "price_cny_per_scu", "not a plain decimal number"),
+        # was a decimal.InvalidOperation (a 500): the 4 decimals overflowed the context
+        ({"price_cny_per_scu": "1e24"}, "price_cny_per_scu", "not a plain decimal number"),
+        ({"price_cny_per_scu": 1e24}, "price_cny_per_scu", "not a plain decimal number"),
+        ({"price_cny_per_scu": "1_000"}, "price_cny_per_scu", "not a plain decimal number"),
+        ({"price_cny_per_scu": " 5 "}, "price_cny_per_scu", "not a plain decimal number"),
+        ({"price_cny_per_scu": True}, "price_cny_per_scu", "not a decimal number"),
         ({"price_cny_per_scu": "5000"}, "price_cny_per_scu", "above"),
         ({"start": "2026-11-23T00:00"}, "start", "no UTC offset"),
         ({"start": "yesterday"}, "start", "not an ISO 8601 time"),
@@ -233,3 +239,22 @@ def test_energy_pass_through_leaves_a_trade_at_its_price_and_passes_through_the_
         precision=Precision.FP16, units=8, energy_pass_through=True,
     )  # fmt: skip
     assert plain.compute_cny > line.compute_cny
+
+
+def test_prices_accepted_are_exactly_those_the_schema_publishes() -> None:
+    """parse_price takes a text if and only if it matches PRICE_PATTERN (the OpenAPI
+    document's), for texts near the edges."""
+    import re
+
+    from suanwang.billing.offers import PRICE_PATTERN, parse_price
+
+    texts = ["1", "0", "0.0", "0.0001", "0.00001", "0.1000", "1000", "1000.0000", "1000.0001",
+             "999.9999", "01", "1.", ".5", "3.2", "1e3", "0.0010", "00.1"]  # fmt: skip
+    for text in texts:
+        published = re.fullmatch(PRICE_PATTERN, text) is not None
+        try:
+            parse_price(text)
+            accepted = True
+        except OfferError:
+            accepted = False
+        assert accepted == published, text

@@ -26,8 +26,7 @@ def test_submit_checks_the_job_file_before_anything_is_sent(tmp_path: Path) -> N
     result = runner.invoke(app, ["submit", str(job)], env={"SUANWANG_API_KEY": ""})
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"{job}:4: resources.count: Input should be a valid integer, unable to parse string as "
-        "an integer (got 'four')",
+        f"{job}:4: resources.count: Input should be a valid integer (got 'four')",
         f"{job}:7: kindd: unknown field (did you mean 'kind'?)",
         f"error: {job} has 2 problem(s); nothing submitted",
     ]

@@ -128,7 +128,7 @@ def test_other_tenants_jobs_are_404_everywhere(
     )
 
 
-@pytest.mark.parametrize("job_id", [NO_JOB, "nope", "0" * 100, NO_JOB.upper(), "%00"])
+@pytest.mark.parametrize("job_id", [NO_JOB, "nope", "0" * 100, NO_JOB.upper()])
 def test_unknown_or_malformed_ids_are_404(client: Any, alice: Any, job_id: str) -> None:
     for suffix in ("", "/events", "/logs"):
         assert client.get(f"/v1/jobs/{job_id}{suffix}", headers=alice.headers).status_code == 404

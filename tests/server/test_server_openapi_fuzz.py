@@ -1,39 +1,41 @@
-"""Schemathesis over the OpenAPI document: generated requests never get a 5xx.
+"""Schemathesis over the OpenAPI document, with every one of its checks, for every role.
 
 Every operation gets a few schema-valid (positive) and schema-invalid (negative) requests with
-a valid key. Besides "no server error", responses must use documented status codes, content
-types and schemas; invalid requests must be refused. Two outcomes are legitimate although the
-schema cannot say so, and are allowed precisely: a 413 for a schema-valid body that is over
-64 KiB once encoded, and a 422 of type ``scenario`` (a combination the scenario rules out, e.g.
-an Ascend card without the ``cann`` stack), ``invalid_cursor`` (a cursor we never issued) or
-``idempotency_conflict`` (a generated key reused for a different spec).
+a consumer's, a provider's and an operator's key, and every check schemathesis has looks at the
+answers: no server error; documented status codes, content types, headers and schemas;
+schema-valid requests accepted and invalid ones refused; a missing required header refused;
+an undocumented method answered 405 with a correct ``Allow``; authentication enforced (the
+request again without a key and with a wrong one); and the stateful checks (use after free,
+resource availability, object-level authorization), which look at what they can.
+
+Outcomes that are legitimate although the schema cannot say so are allowed precisely: a 413
+for a schema-valid body over 64 KiB once encoded; a 403 for a role that may not use the
+operation (or a center that is not the provider's); a 404 or 409 for something that does not
+exist or not in that state; and a 422 of type ``scenario`` (a combination the scenario rules
+out, e.g. an Ascend card without the ``cann`` stack), ``invalid_cursor`` (a cursor we never
+issued) or ``idempotency_conflict`` (a generated key reused for a different spec).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from pinned import NOW
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python.asgi import shutdown_lifespans
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    positive_data_acceptance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from sqlalchemy.orm import Session, sessionmaker
 
-EXAMPLES = 10
-ALWAYS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+from suanwang.server.database.models import Tenant, TenantRole
+from suanwang.server.models.centers import grant_centers
+
+EXAMPLES = 6
 CONFIG = {
     "checks": {
         "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 403, 404, 409, 413]},
@@ -42,15 +44,53 @@ CONFIG = {
 }
 
 
+def _all_checks() -> list[Any]:
+    load_all_checks()
+    checks = CHECKS.get_all()
+    assert len(checks) >= 14  # every built-in check, not a chosen few
+    return checks
+
+
 #: 422 error types for what a schema cannot express: scenario rules, cursors not issued by us,
 #: an Idempotency-Key the generator reused for another spec.
 SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict"})
 
 
-def _semantic_rejection(response: Any) -> bool:
+#: Rules the schema does not (yet) state, refused with a 422 at exactly these fields: an
+#: offer's window (ISO times on whole hours, start before end), an app's template and
+#: parameters (validated as a job spec; a choice needs choices, min <= max), a quota's rates
+#: (at most 6 decimals) and money (below 10^12), a what-if's first day (years 2000 to 2100).
+#: Each is a schema gap to close (publish the rule), listed here so that nothing else slips.
+NOT_YET_PUBLISHED = {
+    "POST /v1/offers": {("body", "start"), ("body", "end")},
+    "POST /v1/reservations": {("body", "start"), ("body", "end")},
+    "POST /v1/apps": {("body", "template"), ("body", "parameters")},
+    "PUT /v1/apps/{app_id}": {("body", "template"), ("body", "parameters")},
+    "POST /v1/apps/{app_id}/run": {("body", "parameters")},
+    "PUT /v1/quotas/{tenant}": {
+        ("body", f)
+        for f in (
+            "quota_scu_per_h",
+            "borrow_limit_scu_per_h",
+            "lend_limit_scu_per_h",
+            "weight",
+            "caps",
+            "budget_cny_per_month",
+            "max_spend_cny_per_h",
+        )
+    },
+    "POST /v1/whatif": {("body", "start")},
+}
+
+
+def _semantic_rejection(response: Any, label: str = "") -> bool:
     if response.status_code != 422:
         return False
-    return all(e.get("type") in SEMANTIC for e in response.json()["detail"])
+    gaps = NOT_YET_PUBLISHED.get(label, set())
+    return all(
+        e.get("type") in SEMANTIC or tuple(e.get("loc", ()))[:2] in gaps
+        for e in response.json()["detail"]
+    )
 
 
 def _void_negation(case: Any) -> bool:
@@ -67,6 +107,7 @@ def _void_negation(case: Any) -> bool:
 
 def _fuzz(op: Any, mode: GenerationMode, headers: dict[str, str], job_id: str) -> None:
     positive = mode is GenerationMode.POSITIVE
+    every = _all_checks()
 
     @given(case=op.as_strategy(generation_mode=mode))
     @settings(
@@ -79,21 +120,36 @@ def _fuzz(op: Any, mode: GenerationMode, headers: dict[str, str], job_id: str) -
         if positive and case.path_parameters and "job_id" in case.path_parameters:
             case.path_parameters["job_id"] = job_id  # exercise a job that exists
         response = case.call(headers=headers)
-        checks = list(ALWAYS)
-        if not positive:
-            if not _void_negation(case):
-                checks.append(negative_data_rejection)
-        elif not _semantic_rejection(response):
-            checks.append(positive_data_acceptance)
-        case.validate_response(response, checks=checks)
+        excluded = []
+        if positive and _semantic_rejection(response, op.label):
+            excluded.append(positive_data_acceptance)
+        if not positive and _void_negation(case):
+            excluded.append(negative_data_rejection)
+        case.validate_response(response, checks=every, excluded_checks=excluded, headers=headers)
 
     check()
 
 
-def test_generated_requests_never_get_a_server_error(
-    client: Any, app: Any, alice: Any, submit: Any
+ROLES = [TenantRole.CONSUMER, TenantRole.PROVIDER, TenantRole.OPERATOR]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.value for r in ROLES])
+def test_generated_requests_pass_every_check(
+    client: Any,
+    app: Any,
+    make_tenant: Callable[..., Any],
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Any,
+    role: TenantRole,
 ) -> None:
     job_id = submit(alice)["id"]
+    who = alice if role is TenantRole.CONSUMER else make_tenant(role)
+    if role is TenantRole.PROVIDER:  # a provider with centers: offers for them are its own
+        with sessions() as session:
+            tenant = session.get_one(Tenant, who.id)
+            grant_centers(session=session, tenant=tenant, centers=["wuhu", "zhongwei"], now=NOW)
+            session.commit()
     schema = schemathesis.openapi.from_asgi(
         "/openapi.json", app, config=SchemathesisConfig.from_dict(CONFIG)
     )
@@ -102,10 +158,10 @@ def test_generated_requests_never_get_a_server_error(
         for result in schema.get_all_operations():
             op = result.ok()
             has_input = any(len(p) for p in (op.path_parameters, op.query, op.headers, op.body))
-            _fuzz(op, GenerationMode.POSITIVE, alice.headers, job_id)
+            _fuzz(op, GenerationMode.POSITIVE, who.headers, job_id)
             ran += 1
             if has_input:
-                _fuzz(op, GenerationMode.NEGATIVE, alice.headers, job_id)
+                _fuzz(op, GenerationMode.NEGATIVE, who.headers, job_id)
                 ran += 1
     finally:
         # schemathesis keeps the app's lifespan open until exit; end it with the test

@@ -49,8 +49,8 @@ class Parameter(BaseModel):
     label: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=500)
     default: Scalar
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, strict=True)
+    max: float | None = Field(None, strict=True)
     choices: list[str] | None = Field(None, min_length=1, max_length=50)
     pattern: str | None = Field(None, max_length=200, description="strings: a full-match regex")
 
@@ -87,7 +87,7 @@ class Template(BaseModel):
     duration_s: Numeric
     command: str = Field(min_length=1, max_length=8000)
     data_gb: Numeric = 0.0
-    checkpointable: bool = False
+    checkpointable: bool = Field(False, strict=True)
 
 
 class AppSpec(BaseModel):

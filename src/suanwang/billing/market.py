@@ -18,10 +18,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import yaml
 
 from suanwang.core.cost import ScuPrices, hour_span, hour_window
 from suanwang.core.network import PRECISIONS, Network
+from suanwang.scenarios.loader import ScenarioError, safe_yaml
 
 from .offers import Offer, OfferBook, OfferError, OfferType, offer_from_dict
 from .pricing import NoPrice, PriceBook
@@ -82,9 +82,11 @@ def load_offers(path: Path, scenario_net: Network) -> OfferBook:
     Raises ``ValueError`` with ``file: offers[i].field: message`` lines.
     """
     try:
-        doc: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        doc, _ = safe_yaml(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
         raise ValueError(f"{path}: cannot read offers ({exc})") from None
+    except ScenarioError as exc:
+        raise ValueError(f"cannot read offers: {exc}") from None
     items = doc.get("offers") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise ValueError(f"{path}: offers: expected a list of offers (or 'offers: [...]')")

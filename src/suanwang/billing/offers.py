@@ -31,14 +31,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 from suanwang.core.hardware import Precision, speed_scu_per_hour
 from suanwang.core.scenario import Scenario
 
-from .money import PRICE_STEP, cents
+from .money import PLAIN_DECIMAL, PRICE_STEP, cents, plain_decimal
 
 #: An offer's price is at most this many CNY per SCU (about 100 times a posted price).
 MAX_PRICE = Decimal("1000")
@@ -61,21 +61,33 @@ class OfferError(ValueError):
         self.message = message
 
 
+#: A price per SCU as the API publishes it: a plain decimal string, positive, at most 1000 CNY
+#: and 4 decimals (no sign, exponent, separator, space or leading zero).
+PRICE_PATTERN = (
+    r"^([1-9][0-9]{0,2}(\.[0-9]{1,4})?|1000(\.0{1,4})?"
+    r"|0\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$"
+)
+
+
 def parse_price(value: object, *, what: str = "price_cny_per_scu") -> Decimal:
-    """A positive price per SCU with at most 4 decimals (1/100 fen), as a ``Decimal``."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise OfferError(what, f"{value!r} is not a price (a decimal, e.g. '3.20')")
+    """A positive price per SCU with at most 4 decimals (1/100 fen), as a ``Decimal``: the
+    plain decimals :data:`PRICE_PATTERN` matches (text, an int, or a float from YAML)."""
     try:
-        # a float (from YAML) by its shortest repr: 3.2 is 3.2, not 3.2000000000000001776
-        d = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except InvalidOperation:
-        raise OfferError(what, f"{value!r} is not a number (e.g. 3.20)") from None
-    if not d.is_finite() or d <= 0:
-        raise OfferError(what, f"{value!r} must be a positive amount in CNY per SCU")
-    if d != d.quantize(PRICE_STEP):
-        raise OfferError(what, f"{value!r} has more than 4 decimals (prices are kept to 0.0001)")
-    if d > MAX_PRICE:
-        raise OfferError(what, f"{value!r} is above {MAX_PRICE} CNY per SCU")
+        d = plain_decimal(value, what=what, pattern=PRICE_PATTERN, example="3.20")
+    except ValueError as exc:
+        text = repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, bool) or not PLAIN_DECIMAL.fullmatch(text):
+            raise OfferError(what, str(exc).removeprefix(f"{what}: ")) from None
+        d = Decimal(text)  # a plain decimal out of range: say which way
+        if d <= 0:
+            raise OfferError(what, f"{value!r} must be a positive amount in CNY per SCU") from None
+        if d > MAX_PRICE:
+            raise OfferError(what, f"{value!r} is above {MAX_PRICE} CNY per SCU") from None
+        if d != d.quantize(PRICE_STEP):
+            raise OfferError(
+                what, f"{value!r} has more than 4 decimals (prices are kept to 0.0001)"
+            ) from None
+        raise OfferError(what, f"{value!r} has a leading zero (e.g. 3.20)") from None
     return d.quantize(PRICE_STEP)
 
 

@@ -22,7 +22,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from suanwang.scenarios.loader import Problem, _field, _line_of, duplicate_keys
+from suanwang.scenarios.loader import (
+    Problem,
+    ScenarioError,
+    _field,
+    _line_of,
+    check_yaml_bounds,
+    duplicate_keys,
+)
 from suanwang.server.schemas import JobSpec, Resources
 
 Loc = tuple[str | int, ...]
@@ -90,8 +97,11 @@ def load_job_file(path: Path) -> JobFile:
 def parse_job_text(text: str, label: str) -> JobFile:
     """Parse and check the text of a job file; ``label`` names it in problems."""
     try:
+        check_yaml_bounds(text, label)  # no deeper, larger or longer-numbered than any input
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except ScenarioError as exc:
+        raise JobFileError(exc.problems) from None
     except yaml.YAMLError as exc:
         raise JobFileError([_syntax_problem(exc, label)]) from None
     if node is None:

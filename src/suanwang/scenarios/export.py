@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from suanwang.core import csvcells
 from suanwang.scenarios.loader import SIGNAL_HEADER, builtin_catalog_specs, builtin_text
 from suanwang.scenarios.signals import build_signals
 
@@ -33,7 +33,7 @@ def export_builtin(name: str, out_dir: Path, start: datetime, hours: int, seed: 
     for ci, center in enumerate(scenario.centers):
         path = sig_dir / f"{center.id}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
+            w = csvcells.writer(fh)
             w.writerow(SIGNAL_HEADER)
             for h in range(signals.hours):
                 t = signals.start + timedelta(hours=h)

@@ -70,15 +70,87 @@ class ScenarioError(ValueError):
 # --------------------------------------------------------------------------- YAML with lines
 
 
-def _compose(text: str, file: str) -> tuple[Any, yaml.Node | None]:
+#: Bounds on every YAML file and text the platform reads (scenarios, tenants files, job files,
+#: offers files, ``scenario_yaml``): nesting depth, nodes once aliases are expanded, the
+#: characters of a number, the whole text. Within them nothing can exhaust the stack, the
+#: memory or Python's limit on the digits of an int; beyond them the reader gets a clear error.
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 1_000_000
+MAX_NUMBER_CHARS = 64
+MAX_YAML_CHARS = 16 * 1024 * 1024
+
+_NUMBERISH = yaml.resolver.Resolver()
+
+
+def _looks_numeric(value: str) -> bool:
+    """A plain scalar that YAML would read as an int or a float."""
+    tag = _NUMBERISH.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    return tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def check_yaml_bounds(text: str, file: str) -> None:
+    """Walk ``text``'s YAML events (no recursion, nothing built) and refuse it, with the line,
+    if it is nested deeper than :data:`MAX_YAML_DEPTH`, expands (aliases included) to more than
+    :data:`MAX_YAML_NODES` nodes or has a number longer than :data:`MAX_NUMBER_CHARS`."""
+
+    def refuse(event: yaml.Event, message: str) -> ScenarioError:
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        return ScenarioError([Problem(file, line, "", message)])
+
+    if len(text) > MAX_YAML_CHARS:
+        raise ScenarioError(
+            [Problem(file, None, "", f"too large: over {MAX_YAML_CHARS:,} characters")]
+        )
+    nodes = 0
+    sizes: dict[str, int] = {}  # an anchor's nodes, its aliases' included
+    open_: list[tuple[str | None, int]] = []  # (anchor, nodes before it) of open collections
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_) >= MAX_YAML_DEPTH:
+                raise refuse(event, f"nested too deeply (more than {MAX_YAML_DEPTH} levels)")
+            open_.append((event.anchor, nodes))
+            nodes += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            plain = event.implicit[0] and event.style is None
+            if plain and len(event.value) > MAX_NUMBER_CHARS and _looks_numeric(event.value):
+                raise refuse(event, f"a number longer than {MAX_NUMBER_CHARS} characters")
+        elif isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor or "", 1)
+        if nodes > MAX_YAML_NODES:
+            raise refuse(event, f"too large: over {MAX_YAML_NODES:,} values (aliases expanded)")
+
+
+def safe_yaml(text: str, file: str) -> tuple[Any, yaml.Node | None]:
+    """The data and node tree of the YAML ``text`` (``file`` labels problems), within the
+    bounds above: the one reader of every YAML input. Raises :class:`ScenarioError` with the
+    line for invalid or oversized YAML, never anything else."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        check_yaml_bounds(text, file)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ScenarioError([Problem(file, line, "", f"not valid YAML: {exc}")]) from None
+    except ScenarioError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as exc:  # what bounds cannot foresee
+        raise ScenarioError([Problem(file, None, "", f"not readable: {exc}")]) from None
     return data, node
+
+
+_compose = safe_yaml
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:

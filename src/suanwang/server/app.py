@@ -8,6 +8,7 @@ import copy
 import gc
 import json
 import math
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from suanwang.server.api import (
     centers,
     console,
     deps,
+    docs,
     drain,
     health,
     jobs,
@@ -40,6 +42,8 @@ from suanwang.server.api import (
 )
 from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.ratelimit import RateLimits, TokenBuckets
+from suanwang.server.security import SecurityHeaders
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
 from suanwang.server.submitter import Submitter
@@ -159,12 +163,39 @@ class ControlPlaneAPI(FastAPI):
             return self.openapi_schema
         schema = super().openapi()
         _drop_empty_json_alternatives(schema)
+        _publish_no_nul(schema)
         net: Network | None = getattr(self.state, "network", None)
         if net is None:  # asked before startup: do not cache a document without the scenario
             self.openapi_schema = None
         else:
             _describe_scenario(schema, net)
         return schema
+
+
+#: No text the API takes may hold a NUL (``deps.strict_query`` refuses it everywhere).
+_NO_NUL = "^[^\\u0000]*$"
+
+
+#: Schemas only answers use (a 422 may name the field with a NUL it refused) and the inline
+#: schemas of responses (a job's log may hold any byte).
+_ANSWERS_ONLY = frozenset({"responses", "HTTPValidationError", "ValidationError", "ErrorResponse"})
+
+
+def _publish_no_nul(node: Any) -> None:
+    """Say in the schema what ``deps.strict_query`` enforces: every string without a pattern,
+    enum or format gets one that excludes NUL, every free-form object's keys too (not in the
+    inline schemas of responses: a job's log may hold any byte)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "enum", "format", "const"} & set(node):
+            node["pattern"] = _NO_NUL
+        if node.get("type") == "object" and node.get("additionalProperties") not in (None, False):
+            node.setdefault("propertyNames", {"pattern": _NO_NUL})
+        for key, value in node.items():
+            if key not in _ANSWERS_ONLY:
+                _publish_no_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _publish_no_nul(value)
 
 
 def _drop_empty_json_alternatives(schema: dict[str, Any]) -> None:
@@ -239,13 +270,17 @@ def _stop(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The control-plane API for ``settings`` (default: from the environment).
 
     On startup it migrates the database to the newest schema and loads the scenario once;
     ``clock`` (UTC now by default) is the API's time: which hour's signals ``/v1/centers``
     shows, and the time requests stamp on what they write (submissions, ledger entries, ...).
+    ``monotonic`` (seconds) refills the rate limits' buckets (:mod:`suanwang.server.ratelimit`).
     """
     cfg = settings if settings is not None else Settings.from_env()
     now = clock if clock is not None else (lambda: datetime.now(UTC))
@@ -263,13 +298,21 @@ def create_app(
         summary="Submit jobs to China's national computing power network and watch them run.",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from the package by api.docs (no CDN)
+        redoc_url=None,
         dependencies=[Depends(deps.strict_query)],
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.state.limits = RateLimits(
+        auth_failures=TokenBuckets(
+            cfg.auth_failure_burst, cfg.auth_failure_rate_per_s, clock=monotonic
+        ),
+        submissions=TokenBuckets(cfg.submit_burst, cfg.submit_rate_per_s, clock=monotonic),
+    )
     # the last added runs first: a body is read before the request takes one of the slots
     app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer has them, a 413 too
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(centers.router)
@@ -280,6 +323,7 @@ def create_app(
     app.include_router(trading.router)  # offers and reservations (issue 5)
     app.include_router(whatif.router)
     app.include_router(quotas.router)  # tenants' compute quotas (issue 14)
+    app.include_router(docs.router)  # /docs and /redoc, vendored
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

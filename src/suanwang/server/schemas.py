@@ -16,12 +16,14 @@ from typing import Annotated, Any, Self, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     computed_field,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from suanwang.core.jobs import ANY_ACCELERATOR, JobKind, Priority
 from suanwang.core.lifecycle import JobState
@@ -77,6 +79,17 @@ Script = Annotated[
 ]
 
 
+def _json_integer(value: object) -> object:
+    # a JSON integer (8, or 8.0: the same number) but never a boolean or a text ("8")
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+#: An integer as JSON Schema has it (``8`` or ``8.0``), never coerced from a boolean or a text.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 def _count_in_schema(schema: dict[str, Any]) -> None:
     schema["properties"].setdefault("count", _COUNT_SCHEMA)
     schema["not"] = {"required": ["cards", "count"]}  # one of the two names, not both
@@ -112,14 +125,17 @@ class Resources(BaseModel):
         json_schema_extra=lambda schema, _: _count_in_schema(schema),
     )
 
-    cpus: int = Field(1, ge=1, le=MAX_CPUS, description="CPU cores")
-    cards: int = Field(
-        0, ge=0, le=MAX_CARDS, description="accelerator cards (gang); 0 = a CPU-only job"
+    cpus: JsonInt = Field(1, ge=1, le=MAX_CPUS, description="CPU cores")
+    cards: JsonInt = Field(
+        0,
+        ge=0,
+        le=MAX_CARDS,
+        description="accelerator cards (gang); 0 = a CPU-only job",
     )
     accelerator: Name = Field(
         ANY_ACCELERATOR, description="accelerator model of the scenario's catalog, or 'any'"
     )
-    mem_gb: float = Field(4.0, gt=0, le=MAX_MEM_GB, description="memory (GB)")
+    mem_gb: float = Field(4.0, gt=0, le=MAX_MEM_GB, description="memory (GB)", strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -170,20 +186,30 @@ class JobSpec(BaseModel):
     command: Command | None = Field(None, description="a shell command line")
     script: Script | None = Field(None, description="a shell script (its text)")
     resources: Resources = Field(default_factory=Resources)
-    duration_s: float = Field(gt=0, le=MAX_DURATION_S)
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, strict=True)
     kind: JobKind | None = Field(None, description="training if resources.cards > 0 else analytics")
     origin: Name = Field(
         description="province or city (id) the job's users and data are in",
         examples=["beijing", "guangdong"],
     )
     deadline_s: float | None = Field(
-        None, gt=0, le=MAX_DURATION_S, description="finish within this long after submission"
+        None,
+        gt=0,
+        le=MAX_DURATION_S,
+        description="finish within this long after submission",
+        strict=True,
     )
     latency_ms: float | None = Field(
-        None, gt=0, le=MAX_LATENCY_MS, description="one-way latency bound from origin"
+        None,
+        gt=0,
+        le=MAX_LATENCY_MS,
+        description="one-way latency bound from origin",
+        strict=True,
     )
-    data_gb: float = Field(0.0, ge=0, le=MAX_DATA_GB, description="input data to move (GB)")
-    checkpointable: bool = False
+    data_gb: float = Field(
+        0.0, ge=0, le=MAX_DATA_GB, description="input data to move (GB)", strict=True
+    )
+    checkpointable: bool = Field(False, strict=True)
     network: StrictBool = Field(
         False,
         description="the job needs network access (its sandbox has none otherwise); only "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_DB_URL = "sqlite:///suanwang.db"
 DEFAULT_SCENARIO = "china"
@@ -13,6 +14,12 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 #: Requests the app works on at once (per server process); more wait in line, in arrival order.
 #: Each holds at most one database connection, so the pool is this large and never runs dry.
 DEFAULT_MAX_IN_FLIGHT = 16
+#: Rate limits (docs/control-plane.md, "Rate limits"): failed authentications per client
+#: address, job submissions per tenant; a burst (0: no limit) and a sustained rate per second.
+DEFAULT_AUTH_FAILURE_BURST = 1000
+DEFAULT_AUTH_FAILURE_RATE = 10.0
+DEFAULT_SUBMIT_BURST = 5000
+DEFAULT_SUBMIT_RATE = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +31,10 @@ class Settings:
     price/green/carbon signals shown by ``/v1/centers``. ``max_in_flight`` bounds the requests
     one server process works on at once (and sizes its database pool to match).
     ``allow_job_network``: jobs may ask for network (``network: true``; else a 422 naming
-    the field); the local executors' sandboxes must allow it too.
+    the field); the local executors' sandboxes must allow it too. The rate
+    limits (:mod:`suanwang.server.ratelimit`): ``auth_failure_burst`` wrong keys per client
+    address, refilled at ``auth_failure_rate_per_s``; ``submit_burst`` job submissions per
+    tenant, refilled at ``submit_rate_per_s`` (a burst of 0 turns a limit off).
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -33,20 +43,49 @@ class Settings:
     signals_seed: int = 0
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     allow_job_network: bool = False
+    auth_failure_burst: int = DEFAULT_AUTH_FAILURE_BURST
+    auth_failure_rate_per_s: float = DEFAULT_AUTH_FAILURE_RATE
+    submit_burst: int = DEFAULT_SUBMIT_BURST
+    submit_rate_per_s: float = DEFAULT_SUBMIT_RATE
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
+        for name in ("auth_failure", "submit"):
+            burst, rate = getattr(self, f"{name}_burst"), getattr(self, f"{name}_rate_per_s")
+            if burst < 0 or not rate > 0:
+                raise ValueError(f"{name}_burst must be >= 0 and {name}_rate_per_s > 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO``, ``SUANWANG_MAX_IN_FLIGHT`` and
-        ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed)."""
+        """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO``, ``SUANWANG_MAX_IN_FLIGHT``,
+        ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed) and the rate limits
+        ``SUANWANG_AUTH_FAILURE_BURST``, ``SUANWANG_AUTH_FAILURE_RATE``,
+        ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``."""
         env = os.environ if environ is None else environ
-        in_flight = env.get("SUANWANG_MAX_IN_FLIGHT", "")
+
+        def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+            text = env.get(name, "").strip()
+            if not text:
+                return default
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(
+                    f"{name}: {text!r} is not a{'n integer' if kind is int else ' number'}"
+                ) from None
+
         return cls(
             db_url=env.get("SUANWANG_DB", DEFAULT_DB_URL),
             scenario=env.get("SUANWANG_SCENARIO", DEFAULT_SCENARIO),
-            max_in_flight=int(in_flight) if in_flight.strip() else DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight=number("SUANWANG_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, int),
+            auth_failure_burst=number(
+                "SUANWANG_AUTH_FAILURE_BURST", DEFAULT_AUTH_FAILURE_BURST, int
+            ),
+            auth_failure_rate_per_s=number(
+                "SUANWANG_AUTH_FAILURE_RATE", DEFAULT_AUTH_FAILURE_RATE, float
+            ),
+            submit_burst=number("SUANWANG_SUBMIT_BURST", DEFAULT_SUBMIT_BURST, int),
+            submit_rate_per_s=number("SUANWANG_SUBMIT_RATE", DEFAULT_SUBMIT_RATE, float),
             allow_job_network=env.get("SUANWANG_ALLOW_JOB_NETWORK", "") == "1",
         )

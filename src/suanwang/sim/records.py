@@ -10,12 +10,12 @@ policy's metrics in ``results.json``.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from suanwang.core import csvcells
 from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.sim.engine import Outcome
@@ -49,7 +49,7 @@ def write_job_records(
     if rec is None:
         raise ValueError(f"policy {report.name}: no job records in its report")
     with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
+        out = csvcells.writer(f)
         out.writerow(COLUMNS)
         for i, job in enumerate(jobs):
             pool = int(outcome.pool[i])

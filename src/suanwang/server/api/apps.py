@@ -64,7 +64,7 @@ class AppRun(BaseModel):
     parameters: dict[Annotated[str, Field(max_length=40)], bool | int | float | str] = Field(
         default_factory=dict, max_length=30, description="parameter values (others: defaults)"
     )
-    deadline_s: float | None = Field(None, gt=0, le=1e9)
+    deadline_s: float | None = Field(None, gt=0, le=1e9, strict=True)
 
 
 def _may_edit(row: PublishedApp, viewer: Tenant | None) -> bool:

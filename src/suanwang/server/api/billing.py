@@ -29,7 +29,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from suanwang.billing.money import parse_amount
+from suanwang.billing.money import AMOUNT_PATTERN, parse_amount
 from suanwang.billing.pricing import NoPrice, book_for
 from suanwang.billing.quotas import MAX_TOKENS, end_of_day
 from suanwang.server.api.deps import (
@@ -52,7 +52,7 @@ from suanwang.server.models.billing.statements import (
     period_bounds,
     settlement,
 )
-from suanwang.server.schemas import ErrorResponse
+from suanwang.server.schemas import ErrorResponse, JsonInt
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=AUTH_RESPONSES)
 
@@ -123,9 +123,6 @@ def get_balance(
     return (
         balance(session=session, tenant_id=who.id).as_json() | config.as_json() | {"trial": trial}
     )
-
-
-AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
 
 
 def _amount(value: str) -> str:
@@ -325,8 +322,11 @@ class QuotaGrantBody(BaseModel):
     storage_gb_months: str = Field(
         default="0", max_length=19, pattern=QTY, description="free storage GB-months, >= 0"
     )
-    tokens: int = Field(
-        default=0, ge=0, le=MAX_TOKENS - 1, description="free tokens, >= 0, below a trillion"
+    tokens: JsonInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_TOKENS - 1,
+        description="free tokens, >= 0, below a trillion",
     )
     expires: date | None = Field(
         default=None, description="usable up to and including this day (UTC); none: no expiry"

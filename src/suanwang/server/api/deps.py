@@ -3,6 +3,7 @@ scenario network, the time by the app's clock."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from suanwang.core.network import Network
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.models.tenants import authenticate, hash_key
+from suanwang.server.ratelimit import RateLimits
 from suanwang.server.schemas import ErrorResponse
 
 bearer = HTTPBearer(
@@ -70,8 +72,14 @@ async def current_tenant(
     hit = cache.get(digest)
     if hit is not None and hit[0] > now:
         return hit[1]
+    limits: RateLimits = state.limits
+    address = request.client.host if request.client else ""
+    wait = limits.auth_failures.wait(address)
+    if wait is not None:
+        raise too_many(wait, "too many requests with a wrong API key from your address")
     tenant = await run_in_threadpool(_authenticate, state.sessions, credentials.credentials)
     if tenant is None:
+        limits.auth_failures.take(address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "invalid API key",
@@ -99,6 +107,27 @@ def _authenticate(factory: sessionmaker[Session], api_key: str) -> Tenant | None
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+def too_many(wait_s: int, why: str) -> HTTPException:
+    """A ``429`` saying ``why``, with ``Retry-After`` (seconds)."""
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"{why}: retry after {wait_s} s",
+        headers={"Retry-After": str(wait_s)},
+    )
+
+
+async def submission_allowed(request: Request, tenant: CurrentTenant) -> Tenant:
+    """The tenant, if its submission rate limit has a token for this submission; else 429."""
+    limits: RateLimits = request.app.state.limits
+    wait = limits.submissions.take(tenant.id)
+    if wait is not None:
+        raise too_many(wait, "too many job submissions")
+    return tenant
+
+
+SubmittingTenant = Annotated[Tenant, Depends(submission_allowed)]
 
 
 class RoleCheck:
@@ -151,6 +180,12 @@ NowDep = Annotated[datetime, Depends(get_now)]
 #: Response documentation shared by every authenticated route.
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "missing or invalid API key", "model": ErrorResponse},
+    429: {
+        "description": "too many requests with a wrong key from this address (or, for "
+        "submissions, from this tenant): retry after Retry-After seconds",
+        "model": ErrorResponse,
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    },
 }
 
 
@@ -175,19 +210,74 @@ def _declared_query(dependant: Dependant) -> Iterator[str]:
         yield from _declared_query(sub)
 
 
+def _nul_problem(loc: tuple[str | int, ...], value: object) -> dict[str, Any]:
+    where = " ".join(str(x) for x in loc)
+    return {"type": "nul_character", "loc": loc, "input": value,
+            "msg": f"{where}: must not contain a NUL character (\\u0000)"}  # fmt: skip
+
+
+def _nuls_in(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Where in a parsed JSON ``value`` a text (a key or a string) holds a NUL."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                yield (*loc, k), k
+            yield from _nuls_in(v, (*loc, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nuls_in(v, (*loc, i))
+
+
+def _escaped_nul(body: bytes) -> bool:
+    """Whether a JSON text has a ``\\u0000`` escape (an odd run of backslashes before it)."""
+    start = 0
+    while (at := body.find(b"u0000", start)) >= 0:
+        before = at
+        while before > 0 and body[before - 1] == 0x5C:  # a backslash
+            before -= 1
+        if (at - before) % 2:
+            return True
+        start = at + 1
+    return False
+
+
 async def strict_query(request: Request) -> None:
     """Every query parameter of this API is declared and takes one value: an unknown one (a
     typo'd filter would otherwise silently filter nothing) or one given twice is a 422 naming
     it, never ignored (the app depends on this for every route).
 
-    ``async`` though it never waits: FastAPI runs a plain ``def`` dependency in a worker thread,
-    a hop that halved job submissions per second (docs/benchmarks.md, 2026-12-06)."""
-    if not request.scope.get("query_string"):
-        return  # nothing to check: every submission
+    No text a client sends may hold a NUL character (no database stores one; PostgreSQL fails
+    on it): a query parameter, a path parameter or a string (or key) anywhere in a JSON body
+    with one is a 422 naming where it is, whatever the route.
+
+    ``async`` though it rarely waits: FastAPI runs a plain ``def`` dependency in a worker
+    thread, a hop that halved job submissions per second (docs/benchmarks.md, 2026-12-06)."""
+    problems: list[dict[str, Any]] = []
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            problems.append(_nul_problem(("path", name), value))
+    if request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()  # already read (and bounded) by the app's middleware
+        if _escaped_nul(body):  # rare: only then is the body parsed here to say where
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None  # not JSON: the route's own validation says so
+            problems += [_nul_problem(("body", *loc), v) for loc, v in _nuls_in(parsed, ())]
+    if request.scope.get("query_string"):
+        problems += _query_problems(request)
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def _query_problems(request: Request) -> list[dict[str, Any]]:
     known = _query_names(request.scope.get("route"))
     seen: set[str] = set()
     problems: list[dict[str, Any]] = []
-    for key, _ in request.query_params.multi_items():
+    for key, value in request.query_params.multi_items():
         if key in seen:
             msg = f"query parameter {key!r} is given more than once; give it once"
             problems.append({"type": "repeated_query_parameter", "loc": ("query", key),
@@ -197,6 +287,7 @@ async def strict_query(request: Request) -> None:
             msg = f"unknown query parameter {key!r} (this route takes: {listed})"
             problems.append({"type": "unknown_query_parameter", "loc": ("query", key),
                              "msg": msg, "input": request.query_params[key]})  # fmt: skip
+        elif "\x00" in value or "\x00" in key:
+            problems.append(_nul_problem(("query", key), value))
         seen.add(key)
-    if problems:
-        raise RequestValidationError(problems)
+    return problems

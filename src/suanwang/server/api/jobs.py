@@ -20,7 +20,14 @@ from pydantic import BaseModel
 
 from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
-from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant, NetworkDep, NowDep, SessionDep
+from suanwang.server.api.deps import (
+    AUTH_RESPONSES,
+    CurrentTenant,
+    NetworkDep,
+    NowDep,
+    SessionDep,
+    SubmittingTenant,
+)
 from suanwang.server.database.models import JobRow, Tenant
 from suanwang.server.models import job_specs
 from suanwang.server.models import jobs as models
@@ -104,7 +111,7 @@ def _job_or_404(session: SessionDep, tenant: Tenant, job_id: str) -> JobRow:
 async def submit_job(
     spec: JobCreate,
     request: Request,
-    tenant: CurrentTenant,
+    tenant: SubmittingTenant,
     net: NetworkDep,
     response: Response,
     idempotency_key: Annotated[

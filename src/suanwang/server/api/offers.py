@@ -27,7 +27,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from suanwang.billing.ledger import InsufficientBalance
-from suanwang.billing.offers import OfferError, OfferType, offer_from_dict, parse_time
+from suanwang.billing.offers import (
+    PRICE_PATTERN,
+    OfferError,
+    OfferType,
+    offer_from_dict,
+    parse_time,
+)
 from suanwang.core.hardware import Precision
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
@@ -38,7 +44,7 @@ from suanwang.server.api.deps import (
 )
 from suanwang.server.database.models import Tenant
 from suanwang.server.models.billing import trading
-from suanwang.server.schemas import ErrorResponse
+from suanwang.server.schemas import ErrorResponse, JsonInt
 
 router = APIRouter(tags=["trading"], responses=AUTH_RESPONSES)
 
@@ -93,11 +99,13 @@ class OfferRequest(BaseModel):
 
     center: str = Field(min_length=1, max_length=100, description="a center of the scenario")
     model: str = Field(min_length=1, max_length=100, description="accelerator (or CPU) model")
-    units: int = Field(ge=1, le=10_000_000, description="cards (CPU cores for the CPU model)")
+    units: JsonInt = Field(ge=1, le=10_000_000, description="cards (CPU cores for the CPU model)")
     price_cny_per_scu: str = Field(
         min_length=1,
         max_length=20,
         description="CNY per standard compute unit, at most 4 decimals: '3.20'",
+        # checked by parse_price (exactly this pattern), whose message says what is wrong
+        json_schema_extra={"pattern": PRICE_PATTERN},
     )
     start: str = TIME
     end: str = TIME
@@ -166,7 +174,7 @@ class ReservationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     offer_id: str = Field(min_length=1, max_length=64, description="a reserved offer's id")
-    units: int = Field(ge=1, le=10_000_000, description="units of the offer's chip")
+    units: JsonInt = Field(ge=1, le=10_000_000, description="units of the offer's chip")
     start: str = TIME
     end: str = TIME
     precision: PrecisionName = Field(

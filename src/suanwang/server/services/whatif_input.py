@@ -29,6 +29,7 @@ from suanwang.scenarios.loader import (
     load_scenario,
     parse_scenario_text,
 )
+from suanwang.server.schemas import JsonInt
 from suanwang.sim.run import POLICIES, Workload, policy_names
 from suanwang.sim.traces import TraceError, load_trace
 
@@ -60,17 +61,23 @@ class CenterEdit(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    pue: float | None = Field(None, ge=1.0, le=3.0, description="power usage effectiveness")
-    cards: int | None = Field(
+    pue: float | None = Field(
+        None, ge=1.0, le=3.0, description="power usage effectiveness", strict=True
+    )
+    cards: JsonInt | None = Field(
         None, ge=0, le=1_000_000,
         description="total accelerator cards, split over the center's models as today",
     )  # fmt: skip
     inventory: dict[Key, Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
         None, max_length=20, description="cards per accelerator model (replaces the inventory)"
     )
-    cpu_cores: int | None = Field(None, ge=0, le=100_000_000)
+    cpu_cores: JsonInt | None = Field(None, ge=0, le=100_000_000)
     green_ppa_share: float | None = Field(
-        None, ge=0, le=1, description="share of energy bought as green power (PPA)"
+        None,
+        ge=0,
+        le=1,
+        description="share of energy bought as green power (PPA)",
+        strict=True,
     )
 
 
@@ -80,10 +87,18 @@ class ScenarioEdits(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     capacity_scale: float = Field(
-        1.0, ge=0, le=10, description="multiply every center's cards and CPU cores"
+        1.0,
+        ge=0,
+        le=10,
+        description="multiply every center's cards and CPU cores",
+        strict=True,
     )
     tariff_scale: float = Field(
-        1.0, ge=0.1, le=10, description="multiply every province's grid electricity tariff"
+        1.0,
+        ge=0.1,
+        le=10,
+        description="multiply every province's grid electricity tariff",
+        strict=True,
     )
     centers: dict[Key, CenterEdit] = Field(
         default_factory=dict, max_length=200, description="per-center changes, by center id"
@@ -123,22 +138,30 @@ class WhatIfRequest(BaseModel):
     )  # fmt: skip
     edits: ScenarioEdits | None = Field(None, description="changes to the scenario")
     trace: TraceUpload | None = Field(None, description="simulate this trace (else synthetic)")
-    jobs: int | None = Field(
+    jobs: JsonInt | None = Field(
         None, ge=10, le=MAX_JOBS,
         description=f"synthetic jobs (default {SYNTHETIC_JOBS}); with a trace: simulate at most "
         "its first N",
     )  # fmt: skip
-    days: float = Field(1.0, gt=0, le=7, description="synthetic: days over which jobs arrive")
-    load: float | None = Field(
-        None, gt=0, le=1.5, description="synthetic: scale durations to this load"
+    days: float = Field(
+        1.0, gt=0, le=7, description="synthetic: days over which jobs arrive", strict=True
     )
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    load: float | None = Field(
+        None,
+        gt=0,
+        le=1.5,
+        description="synthetic: scale durations to this load",
+        strict=True,
+    )
+    seed: JsonInt = Field(0, ge=0, le=2**31 - 1)
     start: datetime = Field(
         default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC),
         description="first day (UTC; years 2000 to 2100)",
     )
-    drain_days: float = Field(2.0, ge=0, le=14, description="simulated days after arrivals")
-    bound: bool = Field(False, description="also solve the offline LP bound (slower)")
+    drain_days: float = Field(
+        2.0, ge=0, le=14, description="simulated days after arrivals", strict=True
+    )
+    bound: bool = Field(False, description="also solve the offline LP bound (slower)", strict=True)
 
     @field_validator("policies")
     @classmethod

@@ -3,7 +3,6 @@ the platform's or a provider's settlement for a month."""
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.billing import ledger, quotas
 from suanwang.billing.money import ZERO, cents, qty
+from suanwang.core import csvcells
 from suanwang.server.database.models import (
     Account,
     JobRow,
@@ -235,7 +235,7 @@ INVOICE_CSV_COLUMNS = (
 
 def invoice_csv(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvcells.writer(buf, lineterminator="\n")
     w.writerow(INVOICE_CSV_COLUMNS)
     for line in doc["lines"]:
         cells = dict(line)
