@@ -27,6 +27,7 @@ from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.api import (
     apps,
+    audit,
     billing,
     centers,
     console,
@@ -34,12 +35,14 @@ from suanwang.server.api import (
     drain,
     health,
     jobs,
+    keys,
     metrics,
     quotas,
     whatif,
 )
 from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.request_id import RequestId
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
 from suanwang.server.submitter import Submitter
@@ -270,6 +273,7 @@ def create_app(
     # the last added runs first: a body is read before the request takes one of the slots
     app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(RequestId)  # first: every answer, a 413 too, carries X-Request-ID
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(centers.router)
@@ -280,6 +284,8 @@ def create_app(
     app.include_router(trading.router)  # offers and reservations (issue 5)
     app.include_router(whatif.router)
     app.include_router(quotas.router)  # tenants' compute quotas (issue 14)
+    app.include_router(keys.router)  # API keys (issue 15)
+    app.include_router(audit.router)  # the audit log (issue 15)
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app
