@@ -43,8 +43,9 @@ CONFIG = {
 
 
 #: 422 error types for what a schema cannot express: scenario rules, cursors not issued by us,
-#: an Idempotency-Key the generator reused for another spec.
-SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict"})
+#: an Idempotency-Key the generator reused for another spec, an instant relative to now (a
+#: key's expiry in the past).
+SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict", "instant_out_of_range"})
 
 
 def _semantic_rejection(response: Any) -> bool:

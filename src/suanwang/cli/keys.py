@@ -65,7 +65,8 @@ def _key(session: Session, tenant: Tenant, prefix: str) -> ApiKey:
 
 def expiry(text: str | None, now: datetime) -> datetime | None:
     """``--expires``: ``30d`` or ``12h`` from now, or an ISO date (the start of that day,
-    UTC) or instant (UTC if it has no offset); it must be in the future."""
+    UTC) or instant (UTC if it has no offset); it must be in the future (at most a century
+    on)."""
     if text is None:
         return None
     m = _DURATION.match(text.strip())
@@ -80,9 +81,12 @@ def expiry(text: str | None, now: datetime) -> datetime | None:
                 f"--expires {text!r}: give 30d, 12h, a date (2027-01-31) or an ISO instant", 2
             ) from None
         at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    if at <= now:
-        raise _fail(f"--expires {text!r}: {at.isoformat()} is not in the future", 2)
-    return at
+    from suanwang.server.models.keys import check_expiry
+
+    try:
+        return check_expiry(at, now)
+    except ValueError as exc:
+        raise _fail(f"--expires {text!r}: {exc}", 2) from None
 
 
 def _table(doc: dict[str, Any]) -> Table:

@@ -8,6 +8,7 @@ Consumers and providers get 403.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
@@ -22,6 +23,27 @@ from suanwang.server.schemas import ErrorResponse
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=AUTH_RESPONSES)
 
 Auditor = Annotated[Tenant, operator_only("the audit log is for operators")]
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """``value`` in UTC; a 422 naming ``field`` for one that has no UTC time (year 1 at +01:00,
+    year 9999 at -01:00)."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        msg = "out of range: years 1 to 9999 in UTC"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", field),
+                    "msg": msg,
+                    "input": value.isoformat(),
+                }
+            ]
+        ) from None
 
 
 @router.get(
@@ -60,6 +82,7 @@ def list_audit(
     ] = None,
 ) -> dict[str, Any]:
     """Who changed what, when, with which key and request id, newest first."""
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and until <= since:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("query", "until"), "msg": "must be after since",

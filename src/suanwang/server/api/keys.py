@@ -15,7 +15,7 @@ entry (``key.create``, ``key.rotate``, ``key.revoke``).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
@@ -35,7 +35,7 @@ from suanwang.server.api.deps import (
 from suanwang.server.database.models import ApiKey, Tenant
 from suanwang.server.models import keys
 from suanwang.server.models.billing.accounts import tenant_by_name_or_id
-from suanwang.server.schemas import ErrorResponse
+from suanwang.server.schemas import ErrorResponse, Name
 
 router = APIRouter(tags=["keys"], responses=AUTH_RESPONSES)
 
@@ -65,10 +65,7 @@ WRITE: dict[int | str, dict[str, object]] = {
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
-        "default", min_length=1, max_length=100, pattern=r"^[^\x00]*\S[^\x00]*$",
-        description="what the key is for, e.g. 'grafana'",
-    )  # fmt: skip
+    name: Name = Field("default", description="what the key is for, e.g. 'grafana'")
     read_only: StrictBool = Field(False, description="true: the key may only read (GET)")
     expires_at: AwareDatetime | None = Field(
         None, description="when the key stops working (with its offset); none: never"
@@ -83,6 +80,14 @@ class KeyRotate(BaseModel):
         ge=0,
         le=int(keys.MAX_OVERLAP.total_seconds()),
         description="how long the old key keeps working beside the new one (0: revoked now)",
+    )
+
+
+def out_of_range(loc: tuple[str, ...], msg: str, value: datetime) -> RequestValidationError:
+    """A 422 for an instant the schema allows but now rules out (in the past, too far on):
+    type ``instant_out_of_range``."""
+    return RequestValidationError(
+        [{"type": "instant_out_of_range", "loc": loc, "msg": msg, "input": value.isoformat()}]
     )
 
 
@@ -114,15 +119,15 @@ def _list(session: Session, tenant: Tenant, now: NowDep) -> dict[str, Any]:
 def _create(
     session: Session, tenant: Tenant, body: KeyCreate, now: NowDep, audit: AuditDep
 ) -> dict[str, Any]:
-    if body.expires_at is not None and body.expires_at <= now:
-        msg = f"must be after now ({now.isoformat()})"
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", "expires_at"), "msg": msg,
-              "input": body.expires_at.isoformat()}]
-        )  # fmt: skip
+    expires_at = None
+    if body.expires_at is not None:
+        try:
+            expires_at = keys.check_expiry(body.expires_at, now)
+        except ValueError as exc:
+            raise out_of_range(("body", "expires_at"), str(exc), body.expires_at) from None
     row, secret = keys.issue_key(
         session=session, tenant=tenant, now=now, name=body.name, read_only=body.read_only,
-        expires_at=body.expires_at,
+        expires_at=expires_at,
     )  # fmt: skip
     shown = keys.key_json(row, now)
     audit.record(session, "key.create", f"key:{row.prefix}", **_owner(tenant), key=shown)

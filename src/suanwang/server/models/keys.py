@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +34,9 @@ PREFIX_LENGTH = 11
 #: How long a rotated key may keep working beside its successor.
 MAX_OVERLAP = timedelta(days=1)
 MAX_KEY_NAME_LENGTH = 100
+#: The furthest expiry a key may have (and a rotated key's lifetime).
+MAX_LIFETIME = timedelta(days=36_525)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: What a prefix looks like (keys from before 0010: ``old_`` and 12 hex digits).
 PREFIX_PATTERN = r"^(sw_[A-Za-z0-9_-]{8}|old_[0-9a-f]{12})$"
 
@@ -51,10 +55,25 @@ def new_api_key() -> str:
 
 
 def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_KEY_NAME_LENGTH or "\x00" in name:
-        raise ValueError(f"key name must be 1..{MAX_KEY_NAME_LENGTH} characters")
+    if not name or len(name) > MAX_KEY_NAME_LENGTH or _CONTROL.search(name):
+        raise ValueError(
+            f"key name must be 1..{MAX_KEY_NAME_LENGTH} characters, no control characters"
+        )
     return name
+
+
+def check_expiry(expires_at: datetime, now: datetime) -> datetime:
+    """``expires_at`` in UTC if it is after ``now`` and at most :data:`MAX_LIFETIME` later;
+    :class:`ValueError` saying what is wrong otherwise."""
+    try:
+        at = expires_at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        at = None
+    if at is None or at > now + MAX_LIFETIME:
+        raise ValueError(f"must be at most {MAX_LIFETIME.days} days after now ({now.isoformat()})")
+    if at <= now:
+        raise ValueError(f"must be after now ({now.isoformat()})")
+    return at
 
 
 def draw_key(session: Session) -> str:
@@ -80,8 +99,8 @@ def key_row(
 
     :class:`ValueError` for a bad name or an expiry not after ``now``."""
     name = _check_name(name)
-    if expires_at is not None and expires_at <= now:
-        raise ValueError(f"expires_at {expires_at.isoformat()} is not in the future")
+    if expires_at is not None:
+        expires_at = check_expiry(expires_at, now)
     return ApiKey(
         tenant_id=tenant_id, prefix=api_key[:PREFIX_LENGTH], key_hash=hash_key(api_key),
         name=name, read_only=read_only, created_at=now, expires_at=expires_at,
