@@ -86,9 +86,11 @@ def test_bad_key_requests_are_422s_naming_the_field(client: TestClient, alice: W
         r = client.post("/v1/keys", json=body, headers=alice.headers)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["detail"][0]["loc"][-1] == field, (body, r.text)
-    r = client.post(f"/v1/keys/{alice.key[:11]}/rotate", json={"overlap_s": 86_401},
-                    headers=alice.headers)  # fmt: skip
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "overlap_s"
+    for overlap in (86_401, -1, "60", True, 1.5, None):
+        r = client.post(f"/v1/keys/{alice.key[:11]}/rotate", json={"overlap_s": overlap},
+                        headers=alice.headers)  # fmt: skip
+        assert r.status_code == 422, (overlap, r.text)
+        assert r.json()["detail"][0]["loc"][-1] == "overlap_s", overlap
     assert client.delete("/v1/keys/not-a-prefix", headers=alice.headers).status_code == 422
 
 
@@ -96,7 +98,7 @@ def test_rotation_revokes_the_old_key_now_or_after_the_overlap(
     client: TestClient, alice: Who
 ) -> None:
     prefix = alice.key[:11]
-    r = client.post(f"/v1/keys/{prefix}/rotate", json={"overlap_s": 600}, headers=alice.headers)
+    r = client.post(f"/v1/keys/{prefix}/rotate", json={"overlap_s": 600.0}, headers=alice.headers)
     assert r.status_code == 201, r.text
     doc = r.json()
     new = doc["api_key"]

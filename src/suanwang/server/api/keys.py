@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from suanwang.server.api.deps import (
@@ -72,10 +72,25 @@ class KeyCreate(BaseModel):
     )
 
 
+def _whole(value: object) -> object:
+    """A JSON integer (``60``, or ``60.0``, which JSON Schema counts as one); never a string
+    or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number of seconds")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number of seconds")
+        return int(value)
+    return value
+
+
+Seconds = Annotated[int, BeforeValidator(_whole)]
+
+
 class KeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    overlap_s: StrictInt = Field(
+    overlap_s: Seconds = Field(
         0,
         ge=0,
         le=int(keys.MAX_OVERLAP.total_seconds()),
