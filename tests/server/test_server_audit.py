@@ -5,6 +5,7 @@ filters and pages), others get 403; the database refuses to change or delete an 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -262,3 +263,25 @@ def test_every_answer_carries_a_request_id(client: TestClient, alice: Who) -> No
     ids = {client.get("/healthz").headers["x-request-id"] for _ in range(3)}
     assert len(ids) == 3  # a new one for every request, unauthenticated ones too
     assert client.get("/v1/jobs").headers["x-request-id"]  # errors too
+
+
+def test_the_audit_command_reads_the_log_over_the_api(
+    client: TestClient, sessions: sessionmaker[Session], live_url: str, operator: Who, alice: Who
+) -> None:
+    from typer.testing import CliRunner
+
+    from suanwang.cli import app as cli
+
+    Audited(client, sessions, operator).change(
+        "center.drain", "center:qingyang", "POST", "/v1/centers/qingyang/drain"
+    )
+    run = CliRunner().invoke
+    env = {"SUANWANG_URL": live_url, "SUANWANG_API_KEY": operator.key}
+    r = run(cli, ["audit", "--actor", "ops", "--action", "center.", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [e["action"] for e in doc["entries"]] == ["center.drain"]
+    human = run(cli, ["audit", "--actor", "ops"], env=env)
+    assert human.exit_code == 0 and "center:qingyang" in human.stdout and "req-1" in human.stdout
+    refused = run(cli, ["audit"], env=env | {"SUANWANG_API_KEY": alice.key})
+    assert refused.exit_code == 2 and "the audit log is for operators" in refused.stderr
