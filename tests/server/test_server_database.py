@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,16 +11,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.server.database.models import Base, JobRow, Tenant
+from suanwang.server.database.models import Base, JobRow, Tenant, TenantRole
 from suanwang.server.database.session import (
     MIGRATIONS_DIR,
     alembic_config,
     make_engine,
     migrate,
+    session_factory,
 )
+from suanwang.server.models.tenants import replace_key
 
 
 def test_migrations_ship_inside_the_package() -> None:
@@ -150,5 +153,66 @@ def test_0002_keeps_existing_rows_and_downgrades_without_losing_events(fresh_db_
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_0010_moves_every_key_to_api_keys_and_downgrades_to_the_newest(fresh_db_url: str) -> None:
+    """0010 copies each tenant's key (digest) into ``api_keys`` (it keeps working, named
+    ``old_`` + 12 hex digits) and adds the append-only audit log; downgrading puts the
+    tenant's newest unrevoked key back and drops both tables."""
+    from alembic import command
+
+    from suanwang.server.models.tenants import authenticate, create_tenant
+
+    engine = make_engine(fresh_db_url)
+
+    def step(how: str, target: str) -> None:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(command, how)(cfg, target)
+
+    key = "sw_" + "k" * 43
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    now = datetime(2025, 7, 1, tzinfo=UTC)
+    try:
+        step("upgrade", "0009")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenants VALUES ('t', 'n', 'consumer', :h, :at)"),
+                         {"h": digest, "at": now})  # fmt: skip
+        step("upgrade", "0010")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT tenant_id, prefix, key_hash, name, read_only, "
+                                     "expires_at, revoked_at FROM api_keys")).all()  # fmt: skip
+            assert [tuple(r) for r in rows] == [
+                ("t", "old_" + digest[:12], digest, "default", False, None, None)
+            ]
+            conn.execute(text("INSERT INTO audit_log (at, via, actor_name, action, target, "
+                              "detail, request_id) VALUES (:at, 'cli', 'root', 'x.y', 't', "
+                              "'{}', 'r')"), {"at": now})  # fmt: skip
+            with pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(text("UPDATE audit_log SET action = 'z'"))
+            conn.rollback()
+        with session_factory(engine)() as s:
+            found = authenticate(session=s, api_key=key, now=now)
+            assert found is not None and found.id == "t"
+            # a second tenant, its key rotated: the newest unrevoked key goes back on downgrade
+            other, first = create_tenant(session=s, name="m", role=TenantRole.CONSUMER, now=now)
+            newer = replace_key(session=s, name="m", now=now)
+            s.commit()
+            other_id = other.id
+        step("downgrade", "0009")
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            assert "api_keys" not in tables and "audit_log" not in tables
+            hashes = dict(conn.execute(text("SELECT id, api_key_hash FROM tenants")).all())
+        assert hashes == {"t": digest, other_id: hashlib.sha256(newer.encode()).hexdigest()}
+        assert first != newer
+        migrate(fresh_db_url, engine=engine)
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, Base.metadata) == []
+            assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 2
     finally:
         engine.dispose()

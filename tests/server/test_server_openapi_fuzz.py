@@ -52,8 +52,9 @@ def _all_checks() -> list[Any]:
 
 
 #: 422 error types for what a schema cannot express: scenario rules, cursors not issued by us,
-#: an Idempotency-Key the generator reused for another spec.
-SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict"})
+#: an Idempotency-Key the generator reused for another spec, an instant relative to now (a
+#: key's expiry in the past).
+SEMANTIC = frozenset({"scenario", "invalid_cursor", "idempotency_conflict", "instant_out_of_range"})
 
 
 #: Rules the schema does not (yet) state, refused with a 422 at exactly these fields: an

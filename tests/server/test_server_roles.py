@@ -38,6 +38,8 @@ OFFER = {"center": "zhongwei", "model": "a100", "units": 8, "price_cny_per_scu":
 #: operator's request gets past the check without starting a simulation.
 WHATIF = {"jobs": 6000, "bound": True, "policies": ["nearest"]}
 
+KEYS = "only operators may manage another tenant's keys"
+
 #: (method, path, a valid body, who may, the refusal), for every route with a role check.
 ROUTES: list[tuple[str, str, dict[str, Any] | None, str, str]] = [
     ("POST", "/v1/billing/topups", {"tenant": "someone", "amount_cny": "10"}, OPERATORS,
@@ -71,6 +73,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str, str]] = [
     ("DELETE", "/v1/quotas/someone", None, OPERATORS, "only operators may set or remove quotas"),
     ("GET", "/v1/quotas/changes", None, OPERATORS,
      "the record of quota changes is for operators"),
+    ("GET", "/v1/audit", None, OPERATORS, "the audit log is for operators"),
+    ("GET", "/v1/tenants/someone/keys", None, OPERATORS, KEYS),
+    ("POST", "/v1/tenants/someone/keys", {"name": "grafana"}, OPERATORS, KEYS),
+    ("POST", "/v1/tenants/someone/keys/sw_abcdefgh/rotate", None, OPERATORS, KEYS),
+    ("DELETE", "/v1/tenants/someone/keys/sw_abcdefgh", None, OPERATORS, KEYS),
 ]  # fmt: skip
 #: The route templates of :data:`ROUTES` (the app names its paths so).
 TEMPLATES = {
@@ -81,6 +88,9 @@ TEMPLATES = {
     "/v1/whatif/some-run": "/v1/whatif/{run_id}",
     "/v1/apps/roles-app": "/v1/apps/{app_id}",
     "/v1/quotas/someone": "/v1/quotas/{tenant:path}",
+    "/v1/tenants/someone/keys": "/v1/tenants/{tenant}/keys",
+    "/v1/tenants/someone/keys/sw_abcdefgh/rotate": "/v1/tenants/{tenant}/keys/{prefix}/rotate",
+    "/v1/tenants/someone/keys/sw_abcdefgh": "/v1/tenants/{tenant}/keys/{prefix}",
 }
 
 

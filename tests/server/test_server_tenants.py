@@ -17,6 +17,7 @@ from suanwang.cli.admin import tenants_app
 from suanwang.server.database.models import Tenant, TenantRole
 from suanwang.server.database.session import make_engine, session_factory
 from suanwang.server.models.tenants import (
+    KeyRefused,
     TenantExists,
     authenticate,
     create_tenant,
@@ -49,10 +50,10 @@ def test_create_and_authenticate(sessions: sessionmaker[Session], client: Any) -
         assert tenant.api_key_hash == hashlib.sha256(key.encode()).hexdigest()
         assert tenant.role == "provider"
     with sessions() as s:
-        found = authenticate(session=s, api_key=key)
+        found = authenticate(session=s, api_key=key, now=NOW)
         assert found is not None and found.id == tenant.id
         for bad in ("", key[:-1], key + "x", "sw_" + "A" * 43, key[3:], "sw_é" * 10, "sw_" * 100):
-            assert authenticate(session=s, api_key=bad) is None
+            assert authenticate(session=s, api_key=bad, now=NOW) is None
 
 
 def test_names_are_unique_and_checked(sessions: sessionmaker[Session], client: Any) -> None:
@@ -70,14 +71,15 @@ def test_a_new_key_replaces_the_old_one(sessions: sessionmaker[Session], client:
     with sessions() as s:
         tenant, old = create_tenant(session=s, name="nlp-lab", role=TenantRole.CONSUMER, now=NOW)
         s.commit()
-        new = replace_key(session=s, name="nlp-lab")
+        new = replace_key(session=s, name="nlp-lab", now=NOW)
         s.commit()
         assert new != old and new.startswith("sw_")
-        assert authenticate(session=s, api_key=old) is None
-        found = authenticate(session=s, api_key=new)
+        with pytest.raises(KeyRefused, match=r"sw_\S{8} was revoked at 2025-07-01T06:30"):
+            authenticate(session=s, api_key=old, now=NOW)
+        found = authenticate(session=s, api_key=new, now=NOW)
         assert found is not None and found.id == tenant.id
         with pytest.raises(LookupError, match="no tenant named 'atlantis'"):
-            replace_key(session=s, name="atlantis")
+            replace_key(session=s, name="atlantis", now=NOW)
 
 
 def test_cli_creates_tenant_on_fresh_database_and_shows_key_once(fresh_db_url: str) -> None:
@@ -96,7 +98,7 @@ def test_cli_creates_tenant_on_fresh_database_and_shows_key_once(fresh_db_url: s
             # only the digest is stored: the key appears in no column
             assert row.api_key_hash == hashlib.sha256(key.encode()).hexdigest()
             assert key not in " ".join(str(v) for v in row.__dict__.values())
-            found = authenticate(session=s, api_key=key)
+            found = authenticate(session=s, api_key=key, now=NOW)
             assert found is not None and found.id == row.id
     finally:
         engine.dispose()

@@ -1,5 +1,8 @@
 """``suanwang tenants``: manage tenants from the command line, directly on the database.
 
+Every change is written to the audit log (``via: cli``, the actor the Unix user running the
+command), in the transaction of the change.
+
 Exit codes: 0 done; 1 the database refused (a name or center already taken, unreachable);
 2 bad arguments (an unknown center, ``--centers`` for a role that owns none, a bad URL or
 scenario, a database that does not exist: only ``tenants create`` sets up a new one).
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
@@ -94,6 +97,24 @@ def _session(db: str, *, create: bool = False) -> Iterator[Session]:
         engine.dispose()
 
 
+def audit(session: Session, action: str, target: str, **detail: Any) -> None:
+    """One audit entry for a change a database command makes in ``session`` (committed with
+    it): the actor is the Unix user running the command, the request id a new one."""
+    import getpass
+
+    from suanwang.server.models.audit import Actor, record
+    from suanwang.server.request_id import new_request_id
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        user = "unknown"
+    record(
+        session=session, actor=Actor(via="cli", name=user), action=action, target=target,
+        detail=detail, request_id=f"cli-{new_request_id()}", now=datetime.now(UTC),
+    )  # fmt: skip
+
+
 @tenants_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="unique tenant name")],
@@ -142,6 +163,8 @@ def create(
         except (TenantExists, CenterTaken, ValueError) as exc:
             session.rollback()
             raise _fail(str(exc), 1) from None
+        audit(session, "tenant.create", f"tenant:{tenant.id}", name=tenant.name,
+              role=tenant.role, centers=owned)  # fmt: skip
         session.commit()
     provider = tenant.tenant_role is TenantRole.PROVIDER
     if as_json:
@@ -207,7 +230,7 @@ def centers_cmd(
         if tenant.tenant_role is not TenantRole.PROVIDER:
             raise _fail(f"tenant {tenant.name!r} is a {tenant.role}: only providers own centers", 2)
         try:
-            owned = owned_centers(session=session, tenant=tenant)
+            before = owned = owned_centers(session=session, tenant=tenant)
             if removes:
                 owned = revoke_centers(session=session, tenant=tenant, centers=removes)
             if adds:
@@ -220,6 +243,9 @@ def centers_cmd(
         except CenterTaken as exc:
             session.rollback()
             raise _fail(str(exc), 1) from None
+        if owned != before:
+            audit(session, "tenant.centers", f"tenant:{tenant.id}", name=tenant.name,
+                  before=before, after=owned)  # fmt: skip
         session.commit()
     if as_json:
         typer.echo(json.dumps({"tenant_id": tenant.id, "centers": owned}))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from suanwang.cli.admin import _session
+from suanwang.cli.admin import _session, audit
 from suanwang.cli.app import App
 from suanwang.cli.options import DbOption, JsonOption, ScenarioOption
 from suanwang.cli.output import fail as _fail
@@ -149,6 +149,9 @@ def topup(
             tx, written = accounts.topup(
                 session=session, tenant=who, amount=value, key=key, memo=memo, now=datetime.now(UTC)
             )
+            if written:
+                audit(session, "billing.topup", f"tenant:{who.id}", tenant=who.name,
+                      amount_cny=str(tx.amount), transaction_id=tx.id)  # fmt: skip
         bal = accounts.balance(session=session, tenant_id=who.id).as_json()
     doc = {"tenant": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "balance": bal}  # fmt: skip
@@ -185,6 +188,9 @@ def payout(
                 memo=memo,
                 now=datetime.now(UTC),
             )
+            if written:
+                audit(session, "billing.payout", f"tenant:{who.id}", provider=who.name,
+                      amount_cny=str(tx.amount), transaction_id=tx.id)  # fmt: skip
         due = payouts.due_to(session=session, provider_id=who.id, now=datetime.now(UTC))
     doc = {"provider": who.name, "transaction_id": tx.id, "amount_cny": str(tx.amount),
            "replayed": not written, "due_cny": str(due)}  # fmt: skip
@@ -317,6 +323,7 @@ def configure(
             raise _fail(f"--idle-discount {idle_discount!r}: {exc}", 2) from None
     changes = (require, commission, energy_pass_through, token_value, idle_discount)
     with _session(db, create=any(c is not None for c in changes)) as session:
+        before = config.get_config(session=session).as_json()
         cfg = config.set_config(
             session=session,
             now=datetime.now(UTC),
@@ -326,6 +333,10 @@ def configure(
             token_value_cny_per_million=per_million,
             idle_discount=discount,
         )
+        changed = {k: v for k, v in cfg.as_json().items() if before.get(k) != v}
+        if changed:
+            audit(session, "billing.configure", "billing", before={k: before.get(k)
+                  for k in changed}, after=changed)  # fmt: skip
         session.commit()
     doc = cfg.as_json()
     _print(doc, as_json, " ".join(f"{k}={v}" for k, v in doc.items()))
@@ -382,6 +393,9 @@ def quota_grant(
                 tokens=tokens, expires_at=end_of_day(day), key=key, memo=memo,
                 now=datetime.now(UTC),
             )  # fmt: skip
+            if written:
+                audit(session, "billing.quota_grant", f"tenant:{who.id}", tenant=who.name,
+                      grant=quotas.grant_json(grant))  # fmt: skip
         doc = {"tenant": who.name, "replayed": not written, "grant": quotas.grant_json(grant)}
         left = quotas.quota_summary(session=session, tenant_id=who.id, now=datetime.now(UTC))
     _print(doc, as_json,

@@ -134,7 +134,7 @@ def demo(
                     session=session, name=name, role=TenantRole.CONSUMER, now=now
                 )
             except TenantExists:  # a demo database used before: the tenant gets a new key
-                keys[name] = replace_key(session=session, name=name)
+                keys[name] = replace_key(session=session, name=name, now=now)
         session.commit()
     headers = {"Authorization": f"Bearer {key}"}
     try:

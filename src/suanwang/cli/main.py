@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from suanwang.cli import keys as _keys  # noqa: F401  (registers ``suanwang tenants keys``)
 from suanwang.cli.admin import tenants_app
 from suanwang.cli.app import App
+from suanwang.cli.audit import register as register_audit
 from suanwang.cli.billing import register as register_billing
 from suanwang.cli.centers import centers_app
 from suanwang.cli.demo import register as register_demo
@@ -69,6 +71,7 @@ app.add_typer(testbed_app, name="testbed")
 app.add_typer(centers_app, name="centers")
 register_trading(app)  # offers, reservations
 register_quota(app)  # quota set|show|rm|changes (issue 14)
+register_audit(app)  # suanwang audit (issue 15)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.api import (
     apps,
+    audit,
     billing,
     centers,
     console,
@@ -36,6 +37,7 @@ from suanwang.server.api import (
     drain,
     health,
     jobs,
+    keys,
     metrics,
     quotas,
     whatif,
@@ -43,6 +45,7 @@ from suanwang.server.api import (
 from suanwang.server.api import offers as trading  # trading (issue 5)
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.ratelimit import RateLimits, TokenBuckets
+from suanwang.server.request_id import RequestId
 from suanwang.server.security import SecurityHeaders
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
@@ -312,6 +315,7 @@ def create_app(
     # the last added runs first: a body is read before the request takes one of the slots
     app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(RequestId)  # every answer, a 413 too, carries X-Request-ID
     app.add_middleware(SecurityHeaders)  # outermost: every answer has them, a 413 too
     app.include_router(health.router)
     app.include_router(jobs.router)
@@ -324,6 +328,8 @@ def create_app(
     app.include_router(whatif.router)
     app.include_router(quotas.router)  # tenants' compute quotas (issue 14)
     app.include_router(docs.router)  # /docs and /redoc, vendored
+    app.include_router(keys.router)  # API keys (issue 15)
+    app.include_router(audit.router)  # the audit log (issue 15)
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -23,6 +23,7 @@ from suanwang.apps.catalog import App, AppError, AppSpec, Problem, builtin_apps,
 from suanwang.server.api import jobs
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     SessionDep,
@@ -172,13 +173,16 @@ def _find_and_end(session: Session, app_id: str) -> App | None:
         409: {"model": ErrorResponse, "description": "an app with this id exists"},
     },
 )
-def publish_app(spec: AppSpec, session: SessionDep, tenant: Publisher, net: NetworkDep) -> App:
+def publish_app(
+    spec: AppSpec, session: SessionDep, tenant: Publisher, net: NetworkDep, audit: AuditDep
+) -> App:
     """Publish an app (providers and operators). Its defaults must make a valid job."""
     if _find(session, spec.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"an app {spec.id!r} exists already")
     _check_runnable(spec, net)
     row = PublishedApp(id=spec.id, tenant_id=tenant.id, spec=spec.model_dump(mode="json"))
     session.add(row)
+    audit.record(session, "app.publish", f"app:{spec.id}", name=spec.name)
     session.commit()
     return _published(row, session, tenant)
 
@@ -216,7 +220,12 @@ CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
     },
 )
 def update_app(
-    app_id: AppId, spec: AppSpec, session: SessionDep, tenant: Publisher, net: NetworkDep
+    app_id: AppId,
+    spec: AppSpec,
+    session: SessionDep,
+    tenant: Publisher,
+    net: NetworkDep,
+    audit: AuditDep,
 ) -> App:
     """Replace a published app's spec (its publisher or an operator). The id stays; the new
     spec is checked as when publishing. Jobs already run from the app are not affected."""
@@ -226,16 +235,18 @@ def update_app(
         raise _invalid([problem])
     _check_runnable(spec, net)
     row.spec = spec.model_dump(mode="json")
+    audit.record(session, "app.update", f"app:{app_id}", name=spec.name)
     session.commit()
     return _published(row, session, tenant)
 
 
 @router.delete("/{app_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_RESPONSES)
-def delete_app(app_id: AppId, session: SessionDep, tenant: Publisher) -> Response:
+def delete_app(app_id: AppId, session: SessionDep, tenant: Publisher, audit: AuditDep) -> Response:
     """Remove a published app from the marketplace (its publisher or an operator); jobs already
     run from it are not affected. Built-in apps cannot be deleted (403)."""
     row = _editable_row(session, app_id, tenant, "deleted")
     session.delete(row)
+    audit.record(session, "app.delete", f"app:{app_id}", publisher_id=row.tenant_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

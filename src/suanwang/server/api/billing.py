@@ -34,6 +34,7 @@ from suanwang.billing.pricing import NoPrice, book_for
 from suanwang.billing.quotas import MAX_TOKENS, end_of_day
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     NowDep,
@@ -189,6 +190,7 @@ def post_topup(
     session: SessionDep,
     me: TopUpper,
     now: NowDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Credit a tenant's prepaid balance (operators)."""
@@ -199,6 +201,9 @@ def post_topup(
             session=session, tenant=who, amount=amount, now=now, key=idempotency_key,
             memo=body.memo,
         )  # fmt: skip
+        if written:
+            audit.record(session, "billing.topup", f"tenant:{who.id}", tenant=who.name,
+                         amount_cny=str(tx.amount), transaction_id=tx.id)  # fmt: skip
     return {
         "transaction_id": tx.id,
         "replayed": not written,
@@ -231,6 +236,7 @@ def post_payout(
     session: SessionDep,
     me: Payer,
     now: NowDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Pay a provider what it is owed for its centers' work (operators): ``amount_cny``, or
@@ -243,6 +249,9 @@ def post_payout(
             session=session, provider=who, amount=amount, key=idempotency_key, memo=body.memo,
             now=now,
         )  # fmt: skip
+        if written:
+            audit.record(session, "billing.payout", f"tenant:{who.id}", provider=who.name,
+                         amount_cny=str(tx.amount), transaction_id=tx.id)  # fmt: skip
     due = due_to(session=session, provider_id=who.id, now=now)
     return {
         "transaction_id": tx.id,
@@ -353,6 +362,7 @@ def post_quota(
     session: SessionDep,
     me: Granter,
     now: NowDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Grant a tenant trial quotas (operators); they are consumed before anything is charged."""
@@ -369,4 +379,7 @@ def post_quota(
             key=idempotency_key,
             memo=body.memo,
         )
+        if written:
+            audit.record(session, "billing.quota_grant", f"tenant:{who.id}", tenant=who.name,
+                         grant=grant_json(grant))  # fmt: skip
     return {"tenant": who.name, "replayed": not written, "grant": grant_json(grant)}

@@ -1,5 +1,6 @@
-"""Request dependencies: a database session, the authenticated tenant and its role, the
-scenario network, the time by the app's clock."""
+"""Request dependencies: a database session, the authenticated tenant and its role (and the
+key it used: a read-only key is refused every state-changing method here, for every route), the
+audit log's writer, the scenario network, the time by the app's clock."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.dependencies.models import Dependant
@@ -17,8 +18,9 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from suanwang.core.network import Network
-from suanwang.server.database.models import Tenant, TenantRole
-from suanwang.server.models.tenants import authenticate, hash_key
+from suanwang.server.database.models import ApiKey, Tenant, TenantRole
+from suanwang.server.models import audit
+from suanwang.server.models.keys import hash_key, lookup, refused
 from suanwang.server.ratelimit import RateLimits
 from suanwang.server.schemas import ErrorResponse
 
@@ -46,17 +48,31 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 #: How long an authenticated key is trusted without asking the database again (per app, in
-#: ``app.state.auth_cache``: digest -> (expiry on the monotonic clock, tenant)). A tenant
-#: removed from the database keeps access for at most this long.
+#: ``app.state.auth_cache``: digest -> (expiry on the monotonic clock, tenant, key)). A tenant
+#: removed, or a key revoked, by another process keeps access for at most this long; a key
+#: revoked through this app's API is dropped from its cache at once, and expiry is checked
+#: on every request by the app's clock.
 AUTH_CACHE_TTL_S = 10.0
 AUTH_CACHE_MAX = 10_000
+#: What a read-only key may do: read. Any other method is a 403, whatever the route.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        message,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 async def current_tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Tenant:
-    """The tenant whose key is in ``Authorization: Bearer <key>``; 401 otherwise."""
+    """The tenant whose key is in ``Authorization: Bearer <key>``: 401 for none, an unknown,
+    revoked or expired key; 403 for a read-only key on a method that is not a read. The key
+    used is ``request.state.api_key`` (for the audit log)."""
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -64,46 +80,72 @@ async def current_tenant(
             headers={"WWW-Authenticate": "Bearer"},
         )
     digest = hash_key(credentials.credentials)
-    now = time.monotonic()
+    mono = time.monotonic()
     state = request.app.state
-    cache: dict[str, tuple[float, Tenant]] | None = getattr(state, "auth_cache", None)
+    cache: dict[str, tuple[float, Tenant, ApiKey]] | None = getattr(state, "auth_cache", None)
     if cache is None:
         cache = state.auth_cache = {}
     hit = cache.get(digest)
-    if hit is not None and hit[0] > now:
-        return hit[1]
     limits: RateLimits = state.limits
     address = request.client.host if request.client else ""
-    wait = limits.auth_failures.wait(address)
-    if wait is not None:
-        raise too_many(wait, "too many requests with a wrong API key from your address")
-    tenant = await run_in_threadpool(_authenticate, state.sessions, credentials.credentials)
-    if tenant is None:
+    if hit is not None and hit[0] > mono:
+        tenant, key = hit[1], hit[2]
+    else:
+        wait = limits.auth_failures.wait(address)
+        if wait is not None:
+            raise too_many(wait, "too many requests with a wrong API key from your address")
+        found = await run_in_threadpool(_authenticate, state.sessions, credentials.credentials)
+        if found is None:
+            limits.auth_failures.take(address)
+            raise _unauthorized("invalid API key")
+        tenant, key = found
+        if len(cache) > AUTH_CACHE_MAX:
+            cache.clear()
+        cache[digest] = (mono + AUTH_CACHE_TTL_S, tenant, key)
+    refusal = refused(key, state.clock())
+    if refusal is not None:
         limits.auth_failures.take(address)
+        raise _unauthorized(refusal)
+    if key.read_only and request.method not in READ_METHODS:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "invalid API key",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            status.HTTP_403_FORBIDDEN,
+            f"API key {key.prefix} is read-only: it may read (GET) but not "
+            f"{request.method} {request.url.path}",
         )
-    if len(cache) > AUTH_CACHE_MAX:
-        cache.clear()
-    cache[digest] = (now + AUTH_CACHE_TTL_S, tenant)
+    request.state.api_key = key
     return tenant
 
 
-def _authenticate(factory: sessionmaker[Session], api_key: str) -> Tenant | None:
+def forget_key(request: Request, key_hash: str) -> None:
+    """Drop a key from this app's cache of authenticated keys (it was revoked or rotated)."""
+    cache: dict[str, Any] | None = getattr(request.app.state, "auth_cache", None)
+    if cache is not None:
+        cache.pop(key_hash, None)
+
+
+def _authenticate(factory: sessionmaker[Session], api_key: str) -> tuple[Tenant, ApiKey] | None:
     """Look the key up in a short session of its own (not the request's: on SQLite every
     transaction holds the write lock, and the request may write through other sessions).
 
-    Returns a detached copy with every column loaded, in no session: nothing can expire it
-    and requests may share it."""
+    Returns detached copies of the tenant and its key with every column loaded, in no session:
+    nothing can expire them and requests may share them. Revoked and expired keys are found
+    too (the caller says which, by its clock)."""
     with factory() as session:
-        tenant = authenticate(session=session, api_key=api_key)
-        if tenant is None:
+        found = lookup(session=session, api_key=api_key)
+        if found is None:
             return None
-        snapshot = Tenant(**{c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns})
-    make_transient_to_detached(snapshot)
-    return snapshot
+        tenant = _snapshot(found[0])
+        key = _snapshot(found[1])
+    return tenant, key
+
+
+_Row = TypeVar("_Row", Tenant, ApiKey)
+
+
+def _snapshot(row: _Row) -> _Row:
+    copy = type(row)(**{c.key: getattr(row, c.key) for c in type(row).__table__.columns})
+    make_transient_to_detached(copy)
+    return copy
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
@@ -158,6 +200,35 @@ def operator_only(refusal: str) -> Any:
 def provider_or_operator(refusal: str) -> Any:
     """``Depends`` on a provider's or an operator's key (a consumer's is a 403 ``refusal``)."""
     return Depends(RoleCheck(frozenset({TenantRole.PROVIDER, TenantRole.OPERATOR}), refusal))
+
+
+class Audit:
+    """Writes the audit entries of one request: its tenant and key, its request id, the app's
+    clock (a dependency: ``audit: AuditDep``, then ``audit.record(session, ...)`` before the
+    route commits its change)."""
+
+    def __init__(self, request: Request, tenant: Tenant) -> None:
+        key: ApiKey | None = getattr(request.state, "api_key", None)
+        self.actor = audit.Actor(
+            via="api", name=tenant.name, tenant_id=tenant.id,
+            key_prefix=None if key is None else key.prefix,
+        )  # fmt: skip
+        self.request_id: str = getattr(request.state, "request_id", "") or "none"
+        self.now: datetime = request.app.state.clock()
+
+    def record(self, session: Session, action: str, target: str, **detail: Any) -> None:
+        """One entry for a change made in ``session`` (committed with it)."""
+        audit.record(
+            session=session, actor=self.actor, action=action, target=target, detail=detail,
+            request_id=self.request_id, now=self.now,
+        )  # fmt: skip
+
+
+async def get_audit(request: Request, tenant: CurrentTenant) -> Audit:
+    return Audit(request, tenant)
+
+
+AuditDep = Annotated[Audit, Depends(get_audit)]
 
 
 async def get_network(request: Request) -> Network:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     NowDep,
@@ -63,6 +64,7 @@ def drain(
     tenant: OperatorDep,
     net: NetworkDep,
     now: NowDep,
+    audit: AuditDep,
     body: DrainRequest | None = None,
 ) -> DrainState:
     """Drain a center: it gets no new jobs; running checkpointable jobs migrate, others finish.
@@ -79,6 +81,7 @@ def drain(
             drained_at=now,
         )
         session.add(row)
+        audit.record(session, "center.drain", f"center:{center_id}", reason=row.reason)
         session.commit()
     return DrainState(
         center_id=center_id, drained=True, drained_at=row.drained_at, reason=row.reason
@@ -87,12 +90,14 @@ def drain(
 
 @router.post("/{center_id}/undrain", response_model=DrainState, responses=RESPONSES)
 def undrain(
-    center_id: str, session: SessionDep, _tenant: OperatorDep, net: NetworkDep
+    center_id: str, session: SessionDep, _tenant: OperatorDep, net: NetworkDep, audit: AuditDep
 ) -> DrainState:
     """Open a drained center to new jobs again (idempotent)."""
     _check(net, center_id)
     row = session.get(CenterDrain, center_id)
     if row is not None:
         session.delete(row)
+        audit.record(session, "center.undrain", f"center:{center_id}",
+                     drained_at=row.drained_at.isoformat())  # fmt: skip
         session.commit()
     return DrainState(center_id=center_id, drained=False)

@@ -22,6 +22,7 @@ from suanwang.billing.ledger import InsufficientBalance, no_funds
 from suanwang.core.lifecycle import TRANSITIONS, JobState, TransitionError
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     NowDep,
@@ -214,10 +215,13 @@ def get_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant) -> JobPub
         },
     },
 )
-def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant, now: NowDep) -> JobPublic:
+def cancel_job(
+    job_id: JobId, session: SessionDep, tenant: CurrentTenant, now: NowDep, audit: AuditDep
+) -> JobPublic:
     """Cancel a job that has not ended (a running job's process is stopped by its executor).
 
-    The job's own tenant and operators may cancel it.
+    The job's own tenant and operators may cancel it (an operator's cancelling of another
+    tenant's job is written to the audit log).
     """
     job = _job_or_404(session, tenant, job_id)
     if not models.may_cancel(tenant, job):
@@ -238,6 +242,9 @@ def cancel_job(job_id: JobId, session: SessionDep, tenant: CurrentTenant, now: N
                 "allowed": sorted(s.value for s in TRANSITIONS[exc.current]),
             },
         ) from None
+    if job.tenant_id != tenant.id:
+        audit.record(session, "job.cancel", f"job:{job.id}", tenant_id=job.tenant_id,
+                     name=job.name)  # fmt: skip
     session.commit()
     return JobPublic.from_row(job)
 

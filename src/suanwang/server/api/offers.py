@@ -37,6 +37,7 @@ from suanwang.billing.offers import (
 from suanwang.core.hardware import Precision
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     SessionDep,
@@ -121,7 +122,12 @@ class OfferRequest(BaseModel):
     responses={**ERRORS, 400: {"model": ErrorResponse, "description": "unreadable body"}},
 )
 def publish_offer(
-    body: OfferRequest, request: Request, session: SessionDep, me: Publisher, net: NetworkDep
+    body: OfferRequest,
+    request: Request,
+    session: SessionDep,
+    me: Publisher,
+    net: NetworkDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Publish an offer (providers: centers they own; operators: any center)."""
     now = _now(request)
@@ -130,8 +136,10 @@ def publish_offer(
         row = trading.publish(
             session=session, tenant=me, offer=offer, scenario=net.scenario, now=now
         )
+    shown = trading.offer_json(row, now=now)
+    audit.record(session, "offer.publish", f"offer:{row.id}", offer=shown)
     session.commit()
-    return trading.offer_json(row, now=now)
+    return shown
 
 
 @router.get("/v1/offers")
@@ -160,14 +168,18 @@ def list_offers(
 
 @router.delete("/v1/offers/{offer_id}", responses=ERRORS)
 def withdraw_offer(
-    offer_id: Id, request: Request, session: SessionDep, me: CurrentTenant
+    offer_id: Id, request: Request, session: SessionDep, me: CurrentTenant, audit: AuditDep
 ) -> dict[str, Any]:
     """Withdraw an offer: it ends at the next whole hour (bookings made stay valid)."""
     now = _now(request)
     with _refusals():
-        row = trading.withdraw(session=session, tenant=me, offer_id=offer_id, now=now)
+        row, written = trading.withdraw(session=session, tenant=me, offer_id=offer_id, now=now)
+    shown = trading.offer_json(row, now=now)
+    if written:
+        audit.record(session, "offer.withdraw", f"offer:{row.id}", center=row.center_id,
+                     end=shown["end"])  # fmt: skip
     session.commit()
-    return trading.offer_json(row, now=now)
+    return shown
 
 
 class ReservationRequest(BaseModel):
@@ -197,6 +209,7 @@ def create_reservation(
     session: SessionDep,
     me: CurrentTenant,
     net: NetworkDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Reserve units of a ``reserved`` offer for a window inside it; paid now."""
     now = _now(request)
@@ -229,8 +242,10 @@ def create_reservation(
                     "available_cny": str(exc.available),
                 },
             ) from None
+    shown = trading.reservation_json(row)
+    audit.record(session, "reservation.create", f"reservation:{row.id}", reservation=shown)
     session.commit()
-    return trading.reservation_json(row)
+    return shown
 
 
 @router.get("/v1/reservations")
@@ -243,12 +258,16 @@ def list_reservations(session: SessionDep, me: CurrentTenant, all: bool = False)
 
 @router.delete("/v1/reservations/{reservation_id}", responses=ERRORS)
 def cancel_reservation(
-    reservation_id: Id, request: Request, session: SessionDep, me: CurrentTenant
+    reservation_id: Id, request: Request, session: SessionDep, me: CurrentTenant, audit: AuditDep
 ) -> dict[str, Any]:
     """Cancel a reservation before its window starts: the payment is refunded exactly."""
     with _refusals():
         booking = trading.cancel(
             session=session, tenant=me, reservation_id=reservation_id, now=_now(request)
         )
+    if booking.written:
+        row = booking.reservation
+        audit.record(session, "reservation.cancel", f"reservation:{row.id}",
+                     tenant_id=row.tenant_id, refunded_cny=str(row.amount_cny))  # fmt: skip
     session.commit()
     return trading.reservation_json(booking.reservation) | {"refunded": booking.written}

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
+    AuditDep,
     CurrentTenant,
     NetworkDep,
     NowDep,
@@ -160,17 +161,21 @@ def put_quota(
     me: Setter,
     now: NowDep,
     net: NetworkDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Set a tenant's quota (operators): every setting, those not given at their defaults.
     ``changed``: false when it was set so already (nothing recorded). Takes effect at the
     dispatcher's next round."""
     who = _tenant(session, tenant)
     try:
-        _, written = set_quota(
+        new, written = set_quota(
             session=session, now=now, by=me, tenant=who, fields=body, scenario=net.scenario
         )
     except QuotaRefused as exc:
         raise _invalid(exc, body) from None
+    if written:
+        audit.record(session, "quota.set", f"tenant:{who.id}", tenant=who.name,
+                     settings=settings_json(new))  # fmt: skip
     session.commit()
     view = quota_view(session=session, tenant=who, now=now, network=net)
     if view is None:  # pragma: no cover - removed by a concurrent request
@@ -186,7 +191,12 @@ def put_quota(
     },
 )
 def delete_quota(
-    tenant: TenantRef, session: SessionDep, me: Setter, now: NowDep, net: NetworkDep
+    tenant: TenantRef,
+    session: SessionDep,
+    me: Setter,
+    now: NowDep,
+    net: NetworkDep,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Remove a tenant's quota (operators); recorded. Takes effect at the dispatcher's next
     round."""
@@ -201,6 +211,7 @@ def delete_quota(
             status.HTTP_409_CONFLICT,
             f"removing {who.name!r}'s quota would leave {found}: change that first",
         ) from None
-    session.commit()
     removed = {"removed": True, "settings": settings_json(old)}
+    audit.record(session, "quota.remove", f"tenant:{who.id}", tenant=who.name, **removed)
+    session.commit()
     return {"tenant": who.name, "tenant_id": who.id} | removed

@@ -5,7 +5,8 @@
 * :mod:`.tenants`: tenants and center owners; :mod:`.jobs`: jobs, job events, run fences,
   drains; :mod:`.apps`: published apps; :mod:`.billing`: settings, ledger, usage records,
   trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
-  compute quotas, classes and budgets, and their changes.
+  compute quotas, classes and budgets, and their changes; :mod:`.audit`: the append-only
+  audit log (tenants' API keys are in :mod:`.tenants`).
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -14,6 +15,7 @@ registers every table on ``Base.metadata`` (what migrations and ``create_all`` s
 """
 
 from suanwang.server.database.models.apps import PublishedApp
+from suanwang.server.database.models.audit import AuditEntry
 from suanwang.server.database.models.base import NAMING, Base, new_id, utcnow
 from suanwang.server.database.models.billing import (
     Account,
@@ -26,13 +28,15 @@ from suanwang.server.database.models.billing import (
 )
 from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow
 from suanwang.server.database.models.jobs import CenterDrain, JobEvent, JobRow, RunFence
-from suanwang.server.database.models.tenants import CenterOwner, Tenant, TenantRole
+from suanwang.server.database.models.tenants import ApiKey, CenterOwner, Tenant, TenantRole
 from suanwang.server.database.models.trading import OfferRow, ReservationRow
 from suanwang.server.database.models.types import Money, Quantity, UnitPrice, UTCDateTime
 
 __all__ = [
     "NAMING",
     "Account",
+    "ApiKey",
+    "AuditEntry",
     "Base",
     "BillingSetting",
     "CenterDrain",

@@ -226,17 +226,21 @@ def find_offer(*, session: Session, offer_id: str) -> OfferRow:
     return _visible_offer(session, offer_id)
 
 
-def withdraw(*, session: Session, tenant: Tenant, offer_id: str, now: datetime) -> OfferRow:
-    """Withdraw an offer (its publisher, the center's owner or an operator); idempotent."""
+def withdraw(
+    *, session: Session, tenant: Tenant, offer_id: str, now: datetime
+) -> tuple[OfferRow, bool]:
+    """Withdraw an offer (its publisher, the center's owner or an operator); idempotent:
+    ``(offer, written)``, ``written`` False if it was withdrawn already."""
     row = _visible_offer(session, offer_id, lock=True)
     if tenant.tenant_role is not TenantRole.OPERATOR and row.tenant_id != tenant.id:
         owner = session.get(CenterOwner, row.center_id)
         if owner is None or owner.tenant_id != tenant.id:
             raise Forbidden("only the offer's provider or an operator may withdraw it")
-    if row.withdrawn_at is None:
-        row.withdrawn_at = now
-        session.flush()
-    return row
+    if row.withdrawn_at is not None:
+        return row, False
+    row.withdrawn_at = now
+    session.flush()
+    return row, True
 
 
 def list_offers(
