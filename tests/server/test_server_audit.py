@@ -272,15 +272,20 @@ def test_the_audit_command_reads_the_log_over_the_api(
 
     from suanwang.cli import app as cli
 
+    run = CliRunner().invoke
+    env = {"SUANWANG_URL": live_url, "SUANWANG_API_KEY": operator.key}
+    query = ["audit", "--actor", "ops", "--action", "center.", "--json"]
+    # the log is append-only: other tests of this session may have drained centers before
+    before = json.loads(run(cli, query, env=env).stdout)["entries"]
     Audited(client, sessions, operator).change(
         "center.drain", "center:qingyang", "POST", "/v1/centers/qingyang/drain"
     )
-    run = CliRunner().invoke
-    env = {"SUANWANG_URL": live_url, "SUANWANG_API_KEY": operator.key}
-    r = run(cli, ["audit", "--actor", "ops", "--action", "center.", "--json"], env=env)
+    r = run(cli, query, env=env)
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert [e["action"] for e in doc["entries"]] == ["center.drain"]
+    new = doc["entries"][: len(doc["entries"]) - len(before)]
+    assert [(e["action"], e["target"]) for e in new] == [("center.drain", "center:qingyang")]
+    assert doc["entries"][len(new) :] == before
     human = run(cli, ["audit", "--actor", "ops"], env=env)
     assert human.exit_code == 0 and "center:qingyang" in human.stdout and "req-1" in human.stdout
     refused = run(cli, ["audit"], env=env | {"SUANWANG_API_KEY": alice.key})
