@@ -17,7 +17,8 @@ Operators only (a bearer key like every other route). Families:
   ``migrating``); ``suanwang_migration_requests_total{why}`` — checkpoint requests by cause
   (``drain``, ``engine``) and ``suanwang_migration_planned_cost_cny`` — the checkpoint
   transfer cost the engine planned for its moves;
-* ``suanwang_fenced_runs_total`` — stale runs cancelled after their center came back;
+* ``suanwang_fenced_runs_total`` — stale runs cancelled: after their center came back, or
+  stopped by a preemption;
 * per tenant with a quota (docs/governance.md), by tenant name:
   ``suanwang_tenant_quota_scu_per_h`` and ``suanwang_tenant_usage_scu_per_h`` (the rate of
   its running and handed-over jobs), ``suanwang_tenant_pending{tenant,reason}`` (its jobs
