@@ -18,8 +18,11 @@ database ``test`` at 127.0.0.1:5432, as ``bench_http.py`` makes them), migrated:
    server's policy (``SuanwangPolicy``, deferral up to 12 h).
 
 Measured: round 1 (``place()`` from cold: a new dispatcher, nothing running) and round 2
-(``place()`` again, nothing ended): wall time, jobs decided (placed, failed, or kept pending
-with a waiting reason: ``place()``'s count) and decisions per second. ``hand_over`` (handing
+(``place()`` again, nothing ended): wall time, this process's CPU time (the machine may be
+shared), jobs decided (placed, failed, or kept pending with a waiting reason: ``place()``'s
+count) and decisions per second. With ``--full``, rounds follow until one schedules nothing
+more (the network is full, nothing has ended) and one more round is timed: the steady round
+of a full network with the rest pending. ``hand_over`` (handing
 placed jobs to executors, a separate step of the round) is not timed: it would start
 thousands of local processes. The process is pinned to one core (``os.sched_setaffinity``;
 PostgreSQL runs in its own processes). One JSON line per repeat, then one of medians.
@@ -137,7 +140,12 @@ def populate(url: str, net: Network, tenants: int, jobs: list[Job]) -> None:
 
 
 def measure(
-    url: str, net: Network, workdir: Path, queue_limit: int | None, profile: str | None
+    url: str,
+    net: Network,
+    workdir: Path,
+    queue_limit: int | None,
+    profile: str | None,
+    full: bool,
 ) -> dict[str, float]:
     engine = make_engine(url)
     sessions: sessionmaker[Session] = session_factory(engine)
@@ -173,10 +181,20 @@ def measure(
             out[f"round{r}_decisions_per_s"] = round(decided / dt, 1)
             out[f"round{r}_cpu_s"] = round(cpu, 3)  # this process's CPU (the machine is shared)
             out[f"round{r}_decisions_per_cpu_s"] = round(decided / cpu, 1)
-        with sessions() as session:
-            by_state = dict(
-                session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
-            )
+        if full:  # rounds until one places nothing more: the network is full
+            fills, before = 0, -1
+            while fills < 50 and (now := _states(sessions).get("scheduled", 0)) != before:
+                before = now
+                dispatcher.place()
+                fills += 1
+            t, cpu = time.perf_counter(), time.process_time()
+            decided = dispatcher.place()
+            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+            out["full_after_rounds"] = 2 + fills
+            out["full_round_s"] = round(dt, 3)
+            out["full_round_cpu_s"] = round(cpu, 3)
+            out["full_round_decisions"] = decided
+        by_state = _states(sessions)
         out["scheduled"] = by_state.get("scheduled", 0)
         out["pending"] = by_state.get("pending", 0)
         out["failed"] = by_state.get("failed", 0)
@@ -185,12 +203,19 @@ def measure(
     return out
 
 
+def _states(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        stmt = select(JobRow.state, func.count()).group_by(JobRow.state)
+        return {state: n for state, n in session.execute(stmt)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tenants", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--postgresql", action="store_true", help=f"use {PG_URL}")
+    ap.add_argument("--full", action="store_true", help="then fill the network; time one more")
     ap.add_argument(
         "--queue-limit", type=int, default=None, help="the dispatcher's (default: its own)"
     )
@@ -216,7 +241,8 @@ def main() -> None:
                 t = time.perf_counter()
                 populate(url, net, a.tenants, jobs)
                 setup_s = time.perf_counter() - t
-                res = measure(url, net, Path(d), a.queue_limit, a.profile if r == 0 else None)
+                prof = a.profile if r == 0 else None
+                res = measure(url, net, Path(d), a.queue_limit, prof, a.full)
         rows.append({"setup_s": round(setup_s, 1), **res})
         print(json.dumps({"repeat": r, **rows[-1]}), flush=True)
     med = {k: statistics.median(float(x[k]) for x in rows) for k in rows[0]}
