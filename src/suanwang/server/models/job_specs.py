@@ -72,11 +72,30 @@ def to_core_job(row: JobRow, net: Network, *, t0: datetime = _EPOCH) -> Job:
     ``submit_s`` counts seconds from ``t0`` (default: the Unix epoch) to ``submitted_at``;
     its tenant is the row's tenant id.
     """
-    spec = JobSpec.model_validate(row.spec)
-    submit_s = (row.submitted_at - t0).total_seconds()
-    labels = {"tenant": row.tenant_id, "name": row.name}
+    return engine_job(row.spec, net, job_id=row.id, tenant=row.tenant_id, name=row.name,
+                      submitted_at=row.submitted_at, t0=t0)  # fmt: skip
+
+
+def engine_job(
+    spec: dict[str, Any],
+    net: Network,
+    *,
+    job_id: str,
+    tenant: str,
+    name: str,
+    submitted_at: datetime,
+    t0: datetime = _EPOCH,
+) -> Job:
+    """:func:`to_core_job` from a job's columns (a stored ``spec``, its tenant id...)."""
+    submit_s = (submitted_at - t0).total_seconds()
+    labels = {"tenant": tenant, "name": name}
     return spec_to_job(
-        spec, net, job_id=row.id, submit_s=submit_s, labels=labels, tenant=row.tenant_id
+        JobSpec.model_validate(spec),
+        net,
+        job_id=job_id,
+        submit_s=submit_s,
+        labels=labels,
+        tenant=tenant,
     )
 
 

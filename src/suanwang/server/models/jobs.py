@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -313,25 +313,14 @@ def transition(
     run, ``ended_at`` on reaching a terminal state, each ``now`` (the caller's clock; None: the
     wall clock, a last resort for callers that have no clock yet).
     """
-    extra = set(updates or {}) - TRANSITION_FIELDS
-    if extra:
-        raise ValueError(f"cannot set {sorted(extra)} in a transition")
     session.flush()
     session.refresh(job, with_for_update=True)
     current = JobState(job.state)
-    check_transition(current, to)
     if now is None:
         now = utcnow()
-    for name, value in (updates or {}).items():
+    changes = _changes(current, to, now, updates, started=job.started_at is not None)
+    for name, value in changes.items():
         setattr(job, name, value)
-    job.state = to.value
-    job.updated_at = now
-    if to is JobState.SCHEDULED:
-        job.scheduled_at = now
-    elif to is JobState.RUNNING and job.started_at is None:
-        job.started_at = now
-    if to.is_terminal:
-        job.ended_at = now
     event = JobEvent(
         job_id=job.id,
         at=now,
@@ -342,6 +331,71 @@ def transition(
     session.add(event)
     session.flush()
     return event
+
+
+def _changes(
+    current: JobState,
+    to: JobState,
+    now: datetime,
+    updates: Mapping[str, Any] | None,
+    *,
+    started: bool,
+) -> dict[str, Any]:
+    """The columns a transition from ``current`` to ``to`` at ``now`` sets (``updates`` and
+    the state's timestamps; ``started``: the job has run before); raises ``TransitionError``
+    if not allowed."""
+    extra = set(updates or {}) - TRANSITION_FIELDS
+    if extra:
+        raise ValueError(f"cannot set {sorted(extra)} in a transition")
+    check_transition(current, to)
+    out = {**(updates or {}), "state": to.value, "updated_at": now}
+    if to is JobState.SCHEDULED:
+        out["scheduled_at"] = now
+    elif to is JobState.RUNNING and not started:
+        out["started_at"] = now
+    if to.is_terminal:
+        out["ended_at"] = now
+    return out
+
+
+@dataclass
+class Transitions:
+    """Many transitions of jobs this transaction has locked, written in bulk (a dispatcher
+    round decides thousands): :func:`transition`'s checks and columns, without re-reading
+    each row. The caller read ``current`` under ``SELECT ... FOR UPDATE`` in this transaction
+    (SQLite: the transaction holds the write lock), so it is the row's state. Nothing is
+    written before :meth:`write`, which issues one ``UPDATE`` per set of columns (by primary
+    key, executemany) and one ``INSERT`` of the events; ORM objects of these rows in the
+    session are not refreshed."""
+
+    now: datetime
+    _rows: dict[tuple[str, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    _events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        job_id: str,
+        current: JobState,
+        to: JobState,
+        detail: Mapping[str, Any] | None = None,
+        updates: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Move ``job_id`` from ``current`` to ``to`` (checked now, written by :meth:`write`);
+        the job must not have run before when ``to`` is running."""
+        self.set(job_id, **_changes(current, to, self.now, updates, started=False))
+        self._events.append({"job_id": job_id, "at": self.now, "from_state": current.value,
+                             "to_state": to.value, "detail": dict(detail or {})})  # fmt: skip
+
+    def set(self, job_id: str, **values: Any) -> None:
+        """Set columns of ``job_id`` without a transition (e.g. a pending job's decision)."""
+        self._rows.setdefault(tuple(sorted(values)), []).append({"id": job_id, **values})
+
+    def write(self, session: Session) -> None:
+        for rows in self._rows.values():
+            session.execute(update(JobRow), rows)
+        if self._events:
+            session.execute(_INSERT_EVENT, self._events)
+        self._rows, self._events = {}, []
 
 
 def cancel_job(

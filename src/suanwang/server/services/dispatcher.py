@@ -47,6 +47,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +60,7 @@ from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, UnknownName
 from suanwang.core.signals import Signals
 from suanwang.executors.base import ExecutorError, Submission
+from suanwang.scheduling.fairshare import Where
 from suanwang.scheduling.placement import Placement, place, unplaceable
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Policy
@@ -72,8 +75,8 @@ from suanwang.scheduling.queue import (
 from suanwang.scheduling.state import NO_MARKET, CapacityState
 from suanwang.server.database.models import JobEvent, JobRow, RunFence, Tenant
 from suanwang.server.decisions import decision_record
-from suanwang.server.models.job_specs import to_core_job
-from suanwang.server.models.jobs import transition
+from suanwang.server.models.job_specs import engine_job
+from suanwang.server.models.jobs import Transitions, transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import CHECKPOINT_REQUESTED
 from suanwang.server.services.live import (
@@ -87,6 +90,62 @@ from suanwang.server.services.runs import dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
 log = logging.getLogger("suanwang.dispatcher")
+
+#: job ids per query when reading specs
+_CHUNK = 2000
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A pending job as a round reads it (plain columns: a round reads thousands), with the
+    waiting reason its stored decision gives (None: none)."""
+
+    id: str
+    tenant_id: str
+    name: str
+    state: str
+    submitted_at: datetime
+    resume_from: str | None
+    waiting: str | None
+
+
+@dataclass
+class _Round:
+    """What one placement round shares: its transaction, its writes (made at the end, in
+    bulk), the signals, which centers are open, and each job class restricted to them."""
+
+    session: Session
+    writes: Transitions
+    signals: Signals
+    open_centers: NDArray[np.bool_]
+    specs: dict[str, dict[str, Any]]  # of the jobs this dispatcher has not seen before
+    live: LiveNetwork | None = None
+    #: each job class restricted to the open centers that run its tenant's jobs
+    restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
+    serves: dict[str, NDArray[np.bool_]] = field(default_factory=dict)  # name -> centers
+
+    def tenant_name(self, tenant_id: str) -> str:
+        """The tenant's name (what executors' accounts are keyed by); "" when no executor
+        runs tenants under accounts of their own (no need to look it up)."""
+        if self.live is None or not self.live.per_tenant():
+            return ""
+        name = self.names.get(tenant_id)
+        if name is None:
+            tenant = self.session.get(Tenant, tenant_id)
+            name = self.names[tenant_id] = tenant.name if tenant is not None else ""
+        return name
+
+    def serving(self, tenant: str) -> NDArray[np.bool_]:
+        """The centers whose executors run ``tenant``'s jobs."""
+        mask = self.serves.get(tenant)
+        if mask is None:
+            if self.live is None or not self.live.per_tenant():
+                mask = np.ones_like(self.open_centers)
+            else:
+                mask = self.live.serving(tenant)
+            self.serves[tenant] = mask
+        return mask
 
 
 @dataclass
@@ -107,6 +166,11 @@ class Dispatcher:
     #: pending jobs a governed round orders (the platform's queue)
     queue_limit: int = 10_000
     usage: Usage = field(default_factory=Usage)
+    #: the engine's jobs pending at the last round and their classes (with the signals' start
+    #: they count from), kept: a job's spec never changes
+    _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def run_once(self) -> int:
         """One round: place what is pending, hand over what is due. Returns jobs touched."""
@@ -116,39 +180,64 @@ class Dispatcher:
         signals = self.live.signals()
         with self.sessions.begin() as session:
             gov = self.governance(session)
-            rows = list(
-                session.scalars(
-                    select(JobRow)
-                    .where(
-                        # pending, and migrating runs that have checkpointed and left
-                        JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
-                        JobRow.executor_ref.is_(None),
-                    )
-                    .order_by(JobRow.submitted_at, JobRow.id)
-                    .limit(self.batch if gov is None else self.queue_limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            rows, specs = self._pending(session, self.batch if gov is None else self.queue_limit)
             if not rows:
                 return 0
             trading = load_trading(session, self.live.net, signals)
             held: list[Held] | None = [] if gov is not None else None  # only quotas need it
             state = self.live.state(session, signals, trading, held)
+            writes = Transitions(self.live.clock())
+            round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live)
             if gov is not None and held is not None:
-                self._place_in_turn(session, rows, state, signals, trading, gov, held)
-                return len(rows)
-            for row in rows:
-                got = self._engine_job(session, row, signals)
-                if got is not None:
-                    self._place_one(session, row, *got, state, signals, trading)
+                self._place_in_turn(round_, rows, state, trading, gov, held)
+            else:
+                for row in rows:
+                    got = self._engine_job(round_, row)
+                    if got is not None:
+                        self._place_one(round_, row, *got, state, trading)
+            writes.write(session)
             return len(rows)
+
+    def _pending(
+        self, session: Session, limit: int
+    ) -> tuple[list[_Pending], dict[str, dict[str, Any]]]:
+        """The oldest ``limit`` pending jobs (and migrating runs that have checkpointed and
+        left), locked (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), and the specs of those not
+        seen before (the engine's jobs of the others are kept: a job's spec never changes)."""
+        found = session.execute(
+            select(
+                JobRow.id,
+                JobRow.tenant_id,
+                JobRow.name,
+                JobRow.state,
+                JobRow.submitted_at,
+                JobRow.resume_from,
+                JobRow.decision["waiting"].as_string(),
+            )
+            .where(
+                JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
+                JobRow.executor_ref.is_(None),
+            )
+            .order_by(JobRow.submitted_at, JobRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = [_Pending(*r) for r in found]
+        jobs = self._jobs
+        self._jobs = {r.id: jobs[r.id] for r in rows if r.id in jobs}  # the rest has gone
+        missing = [r.id for r in rows if r.id not in jobs]
+        specs: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(missing), _CHUNK):
+            chunk = missing[i : i + _CHUNK]
+            found = session.execute(select(JobRow.id, JobRow.spec).where(JobRow.id.in_(chunk)))
+            specs.update((job_id, spec) for job_id, spec in found)
+        return rows, specs
 
     def _place_in_turn(
         self,
-        session: Session,
-        rows: list[JobRow],
+        round_: _Round,
+        rows: list[_Pending],
         state: CapacityState,
-        signals: Signals,
         trading: LiveTrading | None,
         gov: Governance,
         held: list[Held],
@@ -156,6 +245,7 @@ class Dispatcher:
         """A governed round (:mod:`~suanwang.server.services.sharing`): the platform's queue
         takes the pending jobs in turn; those it does not start stay pending, saying why."""
         net = self.live.net
+        session = round_.session
         names = list(gov.tenants)
         found = session.execute(select(Tenant.name, Tenant.id).where(Tenant.name.in_(names)))
         ids = {name: tenant_id for name, tenant_id in found}
@@ -164,16 +254,22 @@ class Dispatcher:
         families, hubs = pool_families(net), pool_hubs(net)
         shares, tiers = self.usage.shares(gov, state.now_s, held, families, hubs)
         queue = PlatformQueue(shares, gov.rules)
-        waiting: dict[int, tuple[JobRow, Job]] = {}
+        waiting: dict[int, tuple[_Pending, Job]] = {}
+        wheres: dict[tuple[int, int], Where] = {}  # jobs of one shape weigh the same
         for key, row in enumerate(rows):
-            got = self._engine_job(session, row, signals)
+            got = self._engine_job(round_, row)
             if got is not None:
-                waiting[key] = (row, got[0])
-                queue.push(Queued(key, got[0], got[1], where_of(got[0], got[1], families, hubs)))
+                job, info = got
+                waiting[key] = (row, job)
+                k = (id(info), job.demand_units)
+                where = wheres.get(k)
+                if where is None:
+                    where = wheres[k] = where_of(job, info, families, hubs)
+                queue.push(Queued(key, job, info, where))
 
         def place_one(key: int, info: JobClassInfo) -> Placement:
             row, job = waiting[key]
-            return self._place_one(session, row, job, info, state, signals, trading)
+            return self._place_one(round_, row, job, info, state, trading)
 
         def stop(run: Held, key: int) -> None:
             self._preempt(session, run, waiting[key][0].id)
@@ -185,7 +281,7 @@ class Dispatcher:
         why = queue.round(state.now_s, host)
         for key, (row, _) in waiting.items():
             if key not in host.placed:
-                self._wait(row, why.get(key, SHARE))
+                self._wait(round_, row, why.get(key, SHARE))
 
     def _preempt(self, session: Session, run: Held, by: str) -> None:
         """Stop ``run`` for job ``by``: a checkpointable run is asked to checkpoint (it leaves
@@ -225,37 +321,60 @@ class Dispatcher:
         )  # fmt: skip
         log.info("preempted job %s for %s: placing it again from the start", row.id, by)
 
-    def _wait(self, row: JobRow, reason: str) -> None:
+    def _wait(self, round_: _Round, row: _Pending, reason: str) -> None:
         """Keep ``row`` pending, saying why (written only when the reason changes)."""
-        if row.decision and row.decision.get("waiting") == reason:
+        if row.waiting == reason:
             return
-        row.decision = {
+        decision = {
             "placed": False,
             "policy": self.policy.name,
             "reason": f"waiting in the platform's queue: {reason}",
             "waiting": reason,
         }
+        round_.writes.set(row.id, decision=decision)
 
-    def _engine_job(
-        self, session: Session, row: JobRow, signals: Signals
-    ) -> tuple[Job, JobClassInfo] | None:
+    def _engine_job(self, round_: _Round, row: _Pending) -> tuple[Job, JobClassInfo] | None:
         """The engine's job for ``row`` and its feasible pools at open centers; None (the job
-        failed, saying why) when the served scenario or no open center can run it."""
+        failed, saying why) when the served scenario or no open center can run it. Jobs are
+        kept between rounds (their spec, tenant and submission never change) and feasible
+        pools restricted once a round per job class."""
         net = self.live.net
+        t0 = round_.signals.start
         try:
-            job = to_core_job(row, net, t0=signals.start)
+            cached = self._jobs.get(row.id)
+            if cached is None or cached[0] != t0:
+                if cached is None:
+                    job = engine_job(
+                        round_.specs[row.id],
+                        net,
+                        job_id=row.id,
+                        tenant=row.tenant_id,
+                        name=row.name,
+                        submitted_at=row.submitted_at,
+                        t0=t0,
+                    )
+                else:  # a new hour: the signals start later
+                    submit_s = (row.submitted_at - t0).total_seconds()
+                    job = dataclasses.replace(cached[1], submit_s=submit_s)
+                cached = (t0, job, net.job_class(job))
+                self._jobs[row.id] = cached
+            _, job, everywhere = cached
             if row.resume_from:  # the checkpoint moves too: it counts as data in the cost
                 ckpt_gb = dir_size_gb(Path(row.resume_from))
                 job = dataclasses.replace(job, data_gb=job.data_gb + ckpt_gb)
-            everywhere = net.job_class(job)
-            tenant = tenant_name(session, row)
-            info = self.live.restrict(everywhere, tenant)
+                everywhere = net.job_class(job)
+            tenant = round_.tenant_name(row.tenant_id)
+            info = round_.restricted.get((id(everywhere), tenant))
+            if info is None:
+                ok = round_.open_centers & round_.serving(tenant)
+                info = everywhere.subset(ok[net.pool_center[everywhere.pools]])
+                round_.restricted[(id(everywhere), tenant)] = info
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
-            self._fail(session, row, reason, {})
+            self._fail(round_, row, reason, {})
             return None
         if info.pools.size == 0:
-            open_pools = self.live.restrict(everywhere).pools.size
+            open_pools = int(round_.open_centers[net.pool_center[everywhere.pools]].sum())
             if open_pools:  # open centers could run it, but none has an account for the tenant
                 where = ", ".join(self.live.no_account(tenant))
                 reason = (
@@ -263,24 +382,24 @@ class Dispatcher:
                     f"{where} (the platform file's executor.accounts), the only open centers "
                     "that could"
                 )
-                self._fail(session, row, reason, {"no account": open_pools})
+                self._fail(round_, row, reason, {"no account": open_pools})
                 return None
             reason, excluded = unplaceable(net, job, closed=everywhere.pools.size)
-            self._fail(session, row, reason, excluded)
+            self._fail(round_, row, reason, excluded)
             return None
         return job, info
 
     def _place_one(
         self,
-        session: Session,
-        row: JobRow,
+        round_: _Round,
+        row: _Pending,
         job: Job,
         info: JobClassInfo,
         state: CapacityState,
-        signals: Signals,
         trading: LiveTrading | None = None,
     ) -> Placement:
         net = self.live.net
+        signals = round_.signals
         market = trading.market_for(row.tenant_id, state.committed) if trading else NO_MARKET
         placed = place(job, info, state, self.policy, market, explain=True)
         pool, start_s = placed.pool, placed.start_s
@@ -294,11 +413,10 @@ class Dispatcher:
             state.free[pool] -= job.demand_units  # held from now on (as the state builder says)
         start_at = signals.start + timedelta(seconds=start_s)
         decision = decision_record(placed, self.policy.name, signals.start, **detail)
-        transition(
-            session=session,
-            now=self.live.clock(),
-            job=row,
-            to=JobState.SCHEDULED,
+        round_.writes.add(
+            row.id,
+            JobState(row.state),
+            JobState.SCHEDULED,
             detail={
                 "center": center,
                 "reason": placed.reason,
@@ -316,13 +434,12 @@ class Dispatcher:
         log.info("placed job %s on %s (%s)", row.id, center, placed.reason)
         return placed
 
-    def _fail(self, session: Session, row: JobRow, reason: str, excluded: dict[str, int]) -> None:
+    def _fail(self, round_: _Round, row: _Pending, reason: str, excluded: dict[str, int]) -> None:
         """A job no center can run: failed, with which constraint excluded the candidates."""
-        transition(
-            session=session,
-            now=self.live.clock(),
-            job=row,
-            to=JobState.FAILED,
+        round_.writes.add(
+            row.id,
+            JobState(row.state),
+            JobState.FAILED,
             detail={"reason": reason, "excluded": excluded},
             updates={
                 "decision": {

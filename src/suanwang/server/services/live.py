@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from suanwang.billing import pricing as billing_store  # its book_for
 from suanwang.billing.market import posted_prices, scu_prices
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.cost import ScuPrices, hour_span, hour_window, run_seconds
-from suanwang.core.jobs import Priority
+from suanwang.core.jobs import Job, Priority
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
@@ -57,6 +58,8 @@ class LiveNetwork:
     #: runs an executor reported ``lost`` that may still be running: ref -> first report
     #: (monotonic clock); the reconciler gives them up after the executor's ``stop_grace_s``
     lost_seen: dict[str, float] = field(default_factory=dict)
+    #: the engine's job of each active job at the last :meth:`state` (see :meth:`_costed`)
+    _active_jobs: dict[str, Job | None] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.executors) - set(self.net.center_ids))
@@ -88,6 +91,14 @@ class LiveNetwork:
         if ex is None:
             return False
         return not isinstance(ex, TenantAccounts) or ex.account_for(tenant) is not None
+
+    def per_tenant(self) -> bool:
+        """Whether some executor runs each tenant's jobs under an account of its own."""
+        return any(isinstance(ex, TenantAccounts) for ex in self.executors.values())
+
+    def serving(self, tenant: str) -> NDArray[np.bool_]:
+        """Per center: whether its executor runs ``tenant``'s jobs (:meth:`runs_for`)."""
+        return np.array([self.runs_for(c, tenant) for c in self.net.center_ids], dtype=bool)
 
     def no_account(self, tenant: str) -> list[str]:
         """Centers with an executor that does not run ``tenant``'s jobs."""
@@ -129,19 +140,16 @@ class LiveNetwork:
             JobRow.state,
             JobRow.center_id,
             JobRow.pool_model,
-            JobRow.spec,
             JobRow.executor_ref,
             JobRow.start_at,
             JobRow.started_at,
             JobRow.attempt,
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
-        rows = session.execute(stmt)
-        for job_id, tenant, st, center, model, spec, ref, start_at, started_at, attempt in rows:
-            try:
-                job = spec_to_job(
-                    JobSpec.model_validate(spec), net, job_id="", submit_s=0.0, labels={}
-                )
-            except (ValueError, UnknownName):  # a spec this scenario cannot cost: skip it
+        rows = session.execute(stmt).all()
+        jobs = self._costed(session, [r[0] for r in rows])
+        for job_id, tenant, st, center, model, ref, start_at, started_at, attempt in rows:
+            job = jobs[job_id]
+            if job is None:  # a spec this scenario cannot cost: skip it
                 continue
             pool = net.pool_of_run(center or "", model or "", cpu_only=job.cards == 0)
             if pool is None:
@@ -154,13 +162,17 @@ class LiveNetwork:
             if holds:
                 begun = (started_at - signals.start).total_seconds() if started_at else now_s
                 t0, t1 = now_s, max(begun + runtime_s, now_s)
-            else:
+            elif start_at is not None:  # (always: a job that holds nothing is deferred)
                 t0 = (start_at - signals.start).total_seconds()
                 t1 = t0 + runtime_s
             active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
             if held is not None and holds:
-                running = st == JobState.RUNNING.value and started_at is not None
-                began = (started_at - signals.start).total_seconds() if running else None
+                running = st == JobState.RUNNING.value
+                began = (
+                    (started_at - signals.start).total_seconds()
+                    if running and started_at is not None
+                    else None
+                )
                 held.append(
                     Held(job_id, tenant, job.priority_class, pool, units, units * speed,
                          job.checkpointable, began, job.work_scu, attempt)
@@ -168,6 +180,31 @@ class LiveNetwork:
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
         return capacity_state(net, signals, now_s, active)
+
+    def _costed(self, session: Session, ids: list[str]) -> dict[str, Job | None]:
+        """The engine's job for each active job of ``ids`` (None: its spec cannot be costed
+        on this scenario), kept between calls: a job's spec never changes, so only the specs
+        of jobs not seen before are read. Keeps only ``ids`` (the active jobs now)."""
+        known = self._active_jobs
+        out = {i: known[i] for i in ids if i in known}
+        missing = [i for i in ids if i not in known]
+        for k in range(0, len(missing), _CHUNK):
+            chunk = missing[k : k + _CHUNK]
+            for job_id, spec in session.execute(
+                select(JobRow.id, JobRow.spec).where(JobRow.id.in_(chunk))
+            ):
+                try:
+                    out[job_id] = spec_to_job(
+                        JobSpec.model_validate(spec), self.net, job_id="", submit_s=0.0, labels={}
+                    )
+                except (ValueError, UnknownName):
+                    out[job_id] = None
+        self._active_jobs = out  # one assignment: services in other threads may read it
+        return out
+
+
+#: job ids per query when reading specs
+_CHUNK = 2000
 
 
 @dataclass(frozen=True, slots=True)
