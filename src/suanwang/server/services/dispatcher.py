@@ -120,6 +120,9 @@ class _Round:
     open_centers: NDArray[np.bool_]
     specs: dict[str, dict[str, Any]]  # of the jobs this dispatcher has not seen before
     live: LiveNetwork | None = None
+    #: some executor runs each tenant's jobs under an account of its own (read once a round:
+    #: a runtime protocol check is slow)
+    per_tenant: bool = False
     #: each job class restricted to the open centers that run its tenant's jobs
     restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
@@ -128,7 +131,7 @@ class _Round:
     def tenant_name(self, tenant_id: str) -> str:
         """The tenant's name (what executors' accounts are keyed by); "" when no executor
         runs tenants under accounts of their own (no need to look it up)."""
-        if self.live is None or not self.live.per_tenant():
+        if not self.per_tenant:
             return ""
         name = self.names.get(tenant_id)
         if name is None:
@@ -140,7 +143,7 @@ class _Round:
         """The centers whose executors run ``tenant``'s jobs."""
         mask = self.serves.get(tenant)
         if mask is None:
-            if self.live is None or not self.live.per_tenant():
+            if self.live is None or not self.per_tenant:
                 mask = np.ones_like(self.open_centers)
             else:
                 mask = self.live.serving(tenant)
@@ -187,7 +190,8 @@ class Dispatcher:
             held: list[Held] | None = [] if gov is not None else None  # only quotas need it
             state = self.live.state(session, signals, trading, held)
             writes = Transitions(self.live.clock())
-            round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live)
+            round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live,
+                            self.live.per_tenant())  # fmt: skip
             if gov is not None and held is not None:
                 self._place_in_turn(round_, rows, state, trading, gov, held)
             else:
