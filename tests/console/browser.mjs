@@ -137,6 +137,9 @@ const scenarios = {
     await page.getByRole("link", { name: "Quotas", exact: true }).click();
     await page.locator("#quota-form").waitFor();
     await fits("quotas");
+    await page.getByRole("link", { name: "Keys", exact: true }).click();
+    await page.locator("#keys-table tbody tr").first().waitFor();
+    await fits("keys");
     return { widths, map, job_row_visible: jobRow, ...layout };
   },
 
