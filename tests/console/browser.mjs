@@ -60,6 +60,27 @@ async function mapLayout(page) {
   });
 }
 
+// Sign in (args.key) and open the Keys page, its list shown.
+async function openKeys(page) {
+  await signIn(page);
+  await page.getByRole("link", { name: "Keys", exact: true }).click();
+  await page.locator("#keys-table tbody tr").first().waitFor();
+}
+
+// The Keys page: `input` filled with `bad` and submitted with `button` (its field's error), then
+// with `good` (the secret shown once): [the error, the secret].
+async function refusedThenMade(page, input, button, bad, good) {
+  const error = page.locator(`${input} + .field-error`);
+  await page.locator(input).fill(bad);
+  await page.locator(button).click();
+  await error.waitFor();
+  const refused = await error.textContent();
+  await page.locator(input).fill(good);
+  await page.locator(button).click();
+  await page.locator("#secret-panel").waitFor();
+  return [refused, await page.locator("#new-secret-value").inputValue()];
+}
+
 const scenarios = {
   async bad_key(page) {
     await signIn(page, "sw_not-a-real-key");
@@ -116,6 +137,9 @@ const scenarios = {
     await page.getByRole("link", { name: "Quotas", exact: true }).click();
     await page.locator("#quota-form").waitFor();
     await fits("quotas");
+    await page.getByRole("link", { name: "Keys", exact: true }).click();
+    await page.locator("#keys-table tbody tr").first().waitFor();
+    await fits("keys");
     return { widths, map, job_row_visible: jobRow, ...layout };
   },
 
@@ -505,6 +529,126 @@ const scenarios = {
     };
     await shot(page, "settlement");
     return result;
+  },
+
+  // Keys, one's own (args.key, a fresh tenant's): a refused expiry next to its field; a
+  // read-only key created, its secret shown once (copied), gone once the page is left; rotated
+  // (an overlap too long refused, then one hour); the successor revoked; then the console's
+  // own key rotated (the console switches to its successor), then revoked: the console signs
+  // out saying so.
+  async keys_own(page) {
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: args.url });
+    const dialogs = [];
+    page.on("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
+    await openKeys(page);
+    const consoleKey = await page.locator("#console-key").textContent();
+    const pickers = await page.locator("#keys-tenant").count();
+    await page.locator("#key-name").fill("dashboard");
+    await page.locator("#key-read-only").check();
+    const [expiryError, secret] = await refusedThenMade(page, "#key-expires", "#create-key", "2020-01-01T00:00", "2099-01-01T12:00");
+    const warning = await page.locator("#secret-warning").textContent();
+    const fieldErrors = await page.locator("#key-create .field-error").count();
+    await page.locator("#copy-secret").click();
+    await page.locator("#copy-status:not(:empty)").waitFor();
+    const clipboard = await page.evaluate(() => navigator.clipboard.readText());
+    await shot(page, "keys-created");
+    const prefix = secret.slice(0, 11);
+    const row = page.locator(`#keys-table tr[data-prefix="${prefix}"]`);
+    await row.waitFor();
+    const created = { name: await row.locator("td[data-col=name]").textContent(), access: await row.locator("td[data-col=access]").textContent(),
+      expires: await row.locator("td[data-col=expires]").textContent() };
+    // away and back: the secret is not shown again
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
+    await page.locator("#jobs-table, .empty").first().waitFor();
+    await page.getByRole("link", { name: "Keys", exact: true }).click();
+    await row.waitFor();
+    const secretAgain = (await page.locator("main").innerHTML()).includes(secret);
+    const secretPanels = await page.locator("#secret-panel").count();
+    // rotate: an overlap over a day refused next to its field, then one hour
+    await row.locator("button[data-action=rotate]").click();
+    const [overlapError, successor] = await refusedThenMade(page, "#rotate-overlap", "#rotate-key", "90000", "3600");
+    const rotated = await page.locator("#keys-msg").textContent();
+    await page.locator(`#keys-table tr[data-prefix="${successor.slice(0, 11)}"]`).waitFor();
+    const oldState = await row.getAttribute("data-state");
+    await shot(page, "keys-rotated");
+    // revoke the successor
+    const next = page.locator(`#keys-table tr[data-prefix="${successor.slice(0, 11)}"]`);
+    await next.locator("button[data-action=revoke]").click();
+    await page.waitForFunction((p) => document.querySelector(`#keys-table tr[data-prefix="${p}"]`)?.dataset.state === "revoked", successor.slice(0, 11));
+    const revoked = await page.locator("#keys-msg").textContent();
+    const revokeButtons = await next.locator("button").count();
+    // rotate the console's own key (no overlap): the console carries on with its successor
+    let own = page.locator("#keys-table tr:has([data-col=this-console])");
+    const firstOwn = await own.getAttribute("data-prefix");
+    await own.locator("button[data-action=rotate]").click();
+    await page.locator("#rotate-key").click();
+    await page.waitForFunction((p) => document.querySelector(`#keys-table tr[data-prefix="${p}"]`)?.dataset.state === "revoked", firstOwn);
+    const switched = await page.locator("#secret-panel").textContent();
+    own = page.locator("#keys-table tr:has([data-col=this-console])");
+    const ownPrefix = await own.getAttribute("data-prefix");
+    const consoleKeyAfter = await page.locator("#console-key").textContent();
+    // revoke the console's own key: signed out, saying why
+    await own.locator("button[data-action=revoke]").click();
+    await page.locator("#sign-in").waitFor();
+    const signedOut = await page.locator("main [role=alert]").textContent();
+    return { console_key: consoleKey, pickers, expiry_error: expiryError, secret, warning, field_errors: fieldErrors,
+      clipboard, created, secret_again: secretAgain, secret_panels: secretPanels, overlap_error: overlapError,
+      successor, rotated, old_state: oldState, revoked, revoke_buttons: revokeButtons, first_own: firstOwn, switched,
+      own_prefix: ownPrefix, console_key_after: consoleKeyAfter,
+      signed_out: signedOut, nav_hidden: await page.locator("#nav").isHidden(), dialogs };
+  },
+
+  // Keys with a read-only key (args.key): the page says so, and creating is refused, saying why.
+  async keys_read_only(page) {
+    await openKeys(page);
+    const consoleKey = await page.locator("#console-key").textContent();
+    const access = await page.locator("#console-key-access").textContent();
+    await page.locator("#key-name").fill("another");
+    await page.locator("#create-key").click();
+    await page.locator("#key-create-error [role=alert]").waitFor();
+    const refused = await page.locator("#key-create-error").textContent();
+    await shot(page, "keys-read-only");
+    return { console_key: consoleKey, access, refused, rows: await page.locator("#keys-table tbody tr").count(),
+      secret_panels: await page.locator("#secret-panel").count() };
+  },
+
+  // Keys as an operator: another tenant's (args.tenant) listed, a key created for it and one of
+  // its keys (args.revoke) revoked; an unknown tenant named.
+  async keys_operator(page) {
+    page.on("dialog", (d) => d.accept());
+    await signIn(page);
+    await page.getByRole("link", { name: "Keys", exact: true }).click();
+    await page.locator("#keys-tenant").fill("atlantis-" + args.tenant);
+    await page.locator("#show-tenant-keys").click();
+    await page.locator("#keys-table [role=alert]").waitFor();
+    const unknown = await page.locator("#keys-table").textContent();
+    const createHidden = await page.locator("#create-panel").isHidden();
+    await page.locator("#keys-tenant").fill(args.tenant);
+    await page.locator("#show-tenant-keys").click();
+    await page.locator(`#keys-table tr[data-prefix="${args.revoke}"]`).waitFor();
+    const title = await page.locator("#keys-table").locator("xpath=..").locator("h2").textContent();
+    const before = await page.locator("#keys-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.prefix));
+    await page.locator("#key-name").fill("made-by-operator");
+    await page.locator("#create-key").click();
+    await page.locator("#secret-panel").waitFor();
+    const secret = await page.locator("#new-secret-value").inputValue();
+    await page.locator(`#keys-table tr[data-prefix="${secret.slice(0, 11)}"]`).waitFor();
+    await page.locator(`#keys-table tr[data-prefix="${args.revoke}"] button[data-action=revoke]`).click();
+    await page.waitForFunction((p) => document.querySelector(`#keys-table tr[data-prefix="${p}"]`)?.dataset.state === "revoked", args.revoke);
+    await shot(page, "keys-operator");
+    return { unknown, create_hidden: createHidden, title, before, secret, hash: await page.evaluate(() => location.hash),
+      revoked: await page.locator("#keys-msg").textContent(), nav_hidden: await page.locator("#nav").isHidden() };
+  },
+
+  // Keys as a consumer (args.key) asking for another tenant's (args.tenant): refused, nothing
+  // of it shown, no tenant picker.
+  async keys_consumer(page) {
+    await openKeys(page);
+    const own = await page.locator("#keys-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.prefix));
+    await page.goto(`${args.url}/#/keys?tenant=${encodeURIComponent(args.tenant)}`);
+    await page.locator("#keys-table [role=alert]").waitFor();
+    return { own, pickers: await page.locator("#keys-tenant").count(), refused: await page.locator("#keys-table").textContent(),
+      main: await page.locator("main").innerHTML() };
   },
 
   async billing(page) {

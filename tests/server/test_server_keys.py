@@ -70,6 +70,19 @@ def test_a_tenant_lists_its_keys_by_prefix_never_a_secret(
     assert r.status_code == 404 and "no API key" in r.json()["detail"]
 
 
+def test_me_names_the_key_in_use_and_whether_it_is_read_only(
+    client: TestClient, alice: Who
+) -> None:
+    """The console's Keys page says which key it is signed in with and whether it may write."""
+    full = client.get("/v1/me", headers=alice.headers).json()
+    assert full == {"tenant_id": alice.id, "name": "alice", "role": "consumer",
+                    "key_prefix": alice.key[:11], "read_only": False}  # fmt: skip
+    ro = _new_key(client, alice, name="dashboard", read_only=True)
+    seen = client.get("/v1/me", headers=_auth(ro["api_key"])).json()
+    assert seen["key_prefix"] == ro["key"]["prefix"] != alice.key[:11]
+    assert seen["read_only"] is True and seen["tenant_id"] == alice.id
+
+
 def test_bad_key_requests_are_422s_naming_the_field(client: TestClient, alice: Who) -> None:
     for body, field in (
         ({"read_only": "yes"}, "read_only"),

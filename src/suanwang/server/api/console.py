@@ -1,5 +1,6 @@
 """The operations console (docs/console.md): its page at ``/`` and the two JSON routes only it
-needs, ``/v1/me`` and ``/v1/network/map``.
+needs, ``/v1/me`` and ``/v1/network/map`` (its Keys page uses the keys API,
+:mod:`suanwang.server.api.keys`).
 
 The page's JavaScript, CSS and map are static files of :mod:`suanwang.web` (served at
 ``/static``); everything else the console shows comes from the public API. The key is kept in
@@ -16,6 +17,7 @@ from suanwang import __version__, web
 from suanwang.core.scenario import Hub, Province, Scenario
 from suanwang.scenarios.tenants import cap_names
 from suanwang.server.api.deps import AUTH_RESPONSES, CurrentTenant
+from suanwang.server.database.models import ApiKey
 from suanwang.server.schemas import from_fields
 
 router = APIRouter(tags=["console"], responses=AUTH_RESPONSES)
@@ -27,6 +29,8 @@ class Me(BaseModel):
     tenant_id: str
     name: str
     role: str
+    key_prefix: str = Field(description="the prefix of the key that made the request")
+    read_only: bool = Field(description="true: that key may only read (GET)")
 
 
 class MapPoint(BaseModel):
@@ -62,9 +66,14 @@ def _point(x: Hub | Province) -> MapPoint:
 
 
 @router.get("/v1/me")
-def me(tenant: CurrentTenant) -> Me:
-    """Who this API key belongs to (the console shows operator views to operators)."""
-    return Me(tenant_id=tenant.id, name=tenant.name, role=tenant.tenant_role.value)
+def me(request: Request, tenant: CurrentTenant) -> Me:
+    """Who this API key belongs to (the console shows operator views to operators), and the
+    key itself: its prefix and whether it is read-only (the console's Keys page)."""
+    key: ApiKey = request.state.api_key  # set by the authentication dependency
+    return Me(
+        tenant_id=tenant.id, name=tenant.name, role=tenant.tenant_role.value,
+        key_prefix=key.prefix, read_only=key.read_only,
+    )  # fmt: skip
 
 
 @router.get("/v1/network/map")

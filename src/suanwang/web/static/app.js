@@ -4,6 +4,7 @@ import { renderApp, renderApps } from "./apps.js";
 import { renderBilling } from "./billing.js";
 import { KEY, api, errorBox, h, put, setStatus, state, stopPolling } from "./core.js";
 import { renderJob, renderJobs, renderSubmit } from "./jobs.js";
+import { renderKeys } from "./keys.js";
 import { renderMap } from "./map.js";
 import { renderOperator } from "./operator.js";
 import { renderQuotas } from "./quotas.js";
@@ -92,6 +93,7 @@ async function route() {
       case "apps": await (parts[1] ? renderApp(parts[1]) : renderApps()); break;
       case "billing": await renderBilling(parts.slice(1)); break;
       case "quotas": await renderQuotas(); break;
+      case "keys": await renderKeys(params); break;
       case "operator": await renderOperator(); break;
       case "whatif": await renderWhatIf(parts[1]); break;
       default: put(page, h("h1", {}, "Not found"), h("div", { class: "empty" }, "No such page."), h("p", {}, h("a", { href: "#/map" }, "The network")));
