@@ -66,14 +66,27 @@ AllowJobNetworkOption = Annotated[
     typer.Option(
         "--allow-job-network",
         help="jobs may ask for network (network: true in the spec; else a 422). Such a job "
-        "shares this host's network: firewall the job accounts off the platform's API and "
-        "database first (docs/security.md)",
+        "gets an outbound-only network (slirp4netns): no address of this host is reachable "
+        "from it; add --deny-job-network for the platform's database or API elsewhere "
+        "(docs/security.md)",
+    ),
+]
+DenyJobNetworkOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--deny-job-network",
+        metavar="CIDR",
+        help="an IPv4 network that jobs given network may not reach, besides this host's own "
+        "addresses (repeat it: e.g. the database's host, 10.1.2.3/32)",
     ),
 ]
 
 
 def sandbox_for(
-    unsafe_shared_user: bool, job_account: str | None, allow_network: bool
+    unsafe_shared_user: bool,
+    job_account: str | None,
+    allow_network: bool,
+    deny_networks: list[str] | None = None,
 ) -> Sandbox | SharedUser:
     """How local executors contain jobs, from the command's options."""
     from suanwang.executors.local import Sandbox, SharedUser
@@ -83,7 +96,15 @@ def sandbox_for(
             raise fail("--job-account and --unsafe-shared-user: choose one")
         return SharedUser()
     try:
-        return Sandbox(account=job_account, allow_network=allow_network)
+        Sandbox(deny_networks=tuple(deny_networks or ()))
+    except ValueError as exc:
+        raise fail(f"--deny-job-network: {exc}") from None
+    try:
+        return Sandbox(
+            account=job_account,
+            allow_network=allow_network,
+            deny_networks=tuple(deny_networks or ()),
+        )
     except ValueError as exc:
         raise fail(f"--job-account: {exc}") from None
 
@@ -187,6 +208,7 @@ def serve(
     unsafe_shared_user: UnsafeSharedUserOption = False,
     job_account: JobAccountOption = None,
     allow_job_network: AllowJobNetworkOption = False,
+    deny_job_network: DenyJobNetworkOption = None,
 ) -> None:
     """Run the platform: API, dispatcher and reconciler, with executors for the centers."""
     import uvicorn
@@ -198,7 +220,7 @@ def serve(
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
     settings, platform = _settings(db, scenario, config, allow_job_network)
-    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network)
+    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     if workers > 1:
         if services:
             raise fail(
@@ -254,6 +276,7 @@ def worker(
     unsafe_shared_user: UnsafeSharedUserOption = False,
     job_account: JobAccountOption = None,
     allow_job_network: AllowJobNetworkOption = False,
+    deny_job_network: DenyJobNetworkOption = None,
 ) -> None:
     """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
     import signal
@@ -263,7 +286,7 @@ def worker(
 
     logs.configure(json_lines=json_logs)
     settings, platform = _settings(db, scenario, config, allow_job_network)
-    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network)
+    sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

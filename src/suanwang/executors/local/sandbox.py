@@ -14,10 +14,11 @@ A tenant's job is a stranger's code. The local executor (run by root) starts it
   sockets (``/run``, ``/var/run``). Its own directories (the run's ``work/``, its checkpoint
   directory, the run it resumes from, its usage file and its script) are bound at the same
   paths as on the host, so the ``SUANWANG_*`` variables hold for both;
-* with **no network** (``--unshare-net``: a loopback of its own, nothing else) unless the job
-  asks for it and the operator allows it (:attr:`Sandbox.allow_network`): then it shares the
-  host's network, and what a deployment must add (a firewall rule for these accounts) is in
-  ``docs/security.md``;
+* in a network namespace of its own (``--unshare-net``): a loopback of its own, nothing else;
+  a job that asks for network where the operator allows it (:attr:`Sandbox.allow_network`)
+  gets an **outbound-only** network there (:mod:`suanwang.executors.local.outbound`:
+  ``slirp4netns --disable-host-loopback`` and ``prohibit`` routes to every address of the
+  host and to :attr:`Sandbox.deny_networks`), never the host's own network;
 * under resource limits set with ``prlimit`` (rlimits: address space = the job's ``mem_gb``,
   CPU seconds, processes of its account, file size). cgroup v2 limits are not used yet (see
   :func:`limits_mechanism`).
@@ -33,10 +34,12 @@ process group or cleared its environment goes too.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import pwd
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,10 @@ ETC = (
 SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: The signals the executor sends a run: the sandbox ignores them, the job gets them.
 RUN_SIGNALS = ("USR1", "TERM")
+#: What a network job needs besides (Debian: slirp4netns, iproute2).
+NETWORK_TOOLS = ("slirp4netns", "ip")
+#: The helper that gives a network job its outbound-only network (run as a file: stdlib only).
+OUTBOUND = Path(__file__).with_name("outbound.py")
 #: What a job's environment has for the programs it runs.
 JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -93,15 +100,17 @@ class Sandbox:
     """How the local executor contains jobs (see the module docstring).
 
     ``account``: one fixed account for every job (created if missing); ``None``: one account
-    per tenant. ``allow_network``: jobs that ask for network (``Submission.network``) get the
-    host's network; otherwise such a job is refused. The limits: ``cpu_time_s`` CPU seconds
-    per process, ``max_processes`` processes of the job's account (all of its runs together),
-    ``max_file_gb`` the largest file it may write (its log included). A job's memory is its
-    ``mem_gb`` (at least ``min_mem_gb``).
+    per tenant. ``allow_network``: jobs that ask for network (``Submission.network``) get an
+    outbound-only one (no address of the host, nor ``deny_networks``, IPv4 networks such as
+    the platform's database host elsewhere, is reachable); otherwise such a job is refused.
+    The limits: ``cpu_time_s`` CPU seconds per process, ``max_processes`` processes of the
+    job's account (all of its runs together), ``max_file_gb`` the largest file it may write
+    (its log included). A job's memory is its ``mem_gb`` (at least ``min_mem_gb``).
     """
 
     account: str | None = None
     allow_network: bool = False
+    deny_networks: tuple[str, ...] = ()
     cpu_time_s: int = 7 * 24 * 3600
     max_processes: int = 1024
     max_file_gb: float = 16.0
@@ -112,6 +121,11 @@ class Sandbox:
             raise ValueError(f"sandbox account {self.account!r}: not a valid account name")
         if self.cpu_time_s < 1 or self.max_processes < 1 or self.max_file_gb <= 0:
             raise ValueError("sandbox limits must be positive")
+        for net in self.deny_networks:
+            try:
+                ipaddress.IPv4Network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"deny network {net!r}: not an IPv4 network") from None
 
     def check(self) -> None:
         """Raise :class:`SandboxUnavailable` unless jobs can be sandboxed here."""
@@ -121,6 +135,13 @@ class Sandbox:
         missing = [t for t in TOOLS if shutil.which(t, path=_SYSTEM_PATH) is None]
         if missing:
             why.append(f"missing {', '.join(missing)} (Debian: apt-get install bubblewrap)")
+        if self.allow_network:
+            missing = [t for t in NETWORK_TOOLS if shutil.which(t, path=_SYSTEM_PATH) is None]
+            if missing:
+                why.append(
+                    f"jobs may have network but {', '.join(missing)} is missing (Debian: "
+                    "apt-get install slirp4netns)"
+                )
         if why:
             raise SandboxUnavailable(
                 "cannot sandbox jobs: " + "; ".join(why) + ". Jobs would run as the server's "
@@ -135,7 +156,7 @@ class Sandbox:
     def describe(self) -> str:
         """One line for the startup log."""
         who = f"as {self.account}" if self.account else f"as per-tenant accounts {ACCOUNT_PREFIX}*"
-        net = "network on request" if self.allow_network else "no network"
+        net = "outbound-only network on request" if self.allow_network else "no network"
         return (
             f"jobs run sandboxed (bubblewrap) {who}, {net}; limits: {limits_mechanism()}, "
             f"{self.cpu_time_s} CPU s per process, {self.max_processes} processes, "
@@ -179,7 +200,7 @@ class Sandbox:
         ]
         bwrap = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         bwrap += ["--unshare-uts", "--hostname", "suanwang-job", "--unshare-cgroup-try"]
-        if not network:
+        if not network:  # a network job's namespace is OUTBOUND's, made before bwrap starts
             bwrap.append("--unshare-net")
         bwrap += ["--ro-bind", "/usr", "/usr"]
         for name in SYSTEM:
@@ -215,7 +236,13 @@ class Sandbox:
             "--",
         ]
         restore = ["env", *(f"--default-signal={s}" for s in RUN_SIGNALS), "--"]
-        return [*limits, *bwrap, *drop, *restore]
+        outbound: list[str] = []
+        if network:
+            outbound = [sys.executable, "-I", "-S", str(OUTBOUND)]
+            for net in self.deny_networks:
+                outbound += ["--deny", net]
+            outbound.append("--")
+        return [*outbound, *limits, *bwrap, *drop, *restore]
 
 
 def give(path: Path, account: Account, mode: int) -> None:
