@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := constraints.txt
 PIN := -c $(LOCK) --build-constraint $(LOCK)
 
-.PHONY: run demo simulate test test-hours lint setup lock clean
+.PHONY: run demo sandbox-tools simulate test test-hours lint setup lock clean
 
 # A new lock or pyproject.toml rebuilds .venv from scratch, so it holds exactly what is pinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -40,8 +40,17 @@ lock:
 
 run: demo
 
-demo: $(STAMP)
-	$(BIN)/suanwang demo
+# The demo's jobs run sandboxed (docs/security.md): as root, install Debian's bubblewrap if it
+# is missing; otherwise say how (`make run DEMO_FLAGS=--unsafe-shared-user` runs them unsandboxed).
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends bubblewrap; \
+	  else echo "the demo runs jobs in bubblewrap as root: install Debian's bubblewrap and run as root," \
+	    "or run 'make run DEMO_FLAGS=--unsafe-shared-user' (dangerous: jobs run as you)" >&2; fi; }
+
+demo: $(STAMP) sandbox-tools
+	$(BIN)/suanwang demo $(DEMO_FLAGS)
 
 simulate: $(STAMP)
 	$(BIN)/suanwang simulate --scenario china --policy all --out report
