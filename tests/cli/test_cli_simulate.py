@@ -29,6 +29,8 @@ def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: 
         assert m["completed"] + m["rejected"] + m["unfinished"] == 300
         assert m["latency_violations"] == 0
     assert set(doc["bound"]) >= {"cost_cny", "energy_kwh", "carbon_t"}
+    assert doc["bound"]["kind"] in {"non-preemptive", "relaxed"}
+    assert doc["bound"]["cost_cny"] >= doc["bound_relaxed"]["cost_cny"]
     for m in doc["policies"].values():
         if m["unfinished"] == 0:
             assert doc["bound"]["cost_cny"] <= m["cost_cny"] * (1 + 1e-6)

@@ -86,6 +86,46 @@ def _quiet_highs() -> Any:
     return h
 
 
+def solve_lp(
+    cost: NDArray[np.float64],
+    col_lo: NDArray[np.float64],
+    col_hi: NDArray[np.float64],
+    row_lo: NDArray[np.float64],
+    row_hi: NDArray[np.float64],
+    matrix: tuple[NDArray[Any], NDArray[Any], NDArray[np.float64]],
+    time_limit_s: float,
+    what: str,
+) -> Any:
+    """Solve ``min cost x`` with ``row_lo <= A x <= row_hi`` and the column bounds (``A`` in
+    column-wise ``(starts, index, value)``); the solved HiGHS object, or :class:`BoundError`."""
+    import highspy
+
+    starts, index, value = matrix
+    lp = highspy.HighsLp()
+    lp.num_col_ = cost.size
+    lp.num_row_ = row_lo.size
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lo
+    lp.col_upper_ = col_hi
+    lp.row_lower_ = row_lo
+    lp.row_upper_ = row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = starts.astype(np.int32)
+    lp.a_matrix_.index_ = index.astype(np.int32)
+    lp.a_matrix_.value_ = value
+    h = _quiet_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise BoundError(
+            f"{what} not solved to optimality: {h.modelStatusToString(status)} "
+            "(more work than the network can do within the horizon, or out of time?)"
+        )
+    return h
+
+
 def offline_bound(
     net: Network,
     signals: Signals,
@@ -93,8 +133,6 @@ def offline_bound(
     bucket_h: int | None = None,
     time_limit_s: float = 600.0,
 ) -> Bound:
-    import highspy
-
     hours = signals.hours
     # ---- classes
     keys: dict[tuple[bytes, int, int], int] = {}
@@ -226,28 +264,9 @@ def offline_bound(
     col_lo = np.concatenate([np.zeros(n_x), c_lo])
     col_hi = np.concatenate([np.full(n_x, np.inf), c_hi])
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_x + n_c
-    lp.num_row_ = n_rows
-    lp.col_cost_ = col_cost
-    lp.col_lower_ = col_lo
-    lp.col_upper_ = col_hi
-    lp.row_lower_ = row_lo
-    lp.row_upper_ = row_hi
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = starts.astype(np.int32)
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = value
-    h = _quiet_highs()
-    h.setOptionValue("time_limit", float(time_limit_s))
-    h.passModel(lp)
-    h.run()
-    status = h.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise BoundError(
-            f"bound LP not solved to optimality: {h.modelStatusToString(status)} "
-            "(more work than the network can do within the horizon?)"
-        )
+    h = solve_lp(
+        col_cost, col_lo, col_hi, row_lo, row_hi, (starts, index, value), time_limit_s, "bound LP"
+    )
     sol = np.asarray(h.getSolution().col_value)[:n_x]
     energy_cost = float(h.getInfo().objective_function_value)
     energy = float((sol * kw[xp]).sum())

@@ -1,0 +1,367 @@
+"""The non-preemptive offline bound: whole jobs choose a pool and a start (HiGHS LP relaxation).
+
+Model. A job that cannot checkpoint runs on one pool, holding all its units for its whole
+runtime ``r = work / (units x speed_p)``, from one start ``s``: from its arrival to the latest
+start that still ends by the horizon. Jobs are grouped into classes ``k`` of the same feasible
+pools, precision, units, arrival bucket and runtime bin (runtimes within a factor
+``RUNTIME_RATIO``); each class's starts are cut into intervals ``b`` (``bucket_h`` hours for the
+first ``fine_h`` hours after the class arrives, ``coarse_h`` hours after that). Variables:
+
+* ``n[k,p,b] >= 0`` jobs of class ``k`` that start on pool ``p`` in interval ``b``;
+* for checkpointable work, which a policy may move or suspend, the fluid model of
+  :mod:`suanwang.scheduling.bound` (unit-hours per class, pool and bucket).
+
+    minimise  sum n[k,p,b] x c[k,p,b]  +  fluid energy  +  constants
+    subject to sum_{p,b} n[k,p,b] = jobs of class k                    (every job starts)
+               sum n[k,p,b] x units_k x busy[k,p,b,t] + fluid <= cap_p x (bucket t's hours)
+
+Why it is a lower bound on the cost of every schedule that completes the same jobs by the
+horizon (any policy, any queueing, deadlines met or not): take such a schedule and count, per
+class, the jobs that start on ``p`` in interval ``b``; that is a feasible ``n`` (checkpointable
+work as in the fluid bound), and each job's real cost is at least what the LP charges it:
+
+* energy: a job's run ``[s, s + r)`` costs ``units x kW_p x (F_c(s + r) - F_c(s))`` with
+  ``F_c`` the cumulative price. Split ``r = r_lo + (r - r_lo)`` with ``r_lo`` the class's
+  shortest runtime on ``p``: the first part costs at least ``m[k,p,b] = min over s in b of
+  F_c(s + r_lo) - F_c(s)``, computed exactly (the function is piecewise linear in ``s`` with
+  breaks where ``s`` or ``s + r_lo`` is a whole hour, so its minimum over an hour is at ``h``,
+  ``h + frac`` or ``h + 1``); the rest, ``(work - work_lo) x kWh/SCU_p``, costs at least the
+  cheapest price of any feasible center after arrival, a per-job constant;
+* transfer, at the *same* pool: ``data x cost_per_gb(origin, p) >= t[k,p]``, the class's least,
+  and each job's excess over it is at least its least excess over the class's pools (a
+  constant);
+* capacity: whatever ``s`` in ``[lo, hi]`` the job took, it holds its units over
+  ``[hi, lo + r_lo)``, so counting only that part of each bucket never exceeds the real load.
+
+The relaxation drops integrality, deadlines, transfer time and the engine's queues, and lowers
+prices and loads as above, so it cannot exceed the cost of any such schedule. Starts may wait
+until the horizon (not only within the planner's deferral window): the engine's queues can
+delay any job, so limiting starts to the window would not bound runs that queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from suanwang.core.jobs import Job
+from suanwang.core.network import PRECISION_INDEX, Network
+from suanwang.core.signals import Signals
+from suanwang.scheduling.bound import Bound, BoundError, _buckets, solve_lp
+
+RUNTIME_RATIO = 1.15
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class TightBound(Bound):
+    """A :class:`Bound` with the seconds it took to build and solve."""
+
+    solve_s: float = 0.0
+
+
+def _cat(parts: Sequence[NDArray[np.generic]]) -> NDArray[np.generic]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _window_min(signals: Signals, center: I64, r_h: F64, hours: int) -> F64:
+    """``M[i, h]``: min over ``s`` in ``[h, h + 1]`` of ``F(s + r) - F(s)`` (price integral
+    over ``[s, s + r)``), for each pair ``i`` of (center, runtime in hours)."""
+    h = np.arange(hours + 1, dtype=np.float64)
+    frac = np.ceil(r_h) - r_h  # s = h + frac puts s + r on a whole hour
+    c = center[:, None]
+
+    def g(s: F64) -> F64:
+        out: F64 = signals.cumulative("price", c, (s + r_h[:, None]) * 3600.0)
+        out -= signals.cumulative("price", c, s * 3600.0)
+        return out
+
+    at_int = g(np.broadcast_to(h, (center.size, hours + 1)))
+    at_frac = g(h[None, :hours] + frac[:, None])
+    m: F64 = np.minimum(np.minimum(at_int[:, :hours], at_int[:, 1:]), at_frac)
+    return m
+
+
+def tight_bound(
+    net: Network,
+    signals: Signals,
+    jobs: Sequence[Job],
+    bucket_h: int = 2,
+    fine_h: int = 24,
+    coarse_h: int = 24,
+    time_limit_s: float = 600.0,
+) -> TightBound:
+    """The non-preemptive LP bound (see the module docstring)."""
+    import time
+
+    t_start = time.perf_counter()
+    hours = signals.hours
+    H = float(hours)
+    nb = -(-hours // bucket_h)
+    b_len = np.full(nb, float(bucket_h))
+    b_len[-1] = hours - (nb - 1) * bucket_h
+    kw = net.pool_facility_kw
+    cap = net.pool_capacity.astype(np.float64)
+    price = signals.price_cny_per_kwh
+    # cheapest price per center from each hour on (the excess work's floor)
+    suffix_min = np.minimum.accumulate(price[:, ::-1], axis=1)[:, ::-1]
+
+    # ---- classify jobs: whole-job classes, and checkpointable (fluid) work
+    keys: dict[tuple[bytes, int, int, int, int], int] = {}
+    cls_pools: list[I64] = []
+    cls_prec: list[int] = []
+    cls_units: list[int] = []
+    j_cls: list[int] = []
+    j_work: list[float] = []
+    j_submit: list[float] = []
+    j_tc: list[F64] = []
+    fluid: list[Job] = []
+    transfer_fluid = 0.0
+    n_jobs = 0
+    for job in jobs:
+        info = net.job_class(job)
+        if info.pools.size == 0:
+            continue
+        n_jobs += 1
+        order = np.argsort(info.pools)
+        tc = job.data_gb * info.transfer_cost_cny_per_gb[order]
+        if job.checkpointable:
+            fluid.append(job)
+            transfer_fluid += float(tc.min())
+            continue
+        pools = info.pools[order]
+        units = job.demand_units
+        ref_h = job.work_scu / (units * float(info.speed.max()))
+        rbin = int(np.floor(np.log(max(ref_h, 1e-9)) / np.log(RUNTIME_RATIO)))
+        submit_h = job.submit_s / 3600.0
+        prec = PRECISION_INDEX[job.precision]
+        key = (pools.tobytes(), prec, units, int(submit_h // bucket_h), rbin)
+        k = keys.get(key)
+        if k is None:
+            k = keys[key] = len(cls_pools)
+            cls_pools.append(pools)
+            cls_prec.append(prec)
+            cls_units.append(units)
+        j_cls.append(k)
+        j_work.append(job.work_scu)
+        j_submit.append(submit_h)
+        j_tc.append(tc)
+    n_cls = len(cls_pools)
+    if n_jobs == 0:
+        return TightBound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h, 0, 0, 0, time.perf_counter() - t_start)
+    jc = np.array(j_cls, dtype=np.int64)
+    jw = np.array(j_work)
+    js = np.array(j_submit)
+    count = np.bincount(jc, minlength=n_cls).astype(np.float64)
+    w_lo = np.full(n_cls, np.inf)
+    np.minimum.at(w_lo, jc, jw)
+    w_hi = np.zeros(n_cls)
+    np.maximum.at(w_hi, jc, jw)
+    a_lo = np.full(n_cls, np.inf)
+    np.minimum.at(a_lo, jc, js)
+    tau = [np.full(p.size, np.inf) for p in cls_pools]
+    for k, tc in zip(j_cls, j_tc, strict=True):
+        np.minimum(tau[k], tc, out=tau[k])
+    transfer_excess = sum(float((tc - tau[k]).min()) for k, tc in zip(j_cls, j_tc, strict=True))
+
+    # ---- pairs (class, pool): runtimes, energy per SCU, cheapest price after arrival
+    pair_k = _cat([np.full(p.size, k) for k, p in enumerate(cls_pools)]).astype(np.int64)
+    pair_p = _cat(cls_pools).astype(np.int64)
+    prec_arr = np.array(cls_prec, dtype=np.int64)
+    units_arr = np.array(cls_units, dtype=np.float64)
+    speed = net.pool_speed[pair_p, prec_arr[pair_k]]
+    pair_c = net.pool_center[pair_p]
+    r_lo = w_lo[pair_k] / (units_arr[pair_k] * speed)
+    kwh_per_scu = kw[pair_p] / speed
+    first_h = np.minimum(np.floor(a_lo[pair_k]).astype(np.int64), hours - 1)
+    floor_price = suffix_min[pair_c, first_h] * kwh_per_scu
+    excess_floor = np.full(n_cls, np.inf)
+    np.minimum.at(excess_floor, pair_k, floor_price)
+    energy_excess = float(((jw - w_lo[jc]) * excess_floor[jc]).sum()) if n_cls else 0.0
+
+    # ---- columns: start intervals per pair
+    # interval edges (hours) relative to the class's arrival bucket start
+    fine = np.arange(0, fine_h, bucket_h, dtype=np.float64)
+    coarse = np.arange(fine_h, H + coarse_h, coarse_h, dtype=np.float64)
+    rel_edges = np.concatenate([fine, coarse])
+    col_pair: list[I64] = []
+    col_lo: list[F64] = []
+    col_hi: list[F64] = []
+    base = np.floor(a_lo / bucket_h) * bucket_h
+    for i0 in range(0, pair_k.size, 4096):
+        sl = slice(i0, min(i0 + 4096, pair_k.size))
+        lo = base[pair_k[sl], None] + rel_edges[None, :-1]
+        hi = base[pair_k[sl], None] + rel_edges[None, 1:]
+        lo = np.maximum(lo, a_lo[pair_k[sl], None])
+        hi = np.minimum(hi, H - r_lo[sl, None])
+        ok = lo <= hi
+        idx = np.nonzero(ok)
+        col_pair.append(idx[0] + i0)
+        col_lo.append(lo[ok])
+        col_hi.append(hi[ok])
+    cp = np.concatenate(col_pair) if col_pair else np.zeros(0, np.int64)
+    clo = np.concatenate(col_lo) if col_lo else np.zeros(0)
+    chi = np.concatenate(col_hi) if col_hi else np.zeros(0)
+    if n_cls and np.setdiff1d(np.arange(n_cls), pair_k[cp]).size:
+        raise BoundError("some job cannot finish on any feasible pool before the horizon")
+
+    # energy of the first r_lo hours: min over the interval of the window integral
+    col_cost = np.empty(cp.size)
+    for i0 in range(0, pair_k.size, 2048):
+        i1 = min(i0 + 2048, pair_k.size)
+        m = _window_min(signals, pair_c[i0:i1], r_lo[i0:i1], hours)
+        sel = np.nonzero((cp >= i0) & (cp < i1))[0]
+        rows = cp[sel] - i0
+        h0 = np.floor(clo[sel]).astype(np.int64)
+        h1 = np.minimum(np.floor(chi[sel]).astype(np.int64), hours - 1)
+        # min over hours h0..h1 of m[row]: a sparse-table free loop over the short spans
+        span = h1 - h0 + 1
+        best = np.full(sel.size, np.inf)
+        for d in range(int(span.max()) if sel.size else 0):
+            live = d < span
+            best[live] = np.minimum(best[live], m[rows[live], h0[live] + d])
+        col_cost[sel] = best
+    pk = pair_k[cp]
+    pp = pair_p[cp]
+    units_c = units_arr[pk]
+    tau_pair = _cat(tau).astype(np.float64)
+    col_cost = units_c * kw[pp] * col_cost + tau_pair[cp]
+
+    # busy part [hi, lo + r_lo) per capacity bucket
+    busy_lo = chi
+    busy_hi = np.minimum(clo + r_lo[cp], H)
+    has_busy = busy_hi > busy_lo
+    bi_c, bi_b, bi_v = [], [], []
+    ci = np.nonzero(has_busy)[0]
+    b0 = (busy_lo[ci] // bucket_h).astype(np.int64)
+    b1 = np.minimum(((busy_hi[ci] - 1e-12) // bucket_h).astype(np.int64), nb - 1)
+    for d in range(int((b1 - b0).max()) + 1 if ci.size else 0):
+        live = b0 + d <= b1
+        b = b0[live] + d
+        ov = np.minimum(busy_hi[ci[live]], (b + 1) * bucket_h) - np.maximum(
+            busy_lo[ci[live]], b * bucket_h
+        )
+        pos = ov > 0
+        bi_c.append(ci[live][pos])
+        bi_b.append(b[pos])
+        bi_v.append(ov[pos] * units_c[ci[live][pos]])
+    n_cols = cp.size
+
+    # ---- fluid classes (checkpointable work): x[f,p,t] unit-hours, C[f,t] work done by t
+    fkeys: dict[tuple[bytes, int], int] = {}
+    f_pools: list[I64] = []
+    f_prec: list[int] = []
+    f_of: list[int] = []
+    for job in fluid:
+        info = net.job_class(job)
+        key2 = (np.sort(info.pools).tobytes(), PRECISION_INDEX[job.precision])
+        f = fkeys.setdefault(key2, len(f_pools))
+        if f == len(f_pools):
+            f_pools.append(np.sort(info.pools))
+            f_prec.append(key2[1])
+        f_of.append(f)
+    n_f = len(f_pools)
+    price_b = _buckets(price, hours, bucket_h).min(axis=2)
+    arrived = np.zeros((n_f, nb))
+    if fluid:
+        fb = np.minimum((np.array([j.submit_s for j in fluid]) // 3600.0 // bucket_h), nb - 1)
+        np.add.at(arrived, (np.array(f_of), fb.astype(np.int64)), [j.work_scu for j in fluid])
+    cum_arrived = np.cumsum(arrived, axis=1)
+    f_first = np.argmax(arrived > 0, axis=1) if n_f else np.zeros(0, np.int64)
+    fx_f, fx_p, fx_b = [], [], []
+    for f in range(n_f):
+        pp_, bb_ = np.meshgrid(f_pools[f], np.arange(f_first[f], nb), indexing="ij")
+        fx_f.append(np.full(pp_.size, f))
+        fx_p.append(pp_.ravel())
+        fx_b.append(bb_.ravel())
+    xf = np.concatenate(fx_f).astype(np.int64) if n_f else np.zeros(0, np.int64)
+    xp = np.concatenate(fx_p).astype(np.int64) if n_f else np.zeros(0, np.int64)
+    xb = np.concatenate(fx_b).astype(np.int64) if n_f else np.zeros(0, np.int64)
+    cf = np.repeat(np.arange(n_f), nb - f_first) if n_f else np.zeros(0, np.int64)
+    cb = np.concatenate([np.arange(f_first[f], nb) for f in range(n_f)]) if n_f else cf
+    f_row0 = np.zeros(n_f, dtype=np.int64)
+    if n_f:
+        f_row0[1:] = np.cumsum(nb - f_first)[:-1]
+    n_fx, n_fc = xf.size, cf.size
+
+    # ---- the LP: columns n (whole jobs), x, C; rows capacity, cover (per class), work
+    from scipy.sparse import coo_matrix
+
+    n_cap = net.n_pools * nb
+    r_cover = n_cap
+    r_work = n_cap + n_cls
+
+    def work_row(f: I64, b: I64) -> I64:
+        out: I64 = r_work + f_row0[f] + (b - f_first[f])
+        return out
+
+    bc = np.concatenate(bi_c) if bi_c else np.zeros(0, np.int64)
+    bb = np.concatenate(bi_b) if bi_b else np.zeros(0, np.int64)
+    bv = np.concatenate(bi_v) if bi_v else np.zeros(0)
+    x0 = n_cols
+    c0 = n_cols + n_fx
+    f_speed = net.pool_speed[xp, np.array(f_prec, dtype=np.int64)[xf]] if n_f else np.zeros(0)
+    nxt = cb < nb - 1
+    rows = np.concatenate([
+        pp[bc] * nb + bb,  # whole jobs: busy part in capacity rows
+        r_cover + pk,  # whole jobs: cover
+        xp * nb + xb,  # fluid: capacity
+        work_row(xf, xb),  # fluid: work done
+        work_row(cf, cb),  # C[f,t]
+        work_row(cf[nxt], cb[nxt] + 1),  # -C[f,t] in row t+1
+    ])  # fmt: skip
+    cols = np.concatenate([bc, np.arange(n_cols), x0 + np.arange(n_fx), x0 + np.arange(n_fx),
+                           c0 + np.arange(n_fc), c0 + np.nonzero(nxt)[0]])  # fmt: skip
+    vals = np.concatenate([bv, np.ones(n_cols), np.ones(n_fx), -f_speed, np.ones(n_fc),
+                           -np.ones(int(nxt.sum()))])  # fmt: skip
+    n_rows = r_work + n_fc
+    n_all = c0 + n_fc
+    a = coo_matrix((vals, (rows, cols)), shape=(n_rows, n_all)).tocsc()
+    a.sum_duplicates()
+    cap_hi = np.repeat(cap, nb) * np.tile(b_len, net.n_pools)
+    row_lo = np.concatenate([np.full(n_cap, -np.inf), count, np.zeros(n_fc)])
+    row_hi = np.concatenate([cap_hi, count, np.zeros(n_fc)])
+    total_f = cum_arrived[:, -1] if n_f else np.zeros(0)
+    c_lo = np.where(cb == nb - 1, total_f[cf], 0.0) if n_f else np.zeros(0)
+    c_hi = cum_arrived[cf, cb] if n_f else np.zeros(0)
+    cost = np.concatenate([col_cost, kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)])
+    h = solve_lp(
+        cost,
+        np.concatenate([np.zeros(n_cols + n_fx), c_lo]),
+        np.concatenate([np.full(n_cols + n_fx, np.inf), c_hi]),
+        row_lo,
+        row_hi,
+        (a.indptr, a.indices, a.data),
+        time_limit_s,
+        "tight bound LP",
+    )
+    sol = np.asarray(h.getSolution().col_value)
+    lp_value = float(h.getInfo().objective_function_value)
+    n_sol, x_sol = sol[:n_cols], sol[x0:c0]
+    transfer = float((n_sol * tau_pair[cp]).sum()) + transfer_excess + transfer_fluid
+    energy_cost = lp_value + energy_excess - float((n_sol * tau_pair[cp]).sum())
+    # energy (kWh) and carbon of the LP's plan: whole jobs at their mean work, fluid as planned
+    w_mean = np.divide(np.bincount(jc, jw, minlength=n_cls), np.maximum(count, 1.0))
+    e_whole = n_sol * w_mean[pk] * kwh_per_scu[cp]
+    grid_carbon = (1 - signals.green_fraction) * signals.carbon_g_per_kwh
+    carbon_b = _buckets(grid_carbon, hours, bucket_h).mean(axis=2)
+    start_b = np.minimum((clo // bucket_h).astype(np.int64), nb - 1)
+    carbon = float((e_whole * carbon_b[pair_c[cp], start_b]).sum())
+    e_fluid = x_sol * kw[xp]
+    carbon += float((e_fluid * carbon_b[net.pool_center[xp], xb]).sum())
+    return TightBound(
+        cost_cny=lp_value + energy_excess + transfer_excess + transfer_fluid,
+        energy_cost_cny=energy_cost,
+        transfer_cost_cny=transfer,
+        energy_kwh=float(e_whole.sum() + e_fluid.sum()),
+        carbon_t=carbon / 1e6,
+        bucket_h=bucket_h,
+        variables=n_all,
+        classes=n_cls + n_f,
+        jobs=n_jobs,
+        solve_s=time.perf_counter() - t_start,
+    )

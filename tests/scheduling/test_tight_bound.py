@@ -1,0 +1,101 @@
+"""The non-preemptive bound: below the exact optimum (a MILP of the same problem), below every
+policy that finishes its jobs, and above the fluid bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import highspy
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from test_bound import FACTORIES, REL, finishable
+
+from suanwang.core.jobs import Job
+from suanwang.core.network import Network
+from suanwang.core.signals import Signals
+from suanwang.scheduling.bound import offline_bound
+from suanwang.scheduling.tight_bound import tight_bound
+from suanwang.sim.engine import simulate
+from suanwang.sim.metrics import measure
+
+
+def milp_optimum(net: Network, signals: Signals, jobs: list[Job]) -> float:
+    """The cheapest schedule of whole jobs with starts on whole hours and capacity held for
+    every hour a run touches (a feasible schedule: its cost is >= the true optimum)."""
+    hours = signals.hours
+    cols: list[tuple[int, float, list[int], int]] = []  # job, cost, hours touched, pool
+    for j, job in enumerate(jobs):
+        info = net.job_class(job)
+        for i, p in enumerate(info.pools):
+            r = job.work_scu / (job.demand_units * float(info.speed[i]))
+            kw = job.demand_units * float(net.pool_facility_kw[p])
+            c = np.array([info.centers[i]])
+            for s in range(int(np.ceil(job.submit_s / 3600.0)), hours):
+                if s + r > hours:
+                    break
+                e = kw * float(
+                    signals.cumulative("price", c, (s + r) * 3600.0)[0]
+                    - signals.cumulative("price", c, s * 3600.0)[0]
+                )
+                cost = e + job.data_gb * float(info.transfer_cost_cny_per_gb[i])
+                cols.append((j, cost, list(range(s, int(np.ceil(s + r)))), int(p)))
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    n = len(cols)
+    h.addVars(n, np.zeros(n), np.ones(n))
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
+                            np.full(n, highspy.HighsVarType.kInteger))  # fmt: skip
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array([c[1] for c in cols]))
+    for j in range(len(jobs)):
+        idx = np.array([i for i, c in enumerate(cols) if c[0] == j], dtype=np.int32)
+        h.addRow(1.0, 1.0, idx.size, idx, np.ones(idx.size))
+    for p in range(net.n_pools):
+        for t in range(hours):
+            idx = [i for i, c in enumerate(cols) if c[3] == p and t in c[2]]
+            if idx:
+                units = np.array([float(jobs[cols[i][0]].demand_units) for i in idx])
+                h.addRow(-np.inf, float(net.pool_capacity[p]), len(idx),
+                         np.array(idx, dtype=np.int32), units)  # fmt: skip
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    return float(h.getInfo().objective_function_value)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_tight_bound_below_milp_and_above_fluid(
+    data: st.DataObject, tiny_net: Network, tiny_signals: Signals, random_jobs: Callable[..., Any]
+) -> None:
+    jobs = data.draw(random_jobs(tiny_net.place_ids, min_size=1, max_size=8, max_run_h=6))
+    jobs = [j for j in finishable(tiny_net, jobs) if tiny_net.job_class(j).pools.size]
+    if not jobs:
+        return
+    tight = tight_bound(tiny_net, tiny_signals, jobs)
+    exact = milp_optimum(tiny_net, tiny_signals, jobs)
+    old = offline_bound(tiny_net, tiny_signals, jobs)
+    note(f"old {old.cost_cny} tight {tight.cost_cny} milp {exact}")
+    assert tight.cost_cny <= exact * (1 + REL) + 1e-6
+    assert tight.cost_cny >= old.cost_cny * (1 - REL) - 1e-6
+    assert tight.cost_cny == pytest.approx(tight.energy_cost_cny + tight.transfer_cost_cny)
+
+
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_tight_bound_below_every_policy(
+    data: st.DataObject, tiny_net: Network, tiny_signals: Signals, random_jobs: Callable[..., Any]
+) -> None:
+    jobs = finishable(tiny_net, data.draw(random_jobs(tiny_net.place_ids, 10, 50, max_run_h=4)))
+    tight = tight_bound(tiny_net, tiny_signals, jobs)
+    checked = 0
+    for factory in FACTORIES:
+        policy = factory()
+        rep = measure(policy.name, tiny_net, tiny_signals, jobs,
+                      simulate(tiny_net, tiny_signals, jobs, policy), 1)  # fmt: skip
+        if rep.metrics["unfinished"] == 0:
+            cost = float(rep.metrics["cost_cny"])
+            assert tight.cost_cny <= cost * (1 + REL) + 1e-9, (policy.name, tight, cost)
+            checked += 1
+    assert checked >= 1
