@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: Path) -> None:
     code, out, _ = invoke(
         "simulate", "--jobs", "300", "--days", "0.5", "--policy", "all", "--json",
-        "--drain-days", "4", "--out", str(tmp_path / "rep"),
+        "--drain-days", "4", "--out", str(tmp_path / "rep"), "--tight-bound",
     )  # fmt: skip
     assert code == 0
     doc = json.loads(out)
@@ -29,7 +29,7 @@ def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: 
         assert m["completed"] + m["rejected"] + m["unfinished"] == 300
         assert m["latency_violations"] == 0
     assert set(doc["bound"]) >= {"cost_cny", "energy_kwh", "carbon_t"}
-    assert doc["bound"]["kind"] in {"non-preemptive", "relaxed"}
+    assert doc["bound"]["kind"] in {"non-preemptive", "relaxed"} and "bound_tight_error" not in doc
     assert doc["bound"]["cost_cny"] >= doc["bound_relaxed"]["cost_cny"]
     for m in doc["policies"].values():
         if m["unfinished"] == 0:

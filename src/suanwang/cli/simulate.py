@@ -66,6 +66,13 @@ def simulate(
     ] = None,
     as_json: JsonOption = False,
     no_bound: Annotated[bool, typer.Option("--no-bound", help="skip the offline bound")] = False,
+    tight_bound: Annotated[
+        bool,
+        typer.Option(
+            "--tight-bound",
+            help="also the non-preemptive bound (tighter; minutes at 2,000 jobs, so opt-in)",
+        ),
+    ] = False,
     offers: Annotated[
         Path | None,
         typer.Option(
@@ -189,6 +196,7 @@ def simulate(
             seed=seed,
             drain_days=drain_days,
             with_bound=not no_bound,
+            tight=tight_bound,
             on_policy=on_policy,
             offers=book,
             records_dir=out_dir,
@@ -197,6 +205,8 @@ def simulate(
         )
     if result.bound_error:
         err.print(f"[yellow]warning:[/] bound not computed: {result.bound_error}")
+    if result.tight_error:
+        err.print(f"[yellow]warning:[/] non-preemptive bound not computed: {result.tight_error}")
     if workload.skipped:
         skipped = ", ".join(f"{k}: {v}" for k, v in workload.skipped.items())
         err.print(f"skipped trace rows: {skipped}", highlight=False)

@@ -191,6 +191,7 @@ def run(
     governance: Governance | None = None,
     fifo: bool = False,
     tight_limit_s: float = 120.0,
+    tight: bool = False,
 ) -> SimulationResult:
     """Simulate every policy on the same jobs and signals; compute the bound unless disabled.
 
@@ -263,7 +264,7 @@ def run(
         seconds[name] = time.perf_counter() - t
     bound = None
     bound_error = None
-    tight = None
+    tight_found: TightBound | None = None
     tight_error = None
     if with_bound:
         t = time.perf_counter()
@@ -272,9 +273,10 @@ def run(
         except RuntimeError as exc:
             bound_error = str(exc)
         seconds["bound"] = time.perf_counter() - t
+    if with_bound and tight:  # opt-in: slow at scale (docs/benchmarks.md)
         t = time.perf_counter()
         try:
-            tight = tight_bound(net, signals, workload.jobs, time_limit_s=tight_limit_s)
+            tight_found = tight_bound(net, signals, workload.jobs, time_limit_s=tight_limit_s)
         except RuntimeError as exc:  # not solved in time: the relaxed bound stands
             tight_error = str(exc)
         seconds["bound_tight"] = time.perf_counter() - t
@@ -287,7 +289,7 @@ def run(
         bound=bound,
         bound_error=bound_error,
         seconds=seconds,
-        tight=tight,
+        tight=tight_found,
         tight_error=tight_error,
         offers=None if offers is None else len(offers.offers),
     )
