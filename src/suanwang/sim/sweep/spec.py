@@ -242,7 +242,10 @@ def parse_sweep_text(text: str, path: Path) -> Sweep:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         for e in exc.errors():
-            at(tuple(e["loc"]), _message(e))
+            loc, message = tuple(e["loc"]), _message(e)
+            if loc[-1:] == ("[key]",):  # the name of an entry, not its value
+                loc, message = loc[:-1], f"as a name: {message}"
+            at(loc, message)
         raise SweepError(problems) from None
     runs = (
         len(spec.edits) * len(spec.workloads) * len(spec.seeds) * (len(spec.policies) + spec.bound)
