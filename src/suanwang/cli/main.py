@@ -19,6 +19,7 @@ from suanwang.cli.quota import register as register_quota
 from suanwang.cli.scenario import scenario_app
 from suanwang.cli.serve import register as register_serve
 from suanwang.cli.simulate import register as register_simulate
+from suanwang.cli.sweep import register as register_sweep
 from suanwang.cli.testbed import testbed_app
 from suanwang.cli.trading import register as register_trading
 
@@ -64,6 +65,7 @@ register_demo(app)
 register_serve(app)  # serve, worker
 register_jobs(app)  # submit, jobs, cancel, logs
 register_simulate(app)
+register_sweep(app)  # suanwang sweep SWEEP.yaml (issue 17)
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(tenants_app, name="tenants")
 register_billing(app)  # suanwang billing ..., suanwang ledger verify
