@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from suanwang.core.jobs import JobKind
 
@@ -37,6 +38,18 @@ MAX_NUMBER = 1e15
 
 Scalar = int | float | str
 Numeric = Annotated[float | str, Field(description="a number or a product: '{gpus} * 8'")]
+
+
+#: The error type of an app's rules that relate its fields to each other (a parameter's default
+#: to its type, range, choices and pattern; min to max; the template's placeholders to the
+#: declared parameters; the template to the scenario) and of a run's parameters to the app's
+#: declarations. JSON Schema states each field's own rules; these it cannot (they relate
+#: values, or depend on the app stored), so the API names them with this type.
+APP_RULE = "app"
+
+
+def _app_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError(APP_RULE, message)
 
 
 class Parameter(BaseModel):
@@ -57,21 +70,21 @@ class Parameter(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.type == "choice" and not self.choices:
-            raise ValueError("a 'choice' parameter needs 'choices'")
+            raise _app_error("a 'choice' parameter needs 'choices'")
         if self.type != "choice" and self.choices is not None:
-            raise ValueError("'choices' is only for 'choice' parameters")
+            raise _app_error("'choices' is only for 'choice' parameters")
         if self.pattern is not None:
             if self.type != "string":
-                raise ValueError("'pattern' is only for 'string' parameters")
+                raise _app_error("'pattern' is only for 'string' parameters")
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(f"pattern is not a regular expression: {exc}") from None
+                raise _app_error(f"pattern is not a regular expression: {exc}") from None
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
+            raise _app_error(f"min {self.min} is above max {self.max}")
         problem = check_value(self, self.default)
         if problem is not None:
-            raise ValueError(f"default: {problem}")
+            raise _app_error(f"default: {problem}")
         return self
 
 
@@ -108,7 +121,7 @@ class AppSpec(BaseModel):
         names = [p.name for p in self.parameters]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"parameter(s) declared twice: {', '.join(twice)}")
+            raise _app_error(f"parameter(s) declared twice: {', '.join(twice)}")
         used = set(_PLACEHOLDER.findall(self.template.command))
         for value in [*self.template.resources.values(), self.template.duration_s,
                       self.template.data_gb]:  # fmt: skip
@@ -116,7 +129,7 @@ class AppSpec(BaseModel):
                 used |= set(_PLACEHOLDER.findall(value))
         unknown = sorted(used - set(names))
         if unknown:
-            raise ValueError(f"template uses undeclared parameter(s): {', '.join(unknown)}")
+            raise _app_error(f"template uses undeclared parameter(s): {', '.join(unknown)}")
         return self
 
 

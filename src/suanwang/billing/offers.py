@@ -53,13 +53,26 @@ class OfferType(StrEnum):
 
 
 class OfferError(ValueError):
-    """A bad offer or reservation field: ``field`` names it, the message says what is wrong."""
+    """A bad offer or reservation field: ``field`` names it, the message says what is wrong.
 
-    def __init__(self, field: str, message: str) -> None:
+    ``kind`` says which sort of rule it breaks (the API's 422 error type): ``value_error`` a
+    rule of the field alone (the OpenAPI schema states those), ``invalid_window`` the window
+    as a whole (start before end, at most :data:`MAX_WINDOW`), ``offer_mismatch`` a booking
+    that does not fit its offer, ``scenario`` a center or model the scenario does not have
+    (enough of), ``instant_out_of_range`` a time already past. JSON Schema can state none but
+    the first: they relate fields to each other, to stored offers, the scenario or the clock.
+    """
+
+    def __init__(self, field: str, message: str, *, kind: str = "value_error") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.kind = kind
 
+
+WINDOW = "invalid_window"
+MISMATCH = "offer_mismatch"
+SCENARIO = "scenario"
 
 #: A price per SCU as the API publishes it: a plain decimal string, positive, at most 1000 CNY
 #: and 4 decimals (no sign, exponent, separator, space or leading zero).
@@ -114,9 +127,11 @@ def _check_window(start: datetime, end: datetime, *, whole_hours: bool = True) -
         if whole_hours and (t.minute or t.second or t.microsecond):
             raise OfferError(name, f"{t.isoformat()} is not on a whole hour")
     if end <= start:
-        raise OfferError("end", f"{end.isoformat()} is not after start {start.isoformat()}")
+        raise OfferError(
+            "end", f"{end.isoformat()} is not after start {start.isoformat()}", kind=WINDOW
+        )
     if end - start > MAX_WINDOW:
-        raise OfferError("end", f"the window is longer than {MAX_WINDOW.days} days")
+        raise OfferError("end", f"the window is longer than {MAX_WINDOW.days} days", kind=WINDOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +185,9 @@ class Offer:
             acc = scenario.catalog.get(self.model)
             if speed_scu_per_hour(acc, self.precision) <= 0:
                 raise OfferError(
-                    "precision", f"{self.model} cannot run {self.precision.value} work"
-                )
+                    "precision", f"{self.model} cannot run {self.precision.value} work",
+                    kind=SCENARIO,
+                )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -193,9 +209,13 @@ def pool_units(scenario: Scenario, center_id: str, model: str) -> int:
     try:
         center = scenario.center(center_id)
     except KeyError:
-        raise OfferError("center", f"{center_id!r} is not a center of {scenario.name!r}") from None
+        raise OfferError(
+            "center", f"{center_id!r} is not a center of {scenario.name!r}", kind=SCENARIO
+        ) from None
     if model not in scenario.catalog:
-        raise OfferError("model", f"{model!r} is not in the catalog of {scenario.name!r}")
+        raise OfferError(
+            "model", f"{model!r} is not in the catalog of {scenario.name!r}", kind=SCENARIO
+        )
     if scenario.catalog.get(model).is_cpu:
         return center.cpu_cores
     return dict(center.inventory).get(model, 0)
@@ -204,9 +224,11 @@ def pool_units(scenario: Scenario, center_id: str, model: str) -> int:
 def check_capacity(scenario: Scenario, center_id: str, model: str, units: int) -> None:
     have = pool_units(scenario, center_id, model)
     if have <= 0:
-        raise OfferError("model", f"center {center_id!r} has no {model}")
+        raise OfferError("model", f"center {center_id!r} has no {model}", kind=SCENARIO)
     if units > have:
-        raise OfferError("units", f"{units} is more than the {have} {model} at {center_id!r}")
+        raise OfferError(
+            "units", f"{units} is more than the {have} {model} at {center_id!r}", kind=SCENARIO
+        )
 
 
 def offer_from_dict(data: Mapping[str, Any], *, default_id: str = "") -> Offer:
@@ -277,7 +299,7 @@ def reservation_scu(
     """SCU a reservation buys: units x speed(model, precision) x hours."""
     speed = speed_scu_per_hour(scenario.catalog.get(model), precision)
     if speed <= 0:
-        raise OfferError("precision", f"{model} cannot run {precision.value} work")
+        raise OfferError("precision", f"{model} cannot run {precision.value} work", kind=SCENARIO)
     hours = Decimal((end - start) // timedelta(seconds=1)) / 3600
     return units * Decimal(repr(speed)) * hours
 
@@ -292,18 +314,23 @@ def reservation_cost(
     (whole hours) and at most the offer's units (the caller checks what others booked).
     """
     if offer.type is not OfferType.RESERVED:
-        raise OfferError("offer_id", f"offer {offer.id} is {offer.type.value}, not reserved")
+        raise OfferError(
+            "offer_id", f"offer {offer.id} is {offer.type.value}, not reserved", kind=MISMATCH
+        )
     _check_window(start, end)
     if start < offer.start or end > offer.end:
         raise OfferError(
             "start" if start < offer.start else "end",
             f"the window must lie within the offer's {offer.start.isoformat()} .. "
             f"{offer.end.isoformat()}",
+            kind=MISMATCH,
         )
     if units > offer.units:
-        raise OfferError("units", f"{units} is more than the offer's {offer.units}")
+        raise OfferError("units", f"{units} is more than the offer's {offer.units}", kind=MISMATCH)
     if offer.precision is not None and precision is not offer.precision:
-        raise OfferError("precision", f"the offer is for {offer.precision.value} work only")
+        raise OfferError(
+            "precision", f"the offer is for {offer.precision.value} work only", kind=MISMATCH
+        )
     scu = reservation_scu(scenario, offer.model, precision, units, start, end)
     return cents((scu * offer.price_cny_per_scu).quantize(PRICE_STEP, rounding=ROUND_HALF_UP))
 

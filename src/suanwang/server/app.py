@@ -167,6 +167,7 @@ class ControlPlaneAPI(FastAPI):
         schema = super().openapi()
         _drop_empty_json_alternatives(schema)
         _publish_no_nul(schema)
+        _json_schema_bounds(schema)
         net: Network | None = getattr(self.state, "network", None)
         if net is None:  # asked before startup: do not cache a document without the scenario
             self.openapi_schema = None
@@ -192,13 +193,35 @@ def _publish_no_nul(node: Any) -> None:
         if node.get("type") == "string" and not {"pattern", "enum", "format", "const"} & set(node):
             node["pattern"] = _NO_NUL
         if node.get("type") == "object" and node.get("additionalProperties") not in (None, False):
-            node.setdefault("propertyNames", {"pattern": _NO_NUL})
+            names = node.setdefault("propertyNames", {})
+            if not {"pattern", "enum", "format", "const"} & set(names):
+                names["pattern"] = _NO_NUL
         for key, value in node.items():
             if key not in _ANSWERS_ONLY:
                 _publish_no_nul(value)
     elif isinstance(node, list):
         for value in node:
             _publish_no_nul(value)
+
+
+#: pydantic's names of numeric bounds and JSON Schema's.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _json_schema_bounds(node: Any) -> None:
+    """Bounds pydantic writes under its own names (``ge``, ``le``: a ``Field(ge=...)`` on an
+    optional :data:`~suanwang.server.schemas.JsonInt`) as JSON Schema's, which clients and
+    fuzzers read (they ignore unknown keywords, so the bound was not published)."""
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for ours, theirs in _BOUNDS.items():
+                if ours in node:
+                    node.setdefault(theirs, node.pop(ours))
+        for value in node.values():
+            _json_schema_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _json_schema_bounds(value)
 
 
 def _drop_empty_json_alternatives(schema: dict[str, Any]) -> None:

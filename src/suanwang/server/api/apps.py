@@ -19,7 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from suanwang.apps.catalog import App, AppError, AppSpec, Problem, builtin_apps, render
+from suanwang.apps.catalog import (
+    APP_RULE,
+    PARAM_NAME,
+    App,
+    AppError,
+    AppSpec,
+    Problem,
+    builtin_apps,
+    render,
+)
 from suanwang.server.api import jobs
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
@@ -62,8 +71,13 @@ class AppRun(BaseModel):
 
     origin: Name = Field(description="province or city (id) the job's users and data are in")
     name: JobName | None = Field(None, description="the job's name (default: the app's id)")
-    parameters: dict[Annotated[str, Field(max_length=40)], bool | int | float | str] = Field(
-        default_factory=dict, max_length=30, description="parameter values (others: defaults)"
+    parameters: dict[Annotated[str, Field(pattern=PARAM_NAME)], bool | int | float | str] = Field(
+        default_factory=dict,
+        max_length=30,
+        description="parameter values by name (others: their defaults); a name the app does "
+        "not declare, or a value its declaration refuses, is a 422 of type 'app'",
+        # pydantic states the names as patternProperties only: say no other name is taken
+        json_schema_extra={"additionalProperties": False},
     )
     deadline_s: float | None = Field(None, gt=0, le=1e9, strict=True)
 
@@ -121,7 +135,7 @@ def _invalid(
 ) -> RequestValidationError:
     return RequestValidationError(
         [
-            {"type": "app", "loc": (*prefix, *p.loc), "msg": p.msg, "input": p.input}
+            {"type": APP_RULE, "loc": (*prefix, *p.loc), "msg": p.msg, "input": p.input}
             for p in problems
         ]
     )

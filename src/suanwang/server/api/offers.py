@@ -35,6 +35,7 @@ from suanwang.billing.offers import (
     parse_time,
 )
 from suanwang.core.hardware import Precision
+from suanwang.core.instants import WHOLE_HOUR
 from suanwang.server.api.deps import (
     AUTH_RESPONSES,
     AuditDep,
@@ -52,10 +53,16 @@ router = APIRouter(tags=["trading"], responses=AUTH_RESPONSES)
 OfferKind = Literal["on_demand", "reserved", "idle_discount"]
 PrecisionName = Literal["fp16", "fp32", "fp64", "cpu"]
 Id = Annotated[str, Path(min_length=1, max_length=64)]
+#: The pattern is the whole rule (checked by pydantic before anything else): a valid date in
+#: 2000..2099, a whole hour, a whole-hour offset; ``start < end`` relates two fields, which
+#: JSON Schema cannot say (a 422 of type ``invalid_window``).
 TIME = Field(
     min_length=1,
     max_length=40,
-    description="an ISO 8601 instant with its offset on a whole hour, e.g. 2026-11-23T08:00+08:00",
+    pattern=WHOLE_HOUR,
+    description="an ISO 8601 instant on a whole hour with a whole-hour UTC offset, years 2000 "
+    "to 2099, e.g. 2026-11-23T08:00+08:00 or 2026-11-23T00Z; end after start (422 "
+    "invalid_window), a window of at most 366 days",
 )
 ERRORS: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorResponse, "description": "not allowed for your role or center"},
@@ -75,7 +82,7 @@ def _now(request: Request) -> datetime:
 def _invalid(exc: OfferError, body: BaseModel | None) -> RequestValidationError:
     value = getattr(body, exc.field, None)
     return RequestValidationError(
-        [{"type": "value_error", "loc": ("body", exc.field), "msg": exc.message, "input": value}]
+        [{"type": exc.kind, "loc": ("body", exc.field), "msg": exc.message, "input": value}]
     )
 
 

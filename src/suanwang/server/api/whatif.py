@@ -14,13 +14,15 @@ simulated days (:mod:`suanwang.server.services.whatif_input`); the runs are kept
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from suanwang.core.instants import WHATIF_START, matches
 from suanwang.core.scenario import Scenario
 from suanwang.server.api.deps import AUTH_RESPONSES, operator_only
 from suanwang.server.database.models import Tenant
@@ -39,6 +41,40 @@ FORBIDDEN: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorResponse, "description": REFUSAL}
 }
 OperatorDep = Annotated[Tenant, operator_only(REFUSAL)]
+
+
+def _start_text(value: object) -> object:
+    """``start`` as the schema publishes it: a text matching :data:`WHATIF_START` (a datetime
+    is what the default is); anything else is refused before it is parsed."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not matches(WHATIF_START, value):
+        raise PydanticCustomError(
+            "value_error",
+            "must be an ISO 8601 date and time in the years 2000 to 2100 in UTC, e.g. "
+            "2025-07-01T00:00Z or 2025-07-01T08:00+08:00 (a valid date, hours and minutes, "
+            "an offset of at most 23:59)",
+        )
+    return value
+
+
+class WhatIfBody(WhatIfRequest):
+    """The body of ``POST /v1/whatif``: a :class:`WhatIfRequest` whose ``start`` the OpenAPI
+    schema describes exactly (a pattern the server checks first: any valid date and time in
+    the years 2000 to 2100 in UTC, never a number)."""
+
+    start: Annotated[
+        datetime,
+        BeforeValidator(_start_text),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": WHATIF_START,
+                "description": "first day (ISO 8601; UTC if no offset; years 2000 to 2100 in "
+                "UTC), e.g. 2025-07-01T00:00Z; default 2025-07-01T00:00Z",
+            }
+        ),
+    ] = Field(default_factory=lambda: datetime(2025, 7, 1, tzinfo=UTC))
 
 
 class TraceInfo(BaseModel):
@@ -94,7 +130,7 @@ def _runner(request: Request) -> WhatIfRunner:
         413: {"model": ErrorResponse, "description": "request body over the server's limit"},
     },
 )
-def start_whatif(body: WhatIfRequest, request: Request, _tenant: OperatorDep) -> WhatIfRun:
+def start_whatif(body: WhatIfBody, request: Request, _tenant: OperatorDep) -> WhatIfRun:
     """Start a simulation; poll ``GET /v1/whatif/{id}`` for progress.
 
     A bad edit or trace is a 422 naming it (``loc``; a trace's problems also carry ``line`` and

@@ -3,14 +3,19 @@ quota set``) and as the API shows them: the fields of a tenant in the tenants fi
 (docs/governance.md) and its cohort, read strictly.
 
 Rates are JSON numbers (a boolean or a text is refused, never converted), finite, >= 0, at most
-:data:`~suanwang.scenarios.tenants_schema.MAX_NUMBER`, with at most 6 decimals (they are kept as
-``NUMERIC(20, 6)``); money is CNY to the fen, as in the tenants file.
+:data:`~suanwang.scenarios.tenants_schema.MAX_NUMBER`, **rounded** (half to even) to 6 decimals
+(they are kept as ``NUMERIC(20, 6)``); weights are at least 0.000001, so none rounds to 0. The
+OpenAPI schema states every rule: JSON Schema's ``multipleOf: 0.000001`` would be no use for
+the decimals (a binary float such as 0.1 is no exact multiple of anything decimal, and
+generators and validators disagree on it), so the API takes any number in range and says it
+rounds. Money is CNY to the fen, as in the tenants file
+(:data:`~suanwang.scenarios.tenants_schema.Money`).
 """
 
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -21,11 +26,14 @@ from suanwang.scenarios.tenants_schema import MAX_NUMBER, Money
 
 #: Rates and weights are kept to 6 decimals (``NUMERIC(20, 6)``).
 SCALE = Decimal("0.000001")
+#: The smallest weight: the smallest positive number with 6 decimals.
+MIN_WEIGHT = 0.000001
+_ROUNDED = "rounded to 6 decimals"
 
 
 def _rate(value: object) -> float | None:
     """A JSON number (not a boolean, not a text), finite, >= 0, at most :data:`MAX_NUMBER`,
-    with at most 6 decimals."""
+    rounded to 6 decimals."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -41,15 +49,16 @@ def _rate(value: object) -> float | None:
     if x > MAX_NUMBER:
         raise ValueError(f"{value!r} is absurdly large (at most {MAX_NUMBER:g})")
     d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if d != d.quantize(SCALE):
-        raise ValueError(f"{value!r} has more than 6 decimals")
-    return x
+    return float(d.quantize(SCALE, rounding=ROUND_HALF_EVEN))
 
 
 def _weight(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < MIN_WEIGHT:
+        floor = "> 0" if value <= 0 else "at least 0.000001 (it is kept to 6 decimals)"
+        raise ValueError(f"must be {floor}, not {value!r}")
     x = _rate(value)
-    if x is None or x <= 0:
-        raise ValueError(f"must be > 0, not {value!r}")
+    if x is None or x < MIN_WEIGHT:  # pragma: no cover - the check above
+        raise ValueError(f"must be > 0 (at least 0.000001), not {value!r}")
     return x
 
 
@@ -66,7 +75,7 @@ def _name(value: str) -> str:
 _Bounded = Annotated[float, Field(ge=0, le=MAX_NUMBER)]
 Rate = Annotated[_Bounded, BeforeValidator(_rate)]
 OptionalRate = Annotated[_Bounded | None, BeforeValidator(_rate)]
-Weight = Annotated[float, Field(gt=0, le=MAX_NUMBER), BeforeValidator(_weight)]
+Weight = Annotated[float, Field(ge=MIN_WEIGHT, le=MAX_NUMBER), BeforeValidator(_weight)]
 #: A cohort: 1..100 characters, no control characters, no blank at either end.
 CohortName = Annotated[
     str,
@@ -92,14 +101,15 @@ class QuotaSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cohort: CohortName = Field(description="the cohort (a university, a company) it is in")
-    quota_scu_per_h: Rate = Field(description="nominal quota, SCU/h")
+    quota_scu_per_h: Rate = Field(description=f"nominal quota, SCU/h ({_ROUNDED})")
     borrow_limit_scu_per_h: Rate = Field(
-        0.0, description="how much of its cohort mates' unused quota it may use, SCU/h"
+        0.0,
+        description=f"how much of its cohort mates' unused quota it may use, SCU/h ({_ROUNDED})",
     )
     lend_limit_scu_per_h: OptionalRate = Field(
-        None, description="how much of its unused quota it lends, SCU/h (null: all)"
+        None, description=f"how much of its unused quota it lends, SCU/h ({_ROUNDED}; null: all)"
     )
-    weight: Weight = Field(1.0, description="its entitlement is quota x weight, > 0")
+    weight: Weight = Field(1.0, description=f"its entitlement is quota x weight ({_ROUNDED})")
     classes: list[Priority] | None = Field(
         None, min_length=1, max_length=16, description="classes it may submit (null: all)"
     )

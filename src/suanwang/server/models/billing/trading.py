@@ -170,7 +170,9 @@ def publish(
         if owner is None or owner.tenant_id != tenant.id:
             raise Forbidden(f"center: {offer.center_id!r} is not one of your centers")
     if offer.end <= now:
-        raise OfferError("end", f"{offer.end.isoformat()} has already passed")
+        raise OfferError(
+            "end", f"{offer.end.isoformat()} has already passed", kind="instant_out_of_range"
+        )
     others = [
         r
         for r in session.scalars(
@@ -352,7 +354,9 @@ def reserve(
     if row.tenant_id == tenant.id:
         raise Forbidden("a provider cannot reserve its own offer")
     if start < now:
-        raise OfferError("start", f"{start.isoformat()} is in the past")
+        raise OfferError(
+            "start", f"{start.isoformat()} is in the past", kind="instant_out_of_range"
+        )
     amount = reservation_cost(
         offer, scenario=scenario, units=units, start=start, end=end, precision=precision
     )
