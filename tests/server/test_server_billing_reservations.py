@@ -368,7 +368,7 @@ def test_providers_are_paid_out_what_is_due_never_more_and_statements_show_it(
     r = runner.invoke(cli, ["billing", "payout", "north-dc", "--db", db_url])
     assert r.exit_code == 2 and "nothing is due to provider 'north-dc'" in r.stderr
     r = runner.invoke(cli, ["billing", "payout", "north-dc", "x", "--db", db_url])
-    assert r.exit_code == 2 and "AMOUNT: 'x' is not a number" in r.stderr
+    assert r.exit_code == 2 and "AMOUNT: 'x' is not a plain decimal number" in r.stderr
     # the statement: what it earned, what it was paid and what is still due; it reconciles
     st = _reconcile(client, operator, sessions, PERIOD)
     [north] = [p for p in st["providers"] if p["provider"] == "north-dc"]

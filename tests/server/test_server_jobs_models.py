@@ -222,10 +222,10 @@ def test_check_spec_reports_every_problem(app: Any, body: Any) -> None:
     spec = JobSpec.model_validate(
         body(origin="atlantis", resources={"count": 2, "accelerator": "tpu"}, stacks=["x", "cuda"])
     )
-    problems = {p.loc: p.msg for p in job_specs.check_spec(spec, net)}
+    problems = {p.loc: p.msg for p in job_specs.check_spec(spec, net, network_allowed=False)}
     assert set(problems) == {("origin",), ("resources", "accelerator"), ("stacks", 1)}
     assert (
         "'atlantis'" in problems[("origin",)] and "'tpu'" in problems[("resources", "accelerator")]
     )
     assert "'x'" in problems[("stacks", 1)]
-    assert job_specs.check_spec(JobSpec.model_validate(body()), net) == []
+    assert job_specs.check_spec(JobSpec.model_validate(body()), net, network_allowed=False) == []
