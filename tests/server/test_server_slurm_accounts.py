@@ -6,6 +6,10 @@ checkpoint directories and is refused by the kernel (its output says so); a job 
 log for a link to a secret file does not make the platform read the secret; a tenant with no
 account at any center gets its job failed with a reason naming the centers, never run as
 someone else; the ledger and the balances are the same afterwards.
+
+The centers run uncontained here (``contain: false``, a center without bubblewrap): the
+accounts alone must keep tenants apart. Containment is tested in
+``test_server_slurm_contain.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from suanwang.testbed import slurm
 def platform(
     app: FastAPI, sessions: sessionmaker[Session], slurm_testbed: slurm.Testbed, shared_tmp: Path
 ) -> Iterator[Platform]:
-    p = Platform(app, sessions, slurm_testbed, shared_tmp)
+    p = Platform(app, sessions, slurm_testbed, shared_tmp, contain=False)
     yield p
     p.close()
 
