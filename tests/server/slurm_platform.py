@@ -42,7 +42,9 @@ class Platform:
 
     ``clock``: the services' clock (default: the app's, which stands still); ``governance``
     and ``policy`` go to the dispatcher (default: no quotas, the default policy); ``contain``:
-    the centers' containment (default: the platform file's, on where bwrap is installed)."""
+    the centers' containment (default: the platform file's, on where bwrap is installed);
+    ``shared_dirs``: what contained jobs may write besides their own directories (default:
+    ``root``, where the tests' jobs leave markers across runs and centers)."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class Platform:
         governance: Callable[[Session], Governance | None] = no_governance,
         policy: Policy | None = None,
         contain: bool | None = None,
+        shared_dirs: list[Path] | None = None,
     ) -> None:
         cfg = load_platform_config(write_platform_config(tb, "china"))
         scenario = load_scenario("china")
@@ -66,6 +69,7 @@ class Platform:
             ex.lease_s = lease_s
             if contain is not None:
                 ex.contain = contain
+            ex.shared_dirs = [root] if shared_dirs is None else shared_dirs
         self.live = LiveNetwork(
             net=Network(live_scenario(scenario, self.executors)),
             signals=app.state.signals.current,

@@ -2,12 +2,13 @@
 testbed"), on the real testbed.
 
 Two tenants' jobs, submitted through the API to a contained center (the default: bwrap is
-installed), run a probe as their own accounts: PostgreSQL at 127.0.0.1:5432 (TCP) and through
-its unix socket, the server's SQLite file (made readable to every user for the test), the
-host's processes, the other tenant's run directory: every try fails; and a directory every
-user may write to on the host: the file lands in the sandbox's memory, never on the host. The same probe, uncontained (``contain: false``), reaches what it can: so the
-probe is not blind. The balances, the ledger and ``ledger verify`` are the same afterwards
-(the jobs' own charges at most).
+installed; no shared directories), run a probe as their own accounts: PostgreSQL at
+127.0.0.1:5432 (TCP) and through its unix socket, the server's SQLite file (made readable to
+every user for the test), the host's processes, the other tenant's run directory: every try
+fails; and a directory every user may write to on the host: the file lands in the sandbox's
+memory, never on the host. The same probe, uncontained (``contain: false``), reaches what it
+can: so the probe is not blind. The balances, the ledger and ``ledger verify`` are the same
+afterwards (the jobs' own charges at most).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from slurm_platform import FINAL, SMALL, Platform, get, run_until
+from slurm_platform import FINAL, SMALL, Platform, events, get, run_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -99,8 +100,13 @@ def _books(sessions: sessionmaker[Session]) -> tuple[dict[str, Any], set[Any], l
 
 def _run(client: TestClient, p: Platform, who: Any, job: dict[str, Any]) -> dict[str, str]:
     """Run ``job`` to its end; what its probe found (``key: value`` lines of its log)."""
-    run_until(p, lambda: get(client, who, job["id"])["state"] in FINAL, timeout=180,
-              what=f"job {job['name']} ends")  # fmt: skip
+    try:
+        run_until(p, lambda: get(client, who, job["id"])["state"] in FINAL, timeout=180,
+                  what=f"job {job['name']} ends")  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}: {get(client, who, job['id'])}, {events(client, who, job['id'])}"
+        ) from None
     done = get(client, who, job["id"])
     log = client.get(f"/v1/jobs/{job['id']}/logs", headers=who.headers).text
     assert done["state"] == "succeeded", (done, log)
@@ -125,7 +131,7 @@ def test_two_tenants_jobs_reach_neither_the_database_nor_the_host(
     submit: Callable[..., dict[str, Any]],
 ) -> None:
     assert PG_SOCKET.is_socket()  # PostgreSQL is there to be reached
-    platform = Platform(app, sessions, slurm_testbed, shared_tmp)
+    platform = Platform(app, sessions, slurm_testbed, shared_tmp, shared_dirs=[])
     try:
         assert all(ex.contain for ex in platform.executors.values())  # the default here
         a = submit(alice, name="a", **_probe(readable_db, shared_tmp / "from-a", shared_tmp / "no"))

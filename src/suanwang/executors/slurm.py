@@ -52,7 +52,9 @@ account on the compute node (an unprivileged user namespace), with the view of
 database or API, not the node's other services), its own PID namespace (it sees only its own
 processes), a read-only system, and of the center's files only its run directory and its
 checkpoint directory (writable) and the checkpoint it resumes from (read-only). A job that
-asks for network is refused by a contained center. The sandbox ignores ``SIGUSR1`` and
+asks for network is refused by a contained center. ``shared_dirs``: directories every
+contained job may also write (a site's scratch file system; none by default: they are a
+channel between tenants, the operator's choice). The sandbox ignores ``SIGUSR1`` and
 ``SIGTERM`` (the job gets them with their default action), so checkpoint and cancel reach the
 job as before; the wrapper outside the sandbox keeps the lease and records the exit code.
 """
@@ -194,6 +196,7 @@ class SlurmExecutor:
         account_tokens: str | Path | None = None,
         unsafe_shared_user: bool = False,
         contain: bool | None = None,
+        shared_dirs: Sequence[str | Path] = (),
     ) -> None:
         self.name = f"slurm:{center_id}"
         self.center_id = center_id
@@ -206,6 +209,7 @@ class SlurmExecutor:
         self.account_tokens = Path(account_tokens) if account_tokens is not None else None
         self.unsafe_shared_user = unsafe_shared_user
         self.contain = shutil.which("bwrap") is not None if contain is None else contain
+        self.shared_dirs = [Path(d) for d in shared_dirs]
         self.output_dir = Path(output_dir)
         self.partition = partition
         self.lease_s = lease_s
@@ -350,7 +354,11 @@ class SlurmExecutor:
             job["gres"] = f"gpu:{gres_type(sub.accelerator)}:{sub.cards}"
         if self.partition:
             job["partition"] = self.partition
-        sandbox = _sandbox(account, run_dir, ckpt, resume_from) if self.contain else None
+        sandbox = (
+            _sandbox(account, run_dir, ckpt, resume_from, self.shared_dirs)
+            if self.contain
+            else None
+        )
         script = _script(sub, run_dir, self.lease_s, sandbox)
         if private:
             self._hand_over(account, run_dir, ckpt)
@@ -524,10 +532,13 @@ def _give(path: Path, uid: int, gid: int) -> None:
             os.chown(entry, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def _sandbox(account: str, run_dir: Path, ckpt: Path, resume_from: str | None) -> list[str]:
+def _sandbox(
+    account: str, run_dir: Path, ckpt: Path, resume_from: str | None, shared: Sequence[Path] = ()
+) -> list[str]:
     """``bwrap … -- env …`` for a contained run (see the module docstring): the run directory and
-    the checkpoint directory writable, the checkpoint it resumes from readable, nothing else."""
-    writable = [run_dir] + ([] if ckpt.is_relative_to(run_dir) else [ckpt])
+    the checkpoint directory writable, the checkpoint it resumes from readable, and the
+    ``shared`` directories (bound first: the run's own may lie inside them)."""
+    writable = [*shared, run_dir] + ([] if ckpt.is_relative_to(run_dir) else [ckpt])
     readable = [Path(resume_from)] if resume_from is not None else []
     readable = [p for p in readable if not any(p.is_relative_to(w) for w in writable)]
     view = bwrap_args(

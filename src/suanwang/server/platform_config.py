@@ -74,6 +74,9 @@ class SlurmExecutorConfig(_Strict):
     unsafe_shared_user: bool = False
     #: run jobs in bubblewrap (no network, own PID namespace); None: if bwrap is installed here
     contain: bool | None = None
+    #: directories every contained job may write too (a site's scratch; a channel between
+    #: tenants: none by default)
+    shared_dirs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _accounts_apart(self) -> SlurmExecutorConfig:
@@ -154,6 +157,7 @@ def load_platform_config(path: Path) -> PlatformConfig:
                     "token_file": absolute(ex.token_file),
                     "output_dir": absolute(ex.output_dir),
                     "account_tokens": ex.account_tokens and absolute(ex.account_tokens),
+                    "shared_dirs": [absolute(d) for d in ex.shared_dirs],
                 }
             )
         centers.append(c.model_copy(update={"executor": ex}))

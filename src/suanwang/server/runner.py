@@ -105,6 +105,7 @@ def configured_executors(
                 account_tokens=ex.account_tokens,
                 unsafe_shared_user=ex.unsafe_shared_user,
                 contain=ex.contain,
+                shared_dirs=ex.shared_dirs,
             )
             if not slurm.contain:
                 log.warning(
