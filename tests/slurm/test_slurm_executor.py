@@ -185,6 +185,19 @@ def test_plain_command_passes_the_checkpoint_signal_on(ex: SlurmExecutor) -> Non
     assert final(ex, ref) is JobState.MIGRATING
 
 
+def test_a_contained_center_refuses_network_and_its_jobs_see_only_their_own(
+    ex: SlurmExecutor,
+) -> None:
+    assert ex.contain  # bwrap is installed here: the default
+    with pytest.raises(ExecutorError, match="asks for network"):
+        ex.submit(sub("true", network=True))
+    ref = ex.submit(sub("ls /proc | grep -c '^[0-9]'; grep -c : /proc/net/dev; hostname; ls /"))
+    assert final(ex, ref) is JobState.SUCCEEDED
+    procs, interfaces, host, *root = ex.logs(ref).split()
+    assert int(procs) <= 4 and int(interfaces) == 1  # bwrap, sh, ls, grep; loopback only
+    assert host == "suanwang-job" and "home" not in root and "run" not in root
+
+
 def test_unreachable_cluster_and_bad_token(slurm_testbed: Testbed, tmp_path: Path) -> None:
     c = slurm_testbed.clusters[0]
     with (
