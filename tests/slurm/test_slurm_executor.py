@@ -256,7 +256,8 @@ def test_a_run_without_word_from_the_platform_stops_itself(
 ) -> None:
     """Lease: a run nobody polls (its center cut off from the platform) kills itself."""
     c = slurm_testbed.clusters[1]
-    with executor_for(slurm_testbed, c, lease_s=2) as ex:
+    # the job's marker goes to shared_tmp: writable from its sandbox, so the test sees it
+    with executor_for(slurm_testbed, c, lease_s=2, shared_dirs=[shared_tmp]) as ex:
         _lease_expires(ex, shared_tmp)
 
 
@@ -301,7 +302,7 @@ def test_a_queued_run_the_platform_gave_up_does_not_start(
 ) -> None:
     """A run whose lease expired while it waited (nobody polls it) never starts its job."""
     c = slurm_testbed.clusters[1]
-    with executor_for(slurm_testbed, c, lease_s=1) as ex:
+    with executor_for(slurm_testbed, c, lease_s=1, shared_dirs=[shared_tmp]) as ex:
         marker = shared_tmp / "ran"
         blocker = ex.submit(sub("sleep 60", cards=8, accelerator="h100"))
         wait_for(ex, blocker, lambda st: st is JobState.RUNNING)
