@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from suanwang.scenarios.loader import ScenarioError
 from suanwang.server.database.models import Account, LedgerTransaction, TenantRole
 from suanwang.server.models.billing.verify import verify
-from suanwang.server.platform_config import load_platform_config
+from suanwang.server.platform_config import SlurmExecutorConfig, load_platform_config
 from suanwang.testbed import slurm
 
 
@@ -182,4 +182,24 @@ def test_the_platform_file_refuses_unsafe_accounts(
         f"               output_dir: jobs, {fields}}}\n"
     )
     with pytest.raises(ScenarioError, match=problem):
+        load_platform_config(path)
+
+
+def test_the_platform_file_sets_containment_and_shared_dirs(tmp_path: Path) -> None:
+    path = tmp_path / "platform.yaml"
+    head = (
+        "centers:\n"
+        "  - center_id: zhongwei\n"
+        "    executor: {type: slurm, url: 'http://127.0.0.1:1', token_file: t, user: suanwang,\n"
+        "               output_dir: jobs"
+    )
+    path.write_text(head + ", contain: false, shared_dirs: [scratch, /srv/x]}\n")
+    (ex,) = [c.executor for c in load_platform_config(path).centers]
+    assert isinstance(ex, SlurmExecutorConfig) and ex.contain is False
+    assert ex.shared_dirs == [str(tmp_path / "scratch"), "/srv/x"]
+    path.write_text(head + "}\n")
+    (ex,) = [c.executor for c in load_platform_config(path).centers]
+    assert isinstance(ex, SlurmExecutorConfig) and (ex.contain, ex.shared_dirs) == (None, [])
+    path.write_text(head + ", contain: maybe}\n")
+    with pytest.raises(ScenarioError, match="contain"):
         load_platform_config(path)
