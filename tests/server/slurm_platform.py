@@ -41,7 +41,10 @@ class Platform:
     """The services on a testbed, run round by round.
 
     ``clock``: the services' clock (default: the app's, which stands still); ``governance``
-    and ``policy`` go to the dispatcher (default: no quotas, the default policy)."""
+    and ``policy`` go to the dispatcher (default: no quotas, the default policy); ``contain``:
+    the centers' containment (default: the platform file's, on where bwrap is installed);
+    ``shared_dirs``: what contained jobs may write besides their own directories (default:
+    ``root``, where the tests' jobs leave markers across runs and centers)."""
 
     def __init__(
         self,
@@ -55,6 +58,8 @@ class Platform:
         clock: Callable[[], datetime] | None = None,
         governance: Callable[[Session], Governance | None] = no_governance,
         policy: Policy | None = None,
+        contain: bool | None = None,
+        shared_dirs: list[Path] | None = None,
     ) -> None:
         cfg = load_platform_config(write_platform_config(tb, "china"))
         scenario = load_scenario("china")
@@ -62,6 +67,9 @@ class Platform:
         for ex in self.executors.values():
             assert isinstance(ex, SlurmExecutor)
             ex.lease_s = lease_s
+            if contain is not None:
+                ex.contain = contain
+            ex.shared_dirs = [root] if shared_dirs is None else shared_dirs
         self.live = LiveNetwork(
             net=Network(live_scenario(scenario, self.executors)),
             signals=app.state.signals.current,

@@ -6,6 +6,10 @@ checkpoint directories and is refused by the kernel (its output says so); a job 
 log for a link to a secret file does not make the platform read the secret; a tenant with no
 account at any center gets its job failed with a reason naming the centers, never run as
 someone else; the ledger and the balances are the same afterwards.
+
+The centers run uncontained here (``contain: false``, a center without bubblewrap): the
+accounts alone must keep tenants apart. Containment is tested in
+``test_server_slurm_contain.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from starlette.testclient import TestClient
 from suanwang.scenarios.loader import ScenarioError
 from suanwang.server.database.models import Account, LedgerTransaction, TenantRole
 from suanwang.server.models.billing.verify import verify
-from suanwang.server.platform_config import load_platform_config
+from suanwang.server.platform_config import SlurmExecutorConfig, load_platform_config
 from suanwang.testbed import slurm
 
 
@@ -32,7 +36,7 @@ from suanwang.testbed import slurm
 def platform(
     app: FastAPI, sessions: sessionmaker[Session], slurm_testbed: slurm.Testbed, shared_tmp: Path
 ) -> Iterator[Platform]:
-    p = Platform(app, sessions, slurm_testbed, shared_tmp)
+    p = Platform(app, sessions, slurm_testbed, shared_tmp, contain=False)
     yield p
     p.close()
 
@@ -178,4 +182,24 @@ def test_the_platform_file_refuses_unsafe_accounts(
         f"               output_dir: jobs, {fields}}}\n"
     )
     with pytest.raises(ScenarioError, match=problem):
+        load_platform_config(path)
+
+
+def test_the_platform_file_sets_containment_and_shared_dirs(tmp_path: Path) -> None:
+    path = tmp_path / "platform.yaml"
+    head = (
+        "centers:\n"
+        "  - center_id: zhongwei\n"
+        "    executor: {type: slurm, url: 'http://127.0.0.1:1', token_file: t, user: suanwang,\n"
+        "               output_dir: jobs"
+    )
+    path.write_text(head + ", contain: false, shared_dirs: [scratch, /srv/x]}\n")
+    (ex,) = [c.executor for c in load_platform_config(path).centers]
+    assert isinstance(ex, SlurmExecutorConfig) and ex.contain is False
+    assert ex.shared_dirs == [str(tmp_path / "scratch"), "/srv/x"]
+    path.write_text(head + "}\n")
+    (ex,) = [c.executor for c in load_platform_config(path).centers]
+    assert isinstance(ex, SlurmExecutorConfig) and (ex.contain, ex.shared_dirs) == (None, [])
+    path.write_text(head + ", contain: maybe}\n")
+    with pytest.raises(ScenarioError, match="contain"):
         load_platform_config(path)

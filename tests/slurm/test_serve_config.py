@@ -41,6 +41,9 @@ def cli(*args: str, env: dict[str, str] | None = None, check: bool = True) -> An
 
 @pytest.fixture
 def server(slurm_testbed: slurm.Testbed, tmp_path: Path) -> Iterator[dict[str, str]]:
+    # the checkpoint root (under --executors-dir) must be reachable by the tenants' accounts:
+    # a contained job's checkpoint directory is bound into its sandbox
+    tmp_path.chmod(0o711)
     config = write_platform_config(slurm_testbed, "china")
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     keys = {

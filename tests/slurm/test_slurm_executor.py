@@ -185,6 +185,19 @@ def test_plain_command_passes_the_checkpoint_signal_on(ex: SlurmExecutor) -> Non
     assert final(ex, ref) is JobState.MIGRATING
 
 
+def test_a_contained_center_refuses_network_and_its_jobs_see_only_their_own(
+    ex: SlurmExecutor,
+) -> None:
+    assert ex.contain  # bwrap is installed here: the default
+    with pytest.raises(ExecutorError, match="asks for network"):
+        ex.submit(sub("true", network=True))
+    ref = ex.submit(sub("ls /proc | grep -c '^[0-9]'; grep -c : /proc/net/dev; hostname; ls /"))
+    assert final(ex, ref) is JobState.SUCCEEDED
+    procs, interfaces, host, *root = ex.logs(ref).split()
+    assert int(procs) <= 4 and int(interfaces) == 1  # bwrap, sh, ls, grep; loopback only
+    assert host == "suanwang-job" and "home" not in root and "run" not in root
+
+
 def test_unreachable_cluster_and_bad_token(slurm_testbed: Testbed, tmp_path: Path) -> None:
     c = slurm_testbed.clusters[0]
     with (
@@ -243,7 +256,8 @@ def test_a_run_without_word_from_the_platform_stops_itself(
 ) -> None:
     """Lease: a run nobody polls (its center cut off from the platform) kills itself."""
     c = slurm_testbed.clusters[1]
-    with executor_for(slurm_testbed, c, lease_s=2) as ex:
+    # the job's marker goes to shared_tmp: writable from its sandbox, so the test sees it
+    with executor_for(slurm_testbed, c, lease_s=2, shared_dirs=[shared_tmp]) as ex:
         _lease_expires(ex, shared_tmp)
 
 
@@ -288,7 +302,7 @@ def test_a_queued_run_the_platform_gave_up_does_not_start(
 ) -> None:
     """A run whose lease expired while it waited (nobody polls it) never starts its job."""
     c = slurm_testbed.clusters[1]
-    with executor_for(slurm_testbed, c, lease_s=1) as ex:
+    with executor_for(slurm_testbed, c, lease_s=1, shared_dirs=[shared_tmp]) as ex:
         marker = shared_tmp / "ran"
         blocker = ex.submit(sub("sleep 60", cards=8, accelerator="h100"))
         wait_for(ex, blocker, lambda st: st is JobState.RUNNING)

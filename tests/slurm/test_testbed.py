@@ -33,10 +33,12 @@ def _listening(url: str) -> bool:
 
 
 def executor(tb: slurm.Testbed, c: slurm.Cluster, timeout_s: float) -> SlurmExecutor:
-    """The cluster's executor as the platform file has it: tenants' jobs run as their accounts."""
+    """The cluster's executor as the platform file has it: tenants' jobs run as their accounts
+    (contained; they may also write next to the testbed's directory, where tests leave
+    markers)."""
     return SlurmExecutor(c.center_id, c.url, c.token_file, tb.user, c.jobs_dir,
-                         timeout_s=timeout_s, accounts=tb.accounts,
-                         account_tokens=c.tokens_dir)  # fmt: skip
+                         timeout_s=timeout_s, accounts=tb.accounts, account_tokens=c.tokens_dir,
+                         shared_dirs=[Path(tb.dir).parent])  # fmt: skip
 
 
 def job(job_id: str, command: str) -> Submission:

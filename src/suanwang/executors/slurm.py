@@ -43,6 +43,20 @@ Mapping:
   batch script and every step;
 * the batch script is a small wrapper (:func:`_script`) that runs the job at most once to its
   end, even if Slurm loses state in a power cut and starts the job again.
+
+Containment (``contain``, default: on when ``bwrap`` is installed on the platform's host, which
+is the center's on the testbed; set it explicitly for a real center): the wrapper runs the
+job's program in ``bwrap`` (Debian's ``bubblewrap``), started by the job's own unprivileged
+account on the compute node (an unprivileged user namespace), with the view of
+:mod:`suanwang.executors.contain`: no network (its own loopback only: not the platform's
+database or API, not the node's other services), its own PID namespace (it sees only its own
+processes), a read-only system, and of the center's files only its run directory and its
+checkpoint directory (writable) and the checkpoint it resumes from (read-only). A job that
+asks for network is refused by a contained center. ``shared_dirs``: directories every
+contained job may also write (a site's scratch file system; none by default: they are a
+channel between tenants, the operator's choice). The sandbox ignores ``SIGUSR1`` and
+``SIGTERM`` (the job gets them with their default action), so checkpoint and cancel reach the
+job as before; the wrapper outside the sandbox keeps the lease and records the exit code.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ import math
 import os
 import pwd
 import shlex
+import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +89,7 @@ from suanwang.executors.base import (
     read_usage_file,
     usage_file,
 )
+from suanwang.executors.contain import bwrap_args, restore_signals
 
 LEASE_FILE = "lease"
 #: Exit code of a run whose lease had expired before it could start (it did not run).
@@ -179,6 +195,8 @@ class SlurmExecutor:
         accounts: Mapping[str, str] | None = None,
         account_tokens: str | Path | None = None,
         unsafe_shared_user: bool = False,
+        contain: bool | None = None,
+        shared_dirs: Sequence[str | Path] = (),
     ) -> None:
         self.name = f"slurm:{center_id}"
         self.center_id = center_id
@@ -190,6 +208,8 @@ class SlurmExecutor:
             raise ValueError(f"{self.name}: accounts need account_tokens (a JWT per account)")
         self.account_tokens = Path(account_tokens) if account_tokens is not None else None
         self.unsafe_shared_user = unsafe_shared_user
+        self.contain = shutil.which("bwrap") is not None if contain is None else contain
+        self.shared_dirs = [Path(d) for d in shared_dirs]
         self.output_dir = Path(output_dir)
         self.partition = partition
         self.lease_s = lease_s
@@ -285,6 +305,12 @@ class SlurmExecutor:
                 f"tenant {sub.tenant!r} has no account at center {self.center_id} "
                 "(platform file: executor.accounts)",
             )
+        if sub.network and self.contain:
+            raise ExecutorError(
+                self.name,
+                f"refused {sub.job_id}: it asks for network and center {self.center_id} "
+                "contains its jobs without one",
+            )
         name = run_name(sub, resume_from)
         existing = [jid for jid, j in self._jobs().items() if j.get("name") == name]
         if existing:
@@ -328,7 +354,12 @@ class SlurmExecutor:
             job["gres"] = f"gpu:{gres_type(sub.accelerator)}:{sub.cards}"
         if self.partition:
             job["partition"] = self.partition
-        script = _script(sub, run_dir, self.lease_s)
+        sandbox = (
+            _sandbox(account, run_dir, ckpt, resume_from, self.shared_dirs)
+            if self.contain
+            else None
+        )
+        script = _script(sub, run_dir, self.lease_s, sandbox)
         if private:
             self._hand_over(account, run_dir, ckpt)
         body = self._call(
@@ -501,7 +532,24 @@ def _give(path: Path, uid: int, gid: int) -> None:
             os.chown(entry, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
+def _sandbox(
+    account: str, run_dir: Path, ckpt: Path, resume_from: str | None, shared: Sequence[Path] = ()
+) -> list[str]:
+    """``bwrap … -- env …`` for a contained run (see the module docstring): the run directory and
+    the checkpoint directory writable, the checkpoint it resumes from readable, and the
+    ``shared`` directories (bound first: the run's own may lie inside them)."""
+    writable = [*shared, run_dir] + ([] if ckpt.is_relative_to(run_dir) else [ckpt])
+    readable = [Path(resume_from)] if resume_from is not None else []
+    readable = [p for p in readable if not any(p.is_relative_to(w) for w in writable)]
+    view = bwrap_args(
+        work=run_dir, writable=writable, readable=readable, user=account, network=False, here=False
+    )
+    return [*view, *restore_signals()]
+
+
+def _script(
+    sub: Submission, run_dir: Path, lease_s: float, sandbox: Sequence[str] | None = None
+) -> str:
     """The batch script: a wrapper that runs the job once, under a lease, and records the end.
 
     * The user's command or script is written to ``run_dir/job``; the wrapper runs it and
@@ -518,11 +566,23 @@ def _script(sub: Submission, run_dir: Path, lease_s: float) -> str:
       :data:`LEASE_EXIT_CODE`, reported ``lost``.
     * The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
       wrapper waits for it.
+    * ``sandbox``: the job's program runs inside it (``bwrap``, started with ``SIGUSR1`` and
+      ``SIGTERM`` ignored; the job gets them back), the lease and the exit code stay outside.
     """
     job = run_dir / "job"
     text = sub.script if sub.script is not None else (sub.command or "") + "\n"
     _write_new(job, text, 0o755)
-    if text.startswith("#!"):
+    if sandbox is not None:
+        inner = (
+            str(job) if text.startswith("#!") else f"trap 'true' USR1; . {shlex.quote(str(job))}"
+        )
+        argv = [*sandbox, *([inner] if text.startswith("#!") else ["/bin/sh", "-c", inner])]
+        run = (
+            'if ! command -v bwrap >/dev/null; then echo "suanwang: this center contains jobs '
+            '(contain: true) but bwrap is not installed on $(hostname)" >&2; false; else '
+            f"( trap '' USR1 TERM; exec {shlex.join(argv)} ); fi"
+        )
+    elif text.startswith("#!"):
         run = shlex.quote(str(job))
     else:  # shell text runs in a subshell that also lets SIGUSR1 through to its commands
         run = f"( trap 'true' USR1; . {shlex.quote(str(job))} )"

@@ -16,13 +16,18 @@
           partition: suanwang
           output_dir: zhongwei/jobs      # where job output lands, readable from here
           lease_s: 60                    # optional (default: half of serve --lost-after)
+          contain: true                  # jobs in bubblewrap: no network, own PIDs (optional)
       - center_id: beijing-yizhuang
         executor: {type: local, cpus: 256, cards: 64}
 
 In live mode only the centers listed here receive jobs. A tenant not in a Slurm center's
 ``accounts`` has no jobs placed there, unless ``unsafe_shared_user: true`` lets such tenants'
 jobs run as ``user`` itself, all of them under one account (dangerous: they can read each
-other's files). Relative paths are relative to the file. Problems are reported with file,
+other's files). ``contain`` runs each job's program in bubblewrap on the compute node (no
+network, its own PID namespace, a read-only system, only its own directories writable): the
+default is on when ``bwrap`` is installed on the platform's host (the testbed's case); a real
+center states it (it needs ``bwrap`` on its compute nodes and unprivileged user namespaces).
+Relative paths are relative to the file. Problems are reported with file,
 line and field.
 """
 
@@ -67,6 +72,11 @@ class SlurmExecutorConfig(_Strict):
     #: a directory holding one JWT per account, named after it
     account_tokens: str | None = None
     unsafe_shared_user: bool = False
+    #: run jobs in bubblewrap (no network, own PID namespace); None: if bwrap is installed here
+    contain: bool | None = None
+    #: directories every contained job may write too (a site's scratch; a channel between
+    #: tenants: none by default)
+    shared_dirs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _accounts_apart(self) -> SlurmExecutorConfig:
@@ -147,6 +157,7 @@ def load_platform_config(path: Path) -> PlatformConfig:
                     "token_file": absolute(ex.token_file),
                     "output_dir": absolute(ex.output_dir),
                     "account_tokens": ex.account_tokens and absolute(ex.account_tokens),
+                    "shared_dirs": [absolute(d) for d in ex.shared_dirs],
                 }
             )
         centers.append(c.model_copy(update={"executor": ex}))

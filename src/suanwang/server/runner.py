@@ -91,7 +91,7 @@ def configured_executors(
                 root, c.center_id, cpus=ex.cpus, cards=ex.cards, sandbox=sandbox
             )
         else:
-            out[c.center_id] = SlurmExecutor(
+            slurm = out[c.center_id] = SlurmExecutor(
                 c.center_id,
                 ex.url,
                 ex.token_file,
@@ -104,7 +104,15 @@ def configured_executors(
                 accounts=ex.accounts,
                 account_tokens=ex.account_tokens,
                 unsafe_shared_user=ex.unsafe_shared_user,
+                contain=ex.contain,
+                shared_dirs=ex.shared_dirs,
             )
+            if not slurm.contain:
+                log.warning(
+                    "center %s: contain is off: its jobs share the compute node's network and "
+                    "see its processes (they may reach the platform's database if it is there)",
+                    c.center_id,
+                )
             if ex.unsafe_shared_user:
                 log.warning(
                     "center %s: unsafe_shared_user: tenants without an account there run as "

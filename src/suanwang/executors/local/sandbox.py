@@ -43,29 +43,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from suanwang.executors.contain import bwrap_args, restore_signals
+
 #: The prefix of per-tenant accounts.
 ACCOUNT_PREFIX = "sw-t-"
 #: The comment (GECOS field) of a per-tenant account: names the tenant it belongs to.
 ACCOUNT_COMMENT = "suanwang tenant {tenant}"
 #: The programs the sandbox needs (Debian: bubblewrap, util-linux, coreutils, passwd).
 TOOLS = ("bwrap", "setpriv", "prlimit", "env", "useradd")
-#: Files of ``/etc`` a job sees (read-only, those that exist): names, libraries, time zone,
-#: certificates and resolver (for jobs with network).
-ETC = (
-    "passwd", "group", "nsswitch.conf", "hosts", "resolv.conf", "host.conf", "localtime",
-    "timezone", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl",
-    "ca-certificates", "ca-certificates.conf", "mime.types", "protocols", "services",
-)  # fmt: skip
-#: Top-level links or directories into ``/usr`` (merged /usr: links).
-SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-#: The signals the executor sends a run: the sandbox ignores them, the job gets them.
-RUN_SIGNALS = ("USR1", "TERM")
 #: What a network job needs besides (Debian: slirp4netns, iproute2).
 NETWORK_TOOLS = ("slirp4netns", "ip")
 #: The helper that gives a network job its outbound-only network (run as a file: stdlib only).
 OUTBOUND = Path(__file__).with_name("outbound.py")
-#: What a job's environment has for the programs it runs.
-JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,33 +187,9 @@ class Sandbox:
             f"--fsize={int(self.max_file_gb * 2**30)}",
             "--",
         ]
-        bwrap = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
-        bwrap += ["--unshare-uts", "--hostname", "suanwang-job", "--unshare-cgroup-try"]
-        if not network:  # a network job's namespace is OUTBOUND's, made before bwrap starts
-            bwrap.append("--unshare-net")
-        bwrap += ["--ro-bind", "/usr", "/usr"]
-        for name in SYSTEM:
-            path = Path("/") / name
-            if path.is_symlink():
-                bwrap += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                bwrap += ["--ro-bind", str(path), str(path)]
-        bwrap += ["--dir", "/etc"]
-        for name in ETC:
-            bwrap += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        bwrap += ["--proc", "/proc", "--dev", "/dev"]
-        bwrap += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
-        # the directories above the bound ones: traversable, not listable (bwrap's are 0700)
-        above = {p for path in (*writable, *readable) for p in path.parents}
-        for path in sorted(above - {Path("/"), Path("/tmp"), Path("/var/tmp")}, key=_depth):
-            bwrap += ["--perms", "0711", "--dir", str(path)]
-        for path in writable:
-            bwrap += ["--bind", str(path), str(path)]
-        for path in readable:
-            bwrap += ["--ro-bind", str(path), str(path)]
-        bwrap += ["--chdir", str(work), "--setenv", "HOME", str(work), "--setenv", "TMPDIR", "/tmp"]
-        bwrap += ["--setenv", "USER", account.name, "--setenv", "LOGNAME", account.name]
-        bwrap += ["--setenv", "PATH", JOB_PATH, "--"]
+        bwrap = bwrap_args(
+            work=work, writable=writable, readable=readable, user=account.name, network=network
+        )  # a network job's namespace is OUTBOUND's, made before bwrap starts
         drop = [
             "setpriv",
             f"--reuid={account.uid}",
@@ -235,7 +200,7 @@ class Sandbox:
             "--no-new-privs",
             "--",
         ]
-        restore = ["env", *(f"--default-signal={s}" for s in RUN_SIGNALS), "--"]
+        restore = restore_signals()
         outbound: list[str] = []
         if network:
             outbound = [sys.executable, "-I", "-S", str(OUTBOUND)]
@@ -274,10 +239,6 @@ def limits_mechanism() -> str:
 
 
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _depth(path: Path) -> tuple[int, str]:
-    return len(path.parts), str(path)
 
 
 def _valid_name(name: str) -> bool:
