@@ -1,7 +1,8 @@
 """The live dispatcher at scale (issue 14): 1,000 tenants, 100,000 pending jobs, a database.
 
 Run: .venv/bin/python benchmarks/bench_dispatch.py [--tenants 1000] [--jobs 100000]
-         [--repeat 3] [--postgresql] [--queue-limit N] [--profile FILE]
+         [--repeat 3] [--postgresql] [--queue-limit N] [--profile FILE] [--profile-round N]
+         [--decisions FILE]
 
 Each repeat, on a fresh database (a SQLite file, or with ``--postgresql`` a fresh schema of
 database ``test`` at 127.0.0.1:5432, as ``bench_http.py`` makes them), migrated:
@@ -26,6 +27,8 @@ of a full network with the rest pending. ``hand_over`` (handing
 placed jobs to executors, a separate step of the round) is not timed: it would start
 thousands of local processes. The process is pinned to one core (``os.sched_setaffinity``;
 PostgreSQL runs in its own processes). One JSON line per repeat, then one of medians.
+``--decisions FILE`` writes every job's state and stored decision after the first repeat:
+two commits that decide the same write the same file.
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ def measure(
     queue_limit: int | None,
     profile: str | None,
     full: bool,
+    decisions: str | None = None,
+    profile_round: int = 1,
 ) -> dict[str, float]:
     engine = make_engine(url)
     sessions: sessionmaker[Session] = session_factory(engine)
@@ -166,7 +171,7 @@ def measure(
     out: dict[str, float] = {}
     try:
         for r in (1, 2):
-            prof = cProfile.Profile() if profile and r == 1 else None
+            prof = cProfile.Profile() if profile and r == profile_round else None
             t, cpu = time.perf_counter(), time.process_time()
             if prof is not None:
                 prof.enable()
@@ -198,9 +203,20 @@ def measure(
         out["scheduled"] = by_state.get("scheduled", 0)
         out["pending"] = by_state.get("pending", 0)
         out["failed"] = by_state.get("failed", 0)
+        if decisions:
+            _dump(sessions, Path(decisions))
     finally:
         engine.dispose()
     return out
+
+
+def _dump(sessions: sessionmaker[Session], path: Path) -> None:
+    """Every job's state and stored decision, one JSON line each in id order: two commits'
+    files are the same when they decided the same."""
+    with sessions() as session, path.open("w") as f:
+        stmt = select(JobRow.id, JobRow.state, JobRow.decision).order_by(JobRow.id)
+        for job_id, state, decision in session.execute(stmt):
+            f.write(json.dumps([job_id, state, decision], sort_keys=True) + "\n")
 
 
 def _states(sessions: sessionmaker[Session]) -> dict[str, int]:
@@ -222,6 +238,13 @@ def main() -> None:
     ap.add_argument(
         "--profile", default=None, help="cProfile round 1 of the first repeat into FILE"
     )
+    ap.add_argument("--profile-round", type=int, default=1, help="profile this round (1 or 2)")
+    ap.add_argument(
+        "--decisions",
+        default=None,
+        help="write every job's state and decision after the first repeat to FILE (JSON lines):"
+        " compare two commits' files to see that they decide the same",
+    )
     a = ap.parse_args()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -242,7 +265,9 @@ def main() -> None:
                 populate(url, net, a.tenants, jobs)
                 setup_s = time.perf_counter() - t
                 prof = a.profile if r == 0 else None
-                res = measure(url, net, Path(d), a.queue_limit, prof, a.full)
+                dump = a.decisions if r == 0 else None
+                res = measure(url, net, Path(d), a.queue_limit, prof, a.full, dump,
+                              a.profile_round)  # fmt: skip
         rows.append({"setup_s": round(setup_s, 1), **res})
         print(json.dumps({"repeat": r, **rows[-1]}), flush=True)
     med = {k: statistics.median(float(x[k]) for x in rows) for k in rows[0]}

@@ -34,7 +34,8 @@ class Decision:
     for a deferred start, ``gain_cny`` is what it saves against the best start now that has
     room (None: nothing had room now, or the decision was not to be explained). ``queued``:
     no room now or in the plan anywhere, so the job waits in the queue of the pool where the
-    expected wait is least.
+    expected wait is least. ``candidates``: every feasible pool at its own best admissible
+    start, as the policy costed them (a planning policy asked to explain; None otherwise).
     """
 
     pos: int
@@ -43,6 +44,16 @@ class Decision:
     objective_cny: float = math.nan
     gain_cny: float | None = None
     queued: bool = False
+    candidates: Candidates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Each of a job's feasible pools at its own best admissible start: the objective there
+    (inf: none admissible) and that start, aligned with the job's feasible pools."""
+
+    cost: NDArray[np.float64]
+    start_s: NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)

@@ -415,6 +415,7 @@ class Dispatcher:
             detail = _market(trading, row.tenant_id, job.precision, pool, placed)
         if state.starts_now(start_s):
             state.free[pool] -= job.demand_units  # held from now on (as the state builder says)
+        self.live.placed(row.id, job)
         start_at = signals.start + timedelta(seconds=start_s)
         decision = decision_record(placed, self.policy.name, signals.start, **detail)
         round_.writes.add(

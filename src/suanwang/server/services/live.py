@@ -181,6 +181,12 @@ class LiveNetwork:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
         return capacity_state(net, signals, now_s, active)
 
+    def placed(self, job_id: str, job: Job) -> None:
+        """The engine's ``job`` of ``job_id``, just placed: the next state need not read its
+        spec again (any job of the same spec does: the state reads only its size, speed, work,
+        class and whether it checkpoints)."""
+        self._active_jobs[job_id] = job  # one item: a reader in another thread sees it or not
+
     def _costed(self, session: Session, ids: list[str]) -> dict[str, Job | None]:
         """The engine's job for each active job of ``ids`` (None: its spec cannot be costed
         on this scenario), kept between calls: a job's spec never changes, so only the specs
