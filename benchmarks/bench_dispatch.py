@@ -151,6 +151,8 @@ def measure(
     full: bool,
     decisions: str | None = None,
     profile_round: int = 1,
+    sustain: int = 0,
+    budget: float | None = 1.0,
 ) -> dict[str, float]:
     engine = make_engine(url)
     sessions: sessionmaker[Session] = session_factory(engine)
@@ -168,6 +170,7 @@ def measure(
     )
     if queue_limit is not None:
         dispatcher.queue_limit = queue_limit
+    dispatcher.round_budget_s = budget
     out: dict[str, float] = {}
     try:
         for r in (1, 2):
@@ -186,6 +189,22 @@ def measure(
             out[f"round{r}_decisions_per_s"] = round(decided / dt, 1)
             out[f"round{r}_cpu_s"] = round(cpu, 3)  # this process's CPU (the machine is shared)
             out[f"round{r}_decisions_per_cpu_s"] = round(decided / cpu, 1)
+        if sustain:  # rounds one after another, as the worker runs them
+            walls, cpus, total = [], [], 0
+            while total < sustain:
+                t, cpu = time.perf_counter(), time.process_time()
+                decided = dispatcher.place()
+                walls.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - cpu)
+                total += decided
+                if not decided:
+                    break
+            out["sustained_rounds"] = len(walls)
+            out["sustained_decisions"] = total
+            out["sustained_decisions_per_s"] = round(total / sum(walls), 1)
+            out["sustained_decisions_per_cpu_s"] = round(total / sum(cpus), 1)
+            out["sustained_round_median_s"] = round(statistics.median(walls), 3)
+            out["sustained_round_max_s"] = round(max(walls), 3)
         if full:  # rounds until one places nothing more: the network is full
             fills, before = 0, -1
             while fills < 50 and (now := _states(sessions).get("scheduled", 0)) != before:
@@ -240,6 +259,18 @@ def main() -> None:
     )
     ap.add_argument("--profile-round", type=int, default=1, help="profile this round (1 or 2)")
     ap.add_argument(
+        "--sustain",
+        type=int,
+        default=20_000,
+        help="after round 2, rounds one after another until they decided this many jobs",
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="the dispatcher's round_budget_s (0: none, rounds of queue_limit jobs)",
+    )
+    ap.add_argument(
         "--decisions",
         default=None,
         help="write every job's state and decision after the first repeat to FILE (JSON lines):"
@@ -267,7 +298,7 @@ def main() -> None:
                 prof = a.profile if r == 0 else None
                 dump = a.decisions if r == 0 else None
                 res = measure(url, net, Path(d), a.queue_limit, prof, a.full, dump,
-                              a.profile_round)  # fmt: skip
+                              a.profile_round, a.sustain, a.budget or None)  # fmt: skip
         rows.append({"setup_s": round(setup_s, 1), **res})
         print(json.dumps({"repeat": r, **rows[-1]}), flush=True)
     med = {k: statistics.median(float(x[k]) for x in rows) for k in rows[0]}

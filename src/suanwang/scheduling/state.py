@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from suanwang.core.cost import ScuPrices, hour_window
+from suanwang.core.cost import HOUR_S, ScuPrices, hour_window
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 
@@ -163,16 +163,33 @@ def capacity_state(
     net: Network, signals: Signals, now_s: float, active: Iterable[Active]
 ) -> CapacityState:
     """The state a host decides on: every active job on the calendar, held units taken from
-    what is free now, queued work as backlog."""
+    what is free now, queued work as backlog.
+
+    The same numbers as booking each job in turn (:meth:`CapacityState.book`: the hours of
+    :func:`~suanwang.core.cost.hour_window`, cut to the calendar), made at once: each run
+    adds its units where its hours begin and takes them off where they end, and a running
+    sum along each pool's hours is the calendar (a control plane has tens of thousands)."""
     state = CapacityState.empty(net, signals)
     state.now_s = now_s
+    runs = list(active)
+    n, width = len(runs), state.committed.shape[1]
+    pool = np.fromiter((a.pool for a in runs), dtype=np.int64, count=n)
+    units = np.fromiter((a.units for a in runs), dtype=np.int64, count=n)
+    t0 = np.fromiter((a.t0_s for a in runs), dtype=np.float64, count=n)
+    t1 = np.fromiter((a.t1_s for a in runs), dtype=np.float64, count=n)
+    holds = np.fromiter((a.holds_now for a in runs), dtype=bool, count=n)
+    queued = np.fromiter((a.queued for a in runs), dtype=bool, count=n)
+    h0 = np.maximum(np.floor_divide(t0, HOUR_S), 0.0)
+    h1 = np.maximum(np.ceil(t1 / HOUR_S), h0 + 1.0)
+    begin = np.minimum(h0, width).astype(np.int64)
+    end = np.minimum(h1, width).astype(np.int64)
+    steps = np.zeros((net.n_pools, width + 1))
+    np.add.at(steps, (pool, begin), units)
+    np.add.at(steps, (pool, end), -units)
+    np.cumsum(steps[:, :width], axis=1, out=state.committed)
     held = np.zeros(net.n_pools, dtype=np.int64)
-    for a in active:
-        if a.holds_now:
-            held[a.pool] += a.units
-        state.book(a.pool, a.units, a.t0_s, a.t1_s)
-        if a.queued:
-            state.backlog_unit_s[a.pool] += a.units * max(a.t1_s - a.t0_s, 0.0)
+    np.add.at(held, pool[holds], units[holds])
+    np.add.at(state.backlog_unit_s, pool[queued], units[queued] * np.maximum(t1 - t0, 0.0)[queued])
     state.free = np.maximum(net.pool_capacity - held, 0)
     return state
 
