@@ -169,6 +169,9 @@ class Dispatcher:
     #: pending jobs a governed round orders (the platform's queue)
     queue_limit: int = 10_000
     usage: Usage = field(default_factory=Usage)
+    #: run in each placement transaction before its writes: raises to refuse them (an elected
+    #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
+    fence: Callable[[Session], None] | None = None
     #: the engine's jobs pending at the last round and their classes (with the signals' start
     #: they count from), kept: a job's spec never changes
     _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
@@ -199,6 +202,8 @@ class Dispatcher:
                     got = self._engine_job(round_, row)
                     if got is not None:
                         self._place_one(round_, row, *got, state, trading)
+            if self.fence is not None:
+                self.fence(session)
             writes.write(session)
             return len(rows)
 
