@@ -125,6 +125,27 @@ def test_one_holder_per_duty_and_the_term_grows_at_each_election(
         assert row is not None and (row.term, row.holder) == (2, "b")
 
 
+def test_no_election_completes_while_a_round_that_passed_its_fence_is_on(
+    two: tuple[PgElection, PgElection],
+) -> None:
+    """The old holder's round passed its fence (it holds the term's row) when its lock
+    connection was lost: the standby takes the lock but gives it back without waiting (its
+    other duties go on), and is elected once that round has ended."""
+    a, b = two
+    assert a.lead(PLACEMENT) == 1 and b.lead(MIGRATIONS) == 1
+    fence = a.fence(PLACEMENT, 1)
+    assert fence is not None and a.backend_pid is not None
+    with Session(a.engine) as round_, round_.begin():
+        fence(round_)  # the round's writes would follow here
+        _terminate(a.backend_pid)
+        _wait(lambda: not _lock_holders(a.engine), 5, lambda: "the lock was not freed")
+        started = time.monotonic()
+        assert b.lead(PLACEMENT) is None  # the term's row is held: not elected, not stuck
+        assert time.monotonic() - started < 5
+        assert b.lead(MIGRATIONS) == 1 and _lock_holders(a.engine) == []
+    assert b.lead(PLACEMENT) == 2  # the round is over (committed as term 1's)
+
+
 def test_sqlite_leads_every_duty_here_without_a_fence() -> None:
     local = LocalElection()
     assert local.lead(PLACEMENT) == 0 and local.fence(PLACEMENT, 0) is None
@@ -454,7 +475,8 @@ def test_a_paused_old_leader_cannot_place_after_it_resumes(cluster: Cluster) -> 
             _terminate(pid)
         # paused inside a fenced write, a holds the term's row until the server ends its
         # transaction (FENCED_IDLE_S idle): the election waits for that
-        _wait(lambda: _term(engine) == 2, FENCED_IDLE_S + 10, lambda: cluster.logs("b"))
+        idle = FENCED_IDLE_S[PLACEMENT]
+        _wait(lambda: _term(engine) == 2, idle + 10, lambda: cluster.logs("b"))
         time.sleep(1.0)
         a.send_signal(signal.SIGCONT)
         _wait(lambda: "no longer leader of" in cluster.logs("a"), 20, lambda: cluster.logs("a"))

@@ -12,10 +12,10 @@ members' heartbeats (docs/operations.md, "Replicated control plane").
   transaction. The leader's write transaction reads the term ``FOR SHARE`` and is refused
   (:class:`Fenced`, rolled back) unless it is still the term it was elected with: a holder
   that was paused while its lock connection was closed and another was elected cannot write
-  after it resumes. The share lock is held to the commit, so a new election waits for a round
-  that passed its fence to end; a paused holder's transaction is ended by the server after
-  :data:`FENCED_IDLE_S` idle (``idle_in_transaction_session_timeout``, set for that
-  transaction only).
+  after it resumes. The share lock is held to the commit, so a new election cannot complete
+  while a round that passed its fence is on (it gives the lock back and tries again next
+  round); a paused holder's transaction is ended by the server after :data:`FENCED_IDLE_S`
+  idle (``idle_in_transaction_session_timeout``, set for that transaction only).
 * **Wake-ups.** A submission sends ``NOTIFY`` on :func:`channel` in its transaction;
   :class:`Wakeups` listens on a connection of its own and wakes the dispatcher's loop (it
   waits for a notification or its interval, whichever comes first).
@@ -52,8 +52,12 @@ MIGRATIONS = "migrations"
 DUTIES = (PLACEMENT, MIGRATIONS)
 #: First key of the advisory locks' two-key form ("SWLD"); the second is the duty's hash.
 LOCK_NAMESPACE = 0x53574C44
-#: Seconds a fenced transaction may sit idle before the server ends it (a paused holder).
-FENCED_IDLE_S = 5
+#: Seconds a fenced transaction may sit idle before the server ends it (a paused holder): a
+#: placement round is fenced just before its writes; a migrations round from its start, and
+#: it waits on executors (a Slurm call may take 10 s) inside its transaction.
+FENCED_IDLE_S = {PLACEMENT: 5, MIGRATIONS: 60}
+#: Milliseconds an election waits for the term's row (a round of the old holder still on).
+ELECTION_WAIT_MS = 500
 #: Seconds between a member's heartbeats; a heartbeat older than STALE_AFTER_S is stale.
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 10.0
@@ -150,12 +154,13 @@ class PgElection:
                     return None
                 try:
                     term = self._elect(duty)
-                except BaseException:
+                except DBAPIError as exc:  # e.g. the old holder's round still holds the term
                     conn.execute(
                         text("SELECT pg_advisory_unlock(:ns, hashtext(current_schema() || :d))"),
                         {"ns": LOCK_NAMESPACE, "d": "/" + duty},
                     )
-                    raise
+                    log.info("not elected to %s yet: %s", duty, exc.orig or exc)
+                    return None
             except DBAPIError as exc:
                 self._drop(f"the database connection failed ({exc.orig or exc})")
                 return None
@@ -179,6 +184,9 @@ class PgElection:
             set_={"term": LeaderTerm.term + 1, "holder": self.member, "elected_at": now},
         ).returning(LeaderTerm.term)
         with Session(self.engine) as session, session.begin():
+            # a round of the old holder that passed its fence holds the row until it ends:
+            # do not wait here (other duties share this elector), try again next round
+            session.execute(text(f"SET LOCAL lock_timeout = '{ELECTION_WAIT_MS}ms'"))
             term: int = session.execute(stmt).scalar_one()
         return term
 
@@ -196,15 +204,16 @@ class PgElection:
                 pass
 
     def fence(self, duty: str, term: int) -> Fence | None:
+        idle = FENCED_IDLE_S.get(duty, max(FENCED_IDLE_S.values()))
+
         def check(session: Session) -> None:
+            # first: from the moment the row is held, a paused holder's transaction ends
+            session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{idle}s'"))
             now = session.scalar(
                 select(LeaderTerm.term).where(LeaderTerm.duty == duty).with_for_update(read=True)
             )
             if now != term:
                 raise Fenced(duty, term, now)
-            session.execute(
-                text(f"SET LOCAL idle_in_transaction_session_timeout = '{FENCED_IDLE_S}s'")
-            )
 
         return check
 
