@@ -1,7 +1,8 @@
 """The live dispatcher at scale (issue 14): 1,000 tenants, 100,000 pending jobs, a database.
 
 Run: .venv/bin/python benchmarks/bench_dispatch.py [--tenants 1000] [--jobs 100000]
-         [--repeat 3] [--postgresql] [--queue-limit N] [--profile FILE]
+         [--repeat 3] [--postgresql] [--queue-limit N] [--profile FILE] [--profile-round N]
+         [--decisions FILE]
 
 Each repeat, on a fresh database (a SQLite file, or with ``--postgresql`` a fresh schema of
 database ``test`` at 127.0.0.1:5432, as ``bench_http.py`` makes them), migrated:
@@ -26,6 +27,8 @@ of a full network with the rest pending. ``hand_over`` (handing
 placed jobs to executors, a separate step of the round) is not timed: it would start
 thousands of local processes. The process is pinned to one core (``os.sched_setaffinity``;
 PostgreSQL runs in its own processes). One JSON line per repeat, then one of medians.
+``--decisions FILE`` writes every job's state and stored decision after the first repeat:
+two commits that decide the same write the same file.
 """
 
 from __future__ import annotations
@@ -146,6 +149,10 @@ def measure(
     queue_limit: int | None,
     profile: str | None,
     full: bool,
+    decisions: str | None = None,
+    profile_round: int = 1,
+    sustain: int = 0,
+    budget: float | None = 1.0,
 ) -> dict[str, float]:
     engine = make_engine(url)
     sessions: sessionmaker[Session] = session_factory(engine)
@@ -163,10 +170,11 @@ def measure(
     )
     if queue_limit is not None:
         dispatcher.queue_limit = queue_limit
+    dispatcher.round_budget_s = budget
     out: dict[str, float] = {}
     try:
         for r in (1, 2):
-            prof = cProfile.Profile() if profile and r == 1 else None
+            prof = cProfile.Profile() if profile and r == profile_round else None
             t, cpu = time.perf_counter(), time.process_time()
             if prof is not None:
                 prof.enable()
@@ -181,6 +189,22 @@ def measure(
             out[f"round{r}_decisions_per_s"] = round(decided / dt, 1)
             out[f"round{r}_cpu_s"] = round(cpu, 3)  # this process's CPU (the machine is shared)
             out[f"round{r}_decisions_per_cpu_s"] = round(decided / cpu, 1)
+        if sustain:  # rounds one after another, as the worker runs them
+            walls, cpus, total = [], [], 0
+            while total < sustain:
+                t, cpu = time.perf_counter(), time.process_time()
+                decided = dispatcher.place()
+                walls.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - cpu)
+                total += decided
+                if not decided:
+                    break
+            out["sustained_rounds"] = len(walls)
+            out["sustained_decisions"] = total
+            out["sustained_decisions_per_s"] = round(total / sum(walls), 1)
+            out["sustained_decisions_per_cpu_s"] = round(total / sum(cpus), 1)
+            out["sustained_round_median_s"] = round(statistics.median(walls), 3)
+            out["sustained_round_max_s"] = round(max(walls), 3)
         if full:  # rounds until one places nothing more: the network is full
             fills, before = 0, -1
             while fills < 50 and (now := _states(sessions).get("scheduled", 0)) != before:
@@ -198,9 +222,20 @@ def measure(
         out["scheduled"] = by_state.get("scheduled", 0)
         out["pending"] = by_state.get("pending", 0)
         out["failed"] = by_state.get("failed", 0)
+        if decisions:
+            _dump(sessions, Path(decisions))
     finally:
         engine.dispose()
     return out
+
+
+def _dump(sessions: sessionmaker[Session], path: Path) -> None:
+    """Every job's state and stored decision, one JSON line each in id order: two commits'
+    files are the same when they decided the same."""
+    with sessions() as session, path.open("w") as f:
+        stmt = select(JobRow.id, JobRow.state, JobRow.decision).order_by(JobRow.id)
+        for job_id, state, decision in session.execute(stmt):
+            f.write(json.dumps([job_id, state, decision], sort_keys=True) + "\n")
 
 
 def _states(sessions: sessionmaker[Session]) -> dict[str, int]:
@@ -222,6 +257,25 @@ def main() -> None:
     ap.add_argument(
         "--profile", default=None, help="cProfile round 1 of the first repeat into FILE"
     )
+    ap.add_argument("--profile-round", type=int, default=1, help="profile this round (1 or 2)")
+    ap.add_argument(
+        "--sustain",
+        type=int,
+        default=20_000,
+        help="after round 2, rounds one after another until they decided this many jobs",
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="the dispatcher's round_budget_s (0: none, rounds of queue_limit jobs)",
+    )
+    ap.add_argument(
+        "--decisions",
+        default=None,
+        help="write every job's state and decision after the first repeat to FILE (JSON lines):"
+        " compare two commits' files to see that they decide the same",
+    )
     a = ap.parse_args()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -242,7 +296,9 @@ def main() -> None:
                 populate(url, net, a.tenants, jobs)
                 setup_s = time.perf_counter() - t
                 prof = a.profile if r == 0 else None
-                res = measure(url, net, Path(d), a.queue_limit, prof, a.full)
+                dump = a.decisions if r == 0 else None
+                res = measure(url, net, Path(d), a.queue_limit, prof, a.full, dump,
+                              a.profile_round, a.sustain, a.budget or None)  # fmt: skip
         rows.append({"setup_s": round(setup_s, 1), **res})
         print(json.dumps({"repeat": r, **rows[-1]}), flush=True)
     med = {k: statistics.median(float(x[k]) for x in rows) for k in rows[0]}

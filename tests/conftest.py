@@ -16,7 +16,8 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +27,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from suanwang.billing.market import scu_prices
+from suanwang.billing.offers import Offer, OfferBook, OfferType
+from suanwang.billing.pricing import PriceBook
 from suanwang.core.hardware import Precision
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import PRECISION_INDEX, Network
@@ -36,6 +40,7 @@ from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
+from suanwang.scheduling.state import Market
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
@@ -294,6 +299,39 @@ def job_lists(
 @pytest.fixture(scope="session")
 def random_jobs() -> Callable[..., st.SearchStrategy[list[Job]]]:
     return job_lists
+
+
+def idle_offers(
+    net: Network, sig: Signals, pools: list[int], price: str, hours: tuple[int, int] = (2, 20)
+) -> Market:
+    """A market with an idle-discount offer of all of each of ``pools`` at ``price`` CNY/SCU,
+    in force over ``hours`` after the signals' start."""
+    book = PriceBook(
+        net.scenario,
+        offers=OfferBook.of(
+            [
+                Offer(
+                    id=f"o{p}",
+                    provider=None,
+                    center_id=net.center_ids[int(net.pool_center[p])],
+                    model=net.pool_model[p],
+                    units=int(net.pool_capacity[p]),
+                    price_cny_per_scu=Decimal(price),
+                    start=sig.start + timedelta(hours=hours[0]),
+                    end=sig.start + timedelta(hours=hours[1]),
+                    type=OfferType.IDLE_DISCOUNT,
+                )
+                for p in pools
+            ]
+        ),
+    )
+    return Market(prices=scu_prices(net, book, sig.start, sig.hours))
+
+
+@pytest.fixture(scope="session")
+def offers() -> Callable[..., Market]:
+    """:func:`idle_offers`."""
+    return idle_offers
 
 
 # --------------------------------------------------------------------------- invariants

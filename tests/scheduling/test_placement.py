@@ -46,29 +46,6 @@ def _state(net: Network, sig: Signals, now_s: float, busy: list[float], seed: in
     return state
 
 
-def _offers(net: Network, sig: Signals, pools: list[int], price: str) -> Market:
-    book = PriceBook(
-        net.scenario,
-        offers=OfferBook.of(
-            [
-                Offer(
-                    id=f"o{p}",
-                    provider=None,
-                    center_id=net.center_ids[int(net.pool_center[p])],
-                    model=net.pool_model[p],
-                    units=int(net.pool_capacity[p]),
-                    price_cny_per_scu=Decimal(price),
-                    start=sig.start + timedelta(hours=2),
-                    end=sig.start + timedelta(hours=20),
-                    type=OfferType.IDLE_DISCOUNT,
-                )
-                for p in pools
-            ]
-        ),
-    )
-    return Market(prices=scu_prices(net, book, sig.start, sig.hours))
-
-
 @SETTINGS
 @given(
     data=st.data(),
@@ -80,6 +57,7 @@ def test_the_explanation_is_the_objective_the_planner_compared(
     china_net: Network,
     china_signals: Signals,
     random_jobs: Callable[..., st.SearchStrategy[list[Job]]],
+    offers: Callable[..., Market],
     data: st.DataObject,
     seed: int,
     with_offers: bool,
@@ -90,7 +68,7 @@ def test_the_explanation_is_the_objective_the_planner_compared(
     busy = data.draw(st.lists(st.sampled_from([0.0, 0.0, 0.5, 0.9, 1.0]), max_size=net.n_pools))
     policy = SuanwangPolicy()
     state = _state(net, sig, jobs[0].submit_s, busy, seed)
-    market = _offers(net, sig, list(range(0, net.n_pools, 7)), "1.50") if with_offers else Market()
+    market = offers(net, sig, list(range(0, net.n_pools, 7)), "1.50") if with_offers else Market()
     if with_reservations:  # units others reserved, closed to these jobs
         rng = np.random.default_rng(seed)
         shape = state.committed.shape
@@ -131,6 +109,7 @@ def test_explaining_never_changes_the_choice(
     china_net: Network,
     china_signals: Signals,
     random_jobs: Callable[..., st.SearchStrategy[list[Job]]],
+    offers: Callable[..., Market],
     data: st.DataObject,
     seed: int,
     with_offers: bool,
@@ -141,7 +120,7 @@ def test_explaining_never_changes_the_choice(
     net, sig = china_net, china_signals
     jobs = data.draw(random_jobs(net.place_ids[:12], max_size=6, max_run_h=10.0))
     busy = data.draw(st.lists(st.sampled_from([0.0, 0.5, 0.9, 1.0]), max_size=net.n_pools))
-    market = _offers(net, sig, list(range(0, net.n_pools, 5)), "1.20") if with_offers else Market()
+    market = offers(net, sig, list(range(0, net.n_pools, 5)), "1.20") if with_offers else Market()
     states = [_state(net, sig, jobs[0].submit_s, busy, seed) for _ in range(2)]
     policy = SuanwangPolicy()
     for job in jobs:

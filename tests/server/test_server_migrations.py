@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.testclient import TestClient
 
 from suanwang.executors.local import LocalExecutor
 from suanwang.scheduling.planner import SuanwangPolicy
-from suanwang.server.database.models import CenterDrain
+from suanwang.server.database.models import CenterDrain, JobRow
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.failover import Migrations
 from suanwang.server.services.live import LiveNetwork
@@ -127,3 +128,105 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
     cost = float(line.split()[1])
     assert cost == asked[0]["move_cost_cny"]
     assert "suanwang_failovers_total 0.0" in metrics
+
+
+STUBBORN = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    import os, signal, sys, time
+    ckpt = os.environ["SUANWANG_CHECKPOINT_DIR"]
+    resume = os.environ.get("SUANWANG_RESUME_FROM")
+    if resume:
+        print("resumed from step", open(os.path.join(resume, "step")).read(), flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # asked to checkpoint: it does not
+    open(os.path.join(ckpt, "step"), "w").write("7")  # an earlier checkpoint
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
+    app: FastAPI,
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """Drained, the job is asked to checkpoint and ignores it: before the grace nothing
+    happens; after it the run is cancelled at its center, fenced, and the job is placed again
+    from its last checkpoint, at the other center, where it resumes and succeeds."""
+    later = [0.0]  # seconds the services' clock is moved on
+    base = app.state.signals.clock
+    executors = {c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)}
+    live = LiveNetwork(
+        net=app.state.network,
+        signals=app.state.signals.current,
+        executors=executors,
+        clock=lambda: base() + timedelta(seconds=later[0]),
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
+    reconciler = Reconciler(sessions, live)
+    migrations = Migrations(sessions, live, replan_s=1e9, checkpoint_grace_s=300.0)
+    migrations._last_replan = base()  # no engine moves: only the drain asks
+    with sessions.begin() as s:
+        s.add(CenterDrain(center_id=WEST, reason="not open yet"))
+    job = submit(alice, name="stubborn", command=None, script=STUBBORN, checkpointable=True,
+                 kind="training", origin="shanghai", duration_s=20 * 3600,
+                 resources={"cpus": 8, "count": 8, "accelerator": "a100", "mem_gb": 64},
+                 stacks=["cuda"])  # fmt: skip
+
+    def state() -> dict[str, Any]:
+        out: dict[str, Any] = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        return out
+
+    def logs() -> str:
+        return client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+
+    deadline = time.monotonic() + 20
+    while state()["state"] != "running" or "ready" not in logs():
+        dispatcher.run_once()
+        reconciler.run_once()
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.1)
+    first_ref = _row(sessions, job["id"]).executor_ref
+    assert first_ref is not None
+    with sessions.begin() as s:  # the west opens, the east drains
+        s.execute(delete(CenterDrain))
+        s.add(CenterDrain(center_id=EAST, reason="maintenance"))
+    assert migrations.run_once() == 1  # asked to checkpoint
+    later[0] = 299.0
+    assert migrations.run_once() == 0  # within the grace: nothing
+    reconciler.run_once()
+    assert state()["state"] == "running" and state()["center_id"] == EAST
+    later[0] = 301.0
+    assert migrations.run_once() == 1  # stopped
+    row = _row(sessions, job["id"])
+    assert row.state == "migrating" and row.attempt == 1 and row.executor_ref is None
+    deadline = time.monotonic() + 30
+    while state()["state"] not in ("succeeded", "failed", "cancelled"):
+        dispatcher.run_once()
+        reconciler.run_once()
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.1)
+    done = state()
+    evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+    assert done["state"] == "succeeded" and done["center_id"] == WEST, evs
+    assert "resumed from step 7" in logs()
+    (stop,) = [e for e in evs if e["detail"].get("event") == "checkpoint_ignored"]
+    assert stop["from_state"] == "running" and stop["to_state"] == "migrating"
+    assert stop["detail"]["attempt"] == 0 and stop["detail"]["resume_from"]
+    assert "did not checkpoint within 301 s" in stop["detail"]["reason"]
+    assert executors[EAST].poll([first_ref])[first_ref].state.value in ("cancelled", "failed")
+
+
+def _row(sessions: sessionmaker[Session], job_id: str) -> JobRow:
+    with sessions() as s:
+        row = s.get(JobRow, job_id)
+        assert row is not None
+        s.expunge(row)
+        return row

@@ -7,6 +7,7 @@ two. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 import time
 from collections.abc import Callable
@@ -130,6 +131,46 @@ def test_a_waiting_reason_is_written_once_and_cleared_when_placed(
     dispatcher.place()
     got = _get(client, alice, jobs[2])
     assert got["state"] == "scheduled" and got["decision"]["waiting"] is None
+
+
+def test_a_round_that_has_run_its_time_stops_and_the_next_goes_on(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    bob: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """A governed round stops taking jobs once it has decided ``batch`` and run
+    ``round_budget_s`` (a clock that moves a second at every reading): the jobs it did not
+    reach stay pending as they were, with no reason, and the next rounds place them, each
+    once, in fair-share turn."""
+    cards = {"resources": {"cpus": 8, "cards": 10, "accelerator": "ascend-910", "mem_gb": 64}}
+    jobs = [_big(submit, alice, f"a{i}", **cards) for i in range(5)]
+    late = _big(submit, bob, "b0", **cards)
+    ticks = itertools.count()
+    dispatcher = Dispatcher(
+        sessions, _live(app, tmp_path), governance=_quotas(alice=500.0, bob=500.0), batch=2,
+        round_budget_s=1.0, timer=lambda: float(next(ticks)),
+    )  # fmt: skip
+    assert dispatcher.place() == 2
+    states = {j: _get(client, alice, j) for j in jobs}
+    assert _get(client, bob, late)["state"] == "scheduled"  # its turn came before alice's 2nd
+    assert [s["state"] for s in states.values()] == ["scheduled"] + ["pending"] * 4
+    assert all(s["decision"] is None for s in list(states.values())[1:])  # not reached
+    assert [dispatcher.place() for _ in range(3)] == [2, 2, 0]
+    for j in [*jobs, late]:
+        who = bob if j == late else alice
+        events = client.get(f"/v1/jobs/{j}/events", headers=who.headers).json()
+        assert [e["to_state"] for e in events].count("scheduled") == 1
+    unbounded = Dispatcher(
+        sessions, _live(app, tmp_path), governance=_quotas(alice=500.0), batch=2,
+        round_budget_s=None, timer=lambda: float(next(ticks)),
+    )  # fmt: skip
+    more = [_big(submit, alice, f"m{i}", **cards) for i in range(4)]
+    assert unbounded.place() == 4
+    assert {_get(client, alice, j)["state"] for j in more} == {"scheduled"}
 
 
 def test_an_urgent_job_goes_before_older_normal_ones(

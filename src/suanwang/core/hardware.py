@@ -19,7 +19,7 @@ and prices (CNY per SCU) are therefore comparable across vendors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -97,20 +97,19 @@ class Catalog:
     """Accelerator models by id."""
 
     accelerators: tuple[Accelerator, ...]
+    _by_model: dict[str, Accelerator] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ids = [a.model for a in self.accelerators]
-        if len(ids) != len(set(ids)):
+        by_model = {a.model: a for a in self.accelerators}
+        if len(by_model) != len(self.accelerators):
             raise ValueError("duplicate accelerator model ids in catalog")
+        object.__setattr__(self, "_by_model", by_model)  # a lookup, not state: frozen stays
 
     def get(self, model: str) -> Accelerator:
-        for acc in self.accelerators:
-            if acc.model == model:
-                return acc
-        raise KeyError(model)
+        return self._by_model[model]
 
     def __contains__(self, model: object) -> bool:
-        return any(a.model == model for a in self.accelerators)
+        return isinstance(model, str) and model in self._by_model
 
     @property
     def models(self) -> tuple[str, ...]:

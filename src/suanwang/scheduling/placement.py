@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from suanwang.core.network import JobClassInfo, Network
 from suanwang.scheduling.objective import Terms, terms
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Policy
-from suanwang.scheduling.state import NO_MARKET, CapacityState, Market
+from suanwang.scheduling.state import NO_MARKET, Candidates, CapacityState, Market
 
 RUNNERS_UP = 3
 #: planned starts later than the earliest by less than this are "at once" (clock jitter)
@@ -152,12 +152,12 @@ def _place(
         objective_cny=decision.objective_cny,
         gain_cny=decision.gain_cny,
     )
-    if before is None:
-        return placement
-    return _explained(job, info, state, policy, market, placement, before)
+    if before is not None:
+        _explain(job, info, state, policy, market, placement, before, decision.candidates)
+    return placement
 
 
-def _explained(
+def _explain(
     job: Job,
     info: JobClassInfo,
     state: CapacityState,
@@ -165,49 +165,50 @@ def _explained(
     market: Market,
     p: Placement,
     before: np.ndarray,
-) -> Placement:
-    net = state.net
+    candidates: Candidates | None,
+) -> None:
+    """Fill in ``p``'s explanation: the breakdown of the choice (and of starting it now, when
+    deferred) and of the best runners-up, each with why it lost, and the reason in words."""
     planner = policy if isinstance(policy, SuanwangPolicy) else SuanwangPolicy(max_defer_h=0)
-    now = state.now_s
-
-    def breakdown(pos: np.ndarray, start_s: np.ndarray) -> list[Breakdown]:
-        hours = (start_s // HOUR_S).astype(np.int64)
-        load = before[pos, np.minimum(hours, before.shape[1] - 1)]
-        t = terms(
-            planner.objective, job, info, pos, start_s, now, state.signals, market.prices, load
+    if candidates is None:  # every other pool at its own best admissible start
+        grid = planner.grid(job, info, state, np.arange(info.pools.size), market.prices)
+        best_k = grid.cost.argmin(axis=1)
+        candidates = Candidates(
+            grid.cost[np.arange(info.pools.size), best_k], (grid.start_h + best_k) * HOUR_S
         )
-        return [
-            _row(net, info, state, t, i, int(pos[i]), float(start_s[i])) for i in range(pos.size)
-        ]
-
-    chosen = breakdown(np.array([p.pos]), np.array([p.start_s]))[0]
-    started_now = None
-    if p.deferred:
-        started_now = breakdown(np.array([p.pos]), np.array([p.start_s - p.deferred_s]))[0]
-
-    # every other pool at its own best admissible start (as the planner sees it)
-    grid = planner.grid(job, info, state, np.arange(info.pools.size), market.prices)
-    best_k = grid.cost.argmin(axis=1)
-    best = grid.cost[np.arange(info.pools.size), best_k]
-    others = [i for i in np.argsort(best, kind="stable").tolist() if i != p.pos]
-    pick = others[:RUNNERS_UP]
+    best = candidates.cost
+    pick = [i for i in np.argsort(best, kind="stable").tolist() if i != p.pos][:RUNNERS_UP]
+    # one breakdown of all rows: the choice, the choice started now (when deferred), runners-up
+    rows = [p.pos] + ([p.pos] if p.deferred else []) + pick
+    starts = [p.start_s] + ([p.start_s - p.deferred_s] if p.deferred else [])
+    starts += candidates.start_s[pick].tolist()
+    pos, start_s = np.array(rows, dtype=np.int64), np.array(starts)
+    hours = (start_s // HOUR_S).astype(np.int64)
+    load = before[pos, np.minimum(hours, before.shape[1] - 1)]
+    now = state.now_s
+    t = terms(planner.objective, job, info, pos, start_s, now, state.signals, market.prices, load)
+    total = t.total_cny.tolist()
+    chosen = _row(state, info, t, 0, rows[0], starts[0])
+    started_now = _row(state, info, t, 1, rows[1], starts[1]) if p.deferred else None
     runners: list[Breakdown] = []
-    if pick:
-        idx = np.array(pick, dtype=np.int64)
-        starts = np.array([grid.start_s(i, int(best_k[i])) for i in pick])
-        rows = breakdown(idx, starts)
-        for i, row in zip(pick, rows, strict=True):
-            why = _why_lost(job, state, policy, chosen, row, float(best[i]), int(info.pools[i]))
-            runners.append(replace(row, lost=why))
-    reason = _reason(job, info, p, chosen, started_now, runners, len(info.pools))
-    return replace(
-        p, reason=reason, chosen=chosen, runners_up=tuple(runners), if_started_now=started_now
-    )
+    for j in range(len(rows) - len(pick), len(rows)):
+        pool = int(info.pools[rows[j]])
+        why = _why_lost(job, state, policy, t, j, total, float(best[rows[j]]), pool, starts[j])
+        runners.append(_row(state, info, t, j, rows[j], starts[j], why))
+    p.reason = _reason(job, info, p, chosen, started_now, runners, len(info.pools))
+    p.chosen, p.runners_up, p.if_started_now = chosen, tuple(runners), started_now
 
 
 def _row(
-    net: Network, info: JobClassInfo, state: CapacityState, t: Terms, i: int, pos: int, start: float
+    state: CapacityState,
+    info: JobClassInfo,
+    t: Terms,
+    i: int,
+    pos: int,
+    start: float,
+    lost: str = "",
 ) -> Breakdown:
+    net = state.net
     pool = int(info.pools[pos])
     center = int(info.centers[pos])
     hour = state.signals.hour_index(start)
@@ -229,6 +230,7 @@ def _row(
         transfer_s=float(t.transfer_s[i]),
         latency_ms=float(info.latency_ms[pos]),
         free_units=int(state.free[pool]),
+        lost=lost,
     )
 
 
@@ -262,28 +264,30 @@ def _why_lost(
     job: Job,
     state: CapacityState,
     policy: Policy,
-    chosen: Breakdown,
-    row: Breakdown,
+    t: Terms,
+    j: int,
+    total: list[float],
     compared: float,
     pool: int,
+    start_s: float,
 ) -> str:
-    """Why a runner-up was not chosen: a dearer objective (naming the term that made the
-    difference), no room, or the baseline policy's rule."""
+    """Why runner-up ``j`` of the breakdown ``t`` (row 0: the choice; ``total``: each row's
+    objective) was not chosen: a dearer objective (naming the term that made the difference),
+    no room, or the baseline policy's rule."""
     if not math.isfinite(compared):
         if state.free[pool] < job.demand_units:
-            return f"no room now ({row.free_units} of {job.demand_units} units free)"
+            return f"no room now ({int(state.free[pool])} of {job.demand_units} units free)"
         return "no admissible start (deadline)"
-    diff = row.objective_cny - chosen.objective_cny
+    diff = total[j] - total[0]
     if diff > 0:
         deltas = {
-            name: getattr(row, key) - getattr(chosen, key) for key, name in TERM_NAMES.items()
+            name: float(getattr(t, key)[j] - getattr(t, key)[0]) for key, name in TERM_NAMES.items()
         }
-        worst = max(deltas, key=lambda k: deltas[k])
+        worst = max(deltas, key=deltas.__getitem__)
         return f"{cny(diff)} CNY dearer (mostly {worst}: +{cny(deltas[worst])} CNY)"
     if not isinstance(policy, SuanwangPolicy):
         return f"{cny(-diff)} CNY cheaper, but not the {policy.name} rule's choice"
-    end = row.start_s + row.runtime_s
-    if not state.fits(pool, job.demand_units, row.start_s, end):
+    if not state.fits(pool, job.demand_units, start_s, start_s + float(t.runtime_s[j])):
         return "cheaper, but its hours are full on the calendar"
     return f"{cny(-diff)} CNY cheaper, but outside the pools the planner looked at"
 

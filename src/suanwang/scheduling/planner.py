@@ -33,7 +33,14 @@ from suanwang.core.cost import HOUR_S, ScuPrices
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
-from suanwang.scheduling.state import NO_MARKET, CapacityState, Decision, Market, Running
+from suanwang.scheduling.state import (
+    NO_MARKET,
+    Candidates,
+    CapacityState,
+    Decision,
+    Market,
+    Running,
+)
 
 HOUR = HOUR_S
 
@@ -109,6 +116,9 @@ class SuanwangPolicy:
                market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
         n = info.pools.size
         prices = market.prices
+        # to explain, every pool is costed anyway (the runners-up): once, before planning
+        full = self.grid(job, info, state, np.arange(n), prices) if explain else None
+        found = None
         if job.kind.deferrable and n > self.shortlist:
             # rank pools by energy at the day-ahead mean price, then plan on the best few
             mean24, stride_m = self._day_mean(state)
@@ -122,13 +132,17 @@ class SuanwangPolicy:
                 est += term.min(axis=1)
             short = np.argpartition(est, self.shortlist)[: self.shortlist]
             short.sort()
-            found = self._plan(job, info, state, short, prices, explain)
-            if found is not None:
-                return found
-        found = self._plan(job, info, state, np.arange(n), prices, explain)
-        if found is not None:
-            return found
-        return self._queue(job, info, state)
+            found = self._plan(job, info, state, short, prices, explain, full)
+        if found is None:
+            found = self._plan(job, info, state, np.arange(n), prices, explain, full)
+        if found is None:
+            found = self._queue(job, info, state)
+        if full is not None:
+            best_k = full.cost.argmin(axis=1)
+            found.candidates = Candidates(
+                full.cost[np.arange(n), best_k], (full.start_h + best_k) * HOUR
+            )
+        return found
 
     def _day_mean(self, state: CapacityState) -> tuple[np.ndarray, int]:
         """Mean objective price over the next 24 h from each hour, per center (flattened)."""
@@ -195,14 +209,20 @@ class SuanwangPolicy:
         sel: np.ndarray,
         prices: ScuPrices | None,
         explain: bool,
+        full: Grid | None = None,
     ) -> Decision | None:
         """Cheapest (pool, start) among pools ``sel`` whose run fits the calendar, or None.
 
         A deferral stands only if no start now that fits costs at most ``value`` +
         ``min_deferral_gain_cny``; when explaining, its gain (against the cheapest start now
-        that fits) is worked out too, which takes more calendar lookups."""
+        that fits) is worked out too, which takes more calendar lookups. ``full``: the grid of
+        every pool, when already worked out (its rows ``sel`` are the same numbers)."""
         units = job.demand_units
-        g = self.grid(job, info, state, sel, prices)
+        if full is None:
+            g = self.grid(job, info, state, sel, prices)
+        else:  # rows picked (a copy: the search below marks the candidates it tried)
+            offer = None if full.offer is None else full.offer[sel]
+            g = Grid(sel, full.start_h[sel], full.runtime_h[sel], full.cost[sel], offer)
         cost = g.cost
         width = cost.shape[1]
         now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -142,10 +142,14 @@ class PlatformQueue:
         """Tenants with work waiting, ``preemptible`` aside."""
         return {t for (t, c), q in self.queues.items() if q and c is not Priority.PREEMPTIBLE}
 
-    def round(self, now: float, host: Host) -> dict[int, str]:
-        """Take jobs until none more can start (see the module docstring). Returns why each
-        job looked at and not started waits: :data:`CAPACITY`, :data:`QUOTA` or
-        :data:`DEFERRED`, by key (the last reason a job got in the round)."""
+    def round(
+        self, now: float, host: Host, spent: Callable[[], bool] | None = None
+    ) -> dict[int, str]:
+        """Take jobs until none more can start (see the module docstring), or until ``spent``
+        says the round has run long enough (the host's time budget; the jobs not looked at
+        wait for the next round). Returns why each job looked at and not started waits:
+        :data:`CAPACITY`, :data:`QUOTA` or :data:`DEFERRED`, by key (the last reason a job
+        got in the round)."""
         fair = self.shares is not None
         budget = self.rules.max_preemptions_per_round if fair and self.rules.preemption else 0
         why: dict[int, str] = {}
@@ -158,6 +162,8 @@ class PlatformQueue:
             while (k := turns.pop()) is not None:
                 if budget <= 0 and not (host.free > 0).any():
                     break  # nothing free and nothing to preempt: no job can start
+                if spent is not None and spent():
+                    return why
                 q = self.queues[k]
                 at = skip.get(k, 0)
                 item = q[at]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from suanwang.core.cost import ScuPrices, hour_window
+from suanwang.core.cost import HOUR_S, ScuPrices, hour_window
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 
@@ -34,7 +34,8 @@ class Decision:
     for a deferred start, ``gain_cny`` is what it saves against the best start now that has
     room (None: nothing had room now, or the decision was not to be explained). ``queued``:
     no room now or in the plan anywhere, so the job waits in the queue of the pool where the
-    expected wait is least.
+    expected wait is least. ``candidates``: every feasible pool at its own best admissible
+    start, as the policy costed them (a planning policy asked to explain; None otherwise).
     """
 
     pos: int
@@ -43,6 +44,16 @@ class Decision:
     objective_cny: float = math.nan
     gain_cny: float | None = None
     queued: bool = False
+    candidates: Candidates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Each of a job's feasible pools at its own best admissible start: the objective there
+    (inf: none admissible) and that start, aligned with the job's feasible pools."""
+
+    cost: NDArray[np.float64]
+    start_s: NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +163,33 @@ def capacity_state(
     net: Network, signals: Signals, now_s: float, active: Iterable[Active]
 ) -> CapacityState:
     """The state a host decides on: every active job on the calendar, held units taken from
-    what is free now, queued work as backlog."""
+    what is free now, queued work as backlog.
+
+    The same numbers as booking each job in turn (:meth:`CapacityState.book`: the hours of
+    :func:`~suanwang.core.cost.hour_window`, cut to the calendar), made at once: each run
+    adds its units where its hours begin and takes them off where they end, and a running
+    sum along each pool's hours is the calendar (a control plane has tens of thousands)."""
     state = CapacityState.empty(net, signals)
     state.now_s = now_s
+    runs = list(active)
+    n, width = len(runs), state.committed.shape[1]
+    pool = np.fromiter((a.pool for a in runs), dtype=np.int64, count=n)
+    units = np.fromiter((a.units for a in runs), dtype=np.int64, count=n)
+    t0 = np.fromiter((a.t0_s for a in runs), dtype=np.float64, count=n)
+    t1 = np.fromiter((a.t1_s for a in runs), dtype=np.float64, count=n)
+    holds = np.fromiter((a.holds_now for a in runs), dtype=bool, count=n)
+    queued = np.fromiter((a.queued for a in runs), dtype=bool, count=n)
+    h0 = np.maximum(np.floor_divide(t0, HOUR_S), 0.0)
+    h1 = np.maximum(np.ceil(t1 / HOUR_S), h0 + 1.0)
+    begin = np.minimum(h0, width).astype(np.int64)
+    end = np.minimum(h1, width).astype(np.int64)
+    steps = np.zeros((net.n_pools, width + 1))
+    np.add.at(steps, (pool, begin), units)
+    np.add.at(steps, (pool, end), -units)
+    np.cumsum(steps[:, :width], axis=1, out=state.committed)
     held = np.zeros(net.n_pools, dtype=np.int64)
-    for a in active:
-        if a.holds_now:
-            held[a.pool] += a.units
-        state.book(a.pool, a.units, a.t0_s, a.t1_s)
-        if a.queued:
-            state.backlog_unit_s[a.pool] += a.units * max(a.t1_s - a.t0_s, 0.0)
+    np.add.at(held, pool[holds], units[holds])
+    np.add.at(state.backlog_unit_s, pool[queued], units[queued] * np.maximum(t1 - t0, 0.0)[queued])
     state.free = np.maximum(net.pool_capacity - held, 0)
     return state
 

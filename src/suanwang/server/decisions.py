@@ -15,7 +15,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from suanwang.scheduling.placement import Breakdown, Placement
 
@@ -92,45 +92,62 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
-def candidate(row: Breakdown, t0: datetime) -> CandidatePublic:
-    return CandidatePublic(
-        center=row.center,
-        accelerator=row.accelerator,
-        start_at=t0 + timedelta(seconds=row.start_s),
-        runtime_s=row.runtime_s,
-        objective_cny=row.objective_cny,
-        cost_cny=row.cost_cny,
-        energy_cost_cny=row.energy_cost_cny,
-        carbon_cost_cny=row.carbon_cost_cny,
-        transfer_cost_cny=row.transfer_cost_cny,
-        waiting_cost_cny=row.waiting_cost_cny,
-        offer_premium_cny=row.offer_premium_cny,
-        energy_kwh=row.energy_kwh,
-        carbon_kg=row.carbon_kg,
-        green_share=row.green_share,
-        price_cny_per_kwh=row.price_cny_per_kwh,
-        transfer_s=row.transfer_s,
-        latency_ms=row.latency_ms,
-        free_units=row.free_units,
-        lost=row.lost or None,
-    )
+#: an instant as the API's models write it in JSON (``...Z``), without building a model
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def candidate(row: Breakdown, t0: datetime) -> dict[str, Any]:
+    """The stored form of a breakdown: what :class:`CandidatePublic` dumps (``mode="json"``,
+    no None), built directly, as the dispatcher stores thousands a round (a test checks the
+    two agree)."""
+    out: dict[str, Any] = {
+        "center": row.center,
+        "accelerator": row.accelerator,
+        "start_at": _INSTANT.dump_python(t0 + timedelta(seconds=row.start_s), mode="json"),
+        "runtime_s": row.runtime_s,
+        "objective_cny": row.objective_cny,
+        "cost_cny": row.cost_cny,
+        "energy_cost_cny": row.energy_cost_cny,
+        "carbon_cost_cny": row.carbon_cost_cny,
+        "transfer_cost_cny": row.transfer_cost_cny,
+        "waiting_cost_cny": row.waiting_cost_cny,
+        "offer_premium_cny": row.offer_premium_cny,
+        "energy_kwh": row.energy_kwh,
+        "carbon_kg": row.carbon_kg,
+        "green_share": row.green_share,
+        "price_cny_per_kwh": row.price_cny_per_kwh,
+        "transfer_s": row.transfer_s,
+        "latency_ms": row.latency_ms,
+        "free_units": row.free_units,
+    }
+    if row.lost:
+        out["lost"] = row.lost
+    return out
 
 
 def decision_record(
     placed: Placement, policy: str, t0: datetime, market: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The JSON stored with a placement (``t0``: the signals' start, second 0 of the plan)."""
-    out = DecisionPublic(
-        policy=policy,
-        reason=placed.reason,
-        start_at=t0 + timedelta(seconds=placed.start_s),
-        deferred_h=round(placed.deferred_s / 3600.0, 3) if placed.deferred else 0.0,
-        gain_cny=_finite(placed.gain_cny),
-        objective_cny=_finite(placed.objective_cny),
-        queued=placed.queued,
-        chosen=candidate(placed.chosen, t0) if placed.chosen else None,
-        runners_up=[candidate(r, t0) for r in placed.runners_up],
-        if_started_now=candidate(placed.if_started_now, t0) if placed.if_started_now else None,
-        market=MarketPublic.model_validate(market) if market else None,
-    )
-    return out.model_dump(mode="json", exclude_none=True)
+    """The JSON stored with a placement (``t0``: the signals' start, second 0 of the plan):
+    what :class:`DecisionPublic` dumps (``mode="json"``, no None)."""
+    out: dict[str, Any] = {
+        "placed": True,
+        "policy": policy,
+        "reason": placed.reason,
+        "start_at": _INSTANT.dump_python(t0 + timedelta(seconds=placed.start_s), mode="json"),
+        "deferred_h": round(placed.deferred_s / 3600.0, 3) if placed.deferred else 0.0,
+    }
+    gain, objective = _finite(placed.gain_cny), _finite(placed.objective_cny)
+    if gain is not None:
+        out["gain_cny"] = gain
+    if objective is not None:
+        out["objective_cny"] = objective
+    out["queued"] = placed.queued
+    if placed.chosen is not None:
+        out["chosen"] = candidate(placed.chosen, t0)
+    out["runners_up"] = [candidate(r, t0) for r in placed.runners_up]
+    if placed.if_started_now is not None:
+        out["if_started_now"] = candidate(placed.if_started_now, t0)
+    if market:
+        out["market"] = MarketPublic.model_validate(market).model_dump(mode="json")
+    return out

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -123,6 +124,8 @@ class _Round:
     #: some executor runs each tenant's jobs under an account of its own (read once a round:
     #: a runtime protocol check is slow)
     per_tenant: bool = False
+    #: whether the round has run its time, given how many jobs it decided so far
+    spent: Callable[[int], bool] = lambda decided: False
     #: each job class restricted to the open centers that run its tenant's jobs
     restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
@@ -168,10 +171,22 @@ class Dispatcher:
     governance: Callable[[Session], Governance | None] = no_governance
     #: pending jobs a governed round orders (the platform's queue)
     queue_limit: int = 10_000
+    #: a governed round that has decided ``batch`` jobs stops taking more once it has run
+    #: this long, writes included (seconds; None: no limit, the default): a round holds its
+    #: rows locked (SQLite: the database's write lock), so the API and the other services
+    #: wait about this long at most; the rest is taken by the next round, at once (a round
+    #: that did work is followed by another without a pause), and every round makes
+    #: progress. Each round also pays for reading the queue and the active jobs, so short
+    #: rounds decide fewer jobs a second (docs/benchmarks.md, "The live dispatcher at scale")
+    round_budget_s: float | None = None
+    #: the clock ``round_budget_s`` is measured on (seconds; tests pass their own)
+    timer: Callable[[], float] = time.perf_counter
     usage: Usage = field(default_factory=Usage)
     #: run in each placement transaction before its writes: raises to refuse them (an elected
     #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
     fence: Callable[[Session], None] | None = None
+    #: seconds the last round's writes and commit took per job decided (to stop in time)
+    _write_s: float = field(default=0.0, init=False, repr=False)
     #: the engine's jobs pending at the last round and their classes (with the signals' start
     #: they count from), kept: a job's spec never changes
     _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
@@ -183,6 +198,10 @@ class Dispatcher:
         return self.place() + self.hand_over()
 
     def place(self) -> int:
+        """One placing round. Returns the jobs it decided: placed, failed, or kept pending
+        with the reason they wait (a governed round cut by ``round_budget_s`` decides fewer
+        than it read)."""
+        t0 = self.timer()
         signals = self.live.signals()
         with self.sessions.begin() as session:
             gov = self.governance(session)
@@ -194,18 +213,36 @@ class Dispatcher:
             state = self.live.state(session, signals, trading, held)
             writes = Transitions(self.live.clock())
             round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live,
-                            self.live.per_tenant())  # fmt: skip
+                            self.live.per_tenant(), spent=self._budget(t0))  # fmt: skip
             if gov is not None and held is not None:
-                self._place_in_turn(round_, rows, state, trading, gov, held)
-            else:
+                decided = self._place_in_turn(round_, rows, state, trading, gov, held)
+            else:  # oldest first, ``batch`` at most: within the round's time
+                decided = len(rows)
                 for row in rows:
                     got = self._engine_job(round_, row)
                     if got is not None:
                         self._place_one(round_, row, *got, state, trading)
+            t1 = self.timer()
             if self.fence is not None:
                 self.fence(session)
             writes.write(session)
-            return len(rows)
+        self._write_s = (self.timer() - t1) / max(decided, 1)
+        return decided
+
+    def _budget(self, t0: float) -> Callable[[int], bool]:
+        """Whether a round begun at ``t0`` that has decided ``decided`` jobs (at least
+        ``batch``) has run ``round_budget_s``, counting the writes its decisions will take (at
+        the last round's pace); once spent, always spent."""
+        limit = self.round_budget_s
+        done = False
+
+        def spent(decided: int) -> bool:
+            nonlocal done
+            if limit is not None and not done and decided >= self.batch:
+                done = self.timer() - t0 + decided * self._write_s >= limit
+            return done
+
+        return spent
 
     def _pending(
         self, session: Session, limit: int
@@ -250,9 +287,10 @@ class Dispatcher:
         trading: LiveTrading | None,
         gov: Governance,
         held: list[Held],
-    ) -> None:
+    ) -> int:
         """A governed round (:mod:`~suanwang.server.services.sharing`): the platform's queue
-        takes the pending jobs in turn; those it does not start stay pending, saying why."""
+        takes the pending jobs in turn; those it does not start stay pending, saying why (those
+        a round cut by its time did not reach, as they were). Returns the jobs decided."""
         net = self.live.net
         session = round_.session
         names = list(gov.tenants)
@@ -287,10 +325,22 @@ class Dispatcher:
             state.free, place_one, stop, shares, held, tiers, self.usage, families, hubs,
             gov.rules.protect_s,
         )  # fmt: skip
-        why = queue.round(state.now_s, host)
+        cut = False
+
+        def spent() -> bool:
+            nonlocal cut
+            cut = round_.spent(len(host.placed))
+            return cut
+
+        why = queue.round(state.now_s, host, spent)
+        decided = len(rows) - len(waiting)  # failed: no open center can run them
         for key, (row, _) in waiting.items():
-            if key not in host.placed:
+            if key in host.placed:
+                decided += 1
+            elif key in why or not cut:  # looked at, or behind the fair order when none could
+                decided += 1  # start: waiting for its share (not reached: as it was)
                 self._wait(round_, row, why.get(key, SHARE))
+        return decided
 
     def _preempt(self, session: Session, run: Held, by: str) -> None:
         """Stop ``run`` for job ``by``: a checkpointable run is asked to checkpoint (it leaves
@@ -420,6 +470,7 @@ class Dispatcher:
             detail = _market(trading, row.tenant_id, job.precision, pool, placed)
         if state.starts_now(start_s):
             state.free[pool] -= job.demand_units  # held from now on (as the state builder says)
+        self.live.placed(row.id, job)
         start_at = signals.start + timedelta(seconds=start_s)
         decision = decision_record(placed, self.policy.name, signals.start, **detail)
         round_.writes.add(

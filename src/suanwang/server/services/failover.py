@@ -13,6 +13,11 @@
 * **Migration.** Every ``replan_s`` the engine (the same policy the simulator proves) looks at
   running checkpointable jobs and moves those worth moving (price, green power), paying for the
   checkpoint's transfer in its cost model.
+* **A run that does not checkpoint when asked** (drain, a move, a preemption) within
+  ``checkpoint_grace_s`` (default 300 s) is stopped: cancelled at its center, fenced, and placed
+  again from its last checkpoint, if it wrote one (``migrating``, the next attempt; the event
+  says ``checkpoint_ignored``). Otherwise a run that ignores the signal would hold its units, a
+  drained center would never empty and a preempting claim would wait for ever.
 
 A move is always the same steps, each an event of the job: checkpoint requested (signal) →
 the run exits with code 85 (``migrating``, checkpoint size and planned destination recorded) →
@@ -43,11 +48,15 @@ from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
 from suanwang.server.database.models import JobEvent, JobRow, RunFence
 from suanwang.server.models.job_specs import to_core_job
+from suanwang.server.models.jobs import transition
 from suanwang.server.services.live import LiveNetwork, tenant_name
 from suanwang.server.services.reconciler import Reconciler
-from suanwang.server.services.runs import give_up_run, recorded_status
+from suanwang.server.services.runs import give_up_run, has_checkpoint, recorded_status
 
 log = logging.getLogger("suanwang.failover")
+#: seconds a run has to checkpoint once asked before it is stopped (``Migrations``)
+CHECKPOINT_GRACE_S = 300.0
+CHECKPOINT_IGNORED = "checkpoint_ignored"
 #: States of a job that holds (or is about to hold) a run at its center.
 HELD = (JobState.SCHEDULED, JobState.RUNNING, JobState.MIGRATING)
 CHECKPOINT_REQUESTED = "checkpoint_requested"
@@ -184,6 +193,8 @@ class Migrations:
     #: fence, :mod:`suanwang.server.cluster`: it holds until the commit, so no other leader
     #: acts meanwhile); None: nothing to check
     fence: Callable[[Session], None] | None = None
+    #: a run asked to checkpoint that is still running this long after is stopped
+    checkpoint_grace_s: float = CHECKPOINT_GRACE_S
     _last_replan: datetime | None = field(default=None, init=False)
 
     def run_once(self) -> int:
@@ -203,8 +214,13 @@ class Migrations:
                 )
                 .order_by(JobRow.id)
             ).all()
-            movable = [r for r in rows if r.spec.get("checkpointable") and not _requested(r)]
             asked = 0
+            for row in rows:
+                at = _asked_at(row)
+                if at is not None and (now - at).total_seconds() >= self.checkpoint_grace_s:
+                    asked += self._stop(session, row, at)
+            rows = [r for r in rows if r.executor_ref is not None]  # not those just stopped
+            movable = [r for r in rows if r.spec.get("checkpointable") and not _requested(r)]
             for row in movable:
                 if row.center_id in drained:
                     asked += self._request(session, row, {"why": "drain", "center": row.center_id})
@@ -258,6 +274,44 @@ class Migrations:
             )
         return asked
 
+    def _stop(self, session: Session, row: JobRow, asked: datetime) -> int:
+        """Stop a run that was asked to checkpoint at ``asked`` and did not: cancel it at its
+        center, fence it and place the job again from its last checkpoint (if any)."""
+        live, ref, center = self.live, row.executor_ref, row.center_id or ""
+        executor = live.executors.get(center)
+        if executor is None or ref is None:
+            return 0
+        try:
+            executor.cancel(ref)
+        except ExecutorError as exc:  # the reconciler's polls will mark the center
+            log.warning("cannot stop job %s at %s: %s", row.id, center, exc)
+            return 0
+        now = live.clock()
+        waited = (now - asked).total_seconds()
+        reason = f"did not checkpoint within {waited:.0f} s of being asked: stopped"
+        session.add(RunFence(job_id=row.id, center_id=center, executor_ref=ref, reason=reason,
+                             created_at=now))  # fmt: skip
+        ckpt = live.checkpoint_dir(row.id)
+        resume = str(ckpt) if has_checkpoint(ckpt) else None
+        transition(
+            session=session,
+            now=now,
+            job=row,
+            to=JobState.MIGRATING,
+            detail={
+                "event": CHECKPOINT_IGNORED,
+                "attempt": row.attempt,
+                "center": center,
+                "reason": reason + (", placed again from its last checkpoint" if resume else
+                                    ", placed again from the start"),
+                "resume_from": resume,
+            },
+            updates={"center_id": None, "pool_model": None, "executor_ref": None,
+                     "start_at": None, "attempt": row.attempt + 1, "resume_from": resume},
+        )  # fmt: skip
+        log.warning("job %s at %s %s", row.id, center, reason)
+        return 1
+
     def _request(self, session: Session, row: JobRow, detail: dict[str, Any]) -> int:
         executor = self.live.executors.get(row.center_id or "")
         if executor is None or row.executor_ref is None:
@@ -284,7 +338,17 @@ class Migrations:
 
 def _requested(row: JobRow) -> bool:
     """Whether this run (attempt) was already asked to checkpoint."""
-    return any(
-        e.detail.get("event") == CHECKPOINT_REQUESTED and e.detail.get("attempt") == row.attempt
-        for e in row.events
+    return _asked_at(row) is not None
+
+
+def _asked_at(row: JobRow) -> datetime | None:
+    """When this run (attempt) was first asked to checkpoint (None: never)."""
+    return min(
+        (
+            e.at
+            for e in row.events
+            if e.detail.get("event") == CHECKPOINT_REQUESTED
+            and e.detail.get("attempt") == row.attempt
+        ),
+        default=None,
     )

@@ -60,6 +60,11 @@ class LiveNetwork:
     lost_seen: dict[str, float] = field(default_factory=dict)
     #: the engine's job of each active job at the last :meth:`state` (see :meth:`_costed`)
     _active_jobs: dict[str, Job | None] = field(default_factory=dict, init=False, repr=False)
+    #: each active run's pool, units, speed and runtime at the last :meth:`state`, by job,
+    #: center and model (:meth:`_run_of`)
+    _runs: dict[tuple[str, str | None, str | None], tuple[int, int, float, float] | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.executors) - set(self.net.center_ids))
@@ -147,16 +152,17 @@ class LiveNetwork:
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
         rows = session.execute(stmt).all()
         jobs = self._costed(session, [r[0] for r in rows])
+        known, runs = self._runs, {}
         for job_id, tenant, st, center, model, ref, start_at, started_at, attempt in rows:
             job = jobs[job_id]
             if job is None:  # a spec this scenario cannot cost: skip it
                 continue
-            pool = net.pool_of_run(center or "", model or "", cpu_only=job.cards == 0)
-            if pool is None:
+            key = (job_id, center, model)
+            run = known.get(key) if key in known else self._run_of(job, center, model)
+            runs[key] = run
+            if run is None:
                 continue  # a center or model this scenario does not have
-            units = job.demand_units
-            speed = float(net.pool_speed[pool, PRECISION_INDEX[job.precision]])
-            runtime_s = run_seconds(job.work_scu, units, speed)
+            pool, units, speed, runtime_s = run
             scheduled = st == JobState.SCHEDULED.value
             holds = not scheduled or ref is not None or start_at is None or start_at <= now
             if holds:
@@ -179,7 +185,27 @@ class LiveNetwork:
                 )  # fmt: skip
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
+        self._runs = runs  # one assignment: services in other threads may read it
         return capacity_state(net, signals, now_s, active)
+
+    def _run_of(
+        self, job: Job, center: str | None, model: str | None
+    ) -> tuple[int, int, float, float] | None:
+        """Where a run of ``job`` at ``center`` on ``model`` is: its pool, units, speed there
+        and runtime (None: a center or model this scenario does not have)."""
+        net = self.net
+        pool = net.pool_of_run(center or "", model or "", cpu_only=job.cards == 0)
+        if pool is None:
+            return None
+        units = job.demand_units
+        speed = float(net.pool_speed[pool, PRECISION_INDEX[job.precision]])
+        return pool, units, speed, run_seconds(job.work_scu, units, speed)
+
+    def placed(self, job_id: str, job: Job) -> None:
+        """The engine's ``job`` of ``job_id``, just placed: the next state need not read its
+        spec again (any job of the same spec does: the state reads only its size, speed, work,
+        class and whether it checkpoints)."""
+        self._active_jobs[job_id] = job  # one item: a reader in another thread sees it or not
 
     def _costed(self, session: Session, ids: list[str]) -> dict[str, Job | None]:
         """The engine's job for each active job of ``ids`` (None: its spec cannot be costed
