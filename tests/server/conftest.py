@@ -33,8 +33,10 @@ from suanwang.server.database.models import (
     BillingSetting,
     CenterDrain,
     CenterOwner,
+    ClusterMember,
     JobEvent,
     JobRow,
+    LeaderTerm,
     LedgerPosting,
     LedgerTransaction,
     OfferRow,
@@ -125,6 +127,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
             ReservationRow, OfferRow,  # trading
             UsageRecord, LedgerPosting, LedgerTransaction, Account, BillingSetting,
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
+            ClusterMember, LeaderTerm,  # the replicated control plane (issue 16)
         ):  # fmt: skip
             session.execute(delete(table))
     forget_admission_config()  # its settings were just deleted

@@ -9,29 +9,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from processes import free_port, wait_healthy
 
 SUANWANG = [sys.executable, "-m", "suanwang.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Platform:
     def __init__(self, db: str, root: Path) -> None:
         self.db, self.root = db, root
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "serve.log"
@@ -43,16 +36,7 @@ class Platform:
                "--center", "zhongwei", "--center", "horinger", *self.extra]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("server did not start:\n" + self.log.read_text())
-            time.sleep(0.2)
+        wait_healthy(self.url, self.proc, self.log.read_text)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -174,7 +158,10 @@ def test_kill_9_while_jobs_pending_and_running_then_restart(
 
 
 def test_api_and_worker_as_separate_processes(platform: Platform, tmp_path: Path) -> None:
-    """`serve --no-services` and `suanwang worker`: the services run in a process of their own."""
+    """`serve --no-services` and `suanwang worker`: the services run in a process of their own
+    (started after serve, which migrates the database)."""
+    platform.extra = ["--no-services"]
+    platform.start()
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [*SUANWANG, "worker", "--db", platform.db, "--executors-dir",
@@ -182,8 +169,6 @@ def test_api_and_worker_as_separate_processes(platform: Platform, tmp_path: Path
         stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
-        platform.extra = ["--no-services"]
-        platform.start()
         key = _key(platform)
         job = _job_file(tmp_path / "w.yaml", "split", "echo split-ok")
         jid = json.loads(platform.cli("submit", str(job), "--json", key=key).stdout)["id"]

@@ -74,6 +74,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str, str]] = [
     ("GET", "/v1/quotas/changes", None, OPERATORS,
      "the record of quota changes is for operators"),
     ("GET", "/v1/audit", None, OPERATORS, "the audit log is for operators"),
+    ("GET", "/v1/cluster", None, OPERATORS, "the cluster's members are for operators"),
     ("GET", "/v1/tenants/someone/keys", None, OPERATORS, KEYS),
     ("POST", "/v1/tenants/someone/keys", {"name": "grafana"}, OPERATORS, KEYS),
     ("POST", "/v1/tenants/someone/keys/sw_abcdefgh/rotate", None, OPERATORS, KEYS),

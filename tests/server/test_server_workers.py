@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from pinned import NOW
+from processes import free_port, wait_healthy
 from sqlalchemy import func, select
 
 from suanwang.server.database.models import JobRow, TenantRole
@@ -29,9 +28,7 @@ def test_two_worker_processes_serve_one_port_and_lose_nothing(
     with sessions() as s:
         _, key = create_tenant(session=s, name="w", role=TenantRole.CONSUMER, now=NOW)
         s.commit()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     refused = subprocess.run(
         [SUANWANG, "serve", "--db", fresh_db_url, "--workers", "2", "--port", str(port)],
         capture_output=True, text=True, timeout=60, check=False,
@@ -45,17 +42,7 @@ def test_two_worker_processes_serve_one_port_and_lose_nothing(
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "serve.log"
-            ).read_text()
-            time.sleep(0.2)
+        wait_healthy(url, proc, (tmp_path / "serve.log").read_text)
         headers = {"Authorization": f"Bearer {key}"}
         body = {"name": "w", "command": "true", "duration_s": 60, "origin": "beijing"}
 

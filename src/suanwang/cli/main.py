@@ -19,6 +19,7 @@ from suanwang.cli.quota import register as register_quota
 from suanwang.cli.scenario import scenario_app
 from suanwang.cli.serve import register as register_serve
 from suanwang.cli.simulate import register as register_simulate
+from suanwang.cli.status import register as register_status
 from suanwang.cli.sweep import register as register_sweep
 from suanwang.cli.testbed import testbed_app
 from suanwang.cli.trading import register as register_trading
@@ -74,6 +75,7 @@ app.add_typer(centers_app, name="centers")
 register_trading(app)  # offers, reservations
 register_quota(app)  # quota set|show|rm|changes (issue 14)
 register_audit(app)  # suanwang audit (issue 15)
+register_status(app)  # suanwang status: replicas, workers, leaders (issue 16)
 
 
 def main() -> None:

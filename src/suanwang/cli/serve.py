@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -159,9 +160,14 @@ def _services(
     lost_after: float,
     max_defer_h: int,
     sandbox: Sandbox | SharedUser,
+    *,
+    kind: str = "serve",
+    dispatch_interval: float = 0.5,
 ) -> Services:
-    """The dispatcher and reconciler, not started yet; a problem ends the command."""
+    """The dispatcher and reconciler, not started yet; a problem ends the command. A
+    ``worker`` does not migrate the database: it must have this version's schema."""
     from suanwang.executors.local import SandboxUnavailable
+    from suanwang.server.database.session import NotMigrated
     from suanwang.server.runner import build_services
 
     try:
@@ -173,8 +179,11 @@ def _services(
             lost_after_s=lost_after,
             max_defer_h=max_defer_h,
             sandbox=sandbox,
+            kind=kind,
+            migrate_first=kind != "worker",
+            dispatch_interval_s=dispatch_interval,
         )
-    except (ValueError, SandboxUnavailable) as exc:
+    except (ValueError, SandboxUnavailable, NotMigrated) as exc:
         raise fail(str(exc)) from None
 
 
@@ -220,6 +229,7 @@ def serve(
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
     settings, platform = _settings(db, scenario, config, allow_job_network)
+    settings = dataclasses.replace(settings, heartbeat=True)  # in the cluster's members
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     if workers > 1:
         if services:
@@ -254,6 +264,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int, json_
     os.environ["SUANWANG_DB"] = settings.db_url
     os.environ["SUANWANG_SCENARIO"] = settings.scenario
     os.environ["SUANWANG_ALLOW_JOB_NETWORK"] = "1" if settings.allow_job_network else ""
+    os.environ["SUANWANG_HEARTBEAT"] = "1" if settings.heartbeat else ""
     uvicorn.run(
         "suanwang.server.app:create_app",
         factory=True,
@@ -277,8 +288,22 @@ def worker(
     job_account: JobAccountOption = None,
     allow_job_network: AllowJobNetworkOption = False,
     deny_job_network: DenyJobNetworkOption = None,
+    dispatch_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            metavar="SECONDS",
+            help="seconds between dispatcher rounds when nothing wakes it (on PostgreSQL each "
+            "submission wakes the placer at once)",
+        ),
+    ] = 0.5,
 ) -> None:
-    """Run the dispatcher and reconciler as a separate process (next to serve --no-services)."""
+    """Run the dispatcher and reconciler as a separate process (next to serve --no-services).
+
+    Any number of workers may share one PostgreSQL database: one is elected to place jobs
+    (and to plan migrations), the others stand by and take over within seconds
+    (docs/operations.md, "Replicated control plane"). The database must have been migrated by
+    `suanwang serve` of this version first."""
     import signal
     import threading
 
@@ -287,7 +312,10 @@ def worker(
     logs.configure(json_lines=json_logs)
     settings, platform = _settings(db, scenario, config, allow_job_network)
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
-    loops = _services(settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox)
+    loops = _services(
+        settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox,
+        kind="worker", dispatch_interval=dispatch_interval,
+    )  # fmt: skip
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     loops.start()

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import gc
 import json
+import logging
 import math
 import time
 import weakref
@@ -20,6 +21,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanwang import __version__, web
@@ -31,6 +33,7 @@ from suanwang.server.api import (
     audit,
     billing,
     centers,
+    cluster,
     console,
     deps,
     docs,
@@ -43,13 +46,17 @@ from suanwang.server.api import (
     whatif,
 )
 from suanwang.server.api import offers as trading  # trading (issue 5)
+from suanwang.server.cluster import HEARTBEAT_S, Member
 from suanwang.server.database.session import make_engine, migrate, session_factory
 from suanwang.server.ratelimit import RateLimits, TokenBuckets
 from suanwang.server.request_id import RequestId
 from suanwang.server.security import SecurityHeaders
+from suanwang.server.services.loop import LoopService
 from suanwang.server.settings import Settings
 from suanwang.server.signals import SignalCache
 from suanwang.server.submitter import Submitter
+
+log = logging.getLogger("suanwang.server")
 
 
 class BodySizeLimit:
@@ -280,6 +287,12 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
     app.state.submitter = Submitter(app.state.sessions, app.state.network, clock=clock)
     app.state.signals = SignalCache(scenario, seed=cfg.signals_seed, clock=clock)
     app.state.lifespans = 1
+    app.state.heartbeat = None
+    if cfg.heartbeat:  # this replica in the cluster's members (GET /v1/cluster)
+        member = Member(app.state.sessions, "api", clock)
+        app.state.heartbeat = LoopService("heartbeat", member.beat, HEARTBEAT_S)
+        app.state.heartbeat.start()
+        app.state.member = member
     # The loaded scenario, network and modules are ~170,000 long-lived objects that every full
     # garbage collection would walk (~100 ms on this machine: a stall of every request in the
     # process, the p99 of the submit benchmark): keep what exists now out of the collector's
@@ -291,6 +304,12 @@ def _start(app: FastAPI, cfg: Settings, clock: Callable[[], datetime]) -> None:
 def _stop(app: FastAPI) -> None:
     app.state.lifespans -= 1
     if app.state.lifespans == 0:
+        if app.state.heartbeat is not None:
+            app.state.heartbeat.stop()
+            try:
+                app.state.member.leave()
+            except SQLAlchemyError as exc:
+                log.warning("could not remove this replica from the cluster's members: %s", exc)
         app.state.engine.dispose()
         gc.unfreeze()
 
@@ -353,6 +372,7 @@ def create_app(
     app.include_router(docs.router)  # /docs and /redoc, vendored
     app.include_router(keys.router)  # API keys (issue 15)
     app.include_router(audit.router)  # the audit log (issue 15)
+    app.include_router(cluster.router)  # replicas, workers and leaders (issue 16)
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
@@ -15,7 +19,25 @@ from suanwang.executors.local import LocalExecutor, Sandbox, SharedUser
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scheduling.planner import SuanwangPolicy
-from suanwang.server.database.session import make_engine, migrate, session_factory
+from suanwang.server.cluster import (
+    DUTIES,
+    HEARTBEAT_S,
+    MIGRATIONS,
+    PLACEMENT,
+    Election,
+    Fence,
+    LocalElection,
+    Member,
+    Wakeups,
+    election_for,
+    fenced,
+)
+from suanwang.server.database.session import (
+    make_engine,
+    migrate,
+    require_migrated,
+    session_factory,
+)
 from suanwang.server.models.governance import load_governance
 from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
 from suanwang.server.services.dispatcher import Dispatcher
@@ -151,23 +173,57 @@ def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenari
 
 @dataclass
 class Services:
+    """The background loops of a worker (or of ``serve`` with its services), its election of
+    the singleton duties, its record in the cluster and its wake-ups (PostgreSQL)."""
+
     dispatcher: LoopService
     reconciler: LoopService
     failover: LoopService
     migrations: LoopService
     live: LiveNetwork
+    #: tries to lead every duty (a standby takes over here) and records this process
+    cluster: LoopService | None = None
+    election: Election = field(default_factory=LocalElection)
+    member: Member | None = None
+    wakeups: Wakeups | None = None
+    engine: Engine | None = None
 
     @property
     def loops(self) -> tuple[LoopService, ...]:
-        return (self.dispatcher, self.reconciler, self.failover, self.migrations)
+        main = (self.dispatcher, self.reconciler, self.failover, self.migrations)
+        return main if self.cluster is None else (self.cluster, *main)
 
     def start(self) -> None:
+        if self.wakeups is not None:
+            self.wakeups.start()
         for loop in self.loops:
             loop.start()
 
     def stop(self) -> None:
         for loop in self.loops:
             loop.stop()
+        if self.wakeups is not None:
+            self.wakeups.stop()
+        self.election.close()  # the next leader takes over at once
+        if self.member is not None:
+            try:
+                self.member.leave()
+            except SQLAlchemyError as exc:
+                log.warning("could not remove this worker from the cluster's members: %s", exc)
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def _cluster_round(election: Election, member: Member, wake: dict[str, threading.Event]) -> int:
+    """Try to lead every singleton duty (waking a duty's loop when elected to it), then the
+    heartbeat."""
+    before = election.terms()
+    for duty in DUTIES:
+        term = election.lead(duty)
+        if term is not None and before.get(duty) != term and duty in wake:
+            wake[duty].set()
+    member.beat()
+    return 0
 
 
 def build_services(
@@ -181,6 +237,9 @@ def build_services(
     max_defer_h: int = 12,
     local_like_scenario: bool = False,
     sandbox: Sandbox | SharedUser | None = None,
+    kind: str = "serve",
+    migrate_first: bool = True,
+    dispatch_interval_s: float = 0.5,
 ) -> Services:
     """Migrate the database and wire the background services.
 
@@ -193,6 +252,12 @@ def build_services(
     Local executors run jobs in ``sandbox`` (default: per-tenant accounts, network where
     ``settings.allow_job_network``); raises
     :class:`~suanwang.executors.local.SandboxUnavailable` where that cannot be done.
+
+    ``migrate_first``: migrate the database (else it must have this version's schema:
+    :class:`~suanwang.server.database.session.NotMigrated`). The process records itself in the
+    cluster as ``kind``; on PostgreSQL it is elected to the singleton duties (placement,
+    migrations) when no other process holds them, and the dispatcher wakes at each submission
+    (else every ``dispatch_interval_s``). See :mod:`suanwang.server.cluster`.
     """
     if sandbox is None:
         sandbox = Sandbox(allow_network=settings.allow_job_network)
@@ -200,7 +265,11 @@ def build_services(
         log.warning("%s", sandbox.describe())
     else:
         log.info("%s", sandbox.describe())
-    migrate(settings.db_url)
+    engine = make_engine(settings.db_url)
+    if migrate_first:
+        migrate(settings.db_url, engine=engine)
+    else:
+        require_migrated(engine)
     scenario = load_scenario(settings.scenario)
     if config is not None:
         executors = configured_executors(
@@ -213,30 +282,58 @@ def build_services(
         executors = local_executors(
             net, executors_root, centers, like_scenario=local_like_scenario, sandbox=sandbox
         )
-    sessions = session_factory(make_engine(settings.db_url))
+    sessions = session_factory(engine)
     signals = SignalCache(scenario, seed=settings.signals_seed)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
     live = LiveNetwork(
         net=net,
         signals=signals.current,
         executors=executors,
-        clock=lambda: datetime.now(UTC),
+        clock=clock,
         checkpoint_root=checkpoint_root or executors_root.parent / "checkpoints",
     )
+    member = Member(sessions, kind, clock)
+    election = member.election = election_for(engine, member.id, clock)
+    dispatcher = Dispatcher(
+        sessions,
+        live,
+        policy=SuanwangPolicy(max_defer_h=max_defer_h),
+        governance=load_governance,  # tenants' quotas, read every round
+    )
+    migrations = Migrations(sessions, live)
+
+    def place(fence: Fence | None) -> int:
+        dispatcher.fence = fence
+        return dispatcher.place()
+
+    def migrate_round(fence: Fence | None) -> int:
+        migrations.fence = fence
+        return migrations.run_once()
+
+    placing = fenced(election, PLACEMENT, place)
+    wake = {PLACEMENT: threading.Event(), MIGRATIONS: threading.Event()}
+    postgres = engine.dialect.name == "postgresql"
     return Services(
         dispatcher=LoopService(
             "dispatcher",
-            Dispatcher(
-                sessions,
-                live,
-                policy=SuanwangPolicy(max_defer_h=max_defer_h),
-                governance=load_governance,  # tenants' quotas, read every round
-            ).run_once,
-            0.5,
+            lambda: placing() + dispatcher.hand_over(),  # hand-over: every worker (row locks)
+            dispatch_interval_s,
+            wakeup=wake[PLACEMENT],
         ),
         reconciler=LoopService("reconciler", Reconciler(sessions, live).run_once, 1.0),
         failover=LoopService(
             "failover", Failover(sessions, live, lost_after_s=lost_after_s).run_once, 2.0
         ),
-        migrations=LoopService("migrations", Migrations(sessions, live).run_once, 5.0),
+        migrations=LoopService(
+            "migrations",
+            fenced(election, MIGRATIONS, migrate_round),
+            5.0,
+            wakeup=wake[MIGRATIONS],
+        ),
         live=live,
+        cluster=LoopService("cluster", lambda: _cluster_round(election, member, wake), HEARTBEAT_S),
+        election=election,
+        member=member,
+        wakeups=Wakeups(engine, wake[PLACEMENT]) if postgres else None,
+        engine=engine,
     )

@@ -47,6 +47,8 @@ class Settings:
     auth_failure_rate_per_s: float = DEFAULT_AUTH_FAILURE_RATE
     submit_burst: int = DEFAULT_SUBMIT_BURST
     submit_rate_per_s: float = DEFAULT_SUBMIT_RATE
+    #: record this API replica in the cluster's members, with a heartbeat (``/v1/cluster``)
+    heartbeat: bool = False
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -59,7 +61,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO``, ``SUANWANG_MAX_IN_FLIGHT``,
-        ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed) and the rate limits
+        ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed), ``SUANWANG_HEARTBEAT`` (``1``: record
+        this replica in the cluster's members) and the rate limits
         ``SUANWANG_AUTH_FAILURE_BURST``, ``SUANWANG_AUTH_FAILURE_RATE``,
         ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``."""
         env = os.environ if environ is None else environ
@@ -88,4 +91,5 @@ class Settings:
             submit_burst=number("SUANWANG_SUBMIT_BURST", DEFAULT_SUBMIT_BURST, int),
             submit_rate_per_s=number("SUANWANG_SUBMIT_RATE", DEFAULT_SUBMIT_RATE, float),
             allow_job_network=env.get("SUANWANG_ALLOW_JOB_NETWORK", "") == "1",
+            heartbeat=env.get("SUANWANG_HEARTBEAT", "") == "1",
         )

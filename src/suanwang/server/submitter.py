@@ -4,7 +4,9 @@ Each submission waits for its own commit, so a 201 still means "stored"; but ins
 worker thread, one connection, two statements and one commit per request, the requests that
 arrive while a batch is being written are written together by the next one: one thread hop,
 one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, one events insert, one commit
-(:func:`suanwang.server.models.jobs.submit_jobs`). Batches form by themselves: at low load a
+(:func:`suanwang.server.models.jobs.submit_jobs`). On PostgreSQL a batch that stored a new job
+also sends ``NOTIFY`` in its transaction, which wakes the dispatchers when it commits
+(:func:`suanwang.server.cluster.notify_pending`). Batches form by themselves: at low load a
 batch is one request (no added delay); under load they grow to ``max_batch``.
 
 At most ``flushers`` batches are written at once per event loop, so the submit path holds at
@@ -31,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from suanwang.billing.ledger import InsufficientBalance
 from suanwang.core.network import Network
+from suanwang.server.cluster import notify_pending
 from suanwang.server.database.models import JobRow
 from suanwang.server.models import jobs as models
 from suanwang.server.models.billing.config import admission_config, needs_hold
@@ -137,6 +140,8 @@ class Submitter:
                     answers = models.submit_jobs(
                         session=session, items=[requests[i] for i in plain], now=self.clock()
                     )
+                    if any(not isinstance(a, BaseException) and a[1] for a in answers):
+                        notify_pending(session)  # the dispatcher wakes at the commit
                     session.commit()
                 except Exception:
                     session.rollback()
@@ -178,6 +183,7 @@ class Submitter:
                 except (InsufficientBalance, ClassNotAllowed, OverBudget):
                     session.rollback()
                     raise
+                notify_pending(session)
             session.commit()
             return job, created
 

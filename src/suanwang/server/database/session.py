@@ -27,6 +27,10 @@ POOL_OVERFLOW = 10
 _MIGRATE_LOCK_KEY = 0x5355414E  # "SUAN"
 
 
+class NotMigrated(RuntimeError):
+    """A database whose schema is older than this code's (or absent)."""
+
+
 class DatabaseMissing(FileNotFoundError):
     """A SQLite database file that does not exist, opened with ``create=False``."""
 
@@ -121,3 +125,34 @@ def migrate(url: str, *, engine: Engine | None = None) -> None:
     finally:
         if own:
             eng.dispose()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_migrated(engine: Engine) -> None:
+    """Raise :class:`NotMigrated` unless the database has this code's newest schema (a newer
+    one, from a later version during a rolling upgrade, is accepted: migrations only expand
+    before they contract)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    current = schema_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if current is None:
+        raise NotMigrated(
+            f"the database {where} has no schema (never migrated): start `suanwang serve` on "
+            f"it once (it migrates), then the workers"
+        )
+    known = {s.revision for s in scripts.walk_revisions()}
+    if current in known and current != head:
+        raise NotMigrated(
+            f"the database {where} has schema revision {current}, this version needs {head}: "
+            "start `suanwang serve` of this version on it once (it migrates), then the workers"
+        )

@@ -182,6 +182,9 @@ class Dispatcher:
     #: the clock ``round_budget_s`` is measured on (seconds; tests pass their own)
     timer: Callable[[], float] = time.perf_counter
     usage: Usage = field(default_factory=Usage)
+    #: run in each placement transaction before its writes: raises to refuse them (an elected
+    #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
+    fence: Callable[[Session], None] | None = None
     #: seconds the last round's writes and commit took per job decided (to stop in time)
     _write_s: float = field(default=0.0, init=False, repr=False)
     #: the engine's jobs pending at the last round and their classes (with the signals' start
@@ -220,6 +223,8 @@ class Dispatcher:
                     if got is not None:
                         self._place_one(round_, row, *got, state, trading)
             t1 = self.timer()
+            if self.fence is not None:
+                self.fence(session)
             writes.write(session)
         self._write_s = (self.timer() - t1) / max(decided, 1)
         return decided

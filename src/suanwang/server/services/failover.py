@@ -30,7 +30,7 @@ machine's disk; across real centers, a shared store).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -189,6 +189,10 @@ class Migrations:
     live: LiveNetwork
     policy: SuanwangPolicy = field(default_factory=SuanwangPolicy)
     replan_s: float = 3600.0
+    #: run first in each round's transaction: raises to refuse the round (an elected leader's
+    #: fence, :mod:`suanwang.server.cluster`: it holds until the commit, so no other leader
+    #: acts meanwhile); None: nothing to check
+    fence: Callable[[Session], None] | None = None
     #: a run asked to checkpoint that is still running this long after is stopped
     checkpoint_grace_s: float = CHECKPOINT_GRACE_S
     _last_replan: datetime | None = field(default=None, init=False)
@@ -199,6 +203,8 @@ class Migrations:
             (now - self._last_replan).total_seconds() >= self.replan_s
         )
         with self.sessions.begin() as session:
+            if self.fence is not None:
+                self.fence(session)
             drained = self.live.refresh_drained(session)
             rows = session.scalars(
                 select(JobRow)

@@ -12,7 +12,8 @@ log = logging.getLogger("suanwang.services")
 
 @dataclass
 class LoopService:
-    """Calls ``run_once`` every ``interval_s`` (at once again when it did work).
+    """Calls ``run_once`` every ``interval_s`` (at once again when it did work), or sooner
+    when ``wakeup`` is set (e.g. by :class:`~suanwang.server.cluster.Wakeups`: a submission).
 
     An exception is logged and the loop goes on: a round is idempotent, so the next one repeats
     whatever the failed one left undone.
@@ -21,6 +22,7 @@ class LoopService:
     name: str
     run_once: Callable[[], int]
     interval_s: float = 1.0
+    wakeup: threading.Event | None = None
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     rounds: int = field(default=0, init=False)
@@ -31,16 +33,20 @@ class LoopService:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self.wakeup is not None:
+            self.wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             did = 0
+            if self.wakeup is not None:
+                self.wakeup.clear()  # what sets it during the round brings the next one sooner
             try:
                 did = self.run_once()
             except Exception:
                 log.exception("%s round failed", self.name)
             self.rounds += 1
             if not did:
-                self._stop.wait(self.interval_s)
+                (self.wakeup or self._stop).wait(self.interval_s)

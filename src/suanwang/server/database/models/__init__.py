@@ -6,7 +6,8 @@
   drains; :mod:`.apps`: published apps; :mod:`.billing`: settings, ledger, usage records,
   trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
   compute quotas, classes and budgets, and their changes; :mod:`.audit`: the append-only
-  audit log (tenants' API keys are in :mod:`.tenants`).
+  audit log (tenants' API keys are in :mod:`.tenants`); :mod:`.cluster`: leaders' terms and
+  the cluster's members (replicas and workers).
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -26,6 +27,7 @@ from suanwang.server.database.models.billing import (
     QuotaUse,
     UsageRecord,
 )
+from suanwang.server.database.models.cluster import ClusterMember, LeaderTerm
 from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow
 from suanwang.server.database.models.jobs import CenterDrain, JobEvent, JobRow, RunFence
 from suanwang.server.database.models.tenants import ApiKey, CenterOwner, Tenant, TenantRole
@@ -41,8 +43,10 @@ __all__ = [
     "BillingSetting",
     "CenterDrain",
     "CenterOwner",
+    "ClusterMember",
     "JobEvent",
     "JobRow",
+    "LeaderTerm",
     "LedgerPosting",
     "LedgerTransaction",
     "Money",

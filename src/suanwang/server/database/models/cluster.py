@@ -1,0 +1,42 @@
+"""The replicated control plane (migration 0011): leaders' terms and the cluster's members
+(docs/operations.md, "Replicated control plane")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from suanwang.server.database.models.base import Base
+
+
+class LeaderTerm(Base):
+    """A singleton duty's current term: one more at each election; ``holder`` is the member
+    elected then (a :class:`ClusterMember` id; no foreign key: the term outlives it)."""
+
+    __tablename__ = "leader_terms"
+
+    duty: Mapped[str] = mapped_column(String(40), primary_key=True)
+    term: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    holder: Mapped[str] = mapped_column(String(36))
+    elected_at: Mapped[datetime]
+
+
+class ClusterMember(Base):
+    """An API replica (``api``) or a worker (``worker``; ``serve`` with its services is
+    ``serve``): where it runs, since when, its last heartbeat and the duties it leads
+    (``{duty: term}``)."""
+
+    __tablename__ = "cluster_members"
+    __table_args__ = (Index("ix_cluster_members_heartbeat", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    version: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    duties: Mapped[dict[str, Any]]
