@@ -333,3 +333,52 @@ def test_quotas_set_through_the_api_take_effect_at_the_next_round(
     assert 'suanwang_tenant_pending{reason="capacity",tenant="alice"} 2.0' in metrics
     assert 'suanwang_tenant_usage_scu_per_h{tenant="bob"} 0.0' in metrics  # not handed over yet
     assert 'suanwang_tenant_preemptions_total{tenant="alice"} 0.0' in metrics
+
+
+def test_usage_moves_with_the_hour_and_restores_from_a_save() -> None:
+    """Times kept between rounds count from the last round's signals' start: when the hour
+    turns they move with it (a protection does not last an hour longer, the decay misses
+    nothing), and saved usage is restored as of when it was saved."""
+    from datetime import UTC, datetime, timedelta
+
+    usage = Usage(decayed={"t": 5.0}, at_s=3599.0, preempted={"j": (3500.0, 2)})
+    hour = datetime(2025, 7, 1, 6, tzinfo=UTC)
+    usage.in_frame(hour)
+    usage.in_frame(hour + timedelta(hours=1))
+    assert usage.at_s == -1.0 and usage.preempted == {"j": (-100.0, 2)}
+    usage.restore({"t": 7.0}, hour + timedelta(minutes=30))
+    assert usage.decayed == {"t": 7.0} and usage.at_s == -1800.0
+    with pytest.raises(ValueError, match="in_frame"):
+        Usage().restore({}, hour)
+
+
+def test_a_new_placer_goes_on_from_the_usage_the_last_one_saved(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    from datetime import timedelta
+
+    later = [0.0]
+    base = app.state.signals.clock
+    live = _live(app, tmp_path)
+    live.clock = lambda: base() + timedelta(seconds=later[0])
+    jobs = [_big(submit, alice, f"a{i}") for i in range(3)]  # two run, one waits
+    first = Dispatcher(sessions, live, governance=_quotas(alice=500.0), usage_save_s=60.0)
+    first.place()
+    assert first.usage.decayed.get(alice.id, 0.0) == 0.0
+    later[0] = 1800.0  # half an hour of two 200-card runs
+    first.place()
+    used = first.usage.decayed[alice.id]
+    assert used > 100.0
+    assert _get(client, alice, jobs[2])["state"] == "pending"
+    fresh = Usage()
+    second = Dispatcher(sessions, live, governance=_quotas(alice=500.0), usage=fresh)
+    second.place()  # a restarted or newly elected placer, at the same instant
+    assert fresh.decayed[alice.id] == pytest.approx(used, rel=1e-6)  # (the clock steps 1 us)
+    later[0] = 1800.0 + 600.0
+    second.place()
+    assert fresh.decayed[alice.id] > used  # and goes on from there

@@ -76,6 +76,7 @@ from suanwang.scheduling.queue import (
 from suanwang.scheduling.state import NO_MARKET, CapacityState
 from suanwang.server.database.models import JobEvent, JobRow, RunFence, Tenant
 from suanwang.server.decisions import decision_record
+from suanwang.server.models.fair_usage import load_usage, save_usage
 from suanwang.server.models.job_specs import engine_job
 from suanwang.server.models.jobs import Transitions, transition
 from suanwang.server.schemas import JobSpec
@@ -182,6 +183,8 @@ class Dispatcher:
     #: the clock ``round_budget_s`` is measured on (seconds; tests pass their own)
     timer: Callable[[], float] = time.perf_counter
     usage: Usage = field(default_factory=Usage)
+    #: seconds between saves of the tenants' usage (a placer that comes after goes on from it)
+    usage_save_s: float = 60.0
     #: run in each placement transaction before its writes: raises to refuse them (an elected
     #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
     fence: Callable[[Session], None] | None = None
@@ -299,7 +302,18 @@ class Dispatcher:
         seen = {row.tenant_id for row in rows} | {h.tenant for h in held}
         gov = by_id(gov, ids).with_tenants(seen, capacity_scu_per_h(net))
         families, hubs = pool_families(net), pool_hubs(net)
-        shares, tiers = self.usage.shares(gov, state.now_s, held, families, hubs)
+        usage = self.usage
+        usage.in_frame(round_.signals.start)
+        if usage.at_s is None:  # this placer's first round: go on from the usage last saved
+            saved = load_usage(session=session)
+            if saved is not None:
+                usage.restore(*saved)
+        shares, tiers = usage.shares(gov, state.now_s, held, families, hubs)
+        now = round_.writes.now
+        if usage.saved_at is None or (now - usage.saved_at).total_seconds() >= self.usage_save_s:
+            as_of = round_.signals.start + timedelta(seconds=state.now_s)
+            save_usage(session=session, decayed=usage.decayed, now=as_of)  # this round's
+            usage.saved_at = now  # transaction: behind the fence, undone with the round
         queue = PlatformQueue(shares, gov.rules)
         waiting: dict[int, tuple[_Pending, Job]] = {}
         wheres: dict[tuple[int, int], Where] = {}  # jobs of one shape weigh the same

@@ -14,15 +14,17 @@ Preemption goes through the executors (the dispatcher's step): a checkpointable 
 to checkpoint (it leaves as ``migrating`` and is placed again, resuming), another is stopped
 and placed again from the start (``running -> migrating`` at once, its run fenced). The job
 that preempted may be handed over before a checkpointing run has left: its center holds it in
-its queue meanwhile. Not yet: usage decayed across restarts (a restarted worker starts from
-what runs now), and protection after a preemption counts from the preemption, not the
-restart.
+its queue meanwhile. The placer saves the usage every ``usage_save_s`` (in its round's
+transaction, behind its fence) and a restarted or newly elected one goes on from it (decayed
+from when it was saved); protection after a preemption is not saved (a new placer protects
+nothing it did not preempt itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,13 +59,35 @@ def by_id(gov: Governance, ids: Mapping[str, str]) -> Governance:
 
 @dataclass
 class Usage:
-    """Each tenant's decayed usage (SCU) between rounds, in this process, and the runs it
-    preempted lately (job id -> when, seconds from the signals' start, and the attempt of the
-    run that was stopped: the job's next run is another attempt)."""
+    """Each tenant's decayed usage (SCU) between rounds, as of ``at_s``, and the runs it
+    preempted lately (job id -> when, and the attempt of the run that was stopped: the job's
+    next run is another attempt). Times are seconds from ``origin``, the signals' start of the
+    last round (:meth:`in_frame` moves them when the hour turns). ``saved_at``: when the usage
+    was last saved for a placer that comes after this one (None: not yet)."""
 
     decayed: dict[str, float] = field(default_factory=dict)
     at_s: float | None = None
     preempted: dict[str, tuple[float, int]] = field(default_factory=dict)
+    origin: datetime | None = None
+    saved_at: datetime | None = None
+
+    def in_frame(self, start: datetime) -> None:
+        """Count times from ``start`` (a round's signals' start) from now on, moving those
+        counted from an earlier one."""
+        if self.origin is not None and self.origin != start:
+            shift = (self.origin - start).total_seconds()
+            if self.at_s is not None:
+                self.at_s += shift
+            self.preempted = {j: (at + shift, a) for j, (at, a) in self.preempted.items()}
+        self.origin = start
+
+    def restore(self, decayed: Mapping[str, float], at: datetime) -> None:
+        """Go on from usage saved at ``at`` (a restarted or newly elected placer): the next
+        round decays it from then."""
+        if self.origin is None:
+            raise ValueError("restore() needs the frame: call in_frame() first")
+        self.decayed = dict(decayed)
+        self.at_s = (at - self.origin).total_seconds()
 
     def shares(
         self,

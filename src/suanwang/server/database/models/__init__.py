@@ -5,9 +5,9 @@
 * :mod:`.tenants`: tenants and center owners; :mod:`.jobs`: jobs, job events, run fences,
   drains; :mod:`.apps`: published apps; :mod:`.billing`: settings, ledger, usage records,
   trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
-  compute quotas, classes and budgets, and their changes; :mod:`.audit`: the append-only
-  audit log (tenants' API keys are in :mod:`.tenants`); :mod:`.cluster`: leaders' terms and
-  the cluster's members (replicas and workers).
+  compute quotas, classes and budgets, their changes, and their saved fair-share usage;
+  :mod:`.audit`: the append-only audit log (tenants' API keys are in :mod:`.tenants`);
+  :mod:`.cluster`: leaders' terms and the cluster's members (replicas and workers).
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -28,7 +28,7 @@ from suanwang.server.database.models.billing import (
     UsageRecord,
 )
 from suanwang.server.database.models.cluster import ClusterMember, LeaderTerm
-from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow
+from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow, TenantUsage
 from suanwang.server.database.models.jobs import CenterDrain, JobEvent, JobRow, RunFence
 from suanwang.server.database.models.tenants import ApiKey, CenterOwner, Tenant, TenantRole
 from suanwang.server.database.models.trading import OfferRow, ReservationRow
@@ -61,6 +61,7 @@ __all__ = [
     "Tenant",
     "TenantQuotaRow",
     "TenantRole",
+    "TenantUsage",
     "UTCDateTime",
     "UnitPrice",
     "UsageRecord",

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanwang.server.database.models.base import Base, utcnow
@@ -75,3 +75,16 @@ class QuotaChange(Base):
     tenant_id: Mapped[str] = mapped_column(String(36))
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
+
+
+class TenantUsage(Base):
+    """A tenant's fair-share usage (SCU, decayed with the rules' half-life) as the placer
+    last saved it, at ``at`` (migration 0012): a restarted or newly elected placer goes on
+    from it instead of from nothing. ``tenant_id``: no foreign key (a number the placer
+    recomputes; a row of a removed tenant is never read)."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    decayed_scu: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime]
