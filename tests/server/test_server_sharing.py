@@ -382,3 +382,42 @@ def test_a_new_placer_goes_on_from_the_usage_the_last_one_saved(
     later[0] = 1800.0 + 600.0
     second.place()
     assert fresh.decayed[alice.id] > used  # and goes on from there
+
+
+def test_a_run_again_is_planned_from_when_it_started_running_not_its_first_run(
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """A job preempted or moved and running again (attempt 1) holds its pool for its whole
+    runtime from its new run's start: its first run began ten hours ago, but the calendar
+    must not think it ends now."""
+    from datetime import timedelta
+
+    from suanwang.server.database.models import JobEvent, JobRow
+
+    live = _live(app, tmp_path)
+    job = _big(submit, alice, "again", duration_s=7200)
+    now = live.clock()
+    with sessions.begin() as s:
+        row = s.get(JobRow, job)
+        assert row is not None
+        row.state, row.center_id, row.pool_model = "running", "wuhan-ai", "ascend-910"
+        row.executor_ref, row.attempt = "ref-1", 1
+        row.started_at = now - timedelta(hours=10)  # the first run
+        s.add(JobEvent(job_id=job, at=now - timedelta(minutes=10), from_state="scheduled",
+                       to_state="running", detail={}))  # fmt: skip
+    signals = live.signals()
+    with sessions() as s:
+        state = live.state(s, signals)
+    net = live.net
+    pool = net.pool_of_run("wuhan-ai", "ascend-910", cpu_only=False)
+    assert pool is not None
+    hour = int(state.now_s // 3600)
+    runtime_h = 7200 / 3600 / float(net.pool_speed[pool].max())  # at most 2 h on a faster chip
+    held = state.committed[pool, hour : hour + 3]
+    assert held[0] == 200 and state.free[pool] == net.pool_capacity[pool] - 200
+    # the run ends 10 minutes short of its runtime from now: the next hour is still held
+    assert runtime_h > 0.5 and held[1] == 200

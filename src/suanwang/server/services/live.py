@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanwang.billing import pricing as billing_store  # its book_for
@@ -22,7 +22,7 @@ from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, Unknow
 from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor, TenantAccounts
 from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
-from suanwang.server.database.models import CenterDrain, JobRow, Tenant
+from suanwang.server.database.models import CenterDrain, JobEvent, JobRow, Tenant
 from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.models.job_specs import spec_to_job
 from suanwang.server.models.jobs import ACTIVE_STATES
@@ -127,9 +127,11 @@ class LiveNetwork:
 
         A job holds its units now if it runs, was handed over, or its planned start has come;
         a deferred job holds none until then. On the calendar a job that holds units now
-        occupies its pool from now to its expected end (started_at + runtime on that pool, at
-        least the current hour); a deferred one from its planned start to start + runtime. A
-        job handed over but not yet running waits in its pool's queue (backlog). With
+        occupies its pool from now to its expected end (its run's start + runtime on that pool,
+        at least the current hour; a later run, after a move or a preemption, counts from when
+        it started running, with its whole runtime); a deferred one from its planned start to
+        start + runtime. A job handed over but not yet running waits in its pool's queue
+        (backlog). With
         ``trading``, what each reserving tenant's jobs hold is recorded there too; with
         ``held``, every job that holds units now is appended to it (for quotas). Also
         re-reads which centers are drained (operators drain through the API).
@@ -152,8 +154,11 @@ class LiveNetwork:
         ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
         rows = session.execute(stmt).all()
         jobs = self._costed(session, [r[0] for r in rows])
+        rerun = _run_starts(session, [r[0] for r in rows if r[8] and r[2] == RUNNING])
         known, runs = self._runs, {}
         for job_id, tenant, st, center, model, ref, start_at, started_at, attempt in rows:
+            if attempt:  # a later run: it began when it started running, not the first one
+                started_at = rerun.get(job_id, started_at)
             job = jobs[job_id]
             if job is None:  # a spec this scenario cannot cost: skip it
                 continue
@@ -231,13 +236,27 @@ class LiveNetwork:
 
 #: job ids per query when reading specs
 _CHUNK = 2000
+RUNNING = JobState.RUNNING.value
+
+
+def _run_starts(session: Session, ids: list[str]) -> dict[str, datetime]:
+    """When each job of ``ids`` last started running (its current run, for a job run again)."""
+    out: dict[str, datetime] = {}
+    for k in range(0, len(ids), _CHUNK):
+        stmt = (
+            select(JobEvent.job_id, func.max(JobEvent.at))
+            .where(JobEvent.job_id.in_(ids[k : k + _CHUNK]), JobEvent.to_state == RUNNING)
+            .group_by(JobEvent.job_id)
+        )
+        out.update((job_id, at) for job_id, at in session.execute(stmt))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Held:
     """An active job that holds its units now, as quotas and preemption see it: its id,
     tenant (id), class, pool, units and rate (SCU/h), whether it can checkpoint, when its
-    first run began (seconds from the signals' start; None: handed over, not running yet),
+    run began (seconds from the signals' start; None: handed over, not running yet),
     its work (SCU) and the attempt its run is (a run that checkpointed or was stopped is
     followed by the next)."""
 

@@ -172,7 +172,7 @@ class LiveHost:
             at, attempt = self.usage.preempted.get(h.job_id, (None, None))
             if attempt == h.attempt:
                 continue  # the run that was asked to leave: it is leaving (a job's next run
-                # is the next attempt; its ``started_s`` stays its first run's)
+                # is the next attempt; its ``started_s`` is when that run began)
             hours = max(now - h.started_s, 0.0) / 3600.0
             lost = 0.0 if h.checkpointable else min(h.rate * hours, h.work_scu)
             out.append(
