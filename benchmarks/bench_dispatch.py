@@ -92,8 +92,8 @@ def spec_of(job: Job, net: Network) -> dict[str, Any]:
     return JobSpec.model_validate(body).model_dump(mode="json")
 
 
-def populate(url: str, net: Network, tenants: int, jobs: list[Job]) -> None:
-    """Tenants with equal quotas and every job pending, in bulk."""
+def populate(url: str, net: Network, tenants: int, jobs: list[Job], quotas: bool = True) -> None:
+    """Tenants with equal quotas (``quotas``) and every job pending, in bulk."""
     migrate(url)
     engine = make_engine(url)
     names = tenant_names(tenants)
@@ -109,18 +109,19 @@ def populate(url: str, net: Network, tenants: int, jobs: list[Job]) -> None:
                     for k, n in enumerate(names)
                 ],
             )  # fmt: skip
-            session.execute(
-                insert(TenantQuotaRow),
-                [
-                    {"tenant_id": ids[n], "cohort": q.cohort,
-                     "quota_scu_per_h": _exact(q.quota_scu_per_h),
-                     "borrow_limit_scu_per_h": _exact(q.borrow_limit_scu_per_h),
-                     "lend_limit_scu_per_h": None, "weight": Decimal(1),
-                     "classes": sorted(p.value for p in q.classes), "family_caps": {},
-                     "hub_caps": {}, "updated_at": START, "updated_by": "bench"}
-                    for n, q in gov.tenants.items()
-                ],
-            )  # fmt: skip
+            if quotas:
+                session.execute(
+                    insert(TenantQuotaRow),
+                    [
+                        {"tenant_id": ids[n], "cohort": q.cohort,
+                         "quota_scu_per_h": _exact(q.quota_scu_per_h),
+                         "borrow_limit_scu_per_h": _exact(q.borrow_limit_scu_per_h),
+                         "lend_limit_scu_per_h": None, "weight": Decimal(1),
+                         "classes": sorted(p.value for p in q.classes), "family_caps": {},
+                         "hub_caps": {}, "updated_at": START, "updated_by": "bench"}
+                        for n, q in gov.tenants.items()
+                    ],
+                )  # fmt: skip
             for lo in range(0, len(jobs), CHUNK):
                 part = jobs[lo : lo + CHUNK]
                 rows = []
@@ -153,6 +154,7 @@ def measure(
     profile_round: int = 1,
     sustain: int = 0,
     budget: float | None = 1.0,
+    batch: int | None = None,
 ) -> dict[str, float]:
     engine = make_engine(url)
     sessions: sessionmaker[Session] = session_factory(engine)
@@ -171,6 +173,8 @@ def measure(
     if queue_limit is not None:
         dispatcher.queue_limit = queue_limit
     dispatcher.round_budget_s = budget
+    if batch is not None:
+        dispatcher.batch = batch
     out: dict[str, float] = {}
     try:
         for r in (1, 2):
@@ -265,6 +269,12 @@ def main() -> None:
         help="after round 2, rounds one after another until they decided this many jobs",
     )
     ap.add_argument(
+        "--no-quotas",
+        action="store_true",
+        help="no tenant has a quota: the dispatcher places oldest first, --batch a round",
+    )
+    ap.add_argument("--batch", type=int, default=None, help="the dispatcher's (default: its own)")
+    ap.add_argument(
         "--budget",
         type=float,
         default=1.0,
@@ -293,18 +303,20 @@ def main() -> None:
             base = PG_URL if a.postgresql else f"sqlite:///{d}/bench.db"
             with fresh_database(base, keep=False) as url:
                 t = time.perf_counter()
-                populate(url, net, a.tenants, jobs)
+                populate(url, net, a.tenants, jobs, quotas=not a.no_quotas)
                 setup_s = time.perf_counter() - t
                 prof = a.profile if r == 0 else None
                 dump = a.decisions if r == 0 else None
                 res = measure(url, net, Path(d), a.queue_limit, prof, a.full, dump,
-                              a.profile_round, a.sustain, a.budget or None)  # fmt: skip
+                              a.profile_round, a.sustain, a.budget or None,
+                              a.batch)  # fmt: skip
         rows.append({"setup_s": round(setup_s, 1), **res})
         print(json.dumps({"repeat": r, **rows[-1]}), flush=True)
     med = {k: statistics.median(float(x[k]) for x in rows) for k in rows[0]}
     print(json.dumps({"median": med, "tenants": a.tenants, "jobs": a.jobs,
                       "database": "postgresql" if a.postgresql else "sqlite",
                       "pinned_to_one_core": pinned, "python": sys.version.split()[0],
+                      "quotas": not a.no_quotas,
                       "target": "round <= 1 s, >= 2,000 decisions/s"}), flush=True)  # fmt: skip
 
 

@@ -124,7 +124,9 @@ def test_a_waiting_reason_is_written_once_and_cleared_when_placed(
     dispatcher.place()
     assert _get(client, alice, jobs[2])["decision"]["waiting"] == "capacity"
     assert usage.at_s is not None and usage.decayed.get(alice.id, 0.0) == 0.0
-    dispatcher.place()  # nothing changed: still waiting, the same reason
+    assert dispatcher.progress == 2  # two placed
+    assert dispatcher.place() == 1  # nothing changed: still waiting, the same reason
+    assert dispatcher.progress == 0  # no progress: the worker's loop waits its interval
     assert _get(client, alice, jobs[2])["state"] == "pending"
     # a job of the third never ran: cancel the first, and the third gets its turn
     assert client.post(f"/v1/jobs/{jobs[0]}/cancel", headers=alice.headers).status_code == 200

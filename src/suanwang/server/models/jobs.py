@@ -387,6 +387,11 @@ class Transitions:
         self._events.append({"job_id": job_id, "at": self.now, "from_state": current.value,
                              "to_state": to.value, "detail": dict(detail or {})})  # fmt: skip
 
+    @property
+    def transitions(self) -> int:
+        """Transitions added and not yet written."""
+        return len(self._events)
+
     def set(self, job_id: str, **values: Any) -> None:
         """Set columns of ``job_id`` without a transition (e.g. a pending job's decision)."""
         self._rows.setdefault(tuple(sorted(values)), []).append({"id": job_id, **values})

@@ -127,6 +127,8 @@ class _Round:
     per_tenant: bool = False
     #: whether the round has run its time, given how many jobs it decided so far
     spent: Callable[[int], bool] = lambda decided: False
+    #: runs preempted, and 1 if the round ran out of time (progress besides its transitions)
+    progress: int = 0
     #: each job class restricted to the open centers that run its tenant's jobs
     restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
@@ -190,6 +192,8 @@ class Dispatcher:
     fence: Callable[[Session], None] | None = None
     #: seconds the last round's writes and commit took per job decided (to stop in time)
     _write_s: float = field(default=0.0, init=False, repr=False)
+    #: the jobs the last round moved on (see :meth:`run_once`)
+    progress: int = field(default=0, init=False)
     #: the engine's jobs pending at the last round and their classes (with the signals' start
     #: they count from), kept: a job's spec never changes
     _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
@@ -197,14 +201,19 @@ class Dispatcher:
     )
 
     def run_once(self) -> int:
-        """One round: place what is pending, hand over what is due. Returns jobs touched."""
-        return self.place() + self.hand_over()
+        """One round: place what is pending, hand over what is due. Returns the jobs moved on
+        (placed, failed, preempted, handed over; 1 more when a round ran out of time): jobs
+        that only go on waiting are not progress, so a backlog that cannot start does not
+        make the loop run rounds back to back."""
+        self.place()
+        return self.progress + self.hand_over()
 
     def place(self) -> int:
         """One placing round. Returns the jobs it decided: placed, failed, or kept pending
         with the reason they wait (a governed round cut by ``round_budget_s`` decides fewer
         than it read)."""
         t0 = self.timer()
+        self.progress = 0
         signals = self.live.signals()
         with self.sessions.begin() as session:
             gov = self.governance(session)
@@ -228,8 +237,10 @@ class Dispatcher:
             t1 = self.timer()
             if self.fence is not None:
                 self.fence(session)
+            moved = writes.transitions + round_.progress
             writes.write(session)
         self._write_s = (self.timer() - t1) / max(decided, 1)
+        self.progress = moved
         return decided
 
     def _budget(self, t0: float) -> Callable[[int], bool]:
@@ -334,6 +345,7 @@ class Dispatcher:
 
         def stop(run: Held, key: int) -> None:
             self._preempt(session, run, waiting[key][0].id)
+            round_.progress += 1
 
         host = LiveHost(
             state.free, place_one, stop, shares, held, tiers, self.usage, families, hubs,
@@ -347,6 +359,7 @@ class Dispatcher:
             return cut
 
         why = queue.round(state.now_s, host, spent)
+        round_.progress += int(cut)  # the rest is for the next round, at once
         decided = len(rows) - len(waiting)  # failed: no open center can run them
         for key, (row, _) in waiting.items():
             if key in host.placed:
