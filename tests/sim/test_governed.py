@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from suanwang.core.governance import Governance, Rules, TenantQuota, equal_shares
 from suanwang.core.hardware import Precision
-from suanwang.core.jobs import Job, Priority
+from suanwang.core.jobs import Job, JobKind, Priority
 from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
@@ -607,3 +607,39 @@ def test_a_non_checkpointable_run_in_its_tenants_quota_is_never_reclaimed_by_a_c
     assert_governed_valid(net, jobs, g)
     assert not g.preemptions
     assert g.outcome.first_start_s[3] == pytest.approx(2 * H, abs=ROUND)  # when b's A100s end
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_a_job_waits_for_a_chip_it_is_fast_on_rather_than_crawl_on_a_free_one(
+    tiny: Scenario, fair: bool
+) -> None:
+    """An FP64 job runs 20 times slower on an H800 (0.05 SCU/h) than on an A100. With the
+    A100s busy for four hours and the H800s free, a 1 SCU job waits for an A100 (it ends
+    sooner so, and the H800s stay for work they are fast at); a 0.01 SCU job, whose H800 run
+    would take only 0.185 h longer, starts on an H800 once it has waited that long."""
+    sc = a100s_and_h800s(tiny, h800s=2)
+    net = Network(sc)
+    a100 = net.pool_model.index("a100")
+    h800 = net.pool_model.index("h800")
+    q = PRECISION_INDEX[Precision.FP64]
+    slow = float(net.pool_speed[h800, q])
+    assert net.pool_speed[a100, q] == 1.0 and slow == pytest.approx(0.05, abs=0.002)
+    sig = build_signals(sc, START, HOURS, seed=1)
+    hpc = {"kind": JobKind.HPC, "accelerator": "any", "stacks": frozenset({"cuda"})}
+    jobs = [
+        _job(0, "b", 0.0, work_scu=4.0),
+        _job(1, "b", 0.0, work_scu=4.0),
+        _job(2, "a", 1800.0, work_scu=1.0, **hpc),
+        _job(3, "a", 1800.0, work_scu=0.01, **hpc),
+    ]
+    assert net.job_class(jobs[2]).pools.tolist() == [a100, h800]
+    gov = _gov(a=2.0, b=2.0) if fair else None
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert first[0].pool == first[1].pool == a100
+    assert first[2].pool == a100
+    assert g.outcome.first_start_s[2] == pytest.approx(4 * H, abs=ROUND)  # when an A100 frees
+    extra_s = 0.01 * (1 / slow - 1) * H  # 666 s
+    assert first[3].pool == h800
+    assert 1800.0 + extra_s <= g.outcome.first_start_s[3] <= 1800.0 + extra_s + ROUND + 1

@@ -15,7 +15,11 @@ nominal quota without it, whatever tier it was admitted in: :meth:`Shares.tier_n
 that still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queue are tried
 behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
 the head of its queue keeps the pool with most room where its claim holds (one per tenant):
-nothing else starts there until it does, so large gangs are not starved by small jobs.
+nothing else starts there until it does, so large gangs are not starved by small jobs. In
+either mode a job does not start on a pool where it runs at less than :data:`SLOW` of its
+speed on its fastest feasible pool (an FP64 job on an H800) until it has waited as long as the
+run there would take longer: the chip is worth far more to others, and the job ends sooner
+waiting for a chip it is fast on.
 
 Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
 (:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
@@ -42,6 +46,10 @@ from suanwang.scheduling.fairshare import Claimant, Run, Shares, Tier, Where, ma
 BACKFILL = 4
 #: a job with a claim that waited this long at the head of its queue keeps a pool
 RESERVE_AFTER_S = 600.0
+#: a job does not start on a pool where it runs slower than this fraction of its speed on its
+#: fastest feasible pool (the chip does far more for others), until it has waited as long as
+#: the run there would take longer
+SLOW = 0.1
 #: why a job looked at in a round is still waiting
 CAPACITY, QUOTA, DEFERRED = "capacity", "quota used up", "deferred for price"
 
@@ -171,7 +179,7 @@ class PlatformQueue:
                 claim = (tier_of >= 0) & (tier_of <= Tier.COHORT)
                 if item.job.priority_class is Priority.URGENT:
                     claim = tier_of >= 0
-                open_ = self._open_to(item)
+                open_ = self._open_to(item) & self._fits(now, item)
                 # first pass: only jobs with a claim, preempting only where it holds but
                 # starting on any pool they can use (beyond the claim the run is borrowed,
                 # so others' claims reclaim it); fifo: every job, one pass
@@ -220,6 +228,20 @@ class PlatformQueue:
         if self.shares is None:
             return np.full(item.info.pools.size, int(Tier.NETWORK), dtype=np.int64)
         return self.shares.tiers(item.job.tenant, item.job.priority_class, item.where)
+
+    def _fits(self, now: float, item: Queued) -> NDArray[np.bool_]:
+        """The job's pools where it runs at least :data:`SLOW` times its speed on its fastest
+        feasible pool, or where its run would take longer than there by no more than it has
+        waited already (comparative advantage: the slow chip does far more for others)."""
+        speed = item.info.speed
+        best = float(speed.max())
+        ok: NDArray[np.bool_] = speed >= SLOW * best
+        if ok.all():
+            return ok
+        job = item.job
+        per_unit_h = job.work_scu / max(job.demand_units, 1)
+        extra_s = per_unit_h * (1.0 / np.maximum(speed, 1e-12) - 1.0 / best) * 3600.0
+        return ok | (extra_s <= now - job.submit_s)
 
     def _open_to(self, item: Queued) -> NDArray[np.bool_]:
         """The job's pools not kept for another job."""
