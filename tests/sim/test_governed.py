@@ -643,3 +643,41 @@ def test_a_job_waits_for_a_chip_it_is_fast_on_rather_than_crawl_on_a_free_one(
     extra_s = 0.01 * (1 / slow - 1) * H  # 666 s
     assert first[3].pool == h800
     assert 1800.0 + extra_s <= g.outcome.first_start_s[3] <= 1800.0 + extra_s + ROUND + 1
+
+
+class _LaterForA:
+    """A policy that wants tenant a's jobs an hour later (a price valley), the others now."""
+
+    name = "later-for-a"
+
+    def decide(self, job: Job, info: Any, state: Any, market: Any = None, *,
+               explain: bool = False) -> Decision:  # fmt: skip
+        return Decision(pos=0, start_s=state.now_s + (H if job.tenant == "a" else 0.0))
+
+
+def test_a_pool_kept_for_a_job_is_let_go_when_the_job_is_deferred_for_price(
+    net: Network, sig: Signals
+) -> None:
+    """b's runs in its quota hold both pools (2 cards on one, 1 on the other), so a's 2-card
+    job waits and, after RESERVE_AFTER_S, keeps the pool with most room. When that pool frees
+    the job is placed but deferred for price: it leaves the queue for an hour, and the pool
+    it kept is let go, so c's job starts there at once instead of waiting for it."""
+    jobs = [
+        _job(0, "b", 0.0, cards=2, work_scu=8.0),  # pool 0 for 4 h
+        _job(1, "b", 0.0, cards=1, work_scu=1.0),  # pool 1 for 1 h
+        _job(2, "a", 90.0, cards=2, work_scu=2.0),
+        _job(3, "c", 1.5 * H, cards=1, work_scu=0.25),
+    ]
+    gov = _gov(a=2.0, b=3.0, c=0.0)
+    g = simulate_governed(net, sig, jobs, _LaterForA(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert (first[0].pool, first[1].pool) == (0, 1)
+    assert not g.preemptions  # b's runs are within its quota
+    assert g.waiting.get("deferred for price") == 1
+    # a's job: placed when pool 1 frees (1 h), deferred an hour, then started there
+    assert first[2].pool == 1
+    assert g.outcome.first_start_s[2] == pytest.approx(2 * H + ROUND, abs=ROUND)
+    # c's job starts within a round of its arrival on pool 1, not after a's job
+    assert first[3].pool == 1
+    assert jobs[3].submit_s <= g.outcome.first_start_s[3] <= jobs[3].submit_s + ROUND

@@ -15,7 +15,8 @@ nominal quota without it, whatever tier it was admitted in: :meth:`Shares.tier_n
 that still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queue are tried
 behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
 the head of its queue keeps the pool with most room where its claim holds (one per tenant):
-nothing else starts there until it does, so large gangs are not starved by small jobs. In
+nothing else starts there until it does (or the policy defers it: it lets the pool go), so
+large gangs are not starved by small jobs. In
 either mode a job does not start on a pool where it runs at less than :data:`SLOW` of its
 speed on its fastest feasible pool (an FP64 job on an H800) until it has waited as long as the
 run there would take longer: the chip is worth far more to others, and the job ends sooner
@@ -273,12 +274,10 @@ class PlatformQueue:
         if not ok.any():
             return None, stopped
         admitted = host.admit(item, item.info.subset(ok), tier_of[ok])
-        if admitted:
-            kept = self.reserving.pop(item.job.tenant, None)
-            if kept is not None and self.reserved.get(kept) == item.key:
-                del self.reserved[kept]
-            elif kept is not None:
-                self.reserving[item.job.tenant] = kept
+        # started, or deferred for price (it leaves the queue until due): its pool is free
+        kept = self.reserving.get(item.job.tenant)
+        if kept is not None and self.reserved.get(kept) == item.key:
+            del self.reserved[kept], self.reserving[item.job.tenant]
         return admitted, stopped
 
     def _preempt(
