@@ -115,17 +115,19 @@ def run_lists(draw: st.DrawFn, pools: int = 3) -> list[Run]:
 
 
 claimants = st.builds(
-    lambda tenant, priority, entitled, standing: Claimant(
+    lambda tenant, priority, entitled, standing, starved: Claimant(
         tenant=tenant,
         priority=priority,
         cohort=COHORT_OF[tenant],
         entitled=entitled,
         standing_after=standing,
+        starved=entitled and starved,
     ),
     st.sampled_from(TENANTS),
     st.sampled_from(list(Priority)),
     st.booleans(),
     st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    st.booleans(),
 )
 overdrawn = st.fixed_dictionaries({"x": st.sampled_from([0.0, 1.0]), "y": st.just(0.0)})
 
@@ -367,13 +369,20 @@ def test_may_preempt_follows_the_rules(
         assert not ok, "urgent and protected runs yield only to urgent"
         return
     if claimant.entitled:
+        fair_share = (
+            claimant.starved
+            and run.standing_after > claimant.standing_after
+            and (run.checkpointable or run.standing_after > 1.0)
+        )
         if run.tier is Tier.NETWORK:
             assert ok, "a claim reclaims network-borrowed capacity"
+        elif fair_share:
+            assert ok, "a starved claim takes runs of higher standing (losing work: over due)"
         elif run.tier is Tier.COHORT:
             same = COHORT_OF[run.tenant] == claimant.cohort
             assert ok == (same and over[claimant.cohort] > 0), "cohort runs when overdrawn"
         else:
-            assert not ok, "nominal runs are never reclaimed but by urgent work"
+            assert not ok, "nominal runs yield only to urgent work and starved claims"
         return
     expected = (
         run.tier is Tier.NETWORK
@@ -413,6 +422,14 @@ def test_may_preempt_examples() -> None:
     assert not may_preempt(c(), r(tenant="b", tier=Tier.COHORT), COHORT_OF, no)
     assert may_preempt(c(), r(tenant="b", tier=Tier.COHORT), COHORT_OF, {"x": 1.0, "y": 0.0})
     assert not may_preempt(c(), r(tier=Tier.COHORT), COHORT_OF, {"x": 1.0, "y": 1.0})
+    # a claim that waited past RESERVE_AFTER_S: runs in the quota of tenants standing higher
+    starved = Claimant("a", Priority.NORMAL, "x", True, 0.5, starved=True)
+    assert may_preempt(starved, r(tier=Tier.NOMINAL, standing=0.8), COHORT_OF, no)
+    assert not may_preempt(starved, r(tier=Tier.NOMINAL, standing=0.5), COHORT_OF, no)
+    assert not may_preempt(starved, r(tier=Tier.NOMINAL, standing=0.8, ckpt=False), COHORT_OF, no)
+    assert may_preempt(starved, r(tier=Tier.NOMINAL, standing=1.2, ckpt=False), COHORT_OF, no)
+    assert not may_preempt(starved, r(tier=Tier.NOMINAL, protected=True), COHORT_OF, no)
+    assert not may_preempt(starved, r(tenant="a", tier=Tier.NOMINAL), COHORT_OF, no)
     free_rider = c(entitled=False, standing=1.0)
     assert may_preempt(free_rider, r(standing=1.5), COHORT_OF, no)
     assert not may_preempt(free_rider, r(standing=1.0), COHORT_OF, no)

@@ -29,6 +29,7 @@ from suanwang.core.signals import Signals
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.fairshare import Tier
 from suanwang.scheduling.policies import FirstFit
+from suanwang.scheduling.queue import RESERVE_AFTER_S
 from suanwang.scheduling.state import Decision
 from suanwang.sim.governed import GovernedOutcome, capacity_scu_per_h, simulate_governed
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs, tenant_names
@@ -588,25 +589,37 @@ def test_a_claim_reclaims_a_checkpointable_run_of_a_tenant_over_its_quota_whatev
     assert first[3].pool == a100 and first[3].tier == Tier.NOMINAL
 
 
-def test_a_non_checkpointable_run_in_its_tenants_quota_is_never_reclaimed_by_a_claim(
-    tiny: Scenario,
+@pytest.mark.parametrize("over_due", [True, False])
+def test_a_non_checkpointable_run_in_its_tenants_quota_is_reclaimed_only_from_a_tenant_over_its_due(
+    tiny: Scenario, over_due: bool
 ) -> None:
-    """As above but b's runs cannot checkpoint: a run admitted in b's quota is not taken
-    (reclaiming it would lose its work); a waits for an A100 to come free."""
+    """As above but b's runs cannot checkpoint: a run admitted in b's quota is not taken at
+    once (its work would be lost). b uses more than twice its quota (the H800 run), so once
+    a's claim has waited RESERVE_AFTER_S it takes one (fair-share preemption: b stands over
+    its due even without it). Without the H800 run b stands under its due: a waits for an
+    A100 to come free."""
     sc = a100s_and_h800s(tiny, h800s=1)
     net = Network(sc)
     sig = build_signals(sc, START, HOURS, seed=1)
     jobs = [
         _job(0, "b", 0.0, work_scu=2.0),
         _job(1, "b", 0.0, work_scu=2.0),
-        _job(2, "b", 0.0, accelerator="any", work_scu=8.0),
+        *([_job(2, "b", 0.0, accelerator="any", work_scu=8.0)] if over_due else []),
         _job(3, "a", 1800.0, work_scu=1.0),
     ]
     gov = Governance(tenants={"a": TenantQuota("a", "a", 2.0), "b": TenantQuota("b", "b", 2.0)})
     g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
     assert_governed_valid(net, jobs, g)
-    assert not g.preemptions
-    assert g.outcome.first_start_s[3] == pytest.approx(2 * H, abs=ROUND)  # when b's A100s end
+    a = len(jobs) - 1
+    if not over_due:
+        assert not g.preemptions
+        assert g.outcome.first_start_s[a] == pytest.approx(2 * H, abs=ROUND)  # b's A100s end
+        return
+    (p,) = g.preemptions
+    assert p.by == a and p.job in (0, 1) and p.lost_scu > 0.0
+    # not at once: only once a's claim has waited RESERVE_AFTER_S
+    assert RESERVE_AFTER_S <= p.at_s - jobs[a].submit_s <= RESERVE_AFTER_S + ROUND
+    assert g.outcome.first_start_s[a] == p.at_s
 
 
 @pytest.mark.parametrize("fair", [True, False])
@@ -681,3 +694,37 @@ def test_a_pool_kept_for_a_job_is_let_go_when_the_job_is_deferred_for_price(
     # c's job starts within a round of its arrival on pool 1, not after a's job
     assert first[3].pool == 1
     assert jobs[3].submit_s <= g.outcome.first_start_s[3] <= jobs[3].submit_s + ROUND
+
+
+@pytest.mark.parametrize(("ckpt", "memory_h"), [(True, 0.5), (False, 0.5), (True, 24.0)])
+def test_a_starved_claim_takes_a_run_in_the_quota_of_a_tenant_standing_higher(
+    net: Network, sig: Signals, ckpt: bool, memory_h: float
+) -> None:
+    """b (quota 2) ran four cards for two hours (with a half-life of 30 min its usage stays
+    high for a while), then runs a 2-card job in its quota on the one pool a's 2-card job
+    may use (coast-ai, 0.5 ms). Once a's claim has waited RESERVE_AFTER_S it preempts b's
+    run if b stands higher than a would after running and the run checkpoints (no work
+    lost); a non-checkpointable run is left (b is not over its due without it), and so is
+    b's run when b's past usage weighs little (a half-life of a day: b stands lower)."""
+    near = {"cards": 2, "latency_ms": 0.5, "checkpointable": ckpt}
+    jobs = [
+        *[_job(i, "b", 0.0, work_scu=2.0) for i in range(4)],  # 4 cards for 2 h
+        _job(4, "b", 2 * H, work_scu=16.0, **near),  # pool 0 for 8 h, in b's quota
+        _job(5, "a", 2 * H + 120.0, work_scu=2.0, **near),
+    ]
+    assert net.job_class(jobs[5]).pools.tolist() == [0]
+    gov = dataclasses.replace(_gov(a=2.0, b=2.0), rules=Rules(half_life_s=memory_h * H))
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert first[4].pool == 0 and first[4].tier == Tier.NOMINAL
+    assert first[4].start_s < jobs[5].submit_s
+    if ckpt and memory_h < 1:
+        (p,) = g.preemptions
+        assert p.by == 5 and p.job == 4 and p.lost_scu == 0.0
+        waited = p.at_s - jobs[5].submit_s
+        assert RESERVE_AFTER_S <= waited <= RESERVE_AFTER_S + ROUND
+        assert g.outcome.first_start_s[5] == p.at_s
+    else:
+        assert not g.preemptions
+        assert g.outcome.first_start_s[5] == pytest.approx(first[4].end_s, abs=ROUND)

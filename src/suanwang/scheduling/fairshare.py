@@ -228,13 +228,15 @@ class Run:
 class Claimant:
     """A waiting job that wants room: its tenant, class and cohort; ``entitled``: it has a
     claim (``NOMINAL`` or ``COHORT`` tier, or it is ``urgent``); ``standing_after``: its
-    tenant's standing once it runs."""
+    tenant's standing once it runs; ``starved``: a claim that has waited past
+    ``RESERVE_AFTER_S`` (:mod:`.queue`), which may also preempt for fair share."""
 
     tenant: str
     priority: Priority
     cohort: str
     entitled: bool
     standing_after: float
+    starved: bool = False
 
 
 def victim_order(run: Run) -> tuple[int, int, float, int, float, int]:
@@ -264,6 +266,11 @@ def may_preempt(
     * a claim (within the nominal quota, or the cohort's lending) reclaims runs on
       network-borrowed capacity, and cohort-borrowed runs in its own cohort when the cohort
       is overdrawn (a lender took its quota back);
+    * a claim that has waited ``RESERVE_AFTER_S`` (``starved``: its pools are held by runs
+      nothing above may take, as a large gang on the few pools of its stack) also takes runs
+      of tenants that stand higher than it would after running, whatever their tier:
+      checkpointable ones (no work lost), and others only of a tenant over its due (standing
+      above 1 even without the run) (fair-share preemption);
     * without a claim, a job reclaims network-borrowed capacity only from a tenant that stands
       higher than it would, and only checkpointable runs (fair share among borrowers without
       losing work).
@@ -280,6 +287,12 @@ def may_preempt(
         return False
     if c.entitled:
         if run.tier is Tier.NETWORK:
+            return True
+        if (
+            c.starved
+            and run.standing_after > c.standing_after
+            and (run.checkpointable or run.standing_after > 1.0)
+        ):
             return True
         return (
             run.tier is Tier.COHORT

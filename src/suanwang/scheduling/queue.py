@@ -301,6 +301,7 @@ class PlatformQueue:
             cohort=shares.cohort_of[tenant],
             entitled=entitled,
             standing_after=shares.standing(tenant, float(item.where.rate[usable].min())),
+            starved=entitled and now - job.submit_s >= RESERVE_AFTER_S,
         )
         pools = {int(p) for p in item.info.pools[usable]}
         over = {claimant.cohort: shares.overdrawn(claimant.cohort)}
