@@ -728,3 +728,40 @@ def test_a_starved_claim_takes_a_run_in_the_quota_of_a_tenant_standing_higher(
     else:
         assert not g.preemptions
         assert g.outcome.first_start_s[5] == pytest.approx(first[4].end_s, abs=ROUND)
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_slow_pools_go_last_in_a_round_to_whoever_still_waits(tiny: Scenario, fair: bool) -> None:
+    """One free H20 and one free A100; the H800 busy. An FP16 job (first in turn) runs at
+    0.47 SCU/h on the H20, 0.15 of its best (the H800's 3.17), and at 1.0 on the A100; an
+    FP32 render runs at 2.26 on the H20. First-fit would give the FP16 job the H20 (listed
+    first); since pools below a quarter of a job's best speed are offered only at the end of
+    the round, the FP16 job takes the A100 and the render the H20, both in the first round."""
+    keep = {c.id: c for c in tiny.centers}
+    sc = dataclasses.replace(
+        tiny,
+        centers=(
+            dataclasses.replace(keep["coast-ai"], inventory=(("h20", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-green"], inventory=(("a100", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 1),), cpu_cores=0),
+        ),
+    )
+    net = Network(sc)
+    h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
+    assert h20 < a100
+    sig = build_signals(sc, START, HOURS, seed=1)
+    cuda = {"accelerator": "any", "stacks": frozenset({"cuda"})}
+    jobs = [
+        _job(0, "c", 0.0, work_scu=30.0, accelerator="h800"),  # holds the H800
+        _job(1, "a", 10.0, work_scu=1.0, **cuda),  # FP16 training
+        _job(2, "b", 20.0, work_scu=1.0, kind=JobKind.RENDER, **cuda),  # FP32
+    ]
+    fp16, fp32 = PRECISION_INDEX[Precision.FP16], PRECISION_INDEX[Precision.FP32]
+    assert net.pool_speed[h20, fp16] < 0.25 * net.pool_speed[h800, fp16]
+    assert net.pool_speed[h20, fp32] > 2 * net.pool_speed[a100, fp32]
+    gov = _gov(a=2.0, b=2.0, c=4.0) if fair else None
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert (first[0].pool, first[1].pool, first[2].pool) == (h800, a100, h20)
+    assert (g.outcome.first_start_s[1:] == ROUND).all()

@@ -20,7 +20,11 @@ large gangs are not starved by small jobs. In
 either mode a job does not start on a pool where it runs at less than :data:`SLOW` of its
 speed on its fastest feasible pool (an FP64 job on an H800) until it has waited as long as the
 run there would take longer: the chip is worth far more to others, and the job ends sooner
-waiting for a chip it is fast on.
+waiting for a chip it is fast on. Pools where a job runs at less than :data:`GOOD` of its best
+speed are offered to it only in a last pass of the round (no preemption there), once every
+job has had its turn at the pools it is fast on: a free H20 goes to the render that runs 2.26
+SCU/h on it before the FP16 training that runs 0.47 (comparative advantage); a job that may
+start on such a pool does not preempt for a faster one.
 
 Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
 (:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
@@ -51,6 +55,9 @@ RESERVE_AFTER_S = 600.0
 #: fastest feasible pool (the chip does far more for others), until it has waited as long as
 #: the run there would take longer
 SLOW = 0.1
+#: pools where a job runs at less than this fraction of its best speed are offered to it only
+#: in a round's last pass, once every waiting job has had its turn at the pools it is fast on
+GOOD = 0.25
 #: why a job looked at in a round is still waiting
 CAPACITY, QUOTA, DEFERRED = "capacity", "quota used up", "deferred for price"
 
@@ -164,9 +171,14 @@ class PlatformQueue:
         why: dict[int, str] = {}
         tried: dict[QueueKey, int] = {}
         later: list[QueueKey] = []  # queues whose head has no claim (second pass)
-        for second in (False, True):
+        slow: list[QueueKey] = []  # queues with a job that may start on a slow pool (last)
+        for npass in (0, 1, 2):
+            second, last = npass >= 1, npass == 2
+            if last:
+                tried = {}
             skip: dict[QueueKey, int] = {}  # position in a queue to look at next
-            turns = _Turns(self, now, later if second else [k for k, q in self.queues.items() if q],
+            keys = [k for k, q in self.queues.items() if q] if npass == 0 else later
+            turns = _Turns(self, now, [k for k in slow if self.queues[k]] if last else keys,
                            skip)  # fmt: skip
             while (k := turns.pop()) is not None:
                 if budget <= 0 and not (host.free > 0).any():
@@ -181,6 +193,15 @@ class PlatformQueue:
                 if item.job.priority_class is Priority.URGENT:
                     claim = tier_of >= 0
                 open_ = self._open_to(item) & self._fits(now, item)
+                may_stop = 0 if last else budget
+                if not last:  # slow pools wait for the last pass
+                    good = item.info.speed >= GOOD * float(item.info.speed.max())
+                    room = host.free[item.info.pools] >= item.job.demand_units
+                    if (open_ & ~good & (tier_of >= 0) & room).any():
+                        may_stop = 0  # it will start there: no need to preempt
+                        if k not in slow:
+                            slow.append(k)
+                    open_ &= good
                 # first pass: only jobs with a claim, preempting only where it holds but
                 # starting on any pool they can use (beyond the claim the run is borrowed,
                 # so others' claims reclaim it); fifo: every job, one pass
@@ -190,7 +211,13 @@ class PlatformQueue:
                     start_on = (tier_of >= 0) & open_
                 self._victims_of = set()
                 admitted, stopped = self._start(
-                    now, host, item, tier_of, (start_on, usable), budget, not second
+                    now,
+                    host,
+                    item,
+                    tier_of,
+                    (start_on, usable),
+                    may_stop,
+                    not second,
                 )
                 budget -= stopped
                 if admitted is not None:
