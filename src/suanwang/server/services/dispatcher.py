@@ -169,7 +169,11 @@ class Dispatcher:
     sessions: sessionmaker[Session]
     live: LiveNetwork
     policy: Policy = field(default_factory=SuanwangPolicy)
-    batch: int = 200
+    #: pending jobs a round without quotas places (oldest first); 1,000: a round of about
+    #: half a CPU second (docs/benchmarks.md, "Placement throughput")
+    batch: int = 1000
+    #: scheduled jobs a round hands to executors (each is a call to its center)
+    hand_over_batch: int = 200
     #: the quotas in force, read every round (None: none, jobs are placed oldest first)
     governance: Callable[[Session], Governance | None] = no_governance
     #: pending jobs a governed round orders (the platform's queue)
@@ -552,7 +556,7 @@ class Dispatcher:
                         or_(JobRow.start_at.is_(None), JobRow.start_at <= now),
                     )
                     .order_by(JobRow.scheduled_at, JobRow.id)
-                    .limit(self.batch)
+                    .limit(self.hand_over_batch)
                     .with_for_update(skip_locked=True)
                 )
             )
