@@ -47,6 +47,7 @@ from suanwang.server.database.models import (
     RunFence,
     Tenant,
     TenantRole,
+    TenantUsage,
     UsageRecord,
 )
 from suanwang.server.models.billing.config import forget_admission_config
@@ -128,6 +129,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
             UsageRecord, LedgerPosting, LedgerTransaction, Account, BillingSetting,
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
             ClusterMember, LeaderTerm,  # the replicated control plane (issue 16)
+            TenantUsage,  # the placer's saved fair-share usage
         ):  # fmt: skip
             session.execute(delete(table))
     forget_admission_config()  # its settings were just deleted

@@ -8,6 +8,7 @@ read-then-write transactions overlap. PostgreSQL needs no such care.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger("suanwang.database")
 
 #: The alembic scripts shipped inside the package (``env.py`` and ``versions/``).
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -107,21 +110,39 @@ def alembic_config() -> Config:
     return cfg
 
 
-def migrate(url: str, *, engine: Engine | None = None) -> None:
-    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``).
+def migrate(url: str, *, engine: Engine | None = None, config: Config | None = None) -> bool:
+    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``); returns
+    whether it is at this version's schema now.
 
     Safe to call on every start and from several processes at once: on PostgreSQL the upgrade
-    runs under an advisory lock, on SQLite under the write lock of ``BEGIN IMMEDIATE``.
+    runs under an advisory lock, on SQLite under the write lock of ``BEGIN IMMEDIATE``. A
+    database already at a later version's revision (one this version's migrations do not
+    know) is left as it is and False returned: during a rolling upgrade, version N runs next
+    to N+1 on N+1's schema (migrations expand before they contract; docs/operations.md).
+    ``config``: other migrations than the packaged ones (tests of upgrades).
     """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     own = engine is None
     eng = make_engine(url) if engine is None else engine
+    cfg = config if config is not None else alembic_config()
     try:
         with eng.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
-            cfg = alembic_config()
+            current = MigrationContext.configure(conn).get_current_revision()
+            known = {sc.revision for sc in ScriptDirectory.from_config(cfg).walk_revisions()}
+            if current is not None and current not in known:
+                log.warning(
+                    "the database has schema revision %s, newer than this version's: running "
+                    "on it as it is (a rolling upgrade)",
+                    current,
+                )
+                return False
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            return True
     finally:
         if own:
             eng.dispose()
