@@ -80,6 +80,7 @@ def test_simulate_is_reproducible_with_a_seed(invoke: Any) -> None:
         (("--fifo",), "--fifo compares with --tenants"),
         (("--synthetic-tenants", "-1"), "--synthetic-tenants must be >= 0"),
         (("--tenants", "/nonexistent/tenants.yaml"), "--tenants '/nonexistent/tenants.yaml'"),
+        (("--forecast-error", "perfect"), "--forecast-error 'perfect' is not one of none, low"),
     ],
 )
 def test_bad_input_is_a_clear_error_not_a_traceback(
@@ -89,6 +90,23 @@ def test_bad_input_is_a_clear_error_not_a_traceback(
     assert code == 2
     assert needle in err
     assert "Traceback" not in err
+
+
+def test_forecast_error_changes_what_suanwang_plans_on_not_what_nearest_pays(invoke: Any) -> None:
+    docs = {}
+    for level in ("none", "realistic"):
+        code, out, _ = invoke(
+            "simulate", "--jobs", "200", "--days", "0.5", "--drain-days", "1", "--no-bound",
+            "--policy", "nearest", "--policy", "suanwang", "--json", "--forecast-error", level,
+        )  # fmt: skip
+        assert code == 0
+        docs[level] = json.loads(out)
+    assert docs["realistic"]["forecast_error"] == "realistic"
+    assert "forecast_error" not in docs["none"]
+    p0, p1 = docs["none"]["policies"], docs["realistic"]["policies"]
+    assert p0["nearest"]["cost_cny"] == p1["nearest"]["cost_cny"]
+    assert p0["suanwang"]["cost_cny"] != p1["suanwang"]["cost_cny"]
+    assert p1["suanwang"]["latency_violations"] == 0
 
 
 def test_bad_trace_names_line_and_field(invoke: Any) -> None:

@@ -101,6 +101,14 @@ def simulate(
             "5%% preemptible); with a --tenants file and no N: among the file's tenants",
         ),
     ] = 0,
+    forecast_error: Annotated[
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help="policies plan on forecasts with this day-ahead error (seeded; billed on what "
+            "happens): none, low, realistic, high (docs/model.md)",
+        ),
+    ] = "none",
 ) -> None:
     """Replay a workload on the network under each policy and compare them with the bound."""
     from suanwang.scenarios.loader import BUILTIN
@@ -119,6 +127,10 @@ def simulate(
         raise fail("--drain-days must be >= 0")
     if synthetic_tenants < 0:
         raise fail("--synthetic-tenants must be >= 0")
+    from suanwang.scenarios.forecasts import LEVELS
+
+    if forecast_error not in LEVELS:
+        raise fail(f"--forecast-error {forecast_error!r} is not one of {', '.join(LEVELS)}")
     if fifo and tenants is None:
         raise fail("--fifo compares with --tenants: give --tenants FILE or --tenants equal")
     try:
@@ -202,6 +214,7 @@ def simulate(
             records_dir=out_dir,
             governance=governance,
             fifo=fifo,
+            forecast_error=forecast_error,
         )
     if result.bound_error:
         err.print(f"[yellow]warning:[/] bound not computed: {result.bound_error}")

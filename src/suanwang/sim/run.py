@@ -21,6 +21,7 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
+from suanwang.scenarios.forecasts import forecast_error_level, with_forecast_errors
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import Bound, offline_bound
 from suanwang.scheduling.planner import SuanwangPolicy
@@ -123,6 +124,7 @@ class SimulationResult:
     tight: TightBound | None = None
     tight_error: str | None = None
     offers: int | None = None  # offers in force (None: run without offers)
+    forecast_error: str = "none"  # the forecast-error level policies planned on
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -163,6 +165,8 @@ class SimulationResult:
             out["bound_error"] = self.bound_error
         if self.offers is not None:
             out["offers"] = self.offers
+        if self.forecast_error != "none":
+            out["forecast_error"] = self.forecast_error
         out["seconds"] = self.seconds
         return out
 
@@ -192,6 +196,7 @@ def run(
     fifo: bool = False,
     tight_limit_s: float = 120.0,
     tight: bool = False,
+    forecast_error: str = "none",
 ) -> SimulationResult:
     """Simulate every policy on the same jobs and signals; compute the bound unless disabled.
 
@@ -205,12 +210,18 @@ def run(
     classes and preemption (:mod:`suanwang.sim.governed`), and each policy's metrics gain
     ``tenants``, ``fairness`` and ``classes`` (:mod:`suanwang.sim.fairness`); ``fifo`` adds,
     for each policy, ``<policy>/fifo``: the same engine without quotas, oldest first.
+
+    ``forecast_error`` names a level of :data:`suanwang.scenarios.forecasts.LEVELS`: the
+    policies plan on forecasts with that error (seeded by ``seed``), every run is billed on the
+    realised signals, and the bounds see only the realised signals (ValueError: unknown level).
     """
+    level = forecast_error_level(forecast_error)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     net = Network(scenario)
     hours = math.ceil(workload.arrival_days * 24 + drain_days * 24)
     signals = build_signals(scenario, start, hours, seed)
+    signals = with_forecast_errors(signals, level, timezone=scenario.timezone, seed=seed)
     seconds["signals"] = time.perf_counter() - t
     prices = posted = None
     if offers is not None:
@@ -292,6 +303,7 @@ def run(
         tight=tight_found,
         tight_error=tight_error,
         offers=None if offers is None else len(offers.offers),
+        forecast_error=level.name,
     )
 
 
