@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from suanwang.cli import app
 from suanwang.sim.sweep.execute import RAY_ENV, run_sweep
 from suanwang.sim.sweep.results import summary_html, table, write_tables
-from suanwang.sim.sweep.runs import BOUND, grid
+from suanwang.sim.sweep.runs import BOUND, execute, grid
 from suanwang.sim.sweep.spec import SweepError, load_sweep, parse_sweep_text
 from suanwang.sim.sweep.stats import coverage, median_ci
 
@@ -198,6 +198,27 @@ def test_median_interval_holds_the_median(values: list[float]) -> None:
         assert ci.coverage >= 0.95
 
 
+def test_a_workload_can_be_run_on_wrong_forecasts(tmp_path: Path) -> None:
+    """A workload's ``forecast_error`` is what ``simulate --forecast-error`` does; its runs have
+    keys of their own (the same jobs with perfect forecasts are not reused for it)."""
+    text = SWEEP.replace(
+        "  small: {jobs: 30, days: 0.5}\n",
+        "  small: {jobs: 30, days: 0.5}\n  small-fc: {jobs: 30, days: 0.5, forecast_error: high}\n",
+    ).replace("  dear: {tariff_scale: 2.0}\n", "")
+    sweep = load_sweep(write(tmp_path, text))
+    runs = {(r.workload, r.policy, r.seed): r for r in grid(sweep)}
+    assert len({r.key for r in runs.values()}) == len(runs) == 8
+    r = runs[("small-fc", "suanwang", 1)]
+    got = execute(sweep.edited["base"], r)["metrics"]
+    doc = simulate_json(
+        "--scenario", str(TINY), "--jobs", "30", "--days", "0.5", "--drain-days", "1",
+        "--seed", "1", "--policy", "suanwang", "--no-bound", "--start", "2025-07-01",
+        "--forecast-error", "high",
+    )  # fmt: skip
+    assert doc["forecast_error"] == "high"
+    assert without_timings(got) == without_timings({**doc["policies"]["suanwang"], "jobs": 30})
+
+
 BAD = [
     ("colour: red\nworkloads: {w: {}}\npolicies: [all]\nseeds: 1\n", "sweep.yaml:1: colour: "
      "unknown key (known: scenario, start, drain_days, bound, edits, workloads"),
@@ -238,6 +259,8 @@ BAD = [
      "sweep.yaml:4: seeds: given twice (also on line 3)"),
     ("workloads: {w: {}}\npolicies: [all]\nseeds: 100000\n",
      "sweep.yaml:3: seeds: the grid has 500,000 runs (at most 100,000)"),
+    ("workloads:\n  w: {forecast_error: perfect}\npolicies: [all]\nseeds: 1\n",
+     "sweep.yaml:2: workloads.w.forecast_error: unknown forecast error level 'perfect' (choose"),
     ("- a\n- b\n", "sweep.yaml:1: top level must be a mapping"),
     ("workloads: {w: {}\n", "sweep.yaml:2: not valid YAML"),
 ]  # fmt: skip

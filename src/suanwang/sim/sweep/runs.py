@@ -157,7 +157,8 @@ def execute(scenario: Scenario, r: RunSpec) -> dict[str, Any]:
         w = workload(net, r)
         bound = r.policy == BOUND
         result = run(scenario, w, start=r.start, policies=[] if bound else [r.policy],
-                     seed=r.seed, drain_days=r.drain_days, with_bound=bound)  # fmt: skip
+                     seed=r.seed, drain_days=r.drain_days, with_bound=bound,
+                     forecast_error=r.entry.forecast_error or "none")  # fmt: skip
         doc = result.to_json()
         if bound:
             if doc["bound"] is None:

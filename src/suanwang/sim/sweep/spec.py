@@ -14,6 +14,7 @@ A sweep is a grid: named scenario edits x named workloads x policies x seeds, on
     workloads:                   # name -> synthetic (jobs, days, load, ...) or a trace
       small: {jobs: 300, days: 0.5}
       philly: {trace: philly.csv, format: philly, jobs: 1000}
+      small-fc: {jobs: 300, days: 0.5, forecast_error: realistic}  # wrong forecasts
     policies: [nearest, suanwang]
     seeds: 5                     # 0..4, or a list: [0, 7, 42]
 
@@ -43,6 +44,7 @@ from pydantic import (
 
 from suanwang.core.jobs import JobKind
 from suanwang.core.scenario import Scenario
+from suanwang.scenarios.forecasts import forecast_error_level
 from suanwang.scenarios.loader import (
     BUILTIN,
     Problem,
@@ -131,6 +133,16 @@ class WorkloadEntry(BaseModel):
     mix: dict[JobKind, Annotated[float, Field(ge=0, le=1e6, strict=True)]] | None = Field(
         None, min_length=1, description="weights of the job kinds"
     )
+    forecast_error: str | None = Field(
+        None, description="the forecasts policies plan on while running it (none, realistic...)"
+    )
+
+    @field_validator("forecast_error")
+    @classmethod
+    def _level(cls, value: str | None) -> str | None:
+        if value is not None:
+            forecast_error_level(value)  # ValueError names the levels
+        return value
 
     @model_validator(mode="after")
     def _kind(self) -> Self:
