@@ -16,9 +16,10 @@ from suanwang.core.signals import Signals
 from suanwang.scenarios.forecasts import LEVELS, with_forecast_errors
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Nearest
+from suanwang.scheduling.state import CapacityState
 from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import PolicyReport, measure
-from suanwang.sim.run import Workload, run
+from suanwang.sim.run import DEFERRAL_GAIN_SIGMAS, Workload, make_policy, run
 
 
 def test_the_simulator_bills_the_realised_series(
@@ -91,3 +92,41 @@ def test_an_unknown_level_is_refused(
     workload = Workload(china_jobs, 1.0, "synthetic", rows=len(china_jobs))
     with pytest.raises(ValueError, match="unknown forecast error level 'perfect'"):
         run(china, workload, start=start, policies=["nearest"], seed=0, forecast_error="perfect")
+
+
+def _deferred(policy: SuanwangPolicy, net: Network, signals: Signals, jobs: list[Job]) -> int:
+    """How many jobs the policy defers, each decided alone on an empty network at its submit."""
+    n = 0
+    for job in jobs:
+        info = net.job_class(job)
+        if not info.pools.size:  # rejected before any policy is asked
+            continue
+        state = CapacityState.empty(net, signals)
+        state.now_s = job.submit_s
+        d = policy.decide(job, info, state)
+        n += d.reason == "cheapest planned slot"
+    return n
+
+
+def test_the_robust_rule_defers_only_for_gains_above_its_share(
+    china_net: Network, china_signals: Signals, china_jobs: list[Job]
+) -> None:
+    """On an empty network every job has room now: a deferral is taken only for its gain, so a
+    larger required share defers fewer jobs, and a share of 10x the objective none."""
+    counts = [
+        _deferred(SuanwangPolicy(min_deferral_gain_share=s), china_net, china_signals, china_jobs)
+        for s in (0.0, 0.05, 0.3, 10.0)
+    ]
+    assert counts[0] > 0 and counts[-1] == 0
+    assert counts == sorted(counts, reverse=True) and counts[1] > counts[2]
+
+
+def test_make_policy_makes_only_suanwang_robust_and_only_with_errors() -> None:
+    exact = make_policy("suanwang", LEVELS["none"])
+    assert isinstance(exact, SuanwangPolicy) and exact.min_deferral_gain_share == 0.0
+    robust = make_policy("suanwang", LEVELS["realistic"])
+    assert isinstance(robust, SuanwangPolicy)
+    assert robust.min_deferral_gain_share == pytest.approx(
+        DEFERRAL_GAIN_SIGMAS * LEVELS["realistic"].price_sigma_24
+    )
+    assert isinstance(make_policy("nearest", LEVELS["high"]), Nearest)

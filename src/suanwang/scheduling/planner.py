@@ -85,6 +85,10 @@ class SuanwangPolicy:
     #: positive gain, beyond the float rounding of the objective's sums (the waiting price
     #: already charges for the wait, so any real gain is worth it)
     min_deferral_gain_cny: float = 1e-6
+    #: and more than this share of the deferred start's objective: 0 with exact forecasts; with
+    #: forecasts that can be wrong, a few sigmas of their error (a smaller gain is as likely
+    #: noise, and the cheapest of many noisy starts looks cheaper than it is: docs/model.md)
+    min_deferral_gain_share: float = 0.0
     _table: ObjectiveTable | None = field(default=None, init=False, repr=False)
     _mean_key: object = field(default=None, init=False, repr=False)
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
@@ -232,7 +236,7 @@ class SuanwangPolicy:
             t0 = g.start_s(i, k)
             return int(info.pools[sel[i]]), t0, t0 + float(g.runtime_h[i]) * HOUR
 
-        eps = self.min_deferral_gain_cny
+        eps, share = self.min_deferral_gain_cny, self.min_deferral_gain_share
         for _ in range(self.candidates_checked):
             idx = int(flat.argmin())
             value = float(flat[idx])
@@ -248,7 +252,7 @@ class SuanwangPolicy:
                 # a deferral must gain: the cheapest start now that fits wins unless it costs
                 # more than the deferral by eps (starts now that cost less were tried before
                 # and did not fit). Only an explanation needs how much more: the gain.
-                limit = math.inf if explain else value + eps
+                limit = math.inf if explain else value + eps + share * value
                 near = sorted((c, j) for j, c in enumerate(now_cost) if value <= c <= limit)
                 for now_j, j in near:
                     if now_j == math.inf:
@@ -256,7 +260,7 @@ class SuanwangPolicy:
                     now = run(j, 0)
                     if not state.fits(now[0], units, now[1], now[2]):
                         continue
-                    if now_j <= value + eps:
+                    if now_j <= value + eps + share * value:
                         i, k, value = j, 0, now_j
                         pool, t0, t1 = now
                     else:

@@ -21,7 +21,11 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
-from suanwang.scenarios.forecasts import forecast_error_level, with_forecast_errors
+from suanwang.scenarios.forecasts import (
+    ForecastErrorLevel,
+    forecast_error_level,
+    with_forecast_errors,
+)
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import Bound, offline_bound
 from suanwang.scheduling.planner import SuanwangPolicy
@@ -43,6 +47,21 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "greenest": Greenest,
     "suanwang": SuanwangPolicy,
 }
+
+
+#: With forecasts that can be wrong, ``suanwang`` defers only for a gain above this many
+#: sigmas of the day-ahead price error (docs/model.md, "Forecast errors").
+DEFERRAL_GAIN_SIGMAS = 2.0
+
+
+def make_policy(name: str, level: ForecastErrorLevel) -> Policy:
+    """A fresh policy ``name``; ``suanwang`` made robust to the forecasts' error ``level``:
+    a deferral must gain more than :data:`DEFERRAL_GAIN_SIGMAS` x the level's day-ahead price
+    sigma (a share of its objective). Level ``none``: exactly the policy as it always was."""
+    policy = POLICIES[name]()
+    if name == "suanwang" and isinstance(policy, SuanwangPolicy) and not level.is_none:
+        policy.min_deferral_gain_share = DEFERRAL_GAIN_SIGMAS * level.price_sigma_24
+    return policy
 
 
 #: synthetic tenants' share of urgent (of non-deferrable) and preemptible (of deferrable) jobs
@@ -212,8 +231,9 @@ def run(
     for each policy, ``<policy>/fifo``: the same engine without quotas, oldest first.
 
     ``forecast_error`` names a level of :data:`suanwang.scenarios.forecasts.LEVELS`: the
-    policies plan on forecasts with that error (seeded by ``seed``), every run is billed on the
-    realised signals, and the bounds see only the realised signals (ValueError: unknown level).
+    policies plan on forecasts with that error (seeded by ``seed``; ``suanwang`` made robust to
+    it by :func:`make_policy`), every run is billed on the realised signals, and the bounds see
+    only the realised signals (ValueError: unknown level).
     """
     level = forecast_error_level(forecast_error)
     seconds: dict[str, float] = {}
@@ -237,7 +257,7 @@ def run(
     if governance is not None and fifo:
         runs = [r for name in policies for r in ((name, name, True), (f"{name}/fifo", name, False))]
     for name, policy_name, governed in runs:
-        policy = POLICIES[policy_name]()
+        policy = make_policy(policy_name, level)
         t = time.perf_counter()
         progress = None
         if on_policy is not None:
