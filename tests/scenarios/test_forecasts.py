@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
 from suanwang.scenarios.forecasts import (
     LEVELS,
@@ -18,6 +19,7 @@ from suanwang.scenarios.forecasts import (
     sigma_at,
     with_forecast_errors,
 )
+from suanwang.scenarios.signals import build_signals
 
 START = datetime(2025, 7, 1, tzinfo=UTC)  # 08:00 in Shanghai
 TZ = "Asia/Shanghai"
@@ -146,3 +148,14 @@ def test_unknown_level_names_the_presets() -> None:
         ForecastErrorLevel("bad", -0.1, 0.1, 0.1, 0.1)
     with pytest.raises(ValueError, match="rho"):
         ForecastErrorLevel("bad", 0.1, 0.1, 0.1, 0.1, rho=1.0)
+
+
+def test_measured_hours_get_forecast_errors_too(tiny: Scenario) -> None:
+    """A measured series was its own forecast; with errors, its forecast is off, its bill not."""
+    sig = build_signals(tiny, START, 24, seed=0)
+    ci = [c.id for c in tiny.centers].index("coast-ai")
+    assert sig.forecast_price_cny_per_kwh[ci, 0] == sig.price_cny_per_kwh[ci, 0] == 1.25
+    out = with_forecast_errors(sig, LEVELS["realistic"], timezone=tiny.timezone, seed=0)
+    assert out.price_cny_per_kwh[ci, 0] == 1.25
+    assert out.forecast_price_cny_per_kwh[ci, 0] != 1.25
+    assert out.forecast_green_fraction[ci, 1] == 0.0  # measured 0: a share fixed at 0 stays
