@@ -62,14 +62,10 @@ def test_policies_hold_latency_limits_and_deadlines_with_errors(
 ) -> None:
     workload = Workload(china_jobs, 1.0, "synthetic", rows=len(china_jobs))
     policies = ["nearest", "suanwang"]
-    kw = {"start": start, "policies": policies, "seed": 1, "drain_days": 2.0}
-    exact = run(china, workload, with_bound=False, **kw)  # type: ignore[arg-type]
-    wrong = run(
-        china,
-        workload,
-        forecast_error="high",
-        **kw,  # type: ignore[arg-type]
-    )
+    exact = run(china, workload, start=start, policies=policies, seed=1, drain_days=2.0,
+                with_bound=False)  # fmt: skip
+    wrong = run(china, workload, start=start, policies=policies, seed=1, drain_days=2.0,
+                forecast_error="high")  # fmt: skip
     assert wrong.to_json()["forecast_error"] == "high" and "forecast_error" not in exact.to_json()
     m = {r.name: r.metrics for r in wrong.reports}
     for r in wrong.reports:
