@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from suanwang.server.api.deps import AUTH_RESPONSES, NowDep, SessionDep, operator_only
 from suanwang.server.cluster import STALE_AFTER_S
@@ -61,6 +62,11 @@ class ClusterOut(BaseModel):
 )
 def cluster(session: SessionDep, me: Operator, now: NowDep) -> ClusterOut:
     """Replicas and workers (newest first by kind), and who leads each singleton duty."""
+    return cluster_view(session, now)
+
+
+def cluster_view(session: Session, now: datetime) -> ClusterOut:
+    """The members, their heartbeats' age at ``now`` and the leaders (also for /metrics)."""
     members = []
     fresh: dict[str, dict[str, int]] = {}
     rows = session.scalars(

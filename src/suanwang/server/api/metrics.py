@@ -24,7 +24,12 @@ Operators only (a bearer key like every other route). Families:
   its running and handed-over jobs), ``suanwang_tenant_pending{tenant,reason}`` (its jobs
   waiting in the platform's queue, by why: capacity, quota used up, waiting for its share,
   or ``new`` before a round has looked at them) and ``suanwang_tenant_preemptions_total``
-  (its runs preempted).
+  (its runs preempted);
+* the replicated control plane (docs/operations.md): ``suanwang_cluster_members{kind}`` and
+  ``suanwang_cluster_members_stale{kind}`` (API replicas, workers by heartbeat), and per
+  singleton duty ``suanwang_leader_alive{duty}`` (1: its holder is alive) and
+  ``suanwang_leader_term{duty}``. The alert rules on these families are in
+  ``deploy/prometheus/suanwang.rules.yml``.
 
 The ``*_total`` families are counters: counts of the events the database keeps, so they only
 grow (``rate()`` applies). They carry no ``_created`` sample, nor does the summary: each
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -50,6 +55,7 @@ from prometheus_client.core import (
 from sqlalchemy import func, select
 
 from suanwang.core.lifecycle import JobState
+from suanwang.server.api.cluster import cluster_view
 from suanwang.server.api.deps import AUTH_RESPONSES, NetworkDep, SessionDep, operator_only
 from suanwang.server.database.models import JobEvent, JobRow, Tenant, TenantQuotaRow
 from suanwang.server.models.governance import rates_now
@@ -133,6 +139,7 @@ def metrics(
                 ),
                 *_moves(session),
                 *_tenants(session, net),
+                *_cluster(session, now),
             ]
         )
     )
@@ -211,6 +218,31 @@ def _moves(session: SessionDep) -> list[Metric]:
         ),
         CounterMetricFamily("suanwang_fenced_runs", "Stale runs cancelled", value=fenced),
     ]
+
+
+def _cluster(session: SessionDep, now: datetime) -> list[Metric]:
+    """The replicated control plane: members by kind with a fresh heartbeat and with a stale
+    one, and per singleton duty whether its holder is alive and its term (docs/operations.md;
+    none on SQLite, where one process leads everything)."""
+    view = cluster_view(session, now)
+    fresh = GaugeMetricFamily(
+        "suanwang_cluster_members", "Members with a fresh heartbeat", labels=["kind"]
+    )
+    stale = GaugeMetricFamily(
+        "suanwang_cluster_members_stale", "Members whose heartbeat is stale", labels=["kind"]
+    )
+    kinds = sorted({m.kind for m in view.members})
+    for kind in kinds:
+        fresh.add_metric([kind], sum(1 for m in view.members if m.kind == kind and not m.stale))
+        stale.add_metric([kind], sum(1 for m in view.members if m.kind == kind and m.stale))
+    alive = GaugeMetricFamily(
+        "suanwang_leader_alive", "1: the duty's holder is alive", labels=["duty"]
+    )
+    term = GaugeMetricFamily("suanwang_leader_term", "The duty's current term", labels=["duty"])
+    for leader in view.leaders:
+        alive.add_metric([leader.duty], 1.0 if leader.alive else 0.0)
+        term.add_metric([leader.duty], float(leader.term))
+    return [fresh, stale, alive, term]
 
 
 def _tenants(session: SessionDep, net: NetworkDep) -> list[Metric]:
