@@ -82,29 +82,18 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
                  stacks=["cuda"])  # fmt: skip
 
     def state() -> dict[str, Any]:
-        r = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers)
-        out: dict[str, Any] = r.json()
-        return out
+        return _view(client, alice, job["id"])
 
     def logs() -> str:
-        return client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+        return _logs(client, alice, job["id"])
 
-    deadline = time.monotonic() + 20
-    while state()["state"] != "running" or "ready" not in logs():
-        dispatcher.run_once()
-        reconciler.run_once()
-        assert time.monotonic() < deadline, state()
-        time.sleep(0.1)
+    _rounds(lambda: state()["state"] == "running" and "ready" in logs(), state, 20,
+            dispatcher, reconciler)  # fmt: skip
     assert state()["center_id"] == EAST
     with sessions.begin() as s:
         s.execute(delete(CenterDrain))
     assert migrations.run_once() == 1  # the engine asks the job to move
-    deadline = time.monotonic() + 30
-    while state()["state"] not in ("succeeded", "failed", "cancelled"):
-        dispatcher.run_once()
-        reconciler.run_once()
-        assert time.monotonic() < deadline, state()
-        time.sleep(0.1)
+    _rounds(lambda: state()["state"] in ENDED, state, 30, dispatcher, reconciler)
     done = state()
     evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
     assert done["state"] == "succeeded", [(e["to_state"], e["detail"]) for e in evs]
@@ -181,18 +170,13 @@ def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
                  stacks=["cuda"])  # fmt: skip
 
     def state() -> dict[str, Any]:
-        out: dict[str, Any] = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
-        return out
+        return _view(client, alice, job["id"])
 
     def logs() -> str:
-        return client.get(f"/v1/jobs/{job['id']}/logs", headers=alice.headers).text
+        return _logs(client, alice, job["id"])
 
-    deadline = time.monotonic() + 20
-    while state()["state"] != "running" or "ready" not in logs():
-        dispatcher.run_once()
-        reconciler.run_once()
-        assert time.monotonic() < deadline, state()
-        time.sleep(0.1)
+    _rounds(lambda: state()["state"] == "running" and "ready" in logs(), state, 20,
+            dispatcher, reconciler)  # fmt: skip
     first_ref = _row(sessions, job["id"]).executor_ref
     assert first_ref is not None
     with sessions.begin() as s:  # the west opens, the east drains
@@ -207,12 +191,7 @@ def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
     assert migrations.run_once() == 1  # stopped
     row = _row(sessions, job["id"])
     assert row.state == "migrating" and row.attempt == 1 and row.executor_ref is None
-    deadline = time.monotonic() + 30
-    while state()["state"] not in ("succeeded", "failed", "cancelled"):
-        dispatcher.run_once()
-        reconciler.run_once()
-        assert time.monotonic() < deadline, state()
-        time.sleep(0.1)
+    _rounds(lambda: state()["state"] in ENDED, state, 30, dispatcher, reconciler)
     done = state()
     evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
     assert done["state"] == "succeeded" and done["center_id"] == WEST, evs
@@ -222,6 +201,33 @@ def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
     assert stop["detail"]["attempt"] == 0 and stop["detail"]["resume_from"]
     assert "did not checkpoint within 301 s" in stop["detail"]["reason"]
     assert executors[EAST].poll([first_ref])[first_ref].state.value in ("cancelled", "failed")
+
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def _view(client: TestClient, who: Any, job_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=who.headers).json()
+    return out
+
+
+def _logs(client: TestClient, who: Any, job_id: str) -> str:
+    return client.get(f"/v1/jobs/{job_id}/logs", headers=who.headers).text
+
+
+def _rounds(
+    done: Callable[[], bool],
+    seen: Callable[[], Any],
+    timeout_s: float,
+    *services: Dispatcher | Reconciler,
+) -> None:
+    """Run the services' rounds until ``done`` (failing with ``seen()`` after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        for service in services:
+            service.run_once()
+        assert time.monotonic() < deadline, seen()
+        time.sleep(0.1)
 
 
 def _row(sessions: sessionmaker[Session], job_id: str) -> JobRow:

@@ -60,6 +60,8 @@ CHECKPOINT_IGNORED = "checkpoint_ignored"
 #: States of a job that holds (or is about to hold) a run at its center.
 HELD = (JobState.SCHEDULED, JobState.RUNNING, JobState.MIGRATING)
 CHECKPOINT_REQUESTED = "checkpoint_requested"
+#: job ids per query
+_CHUNK = 2000
 
 
 @dataclass
@@ -215,12 +217,13 @@ class Migrations:
                 .order_by(JobRow.id)
             ).all()
             asked = 0
+            requested = _asked_at(session, rows)
             for row in rows:
-                at = _asked_at(row)
+                at = requested.get(row.id)
                 if at is not None and (now - at).total_seconds() >= self.checkpoint_grace_s:
                     asked += self._stop(session, row, at)
             rows = [r for r in rows if r.executor_ref is not None]  # not those just stopped
-            movable = [r for r in rows if r.spec.get("checkpointable") and not _requested(r)]
+            movable = [r for r in rows if r.spec.get("checkpointable") and r.id not in requested]
             for row in movable:
                 if row.center_id in drained:
                     asked += self._request(session, row, {"why": "drain", "center": row.center_id})
@@ -336,19 +339,18 @@ class Migrations:
         return 1
 
 
-def _requested(row: JobRow) -> bool:
-    """Whether this run (attempt) was already asked to checkpoint."""
-    return _asked_at(row) is not None
-
-
-def _asked_at(row: JobRow) -> datetime | None:
-    """When this run (attempt) was first asked to checkpoint (None: never)."""
-    return min(
-        (
-            e.at
-            for e in row.events
-            if e.detail.get("event") == CHECKPOINT_REQUESTED
-            and e.detail.get("attempt") == row.attempt
-        ),
-        default=None,
-    )
+def _asked_at(session: Session, rows: Sequence[JobRow]) -> dict[str, datetime]:
+    """When the current run (attempt) of each of ``rows`` was first asked to checkpoint (jobs
+    whose run never was are absent): one query for all of them."""
+    attempt = {r.id: r.attempt for r in rows}
+    out: dict[str, datetime] = {}
+    ids = list(attempt)
+    for k in range(0, len(ids), _CHUNK):
+        stmt = select(JobEvent.job_id, JobEvent.at, JobEvent.detail).where(
+            JobEvent.job_id.in_(ids[k : k + _CHUNK]),
+            JobEvent.detail["event"].as_string() == CHECKPOINT_REQUESTED,
+        )
+        for job_id, at, detail in session.execute(stmt):
+            if detail.get("attempt") == attempt[job_id] and (job_id not in out or at < out[job_id]):
+                out[job_id] = at
+    return out
