@@ -26,6 +26,7 @@ from suanwang.executors import (
     RunUsage,
     Submission,
 )
+from suanwang.executors.local.sandbox import SharedUser
 
 CENTER = "c1"
 
@@ -224,6 +225,23 @@ def test_cancel_kills_the_whole_process_group(ex: LocalExecutor, tmp_path: Path)
     ex.cancel(ref)  # idempotent
     assert status(ex, ref).state is JobState.CANCELLED
     assert ex.capacity().used_cpus == 0
+
+
+def test_what_a_job_leaves_running_in_its_group_is_stopped_when_it_ends(tmp_path: Path) -> None:
+    """The job's shell ends at once, a process it started in the background lives on in the
+    run's process group: the run's end stops it (and a run that left nothing is finalized
+    without looking further: ``with_token``'s empty-group answer). Unsandboxed, where ``$!``
+    is this host's pid (a sandboxed job's processes end with its PID namespace)."""
+    ex = LocalExecutor(tmp_path, CENTER, cpus=4, cards=0, sandbox=SharedUser())
+    ref = ex.submit(job("bg", "sleep 300 & echo $! > bg.pid"))
+    done = ex.submit(job("clean", "true"))
+    bg = work(tmp_path, "bg") / "bg.pid"
+    wait_until(bg.exists, what="the background process to start")
+    pid = int(bg.read_text())
+    wait_state(ex, ref, JobState.SUCCEEDED)
+    wait_state(ex, done, JobState.SUCCEEDED)
+    gone = lambda: (f := _stat(pid)) is None or f[0] in ("Z", "X")  # noqa: E731
+    wait_until(gone, what="the background process to stop")
 
 
 def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:

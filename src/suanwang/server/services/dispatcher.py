@@ -86,7 +86,6 @@ from suanwang.server.services.live import (
     LiveNetwork,
     LiveTrading,
     load_trading,
-    tenant_name,
 )
 from suanwang.server.services.runs import dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
@@ -560,13 +559,16 @@ class Dispatcher:
                     .with_for_update(skip_locked=True)
                 )
             )
+            ids = {row.tenant_id for row in rows}
+            found = session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids)))
+            names = {tenant_id: name for tenant_id, name in found}
             for row in rows:
                 executor = self.live.executors.get(row.center_id or "")
                 if executor is None:
                     reason = f"center {row.center_id} has no executor; place again"
                     _place_again(session, now, row, reason)
                     continue
-                sub = submission(row, self.live, tenant_name(session, row))
+                sub = submission(row, self.live, names.get(row.tenant_id, ""))
                 try:
                     if row.resume_from and Path(row.resume_from).is_dir():
                         row.executor_ref = executor.resume(sub, row.resume_from)
