@@ -169,7 +169,8 @@ def test_jobs_run_through_an_agent_with_their_exit_codes_and_logs(platform: Plat
     agent = p.agent()
     agent.wait_for("connected to the control plane")
     p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)  # all go to the agent
-    good = p.submit("hello", "echo hello-$SUANWANG_JOB_ID")
+    usage = 'echo \'{"tokens": 7}\' >> "$SUANWANG_USAGE_FILE"'
+    good = p.submit("hello", f"echo hello-$SUANWANG_JOB_ID; {usage}")
     bad = p.submit("oops", "echo about to fail >&2; exit 3")
     done = {j: p.wait(lambda j=j: _ended(p, j), 60, f"job {j}") for j in (good, bad)}
     assert done[good]["state"] == "succeeded" and done[good]["exit_code"] == 0
@@ -177,6 +178,8 @@ def test_jobs_run_through_an_agent_with_their_exit_codes_and_logs(platform: Plat
     assert {done[good]["center_id"], done[bad]["center_id"]} == {AGENT_CENTER}
     assert f"hello-{good}" in p.api("GET", f"/v1/jobs/{good}/logs")
     assert "about to fail" in p.api("GET", f"/v1/jobs/{bad}/logs")
+    ends = [e for e in p.api("GET", f"/v1/jobs/{good}/events") if e["to_state"] == "succeeded"]
+    assert ends[0]["detail"]["usage"] == {"tokens": 7}  # what the run reported it served
     assert agent.proc.poll() is None
 
 
