@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,9 @@ def test_an_agent_stopped_past_its_lease_is_failed_over_and_fences_itself(
         return all(p.job(j)["center_id"] == LOCAL_CENTER for j in jobs)
 
     p.wait(moved, 60, "the jobs to fail over")
+    for job in jobs:  # the runs stopped themselves when their lease ran out, agent or not
+        stopped = tmp_path / "agent-work" / "runs" / AGENT_CENTER / job / "fenced"
+        p.wait(stopped.exists, 10, f"{job}'s run at {AGENT_CENTER} to stop itself")
     agent.proc.send_signal(signal.SIGCONT)
     agent.wait_for("fenced 2 runs")
     agent.wait_for("connected to the control plane", timeout=30)
@@ -243,4 +247,9 @@ def test_an_agent_stopped_past_its_lease_is_failed_over_and_fences_itself(
     assert sorted(markers.read_text().splitlines()) == sorted(jobs)  # each exactly once
     for job in jobs:
         events = p.api("GET", f"/v1/jobs/{job}/events")
-        assert any("unreachable" in str(e) for e in events), events
+        (lost,) = [e for e in events if e["to_state"] == "lost"]
+        assert "unreachable" in lost["detail"]["reason"], lost
+        # its run at the agent's center had stopped itself before the job was given up
+        fenced = tmp_path / "agent-work" / "runs" / AGENT_CENTER / job / "fenced"
+        stopped_at = datetime.fromisoformat(fenced.read_text().strip())
+        assert stopped_at < datetime.fromisoformat(lost["at"]), (stopped_at, lost["at"])

@@ -5,10 +5,13 @@ Lease and fencing. The control plane gives an agent's runs up only once the agen
 silent for longer than its lease plus a grace; the agent stops them itself before: when it has
 not heard from the control plane for longer than the lease (the last one it was given), it
 cancels every run it still has going and reports them ``lost`` when it reconnects ("fenced").
-So a job the control plane places again elsewhere is no longer running here. The executor is
-polled only while the agent is in contact (a Slurm executor renews its runs' own leases on each
-poll: polled without contact they would never stop by themselves), and the runs it has not
-polled are reported as they were last seen.
+So a job the control plane places again elsewhere is no longer running here. The runs also
+carry the lease themselves (the executor's ``lease_s``: a local run's watchdog, a Slurm run's
+wrapper): a run no poll has seen alive for the lease stops by itself, so runs stop in time
+even when the agent is stopped (``SIGSTOP``, a frozen machine) or killed and not restarted.
+The executor is polled only while the agent is in contact (each poll renews the runs' leases:
+polled without contact they would never stop by themselves), and the runs it has not polled
+are reported as they were last seen.
 
 Every instruction is applied idempotently: a run is started at most once per reference (the
 state file remembers it before its executor is asked, and executors are idempotent per job and
@@ -138,11 +141,19 @@ class Agent:
                 "agent of center %s connected to the control plane at %s (lease %g s, %d runs)",
                 self.center_id, self.client.base_url, answer.lease_s, len(self.state.runs),
             )  # fmt: skip
+        self._lease_runs(answer.lease_s)
         self._apply(answer)
         self.state.save(self.state_file)
         return not fresh
 
     # ------------------------------------------------------------------ lease
+
+    def _lease_runs(self, lease_s: float) -> None:
+        """Runs started from now on stop by themselves ``lease_s`` after the last poll that saw
+        them (an executor with a lease: local processes' watchdog, Slurm's wrapper), so they
+        stop even if this agent is stopped or killed and does not come back."""
+        if hasattr(self.executor, "lease_s"):
+            self.executor.lease_s = lease_s
 
     def _in_lease(self, now: float) -> bool:
         last = self.state.last_contact
@@ -159,27 +170,34 @@ class Agent:
         return seen is None or seen.state not in ENDED
 
     def _fence(self, now: float) -> None:
-        """Stop every run still going: the control plane may already have placed it again."""
+        """Stop every run still going: the control plane may already have placed it again.
+        A run that ended by itself meanwhile keeps its end; one its own lease stopped (the
+        executor reports it lost) is fenced like the others."""
         quiet = now - (self.state.last_contact or now)
-        self._poll()  # runs that ended meanwhile keep their own end
         going = [r for r in self.state.runs.values() if self._going(r)]
+        self._poll()
         reason = (
             f"stopped by the agent of center {self.center_id}: no contact with the control "
             f"plane for {quiet:.0f} s (lease {self.state.lease_s:g} s)"
         )
+        fenced = 0
         for run in going:
-            if run.local_ref is not None:
+            seen = self._seen.get(run.ref)
+            if seen is not None and seen.state in ENDED and seen.state is not JobState.LOST:
+                continue  # it ended by itself: its end is reported as it is
+            if run.local_ref is not None and (seen is None or seen.state not in ENDED):
                 try:
                     self.executor.cancel(run.local_ref)
                 except ExecutorError as exc:
                     log.error("could not stop run %s (%s): %s", run.ref, run.local_ref, exc)
                     continue
             run.reported = {"state": JobState.LOST.value, "reason": reason, "exit_code": None}
+            fenced += 1
         self.connected = False
         self.state.save(self.state_file)
         log.warning(
             "agent of center %s fenced %d runs: no contact with the control plane for %.0f s "
-            "(lease %g s)", self.center_id, len(going), quiet, self.state.lease_s,
+            "(lease %g s)", self.center_id, fenced, quiet, self.state.lease_s,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ reports
