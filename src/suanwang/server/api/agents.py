@@ -5,7 +5,8 @@ Authenticated by the center's agent token (``Authorization: Bearer swa_...``, ma
 agent token create``), which acts only for its own center: none or an unknown one is a 401, a
 token of another center a 403; an agent speaking another protocol version (header
 ``Suanwang-Agent-Protocol``) is a 409, and so is a center the control plane does not serve
-through an agent. All of these are decided before the body is read.
+through an agent. All of these are decided before the body is validated (a body that is not
+JSON at all is a 400 first).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ async def agent_center(
 @router.post(
     "/{center}/sync",
     responses={
+        400: {"model": ErrorResponse, "description": "the body could not be read"},
         401: {"model": ErrorResponse, "description": "missing or invalid agent token"},
         403: {"model": ErrorResponse, "description": "the token is another center's"},
         409: {
