@@ -93,8 +93,8 @@ class Platform:
         assert r.status_code < 300, r.text
         return r.json() if "json" in r.headers.get("content-type", "") else r.text
 
-    def submit(self, name: str, command: str) -> str:
-        body = {"name": name, "command": command, "resources": {"count": 1, "cpus": 1},
+    def submit(self, name: str, command: str, **extra: Any) -> str:
+        body = {**extra, "name": name, "command": command, "resources": {"count": 1, "cpus": 1},
                 "duration_s": 600, "kind": "interactive", "origin": "ningxia",
                 "stacks": ["cuda"]}  # fmt: skip
         job_id: str = self.api("POST", "/v1/jobs", json=body)["id"]
@@ -253,3 +253,33 @@ def test_an_agent_stopped_past_its_lease_is_failed_over_and_fences_itself(
         fenced = tmp_path / "agent-work" / "runs" / AGENT_CENTER / job / "fenced"
         stopped_at = datetime.fromisoformat(fenced.read_text().strip())
         assert stopped_at < datetime.fromisoformat(lost["at"]), (stopped_at, lost["at"])
+
+
+def test_a_checkpoint_moves_through_the_control_plane_from_an_agent_center(
+    platform: Platform, tmp_path: Path
+) -> None:
+    p = platform
+    markers = tmp_path / "markers"
+    agent = p.agent()
+    agent.wait_for("connected to the control plane")
+    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)
+    command = (
+        'if [ -n "$SUANWANG_RESUME_FROM" ]; then '
+        'echo "resumed at step $(cat "$SUANWANG_RESUME_FROM/step")"; '
+        f"echo $SUANWANG_JOB_ID >> {markers}; exit 0; fi; "
+        """trap 'echo 7 > "$SUANWANG_CHECKPOINT_DIR/step"; exit 85' USR1; """
+        "echo ready; while :; do sleep 0.1; done"
+    )
+    job = p.submit("movable", command, checkpointable=True)
+    p.wait(lambda: "ready" in p.api("GET", f"/v1/jobs/{job}/logs"), 60, "the run's log")
+    assert p.job(job)["center_id"] == AGENT_CENTER
+    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/undrain", key=p.operator)
+    p.api("POST", f"/v1/centers/{AGENT_CENTER}/drain", key=p.operator)  # its jobs move
+    ended = p.wait(lambda: _ended(p, job), 90, "the job to move and end")
+    assert (ended["state"], ended["center_id"]) == ("succeeded", LOCAL_CENTER)
+    assert "resumed at step 7" in p.api("GET", f"/v1/jobs/{job}/logs")
+    events = p.api("GET", f"/v1/jobs/{job}/events")
+    moves = [e for e in events if e["to_state"] == "migrating"]
+    assert moves and moves[0]["detail"]["center"] == AGENT_CENTER, events
+    assert any(e["detail"].get("event") == "checkpoint_requested" for e in events), events
+    assert markers.read_text().splitlines() == [job]

@@ -222,13 +222,15 @@ class AgentExecutor:
         if agent is None or agent.last_seen is None:
             raise ExecutorError(
                 self.name,
-                f"agent of center {self.center_id} has never synced "
-                "(start it: suanwang agent --center ...)",
+                f"agent of center {self.center_id} has never synced: the center is unreachable "
+                "until it does (start it: suanwang agent --center ...)",
             )
         quiet = self.silent_s(agent, self.clock())
         if quiet is not None:
             raise ExecutorError(
-                self.name, f"agent of center {self.center_id} silent for {quiet:.0f} s"
+                self.name,
+                f"agent of center {self.center_id} silent for {quiet:.0f} s: the center is "
+                "unreachable",
             )
         return agent
 
@@ -252,7 +254,9 @@ class AgentExecutor:
         return rows
 
     def _hand_over(self, sub: Submission, resume_from: str | None) -> str:
-        self._agent()  # a silent agent gets no new runs: the job is placed elsewhere
+        # a silent agent gets no new runs: the job is placed elsewhere, and the dispatcher
+        # marks the center unreachable ("unreachable" in the error), so it is not chosen again
+        self._agent()
         ref = agent_ref(self.center_id, sub, resume_from)
         now = self.clock()
         run = dict(
