@@ -87,6 +87,14 @@ class Platform:
         self.procs.append(proc)
         return Agent(proc, log)
 
+    def connected_agent(self) -> Agent:
+        """The agent of the agent center, once connected; the local center drained, so that
+        jobs go to the agent."""
+        agent = self.agent()
+        agent.wait_for("connected to the control plane")
+        self.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=self.operator)
+        return agent
+
     def api(self, method: str, path: str, key: str = "", **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {key or self.key}"}
         r = httpx.request(method, self.url + path, headers=headers, timeout=10, **kw)
@@ -167,9 +175,7 @@ def test_jobs_run_through_an_agent_with_their_exit_codes_and_logs(platform: Plat
     text = wrong.log.read_text()
     assert "this is the agent token of center zhongwei: it cannot act for center horinger" in text
     assert "Traceback" not in text
-    agent = p.agent()
-    agent.wait_for("connected to the control plane")
-    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)  # all go to the agent
+    agent = p.connected_agent()
     usage = 'echo \'{"tokens": 7}\' >> "$SUANWANG_USAGE_FILE"'
     good = p.submit("hello", f"echo hello-$SUANWANG_JOB_ID; {usage}")
     bad = p.submit("oops", "echo about to fail >&2; exit 3")
@@ -189,9 +195,7 @@ def test_an_agent_killed_mid_run_and_restarted_reconciles_its_run(
 ) -> None:
     p = platform
     marker = tmp_path / "marker"
-    agent = p.agent()
-    agent.wait_for("connected to the control plane")
-    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)
+    agent = p.connected_agent()
     job = p.submit("slow", f"echo $SUANWANG_JOB_ID >> {marker}; sleep 4; echo finished")
     p.wait(lambda: marker.exists() and marker.read_text(), 60, "the run to start")
     agent.proc.send_signal(signal.SIGKILL)
@@ -216,9 +220,7 @@ def test_an_agent_stopped_past_its_lease_is_failed_over_and_fences_itself(
 ) -> None:
     p = short_lease
     markers = tmp_path / "markers"
-    agent = p.agent()
-    agent.wait_for("connected to the control plane")
-    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)
+    agent = p.connected_agent()
     started = tmp_path / "started"
     jobs = [
         p.submit(
@@ -260,9 +262,7 @@ def test_a_checkpoint_moves_through_the_control_plane_from_an_agent_center(
 ) -> None:
     p = platform
     markers = tmp_path / "markers"
-    agent = p.agent()
-    agent.wait_for("connected to the control plane")
-    p.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=p.operator)
+    agent = p.connected_agent()
     command = (
         'if [ -n "$SUANWANG_RESUME_FROM" ]; then '
         'echo "resumed at step $(cat "$SUANWANG_RESUME_FROM/step")"; '
@@ -283,3 +283,4 @@ def test_a_checkpoint_moves_through_the_control_plane_from_an_agent_center(
     assert moves and moves[0]["detail"]["center"] == AGENT_CENTER, events
     assert any(e["detail"].get("event") == "checkpoint_requested" for e in events), events
     assert markers.read_text().splitlines() == [job]
+    assert agent.proc.poll() is None
