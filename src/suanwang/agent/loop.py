@@ -104,6 +104,7 @@ class Agent:
         self._seen: dict[str, ExecutorStatus] = {}  # ref -> last status polled
         self._capacity: CapacityReport | None = None
         self._logs_sent: dict[str, str] = {}  # ref -> digest of the log tail last accepted
+        self._why = ""  # why the last sync failed
 
     # ------------------------------------------------------------------ the loop
 
@@ -132,7 +133,7 @@ class Agent:
         if answer is None:
             return False
         was = self.connected
-        self.connected = True
+        self.connected, self._why = True, ""
         self.state.last_contact = sent_at
         self.state.lease_s = answer.lease_s
         self._logs_sent.update(digests)
@@ -317,8 +318,12 @@ class Agent:
                 "agent of center %s lost contact with the control plane (%s): its runs go on "
                 "for at most %g s", self.center_id, why, self.state.lease_s,
             )  # fmt: skip
-        else:
-            log.debug("control plane unreachable: %s", why)
+        elif why != self._why:  # said once, not at every attempt
+            log.warning(
+                "agent of center %s cannot sync with the control plane at %s: %s",
+                self.center_id, self.client.base_url, why,
+            )  # fmt: skip
+        self._why = why
         self.connected = False
 
     # ------------------------------------------------------------------ applying an answer

@@ -17,12 +17,12 @@ from typing import Annotated
 
 import typer
 
-from suanwang.cli.admin import _session, audit
+from suanwang.cli.admin import _known_centers, _session, audit
 from suanwang.cli.app import App
-from suanwang.cli.options import DbOption, JsonOption
+from suanwang.cli.options import DbOption, JsonOption, ScenarioOption
 from suanwang.cli.output import fail, print_json
 from suanwang.cli.serve import JsonLogsOption, UnsafeSharedUserOption, sandbox_for
-from suanwang.server.settings import DEFAULT_DB_URL
+from suanwang.server.settings import DEFAULT_DB_URL, DEFAULT_SCENARIO
 
 agent_app = App(
     help="Run a center's agent (connects out to the control plane), or make its token.",
@@ -133,12 +133,15 @@ def _run(
 def token_create(
     center: Annotated[str, typer.Option("--center", metavar="ID", help="the agent's center")],
     db: DbOption = DEFAULT_DB_URL,
+    scenario: ScenarioOption = DEFAULT_SCENARIO,
     as_json: JsonOption = False,
 ) -> None:
     """Make the agent token of a center and print it (shown this once; only its hash is
     stored). An earlier token of that center stops working."""
     from suanwang.server.agents.tokens import issue_token
 
+    if center not in _known_centers(scenario):
+        raise fail(f"--center {center!r}: no such center in scenario {scenario!r}")
     with _session(db) as session:
         try:
             token = issue_token(session, center, datetime.now(UTC))
