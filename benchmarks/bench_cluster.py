@@ -81,13 +81,18 @@ class Platform:
             if time.monotonic() > deadline:
                 raise SystemExit("the API did not start: " + str(self.root))
             time.sleep(0.2)
+        key = self.tenant()
+        for _ in range(workers):
+            self.worker()
+        return key
+
+    def tenant(self) -> str:
+        """A consumer tenant ``bench``; its API key."""
         made = subprocess.run(
             [sys.executable, "-m", "suanwang.cli", "tenants", "create", "bench", "--db", self.url,
              "--json"], env=self.env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         key: str = json.loads(made.stdout)["api_key"]
-        for _ in range(workers):
-            self.worker()
         return key
 
     def worker(self) -> subprocess.Popen[bytes]:

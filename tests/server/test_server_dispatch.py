@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from suanwang.executors.base import ExecutorStatus
 from suanwang.executors.local import LocalExecutor
 from suanwang.server.database.models import JobRow, RunFence
 from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.services.failover import Failover
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
 
@@ -275,5 +277,39 @@ def test_a_run_called_lost_is_given_up_only_once_it_cannot_still_run(
             fences = s.scalars(select(RunFence).where(RunFence.job_id == job["id"])).all()
             assert [(f.center_id, f.executor_ref) for f in fences] == [(center, ref)]
         assert ref not in live.lost_seen
+    finally:
+        ex.cancel(ref)
+
+
+def test_a_silent_center_is_failed_over_only_once_its_runs_cannot_still_run(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    live: LiveNetwork,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """The grace is the longer of ``lost_after_s`` and how long the center's runs may go on
+    without word from the platform (a Slurm run's lease and watchdog: ``stop_grace_s``)."""
+    job = submit(alice, name="slow", command="sleep 30", duration_s=60)
+    center, ref = _dispatched(client, sessions, live, alice, job["id"])
+    ex = live.executors[center]
+    ex.stop_grace_s = 8.0  # its runs stop themselves up to 8 s after their last lease renewal
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    now = [t0]
+    live.health.clock = lambda: now[0]
+    failover = Failover(sessions, live, lost_after_s=4.0)
+    try:
+        live.health.failed(center, "controller down")
+        now[0] = t0 + timedelta(seconds=5)  # past lost_after_s, within the run's grace
+        assert failover.fail_over() == 0
+        got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] in ("scheduled", "running"), got
+        now[0] = t0 + timedelta(seconds=8)
+        assert failover.fail_over() == 1
+        got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] == "pending"
+        evs = client.get(f"/v1/jobs/{job['id']}/events", headers=alice.headers).json()
+        lost = [e for e in evs if e["to_state"] == "lost"]
+        assert "grace 8 s" in lost[0]["detail"]["reason"], lost
     finally:
         ex.cancel(ref)

@@ -240,7 +240,17 @@ def test_chaos_a_controller_dies_mid_run_and_every_job_ends_once(
             for n, st, code, evs in bad
         )
         lines = markers.read_text().splitlines()
-        assert sorted(lines) == sorted(ids), "each job's marker exactly once"
+        twice = sorted({j for j in lines if lines.count(j) > 1} | (set(ids) - set(lines)))
+        assert sorted(lines) == sorted(ids), (
+            "each job's marker exactly once; not so:\n"
+            + "\n".join(
+                f"{j} x{lines.count(j)}: "
+                + "; ".join(
+                    f"{e['at']} {e['to_state']} {e['detail']}" for e in events(client, alice, j)
+                )
+                for j in twice
+            )
+        )
         assert any(e["to_state"] == "lost" for j in ids for e in events(client, alice, j))
     finally:
         p.close()

@@ -1,10 +1,11 @@
 """Failover, fencing, drain and migration: no accepted job is lost, none finishes twice.
 
 * **Failover.** A center whose executor has not answered for ``lost_after_s`` (``serve
-  --lost-after``, default 120 s) has its scheduled and running jobs marked ``lost`` and placed
-  again elsewhere; checkpointable ones resume from their last checkpoint. A run an executor
-  reports lost while its center answers (a node failure, a job the cluster forgot) takes the
-  same path at once.
+  --lost-after``, default 120 s; longer if its runs may go on longer without word from the
+  platform: the executor's ``stop_grace_s``) has its scheduled and running jobs marked
+  ``lost`` and placed again elsewhere; checkpointable ones resume from their last
+  checkpoint. A run an executor reports lost while its center answers (a node failure, a job
+  the cluster forgot) takes the same path at once.
 * **Fencing.** Every run given up on is remembered (``run_fences``). When its center answers
   again the run is cancelled there, so a copy recovered from saved state never runs next to
   the job's new run. (Slurm runs also carry a wrapper that never runs a finished job twice.)
@@ -91,11 +92,20 @@ class Failover:
                 self.live.health.ok(center)
                 log.info("center %s answers again", center)
 
+    def grace_s(self, center: str) -> float:
+        """How long ``center`` must be unreachable before its runs are given up:
+        ``lost_after_s``, or longer where the center's runs may go on longer without word
+        from the platform (the executor's ``stop_grace_s``: a Slurm run's lease and its
+        watchdog's period). Before that a run may still finish, or still be running, at the
+        center: placed again sooner, a job could run twice."""
+        executor = self.live.executors.get(center)
+        return max(self.lost_after_s, executor.stop_grace_s if executor is not None else 0.0)
+
     def fail_over(self) -> int:
         gone = [
             c
             for c in self.live.health.down()
-            if self.live.health.unreachable_s(c) >= self.lost_after_s
+            if self.live.health.unreachable_s(c) >= self.grace_s(c)
         ]
         if not gone:
             return 0
@@ -122,7 +132,7 @@ class Failover:
                     session,
                     row,
                     f"center {row.center_id} unreachable for {secs:.0f} s "
-                    f"(grace {self.lost_after_s:.0f} s)",
+                    f"(grace {self.grace_s(row.center_id or ''):.0f} s)",
                     self.live,
                 )
                 moved += 1

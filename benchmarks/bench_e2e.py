@@ -1,0 +1,371 @@
+"""End to end through the replicated control plane (issue 16): submission to ``running``.
+
+Run: .venv/bin/python benchmarks/bench_e2e.py [--workers 1 2 4] [--replicas 2] [--rate 100]
+         [--seconds 30] [--job-s 2] [--chaos] [--kill-every 10] [--restart-after 3] [--seed 1]
+
+For each worker count, on a fresh schema of database ``test`` at 127.0.0.1:5432: ``--replicas``
+API replicas (``suanwang serve --no-services``; the first migrates) and the workers
+(``suanwang worker``), all as processes of this machine, on the tiny test scenario with its four
+centers as local executors of ``--cpus`` CPUs each (64: at 100 jobs/s of 2 s the network is
+about 80% full; jobs in the sandbox, as by default). A load generator
+offers ``--rate`` one-CPU jobs a second for ``--seconds``, round robin over the replicas, each
+with an ``Idempotency-Key`` (a submission that fails on a dead replica is sent again, with the
+same key, to the next); every job appends ``start``, then after ``--job-s`` seconds ``end``,
+with times, to a file in its own run directory. Then it waits until every acknowledged job has
+ended and reads the database and the run directories:
+
+* throughput: jobs a second that reached ``running`` (first ``running`` event) while load was
+  offered, after a warm-up of 5 s; p50/p99 of submit→placed (``submitted_at`` to the first
+  ``scheduled`` event) and submit→running (to the first ``running`` event);
+* correctness: acknowledged jobs missing from the database (lost), jobs that did not succeed,
+  jobs whose runs overlap in time or that ended twice (ran twice, from the runs' own files),
+  and per center the most CPUs that placements made with room held at once (from the planned
+  start, ``start_at`` of the ``scheduled`` event, to the recorded end of the run: what the
+  placer counts) against its ``--cpus`` (over-commitment), and the most runs that really ran
+  at once (from the runs' files). Without quotas a job placed when every center is full is
+  queued at the center where the wait is least (docs/governance.md); those are not counted
+  as placed with room;
+* ``--chaos``: every ``--kill-every`` s a random process (an API replica or a worker, seeded)
+  gets ``kill -9`` and is started again ``--restart-after`` s later; leader takeovers (new
+  placement terms) are timed from the kill of a leader.
+
+One JSON line per worker count. Times come from the processes' clocks on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench_cluster import PG, TINY, Platform
+from bench_http import fresh_database
+
+CENTERS = ("coast-ai", "coast-hpc", "desert-ai", "desert-green")
+WARM_UP_S = 5.0
+QUEUED = "no planned room"  # the reason of a placement queued at a full center
+
+
+class Cluster(Platform):
+    """``replicas`` API replicas and workers; each process can be killed and started again."""
+
+    def __init__(self, url: str, root: Path, replicas: int, workers: int, cpus: int) -> None:
+        super().__init__(url, None, ["--max-defer-h", "0"], root)
+        self.cpus = cpus
+        self.config = root / "platform.yaml"
+        centers = [{"center_id": c, "executor": {"type": "local", "cpus": cpus, "cards": 0}}
+                   for c in CENTERS]  # fmt: skip
+        self.config.write_text(json.dumps({"scenario": TINY, "centers": centers}))
+        self.ports = [self.port + i for i in range(replicas)]
+        self.replicas: list[Any] = [None] * replicas
+        self.workers: list[Any] = [None] * workers
+
+    def replica(self, i: int) -> None:
+        self.replicas[i] = self.run("serve", "--db", self.url, "--scenario", TINY,
+                                    "--no-services", "--port", str(self.ports[i]))  # fmt: skip
+        self._healthy(self.ports[i])
+
+    def _healthy(self, port: int) -> None:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"replica on {port} did not start: {self.root}")
+            time.sleep(0.2)
+
+    def start_all(self) -> str:
+        self.replica(0)  # migrates the database first
+        for i in range(1, len(self.replicas)):
+            self.replica(i)
+        self.port = self.ports[0]
+        key = self.tenant()
+        for i in range(len(self.workers)):
+            self.start_worker(i)
+        return key
+
+    def start_worker(self, i: int) -> None:
+        self.workers[i] = self.run("worker", "--db", self.url, "--config", str(self.config),
+                                   "--executors-dir", str(self.root / "centers"),
+                                   *self.worker_args)  # fmt: skip
+
+
+def _job(i: int, job_s: float) -> dict[str, Any]:
+    cmd = (f'echo "start $(date +%s.%N)" >> ran; sleep {job_s}; '
+           f'echo "end $(date +%s.%N)" >> ran')  # fmt: skip
+    return {"name": f"e2e-{i}", "command": cmd, "duration_s": 60, "origin": "harbour",
+            "resources": {"cpus": 1}}  # fmt: skip
+
+
+async def offer(
+    ports: list[int], key: str, rate: float, seconds: float, job_s: float
+) -> tuple[dict[str, str], int, float]:
+    """Submit ``rate`` jobs a second for ``seconds``; returns (idempotency key -> job id of the
+    acknowledged, submissions retried, when the load began as epoch seconds)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=headers,
+                                 timeout=10, limits=limits) for p in ports]  # fmt: skip
+    acked: dict[str, str] = {}
+    retried = 0
+    total = int(rate * seconds)
+
+    async def one(i: int) -> None:
+        nonlocal retried
+        idem = f"e2e-{i}"
+        for attempt in range(60):
+            client = clients[(i + attempt) % len(clients)]
+            try:
+                r = await client.post("/v1/jobs", json=_job(i, job_s),
+                                      headers={"Idempotency-Key": idem})  # fmt: skip
+            except httpx.HTTPError:
+                r = None
+            if r is not None and r.status_code in (200, 201):
+                acked[idem] = r.json()["id"]
+                return
+            retried += 1
+            await asyncio.sleep(0.5)
+        print(json.dumps({"gave_up_on": idem}), flush=True)
+
+    began = time.time()
+    t0 = time.monotonic()
+    tasks = []
+    for i in range(total):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    for c in clients:
+        await c.aclose()
+    return acked, retried, began
+
+
+def _epoch(at: Any) -> float:
+    """Seconds since the epoch of a database time (naive ones are UTC)."""
+    if isinstance(at, datetime):
+        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    return float(at)
+
+
+def measure(c: Cluster, acked: dict[str, str], began: float, seconds: float) -> dict[str, Any]:
+    ids = list(acked.values())
+    jobs = {r[0]: (r[1], _epoch(r[2])) for r in c.sql(
+        "SELECT id, state, submitted_at FROM jobs WHERE id = ANY(%s)", ids)}  # fmt: skip
+    events: dict[str, list[tuple[float, str, str | None, float, bool]]] = defaultdict(list)
+    for job_id, at, to_state, center, start_at, reason in c.sql(
+        "SELECT job_id, at, to_state, detail->>'center', detail->>'start_at', "
+        "detail->>'reason' FROM job_events WHERE job_id = ANY(%s) ORDER BY id", ids,
+    ):  # fmt: skip
+        due = datetime.fromisoformat(start_at).timestamp() if start_at else 0.0
+        queued = (reason or "").startswith(QUEUED)
+        events[job_id].append((_epoch(at), to_state, center, max(_epoch(at), due), queued))
+    placed, running, started = [], [], []
+    held: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for job_id, evs in events.items():
+        sub = jobs[job_id][1]
+        first = {ev[1]: ev[0] for ev in reversed(evs)}
+        if "scheduled" in first:
+            placed.append(first["scheduled"] - sub)
+        if "running" in first:
+            running.append(first["running"] - sub)
+            started.append(first["running"])
+        # a placement made with room holds its units from its planned start to the recorded
+        # end of its run (what the placer counts); one queued at a full center (no quotas:
+        # "no planned room; queued where the wait is least") claims no room and is left out
+        holding: tuple[str, float] | None = None
+        for at, state, center, due, queued in evs:
+            if state == "running":
+                continue
+            if holding is not None:
+                where, since = holding
+                held[where] += [(since, +1), (max(at, since), -1)]
+                holding = None
+            if state == "scheduled" and not queued:
+                holding = (center or "?", due)
+    runs = _runs(c.root / "centers", ids)
+    twice = [j for j, rs in runs.items() if _twice(sorted((a, b) for _, a, b in rs))]
+    real: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for rs in runs.values():
+        for center, start, end in rs:
+            real[center] += [(start, +1), (end if end is not None else start, -1)]
+    peak = _peaks(held)
+    window = [t for t in started if began + WARM_UP_S <= t <= began + seconds]
+
+    def q(xs: list[float], p: float) -> float:
+        return round(statistics.quantiles(xs, n=100)[int(p) - 1], 3) if len(xs) > 1 else 0.0
+
+    return {
+        "acknowledged": len(acked),
+        "lost": len(set(ids) - set(jobs)),
+        "not_succeeded": sum(1 for s, _ in jobs.values() if s != "succeeded"),
+        "runs_read": sum(len(rs) for rs in runs.values()),
+        "ran_twice": twice,
+        "peak_cpus_placed_with_room": peak,
+        "peak_cpus_running": _peaks(real),
+        "over_capacity": sum(1 for v in peak.values() if v > c.cpus),
+        "to_running_per_s": round(len(window) / max(seconds - WARM_UP_S, 1e-9), 1),
+        "placed_p50_s": q(placed, 50), "placed_p99_s": q(placed, 99),
+        "running_p50_s": q(running, 50), "running_p99_s": q(running, 99),
+    }  # fmt: skip
+
+
+def _peaks(steps: dict[str, list[tuple[float, int]]]) -> dict[str, int]:
+    """The most held at once, per center, of +1/-1 steps in time (ends before starts)."""
+    out = {}
+    for center, xs in steps.items():
+        now = top = 0
+        for _, d in sorted(xs):
+            now += d
+            top = max(top, now)
+        out[center] = top
+    return out
+
+
+def _runs(root: Path, ids: list[str]) -> dict[str, list[tuple[str, float, float | None]]]:
+    """Every run of the jobs, from the file each run wrote in its directory
+    (``root/<center>/<run>/work/ran``): its center, start and end (None: it did not end)."""
+    out: dict[str, list[tuple[str, float, float | None]]] = defaultdict(list)
+    wanted = set(ids)
+    for ran in root.glob("*/*/work/ran"):
+        job_id = next((j for j in wanted if ran.parent.parent.name.startswith(j)), None)
+        if job_id is None:
+            continue
+        start = end = None
+        for line in ran.read_text().splitlines():
+            kind, _, at = line.partition(" ")
+            if kind == "start":
+                start = float(at)
+            elif kind == "end":
+                end = float(at)
+        if start is not None:
+            out[job_id].append((ran.parents[2].name, start, end))
+    return out
+
+
+def _twice(runs: list[tuple[float, float | None]]) -> bool:
+    """Whether runs (by start) ended more than once or overlapped in time."""
+    ended = sum(1 for _, e in runs if e is not None)
+    overlap = any(a_end is not None and b_start < a_end
+                  for (_, a_end), (b_start, _) in itertools.pairwise(runs))  # fmt: skip
+    return ended > 1 or overlap
+
+
+def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
+          stop: threading.Event, log: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Kill a random replica or worker every ``every`` s; start it again later."""
+    while not stop.wait(every):
+        kinds = [("replica", i) for i in range(len(c.replicas))] + [
+            ("worker", i) for i in range(len(c.workers))]  # fmt: skip
+        kind, i = rng.choice(kinds)
+        proc = (c.replicas if kind == "replica" else c.workers)[i]
+        leader = c.sql("SELECT t.term, m.pid FROM leader_terms t JOIN cluster_members m "
+                       "ON m.id = t.holder WHERE t.duty = 'placement'")  # fmt: skip
+        was_leader = bool(leader) and int(leader[0][1]) == proc.pid
+        term = int(leader[0][0]) if leader else 0
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        t0 = time.monotonic()
+        entry: dict[str, Any] = {"killed": f"{kind} {i}", "leader": was_leader}
+        if was_leader:
+            while (got := c.sql("SELECT term FROM leader_terms WHERE duty = 'placement'")) and \
+                    int(got[0][0]) <= term and time.monotonic() - t0 < 60:  # fmt: skip
+                time.sleep(0.02)
+            entry["takeover_s"] = round(time.monotonic() - t0, 2)
+        log.append(entry)
+        time.sleep(max(0.0, restart_after - (time.monotonic() - t0)))
+        c.sql("DELETE FROM cluster_members WHERE pid = %s", proc.pid)
+        if kind == "replica":
+            c.replica(i)
+        else:
+            c.start_worker(i)
+
+
+def wait_final(c: Cluster, ids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    final = "('succeeded', 'failed', 'cancelled')"
+    while time.monotonic() < deadline:
+        left = c.sql(f"SELECT count(*) FROM jobs WHERE id = ANY(%s) AND state NOT IN {final}", ids)
+        if int(left[0][0]) == 0:
+            return
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[str]:
+    """A directory for the processes' files, removed afterwards unless ``keep``."""
+    if keep:
+        yield tempfile.mkdtemp(prefix="bench-e2e-")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as d:
+        yield d
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--replicas", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=100.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--job-s", type=float, default=2.0)
+    ap.add_argument("--chaos", action="store_true")
+    ap.add_argument("--kill-every", type=float, default=10.0)
+    ap.add_argument("--restart-after", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cpus", type=int, default=64, help="CPUs of each center's executor")
+    ap.add_argument("--keep", action="store_true", help="keep the database schema and files")
+    args = ap.parse_args()
+    for workers in args.workers:
+        with fresh_database(PG, keep=args.keep) as url, _workdir(args.keep) as d:
+            if args.keep:
+                print(json.dumps({"kept": {"db": url, "dir": d}}), flush=True)
+            c = Cluster(url, Path(d), args.replicas, workers, args.cpus)
+            kills: list[dict[str, Any]] = []
+            stop = threading.Event()
+            try:
+                key = c.start_all()
+                time.sleep(3)  # the workers elect a placer
+                killer = threading.Thread(
+                    target=chaos,
+                    args=(c, random.Random(args.seed), args.kill_every, args.restart_after, stop,
+                          kills), daemon=True)  # fmt: skip
+                if args.chaos:
+                    killer.start()
+                acked, retried, began = asyncio.run(
+                    offer(c.ports, key, args.rate, args.seconds, args.job_s))  # fmt: skip
+                stop.set()
+                if args.chaos:
+                    killer.join()
+                wait_final(c, list(acked.values()), timeout=300 + args.seconds)
+                row = {"workers": workers, "replicas": args.replicas, "rate": args.rate,
+                       "seconds": args.seconds, "chaos": args.chaos, "retried": retried,
+                       **measure(c, acked, began, args.seconds)}  # fmt: skip
+                if args.chaos:
+                    row["kills"] = kills
+            finally:
+                stop.set()
+                c.stop()
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
