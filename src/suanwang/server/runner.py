@@ -104,15 +104,12 @@ def configured_executors(
     sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen)
     *,
     sessions: sessionmaker[Session] | None = None,
-    lost_after_s: float | None = None,
 ) -> dict[str, Executor]:
     """One executor per center of the platform file (local ones keep their runs under root
     and run jobs in ``sandbox``; agent centers' work through the database of ``sessions``,
     which they are declared in).
 
     ``lease_s`` is the default lease of Slurm runs (see :mod:`suanwang.executors.slurm`).
-    ``lost_after_s`` (``serve --lost-after``): an agent center's lease and grace must fit in
-    it, or its jobs could be placed again while its agent may still run them.
     """
     known = {c.id for c in scenario.centers}
     unknown = [c.center_id for c in cfg.centers if c.center_id not in known]
@@ -122,7 +119,7 @@ def configured_executors(
     for c in cfg.centers:
         ex = c.executor
         if isinstance(ex, AgentExecutorConfig):
-            out[c.center_id] = _agent_executor(c.center_id, ex, sessions, lost_after_s)
+            out[c.center_id] = _agent_executor(c.center_id, ex, sessions)
         else:
             out[c.center_id] = executor_for(c.center_id, ex, root, lease_s, sandbox)
     return out
@@ -173,19 +170,12 @@ def executor_for(
 
 
 def _agent_executor(
-    center: str,
-    ex: AgentExecutorConfig,
-    sessions: sessionmaker[Session] | None,
-    lost_after_s: float | None,
+    center: str, ex: AgentExecutorConfig, sessions: sessionmaker[Session] | None
 ) -> AgentExecutor:
+    """An agent center's executor, declared in the database (its lease: the sync answers it).
+    Failover gives its runs up after its ``stop_grace_s`` (lease + grace) at the earliest."""
     if sessions is None:
         raise ValueError(f"center {center}: an agent center needs the platform's database")
-    if lost_after_s is not None and ex.lease_s + ex.grace_s > lost_after_s:
-        raise ValueError(
-            f"center {center}: the agent's lease_s + grace_s ({ex.lease_s + ex.grace_s:g} s) "
-            f"exceed --lost-after ({lost_after_s:g} s): its jobs would be placed again while "
-            "its agent may still run them (shorten the lease or lengthen --lost-after)"
-        )
     agent = AgentExecutor(sessions, center, lease_s=ex.lease_s, grace_s=ex.grace_s)
     agent.declare()
     return agent
@@ -363,7 +353,6 @@ def build_services(
             lost_after_s / 2,
             sandbox=sandbox,
             sessions=sessions,
-            lost_after_s=lost_after_s,
         )
         scenario = live_scenario(scenario, executors)
         net = Network(scenario)
