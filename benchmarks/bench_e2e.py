@@ -6,8 +6,10 @@ Run: .venv/bin/python benchmarks/bench_e2e.py [--workers 1 2 4] [--replicas 2] [
 For each worker count, on a fresh schema of database ``test`` at 127.0.0.1:5432: ``--replicas``
 API replicas (``suanwang serve --no-services``; the first migrates) and the workers
 (``suanwang worker``), all as processes of this machine, on the tiny test scenario with its four
-centers as local executors of ``--cpus`` CPUs each (64: at 100 jobs/s of 2 s the network is
-about 80% full; jobs in the sandbox, as by default). A load generator
+centers as local executors of ``--cpus`` CPUs each (jobs in the sandbox, as by default; the
+three with a CPU pool take 3 x 256 jobs at once by default). With ``--agents`` each center is
+served by a ``suanwang agent`` process that runs the jobs, connected to a replica (lease 30 s).
+A load generator
 offers ``--rate`` one-CPU jobs a second for ``--seconds``, round robin over the replicas, each
 with an ``Idempotency-Key`` (a submission that fails on a dead replica is sent again, with the
 same key, to the next); every job appends ``start``, then after ``--job-s`` seconds ``end``,
@@ -25,9 +27,9 @@ ended and reads the database and the run directories:
   at once (from the runs' files). Without quotas a job placed when every center is full is
   queued at the center where the wait is least (docs/governance.md); those are not counted
   as placed with room;
-* ``--chaos``: every ``--kill-every`` s a random process (an API replica or a worker, seeded)
-  gets ``kill -9`` and is started again ``--restart-after`` s later; leader takeovers (new
-  placement terms) are timed from the kill of a leader.
+* ``--chaos``: every ``--kill-every`` s a random process (an API replica, a worker or an
+  agent, seeded) gets ``kill -9`` and is started again ``--restart-after`` s later; leader
+  takeovers (new placement terms) are timed from the kill of a leader.
 
 One JSON line per worker count. Times come from the processes' clocks on this machine.
 """
@@ -43,6 +45,8 @@ import os
 import random
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -58,6 +62,7 @@ from bench_cluster import PG, TINY, Platform
 from bench_http import fresh_database
 
 CENTERS = ("coast-ai", "coast-hpc", "desert-ai", "desert-green")
+AGENT_LEASE_S = 30.0  # an agent center's lease (--agents)
 WARM_UP_S = 5.0
 QUEUED = "no planned room"  # the reason of a placement queued at a full center
 
@@ -65,13 +70,21 @@ QUEUED = "no planned room"  # the reason of a placement queued at a full center
 class Cluster(Platform):
     """``replicas`` API replicas and workers; each process can be killed and started again."""
 
-    def __init__(self, url: str, root: Path, replicas: int, workers: int, cpus: int) -> None:
+    def __init__(
+        self, url: str, root: Path, replicas: int, workers: int, cpus: int, agents: bool
+    ) -> None:
         super().__init__(url, None, ["--max-defer-h", "0"], root)
         self.cpus = cpus
         self.config = root / "platform.yaml"
-        centers = [{"center_id": c, "executor": {"type": "local", "cpus": cpus, "cards": 0}}
-                   for c in CENTERS]  # fmt: skip
+        local = {"type": "local", "cpus": cpus, "cards": 0}
+        entry = {"type": "agent", "lease_s": AGENT_LEASE_S} if agents else local
+        centers = [{"center_id": c, "executor": entry} for c in CENTERS]
         self.config.write_text(json.dumps({"scenario": TINY, "centers": centers}))
+        self.agents: list[Any] = [None] * (len(CENTERS) if agents else 0)
+        for center in CENTERS if agents else ():
+            (root / f"agent-{center}.yaml").write_text(
+                json.dumps({"executor": local, "work_dir": str(root / "agents" / center)})
+            )
         self.ports = [self.port + i for i in range(replicas)]
         self.replicas: list[Any] = [None] * replicas
         self.workers: list[Any] = [None] * workers
@@ -101,7 +114,24 @@ class Cluster(Platform):
         key = self.tenant()
         for i in range(len(self.workers)):
             self.start_worker(i)
+        for i in range(len(self.agents)):
+            center = CENTERS[i]
+            made = subprocess.run(
+                [sys.executable, "-m", "suanwang.cli", "agent", "token", "create", "--center",
+                 center, "--db", self.url], env=self.env, capture_output=True, text=True,
+                check=True,
+            )  # fmt: skip
+            (self.root / f"agent-{center}.token").write_text(made.stdout.rsplit(" ", 1)[-1])
+            self.start_agent(i)
         return key
+
+    def start_agent(self, i: int) -> None:
+        center = CENTERS[i]
+        self.agents[i] = self.run("agent", "--center", center, "--url",
+                                  f"http://127.0.0.1:{self.ports[i % len(self.ports)]}",
+                                  "--token-file", str(self.root / f"agent-{center}.token"),
+                                  "--config", str(self.root / f"agent-{center}.yaml"),
+                                  "--every", "0.5")  # fmt: skip
 
     def start_worker(self, i: int) -> None:
         self.workers[i] = self.run("worker", "--db", self.url, "--config", str(self.config),
@@ -202,7 +232,7 @@ def measure(c: Cluster, acked: dict[str, str], began: float, seconds: float) -> 
                 holding = None
             if state == "scheduled" and not queued:
                 holding = (center or "?", due)
-    runs = _runs(c.root / "centers", ids)
+    runs = _runs(c.root, ids)
     twice = [j for j, rs in runs.items() if _twice(sorted((a, b) for _, a, b in rs))]
     real: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for rs in runs.values():
@@ -243,10 +273,11 @@ def _peaks(steps: dict[str, list[tuple[float, int]]]) -> dict[str, int]:
 
 def _runs(root: Path, ids: list[str]) -> dict[str, list[tuple[str, float, float | None]]]:
     """Every run of the jobs, from the file each run wrote in its directory
-    (``root/<center>/<run>/work/ran``): its center, start and end (None: it did not end)."""
+    (``.../<center>/<run>/work/ran``, under the workers' or the agents' directories): its
+    center, start and end (None: it did not end)."""
     out: dict[str, list[tuple[str, float, float | None]]] = defaultdict(list)
     wanted = set(ids)
-    for ran in root.glob("*/*/work/ran"):
+    for ran in root.glob("**/work/ran"):
         job_id = next((j for j in wanted if ran.parent.parent.name.startswith(j)), None)
         if job_id is None:
             continue
@@ -275,9 +306,10 @@ def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
     """Kill a random replica or worker every ``every`` s; start it again later."""
     while not stop.wait(every):
         kinds = [("replica", i) for i in range(len(c.replicas))] + [
-            ("worker", i) for i in range(len(c.workers))]  # fmt: skip
+            ("worker", i) for i in range(len(c.workers))] + [
+            ("agent", i) for i in range(len(c.agents))]  # fmt: skip
         kind, i = rng.choice(kinds)
-        proc = (c.replicas if kind == "replica" else c.workers)[i]
+        proc = {"replica": c.replicas, "worker": c.workers, "agent": c.agents}[kind][i]
         leader = c.sql("SELECT t.term, m.pid FROM leader_terms t JOIN cluster_members m "
                        "ON m.id = t.holder WHERE t.duty = 'placement'")  # fmt: skip
         was_leader = bool(leader) and int(leader[0][1]) == proc.pid
@@ -294,10 +326,7 @@ def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
         log.append(entry)
         time.sleep(max(0.0, restart_after - (time.monotonic() - t0)))
         c.sql("DELETE FROM cluster_members WHERE pid = %s", proc.pid)
-        if kind == "replica":
-            c.replica(i)
-        else:
-            c.start_worker(i)
+        {"replica": c.replica, "worker": c.start_worker, "agent": c.start_agent}[kind](i)
 
 
 def wait_final(c: Cluster, ids: list[str], timeout: float) -> None:
@@ -331,14 +360,15 @@ def main() -> None:
     ap.add_argument("--kill-every", type=float, default=10.0)
     ap.add_argument("--restart-after", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--cpus", type=int, default=64, help="CPUs of each center's executor")
+    ap.add_argument("--cpus", type=int, default=256, help="CPUs of each center's executor")
     ap.add_argument("--keep", action="store_true", help="keep the database schema and files")
+    ap.add_argument("--agents", action="store_true", help="each center served by an agent")
     args = ap.parse_args()
     for workers in args.workers:
         with fresh_database(PG, keep=args.keep) as url, _workdir(args.keep) as d:
             if args.keep:
                 print(json.dumps({"kept": {"db": url, "dir": d}}), flush=True)
-            c = Cluster(url, Path(d), args.replicas, workers, args.cpus)
+            c = Cluster(url, Path(d), args.replicas, workers, args.cpus, args.agents)
             kills: list[dict[str, Any]] = []
             stop = threading.Event()
             try:
@@ -356,7 +386,8 @@ def main() -> None:
                 if args.chaos:
                     killer.join()
                 wait_final(c, list(acked.values()), timeout=300 + args.seconds)
-                row = {"workers": workers, "replicas": args.replicas, "rate": args.rate,
+                row = {"workers": workers, "replicas": args.replicas, "agents": args.agents,
+                       "rate": args.rate,
                        "seconds": args.seconds, "chaos": args.chaos, "retried": retried,
                        **measure(c, acked, began, args.seconds)}  # fmt: skip
                 if args.chaos:

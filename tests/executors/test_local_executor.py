@@ -233,7 +233,7 @@ def test_what_a_job_leaves_running_in_its_group_is_stopped_when_it_ends(tmp_path
     without looking further: ``with_token``'s empty-group answer). Unsandboxed, where ``$!``
     is this host's pid (a sandboxed job's processes end with its PID namespace)."""
     ex = LocalExecutor(tmp_path, CENTER, cpus=4, cards=0, sandbox=SharedUser())
-    ref = ex.submit(job("bg", "sleep 300 & echo $! > bg.pid"))
+    ref = ex.submit(job("bg", "sleep 300 & echo $! > bg.tmp && mv bg.tmp bg.pid"))
     done = ex.submit(job("clean", "true"))
     bg = work(tmp_path, "bg") / "bg.pid"
     wait_until(bg.exists, what="the background process to start")

@@ -30,7 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.server.app import create_app
 from suanwang.server.database.models import (
     Account,
+    AgentRun,
     BillingSetting,
+    CenterAgent,
     CenterDrain,
     CenterOwner,
     ClusterMember,
@@ -130,6 +132,7 @@ def client(app: FastAPI, sessions: sessionmaker[Session]) -> Iterator[TestClient
             PublishedApp, RunFence, CenterDrain, JobEvent, JobRow, CenterOwner, Tenant,
             ClusterMember, LeaderTerm,  # the replicated control plane (issue 16)
             TenantUsage,  # the placer's saved fair-share usage
+            AgentRun, CenterAgent,  # center agents (issue 16)
         ):  # fmt: skip
             session.execute(delete(table))
     forget_admission_config()  # its settings were just deleted

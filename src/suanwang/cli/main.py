@@ -8,6 +8,7 @@ import typer
 
 from suanwang.cli import keys as _keys  # noqa: F401  (registers ``suanwang tenants keys``)
 from suanwang.cli.admin import tenants_app
+from suanwang.cli.agent import register as register_agent
 from suanwang.cli.app import App
 from suanwang.cli.audit import register as register_audit
 from suanwang.cli.billing import register as register_billing
@@ -76,6 +77,7 @@ register_trading(app)  # offers, reservations
 register_quota(app)  # quota set|show|rm|changes (issue 14)
 register_audit(app)  # suanwang audit (issue 15)
 register_status(app)  # suanwang status: replicas, workers, leaders (issue 16)
+register_agent(app)  # suanwang agent, suanwang agent token create (issue 16)
 
 
 def main() -> None:

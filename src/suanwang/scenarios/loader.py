@@ -154,7 +154,10 @@ _compose = safe_yaml
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
-    """Line (1-based) of the YAML node at path ``loc``, or of its deepest existing parent."""
+    """Line (1-based) of the YAML node at path ``loc``, or of its deepest existing parent.
+
+    A step of ``loc`` that names the mapping's ``type`` (pydantic puts a tagged union's tag in
+    the path: ``executor.local.cpus``) stays on that mapping."""
     best = node.start_mark.line + 1 if node is not None else None
     for key in loc:
         if isinstance(node, yaml.MappingNode):
@@ -164,6 +167,9 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
                     nxt = v
                     best = k.start_mark.line + 1
                     break
+            tags = [v.value for k, v in node.value if k.value == "type"]
+            if nxt is None and tags == [str(key)]:
+                continue
             node = nxt
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
             node = node.value[key] if key < len(node.value) else None

@@ -25,10 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanwang import __version__, web
+from suanwang.agent.protocol import MAX_SYNC_BODY_BYTES
 from suanwang.core.jobs import ANY_ACCELERATOR
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.api import (
+    agents,
     apps,
     audit,
     billing,
@@ -60,27 +62,32 @@ log = logging.getLogger("suanwang.server")
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent.
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent;
+    ``larger``: paths starting with these prefixes may send up to so many bytes (an agent's
+    sync carries the tails of its runs' logs).
 
-    The body is read (at most ``max_bytes`` + one chunk) before the app sees the request and
+    The body is read (at most the limit + one chunk) before the app sees the request and
     then replayed, so the app never starts on a body it would have to abandon.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((n for p, n in self.larger.items() if path.startswith(p)), self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 if not value.isdigit():
                     await _error(send, 400, "invalid Content-Length header")
                     return
-                if int(value) > self.max_bytes:
-                    await self._too_large(send)
+                if int(value) > limit:
+                    await self._too_large(send, limit)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -91,8 +98,8 @@ class BodySizeLimit:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -104,8 +111,8 @@ class BodySizeLimit:
 
         await self.app(scope, replayed, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await _error(send, 413, f"request body over {self.max_bytes} bytes")
+    async def _too_large(self, send: Send, limit: int) -> None:
+        await _error(send, 413, f"request body over {limit} bytes")
 
 
 class InFlightLimit:
@@ -356,7 +363,11 @@ def create_app(
     )
     # the last added runs first: a body is read before the request takes one of the slots
     app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
-    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=cfg.max_body_bytes,
+        larger={"/v1/agents/": max(cfg.max_body_bytes, MAX_SYNC_BODY_BYTES)},
+    )
     app.add_middleware(RequestId)  # every answer, a 413 too, carries X-Request-ID
     app.add_middleware(SecurityHeaders)  # outermost: every answer has them, a 413 too
     app.include_router(health.router)
@@ -373,6 +384,7 @@ def create_app(
     app.include_router(keys.router)  # API keys (issue 15)
     app.include_router(audit.router)  # the audit log (issue 15)
     app.include_router(cluster.router)  # replicas, workers and leaders (issue 16)
+    app.include_router(agents.router)  # center agents' syncs (issue 16)
     app.include_router(console.router)  # the console's page at / and its two JSON routes
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     return app

@@ -19,6 +19,8 @@
           contain: true                  # jobs in bubblewrap: no network, own PIDs (optional)
       - center_id: beijing-yizhuang
         executor: {type: local, cpus: 256, cards: 64}
+      - center_id: qingyang       # behind its own firewall: its agent connects out to us
+        executor: {type: agent, lease_s: 30}   # grace_s: 10 (optional)
 
 In live mode only the centers listed here receive jobs. A tenant not in a Slurm center's
 ``accounts`` has no jobs placed there, unless ``unsafe_shared_user: true`` lets such tenants'
@@ -34,7 +36,7 @@ line and field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -98,7 +100,21 @@ class SlurmExecutorConfig(_Strict):
         return self
 
 
-ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="type")]
+class AgentExecutorConfig(_Strict):
+    """A center reached through its agent (``suanwang agent``, docs/centers.md "Agents"): the
+    agent stops its runs itself after ``lease_s`` without contact; the control plane gives
+    them up ``grace_s`` later at the earliest (``serve --lost-after`` must cover both)."""
+
+    type: Literal["agent"]
+    lease_s: float = Field(30.0, gt=0, le=86400)
+    grace_s: float = Field(10.0, ge=0, le=86400)
+
+
+ExecutorEntry = LocalExecutorConfig | SlurmExecutorConfig
+
+ExecutorConfig = Annotated[
+    LocalExecutorConfig | SlurmExecutorConfig | AgentExecutorConfig, Field(discriminator="type")
+]
 
 
 class CenterConfig(_Strict):
@@ -111,8 +127,20 @@ class PlatformConfig(_Strict):
     centers: list[CenterConfig] = Field(min_length=1)
 
 
-def load_platform_config(path: Path) -> PlatformConfig:
-    """Read and check a platform file; relative paths become absolute (relative to the file)."""
+class AgentConfig(_Strict):
+    """An agent's file (``suanwang agent --config``): its center's own executor, the same
+    entry as a platform file's ``local`` or ``slurm`` one, and where it keeps its state and
+    local runs (relative to the file)."""
+
+    executor: Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="type")]
+    work_dir: str = "agent-work"
+
+
+_File = TypeVar("_File", PlatformConfig, AgentConfig)
+
+
+def _validated(path: Path, model: type[_File]) -> tuple[_File, Any]:
+    """The file read and checked as ``model`` (and its YAML node, for line numbers)."""
     file = str(path)
     try:
         text = path.read_text()
@@ -120,7 +148,7 @@ def load_platform_config(path: Path) -> PlatformConfig:
         raise ScenarioError([Problem(file, None, "", f"cannot read: {exc.strerror}")]) from None
     data, node = _compose(text, file)
     try:
-        cfg = PlatformConfig.model_validate(data)
+        return model.model_validate(data), node
     except ValidationError as exc:
         raise ScenarioError(
             [
@@ -128,6 +156,43 @@ def load_platform_config(path: Path) -> PlatformConfig:
                 for e in exc.errors()
             ]
         ) from None
+
+
+def _absolute_paths(ex: ExecutorEntry, base: Path) -> ExecutorEntry:
+    """A Slurm entry's paths made absolute (relative to ``base``)."""
+    if not isinstance(ex, SlurmExecutorConfig):
+        return ex
+
+    def absolute(p: str) -> str:
+        return str(base / p) if not Path(p).is_absolute() else p
+
+    return ex.model_copy(
+        update={
+            "token_file": absolute(ex.token_file),
+            "output_dir": absolute(ex.output_dir),
+            "account_tokens": ex.account_tokens and absolute(ex.account_tokens),
+            "shared_dirs": [absolute(d) for d in ex.shared_dirs],
+        }
+    )
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    """Read and check an agent's file; relative paths become absolute (relative to the file)."""
+    cfg, _ = _validated(path, AgentConfig)
+    base = path.resolve().parent
+    work = Path(cfg.work_dir)
+    return cfg.model_copy(
+        update={
+            "executor": _absolute_paths(cfg.executor, base),
+            "work_dir": str(work if work.is_absolute() else base / work),
+        }
+    )
+
+
+def load_platform_config(path: Path) -> PlatformConfig:
+    """Read and check a platform file; relative paths become absolute (relative to the file)."""
+    file = str(path)
+    cfg, node = _validated(path, PlatformConfig)
     seen: dict[str, int] = {}
     problems = []
     for i, c in enumerate(cfg.centers):
@@ -144,26 +209,15 @@ def load_platform_config(path: Path) -> PlatformConfig:
     if problems:
         raise ScenarioError(problems)
     base = path.resolve().parent
-
-    def absolute(p: str) -> str:
-        return str(base / p) if not Path(p).is_absolute() else p
-
     centers = []
     for c in cfg.centers:
         ex = c.executor
-        if isinstance(ex, SlurmExecutorConfig):
-            ex = ex.model_copy(
-                update={
-                    "token_file": absolute(ex.token_file),
-                    "output_dir": absolute(ex.output_dir),
-                    "account_tokens": ex.account_tokens and absolute(ex.account_tokens),
-                    "shared_dirs": [absolute(d) for d in ex.shared_dirs],
-                }
-            )
+        if not isinstance(ex, AgentExecutorConfig):
+            ex = _absolute_paths(ex, base)
         centers.append(c.model_copy(update={"executor": ex}))
     scenario = cfg.scenario
     if "/" in scenario or (base / scenario).is_dir():
-        scenario = absolute(scenario)
+        scenario = scenario if Path(scenario).is_absolute() else str(base / scenario)
     return cfg.model_copy(update={"scenario": scenario, "centers": centers})
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
@@ -19,6 +20,7 @@ from suanwang.executors.local import LocalExecutor, Sandbox, SharedUser
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.cluster import (
     DUTIES,
     HEARTBEAT_S,
@@ -39,7 +41,12 @@ from suanwang.server.database.session import (
     session_factory,
 )
 from suanwang.server.models.governance import load_governance
-from suanwang.server.platform_config import LocalExecutorConfig, PlatformConfig
+from suanwang.server.platform_config import (
+    AgentExecutorConfig,
+    LocalExecutorConfig,
+    PlatformConfig,
+    SlurmExecutorConfig,
+)
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.failover import Failover, Migrations
 from suanwang.server.services.live import LiveNetwork
@@ -95,9 +102,12 @@ def configured_executors(
     root: Path,
     lease_s: float = 60.0,
     sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen)
+    *,
+    sessions: sessionmaker[Session] | None = None,
 ) -> dict[str, Executor]:
     """One executor per center of the platform file (local ones keep their runs under root
-    and run jobs in ``sandbox``).
+    and run jobs in ``sandbox``; agent centers' work through the database of ``sessions``,
+    which they are declared in).
 
     ``lease_s`` is the default lease of Slurm runs (see :mod:`suanwang.executors.slurm`).
     """
@@ -108,41 +118,67 @@ def configured_executors(
     out: dict[str, Executor] = {}
     for c in cfg.centers:
         ex = c.executor
-        if isinstance(ex, LocalExecutorConfig):
-            out[c.center_id] = LocalExecutor(
-                root, c.center_id, cpus=ex.cpus, cards=ex.cards, sandbox=sandbox
-            )
+        if isinstance(ex, AgentExecutorConfig):
+            out[c.center_id] = _agent_executor(c.center_id, ex, sessions)
         else:
-            slurm = out[c.center_id] = SlurmExecutor(
-                c.center_id,
-                ex.url,
-                ex.token_file,
-                ex.user,
-                ex.output_dir,
-                partition=ex.partition,
-                api_version=ex.api_version,
-                timeout_s=ex.timeout_s,
-                lease_s=ex.lease_s or lease_s,
-                accounts=ex.accounts,
-                account_tokens=ex.account_tokens,
-                unsafe_shared_user=ex.unsafe_shared_user,
-                contain=ex.contain,
-                shared_dirs=ex.shared_dirs,
-            )
-            if not slurm.contain:
-                log.warning(
-                    "center %s: contain is off: its jobs share the compute node's network and "
-                    "see its processes (they may reach the platform's database if it is there)",
-                    c.center_id,
-                )
-            if ex.unsafe_shared_user:
-                log.warning(
-                    "center %s: unsafe_shared_user: tenants without an account there run as "
-                    "%s, all under one account, and can read each other's files and output",
-                    c.center_id,
-                    ex.user,
-                )
+            out[c.center_id] = executor_for(c.center_id, ex, root, lease_s, sandbox)
     return out
+
+
+def executor_for(
+    center: str,
+    ex: LocalExecutorConfig | SlurmExecutorConfig,
+    root: Path,
+    lease_s: float = 60.0,
+    sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen)
+) -> Executor:
+    """The executor a center's entry in a platform file (or an agent's file) describes: a
+    local one keeps its runs under ``root``; ``lease_s``: a Slurm run's lease unless the entry
+    sets one."""
+    if isinstance(ex, LocalExecutorConfig):
+        return LocalExecutor(root, center, cpus=ex.cpus, cards=ex.cards, sandbox=sandbox)
+    slurm = SlurmExecutor(
+        center,
+        ex.url,
+        ex.token_file,
+        ex.user,
+        ex.output_dir,
+        partition=ex.partition,
+        api_version=ex.api_version,
+        timeout_s=ex.timeout_s,
+        lease_s=ex.lease_s or lease_s,
+        accounts=ex.accounts,
+        account_tokens=ex.account_tokens,
+        unsafe_shared_user=ex.unsafe_shared_user,
+        contain=ex.contain,
+        shared_dirs=ex.shared_dirs,
+    )
+    if not slurm.contain:
+        log.warning(
+            "center %s: contain is off: its jobs share the compute node's network and "
+            "see its processes (they may reach the platform's database if it is there)",
+            center,
+        )
+    if ex.unsafe_shared_user:
+        log.warning(
+            "center %s: unsafe_shared_user: tenants without an account there run as "
+            "%s, all under one account, and can read each other's files and output",
+            center,
+            ex.user,
+        )
+    return slurm
+
+
+def _agent_executor(
+    center: str, ex: AgentExecutorConfig, sessions: sessionmaker[Session] | None
+) -> AgentExecutor:
+    """An agent center's executor, declared in the database (its lease: the sync answers it).
+    Failover gives its runs up after its ``stop_grace_s`` (lease + grace) at the earliest."""
+    if sessions is None:
+        raise ValueError(f"center {center}: an agent center needs the platform's database")
+    agent = AgentExecutor(sessions, center, lease_s=ex.lease_s, grace_s=ex.grace_s)
+    agent.declare()
+    return agent
 
 
 def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenario:
@@ -308,9 +344,15 @@ def build_services(
     else:
         require_migrated(engine)
     scenario = load_scenario(settings.scenario)
+    sessions = session_factory(engine)
     if config is not None:
         executors = configured_executors(
-            config, scenario, executors_root, lost_after_s / 2, sandbox=sandbox
+            config,
+            scenario,
+            executors_root,
+            lost_after_s / 2,
+            sandbox=sandbox,
+            sessions=sessions,
         )
         scenario = live_scenario(scenario, executors)
         net = Network(scenario)
@@ -319,7 +361,6 @@ def build_services(
         executors = local_executors(
             net, executors_root, centers, like_scenario=local_like_scenario, sandbox=sandbox
         )
-    sessions = session_factory(engine)
     signals = SignalCache(scenario, seed=settings.signals_seed)
     clock = lambda: datetime.now(UTC)  # noqa: E731
     live = LiveNetwork(

@@ -19,6 +19,9 @@ Layout under ``root/<center>/``::
     <run>/checkpoint/       $SUANWANG_CHECKPOINT_DIR (unless the submission names one)
     <run>/usage.jsonl       $SUANWANG_USAGE_FILE: the tokens the run reports it served
     <run>/checkpoint_requested, <run>/cancelled   markers (time of the request)
+    <run>/lease, <run>/fenced   with ``lease_s`` (an agent's executor): the lease every poll
+                            that sees the run alive renews, and the mark of its watchdog
+                            when it stopped the run because the lease ran out (``lost``)
     <run>/final.json        the terminal status, written once
 
 A run's id is its job id; a resumed run's is ``<job id>.resume-<hash of the checkpoint dir>``.

@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -38,6 +39,8 @@ from suanwang.executors.base import (
 )
 from suanwang.executors.local.processes import (
     ENV_RUN_TOKEN,
+    UNWATCH,
+    WATCHDOG,
     WRAPPER,
     Proc,
     alive,
@@ -73,6 +76,11 @@ from suanwang.executors.local.sandbox import (
 #: environment holds secrets (database url, keys) that are none of a job's business.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
+#: The run's lease (touched by every poll that sees it alive) and the mark its watchdog leaves
+#: when the lease ran out and it stopped the run.
+LEASE_FILE = "lease"
+FENCED_FILE = "fenced"
+
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
 
@@ -102,6 +110,7 @@ class LocalExecutor:
         kill_grace_s: float = 5.0,
         launch_grace_s: float = 5.0,
         sandbox: Sandbox | SharedUser = Sandbox(),  # noqa: B008 (frozen: shared safely)
+        lease_s: float | None = None,
     ) -> None:
         if not _SAFE_ID.fullmatch(center_id):
             raise ValueError(f"center_id {center_id!r}: use letters, digits, '_', '.', '-'")
@@ -109,6 +118,9 @@ class LocalExecutor:
             raise ValueError(f"slots must be >= 0 (got cpus={cpus}, cards={cards})")
         self.name = f"local:{center_id}"
         self.stop_grace_s = 0.0  # a process this executor reports lost is gone
+        #: runs started from now on stop themselves once no poll has seen them alive for this
+        #: long (None: they never do); see :data:`~.processes.WATCHDOG`
+        self.lease_s = lease_s
         self.center_id = center_id
         self.cpus = cpus
         self.cards = cards
@@ -138,9 +150,16 @@ class LocalExecutor:
         return self._submit(sub, f"{base_run(sub)}.resume-{digest}", resume_from=str(path))
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
+        """Statuses of ``refs``; with a lease, every run seen alive gets its lease renewed."""
         with self._locked():
             self._tick()
-            return {ref: self._status(ref) for ref in refs}
+            out = {ref: self._status(ref) for ref in refs}
+            if self.lease_s is not None:
+                for ref, status in out.items():
+                    if status.state is JobState.RUNNING:
+                        with contextlib.suppress(OSError, ExecutorError):
+                            os.utime(self._run_dir(ref) / LEASE_FILE, follow_symlinks=False)
+            return out
 
     def cancel(self, ref: str) -> None:
         with self._locked():
@@ -263,8 +282,18 @@ class LocalExecutor:
                 # the sandbox survives the run's signals (ignored), the job gets them back
                 sandboxed = self._contain(sub, account, tmp, final, ckpt, resume_from)
                 launch = f"(trap '' USR1 TERM; exec {shlex.join(sandboxed + program)})"
+            watchdog = unwatch = ""
+            if self.lease_s is not None:
+                watchdog = WATCHDOG.format(
+                    lease=shlex.quote(str(final / LEASE_FILE)),
+                    limit=max(1, math.ceil(self.lease_s)),
+                    fenced=shlex.quote(str(final / FENCED_FILE)),
+                )
+                unwatch = UNWATCH
             wrapper = WRAPPER.format(
                 work=shlex.quote(str(final / "work")),
+                watchdog=watchdog,
+                unwatch=unwatch,
                 launch=launch,
                 exit_tmp=shlex.quote(str(final / "exit_code.tmp")),
                 exit_code=shlex.quote(str(final / "exit_code")),
@@ -377,6 +406,7 @@ class LocalExecutor:
             )
         )
         env[ENV_RUN_TOKEN] = token
+        write_atomic(run / LEASE_FILE, "")  # a lease from now (used if the run has a watchdog)
         write_atomic(run / "started_at", now().isoformat())
         try:
             proc = spawn_wrapper(run, env)
@@ -427,6 +457,9 @@ class LocalExecutor:
         signal_all(members, signal.SIGKILL)
         code = read_int(run / "exit_code")
         requested = (run / "checkpoint_requested").exists()
+        if code is None and (run / FENCED_FILE).exists():
+            why = "stopped by its lease: no poll saw it alive for longer than the lease"
+            return self._finalize(run, JobState.LOST, None, why)
         if cancelled_at is not None:
             return self._finalize(run, JobState.CANCELLED, code, "cancelled")
         if code is None:

@@ -23,10 +23,29 @@ WRAPPER = """#!/bin/sh
 # to its default in the job, so the job may trap it).
 trap : USR1
 cd {work} || exit 1
-{launch}
+{watchdog}{launch}
 code=$?
-echo "$code" > {exit_tmp} && mv -f {exit_tmp} {exit_code}
+{unwatch}echo "$code" > {exit_tmp} && mv -f {exit_tmp} {exit_code}
 """
+
+#: The lease watchdog of a run (``LocalExecutor(lease_s=...)``), started by the wrapper before
+#: the job: once a second it checks the age of the run's lease file, which every poll that sees
+#: the run alive touches; past the lease it marks the run fenced and kills the run's whole
+#: process group (the wrapper too: no exit code is recorded). It ignores the checkpoint signal
+#: the group gets (a cancel's SIGTERM ends it with the rest); the wrapper kills it when the job
+#: ends.
+WATCHDOG = """pgid=$(cut -d' ' -f5 /proc/$$/stat)
+( trap '' USR1; while sleep 1; do
+    age=$(( $(date +%s) - $(stat -c %Y {lease} 2>/dev/null || echo 0) ))
+    if [ "$age" -gt {limit} ]; then
+      echo "suanwang: no word from the platform for $age s (lease {limit} s): stopping this run"
+      date -u +%Y-%m-%dT%H:%M:%S+00:00 > {fenced}
+      kill -KILL -"$pgid"; exit 0
+    fi
+  done ) &
+watchdog=$!
+"""
+UNWATCH = 'kill -KILL "$watchdog" 2>/dev/null\n'
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@
   trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
   compute quotas, classes and budgets, their changes, and their saved fair-share usage;
   :mod:`.audit`: the append-only audit log (tenants' API keys are in :mod:`.tenants`);
-  :mod:`.cluster`: leaders' terms and the cluster's members (replicas and workers).
+  :mod:`.cluster`: leaders' terms and the cluster's members (replicas and workers);
+  :mod:`.agents`: agent centers and the runs handed to their agents.
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
 as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are UUID strings
@@ -15,6 +16,7 @@ as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Ids are
 registers every table on ``Base.metadata`` (what migrations and ``create_all`` see).
 """
 
+from suanwang.server.database.models.agents import AgentRun, CenterAgent
 from suanwang.server.database.models.apps import PublishedApp
 from suanwang.server.database.models.audit import AuditEntry
 from suanwang.server.database.models.base import NAMING, Base, new_id, utcnow
@@ -37,10 +39,12 @@ from suanwang.server.database.models.types import Money, Quantity, UnitPrice, UT
 __all__ = [
     "NAMING",
     "Account",
+    "AgentRun",
     "ApiKey",
     "AuditEntry",
     "Base",
     "BillingSetting",
+    "CenterAgent",
     "CenterDrain",
     "CenterOwner",
     "ClusterMember",

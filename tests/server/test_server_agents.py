@@ -1,0 +1,277 @@
+"""Agent centers on the control plane's side: the executor over the database, the sync, the
+route's authentication, the platform file (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pinned import NOW
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+
+from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, SyncAnswer, SyncRequest
+from suanwang.core.lifecycle import JobState
+from suanwang.executors.base import ExecutorError, Submission
+from suanwang.scenarios.loader import ScenarioError, load_scenario
+from suanwang.server.agents.executor import AgentExecutor
+from suanwang.server.agents.sync import NotAnAgentCenter, sync
+from suanwang.server.agents.tokens import issue_token
+from suanwang.server.database.models import AgentRun
+from suanwang.server.platform_config import AgentExecutorConfig, load_platform_config
+from suanwang.server.runner import configured_executors
+
+CENTER = "qingyang"
+
+
+class Clock:
+    def __init__(self, at: datetime = NOW) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def sub(job: str = "job-1", attempt: int = 0, **kw: Any) -> Submission:
+    return Submission(
+        job_id=job, name=job, command="echo hi", script=None, attempt=attempt,
+        checkpoint_dir=f"/ckpt/{job}", **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def agent(client: TestClient, sessions: sessionmaker[Session]) -> AgentExecutor:
+    ex = AgentExecutor(sessions, CENTER, lease_s=5, grace_s=2, clock=Clock())
+    ex.declare()
+    return ex
+
+
+def report(ref: str, state: str, **kw: Any) -> dict[str, Any]:
+    return {"ref": ref, "state": state, **kw}
+
+
+def synced(
+    sessions: sessionmaker[Session], runs: list[dict[str, Any]], at: datetime = NOW, **kw: Any
+) -> SyncAnswer:
+    body = {"version": "test", "capacity": {"slots_cpus": 8, "slots_cards": 2, "used_cpus": 1,
+            "used_cards": 0}, "runs": runs, **kw}  # fmt: skip
+    with sessions.begin() as session:
+        return sync(session, CENTER, SyncRequest.model_validate(body), at)
+
+
+def hand_over(agent: AgentExecutor, s: Submission, resume_from: str | None = None) -> str:
+    ref = agent.resume(s, resume_from) if resume_from else agent.submit(s)
+    assert agent.flush()
+    return ref
+
+
+def test_a_run_is_handed_over_once_started_by_the_agent_and_reported(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    synced(sessions, [])  # the agent is there
+    ref = hand_over(agent, sub())
+    assert hand_over(agent, sub()) == ref  # idempotent per job and attempt
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AgentRun)) == 1
+    assert agent.poll([ref])[ref].state is JobState.SCHEDULED
+    first = synced(sessions, [])
+    assert [s.ref for s in first.start] == [ref]
+    assert first.start[0].submission["job_id"] == "job-1" and first.lease_s == 5
+    # the answer was lost: the agent does not report it, so it is sent again
+    assert [s.ref for s in synced(sessions, []).start] == [ref]
+    answer = synced(sessions, [report(ref, "running", started_at=NOW.isoformat())])
+    assert answer.start == [] and answer.forget == []
+    assert agent.poll([ref])[ref].state is JobState.RUNNING
+    assert agent.recorded_exit(ref) is None
+    ended = report(ref, "succeeded", exit_code=0, log_tail="hello\n", usage={"tokens": 42})
+    assert synced(sessions, [ended]).forget == [ref]
+    status = agent.poll([ref])[ref]
+    assert (status.state, status.exit_code) == (JobState.SUCCEEDED, 0)
+    assert agent.recorded_exit(ref) == 0
+    assert agent.logs(ref) == "hello\n" and agent.logs(ref, 3) == "lo\n"
+    assert agent.reported_usage(ref).tokens == 42
+    # a late report of a forgotten run changes nothing
+    assert synced(sessions, [report(ref, "failed", exit_code=1)]).forget == [ref]
+    assert agent.poll([ref])[ref].state is JobState.SUCCEEDED
+    assert agent.capacity().slots_cpus == 8
+
+
+def test_resumed_runs_and_attempts_are_runs_of_their_own(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    synced(sessions, [])
+    refs = {hand_over(agent, sub()), hand_over(agent, sub(attempt=1)),
+            hand_over(agent, sub(attempt=1), "/ckpt/a")}  # fmt: skip
+    assert len(refs) == 3
+    starts = {s.ref: s.resume_from for s in synced(sessions, []).start}
+    assert set(starts) == refs and sorted(filter(None, starts.values())) == ["/ckpt/a"]
+
+
+def test_unknown_refs_are_lost_and_a_silent_agent_is_unreachable(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    with pytest.raises(ExecutorError, match="never synced: the center is unreachable"):
+        agent.poll(["agent:qingyang/x"])
+    with pytest.raises(ExecutorError, match="never synced"):
+        agent.submit(sub())
+    synced(sessions, [], every_s=2.0)
+    assert agent.poll(["agent:qingyang/x"])["agent:qingyang/x"].state is JobState.LOST
+    clock = agent.clock
+    assert isinstance(clock, Clock)
+    clock.at = NOW + timedelta(seconds=6)  # three periods of 2 s: not yet silent
+    agent.capacity()
+    clock.at = NOW + timedelta(seconds=7)
+    with pytest.raises(ExecutorError, match="silent for 7 s: the center is unreachable"):
+        agent.poll(["agent:qingyang/x"])
+    with pytest.raises(ExecutorError, match="silent"):
+        agent.capacity()
+    assert agent.stop_grace_s == 7
+
+
+def test_cancel_before_start_never_starts_and_cancel_of_a_running_run_is_passed_on(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    synced(sessions, [])
+    early, running = hand_over(agent, sub("early")), hand_over(agent, sub("running"))
+    assert {s.ref for s in synced(sessions, []).start} == {early, running}
+    agent.cancel(early)
+    agent.cancel(early)  # idempotent
+    assert agent.flush()
+    answer = synced(sessions, [report(running, "running")])
+    assert answer.start == [] and answer.cancel == []
+    assert agent.poll([early])[early].state is JobState.CANCELLED
+    agent.cancel(running)
+    assert agent.flush()
+    assert synced(sessions, [report(running, "running")]).cancel == [running]
+    done = synced(sessions, [report(running, "cancelled", exit_code=143)])
+    assert done.forget == [running] and done.cancel == []
+
+
+def test_checkpoint_is_asked_of_running_runs_only(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    synced(sessions, [])
+    ref = hand_over(agent, sub())
+    with pytest.raises(ExecutorError, match="not started yet"):
+        agent.checkpoint(ref)
+    synced(sessions, [report(ref, "running")])
+    assert agent.checkpoint(ref) == "/ckpt/job-1"
+    assert agent.flush()
+    assert synced(sessions, [report(ref, "running")]).checkpoint == [ref]
+    synced(sessions, [report(ref, "migrating", exit_code=85)])
+    assert agent.checkpoint(ref) == "/ckpt/job-1"  # already checkpointed: idempotent
+    assert agent.poll([ref])[ref].state is JobState.MIGRATING
+
+
+def test_a_run_the_agent_no_longer_holds_is_lost_and_strangers_are_stopped(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    synced(sessions, [])
+    ref = hand_over(agent, sub())
+    synced(sessions, [report(ref, "running")])
+    answer = synced(sessions, [report("agent:qingyang/stranger", "running")])
+    assert answer.cancel == ["agent:qingyang/stranger"]
+    assert answer.forget == ["agent:qingyang/stranger"]
+    status = agent.poll([ref])[ref]
+    assert status.state is JobState.LOST and "no longer holds" in status.reason
+    assert agent.recorded_exit(ref) is None  # lost: it has no end of its own
+
+
+def test_a_center_nobody_declared_an_agent_center_is_refused(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    with pytest.raises(NotAnAgentCenter), sessions.begin() as session:
+        sync(session, "zhongwei", SyncRequest(version="x"), NOW)
+
+
+# --------------------------------------------------------------------------- the route
+
+
+def _token(sessions: sessionmaker[Session], center: str) -> str:
+    with sessions.begin() as session:
+        return issue_token(session, center, NOW)
+
+
+def test_the_sync_route_acts_only_for_its_own_centers_agent(
+    client: TestClient, agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    token, other = _token(sessions, CENTER), _token(sessions, "zhongwei")
+    url = f"/v1/agents/{CENTER}/sync"
+    good = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
+    body = {"version": "1.0", "runs": []}
+
+    def post(headers: dict[str, str], payload: Any = body, path: str = url) -> Any:
+        return client.post(path, json=payload, headers=headers)
+
+    r = post({})
+    assert r.status_code == 401 and "missing agent token" in r.json()["detail"]
+    r = post({**good, "Authorization": "Bearer swa_wrong"})
+    assert r.status_code == 401 and "invalid agent token" in r.json()["detail"]
+    r = post({**good, "Authorization": f"Bearer {other}"})
+    assert r.status_code == 403
+    assert r.json()["detail"] == (
+        "this is the agent token of center zhongwei: it cannot act for center qingyang"
+    )
+    r = post({**good, PROTOCOL_HEADER: "0"})
+    assert r.status_code == 409 and "speaks protocol 0" in r.json()["detail"]
+    r = post({k: v for k, v in good.items() if k != PROTOCOL_HEADER})
+    assert r.status_code == 409 and "incompatible agent" in r.json()["detail"]
+    r = post({**good, "Authorization": f"Bearer {other}"}, path="/v1/agents/zhongwei/sync")
+    assert r.status_code == 409 and "not served through an agent" in r.json()["detail"]
+    for bad in ({"runs": []}, {"version": "1", "runs": [{"ref": "x", "state": "dancing"}]},
+                {"version": "1", "surprise": 1}, [1, 2]):  # fmt: skip
+        r = post(good, bad)
+        assert r.status_code == 422, r.text
+    r = post(good)
+    assert r.status_code == 200 and r.json()["lease_s"] == 5
+    with pytest.raises(ExecutorError, match="sent no capacity"):
+        agent.capacity()
+    # a rotated token replaces the old one
+    newer = _token(sessions, CENTER)
+    assert post(good).status_code == 401
+    assert post({**good, "Authorization": f"Bearer {newer}"}).status_code == 200
+
+
+def test_a_sync_may_carry_more_than_the_apis_usual_body_limit(
+    client: TestClient, agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    token = _token(sessions, CENTER)
+    headers = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
+    synced(sessions, [])
+    ref = hand_over(agent, sub())
+    big = "x" * (200 * 1024) + "\nend\n"
+    body = {"version": "1", "runs": [report(ref, "succeeded", exit_code=0, log_tail=big)]}
+    r = client.post(f"/v1/agents/{CENTER}/sync", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert agent.logs(ref).endswith("end\n")
+
+
+# --------------------------------------------------------------------------- the platform file
+
+
+def test_the_platform_file_takes_agent_centers_with_their_lease(
+    tmp_path: Path, sessions: sessionmaker[Session], client: TestClient
+) -> None:
+    path = tmp_path / "platform.yaml"
+    path.write_text(textwrap.dedent("""\
+        scenario: china
+        centers:
+          - center_id: qingyang
+            executor: {type: agent, lease_s: -3}
+        """))  # fmt: skip
+    with pytest.raises(ScenarioError) as err:
+        load_platform_config(path)
+    assert "platform.yaml:4: centers[0].executor.agent.lease_s" in str(err.value)
+    path.write_text(path.read_text().replace("lease_s: -3", "lease_s: 20, grace_s: 5"))
+    cfg = load_platform_config(path)
+    assert cfg.centers[0].executor == AgentExecutorConfig(type="agent", lease_s=20, grace_s=5)
+    scenario = load_scenario("china")
+    with pytest.raises(ValueError, match="an agent center needs the platform's database"):
+        configured_executors(cfg, scenario, tmp_path)
+    (ex,) = configured_executors(cfg, scenario, tmp_path, sessions=sessions).values()
+    # failover waits at least this long (lease + grace) before it gives the runs up
+    assert isinstance(ex, AgentExecutor) and ex.stop_grace_s == 25
