@@ -118,10 +118,10 @@ class Cluster(Platform):
             center = CENTERS[i]
             made = subprocess.run(
                 [sys.executable, "-m", "suanwang.cli", "agent", "token", "create", "--center",
-                 center, "--db", self.url], env=self.env, capture_output=True, text=True,
-                check=True,
+                 center, "--db", self.url, "--scenario", TINY, "--json"], env=self.env,
+                capture_output=True, text=True, check=True,
             )  # fmt: skip
-            (self.root / f"agent-{center}.token").write_text(made.stdout.rsplit(" ", 1)[-1])
+            (self.root / f"agent-{center}.token").write_text(json.loads(made.stdout)["token"])
             self.start_agent(i)
         return key
 
