@@ -364,6 +364,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database schema and files")
     ap.add_argument("--agents", action="store_true", help="each center served by an agent")
     args = ap.parse_args()
+    # stopped with SIGTERM, stop the processes and drop the schema too (the finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for workers in args.workers:
         with fresh_database(PG, keep=args.keep) as url, _workdir(args.keep) as d:
             if args.keep:

@@ -121,6 +121,7 @@ class LocalExecutor:
         #: runs started from now on stop themselves once no poll has seen them alive for this
         #: long (None: they never do); see :data:`~.processes.WATCHDOG`
         self.lease_s = lease_s
+        self._sizes: dict[str, tuple[int, int]] = {}  # run -> (cpus, cards): see _size
         self.center_id = center_id
         self.cpus = cpus
         self.cards = cards
@@ -305,7 +306,7 @@ class LocalExecutor:
             # directory (dropped at the next tick), never a run nobody looks at
             (self._active / run_id).touch()
             os.rename(tmp, final)
-            self._tick()
+            self._tick(observe=False)
         return ref
 
     def _account(self, sub: Submission) -> Account | None:
@@ -357,8 +358,15 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ the tick
 
-    def _tick(self) -> tuple[int, int]:
+    def _tick(self, observe: bool = True) -> tuple[int, int]:
         """Observe every unfinished run, start queued ones that fit; return (cpus, cards) used.
+
+        ``observe=False`` (a submission): runs are not looked at, only counted, each launched
+        and not yet finalized one as holding its slots, so the new run starts at once if it
+        fits beside them and waits otherwise for the next observing tick (a poll), which
+        finalizes what has ended and starts it. Observing every run reads several files of
+        each (and looked through the host's processes for each that ended): per submission,
+        with hundreds of runs, that was most of a placer's hand-over (``bench_e2e.py``).
 
         Caller holds the lock.
         """
@@ -369,16 +377,19 @@ class LocalExecutor:
             if not run.is_dir():
                 entry.unlink(missing_ok=True)
                 continue
-            status = self._observe(run)
-            if status.state.is_terminal or status.state is JobState.MIGRATING:
+            if observe:
+                status = self._observe(run)
+                if status.state.is_terminal or status.state is JobState.MIGRATING:
+                    continue
+            elif (run / "final.json").exists():
                 continue
-            sub = self._load(run)["submission"]
+            cpus, cards = self._size(run)
             if (run / "queued").exists():
                 seq = int(json.loads((run / "queued").read_text())["seq"])
-                waiting.append((seq, entry.name, run, sub["cpus"], sub["cards"]))
+                waiting.append((seq, entry.name, run, cpus, cards))
             else:
-                used_cpus += sub["cpus"]
-                used_cards += sub["cards"]
+                used_cpus += cpus
+                used_cards += cards
         for _, _, run, cpus, cards in sorted(waiting):
             if used_cpus + cpus > self.cpus or used_cards + cards > self.cards:
                 break  # strict FIFO: a big job at the head is not overtaken by small ones
@@ -386,6 +397,14 @@ class LocalExecutor:
                 used_cpus += cpus
                 used_cards += cards
         return used_cpus, used_cards
+
+    def _size(self, run: Path) -> tuple[int, int]:
+        """The (cpus, cards) a run holds, read once (a run's submission never changes)."""
+        size = self._sizes.get(run.name)
+        if size is None:
+            sub = self._load(run)["submission"]
+            size = self._sizes[run.name] = (int(sub["cpus"]), int(sub["cards"]))
+        return size
 
     def _launch(self, run: Path) -> bool:
         """Start a queued run. Caller holds the lock. False if it could not be started."""
