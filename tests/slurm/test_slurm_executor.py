@@ -247,6 +247,23 @@ def test_a_contained_job_cannot_forge_its_recorded_exit_nor_rewrite_its_text(
     assert (run_dir / "checkpoint" / "state").read_text() == "saved\n"
 
 
+def test_a_contained_job_of_the_shared_user_keeps_to_its_part_too(slurm_testbed: Testbed) -> None:
+    """``unsafe_shared_user``: the run's directories are everyone's (``0777``), its usage file
+    too; contained, the job still writes only its own part."""
+    c = slurm_testbed.clusters[0]
+    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
+                       partition="suanwang", unsafe_shared_user=True) as ex:  # fmt: skip
+        s = sub(FORGER, tenant="carol")  # no account of her own
+        ref = ex.submit(s)
+        run_dir = ex.output_dir / run_name(s)
+        modes = [(run_dir / p).stat().st_mode & 0o777 for p in ("work", "usage.jsonl")]
+        assert modes == [0o777, 0o666]
+        assert final(ex, ref) is JobState.FAILED and ex.recorded_exit(ref) == 3
+        assert (run_dir / "job").read_text() == FORGER + "\n"
+        assert ex.reported_usage(ref) == RunUsage(7)
+        assert (run_dir / "work" / "mine").read_text() == "mine\n"
+
+
 def test_a_contained_job_cannot_hold_its_lease_itself(
     slurm_testbed: Testbed, shared_tmp: Path
 ) -> None:
