@@ -7,7 +7,10 @@ installed; no shared directories), run a probe as their own accounts: PostgreSQL
 every user for the test), the host's processes, the other tenant's run directory: every try
 fails; and a directory every user may write to on the host: the file lands in the sandbox's
 memory, never on the host. The same probe, uncontained (``contain: false``), reaches what it
-can: so the probe is not blind. The balances, the ledger and ``ledger verify`` are the same
+can: so the probe is not blind. Each probe also tries to forge its run's records (an early exit
+code the wrapper cannot replace, its own text rewritten): contained, the platform reads the real
+end and the text as submitted; uncontained, the forgery stands (containment is what protects
+them). The balances, the ledger and ``ledger verify`` are the same
 afterwards (the jobs' own charges at most).
 """
 
@@ -20,11 +23,12 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from slurm_platform import FINAL, SMALL, Platform, events, get, run_until
+from slurm_platform import FINAL, SMALL, Platform, events, get, ref_of, run_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.executors.slurm import SlurmExecutor
 from suanwang.server.database.models import Account, LedgerTransaction
 from suanwang.server.models.billing.verify import verify
 from suanwang.testbed import slurm
@@ -49,10 +53,10 @@ PROBE = textwrap.dedent(
                 return "read" if f.read(16) else "empty"
         except OSError:
             return "refused"
-    def write(path):
+    def write(path, text="from a job"):
         try:
             with open(path, "w") as f:
-                f.write("from a job")
+                f.write(text)
             return "written"
         except OSError:
             return "refused"
@@ -65,6 +69,15 @@ PROBE = textwrap.dedent(
     print("outside:", write({outside!r}))
     print("other:", read({other!r}))
     print("slurmd:", "seen" if "slurmd" in procs else "unseen", len(procs))
+    # its run's records, next to its usage file: an end of its own (which the wrapper could not
+    # replace: exit_code.tmp a directory) and its own text
+    run = os.path.dirname(os.environ["SUANWANG_USAGE_FILE"])
+    print("exit_code:", write(os.path.join(run, "exit_code"), "7"))
+    try:
+        os.mkdir(os.path.join(run, "exit_code.tmp"))
+    except OSError:
+        pass
+    print("job:", write(os.path.join(run, "job"), "forged"))
     with open("mine", "w") as f:
         f.write("ok")
     print("own: written")
@@ -113,6 +126,14 @@ def _run(client: TestClient, p: Platform, who: Any, job: dict[str, Any]) -> dict
     return dict(line.split(": ", 1) for line in log.splitlines() if ": " in line)
 
 
+def _records(client: TestClient, p: Platform, who: Any, job: dict[str, Any]) -> tuple[Any, str]:
+    """The end the run of ``job`` recorded, as the platform reads it, and the job's text."""
+    ex = p.executors[get(client, who, job["id"])["center_id"]]
+    ref = ref_of(p.sessions, job["id"])
+    assert isinstance(ex, SlurmExecutor) and ref is not None
+    return ex.recorded_exit(ref), (ex.output_dir / ref.split(":", 1)[1] / "job").read_text()
+
+
 def _probe(db: str, outside: Path, other: Path) -> dict[str, Any]:
     """The job spec of a probe (a Python script)."""
     script = PROBE.format(socket=str(PG_SOCKET), db=db, outside=str(outside), other=str(other))
@@ -134,13 +155,16 @@ def test_two_tenants_jobs_reach_neither_the_database_nor_the_host(
     platform = Platform(app, sessions, slurm_testbed, shared_tmp, shared_dirs=[])
     try:
         assert all(ex.contain for ex in platform.executors.values())  # the default here
-        a = submit(alice, name="a", **_probe(readable_db, shared_tmp / "from-a", shared_tmp / "no"))
+        probe_a = _probe(readable_db, shared_tmp / "from-a", shared_tmp / "no")
+        a = submit(alice, name="a", **probe_a)
         books = _books(sessions)
         assert books[2] == []
         found_a = _run(client, platform, alice, a)
         run_a = Path(slurm_testbed.cluster(get(client, alice, a["id"])["center_id"]).jobs_dir)
         run_a /= f"sw-{a['id']}"
-        b = submit(bob, name="b", **_probe(readable_db, shared_tmp / "from-b", run_a / "mine"))
+        mine = run_a / "work" / "mine"  # its cwd
+        probe_b = _probe(readable_db, shared_tmp / "from-b", mine)
+        b = submit(bob, name="b", **probe_b)
         found_b = _run(client, platform, bob, b)
     finally:
         platform.close()
@@ -153,7 +177,11 @@ def test_two_tenants_jobs_reach_neither_the_database_nor_the_host(
     assert found_b["other"] == "refused", found_b
     # a write outside its directories lands in the sandbox's own memory, never on the host
     assert not (shared_tmp / "from-a").exists() and not (shared_tmp / "from-b").exists()
-    assert (run_a / "mine").read_text() == "ok"  # alice's own directory: hers to write
+    assert mine.read_text() == "ok"  # alice's own directory: hers to write
+    # the records of their runs are the wrappers': the real end, the text as submitted
+    for who, job, probe in ((alice, a, probe_a), (bob, b, probe_b)):
+        assert _records(client, platform, who, job) == (0, probe["script"])
+    assert found_a["job"] == found_b["job"] == "refused"
     after = _books(sessions)  # nothing moved but the jobs' own charges
     assert (after[0], after[2]) == (books[0], [])
     assert after[1] - books[1] <= {("charge", a["id"]), ("charge", b["id"])}
@@ -180,3 +208,5 @@ def test_the_same_probe_uncontained_reaches_them(
     assert found["db"] == ("read" if readable_db else "none"), found
     assert found["outside"] == "written" and (shared_tmp / "from-u").exists()
     assert found["slurmd"].split()[0] == "seen", found
+    # uncontained, a job runs as its wrapper's account: it can write its run's records
+    assert found["job"] == "written" and _records(client, platform, alice, a) == (7, "forged")

@@ -22,7 +22,7 @@ from suanwang.executors import (
     RunUsage,
     Submission,
 )
-from suanwang.executors.slurm import SlurmExecutor, _parse_gres, status_of
+from suanwang.executors.slurm import SlurmExecutor, _parse_gres, run_name, status_of
 from suanwang.testbed.slurm import Cluster, Testbed
 
 
@@ -198,6 +198,100 @@ def test_a_contained_center_refuses_network_and_its_jobs_see_only_their_own(
     assert host == "suanwang-job" and "home" not in root and "run" not in root
 
 
+#: A contained job that tries to forge its run's records, in the run directory next to its usage
+#: file (its cwd before issue 15's fix) and at ``$ELSEWHERE`` if set: an early exit code that
+#: the wrapper cannot replace (``exit_code.tmp`` a directory) and its own text; then it uses
+#: what is its own.
+FORGER = """\
+for d in "$(dirname "$SUANWANG_USAGE_FILE")" $ELSEWHERE; do
+  echo 0 > "$d/exit_code"; mkdir "$d/exit_code.tmp"; echo 'echo forged' > "$d/job"
+done
+echo '{"tokens": 7}' >> "$SUANWANG_USAGE_FILE"
+echo saved > "$SUANWANG_CHECKPOINT_DIR/state"
+echo mine > mine && echo "cwd: $(cat mine)"
+echo tried; sleep 3; exit 3
+"""
+
+
+@pytest.mark.parametrize("shared", ["none", "holding-output-dir", "link-to-it"])
+def test_a_contained_job_cannot_forge_its_recorded_exit_nor_rewrite_its_text(
+    ex: SlurmExecutor, shared_tmp: Path, shared: str
+) -> None:
+    """Also where a shared directory holds the output directory (the sandbox hides it there),
+    or reaches it through a symbolic link."""
+    assert ex.contain
+    s = sub(FORGER)
+    run_dir = ex.output_dir / run_name(s)
+    if shared == "holding-output-dir":
+        ex.shared_dirs = [ex.output_dir.parent]
+    elif shared == "link-to-it":
+        (shared_tmp / "alias").symlink_to(ex.output_dir.parent)
+        ex.shared_dirs = [shared_tmp / "alias"]
+        elsewhere = shared_tmp / "alias" / ex.output_dir.name / run_dir.name
+        s = dataclasses.replace(s, env={"ELSEWHERE": str(elsewhere)})
+    ref = ex.submit(s)
+    deadline = time.monotonic() + 30
+    while "tried" not in ex.logs(ref):
+        assert time.monotonic() < deadline, ex.logs(ref)
+        ex.poll([ref])
+        time.sleep(0.2)
+    # still running: no end recorded, so neither failover nor a restarted controller skips it
+    assert ex.recorded_exit(ref) is None
+    assert final(ex, ref) is JobState.FAILED
+    assert ex.poll([ref])[ref].exit_code == 3 and ex.recorded_exit(ref) == 3  # the real one
+    assert (run_dir / "job").read_text() == FORGER + "\n"
+    assert not (run_dir / "exit_code.tmp").exists()
+    # what is its own it wrote: cwd, usage file, checkpoint directory
+    assert "cwd: mine" in ex.logs(ref) and (run_dir / "work" / "mine").read_text() == "mine\n"
+    assert ex.reported_usage(ref) == RunUsage(7)
+    assert (run_dir / "checkpoint" / "state").read_text() == "saved\n"
+
+
+def test_a_contained_job_of_the_shared_user_keeps_to_its_part_too(slurm_testbed: Testbed) -> None:
+    """``unsafe_shared_user``: the run's directories are everyone's (``0777``), its usage file
+    too; contained, the job still writes only its own part."""
+    c = slurm_testbed.clusters[0]
+    with SlurmExecutor(c.center_id, c.url, c.token_file, slurm_testbed.user, c.jobs_dir,
+                       partition="suanwang", unsafe_shared_user=True) as ex:  # fmt: skip
+        s = sub(FORGER, tenant="carol")  # no account of her own
+        ref = ex.submit(s)
+        run_dir = ex.output_dir / run_name(s)
+        modes = [(run_dir / p).stat().st_mode & 0o777 for p in ("work", "usage.jsonl")]
+        assert modes == [0o777, 0o666]
+        assert final(ex, ref) is JobState.FAILED and ex.recorded_exit(ref) == 3
+        assert (run_dir / "job").read_text() == FORGER + "\n"
+        assert ex.reported_usage(ref) == RunUsage(7)
+        assert (run_dir / "work" / "mine").read_text() == "mine\n"
+
+
+def test_a_contained_job_cannot_hold_its_lease_itself(
+    slurm_testbed: Testbed, shared_tmp: Path
+) -> None:
+    """A job that touches its lease does not keep a run the platform gave up on alive."""
+    c = slurm_testbed.clusters[1]
+    with executor_for(slurm_testbed, c, lease_s=2, shared_dirs=[shared_tmp]) as ex:
+        _lease_expires(ex, shared_tmp, 'd=$(dirname "$SUANWANG_USAGE_FILE"); '
+                       '( while :; do touch "$d/lease"; sleep 0.3; done ) & ')  # fmt: skip
+
+
+def test_a_contained_run_is_refused_where_its_job_could_write_runs_records(
+    ex: SlurmExecutor,
+) -> None:
+    """A shared or checkpoint directory in the output directory, not in the run's own part of
+    it, would be bound into the sandbox with runs' records: such a run is not submitted."""
+    s = sub("true")
+    ex.shared_dirs = [ex.output_dir / "scratch"]
+    with pytest.raises(ExecutorError, match="could forge runs' records"):
+        ex.submit(s)
+    ex.shared_dirs = []
+    for ckpt in (ex.output_dir, ex.output_dir / run_name(s)):
+        with pytest.raises(ExecutorError, match=f"{ckpt} .* is in output_dir"):
+            ex.submit(dataclasses.replace(s, checkpoint_dir=str(ckpt)))
+    assert not (ex.output_dir / run_name(s)).exists()
+    ex.contain = False  # uncontained, nothing is kept from the job anyway
+    assert final(ex, ex.submit(s)) is JobState.SUCCEEDED
+
+
 def test_unreachable_cluster_and_bad_token(slurm_testbed: Testbed, tmp_path: Path) -> None:
     c = slurm_testbed.clusters[0]
     with (
@@ -261,15 +355,19 @@ def test_a_run_without_word_from_the_platform_stops_itself(
         _lease_expires(ex, shared_tmp)
 
 
-def _lease_expires(ex: SlurmExecutor, tmp_path: Path) -> None:
+def _lease_expires(ex: SlurmExecutor, tmp_path: Path, meanwhile: str = "") -> None:
+    """A run nobody polls stops itself, whatever its job does ``meanwhile`` (shell text)."""
     marker = tmp_path / "finished"
-    ref = ex.submit(sub(f"sleep 3; sleep 3; touch {marker}"))
+    ref = ex.submit(sub(f"{meanwhile}sleep 3; sleep 3; touch {marker}"))
     wait_for(ex, ref, lambda s: s is JobState.RUNNING)
+    lease = ex.output_dir / ref.split(":", 1)[1] / "lease"
+    touched = lease.stat().st_mtime_ns  # by the platform's last poll
     # nobody polls from now on; after the lease the run is gone, and recorded no exit
     deadline = time.monotonic() + 30
     while "stopping this run" not in ex.logs(ref):
         assert time.monotonic() < deadline, ex.logs(ref)
         time.sleep(0.5)
+    assert lease.stat().st_mtime_ns == touched  # nothing moved it since, the job included
     time.sleep(7)
     assert not marker.exists()
     assert ex.recorded_exit(ref) is None

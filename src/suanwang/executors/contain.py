@@ -8,8 +8,8 @@ The job gets its own PID, IPC and UTS namespaces (and a cgroup namespace where i
 default its own network namespace (a loopback of its own, nothing else), a read-only ``/usr``
 (and the ``/bin``, ``/lib``… links), a minimal read-only ``/etc``, its own ``/proc``, ``/dev``,
 ``/tmp`` and ``/var/tmp``, and of the host's files only its own directories, bound at their
-own paths (``writable`` read-write, ``readable`` read-only). The directories above them are
-traversable, not listable.
+own paths (``writable`` read-write, ``readable`` read-only; ``hidden`` ones empty, with what
+is bound inside them on top). The directories above them are traversable, not listable.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def bwrap_args(
     user: str,
     network: bool,
     here: bool = True,
+    hidden: Sequence[Path] = (),
 ) -> list[str]:
     """``bwrap …`` up to and including its ``--``: the job's program (and how it drops
     privileges, if it must) follows.
@@ -49,7 +50,10 @@ def bwrap_args(
     network namespace it is started in (the local sandbox's outbound-only one), else
     ``--unshare-net``. ``here``: the command runs on this host, so ``/bin`` and the others are
     made links or binds as they are here; otherwise (a compute node elsewhere) each is bound
-    if it exists there (a link there is followed: the same files either way).
+    if it exists there (a link there is followed: the same files either way). ``hidden``:
+    directories replaced by an empty one in the view (what a bound directory holds that the
+    job must not see); what lies in them is bound again on top. The binds go outermost first,
+    so a directory is bound (or hidden) before what lies in it.
     """
     bwrap = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     bwrap += ["--unshare-uts", "--hostname", "suanwang-job", "--unshare-cgroup-try"]
@@ -73,10 +77,13 @@ def bwrap_args(
     above = {p for path in (*writable, *readable) for p in path.parents}
     for path in sorted(above - {Path("/"), Path("/tmp"), Path("/var/tmp")}, key=_depth):
         bwrap += ["--perms", "0711", "--dir", str(path)]
-    for path in writable:
-        bwrap += ["--bind", str(path), str(path)]
-    for path in readable:
-        bwrap += ["--ro-bind", str(path), str(path)]
+    mounts = [("--bind", p) for p in writable] + [("--ro-bind", p) for p in readable]
+    mounts += [("--tmpfs", p) for p in hidden]  # after a bind of the same directory
+    for op, path in sorted(mounts, key=lambda m: (len(m[1].parts), m[0] == "--tmpfs")):
+        if op == "--tmpfs":
+            bwrap += ["--perms", "0711", "--tmpfs", str(path)]
+        else:
+            bwrap += [op, str(path), str(path)]
     bwrap += ["--chdir", str(work), "--setenv", "HOME", str(work), "--setenv", "TMPDIR", "/tmp"]
     bwrap += ["--setenv", "USER", user, "--setenv", "LOGNAME", user]
     bwrap += ["--setenv", "PATH", JOB_PATH, "--"]

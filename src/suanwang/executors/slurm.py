@@ -28,10 +28,9 @@ Mapping:
   retried submit returns the existing job, never a second one (exactly once across crashes);
 * accelerators are GRES ``gpu:<model>:<cards>`` (model ids with ``-`` → ``_``), CPUs
   ``cpus_per_task``, memory ``memory_per_node``; the partition comes from the configuration;
-* output (stdout and stderr) goes to ``output_dir/<run>/output.log`` and the job runs in that
-  directory; the tokens it reports go to ``output_dir/<run>/usage.jsonl``
-  (``$SUANWANG_USAGE_FILE``); ``output_dir`` must be readable here (the testbed's is local; a
-  remote center would export it, e.g. over NFS);
+* each run has a directory, ``output_dir/<run>`` (see "Run directory" below); ``output_dir``
+  must be readable here (the testbed's is local; a remote center would export it, e.g. over
+  NFS);
 * Slurm states → platform states: ``PENDING``/``REQUEUED`` → ``scheduled``; ``RUNNING``,
   ``CONFIGURING``, ``COMPLETING``, ``SUSPENDED`` → ``running``; ``COMPLETED`` → ``succeeded``;
   ``CANCELLED`` → ``cancelled``; ``FAILED`` with exit code 85 → ``migrating`` (checkpointed);
@@ -44,19 +43,38 @@ Mapping:
 * the batch script is a small wrapper (:func:`_script`) that runs the job at most once to its
   end, even if Slurm loses state in a power cut and starts the job again.
 
+Run directory (``output_dir/<run>``, made by the platform, then the account's, mode ``0700``;
+``0777`` under ``unsafe_shared_user``):
+
+* ``job`` (the job's command or script), ``lease`` and ``exit_code``: the wrapper's records
+  (see :func:`_script`); the platform reads the exit code and touches the lease;
+* ``output.log``: the job's stdout and stderr (Slurm opens it for the job: its own output);
+* ``usage.jsonl``: the tokens it reports (``$SUANWANG_USAGE_FILE``);
+* ``checkpoint/``: its checkpoint directory, unless the platform names another;
+* ``work/`` (contained runs only): the job's cwd and ``$HOME``.
+
+A contained job sees of it only ``work/``, ``usage.jsonl`` and ``checkpoint/`` (writable) and
+``job`` (read-only), so it cannot write an end of its own, hold its lease or rewrite its text.
+``output_dir`` is empty in its view, also where one of the ``shared_dirs`` holds it (or
+reaches it through a link), so no run's records are in view; a run whose shared or checkpoint
+directory lies in ``output_dir`` outside its own part is refused. An uncontained job runs in
+the run directory itself, as the account the wrapper runs as, and can write everything there,
+the wrapper's records included: containment is what protects them.
+
 Containment (``contain``, default: on when ``bwrap`` is installed on the platform's host, which
 is the center's on the testbed; set it explicitly for a real center): the wrapper runs the
 job's program in ``bwrap`` (Debian's ``bubblewrap``), started by the job's own unprivileged
 account on the compute node (an unprivileged user namespace), with the view of
 :mod:`suanwang.executors.contain`: no network (its own loopback only: not the platform's
 database or API, not the node's other services), its own PID namespace (it sees only its own
-processes), a read-only system, and of the center's files only its run directory and its
-checkpoint directory (writable) and the checkpoint it resumes from (read-only). A job that
-asks for network is refused by a contained center. ``shared_dirs``: directories every
-contained job may also write (a site's scratch file system; none by default: they are a
-channel between tenants, the operator's choice). The sandbox ignores ``SIGUSR1`` and
-``SIGTERM`` (the job gets them with their default action), so checkpoint and cancel reach the
-job as before; the wrapper outside the sandbox keeps the lease and records the exit code.
+processes), a read-only system, and of the center's files only its own part of its run
+directory (above) and its checkpoint directory (writable) and the checkpoint it resumes from
+(read-only). A job that asks for network is refused by a contained center. ``shared_dirs``:
+directories every contained job may also write (a site's scratch file system; none by
+default: they are a channel between tenants, the operator's choice). The sandbox ignores
+``SIGUSR1`` and ``SIGTERM`` (the job gets them with their default action), so checkpoint and
+cancel reach the job as before; the wrapper outside the sandbox keeps the lease and records
+the exit code, where the job cannot write them.
 """
 
 from __future__ import annotations
@@ -92,6 +110,8 @@ from suanwang.executors.base import (
 from suanwang.executors.contain import bwrap_args, restore_signals
 
 LEASE_FILE = "lease"
+#: A contained job's own directory in its run directory: its cwd and ``$HOME``.
+WORK_DIR = "work"
 #: Exit code of a run whose lease had expired before it could start (it did not run).
 LEASE_EXIT_CODE = 75
 _RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING"}
@@ -319,12 +339,17 @@ class SlurmExecutor:
         ckpt = Path(sub.checkpoint_dir) if sub.checkpoint_dir else run_dir / "checkpoint"
         if run_dir.is_symlink():
             raise ExecutorError(self.name, f"{run_dir} is a symbolic link: not using it")
+        if self.contain:
+            self._records_apart(run_dir, ckpt)
         private = self._private(account)
-        for d in (run_dir, ckpt):
+        dirs = (run_dir, ckpt, run_dir / WORK_DIR) if self.contain else (run_dir, ckpt)
+        for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
             if not private:
                 d.chmod(0o777)  # the shared user may be another (unprivileged) user than ours
         _write_new(run_dir / LEASE_FILE, "")
+        if self.contain:  # bound into the sandbox, so it must exist: the job's to write
+            _write_new(usage_file(run_dir), "", 0o644 if private else 0o666)
         env = {
             **BASE_ENV,
             **sub.env,
@@ -361,7 +386,7 @@ class SlurmExecutor:
         )
         script = _script(sub, run_dir, self.lease_s, sandbox)
         if private:
-            self._hand_over(account, run_dir, ckpt)
+            self._hand_over(account, dirs)
         body = self._call(
             "POST", "/job/submit", account=account, json={"job": job, "script": script}
         )
@@ -372,9 +397,25 @@ class SlurmExecutor:
             )
         return f"{body['job_id']}:{name}"
 
-    def _hand_over(self, account: str, run_dir: Path, ckpt: Path) -> None:
-        """Give the run directory and the checkpoint directory (with what is in it: it may come
-        from a run of another account, at another center) to ``account``, mode ``0700``."""
+    def _records_apart(self, run_dir: Path, ckpt: Path) -> None:
+        """Refuse a contained run that would write into ``output_dir`` outside its own part of
+        its run directory (the sandbox hides ``output_dir`` and binds that part back; a shared
+        or checkpoint directory there would be bound back too, with runs' records in it)."""
+        out, run = self.output_dir.resolve(), run_dir.resolve()
+        for d in (*self.shared_dirs, ckpt):
+            real = d.resolve()
+            if real.is_relative_to(out) and not (real.is_relative_to(run) and real != run):
+                raise ExecutorError(
+                    self.name,
+                    f"{d} (a shared or checkpoint directory, writable by contained jobs) is in "
+                    f"output_dir {self.output_dir} but not in the run's own {run_dir}: the job "
+                    "could forge runs' records",
+                )
+
+    def _hand_over(self, account: str, dirs: Sequence[Path]) -> None:
+        """Give ``dirs`` (the run directory first, the checkpoint directory: with what is in
+        them, which may come from a run of another account, at another center) to
+        ``account``, mode ``0700``."""
         try:
             entry = pwd.getpwnam(account)
         except KeyError:
@@ -384,12 +425,12 @@ class SlurmExecutor:
                 "center's accounts with the center's uids (e.g. the same LDAP)",
             ) from None
         try:
-            for d in (run_dir, ckpt):
+            for d in dirs:
                 _give(d, entry.pw_uid, entry.pw_gid)
                 os.chmod(d, 0o700, follow_symlinks=False)
         except OSError as exc:
             raise ExecutorError(
-                self.name, f"cannot hand {run_dir} over to {account} (needs root): {exc}"
+                self.name, f"cannot hand {dirs[0]} over to {account} (needs root): {exc}"
             ) from None
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
@@ -535,16 +576,39 @@ def _give(path: Path, uid: int, gid: int) -> None:
 def _sandbox(
     account: str, run_dir: Path, ckpt: Path, resume_from: str | None, shared: Sequence[Path] = ()
 ) -> list[str]:
-    """``bwrap … -- env …`` for a contained run (see the module docstring): the run directory and
-    the checkpoint directory writable, the checkpoint it resumes from readable, and the
-    ``shared`` directories (bound first: the run's own may lie inside them)."""
-    writable = [*shared, run_dir] + ([] if ckpt.is_relative_to(run_dir) else [ckpt])
-    readable = [Path(resume_from)] if resume_from is not None else []
-    readable = [p for p in readable if not any(p.is_relative_to(w) for w in writable)]
+    """``bwrap … -- env …`` for a contained run (see the module docstring): of the run directory
+    only ``work/``, the usage file and the checkpoint directory writable and the ``job`` file
+    readable (the wrapper's records next to them stay out of the job's view), the checkpoint
+    it resumes from readable, and the ``shared`` directories. The output directory is hidden
+    (empty) wherever the view has it, also inside a shared directory or the checkpoint
+    directory that holds it: no run's records are in view; the run's own part is bound on
+    top."""
+    work = run_dir / WORK_DIR
+    writable = [*shared, work, usage_file(run_dir)]
+    writable += [] if ckpt.is_relative_to(work) else [ckpt]
+    hidden = _seen_at(run_dir.parent, [*shared, ckpt])
+    readable = [run_dir / "job"] + ([Path(resume_from)] if resume_from is not None else [])
+    readable = [  # bound unless it is in view anyway (in a writable directory, not hidden)
+        p
+        for p in readable
+        if any(p.is_relative_to(h) for h in hidden)
+        or not any(p.is_relative_to(w) for w in writable)
+    ]
     view = bwrap_args(
-        work=run_dir, writable=writable, readable=readable, user=account, network=False, here=False
-    )
+        work=work, writable=writable, readable=readable, user=account, network=False,
+        here=False, hidden=hidden,
+    )  # fmt: skip
     return [*view, *restore_signals()]
+
+
+def _seen_at(target: Path, binds: Sequence[Path]) -> list[Path]:
+    """Where ``target`` is in a view with ``binds`` bound at their own paths: its own path, and
+    in each bind that holds it (links resolved, as binding them does)."""
+    real = target.resolve()
+    seen = [target] + [
+        b / real.relative_to(b.resolve()) for b in binds if real.is_relative_to(b.resolve())
+    ]
+    return list(dict.fromkeys(seen))
 
 
 def _script(
@@ -567,7 +631,9 @@ def _script(
     * The wrapper catches SIGUSR1, so the signal reaches the job, which handles it, and the
       wrapper waits for it.
     * ``sandbox``: the job's program runs inside it (``bwrap``, started with ``SIGUSR1`` and
-      ``SIGTERM`` ignored; the job gets them back), the lease and the exit code stay outside.
+      ``SIGTERM`` ignored; the job gets them back), the lease and the exit code stay outside
+      (not in its view: :func:`_sandbox`); without one the job can write them (it runs as the
+      wrapper's account).
     """
     job = run_dir / "job"
     text = sub.script if sub.script is not None else (sub.command or "") + "\n"
