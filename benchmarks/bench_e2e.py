@@ -1,7 +1,8 @@
 """End to end through the replicated control plane (issue 16): submission to ``running``.
 
 Run: .venv/bin/python benchmarks/bench_e2e.py [--workers 1 2 4] [--replicas 2] [--rate 100]
-         [--seconds 30] [--job-s 2] [--chaos] [--kill-every 10] [--restart-after 3] [--seed 1]
+         [--seconds 30] [--job-s 2] [--cpus 256] [--agents] [--chaos] [--kill-every 10]
+         [--restart-after 3] [--seed 1] [--src DIR] [--keep]
 
 For each worker count, on a fresh schema of database ``test`` at 127.0.0.1:5432: ``--replicas``
 API replicas (``suanwang serve --no-services``; the first migrates) and the workers
@@ -16,9 +17,10 @@ same key, to the next); every job appends ``start``, then after ``--job-s`` seco
 with times, to a file in its own run directory. Then it waits until every acknowledged job has
 ended and reads the database and the run directories:
 
-* throughput: jobs a second that reached ``running`` (first ``running`` event) while load was
-  offered, after a warm-up of 5 s; p50/p99 of submit→placed (``submitted_at`` to the first
-  ``scheduled`` event) and submit→running (to the first ``running`` event);
+* throughput: jobs a second that started running while load was offered, after a warm-up of
+  5 s; p50/p99 of submit→placed (``submitted_at`` to the first ``scheduled`` event) and
+  submit→running (to the first start its run wrote: when the job really began, not when a
+  poll saw it);
 * correctness: acknowledged jobs missing from the database (lost), jobs that did not succeed,
   jobs whose runs overlap in time or that ended twice (ran twice, from the runs' own files),
   and per center the most CPUs that placements made with room held at once (from the planned
@@ -71,9 +73,16 @@ class Cluster(Platform):
     """``replicas`` API replicas and workers; each process can be killed and started again."""
 
     def __init__(
-        self, url: str, root: Path, replicas: int, workers: int, cpus: int, agents: bool
+        self,
+        url: str,
+        root: Path,
+        replicas: int,
+        workers: int,
+        cpus: int,
+        agents: bool,
+        src: str | None = None,
     ) -> None:
-        super().__init__(url, None, ["--max-defer-h", "0"], root)
+        super().__init__(url, src, ["--max-defer-h", "0"], root)
         self.cpus = cpus
         self.config = root / "platform.yaml"
         local = {"type": "local", "cpus": cpus, "cards": 0}
@@ -216,9 +225,6 @@ def measure(c: Cluster, acked: dict[str, str], began: float, seconds: float) -> 
         first = {ev[1]: ev[0] for ev in reversed(evs)}
         if "scheduled" in first:
             placed.append(first["scheduled"] - sub)
-        if "running" in first:
-            running.append(first["running"] - sub)
-            started.append(first["running"])
         # a placement made with room holds its units from its planned start to the recorded
         # end of its run (what the placer counts); one queued at a full center (no quotas:
         # "no planned room; queued where the wait is least") claims no room and is left out
@@ -238,6 +244,10 @@ def measure(c: Cluster, acked: dict[str, str], began: float, seconds: float) -> 
     for rs in runs.values():
         for center, start, end in rs:
             real[center] += [(start, +1), (end if end is not None else start, -1)]
+    for job_id, rs in runs.items():  # when each job first really started (its run's file)
+        first_start = min(start for _, start, _ in rs)
+        running.append(first_start - jobs[job_id][1])
+        started.append(first_start)
     peak = _peaks(held)
     window = [t for t in started if began + WARM_UP_S <= t <= began + seconds]
 
@@ -363,6 +373,7 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=256, help="CPUs of each center's executor")
     ap.add_argument("--keep", action="store_true", help="keep the database schema and files")
     ap.add_argument("--agents", action="store_true", help="each center served by an agent")
+    ap.add_argument("--src", help="source tree to run the processes from (default: this one)")
     args = ap.parse_args()
     # stopped with SIGTERM, stop the processes and drop the schema too (the finally blocks)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -370,7 +381,7 @@ def main() -> None:
         with fresh_database(PG, keep=args.keep) as url, _workdir(args.keep) as d:
             if args.keep:
                 print(json.dumps({"kept": {"db": url, "dir": d}}), flush=True)
-            c = Cluster(url, Path(d), args.replicas, workers, args.cpus, args.agents)
+            c = Cluster(url, Path(d), args.replicas, workers, args.cpus, args.agents, args.src)
             kills: list[dict[str, Any]] = []
             stop = threading.Event()
             try:
@@ -388,7 +399,8 @@ def main() -> None:
                 if args.chaos:
                     killer.join()
                 wait_final(c, list(acked.values()), timeout=300 + args.seconds)
-                row = {"workers": workers, "replicas": args.replicas, "agents": args.agents,
+                row = {"src": args.src or "this tree", "workers": workers,
+                       "replicas": args.replicas, "agents": args.agents,
                        "rate": args.rate,
                        "seconds": args.seconds, "chaos": args.chaos, "retried": retried,
                        **measure(c, acked, began, args.seconds)}  # fmt: skip
