@@ -1,7 +1,7 @@
 """Benchmarks of the placement engine and the simulator on the built-in `china` scenario.
 
 Run: .venv/bin/python benchmarks/bench_engine.py [placement|simulate|bound|quality|all]
-     [--jobs N] [--policy NAME ...]   (simulate only; --help)
+     [--jobs N] [--days D] [--policy NAME ...]   (simulate only; --help)
 
 * placement: decisions/s and per-decision latency (p50, p99) of every policy, 50,000 jobs;
 * simulate: 1,000,000 synthetic jobs over 7 days through `nearest` and `suanwang` (wall and
