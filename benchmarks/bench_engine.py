@@ -1,9 +1,11 @@
 """Benchmarks of the placement engine and the simulator on the built-in `china` scenario.
 
 Run: .venv/bin/python benchmarks/bench_engine.py [placement|simulate|bound|quality|all]
+     [--jobs N] [--days D] [--policy NAME ...]   (simulate only; --help)
 
 * placement: decisions/s and per-decision latency (p50, p99) of every policy, 50,000 jobs;
-* simulate: 1,000,000 synthetic jobs over 7 days through `nearest` and `suanwang` (wall time);
+* simulate: 1,000,000 synthetic jobs over 7 days through `nearest` and `suanwang` (wall and
+  CPU time, and a digest of every decision and event: equal digests, equal runs);
 * bound: the offline LP bound for 200,000 jobs over 7 days (wall time);
 * quality: 200,000 jobs, 7 days, load 0.6: every policy and the bound.
 Each prints one JSON line per measurement; docs/benchmarks.md records the results.
@@ -11,9 +13,10 @@ Each prints one JSON line per measurement; docs/benchmarks.md records the result
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import math
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -23,7 +26,7 @@ from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import offline_bound
-from suanwang.sim.engine import simulate
+from suanwang.sim.engine import Outcome, simulate
 from suanwang.sim.metrics import measure
 from suanwang.sim.run import POLICIES
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
@@ -61,19 +64,34 @@ def placement() -> None:
         )
 
 
-def simulate_1m() -> None:
-    net, sig, jobs, gen_s = setup(1_000_000, 7, None)
+def digest(out: Outcome) -> str:
+    """A hash of what a run decided and what happened: every per-job array and every event
+    (not the time decisions took)."""
+    h = hashlib.sha256()
+    for a in (out.pool, out.release_s, out.first_start_s, out.start_s, out.end_s,
+              out.latency_ms, out.transfer_cost_cny, out.migrations, out.seg_job,
+              out.seg_pool, out.seg_start_s, out.seg_end_s, *out.events.columns()):  # fmt: skip
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def simulate_1m(
+    jobs_n: int = 1_000_000, policies: tuple[str, ...] = ("nearest", "suanwang"), days: float = 7
+) -> None:
+    net, sig, jobs, gen_s = setup(jobs_n, days, None)
     emit(bench="generate", jobs=len(jobs), seconds=round(gen_s, 1))
-    for name in ("nearest", "suanwang"):
-        t = time.perf_counter()
+    for name in policies:
+        t, cpu = time.perf_counter(), time.process_time()
         out = simulate(net, sig, jobs, POLICIES[name]())
-        sim_s = time.perf_counter() - t
+        sim_s, cpu_s = time.perf_counter() - t, time.process_time() - cpu
         m = measure(name, net, sig, jobs, out, 7).metrics
         emit(
             bench="simulate",
             policy=name,
             jobs=len(jobs),
             seconds=round(sim_s, 1),
+            cpu_seconds=round(cpu_s, 1),
+            digest=digest(out),
             seconds_with_metrics=round(time.perf_counter() - t, 1),
             completed=m["completed"],
             rejected=m["rejected"],
@@ -122,12 +140,20 @@ def quality() -> None:
 
 
 if __name__ == "__main__":
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", nargs="?", default="all",
+                        choices=("placement", "bound", "quality", "simulate", "all"))  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1_000_000, help="simulate: jobs (1,000,000)")
+    parser.add_argument("--days", type=float, default=7.0, help="simulate: days of arrivals (7)")
+    parser.add_argument("--policy", action="append", choices=sorted(POLICIES),
+                        help="simulate: policy (repeatable; nearest and suanwang)")  # fmt: skip
+    args = parser.parse_args()
+    names = tuple(args.policy or ("nearest", "suanwang"))
     for key, fn in (
         ("placement", placement),
         ("bound", bound),
         ("quality", quality),
-        ("simulate", simulate_1m),
+        ("simulate", lambda: simulate_1m(args.jobs, names, args.days)),
     ):
-        if which in (key, "all"):
+        if args.which in (key, "all"):
             fn()

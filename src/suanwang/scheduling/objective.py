@@ -159,8 +159,7 @@ class ObjectiveTable:
     val: Array = field(init=False)
     stride: int = field(init=False)
     hours: int = field(init=False)
-    win_cum: Array = field(init=False)
-    win_val: Array = field(init=False)
+    offsets: IntArray = field(init=False)
 
     def __post_init__(self) -> None:
         sig = self.signals
@@ -180,8 +179,7 @@ class ObjectiveTable:
         val = np.concatenate([per_kwh, np.repeat(last, pad + 1, axis=1)], axis=1)
         self.cum, self.val = cum.ravel(), val.ravel()
         self.stride, self.hours = h + 1 + pad, h
-        self.win_cum = np.lib.stride_tricks.sliding_window_view(self.cum, pad)
-        self.win_val = np.lib.stride_tricks.sliding_window_view(self.val, pad)
+        self.offsets = np.arange(pad, dtype=np.int64)
 
     def integral(self, centers: IntArray, t_s: Array) -> Array:
         """Integral of ``per_kwh`` from the signals' start to ``t_s``, per center."""
@@ -192,14 +190,15 @@ class ObjectiveTable:
         return out
 
     def windows(self, centers: IntArray, start_h: Array, runtime_h: Array, width: int) -> Array:
-        """Integral over ``[start_h + k, start_h + k + runtime_h)`` for each ``k < width``."""
-        xe = start_h + runtime_h
-        hs = np.minimum(start_h.astype(np.int64), self.hours)
-        he = np.minimum(xe.astype(np.int64), self.hours)
+        """Integral over ``[start_h + k, start_h + k + runtime_h)`` for each ``k < width``.
+
+        The ends and the starts are read in one gather of each row (few numpy calls: the
+        arrays are small and the planner calls this for every decision)."""
+        n = start_h.size
+        x = np.concatenate((start_h + runtime_h, start_h))  # the ends, then the starts
+        h = np.minimum(x.astype(np.int64), self.hours)
         row = centers * self.stride
-        ks, ke = row + hs, row + he
-        fs = (start_h - hs)[:, None]
-        fe = (xe - he)[:, None]
-        out: Array = self.win_cum[ke, :width] + fe * self.win_val[ke, :width]
-        out -= self.win_cum[ks, :width] + fs * self.win_val[ks, :width]
+        idx = (np.concatenate((row, row)) + h)[:, None] + self.offsets[:width]
+        both = self.cum.take(idx) + (x - h)[:, None] * self.val.take(idx)
+        out: Array = both[:n] - both[n:]
         return out

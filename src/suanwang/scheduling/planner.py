@@ -32,6 +32,7 @@ import numpy as np
 from suanwang.core.cost import HOUR_S, ScuPrices
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
+from suanwang.scheduling.lookahead import Ready, costs, ready_grids
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
 from suanwang.scheduling.state import (
     NO_MARKET,
@@ -64,6 +65,37 @@ class Grid:
         return (float(self.start_h[i]) + k) * HOUR
 
 
+@dataclass(frozen=True, slots=True)
+class ClassRows:
+    """A job class's per-pool numbers as the planner reads them, worked out once per class:
+    ``f`` rows are units x speed, facility power (units x kW per unit), transfer s per GB and
+    transfer CNY per GB; ``i`` rows are pools and centers (one gather of each per decision,
+    not one per array: the arrays are small, the calls many)."""
+
+    info: JobClassInfo
+    f: np.ndarray
+    i: np.ndarray
+    kwh_per_scu: np.ndarray
+    every: np.ndarray  # arange(pools): a selection of every pool, read as such by identity
+
+    @classmethod
+    def of(cls, info: JobClassInfo, units: int) -> ClassRows:
+        f = np.stack(
+            [
+                units * info.speed,
+                units * info.facility_kw_per_unit,
+                info.transfer_s_per_gb,
+                info.transfer_cost_cny_per_gb,
+            ]
+        )
+        kwh = info.facility_kw_per_unit / info.speed
+        every = np.arange(info.pools.size)
+        i = np.stack([info.pools, info.centers])
+        for a in (f, i, kwh, every):
+            a.flags.writeable = False  # shared by every decision of the class
+        return cls(info, f, i, kwh, every)
+
+
 @dataclass
 class SuanwangPolicy:
     name: str = "suanwang"
@@ -92,10 +124,20 @@ class SuanwangPolicy:
     _table: ObjectiveTable | None = field(default=None, init=False, repr=False)
     _mean_key: object = field(default=None, init=False, repr=False)
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
+    _rows: dict[tuple[int, int], ClassRows] = field(default_factory=dict, init=False, repr=False)
+    _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
         self._offsets_k = np.arange(self.max_defer_h + 1, dtype=np.int64)
+
+    def rows(self, info: JobClassInfo, units: int) -> ClassRows:
+        """:class:`ClassRows` of ``info`` (cached; by identity, as the network caches it)."""
+        key = (id(info), units)
+        rows = self._rows.get(key)
+        if rows is None or rows.info is not info:
+            rows = self._rows[key] = ClassRows.of(info, units)
+        return rows
 
     @property
     def objective(self) -> Objective:
@@ -110,6 +152,14 @@ class SuanwangPolicy:
         kind may wait."""
         return (self.max_defer_h if job.kind.deferrable else 0) + 1
 
+    def deadlines(self, job: Job) -> tuple[float, float]:
+        """The hour a run must end by, and a deferred run (the deadline less its margin);
+        inf: no deadline."""
+        if job.deadline_s is None:
+            return math.inf, math.inf
+        deadline_h = (job.submit_s + job.deadline_s) / HOUR
+        return deadline_h, deadline_h - self.deadline_margin * job.deadline_s / HOUR
+
     def table(self, state: CapacityState) -> ObjectiveTable:
         """The objective per kWh of every center and hour (cached per signals)."""
         if self._table is None or self._table.signals is not state.signals:
@@ -122,23 +172,23 @@ class SuanwangPolicy:
         prices = market.prices
         # to explain, every pool is costed anyway (the runners-up): once, before planning
         full = self.grid(job, info, state, np.arange(n), prices) if explain else None
+        ready = self._ready.pop(id(job), None) if prices is None and not explain else None
+        if ready is not None and not ready.made_for(job, state):
+            ready = None  # worked out for another job or time: not this decision's grid
         found = None
         if job.kind.deferrable and n > self.shortlist:
-            # rank pools by energy at the day-ahead mean price, then plan on the best few
-            mean24, stride_m = self._day_mean(state)
-            h = min(int(state.now_s // HOUR), stride_m - 1)
-            kwh_per_scu = info.facility_kw_per_unit / info.speed
-            est = job.work_scu * kwh_per_scu * mean24.take(info.centers * stride_m + h)
-            est += job.data_gb * info.transfer_cost_cny_per_gb
-            if prices is not None:  # the best offer over the deferral window
-                hours = np.full(n, int(state.now_s // HOUR), dtype=np.int64)
-                term = self._offer_term(job, info.pools, hours, self.max_defer_h + 1, state, prices)
-                est += term.min(axis=1)
-            short = np.argpartition(est, self.shortlist)[: self.shortlist]
-            short.sort()
-            found = self._plan(job, info, state, short, prices, explain, full)
+            if ready is not None:
+                found = self._plan(job, info, state, ready.sel, None, False, ready=ready)
+            else:
+                short = self._shortlist(job, info, state, state.now_s, prices)
+                found = self._plan(job, info, state, short, prices, explain, full)
+        elif ready is not None:
+            found = self._plan(job, info, state, ready.sel, None, False, ready=ready)
+            if found is None:
+                return self._queue(job, info, state)
         if found is None:
-            found = self._plan(job, info, state, np.arange(n), prices, explain, full)
+            every = self.rows(info, job.demand_units).every
+            found = self._plan(job, info, state, every, prices, explain, full)
         if found is None:
             found = self._queue(job, info, state)
         if full is not None:
@@ -147,6 +197,40 @@ class SuanwangPolicy:
                 full.cost[np.arange(n), best_k], (full.start_h + best_k) * HOUR
             )
         return found
+
+    def _shortlist(
+        self,
+        job: Job,
+        info: JobClassInfo,
+        state: CapacityState,
+        now_s: float,
+        prices: ScuPrices | None,
+    ) -> np.ndarray:
+        """The ``shortlist`` pools (sorted) with the least energy at the day-ahead mean price
+        from ``now_s`` (and transfer, and the best offer over the deferral window)."""
+        n = info.pools.size
+        mean24, stride_m = self._day_mean(state)
+        h = min(int(now_s // HOUR), stride_m - 1)
+        kwh_per_scu = self.rows(info, job.demand_units).kwh_per_scu
+        est = job.work_scu * kwh_per_scu * mean24.take(info.centers * stride_m + h)
+        est += job.data_gb * info.transfer_cost_cny_per_gb
+        if prices is not None:  # the best offer over the deferral window
+            hours = np.full(n, int(now_s // HOUR), dtype=np.int64)
+            term = self._offer_term(job, info.pools, hours, self.max_defer_h + 1, state, prices)
+            est += term.min(axis=1)
+        short: np.ndarray = est.argpartition(self.shortlist)[: self.shortlist]
+        short.sort()
+        return short
+
+    def prepare(
+        self, jobs: Sequence[Job], infos: Sequence[JobClassInfo], state: CapacityState
+    ) -> None:
+        """Work out the first grid of each of ``jobs`` ahead, all at once: a host that knows
+        its next jobs (the simulator) calls this, and each job's decision (at its submit time,
+        without offers, not explained) then takes its grid ready and only applies what depends
+        on the state then (room now) before its search: the same numbers, far fewer numpy
+        calls per decision (:func:`~suanwang.scheduling.lookahead.ready_grids`)."""
+        self._ready = ready_grids(self, jobs, infos, state)
 
     def _day_mean(self, state: CapacityState) -> tuple[np.ndarray, int]:
         """Mean objective price over the next 24 h from each hour, per center (flattened)."""
@@ -178,24 +262,15 @@ class SuanwangPolicy:
         units = job.demand_units
         width = self.width(job)
         table = self.table(state)
-        obj = table.objective  # the one the table was built with (not a new one per call)
-        pools = info.pools[sel]
-        runtime_h = job.work_scu / (units * info.speed[sel])
-        power = units * info.facility_kw_per_unit[sel]
-        xs = (now + job.data_gb * info.transfer_s_per_gb[sel]) * (1.0 / HOUR)
-        energy = table.windows(info.centers[sel], xs, runtime_h, width)
-        waited_h = (xs - now / HOUR)[:, None] + self._offsets_h[:width]
-        energy += obj.wait_price_cny_per_kwh * waited_h
-        cost = power[:, None] * energy + (job.data_gb * info.transfer_cost_cny_per_gb[sel])[:, None]
-
-        if job.deadline_s is not None:
-            deadline_h = (job.submit_s + job.deadline_s) / HOUR
-            ends_h = (xs + runtime_h)[:, None] + self._offsets_h[:width]
-            late = ends_h > deadline_h
-            if width > 1:
-                margin_h = self.deadline_margin * job.deadline_s / HOUR
-                late[:, 1:] |= ends_h[:, 1:] > deadline_h - margin_h
-            cost[late] = np.inf
+        rows = self.rows(info, units)
+        if sel is rows.every:  # every pool, in order: no gather
+            f, (pools, centers) = rows.f, rows.i
+        else:
+            f, (pools, centers) = rows.f.take(sel, axis=1), rows.i.take(sel, axis=1)
+        deadline_h, late_h = self.deadlines(job)
+        xs, runtime_h, cost = costs(
+            self, table, f, centers, job.work_scu, job.data_gb, now, deadline_h, late_h, width
+        )
         offer = None
         if prices is not None:
             hs = np.minimum(xs.astype(np.int64), table.hours)
@@ -214,15 +289,20 @@ class SuanwangPolicy:
         prices: ScuPrices | None,
         explain: bool,
         full: Grid | None = None,
+        ready: Ready | None = None,
     ) -> Decision | None:
         """Cheapest (pool, start) among pools ``sel`` whose run fits the calendar, or None.
 
         A deferral stands only if no start now that fits costs at most ``value`` +
         ``min_deferral_gain_cny``; when explaining, its gain (against the cheapest start now
         that fits) is worked out too, which takes more calendar lookups. ``full``: the grid of
-        every pool, when already worked out (its rows ``sel`` are the same numbers)."""
+        every pool, when already worked out (its rows ``sel`` are the same numbers);
+        ``ready``: the grid of ``sel`` worked out ahead, all but the need for room now."""
         units = job.demand_units
-        if full is None:
+        if ready is not None:
+            g = Grid(ready.sel, ready.start_h, ready.runtime_h, ready.cost, None)
+            g.cost[:, 0][state.free[ready.pools] < units] = np.inf  # as grid() does
+        elif full is None:
             g = self.grid(job, info, state, sel, prices)
         else:  # rows picked (a copy: the search below marks the candidates it tried)
             offer = None if full.offer is None else full.offer[sel]
@@ -294,7 +374,7 @@ class SuanwangPolicy:
         transfer_s = job.data_gb * info.transfer_s_per_gb
         # nothing fits the plan: queue where the wait is least, counting it in the plan
         wait = state.expected_wait_s(info.pools, units)
-        pos = int(np.argmin(wait))
+        pos = int(wait.argmin())
         t0 = now + float(transfer_s[pos] + wait[pos])
         state.book(int(info.pools[pos]), units, t0, t0 + float(runtime[pos]))
         return Decision(
@@ -320,11 +400,17 @@ class SuanwangPolicy:
         cands = [r for r in running if r.remaining_scu > 0]
         if not cands:
             return []
-        pools = np.array([r.pool for r in cands], dtype=np.int64)
-        units_arr = np.array([jobs[r.job].demand_units for r in cands], dtype=np.float64)
-        prec = [jobs[r.job].precision for r in cands]
-        spd = net.pool_speed[pools, [PRECISION_INDEX[p] for p in prec]]
-        rem_s = np.array([r.remaining_scu for r in cands]) / (units_arr * spd) * HOUR
+        # one pass over the candidates (there may be tens of thousands at every re-planning)
+        prec_of = PRECISION_INDEX
+        rows = [
+            (r.pool, (job := jobs[r.job]).demand_units, prec_of[job.precision], r.remaining_scu)
+            for r in cands
+        ]
+        cols = np.array(rows, dtype=np.float64).reshape(-1, 4).T
+        pools = cols[0].astype(np.int64)
+        units_arr = cols[1].copy()
+        spd = net.pool_speed[pools, cols[2].astype(np.int64)]
+        rem_s = cols[3] / (units_arr * spd) * HOUR
         here_c = net.pool_center[pools]
         power = units_arr * net.pool_facility_kw[pools]
         stay = power * (integral(here_c, now + rem_s) - integral(here_c, np.full_like(rem_s, now)))
@@ -343,7 +429,7 @@ class SuanwangPolicy:
             ok = (free[info.pools] >= u) & (info.pools != r.pool)
             if not ok.any():
                 continue
-            qpos = np.flatnonzero(ok)
+            qpos = ok.nonzero()[0]
             q_pools = info.pools[qpos]
             q_centers = info.centers[qpos]
             ckpt_gb = self.checkpoint_gb_per_unit * u
@@ -357,7 +443,7 @@ class SuanwangPolicy:
                 + move_cny
                 + self.wait_price_cny_per_kwh * p_q * move_s / HOUR
             )
-            best = int(np.argmin(there))
+            best = int(there.argmin())
             saving = float(stay[i] - there[best])
             if saving < max(self.min_saving_cny, self.min_saving_share * float(stay[i])):
                 continue

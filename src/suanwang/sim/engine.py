@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from suanwang.core.cost import run_seconds
 from suanwang.core.jobs import Job
 from suanwang.core.lifecycle import NO_STATE, STATE_CODE, JobState
-from suanwang.core.network import Network
+from suanwang.core.network import JobClassInfo, Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.placement import place
 from suanwang.scheduling.policies import Policy
@@ -47,6 +47,9 @@ from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
 RELEASE, FINISH, REPLAN = 0, 1, 2
 BACKFILL_SCAN = 16
+#: jobs whose feasible pools (and, for a planning policy, first grids: ``prepare``) the
+#: simulator works out together, ahead of them
+LOOKAHEAD = 512
 PENDING, SCHEDULED, RUNNING, SUCCEEDED, FAILED, MIGRATING = (
     STATE_CODE[s]
     for s in (
@@ -316,13 +319,22 @@ def simulate(
     if migrator is not None and n:
         seq += 1
         heappush(events, (migrator.replan_s, seq, REPLAN, -1, 0))
+    prepare = getattr(policy, "prepare", None) if market.prices is None else None
+    job_class = net.job_class
+    infos: list[JobClassInfo] = []
+    base = 0
     for i, job in enumerate(jobs):
         t = job.submit_s
+        if i - base == len(infos):  # the next jobs' feasible pools (and grids) at once
+            base, ahead = i, jobs[i : i + LOOKAHEAD]
+            infos = [job_class(j) for j in ahead]
+            if prepare is not None:
+                prepare(ahead, infos, state)
         if events and events[0][0] <= t:
             process_until(min(t, horizon))
         if progress is not None and i % 10000 == 0:
             progress(i)
-        info = net.job_class(job)
+        info = infos[i - base]
         event(i, t, NO_STATE, PENDING, -1)
         if info.pools.size == 0:
             event(i, t, PENDING, FAILED, -1)

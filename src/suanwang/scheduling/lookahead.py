@@ -1,0 +1,153 @@
+"""Grids of the ``suanwang`` planner worked out ahead, for many jobs at once.
+
+A decision's grid (:meth:`SuanwangPolicy.grid`: the objective of every candidate pool and
+start) depends on the job, its submit time and the forecasts, and on the state only through
+which pools have room now (and offers, which the simulator's runs without a market do not
+have). A host that knows its next jobs (the simulator) asks for their first grids in one go:
+the same elementwise arithmetic on all their rows together, so a few dozen numpy calls serve
+hundreds of decisions instead of each. Each decision then applies room now and searches as
+before: the numbers and the choices are the same (``bench_engine.py simulate`` prints a digest
+of every decision to check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from suanwang.core.cost import HOUR_S
+from suanwang.core.jobs import Job
+from suanwang.core.network import JobClassInfo
+from suanwang.core.signals import Signals
+from suanwang.scheduling.state import CapacityState
+
+if TYPE_CHECKING:
+    from suanwang.scheduling.objective import ObjectiveTable
+    from suanwang.scheduling.planner import SuanwangPolicy
+
+
+@dataclass(slots=True)
+class Ready:
+    """One job's first grid, worked out ahead: rows ``sel`` of its feasible pools (``pools``),
+    each start ``start_h`` (h, now + transfer) with ``runtime_h``, and ``cost`` (pools x
+    starts) as :meth:`SuanwangPolicy.grid` has it before the need for room now."""
+
+    job: Job
+    signals: Signals
+    sel: np.ndarray
+    pools: np.ndarray
+    start_h: np.ndarray
+    runtime_h: np.ndarray
+    cost: np.ndarray
+
+    def made_for(self, job: Job, state: CapacityState) -> bool:
+        """Whether this is ``job``'s grid for a decision on ``state`` (at its submit time)."""
+        return self.job is job and state.now_s == job.submit_s and self.signals is state.signals
+
+
+def ready_grids(
+    policy: SuanwangPolicy,
+    jobs: Sequence[Job],
+    infos: Sequence[JobClassInfo],
+    state: CapacityState,
+) -> dict[int, Ready]:
+    """The first grid of each of ``jobs`` (``infos``: their feasible pools) that has a
+    feasible pool, by ``id`` of the job, as its decision at its submit time would work it
+    out: on its shortlist if it has one, else on every feasible pool. Jobs that may wait and
+    jobs that may not are worked out apart (their grids have 1 + ``max_defer_h`` starts, 1)."""
+    out: dict[int, Ready] = {}
+    for deferrable in (True, False):
+        rows = [
+            (job, info)
+            for job, info in zip(jobs, infos, strict=True)
+            if info.pools.size and job.kind.deferrable is deferrable
+        ]
+        if rows:
+            _batch(policy, rows, state, policy.width(rows[0][0]), out)
+    return out
+
+
+def _batch(
+    policy: SuanwangPolicy,
+    jobs: list[tuple[Job, JobClassInfo]],
+    state: CapacityState,
+    width: int,
+    out: dict[int, Ready],
+) -> None:
+    """Grids of ``jobs`` (all with ``width`` starts) into ``out``."""
+    table = policy.table(state)
+    picked: list[tuple[Job, np.ndarray, np.ndarray]] = []
+    f_parts, c_parts, counts = [], [], []
+    work, data, now, dl1, dl2 = [], [], [], [], []
+    for job, info in jobs:
+        rows = policy.rows(info, job.demand_units)
+        t = job.submit_s
+        if width > 1 and info.pools.size > policy.shortlist:
+            sel = policy._shortlist(job, info, state, t, None)
+            f, (pools, centers) = rows.f.take(sel, axis=1), rows.i.take(sel, axis=1)
+        else:
+            sel, f, (pools, centers) = rows.every, rows.f, rows.i
+        picked.append((job, sel, pools))
+        f_parts.append(f)
+        c_parts.append(centers)
+        counts.append(sel.size)
+        work.append(job.work_scu)
+        data.append(job.data_gb)
+        now.append(t)
+        deadline_h, late_h = policy.deadlines(job)
+        dl1.append(deadline_h)
+        dl2.append(late_h)
+    per_row = np.array(counts)
+    f = np.concatenate(f_parts, axis=1)
+    centers = np.concatenate(c_parts)
+    work_r, data_r, now_r, dl1_r, dl2_r = (
+        np.repeat(np.array(v, dtype=np.float64), per_row) for v in (work, data, now, dl1, dl2)
+    )
+    xs, runtime_h, cost = costs(
+        policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width
+    )
+    start = 0
+    for job, sel, pools in picked:
+        end = start + sel.size
+        out[id(job)] = Ready(
+            job, state.signals, sel, pools, xs[start:end], runtime_h[start:end], cost[start:end]
+        )
+        start = end
+
+
+def costs(
+    policy: SuanwangPolicy,
+    table: ObjectiveTable,
+    f: np.ndarray,
+    centers: np.ndarray,
+    work_scu: np.ndarray | float,
+    data_gb: np.ndarray | float,
+    now_s: np.ndarray | float,
+    deadline_h: np.ndarray | float,
+    late_h: np.ndarray | float,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grid's arithmetic on candidate rows (one job's, or many jobs' with their numbers
+    per row): ``f`` rows as :class:`~suanwang.scheduling.planner.ClassRows` has them; a start
+    is inadmissible if its run ends past ``deadline_h``, or a deferred one past ``late_h``
+    (the deadline less its margin; inf: no deadline). Returns each row's start (h), runtime
+    (h) and objective per start (rows x ``width``). Every element goes through the same
+    operations whether its job's numbers come as a scalar or per row: the same result."""
+    offsets_h = policy._offsets_h[:width]
+    runtime_h = work_scu / f[0]
+    power = f[1]
+    xs = (now_s + data_gb * f[2]) * (1.0 / HOUR_S)
+    energy = table.windows(centers, xs, runtime_h, width)
+    waited_h = (xs - now_s / HOUR_S)[:, None] + offsets_h
+    energy += table.objective.wait_price_cny_per_kwh * waited_h
+    cost = power[:, None] * energy + (data_gb * f[3])[:, None]
+    ends_h = (xs + runtime_h)[:, None] + offsets_h
+    late = ends_h > (deadline_h[:, None] if isinstance(deadline_h, np.ndarray) else deadline_h)
+    if width > 1:
+        late_col = late_h[:, None] if isinstance(late_h, np.ndarray) else late_h
+        late[:, 1:] |= ends_h[:, 1:] > late_col
+    cost[late] = np.inf
+    return xs, runtime_h, cost
