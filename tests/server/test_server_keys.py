@@ -206,6 +206,10 @@ def test_a_read_only_key_reads_but_every_state_changing_route_refuses_it(
         for method, path in routes:
             for body in (None, {"any": "thing"}):
                 r = client.request(method, path, json=body, headers=headers)
+                if path.startswith("/v1/agents/"):  # agents' own tokens, never an API key
+                    assert r.status_code == 401, (role, method, path, r.text)
+                    assert "invalid agent token" in r.json()["detail"]
+                    continue
                 assert r.status_code == 403, (role, method, path, r.text)
                 assert r.json()["detail"] == (
                     f"API key {ro['key']['prefix']} is read-only: it may read (GET) but not "
