@@ -318,7 +318,9 @@ const scenarios = {
     await cell.waitFor();
     const listed = await cell.textContent();
     await page.locator(`#jobs-table tr[data-job="${args.job}"] a`).click();
-    await page.locator("#job-waiting").waitFor();
+    // generous, as the test's own wait: on SQLite the job page's reads wait for the shared
+    // server's rounds (every transaction takes the write lock); once, in CI, over 20 s
+    await page.locator("#job-waiting").waitFor({ timeout: 60_000 });
     const result = {
       listed, waiting: await page.locator("#job-waiting").textContent(),
       code: await page.locator("#job-waiting").getAttribute("data-waiting"),

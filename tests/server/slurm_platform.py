@@ -44,7 +44,8 @@ class Platform:
     and ``policy`` go to the dispatcher (default: no quotas, the default policy); ``contain``:
     the centers' containment (default: the platform file's, on where bwrap is installed);
     ``shared_dirs``: what contained jobs may write besides their own directories (default:
-    ``root``, where the tests' jobs leave markers across runs and centers)."""
+    ``root``, where the tests' jobs leave markers across runs and centers); ``timeout_s``: of
+    each call to a center's slurmrestd (default: the platform file's)."""
 
     def __init__(
         self,
@@ -60,8 +61,13 @@ class Platform:
         policy: Policy | None = None,
         contain: bool | None = None,
         shared_dirs: list[Path] | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         cfg = load_platform_config(write_platform_config(tb, "china"))
+        if timeout_s is not None:  # how long a call to a hung slurmrestd may block a round
+            cfg = cfg.model_copy(update={"centers": [
+                c.model_copy(update={"executor": c.executor.model_copy(
+                    update={"timeout_s": timeout_s})}) for c in cfg.centers]})  # fmt: skip
         scenario = load_scenario("china")
         self.executors = configured_executors(cfg, scenario, root / "local")
         for ex in self.executors.values():
