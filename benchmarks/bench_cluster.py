@@ -71,20 +71,24 @@ class Platform:
     def start(self, workers: int) -> str:
         self.run("serve", "--db", self.url, "--scenario", TINY, "--no-services",
                  "--port", str(self.port))  # fmt: skip
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(self.api_url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the API did not start: " + str(self.root))
-            time.sleep(0.2)
+        self.healthy(self.port)
         key = self.tenant()
         for _ in range(workers):
             self.worker()
         return key
+
+    def healthy(self, port: int) -> None:
+        """Wait (90 s at most) until the API on ``port`` answers ``/healthz``."""
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the API on port {port} did not start: {self.root}")
+            time.sleep(0.2)
 
     def tenant(self) -> str:
         """A consumer tenant ``bench``; its API key."""

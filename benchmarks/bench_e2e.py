@@ -101,19 +101,7 @@ class Cluster(Platform):
     def replica(self, i: int) -> None:
         self.replicas[i] = self.run("serve", "--db", self.url, "--scenario", TINY,
                                     "--no-services", "--port", str(self.ports[i]))  # fmt: skip
-        self._healthy(self.ports[i])
-
-    def _healthy(self, port: int) -> None:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"replica on {port} did not start: {self.root}")
-            time.sleep(0.2)
+        self.healthy(self.ports[i])
 
     def start_all(self) -> str:
         self.replica(0)  # migrates the database first
