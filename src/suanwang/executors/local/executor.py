@@ -372,7 +372,10 @@ class LocalExecutor:
         """
         used_cpus = used_cards = 0
         waiting: list[tuple[int, str, Path, int, int]] = []
-        for entry in sorted(self._active.iterdir()):
+        entries = sorted(self._active.iterdir())
+        active = {e.name for e in entries}  # sizes of runs no longer active are let go
+        self._sizes = {k: v for k, v in self._sizes.items() if k in active}
+        for entry in entries:
             run = self._dir / entry.name
             if not run.is_dir():
                 entry.unlink(missing_ok=True)
