@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,31 +17,9 @@ from suanwang.executors.base import Executor
 from suanwang.executors.local import LocalExecutor
 from suanwang.scenarios.loader import load_scenario
 from suanwang.server.database.models import JobRow
-from suanwang.server.runner import fit_inventory, live_scenario
+from suanwang.server.runner import live_scenario
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
-
-MODELS = ("a100", "ascend-910b", "h20", "h800", "mlu370-x8")
-
-
-@given(
-    counts=st.lists(st.integers(0, 5000), min_size=1, max_size=len(MODELS)),
-    cards=st.integers(0, 20000),
-)
-def test_an_inventory_is_cut_to_the_cards_there_are(counts: list[int], cards: int) -> None:
-    inventory = tuple(zip(MODELS, counts, strict=False))
-    got = dict(fit_inventory(inventory, cards))
-    total = sum(counts)
-    if total <= cards:
-        assert fit_inventory(inventory, cards) == inventory
-        return
-    assert sum(got.values()) == cards  # every card used, none more
-    assert all(0 < got[m] <= n for m, n in inventory if m in got)
-    models = [m for m, n in inventory if n > 0]
-    if cards >= len(models):
-        assert set(got) == set(models)  # every model keeps a card
-    for m, n in inventory:  # in proportion, but for the card each model may keep
-        assert abs(got.get(m, 0) - n * cards / total) <= len(inventory)
 
 
 def test_a_small_local_executor_sizes_its_center(tmp_path: Path) -> None:

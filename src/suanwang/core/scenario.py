@@ -193,3 +193,28 @@ class Scenario:
     @property
     def total_cards(self) -> int:
         return sum(c.cards for c in self.centers)
+
+
+def fit_inventory(
+    inventory: tuple[tuple[str, int], ...], cards: int
+) -> tuple[tuple[str, int], ...]:
+    """``inventory`` (cards per model) cut to ``cards`` in all, each model in proportion to
+    its count (largest remainders first), keeping one card of every model while there are
+    cards enough; models left with none are dropped. Unchanged if it fits already."""
+    total = sum(n for _, n in inventory)
+    if total <= cards:
+        return inventory
+    held = [i for i, (_, n) in enumerate(inventory) if n > 0]
+    keep = min(len(held), cards)  # models that keep at least one card: the largest
+    firsts = sorted(held, key=lambda i: (-inventory[i][1], i))[:keep]
+    got = [1 if i in firsts else 0 for i in range(len(inventory))]
+    rest = cards - keep
+    wants = [max(0, n - g) for (_, n), g in zip(inventory, got, strict=True)]
+    spare = sum(wants)
+    shares = [rest * w / spare if spare else 0.0 for w in wants]
+    for i, share in enumerate(shares):
+        got[i] += int(share)
+    left = cards - sum(got)
+    for i in sorted(range(len(inventory)), key=lambda i: (-(shares[i] - int(shares[i])), i))[:left]:
+        got[i] += 1
+    return tuple((m, g) for (m, _), g in zip(inventory, got, strict=True) if g > 0)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.network import Network
-from suanwang.core.scenario import Scenario
+from suanwang.core.scenario import Scenario, fit_inventory
 from suanwang.executors.base import Executor, ExecutorError
 from suanwang.executors.local import LocalExecutor, Sandbox, SharedUser
 from suanwang.executors.slurm import SlurmExecutor
@@ -189,10 +189,11 @@ def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenari
     center more than it has. One whose executor has slots but does not tie cards to models (a
     ``local`` executor of the platform file) keeps the scenario's figures up to those slots:
     its CPU pool at most the executor's cores, its cards cut to the executor's
-    (:func:`fit_inventory`). Otherwise the engine would place there what the executor can only
-    queue, and the center's own queue would decide who runs first. Centers whose executors
-    cannot be asked right now keep the scenario's figures (the first successful round of the
-    reconciler does not change them: capacity is read once, at start).
+    (:func:`~suanwang.core.scenario.fit_inventory`). Otherwise the engine would place there
+    what the executor can only queue, and the center's own queue would decide who runs
+    first. Centers whose executors cannot be asked right now keep the scenario's figures (the
+    first successful round of the reconciler does not change them: capacity is read once, at
+    start).
     """
     centers = []
     for c in scenario.centers:
@@ -217,31 +218,6 @@ def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenari
                 c = dataclasses.replace(c, inventory=inventory, cpu_cores=cores)
         centers.append(c)
     return dataclasses.replace(scenario, centers=tuple(centers))
-
-
-def fit_inventory(
-    inventory: tuple[tuple[str, int], ...], cards: int
-) -> tuple[tuple[str, int], ...]:
-    """``inventory`` (cards per model) cut to ``cards`` in all, each model in proportion to
-    its count (largest remainders first), keeping one card of every model while there are
-    cards enough; models left with none are dropped. Unchanged if it fits already."""
-    total = sum(n for _, n in inventory)
-    if total <= cards:
-        return inventory
-    held = [i for i, (_, n) in enumerate(inventory) if n > 0]
-    keep = min(len(held), cards)  # models that keep at least one card: the largest
-    firsts = sorted(held, key=lambda i: (-inventory[i][1], i))[:keep]
-    got = [1 if i in firsts else 0 for i in range(len(inventory))]
-    rest = cards - keep
-    wants = [max(0, n - g) for (_, n), g in zip(inventory, got, strict=True)]
-    spare = sum(wants)
-    shares = [rest * w / spare if spare else 0.0 for w in wants]
-    for i, share in enumerate(shares):
-        got[i] += int(share)
-    left = cards - sum(got)
-    for i in sorted(range(len(inventory)), key=lambda i: (-(shares[i] - int(shares[i])), i))[:left]:
-        got[i] += 1
-    return tuple((m, g) for (m, _), g in zip(inventory, got, strict=True) if g > 0)
 
 
 @dataclass
