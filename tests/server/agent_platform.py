@@ -7,7 +7,6 @@ Imported as ``agent_platform`` (pytest puts this directory on ``sys.path``).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, wait_healthy
+from processes import free_port, stop_all, wait_healthy
 
 SUANWANG = [sys.executable, "-m", "suanwang.cli"]
 AGENT_CENTER, LOCAL_CENTER = "zhongwei", "horinger"
@@ -133,15 +132,7 @@ class Platform:
         )
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all(list(reversed(self.procs)))
 
 
 class Agent:

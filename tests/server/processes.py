@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -32,3 +33,19 @@ def wait_healthy(
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError("server did not start:\n" + why())
         time.sleep(0.2)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """Ask every process still running to end (waking stopped ones first: a SIGSTOPped
+    process would not see SIGTERM), then kill those that have not ended within ``timeout``
+    seconds of the ask."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from processes import free_port, wait_healthy
+from processes import free_port, stop_all, wait_healthy
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -278,16 +278,7 @@ class Cluster:
         return job_id
 
     def stop(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc, _ in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all([proc for proc, _ in self.procs])
 
 
 @pytest.fixture
