@@ -20,7 +20,9 @@ def test_members_heartbeats_and_leaders_as_the_api_sees_them(
     client: TestClient, sessions: sessionmaker[Session], make_tenant: Callable[..., Any]
 ) -> None:
     operator = make_tenant(TenantRole.OPERATOR)
-    worker = Member(sessions, "worker", lambda: NOW - timedelta(seconds=1), LocalElection())
+    serves, holds = frozenset({"guian", "zhongwei"}), frozenset({"guian"})
+    worker = Member(sessions, "worker", lambda: NOW - timedelta(seconds=1), LocalElection(),
+                    serves=serves, holds=lambda: holds)  # fmt: skip
     gone = Member(sessions, "worker", lambda: NOW - timedelta(seconds=STALE_AFTER_S + 5))
     api = Member(sessions, "api", lambda: NOW)
     for m in (worker, gone, api):
@@ -37,6 +39,11 @@ def test_members_heartbeats_and_leaders_as_the_api_sees_them(
     assert 0.9 < by_id[worker.id]["heartbeat_age_s"] < 1.1
     assert by_id[worker.id]["leads"] == {PLACEMENT: 0, MIGRATIONS: 0}  # SQLite: all, term 0
     assert by_id[api.id]["leads"] == {} and by_id[api.id]["pid"] == worker.pid
+    assert (by_id[worker.id]["serves"], by_id[worker.id]["holds"]) == (
+        ["guian", "zhongwei"],
+        ["guian"],
+    )
+    assert by_id[gone.id]["serves"] is None and by_id[api.id]["holds"] is None  # not a worker's
     # the placement term (3) is not the one the worker claims (0): not alive; the gone one's
     # claim is stale
     assert [(t["duty"], t["term"], t["alive"]) for t in view["leaders"]] == [

@@ -19,17 +19,19 @@ def register(app: App) -> None:
 
 
 def status_cmd(as_json: JsonOption = False) -> None:
-    """Replicas and workers with their heartbeats (stale ones marked), and who leads each
-    singleton duty (placement, migrations) with its term."""
+    """Replicas and workers with their heartbeats (stale ones marked), how many of the
+    centers they serve each worker holds, and who leads each singleton duty (placement,
+    migrations) with its term."""
     data = Client(as_json).request("GET", "/v1/cluster")
     members = Table(title="members")
-    for col in ("kind", "host", "pid", "version", "started", "heartbeat", "leads"):
+    for col in ("kind", "host", "pid", "version", "started", "heartbeat", "leads", "holds"):
         members.add_column(col)
     for m in data["members"]:
         age = f"{m['heartbeat_age_s']:.1f} s ago" + (" STALE" if m["stale"] else "")
         leads = ", ".join(f"{d} (term {t})" for d, t in sorted(m["leads"].items()))
+        holds = "" if m.get("holds") is None else f"{len(m['holds'])} of {len(m['serves'] or ())}"
         cells = (m["kind"], m["host"], str(m["pid"]), m["version"], m["started_at"][:19], age,
-                 leads)  # fmt: skip
+                 leads, holds)  # fmt: skip
         members.add_row(*map(Text, cells), style="red" if m["stale"] else None)
     leaders = Table(title="leaders")
     for col in ("duty", "term", "holder", "elected", "holder alive"):

@@ -20,8 +20,9 @@ members' heartbeats (docs/operations.md, "Replicated control plane").
   :class:`Wakeups` listens on a connection of its own and wakes the dispatcher's loop (it
   waits for a notification or its interval, whichever comes first).
 * **Members.** Every API replica and worker records itself (:class:`Member`): kind, host,
-  pid, version, start, heartbeat every :data:`HEARTBEAT_S` and the duties it leads with their
-  terms; ``GET /v1/cluster`` and ``suanwang status`` show them, a heartbeat older than
+  pid, version, start, heartbeat every :data:`HEARTBEAT_S`, the duties it leads with their
+  terms, and a worker the centers it serves and holds (:mod:`suanwang.server.shares`);
+  ``GET /v1/cluster`` and ``suanwang status`` show them, a heartbeat older than
   :data:`STALE_AFTER_S` marked stale.
 """
 
@@ -338,6 +339,10 @@ class Member:
     kind: str
     clock: Callable[[], datetime]
     election: Election | None = None
+    #: the centers this member's executors reach (a worker; None: a replica)
+    serves: frozenset[str] | None = None
+    #: the centers it holds now (None: all it serves)
+    holds: Callable[[], frozenset[str] | None] = lambda: None
     id: str = field(default_factory=new_id)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -348,6 +353,9 @@ class Member:
         if self.started_at is None:
             self.started_at = now
         duties = self.election.terms() if self.election is not None else {}
+        serves = None if self.serves is None else sorted(self.serves)
+        held = self.holds()
+        holds = serves if held is None else sorted(held)
         with self.sessions.begin() as session:
             row = session.get(ClusterMember, self.id)
             if row is None:
@@ -355,11 +363,11 @@ class Member:
                     ClusterMember(
                         id=self.id, kind=self.kind, host=self.host[:255], pid=self.pid,
                         version=__version__[:40], started_at=self.started_at, heartbeat_at=now,
-                        duties=duties,
+                        duties=duties, serves=serves, holds=holds,
                     )
                 )  # fmt: skip
             else:
-                row.heartbeat_at, row.duties = now, duties
+                row.heartbeat_at, row.duties, row.serves, row.holds = now, duties, serves, holds
             session.execute(
                 delete(ClusterMember).where(ClusterMember.heartbeat_at < now - FORGET_AFTER)
             )

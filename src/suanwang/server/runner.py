@@ -53,6 +53,7 @@ from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.loop import LoopService
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.settings import Settings
+from suanwang.server.shares import LocalShares, Shares, shares_for
 from suanwang.server.signals import SignalCache
 
 log = logging.getLogger("suanwang.serve")
@@ -233,6 +234,8 @@ class Services:
     #: tries to lead every duty (a standby takes over here) and records this process
     cluster: LoopService | None = None
     election: Election = field(default_factory=LocalElection)
+    #: the centers this process holds among the workers (SQLite: all)
+    shares: Shares = field(default_factory=LocalShares)
     member: Member | None = None
     wakeups: Wakeups | None = None
     engine: Engine | None = None
@@ -254,6 +257,7 @@ class Services:
         if self.wakeups is not None:
             self.wakeups.stop()
         self.election.close()  # the next leader takes over at once
+        self.shares.close()  # and the centers held here are free for the others
         if self.member is not None:
             try:
                 self.member.leave()
@@ -263,14 +267,17 @@ class Services:
             self.engine.dispose()
 
 
-def _cluster_round(election: Election, member: Member, wake: dict[str, threading.Event]) -> int:
-    """Try to lead every singleton duty (waking a duty's loop when elected to it), then the
-    heartbeat."""
+def _cluster_round(
+    election: Election, shares: Shares, member: Member, wake: dict[str, threading.Event]
+) -> int:
+    """Try to lead every singleton duty (waking a duty's loop when elected to it), take and
+    let go of centers by the live workers, then the heartbeat (with what is held)."""
     before = election.terms()
     for duty in DUTIES:
         term = election.lead(duty)
         if term is not None and before.get(duty) != term and duty in wake:
             wake[duty].set()
+    shares.refresh()
     member.beat()
     return 0
 
@@ -346,8 +353,10 @@ def build_services(
         clock=clock,
         checkpoint_root=checkpoint_root or executors_root.parent / "checkpoints",
     )
-    member = Member(sessions, kind, clock)
+    member = Member(sessions, kind, clock, serves=frozenset(executors))
     election = member.election = election_for(engine, member.id, clock)
+    shares = shares_for(engine, sessions, member.id, executors, clock)
+    member.holds = shares.held
     dispatcher = Dispatcher(
         sessions,
         live,
@@ -385,8 +394,11 @@ def build_services(
             wakeup=wake[MIGRATIONS],
         ),
         live=live,
-        cluster=LoopService("cluster", lambda: _cluster_round(election, member, wake), HEARTBEAT_S),
+        cluster=LoopService(
+            "cluster", lambda: _cluster_round(election, shares, member, wake), HEARTBEAT_S
+        ),
         election=election,
+        shares=shares,
         member=member,
         wakeups=Wakeups(engine, wake[PLACEMENT]) if postgres else None,
         engine=engine,

@@ -38,6 +38,12 @@ class MemberOut(BaseModel):
     heartbeat_age_s: float = Field(description="seconds since its last heartbeat")
     stale: bool = Field(description=f"no heartbeat for more than {STALE_AFTER_S:g} s")
     leads: dict[str, int] = Field(description="the duties it leads and their terms")
+    serves: list[str] | None = Field(
+        description="the centers its executors reach (a worker; null: a replica)"
+    )
+    holds: list[str] | None = Field(
+        description="the centers whose hand-over, polling and failover are its own now"
+    )
 
 
 class LeaderOut(BaseModel):
@@ -82,7 +88,8 @@ def cluster_view(session: Session, now: datetime) -> ClusterOut:
             MemberOut(
                 id=m.id, kind=m.kind, host=m.host, pid=m.pid, version=m.version,
                 started_at=m.started_at, heartbeat_at=m.heartbeat_at,
-                heartbeat_age_s=round(age, 3), stale=stale, leads=leads,
+                heartbeat_age_s=round(age, 3), stale=stale, leads=leads, serves=m.serves,
+                holds=m.holds,
             )
         )  # fmt: skip
     leaders = []

@@ -7,7 +7,8 @@
   trial quotas; :mod:`.trading`: offers and reservations; :mod:`.governance`: tenants'
   compute quotas, classes and budgets, their changes, and their saved fair-share usage;
   :mod:`.audit`: the append-only audit log (tenants' API keys are in :mod:`.tenants`);
-  :mod:`.cluster`: leaders' terms and the cluster's members (replicas and workers);
+  :mod:`.cluster`: leaders' terms, the cluster's members (replicas and workers) and the
+  centers they hold, and centers' reachability;
   :mod:`.agents`: agent centers and the runs handed to their agents.
 
 Timestamps are UTC-aware in Python everywhere; SQLite (which has no time zone type) stores them
@@ -29,7 +30,7 @@ from suanwang.server.database.models.billing import (
     QuotaUse,
     UsageRecord,
 )
-from suanwang.server.database.models.cluster import ClusterMember, LeaderTerm
+from suanwang.server.database.models.cluster import CenterHealthRow, ClusterMember, LeaderTerm
 from suanwang.server.database.models.governance import QuotaChange, TenantQuotaRow, TenantUsage
 from suanwang.server.database.models.jobs import CenterDrain, JobEvent, JobRow, RunFence
 from suanwang.server.database.models.tenants import ApiKey, CenterOwner, Tenant, TenantRole
@@ -46,6 +47,7 @@ __all__ = [
     "BillingSetting",
     "CenterAgent",
     "CenterDrain",
+    "CenterHealthRow",
     "CenterOwner",
     "ClusterMember",
     "JobEvent",

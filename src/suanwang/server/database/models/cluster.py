@@ -1,12 +1,13 @@
-"""The replicated control plane (migration 0011): leaders' terms and the cluster's members
-(docs/operations.md, "Replicated control plane")."""
+"""The replicated control plane (migrations 0011, 0014): leaders' terms, the cluster's members
+and the centers they hold, and centers' reachability (docs/operations.md, "Replicated control
+plane")."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanwang.server.database.models.base import Base
@@ -40,3 +41,21 @@ class ClusterMember(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     duties: Mapped[dict[str, Any]]
+    #: the centers a worker's executors reach (None: a replica, or a version before 0014)
+    serves: Mapped[list[str] | None] = mapped_column(JSON(), nullable=True)
+    #: the centers it holds now: their hand-over, polling and failover are its own
+    holds: Mapped[list[str] | None] = mapped_column(JSON(), nullable=True)
+
+
+class CenterHealthRow(Base):
+    """A center's reachability as the worker holding it sees it (migration 0014): since when
+    it has not answered (None: it answers) and the last error, so that every worker (the
+    placer above all) acts on what the center's holder saw."""
+
+    __tablename__ = "center_health"
+
+    center_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    down_since: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(Text)
+    reported_by: Mapped[str] = mapped_column(String(36))
+    reported_at: Mapped[datetime]
