@@ -268,16 +268,21 @@ class Services:
 
 
 def _cluster_round(
-    election: Election, shares: Shares, member: Member, wake: dict[str, threading.Event]
+    election: Election,
+    shares: Shares,
+    member: Member,
+    wake: dict[str, threading.Event],
+    live: LiveNetwork,
 ) -> int:
     """Try to lead every singleton duty (waking a duty's loop when elected to it), take and
-    let go of centers by the live workers, then the heartbeat (with what is held)."""
+    let go of centers by the live workers and share their reachability, then the heartbeat
+    (with what is held)."""
     before = election.terms()
     for duty in DUTIES:
         term = election.lead(duty)
         if term is not None and before.get(duty) != term and duty in wake:
             wake[duty].set()
-    shares.refresh()
+    live.health.share(member.sessions, member.id, shares.refresh())
     member.beat()
     return 0
 
@@ -395,7 +400,7 @@ def build_services(
         ),
         live=live,
         cluster=LoopService(
-            "cluster", lambda: _cluster_round(election, shares, member, wake), HEARTBEAT_S
+            "cluster", lambda: _cluster_round(election, shares, member, wake, live), HEARTBEAT_S
         ),
         election=election,
         shares=shares,
