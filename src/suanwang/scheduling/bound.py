@@ -30,7 +30,7 @@ cost. Deadlines are dropped on purpose so the bound stays below policies that mi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,128 @@ def solve_lp(
             "(more work than the network can do within the horizon, or out of time?)"
         )
     return h
+
+
+@dataclass(frozen=True)
+class Priced:
+    """Columns an LP takes only when they pay (:func:`solve_lp_by_columns`): their costs, the
+    row each covers (a row ``lo == hi``, e.g. "every job of the class starts"; coefficient
+    1), their entries in every row (``block(idx)``: a scipy CSC matrix of all rows x
+    ``idx``, cover rows included) and their reduced costs ``c_j - a_j^T y`` for the rows'
+    duals ``y`` (``reduced(y)``, all at once: built without their entries, so the LP never
+    needs them all). Bounds ``[0, inf)``."""
+
+    cost: NDArray[np.float64]
+    cover: NDArray[np.int64]
+    block: Callable[[NDArray[np.int64]], Any]
+    reduced: Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+    @staticmethod
+    def of_matrix(a: Any, cost: NDArray[np.float64], cover: NDArray[np.int64]) -> Priced:
+        """Priced columns given whole (``a``: CSC, rows x columns)."""
+        at = a.T.tocsr()
+        return Priced(cost, cover, lambda idx: a[:, idx], lambda y: cost - at @ y)
+
+
+def solve_lp_by_columns(
+    cost: NDArray[np.float64],
+    col_lo: NDArray[np.float64],
+    col_hi: NDArray[np.float64],
+    a: Any,
+    row_lo: NDArray[np.float64],
+    row_hi: NDArray[np.float64],
+    priced: Priced,
+    time_limit_s: float,
+    what: str,
+    first: int = 4,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """``min cost x + priced.cost z`` with ``row_lo <= a x + A_z z <= row_hi``, the bounds
+    of ``x`` and ``z >= 0``: the same optimum as :func:`solve_lp` on all the columns, by
+    column generation over the ``priced`` ones (``a``: CSC, the columns always in the LP).
+
+    The restricted LP starts with the ``first`` cheapest priced columns of each covered row
+    and an artificial column per covered row (cost ``M``: the row may be left uncovered at a
+    high price, so the restricted LP is always feasible); after each solve every priced
+    column is priced with the rows' duals and the most negative are added, until none is:
+    the restricted LP's optimum is then the whole LP's (its duals are feasible for every
+    column). An artificial left above zero at the end means either ``M`` is below a covered
+    row's dual (``M`` is raised and the search goes on) or the whole LP is infeasible
+    (:class:`BoundError`). Returns the values of ``x``, of every priced column (0 for those
+    never taken) and the optimum.
+    """
+    import time
+
+    import highspy
+    from scipy.sparse import csc_matrix, hstack
+
+    t0 = time.perf_counter()
+    n_fixed, n_priced = cost.size, priced.cost.size
+    cover = priced.cover
+    rows = np.unique(cover)
+    big = 100.0 * (float(np.abs(np.concatenate([cost, priced.cost])).max(initial=0.0)) + 1.0)
+    # the first: the cheapest ``first`` priced columns of each covered row
+    order = np.lexsort((priced.cost, cover))
+    starts = np.searchsorted(cover[order], cover[order], side="left")
+    rank = np.empty(n_priced, dtype=np.int64)
+    rank[order] = np.arange(n_priced) - starts
+    taken = np.nonzero(rank < first)[0]
+    art = csc_matrix(
+        (np.ones(rows.size), (rows, np.arange(rows.size))), shape=(row_lo.size, rows.size)
+    )
+    both = hstack([csc_matrix(a), art, csc_matrix(priced.block(taken))], format="csc")
+    lp = highspy.HighsLp()
+    lp.num_col_ = both.shape[1]
+    lp.num_row_ = row_lo.size
+    lp.col_cost_ = np.concatenate([cost, np.full(rows.size, big), priced.cost[taken]])
+    lp.col_lower_ = np.concatenate([col_lo, np.zeros(rows.size + taken.size)])
+    lp.col_upper_ = np.concatenate([col_hi, np.full(rows.size + taken.size, np.inf)])
+    lp.row_lower_ = row_lo
+    lp.row_upper_ = row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = both.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = both.indices.astype(np.int32)
+    lp.a_matrix_.value_ = both.data
+    h = _quiet_highs()
+    h.passModel(lp)
+    in_lp = np.zeros(n_priced, dtype=bool)
+    in_lp[taken] = True
+    added = [taken]  # the priced columns, in the LP's order after the artificials
+    arts = np.arange(n_fixed, n_fixed + rows.size, dtype=np.int32)
+    while True:
+        left = time_limit_s - (time.perf_counter() - t0)
+        if left <= 0:
+            raise BoundError(f"{what} not solved within {time_limit_s:g} s")
+        h.setOptionValue("time_limit", float(left))
+        h.run()
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise BoundError(f"{what} not solved to optimality: {h.modelStatusToString(status)}")
+        sol = h.getSolution()
+        y = np.asarray(sol.row_dual)
+        reduced = priced.reduced(y)
+        reduced[in_lp] = 0.0
+        new = np.nonzero(reduced < -1e-9 * (1.0 + np.abs(priced.cost)))[0]
+        if new.size == 0:
+            if np.asarray(sol.col_value)[arts].max(initial=0.0) <= 1e-7:
+                break
+            if big > 1e12:
+                raise BoundError(f"{what}: infeasible (some rows cannot be covered)")
+            big *= 100.0  # a covered row's dual may be above M: raise it and go on
+            h.changeColsCost(arts.size, arts, np.full(arts.size, big))
+            continue
+        limit = max(2000, 2 * rows.size)
+        if new.size > limit:
+            new = new[np.argpartition(reduced[new], limit)[:limit]]
+        block = csc_matrix(priced.block(new))
+        h.addCols(new.size, priced.cost[new], np.zeros(new.size), np.full(new.size, np.inf),
+                  block.nnz, block.indptr[:-1].astype(np.int32), block.indices.astype(np.int32),
+                  block.data)  # fmt: skip
+        in_lp[new] = True
+        added.append(new)
+    x = np.asarray(h.getSolution().col_value)
+    z = np.zeros(n_priced)
+    z[np.concatenate(added)] = x[n_fixed + rows.size :]
+    return x[:n_fixed], z, float(h.getInfo().objective_function_value)
 
 
 def offline_bound(

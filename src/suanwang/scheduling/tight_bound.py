@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,7 +51,7 @@ from numpy.typing import NDArray
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.bound import Bound, BoundError, _buckets, solve_lp
+from suanwang.scheduling.bound import Bound, BoundError, Priced, _buckets, solve_lp_by_columns
 
 RUNTIME_RATIO = 1.15
 F64 = NDArray[np.float64]
@@ -84,6 +85,63 @@ def _window_min(signals: Signals, center: I64, r_h: F64, hours: int) -> F64:
     at_frac = g(h[None, :hours] + frac[:, None])
     m: F64 = np.minimum(np.minimum(at_int[:, :hours], at_int[:, 1:]), at_frac)
     return m
+
+
+def _busy(
+    idx: I64,
+    lo: F64,
+    hi: F64,
+    pool: I64,
+    units: F64,
+    cover: I64,
+    bucket_h: int,
+    nb: int,
+    n_rows: int,
+) -> Any:
+    """Columns ``idx`` of the whole jobs' LP: 1 in their cover row, and in each capacity row
+    (pool x bucket) the units they hold there times the hours of ``[lo, hi)`` in the bucket."""
+    from scipy.sparse import csc_matrix
+
+    k = np.arange(idx.size)
+    r_parts, c_parts, v_parts = [cover[idx]], [k], [np.ones(idx.size)]
+    s, e = lo[idx], hi[idx]
+    has = e > s
+    ci = np.nonzero(has)[0]
+    b0 = (s[ci] // bucket_h).astype(np.int64)
+    b1 = np.minimum(((e[ci] - 1e-12) // bucket_h).astype(np.int64), nb - 1)
+    for d in range(int((b1 - b0).max()) + 1 if ci.size else 0):
+        live = b0 + d <= b1
+        b = b0[live] + d
+        j = ci[live]
+        ov = np.minimum(e[j], (b + 1) * bucket_h) - np.maximum(s[j], b * bucket_h)
+        pos = ov > 0
+        r_parts.append(pool[idx[j[pos]]] * nb + b[pos])
+        c_parts.append(j[pos])
+        v_parts.append(ov[pos] * units[idx[j[pos]]])
+    m = csc_matrix(
+        (np.concatenate(v_parts), (np.concatenate(r_parts), np.concatenate(c_parts))),
+        shape=(n_rows, idx.size),
+    )
+    m.sum_duplicates()
+    return m
+
+
+def _busy_dual(
+    y: F64, lo: F64, hi: F64, pool: I64, b_len: F64, bucket_h: int, nb: int, n_pools: int
+) -> F64:
+    """For every column, the sum over the capacity rows of its hours there times the rows'
+    duals ``y`` (per unit held): the integral over ``[lo, hi)`` of its pool's dual per hour,
+    from the running sums of the duals over the buckets."""
+    per_h = y[: n_pools * nb].reshape(n_pools, nb)
+    upto = np.zeros((n_pools, nb + 1))
+    np.cumsum(per_h * b_len[None, :], axis=1, out=upto[:, 1:])
+
+    def at(t: F64) -> F64:
+        b = np.minimum((t // bucket_h).astype(np.int64), nb - 1)
+        out: F64 = upto[pool, b] + (t - b * bucket_h) * per_h[pool, b]
+        return out
+
+    return np.where(hi > lo, at(hi) - at(lo), 0.0)
 
 
 def tight_bound(
@@ -231,24 +289,10 @@ def tight_bound(
     tau_pair = _cat(tau).astype(np.float64)
     col_cost = units_c * kw[pp] * col_cost + tau_pair[cp]
 
-    # busy part [hi, lo + r_lo) per capacity bucket
+    # busy part [hi, lo + r_lo) in hours (its capacity rows are made only for the columns the
+    # LP takes: :func:`_busy`; the others are priced without them)
     busy_lo = chi
-    busy_hi = np.minimum(clo + r_lo[cp], H)
-    has_busy = busy_hi > busy_lo
-    bi_c, bi_b, bi_v = [], [], []
-    ci = np.nonzero(has_busy)[0]
-    b0 = (busy_lo[ci] // bucket_h).astype(np.int64)
-    b1 = np.minimum(((busy_hi[ci] - 1e-12) // bucket_h).astype(np.int64), nb - 1)
-    for d in range(int((b1 - b0).max()) + 1 if ci.size else 0):
-        live = b0 + d <= b1
-        b = b0[live] + d
-        ov = np.minimum(busy_hi[ci[live]], (b + 1) * bucket_h) - np.maximum(
-            busy_lo[ci[live]], b * bucket_h
-        )
-        pos = ov > 0
-        bi_c.append(ci[live][pos])
-        bi_b.append(b[pos])
-        bi_v.append(ov[pos] * units_c[ci[live][pos]])
+    busy_hi = np.maximum(np.minimum(clo + r_lo[cp], H), busy_lo)
     n_cols = cp.size
 
     # ---- fluid classes (checkpointable work): x[f,p,t] unit-hours, C[f,t] work done by t
@@ -288,7 +332,8 @@ def tight_bound(
         f_row0[1:] = np.cumsum(nb - f_first)[:-1]
     n_fx, n_fc = xf.size, cf.size
 
-    # ---- the LP: columns n (whole jobs), x, C; rows capacity, cover (per class), work
+    # ---- the LP: columns x, C (always in it) and n (whole jobs, priced: column generation);
+    # rows capacity, cover (per class), work
     from scipy.sparse import coo_matrix
 
     n_cap = net.n_pools * nb
@@ -299,49 +344,48 @@ def tight_bound(
         out: I64 = r_work + f_row0[f] + (b - f_first[f])
         return out
 
-    bc = np.concatenate(bi_c) if bi_c else np.zeros(0, np.int64)
-    bb = np.concatenate(bi_b) if bi_b else np.zeros(0, np.int64)
-    bv = np.concatenate(bi_v) if bi_v else np.zeros(0)
-    x0 = n_cols
-    c0 = n_cols + n_fx
+    c0 = n_fx
     f_speed = net.pool_speed[xp, np.array(f_prec, dtype=np.int64)[xf]] if n_f else np.zeros(0)
     nxt = cb < nb - 1
     rows = np.concatenate([
-        pp[bc] * nb + bb,  # whole jobs: busy part in capacity rows
-        r_cover + pk,  # whole jobs: cover
         xp * nb + xb,  # fluid: capacity
         work_row(xf, xb),  # fluid: work done
         work_row(cf, cb),  # C[f,t]
         work_row(cf[nxt], cb[nxt] + 1),  # -C[f,t] in row t+1
     ])  # fmt: skip
-    cols = np.concatenate([bc, np.arange(n_cols), x0 + np.arange(n_fx), x0 + np.arange(n_fx),
-                           c0 + np.arange(n_fc), c0 + np.nonzero(nxt)[0]])  # fmt: skip
-    vals = np.concatenate([bv, np.ones(n_cols), np.ones(n_fx), -f_speed, np.ones(n_fc),
-                           -np.ones(int(nxt.sum()))])  # fmt: skip
+    cols = np.concatenate([np.arange(n_fx), np.arange(n_fx), c0 + np.arange(n_fc),
+                           c0 + np.nonzero(nxt)[0]])  # fmt: skip
+    vals = np.concatenate([np.ones(n_fx), -f_speed, np.ones(n_fc), -np.ones(int(nxt.sum()))])
     n_rows = r_work + n_fc
-    n_all = c0 + n_fc
-    a = coo_matrix((vals, (rows, cols)), shape=(n_rows, n_all)).tocsc()
-    a.sum_duplicates()
+    a = coo_matrix((vals, (rows, cols)), shape=(n_rows, n_fx + n_fc)).tocsc()
     cap_hi = np.repeat(cap, nb) * np.tile(b_len, net.n_pools)
     row_lo = np.concatenate([np.full(n_cap, -np.inf), count, np.zeros(n_fc)])
     row_hi = np.concatenate([cap_hi, count, np.zeros(n_fc)])
     total_f = cum_arrived[:, -1] if n_f else np.zeros(0)
     c_lo = np.where(cb == nb - 1, total_f[cf], 0.0) if n_f else np.zeros(0)
     c_hi = cum_arrived[cf, cb] if n_f else np.zeros(0)
-    cost = np.concatenate([col_cost, kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)])
-    h = solve_lp(
-        cost,
-        np.concatenate([np.zeros(n_cols + n_fx), c_lo]),
-        np.concatenate([np.full(n_cols + n_fx, np.inf), c_hi]),
+    cover = r_cover + pk
+    whole = Priced(
+        col_cost,
+        cover,
+        lambda idx: _busy(idx, busy_lo, busy_hi, pp, units_c, cover, bucket_h, nb, n_rows),
+        lambda y: col_cost - y[cover] - units_c * _busy_dual(y, busy_lo, busy_hi, pp, b_len,
+                                                              bucket_h, nb, net.n_pools),
+    )  # fmt: skip
+    x_sol_all, n_sol, lp_value = solve_lp_by_columns(
+        np.concatenate([kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)]),
+        np.concatenate([np.zeros(n_fx), c_lo]),
+        np.concatenate([np.full(n_fx, np.inf), c_hi]),
+        a,
         row_lo,
         row_hi,
-        (a.indptr, a.indices, a.data),
+        whole,
         time_limit_s,
         "tight bound LP",
     )
-    sol = np.asarray(h.getSolution().col_value)
-    lp_value = float(h.getInfo().objective_function_value)
-    n_sol, x_sol = sol[:n_cols], sol[x0:c0]
+    n_cols = cp.size
+    n_all = n_cols + n_fx + n_fc
+    x_sol = x_sol_all[:n_fx]
     transfer = float((n_sol * tau_pair[cp]).sum()) + transfer_excess + transfer_fluid
     energy_cost = lp_value + energy_excess - float((n_sol * tau_pair[cp]).sum())
     # energy (kWh) and carbon of the LP's plan: whole jobs at their mean work, fluid as planned

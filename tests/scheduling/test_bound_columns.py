@@ -1,0 +1,130 @@
+"""Column generation finds the same optimum as solving the whole LP (the tight bound's
+solver, :func:`suanwang.scheduling.bound.solve_lp_by_columns`), or the same refusal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from scipy.sparse import csc_matrix
+
+from suanwang.scheduling.bound import BoundError, Priced, solve_lp, solve_lp_by_columns
+from suanwang.scheduling.tight_bound import _busy, _busy_dual
+
+F64 = NDArray[np.float64]
+
+
+@dataclass
+class LP:
+    cost: F64
+    col_lo: F64
+    col_hi: F64
+    row_lo: F64
+    row_hi: F64
+    a: csc_matrix
+    priced: int
+    cover: NDArray[np.int64]
+
+    def bounds(self) -> tuple[F64, F64, F64, F64, F64]:
+        return self.cost, self.col_lo, self.col_hi, self.row_lo, self.row_hi
+
+
+@st.composite
+def lps(draw: st.DrawFn) -> LP:
+    """Classes of jobs that each start once (cover rows), over capacity rows, plus free
+    columns that are always in the LP (as the fluid bound's)."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    n_cls = draw(st.integers(1, 8))
+    n_cap = draw(st.integers(1, 6))
+    per = draw(st.integers(1, 12))
+    n_gen = n_cls * per
+    n_free = draw(st.integers(0, 4))
+    cover = np.repeat(np.arange(n_cls), per) + n_cap
+    rows, cols, vals = [], [], []
+    for j in range(n_gen):
+        rows.append(int(cover[j]))
+        cols.append(j)
+        vals.append(1.0)
+        for r in rng.choice(n_cap, size=rng.integers(0, n_cap + 1), replace=False):
+            rows.append(int(r))
+            cols.append(j)
+            vals.append(float(rng.uniform(0.1, 3.0)))
+    for f in range(n_free):
+        for r in rng.choice(n_cap, size=rng.integers(1, n_cap + 1), replace=False):
+            rows.append(int(r))
+            cols.append(n_gen + f)
+            vals.append(float(rng.uniform(0.1, 2.0)))
+    n_all = n_gen + n_free
+    a = csc_matrix((vals, (rows, cols)), shape=(n_cap + n_cls, n_all))
+    count = rng.integers(1, 5, size=n_cls).astype(float)
+    cap = rng.uniform(0.5, 10.0, size=n_cap)
+    free_lo = np.where(rng.random(n_free) < 0.5, rng.uniform(0, 2, size=n_free), 0.0)
+    return LP(
+        cost=np.concatenate([rng.uniform(0, 100, size=n_gen), rng.uniform(-5, 50, n_free)]),
+        col_lo=np.concatenate([np.zeros(n_gen), free_lo]),
+        col_hi=np.concatenate([np.full(n_gen, np.inf), free_lo + rng.uniform(0, 5, n_free)]),
+        row_lo=np.concatenate([np.full(n_cap, -np.inf), count]),
+        row_hi=np.concatenate([cap, count]),
+        a=a,
+        priced=n_gen,
+        cover=cover.astype(np.int64),
+    )
+
+
+def by_columns(lp: LP, first: int) -> tuple[F64, float]:
+    """``lp`` solved with its first ``priced`` columns generated, the rest always in it."""
+    a = lp.a
+    gen = Priced.of_matrix(a[:, : lp.priced], lp.cost[: lp.priced], lp.cover)
+    fixed = slice(lp.priced, None)
+    x, z, value = solve_lp_by_columns(lp.cost[fixed], lp.col_lo[fixed], lp.col_hi[fixed],
+                                      a[:, fixed], lp.row_lo, lp.row_hi, gen, 60.0, "cols",
+                                      first=first)  # fmt: skip
+    return np.concatenate([z, x]), value
+
+
+@settings(max_examples=200, deadline=None)
+@given(lp=lps(), first=st.integers(1, 3))
+def test_columns_find_the_whole_lps_optimum(lp: LP, first: int) -> None:
+    """Started from as few as one column per class, so most are generated."""
+    a = lp.a
+    try:
+        h = solve_lp(*lp.bounds(), (a.indptr, a.indices, a.data), 60.0, "whole")
+    except BoundError:
+        with pytest.raises(BoundError):
+            by_columns(lp, first)
+        return
+    whole = float(h.getInfo().objective_function_value)
+    x, value = by_columns(lp, first)
+    assert value == pytest.approx(whole, rel=1e-6, abs=1e-6)
+    assert float(lp.cost @ x) == pytest.approx(value, rel=1e-6, abs=1e-6)  # the columns' values
+    row = a @ x
+    assert np.all(row <= lp.row_hi + 1e-6) and np.all(row >= lp.row_lo - 1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_whole_jobs_are_priced_as_their_columns_say(data: st.DataObject) -> None:
+    """The tight bound prices a whole-job column from the duals without making it: the same
+    as its entries (hours held in each pool's buckets, times units, and its cover row)."""
+    bucket_h, nb, n_pools = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 12)), 3
+    hours = data.draw(st.integers(max(1, (nb - 1) * bucket_h + 1), nb * bucket_h))
+    b_len = np.full(nb, float(bucket_h))
+    b_len[-1] = hours - (nb - 1) * bucket_h
+    n = data.draw(st.integers(1, 20))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    lo = rng.uniform(0, hours, size=n)
+    hi = np.maximum(lo, np.minimum(hours, lo + rng.uniform(-1, hours, size=n)))
+    pool = rng.integers(0, n_pools, size=n)
+    units = rng.integers(1, 9, size=n).astype(float)
+    n_rows = n_pools * nb + 2
+    cover = rng.integers(n_pools * nb, n_rows, size=n)
+    y = rng.normal(size=n_rows)
+    block = _busy(np.arange(n), lo, hi, pool, units, cover, bucket_h, nb, n_rows)
+    priced = y[cover] + units * _busy_dual(y, lo, hi, pool, b_len, bucket_h, nb, n_pools)
+    assert np.allclose(block.T @ y, priced)
+    assert np.allclose(block[: n_pools * nb].sum(axis=0).A1, units * (hi - lo))  # all hours
