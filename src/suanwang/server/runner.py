@@ -361,7 +361,7 @@ def build_services(
     member = Member(sessions, kind, clock, serves=frozenset(executors))
     election = member.election = election_for(engine, member.id, clock)
     shares = shares_for(engine, sessions, member.id, executors, clock)
-    member.holds = shares.held
+    member.holds = live.holds = shares.held
     dispatcher = Dispatcher(
         sessions,
         live,

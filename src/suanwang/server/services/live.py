@@ -51,6 +51,9 @@ class LiveNetwork:
     executors: Mapping[str, Executor]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     health: CenterHealth = field(default_factory=CenterHealth)
+    #: the centers whose hand-over, polling and failover are this process's now (None: all;
+    #: several workers share the centers: :mod:`suanwang.server.shares`)
+    holds: Callable[[], frozenset[str] | None] = field(default=lambda: None)
     drained: frozenset[str] = frozenset()
     #: Where jobs keep checkpoints: ``<root>/<job id>``, the same directory for every run of a
     #: job, reachable from every center (see :mod:`suanwang.server.services.failover`).

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.lifecycle import RUN_STOPPED, TRANSITIONS, JobState
@@ -52,6 +52,8 @@ class Reconciler:
     def run_once(self) -> int:
         """One round over the jobs executors hold; returns the number of state changes."""
         changes = 0
+        holds = self.live.holds()  # the centers this worker polls (None: every center)
+        mine = JobRow.center_id.in_(sorted(holds)) if holds is not None else true()
         with self.sessions.begin() as session:
             rows = list(
                 session.scalars(
@@ -59,6 +61,7 @@ class Reconciler:
                     .where(
                         JobRow.state.in_([s.value for s in WATCHED]),
                         JobRow.executor_ref.is_not(None),
+                        mine,
                     )
                     .order_by(JobRow.updated_at, JobRow.id)
                     .limit(self.batch)
