@@ -116,6 +116,12 @@ def one(
                 "jain_index": round(gm["fairness"]["jain_index"], 4),
                 "min_entitled_fraction": round(gm["fairness"]["min_entitled_fraction"], 4),
                 "backlogged_hours": gm["fairness"]["backlogged_hours"],
+                # per round (docs/governance.md, "Measuring fairness"); absent before 2026-12-06
+                **{
+                    k: round(v, 4) if isinstance(v, float) else v
+                    for k, v in gm["fairness"].items()
+                    if k.startswith("ask")
+                },
                 "urgent_p95_wait_s": round(gm["classes"]["urgent"]["wait_p95_s"], 1),
                 "preemptions": gm["preemptions"],
                 "lost_work_share": round(gm["lost_work_share"], 5),
@@ -158,6 +164,17 @@ def main() -> None:
         "fair_cost_over_fifo": med("fair", "cost_cny") / med("fifo", "cost_cny"),
         "fair_mean_wait_s": med("fair", "mean_wait_s"),
         "nearest_fifo_mean_wait_s": med("fifo-nearest", "mean_wait_s"),
+        **{
+            f"fair_{k}": med("fair", k)
+            for k in (
+                "asks_met_within_round",
+                "asks_never_met",
+                "ask_met_p50_s",
+                "ask_met_p95_s",
+                "ask_met_max_s",
+            )
+            if k in rows[0]
+        },
         "targets": {
             "jain": ">= 0.95",
             "min_entitled_fraction": ">= 0.90",
@@ -165,6 +182,7 @@ def main() -> None:
             "lost_work_share": "<= 0.02",
             "cost_over_fifo": "<= 1.05",
             "mean_wait": "<= nearest's",
+            "asks_met_within_round": "every ask (1.0), with preemption on",
         },
     }
     print(json.dumps(summary), flush=True)

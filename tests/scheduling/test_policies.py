@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest
-from suanwang.scheduling.state import CapacityState
+from suanwang.scheduling.state import CapacityState, Decision
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import measure
 
@@ -193,3 +195,40 @@ def test_suanwang_decisions(china_net: Network, china_signals: Signals) -> None:
     # the plan records the reservation
     assert state.committed.sum() > before
     assert state.committed[info.pools[d.pos]].sum() >= 1
+
+
+def test_no_deferral_for_price_while_the_network_is_scarce(
+    china_net: Network, china_signals: Signals
+) -> None:
+    """A job waited in the platform's queue for room lately (``waited_s``, within
+    ``scarce_memory_s``): waiting is what the network is short of, so a deferrable job that
+    the planner would defer for price starts now, on its cheapest pool with room now. A wait
+    longer ago than that, or a host that does not say (None), leaves the deferral as it was."""
+    pol = SuanwangPolicy()
+    job = _job(kind=JobKind.TRAINING, work_scu=16.0, cards=8, stacks=frozenset({"dtk"}))
+    every = china_net.job_class(job)
+    info = every.subset(np.arange(every.pools.size) < 3)  # as the queue offers: a few pools
+
+    def decide(now_s: float, waited_s: float | None) -> Decision:
+        state = CapacityState.empty(china_net, china_signals)
+        state.now_s = now_s
+        if waited_s is not None:
+            state.waited_s = np.full(china_net.n_pools, -np.inf)
+            state.waited_s[3] = waited_s
+        return pol.decide(dataclasses.replace(job, submit_s=now_s), info, state)
+
+    deferred = [
+        now for now in np.arange(0.0, 24 * 3600.0, 3600.0) if decide(now, None).start_s > now + 1
+    ]
+    assert deferred, "the planner defers this job for price at some hour"
+    now = float(deferred[0])
+    plain = decide(now, None)
+    assert decide(now, now - pol.scarce_memory_s - 60.0) == plain  # scarce too long ago
+    scarce = decide(now, now - 60.0)
+    transfer = job.data_gb * float(info.transfer_s_per_gb[scarce.pos])
+    assert scarce.start_s == pytest.approx(now + transfer)
+    assert "scarce" in scarce.reason
+    # the cheapest start now: what a planner that may not defer (max_defer_h=0) takes
+    state = CapacityState.empty(china_net, china_signals)
+    state.now_s = now
+    assert SuanwangPolicy(max_defer_h=0).decide(job, info, state).pos == scarce.pos

@@ -14,14 +14,22 @@ from a100 import a100_job, two_pools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suanwang.core.governance import Governance, TenantQuota, equal_shares
+from suanwang.core.governance import Governance, Rules, TenantQuota, equal_shares
 from suanwang.core.jobs import Job, Priority
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.policies import FirstFit
-from suanwang.sim.fairness import backlogged_hours, governance_metrics, jain, tenant_hourly_usage
+from suanwang.scheduling.state import Decision
+from suanwang.sim.fairness import (
+    QuotaAsks,
+    backlogged_hours,
+    governance_metrics,
+    jain,
+    quota_asks,
+    tenant_hourly_usage,
+)
 from suanwang.sim.governed import GovernedOutcome, simulate_governed
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
@@ -171,7 +179,15 @@ def test_governance_metrics_have_the_documented_keys_and_shares_sum_to_one(
         assert row["wait_p50_s"] <= row["wait_p95_s"]
     shares = [row["share_of_usage"] for row in m["tenants"].values()]
     assert sum(shares) == pytest.approx(1.0, rel=1e-12)
-    assert set(m["fairness"]) == {"jain_index", "min_entitled_fraction", "backlogged_hours"}
+    assert set(m["fairness"]) == {
+        "jain_index", "min_entitled_fraction", "backlogged_hours", "asks",
+        "asks_met_within_round", "asks_never_met", "ask_met_p50_s", "ask_met_p95_s",
+        "ask_met_max_s",
+    }  # fmt: skip
+    assert m["fairness"]["asks"] >= 2  # a and b asked at least once each
+    assert 0.0 <= m["fairness"]["asks_met_within_round"] <= 1.0
+    assert m["fairness"]["ask_met_p50_s"] <= m["fairness"]["ask_met_p95_s"]
+    assert m["fairness"]["ask_met_p95_s"] <= m["fairness"]["ask_met_max_s"]
     assert 0.0 < m["fairness"]["jain_index"] <= 1.0
     assert 0.0 <= m["fairness"]["min_entitled_fraction"] <= 1.0
     assert 1 <= m["fairness"]["backlogged_hours"] <= 6
@@ -209,3 +225,96 @@ def test_governed_sharing_is_fairer_than_fifo_when_one_tenant_floods(
     # both measured against the same entitlements: an equal share each
     for m in (fair, fifo):
         assert m["tenants"]["a"]["entitlement_scu"] == m["tenants"]["b"]["entitlement_scu"]
+
+
+# --------------------------------------------------------------------------- asks, per round
+
+
+def _asks(net: Network, sig: Signals, jobs: list[Job], gov: Governance) -> QuotaAsks:
+    return quota_asks(net, jobs, _run(net, sig, jobs, gov))
+
+
+def test_an_ask_on_an_empty_network_is_met_in_the_next_round(net: Network, sig: Signals) -> None:
+    """a (quota 2 SCU/h) sends a 2-card job at 0:00:30: it asks then (it holds nothing) and
+    holds 2 SCU/h from the round at 0:01, 30 s later. A second job while it holds its quota
+    is no ask."""
+    jobs = [_job(0, "a", 30.0, cards=2), _job(1, "a", 600.0, cards=2)]
+    asks = _asks(net, sig, jobs, _gov(a=2.0, b=2.0))
+    assert asks.tenant.tolist() == [0] and asks.at_s.tolist() == [30.0]
+    assert asks.met_s.tolist() == [30.0]
+    assert asks.summary(ROUND, 12 * H) == {
+        "asks": 1, "asks_met_within_round": 1.0, "asks_never_met": 0, "ask_met_p50_s": 30.0,
+        "ask_met_p95_s": 30.0, "ask_met_max_s": 30.0,
+    }  # fmt: skip
+
+
+def test_an_ask_below_the_quota_is_met_when_the_tenant_holds_all_it_wants(
+    net: Network, sig: Signals
+) -> None:
+    """a's quota is 4 SCU/h (90%: 3.6) and it wants one card (1 SCU/h): met at its start."""
+    asks = _asks(net, sig, [_job(0, "a", 0.0)], _gov(a=4.0))
+    assert asks.met_s.tolist() == [ROUND]
+
+
+@pytest.mark.parametrize("preemption", [True, False])
+def test_an_ask_is_met_within_a_round_by_reclaiming_only_when_preemption_is_on(
+    net: Network, sig: Signals, preemption: bool
+) -> None:
+    """b (quota 2) fills the network with four 4-hour one-card runs, two of them borrowed; a
+    (quota 2) asks for two cards an hour later. With preemption it reclaims the borrowed
+    cards in its first round; without, it waits for b's runs to end (at 4 h + a round)."""
+    jobs = [_job(i, "b", 0.0, checkpointable=True) for i in range(4)]
+    jobs.append(_job(4, "a", H + 10.0, cards=2))
+    gov = _gov(a=2.0, b=2.0)
+    gov = Governance(tenants=gov.tenants, rules=Rules(preemption=preemption))
+    asks = _asks(net, sig, jobs, gov)
+    mine = asks.tenant == 0  # a's asks (tenants in sorted order: a, b)
+    assert asks.at_s[~mine].tolist() == [0.0] and asks.met_s[~mine].tolist() == [ROUND]
+    assert asks.at_s[mine].tolist() == [H + 10.0]
+    took = float(asks.met_s[mine][0])
+    if preemption:
+        assert took == pytest.approx(ROUND - 10.0)
+        assert asks.summary(ROUND, 12 * H)["asks_met_within_round"] == 1.0
+    else:
+        assert took == pytest.approx(4 * H + ROUND - (H + 10.0))
+        assert asks.summary(ROUND, 12 * H)["asks_met_within_round"] == 0.5
+
+
+def test_a_job_deferred_for_price_does_not_ask_until_it_is_back(net: Network, sig: Signals) -> None:
+    """a's job asks at 0:00; the policy defers it an hour in the round at 0:01 (its choice,
+    not a wait for room): the ask ends there, as a wants nothing now. Back in the queue at
+    1:01 it asks again (a holds nothing of its 4 SCU/h) and is placed at that instant: met,
+    since a then holds all it wants."""
+    jobs = [_job(0, "a", 0.0, cards=2)]
+    g = simulate_governed(net, sig, jobs, _Later(), _gov(a=4.0), round_s=ROUND)
+    assert g.deferrals == [(0, ROUND, ROUND + H)]
+    asks = quota_asks(net, jobs, g)
+    assert asks.at_s.tolist() == [0.0, ROUND + H] and asks.met_s.tolist() == [ROUND, 0.0]
+    assert g.outcome.first_start_s[0] == ROUND + H
+
+
+class _Later:
+    """Defers every job an hour (a price valley), once: the host starts it when it is due."""
+
+    name = "later"
+
+    def decide(self, job: Job, info: Any, state: Any, market: Any = None, *,
+               explain: bool = False) -> Decision:  # fmt: skip
+        return Decision(pos=0, start_s=state.now_s + H)
+
+
+def _gov(**quotas: float) -> Governance:
+    return Governance(tenants={t: TenantQuota(t, t, q) for t, q in quotas.items()})
+
+
+def test_an_ask_never_met_counts_to_the_end_of_the_run() -> None:
+    """Three asks: met in 30 s, in 10 min, never (asked 1 h before the end of the run)."""
+    asks = QuotaAsks(
+        tenant=np.array([0, 1, 0]),
+        at_s=np.array([0.0, 100.0, 11 * H]),
+        met_s=np.array([30.0, 600.0, np.nan]),
+    )
+    got = asks.summary(ROUND, 12 * H)
+    assert got["asks"] == 3 and got["asks_never_met"] == 1
+    assert got["asks_met_within_round"] == pytest.approx(1 / 3)
+    assert (got["ask_met_p50_s"], got["ask_met_max_s"]) == (600.0, H)

@@ -765,3 +765,34 @@ def test_slow_pools_go_last_in_a_round_to_whoever_still_waits(tiny: Scenario, fa
     first = {r.job: r for r in reversed(spans(g))}
     assert (first[0].pool, first[1].pool, first[2].pool) == (h800, a100, h20)
     assert (g.outcome.first_start_s[1:] == ROUND).all()
+
+
+class _Spy:
+    """First fit, noting what the host says of waiting (``state.waited_s``) at each decision."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, list[float]]] = []
+
+    def decide(self, job: Job, info: Any, state: Any, market: Any = None, *,
+               explain: bool = False) -> Decision:  # fmt: skip
+        self.seen.append((state.now_s, state.waited_s.tolist()))
+        return FirstFit().decide(job, info, state)
+
+
+@pytest.mark.parametrize("fair", [True, False])
+def test_the_queue_tells_the_planner_when_work_last_waited_for_room(
+    net: Network, sig: Signals, fair: bool
+) -> None:
+    """Three 2-card jobs at once on two 2-card pools: the third waits for room on both pools
+    from the first round until the first run ends (an hour), and each decision sees the last
+    round a job waited for room on each pool (the planner's scarcity: docs/governance.md)."""
+    jobs = [_job(i, "a", 0.0, cards=2, work_scu=2.0) for i in range(3)]
+    spy = _Spy()
+    g = simulate_governed(net, sig, jobs, spy, _gov(a=4.0) if fair else None, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    (t0, first), (_, second), (t2, third) = spy.seen
+    assert t0 == ROUND and first == [-np.inf, -np.inf] and second == first  # nobody waited yet
+    assert t2 == pytest.approx(H + ROUND)  # the first run ends at H + ROUND
+    assert third == [t2 - ROUND, t2 - ROUND]  # it waited in every round until the one before

@@ -121,6 +121,9 @@ class SuanwangPolicy:
     #: forecasts that can be wrong, a few sigmas of their error (a smaller gain is as likely
     #: noise, and the cheapest of many noisy starts looks cheaper than it is: docs/model.md)
     min_deferral_gain_share: float = 0.0
+    #: the network is scarce while a job waited for room in the platform's queue within this
+    #: long (the deferral window): then a start now that fits wins over a deferral for price
+    scarce_memory_s: float = 12 * 3600.0
     _table: ObjectiveTable | None = field(default=None, init=False, repr=False)
     _mean_key: object = field(default=None, init=False, repr=False)
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
@@ -317,6 +320,9 @@ class SuanwangPolicy:
             return int(info.pools[sel[i]]), t0, t0 + float(g.runtime_h[i]) * HOUR
 
         eps, share = self.min_deferral_gain_cny, self.min_deferral_gain_share
+        # scarcity: work waited for room lately, so waiting is what the network is short of
+        # and a start now that fits wins over any deferral for price (docs/governance.md)
+        scarce = self.scarce(state)
         for _ in range(self.candidates_checked):
             idx = int(flat.argmin())
             value = float(flat[idx])
@@ -327,13 +333,23 @@ class SuanwangPolicy:
             pool, t0, t1 = run(i, k)
             if not state.fits(pool, units, t0, t1):
                 continue
-            gain = None
+            gain, why = None, None
             if k:
                 # a deferral must gain: the cheapest start now that fits wins unless it costs
                 # more than the deferral by eps (starts now that cost less were tried before
                 # and did not fit). Only an explanation needs how much more: the gain.
                 limit = math.inf if explain else value + eps + share * value
-                near = sorted((c, j) for j, c in enumerate(now_cost) if value <= c <= limit)
+                if scarce:
+                    for now_j, j in sorted((c, j) for j, c in enumerate(now_cost)):
+                        now = run(j, 0) if now_j < math.inf else None
+                        if now is not None and state.fits(now[0], units, now[1], now[2]):
+                            i, k, value = j, 0, now_j
+                            pool, t0, t1 = now
+                            why = "cheapest center with room now (scarce: no deferral for price)"
+                            break
+                near = [] if not k else sorted(
+                    (c, j) for j, c in enumerate(now_cost) if value <= c <= limit
+                )  # fmt: skip
                 for now_j, j in near:
                     if now_j == math.inf:
                         break
@@ -347,11 +363,19 @@ class SuanwangPolicy:
                         gain = now_j - value
                     break
             state.book(pool, units, t0, t1)
-            why = "cheapest planned slot" if k else "cheapest center with room now"
+            if k or why is None:
+                why = "cheapest planned slot" if k else "cheapest center with room now"
             if g.offer is not None and g.offer[i, k] < 0:
                 why += " (below the posted price: an offer or the tenant's reservation)"
             return Decision(int(sel[i]), t0, why, value, gain)
         return None
+
+    def scarce(self, state: CapacityState) -> bool:
+        """Whether the network is short of capacity: a job waited in the platform's queue for
+        room on some pool within the last ``scarce_memory_s`` (false when the host does not
+        say: ``state.waited_s`` None)."""
+        waited = state.waited_s
+        return waited is not None and bool(waited.max() >= state.now_s - self.scarce_memory_s)
 
     def _offer_term(
         self,

@@ -136,9 +136,17 @@ class PlatformQueue:
     ``shares`` None: fifo (oldest first, no quotas, tiers, preemption or reservations).
     """
 
-    def __init__(self, shares: Shares | None, rules: Rules | None = None) -> None:
+    def __init__(
+        self,
+        shares: Shares | None,
+        rules: Rules | None = None,
+        waited_s: NDArray[np.float64] | None = None,
+    ) -> None:
         self.shares = shares
         self.rules = rules if rules is not None else Rules()
+        #: per pool: the last time a job waited in a round for room on it (updated in place:
+        #: the host hands the same array to the planner, ``CapacityState.waited_s``)
+        self.waited_s = waited_s
         self.queues: dict[QueueKey, deque[Queued]] = {}
         self.reserved: dict[int, int] = {}  # pool -> the job key it is kept for
         self.reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
@@ -182,6 +190,7 @@ class PlatformQueue:
                            skip)  # fmt: skip
             while (k := turns.pop()) is not None:
                 if budget <= 0 and not (host.free > 0).any():
+                    self._waited(now, self.queues[k][skip.get(k, 0)].info.pools)
                     break  # nothing free and nothing to preempt: no job can start
                 if spent is not None and spent():
                     return why
@@ -236,6 +245,7 @@ class PlatformQueue:
                         later.append(k)
                     continue
                 why[item.key] = CAPACITY if (tier_of >= 0).any() else QUOTA
+                self._waited(now, item.info.pools[(tier_of >= 0) & self._fits(now, item)])
                 if fair and not second and at == 0 and usable.any():
                     self._reserve(now, host, item, usable)
                 tried[k] = tried.get(k, 0) + 1
@@ -270,6 +280,11 @@ class PlatformQueue:
         per_unit_h = job.work_scu / max(job.demand_units, 1)
         extra_s = per_unit_h * (1.0 / np.maximum(speed, 1e-12) - 1.0 / best) * 3600.0
         return ok | (extra_s <= now - job.submit_s)
+
+    def _waited(self, now: float, pools: NDArray[np.int64]) -> None:
+        """A job waits for room on ``pools`` (for the planner: ``CapacityState.waited_s``)."""
+        if self.waited_s is not None:
+            self.waited_s[pools] = now
 
     def _open_to(self, item: Queued) -> NDArray[np.bool_]:
         """The job's pools not kept for another job."""

@@ -82,7 +82,10 @@ class CapacityState:
 
     ``free`` units per pool now; ``backlog_unit_s`` queued demand per pool (units x seconds);
     ``committed`` planned busy units per pool and hour (the reservation calendar: hour 0 is
-    the signals' start, one column past the horizon).
+    the signals' start, one column past the horizon); ``waited_s`` per pool: the last time work
+    waited in the platform's queue for room on it (:class:`~suanwang.scheduling.queue.
+    PlatformQueue` keeps it; -inf: never; None: not known), for the planner's price of waiting
+    under scarcity (docs/governance.md).
     """
 
     net: Network
@@ -91,6 +94,7 @@ class CapacityState:
     free: NDArray[np.int64]
     backlog_unit_s: NDArray[np.float64]
     committed: NDArray[np.float64]
+    waited_s: NDArray[np.float64] | None = None
 
     @classmethod
     def empty(cls, net: Network, signals: Signals) -> CapacityState:

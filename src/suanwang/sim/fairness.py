@@ -10,7 +10,14 @@ Definitions (docs/governance.md, "Measuring fairness"):
   x = usage / entitlement, averaged over the hours with a backlogged tenant (1.0: every
   backlogged tenant got the same fraction of its entitlement);
 * **min entitled fraction** is the smallest usage / entitlement (capped at 1) of a backlogged
-  tenant in any hour: 0.9 means no tenant that wanted more got less than 90% of its quota.
+  tenant in any hour: 0.9 means no tenant that wanted more got less than 90% of its quota;
+* an **ask** (:func:`quota_asks`, round level) is a job of a tenant becoming pending (any class
+  but ``preemptible``; submitted, preempted or back from a deferral for price) while the
+  tenant holds less than :data:`ASK_SHARE` (90%) of its quota; it is **met** at the first
+  moment the tenant holds ``min(90% of its quota, its demand)``, where it holds the SCU/h of
+  its jobs placed and not ended (units x the chip's speed) and its demand is that plus its
+  pending jobs (not those deferred for price) at their best speed. ``asks_met_within_round``
+  is the share of asks met within one round (``round_len_s``) of asking.
 
 :func:`sharing_series` computes the hourly pieces once (:class:`SharingSeries`: usage,
 entitlement, backlog, preemptions, each job's wait); :func:`governance_metrics` sums them into
@@ -62,6 +69,119 @@ def backlogged_hours(g: GovernedOutcome, hours: int) -> NDArray[np.bool_]:
         if rows.shape[0]:
             out[:, h] = rows.all(axis=0)
     return out
+
+
+#: an ask is met when its tenant holds this share of its nominal quota (or all it wants)
+ASK_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class QuotaAsks:
+    """The asks of a governed run (see the module doc), in time order."""
+
+    tenant: NDArray[np.int64]  # index into the run's tenants
+    at_s: Array  # when the tenant asked
+    met_s: Array  # how long until it held what it was owed; nan: never, within the run
+
+    def summary(self, round_s: float, end_s: float) -> dict[str, float | int]:
+        """``asks``, ``asks_met_within_round`` (share; 1.0 with no asks), ``asks_never_met``
+        and the time to be met: p50, p95 and max over the asks (an ask never met counts as
+        the time from it to ``end_s``, the end of the run: at least that)."""
+        never = np.isnan(self.met_s)
+        took = np.where(never, end_s - self.at_s, self.met_s)
+        n = int(took.size)
+        if not n:
+            return {"asks": 0, "asks_met_within_round": 1.0, "asks_never_met": 0,
+                    "ask_met_p50_s": 0.0, "ask_met_p95_s": 0.0, "ask_met_max_s": 0.0}  # fmt: skip
+        return {
+            "asks": n,
+            "asks_met_within_round": float(((took <= round_s + 1e-6) & ~never).sum() / n),
+            "asks_never_met": int(never.sum()),
+            "ask_met_p50_s": float(np.percentile(took, 50, method="higher")),
+            "ask_met_p95_s": float(np.percentile(took, 95, method="higher")),
+            "ask_met_max_s": float(took.max()),
+        }
+
+
+def quota_asks(
+    net: Network, jobs: Sequence[Job], g: GovernedOutcome, until_s: float = np.inf
+) -> QuotaAsks:
+    """Every ask made before ``until_s`` and how long it took to be met (module doc).
+
+    From the event log: a job holds from its placement (``pending -> scheduled``, on the
+    pool it names) until its run ends (its next transition out of ``scheduled`` or
+    ``running`` that is not to ``running``), and is pending from a transition to ``pending``
+    until it is placed or fails, except while deferred for price (``g.deferrals``: the job
+    chose to wait; back in the queue it asks again). Changes at one instant are applied
+    together before asks and their ends are looked at."""
+    index = {t: i for i, t in enumerate(g.tenants)}
+    quota = np.array([g.governance.tenants[t].quota_scu_per_h for t in g.tenants])
+    ev_job, ev_at, ev_from, ev_to, ev_pool = g.outcome.events.columns()
+    pending, scheduled = STATE_CODE[JobState.PENDING], STATE_CODE[JobState.SCHEDULED]
+    running = STATE_CODE[JobState.RUNNING]
+    want, unwant, hold, release = 0, 1, 2, 3
+    changes: list[tuple[float, int, int, int, int]] = []  # (at, seq, job, change, pool)
+    for e in range(ev_job.size):
+        j, frm, to = int(ev_job[e]), int(ev_from[e]), int(ev_to[e])
+        at, pool = float(ev_at[e]), int(ev_pool[e])
+        if to == pending and frm != pending:
+            changes.append((at, e, j, want, pool))
+        elif frm == pending and to != pending:
+            changes.append((at, e, j, unwant, pool))
+            if to == scheduled:
+                changes.append((at, e, j, hold, pool))
+        elif frm in (scheduled, running) and to not in (running, frm):
+            changes.append((at, e, j, release, pool))
+    for j, at, back in g.deferrals:  # back in the queue before it is placed at that instant
+        changes += [(at, ev_job.size, j, unwant, -1), (back, -1, j, want, -1)]
+    changes.sort()
+    holds = np.zeros(len(g.tenants))
+    wants = np.zeros(len(g.tenants))
+    rate_of: dict[tuple[int, int], float] = {}  # (job, change kind) -> the SCU/h it counts
+    open_: dict[int, float] = {}  # tenant -> when its open ask was made
+    out: list[tuple[float, int, float]] = []  # (asked at, tenant, took)
+    i, n = 0, len(changes)
+    while i < n:
+        t = changes[i][0]
+        asked: set[int] = set()
+        touched: set[int] = set()
+        while i < n and changes[i][0] == t:
+            _, _, j, change, pool = changes[i]
+            i += 1
+            job = jobs[j]
+            if job.priority_class is Priority.PREEMPTIBLE:
+                continue
+            k = index[job.tenant]
+            touched.add(k)
+            if change == want:
+                rate = job.demand_units * float(net.job_class(job).speed.max(initial=0.0))
+                rate_of[(j, want)] = rate
+                wants[k] += rate
+                asked.add(k)
+            elif change == unwant:
+                wants[k] -= rate_of.pop((j, want), 0.0)
+            elif change == hold:
+                rate = job.demand_units * float(
+                    net.pool_speed[pool, PRECISION_INDEX[job.precision]]
+                )
+                rate_of[(j, hold)] = rate
+                holds[k] += rate
+            else:
+                holds[k] -= rate_of.pop((j, hold), 0.0)
+        for k in sorted(touched):
+            owed = ASK_SHARE * quota[k]
+            if k in asked and k not in open_ and t < until_s and holds[k] < owed - 1e-9:
+                open_[k] = t
+            if k in open_ and holds[k] >= min(owed, holds[k] + wants[k]) - 1e-9:
+                at = open_.pop(k)
+                out.append((at, k, t - at))
+    out += [(at, k, np.nan) for k, at in open_.items()]  # never met within the run
+    out.sort(key=lambda r: r[0])
+    return QuotaAsks(
+        tenant=np.array([k for _, k, _ in out], dtype=np.int64),
+        at_s=np.array([at for at, _, _ in out], dtype=np.float64),
+        met_s=np.array([took for _, _, took in out], dtype=np.float64),
+    )
 
 
 def jain(x: Array) -> float:
@@ -197,12 +317,16 @@ def governance_metrics(
         classes[cls] = {"jobs": int((s.job_class == c).sum()), **_waits(wait[mine])}
     work = float(sum(j.work_scu for j in jobs))
     lost_total = float(sum(p.lost_scu for p in g.preemptions))
+    asks = quota_asks(net, jobs, g, until_s=hours * 3600.0).summary(
+        g.round_len_s, g.outcome.horizon_s
+    )
     return {
         "tenants": tenants,
         "fairness": {
             "jain_index": float(np.mean(jains)) if jains else 1.0,
             "min_entitled_fraction": float(min(mins)) if mins else 1.0,
             "backlogged_hours": len(jains),
+            **asks,
         },
         "classes": classes,
         "preemptions": len(g.preemptions),

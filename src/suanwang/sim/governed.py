@@ -82,6 +82,9 @@ class GovernedOutcome:
     governance: Governance  # the quotas it ran with, or (fifo) would have: to measure by
     fair: bool = True  # False: the fifo comparison (no quotas, order or preemption)
     waiting: dict[str, int] = field(default_factory=dict)  # job waits by reason (round samples)
+    round_len_s: float = ROUND_S  # how often the queue was taken
+    #: the jobs the policy deferred for price: (job, when, back in the queue at)
+    deferrals: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -140,6 +143,7 @@ def simulate_governed(
     by_pool: list[dict[int, None]] = [{} for _ in range(net.n_pools)]
     deferred: list[tuple[float, int]] = []
     deferred_once: set[int] = set()  # a job is deferred for price once, then starts when due
+    deferrals: list[tuple[int, float, float]] = []
     finishes: list[tuple[float, int, int]] = []
     preemptions: list[Preemption] = []
     rounds: list[float] = []
@@ -150,7 +154,8 @@ def simulate_governed(
     perf = time.perf_counter
     tenant_index = {t: i for i, t in enumerate(tenants)}
 
-    queue = PlatformQueue(shares if fair else None, rules)
+    state.waited_s = np.full(net.n_pools, -np.inf)
+    queue = PlatformQueue(shares if fair else None, rules, state.waited_s)
     items: list[Queued | None] = [None] * n
 
     def stop(j: int, now: float, to: int) -> _Live:
@@ -246,6 +251,7 @@ def simulate_governed(
             if j not in deferred_once and begin < horizon:
                 deferred_once.add(j)
                 heapq.heappush(deferred, (now + placed.deferred_s, j))
+                deferrals.append((j, now, now + placed.deferred_s))
                 return False
             # deferred once already: it starts now, where the planner wanted it
             begin -= placed.deferred_s
@@ -328,6 +334,8 @@ def simulate_governed(
         governance=gov,
         fair=fair,
         waiting=waiting,
+        round_len_s=round_s,
+        deferrals=deferrals,
     )
 
 
