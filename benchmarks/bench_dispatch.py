@@ -215,6 +215,8 @@ def measure(
             out["sustained_decisions_per_cpu_s"] = round(total / sum(cpus), 1)
             out["sustained_round_median_s"] = round(statistics.median(walls), 3)
             out["sustained_round_max_s"] = round(max(walls), 3)
+            out["sustained_round_cpu_median_s"] = round(statistics.median(cpus), 3)
+            out["sustained_round_cpu_max_s"] = round(max(cpus), 3)
         if full:  # rounds until one places nothing more: the network is full
             fills, before = 0, -1
             while fills < 50 and (now := _states(sessions).get("scheduled", 0)) != before:

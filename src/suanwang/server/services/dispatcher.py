@@ -24,6 +24,11 @@ deferred job holds nothing now. Every active job is also entered on the reservat
 cannot take units a deferred job will need and a deferred job is not planned into hours
 running jobs still fill; jobs handed over and not yet running are their pool's queue.
 
+The pending and active jobs are kept between rounds (:class:`~suanwang.server.services.
+jobs_view.JobsView`): a round reads only what changed since the last (the jobs with newer
+``job_events``, the hand-overs), and reads everything again on a new term, after a failed
+round and every ``resync_s``.
+
 Every job goes through :func:`suanwang.scheduling.placement.place`, the seam the simulator
 calls too; the stored decision is its explanation (the objective the policy compared, term by
 term, for the choice and the best runners-up), so its numbers always agree with the choice.
@@ -171,8 +176,9 @@ class Dispatcher:
     #: rows locked (SQLite: the database's write lock), so the API and the other services
     #: wait about this long at most; the rest is taken by the next round, at once (a round
     #: that did work is followed by another without a pause), and every round makes
-    #: progress. Each round also pays for reading the queue and the active jobs, so short
-    #: rounds decide fewer jobs a second (docs/benchmarks.md, "The live dispatcher at scale")
+    #: progress. Each round also pays for ordering the queue and building the capacity state
+    #: (reading them is kept between rounds: :attr:`view`), so short rounds decide fewer jobs a
+    #: second (docs/benchmarks.md, "The live dispatcher at scale")
     round_budget_s: float | None = None
     #: the clock ``round_budget_s`` is measured on (seconds; tests pass their own)
     timer: Callable[[], float] = time.perf_counter
