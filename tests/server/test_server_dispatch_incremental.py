@@ -9,6 +9,7 @@ reconciler, failover and preemption use it) for run ends, moves and preemptions.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,36 @@ def test_a_new_term_or_a_failed_round_reads_every_job_again(
     assert view.rebuilds == 3  # the failed round's writes rolled back: read again
     with sessions.begin() as session:
         _same_as_database(dispatcher, session)
+
+
+def test_a_job_another_transaction_holds_is_left_to_the_next_round(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    db_url: str,
+) -> None:
+    """PostgreSQL: the rows a round takes from its kept view are locked ``FOR UPDATE SKIP
+    LOCKED``; one another transaction holds (a cancellation under way) is not placed."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite: the round's transaction holds the write lock")
+    held, free = (str(submit(alice, **_job(4))["id"]) for _ in range(2))
+    dispatcher = Dispatcher(sessions, _live(app, tmp_path), governance=_quotas)
+    decided: list[int] = []
+    with sessions.begin() as other:
+        other.get(JobRow, held, with_for_update=True)
+        round_ = threading.Thread(target=lambda: decided.append(dispatcher.place()))
+        round_.start()
+        round_.join(30)
+        waited = round_.is_alive()
+    round_.join()
+    assert not waited, "the round waited for a row another transaction holds"
+    assert decided == [1]
+    with sessions() as s:
+        assert s.get(JobRow, free).state == "scheduled"  # type: ignore[union-attr]
+        assert s.get(JobRow, held).state == "pending"  # type: ignore[union-attr]
+    assert dispatcher.place() == 1
+    with sessions() as s:
+        assert s.get(JobRow, held).state == "scheduled"  # type: ignore[union-attr]

@@ -55,7 +55,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import or_, select
+from sqlalchemy import String, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.billing.rating import PREEMPTED  # the event of a preemption; such a run is not billed
@@ -616,19 +617,17 @@ def _lock(session: Session, rows: list[Pending]) -> list[Pending]:
     """Those of ``rows`` still pending and not locked by another transaction, locked
     (``FOR UPDATE SKIP LOCKED``): the others changed since the view read them (their events
     come with the next round) or are being changed."""
-    ok: set[str] = set()
-    for i in range(0, len(rows), _CHUNK):
-        ids = [r.id for r in rows[i : i + _CHUNK]]
-        stmt = (
-            select(JobRow.id)
-            .where(
-                JobRow.id.in_(ids),
-                JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
-                JobRow.executor_ref.is_(None),
-            )
-            .with_for_update(skip_locked=True)
+    ids = bindparam("ids", [r.id for r in rows], type_=ARRAY(String))  # one parameter
+    stmt = (
+        select(JobRow.id)
+        .where(
+            JobRow.id == any_(ids),
+            JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
+            JobRow.executor_ref.is_(None),
         )
-        ok.update(session.scalars(stmt))
+        .with_for_update(skip_locked=True)
+    )
+    ok = set(session.scalars(stmt))
     return [r for r in rows if r.id in ok]
 
 
