@@ -196,8 +196,14 @@ def measure(
         if sustain:  # rounds one after another, as the worker runs them
             walls, cpus, total = [], [], 0
             while total < sustain:
+                prof = cProfile.Profile() if profile and profile_round == 3 + len(walls) else None
                 t, cpu = time.perf_counter(), time.process_time()
+                if prof is not None:
+                    prof.enable()
                 decided = dispatcher.place()
+                if prof is not None:
+                    prof.disable()
+                    prof.dump_stats(str(profile))
                 walls.append(time.perf_counter() - t)
                 cpus.append(time.process_time() - cpu)
                 total += decided
@@ -209,6 +215,8 @@ def measure(
             out["sustained_decisions_per_cpu_s"] = round(total / sum(cpus), 1)
             out["sustained_round_median_s"] = round(statistics.median(walls), 3)
             out["sustained_round_max_s"] = round(max(walls), 3)
+            out["sustained_round_cpu_median_s"] = round(statistics.median(cpus), 3)
+            out["sustained_round_cpu_max_s"] = round(max(cpus), 3)
         if full:  # rounds until one places nothing more: the network is full
             fills, before = 0, -1
             while fills < 50 and (now := _states(sessions).get("scheduled", 0)) != before:
@@ -261,7 +269,9 @@ def main() -> None:
     ap.add_argument(
         "--profile", default=None, help="cProfile round 1 of the first repeat into FILE"
     )
-    ap.add_argument("--profile-round", type=int, default=1, help="profile this round (1 or 2)")
+    ap.add_argument(
+        "--profile-round", type=int, default=1, help="profile this round (3 on: sustained)"
+    )
     ap.add_argument(
         "--sustain",
         type=int,

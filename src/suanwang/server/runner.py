@@ -372,6 +372,7 @@ def build_services(
 
     def place(fence: Fence | None) -> int:
         dispatcher.fence = fence
+        dispatcher.term = election.terms().get(PLACEMENT)  # a new one: the jobs read afresh
         return dispatcher.place()
 
     def migrate_round(fence: Fence | None) -> int:

@@ -24,6 +24,11 @@ deferred job holds nothing now. Every active job is also entered on the reservat
 cannot take units a deferred job will need and a deferred job is not planned into hours
 running jobs still fill; jobs handed over and not yet running are their pool's queue.
 
+The pending and active jobs are kept between rounds (:class:`~suanwang.server.services.
+jobs_view.JobsView`): a round reads only what changed since the last (the jobs with newer
+``job_events``, the hand-overs), and reads everything again on a new term, after a failed
+round and every ``resync_s``.
+
 Every job goes through :func:`suanwang.scheduling.placement.place`, the seam the simulator
 calls too; the stored decision is its explanation (the objective the policy compared, term by
 term, for the choice and the best runners-up), so its numbers always agree with the choice.
@@ -50,7 +55,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import or_, select
+from sqlalchemy import String, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.billing.rating import PREEMPTED  # the event of a preemption; such a run is not billed
@@ -81,6 +87,7 @@ from suanwang.server.models.job_specs import engine_job
 from suanwang.server.models.jobs import Transitions, transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import CHECKPOINT_REQUESTED
+from suanwang.server.services.jobs_view import PENDING_COLUMNS, JobsView, Pending
 from suanwang.server.services.live import (
     Held,
     LiveNetwork,
@@ -94,20 +101,6 @@ log = logging.getLogger("suanwang.dispatcher")
 
 #: job ids per query when reading specs
 _CHUNK = 2000
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A pending job as a round reads it (plain columns: a round reads thousands), with the
-    waiting reason its stored decision gives (None: none)."""
-
-    id: str
-    tenant_id: str
-    name: str
-    state: str
-    submitted_at: datetime
-    resume_from: str | None
-    waiting: str | None
 
 
 @dataclass
@@ -132,6 +125,8 @@ class _Round:
     restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
     serves: dict[str, NDArray[np.bool_]] = field(default_factory=dict)  # name -> centers
+    #: the waiting reasons written (job id, reason)
+    waited: list[tuple[str, str]] = field(default_factory=list)
 
     def tenant_name(self, tenant_id: str) -> str:
         """The tenant's name (what executors' accounts are keyed by); "" when no executor
@@ -182,8 +177,9 @@ class Dispatcher:
     #: rows locked (SQLite: the database's write lock), so the API and the other services
     #: wait about this long at most; the rest is taken by the next round, at once (a round
     #: that did work is followed by another without a pause), and every round makes
-    #: progress. Each round also pays for reading the queue and the active jobs, so short
-    #: rounds decide fewer jobs a second (docs/benchmarks.md, "The live dispatcher at scale")
+    #: progress. Each round also pays for ordering the queue and building the capacity state
+    #: (reading them is kept between rounds: :attr:`view`), so short rounds decide fewer jobs a
+    #: second (docs/benchmarks.md, "The live dispatcher at scale")
     round_budget_s: float | None = None
     #: the clock ``round_budget_s`` is measured on (seconds; tests pass their own)
     timer: Callable[[], float] = time.perf_counter
@@ -197,6 +193,14 @@ class Dispatcher:
     _write_s: float = field(default=0.0, init=False, repr=False)
     #: the jobs the last round moved on (see :meth:`run_once`)
     progress: int = field(default=0, init=False)
+    #: the placer's term (:mod:`suanwang.server.cluster`): a new one rebuilds the pending and
+    #: active jobs kept between rounds (another placer may have written meanwhile)
+    term: int | None = None
+    #: the pending and active jobs, kept between rounds (:class:`JobsView`); None: read from
+    #: the database every round, as before it
+    view: JobsView | None = field(default=None, init=False, repr=False)
+    #: whether rounds keep the jobs between them (:attr:`view`)
+    incremental: bool = True
     #: the engine's jobs pending at the last round and their classes (with the signals' start
     #: they count from), kept: a job's spec never changes
     _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
@@ -218,33 +222,55 @@ class Dispatcher:
         t0 = self.timer()
         self.progress = 0
         signals = self.live.signals()
-        with self.sessions.begin() as session:
-            gov = self.governance(session)
-            rows, specs = self._pending(session, self.batch if gov is None else self.queue_limit)
-            if not rows:
-                return 0
-            trading = load_trading(session, self.live.net, signals)
-            held: list[Held] | None = [] if gov is not None else None  # only quotas need it
-            state = self.live.state(session, signals, trading, held)
-            writes = Transitions(self.live.clock())
-            round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live,
-                            self.live.per_tenant(), spent=self._budget(t0))  # fmt: skip
-            if gov is not None and held is not None:
-                decided = self._place_in_turn(round_, rows, state, trading, gov, held)
-            else:  # oldest first, ``batch`` at most: within the round's time
-                decided = len(rows)
-                for row in rows:
-                    got = self._engine_job(round_, row)
-                    if got is not None:
-                        self._place_one(round_, row, *got, state, trading)
-            t1 = self.timer()
-            if self.fence is not None:
-                self.fence(session)
-            moved = writes.transitions + round_.progress
-            writes.write(session)
-        self._write_s = (self.timer() - t1) / max(decided, 1)
-        self.progress = moved
+        if self.incremental and self.view is None:
+            self.view = JobsView(self.live.clock)
+        view = self.view
+        try:
+            with self.sessions.begin() as session:
+                if view is not None:
+                    view.refresh(session, self.term)
+                decided, waited, t1 = self._round(session, signals, t0, view)
+        except BaseException:
+            if view is not None:  # its writes rolled back: read everything again
+                view.invalidate()
+            raise
+        if t1 is not None:
+            self._write_s = (self.timer() - t1) / max(decided, 1)
+        if view is not None:
+            view.waiting(waited)
         return decided
+
+    def _round(
+        self, session: Session, signals: Signals, t0: float, view: JobsView | None
+    ) -> tuple[int, list[tuple[str, str]], float | None]:
+        """:meth:`place`'s transaction: the jobs decided, the waiting reasons written and when
+        the writes began (``timer``; None: nothing to decide)."""
+        gov = self.governance(session)
+        limit = self.batch if gov is None else self.queue_limit
+        rows, specs = self._pending(session, limit, view)
+        if not rows:
+            return 0, [], None
+        trading = load_trading(session, self.live.net, signals)
+        held: list[Held] | None = [] if gov is not None else None  # only quotas need it
+        state = self.live.state(session, signals, trading, held, view)
+        writes = Transitions(self.live.clock())
+        round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live,
+                        self.live.per_tenant(), spent=self._budget(t0))  # fmt: skip
+        if gov is not None and held is not None:
+            decided = self._place_in_turn(round_, rows, state, trading, gov, held)
+        else:  # oldest first, ``batch`` at most: within the round's time
+            decided = len(rows)
+            for row in rows:
+                got = self._engine_job(round_, row)
+                if got is not None:
+                    self._place_one(round_, row, *got, state, trading)
+        t1 = self.timer()
+        if self.fence is not None:
+            self.fence(session)
+        moved = writes.transitions + round_.progress
+        writes.write(session)
+        self.progress = moved
+        return decided, round_.waited, t1
 
     def _budget(self, t0: float) -> Callable[[int], bool]:
         """Whether a round begun at ``t0`` that has decided ``decided`` jobs (at least
@@ -262,30 +288,19 @@ class Dispatcher:
         return spent
 
     def _pending(
-        self, session: Session, limit: int
-    ) -> tuple[list[_Pending], dict[str, dict[str, Any]]]:
+        self, session: Session, limit: int, view: JobsView | None = None
+    ) -> tuple[list[Pending], dict[str, dict[str, Any]]]:
         """The oldest ``limit`` pending jobs (and migrating runs that have checkpointed and
         left), locked (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), and the specs of those not
-        seen before (the engine's jobs of the others are kept: a job's spec never changes)."""
-        found = session.execute(
-            select(
-                JobRow.id,
-                JobRow.tenant_id,
-                JobRow.name,
-                JobRow.state,
-                JobRow.submitted_at,
-                JobRow.resume_from,
-                JobRow.decision["waiting"].as_string(),
-            )
-            .where(
-                JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
-                JobRow.executor_ref.is_(None),
-            )
-            .order_by(JobRow.submitted_at, JobRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = [_Pending(*r) for r in found]
+        seen before (the engine's jobs of the others are kept: a job's spec never changes).
+        With ``view`` the jobs are its own (on PostgreSQL, those still pending are locked
+        here; on SQLite the round's transaction holds the write lock since the view read)."""
+        if view is not None:
+            rows = view.oldest(limit)
+            if session.get_bind().dialect.name == "postgresql":
+                rows = _lock(session, rows)
+        else:
+            rows = self._read_pending(session, limit)
         jobs = self._jobs
         self._jobs = {r.id: jobs[r.id] for r in rows if r.id in jobs}  # the rest has gone
         missing = [r.id for r in rows if r.id not in jobs]
@@ -296,10 +311,23 @@ class Dispatcher:
             specs.update((job_id, spec) for job_id, spec in found)
         return rows, specs
 
+    def _read_pending(self, session: Session, limit: int) -> list[Pending]:
+        found = session.execute(
+            select(*PENDING_COLUMNS)
+            .where(
+                JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
+                JobRow.executor_ref.is_(None),
+            )
+            .order_by(JobRow.submitted_at, JobRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [Pending(*r) for r in found]
+
     def _place_in_turn(
         self,
         round_: _Round,
-        rows: list[_Pending],
+        rows: list[Pending],
         state: CapacityState,
         trading: LiveTrading | None,
         gov: Governance,
@@ -329,7 +357,7 @@ class Dispatcher:
             save_usage(session=session, decayed=usage.decayed, now=as_of)  # this round's
             usage.saved_at = now  # transaction: behind the fence, undone with the round
         queue = PlatformQueue(shares, gov.rules)
-        waiting: dict[int, tuple[_Pending, Job]] = {}
+        waiting: dict[int, tuple[Pending, Job]] = {}
         wheres: dict[tuple[int, int], Where] = {}  # jobs of one shape weigh the same
         for key, row in enumerate(rows):
             got = self._engine_job(round_, row)
@@ -410,7 +438,7 @@ class Dispatcher:
         )  # fmt: skip
         log.info("preempted job %s for %s: placing it again from the start", row.id, by)
 
-    def _wait(self, round_: _Round, row: _Pending, reason: str) -> None:
+    def _wait(self, round_: _Round, row: Pending, reason: str) -> None:
         """Keep ``row`` pending, saying why (written only when the reason changes)."""
         if row.waiting == reason:
             return
@@ -421,8 +449,9 @@ class Dispatcher:
             "waiting": reason,
         }
         round_.writes.set(row.id, decision=decision)
+        round_.waited.append((row.id, reason))
 
-    def _engine_job(self, round_: _Round, row: _Pending) -> tuple[Job, JobClassInfo] | None:
+    def _engine_job(self, round_: _Round, row: Pending) -> tuple[Job, JobClassInfo] | None:
         """The engine's job for ``row`` and its feasible pools at open centers; None (the job
         failed, saying why) when the served scenario or no open center can run it. Jobs are
         kept between rounds (their spec, tenant and submission never change) and feasible
@@ -481,7 +510,7 @@ class Dispatcher:
     def _place_one(
         self,
         round_: _Round,
-        row: _Pending,
+        row: Pending,
         job: Job,
         info: JobClassInfo,
         state: CapacityState,
@@ -524,7 +553,7 @@ class Dispatcher:
         log.info("placed job %s on %s (%s)", row.id, center, placed.reason)
         return placed
 
-    def _fail(self, round_: _Round, row: _Pending, reason: str, excluded: dict[str, int]) -> None:
+    def _fail(self, round_: _Round, row: Pending, reason: str, excluded: dict[str, int]) -> None:
         """A job no center can run: failed, with which constraint excluded the candidates."""
         round_.writes.add(
             row.id,
@@ -582,6 +611,24 @@ class Dispatcher:
                     continue
                 done += 1
         return done
+
+
+def _lock(session: Session, rows: list[Pending]) -> list[Pending]:
+    """Those of ``rows`` still pending and not locked by another transaction, locked
+    (``FOR UPDATE SKIP LOCKED``): the others changed since the view read them (their events
+    come with the next round) or are being changed."""
+    ids = bindparam("ids", [r.id for r in rows], type_=ARRAY(String))  # one parameter
+    stmt = (
+        select(JobRow.id)
+        .where(
+            JobRow.id == any_(ids),
+            JobRow.state.in_([JobState.PENDING.value, JobState.MIGRATING.value]),
+            JobRow.executor_ref.is_(None),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    ok = set(session.scalars(stmt))
+    return [r for r in rows if r.id in ok]
 
 
 def _place_again(

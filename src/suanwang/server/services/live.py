@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from suanwang.server.models.job_specs import spec_to_job
 from suanwang.server.models.jobs import ACTIVE_STATES
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.health import CenterHealth
+from suanwang.server.services.jobs_view import ACTIVE_COLUMNS, ActiveRow, JobsView
 
 
 def tenant_name(session: Session, row: JobRow) -> str:
@@ -125,6 +126,7 @@ class LiveNetwork:
         signals: Signals,
         trading: LiveTrading | None = None,
         held: list[Held] | None = None,
+        view: JobsView | None = None,
     ) -> CapacityState:
         """The capacity state placement and migration decide on (one builder for both).
 
@@ -137,27 +139,21 @@ class LiveNetwork:
         (backlog). With
         ``trading``, what each reserving tenant's jobs hold is recorded there too; with
         ``held``, every job that holds units now is appended to it (for quotas). Also
-        re-reads which centers are drained (operators drain through the API).
+        re-reads which centers are drained (operators drain through the API). With ``view``
+        (refreshed in this transaction), the active jobs are its own instead of read here.
         """
         net = self.net
         now = self.clock()
         self.refresh_drained(session)
         now_s = (now - signals.start).total_seconds()
         active: list[Active] = []
-        stmt = select(
-            JobRow.id,
-            JobRow.tenant_id,
-            JobRow.state,
-            JobRow.center_id,
-            JobRow.pool_model,
-            JobRow.executor_ref,
-            JobRow.start_at,
-            JobRow.started_at,
-            JobRow.attempt,
-        ).where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
-        rows = session.execute(stmt).all()
+        if view is not None:
+            rows: Sequence[ActiveRow] = view.active_rows()
+            rerun = view.run_starts(session)
+        else:
+            rows = active_rows(session)
+            rerun = _run_starts(session, [r[0] for r in rows if r[8] and r[2] == RUNNING])
         jobs = self._costed(session, [r[0] for r in rows])
-        rerun = _run_starts(session, [r[0] for r in rows if r[8] and r[2] == RUNNING])
         known, runs = self._runs, {}
         for job_id, tenant, st, center, model, ref, start_at, started_at, attempt in rows:
             if attempt:  # a later run: it began when it started running, not the first one
@@ -240,6 +236,17 @@ class LiveNetwork:
 #: job ids per query when reading specs
 _CHUNK = 2000
 RUNNING = JobState.RUNNING.value
+
+
+def active_rows(session: Session) -> list[ActiveRow]:
+    """Every active job placed on a center, in submission order (as :class:`JobsView`
+    lists them)."""
+    stmt = (
+        select(*ACTIVE_COLUMNS)
+        .where(JobRow.state.in_([s.value for s in ACTIVE_STATES]), JobRow.center_id.is_not(None))
+        .order_by(JobRow.submitted_at, JobRow.id)
+    )
+    return [(*r,) for r in session.execute(stmt)]
 
 
 def _run_starts(session: Session, ids: list[str]) -> dict[str, datetime]:
