@@ -23,6 +23,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.core.governance import Governance, TenantQuota
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.executors.local import LocalExecutor
@@ -151,6 +152,46 @@ def test_a_deadline_tolerant_batch_job_waits_for_cheap_hours_and_not_longer(
 
         time.sleep(0.05)
     assert state == "succeeded"
+
+
+def test_while_work_waits_for_room_no_job_is_deferred_for_price(
+    client: TestClient,
+    app: FastAPI,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+    clock: Clock,
+) -> None:
+    """Under quotas (the platform's queue), a deferral for price only hands its cards to work
+    that waits for room, or leaves them idle while it waits: the placer defers nothing while
+    work waited for room within the planner's ``scarce_memory_s`` (docs/governance.md)."""
+    net: Network = app.state.network
+    sig = signals(net, EXPENSIVE_THEN_CHEAP, clock.hour)
+    live = _live(net, sig, clock, tmp_path / "centers", ("zhongwei", "horinger"))
+    gov = Governance(tenants={"alice": TenantQuota(name="alice", cohort="c", quota_scu_per_h=1e4)})
+    dispatcher = Dispatcher(sessions, live, governance=lambda session: gov)
+
+    def batch(name: str) -> dict[str, Any]:
+        job = submit(alice, name=name, command="true", duration_s=7200, deadline_s=86400,
+                     kind="training")  # fmt: skip
+        dispatcher.place()
+        got: dict[str, Any] = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] == "scheduled"
+        return got
+
+    calm = batch("calm")
+    assert calm["decision"]["deferred_h"] >= 3  # nothing waited: the cheap hours
+    waited = dispatcher.waited_at
+    assert waited is not None and np.isinf(waited).all()
+    waited[:] = clock().timestamp() - 120  # as after a round where work waited for room
+    scarce = batch("scarce")
+    assert scarce["decision"]["deferred_h"] == 0
+    assert "scarce: no deferral for price" in scarce["decision"]["reason"]
+    assert datetime.fromisoformat(scarce["start_at"]) <= clock() + timedelta(minutes=1)
+    dispatcher.waited_at = np.full_like(waited, clock().timestamp() - 12.1 * 3600)  # too old
+    later = batch("later")
+    assert later["decision"]["deferred_h"] >= 3
 
 
 def test_a_latency_sensitive_inference_job_starts_at_once(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -124,6 +125,13 @@ def test_a_waiting_reason_is_written_once_and_cleared_when_placed(
     dispatcher.place()
     assert _get(client, alice, jobs[2])["decision"]["waiting"] == "capacity"
     assert usage.at_s is not None and usage.decayed.get(alice.id, 0.0) == 0.0
+    # the placer remembers when work waited for room, on its pools only (the planner defers
+    # nothing for price meanwhile: test_server_deferral)
+    waited = dispatcher.waited_at
+    assert waited is not None
+    ascend = app.state.network.pool_named("wuhan-ai", "ascend-910")
+    assert waited[ascend] == pytest.approx(app.state.signals.clock().timestamp(), abs=1.0)
+    assert np.isinf(np.delete(waited, ascend)).all()
     assert dispatcher.progress == 2  # two placed
     assert dispatcher.place() == 1  # nothing changed: still waiting, the same reason
     assert dispatcher.progress == 0  # no progress: the worker's loop waits its interval

@@ -186,6 +186,10 @@ class Dispatcher:
     usage: Usage = field(default_factory=Usage)
     #: seconds between saves of the tenants' usage (a placer that comes after goes on from it)
     usage_save_s: float = 60.0
+    #: per pool, when work last waited in the platform's queue for room there (Unix seconds;
+    #: -inf: never): the planner defers no job for price while the network is that scarce
+    #: (``CapacityState.waited_s``, docs/governance.md), kept from round to round
+    waited_at: NDArray[np.float64] | None = field(default=None, init=False, repr=False)
     #: run in each placement transaction before its writes: raises to refuse them (an elected
     #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
     fence: Callable[[Session], None] | None = None
@@ -356,7 +360,13 @@ class Dispatcher:
             as_of = round_.signals.start + timedelta(seconds=state.now_s)
             save_usage(session=session, decayed=usage.decayed, now=as_of)  # this round's
             usage.saved_at = now  # transaction: behind the fence, undone with the round
-        queue = PlatformQueue(shares, gov.rules)
+        # when work last waited for room, in this round's frame (the signals' start moves
+        # every hour): the queue records it, the planner reads it (the same array)
+        frame = round_.signals.start.timestamp()
+        if self.waited_at is None or self.waited_at.size != net.n_pools:
+            self.waited_at = np.full(net.n_pools, -np.inf)
+        state.waited_s = self.waited_at - frame
+        queue = PlatformQueue(shares, gov.rules, state.waited_s)
         waiting: dict[int, tuple[Pending, Job]] = {}
         wheres: dict[tuple[int, int], Where] = {}  # jobs of one shape weigh the same
         for key, row in enumerate(rows):
@@ -390,6 +400,7 @@ class Dispatcher:
             return cut
 
         why = queue.round(state.now_s, host, spent)
+        self.waited_at = state.waited_s + frame  # kept for the next rounds, in Unix seconds
         round_.progress += int(cut)  # the rest is for the next round, at once
         decided = len(rows) - len(waiting)  # failed: no open center can run them
         for key, (row, _) in waiting.items():
