@@ -140,11 +140,17 @@ def _settings(
     db: str, scenario: str, config: Path | None, allow_job_network: bool = False
 ) -> tuple[Settings, PlatformConfig | None]:
     """The server's settings and the platform file; the file's scenario wins over
-    ``--scenario``."""
+    ``--scenario``; the rest (the rate limits, ``SUANWANG_MAX_IN_FLIGHT``) from the
+    environment, as for each of ``--workers``."""
     from suanwang.server.settings import Settings
 
     platform = _platform(config)
-    settings = Settings(
+    try:
+        from_env = Settings.from_env()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    settings = dataclasses.replace(
+        from_env,
         db_url=db,
         scenario=platform.scenario if platform else scenario,
         allow_job_network=allow_job_network,

@@ -51,7 +51,8 @@ Run directory (``output_dir/<run>``, made by the platform, then the account's, m
 * ``output.log``: the job's stdout and stderr (Slurm opens it for the job: its own output);
 * ``usage.jsonl``: the tokens it reports (``$SUANWANG_USAGE_FILE``);
 * ``checkpoint/``: its checkpoint directory, unless the platform names another;
-* ``work/`` (contained runs only): the job's cwd and ``$HOME``.
+* ``work/`` (contained runs only): the job's cwd and ``$HOME``;
+* ``limits`` (contained runs only): the limits it runs under (:meth:`Limits.record`).
 
 A contained job sees of it only ``work/``, ``usage.jsonl`` and ``checkpoint/`` (writable) and
 ``job`` (read-only), so it cannot write an end of its own, hold its lease or rewrite its text.
@@ -74,7 +75,11 @@ directories every contained job may also write (a site's scratch file system; no
 default: they are a channel between tenants, the operator's choice). The sandbox ignores
 ``SIGUSR1`` and ``SIGTERM`` (the job gets them with their default action), so checkpoint and
 cancel reach the job as before; the wrapper outside the sandbox keeps the lease and records
-the exit code, where the job cannot write them.
+the exit code, where the job cannot write them. The sandbox starts under the local sandbox's
+rlimits (:mod:`suanwang.executors.limits`: address space = the job's ``mem_gb``, CPU seconds,
+processes of its account, file size; ``limits``), which the wrapper does not have; a run that
+fails by one of them says which in its reason (:meth:`SlurmExecutor.poll`). A center's own
+cgroups (Slurm's ``task/cgroup``) apply on top.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ import pwd
 import shlex
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,8 +114,13 @@ from suanwang.executors.base import (
     usage_file,
 )
 from suanwang.executors.contain import bwrap_args, restore_signals
+from suanwang.executors.limits import Limits, limit_hit, parse_record
 
 LEASE_FILE = "lease"
+#: A contained run's limits (:meth:`Limits.record`), written by the platform (a wrapper's record).
+LIMITS_FILE = "limits"
+#: How much of a failed run's log tells which limit it ran into.
+_LIMIT_LOG_TAIL = 4096
 #: A contained job's own directory in its run directory: its cwd and ``$HOME``.
 WORK_DIR = "work"
 #: Exit code of a run whose lease had expired before it could start (it did not run).
@@ -217,6 +228,7 @@ class SlurmExecutor:
         unsafe_shared_user: bool = False,
         contain: bool | None = None,
         shared_dirs: Sequence[str | Path] = (),
+        limits: Limits = Limits(),  # noqa: B008 (frozen)
     ) -> None:
         self.name = f"slurm:{center_id}"
         self.center_id = center_id
@@ -230,6 +242,7 @@ class SlurmExecutor:
         self.unsafe_shared_user = unsafe_shared_user
         self.contain = shutil.which("bwrap") is not None if contain is None else contain
         self.shared_dirs = [Path(d) for d in shared_dirs]
+        self.limits = limits
         self.output_dir = Path(output_dir)
         self.partition = partition
         self.lease_s = lease_s
@@ -350,6 +363,7 @@ class SlurmExecutor:
         _write_new(run_dir / LEASE_FILE, "")
         if self.contain:  # bound into the sandbox, so it must exist: the job's to write
             _write_new(usage_file(run_dir), "", 0o644 if private else 0o666)
+            _write_new(run_dir / LIMITS_FILE, self.limits.record(sub.mem_gb))
         env = {
             **BASE_ENV,
             **sub.env,
@@ -380,7 +394,8 @@ class SlurmExecutor:
         if self.partition:
             job["partition"] = self.partition
         sandbox = (
-            _sandbox(account, run_dir, ckpt, resume_from, self.shared_dirs)
+            self.limits.prlimit(sub.mem_gb)
+            + _sandbox(account, run_dir, ckpt, resume_from, self.shared_dirs)
             if self.contain
             else None
         )
@@ -434,7 +449,8 @@ class SlurmExecutor:
             ) from None
 
     def poll(self, refs: Sequence[str]) -> dict[str, ExecutorStatus]:
-        """Statuses from Slurm; every run seen alive gets its lease renewed."""
+        """Statuses from Slurm; every run seen alive gets its lease renewed, a contained run
+        that failed by one of its limits says which in its reason."""
         if not refs:
             return {}
         jobs = self._jobs()
@@ -449,8 +465,22 @@ class SlurmExecutor:
             if status.state in (JobState.RUNNING, JobState.SCHEDULED):
                 with contextlib.suppress(OSError):  # the run owns the file: never follow a link
                     os.utime(self.output_dir / name / LEASE_FILE, follow_symlinks=False)
+            elif status.state is JobState.FAILED and status.exit_code:
+                hit = self._limit_hit(name, status.exit_code)
+                status = replace(status, reason=f"{status.reason}: {hit}" if hit else status.reason)
             out[ref] = status
         return out
+
+    def _limit_hit(self, name: str, code: int) -> str:
+        """Which of its limits a contained run that failed with ``code`` ran into (``""``:
+        none it shows, or not contained), from its limits record and the end of its log."""
+        run_dir = self.output_dir / name
+        try:
+            record = parse_record(read_log(run_dir / LIMITS_FILE, _LIMIT_LOG_TAIL))
+            tail = read_log(run_dir / "output.log", _LIMIT_LOG_TAIL)
+        except OSError:
+            return ""
+        return limit_hit(code, tail, *record) if record is not None else ""
 
     def recorded_exit(self, ref: str) -> int | None:
         """The exit code the run's wrapper wrote when the job ended (``None``: not ended).
@@ -644,8 +674,9 @@ def _script(
         )
         argv = [*sandbox, *([inner] if text.startswith("#!") else ["/bin/sh", "-c", inner])]
         run = (
-            'if ! command -v bwrap >/dev/null; then echo "suanwang: this center contains jobs '
-            '(contain: true) but bwrap is not installed on $(hostname)" >&2; false; else '
+            "if ! command -v bwrap >/dev/null || ! command -v prlimit >/dev/null; then echo "
+            '"suanwang: this center contains jobs (contain: true) but bwrap or prlimit is not '
+            'installed on $(hostname)" >&2; false; else '
             f"( trap '' USR1 TERM; exec {shlex.join(argv)} ); fi"
         )
     elif text.startswith("#!"):

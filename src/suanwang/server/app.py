@@ -355,12 +355,20 @@ def create_app(
         dependencies=[Depends(deps.strict_query)],
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+    def replicas() -> int:  # the live API replicas (this one's heartbeat counts them)
+        member: Member | None = getattr(app.state, "member", None)
+        return member.peers if member is not None else 1
+
     app.state.limits = RateLimits(
         auth_failures=TokenBuckets(
-            cfg.auth_failure_burst, cfg.auth_failure_rate_per_s, clock=monotonic
+            cfg.auth_failure_burst, cfg.auth_failure_rate_per_s, clock=monotonic,
+            replicas=replicas,
         ),
-        submissions=TokenBuckets(cfg.submit_burst, cfg.submit_rate_per_s, clock=monotonic),
-    )
+        submissions=TokenBuckets(
+            cfg.submit_burst, cfg.submit_rate_per_s, clock=monotonic, replicas=replicas
+        ),
+    )  # fmt: skip
     # the last added runs first: a body is read before the request takes one of the slots
     app.add_middleware(InFlightLimit, limit=cfg.max_in_flight)
     app.add_middleware(

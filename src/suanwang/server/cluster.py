@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -333,7 +333,9 @@ class Wakeups:
 @dataclass
 class Member:
     """This process in ``cluster_members``: :meth:`beat` records it (call it every
-    :data:`HEARTBEAT_S`), :meth:`leave` removes it."""
+    :data:`HEARTBEAT_S`) and counts the live members of its kind, itself included
+    (``peers``: heartbeats within :data:`STALE_AFTER_S`; the API replicas' rate limits are
+    shared out by it), :meth:`leave` removes it."""
 
     sessions: sessionmaker[Session]
     kind: str
@@ -347,6 +349,7 @@ class Member:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: datetime | None = None
+    peers: int = 1
 
     def beat(self) -> int:
         now = self.clock()
@@ -371,6 +374,13 @@ class Member:
             session.execute(
                 delete(ClusterMember).where(ClusterMember.heartbeat_at < now - FORGET_AFTER)
             )
+            live = session.scalar(
+                select(func.count()).where(
+                    ClusterMember.kind == self.kind,
+                    ClusterMember.heartbeat_at >= now - timedelta(seconds=STALE_AFTER_S),
+                )
+            )
+        self.peers = max(1, live or 0)
         return 0
 
     def leave(self) -> None:

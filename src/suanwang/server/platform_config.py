@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from suanwang.executors.limits import Limits
 from suanwang.scenarios.loader import Problem, ScenarioError, _compose, _field, _line_of
 
 #: A Unix account name (what ``useradd`` accepts by default, at most 32 characters).
@@ -55,6 +56,18 @@ class LocalExecutorConfig(_Strict):
     type: Literal["local"]
     cpus: int = Field(256, ge=1)
     cards: int = Field(64, ge=0)
+
+
+_LIMITS = Limits()
+
+
+class JobLimitsConfig(_Strict):
+    """A contained job's limits at a Slurm center (:class:`suanwang.executors.limits.Limits`)."""
+
+    cpu_time_s: int = Field(_LIMITS.cpu_time_s, ge=1)
+    max_processes: int = Field(_LIMITS.max_processes, ge=1)
+    max_file_gb: float = Field(_LIMITS.max_file_gb, gt=0)
+    min_mem_gb: float = Field(_LIMITS.min_mem_gb, gt=0)
 
 
 class SlurmExecutorConfig(_Strict):
@@ -79,6 +92,8 @@ class SlurmExecutorConfig(_Strict):
     #: directories every contained job may write too (a site's scratch; a channel between
     #: tenants: none by default)
     shared_dirs: list[str] = Field(default_factory=list)
+    #: a contained job's rlimits (memory: its own mem_gb; docs/security.md "Resource limits")
+    limits: JobLimitsConfig = Field(default_factory=lambda: JobLimitsConfig())
 
     @model_validator(mode="after")
     def _accounts_apart(self) -> SlurmExecutorConfig:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.core.network import Network
 from suanwang.core.scenario import Scenario, fit_inventory
 from suanwang.executors.base import Executor, ExecutorError
+from suanwang.executors.limits import Limits
 from suanwang.executors.local import LocalExecutor, Sandbox, SharedUser
 from suanwang.executors.slurm import SlurmExecutor
 from suanwang.scenarios.loader import load_scenario
@@ -153,6 +154,7 @@ def executor_for(
         unsafe_shared_user=ex.unsafe_shared_user,
         contain=ex.contain,
         shared_dirs=ex.shared_dirs,
+        limits=Limits(**ex.limits.model_dump()),
     )
     if not slurm.contain:
         log.warning(

@@ -19,9 +19,9 @@ A tenant's job is a stranger's code. The local executor (run by root) starts it
   gets an **outbound-only** network there (:mod:`suanwang.executors.local.outbound`:
   ``slirp4netns --disable-host-loopback`` and ``prohibit`` routes to every address of the
   host and to :attr:`Sandbox.deny_networks`), never the host's own network;
-* under resource limits set with ``prlimit`` (rlimits: address space = the job's ``mem_gb``,
-  CPU seconds, processes of its account, file size). cgroup v2 limits are not used yet (see
-  :func:`limits_mechanism`).
+* under resource limits set with ``prlimit`` (:mod:`suanwang.executors.limits`, the rule the
+  Slurm executor's contained runs share: address space = the job's ``mem_gb``, CPU seconds,
+  processes of its account, file size).
 
 Signals: the executor signals the run's process group (``SIGUSR1`` to checkpoint, ``SIGTERM``
 to cancel). ``bwrap`` and its init ignore both (so the sandbox outlives the signal), the job
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suanwang.executors.contain import bwrap_args, restore_signals
+from suanwang.executors.limits import Limits, limits_mechanism
 
 #: The prefix of per-tenant accounts.
 ACCOUNT_PREFIX = "sw-t-"
@@ -92,24 +93,17 @@ class Sandbox:
     per tenant. ``allow_network``: jobs that ask for network (``Submission.network``) get an
     outbound-only one (no address of the host, nor ``deny_networks``, IPv4 networks such as
     the platform's database host elsewhere, is reachable); otherwise such a job is refused.
-    The limits: ``cpu_time_s`` CPU seconds per process, ``max_processes`` processes of the
-    job's account (all of its runs together), ``max_file_gb`` the largest file it may write
-    (its log included). A job's memory is its ``mem_gb`` (at least ``min_mem_gb``).
+    ``limits``: the job's resource limits (:class:`~suanwang.executors.limits.Limits`).
     """
 
     account: str | None = None
     allow_network: bool = False
     deny_networks: tuple[str, ...] = ()
-    cpu_time_s: int = 7 * 24 * 3600
-    max_processes: int = 1024
-    max_file_gb: float = 16.0
-    min_mem_gb: float = 0.25
+    limits: Limits = Limits()  # noqa: RUF009 (frozen: shared safely)
 
     def __post_init__(self) -> None:
         if self.account is not None and not _valid_name(self.account):
             raise ValueError(f"sandbox account {self.account!r}: not a valid account name")
-        if self.cpu_time_s < 1 or self.max_processes < 1 or self.max_file_gb <= 0:
-            raise ValueError("sandbox limits must be positive")
         for net in self.deny_networks:
             try:
                 ipaddress.IPv4Network(net, strict=False)
@@ -148,8 +142,7 @@ class Sandbox:
         net = "outbound-only network on request" if self.allow_network else "no network"
         return (
             f"jobs run sandboxed (bubblewrap) {who}, {net}; limits: {limits_mechanism()}, "
-            f"{self.cpu_time_s} CPU s per process, {self.max_processes} processes, "
-            f"files up to {self.max_file_gb:g} GB, memory = the job's mem_gb"
+            f"{self.limits.describe()}"
         )
 
     def account_for(self, tenant: str) -> Account:
@@ -178,15 +171,7 @@ class Sandbox:
         """
         if network and not self.allow_network:
             raise SandboxUnavailable("the job asks for network and this executor allows none")
-        memory = int(max(mem_gb, self.min_mem_gb) * 2**30)
-        limits = [
-            "prlimit",
-            f"--as={memory}",
-            f"--cpu={self.cpu_time_s}",
-            f"--nproc={self.max_processes}",
-            f"--fsize={int(self.max_file_gb * 2**30)}",
-            "--",
-        ]
+        limits = self.limits.prlimit(mem_gb)
         bwrap = bwrap_args(
             work=work, writable=writable, readable=readable, user=account.name, network=network
         )  # a network job's namespace is OUTBOUND's, made before bwrap starts
@@ -224,18 +209,6 @@ def give_tree(top: Path, account: Account) -> None:
     for dirpath, dirnames, filenames in os.walk(top):
         for name in (*dirnames, *filenames):
             os.chown(Path(dirpath) / name, account.uid, account.gid, follow_symlinks=False)
-
-
-def limits_mechanism() -> str:
-    """How limits are enforced here, for the log: rlimits (``prlimit``). A cgroup v2 hierarchy
-    with a memory controller is named when present (not used yet: a follow-up)."""
-    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
-    try:
-        v2 = "memory" in controllers.read_text().split()
-    except OSError:
-        v2 = False
-    there = "present, not used yet" if v2 else "not available here"
-    return f"rlimits via prlimit (cgroup v2 memory controller {there})"
 
 
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
