@@ -10,7 +10,11 @@ that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume 
 dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.runs.give_up_run`). An executor that does not answer
 marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
-are left alone until failover decides. Every step is idempotent: a round after a crash repeats
+are left alone until failover decides. Centers are polled all at once, each in a worker thread
+(:mod:`~suanwang.server.services.calls`): one that hangs is marked unreachable after a second
+and delays no other center's polls, so no other center's runs miss their lease renewal.
+The per-run reads of a round (log tails, recorded exits, usage) come from the run directories
+and the agents' records, not the centers' schedulers, and stay in the round's thread. Every step is idempotent: a round after a crash repeats
 nothing that was recorded.
 """
 
