@@ -14,8 +14,8 @@ are left alone until failover decides. Centers are polled all at once, each in a
 (:mod:`~suanwang.server.services.calls`): one that hangs is marked unreachable after a second
 and delays no other center's polls, so no other center's runs miss their lease renewal.
 The per-run reads of a round (log tails, recorded exits, usage) come from the run directories
-and the agents' records, not the centers' schedulers, and stay in the round's thread. Every step is idempotent: a round after a crash repeats
-nothing that was recorded.
+and the agents' records, not the centers' schedulers, and stay in the round's thread. Every
+step is idempotent: a round after a crash repeats nothing that was recorded.
 """
 
 from __future__ import annotations
