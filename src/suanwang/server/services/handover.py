@@ -1,14 +1,14 @@
 """The dispatcher's hand-over of due jobs to their centers, every center's at once.
 
 Each center's submissions go out in a worker thread of its own (:mod:`.calls`), so a center
-that hangs delays no other's. The round waits at most ``answer_within_s``. Of a center that
-has not answered by then, the jobs it took keep their runs; its worker stops submitting, and
-the jobs it was not sent are placed again (they never reached it). The one submission under
-way may yet be taken when the center wakes: that job stays ``scheduled`` there, unhanded,
-until the answer comes (the run it names is recorded) or the call fails (the next round
-submits it again, which finds the same run if the center made one: submissions are
-idempotent). If failover gave the job up meanwhile (its center silent past ``--lost-after``),
-the run the late answer names is fenced (``run_fences``): cancelled once the center answers.
+that hangs delays no other's. The round waits for a center while each of its submissions
+answers within ``answer_within_s``. Of a center that stops answering, the jobs it took keep
+their runs; its worker stops submitting, and the jobs it was not sent are placed again (they
+never reached it). The one submission under way may yet be taken when the center wakes: that
+job stays ``scheduled`` there, unhanded, until the answer comes: the run it names is recorded
+(or the job is placed again if the center refused it). If failover gave the job up meanwhile
+(its center silent past ``--lost-after``), the run the late answer names is fenced
+(``run_fences``): cancelled once the center answers.
 """
 
 from __future__ import annotations
