@@ -87,6 +87,7 @@ from suanwang.server.models.job_specs import engine_job
 from suanwang.server.models.jobs import Transitions, transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import CHECKPOINT_REQUESTED
+from suanwang.server.services.handover import HandOver
 from suanwang.server.services.jobs_view import PENDING_COLUMNS, JobsView, Pending
 from suanwang.server.services.live import (
     Held,
@@ -168,6 +169,8 @@ class Dispatcher:
     batch: int = 1000
     #: scheduled jobs a round hands to executors (each is a call to its center)
     hand_over_batch: int = 200
+    #: hands them over, every center's at once
+    handing: HandOver = field(default_factory=HandOver)
     #: the quotas in force, read every round (None: none, jobs are placed oldest first)
     governance: Callable[[Session], Governance | None] = no_governance
     #: pending jobs a governed round orders (the platform's queue)
@@ -602,25 +605,29 @@ class Dispatcher:
             ids = {row.tenant_id for row in rows}
             found = session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids)))
             names = {tenant_id: name for tenant_id, name in found}
+            batches: dict[str, list[tuple[Submission, str | None]]] = {}
             for row in rows:
-                executor = self.live.executors.get(row.center_id or "")
-                if executor is None:
+                if row.center_id not in self.live.executors:
                     reason = f"center {row.center_id} has no executor; place again"
                     _place_again(session, now, row, reason)
                     continue
+                resume = (
+                    row.resume_from if row.resume_from and Path(row.resume_from).is_dir() else None
+                )
                 sub = submission(row, self.live, names.get(row.tenant_id, ""))
-                try:
-                    if row.resume_from and Path(row.resume_from).is_dir():
-                        row.executor_ref = executor.resume(sub, row.resume_from)
-                    else:
-                        row.executor_ref = executor.submit(sub)
-                except ExecutorError as exc:
-                    log.warning("executor refused job %s: %s", row.id, exc)
-                    if "unreachable" in str(exc):
-                        self.live.health.failed(row.center_id or "", str(exc))
-                    _place_again(session, now, row, f"executor refused it: {exc}", refused=True)
-                    continue
-                done += 1
+                batches.setdefault(row.center_id or "", []).append((sub, resume))
+            # every center's at once: a hung center delays no other (handover.py)
+            handed = self.handing.submit(session, now, self.live.executors, batches)
+            for row in rows:
+                got = handed.get(row.id)
+                if isinstance(got, ExecutorError):
+                    log.warning("executor refused job %s: %s", row.id, got)
+                    if "unreachable" in str(got):
+                        self.live.health.failed(row.center_id or "", str(got))
+                    _place_again(session, now, row, f"executor refused it: {got}", refused=True)
+                elif got is not None:
+                    row.executor_ref = got
+                    done += 1
         return done
 
 

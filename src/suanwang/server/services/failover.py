@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -42,14 +43,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from suanwang.core.jobs import Job
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX
-from suanwang.executors.base import (
-    ExecutorError,
-)
+from suanwang.executors.base import Capacity, Executor, ExecutorError
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import Running
 from suanwang.server.database.models import JobEvent, JobRow, RunFence
 from suanwang.server.models.job_specs import to_core_job
 from suanwang.server.models.jobs import transition
+from suanwang.server.services.calls import CenterCalls, Late
 from suanwang.server.services.live import LiveNetwork, tenant_name
 from suanwang.server.services.reconciler import Reconciler
 from suanwang.server.services.runs import give_up_run, has_checkpoint, recorded_status
@@ -73,21 +73,26 @@ class Failover:
     live: LiveNetwork
     lost_after_s: float = 120.0
     batch: int = 500
+    #: probes of unreachable centers and cancels of fenced runs: each center's in a thread
+    #: of its own (:mod:`.calls`)
+    probes: CenterCalls[Capacity] = field(default_factory=lambda: CenterCalls("probe"))
+    cancels: CenterCalls[set[int]] = field(default_factory=lambda: CenterCalls("fence"))
 
     def run_once(self) -> int:
         self.probe()
         return self.fail_over() + self.fence()
 
     def probe(self) -> None:
-        """Ask each center that failed whether it answers again (capacity is a cheap call)."""
-        for center in list(self.live.health.down()):
-            executor = self.live.executors.get(center)
-            if executor is None:
-                continue
-            try:
-                executor.capacity()
-            except ExecutorError as exc:
-                self.live.health.failed(center, str(exc))
+        """Ask each center that failed whether it answers again (capacity is a cheap call),
+        all at once: one that still hangs delays no other's return."""
+        work = {
+            center: executor.capacity
+            for center in self.live.health.down()
+            if (executor := self.live.executors.get(center)) is not None
+        }
+        for center, answer in self.probes.answers(work).items():
+            if isinstance(answer, ExecutorError):
+                self.live.health.failed(center, str(answer))
             else:
                 self.live.health.ok(center)
                 log.info("center %s answers again", center)
@@ -163,34 +168,57 @@ class Failover:
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)
             ).all()
+            by_center: dict[str, list[RunFence]] = {}
             for f in fences:
-                executor = self.live.executors.get(f.center_id)
-                if executor is None or f.center_id in down:
-                    continue
-                try:
-                    executor.cancel(f.executor_ref)
-                except ExecutorError as exc:
-                    self.live.health.failed(f.center_id, str(exc))
-                    continue
-                f.fenced_at = now = self.live.clock()
-                state = session.get_one(JobRow, f.job_id).state
-                session.add(
-                    JobEvent(
-                        job_id=f.job_id,
-                        at=now,
-                        from_state=state,
-                        to_state=state,
-                        detail={
-                            "event": "fenced",
-                            "center": f.center_id,
-                            "ref": f.executor_ref,
-                            # why it was given up: its center was lost, or a preemption
-                            "reason": f"stale run cancelled: {f.reason}",
-                        },
-                    )
+                if f.center_id in self.live.executors and f.center_id not in down:
+                    by_center.setdefault(f.center_id, []).append(f)
+            work = {
+                center: partial(
+                    _cancel_all,
+                    self.live.executors[center],
+                    [(f.id, f.executor_ref) for f in group],
                 )
-                done += 1
+                for center, group in by_center.items()
+            }
+            for center, answer in self.cancels.answers(work).items():
+                if isinstance(answer, ExecutorError):
+                    self.live.health.failed(center, str(answer))
+                    continue
+                cancelled = answer.value if isinstance(answer, Late) else answer
+                for f in by_center[center]:
+                    if f.id in cancelled:
+                        self._fenced(session, f)
+                        done += 1
         return done
+
+    def _fenced(self, session: Session, f: RunFence) -> None:
+        f.fenced_at = now = self.live.clock()
+        state = session.get_one(JobRow, f.job_id).state
+        session.add(
+            JobEvent(
+                job_id=f.job_id,
+                at=now,
+                from_state=state,
+                to_state=state,
+                detail={
+                    "event": "fenced",
+                    "center": f.center_id,
+                    "ref": f.executor_ref,
+                    # why it was given up: its center was lost, or a preemption
+                    "reason": f"stale run cancelled: {f.reason}",
+                },
+            )
+        )
+
+
+def _cancel_all(executor: Executor, refs: Sequence[tuple[int, str]]) -> set[int]:
+    """Cancel fenced runs (fence id, run) in turn; the ids of the fences whose run is
+    cancelled. Raises the first error (the center does not answer)."""
+    done: set[int] = set()
+    for fence_id, ref in refs:
+        executor.cancel(ref)
+        done.add(fence_id)
+    return done
 
 
 @dataclass

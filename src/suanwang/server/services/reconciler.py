@@ -10,8 +10,12 @@ that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume 
 dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.runs.give_up_run`). An executor that does not answer
 marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
-are left alone until failover decides. Every step is idempotent: a round after a crash repeats
-nothing that was recorded.
+are left alone until failover decides. Centers are polled all at once, each in a worker thread
+(:mod:`~suanwang.server.services.calls`): one that hangs is marked unreachable after a second
+and delays no other center's polls, so no other center's runs miss their lease renewal.
+The per-run reads of a round (log tails, recorded exits, usage) come from the run directories
+and the agents' records, not the centers' schedulers, and stay in the round's thread. Every
+step is idempotent: a round after a crash repeats nothing that was recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +35,7 @@ from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.models.billing.holds import lower_holds
 from suanwang.server.models.billing.settle import settle_finished
 from suanwang.server.models.jobs import transition
+from suanwang.server.services.calls import CenterCalls, Late
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.runs import (
     dir_size_bytes,
@@ -48,6 +54,15 @@ class Reconciler:
     sessions: sessionmaker[Session]
     live: LiveNetwork
     batch: int = 1000
+    #: the round's polls, one center's in a thread of its own (a hung center delays no other)
+    polls: CenterCalls[dict[str, ExecutorStatus]] = field(
+        default_factory=lambda: CenterCalls("reconciler-poll")
+    )
+    #: cancels of cancelled jobs' runs, made once the round has committed, likewise
+    cancels: CenterCalls[None] = field(default_factory=lambda: CenterCalls("reconciler-cancel"))
+    _cancels: dict[str, list[tuple[str, str]]] = field(
+        default_factory=lambda: defaultdict(list), init=False, repr=False
+    )
 
     def run_once(self) -> int:
         """One round over the jobs executors hold; returns the number of state changes."""
@@ -71,26 +86,52 @@ class Reconciler:
             by_center: dict[str, list[JobRow]] = defaultdict(list)
             for row in rows:
                 by_center[row.center_id or ""].append(row)
-            for center, group in by_center.items():
-                executor = self.live.executors.get(center)
-                if executor is None:
-                    continue
-                try:
-                    statuses = executor.poll([r.executor_ref or "" for r in group])
-                except ExecutorError as exc:
-                    self.live.health.failed(center, str(exc))
-                    log.warning("center %s does not answer: %s", center, exc)
+            work = {
+                center: partial(executor.poll, [r.executor_ref or "" for r in group])
+                for center, group in by_center.items()
+                if (executor := self.live.executors.get(center)) is not None
+            }
+            for center, answer in self.polls.answers(work).items():
+                if isinstance(answer, ExecutorError):
+                    self.live.health.failed(center, str(answer))
+                    log.warning("center %s does not answer: %s", center, answer)
                     continue
                 self.live.health.ok(center)
-                for row in group:
+                # an answer that came late covers the runs it was asked about then (a run
+                # handed over since waits for the next round)
+                statuses = answer.value if isinstance(answer, Late) else answer
+                for row in by_center[center]:
                     status = statuses.get(row.executor_ref or "")
                     if status is not None:
                         changes += self.apply(session, row, status, center)
+        self.cancel_stopping()
         # billing: lower the holds of newly placed jobs to their estimate where they were
         # placed, then charge finished jobs (both lock the job row: they never interleave)
         lower_holds(self.sessions, self.live.net, now=self.live.clock())
         settle_finished(self.sessions, self.live.net, now=self.live.clock())
         return changes
+
+    def cancel_stopping(self) -> None:
+        """Cancel at their centers the runs of cancelled jobs the round found still going
+        (each center's in a thread of its own, waited for as the polls; the next round asks
+        again whatever did not answer: a cancel is idempotent)."""
+        todo, self._cancels = self._cancels, defaultdict(list)
+
+        def cancel_all(executor: Executor, runs: list[tuple[str, str]]) -> None:
+            for job_id, ref in runs:
+                try:
+                    executor.cancel(ref)
+                except ExecutorError as exc:
+                    log.warning("could not cancel job %s: %s", job_id, exc)
+
+        work = {
+            center: partial(cancel_all, executor, runs)
+            for center, runs in todo.items()
+            if (executor := self.live.executors.get(center)) is not None
+        }
+        for center, answer in self.cancels.answers(work).items():
+            if isinstance(answer, ExecutorError):
+                log.warning("could not cancel jobs at %s: %s", center, answer)
 
     def apply(self, session: Session, row: JobRow, status: ExecutorStatus, center: str) -> int:
         """Record what the executor says of ``row``'s run (at ``live.clock()``); returns the
@@ -102,10 +143,7 @@ class Reconciler:
         if current is JobState.CANCELLED:
             row.logs = self._logs(row, center)
             if not self._stopped(executor, ref, status):
-                try:
-                    executor.cancel(ref)
-                except ExecutorError as exc:
-                    log.warning("could not cancel job %s at %s: %s", row.id, center, exc)
+                self._cancels[center].append((row.id, ref))  # after the commit: see run_once
                 return 0
             # its run has stopped: record what it reported and stop watching it (the job's
             # charge waits for this, so the run's tokens are metered with it)
