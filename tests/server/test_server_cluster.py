@@ -243,10 +243,13 @@ class Cluster:
                                    "--port", str(self.port)])  # fmt: skip
         wait_healthy(self.url, proc, lambda: self.logs("api"))
 
-    def worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+    def worker(
+        self, name: str, *extra: str, centers: tuple[str, ...] = (CENTER,)
+    ) -> subprocess.Popen[bytes]:
+        only = [a for c in centers for a in ("--center", c)]
+        root = str(self.root / "centers")
         return self._start(name, ["worker", "--db", self.db, "--scenario", TINY,
-                                  "--executors-dir", str(self.root / "centers"),
-                                  "--center", CENTER, "--unsafe-shared-user",
+                                  "--executors-dir", root, *only, "--unsafe-shared-user",
                                   "--max-defer-h", "0", *extra])  # fmt: skip
 
     def logs(self, name: str) -> str:
@@ -270,8 +273,8 @@ class Cluster:
                       headers=self.op_headers)  # fmt: skip
         assert r.status_code == 200, r.text
 
-    def submit(self, name: str) -> str:
-        r = httpx.post(self.url + "/v1/jobs", json={**JOB, "name": name}, headers=self.headers,
+    def submit(self, name: str, job: dict[str, Any] = JOB) -> str:
+        r = httpx.post(self.url + "/v1/jobs", json={**job, "name": name}, headers=self.headers,
                        timeout=30)  # fmt: skip
         assert r.status_code == 201, r.text
         job_id: str = r.json()["id"]
@@ -398,6 +401,63 @@ def test_two_workers_never_overcommit_a_small_pool_only_the_leader_places(
                                timeout=60, check=False)  # fmt: skip
         assert shown.returncode == 0, shown.stderr
         assert f"placement (term {term})" in shown.stdout and "STALE" not in shown.stdout
+    finally:
+        engine.dispose()
+
+
+def test_workers_share_the_centers_and_take_over_a_dead_ones(cluster: Cluster) -> None:
+    """Two workers serving the four centers: each center held by exactly one (the API and
+    ``suanwang status`` say which), every job run once; after ``kill -9`` of one, the other
+    holds all four once the dead one's heartbeat is stale, and new jobs run everywhere."""
+    centers = ("coast-ai", "coast-hpc", "desert-ai", "desert-green")
+    cpu_job = {"command": "sleep 0.2", "duration_s": 60, "origin": "harbour",
+               "resources": {"cpus": 1}}  # fmt: skip
+    cluster.api()
+    cluster.tenants()
+    w1 = cluster.worker("w1", centers=centers)
+    cluster.worker("w2", centers=centers)
+    engine = make_engine(cluster.db)
+
+    def holds() -> dict[int, set[str]]:
+        r = httpx.get(cluster.url + "/v1/cluster", headers=cluster.op_headers)
+        assert r.status_code == 200, r.text
+        return {m["pid"]: set(m["holds"] or ()) for m in r.json()["members"]
+                if m["kind"] == "worker" and not m["stale"]}  # fmt: skip
+
+    def shared() -> bool:
+        got = holds()
+        return len(got) == 2 and all(got.values()) and sum(map(len, got.values())) == 4
+
+    try:
+        _wait(shared, 60, lambda: f"{holds()}\n" + cluster.logs("w1") + cluster.logs("w2"))
+        first = holds()
+        assert set().union(*first.values()) == set(centers)
+        ids = [cluster.submit(f"j{i}", cpu_job) for i in range(12)]
+        _wait(lambda: set(_states(engine).values()) == {"succeeded"}, 120,
+              lambda: str(sorted(_states(engine).values())))  # fmt: skip
+        assert _most_held(engine)[1] == 0  # none placed twice
+        env = {**os.environ, "SUANWANG_URL": cluster.url,
+               "SUANWANG_API_KEY": cluster.op_headers["Authorization"][7:]}  # fmt: skip
+        shown = subprocess.run([SUANWANG, "status"], capture_output=True, text=True, env=env,
+                               timeout=60, check=False)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert sorted(f"{len(h)} of 4" in shown.stdout for h in first.values()) == [True, True]
+        os.kill(w1.pid, signal.SIGKILL)
+        w1.wait()
+        _wait(lambda: list(holds().values()) == [set(centers)], 60,
+              lambda: f"{holds()}\n" + cluster.logs("w2"))  # fmt: skip
+        ids += [cluster.submit(f"after{i}", cpu_job) for i in range(8)]
+        _wait(lambda: len(_states(engine)) == len(ids)
+              and set(_states(engine).values()) == {"succeeded"}, 120,
+              lambda: str(sorted(_states(engine).values())))  # fmt: skip
+        with engine.connect() as conn:
+            where = dict(conn.execute(text("SELECT id, center_id FROM jobs")).all())
+        # each job handed over by the worker holding its center then, and by nobody else
+        pids = {w1.pid: "w1", cluster.procs[-1][0].pid: "w2"}
+        holder = {c: pids[pid] for pid, held in first.items() for c in held}
+        for i, job in enumerate(ids):
+            by = [n for n in ("w1", "w2") if f"handed job {job} to" in cluster.logs(n)]
+            assert by == ([holder[where[job]]] if i < 12 else ["w2"]), (job, where[job], by)
     finally:
         engine.dispose()
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import String, any_, bindparam, or_, select
+from sqlalchemy import String, any_, bindparam, or_, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -588,6 +588,8 @@ class Dispatcher:
         """Submit scheduled jobs whose planned start has come to their center's executor."""
         now = self.live.clock()
         done = 0
+        holds = self.live.holds()  # the centers this worker hands over to (None: every one)
+        mine = JobRow.center_id.in_(sorted(holds)) if holds is not None else true()
         with self.sessions.begin() as session:
             rows = list(
                 session.scalars(
@@ -596,6 +598,7 @@ class Dispatcher:
                         JobRow.state == JobState.SCHEDULED.value,
                         JobRow.executor_ref.is_(None),
                         or_(JobRow.start_at.is_(None), JobRow.start_at <= now),
+                        mine,
                     )
                     .order_by(JobRow.scheduled_at, JobRow.id)
                     .limit(self.hand_over_batch)
@@ -627,6 +630,7 @@ class Dispatcher:
                     _place_again(session, now, row, f"executor refused it: {got}", refused=True)
                 elif got is not None:
                     row.executor_ref = got
+                    log.info("handed job %s to %s as %s", row.id, row.center_id, got)
                     done += 1
         return done
 

@@ -89,6 +89,7 @@ class Failover:
             center: executor.capacity
             for center in self.live.health.down()
             if (executor := self.live.executors.get(center)) is not None
+            and self.live.held_here(center)  # another worker's: its holder probes it
         }
         for center, answer in self.probes.answers(work).items():
             if isinstance(answer, ExecutorError):
@@ -110,7 +111,7 @@ class Failover:
         gone = [
             c
             for c in self.live.health.down()
-            if self.live.health.unreachable_s(c) >= self.grace_s(c)
+            if self.live.held_here(c) and self.live.health.unreachable_s(c) >= self.grace_s(c)
         ]
         if not gone:
             return 0
@@ -170,7 +171,11 @@ class Failover:
             ).all()
             by_center: dict[str, list[RunFence]] = {}
             for f in fences:
-                if f.center_id in self.live.executors and f.center_id not in down:
+                if (
+                    f.center_id in self.live.executors
+                    and f.center_id not in down
+                    and self.live.held_here(f.center_id)
+                ):
                     by_center.setdefault(f.center_id, []).append(f)
             work = {
                 center: partial(

@@ -70,6 +70,11 @@ class LiveNetwork:
         default_factory=dict, init=False, repr=False
     )
 
+    def held_here(self, center: str) -> bool:
+        """Whether ``center``'s hand-over, polling and failover are this process's now."""
+        holds = self.holds()
+        return holds is None or center in holds
+
     def __post_init__(self) -> None:
         unknown = sorted(set(self.executors) - set(self.net.center_ids))
         if unknown:
