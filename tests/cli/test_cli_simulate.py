@@ -159,6 +159,16 @@ def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any, tmp_p
         shares = sum(t["share_of_usage"] for t in m["tenants"].values())
         assert abs(shares - 1.0) < 1e-9
     assert doc["policies"]["suanwang/fifo"]["preemptions"] == 0
+    page = (tmp_path / "rep" / "report.html").read_text()
+    asks = doc["policies"]["suanwang"]["fairness"]["asks"]
+    assert "Asks met within a round" in page and f" of {asks:,}" in page
+    # the text table shows the same measure
+    code, out, err = invoke(
+        "simulate", "--jobs", "300", "--days", "0.5", "--policy", "suanwang", "--no-bound",
+        "--drain-days", "2", "--synthetic-tenants", "4", "--tenants", "equal",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "asks met in a" in out and f" of {asks:,}" in out
 
 
 def test_a_tenants_file_shares_synthetic_jobs_among_its_tenants(invoke: Any) -> None:

@@ -196,7 +196,8 @@ def test_the_section_shows_every_tenant_and_the_fairness_numbers(
         assert cells[row + 1] == f"{f['jain_index']:.3f}"
         assert cells[row + 2] == pct(f["min_entitled_fraction"])
         assert cells[row + 3] == str(f["backlogged_hours"])
-        assert cells[row + 4] == str(r.governance["preemptions"])
+        assert cells[row + 4] == f"{pct(f['asks_met_within_round'])} of {f['asks']}"
+        assert cells[row + 6] == str(r.governance["preemptions"])
     fair, fifo = (r.governance for r in governed.reports)
     assert fair is not None and fifo is not None
     assert fair["fairness"]["jain_index"] > fifo["fairness"]["jain_index"]

@@ -262,7 +262,9 @@ def _governance(tenants: str, sc: Scenario) -> Governance:
 
 def _print_fairness(doc: dict[str, Any]) -> None:
     table = Table(title="sharing (docs/governance.md)")
-    for title in ("policy", "Jain", "min entitled", "preempted", "lost work", "urgent p95 s"):
+    titles = ("policy", "Jain", "min entitled", "asks met in a round", "ask p95 s", "preempted",
+              "lost work", "urgent p95 s")  # fmt: skip
+    for title in titles:
         table.add_column(title, justify="right" if title != "policy" else "left")
     for name, m in doc["policies"].items():
         f = m["fairness"]
@@ -271,6 +273,8 @@ def _print_fairness(doc: dict[str, Any]) -> None:
             name,
             f"{f['jain_index']:.3f}" if backlogged else "-",
             f"{f['min_entitled_fraction']:.0%}" if backlogged else "-",
+            f"{f['asks_met_within_round']:.2%} of {f['asks']:,}",
+            f"{f['ask_met_p95_s']:,.0f}",
             str(m["preemptions"]),
             f"{m['lost_work_share']:.2%}",
             f"{m['classes']['urgent']['wait_p95_s']:,.0f}",
