@@ -7,6 +7,7 @@ not made, not joined or not limited."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from suanwang.executors.local import Sandbox
 from suanwang.executors.local.cgroups import RUN_PREFIX, RunCgroups
 
 CENTER = "c1"
+#: This session's own tenant (account): ``RLIMIT_NPROC`` counts all processes of an account.
+TENANT = f"t-cg-{os.getpid()}"
 
 #: Three processes, each under the address space limit (it is per process), that together use
 #: more memory than the job's: only a cgroup (it counts the run's memory) stops them.
@@ -83,7 +86,7 @@ def executor(made: list[LocalExecutor], root: Path, cgroups: bool, **limits: int
 
 
 def run(ex: LocalExecutor, job: str, script: str, mem_gb: float = 0.25, timeout: float = 60):  # type: ignore[no-untyped-def]
-    ref = ex.submit(Submission(job, job, None, script, mem_gb=mem_gb, tenant_id="t-cg"))
+    ref = ex.submit(Submission(job, job, None, script, mem_gb=mem_gb, tenant_id=TENANT))
     deadline = time.monotonic() + timeout
     while not (st := ex.poll([ref])[ref]).state.is_terminal:
         assert time.monotonic() < deadline, f"{ref} still {st.state}"
@@ -135,7 +138,7 @@ def test_a_run_is_in_its_own_cgroup_with_its_limits_and_it_goes_with_the_run(
 ) -> None:
     ex = executor(executors, tmp_path, cgroups=True, max_processes=50)
     job = "#!/bin/sh\ncat /proc/self/cgroup\ntouch started\nsleep 30\n"
-    ref = ex.submit(Submission("long", "long", None, job, mem_gb=0.5, tenant_id="t-cg"))
+    ref = ex.submit(Submission("long", "long", None, job, mem_gb=0.5, tenant_id=TENANT))
     started = tmp_path / CENTER / "long" / "work" / "started"
     deadline = time.monotonic() + 30
     while not started.exists():
