@@ -66,14 +66,16 @@ def _job_accounts() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def _job_cgroups() -> Iterator[None]:
     """Each local executor (per root) makes a parent cgroup for its runs' cgroups, and the
-    tests make many roots: remove the parents this session made once they are empty (an
-    executor that needs one again makes it again)."""
+    tests make many roots: remove the parents this session made, and the cgroups of runs in
+    them that no executor finalized (a test that ends while its job runs), once they hold no
+    process (an executor that needs a parent again makes it again)."""
     hierarchies = [CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"]
     before = {p for h in hierarchies for p in h.glob("suanwang-*")}
     yield
     for parent in {p for h in hierarchies for p in h.glob("suanwang-*")} - before:
-        with contextlib.suppress(OSError):
-            parent.rmdir()  # refused while it holds a run's cgroup
+        for cgroup in [*parent.glob("run-*"), parent]:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()  # refused while a process is in it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
