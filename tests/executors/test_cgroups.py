@@ -16,9 +16,10 @@ import pytest
 
 from suanwang.core.lifecycle import JobState
 from suanwang.executors import LocalExecutor, Submission
+from suanwang.executors.base import ExecutorStatus
 from suanwang.executors.limits import Limits
 from suanwang.executors.local import Sandbox
-from suanwang.executors.local.cgroups import RUN_PREFIX, RunCgroups
+from suanwang.executors.local.cgroups import RUN_PREFIX, Ended, RunCgroups
 
 CENTER = "c1"
 #: This session's own tenant (account): ``RLIMIT_NPROC`` counts all processes of an account.
@@ -85,7 +86,9 @@ def executor(made: list[LocalExecutor], root: Path, cgroups: bool, **limits: int
     return ex
 
 
-def run(ex: LocalExecutor, job: str, script: str, mem_gb: float = 0.25, timeout: float = 60):  # type: ignore[no-untyped-def]
+def run(
+    ex: LocalExecutor, job: str, script: str, mem_gb: float = 0.25, timeout: float = 60
+) -> tuple[ExecutorStatus, str]:
     ref = ex.submit(Submission(job, job, None, script, mem_gb=mem_gb, tenant_id=TENANT))
     deadline = time.monotonic() + timeout
     while not (st := ex.poll([ref])[ref]).state.is_terminal:
@@ -173,3 +176,18 @@ def test_without_cgroups_the_executor_says_so_and_uses_rlimits(
         executor(executors, tmp_path / "on", cgroups=True)
     assert "job limits: cgroups off: rlimits only" in caplog.text
     assert "job limits: cgroup v1 limits memory and processes per run" in caplog.text
+
+
+def test_cgroup_v2_files_and_counters(tmp_path: Path) -> None:
+    """cgroup v2 has no controller on this machine: its file layout, on a plain directory in
+    place of the kernel's (what is written, what is read back)."""
+    cgroups = RunCgroups(2, tmp_path, tmp_path)
+    assert cgroups.procs("r1") == [tmp_path / "run-r1" / "cgroup.procs"]  # one hierarchy
+    cgroups.create("r1", memory_bytes=2**28, max_processes=9)
+    run = tmp_path / "run-r1"
+    written = {f.name: f.read_text() for f in run.iterdir()}
+    assert written == {"memory.max": str(2**28), "memory.swap.max": "0", "pids.max": "9"}
+    (run / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+    (run / "pids.events").write_text("max 3\n")
+    assert cgroups.ended("r1") == Ended(oom_kills=1, forks_refused=3)
+    assert cgroups.ended("gone") == Ended()
