@@ -4,16 +4,21 @@ Run as root (docs/benchmarks.md records the results and the exact command):
 
     .venv/bin/python benchmarks/bench_sandbox.py --starts 50 [--json]
 
-For each mode (``sandbox``: per-tenant account, bubblewrap, rlimits; ``shared-user``: what
-``--unsafe-shared-user`` does; ``network``: the sandbox for a job with ``network: true``, its
-outbound-only network made by slirp4netns first), ``--starts`` times, one after the other:
+For each mode (``shared-user``: what ``--unsafe-shared-user`` does; ``rlimits``: the sandbox
+with every limit an rlimit, ``Sandbox(cgroups=False)``, the sandbox as it was before per-run
+cgroups; ``sandbox``: per-tenant account, bubblewrap, the run's own cgroup where the host has
+one (the default); ``network``: the sandbox for a job with ``network: true``, its
+outbound-only network made by slirp4netns first), ``--starts`` times, the modes taking turns
+(one start of each, then the next round: a loaded machine's drift hits all modes alike):
 ``submit`` a job whose command writes the wall clock (``date +%s%N``) to its directory, and
 take the time from just before ``submit`` to that instant: the executor's bookkeeping, the
 start of the wrapper and (in the sandbox) the account lookup, ``chown`` of the run's
-directories, ``prlimit``, ``bwrap`` setting up its namespaces and mounts and ``setpriv``
-dropping to the account, up to the job's first command. The tenant's account exists already
-(made by a first, untimed job), as for any tenant's second job. Reported: the median and 90th
-percentile in ms per mode, and the difference of the medians.
+directories, making the run's cgroup and joining it, ``prlimit``, ``bwrap`` setting up its
+namespaces and mounts and ``setpriv`` dropping to the account, up to the job's first
+command. The tenant's account exists already (made by a first, untimed job of each mode), as
+for any tenant's second job. Reported: the median and 90th percentile in ms per mode, and
+the differences of the medians (``sandbox`` - ``shared-user``: the sandbox's cost;
+``sandbox`` - ``rlimits``: the cgroup's; ``network`` - ``sandbox``).
 """
 
 from __future__ import annotations
@@ -26,28 +31,53 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from suanwang.executors import LocalExecutor, Submission
 from suanwang.executors.local import Sandbox, SharedUser
 
+#: mode -> (its sandbox, made when used: ``--modes shared-user,sandbox`` runs on the commits
+#: before ``Sandbox.cgroups`` too, for a side-by-side run; whether its jobs ask for network)
+MODES: dict[str, tuple[Callable[[], Sandbox | SharedUser], bool]] = {
+    "shared-user": (SharedUser, False),
+    "rlimits": (lambda: Sandbox(cgroups=False), False),
+    "sandbox": (Sandbox, False),
+    "network": (lambda: Sandbox(allow_network=True), True),
+}
 
-def _starts(sandbox: Sandbox | SharedUser, root: Path, n: int, network: bool) -> list[float]:
-    ex = LocalExecutor(root, "bench", cpus=1, cards=0, sandbox=sandbox)
-    took = []
-    for i in range(-1, n):  # the first start (-1) makes the account: not timed
-        job = f"j{i + 1}"
-        t0 = time.time_ns()
-        ref = ex.submit(
-            Submission(job, job, "date +%s%N > t", None, tenant="bench-tenant", network=network)
-        )
-        stamp = root / "bench" / job / "work" / "t"
-        while not (text := _read(stamp)):
-            time.sleep(0.0005)
-        while not ex.poll([ref])[ref].state.is_terminal:  # one start at a time
-            time.sleep(0.005)
-        if i >= 0:
-            took.append((int(text) - t0) / 1e6)
+
+def _start(ex: LocalExecutor, root: Path, job: str, network: bool) -> float:
+    """One job's start, ms; returns once it has ended (one start at a time)."""
+    t0 = time.time_ns()
+    ref = ex.submit(
+        Submission(job, job, "date +%s%N > t", None, tenant="bench-tenant", network=network)
+    )
+    stamp = root / "bench" / job / "work" / "t"
+    while not (text := _read(stamp)):
+        time.sleep(0.0005)
+    while not ex.poll([ref])[ref].state.is_terminal:
+        time.sleep(0.005)
+    return (int(text) - t0) / 1e6
+
+
+def _starts(modes: list[str], top: Path, n: int) -> dict[str, list[float]]:
+    executors = {}
+    for name in modes:
+        make, network = MODES[name]
+        executors[name] = LocalExecutor(top / name, "bench", cpus=1, cards=0, sandbox=make())
+        _start(executors[name], top / name, "j0", network)  # makes the account: not timed
+    took: dict[str, list[float]] = {name: [] for name in modes}
+    try:
+        for i in range(1, n + 1):
+            for name in modes:
+                took[name].append(_start(executors[name], top / name, f"j{i}", MODES[name][1]))
+    finally:  # the executors' cgroup parents (empty now: every run's cgroup went with it)
+        for ex in executors.values():
+            cgroups = getattr(ex, "cgroups", None)  # None before per-run cgroups
+            for parent in {cgroups.memory, cgroups.pids} if cgroups else ():
+                if parent is not None:
+                    parent.rmdir()
     return took
 
 
@@ -63,38 +93,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=50, help="job starts per mode")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
+    )
     args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - set(MODES):
+        sys.exit(f"--modes: choose from {', '.join(MODES)}")
     if os.geteuid() != 0:
         sys.exit("run as root: the sandbox needs it")
-    results = {}
     with tempfile.TemporaryDirectory() as top:
-        modes = (
-            ("shared-user", SharedUser(), False),
-            ("sandbox", Sandbox(), False),
-            ("network", Sandbox(allow_network=True), True),
-        )
-        for name, sandbox, network in modes:
-            took = _starts(sandbox, Path(top) / name, args.starts, network)
-            results[name] = {
-                "median_ms": round(statistics.median(took), 1),
-                "p90_ms": round(statistics.quantiles(took, n=10)[-1], 1),
-            }
-    results["sandbox_cost_ms"] = {
-        "median": round(results["sandbox"]["median_ms"] - results["shared-user"]["median_ms"], 1)
+        took = _starts(modes, Path(top), args.starts)
+    results: dict[str, dict[str, float]] = {
+        name: {
+            "median_ms": round(statistics.median(t), 1),
+            "p90_ms": round(statistics.quantiles(t, n=10)[-1], 1),
+        }
+        for name, t in took.items()
     }
-    results["network_cost_ms"] = {
-        "median": round(results["network"]["median_ms"] - results["sandbox"]["median_ms"], 1)
-    }
+    costs = {"sandbox_cost_ms": ("sandbox", "shared-user"),
+             "cgroup_cost_ms": ("sandbox", "rlimits"),
+             "network_cost_ms": ("network", "sandbox")}  # fmt: skip
+    for key, (a, b) in costs.items():
+        if a in results and b in results:
+            results[key] = {"median": round(results[a]["median_ms"] - results[b]["median_ms"], 1)}
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
     if args.json:
         print(json.dumps({"machine": machine, "starts": args.starts, **results}))
         return
-    print(f"{machine}; {args.starts} starts per mode")
-    for name in ("shared-user", "sandbox", "network"):
+    print(f"{machine}; {args.starts} starts per mode, the modes taking turns")
+    for name in modes:
         r = results[name]
         print(f"{name:12} median {r['median_ms']:7.1f} ms   p90 {r['p90_ms']:7.1f} ms")
-    print(f"sandbox cost: {results['sandbox_cost_ms']['median']:.1f} ms per start (median)")
-    print(f"network cost: {results['network_cost_ms']['median']:.1f} ms more per start (median)")
+    for key in costs:
+        if key in results:
+            print(f"{key}: {results[key]['median']:.1f} ms per start (median)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ baseline workload under every policy) is built once per test session.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -35,6 +36,7 @@ from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
+from suanwang.executors.local.cgroups import CGROUP_ROOT
 from suanwang.executors.local.sandbox import ACCOUNT_PREFIX
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
@@ -59,6 +61,21 @@ def _job_accounts() -> Iterator[None]:
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(ACCOUNT_PREFIX) and entry.pw_name not in before:
             subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_cgroups() -> Iterator[None]:
+    """Each local executor (per root) makes a parent cgroup for its runs' cgroups, and the
+    tests make many roots: remove the parents this session made, and the cgroups of runs in
+    them that no executor finalized (a test that ends while its job runs), once they hold no
+    process (an executor that needs a parent again makes it again)."""
+    hierarchies = [CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"]
+    before = {p for h in hierarchies for p in h.glob("suanwang-*")}
+    yield
+    for parent in {p for h in hierarchies for p in h.glob("suanwang-*")} - before:
+        for cgroup in [*parent.glob("run-*"), parent]:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()  # refused while a process is in it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

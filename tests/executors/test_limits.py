@@ -62,3 +62,29 @@ def test_the_limit_a_failed_run_ran_into() -> None:
     assert limit_hit(1, "some other failure", limits, memory) == ""
     assert limit_hit(0, "MemoryError", limits, memory) == ""  # it succeeded: no limit hit
     assert limit_hit(None, "MemoryError", limits, memory) == ""
+
+
+def test_a_run_s_cgroup_counters_name_the_limit() -> None:
+    limits, memory = Limits(max_processes=5), GIB // 4
+    oom = limit_hit(137, "Killed", limits, memory, oom_kills=2)
+    assert oom == (
+        "killed by its memory limit (0.25 GiB, cgroup): the kernel's OOM killer ended 2 of "
+        "its processes"
+    )
+    fork = limit_hit(1, "", limits, memory, forks_refused=40)
+    assert fork == "ran into its process limit (5 processes of the run, cgroup)"
+    assert limit_hit(0, "", limits, memory, oom_kills=1, forks_refused=1) == ""  # it succeeded
+
+
+def test_limits_a_cgroup_holds_are_not_rlimits() -> None:
+    limits = Limits(cpu_time_s=60, max_processes=7, max_file_gb=0.5)
+    cmd = Sandbox(limits=limits).command(
+        Account("sw-x", 60000, 60000), work=Path("/w"), writable=[], readable=[], mem_gb=2,
+        network=False, cgroup_procs=[Path("/cg/m/cgroup.procs"), Path("/cg/p/cgroup.procs")],
+        cgroup_memory=True, cgroup_processes=True,
+    )  # fmt: skip
+    joined = cmd.index("prlimit")  # the cgroups are joined first, by a shell that becomes it
+    assert cmd[:3] == ["/bin/sh", "-c", cmd[2]] and cmd[3:joined] == [
+        "sh", "2", "/cg/m/cgroup.procs", "/cg/p/cgroup.procs"
+    ]  # fmt: skip
+    assert "--cpu=60:65" in cmd and not any(a.startswith(("--as=", "--nproc=")) for a in cmd)

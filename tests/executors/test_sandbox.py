@@ -153,12 +153,22 @@ def test_one_fixed_account_for_every_job(tmp_path: Path) -> None:
     assert (state, log) == (JobState.SUCCEEDED, "sw-jobs\n")
 
 
-def test_a_job_over_its_memory_is_stopped(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0)
-    grab = "python3 -c 'b = bytearray(1 << 30); print(\"got 1 GiB\")'"
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "rlimit"])
+def test_a_job_over_its_memory_is_stopped(tmp_path: Path, cgroups: bool) -> None:
+    """By the run's cgroup where there is one (this machine, CI): the kernel kills it when it
+    uses more; else by its address space rlimit: it gets no more (``MemoryError``)."""
+    ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0, sandbox=Sandbox(cgroups=cgroups))
+    assert (ex.cgroups is not None) is cgroups
+    grab = "python3 -c 'b = bytearray(1 << 30); print(\"got 1 GiB\")'"  # zeroed: all used
+    ref = ex.submit(Submission("hog", "hog", grab, None, mem_gb=0.5, tenant_id="t"))
     state, log = run_job(ex, Submission("hog", "hog", grab, None, mem_gb=0.5, tenant_id="t"))
-    assert state is JobState.FAILED
-    assert "MemoryError" in log and "got 1 GiB" not in log
+    assert state is JobState.FAILED and "got 1 GiB" not in log
+    reason = ex.poll([ref])[ref].reason
+    if cgroups:
+        assert "killed by its memory limit (0.5 GiB, cgroup)" in reason
+    else:
+        assert "MemoryError" in log
+        assert "ran out of its memory limit (0.5 GiB of address space)" in reason
     state, log = run_job(ex, Submission("fits", "fits", grab, None, mem_gb=2.0, tenant_id="t"))
     assert (state, log) == (JobState.SUCCEEDED, "got 1 GiB\n")
 

@@ -16,10 +16,13 @@ the hard limits), never on what runs around it (the wrapper that records the end
   fork bomb stops there, the node and other accounts' jobs go on;
 * file size: ``max_file_gb`` for any file it writes (its log included), then ``SIGXFSZ``.
 
-cgroups would limit the memory a job uses rather than what it maps, and the processes of one
-job rather than of its account: where a center has them for its jobs (Slurm's
-``task/cgroup`` with ``ConstrainRAMSpace``), they apply on top of these (see
-:func:`limits_mechanism` and docs/security.md).
+cgroups limit the memory a job uses rather than what it maps, and the processes of one job
+rather than of its account. The local executor, which runs as root, puts each run in a cgroup
+of its own where the host has a writable ``memory``/``pids`` controller
+(:mod:`suanwang.executors.local.cgroups`); the memory and process rlimits are then left out
+(:meth:`Limits.prlimit`), CPU time and file size stay rlimits (cgroups do not limit those).
+Where a center has cgroups for its Slurm jobs (``task/cgroup`` with ``ConstrainRAMSpace``),
+they apply on top of these rlimits (see docs/security.md).
 
 :func:`limit_hit` reads the end of a job against its limits, for the reason a failed run
 gives.
@@ -30,7 +33,6 @@ from __future__ import annotations
 import json
 import signal
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 #: A job's memory when it asks none: the API's default ``resources.mem_gb``.
@@ -62,13 +64,14 @@ class Limits:
         """The address space a job of ``mem_gb`` gets (0: it asked none)."""
         return int(max(mem_gb if mem_gb > 0 else DEFAULT_MEM_GB, self.min_mem_gb) * 2**30)
 
-    def prlimit(self, mem_gb: float) -> list[str]:
-        """``prlimit … --``: the job's program (its sandbox) follows."""
+    def prlimit(self, mem_gb: float, *, memory: bool = True, processes: bool = True) -> list[str]:
+        """``prlimit … --``: the job's program (its sandbox) follows. ``memory`` or
+        ``processes`` false: that limit is a cgroup's, not an rlimit."""
         return [
             "prlimit",
-            f"--as={self.memory_bytes(mem_gb)}",
+            *([f"--as={self.memory_bytes(mem_gb)}"] if memory else []),
             f"--cpu={self.cpu_time_s}:{self.cpu_time_s + CPU_GRACE_S}",
-            f"--nproc={self.max_processes}",
+            *([f"--nproc={self.max_processes}"] if processes else []),
             f"--fsize={int(self.max_file_gb * 2**30)}",
             "--",
         ]
@@ -96,10 +99,27 @@ def parse_record(text: str) -> tuple[Limits, int] | None:
         return None
 
 
-def limit_hit(code: int | None, log_tail: str, limits: Limits, memory_bytes: int) -> str:
+def limit_hit(
+    code: int | None,
+    log_tail: str,
+    limits: Limits,
+    memory_bytes: int,
+    *,
+    oom_kills: int = 0,
+    forks_refused: int = 0,
+) -> str:
     """Which limit a run that ended with ``code`` (``128 + n``: killed by signal ``n``) ran
-    into, from its code and the end of its log; ``""``: none it shows. Memory and processes
-    are refused, not killed, so the job's own words (its log) tell them."""
+    into, from its code and the end of its log; ``""``: none it shows. Under rlimits memory
+    and processes are refused, not killed, so the job's own words (its log) tell them; under
+    a run's cgroup, its counters do: ``oom_kills`` (processes the kernel's OOM killer ended
+    at the cgroup's memory limit) and ``forks_refused`` (by its ``pids.max``)."""
+    if code and oom_kills:
+        return (
+            f"killed by its memory limit ({memory_bytes / 2**30:g} GiB, cgroup): the kernel's "
+            f"OOM killer ended {oom_kills} of its processes"
+        )
+    if code and forks_refused:
+        return f"ran into its process limit ({limits.max_processes} processes of the run, cgroup)"
     if code == 128 + signal.SIGXCPU:
         return f"killed by its CPU time limit ({limits.cpu_time_s} CPU s per process)"
     if code == 128 + signal.SIGXFSZ:
@@ -111,17 +131,3 @@ def limit_hit(code: int | None, log_tail: str, limits: Limits, memory_bytes: int
     if any(s in log_tail for s in _NO_PROCESS):
         return f"ran into its process limit ({limits.max_processes} processes of its account)"
     return ""
-
-
-def limits_mechanism() -> str:
-    """How limits are enforced here, for the log: rlimits (``prlimit``); a cgroup memory
-    controller (v2, or v1's ``memory`` hierarchy) is named when present (not used: see the
-    module docstring)."""
-    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
-    try:
-        found = "memory" in v2.read_text().split()
-    except OSError:
-        found = False
-    kind = "v2" if found else "v1" if Path("/sys/fs/cgroup/memory/cgroup.procs").exists() else ""
-    there = f"cgroup {kind} memory controller present, not used" if kind else "no cgroups here"
-    return f"rlimits via prlimit ({there})"

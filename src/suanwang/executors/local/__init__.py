@@ -22,6 +22,7 @@ Layout under ``root/<center>/``::
     <run>/lease, <run>/fenced   with ``lease_s`` (an agent's executor): the lease every poll
                             that sees the run alive renews, and the mark of its watchdog
                             when it stopped the run because the lease ran out (``lost``)
+    <run>/limits            (sandboxed runs) the limits it runs under, for its failure's reason
     <run>/final.json        the terminal status, written once
 
 A run's id is its job id; a resumed run's is ``<job id>.resume-<hash of the checkpoint dir>``.
@@ -34,7 +35,10 @@ same position as the old one. The wrapper is identified by ``(pid, start time)``
 ``/proc/<pid>/stat``; every process of the run carries ``SUANWANG_RUN_TOKEN`` in its environment,
 which finds a run's processes when the server crashed between starting it and writing ``pid``,
 and keeps us from signalling a process group that is no longer ours. When the wrapper ends, what
-is left of its process group is killed (as Slurm does at the end of a job).
+is left of its process group is killed (as Slurm does at the end of a job). A sandboxed run's
+processes are also in a cgroup of its own where the host has one
+(:mod:`~suanwang.executors.local.cgroups`); what is left in it is killed when the run is
+finalized, and the cgroup removed.
 """
 
 from suanwang.executors.local.executor import INHERITED_ENV, LocalExecutor

@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +38,8 @@ from suanwang.executors.base import (
     read_usage_file,
     usage_file,
 )
+from suanwang.executors.limits import limit_hit, parse_record
+from suanwang.executors.local.cgroups import Ended, RunCgroups
 from suanwang.executors.local.processes import (
     ENV_RUN_TOKEN,
     UNWATCH,
@@ -80,6 +83,12 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGN
 #: when the lease ran out and it stopped the run.
 LEASE_FILE = "lease"
 FENCED_FILE = "fenced"
+#: The limits a sandboxed run runs under (:meth:`~suanwang.executors.limits.Limits.record`).
+LIMITS_FILE = "limits"
+#: How much of a failed run's log is read for the limit it ran into.
+_LIMIT_LOG_TAIL = 4096
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
@@ -95,9 +104,11 @@ class LocalExecutor:
 
     ``sandbox`` (default: :class:`~suanwang.executors.local.sandbox.Sandbox` with its defaults)
     runs every job as an unprivileged account in namespaces, its memory limited to its
-    ``mem_gb``; the executor refuses to start (:class:`SandboxUnavailable`) where that cannot
-    be done (not root, no ``bwrap``). :class:`SharedUser` runs jobs as the server's own user
-    (``--unsafe-shared-user``: dangerous). ``accelerator`` is not enforced.
+    ``mem_gb`` (by a cgroup of the run's own where the host has one, detected here and logged:
+    :mod:`~suanwang.executors.local.cgroups`); the executor refuses to start
+    (:class:`SandboxUnavailable`) where that cannot be done (not root, no ``bwrap``).
+    :class:`SharedUser` runs jobs as the server's own user (``--unsafe-shared-user``:
+    dangerous). ``accelerator`` is not enforced.
     """
 
     def __init__(
@@ -133,10 +144,20 @@ class LocalExecutor:
         self._dir = Path(root).resolve() / center_id
         self._active = self._dir / ".active"
         self._active.mkdir(parents=True, exist_ok=True)
+        self.cgroups: RunCgroups | None = None
+        if isinstance(sandbox, Sandbox):
+            how = "cgroups off: rlimits only"
+            if sandbox.cgroups:
+                self.cgroups, how = RunCgroups.detect(str(self._dir))
+            log.info("%s: job limits: %s; CPU time and file size by rlimits", self.name, how)
         with self._locked():
             # half-written submissions of a crashed server: never visible, never started
             for tmp in self._dir.glob(".tmp-*"):
                 shutil.rmtree(tmp, ignore_errors=True)
+            if self.cgroups is not None:  # cgroups of runs that ended while no executor ran
+                stale = self.cgroups.clean(lambda run: (self._active / run).exists())
+                if stale:
+                    log.info("%s: removed the cgroups of ended runs %s", self.name, stale)
 
     # ------------------------------------------------------------------ protocol
 
@@ -347,6 +368,8 @@ class LocalExecutor:
         if resume_from is not None and Path(resume_from) not in writable:
             give_tree(Path(resume_from), account)
             readable.append(Path(resume_from))
+        write_atomic(tmp / LIMITS_FILE, self.sandbox.limits.record(sub.mem_gb))
+        cgroups = self.cgroups
         return self.sandbox.command(
             account,
             work=final / "work",
@@ -354,6 +377,9 @@ class LocalExecutor:
             readable=readable,
             mem_gb=sub.mem_gb,
             network=sub.network,
+            cgroup_procs=cgroups.procs(final.name) if cgroups is not None else (),
+            cgroup_memory=cgroups is not None and cgroups.memory is not None,
+            cgroup_processes=cgroups is not None and cgroups.pids is not None,
         )
 
     # ------------------------------------------------------------------ the tick
@@ -431,12 +457,21 @@ class LocalExecutor:
         write_atomic(run / LEASE_FILE, "")  # a lease from now (used if the run has a watchdog)
         write_atomic(run / "started_at", now().isoformat())
         try:
+            self._make_cgroup(run)
             proc = spawn_wrapper(run, env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._finalize(run, JobState.FAILED, None, f"could not start: {exc}")
             return False
         write_atomic(run / "pid", json.dumps(dataclasses.asdict(proc)))
         return True
+
+    def _make_cgroup(self, run: Path) -> None:
+        """Make the run's cgroup, with its limits, if its wrapper joins one. Raises
+        ``OSError``."""
+        record = parse_record(read_bytes(run / LIMITS_FILE).decode(errors="replace"))
+        if self.cgroups is not None and record is not None:
+            limits, memory = record
+            self.cgroups.create(run.name, memory, limits.max_processes)
 
     # ------------------------------------------------------------------ observing a run
 
@@ -499,7 +534,24 @@ class LocalExecutor:
                 f"{CHECKPOINT_EXIT_CODE}; does it handle SIGUSR1?)"
             )
             return self._finalize(run, JobState.FAILED, code, reason)
-        return self._finalize(run, JobState.FAILED, code, f"exit code {code}")
+        hit = self._limit_hit(run, code)
+        return self._finalize(run, JobState.FAILED, code, f"exit code {code}" + hit)
+
+    def _limit_hit(self, run: Path, code: int) -> str:
+        """``": <the limit the run ran into>"``, or ``""`` (none, or not sandboxed)."""
+        record = parse_record(read_bytes(run / LIMITS_FILE).decode(errors="replace"))
+        if record is None:
+            return ""
+        ended = self.cgroups.ended(run.name) if self.cgroups is not None else Ended()
+        tail = self.logs(f"{self.center_id}/{run.name}", _LIMIT_LOG_TAIL)
+        hit = limit_hit(
+            code,
+            tail,
+            *record,
+            oom_kills=ended.oom_kills,
+            forks_refused=ended.forks_refused,
+        )
+        return f": {hit}" if hit else ""
 
     def _adopt(self, run: Path, token: str) -> Proc | None:
         """Find the wrapper of a run started by a server that crashed before writing ``pid``."""
@@ -538,6 +590,8 @@ class LocalExecutor:
             "reason": reason,
         }
         write_atomic(run / "final.json", json.dumps(final))
+        if self.cgroups is not None and not self.cgroups.remove(run.name):
+            log.warning("%s: the cgroup of %s could not be removed yet", self.name, run.name)
         (self._active / run.name).unlink(missing_ok=True)
         return status_from(f"{self.center_id}/{run.name}", final)
 

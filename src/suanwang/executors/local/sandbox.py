@@ -19,9 +19,13 @@ A tenant's job is a stranger's code. The local executor (run by root) starts it
   gets an **outbound-only** network there (:mod:`suanwang.executors.local.outbound`:
   ``slirp4netns --disable-host-loopback`` and ``prohibit`` routes to every address of the
   host and to :attr:`Sandbox.deny_networks`), never the host's own network;
-* under resource limits set with ``prlimit`` (:mod:`suanwang.executors.limits`, the rule the
-  Slurm executor's contained runs share: address space = the job's ``mem_gb``, CPU seconds,
-  processes of its account, file size).
+* under resource limits (:mod:`suanwang.executors.limits`, the rule the Slurm executor's
+  contained runs share): where the host has a writable cgroup ``memory`` (``pids``)
+  controller and :attr:`Sandbox.cgroups` is on, the run's own cgroup holds its memory (the
+  job's ``mem_gb``, what it uses) and its processes (:mod:`suanwang.executors.local.cgroups`;
+  the job's first process joins it before it runs anything); otherwise, and for CPU seconds
+  and file size always, rlimits set with ``prlimit`` (address space = the job's ``mem_gb``,
+  processes of its account).
 
 Signals: the executor signals the run's process group (``SIGUSR1`` to checkpoint, ``SIGTERM``
 to cancel). ``bwrap`` and its init ignore both (so the sandbox outlives the signal), the job
@@ -40,11 +44,13 @@ import pwd
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from suanwang.executors.contain import bwrap_args, restore_signals
-from suanwang.executors.limits import Limits, limits_mechanism
+from suanwang.executors.limits import Limits
+from suanwang.executors.local.cgroups import JOIN
 
 #: The prefix of per-tenant accounts.
 ACCOUNT_PREFIX = "sw-t-"
@@ -94,12 +100,15 @@ class Sandbox:
     outbound-only one (no address of the host, nor ``deny_networks``, IPv4 networks such as
     the platform's database host elsewhere, is reachable); otherwise such a job is refused.
     ``limits``: the job's resource limits (:class:`~suanwang.executors.limits.Limits`).
+    ``cgroups``: memory and processes limited by a cgroup per run where the host has one
+    (off: rlimits only).
     """
 
     account: str | None = None
     allow_network: bool = False
     deny_networks: tuple[str, ...] = ()
     limits: Limits = Limits()  # noqa: RUF009 (frozen: shared safely)
+    cgroups: bool = True
 
     def __post_init__(self) -> None:
         if self.account is not None and not _valid_name(self.account):
@@ -140,9 +149,14 @@ class Sandbox:
         """One line for the startup log."""
         who = f"as {self.account}" if self.account else f"as per-tenant accounts {ACCOUNT_PREFIX}*"
         net = "outbound-only network on request" if self.allow_network else "no network"
+        how = (
+            "memory and processes by a cgroup per run where the host has one (the executor "
+            "logs which), else rlimits; CPU time and file size by rlimits"
+            if self.cgroups
+            else "rlimits via prlimit (cgroups off)"
+        )
         return (
-            f"jobs run sandboxed (bubblewrap) {who}, {net}; limits: {limits_mechanism()}, "
-            f"{self.limits.describe()}"
+            f"jobs run sandboxed (bubblewrap) {who}, {net}; limits: {how}: {self.limits.describe()}"
         )
 
     def account_for(self, tenant: str) -> Account:
@@ -162,16 +176,27 @@ class Sandbox:
         readable: list[Path],
         mem_gb: float,
         network: bool,
+        cgroup_procs: Sequence[Path] = (),
+        cgroup_memory: bool = False,
+        cgroup_processes: bool = False,
     ) -> list[str]:
         """The command that runs a job's program (appended to it) in the sandbox.
 
         ``work`` is its directory (its cwd and ``$HOME``); ``writable`` and ``readable`` are
-        bound read-write and read-only at their own paths. Run it with ``SIGUSR1`` and
-        ``SIGTERM`` ignored (the job gets them back with their default action).
+        bound read-write and read-only at their own paths. ``cgroup_procs``: the run's cgroups
+        its first process joins (:data:`~suanwang.executors.local.cgroups.JOIN`), which hold
+        its memory (``cgroup_memory``) and processes (``cgroup_processes``) limits instead of
+        rlimits. Run it with ``SIGUSR1`` and ``SIGTERM`` ignored (the job gets them back with
+        their default action).
         """
         if network and not self.allow_network:
             raise SandboxUnavailable("the job asks for network and this executor allows none")
-        limits = self.limits.prlimit(mem_gb)
+        limits = self.limits.prlimit(
+            mem_gb, memory=not cgroup_memory, processes=not cgroup_processes
+        )
+        join: list[str] = []
+        if cgroup_procs:
+            join = ["/bin/sh", "-c", JOIN, "sh", str(len(cgroup_procs)), *map(str, cgroup_procs)]
         bwrap = bwrap_args(
             work=work, writable=writable, readable=readable, user=account.name, network=network
         )  # a network job's namespace is OUTBOUND's, made before bwrap starts
@@ -192,7 +217,7 @@ class Sandbox:
             for net in self.deny_networks:
                 outbound += ["--deny", net]
             outbound.append("--")
-        return [*outbound, *limits, *bwrap, *drop, *restore]
+        return [*outbound, *join, *limits, *bwrap, *drop, *restore]
 
 
 def give(path: Path, account: Account, mode: int) -> None:
