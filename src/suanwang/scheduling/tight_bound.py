@@ -54,6 +54,8 @@ from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import Bound, BoundError, Priced, _buckets, solve_lp_by_columns
 
 RUNTIME_RATIO = 1.15
+Q_RATIO = 1.005  # runtimes priced on a geometric grid of this ratio (rounded down) ...
+Q_MIN_H = 1.0 / 60.0  # ... from one minute (shorter: 0, the whole runtime at the floor price)
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
@@ -67,6 +69,17 @@ class TightBound(Bound):
 
 def _cat(parts: Sequence[NDArray[np.generic]]) -> NDArray[np.generic]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def quantize_runtime(r_h: F64) -> tuple[I64, F64]:
+    """Each runtime (hours) rounded down to the grid ``Q_MIN_H x Q_RATIO^q``: its index ``q``
+    and value (``-1`` and ``0`` below ``Q_MIN_H``), never above the runtime."""
+    q = np.floor(np.log(np.maximum(r_h, Q_MIN_H) / Q_MIN_H) / np.log(Q_RATIO)).astype(np.int64)
+    q -= Q_MIN_H * Q_RATIO**q > r_h  # a rounding above the runtime: one step down
+    short = r_h < Q_MIN_H
+    q[short] = -1
+    r_q: F64 = np.where(short, 0.0, Q_MIN_H * Q_RATIO ** np.maximum(q, 0))
+    return q, r_q
 
 
 def _window_min(signals: Signals, center: I64, r_h: F64, hours: int) -> F64:
@@ -241,59 +254,115 @@ def tight_bound(
     np.minimum.at(excess_floor, pair_k, floor_price)
     energy_excess = float(((jw - w_lo[jc]) * excess_floor[jc]).sum()) if n_cls else 0.0
 
-    # ---- columns: start intervals per pair
-    # interval edges (hours) relative to the class's arrival bucket start
+    # ---- columns: start slots per pair, at edges (hours) relative to the class's arrival
+    # bucket's start; a column is (pair, slot), its start interval [lo, hi] from ``slot``
     fine = np.arange(0, fine_h, bucket_h, dtype=np.float64)
     coarse = np.arange(fine_h, H + coarse_h, coarse_h, dtype=np.float64)
     rel_edges = np.concatenate([fine, coarse])
-    col_pair: list[I64] = []
-    col_lo: list[F64] = []
-    col_hi: list[F64] = []
+    n_slots = rel_edges.size - 1
     base = np.floor(a_lo / bucket_h) * bucket_h
-    for i0 in range(0, pair_k.size, 4096):
-        sl = slice(i0, min(i0 + 4096, pair_k.size))
-        lo = base[pair_k[sl], None] + rel_edges[None, :-1]
-        hi = base[pair_k[sl], None] + rel_edges[None, 1:]
-        lo = np.maximum(lo, a_lo[pair_k[sl], None])
-        hi = np.minimum(hi, H - r_lo[sl, None])
-        ok = lo <= hi
-        idx = np.nonzero(ok)
-        col_pair.append(idx[0] + i0)
-        col_lo.append(lo[ok])
-        col_hi.append(hi[ok])
-    cp = np.concatenate(col_pair) if col_pair else np.zeros(0, np.int64)
-    clo = np.concatenate(col_lo) if col_lo else np.zeros(0)
-    chi = np.concatenate(col_hi) if col_hi else np.zeros(0)
-    if n_cls and np.setdiff1d(np.arange(n_cls), pair_k[cp]).size:
-        raise BoundError("some job cannot finish on any feasible pool before the horizon")
+    last_start = H - r_lo
 
-    # energy of the first r_lo hours: min over the interval of the window integral
-    col_cost = np.empty(cp.size)
-    for i0 in range(0, pair_k.size, 2048):
-        i1 = min(i0 + 2048, pair_k.size)
-        m = _window_min(signals, pair_c[i0:i1], r_lo[i0:i1], hours)
-        sel = np.nonzero((cp >= i0) & (cp < i1))[0]
-        rows = cp[sel] - i0
-        h0 = np.floor(clo[sel]).astype(np.int64)
-        h1 = np.minimum(np.floor(chi[sel]).astype(np.int64), hours - 1)
-        # min over hours h0..h1 of m[row]: a sparse-table free loop over the short spans
-        span = h1 - h0 + 1
-        best = np.full(sel.size, np.inf)
-        for d in range(int(span.max()) if sel.size else 0):
-            live = d < span
-            best[live] = np.minimum(best[live], m[rows[live], h0[live] + d])
-        col_cost[sel] = best
-    pk = pair_k[cp]
-    pp = pair_p[cp]
-    units_c = units_arr[pk]
+    def slot(pair: Any, s: Any) -> tuple[F64, F64]:
+        k = pair_k[pair]
+        lo: F64 = np.maximum(base[k] + rel_edges[s], a_lo[k])
+        hi: F64 = np.minimum(base[k] + rel_edges[s + 1], last_start[pair])
+        return lo, hi
+
+    # energy of the first r_lo hours: r_lo rounded down to the grid (shared by every pair of
+    # the same center and grid runtime), its excess at the floor price after arrival; the
+    # minimum over a slot's hours from a sparse table of the window minima
+    q, r_q = quantize_runtime(r_lo)
+    width = int(q.max(initial=0)) + 2
+    row_key, pair_u = np.unique(pair_c * width + q + 1, return_inverse=True)
+    u_c, u_q = row_key // width, row_key % width - 1
+    levels = max(1, int(np.ceil(np.log2(max(coarse_h, fine_h, bucket_h) + 2))))
+    table = np.zeros((levels, row_key.size, hours))
+    live = np.nonzero(u_q >= 0)[0]
+    for i0 in range(0, live.size, 2048):
+        rows_ = live[i0 : i0 + 2048]
+        table[0, rows_] = _window_min(signals, u_c[rows_], Q_MIN_H * Q_RATIO ** u_q[rows_], hours)
+    for lv in range(1, levels):
+        w = 1 << (lv - 1)
+        table[lv] = table[lv - 1]
+        np.minimum(table[lv - 1, :, :-w], table[lv - 1, :, w:], out=table[lv, :, :-w])
+    flat = table.reshape(-1)
+    add_q = (r_lo - r_q) * suffix_min[pair_c, first_h]
+    scale = units_arr[pair_k] * kw[pair_p]
     tau_pair = _cat(tau).astype(np.float64)
-    col_cost = units_c * kw[pp] * col_cost + tau_pair[cp]
 
-    # busy part [hi, lo + r_lo) in hours (its capacity rows are made only for the columns the
-    # LP takes: :func:`_busy`; the others are priced without them)
-    busy_lo = chi
-    busy_hi = np.maximum(np.minimum(clo + r_lo[cp], H), busy_lo)
+    cp_parts: list[NDArray[np.int32]] = []
+    cost_parts: list[F64] = []
+    n_per_pair = np.zeros(pair_k.size, dtype=np.int64)
+    cheapest = np.full(pair_k.size, np.inf)
+    arg_cheapest = np.zeros(pair_k.size, dtype=np.int64)
+    slots = np.arange(n_slots)
+    for i0 in range(0, pair_k.size, 65536):
+        pr = np.arange(i0, min(i0 + 65536, pair_k.size))
+        lo, hi = slot(pr[:, None], slots[None, :])
+        ok = lo <= hi
+        h0 = np.floor(lo).astype(np.int64)
+        h1 = np.minimum(np.floor(hi).astype(np.int64), hours - 1)
+        h0 = np.minimum(h0, h1)
+        lv = np.floor(np.log2(np.maximum(h1 - h0 + 1, 1))).astype(np.int64)
+        row = (lv * row_key.size + pair_u[pr][:, None]) * hours
+        m = np.minimum(flat[row + h0], flat[row + h1 - (1 << lv) + 1])
+        cost = np.where(ok, scale[pr, None] * (m + add_q[pr, None]) + tau_pair[pr, None], np.inf)
+        n_per_pair[pr] = ok.sum(axis=1)
+        cheapest[pr] = cost.min(axis=1)
+        arg_cheapest[pr] = np.argmin(cost, axis=1)  # slot; made a column index below
+        pi, si = np.nonzero(ok)
+        cp_parts.append((pi + i0).astype(np.int32))
+        cost_parts.append(cost[pi, si])
+    del table, flat
+    cp = np.concatenate(cp_parts) if cp_parts else np.zeros(0, np.int32)
+    col_cost = np.concatenate(cost_parts) if cost_parts else np.zeros(0)
+    del cp_parts, cost_parts
+    if np.bincount(pair_k, weights=n_per_pair, minlength=n_cls).min(initial=1) == 0:
+        raise BoundError("some job cannot finish on any feasible pool before the horizon")
+    pair_off = np.zeros(pair_k.size + 1, dtype=np.int64)
+    np.cumsum(n_per_pair, out=pair_off[1:])
+    # a pair's slots that hold a start are its first n_per_pair (slot 0 holds the arrival,
+    # and the later ones start later): column pair_off[p] + s is slot s of pair p
+    # the first LP's columns: each class's four cheapest pairs, at their cheapest slot
+    has = np.nonzero(n_per_pair > 0)[0]
+    order = has[np.lexsort((cheapest[has], pair_k[has]))]
+    rank = np.arange(order.size) - np.searchsorted(pair_k[order], pair_k[order], side="left")
+    start = pair_off[order[rank < 4]] + arg_cheapest[order[rank < 4]]
     n_cols = cp.size
+
+    def lo_hi(idx: I64) -> tuple[I64, F64, F64]:
+        """Pair and start interval of columns ``idx``."""
+        pair = cp[idx].astype(np.int64)
+        lo, hi = slot(pair, idx - pair_off[pair])
+        return pair, lo, hi
+
+    def busy(idx: I64) -> Any:
+        """Columns ``idx``: their capacity rows hold the busy part ``[hi, lo + r_lo)``."""
+        pair, lo, hi = lo_hi(idx)
+        b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
+        j = np.arange(idx.size)
+        return _busy(j, hi, b_hi, pair_p[pair], units_arr[pair_k[pair]], r_cover + pair_k[pair],
+                     bucket_h, nb, n_rows)  # fmt: skip
+
+    def reduced(y: F64) -> F64:
+        """Reduced costs; 0 for the columns shown not to be negative: with the capacity
+        duals <= 0 (as they are, rows ``<= cap``), a column costs at least its cost minus its
+        class's dual, so only pairs whose cheapest column is below that dual are priced."""
+        out = np.zeros(n_cols)
+        yk = y[r_cover + pair_k]
+        if y[:n_cap].max(initial=0.0) <= 0.0:
+            pairs = np.nonzero(cheapest - yk < 0.0)[0]
+            lens = n_per_pair[pairs]
+            idx = np.repeat(pair_off[pairs] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+            idx = idx[col_cost[idx] - yk[cp[idx]] < 0.0]
+        else:
+            idx = np.arange(n_cols)
+        pair, lo, hi = lo_hi(idx)
+        b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
+        dual = _busy_dual(y, hi, b_hi, pair_p[pair], b_len, bucket_h, nb, net.n_pools)
+        out[idx] = col_cost[idx] - yk[pair] - units_arr[pair_k[pair]] * dual
+        return out
 
     # ---- fluid classes (checkpointable work): x[f,p,t] unit-hours, C[f,t] work done by t
     fkeys: dict[tuple[bytes, int], int] = {}
@@ -364,14 +433,7 @@ def tight_bound(
     total_f = cum_arrived[:, -1] if n_f else np.zeros(0)
     c_lo = np.where(cb == nb - 1, total_f[cf], 0.0) if n_f else np.zeros(0)
     c_hi = cum_arrived[cf, cb] if n_f else np.zeros(0)
-    cover = r_cover + pk
-    whole = Priced(
-        col_cost,
-        cover,
-        lambda idx: _busy(idx, busy_lo, busy_hi, pp, units_c, cover, bucket_h, nb, n_rows),
-        lambda y: col_cost - y[cover] - units_c * _busy_dual(y, busy_lo, busy_hi, pp, b_len,
-                                                              bucket_h, nb, net.n_pools),
-    )  # fmt: skip
+    whole = Priced(col_cost, (r_cover + pair_k[cp]).astype(np.int32), busy, reduced, start)
     x_sol_all, n_sol, lp_value = solve_lp_by_columns(
         np.concatenate([kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)]),
         np.concatenate([np.zeros(n_fx), c_lo]),
@@ -383,18 +445,21 @@ def tight_bound(
         time_limit_s,
         "tight bound LP",
     )
-    n_cols = cp.size
     n_all = n_cols + n_fx + n_fc
     x_sol = x_sol_all[:n_fx]
-    transfer = float((n_sol * tau_pair[cp]).sum()) + transfer_excess + transfer_fluid
-    energy_cost = lp_value + energy_excess - float((n_sol * tau_pair[cp]).sum())
+    taken = np.flatnonzero(n_sol)
+    n_taken = n_sol[taken]
+    pair, lo, _ = lo_hi(taken)
+    transfer_lp = float((n_taken * tau_pair[pair]).sum())
+    transfer = transfer_lp + transfer_excess + transfer_fluid
+    energy_cost = lp_value + energy_excess - transfer_lp
     # energy (kWh) and carbon of the LP's plan: whole jobs at their mean work, fluid as planned
     w_mean = np.divide(np.bincount(jc, jw, minlength=n_cls), np.maximum(count, 1.0))
-    e_whole = n_sol * w_mean[pk] * kwh_per_scu[cp]
+    e_whole = n_taken * w_mean[pair_k[pair]] * kwh_per_scu[pair]
     grid_carbon = (1 - signals.green_fraction) * signals.carbon_g_per_kwh
     carbon_b = _buckets(grid_carbon, hours, bucket_h).mean(axis=2)
-    start_b = np.minimum((clo // bucket_h).astype(np.int64), nb - 1)
-    carbon = float((e_whole * carbon_b[pair_c[cp], start_b]).sum())
+    start_b = np.minimum((lo // bucket_h).astype(np.int64), nb - 1)
+    carbon = float((e_whole * carbon_b[pair_c[pair], start_b]).sum())
     e_fluid = x_sol * kw[xp]
     carbon += float((e_fluid * carbon_b[net.pool_center[xp], xb]).sum())
     return TightBound(
