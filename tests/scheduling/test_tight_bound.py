@@ -17,7 +17,13 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import offline_bound
-from suanwang.scheduling.tight_bound import tight_bound
+from suanwang.scheduling.tight_bound import (
+    Q_MIN_H,
+    Q_RATIO,
+    _window_min,
+    quantize_runtime,
+    tight_bound,
+)
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import measure
 
@@ -101,3 +107,25 @@ def test_tight_bound_below_every_policy(
             assert tight.cost_cny <= cost * (1 + REL) + 1e-9, (policy.name, tight, cost)
             checked += 1
     assert checked >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=st.floats(0.0, 40.0), at=st.floats(0.0, 1.0), hour=st.integers(0, 7), c=st.integers(0, 1))
+def test_quantized_runtime_charges_no_more_than_the_run(
+    tiny_signals: Signals, r: float, at: float, hour: int, c: int
+) -> None:
+    """A slot's energy is priced for the runtime rounded down to the grid (shared between
+    classes), the rest at the cheapest price from the start's hour on: never above the price
+    integral of the run itself, for any start in the hour."""
+    q, r_q = quantize_runtime(np.array([r]))
+    assert 0.0 <= r_q[0] <= r
+    assert r_q[0] >= r / Q_RATIO or (r < Q_MIN_H and q[0] == -1 and r_q[0] == 0.0)
+    hours = tiny_signals.hours
+    center = np.array([c % tiny_signals.price_cny_per_kwh.shape[0]])
+    s = hour + at
+    m = _window_min(tiny_signals, center, r_q, hours)[0, hour] if r_q[0] > 0 else 0.0
+    floor = float(tiny_signals.price_cny_per_kwh[center[0], hour:].min())
+    run = float(tiny_signals.cumulative("price", center, (s + r) * 3600.0)[0]
+                - tiny_signals.cumulative("price", center, s * 3600.0)[0])  # fmt: skip
+    note(f"r_q {r_q[0]} window {m} floor {floor} run {run}")
+    assert m + (r - r_q[0]) * floor <= run * (1 + 1e-12) + 1e-12

@@ -304,9 +304,9 @@ def tight_bound(
         h0 = np.floor(lo).astype(np.int64)
         h1 = np.minimum(np.floor(hi).astype(np.int64), hours - 1)
         h0 = np.minimum(h0, h1)
-        lv = np.floor(np.log2(np.maximum(h1 - h0 + 1, 1))).astype(np.int64)
-        row = (lv * row_key.size + pair_u[pr][:, None]) * hours
-        m = np.minimum(flat[row + h0], flat[row + h1 - (1 << lv) + 1])
+        lvl = np.floor(np.log2(np.maximum(h1 - h0 + 1, 1))).astype(np.int64)
+        row = (lvl * row_key.size + pair_u[pr][:, None]) * hours
+        m = np.minimum(flat[row + h0], flat[row + h1 - (1 << lvl) + 1])
         cost = np.where(ok, scale[pr, None] * (m + add_q[pr, None]) + tau_pair[pr, None], np.inf)
         n_per_pair[pr] = ok.sum(axis=1)
         cheapest[pr] = cost.min(axis=1)
@@ -351,17 +351,19 @@ def tight_bound(
         class's dual, so only pairs whose cheapest column is below that dual are priced."""
         out = np.zeros(n_cols)
         yk = y[r_cover + pair_k]
-        if y[:n_cap].max(initial=0.0) <= 0.0:
-            pairs = np.nonzero(cheapest - yk < 0.0)[0]
-            lens = n_per_pair[pairs]
-            idx = np.repeat(pair_off[pairs] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-            idx = idx[col_cost[idx] - yk[cp[idx]] < 0.0]
-        else:
-            idx = np.arange(n_cols)
-        pair, lo, hi = lo_hi(idx)
-        b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
-        dual = _busy_dual(y, hi, b_hi, pair_p[pair], b_len, bucket_h, nb, net.n_pools)
-        out[idx] = col_cost[idx] - yk[pair] - units_arr[pair_k[pair]] * dual
+        sure = y[:n_cap].max(initial=0.0) <= 0.0
+        pairs = np.nonzero(cheapest - yk < 0.0)[0] if sure else np.arange(pair_k.size)
+        ends = np.cumsum(n_per_pair[pairs])
+        step = 1 << 22  # about 4 million columns at once
+        for part in np.split(pairs, np.searchsorted(ends, np.arange(step, ends[-1:].sum(), step))):
+            lens = n_per_pair[part]
+            idx = np.repeat(pair_off[part] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+            if sure:
+                idx = idx[col_cost[idx] - yk[cp[idx]] < 0.0]
+            pair, lo, hi = lo_hi(idx)
+            b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
+            dual = _busy_dual(y, hi, b_hi, pair_p[pair], b_len, bucket_h, nb, net.n_pools)
+            out[idx] = col_cost[idx] - yk[pair] - units_arr[pair_k[pair]] * dual
         return out
 
     # ---- fluid classes (checkpointable work): x[f,p,t] unit-hours, C[f,t] work done by t
@@ -433,7 +435,9 @@ def tight_bound(
     total_f = cum_arrived[:, -1] if n_f else np.zeros(0)
     c_lo = np.where(cb == nb - 1, total_f[cf], 0.0) if n_f else np.zeros(0)
     c_hi = cum_arrived[cf, cb] if n_f else np.zeros(0)
-    whole = Priced(col_cost, (r_cover + pair_k[cp]).astype(np.int32), busy, reduced, start)
+    cover = pair_k.astype(np.int32)[cp]
+    cover += r_cover
+    whole = Priced(col_cost, cover, busy, reduced, start)
     x_sol_all, n_sol, lp_value = solve_lp_by_columns(
         np.concatenate([kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)]),
         np.concatenate([np.zeros(n_fx), c_lo]),
