@@ -54,6 +54,10 @@ from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import Bound, BoundError, Priced, _buckets, solve_lp_by_columns
 
 RUNTIME_RATIO = 1.15
+# a class's arrival window (hours): the time bucket, else the first of these that makes
+# at most MAX_CLASSES classes (the LP's size; see docs/model.md)
+CLASS_WINDOWS_H = (6.0, 12.0, 24.0, 48.0, 168.0)
+MAX_CLASSES = 55_000
 Q_RATIO = 1.005  # runtimes priced on a geometric grid of this ratio (rounded down) ...
 Q_MIN_H = 1.0 / 60.0  # ... from one minute (shorter: 0, the whole runtime at the floor price)
 F64 = NDArray[np.float64]
@@ -165,6 +169,8 @@ def tight_bound(
     fine_h: int = 24,
     coarse_h: int = 24,
     time_limit_s: float = 600.0,
+    class_h: float | None = None,
+    runtime_ratio: float = RUNTIME_RATIO,
 ) -> TightBound:
     """The non-preemptive LP bound (see the module docstring)."""
     import time
@@ -182,11 +188,8 @@ def tight_bound(
     suffix_min = np.minimum.accumulate(price[:, ::-1], axis=1)[:, ::-1]
 
     # ---- classify jobs: whole-job classes, and checkpointable (fluid) work
-    keys: dict[tuple[bytes, int, int, int, int], int] = {}
-    cls_pools: list[I64] = []
-    cls_prec: list[int] = []
-    cls_units: list[int] = []
-    j_cls: list[int] = []
+    j_key: list[tuple[bytes, int, int, int]] = []  # pools, precision, units, runtime bin
+    j_pools: list[I64] = []
     j_work: list[float] = []
     j_submit: list[float] = []
     j_tc: list[F64] = []
@@ -205,22 +208,34 @@ def tight_bound(
             transfer_fluid += float(tc.min())
             continue
         pools = info.pools[order]
-        units = job.demand_units
-        ref_h = job.work_scu / (units * float(info.speed.max()))
-        rbin = int(np.floor(np.log(max(ref_h, 1e-9)) / np.log(RUNTIME_RATIO)))
-        submit_h = job.submit_s / 3600.0
-        prec = PRECISION_INDEX[job.precision]
-        key = (pools.tobytes(), prec, units, int(submit_h // bucket_h), rbin)
-        k = keys.get(key)
-        if k is None:
-            k = keys[key] = len(cls_pools)
-            cls_pools.append(pools)
-            cls_prec.append(prec)
-            cls_units.append(units)
-        j_cls.append(k)
+        ref_h = job.work_scu / (job.demand_units * float(info.speed.max()))
+        rbin = int(np.floor(np.log(max(ref_h, 1e-9)) / np.log(runtime_ratio)))
+        j_key.append((pools.tobytes(), PRECISION_INDEX[job.precision], job.demand_units, rbin))
+        j_pools.append(pools)
         j_work.append(job.work_scu)
-        j_submit.append(submit_h)
+        j_submit.append(job.submit_s / 3600.0)
         j_tc.append(tc)
+    if class_h is None:  # the narrowest arrival window that keeps the LP small enough
+        windows = [float(bucket_h)] + [w for w in CLASS_WINDOWS_H if w > bucket_h]
+        class_h = windows[-1]
+        for w in windows:
+            if len({(*key, int(s // w)) for key, s in zip(j_key, j_submit, strict=True)}) <= (
+                MAX_CLASSES
+            ):
+                class_h = w
+                break
+    keys: dict[tuple[bytes, int, int, int, int], int] = {}
+    cls_pools: list[I64] = []
+    cls_prec: list[int] = []
+    cls_units: list[int] = []
+    j_cls: list[int] = []
+    for key, s, pools in zip(j_key, j_submit, j_pools, strict=True):
+        k = keys.setdefault((*key, int(s // class_h)), len(cls_pools))
+        if k == len(cls_pools):
+            cls_pools.append(pools)
+            cls_prec.append(key[1])
+            cls_units.append(key[2])
+        j_cls.append(k)
     n_cls = len(cls_pools)
     if n_jobs == 0:
         return TightBound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h, 0, 0, 0, time.perf_counter() - t_start)
