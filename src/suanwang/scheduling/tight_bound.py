@@ -3,8 +3,8 @@
 Model. A job that cannot checkpoint runs on one pool, holding all its units for its whole
 runtime ``r = work / (units x speed_p)``, from one start ``s``: from its arrival to the latest
 start that still ends by the horizon. Jobs are grouped into classes ``k`` of the same feasible
-pools, precision, units, arrival bucket and runtime bin (runtimes within a factor
-``RUNTIME_RATIO``); each class's starts are cut into intervals ``b`` (``bucket_h`` hours for the
+pools, precision, units, arrival window (the time bucket; wider when that makes more than
+``MAX_CLASSES`` classes) and runtime bin (runtimes within a factor ``RUNTIME_RATIO``); each class's starts are cut into intervals ``b`` (``bucket_h`` hours for the
 first ``fine_h`` hours after the class arrives, ``coarse_h`` hours after that). Variables:
 
 * ``n[k,p,b] >= 0`` jobs of class ``k`` that start on pool ``p`` in interval ``b``;
@@ -26,7 +26,9 @@ work as in the fluid bound), and each job's real cost is at least what the LP ch
   F_c(s + r_lo) - F_c(s)``, computed exactly (the function is piecewise linear in ``s`` with
   breaks where ``s`` or ``s + r_lo`` is a whole hour, so its minimum over an hour is at ``h``,
   ``h + frac`` or ``h + 1``); the rest, ``(work - work_lo) x kWh/SCU_p``, costs at least the
-  cheapest price of any feasible center after arrival, a per-job constant;
+  cheapest price of any feasible center after arrival, a per-job constant. ``r_lo`` is priced
+  rounded down to a grid (``quantize_runtime``: windows shared between classes), its excess
+  over the grid value at the center's cheapest price after the class's first arrival;
 * transfer, at the *same* pool: ``data x cost_per_gb(origin, p) >= t[k,p]``, the class's least,
   and each job's excess over it is at least its least excess over the class's pools (a
   constant);
