@@ -4,8 +4,9 @@ Model. A job that cannot checkpoint runs on one pool, holding all its units for 
 runtime ``r = work / (units x speed_p)``, from one start ``s``: from its arrival to the latest
 start that still ends by the horizon. Jobs are grouped into classes ``k`` of the same feasible
 pools, precision, units, arrival window (the time bucket; wider when that makes more than
-``MAX_CLASSES`` classes) and runtime bin (runtimes within a factor ``RUNTIME_RATIO``); each class's starts are cut into intervals ``b`` (``bucket_h`` hours for the
-first ``fine_h`` hours after the class arrives, ``coarse_h`` hours after that). Variables:
+``MAX_CLASSES`` classes) and runtime bin (runtimes within a factor ``RUNTIME_RATIO``); each
+class's starts are cut into intervals ``b`` (``bucket_h`` hours for the first ``fine_h`` hours
+after the class arrives, ``coarse_h`` hours after that). Variables:
 
 * ``n[k,p,b] >= 0`` jobs of class ``k`` that start on pool ``p`` in interval ``b``;
 * for checkpointable work, which a policy may move or suspend, the fluid model of
