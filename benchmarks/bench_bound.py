@@ -1,7 +1,7 @@
 """The offline bounds' cost and solve time on the built-in `china` scenario (issue 17, item 1).
 
 Run: .venv/bin/python benchmarks/bench_bound.py [--jobs 2000] [--days 1] [--load 0.6]
-     [--seeds 1] [--repeat 1] [--src DIR ...]
+     [--seeds 1] [--repeat 1] [--src DIR ...] [--bounds relaxed,tight]
 
 For each seed: synthetic jobs (``simulate``'s workload: ``--jobs`` over ``--days`` days of
 arrivals at mean load ``--load``), the scenario's modelled signals over the arrivals plus 14
@@ -10,6 +10,8 @@ non-preemptive one (``scheduling.tight_bound.tight_bound``), each timed (wall an
 process's CPU seconds). ``--src DIR`` (repeatable) runs the same in a child process with
 ``DIR`` first on ``PYTHONPATH`` (e.g. a worktree of an earlier commit), alternating with this
 checkout's ``src`` ``--repeat`` times, so before and after share the machine's load.
+``--bounds tight`` times only the non-preemptive bound. Each run also reports its process's
+peak RSS (MB).
 Prints one JSON line per run, then the medians per source.
 """
 
@@ -30,7 +32,7 @@ START = datetime(2025, 7, 1, tzinfo=UTC)
 HERE = Path(__file__).resolve().parents[1] / "src"
 
 
-def one(jobs: int, days: float, load: float, seed: int) -> dict[str, object]:
+def one(jobs: int, days: float, load: float, seed: int, bounds: str) -> dict[str, object]:
     """Both bounds on one seed's jobs (in this process, with whatever ``suanwang`` it has)."""
     import suanwang
     from suanwang.core.network import Network
@@ -48,6 +50,8 @@ def one(jobs: int, days: float, load: float, seed: int) -> dict[str, object]:
     out: dict[str, object] = {"src": str(Path(suanwang.__file__).parents[1]), "seed": seed,
                               "jobs": jobs, "days": days, "load": load}  # fmt: skip
     for name, fn in (("relaxed", offline_bound), ("tight", tight_bound)):
+        if name not in bounds.split(","):
+            continue
         wall, cpu = time.perf_counter(), time.process_time()
         b = fn(net, signals, w.jobs, time_limit_s=3600.0)
         out[name] = {
@@ -57,6 +61,9 @@ def one(jobs: int, days: float, load: float, seed: int) -> dict[str, object]:
             "variables": b.variables,
             "classes": b.classes,
         }
+    import resource
+
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
@@ -68,11 +75,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--src", action="append", default=[], help="another src dir to compare")
+    ap.add_argument("--bounds", default="relaxed,tight", help="which bounds to time")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         for seed in range(1, a.seeds + 1):
-            print(json.dumps(one(a.jobs, a.days, a.load, seed)), flush=True)
+            print(json.dumps(one(a.jobs, a.days, a.load, seed, a.bounds)), flush=True)
         return
     runs: list[dict[str, object]] = []
     srcs = [str(HERE), *a.src]
@@ -80,7 +88,8 @@ def main() -> None:
         for src in srcs:
             env = {**os.environ, "PYTHONPATH": src}
             cmd = [sys.executable, __file__, "--child", "--jobs", str(a.jobs), "--days",
-                   str(a.days), "--load", str(a.load), "--seeds", str(a.seeds)]  # fmt: skip
+                   str(a.days), "--load", str(a.load), "--seeds", str(a.seeds),
+                   "--bounds", a.bounds]  # fmt: skip
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(json.dumps({"src": src, "error": done.stderr[-2000:]}), flush=True)
@@ -94,7 +103,9 @@ def main() -> None:
             continue
         summary: dict[str, object] = {"src": src, "runs": len(mine)}
         for name in ("relaxed", "tight"):
-            parts = [r[name] for r in mine]
+            parts = [r[name] for r in mine if name in r]
+            if not parts:
+                continue
             for key in ("cost_cny", "wall_s", "cpu_s"):
                 summary[f"{name}_{key}_median"] = statistics.median(
                     float(p[key])

@@ -128,3 +128,38 @@ def test_whole_jobs_are_priced_as_their_columns_say(data: st.DataObject) -> None
     priced = y[cover] + units * _busy_dual(y, lo, hi, pool, b_len, bucket_h, nb, n_pools)
     assert np.allclose(block.T @ y, priced)
     assert np.allclose(block[: n_pools * nb].sum(axis=0).A1, units * (hi - lo))  # all hours
+
+
+@settings(max_examples=150, deadline=None)
+@given(lp=lps(), seed=st.integers(0, 2**31 - 1))
+def test_columns_priced_only_where_they_may_pay(lp: LP, seed: int) -> None:
+    """As the tight bound prices: from a given first set (one column per class), and a
+    column whose cost is not below its class's dual reported as 0 without its entries (with
+    the capacity duals <= 0 it cannot be negative): still the whole LP's optimum."""
+    a = lp.a
+    full = Priced.of_matrix(a[:, : lp.priced], lp.cost[: lp.priced], lp.cover)
+    n_cap = int(lp.cover.min())
+
+    def reduced(y: F64) -> F64:
+        if y[:n_cap].max(initial=0.0) > 0.0:
+            return full.reduced(y)
+        out = np.zeros(lp.priced)
+        may = np.nonzero(full.cost - y[full.cover] < 0.0)[0]
+        out[may] = full.reduced(y)[may]
+        return out
+
+    rng = np.random.default_rng(seed)
+    per = lp.priced // (lp.cover.max() - n_cap + 1)
+    start = np.arange(0, lp.priced, per) + rng.integers(0, per)
+    gen = Priced(full.cost, full.cover, full.block, reduced, start.astype(np.int64))
+    fixed = slice(lp.priced, None)
+    args = (lp.cost[fixed], lp.col_lo[fixed], lp.col_hi[fixed], a[:, fixed], lp.row_lo, lp.row_hi)
+    try:
+        h = solve_lp(*lp.bounds(), (a.indptr, a.indices, a.data), 60.0, "whole")
+    except BoundError:
+        with pytest.raises(BoundError):
+            solve_lp_by_columns(*args, gen, 60.0, "cols")
+        return
+    *_, value = solve_lp_by_columns(*args, gen, 60.0, "cols")
+    whole = float(h.getInfo().objective_function_value)
+    assert value == pytest.approx(whole, rel=1e-6, abs=1e-6)

@@ -4,7 +4,9 @@ policy that finishes its jobs, and above the fluid bound."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+from unittest.mock import patch
 
 import highspy
 import numpy as np
@@ -17,7 +19,13 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import offline_bound
-from suanwang.scheduling.tight_bound import tight_bound
+from suanwang.scheduling.tight_bound import (
+    Q_MIN_H,
+    Q_RATIO,
+    _window_min,
+    quantize_runtime,
+    tight_bound,
+)
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import measure
 
@@ -75,6 +83,9 @@ def test_tight_bound_below_milp_and_above_fluid(
         return
     tight = tight_bound(tiny_net, tiny_signals, jobs)
     exact = milp_optimum(tiny_net, tiny_signals, jobs)
+    # classes merged over wide arrival windows (as when there are too many): still below
+    wide = tight_bound(tiny_net, tiny_signals, jobs, class_h=data.draw(st.sampled_from([6, 48])))
+    assert wide.cost_cny <= exact * (1 + REL) + 1e-6
     # the fluid bound on the same time buckets (on finer ones it may be the higher: the
     # tight bound prices a bucket at its cheapest hour)
     old = offline_bound(tiny_net, tiny_signals, jobs, bucket_h=tight.bucket_h)
@@ -101,3 +112,47 @@ def test_tight_bound_below_every_policy(
             assert tight.cost_cny <= cost * (1 + REL) + 1e-9, (policy.name, tight, cost)
             checked += 1
     assert checked >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=st.floats(0.0, 40.0), at=st.floats(0.0, 1.0), hour=st.integers(0, 7), c=st.integers(0, 1))
+def test_quantized_runtime_charges_no_more_than_the_run(
+    tiny_signals: Signals, r: float, at: float, hour: int, c: int
+) -> None:
+    """A slot's energy is priced for the runtime rounded down to the grid (shared between
+    classes), the rest at the cheapest price from the start's hour on: never above the price
+    integral of the run itself, for any start in the hour."""
+    q, r_q = quantize_runtime(np.array([r]))
+    assert 0.0 <= r_q[0] <= r
+    assert r_q[0] >= r / Q_RATIO or (r < Q_MIN_H and q[0] == -1 and r_q[0] == 0.0)
+    hours = tiny_signals.hours
+    center = np.array([c % tiny_signals.price_cny_per_kwh.shape[0]])
+    s = hour + at
+    m = _window_min(tiny_signals, center, r_q, hours)[0, hour] if r_q[0] > 0 else 0.0
+    floor = float(tiny_signals.price_cny_per_kwh[center[0], hour:].min())
+    run = float(tiny_signals.cumulative("price", center, (s + r) * 3600.0)[0]
+                - tiny_signals.cumulative("price", center, s * 3600.0)[0])  # fmt: skip
+    note(f"r_q {r_q[0]} window {m} floor {floor} run {run}")
+    assert m + (r - r_q[0]) * floor <= run * (1 + 1e-12) + 1e-12
+
+
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_too_many_classes_widen_the_arrival_window(
+    data: st.DataObject, tiny_net: Network, tiny_signals: Signals, random_jobs: Callable[..., Any]
+) -> None:
+    """Past MAX_CLASSES whole-job classes, jobs are grouped over wider arrival windows: the
+    same job arriving 3 hours later joins the first's class, and the bound stays valid."""
+    from suanwang.scheduling import tight_bound as tb
+
+    drawn = data.draw(random_jobs(tiny_net.place_ids, min_size=1, max_size=4, max_run_h=3))
+    first = replace(drawn[0], checkpointable=False, submit_s=0.0)
+    later = replace(first, job_id=first.job_id + "-later", submit_s=3 * 3600.0)
+    jobs = [j for j in finishable(tiny_net, [first, later]) if tiny_net.job_class(j).pools.size]
+    if len(jobs) < 2:
+        return
+    narrow = tight_bound(tiny_net, tiny_signals, jobs)
+    with patch.object(tb, "MAX_CLASSES", 1):
+        wide = tight_bound(tiny_net, tiny_signals, jobs)
+    assert (narrow.classes, wide.classes) == (2, 1)
+    assert wide.cost_cny <= milp_optimum(tiny_net, tiny_signals, jobs) * (1 + REL) + 1e-6

@@ -133,12 +133,15 @@ class Priced:
     1), their entries in every row (``block(idx)``: a scipy CSC matrix of all rows x
     ``idx``, cover rows included) and their reduced costs ``c_j - a_j^T y`` for the rows'
     duals ``y`` (``reduced(y)``, all at once: built without their entries, so the LP never
-    needs them all). Bounds ``[0, inf)``."""
+    needs them all; a column may be given any value >= 0 when it is known not to be
+    negative). Bounds ``[0, inf)``. ``start``: the columns the first LP holds (default: the
+    cheapest few of each covered row)."""
 
     cost: NDArray[np.float64]
-    cover: NDArray[np.int64]
+    cover: NDArray[np.integer[Any]]
     block: Callable[[NDArray[np.int64]], Any]
     reduced: Callable[[NDArray[np.float64]], NDArray[np.float64]]
+    start: NDArray[np.int64] | None = None
 
     @staticmethod
     def of_matrix(a: Any, cost: NDArray[np.float64], cover: NDArray[np.int64]) -> Priced:
@@ -181,14 +184,16 @@ def solve_lp_by_columns(
     t0 = time.perf_counter()
     n_fixed, n_priced = cost.size, priced.cost.size
     cover = priced.cover
-    rows = np.unique(cover)
-    big = 100.0 * (float(np.abs(np.concatenate([cost, priced.cost])).max(initial=0.0)) + 1.0)
-    # the first: the cheapest ``first`` priced columns of each covered row
-    order = np.lexsort((priced.cost, cover))
-    starts = np.searchsorted(cover[order], cover[order], side="left")
-    rank = np.empty(n_priced, dtype=np.int64)
-    rank[order] = np.arange(n_priced) - starts
-    taken = np.nonzero(rank < first)[0]
+    rows = np.flatnonzero(np.bincount(cover, minlength=row_lo.size))
+    big = 100.0 * (max(float(np.abs(c).max(initial=0.0)) for c in (cost, priced.cost)) + 1.0)
+    if priced.start is None:  # the first: the cheapest ``first`` priced columns of each row
+        order = np.lexsort((priced.cost, cover))
+        starts = np.searchsorted(cover[order], cover[order], side="left")
+        rank = np.empty(n_priced, dtype=np.int64)
+        rank[order] = np.arange(n_priced) - starts
+        taken = np.nonzero(rank < first)[0]
+    else:
+        taken = np.unique(priced.start)
     art = csc_matrix(
         (np.ones(rows.size), (rows, np.arange(rows.size))), shape=(row_lo.size, rows.size)
     )

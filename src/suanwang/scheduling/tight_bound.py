@@ -3,9 +3,10 @@
 Model. A job that cannot checkpoint runs on one pool, holding all its units for its whole
 runtime ``r = work / (units x speed_p)``, from one start ``s``: from its arrival to the latest
 start that still ends by the horizon. Jobs are grouped into classes ``k`` of the same feasible
-pools, precision, units, arrival bucket and runtime bin (runtimes within a factor
-``RUNTIME_RATIO``); each class's starts are cut into intervals ``b`` (``bucket_h`` hours for the
-first ``fine_h`` hours after the class arrives, ``coarse_h`` hours after that). Variables:
+pools, precision, units, arrival window (the time bucket; wider when that makes more than
+``MAX_CLASSES`` classes) and runtime bin (runtimes within a factor ``RUNTIME_RATIO``); each
+class's starts are cut into intervals ``b`` (``bucket_h`` hours for the first ``fine_h`` hours
+after the class arrives, ``coarse_h`` hours after that). Variables:
 
 * ``n[k,p,b] >= 0`` jobs of class ``k`` that start on pool ``p`` in interval ``b``;
 * for checkpointable work, which a policy may move or suspend, the fluid model of
@@ -26,7 +27,9 @@ work as in the fluid bound), and each job's real cost is at least what the LP ch
   F_c(s + r_lo) - F_c(s)``, computed exactly (the function is piecewise linear in ``s`` with
   breaks where ``s`` or ``s + r_lo`` is a whole hour, so its minimum over an hour is at ``h``,
   ``h + frac`` or ``h + 1``); the rest, ``(work - work_lo) x kWh/SCU_p``, costs at least the
-  cheapest price of any feasible center after arrival, a per-job constant;
+  cheapest price of any feasible center after arrival, a per-job constant. ``r_lo`` is priced
+  rounded down to a grid (``quantize_runtime``: windows shared between classes), its excess
+  over the grid value at the center's cheapest price after the class's first arrival;
 * transfer, at the *same* pool: ``data x cost_per_gb(origin, p) >= t[k,p]``, the class's least,
   and each job's excess over it is at least its least excess over the class's pools (a
   constant);
@@ -54,6 +57,12 @@ from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import Bound, BoundError, Priced, _buckets, solve_lp_by_columns
 
 RUNTIME_RATIO = 1.15
+# a class's arrival window (hours): the time bucket, else the first of these that makes
+# at most MAX_CLASSES classes (the LP's size; see docs/model.md)
+CLASS_WINDOWS_H = (6.0, 12.0, 24.0, 48.0, 168.0)
+MAX_CLASSES = 55_000
+Q_RATIO = 1.005  # runtimes priced on a geometric grid of this ratio (rounded down) ...
+Q_MIN_H = 1.0 / 60.0  # ... from one minute (shorter: 0, the whole runtime at the floor price)
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
@@ -67,6 +76,17 @@ class TightBound(Bound):
 
 def _cat(parts: Sequence[NDArray[np.generic]]) -> NDArray[np.generic]:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def quantize_runtime(r_h: F64) -> tuple[I64, F64]:
+    """Each runtime (hours) rounded down to the grid ``Q_MIN_H x Q_RATIO^q``: its index ``q``
+    and value (``-1`` and ``0`` below ``Q_MIN_H``), never above the runtime."""
+    q = np.floor(np.log(np.maximum(r_h, Q_MIN_H) / Q_MIN_H) / np.log(Q_RATIO)).astype(np.int64)
+    q -= Q_MIN_H * Q_RATIO**q > r_h  # a rounding above the runtime: one step down
+    short = r_h < Q_MIN_H
+    q[short] = -1
+    r_q: F64 = np.where(short, 0.0, Q_MIN_H * Q_RATIO ** np.maximum(q, 0))
+    return q, r_q
 
 
 def _window_min(signals: Signals, center: I64, r_h: F64, hours: int) -> F64:
@@ -152,6 +172,8 @@ def tight_bound(
     fine_h: int = 24,
     coarse_h: int = 24,
     time_limit_s: float = 600.0,
+    class_h: float | None = None,
+    runtime_ratio: float = RUNTIME_RATIO,
 ) -> TightBound:
     """The non-preemptive LP bound (see the module docstring)."""
     import time
@@ -169,11 +191,8 @@ def tight_bound(
     suffix_min = np.minimum.accumulate(price[:, ::-1], axis=1)[:, ::-1]
 
     # ---- classify jobs: whole-job classes, and checkpointable (fluid) work
-    keys: dict[tuple[bytes, int, int, int, int], int] = {}
-    cls_pools: list[I64] = []
-    cls_prec: list[int] = []
-    cls_units: list[int] = []
-    j_cls: list[int] = []
+    j_key: list[tuple[bytes, int, int, int]] = []  # pools, precision, units, runtime bin
+    j_pools: list[I64] = []
     j_work: list[float] = []
     j_submit: list[float] = []
     j_tc: list[F64] = []
@@ -192,22 +211,34 @@ def tight_bound(
             transfer_fluid += float(tc.min())
             continue
         pools = info.pools[order]
-        units = job.demand_units
-        ref_h = job.work_scu / (units * float(info.speed.max()))
-        rbin = int(np.floor(np.log(max(ref_h, 1e-9)) / np.log(RUNTIME_RATIO)))
-        submit_h = job.submit_s / 3600.0
-        prec = PRECISION_INDEX[job.precision]
-        key = (pools.tobytes(), prec, units, int(submit_h // bucket_h), rbin)
-        k = keys.get(key)
-        if k is None:
-            k = keys[key] = len(cls_pools)
-            cls_pools.append(pools)
-            cls_prec.append(prec)
-            cls_units.append(units)
-        j_cls.append(k)
+        ref_h = job.work_scu / (job.demand_units * float(info.speed.max()))
+        rbin = int(np.floor(np.log(max(ref_h, 1e-9)) / np.log(runtime_ratio)))
+        j_key.append((pools.tobytes(), PRECISION_INDEX[job.precision], job.demand_units, rbin))
+        j_pools.append(pools)
         j_work.append(job.work_scu)
-        j_submit.append(submit_h)
+        j_submit.append(job.submit_s / 3600.0)
         j_tc.append(tc)
+    if class_h is None:  # the narrowest arrival window that keeps the LP small enough
+        windows = [float(bucket_h)] + [w for w in CLASS_WINDOWS_H if w > bucket_h]
+        class_h = windows[-1]
+        for w in windows:
+            if len({(*key, int(s // w)) for key, s in zip(j_key, j_submit, strict=True)}) <= (
+                MAX_CLASSES
+            ):
+                class_h = w
+                break
+    keys: dict[tuple[bytes, int, int, int, int], int] = {}
+    cls_pools: list[I64] = []
+    cls_prec: list[int] = []
+    cls_units: list[int] = []
+    j_cls: list[int] = []
+    for key, s, pools in zip(j_key, j_submit, j_pools, strict=True):
+        k = keys.setdefault((*key, int(s // class_h)), len(cls_pools))
+        if k == len(cls_pools):
+            cls_pools.append(pools)
+            cls_prec.append(key[1])
+            cls_units.append(key[2])
+        j_cls.append(k)
     n_cls = len(cls_pools)
     if n_jobs == 0:
         return TightBound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h, 0, 0, 0, time.perf_counter() - t_start)
@@ -241,59 +272,117 @@ def tight_bound(
     np.minimum.at(excess_floor, pair_k, floor_price)
     energy_excess = float(((jw - w_lo[jc]) * excess_floor[jc]).sum()) if n_cls else 0.0
 
-    # ---- columns: start intervals per pair
-    # interval edges (hours) relative to the class's arrival bucket start
+    # ---- columns: start slots per pair, at edges (hours) relative to the class's arrival
+    # bucket's start; a column is (pair, slot), its start interval [lo, hi] from ``slot``
     fine = np.arange(0, fine_h, bucket_h, dtype=np.float64)
     coarse = np.arange(fine_h, H + coarse_h, coarse_h, dtype=np.float64)
     rel_edges = np.concatenate([fine, coarse])
-    col_pair: list[I64] = []
-    col_lo: list[F64] = []
-    col_hi: list[F64] = []
+    n_slots = rel_edges.size - 1
     base = np.floor(a_lo / bucket_h) * bucket_h
-    for i0 in range(0, pair_k.size, 4096):
-        sl = slice(i0, min(i0 + 4096, pair_k.size))
-        lo = base[pair_k[sl], None] + rel_edges[None, :-1]
-        hi = base[pair_k[sl], None] + rel_edges[None, 1:]
-        lo = np.maximum(lo, a_lo[pair_k[sl], None])
-        hi = np.minimum(hi, H - r_lo[sl, None])
-        ok = lo <= hi
-        idx = np.nonzero(ok)
-        col_pair.append(idx[0] + i0)
-        col_lo.append(lo[ok])
-        col_hi.append(hi[ok])
-    cp = np.concatenate(col_pair) if col_pair else np.zeros(0, np.int64)
-    clo = np.concatenate(col_lo) if col_lo else np.zeros(0)
-    chi = np.concatenate(col_hi) if col_hi else np.zeros(0)
-    if n_cls and np.setdiff1d(np.arange(n_cls), pair_k[cp]).size:
-        raise BoundError("some job cannot finish on any feasible pool before the horizon")
+    last_start = H - r_lo
 
-    # energy of the first r_lo hours: min over the interval of the window integral
-    col_cost = np.empty(cp.size)
-    for i0 in range(0, pair_k.size, 2048):
-        i1 = min(i0 + 2048, pair_k.size)
-        m = _window_min(signals, pair_c[i0:i1], r_lo[i0:i1], hours)
-        sel = np.nonzero((cp >= i0) & (cp < i1))[0]
-        rows = cp[sel] - i0
-        h0 = np.floor(clo[sel]).astype(np.int64)
-        h1 = np.minimum(np.floor(chi[sel]).astype(np.int64), hours - 1)
-        # min over hours h0..h1 of m[row]: a sparse-table free loop over the short spans
-        span = h1 - h0 + 1
-        best = np.full(sel.size, np.inf)
-        for d in range(int(span.max()) if sel.size else 0):
-            live = d < span
-            best[live] = np.minimum(best[live], m[rows[live], h0[live] + d])
-        col_cost[sel] = best
-    pk = pair_k[cp]
-    pp = pair_p[cp]
-    units_c = units_arr[pk]
+    def slot(pair: Any, s: Any) -> tuple[F64, F64]:
+        k = pair_k[pair]
+        lo: F64 = np.maximum(base[k] + rel_edges[s], a_lo[k])
+        hi: F64 = np.minimum(base[k] + rel_edges[s + 1], last_start[pair])
+        return lo, hi
+
+    # energy of the first r_lo hours: r_lo rounded down to the grid (shared by every pair of
+    # the same center and grid runtime), its excess at the floor price after arrival; the
+    # minimum over a slot's hours from a sparse table of the window minima
+    q, r_q = quantize_runtime(r_lo)
+    width = int(q.max(initial=0)) + 2
+    row_key, pair_u = np.unique(pair_c * width + q + 1, return_inverse=True)
+    u_c, u_q = row_key // width, row_key % width - 1
+    levels = max(1, int(np.ceil(np.log2(max(coarse_h, fine_h, bucket_h) + 2))))
+    table = np.zeros((levels, row_key.size, hours))
+    live = np.nonzero(u_q >= 0)[0]
+    for i0 in range(0, live.size, 2048):
+        rows_ = live[i0 : i0 + 2048]
+        table[0, rows_] = _window_min(signals, u_c[rows_], Q_MIN_H * Q_RATIO ** u_q[rows_], hours)
+    for lv in range(1, levels):
+        w = 1 << (lv - 1)
+        table[lv] = table[lv - 1]
+        np.minimum(table[lv - 1, :, :-w], table[lv - 1, :, w:], out=table[lv, :, :-w])
+    flat = table.reshape(-1)
+    add_q = (r_lo - r_q) * suffix_min[pair_c, first_h]
+    scale = units_arr[pair_k] * kw[pair_p]
     tau_pair = _cat(tau).astype(np.float64)
-    col_cost = units_c * kw[pp] * col_cost + tau_pair[cp]
 
-    # busy part [hi, lo + r_lo) in hours (its capacity rows are made only for the columns the
-    # LP takes: :func:`_busy`; the others are priced without them)
-    busy_lo = chi
-    busy_hi = np.maximum(np.minimum(clo + r_lo[cp], H), busy_lo)
+    cp_parts: list[NDArray[np.int32]] = []
+    cost_parts: list[F64] = []
+    n_per_pair = np.zeros(pair_k.size, dtype=np.int64)
+    cheapest = np.full(pair_k.size, np.inf)
+    arg_cheapest = np.zeros(pair_k.size, dtype=np.int64)
+    slots = np.arange(n_slots)
+    for i0 in range(0, pair_k.size, 65536):
+        pr = np.arange(i0, min(i0 + 65536, pair_k.size))
+        lo, hi = slot(pr[:, None], slots[None, :])
+        ok = lo <= hi
+        h0 = np.floor(lo).astype(np.int64)
+        h1 = np.minimum(np.floor(hi).astype(np.int64), hours - 1)
+        h0 = np.minimum(h0, h1)
+        lvl = np.floor(np.log2(np.maximum(h1 - h0 + 1, 1))).astype(np.int64)
+        row = (lvl * row_key.size + pair_u[pr][:, None]) * hours
+        m = np.minimum(flat[row + h0], flat[row + h1 - (1 << lvl) + 1])
+        cost = np.where(ok, scale[pr, None] * (m + add_q[pr, None]) + tau_pair[pr, None], np.inf)
+        n_per_pair[pr] = ok.sum(axis=1)
+        cheapest[pr] = cost.min(axis=1)
+        arg_cheapest[pr] = np.argmin(cost, axis=1)  # slot; made a column index below
+        pi, si = np.nonzero(ok)
+        cp_parts.append((pi + i0).astype(np.int32))
+        cost_parts.append(cost[pi, si])
+    del table, flat
+    cp = np.concatenate(cp_parts) if cp_parts else np.zeros(0, np.int32)
+    col_cost = np.concatenate(cost_parts) if cost_parts else np.zeros(0)
+    del cp_parts, cost_parts
+    if np.bincount(pair_k, weights=n_per_pair, minlength=n_cls).min(initial=1) == 0:
+        raise BoundError("some job cannot finish on any feasible pool before the horizon")
+    pair_off = np.zeros(pair_k.size + 1, dtype=np.int64)
+    np.cumsum(n_per_pair, out=pair_off[1:])
+    # a pair's slots that hold a start are its first n_per_pair (slot 0 holds the arrival,
+    # and the later ones start later): column pair_off[p] + s is slot s of pair p
+    # the first LP's columns: each class's four cheapest pairs, at their cheapest slot
+    has = np.nonzero(n_per_pair > 0)[0]
+    order = has[np.lexsort((cheapest[has], pair_k[has]))]
+    rank = np.arange(order.size) - np.searchsorted(pair_k[order], pair_k[order], side="left")
+    start = pair_off[order[rank < 4]] + arg_cheapest[order[rank < 4]]
     n_cols = cp.size
+
+    def lo_hi(idx: I64) -> tuple[I64, F64, F64]:
+        """Pair and start interval of columns ``idx``."""
+        pair = cp[idx].astype(np.int64)
+        lo, hi = slot(pair, idx - pair_off[pair])
+        return pair, lo, hi
+
+    def busy(idx: I64) -> Any:
+        """Columns ``idx``: their capacity rows hold the busy part ``[hi, lo + r_lo)``."""
+        pair, lo, hi = lo_hi(idx)
+        b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
+        j = np.arange(idx.size)
+        return _busy(j, hi, b_hi, pair_p[pair], units_arr[pair_k[pair]], r_cover + pair_k[pair],
+                     bucket_h, nb, n_rows)  # fmt: skip
+
+    def reduced(y: F64) -> F64:
+        """Reduced costs; 0 for the columns shown not to be negative: with the capacity
+        duals <= 0 (as they are, rows ``<= cap``), a column costs at least its cost minus its
+        class's dual, so only pairs whose cheapest column is below that dual are priced."""
+        out = np.zeros(n_cols)
+        yk = y[r_cover + pair_k]
+        sure = y[:n_cap].max(initial=0.0) <= 0.0
+        pairs = np.nonzero(cheapest - yk < 0.0)[0] if sure else np.arange(pair_k.size)
+        ends = np.cumsum(n_per_pair[pairs])
+        step = 1 << 22  # about 4 million columns at once
+        for part in np.split(pairs, np.searchsorted(ends, np.arange(step, ends[-1:].sum(), step))):
+            lens = n_per_pair[part]
+            idx = np.repeat(pair_off[part] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+            if sure:
+                idx = idx[col_cost[idx] - yk[cp[idx]] < 0.0]
+            pair, lo, hi = lo_hi(idx)
+            b_hi = np.maximum(np.minimum(lo + r_lo[pair], H), hi)
+            dual = _busy_dual(y, hi, b_hi, pair_p[pair], b_len, bucket_h, nb, net.n_pools)
+            out[idx] = col_cost[idx] - yk[pair] - units_arr[pair_k[pair]] * dual
+        return out
 
     # ---- fluid classes (checkpointable work): x[f,p,t] unit-hours, C[f,t] work done by t
     fkeys: dict[tuple[bytes, int], int] = {}
@@ -364,14 +453,9 @@ def tight_bound(
     total_f = cum_arrived[:, -1] if n_f else np.zeros(0)
     c_lo = np.where(cb == nb - 1, total_f[cf], 0.0) if n_f else np.zeros(0)
     c_hi = cum_arrived[cf, cb] if n_f else np.zeros(0)
-    cover = r_cover + pk
-    whole = Priced(
-        col_cost,
-        cover,
-        lambda idx: _busy(idx, busy_lo, busy_hi, pp, units_c, cover, bucket_h, nb, n_rows),
-        lambda y: col_cost - y[cover] - units_c * _busy_dual(y, busy_lo, busy_hi, pp, b_len,
-                                                              bucket_h, nb, net.n_pools),
-    )  # fmt: skip
+    cover = pair_k.astype(np.int32)[cp]
+    cover += r_cover
+    whole = Priced(col_cost, cover, busy, reduced, start)
     x_sol_all, n_sol, lp_value = solve_lp_by_columns(
         np.concatenate([kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)]),
         np.concatenate([np.zeros(n_fx), c_lo]),
@@ -383,18 +467,21 @@ def tight_bound(
         time_limit_s,
         "tight bound LP",
     )
-    n_cols = cp.size
     n_all = n_cols + n_fx + n_fc
     x_sol = x_sol_all[:n_fx]
-    transfer = float((n_sol * tau_pair[cp]).sum()) + transfer_excess + transfer_fluid
-    energy_cost = lp_value + energy_excess - float((n_sol * tau_pair[cp]).sum())
+    taken = np.flatnonzero(n_sol)
+    n_taken = n_sol[taken]
+    pair, lo, _ = lo_hi(taken)
+    transfer_lp = float((n_taken * tau_pair[pair]).sum())
+    transfer = transfer_lp + transfer_excess + transfer_fluid
+    energy_cost = lp_value + energy_excess - transfer_lp
     # energy (kWh) and carbon of the LP's plan: whole jobs at their mean work, fluid as planned
     w_mean = np.divide(np.bincount(jc, jw, minlength=n_cls), np.maximum(count, 1.0))
-    e_whole = n_sol * w_mean[pk] * kwh_per_scu[cp]
+    e_whole = n_taken * w_mean[pair_k[pair]] * kwh_per_scu[pair]
     grid_carbon = (1 - signals.green_fraction) * signals.carbon_g_per_kwh
     carbon_b = _buckets(grid_carbon, hours, bucket_h).mean(axis=2)
-    start_b = np.minimum((clo // bucket_h).astype(np.int64), nb - 1)
-    carbon = float((e_whole * carbon_b[pair_c[cp], start_b]).sum())
+    start_b = np.minimum((lo // bucket_h).astype(np.int64), nb - 1)
+    carbon = float((e_whole * carbon_b[pair_c[pair], start_b]).sum())
     e_fluid = x_sol * kw[xp]
     carbon += float((e_fluid * carbon_b[net.pool_center[xp], xb]).sum())
     return TightBound(
