@@ -25,18 +25,19 @@ from starlette.testclient import TestClient
 from suanwang.core.governance import Governance, TenantQuota
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.local import LocalExecutor
+from suanwang.scheduling.queue import pool_families, pool_hubs
 from suanwang.server.database.models import JobRow
-from suanwang.server.models.jobs import transition
-from suanwang.server.services.dispatcher import Dispatcher
+from suanwang.server.models.jobs import Transitions, transition
+from suanwang.server.services.dispatcher import Dispatcher, _Round
 from suanwang.server.services.jobs_view import JobsView
 from suanwang.server.services.live import LiveNetwork, _run_starts, active_rows
 
 
-def _live(app: FastAPI, root: Path) -> LiveNetwork:
+def _live(app: FastAPI, root: Path, centers: tuple[str, ...] = ("wuhan-ai",)) -> LiveNetwork:
     return LiveNetwork(
         net=app.state.network,
         signals=app.state.signals.current,
-        executors={"wuhan-ai": LocalExecutor(root, "wuhan-ai", cpus=64, cards=16)},
+        executors={c: LocalExecutor(root / c, c, cpus=64, cards=16) for c in centers},
         clock=app.state.signals.clock,
     )
 
@@ -72,6 +73,33 @@ def _same_as_database(dispatcher: Dispatcher, session: Session) -> None:
     assert view.active_rows() == fresh.active_rows() == active_rows(session)
     again = [r[0] for r in active_rows(session) if r[8] and r[2] == JobState.RUNNING.value]
     assert view.run_starts(session) == _run_starts(session, again)
+    _kept_entries_are_fresh(dispatcher, session)
+
+
+def _kept_entries_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
+    """The queue entries the dispatcher kept from its last round (engine job, feasible pools
+    at open centers, what a run weighs there) are what a new dispatcher makes of the jobs
+    still pending."""
+    live = dispatcher.live
+    fresh = Dispatcher(dispatcher.sessions, live, governance=_quotas)
+    rows, specs = fresh._pending(session, 10_000)
+    signals = live.signals()
+    round_ = _Round(session, Transitions(live.clock()), signals, live.open_centers(), specs,
+                    live, live.per_tenant())  # fmt: skip
+    fresh._keep(round_)
+    families, hubs = pool_families(live.net), pool_hubs(live.net)
+    pending = {r.id: r for r in rows}
+    for job_id, (t0, (job, info, where)) in dispatcher._entries.items():
+        row = pending.get(job_id)
+        if row is None:  # placed or gone since: dropped at the next round
+            continue
+        assert t0 == signals.start
+        got = fresh._entry(round_, row, families, hubs)
+        assert got is not None
+        assert got[0] == job
+        assert got[1].pools.tolist() == info.pools.tolist()
+        assert got[2].rate.tolist() == where.rate.tolist()
+        assert (list(got[2].family), list(got[2].hub)) == (list(where.family), list(where.hub))
 
 
 OPS = st.lists(
@@ -229,3 +257,43 @@ def test_a_job_another_transaction_holds_is_left_to_the_next_round(
     assert dispatcher.place() == 1
     with sessions() as s:
         assert s.get(JobRow, held).state == "scheduled"  # type: ignore[union-attr]
+
+
+def test_kept_queue_entries_follow_the_open_centers(
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """A center that stops answering between rounds: the queue entries kept from the last
+    round (each job's feasible pools at open centers) are made again without it."""
+    live = _live(app, tmp_path, ("zhangjiakou", "zhongwei", "horinger"))
+    net = live.net
+    ids = {str(submit(alice)["id"]) for _ in range(3)}
+    dispatcher = Dispatcher(sessions, live, governance=_quotas)
+
+    def entries() -> dict[str, set[str]]:
+        """A round's queue entries: the centers of each job's feasible pools."""
+        with sessions.begin() as session:
+            rows, specs = dispatcher._pending(session, 100)
+            round_ = _Round(session, Transitions(live.clock()), live.signals(),
+                            live.open_centers(), specs, live, live.per_tenant())  # fmt: skip
+            dispatcher._keep(round_)
+            families, hubs = pool_families(net), pool_hubs(net)
+            out = {}
+            for row in rows:
+                got = dispatcher._entry(round_, row, families, hubs)
+                assert got is not None
+                out[row.id] = {net.center_ids[int(net.pool_center[p])] for p in got[1].pools}
+            _kept_entries_are_fresh(dispatcher, session)
+        return out
+
+    first = entries()
+    assert first.keys() == ids == dispatcher._entries.keys()
+    assert entries() == first  # kept: the same
+    down = sorted(set().union(*first.values()))[0]
+    live.health.failed(down, "unreachable")
+    again = entries()
+    assert again.keys() == ids
+    assert all(down not in got and got == first[i] - {down} for i, got in again.items())

@@ -122,8 +122,11 @@ class _Round:
     spent: Callable[[int], bool] = lambda decided: False
     #: runs preempted, and 1 if the round ran out of time (progress besides its transitions)
     progress: int = 0
-    #: each job class restricted to the open centers that run its tenant's jobs
-    restricted: dict[tuple[int, str], JobClassInfo] = field(default_factory=dict)
+    #: each job class restricted to the open centers that run its tenant's jobs (with the
+    #: class itself, keyed by its id: kept alive, the id is not reused while kept)
+    restricted: dict[tuple[int, str], tuple[JobClassInfo, JobClassInfo]] = field(
+        default_factory=dict
+    )
     names: dict[str, str] = field(default_factory=dict)  # tenant id -> name
     serves: dict[str, NDArray[np.bool_]] = field(default_factory=dict)  # name -> centers
     #: the waiting reasons written (job id, reason)
@@ -213,6 +216,21 @@ class Dispatcher:
     _jobs: dict[str, tuple[datetime, Job, JobClassInfo]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: kept between rounds while the signals' start and the open centers stay (:meth:`_keep`;
+    #: None: not kept): each job class restricted to the open centers, by the class's id
+    #: and tenant; what runs of one shape weigh, by the restricted class's id and units
+    #: (each with the class, kept alive: its id is not reused); the queue's entry of each
+    #: job in the window (with the signals' start it counts from)
+    _kept_for: tuple[datetime, bytes] | None = field(default=None, init=False, repr=False)
+    _restricted: dict[tuple[int, str], tuple[JobClassInfo, JobClassInfo]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _wheres: dict[tuple[int, int], tuple[JobClassInfo, Where]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _entries: dict[str, tuple[datetime, tuple[Job, JobClassInfo, Where]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def run_once(self) -> int:
         """One round: place what is pending, hand over what is due. Returns the jobs moved on
@@ -263,6 +281,7 @@ class Dispatcher:
         writes = Transitions(self.live.clock())
         round_ = _Round(session, writes, signals, self.live.open_centers(), specs, self.live,
                         self.live.per_tenant(), spent=self._budget(t0))  # fmt: skip
+        self._keep(round_)
         if gov is not None and held is not None:
             decided = self._place_in_turn(round_, rows, state, trading, gov, held)
         else:  # oldest first, ``batch`` at most: within the round's time
@@ -308,8 +327,9 @@ class Dispatcher:
                 rows = _lock(session, rows)
         else:
             rows = self._read_pending(session, limit)
-        jobs = self._jobs
+        jobs, entries = self._jobs, self._entries
         self._jobs = {r.id: jobs[r.id] for r in rows if r.id in jobs}  # the rest has gone
+        self._entries = {r.id: entries[r.id] for r in rows if r.id in entries}
         missing = [r.id for r in rows if r.id not in jobs]
         specs: dict[str, dict[str, Any]] = {}
         for i in range(0, len(missing), _CHUNK):
@@ -371,16 +391,11 @@ class Dispatcher:
         state.waited_s = self.waited_at - frame
         queue = PlatformQueue(shares, gov.rules, state.waited_s)
         waiting: dict[int, tuple[Pending, Job]] = {}
-        wheres: dict[tuple[int, int], Where] = {}  # jobs of one shape weigh the same
         for key, row in enumerate(rows):
-            got = self._engine_job(round_, row)
-            if got is not None:
-                job, info = got
+            entry = self._entry(round_, row, families, hubs)
+            if entry is not None:
+                job, info, where = entry
                 waiting[key] = (row, job)
-                k = (id(info), job.demand_units)
-                where = wheres.get(k)
-                if where is None:
-                    where = wheres[k] = where_of(job, info, families, hubs)
                 queue.push(Queued(key, job, info, where))
 
         def place_one(key: int, info: JobClassInfo) -> Placement:
@@ -465,6 +480,45 @@ class Dispatcher:
         round_.writes.set(row.id, decision=decision)
         round_.waited.append((row.id, reason))
 
+    def _entry(
+        self,
+        round_: _Round,
+        row: Pending,
+        families: tuple[str, ...],
+        hubs: tuple[str | None, ...],
+    ) -> tuple[Job, JobClassInfo, Where] | None:
+        """What the platform's queue takes of ``row``: the engine's job, its feasible pools
+        at open centers and what a run would weigh on each (None: the job failed, as
+        :meth:`_engine_job` says). Kept between rounds for a job without a checkpoint to
+        move while the signals' start and the open centers stay (:meth:`_keep`)."""
+        t0 = round_.signals.start
+        if not row.resume_from:
+            cached = self._entries.get(row.id)
+            if cached is not None and cached[0] == t0:
+                return cached[1]
+        got = self._engine_job(round_, row)
+        if got is None:
+            return None
+        job, info = got
+        k = (id(info), job.demand_units)  # jobs of one shape weigh the same
+        known = self._wheres.get(k)
+        if known is None:
+            known = self._wheres[k] = (info, where_of(job, info, families, hubs))
+        entry = (job, info, known[1])
+        if not row.resume_from:  # (the checkpoint's size is read each round)
+            self._entries[row.id] = (t0, entry)
+        return entry
+
+    def _keep(self, round_: _Round) -> None:
+        """Give ``round_`` the job classes restricted and the queue entries of the last
+        rounds, or start them again: when the signals' start or the open centers changed,
+        or when executors run tenants under accounts of their own (read every round)."""
+        now = (round_.signals.start, round_.open_centers.tobytes())
+        if round_.per_tenant or now != self._kept_for:
+            self._restricted, self._wheres, self._entries = {}, {}, {}
+            self._kept_for = None if round_.per_tenant else now
+        round_.restricted = self._restricted
+
     def _engine_job(self, round_: _Round, row: Pending) -> tuple[Job, JobClassInfo] | None:
         """The engine's job for ``row`` and its feasible pools at open centers; None (the job
         failed, saying why) when the served scenario or no open center can run it. Jobs are
@@ -496,11 +550,13 @@ class Dispatcher:
                 job = dataclasses.replace(job, data_gb=job.data_gb + ckpt_gb)
                 everywhere = net.job_class(job)
             tenant = round_.tenant_name(row.tenant_id)
-            info = round_.restricted.get((id(everywhere), tenant))
-            if info is None:
+            got = round_.restricted.get((id(everywhere), tenant))
+            if got is None:
                 ok = round_.open_centers & round_.serving(tenant)
                 info = everywhere.subset(ok[net.pool_center[everywhere.pools]])
-                round_.restricted[(id(everywhere), tenant)] = info
+                round_.restricted[(id(everywhere), tenant)] = (everywhere, info)
+            else:
+                info = got[1]
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
             self._fail(round_, row, reason, {})
