@@ -232,3 +232,25 @@ def test_no_deferral_for_price_while_the_network_is_scarce(
     state = CapacityState.empty(china_net, china_signals)
     state.now_s = now
     assert SuanwangPolicy(max_defer_h=0).decide(job, info, state).pos == scarce.pos
+
+
+def test_suanwang_plans_past_full_pools_before_it_queues(
+    china_net: Network, china_signals: Signals
+) -> None:
+    """The cheapest candidates of a deferrable job are often one pool's adjacent hours: with
+    the pools of its 24 cheapest (pool, start) candidates full over the whole window, the
+    planner still books a planned slot on another pool with room rather than queue."""
+    pol = SuanwangPolicy()
+    job = _job(kind=JobKind.TRAINING, work_scu=16.0, cards=8)
+    info = china_net.job_class(job)
+    assert info.pools.size > pol.shortlist  # the shortlist path, then every pool
+    state = CapacityState.empty(china_net, china_signals)
+    grid = pol.grid(job, info, state, np.arange(info.pools.size))
+    cheapest = np.argsort(grid.cost.ravel(), kind="stable")[:24] // grid.cost.shape[1]
+    full = info.pools[np.unique(cheapest)]
+    assert full.size < info.pools.size
+    state.free[full] = 0
+    state.committed[full, :] = china_net.pool_capacity[full, None]
+    d = pol.decide(job, info, state)
+    assert not d.queued
+    assert info.pools[d.pos] not in full

@@ -103,7 +103,12 @@ class SuanwangPolicy:
     carbon_price_cny_per_kg: float = 0.1
     wait_price_cny_per_kwh: float = 0.04
     deadline_margin: float = 0.25
-    candidates_checked: int = 8
+    #: (pool, start) candidates tried against the calendar, cheapest first, before the job
+    #: queues (256: every one of a 16-pool shortlist's 13 starts): the cheapest are often one
+    #: pool's adjacent hours, so a few would all fail on one full pool and send the job to a
+    #: queue (with 8, 36% above the tight bound at 20,000 jobs / load 0.6 instead of 17%:
+    #: docs/benchmarks.md, "Where `suanwang` loses against the tight bound")
+    candidates_checked: int = 256
     shortlist: int = 16
     replan_s: float = 3600.0
     checkpoint_gb_per_unit: float = 16.0

@@ -174,8 +174,17 @@ def tight_bound(
     time_limit_s: float = 600.0,
     class_h: float | None = None,
     runtime_ratio: float = RUNTIME_RATIO,
+    plan: dict[str, F64] | None = None,
 ) -> TightBound:
-    """The non-preemptive LP bound (see the module docstring)."""
+    """The non-preemptive LP bound (see the module docstring).
+
+    ``plan``: a dict to fill with the LP's choice (what a policy can be compared with; the
+    bound's value is the same): for whole jobs, per taken column, ``jobs`` (fractional),
+    ``pool``, ``precision``, ``start_h`` (its interval's earliest start), ``arrival_h`` (its
+    class's first arrival), ``kwh`` and ``cny`` (what the LP charges: energy of the shortest
+    runtime and transfer); for checkpointable work, per fluid variable, ``fluid_pool``,
+    ``fluid_precision``, ``fluid_bucket_h`` (start hour), ``fluid_kwh`` and ``fluid_cny``.
+    """
     import time
 
     t_start = time.perf_counter()
@@ -484,6 +493,22 @@ def tight_bound(
     carbon = float((e_whole * carbon_b[pair_c[pair], start_b]).sum())
     e_fluid = x_sol * kw[xp]
     carbon += float((e_fluid * carbon_b[net.pool_center[xp], xb]).sum())
+    if plan is not None:
+        f_prec_arr = np.array(f_prec, dtype=np.float64)
+        plan.update(
+            jobs=n_taken.astype(np.float64),
+            pool=pair_p[pair].astype(np.float64),
+            precision=prec_arr[pair_k[pair]].astype(np.float64),
+            start_h=lo,
+            arrival_h=a_lo[pair_k[pair]],
+            kwh=e_whole,
+            cny=n_taken * col_cost[taken],
+            fluid_pool=xp.astype(np.float64),
+            fluid_precision=f_prec_arr[xf] if n_f else np.zeros(0),
+            fluid_bucket_h=(xb * bucket_h).astype(np.float64),
+            fluid_kwh=e_fluid,
+            fluid_cny=e_fluid * price_b[net.pool_center[xp], xb],
+        )
     return TightBound(
         cost_cny=lp_value + energy_excess + transfer_excess + transfer_fluid,
         energy_cost_cny=energy_cost,

@@ -1,0 +1,112 @@
+"""Where ``suanwang`` loses against the tight bound: policy variants on one workload.
+
+    python benchmarks/bench_policy_gap.py --seed 1 --jobs 20000 --days 7 --load 0.6 \
+        --variant base --variant carbon_price_cny_per_kg=0
+
+Each variant is ``base`` or ``field=value[,field=value]`` of :class:`SuanwangPolicy`; prints
+cost, energy, transfer, deadline misses, latency violations, unfinished and cost / tight
+bound (``--nearest``: the ``nearest`` policy too). The tight bound is cached per workload in
+/tmp (a minute at 20,000 jobs); ``--bound-cny`` gives it instead (e.g. from
+docs/benchmarks.md at 200,000 jobs); ``--plan`` prints the LP's choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from suanwang.core.jobs import Job
+from suanwang.core.network import PRECISIONS, Network
+from suanwang.core.signals import Signals
+from suanwang.scenarios.loader import load_scenario
+from suanwang.scenarios.signals import build_signals
+from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.policies import Nearest
+from suanwang.scheduling.state import Market
+from suanwang.scheduling.tight_bound import tight_bound
+from suanwang.sim.engine import simulate
+from suanwang.sim.metrics import measure
+from suanwang.sim.run import make_workload
+
+
+def variant(spec: str) -> SuanwangPolicy:
+    policy = SuanwangPolicy()
+    if spec != "base":
+        for part in spec.split(","):
+            key, value = part.split("=")
+            kind = type(getattr(policy, key))
+            setattr(policy, key, kind(float(value)) if kind is int else kind(value))
+        policy.__post_init__()
+    return policy
+
+
+def show_plan(net: Network, signals: Signals, jobs: list[Job]) -> None:
+    """What the LP chose: kWh and CNY by precision (whole jobs, checkpointable work) and how
+    long after its class's first arrival whole-job energy starts (kWh-weighted shares)."""
+    plan: dict[str, np.ndarray] = {}
+    tight_bound(net, signals, jobs, time_limit_s=600, plan=plan)
+    for part, prefix in (("whole", ""), ("fluid", "fluid_")):
+        prec = plan[f"{prefix}precision"].astype(np.int64)
+        for i, name in enumerate(PRECISIONS):
+            kwh = float(plan[f"{prefix}kwh"][prec == i].sum())
+            cny = float(plan[f"{prefix}cny"][prec == i].sum())
+            if kwh > 0:
+                print(f"LP {part} {name.value}: {kwh:.0f} kWh, {cny:.0f} CNY")
+    delay = plan["start_h"] - plan["arrival_h"]
+    kwh = plan["kwh"]
+    for h in (2, 12, 24, 72):
+        share = kwh[delay > h].sum() / kwh.sum()
+        print(f"LP whole-job kWh starting > {h} h after arrival: {share:.0%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=20000)
+    ap.add_argument("--days", type=float, default=7.0)
+    ap.add_argument("--load", type=float, default=0.6)
+    ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--nearest", action="store_true")
+    ap.add_argument("--bound-cny", type=float, help="the tight bound if known (not computed)")
+    ap.add_argument("--plan", action="store_true", help="the LP's choice: kWh by precision, delay")
+    a = ap.parse_args()
+    scenario = load_scenario("china")
+    start = datetime(2025, 7, 1, tzinfo=ZoneInfo(scenario.timezone))  # as `simulate` has it
+    net = Network(scenario)
+    w = make_workload(net, trace="synthetic", fmt="suanwang", jobs=a.jobs, days=a.days,
+                      seed=a.seed, start=start, load=a.load)  # fmt: skip
+    signals = build_signals(scenario, start, int(a.days * 24 + 14 * 24), a.seed)
+    cache = Path(f"/tmp/tight-{a.jobs}-{a.days}-{a.load}-{a.seed}-local.json")
+    if a.bound_cny is not None:
+        cache.write_text(json.dumps({"cost": a.bound_cny}))
+    if not cache.exists():
+        tb = tight_bound(net, signals, w.jobs, time_limit_s=600)
+        found = {"cost": tb.cost_cny, "energy": tb.energy_cost_cny,
+                 "transfer": tb.transfer_cost_cny, "kwh": tb.energy_kwh}  # fmt: skip
+        cache.write_text(json.dumps(found))
+    tb = json.loads(cache.read_text())
+    print(f"tight bound {tb}")
+    if a.plan:
+        show_plan(net, signals, w.jobs)
+    runs = [("nearest", Nearest())] if a.nearest else []
+    runs += [(v, variant(v)) for v in a.variant or ["base"]]
+    for name, policy in runs:
+        t = time.perf_counter()
+        out = simulate(net, signals, w.jobs, policy, None, Market())
+        m = measure(name, net, signals, w.jobs, out, w.arrival_days).metrics
+        cost = m["cost_cny"]
+        keys = ("energy_cost_cny", "transfer_cost_cny", "energy_kwh", "deadline_misses",
+                "latency_violations", "unfinished")  # fmt: skip
+        extra = " ".join(f"{k}={m.get(k)}" for k in keys)
+        print(f"{name}: cost={cost:.0f} /tight={cost / tb['cost']:.3f} {extra} "
+              f"({time.perf_counter() - t:.0f}s)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
