@@ -123,6 +123,24 @@ class LocalElection:
         pass
 
 
+def lock_connection(engine: Engine) -> tuple[Connection, int]:
+    """A connection for advisory locks only (autocommit: a lock lives as long as it does),
+    and its server process's pid (what ``pg_terminate_backend`` takes)."""
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    return conn, int(conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+def close_lock_connection(conn: Connection | None) -> None:
+    """Close a :func:`lock_connection` for good (not back to the pool): the server frees
+    every lock it held."""
+    if conn is not None:
+        try:
+            conn.invalidate()
+            conn.close()
+        except DBAPIError:
+            pass
+
+
 @dataclass
 class PgElection:
     """PostgreSQL: advisory locks on a connection of their own (see the module docstring).
@@ -171,9 +189,7 @@ class PgElection:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self.backend_pid = conn.scalar(text("SELECT pg_backend_pid()"))
-            self._conn = conn
+            self._conn, self.backend_pid = lock_connection(self.engine)
         return self._conn
 
     def _elect(self, duty: str) -> int:
@@ -197,12 +213,7 @@ class PgElection:
             log.log(level, "no longer leader of %s: %s", ", ".join(sorted(self._terms)), why)
         self._terms.clear()
         conn, self._conn, self.backend_pid = self._conn, None, None
-        if conn is not None:
-            try:
-                conn.invalidate()
-                conn.close()
-            except DBAPIError:
-                pass
+        close_lock_connection(conn)
 
     def fence(self, duty: str, term: int) -> Fence | None:
         idle = FENCED_IDLE_S.get(duty, max(FENCED_IDLE_S.values()))

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, TextClause, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanwang.server.cluster import STALE_AFTER_S
+from suanwang.server.cluster import STALE_AFTER_S, close_lock_connection, lock_connection
 from suanwang.server.database.models import ClusterMember
 
 log = logging.getLogger("suanwang.shares")
@@ -142,9 +142,7 @@ class PgShares:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self.backend_pid = conn.scalar(text("SELECT pg_backend_pid()"))
-            self._conn = conn
+            self._conn, self.backend_pid = lock_connection(self.engine)
         return self._conn
 
     def _drop(self, why: str, level: int = logging.WARNING) -> None:
@@ -153,12 +151,7 @@ class PgShares:
             log.log(level, "no longer holds centers %s: %s", ", ".join(sorted(self._held)), why)
         self._held = frozenset()
         conn, self._conn, self.backend_pid = self._conn, None, None
-        if conn is not None:
-            try:
-                conn.invalidate()
-                conn.close()
-            except DBAPIError:
-                pass
+        close_lock_connection(conn)
 
     def close(self) -> None:
         """Let every center go at once (the lock connection is closed, not pooled)."""
