@@ -169,6 +169,9 @@ def test_a_tenant_without_an_account_is_never_run_as_someone_else(
          "accounts.bob: 'sw-x' is also alice's account"),
         ("account_tokens: tokens, accounts: {alice: Alice}", "String should match pattern"),
         ("accounts: {alice: sw-alice}", "accounts: needs account_tokens"),
+        ("limits: {max_processes: 0}", r"platform.yaml:4: .*limits.max_processes: .*equal to 1"),
+        ("limits: {min_mem_gb: -1}", r"limits.min_mem_gb: .*greater than 0"),
+        ("limits: {memory_gb: 4}", r"limits.memory_gb: .*[Ee]xtra inputs are not permitted"),
     ],
 )  # fmt: skip
 def test_the_platform_file_refuses_unsafe_accounts(
