@@ -275,6 +275,7 @@ def test_both_bounds_shown_with_values_and_kinds_cost_against_the_tighter(
     assert "The relaxed bound is an LP that lets work split across chips and hours" in page
     assert "Cost / bound is against the non-preemptive bound, the higher of the two" in page
     assert "bound was not computed" not in page
+    assert "carbon is indicative: they minimise cost" in page
     # the chart: both as lines, each labelled with its kind and value, the tightest dashed
     assert _bound_lines(page) == {
         "y": [(120.0, "dash", "non-preemptive bound 120"), (100.0, "dot", "relaxed bound 100")],
@@ -310,6 +311,12 @@ def test_the_tight_bound_not_solved_says_why(run: Run, bound: Bound, tmp_path: P
     assert "non-preemptive bound</td>" not in page and "Cost / relaxed bound" in page
     assert "The non-preemptive bound was not computed: non-preemptive bound LP not solved " in page
     assert "&lt;limit&gt;" in page and "<limit>" not in page
+    assert "carbon is indicative: it minimises cost" in page
+    # neither bound: none shown, and still why the non-preemptive one is missing
+    page = _page(run, tmp_path / "none.html", None, tight_error=why)
+    assert "No offline bound was computed for this run." in page
+    assert "The non-preemptive bound was not computed: " in page
+    assert "Cost / " not in page and '<tr class="bound">' not in page
 
 
 def test_only_the_tight_bound_when_the_relaxed_one_failed(

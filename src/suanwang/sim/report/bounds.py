@@ -64,19 +64,13 @@ def shown_bounds(
 
 
 def bound_notes(b: Bounds) -> list[str]:
-    """What each bound is, which one cost / bound compares against and why."""
-    notes = []
-    for s in b.shown:
-        x = s.bound
-        took = f", solved in {sig(x.solve_s)} s" if isinstance(x, TightBound) else ""
-        notes.append(
-            f"The {s.label} is {WHAT[s.kind]} ({x.bucket_h} h buckets, {x.variables:,} "
-            f"variables, {x.classes:,} job classes, {x.jobs:,} jobs{took})."
-        )
+    """What each bound is, which one cost / bound compares against and why, and why the
+    non-preemptive one is missing."""
+    notes = [_what(s) for s in b.shown]
     top = b.tightest
     if top is None:
-        return ["No offline bound was computed for this run."]
-    if len(b.shown) == 2:
+        notes.append("No offline bound was computed for this run.")
+    elif len(b.shown) == 2:
         notes.append(
             "Both are lower bounds with perfect knowledge of the whole horizon: no policy that "
             "completes the same jobs can cost less than either. Cost / bound is against the "
@@ -89,16 +83,28 @@ def bound_notes(b: Bounds) -> list[str]:
             "It is a lower bound with perfect knowledge of the whole horizon: no policy that "
             f"completes the same jobs can cost less. Cost / bound is against the {top.label}."
         )
-    kinds = {s.kind for s in b.shown}
-    if NON_PREEMPTIVE not in kinds and b.tight_error:
+    has_tight = any(s.kind == NON_PREEMPTIVE for s in b.shown)
+    if not has_tight and b.tight_error:
         notes.append(f"The {NON_PREEMPTIVE} bound was not computed: {b.tight_error}.")
-    elif NON_PREEMPTIVE not in kinds:
+    elif not has_tight and top is not None:
         notes.append(
             f"The tighter {NON_PREEMPTIVE} bound was not computed for this run "
             "(suanwang simulate --tight-bound computes it)."
         )
-    notes.append("The bounds' carbon is indicative: they minimise cost, not carbon.")
+    if len(b.shown) == 2:
+        notes.append("The bounds' carbon is indicative: they minimise cost, not carbon.")
+    elif top is not None:
+        notes.append("The bound's carbon is indicative: it minimises cost, not carbon.")
     return notes
+
+
+def _what(s: ShownBound) -> str:
+    x = s.bound
+    took = f", solved in {sig(x.solve_s)} s" if isinstance(x, TightBound) else ""
+    return (
+        f"The {s.label} is {WHAT[s.kind]} ({x.bucket_h} h buckets, {x.variables:,} "
+        f"variables, {x.classes:,} job classes, {x.jobs:,} jobs{took})."
+    )
 
 
 def lines_note(b: Bounds) -> str:
