@@ -235,6 +235,8 @@ def simulate(
             reports=result.reports,
             bound=result.bound,
             arrival_days=workload.arrival_days,
+            tight=result.tight,
+            tight_error=result.tight_error,
         )
         (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if as_json:

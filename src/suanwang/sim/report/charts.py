@@ -1,4 +1,4 @@
-"""The run-wide charts: cost and carbon against the bound, green share over time, card
+"""The run-wide charts: cost and carbon against the bounds, green share over time, card
 utilization per hub, and origin → executing hub flows (Sankey)."""
 
 from __future__ import annotations
@@ -11,14 +11,22 @@ from plotly.subplots import make_subplots
 
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.bound import Bound
 from suanwang.sim.metrics import PolicyReport
+from suanwang.sim.report.bounds import Bounds
 from suanwang.sim.report.data import hub_groups, main_report, metric, time_labels
-from suanwang.sim.report.style import BOUND_COLOR, TEMPLATE, figure, policy_colors
+from suanwang.sim.report.style import (
+    BOUND_COLOR,
+    LOOSE_BOUND_COLOR,
+    TEMPLATE,
+    figure,
+    policy_colors,
+)
 from suanwang.sim.report.text import esc, pct, rgba, sig
 
 
-def cost_carbon_fig(reports: Sequence[PolicyReport], bound: Bound | None) -> go.Figure:
+def cost_carbon_fig(reports: Sequence[PolicyReport], bounds: Bounds) -> go.Figure:
+    """Cost (energy + transfer) and carbon bars per policy, and a line per bound computed: the
+    tightest dashed and dark, the other dotted and grey; the higher line labelled above it."""
     names = [r.name for r in reports]
     fig = make_subplots(
         rows=1,
@@ -70,18 +78,23 @@ def cost_carbon_fig(reports: Sequence[PolicyReport], bound: Bound | None) -> go.
         row=1,
         col=2,
     )
-    if bound is not None:
-        for col, value in ((1, bound.cost_cny), (2, bound.carbon_t)):
+    for col, key in ((1, "cost_cny"), (2, "carbon_t")):
+        values = [float(getattr(shown.bound, key)) for shown in bounds.shown]
+        for i, (shown, value) in enumerate(zip(bounds.shown, values, strict=True)):
+            color = BOUND_COLOR if i == 0 else LOOSE_BOUND_COLOR
+            highest = value == max(values)  # labels away from each other
             fig.add_hline(
                 y=value,
-                line={"color": BOUND_COLOR, "dash": "dash", "width": 2},
-                annotation_text=f"bound {sig(value)}",
-                annotation_position="top right",
+                line={"color": color, "dash": "dash" if i == 0 else "dot", "width": 2},
+                annotation_text=f"{shown.label} {sig(value)}",
+                annotation_position="top right" if highest else "bottom right",
+                annotation_font_color=color,
+                annotation_bgcolor="rgba(255,255,255,0.85)",
                 row=1,
                 col=col,
             )
-    top_cost = max([*total[np.isfinite(total)], bound.cost_cny if bound else 0.0, 0.0])
-    top_carbon = max([*carbon[np.isfinite(carbon)], bound.carbon_t if bound else 0.0, 0.0])
+    top_cost = max([*total[np.isfinite(total)], *(s.bound.cost_cny for s in bounds.shown), 0.0])
+    top_carbon = max([*carbon[np.isfinite(carbon)], *(s.bound.carbon_t for s in bounds.shown), 0.0])
     fig.update_yaxes(range=[0, 1.15 * top_cost or 1.0], row=1, col=1)
     fig.update_yaxes(range=[0, 1.15 * top_carbon or 1.0], row=1, col=2)
     fig.update_layout(legend={"orientation": "h", "y": -0.12})

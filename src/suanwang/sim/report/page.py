@@ -11,6 +11,7 @@ from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.bound import Bound
 from suanwang.sim.metrics import PolicyReport
+from suanwang.sim.report.bounds import lines_note, shown_bounds
 from suanwang.sim.report.centers import map_fig, signal_fig
 from suanwang.sim.report.charts import cost_carbon_fig, green_fig, sankey_fig, utilization_fig
 from suanwang.sim.report.data import CHINA_TZ, SIGNAL_DAYS, center_cards, main_report, window_hours
@@ -41,9 +42,17 @@ def write_report(
     bound: Bound | None,
     arrival_days: float,
     title: str = "suanwang simulation report",
+    tight: Bound | None = None,
+    tight_error: str | None = None,
 ) -> Path:
-    """Write the simulation report as one self-contained HTML file and return its path."""
+    """Write the simulation report as one self-contained HTML file and return its path.
+
+    ``bound`` is the relaxed offline bound, ``tight`` the non-preemptive one and
+    ``tight_error`` why that one was asked for and not solved (each None when not computed):
+    the report shows each bound computed and compares costs against the tightest."""
     path = Path(path)
+    bounds = shown_bounds(bound, tight, tight_error)
+    top = bounds.tightest
     render = Renderer()
     main = main_report(reports)
     hours = window_hours(signals, reports, arrival_days)
@@ -54,7 +63,7 @@ def write_report(
         n_jobs = int(sum(int(m.get(k, 0)) for k in ("completed", "rejected", "unfinished")))
         jobs_text = f"{n_jobs:,}"
     else:
-        jobs_text = f"{bound.jobs:,}" if bound is not None else "—"
+        jobs_text = f"{top.bound.jobs:,}" if top is not None else "—"
     cards = int(center_cards(net).sum())
     meta = [
         ("Scenario", scenario_name),
@@ -71,7 +80,7 @@ def write_report(
     ]
     body: dict[str, str] = {}
     body["summary"] = (
-        summary_html(reports, bound) if reports else '<p class="empty">No policy was run.</p>'
+        summary_html(reports, bounds) if reports else '<p class="empty">No policy was run.</p>'
     )
     body["summary"] += paid_html(reports)
     sharing = sharing_html(reports, signals, hours, render)  # governed runs only
@@ -82,8 +91,8 @@ def write_report(
         body[SHARING[0]] = sharing
     if reports:
         body["cost-carbon"] = (
-            '<p class="note">Cost is energy plus data transfer; the dashed line is the offline '
-            "bound.</p>" + render(cost_carbon_fig(reports, bound), "fig-cost-carbon")
+            f'<p class="note">Cost is energy plus data transfer; {esc(lines_note(bounds))}</p>'
+            + render(cost_carbon_fig(reports, bounds), "fig-cost-carbon")
         )
         body["green"] = (
             '<p class="note">Network-wide green share of facility energy per hour (gaps: no '

@@ -38,7 +38,8 @@ HUB_PALETTE = (
     "#7f7f7f",
 )
 NON_HUB_COLOR = "#9ca3af"
-BOUND_COLOR = "#111827"
+BOUND_COLOR = "#111827"  # the tightest bound; any other, lighter
+LOOSE_BOUND_COLOR = "#6b7280"
 FONT = (
     '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "PingFang SC", '
     '"Noto Sans CJK SC", "Microsoft YaHei", sans-serif'

@@ -1,24 +1,25 @@
-"""The summary tables: cost, energy and carbon (against the bound and ``nearest``), service
-quality, and what consumers paid under providers' offers."""
+"""The summary tables: cost, energy and carbon (against the tightest bound and ``nearest``, a row
+per bound computed), service quality, and what consumers paid under providers' offers."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from suanwang.scheduling.bound import Bound
 from suanwang.sim.metrics import COUNT_KEYS, PolicyReport
+from suanwang.sim.report.bounds import Bounds, bound_notes
 from suanwang.sim.report.data import metric
 from suanwang.sim.report.style import BASELINE_POLICY, policy_colors
 from suanwang.sim.report.text import duration, esc, integer, pct, sig, signed_pct
 
 
-def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
+def summary_html(reports: Sequence[PolicyReport], bounds: Bounds) -> str:
     colors = policy_colors(reports)
     names = [r.name for r in reports]
     base = reports[names.index(BASELINE_POLICY)] if BASELINE_POLICY in names else None
     base_cost = metric(base, "cost_cny") if base is not None else float("nan")
-    has_bound = bound is not None and bound.cost_cny > 0
+    top = bounds.tightest
+    against = top if top is not None and top.bound.cost_cny > 0 else None
     has_base = base is not None and base_cost > 0
 
     head = [
@@ -30,8 +31,8 @@ def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
         "Green share",
         "Carbon (t CO₂)",
     ]
-    if has_bound:
-        head.append("Cost / bound")
+    if against is not None:
+        head.append(f"Cost / {against.label}")
     if has_base:
         head.append("Cost vs nearest")
     costs = [metric(r, "cost_cny") for r in reports]
@@ -40,9 +41,8 @@ def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
 
     def cost_cells(cost: float) -> list[str]:
         cells = []
-        if has_bound:
-            assert bound is not None
-            cells.append(f"<td>{sig(cost / bound.cost_cny)}×</td>")
+        if against is not None:
+            cells.append(f"<td>{sig(cost / against.bound.cost_cny)}×</td>")
         if has_base:
             cells.append(f"<td>{signed_pct(cost / base_cost - 1.0)}</td>")
         return cells
@@ -62,9 +62,10 @@ def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
             *cost_cells(cost),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    if bound is not None:
+    for shown in bounds.shown:
+        bound = shown.bound
         cells = [
-            "<td>offline bound (LP)</td>",
+            f"<td>{esc(shown.label)}</td>",
             f"<td>{sig(bound.cost_cny)}</td>",
             f"<td>{sig(bound.energy_cost_cny)}</td>",
             f"<td>{sig(bound.transfer_cost_cny)}</td>",
@@ -105,16 +106,7 @@ def summary_html(reports: Sequence[PolicyReport], bound: Bound | None) -> str:
         srows.append("<tr>" + "".join(cells) + "</tr>")
     service = table(shead, srows)
 
-    notes = []
-    if bound is not None:
-        notes.append(
-            "The offline bound is an LP relaxation with perfect knowledge of the whole horizon "
-            f"({bound.bucket_h} h buckets, {bound.variables:,} variables, "
-            f"{bound.classes:,} job classes, {bound.jobs:,} jobs): no policy can run the same "
-            "jobs for less. Its carbon is indicative (it minimises cost, not carbon)."
-        )
-    else:
-        notes.append("No offline bound was computed for this run.")
+    notes = bound_notes(bounds)
     if has_base:
         notes.append("Cost vs nearest is the change against the nearest-center baseline.")
     notes.append(
