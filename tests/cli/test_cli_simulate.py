@@ -182,3 +182,15 @@ def test_a_tenants_file_shares_synthetic_jobs_among_its_tenants(invoke: Any) -> 
     named = {"nlp-lab", "vision-lab", "hpc-group", "acme-training", "acme-serving"}
     assert set(m["tenants"]) == named
     assert sum(t["share_of_usage"] for t in m["tenants"].values()) > 0.999
+
+
+def test_simulate_table_names_each_bound_by_its_kind(invoke: Any) -> None:
+    """The terminal table has a row per bound computed, named by its kind (as in the JSON)."""
+    args = ("simulate", "--jobs", "60", "--days", "0.5", "--policy", "nearest",
+            "--drain-days", "3", "--scenario", str(FIXTURES / "scenarios" / "tiny"))  # fmt: skip
+    code, out, _ = invoke(*args, "--tight-bound")
+    assert code == 0
+    assert "non-preemptive bound" in out and "relaxed bound" in out
+    code, out, _ = invoke(*args)
+    assert code == 0
+    assert "relaxed bound" in out and "non-preemptive" not in out

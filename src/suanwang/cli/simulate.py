@@ -315,10 +315,10 @@ def _print_table(doc: dict[str, Any]) -> None:
             f"{m['utilization']:.1%}",
             f"{m['decisions_per_s']:,.0f}",
         )
-    b = doc.get("bound")
-    if b:
+    bounds = [doc.get("bound"), doc.get("bound_relaxed")]
+    for b in [b for i, b in enumerate(bounds) if b and b not in bounds[:i]]:
         table.add_row(
-            "bound (LP)",
+            f"{b.get('kind', 'relaxed')} bound",
             f"{b['cost_cny']:,.0f}",
             f"{b['energy_kwh'] / 1000:,.1f}",
             "",
