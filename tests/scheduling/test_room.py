@@ -3,6 +3,8 @@ answer for every window, short or long, before the calendar's start or past its 
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,9 +40,24 @@ def test_fit_one_answers_as_the_state_does(
         h0 = data.draw(st.integers(0, hours - 1))
         state.book(pool, data.draw(st.integers(1, 64)), h0 * HOUR, (h0 + 5.5) * HOUR)
     pool = data.draw(st.integers(0, pools - 1))
-    units = data.draw(st.integers(1, int(china_net.pool_capacity[pool]) + 1))
+    cap = int(china_net.pool_capacity[pool])
+    # one run on the pool near the window, and units just under, at and over what is left
+    booked = data.draw(st.integers(1, cap - 1))
     t1_s = t0_s + length_h * HOUR
-    cap = china_net.pool_capacity.tolist()
-    assert fit_one(state.committed, cap, pool, units, t0_s, t1_s) == state.fits(
+    near_s = data.draw(
+        st.one_of(
+            st.floats(t0_s - 20 * HOUR, t0_s + 20 * HOUR, allow_nan=False),
+            # just past the window's last hour, or ending just before its first
+            st.sampled_from([math.ceil(t1_s / HOUR) * HOUR, (math.floor(t0_s / HOUR) - 1) * HOUR]),
+        )
+    )
+    state.book(pool, booked, near_s, near_s + data.draw(st.floats(0.0, 30 * HOUR)))
+    units = data.draw(
+        st.sampled_from([cap - booked - 1, cap - booked, cap - booked + 1, 1, cap + 1]).filter(
+            lambda u: u >= 1
+        )
+    )
+    capacity = china_net.pool_capacity.tolist()
+    assert fit_one(state.committed, capacity, pool, units, t0_s, t1_s) == state.fits(
         pool, units, t0_s, t1_s
     )
