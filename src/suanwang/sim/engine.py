@@ -87,20 +87,6 @@ class EventLog:
         self.to.append(to)
         self.pool.append(pool)
 
-    @classmethod
-    def of_rows(cls, rows: array[float]) -> EventLog:
-        """The log of ``rows``: each event's (job, at_s, from, to, pool) in turn, flat (a host
-        with millions of events writes one ``extend`` per event, or per two, not five
-        appends)."""
-        table = np.frombuffer(rows, dtype=np.float64).reshape(-1, 5)
-        log = cls.empty()
-        columns: tuple[array[int] | array[float], ...] = (
-            log.job, log.at_s, log.frm, log.to, log.pool,
-        )  # fmt: skip
-        for column, values in zip(columns, table.T, strict=True):
-            column.frombytes(values.astype(np.dtype(column.typecode)).tobytes())
-        return log
-
     def __len__(self) -> int:
         return len(self.job)
 
@@ -236,8 +222,8 @@ def simulate(
     decide_s = 0.0
     decisions = 0
     decision_s = [nan] * n
-    rows: array[float] = array("d")  # the event log, flat: EventLog.of_rows at the end
-    put = rows.extend
+    log = EventLog.empty()
+    event = log.add
     migrator = policy if isinstance(policy, Migrator) else None
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
@@ -255,7 +241,7 @@ def simulate(
                 free[p] -= u
                 backlog[p] -= u * runtime[j]
                 start[j] = now
-                put((j, now, SCHEDULED, RUNNING, p))
+                event(j, now, SCHEDULED, RUNNING, p)
                 if first_start[j] != first_start[j]:  # nan: first start
                     first_start[j] = now
                 running[j] = None
@@ -283,7 +269,8 @@ def simulate(
         for j, q, move_s, move_cny in migrator.migrations(jobs, view, state):
             p = pool[j]
             seg.append((j, p, start[j], now))
-            put((j, now, RUNNING, MIGRATING, p, j, now, MIGRATING, SCHEDULED, q))
+            event(j, now, RUNNING, MIGRATING, p)
+            event(j, now, MIGRATING, SCHEDULED, q)
             remaining[j] *= max(0.0, 1.0 - (now - start[j]) / runtime[j])
             del running[j]
             del movable[j]
@@ -319,18 +306,15 @@ def simulate(
             p = pool[j]
             if kind == FINISH:
                 end[j] = now
-                put((j, now, RUNNING, SUCCEEDED, p))
+                event(j, now, RUNNING, SUCCEEDED, p)
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
                 try_start(p, now)
             else:
-                release_now(j, p, now)
-
-    def release_now(j: int, p: int, now: float) -> None:
-        queues[p].append(j)
-        backlog[p] += units[j] * runtime[j]
-        try_start(p, now)
+                queues[p].append(j)
+                backlog[p] += units[j] * runtime[j]
+                try_start(p, now)
 
     if migrator is not None and n:
         seq += 1
@@ -351,8 +335,9 @@ def simulate(
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = infos[i - base]
+        event(i, t, NO_STATE, PENDING, -1)
         if info.pools.size == 0:
-            put((i, t, NO_STATE, PENDING, -1, i, t, PENDING, FAILED, -1))
+            event(i, t, PENDING, FAILED, -1)
             continue
         state.now_s = t
         t0 = perf()
@@ -363,27 +348,18 @@ def simulate(
         decisions += 1
         pos = placed.pos
         pool[i] = placed.pool
-        put((i, t, NO_STATE, PENDING, -1, i, t, PENDING, SCHEDULED, placed.pool))
+        event(i, t, PENDING, SCHEDULED, placed.pool)
         latency[i] = float(info.latency_ms[pos])
         transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
         runtime[i] = placed.runtime_s
         rel = placed.start_s
         release[i] = rel
         seq += 1
-        # released before anything else happens (before the next arrival and every event in
-        # the heap, within the horizon): the same as through the heap, without it
-        if (
-            rel <= (jobs[i + 1].submit_s if i + 1 < n else horizon)
-            and rel <= horizon
-            and (not events or rel < events[0][0])
-        ):
-            release_now(i, placed.pool, rel)
-        else:
-            heappush(events, (rel, seq, RELEASE, i, 0))
+        heappush(events, (rel, seq, RELEASE, i, 0))
     process_until(horizon)
     if progress is not None:
         progress(n)
     return Outcome.of_lists(
         pool, release, first_start, start, end, latency, transfer_cny, moves, seg,
-        decide_s, decisions, decision_s, horizon, EventLog.of_rows(rows),
+        decide_s, decisions, decision_s, horizon, log,
     )  # fmt: skip
