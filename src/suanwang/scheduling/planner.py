@@ -34,6 +34,7 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.scheduling.lookahead import Ready, costs, ready_grids
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
+from suanwang.scheduling.room import fit_one
 from suanwang.scheduling.state import (
     NO_MARKET,
     Candidates,
@@ -134,6 +135,8 @@ class SuanwangPolicy:
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
     _rows: dict[tuple[int, int], ClassRows] = field(default_factory=dict, init=False, repr=False)
     _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
+    _cap: list[int] = field(default_factory=list, init=False, repr=False)
+    _cap_key: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
@@ -312,67 +315,92 @@ class SuanwangPolicy:
             g.cost[:, 0][state.free[ready.pools] < units] = np.inf  # as grid() does
         elif full is None:
             g = self.grid(job, info, state, sel, prices)
-        else:  # rows picked (a copy: the search below marks the candidates it tried)
+        else:  # rows picked (a copy: the search marks the candidates it tried)
             offer = None if full.offer is None else full.offer[sel]
             g = Grid(sel, full.start_h[sel], full.runtime_h[sel], full.cost[sel], offer)
         cost = g.cost
         width = cost.shape[1]
+        pools = ready.pools if ready is not None else info.pools.take(sel)
+        committed, cap = state.committed, self._capacity(state)
         now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)
-        flat = cost.ravel()
-
-        def run(i: int, k: int) -> tuple[int, float, float]:
-            t0 = g.start_s(i, k)
-            return int(info.pools[sel[i]]), t0, t0 + float(g.runtime_h[i]) * HOUR
-
+        found = self._search(cost.ravel(), width, g, pools, units, state, cap)
+        if found is None:
+            return None
+        idx, value = found
+        i, k = divmod(idx, width)
+        t0 = g.start_s(i, k)
+        pool, t1 = int(pools[i]), t0 + float(g.runtime_h[i]) * HOUR
         eps, share = self.min_deferral_gain_cny, self.min_deferral_gain_share
-        # scarcity: work waited for room lately, so waiting is what the network is short of
-        # and a start now that fits wins over any deferral for price (docs/governance.md)
-        scarce = self.scarce(state)
+        gain, why = None, None
+        if k:
+            pool_of, start_h, runtime_h = pools.tolist(), g.start_h.tolist(), g.runtime_h.tolist()
+
+            def run(i: int, k: int) -> tuple[int, float, float]:
+                t0 = (start_h[i] + k) * HOUR  # as Grid.start_s
+                return pool_of[i], t0, t0 + runtime_h[i] * HOUR
+
+            # a deferral must gain: the cheapest start now that fits wins unless it costs
+            # more than the deferral by eps (starts now that cost less were tried before
+            # and did not fit). Only an explanation needs how much more: the gain.
+            limit = math.inf if explain else value + eps + share * value
+            # scarcity: work waited for room lately, so waiting is what the network is short
+            # of and a start now that fits wins over any deferral for price (docs/governance.md)
+            if self.scarce(state):
+                for now_j, j in sorted((c, j) for j, c in enumerate(now_cost)):
+                    now = run(j, 0) if now_j < math.inf else None
+                    if now is not None and fit_one(committed, cap, now[0], units, now[1], now[2]):
+                        i, k, value = j, 0, now_j
+                        pool, t0, t1 = now
+                        why = "cheapest center with room now (scarce: no deferral for price)"
+                        break
+            near = [] if not k else sorted(
+                (c, j) for j, c in enumerate(now_cost) if value <= c <= limit
+            )  # fmt: skip
+            for now_j, j in near:
+                if now_j == math.inf:
+                    break
+                now = run(j, 0)
+                if not fit_one(committed, cap, now[0], units, now[1], now[2]):
+                    continue
+                if now_j <= value + eps + share * value:
+                    i, k, value = j, 0, now_j
+                    pool, t0, t1 = now
+                else:
+                    gain = now_j - value
+                break
+        state.book(pool, units, t0, t1)
+        if k or why is None:
+            why = "cheapest planned slot" if k else "cheapest center with room now"
+        if g.offer is not None and g.offer[i, k] < 0:
+            why += " (below the posted price: an offer or the tenant's reservation)"
+        return Decision(int(sel[i]), t0, why, value, gain)
+
+    def _capacity(self, state: CapacityState) -> list[int]:
+        """Each pool's capacity as a list (cached per network): read per candidate."""
+        net = state.net
+        if self._cap_key is not net:
+            self._cap, self._cap_key = net.pool_capacity.tolist(), net
+        return self._cap
+
+    def _search(
+        self, flat: np.ndarray, width: int, g: Grid, pools: np.ndarray, units: int,
+        state: CapacityState, cap: list[int],
+    ) -> tuple[int, float] | None:  # fmt: skip
+        """The cheapest of the first ``candidates_checked`` candidates of ``flat`` (a grid's
+        costs, raveled; pool ``pools[i]`` in row ``i``; ties: the lower index) that fits the
+        calendar (:func:`~suanwang.scheduling.room.fit_one`): its index and cost, or None.
+        Marks the candidates it tried (inf in ``flat``)."""
+        start_h, runtime_h, committed = g.start_h, g.runtime_h, state.committed
         for _ in range(self.candidates_checked):
             idx = int(flat.argmin())
             value = float(flat[idx])
             if value == math.inf:
-                break
+                return None
             flat[idx] = math.inf  # not again
             i, k = divmod(idx, width)
-            pool, t0, t1 = run(i, k)
-            if not state.fits(pool, units, t0, t1):
-                continue
-            gain, why = None, None
-            if k:
-                # a deferral must gain: the cheapest start now that fits wins unless it costs
-                # more than the deferral by eps (starts now that cost less were tried before
-                # and did not fit). Only an explanation needs how much more: the gain.
-                limit = math.inf if explain else value + eps + share * value
-                if scarce:
-                    for now_j, j in sorted((c, j) for j, c in enumerate(now_cost)):
-                        now = run(j, 0) if now_j < math.inf else None
-                        if now is not None and state.fits(now[0], units, now[1], now[2]):
-                            i, k, value = j, 0, now_j
-                            pool, t0, t1 = now
-                            why = "cheapest center with room now (scarce: no deferral for price)"
-                            break
-                near = [] if not k else sorted(
-                    (c, j) for j, c in enumerate(now_cost) if value <= c <= limit
-                )  # fmt: skip
-                for now_j, j in near:
-                    if now_j == math.inf:
-                        break
-                    now = run(j, 0)
-                    if not state.fits(now[0], units, now[1], now[2]):
-                        continue
-                    if now_j <= value + eps + share * value:
-                        i, k, value = j, 0, now_j
-                        pool, t0, t1 = now
-                    else:
-                        gain = now_j - value
-                    break
-            state.book(pool, units, t0, t1)
-            if k or why is None:
-                why = "cheapest planned slot" if k else "cheapest center with room now"
-            if g.offer is not None and g.offer[i, k] < 0:
-                why += " (below the posted price: an offer or the tenant's reservation)"
-            return Decision(int(sel[i]), t0, why, value, gain)
+            t0 = (float(start_h[i]) + k) * HOUR  # as Grid.start_s
+            if fit_one(committed, cap, int(pools[i]), units, t0, t0 + float(runtime_h[i]) * HOUR):
+                return idx, value
         return None
 
     def scarce(self, state: CapacityState) -> bool:
