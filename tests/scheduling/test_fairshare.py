@@ -17,6 +17,7 @@ from suanwang.core.governance import Governance, Rules, TenantQuota, check, equa
 from suanwang.core.jobs import Job, JobKind, Priority
 from suanwang.scheduling.fairshare import (
     EPS,
+    OWED_SHARE,
     Claimant,
     Run,
     Shares,
@@ -105,6 +106,7 @@ def runs(draw: st.DrawFn, key: int = 0, pools: int = 3) -> Run:
         lost_scu=0.0 if ckpt else draw(st.sampled_from([0.0, 0.5, 3.0, 10.0])),
         standing_after=draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, math.inf])),
         protected=draw(st.booleans()),
+        owed_after=draw(st.booleans()),
     )
 
 
@@ -115,18 +117,20 @@ def run_lists(draw: st.DrawFn, pools: int = 3) -> list[Run]:
 
 
 claimants = st.builds(
-    lambda tenant, priority, entitled, standing, starved: Claimant(
+    lambda tenant, priority, entitled, standing, starved, owed: Claimant(
         tenant=tenant,
         priority=priority,
         cohort=COHORT_OF[tenant],
         entitled=entitled,
         standing_after=standing,
         starved=entitled and starved,
+        owed=entitled and owed,
     ),
     st.sampled_from(TENANTS),
     st.sampled_from(list(Priority)),
     st.booleans(),
     st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    st.booleans(),
     st.booleans(),
 )
 overdrawn = st.fixed_dictionaries({"x": st.sampled_from([0.0, 1.0]), "y": st.just(0.0)})
@@ -230,6 +234,21 @@ def test_a_tenant_does_not_borrow_its_own_unused_quota() -> None:
     shares.admit("a", Tier.NOMINAL, 1.0, "nvidia", None)
     assert shares.tiers("a", Priority.NORMAL, one).tolist() == [Tier.COHORT]
     assert shares.tiers("a", Priority.NORMAL, two).tolist() == [Tier.NETWORK]
+
+
+def test_a_tenant_is_owed_its_quota_below_ninety_percent_of_it_whatever_the_tier() -> None:
+    """Owed: running less than OWED_SHARE (90%) of its nominal quota, counting every tier
+    (what it runs, not what it was admitted as); ``less_scu_per_h``: as if a run stopped."""
+    assert OWED_SHARE == 0.9
+    shares = Shares(Governance(tenants={"a": TenantQuota("a", "x", 10.0)}))
+    assert shares.owed("a")
+    shares.admit("a", Tier.NOMINAL, 8.0, "nvidia", None)
+    assert shares.owed("a")
+    shares.admit("a", Tier.NETWORK, 1.0, "nvidia", None)  # 9 of 10: no longer owed
+    assert not shares.owed("a")
+    assert shares.owed("a", less_scu_per_h=0.5)
+    shares.release("a", Tier.NOMINAL, 8.0, "nvidia", None)
+    assert shares.owed("a")
 
 
 def test_caps_close_a_family_or_a_hub_whatever_the_tier() -> None:
@@ -365,12 +384,19 @@ def test_may_preempt_follows_the_rules(
     if run.priority is Priority.PREEMPTIBLE:
         assert ok, "a preemptible run yields to any other class, protected or not"
         return
-    if run.priority is Priority.URGENT or run.protected:
-        assert not ok, "urgent and protected runs yield only to urgent"
+    if run.priority is Priority.URGENT:
+        assert not ok, "urgent runs yield to nothing"
         return
+    # a claim owed its quota, of a tenant that would not be owed its own without the run
+    owed = claimant.owed and not run.owed_after
+    if run.protected and not (owed and run.standing_after > 1.0):
+        assert not ok, "protected runs yield only to urgent, and to a claim owed its quota"
+        return
+    # fair-share preemption: a claim that waited RESERVE_AFTER_S, or one owed its quota
+    eager = claimant.starved or owed
     if claimant.entitled:
         fair_share = (
-            claimant.starved
+            eager
             and run.standing_after > claimant.standing_after
             and (run.checkpointable or run.standing_after > 1.0)
         )
@@ -429,6 +455,19 @@ def test_may_preempt_examples() -> None:
     assert not may_preempt(starved, r(tier=Tier.NOMINAL, standing=0.8, ckpt=False), COHORT_OF, no)
     assert may_preempt(starved, r(tier=Tier.NOMINAL, standing=1.2, ckpt=False), COHORT_OF, no)
     assert not may_preempt(starved, r(tier=Tier.NOMINAL, protected=True), COHORT_OF, no)
+    # a claim owed its quota does so at once, of tenants not owed theirs without the run
+    owed = Claimant("a", Priority.NORMAL, "x", True, 0.5, owed=True)
+    kept = replace(r(tier=Tier.NOMINAL, standing=0.8), owed_after=False)
+    assert may_preempt(owed, kept, COHORT_OF, no)
+    assert not may_preempt(owed, replace(kept, owed_after=True), COHORT_OF, no)
+    assert not may_preempt(owed, replace(kept, standing_after=0.5), COHORT_OF, no)
+    # a protected run yields only to it (not to a starved claim), and only if its tenant is
+    # over its due without it
+    over_due = replace(kept, protected=True, standing_after=2.0)
+    assert may_preempt(owed, over_due, COHORT_OF, no)
+    assert not may_preempt(owed, replace(over_due, owed_after=True), COHORT_OF, no)
+    assert not may_preempt(owed, replace(kept, protected=True), COHORT_OF, no)
+    assert not may_preempt(starved, replace(over_due, owed_after=False), COHORT_OF, no)
     assert not may_preempt(starved, r(tenant="a", tier=Tier.NOMINAL), COHORT_OF, no)
     free_rider = c(entitled=False, standing=1.0)
     assert may_preempt(free_rider, r(standing=1.5), COHORT_OF, no)

@@ -31,6 +31,7 @@ from suanwang.scheduling.fairshare import Tier
 from suanwang.scheduling.policies import FirstFit
 from suanwang.scheduling.queue import RESERVE_AFTER_S
 from suanwang.scheduling.state import Decision
+from suanwang.sim.fairness import quota_asks
 from suanwang.sim.governed import GovernedOutcome, capacity_scu_per_h, simulate_governed
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs, tenant_names
 
@@ -593,11 +594,11 @@ def test_a_claim_reclaims_a_checkpointable_run_of_a_tenant_over_its_quota_whatev
 def test_a_non_checkpointable_run_in_its_tenants_quota_is_reclaimed_only_from_a_tenant_over_its_due(
     tiny: Scenario, over_due: bool
 ) -> None:
-    """As above but b's runs cannot checkpoint: a run admitted in b's quota is not taken at
-    once (its work would be lost). b uses more than twice its quota (the H800 run), so once
-    a's claim has waited RESERVE_AFTER_S it takes one (fair-share preemption: b stands over
-    its due even without it). Without the H800 run b stands under its due: a waits for an
-    A100 to come free."""
+    """As above but b's runs cannot checkpoint: a run admitted in b's quota is not taken as
+    borrowed (its work would be lost). b uses more than twice its quota (the H800 run), so a,
+    owed its quota (it runs nothing), takes one at once (fair-share preemption: b stands over
+    its due even without it and still runs more than 90% of its quota). Without the H800 run
+    b stands under its due: a waits for an A100 to come free."""
     sc = a100s_and_h800s(tiny, h800s=1)
     net = Network(sc)
     sig = build_signals(sc, START, HOURS, seed=1)
@@ -617,8 +618,8 @@ def test_a_non_checkpointable_run_in_its_tenants_quota_is_reclaimed_only_from_a_
         return
     (p,) = g.preemptions
     assert p.by == a and p.job in (0, 1) and p.lost_scu > 0.0
-    # not at once: only once a's claim has waited RESERVE_AFTER_S
-    assert RESERVE_AFTER_S <= p.at_s - jobs[a].submit_s <= RESERVE_AFTER_S + ROUND
+    # at once: a is owed its quota and b keeps more than 90% of its own without the run
+    assert p.at_s - jobs[a].submit_s <= ROUND
     assert g.outcome.first_start_s[a] == p.at_s
 
 
@@ -704,7 +705,8 @@ def test_a_starved_claim_takes_a_run_in_the_quota_of_a_tenant_standing_higher(
     high for a while), then runs a 2-card job in its quota on the one pool a's 2-card job
     may use (coast-ai, 0.5 ms). Once a's claim has waited RESERVE_AFTER_S it preempts b's
     run if b stands higher than a would after running and the run checkpoints (no work
-    lost); a non-checkpointable run is left (b is not over its due without it), and so is
+    lost): not at once, though a is owed its quota, since b would be owed its own without
+    the run; a non-checkpointable run is left (b is not over its due without it), and so is
     b's run when b's past usage weighs little (a half-life of a day: b stands lower)."""
     near = {"cards": 2, "latency_ms": 0.5, "checkpointable": ckpt}
     jobs = [
@@ -796,3 +798,45 @@ def test_the_queue_tells_the_planner_when_work_last_waited_for_room(
     assert t0 == ROUND and first == [-np.inf, -np.inf] and second == first  # nobody waited yet
     assert t2 == pytest.approx(H + ROUND)  # the first run ends at H + ROUND
     assert third == [t2 - ROUND, t2 - ROUND]  # it waited in every round until the one before
+
+
+def test_a_claim_that_gave_up_preempting_for_a_slow_pool_taken_since_preempts_in_the_round(
+    tiny: Scenario,
+) -> None:
+    """One H20, one A100, one H800. c's run holds the H800 (in its quota), b's the A100 beyond
+    its quota (network-borrowed). a's FP16 job (a claim) could start on the free H20, where it
+    runs at 0.15 of its best, so it does not preempt in the first pass and waits for the
+    round's last one; meanwhile d's render, fast on the H20, takes it. In the last pass a's
+    claim preempts b's borrowed run on the A100: a asked and got its quota in the same round
+    (it used to wait a round more, with no pool left to start on)."""
+    keep = {c.id: c for c in tiny.centers}
+    sc = dataclasses.replace(
+        tiny,
+        centers=(
+            dataclasses.replace(keep["coast-ai"], inventory=(("h20", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-green"], inventory=(("a100", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 1),), cpu_cores=0),
+        ),
+    )
+    net = Network(sc)
+    h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
+    sig = build_signals(sc, START, HOURS, seed=1)
+    cuda = {"accelerator": "any", "stacks": frozenset({"cuda"})}
+    jobs = [
+        _job(0, "c", 0.0, work_scu=30.0, accelerator="h800"),
+        _job(1, "b", 0.0, work_scu=8.0, checkpointable=True),  # the A100, beyond b's quota
+        _job(2, "a", 70.0, work_scu=1.0, **cuda),  # FP16 training: slow on the H20
+        _job(3, "d", 80.0, work_scu=1.0, kind=JobKind.RENDER, **cuda),  # FP32: fast there
+    ]
+    gov = _gov(a=2.0, b=0.5, c=4.0, d=2.0)
+    g = simulate_governed(net, sig, jobs, FirstFit(), gov, round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    first = {r.job: r for r in reversed(spans(g))}
+    assert (first[0].pool, first[1].pool, first[1].tier) == (h800, a100, Tier.NETWORK)
+    assert (first[2].pool, first[3].pool) == (a100, h20)
+    (p,) = g.preemptions
+    assert (p.job, p.by, p.at_s, p.lost_scu) == (1, 2, 2 * ROUND, 0.0)
+    assert g.outcome.first_start_s[2] == g.outcome.first_start_s[3] == 2 * ROUND
+    asks = quota_asks(net, jobs, g)
+    (mine,) = np.flatnonzero(asks.tenant == g.tenants.index("a"))
+    assert (asks.at_s[mine], asks.met_s[mine]) == (70.0, 2 * ROUND - 70.0)

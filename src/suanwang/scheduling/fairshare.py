@@ -36,6 +36,10 @@ from suanwang.core.jobs import Priority
 
 #: quota arithmetic tolerance (SCU/h): rates are sums of floats
 EPS = 1e-9
+#: a tenant running less than this share of its nominal quota is **owed** it: its claims
+#: take runs for fair share at once from tenants that are not owed theirs (issue 14: 90% of
+#: its quota within one round of asking)
+OWED_SHARE = 0.9
 
 
 class Tier(IntEnum):
@@ -151,6 +155,12 @@ class Shares:
         u = self.use[tenant]
         return Tier.NETWORK if u.rate - rate >= u.quota.quota_scu_per_h - EPS else tier
 
+    def owed(self, tenant: str, less_scu_per_h: float = 0.0) -> bool:
+        """Whether the tenant runs less than :data:`OWED_SHARE` of its nominal quota now
+        (without ``less_scu_per_h`` of it)."""
+        u = self.use[tenant]
+        return u.rate - less_scu_per_h < OWED_SHARE * u.quota.quota_scu_per_h - EPS
+
     def capped(self, tenant: str, where: Where) -> NDArray[np.bool_]:
         """The candidate pools the tenant's family and hub caps leave room on."""
         u = self.use[tenant]
@@ -222,6 +232,7 @@ class Run:
     protected: bool = False  # preempted before and restarted less than protect_s ago
     rate: float = 0.0  # SCU/h it holds
     admitted: Tier | None = None  # the tier it was admitted in, if ``tier`` is another now
+    owed_after: bool = True  # its tenant would run under OWED_SHARE of its quota without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +240,9 @@ class Claimant:
     """A waiting job that wants room: its tenant, class and cohort; ``entitled``: it has a
     claim (``NOMINAL`` or ``COHORT`` tier, or it is ``urgent``); ``standing_after``: its
     tenant's standing once it runs; ``starved``: a claim that has waited past
-    ``RESERVE_AFTER_S`` (:mod:`.queue`), which may also preempt for fair share."""
+    ``RESERVE_AFTER_S`` (:mod:`.queue`), which may also preempt for fair share; ``owed``: a
+    claim of a tenant owed its quota (:meth:`Shares.owed`), which may do so at once, of
+    tenants that are not owed theirs even without the run."""
 
     tenant: str
     priority: Priority
@@ -237,6 +250,7 @@ class Claimant:
     entitled: bool
     standing_after: float
     starved: bool = False
+    owed: bool = False
 
 
 def victim_order(run: Run) -> tuple[int, int, float, int, float, int]:
@@ -262,7 +276,10 @@ def may_preempt(
 
     * ``urgent`` preempts any lower class, whatever its tier;
     * a ``preemptible`` run yields to any other class; an ``urgent`` run only to nothing;
-    * a run preempted recently (protected) yields only to ``urgent``;
+    * a run preempted recently (protected) yields only to ``urgent``, and to a claim of a
+      tenant owed its quota when the run's tenant is over its due (standing above 1) and
+      not owed its own quota even without the run: protection keeps what a tenant is due
+      from churning, not what it holds beyond that from a tenant short of its quota;
     * a claim (within the nominal quota, or the cohort's lending) reclaims runs on
       network-borrowed capacity, and cohort-borrowed runs in its own cohort when the cohort
       is overdrawn (a lender took its quota back);
@@ -270,7 +287,9 @@ def may_preempt(
       nothing above may take, as a large gang on the few pools of its stack) also takes runs
       of tenants that stand higher than it would after running, whatever their tier:
       checkpointable ones (no work lost), and others only of a tenant over its due (standing
-      above 1 even without the run) (fair-share preemption);
+      above 1 even without the run) (fair-share preemption); a claim of a tenant owed its
+      quota (running less than :data:`OWED_SHARE` of it) does so at once, of tenants that
+      would not be owed theirs without the run (so no tenant's promise is broken for it);
     * without a claim, a job reclaims network-borrowed capacity only from a tenant that stands
       higher than it would, and only checkpointable runs (fair share among borrowers without
       losing work).
@@ -283,13 +302,17 @@ def may_preempt(
         return True
     if run.priority is Priority.PREEMPTIBLE or run.tier is Tier.IDLE:
         return c.priority is not Priority.PREEMPTIBLE
-    if run.priority is Priority.URGENT or run.protected or c.priority is Priority.PREEMPTIBLE:
+    if run.priority is Priority.URGENT or c.priority is Priority.PREEMPTIBLE:
         return False
+    owed = c.owed and not run.owed_after  # c is short of 90% of its quota; run's tenant not
+    if run.protected and not (owed and run.standing_after > 1.0):
+        return False
+    fair_share = c.starved or owed
     if c.entitled:
         if run.tier is Tier.NETWORK:
             return True
         if (
-            c.starved
+            fair_share
             and run.standing_after > c.standing_after
             and (run.checkpointable or run.standing_after > 1.0)
         ):

@@ -24,7 +24,8 @@ waiting for a chip it is fast on. Pools where a job runs at less than :data:`GOO
 speed are offered to it only in a last pass of the round (no preemption there), once every
 job has had its turn at the pools it is fast on: a free H20 goes to the render that runs 2.26
 SCU/h on it before the FP16 training that runs 0.47 (comparative advantage); a job that may
-start on such a pool does not preempt for a faster one.
+start on such a pool does not preempt for a faster one (a claim whose slow pool was taken
+by the last pass preempts then, on its good pools where the claim holds).
 
 Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
 (:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
@@ -202,9 +203,12 @@ class PlatformQueue:
                 if item.job.priority_class is Priority.URGENT:
                     claim = tier_of >= 0
                 open_ = self._open_to(item) & self._fits(now, item)
-                may_stop = 0 if last else budget
+                good = item.info.speed >= GOOD * float(item.info.speed.max())
+                # the last pass: no preemption, but for a claim that gave it up in the first
+                # for a slow pool with room, taken since
+                retry = last and fair and bool(claim.any())
+                may_stop = budget if not last or retry else 0
                 if not last:  # slow pools wait for the last pass
-                    good = item.info.speed >= GOOD * float(item.info.speed.max())
                     room = host.free[item.info.pools] >= item.job.demand_units
                     if (open_ & ~good & (tier_of >= 0) & room).any():
                         may_stop = 0  # it will start there: no need to preempt
@@ -218,6 +222,8 @@ class PlatformQueue:
                 start_on = usable
                 if fair and not second and claim.any():
                     start_on = (tier_of >= 0) & open_
+                if retry:  # it preempts where its claim holds, on pools it is fast on
+                    start_on, usable = (tier_of >= 0) & open_, claim & open_ & good
                 self._victims_of = set()
                 admitted, stopped = self._start(
                     now,
@@ -226,7 +232,7 @@ class PlatformQueue:
                     tier_of,
                     (start_on, usable),
                     may_stop,
-                    not second,
+                    not second or retry,
                 )
                 budget -= stopped
                 if admitted is not None:
@@ -344,6 +350,7 @@ class PlatformQueue:
             entitled=entitled,
             standing_after=shares.standing(tenant, float(item.where.rate[usable].min())),
             starved=entitled and now - job.submit_s >= RESERVE_AFTER_S,
+            owed=entitled and shares.owed(tenant),
         )
         pools = {int(p) for p in item.info.pools[usable]}
         over = {claimant.cohort: shares.overdrawn(claimant.cohort)}
@@ -355,6 +362,7 @@ class PlatformQueue:
                     standing_after=shares.standing(r.tenant, -r.rate),
                     tier=shares.tier_now(r.tenant, r.tier, r.rate) if r.checkpointable else r.tier,
                     admitted=r.tier,
+                    owed_after=shares.owed(r.tenant, r.rate),
                 )
                 for r in host.runs_on(pools, now)
             )

@@ -13,8 +13,9 @@ Definitions (docs/governance.md, "Measuring fairness"):
   tenant in any hour: 0.9 means no tenant that wanted more got less than 90% of its quota;
 * an **ask** (:func:`quota_asks`, round level) is a job of a tenant becoming pending (any class
   but ``preemptible``; submitted, preempted or back from a deferral for price) while the
-  tenant holds less than :data:`ASK_SHARE` (90%) of its quota; it is **met** at the first
-  moment the tenant holds ``min(90% of its quota, its demand)``, where it holds the SCU/h of
+  tenant holds less than :data:`~suanwang.scheduling.fairshare.OWED_SHARE` (90%) of its
+  quota (it is owed it: its claims preempt for fair share at once); it is **met** at the
+  first moment the tenant holds ``min(90% of its quota, its demand)``, where it holds the SCU/h of
   its jobs placed and not ended (units x the chip's speed) and its demand is that plus its
   pending jobs (not those deferred for price) at their best speed. ``asks_met_within_round``
   is the share of asks met within one round (``round_len_s``) of asking.
@@ -36,6 +37,7 @@ from numpy.typing import NDArray
 from suanwang.core.jobs import Job, Priority
 from suanwang.core.lifecycle import STATE_CODE, JobState, run_events
 from suanwang.core.network import PRECISION_INDEX, Network
+from suanwang.scheduling.fairshare import OWED_SHARE
 from suanwang.sim.governed import GovernedOutcome
 from suanwang.sim.metrics import busy_by_hour
 
@@ -69,10 +71,6 @@ def backlogged_hours(g: GovernedOutcome, hours: int) -> NDArray[np.bool_]:
         if rows.shape[0]:
             out[:, h] = rows.all(axis=0)
     return out
-
-
-#: an ask is met when its tenant holds this share of its nominal quota (or all it wants)
-ASK_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ def quota_asks(
             else:
                 holds[k] -= rate_of.pop((j, hold), 0.0)
         for k in sorted(touched):
-            owed = ASK_SHARE * quota[k]
+            owed = OWED_SHARE * quota[k]  # an ask is met at this share (or all it wants)
             if k in asked and k not in open_ and t < until_s and holds[k] < owed - 1e-9:
                 open_[k] = t
             if k in open_ and holds[k] >= min(owed, holds[k] + wants[k]) - 1e-9:
