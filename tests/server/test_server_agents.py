@@ -122,10 +122,10 @@ def test_unknown_refs_are_lost_and_a_silent_agent_is_unreachable(
     assert agent.poll(["agent:qingyang/x"])["agent:qingyang/x"].state is JobState.LOST
     clock = agent.clock
     assert isinstance(clock, Clock)
-    clock.at = NOW + timedelta(seconds=6)  # three periods of 2 s: not yet silent
+    clock.at = NOW + timedelta(seconds=10)  # three periods of 2 s, but 10 s at least
     agent.capacity()
-    clock.at = NOW + timedelta(seconds=7)
-    with pytest.raises(ExecutorError, match="silent for 7 s: the center is unreachable"):
+    clock.at = NOW + timedelta(seconds=11)
+    with pytest.raises(ExecutorError, match="silent for 11 s: the center is unreachable"):
         agent.poll(["agent:qingyang/x"])
     with pytest.raises(ExecutorError, match="silent"):
         agent.capacity()

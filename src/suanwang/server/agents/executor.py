@@ -54,8 +54,11 @@ log = logging.getLogger("suanwang.agents")
 
 #: An agent is silent once it has not synced for this many of its sync periods ...
 SILENT_PERIODS = 3
-#: ... and never sooner than this many seconds.
-MIN_SILENT_S = 3.0
+#: ... and never sooner than this many seconds (as a member's heartbeat goes stale): an
+#: agent's round is its executor's poll and its sync, and on a busy host or with a slow
+#: slurmrestd that takes seconds. At 3 s, agents of 0.5 s on a loaded machine were found
+#: silent every few rounds, their centers unreachable and jobs sent away (bench_e2e.py).
+MIN_SILENT_S = 10.0
 #: Seconds the control plane adds to an agent's lease before giving its runs up (default).
 DEFAULT_GRACE_S = 10.0
 
