@@ -1,7 +1,7 @@
 """End to end through the replicated control plane (issue 16): submission to ``running``.
 
 Run: .venv/bin/python benchmarks/bench_e2e.py [--workers 1 2 4] [--replicas 2] [--rate 100]
-         [--seconds 30] [--job-s 2] [--cpus 256] [--agents] [--chaos] [--kill-every 10]
+         [--seconds 30] [--job-s 2] [--cpus 256] [--agents] [--slurm N] [--chaos] [--kill-every 10]
          [--restart-after 3] [--seed 1] [--src DIR] [--keep]
 
 For each worker count, on a fresh schema of database ``test`` at 127.0.0.1:5432: ``--replicas``
@@ -10,6 +10,10 @@ API replicas (``suanwang serve --no-services``; the first migrates) and the work
 centers as local executors of ``--cpus`` CPUs each (jobs in the sandbox, as by default; the
 three with a CPU pool take 3 x 256 jobs at once by default). With ``--agents`` each center is
 served by a ``suanwang agent`` process that runs the jobs, connected to a replica (lease 30 s).
+With ``--slurm N`` the first N centers (N <= 3: those with CPUs) are the only ones, each with an
+agent whose executor is a Slurm cluster of the testbed (``suanwang testbed``: slurmctld, slurmd
+and slurmrestd on this machine, one node of 256 CPUs; jobs run as the tenant's account
+``sw-bench``), started under the run's directory and stopped after it.
 A load generator
 offers ``--rate`` one-CPU jobs a second for ``--seconds``, round robin over the replicas, each
 with an ``Idempotency-Key`` (a submission that fails on a dead replica is sent again, with the
@@ -52,7 +56,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +66,8 @@ import httpx
 
 from bench_cluster import PG, TINY, Platform
 from bench_http import fresh_database
+from suanwang.scenarios.loader import load_scenario
+from suanwang.testbed import slurm
 
 CENTERS = ("coast-ai", "coast-hpc", "desert-ai", "desert-green")
 AGENT_LEASE_S = 30.0  # an agent center's lease (--agents)
@@ -70,7 +76,8 @@ QUEUED = "no planned room"  # the reason of a placement queued at a full center
 
 
 class Cluster(Platform):
-    """``replicas`` API replicas and workers; each process can be killed and started again."""
+    """``replicas`` API replicas and workers; each process can be killed and started again.
+    ``on_slurm``: that many centers, each an agent driving a Slurm cluster of the testbed."""
 
     def __init__(
         self,
@@ -81,18 +88,27 @@ class Cluster(Platform):
         cpus: int,
         agents: bool,
         src: str | None = None,
+        on_slurm: int = 0,
     ) -> None:
         super().__init__(url, src, ["--max-defer-h", "0"], root)
         self.cpus = cpus
         self.config = root / "platform.yaml"
+        self.centers = CENTERS[:on_slurm] if on_slurm else CENTERS
         local = {"type": "local", "cpus": cpus, "cards": 0}
+        executors = dict.fromkeys(self.centers, local)
+        self.testbed: Any = None
+        if on_slurm:
+            agents = True
+            self.testbed, executors = _testbed(root, self.centers)
+            self.cpus = slurm.NODE_CPUS
         entry = {"type": "agent", "lease_s": AGENT_LEASE_S} if agents else local
-        centers = [{"center_id": c, "executor": entry} for c in CENTERS]
+        centers = [{"center_id": c, "executor": entry} for c in self.centers]
         self.config.write_text(json.dumps({"scenario": TINY, "centers": centers}))
-        self.agents: list[Any] = [None] * (len(CENTERS) if agents else 0)
-        for center in CENTERS if agents else ():
+        self.agents: list[Any] = [None] * (len(self.centers) if agents else 0)
+        for center in self.centers if agents else ():
+            work = str(root / "agents" / center)
             (root / f"agent-{center}.yaml").write_text(
-                json.dumps({"executor": local, "work_dir": str(root / "agents" / center)})
+                json.dumps({"executor": executors[center], "work_dir": work})
             )
         self.ports = [self.port + i for i in range(replicas)]
         self.replicas: list[Any] = [None] * replicas
@@ -112,7 +128,7 @@ class Cluster(Platform):
         for i in range(len(self.workers)):
             self.start_worker(i)
         for i in range(len(self.agents)):
-            center = CENTERS[i]
+            center = self.centers[i]
             made = subprocess.run(
                 [sys.executable, "-m", "suanwang.cli", "agent", "token", "create", "--center",
                  center, "--db", self.url, "--scenario", TINY, "--json"], env=self.env,
@@ -122,8 +138,13 @@ class Cluster(Platform):
             self.start_agent(i)
         return key
 
+    def stop(self) -> None:
+        super().stop()
+        if self.testbed is not None:
+            slurm.down(self.testbed)
+
     def start_agent(self, i: int) -> None:
-        center = CENTERS[i]
+        center = self.centers[i]
         self.agents[i] = self.run("agent", "--center", center, "--url",
                                   f"http://127.0.0.1:{self.ports[i % len(self.ports)]}",
                                   "--token-file", str(self.root / f"agent-{center}.token"),
@@ -134,6 +155,19 @@ class Cluster(Platform):
         self.workers[i] = self.run("worker", "--db", self.url, "--config", str(self.config),
                                    "--executors-dir", str(self.root / "centers"),
                                    *self.worker_args)  # fmt: skip
+
+
+def _testbed(root: Path, centers: tuple[str, ...]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A Slurm cluster of the testbed for each of ``centers`` (under ``root``, with an account
+    for the tenant ``bench``) and each one's executor entry for its agent."""
+    root.chmod(0o711)  # jobs run as the tenant's account: it must pass through
+    inventory = {c.id: dict(c.inventory) for c in load_scenario(TINY).centers}
+    tb = slurm.up(root / "testbed", inventory, list(centers), tenants=["bench"])
+    entries = {c.center_id: {"type": "slurm", "url": c.url, "token_file": c.token_file,
+                             "user": tb.user, "partition": slurm.PARTITION,
+                             "output_dir": c.jobs_dir, "accounts": dict(tb.accounts),
+                             "account_tokens": c.tokens_dir} for c in tb.clusters}  # fmt: skip
+    return tb, entries
 
 
 def _job(i: int, job_s: float) -> dict[str, Any]:
@@ -149,12 +183,17 @@ async def offer(
     """Submit ``rate`` jobs a second for ``seconds``; returns (idempotency key -> job id of the
     acknowledged, submissions retried, when the load began as epoch seconds)."""
     headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # a connection of its own for each request (none left half-closed by a replica killed)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=headers,
                                  timeout=10, limits=limits) for p in ports]  # fmt: skip
     acked: dict[str, str] = {}
     retried = 0
     total = int(rate * seconds)
+    # submissions in flight at most: when the replicas fall behind (or one is killed), the
+    # jobs due wait here; thousands of requests waiting inside the clients' pools made each
+    # pool's bookkeeping take the whole process (no submission went out any more)
+    in_flight = asyncio.Semaphore(64)
 
     async def one(i: int) -> None:
         nonlocal retried
@@ -162,9 +201,10 @@ async def offer(
         for attempt in range(60):
             client = clients[(i + attempt) % len(clients)]
             try:
-                r = await client.post("/v1/jobs", json=_job(i, job_s),
-                                      headers={"Idempotency-Key": idem})  # fmt: skip
-            except httpx.HTTPError:
+                async with in_flight:
+                    r = await asyncio.wait_for(client.post("/v1/jobs", json=_job(i, job_s),
+                                               headers={"Idempotency-Key": idem}), 15)  # fmt: skip
+            except (httpx.HTTPError, TimeoutError):
                 r = None
             if r is not None and r.status_code in (200, 201):
                 acked[idem] = r.json()["id"]
@@ -246,6 +286,7 @@ def measure(c: Cluster, acked: dict[str, str], began: float, seconds: float) -> 
         "acknowledged": len(acked),
         "lost": len(set(ids) - set(jobs)),
         "not_succeeded": sum(1 for s, _ in jobs.values() if s != "succeeded"),
+        "not_succeeded_by_state": dict(Counter(s for s, _ in jobs.values() if s != "succeeded")),
         "runs_read": sum(len(rs) for rs in runs.values()),
         "ran_twice": twice,
         "peak_cpus_placed_with_room": peak,
@@ -275,9 +316,12 @@ def _runs(root: Path, ids: list[str]) -> dict[str, list[tuple[str, float, float 
     center, start and end (None: it did not end)."""
     out: dict[str, list[tuple[str, float, float | None]]] = defaultdict(list)
     wanted = set(ids)
-    for ran in root.glob("**/work/ran"):
-        job_id = next((j for j in wanted if ran.parent.parent.name.startswith(j)), None)
-        if job_id is None:
+    for ran in root.glob("**/ran"):
+        # a local run's directory is named by its job (and attempt), a Slurm run's sw-<job>...;
+        # a job in a sandbox writes in the run's work/, one not contained (Slurm) in the run's
+        run = ran.parent.parent if ran.parent.name == "work" else ran.parent
+        job_id = run.name.removeprefix("sw-")[:36]
+        if job_id not in wanted:
             continue
         start = end = None
         for line in ran.read_text().splitlines():
@@ -286,8 +330,9 @@ def _runs(root: Path, ids: list[str]) -> dict[str, list[tuple[str, float, float 
                 start = float(at)
             elif kind == "end":
                 end = float(at)
-        if start is not None:
-            out[job_id].append((ran.parents[2].name, start, end))
+        if start is not None:  # .../<center>/<run>/ or .../<center>/jobs/<run>/ (Slurm)
+            center = run.parent if run.parent.name != "jobs" else run.parent.parent
+            out[job_id].append((center.name, start, end))
     return out
 
 
@@ -301,13 +346,24 @@ def _twice(runs: list[tuple[float, float | None]]) -> bool:
 
 def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
           stop: threading.Event, log: list[dict[str, Any]]) -> None:  # fmt: skip
-    """Kill a random replica or worker every ``every`` s; start it again later."""
+    """Kill a random replica, worker or agent every ``every`` s (one that is up: not one
+    still being started again); start it again ``restart_after`` s later, from a thread of
+    its own (a replica takes long to start on a busy machine: the kills keep their pace)."""
+    procs = {"replica": c.replicas, "worker": c.workers, "agent": c.agents}
+    starts = {"replica": c.replica, "worker": c.start_worker, "agent": c.start_agent}
+    down: set[tuple[str, int]] = set()
+    restarts: list[threading.Thread] = []
+
+    def restart(kind: str, i: int, pid: int, t0: float) -> None:
+        time.sleep(max(0.0, restart_after - (time.monotonic() - t0)))
+        c.sql("DELETE FROM cluster_members WHERE pid = %s", pid)
+        starts[kind](i)
+        down.discard((kind, i))
+
     while not stop.wait(every):
-        kinds = [("replica", i) for i in range(len(c.replicas))] + [
-            ("worker", i) for i in range(len(c.workers))] + [
-            ("agent", i) for i in range(len(c.agents))]  # fmt: skip
-        kind, i = rng.choice(kinds)
-        proc = {"replica": c.replicas, "worker": c.workers, "agent": c.agents}[kind][i]
+        up = [(k, i) for k, ps in procs.items() for i in range(len(ps)) if (k, i) not in down]
+        kind, i = rng.choice(up)
+        proc = procs[kind][i]
         leader = c.sql("SELECT t.term, m.pid FROM leader_terms t JOIN cluster_members m "
                        "ON m.id = t.holder WHERE t.duty = 'placement'")  # fmt: skip
         was_leader = bool(leader) and int(leader[0][1]) == proc.pid
@@ -315,6 +371,9 @@ def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         t0 = time.monotonic()
+        down.add((kind, i))
+        restarts.append(threading.Thread(target=restart, args=(kind, i, proc.pid, t0)))
+        restarts[-1].start()
         entry: dict[str, Any] = {"killed": f"{kind} {i}", "leader": was_leader}
         if was_leader:
             while (got := c.sql("SELECT term FROM leader_terms WHERE duty = 'placement'")) and \
@@ -322,9 +381,9 @@ def chaos(c: Cluster, rng: random.Random, every: float, restart_after: float,
                 time.sleep(0.02)
             entry["takeover_s"] = round(time.monotonic() - t0, 2)
         log.append(entry)
-        time.sleep(max(0.0, restart_after - (time.monotonic() - t0)))
-        c.sql("DELETE FROM cluster_members WHERE pid = %s", proc.pid)
-        {"replica": c.replica, "worker": c.start_worker, "agent": c.start_agent}[kind](i)
+        print(json.dumps({"at": round(time.time(), 1), **entry}), flush=True)
+    for t in restarts:
+        t.join()
 
 
 def wait_final(c: Cluster, ids: list[str], timeout: float) -> None:
@@ -361,7 +420,12 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=256, help="CPUs of each center's executor")
     ap.add_argument("--keep", action="store_true", help="keep the database schema and files")
     ap.add_argument("--agents", action="store_true", help="each center served by an agent")
+    ap.add_argument("--slurm", type=int, default=0, metavar="N",
+                    help="N centers (1-3, those with CPUs), each an agent driving a Slurm "
+                    "cluster of the testbed (root, slurm-wlm, slurmrestd, munge)")  # fmt: skip
     ap.add_argument("--src", help="source tree to run the processes from (default: this one)")
+    ap.add_argument("--drain-s", type=float, help="how long to wait, after the load, for every "
+                    "acknowledged job to end (default: 300 s + --seconds)")  # fmt: skip
     args = ap.parse_args()
     # stopped with SIGTERM, stop the processes and drop the schema too (the finally blocks)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -369,7 +433,8 @@ def main() -> None:
         with fresh_database(PG, keep=args.keep) as url, _workdir(args.keep) as d:
             if args.keep:
                 print(json.dumps({"kept": {"db": url, "dir": d}}), flush=True)
-            c = Cluster(url, Path(d), args.replicas, workers, args.cpus, args.agents, args.src)
+            c = Cluster(url, Path(d), args.replicas, workers, args.cpus, args.agents, args.src,
+                        args.slurm)  # fmt: skip
             kills: list[dict[str, Any]] = []
             stop = threading.Event()
             try:
@@ -386,9 +451,11 @@ def main() -> None:
                 stop.set()
                 if args.chaos:
                     killer.join()
-                wait_final(c, list(acked.values()), timeout=300 + args.seconds)
+                drain = args.drain_s if args.drain_s is not None else 300 + args.seconds
+                wait_final(c, list(acked.values()), timeout=drain)
                 row = {"src": args.src or "this tree", "workers": workers,
-                       "replicas": args.replicas, "agents": args.agents,
+                       "replicas": args.replicas, "agents": args.agents or bool(args.slurm),
+                       "slurm": args.slurm,
                        "rate": args.rate,
                        "seconds": args.seconds, "chaos": args.chaos, "retried": retried,
                        **measure(c, acked, began, args.seconds)}  # fmt: skip

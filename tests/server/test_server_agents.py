@@ -100,6 +100,23 @@ def test_a_run_is_handed_over_once_started_by_the_agent_and_reported(
     assert agent.capacity().slots_cpus == 8
 
 
+def test_a_run_handed_over_before_the_agent_fell_silent_is_handed_over_again_as_itself(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    # a worker handed the run over, then died before its own transaction recorded it; the
+    # next worker hands it over again while the agent is silent (it may have run it already)
+    synced(sessions, [], every_s=1.0)
+    ref = hand_over(agent, sub())
+    clock = agent.clock
+    assert isinstance(clock, Clock)
+    clock.at = NOW + timedelta(seconds=60)
+    assert hand_over(agent, sub()) == ref  # the same run: not refused, not placed elsewhere
+    with pytest.raises(ExecutorError, match="silent for 60 s"):  # a new run is refused
+        agent.submit(sub(attempt=1))
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AgentRun)) == 1
+
+
 def test_resumed_runs_and_attempts_are_runs_of_their_own(
     agent: AgentExecutor, sessions: sessionmaker[Session]
 ) -> None:
@@ -122,10 +139,10 @@ def test_unknown_refs_are_lost_and_a_silent_agent_is_unreachable(
     assert agent.poll(["agent:qingyang/x"])["agent:qingyang/x"].state is JobState.LOST
     clock = agent.clock
     assert isinstance(clock, Clock)
-    clock.at = NOW + timedelta(seconds=6)  # three periods of 2 s: not yet silent
+    clock.at = NOW + timedelta(seconds=10)  # three periods of 2 s, but 10 s at least
     agent.capacity()
-    clock.at = NOW + timedelta(seconds=7)
-    with pytest.raises(ExecutorError, match="silent for 7 s: the center is unreachable"):
+    clock.at = NOW + timedelta(seconds=11)
+    with pytest.raises(ExecutorError, match="silent for 11 s: the center is unreachable"):
         agent.poll(["agent:qingyang/x"])
     with pytest.raises(ExecutorError, match="silent"):
         agent.capacity()

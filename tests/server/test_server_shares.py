@@ -38,6 +38,7 @@ class Worker:
     member: Member
     engine: Engine
     alive: bool = True
+    paused: bool = False  # alive, its connection too, but no rounds
 
     def round(self) -> frozenset[str]:
         """What the cluster loop does each heartbeat: refresh the shares, then beat."""
@@ -65,7 +66,7 @@ class Cluster:
         """``n`` heartbeats of every live worker, one after another (checking each step)."""
         for _ in range(n):
             for w in self.workers.values():
-                if w.alive:
+                if w.alive and not w.paused:
                     w.round()
                     self.check_disjoint()
             self.clock.now += timedelta(seconds=2)
@@ -81,11 +82,20 @@ class Cluster:
                 seen[c] = name
         # and the server agrees: one holder of each center's lock at most
         with next(iter(self.workers.values())).engine.connect() as conn:
+            # (this schema's centers only: other platforms may share the database)
             n = conn.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                     "AND classid::text::bigint = :ns"), {"ns": LOCK_NAMESPACE},
+                text("SELECT count(*) FROM pg_locks l, unnest(CAST(:cs AS text[])) AS c(id) "
+                     "WHERE l.locktype = 'advisory' AND l.granted "
+                     "AND l.classid::text::bigint = :ns AND l.objid::text::bigint = "
+                     "(hashtext(current_schema() || '/' || c.id)::bigint + 4294967296) "
+                     "% 4294967296"), {"ns": LOCK_NAMESPACE, "cs": list(CENTERS)},
             )  # fmt: skip
         assert n == len(seen)
+
+    def end_session(self, w: Worker) -> None:
+        """End ``w``'s lock connection on the server (``pg_terminate_backend``)."""
+        with next(iter(self.workers.values())).engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": w.shares.backend_pid})
 
     def close(self) -> None:
         for w in self.workers.values():
@@ -147,8 +157,7 @@ def test_a_dead_worker_frees_its_centers_and_the_next_in_rank_takes_them(
     lost = cluster.held()["b"]
     dead.alive = False
     assert dead.shares.backend_pid is not None
-    with next(iter(cluster.workers.values())).engine.connect() as conn:  # as when it dies:
-        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": dead.shares.backend_pid})
+    cluster.end_session(dead)  # as when it dies
     # until its heartbeat is stale the others leave its centers alone: nobody holds them
     cluster.rounds(1)
     held = cluster.held()
@@ -158,6 +167,44 @@ def test_a_dead_worker_frees_its_centers_and_the_next_in_rank_takes_them(
     held = cluster.held()
     assert held == expected({"a": CENTERS, "c": CENTERS})
     assert held["a"] | held["c"] == frozenset(CENTERS)
+
+
+def test_a_paused_worker_keeps_its_centers_until_its_connection_is_gone(
+    cluster: Cluster,
+) -> None:
+    for name in ("a", "b", "c"):
+        cluster.add(name)
+    cluster.rounds()
+    paused = cluster.workers["b"]
+    kept = cluster.held()["b"]
+    paused.paused = True  # no more rounds: its heartbeat goes stale, its connection lives
+    cluster.clock.now += timedelta(seconds=STALE_AFTER_S)
+    cluster.rounds(2)  # the others want its centers but their locks are not free
+    held = cluster.held()
+    assert not (held["a"] | held["c"]) & kept
+    assert held["b"] == kept
+    cluster.end_session(paused)  # its connection dies now
+    paused.alive = False
+    cluster.rounds(1)
+    assert cluster.held()["a"] | cluster.held()["c"] == frozenset(CENTERS)
+
+
+def test_a_worker_whose_lock_connection_died_holds_nothing_until_it_has_it_again(
+    cluster: Cluster,
+) -> None:
+    cluster.add("a")
+    b = cluster.add("b")
+    cluster.rounds()
+    share = b.shares.held()
+    assert share
+    cluster.end_session(b)  # its locks go with its session; the worker lives on
+    b.round()  # nothing to take or let go, but it finds the connection dead
+    assert b.shares.held() == frozenset()
+    cluster.add("c")  # a member joining may take any of them now: their locks are free
+    cluster.rounds()  # each step checked: never two holders
+    held = cluster.held()
+    assert held == expected(dict.fromkeys(held, CENTERS))
+    assert held["b"] and held["b"] <= share  # b holds its share again, less what c took
 
 
 def test_a_center_goes_only_to_workers_that_serve_it(cluster: Cluster) -> None:

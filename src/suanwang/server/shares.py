@@ -12,6 +12,10 @@ rebalanced as workers come and go (docs/operations.md, "Centers shared among wor
   is free, so two members never hold one center, even while their member lists disagree; a
   member that dies frees its locks with its connection, and its centers are taken by the next
   in rank once its heartbeat is stale.
+* **Knowing it still holds.** Each refresh first uses the lock connection, even with nothing
+  to take or let go: a connection that died (the server restarted, the session was ended)
+  took the member's locks with it, and the member holds nothing from then on instead of
+  believing it still holds its centers while a member joining takes them.
 * **SQLite** (one process): everything is held here (:class:`LocalShares`).
 """
 
@@ -123,6 +127,7 @@ class PgShares:
                     if holder_of(c, [m for m, s in members.items() if c in s]) == self.member
                 )
                 conn = self._connection()
+                conn.execute(text("SELECT 1"))  # it answers, or raises: the locks are gone
                 for center in sorted(self._held - want):  # let go first
                     conn.scalar(self._sql("pg_advisory_unlock"), {"c": center})
                     log.info("no longer holds center %s (rebalanced)", center)

@@ -54,8 +54,11 @@ log = logging.getLogger("suanwang.agents")
 
 #: An agent is silent once it has not synced for this many of its sync periods ...
 SILENT_PERIODS = 3
-#: ... and never sooner than this many seconds.
-MIN_SILENT_S = 3.0
+#: ... and never sooner than this many seconds (as a member's heartbeat goes stale): an
+#: agent's round is its executor's poll and its sync, and on a busy host or with a slow
+#: slurmrestd that takes seconds. At 3 s, agents of 0.5 s on a loaded machine were found
+#: silent every few rounds, their centers unreachable and jobs sent away (bench_e2e.py).
+MIN_SILENT_S = 10.0
 #: Seconds the control plane adds to an agent's lease before giving its runs up (default).
 DEFAULT_GRACE_S = 10.0
 
@@ -254,10 +257,16 @@ class AgentExecutor:
         return rows
 
     def _hand_over(self, sub: Submission, resume_from: str | None) -> str:
+        ref = agent_ref(self.center_id, sub, resume_from)
+        # handed over before (a worker killed after this record but before its own
+        # transaction recorded the run): the agent may have run it already, so it is that
+        # run, silent agent or not. Refused, the job would be placed again elsewhere and run
+        # twice (bench_e2e.py --chaos at 50 jobs/s: 13 jobs of 15,000)
+        if self._rows([ref]):
+            return ref
         # a silent agent gets no new runs: the job is placed elsewhere, and the dispatcher
         # marks the center unreachable ("unreachable" in the error), so it is not chosen again
         self._agent()
-        ref = agent_ref(self.center_id, sub, resume_from)
         now = self.clock()
         run = dict(
             ref=ref, center_id=self.center_id, job_id=sub.job_id, attempt=sub.attempt,
