@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
@@ -22,7 +22,7 @@ from suanwang.core.lifecycle import JobState
 from suanwang.core.network import Network
 from suanwang.executors.base import ExecutorStatus
 from suanwang.executors.local import LocalExecutor
-from suanwang.server.database.models import JobRow, RunFence
+from suanwang.server.database.models import CenterDrain, JobRow, RunFence
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.failover import Failover
 from suanwang.server.services.live import LiveNetwork
@@ -113,6 +113,42 @@ def test_a_job_no_executor_center_can_run_fails_with_a_reason(
     assert excluded["software stack"] > 0 and excluded["closed"] > 0
     assert f"{excluded['software stack']} lack the software stack (cuda)" in reason
     assert f"{excluded['closed']} are at centers without an executor" in reason
+
+
+def test_a_job_whose_centers_are_only_down_or_drained_waits_for_them(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    app: FastAPI,
+    tmp_path: Path,
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """A center that could run the job but is unreachable or drained now keeps the job
+    pending, saying which and why, instead of failing it; once the center is back, it runs."""
+    live = _live(app, tmp_path / "c", ("zhangjiakou", "zhongwei"))
+    live.health.failed("zhangjiakou", "connection refused")
+    with sessions.begin() as session:  # as `suanwang centers drain zhongwei` does
+        session.add(CenterDrain(center_id="zhongwei", reason="maintenance"))
+    job = submit(alice, name="patient", command="true", duration_s=60)
+    dispatcher = Dispatcher(sessions, live)
+    for _ in range(2):  # it goes on waiting, round after round
+        dispatcher.run_once()
+        got = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert got["state"] == "pending", got
+        assert got["decision"]["waiting"] == (
+            "every center that can run it is unreachable or drained now: "
+            "zhangjiakou (unreachable), zhongwei (drained)"
+        )
+    live.health.ok("zhangjiakou")
+    with sessions.begin() as session:
+        session.execute(delete(CenterDrain))
+    reconciler = Reconciler(sessions, live)
+
+    def rounds() -> None:
+        dispatcher.run_once()
+        reconciler.run_once()
+
+    assert _until_final(rounds, client, alice, [job["id"]])[0]["state"] == "succeeded"
 
 
 def test_a_job_its_center_cannot_take_goes_back_to_placement_saying_why(

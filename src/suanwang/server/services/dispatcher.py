@@ -420,7 +420,7 @@ class Dispatcher:
         why = queue.round(state.now_s, host, spent)
         self.waited_at = state.waited_s + frame  # kept for the next rounds, in Unix seconds
         round_.progress += int(cut)  # the rest is for the next round, at once
-        decided = len(rows) - len(waiting)  # failed: no open center can run them
+        decided = len(rows) - len(waiting)  # failed, or waiting for their centers to open
         for key, (row, _) in waiting.items():
             if key in host.placed:
                 decided += 1
@@ -520,8 +520,9 @@ class Dispatcher:
         round_.restricted = self._restricted
 
     def _engine_job(self, round_: _Round, row: Pending) -> tuple[Job, JobClassInfo] | None:
-        """The engine's job for ``row`` and its feasible pools at open centers; None (the job
-        failed, saying why) when the served scenario or no open center can run it. Jobs are
+        """The engine's job for ``row`` and its feasible pools at open centers; None when the
+        served scenario or no open center can run it: the job failed, saying why, or, when
+        centers that could run it are only unreachable or drained now, it waits for them. Jobs are
         kept between rounds (their spec, tenant and submission never change) and feasible
         pools restricted once a round per job class."""
         net = self.live.net
@@ -572,10 +573,26 @@ class Dispatcher:
                 )
                 self._fail(round_, row, reason, {"no account": open_pools})
                 return None
+            closed = self._closed_for_now(everywhere, tenant)
+            if closed:  # centers that run it are down or drained now: wait for them
+                self._wait(round_, row, f"every center that can run it is {closed}")
+                return None
             reason, excluded = unplaceable(net, job, closed=everywhere.pools.size)
             self._fail(round_, row, reason, excluded)
             return None
         return job, info
+
+    def _closed_for_now(self, everywhere: JobClassInfo, tenant: str) -> str:
+        """Of the centers with an executor that runs ``tenant``'s jobs and that hold a
+        feasible pool of the job, those unreachable or drained now, said in words ("" when
+        there are none: then no center with an executor can ever run the job)."""
+        live = self.live
+        centers = {live.net.center_ids[i] for i in live.net.pool_center[everywhere.pools]}
+        ours = sorted(c for c in centers if live.runs_for(c, tenant))
+        down, drained = set(live.health.down()), live.drained
+        said = [f"{c} (drained)" if c in drained else f"{c} (unreachable)" for c in ours
+                if c in drained or c in down]  # fmt: skip
+        return "unreachable or drained now: " + ", ".join(said) if said else ""
 
     def _place_one(
         self,
