@@ -74,6 +74,21 @@ def _same_as_database(dispatcher: Dispatcher, session: Session) -> None:
     again = [r[0] for r in active_rows(session) if r[8] and r[2] == JobState.RUNNING.value]
     assert view.run_starts(session) == _run_starts(session, again)
     _kept_entries_are_fresh(dispatcher, session)
+    _kept_held_are_fresh(dispatcher, session)
+
+
+def _kept_held_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
+    """The runs holding units that the live network keeps from its last state (the same
+    objects while nothing of them changed) are those it makes from scratch, and the state is
+    the same."""
+    live, signals = dispatcher.live, dispatcher.live.signals()
+    kept: list[Any] = []
+    state = live.state(session, signals, None, kept, dispatcher.view)
+    again: list[Any] = []
+    live._held = {}
+    fresh = live.state(session, signals, None, again, dispatcher.view)
+    assert kept == again
+    assert (state.free == fresh.free).all() and (state.committed == fresh.committed).all()
 
 
 def _kept_entries_are_fresh(dispatcher: Dispatcher, session: Session) -> None:

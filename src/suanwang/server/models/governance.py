@@ -8,8 +8,9 @@ whole governance is checked, and two writes to one cohort must not each pass alo
 PostgreSQL by an advisory lock held to the end of the transaction, on SQLite by its write lock
 (every transaction is ``BEGIN IMMEDIATE``).
 
-The dispatcher reads :func:`load_governance` at each round, so a change takes effect at the
-next round.
+The dispatcher reads :func:`load_governance` at each round (through :class:`GovernanceReader`,
+which builds it again only when the stored rows changed), so a change takes effect at the next
+round.
 """
 
 from __future__ import annotations
