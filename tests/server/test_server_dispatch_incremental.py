@@ -74,6 +74,21 @@ def _same_as_database(dispatcher: Dispatcher, session: Session) -> None:
     again = [r[0] for r in active_rows(session) if r[8] and r[2] == JobState.RUNNING.value]
     assert view.run_starts(session) == _run_starts(session, again)
     _kept_entries_are_fresh(dispatcher, session)
+    _kept_held_are_fresh(dispatcher, session)
+
+
+def _kept_held_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
+    """The runs holding units that the live network keeps from its last state (the same
+    objects while nothing of them changed) are those it makes from scratch, and the state is
+    the same."""
+    live, signals = dispatcher.live, dispatcher.live.signals()
+    kept: list[Any] = []
+    state = live.state(session, signals, None, kept, dispatcher.view)
+    again: list[Any] = []
+    live._held = {}
+    fresh = live.state(session, signals, None, again, dispatcher.view)
+    assert kept == again
+    assert (state.free == fresh.free).all() and (state.committed == fresh.committed).all()
 
 
 def _kept_entries_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
@@ -89,17 +104,19 @@ def _kept_entries_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
     fresh._keep(round_)
     families, hubs = pool_families(live.net), pool_hubs(live.net)
     pending = {r.id: r for r in rows}
-    for job_id, (t0, (job, info, where)) in dispatcher._entries.items():
+    for job_id, (t0, kept) in dispatcher._entries.items():
+        job, info, where = kept.job, kept.info, kept.where
         row = pending.get(job_id)
         if row is None:  # placed or gone since: dropped at the next round
             continue
         assert t0 == signals.start
         got = fresh._entry(round_, row, families, hubs)
         assert got is not None
-        assert got[0] == job
-        assert got[1].pools.tolist() == info.pools.tolist()
-        assert got[2].rate.tolist() == where.rate.tolist()
-        assert (list(got[2].family), list(got[2].hub)) == (list(where.family), list(where.hub))
+        assert got.job == job
+        assert got.info.pools.tolist() == info.pools.tolist()
+        assert got.where.rate.tolist() == where.rate.tolist()
+        assert list(got.where.family) == list(where.family)
+        assert list(got.where.hub) == list(where.hub)
 
 
 OPS = st.lists(
@@ -285,7 +302,7 @@ def test_kept_queue_entries_follow_the_open_centers(
             for row in rows:
                 got = dispatcher._entry(round_, row, families, hubs)
                 assert got is not None
-                out[row.id] = {net.center_ids[int(net.pool_center[p])] for p in got[1].pools}
+                out[row.id] = {net.center_ids[int(net.pool_center[p])] for p in got.info.pools}
             _kept_entries_are_fresh(dispatcher, session)
         return out
 

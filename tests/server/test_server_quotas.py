@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from pinned import NOW, PERIOD
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
@@ -25,7 +25,7 @@ from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX
 from suanwang.server.database.models import JobRow, QuotaChange, TenantQuotaRow, TenantRole
 from suanwang.server.models.billing.accounts import post
-from suanwang.server.models.governance import load_governance
+from suanwang.server.models.governance import GovernanceReader, load_governance
 from suanwang.server.models.jobs import transition
 
 Who = Any  # conftest.Who
@@ -364,6 +364,49 @@ def test_the_record_outlives_the_tenant_and_load_governance_reads_names(
     changes = client.get("/v1/quotas/changes", headers=op.headers).json()["changes"]
     gone = changes[-1]
     assert gone["tenant"] == "hpc-lab" and gone["tenant_id"] == keys["other"].id
+
+
+def test_the_governance_reader_sees_every_change_and_keeps_the_rest(
+    client: TestClient, keys: dict[str, Who], sessions: sessionmaker[Session]
+) -> None:
+    """The dispatcher's reader builds the governance again on any change of the stored rows,
+    through the API or not (no audit row: an operator's SQL, a tenant renamed), and keeps it
+    while nothing changed; what it returns is what :func:`load_governance` reads."""
+    from suanwang.server.database.models import Tenant
+
+    op = keys["operator"]
+    reader = GovernanceReader()
+
+    def read() -> Any:
+        with sessions() as s:
+            got = reader(s)
+            assert got == load_governance(s)
+        return got
+
+    assert read() is None
+    _set(client, op, "hpc-lab", HPC)
+    first = read()
+    assert first is not None and first.tenants["hpc-lab"].weight == 1.0
+    assert read() is first  # nothing changed: kept
+    changes: list[Any] = [
+        update(TenantQuotaRow).values(weight=Decimal("3")),
+        update(TenantQuotaRow).values(family_caps={"nvidia": 5}),
+        update(TenantQuotaRow).values(classes=["batch"]),
+        update(Tenant).where(Tenant.id == keys["other"].id).values(name="hpc-lab-2"),
+    ]
+    last = first
+    for change in changes:
+        with sessions.begin() as s:
+            s.execute(change)
+        got = read()
+        assert got is not last and got != last
+        assert read() is got
+        last = got
+    assert last.tenants["hpc-lab-2"].weight == 3.0
+    assert last.tenants["hpc-lab-2"].classes == frozenset({Priority.BATCH})
+    with sessions.begin() as s:
+        s.execute(delete(TenantQuotaRow))
+    assert read() is None
 
 
 # ------------------------------------------------------------------------- usage now

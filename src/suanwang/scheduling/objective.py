@@ -112,7 +112,8 @@ def terms(
     n = end.size
     # each series read once at the ends and the starts together (the same numbers, fewer calls)
     both_c = np.concatenate([centers, centers])
-    both_t = np.concatenate([end, np.broadcast_to(start_s, end.shape)])
+    starts = start_s if start_s.shape == end.shape else np.broadcast_to(start_s, end.shape)
+    both_t = np.concatenate([end, starts])
 
     def over_run(which: str) -> Array:
         cum = signals.cumulative(which, both_c, both_t)

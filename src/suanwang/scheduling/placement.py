@@ -135,7 +135,7 @@ def _place(
     explain: bool,
 ) -> Placement:
     # the planned load before this job books its hours (for the offer term it was costed at)
-    before = state.committed[info.pools].copy() if explain else None
+    before = state.committed[info.pools] if explain else None  # (a copy: fancy indexing)
     decision = policy.decide(job, info, state, market, explain=explain)
     pos = decision.pos
     transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
@@ -187,22 +187,44 @@ def _explain(
     load = before[pos, np.minimum(hours, before.shape[1] - 1)]
     now = state.now_s
     t = terms(planner.objective, job, info, pos, start_s, now, state.signals, market.prices, load)
+    cols = _columns(t)
     total = t.total_cny.tolist()
-    chosen = _row(state, info, t, 0, rows[0], starts[0])
-    started_now = _row(state, info, t, 1, rows[1], starts[1]) if p.deferred else None
+    chosen = _row(state, info, cols, 0, rows[0], starts[0])
+    started_now = _row(state, info, cols, 1, rows[1], starts[1]) if p.deferred else None
     runners: list[Breakdown] = []
     for j in range(len(rows) - len(pick), len(rows)):
         pool = int(info.pools[rows[j]])
-        why = _why_lost(job, state, policy, t, j, total, float(best[rows[j]]), pool, starts[j])
-        runners.append(_row(state, info, t, j, rows[j], starts[j], why))
+        why = _why_lost(job, state, policy, cols, j, total, float(best[rows[j]]), pool, starts[j])
+        runners.append(_row(state, info, cols, j, rows[j], starts[j], why))
     p.reason = _reason(job, info, p, chosen, started_now, runners, len(info.pools))
     p.chosen, p.runners_up, p.if_started_now = chosen, tuple(runners), started_now
+
+
+#: the columns of :class:`Terms` a breakdown reads
+_COLUMNS = (
+    "energy_cost_cny",
+    "carbon_cost_cny",
+    "transfer_cost_cny",
+    "waiting_cost_cny",
+    "offer_premium_cny",
+    "energy_kwh",
+    "carbon_kg",
+    "green_kwh",
+    "runtime_s",
+    "transfer_s",
+)
+
+
+def _columns(t: Terms) -> dict[str, list[float]]:
+    """Each term of ``t`` as a list of floats (the same numbers: one conversion a column,
+    not one a value)."""
+    return {name: getattr(t, name).tolist() for name in _COLUMNS}
 
 
 def _row(
     state: CapacityState,
     info: JobClassInfo,
-    t: Terms,
+    t: dict[str, list[float]],
     i: int,
     pos: int,
     start: float,
@@ -212,22 +234,22 @@ def _row(
     pool = int(info.pools[pos])
     center = int(info.centers[pos])
     hour = state.signals.hour_index(start)
-    kwh = float(t.energy_kwh[i])
+    kwh = t["energy_kwh"][i]
     return Breakdown(
         center=net.center_ids[center],
         accelerator=net.pool_model[pool],
         start_s=start,
-        runtime_s=float(t.runtime_s[i]),
-        energy_cost_cny=float(t.energy_cost_cny[i]),
-        carbon_cost_cny=float(t.carbon_cost_cny[i]),
-        transfer_cost_cny=float(t.transfer_cost_cny[i]),
-        waiting_cost_cny=float(t.waiting_cost_cny[i]),
-        offer_premium_cny=float(t.offer_premium_cny[i]),
+        runtime_s=t["runtime_s"][i],
+        energy_cost_cny=t["energy_cost_cny"][i],
+        carbon_cost_cny=t["carbon_cost_cny"][i],
+        transfer_cost_cny=t["transfer_cost_cny"][i],
+        waiting_cost_cny=t["waiting_cost_cny"][i],
+        offer_premium_cny=t["offer_premium_cny"][i],
         energy_kwh=kwh,
-        carbon_kg=float(t.carbon_kg[i]),
-        green_share=float(t.green_kwh[i]) / kwh if kwh > 0 else 0.0,
+        carbon_kg=t["carbon_kg"][i],
+        green_share=t["green_kwh"][i] / kwh if kwh > 0 else 0.0,
         price_cny_per_kwh=float(state.signals.forecast_price_cny_per_kwh[center, hour]),
-        transfer_s=float(t.transfer_s[i]),
+        transfer_s=t["transfer_s"][i],
         latency_ms=float(info.latency_ms[pos]),
         free_units=int(state.free[pool]),
         lost=lost,
@@ -264,30 +286,28 @@ def _why_lost(
     job: Job,
     state: CapacityState,
     policy: Policy,
-    t: Terms,
+    t: dict[str, list[float]],
     j: int,
     total: list[float],
     compared: float,
     pool: int,
     start_s: float,
 ) -> str:
-    """Why runner-up ``j`` of the breakdown ``t`` (row 0: the choice; ``total``: each row's
-    objective) was not chosen: a dearer objective (naming the term that made the difference),
-    no room, or the baseline policy's rule."""
+    """Why runner-up ``j`` of the breakdown ``t`` (:func:`_columns`; row 0: the choice;
+    ``total``: each row's objective) was not chosen: a dearer objective (naming the term that
+    made the difference), no room, or the baseline policy's rule."""
     if not math.isfinite(compared):
         if state.free[pool] < job.demand_units:
             return f"no room now ({int(state.free[pool])} of {job.demand_units} units free)"
         return "no admissible start (deadline)"
     diff = total[j] - total[0]
     if diff > 0:
-        deltas = {
-            name: float(getattr(t, key)[j] - getattr(t, key)[0]) for key, name in TERM_NAMES.items()
-        }
+        deltas = {name: t[key][j] - t[key][0] for key, name in TERM_NAMES.items()}
         worst = max(deltas, key=deltas.__getitem__)
         return f"{cny(diff)} CNY dearer (mostly {worst}: +{cny(deltas[worst])} CNY)"
     if not isinstance(policy, SuanwangPolicy):
         return f"{cny(-diff)} CNY cheaper, but not the {policy.name} rule's choice"
-    if not state.fits(pool, job.demand_units, start_s, start_s + float(t.runtime_s[j])):
+    if not state.fits(pool, job.demand_units, start_s, start_s + t["runtime_s"][j]):
         return "cheaper, but its hours are full on the calendar"
     return f"{cny(-diff)} CNY cheaper, but outside the pools the planner looked at"
 

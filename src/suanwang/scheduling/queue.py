@@ -44,7 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from suanwang.core.governance import Rules
-from suanwang.core.jobs import Job, Priority
+from suanwang.core.jobs import Job, JobKind, Priority
 from suanwang.core.network import JobClassInfo, Network
 from suanwang.scheduling.fairshare import Claimant, Run, Shares, Tier, Where, may_preempt, victims
 
@@ -129,6 +129,8 @@ def where_of(
 
 
 QueueKey = tuple[str, Priority]
+#: each kind's class when a job names none (``Priority.default_for``)
+_DEFAULT_CLASS = {kind: Priority.default_for(kind) for kind in JobKind}
 
 
 class PlatformQueue:
@@ -154,7 +156,9 @@ class PlatformQueue:
         self._victims_of: set[str] = set()  # tenants whose runs the last start preempted
 
     def push(self, q: Queued, front: bool = False) -> None:
-        dq = self.queues.setdefault((q.job.tenant, q.job.priority_class), deque())
+        job = q.job  # (the class as ``Job.priority_class`` says, a dict look-up: 10,000 a round)
+        cls = job.priority if job.priority is not None else _DEFAULT_CLASS[job.kind]
+        dq = self.queues.setdefault((job.tenant, cls), deque())
         if front:
             dq.appendleft(q)
         else:

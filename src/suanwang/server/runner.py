@@ -41,7 +41,7 @@ from suanwang.server.database.session import (
     require_migrated,
     session_factory,
 )
-from suanwang.server.models.governance import load_governance
+from suanwang.server.models.governance import GovernanceReader
 from suanwang.server.platform_config import (
     AgentExecutorConfig,
     LocalExecutorConfig,
@@ -368,7 +368,7 @@ def build_services(
         sessions,
         live,
         policy=SuanwangPolicy(max_defer_h=max_defer_h),
-        governance=load_governance,  # tenants' quotas, read every round
+        governance=GovernanceReader(),  # the quotas, read every round (built when changed)
     )
     migrations = Migrations(sessions, live)
 

@@ -8,8 +8,9 @@ whole governance is checked, and two writes to one cohort must not each pass alo
 PostgreSQL by an advisory lock held to the end of the transaction, on SQLite by its write lock
 (every transaction is ``BEGIN IMMEDIATE``).
 
-The dispatcher reads :func:`load_governance` at each round, so a change takes effect at the
-next round.
+The dispatcher reads :func:`load_governance` at each round (through :class:`GovernanceReader`,
+which builds it again only when the stored rows changed), so a change takes effect at the next
+round.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import String, and_, cast, or_, select, text
 from sqlalchemy.orm import Session
 
 from suanwang.core.governance import Governance, TenantQuota, check
@@ -100,6 +101,30 @@ def load_governance(session: Session) -> Governance | None:
     has one (the dispatcher then shares as it did before quotas)."""
     tenants = {name: _quota_of(row, name) for row, name in _configured(session)}
     return Governance(tenants=tenants) if tenants else None
+
+
+@dataclass
+class GovernanceReader:
+    """:func:`load_governance` for a dispatcher's rounds, kept while the stored settings stay:
+    each call reads every quota row and its tenant's name as stored text (no parsing, no
+    objects) and builds the governance again only when that differs from the last call's.
+    Any change, through the API or written to the tables otherwise, changes that text, so a
+    round sees every change as it would reading :func:`load_governance`."""
+
+    _seen: list[tuple[str | None, ...]] | None = field(default=None, init=False, repr=False)
+    _gov: Governance | None = field(default=None, init=False, repr=False)
+
+    def __call__(self, session: Session) -> Governance | None:
+        cols = [cast(c, String) for c in TenantQuotaRow.__table__.columns]
+        stmt = (
+            select(Tenant.name, *cols)
+            .join(Tenant, Tenant.id == TenantQuotaRow.tenant_id)
+            .order_by(Tenant.name, TenantQuotaRow.tenant_id)
+        )
+        seen = [tuple(r) for r in session.execute(stmt)]
+        if seen != self._seen:
+            self._gov, self._seen = load_governance(session), seen
+        return self._gov
 
 
 def get_quota(*, session: Session, tenant: Tenant) -> TenantQuota | None:

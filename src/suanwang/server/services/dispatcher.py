@@ -45,9 +45,10 @@ room, so they use it first.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -228,9 +229,11 @@ class Dispatcher:
     _wheres: dict[tuple[int, int], tuple[JobClassInfo, Where]] = field(
         default_factory=dict, init=False, repr=False
     )
-    _entries: dict[str, tuple[datetime, tuple[Job, JobClassInfo, Where]]] = field(
+    _entries: dict[str, tuple[datetime, Queued]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: the keys of queue entries (each entry's own: an entry kept between rounds keeps it)
+    _serial: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
 
     def run_once(self) -> int:
         """One round: place what is pending, hand over what is due. Returns the jobs moved on
@@ -391,12 +394,11 @@ class Dispatcher:
         state.waited_s = self.waited_at - frame
         queue = PlatformQueue(shares, gov.rules, state.waited_s)
         waiting: dict[int, tuple[Pending, Job]] = {}
-        for key, row in enumerate(rows):
-            entry = self._entry(round_, row, families, hubs)
-            if entry is not None:
-                job, info, where = entry
-                waiting[key] = (row, job)
-                queue.push(Queued(key, job, info, where))
+        for row in rows:
+            item = self._entry(round_, row, families, hubs)
+            if item is not None:
+                waiting[item.key] = (row, item.job)
+                queue.push(item)
 
         def place_one(key: int, info: JobClassInfo) -> Placement:
             row, job = waiting[key]
@@ -486,11 +488,12 @@ class Dispatcher:
         row: Pending,
         families: tuple[str, ...],
         hubs: tuple[str | None, ...],
-    ) -> tuple[Job, JobClassInfo, Where] | None:
+    ) -> Queued | None:
         """What the platform's queue takes of ``row``: the engine's job, its feasible pools
-        at open centers and what a run would weigh on each (None: the job failed, as
-        :meth:`_engine_job` says). Kept between rounds for a job without a checkpoint to
-        move while the signals' start and the open centers stay (:meth:`_keep`)."""
+        at open centers and what a run would weigh on each, under a key of its own (None: the
+        job failed, as :meth:`_engine_job` says). Kept between rounds for a job without a
+        checkpoint to move while the signals' start and the open centers stay
+        (:meth:`_keep`)."""
         t0 = round_.signals.start
         if not row.resume_from:
             cached = self._entries.get(row.id)
@@ -504,7 +507,7 @@ class Dispatcher:
         known = self._wheres.get(k)
         if known is None:
             known = self._wheres[k] = (info, where_of(job, info, families, hubs))
-        entry = (job, info, known[1])
+        entry = Queued(next(self._serial), job, info, known[1])
         if not row.resume_from:  # (the checkpoint's size is read each round)
             self._entries[row.id] = (t0, entry)
         return entry

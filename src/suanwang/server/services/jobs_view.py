@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -79,8 +79,7 @@ ActiveRow = tuple[
 ]
 
 
-@dataclass(slots=True)
-class Pending:
+class Pending(NamedTuple):
     """A pending job as a round reads it (plain columns: a round reads thousands), with the
     waiting reason its stored decision gives (None: none)."""
 
@@ -91,6 +90,9 @@ class Pending:
     submitted_at: datetime
     resume_from: str | None
     waiting: str | None
+
+
+_PendingTuple = tuple[str, str, str, str, datetime, str | None, str | None]
 
 
 @dataclass
@@ -105,7 +107,10 @@ class JobsView:
     #: seconds an event id skipped by a refresh is looked for again (PostgreSQL)
     gap_s: float = 60.0
     timer: Callable[[], float] = time.monotonic
-    pending: dict[str, Pending] = field(default_factory=dict, init=False)
+    #: each pending job's :class:`Pending` as a plain tuple: a tuple of strings and instants
+    #: is one the garbage collector stops tracking (a named tuple is not), so the 100,000 a
+    #: view may keep are not walked by every full collection (0.1 s each at that size)
+    pending: dict[str, _PendingTuple] = field(default_factory=dict, init=False)
     active: dict[str, tuple[tuple[datetime, str], ActiveRow]] = field(
         default_factory=dict, init=False
     )
@@ -118,7 +123,9 @@ class JobsView:
     _term: object = field(default=None, init=False)
     _built_at: float = field(default=0.0, init=False)
     _order: list[tuple[datetime, str]] = field(default_factory=list, init=False)
-    _in_order: set[str] = field(default_factory=set, init=False)
+    #: the ids in ``_order`` (a dict of strings: the collector does not track it, as it would
+    #: a set)
+    _in_order: dict[str, None] = field(default_factory=dict, init=False)
     _active_list: list[ActiveRow] | None = field(default=None, init=False)
     _handed: set[str] = field(default_factory=set, init=False)  # scheduled with a reference
     _starts: dict[str, datetime | None] = field(default_factory=dict, init=False)
@@ -153,10 +160,10 @@ class JobsView:
             if row is None:
                 dead += 1
             else:
-                out.append(row)
+                out.append(Pending._make(row))
         if dead > max(limit, 1000):  # jobs that left: compact
             self._order = [k for k in self._order if k[1] in self.pending]
-            self._in_order = {k[1] for k in self._order}
+            self._in_order = dict.fromkeys(k[1] for k in self._order)
         return out
 
     def active_rows(self) -> list[ActiveRow]:
@@ -187,13 +194,13 @@ class JobsView:
         for job_id, reason in reasons:
             row = self.pending.get(job_id)
             if row is not None:
-                row.waiting = reason
+                self.pending[job_id] = (*row[:6], reason)
 
     # ------------------------------------------------------------------ reading
     def _rebuild(self, session: Session) -> None:
         self.rebuilds += 1
         self.pending, self.active = {}, {}
-        self._order, self._in_order, self._active_list = [], set(), None
+        self._order, self._in_order, self._active_list = [], {}, None
         self._handed, self._starts, self.gaps = set(), {}, {}
         top = session.scalar(select(func.max(JobEvent.id))) or 0
         states = sorted(_PENDING | _ACTIVE)
@@ -275,9 +282,9 @@ class JobsView:
          center, model, ref, start_at, started_at, attempt) = row  # fmt: skip
         key = (submitted, job_id)
         if state in _PENDING and ref is None:
-            self.pending[job_id] = Pending(job_id, tenant, name, state, submitted, resume, waiting)
+            self.pending[job_id] = (job_id, tenant, name, state, submitted, resume, waiting)
             if job_id not in self._in_order:
-                self._in_order.add(job_id)
+                self._in_order[job_id] = None
                 if self._order and key < self._order[-1]:
                     bisect.insort(self._order, key)
                 else:

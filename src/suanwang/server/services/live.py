@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,6 +68,12 @@ class LiveNetwork:
     #: each active run's pool, units, speed and runtime at the last :meth:`state`, by job,
     #: center and model (:meth:`_run_of`)
     _runs: dict[tuple[str, str | None, str | None], tuple[int, int, float, float] | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    #: each job's :class:`Held` at the last :meth:`state` that asked for them, with what it was
+    #: made of (the job's row, when its run began, the signals' start): the same object while
+    #: they stay (a round would otherwise make one for each of tens of thousands of runs)
+    _held: dict[str, tuple[tuple[Any, ...], Held]] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -160,7 +167,9 @@ class LiveNetwork:
             rerun = _run_starts(session, [r[0] for r in rows if r[8] and r[2] == RUNNING])
         jobs = self._costed(session, [r[0] for r in rows])
         known, runs = self._runs, {}
-        for job_id, tenant, st, center, model, ref, start_at, started_at, attempt in rows:
+        kept_held, made_held = self._held, {}
+        for row in rows:
+            job_id, tenant, st, center, model, ref, start_at, started_at, attempt = row
             if attempt:  # a later run: it began when it started running, not the first one
                 started_at = rerun.get(job_id, started_at)
             job = jobs[job_id]
@@ -182,19 +191,25 @@ class LiveNetwork:
                 t1 = t0 + runtime_s
             active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
             if held is not None and holds:
-                running = st == JobState.RUNNING.value
-                began = (
-                    (started_at - signals.start).total_seconds()
-                    if running and started_at is not None
-                    else None
-                )
-                held.append(
-                    Held(job_id, tenant, job.priority_class, pool, units, units * speed,
-                         job.checkpointable, began, job.work_scu, attempt)
-                )  # fmt: skip
+                made = (row, started_at, signals.start)
+                got = kept_held.get(job_id)
+                if got is None or got[0] != made:
+                    running = st == JobState.RUNNING.value
+                    began = (
+                        (started_at - signals.start).total_seconds()
+                        if running and started_at is not None
+                        else None
+                    )
+                    got = made, Held(job_id, tenant, job.priority_class, pool, units,
+                                     units * speed, job.checkpointable, began, job.work_scu,
+                                     attempt)  # fmt: skip
+                made_held[job_id] = got
+                held.append(got[1])
             if trading is not None:
                 trading.add_use(tenant, pool, *hour_window(t0, t1), units)
         self._runs = runs  # one assignment: services in other threads may read it
+        if held is not None:
+            self._held = made_held
         return capacity_state(net, signals, now_s, active)
 
     def _run_of(
