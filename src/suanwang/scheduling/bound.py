@@ -229,7 +229,8 @@ def solve_lp_by_columns(
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0:
             raise BoundError(f"{what} not solved within {time_limit_s:g} s")
-        h.setOptionValue("time_limit", float(left))
+        # HiGHS's limit is on its run clock, which adds up over the rounds' runs
+        h.setOptionValue("time_limit", float(h.getRunTime() + left))
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
