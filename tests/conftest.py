@@ -473,10 +473,9 @@ def assert_outcome_valid(net: Network, jobs: Sequence[Job], out: Outcome) -> Non
 
 
 def expired_jobs(out: Outcome) -> NDArray[np.int64]:
-    """The jobs that expired under the deferral rule: failed once placed (never started)."""
-    job, _, frm, to, _ = out.events.columns()
-    gone = (frm == STATE_CODE[JobState.SCHEDULED]) & (to == STATE_CODE[JobState.FAILED])
-    return np.unique(job[gone])
+    """The jobs that expired under the deferral rule: failed on a pool (never started)."""
+    job, _, _, to, pool = out.events.columns()
+    return np.unique(job[(to == STATE_CODE[JobState.FAILED]) & (pool >= 0)])
 
 
 def assert_starts_within_the_rule(net: Network, jobs: Sequence[Job], out: Outcome) -> None:
@@ -495,7 +494,7 @@ def assert_starts_within_the_rule(net: Network, jobs: Sequence[Job], out: Outcom
             limit[j] = ready + net.scenario.deferral.max_defer_s
     started = ~np.isnan(out.first_start_s)
     assert (out.first_start_s[started] <= limit[started]).all(), "a start past its limit"
-    failed = (frm == STATE_CODE[JobState.SCHEDULED]) & (to == STATE_CODE[JobState.FAILED])
+    failed = (to == STATE_CODE[JobState.FAILED]) & (pool >= 0)
     assert not started[job[failed]].any(), "an expired job started"
     assert (at[failed] >= limit[job[failed]] - 1e-6).all(), "a job expired before its limit"
 

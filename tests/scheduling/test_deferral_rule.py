@@ -53,8 +53,13 @@ def test_queued_jobs_expire_at_their_limit_and_pay_the_penalty(
     assert m["cost_cny"] == pytest.approx(
         m["energy_cost_cny"] + m["transfer_cost_cny"] + m["expiry_cost_cny"]
     )
-    job, at, frm, to, _ = out.events.columns()
-    gone = (frm == STATE_CODE[JobState.SCHEDULED]) & (to == STATE_CODE[JobState.FAILED])
+    job, at, frm, to, pool = out.events.columns()
+    gone = (to == STATE_CODE[JobState.FAILED]) & (pool >= 0)
+    handed_back = (frm == STATE_CODE[JobState.SCHEDULED]) & (to == STATE_CODE[JobState.PENDING])
+    assert np.array_equal(job[gone], job[handed_back])  # never scheduled -> failed (a run)
+    # only the jobs that ran used energy: 4 cards for 2 h each
+    kw = float(net.pool_facility_kw[net.job_class(jobs[0]).pools[0]])
+    assert m["energy_kwh"] == pytest.approx((3 - expired) * 4 * kw * 2.0)
     # each expired at its limit: its data's arrival (no data: at once) + limit + 1 s of slack
     assert at[gone] == pytest.approx(np.full(expired, limit_h * 3600.0 + 1.0))
     assert np.isnan(out.first_start_s[job[gone]]).all()

@@ -98,8 +98,8 @@ def check_report(
     if m["unfinished"] == 0:
         assert m["transfer_cost_cny"] == pytest.approx(transfer)
     # jobs that expired under the deferral rule: placed, failed, never started; their penalty
-    ev_job, _, frm, to, _ = out.events.columns()
-    failed = (frm == STATE_CODE[JobState.SCHEDULED]) & (to == STATE_CODE[JobState.FAILED])
+    ev_job, _, _, to, ev_pool = out.events.columns()
+    failed = (to == STATE_CODE[JobState.FAILED]) & (ev_pool >= 0)
     gone = np.unique(ev_job[failed])
     assert m["expired"] == gone.size and np.isnan(out.first_start_s[gone]).all()
     penalty = sum(expiry_penalty_cny(net, jobs[int(j)]) for j in gone)

@@ -14,10 +14,11 @@ completes exactly once.
 
 Every job must start within the scenario's deferral limit (:class:`DeferralRule`): by its data's
 arrival at its pool plus ``max_defer_h`` (and a second of slack). A job that waits in a queue
-past that expires there: it leaves the queue, never runs, and its ``scheduled -> failed`` event
-marks it (the metrics charge the rule's penalty). A policy that plans further ahead than the
-rule (``max_defer_h`` above it) is refused. The check costs nothing for jobs that start on
-release: only a job that has to queue gets an expiry event.
+past that expires there: it leaves the queue, never runs, and is handed back and refused,
+``scheduled -> pending -> failed`` on its pool (not ``scheduled -> failed``, which billing
+meters as a run it did not see); the metrics charge the rule's penalty. A policy that plans
+further ahead than the rule (``max_defer_h`` above it) is refused. The check costs nothing
+for jobs that start on release: only a job that has to queue gets an expiry event.
 
 The run ends when every job has finished or the signal horizon is reached; what has not
 finished by then is ``unfinished``.
@@ -327,7 +328,8 @@ def simulate(
                     queues[p].remove(j)
                     backlog[p] -= units[j] * runtime[j]
                     epoch[j] += 1
-                    event(j, now, SCHEDULED, FAILED, p)
+                    event(j, now, SCHEDULED, PENDING, p)
+                    event(j, now, PENDING, FAILED, p)
                     try_start(p, now)  # the jobs behind it
                 continue
             if kind == FINISH:
@@ -338,7 +340,8 @@ def simulate(
                 movable.pop(j, None)
                 try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
-                event(j, now, SCHEDULED, FAILED, p)  # released past its limit: expired
+                event(j, now, SCHEDULED, PENDING, p)  # released past its limit: expired
+                event(j, now, PENDING, FAILED, p)
             else:
                 queues[p].append(j)
                 backlog[p] += units[j] * runtime[j]

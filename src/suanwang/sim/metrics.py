@@ -150,9 +150,9 @@ def measure(
     placed = o.pool >= 0
     started = ~np.isnan(first_start)
     completed = ~np.isnan(end)
-    # failed on placement (no feasible pool): rejected; failed once placed: expired, past the
-    # deferral limit (suanwang.core.scenario.DeferralRule), charged the rule's penalty
-    expired_ev = failed_ev & (ev_from == STATE_CODE[JobState.SCHEDULED])
+    # failed on no pool (no feasible one): rejected; failed on its pool, handed back at its
+    # deferral limit (suanwang.core.scenario.DeferralRule): expired, charged the rule's penalty
+    expired_ev = failed_ev & (ev_pool >= 0)
     expired_jobs = np.unique(ev_job[expired_ev])
     rejected = int(np.unique(ev_job[failed_ev & ~expired_ev]).size)
     expiry = float(sum(expiry_penalty_cny(net, jobs[j]) for j in expired_jobs.tolist()))
