@@ -33,15 +33,12 @@ from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import expiry_penalty_cny, measure
 
 LIMITS_H = (0, 1, 3, 12)  # deferral limits drawn: none, tight, the default
-_NETS: dict[tuple[int, float], Network] = {}
 
 
 def with_rule(net: Network, max_defer_h: int, expiry: float = 10.0) -> Network:
-    """``net`` under the deferral rule (``max_defer_h``, ``expiry`` CNY/kWh); cached."""
-    key = (max_defer_h, expiry)
-    if key not in _NETS:
-        _NETS[key] = Network(replace(net.scenario, deferral=DeferralRule(max_defer_h, expiry)))
-    return _NETS[key]
+    """A fresh network like ``net`` under the deferral rule (``max_defer_h``, ``expiry``
+    CNY/kWh): not shared between examples, so no run leaves anything in it for another."""
+    return Network(replace(net.scenario, deferral=DeferralRule(max_defer_h, expiry)))
 
 
 def milp_optimum(net: Network, signals: Signals, jobs: list[Job]) -> float:
