@@ -5,9 +5,11 @@
 
 Each variant is ``base`` or ``field=value[,field=value]`` of :class:`SuanwangPolicy`; prints
 cost, energy, transfer, deadline misses, latency violations, unfinished and cost / tight
-bound (``--nearest``: the ``nearest`` policy too). The tight bound is cached per workload in
-/tmp (a minute at 20,000 jobs); ``--bound-cny`` gives it instead (e.g. from
-docs/benchmarks.md at 200,000 jobs); ``--plan`` prints the LP's choice.
+bound (``--nearest``: the ``nearest`` policy too), and the jobs that expired under the
+scenario's deferral rule (``--max-defer-h`` sets its limit; policies and bound obey it). The
+tight bound is cached in /tmp per workload and limit (a minute at 20,000 jobs);
+``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000 jobs); ``--plan``
+prints the LP's choice.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,8 +38,8 @@ from suanwang.sim.metrics import measure
 from suanwang.sim.run import make_workload
 
 
-def variant(spec: str) -> SuanwangPolicy:
-    policy = SuanwangPolicy()
+def variant(spec: str, max_defer_h: int) -> SuanwangPolicy:
+    policy = SuanwangPolicy(max_defer_h=max_defer_h)
     if spec != "base":
         for part in spec.split(","):
             key, value = part.split("=")
@@ -75,34 +78,43 @@ def main() -> None:
     ap.add_argument("--nearest", action="store_true")
     ap.add_argument("--bound-cny", type=float, help="the tight bound if known (not computed)")
     ap.add_argument("--plan", action="store_true", help="the LP's choice: kWh by precision, delay")
+    ap.add_argument("--max-defer-h", type=int, help="the scenario's deferral limit (hours)")
     a = ap.parse_args()
     scenario = load_scenario("china")
+    if a.max_defer_h is not None:
+        scenario = replace(scenario, deferral=replace(scenario.deferral, max_defer_h=a.max_defer_h))
+    rule = scenario.deferral
     start = datetime(2025, 7, 1, tzinfo=ZoneInfo(scenario.timezone))  # as `simulate` has it
     net = Network(scenario)
     w = make_workload(net, trace="synthetic", fmt="suanwang", jobs=a.jobs, days=a.days,
                       seed=a.seed, start=start, load=a.load)  # fmt: skip
     signals = build_signals(scenario, start, int(a.days * 24 + 14 * 24), a.seed)
-    cache = Path(f"/tmp/tight-{a.jobs}-{a.days}-{a.load}-{a.seed}-local.json")
+    cache = Path(
+        f"/tmp/tight-{a.jobs}-{a.days}-{a.load}-{a.seed}-defer{rule.max_defer_h}"
+        f"-{rule.expiry_cny_per_kwh:g}.json"
+    )
     if a.bound_cny is not None:
         cache.write_text(json.dumps({"cost": a.bound_cny}))
     if not cache.exists():
         tb = tight_bound(net, signals, w.jobs, time_limit_s=600)
         found = {"cost": tb.cost_cny, "energy": tb.energy_cost_cny,
-                 "transfer": tb.transfer_cost_cny, "kwh": tb.energy_kwh}  # fmt: skip
+                 "transfer": tb.transfer_cost_cny, "kwh": tb.energy_kwh,
+                 "expiry": tb.expiry_cost_cny, "expired_jobs": tb.expired_jobs,
+                 "solve_s": tb.solve_s}  # fmt: skip
         cache.write_text(json.dumps(found))
     tb = json.loads(cache.read_text())
     print(f"tight bound {tb}")
     if a.plan:
         show_plan(net, signals, w.jobs)
     runs = [("nearest", Nearest())] if a.nearest else []
-    runs += [(v, variant(v)) for v in a.variant or ["base"]]
+    runs += [(v, variant(v, rule.max_defer_h)) for v in a.variant or ["base"]]
     for name, policy in runs:
         t = time.perf_counter()
         out = simulate(net, signals, w.jobs, policy, None, Market())
         m = measure(name, net, signals, w.jobs, out, w.arrival_days).metrics
         cost = m["cost_cny"]
         keys = ("energy_cost_cny", "transfer_cost_cny", "energy_kwh", "deadline_misses",
-                "latency_violations", "unfinished")  # fmt: skip
+                "latency_violations", "unfinished", "expired", "expiry_cost_cny")  # fmt: skip
         extra = " ".join(f"{k}={m.get(k)}" for k in keys)
         print(f"{name}: cost={cost:.0f} /tight={cost / tb['cost']:.3f} {extra} "
               f"({time.perf_counter() - t:.0f}s)", flush=True)  # fmt: skip

@@ -27,12 +27,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from suanwang.billing.market import scu_prices
 from suanwang.billing.offers import Offer, OfferBook, OfferType
 from suanwang.billing.pricing import PriceBook
 from suanwang.core.hardware import Precision
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
+from suanwang.core.lifecycle import STATE_CODE, JobState
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
@@ -467,6 +469,34 @@ def assert_outcome_valid(net: Network, jobs: Sequence[Job], out: Outcome) -> Non
         spans.sort()
         for (_, e0), (s1, _) in itertools.pairwise(spans):
             assert s1 >= e0 - eps, f"job {j} runs twice at once"
+    assert_starts_within_the_rule(net, jobs, out)
+
+
+def expired_jobs(out: Outcome) -> NDArray[np.int64]:
+    """The jobs that expired under the deferral rule: failed on a pool (never started)."""
+    job, _, _, to, pool = out.events.columns()
+    return np.unique(job[(to == STATE_CODE[JobState.FAILED]) & (pool >= 0)])
+
+
+def assert_starts_within_the_rule(net: Network, jobs: Sequence[Job], out: Outcome) -> None:
+    """The scenario's deferral rule: no job first starts later than its data's arrival at its
+    first pool + the limit; an expired job never started, and expired at its limit."""
+    job, at, frm, to, pool = out.events.columns()
+    placed = (frm == STATE_CODE[JobState.PENDING]) & (to == STATE_CODE[JobState.SCHEDULED])
+    first_pool = np.full(len(jobs), -1)
+    first_pool[job[placed]] = pool[placed]
+    limit = np.full(len(jobs), np.inf)
+    for j, p in enumerate(first_pool.tolist()):
+        if p >= 0:
+            info = net.job_class(jobs[j])
+            pos = int(np.flatnonzero(info.pools == p)[0])
+            ready = jobs[j].submit_s + jobs[j].data_gb * float(info.transfer_s_per_gb[pos])
+            limit[j] = ready + net.scenario.deferral.max_defer_s
+    started = ~np.isnan(out.first_start_s)
+    assert (out.first_start_s[started] <= limit[started]).all(), "a start past its limit"
+    failed = (to == STATE_CODE[JobState.FAILED]) & (pool >= 0)
+    assert not started[job[failed]].any(), "an expired job started"
+    assert (at[failed] >= limit[job[failed]] - 1e-6).all(), "a job expired before its limit"
 
 
 def assert_accounting(jobs: Sequence[Job], out: Outcome, report: PolicyReport) -> None:
@@ -474,11 +504,13 @@ def assert_accounting(jobs: Sequence[Job], out: Outcome, report: PolicyReport) -
     n = len(jobs)
     completed = int((~np.isnan(out.end_s)).sum())
     rejected = int((out.pool < 0).sum())
-    unfinished = int(((out.pool >= 0) & np.isnan(out.end_s)).sum())
+    expired = int(expired_jobs(out).size)
+    unfinished = int(((out.pool >= 0) & np.isnan(out.end_s)).sum()) - expired
     assert m["completed"] == completed
     assert m["rejected"] == rejected
+    assert m["expired"] == expired
     assert m["unfinished"] == unfinished
-    assert m["completed"] + m["rejected"] + m["unfinished"] == n
+    assert m["completed"] + m["rejected"] + m["expired"] + m["unfinished"] == n
     assert m["latency_violations"] == 0
 
 

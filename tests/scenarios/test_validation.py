@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from suanwang.core.scenario import DeferralRule
 from suanwang.scenarios.loader import Problem, ScenarioError, load_scenario, validate_dir
 
 CSV_HEADER = "time,price_cny_per_kwh,carbon_g_per_kwh,green_fraction"
@@ -277,3 +278,29 @@ def test_top_level_not_a_mapping(tiny_dir: Path, tmp_path: Path) -> None:
     (d / "scenario.yaml").write_text("- just\n- a list\n", "utf-8")
     p = only(validate_dir(d))
     assert p.line == 1
+
+
+def test_deferral_rule_is_read_and_defaults_to_the_planner_s_window(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    assert load_scenario(tiny_dir).deferral == DeferralRule(12, 10.0)
+    d = make_variant(
+        tiny_dir, tmp_path, "network:\n",
+        "deferral:\n  max_defer_h: 3\n  expiry_cny_per_kwh: 2.5\nnetwork:\n",
+    )  # fmt: skip
+    assert load_scenario(d).deferral == DeferralRule(3, 2.5)
+
+
+def test_negative_deferral_limit_is_refused_with_its_line(tiny_dir: Path, tmp_path: Path) -> None:
+    d = make_variant(tiny_dir, tmp_path, "network:\n", "deferral:\n  max_defer_h: -1\nnetwork:\n")
+    p = only(validate_dir(d))
+    assert p.line == line_of(d / "scenario.yaml", "max_defer_h: -1")
+    assert p.field == "deferral.max_defer_h"
+    assert_fails_to_load(d, [p])
+
+
+def test_deferral_rule_refuses_bad_values_in_code() -> None:
+    with pytest.raises(ValueError, match="max_defer_h must be >= 0"):
+        DeferralRule(max_defer_h=-2)
+    with pytest.raises(ValueError, match="expiry_cny_per_kwh must be >= 0"):
+        DeferralRule(expiry_cny_per_kwh=float("nan"))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.bound import BoundError, offline_bound
+from suanwang.scheduling.bound import offline_bound
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest
 from suanwang.sim.engine import simulate
@@ -72,7 +72,9 @@ def assert_bound_below_policies(
     feasible = [j for j in jobs if net.job_class(j).pools.size]
     assert bound.jobs == len(feasible)
     assert bound.energy_cost_cny >= -1e-9
-    assert bound.cost_cny == pytest.approx(bound.energy_cost_cny + bound.transfer_cost_cny)
+    assert bound.cost_cny == pytest.approx(
+        bound.energy_cost_cny + bound.transfer_cost_cny + bound.expiry_cost_cny
+    )
     assert bound.cost_cny >= trivial_lower_bound(net, signals, jobs) * (1 - REL) - 1e-9
     checked = 0
     for factory in FACTORIES:
@@ -187,11 +189,19 @@ def test_coarser_buckets_only_relax(
     assert coarse.transfer_cost_cny == pytest.approx(fine.transfer_cost_cny)
 
 
-def test_too_much_work_is_an_error(tiny_net: Network, tiny_signals: Signals) -> None:
-    # 4 H100 cards for 48 hours cannot do 10,000 SCU
+def test_too_much_work_expires_at_the_rule_s_price(
+    tiny_net: Network, tiny_signals: Signals
+) -> None:
+    # 4 H100 cards for 48 hours cannot do 10,000 SCU: what they cannot do expires (the
+    # deferral rule's penalty per SCU), as the simulator would charge it
     job = _job(accelerator="h100", work_scu=10_000.0, origin="harbour")
-    with pytest.raises(BoundError):
-        offline_bound(tiny_net, tiny_signals, [job])
+    info = tiny_net.job_class(job)
+    done = 4 * tiny_signals.hours * float(info.speed[0])
+    rate = tiny_net.scenario.deferral.expiry_cny_per_kwh
+    kwh_per_scu = float(info.facility_kw_per_unit[0] / info.speed[0])
+    bound = offline_bound(tiny_net, tiny_signals, [job])
+    assert bound.expiry_cost_cny == pytest.approx((10_000.0 - done) * rate * kwh_per_scu)
+    assert bound.energy_kwh == pytest.approx(done * kwh_per_scu)
 
 
 def test_precision_classes_are_separate(tiny_net: Network, tiny_signals: Signals) -> None:

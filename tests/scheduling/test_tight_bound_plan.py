@@ -21,9 +21,10 @@ def test_plan_accounts_for_the_bound_and_leaves_it_unchanged(
     with_plan = tight_bound(china_net, china_signals, jobs, plan=plan)
     assert with_plan.cost_cny == plain.cost_cny
     whole = [j for j in jobs if not j.checkpointable and china_net.job_class(j).pools.size]
-    assert plan["jobs"].sum() == pytest.approx(len(whole))
+    assert plan["jobs"].sum() + plan["expired"].sum() == pytest.approx(len(whole))
     assert (plan["start_h"] >= plan["arrival_h"]).all()
     kwh = plan["kwh"].sum() + plan["fluid_kwh"].sum()
     assert kwh == pytest.approx(plain.energy_kwh)
     # what the LP charges its columns and fluid work: no more than the bound itself
-    assert plan["cny"].sum() + plan["fluid_cny"].sum() <= plain.cost_cny * (1 + 1e-9)
+    charged = plan["cny"].sum() + plan["fluid_cny"].sum() + plan["expired_cny"].sum()
+    assert charged + plan["fluid_expired_cny"].sum() <= plain.cost_cny * (1 + 1e-9)

@@ -12,6 +12,7 @@ from a100 import a100_job
 
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import Network
+from suanwang.core.scenario import DeferralRule
 from suanwang.core.signals import Signals
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import FirstFit, Nearest
@@ -76,6 +77,10 @@ def test_fifo_order_in_a_queue(tiny_net: Network, tiny_signals: Signals) -> None
 
 def test_horizon_ends_the_run(tiny_net: Network, tiny_signals: Signals) -> None:
     horizon = tiny_signals.horizon_s
+    # a deferral rule that lets a job wait out the horizon (the default, 12 h, would expire
+    # the second job: tests/scheduling/test_deferral_rule.py)
+    rule = DeferralRule(max_defer_h=48)
+    tiny_net = Network(dataclasses.replace(tiny_net.scenario, deferral=rule))
     jobs = [
         _job(0, cards=16, work_scu=16.0 * 40),  # 40 h: finishes
         _job(1, submit_s=1.0, cards=16, work_scu=16.0 * 20),  # starts at 40 h, runs past 48 h

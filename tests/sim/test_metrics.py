@@ -13,12 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suanwang.core.jobs import Job
+from suanwang.core.lifecycle import STATE_CODE, JobState
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest
 from suanwang.sim.engine import Outcome, simulate
-from suanwang.sim.metrics import METRIC_KEYS, PolicyReport, busy_by_hour, measure
+from suanwang.sim.metrics import (
+    METRIC_KEYS,
+    PolicyReport,
+    busy_by_hour,
+    expiry_penalty_cny,
+    measure,
+)
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 
 POLICIES = ["nearest", "first-fit", "cheapest", "greenest", "suanwang"]
@@ -90,7 +97,16 @@ def check_report(
     transfer = float(out.transfer_cost_cny[out.pool >= 0].sum())
     if m["unfinished"] == 0:
         assert m["transfer_cost_cny"] == pytest.approx(transfer)
-    assert m["cost_cny"] == pytest.approx(m["energy_cost_cny"] + m["transfer_cost_cny"])
+    # jobs that expired under the deferral rule: placed, failed, never started; their penalty
+    ev_job, _, _, to, ev_pool = out.events.columns()
+    failed = (to == STATE_CODE[JobState.FAILED]) & (ev_pool >= 0)
+    gone = np.unique(ev_job[failed])
+    assert m["expired"] == gone.size and np.isnan(out.first_start_s[gone]).all()
+    penalty = sum(expiry_penalty_cny(net, jobs[int(j)]) for j in gone)
+    assert m["expiry_cost_cny"] == pytest.approx(penalty)
+    assert m["cost_cny"] == pytest.approx(
+        m["energy_cost_cny"] + m["transfer_cost_cny"] + m["expiry_cost_cny"]
+    )
     assert m["migrations"] == int(out.migrations.sum())
     assert m["carbon_t"] >= 0
     assert 0.0 <= m["utilization"] <= 1.0 + 1e-9

@@ -153,6 +153,48 @@ class SignalModelParams:
     storage_round_trip: float = 0.88
 
 
+#: the deferral limit's default (hours): what the ``suanwang`` planner always deferred at most
+DEFAULT_MAX_DEFER_H = 12
+#: the default price of refusing work (CNY per kWh the job would have used): several times the
+#: dearest grid tariff, so a refusal never pays for itself
+DEFAULT_EXPIRY_CNY_PER_KWH = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeferralRule:
+    """How long the platform lets a job wait, the same for every policy (docs/model.md,
+    "The deferral rule").
+
+    A job must start within ``max_defer_h`` hours of its data's arrival at the pool it was
+    placed on (its submission plus the data's transfer time there); whether a policy planned
+    the wait (a deferral for price) or the pool's queue imposed it (no room). A job not started
+    by then expires: the platform refuses it, it never runs and its owner is paid a penalty of
+    ``expiry_cny_per_kwh`` x the energy it would have used on its most efficient feasible pool,
+    counted in the run's cost. Checkpointed moves of a started job are not limited.
+    """
+
+    max_defer_h: int = DEFAULT_MAX_DEFER_H
+    expiry_cny_per_kwh: float = DEFAULT_EXPIRY_CNY_PER_KWH
+
+    def __post_init__(self) -> None:
+        if self.max_defer_h < 0:
+            raise ValueError(f"deferral max_defer_h must be >= 0, not {self.max_defer_h}")
+        if not self.expiry_cny_per_kwh >= 0:
+            raise ValueError(
+                f"deferral expiry_cny_per_kwh must be >= 0, not {self.expiry_cny_per_kwh}"
+            )
+
+    @property
+    def max_defer_s(self) -> float:
+        """The limit in seconds, with the one second of slack every host allows (a planned
+        start at the limit is computed in floating point)."""
+        return self.max_defer_h * 3600.0 + EXPIRY_SLACK_S
+
+
+#: a job expires this long after its limit: float rounding of a start planned at the limit
+EXPIRY_SLACK_S = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class MeasuredSeries:
     """A measured signal series for one center (replaces the modelled one where it covers)."""
@@ -176,6 +218,7 @@ class Scenario:
     network: NetworkParams
     centers: tuple[Center, ...]
     signal_model: SignalModelParams = SignalModelParams()
+    deferral: DeferralRule = DeferralRule()
     measured: dict[str, MeasuredSeries] = field(default_factory=dict)
 
     def province(self, pid: str) -> Province:

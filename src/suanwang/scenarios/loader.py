@@ -26,6 +26,7 @@ from suanwang.core.scenario import (
     Center,
     City,
     Cluster,
+    DeferralRule,
     Hub,
     Link,
     MeasuredSeries,
@@ -417,6 +418,7 @@ def _build(spec: ScenarioSpec, catalog: Catalog, measured: dict[str, MeasuredSer
         signal_model=SignalModelParams(
             **spec.signal_model.model_dump(exclude={"source"}),
         ),
+        deferral=DeferralRule(**spec.deferral.model_dump(exclude={"source"})),
         measured=measured,
     )
 

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suanwang.core.scenario import DEFAULT_EXPIRY_CNY_PER_KWH, DEFAULT_MAX_DEFER_H
+
 #: Degrees north (WGS 84).
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 #: Degrees east (WGS 84).
@@ -147,6 +149,14 @@ class SignalModelSpec(_Model):
     source: str = ""
 
 
+class DeferralSpec(_Model):
+    """The deferral rule every policy and the bound obey (core.scenario.DeferralRule)."""
+
+    max_defer_h: int = Field(ge=0, le=336, default=DEFAULT_MAX_DEFER_H)
+    expiry_cny_per_kwh: float = Field(ge=0, default=DEFAULT_EXPIRY_CNY_PER_KWH)
+    source: str = ""
+
+
 class ScenarioSpec(_Model):
     name: str
     description: str = ""
@@ -158,4 +168,5 @@ class ScenarioSpec(_Model):
     cities: list[CitySpec] = []
     network: NetworkSpec
     signal_model: SignalModelSpec = SignalModelSpec()
+    deferral: DeferralSpec = DeferralSpec()
     centers: list[CenterSpec] = Field(min_length=1)

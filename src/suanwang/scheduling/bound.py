@@ -11,9 +11,15 @@ buckets ``b`` of ``B`` hours. Variables:
     subject to sum_k x[k,p,b] <= cap_p x B                        (capacity)
                C[k,b] = C[k,b-1] + sum_p speed_p x x[k,p,b]       (work done)
                C[k,b] <= work of class k arrived by the start of b (no work before it arrives)
-               C[k,last] = total work of class k                  (every job completes)
+               C[k,last] = total work of class k - e[k]           (every job completes
+                                                                   or expires)
 
-``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a constant.
+``e[k] >= 0`` SCU of class ``k`` that expire (the scenario's deferral rule: a job not started in
+time is refused and costs ``expiry_cny_per_kwh`` x its kWh on its most efficient pool), at that
+price per SCU: exactly what the simulator charges an expired job, so a run whose jobs expire maps
+to a feasible point too (without it, the capacity its refused work never took would still be
+charged). ``T = sum_j data_j x min_{p feasible for j} transfer_cost(origin_j, p)`` is a
+constant (an expired job paid its transfer: it waited where it was placed).
 All work may run until the horizon, latency-bound work included: a policy may have to queue
 inference when its nearby pools are full, so forcing it to run on arrival would not bound such
 runs (the LP could even become infeasible).
@@ -59,6 +65,9 @@ class Bound:
     variables: int
     classes: int
     jobs: int
+    #: what the bound pays for jobs it lets expire (the scenario's deferral rule); part of
+    #: ``cost_cny`` beside energy and transfer
+    expiry_cost_cny: float = 0.0
 
 
 def _buckets(series: NDArray[np.float64], hours: int, bucket_h: int) -> NDArray[np.float64]:
@@ -220,7 +229,8 @@ def solve_lp_by_columns(
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0:
             raise BoundError(f"{what} not solved within {time_limit_s:g} s")
-        h.setOptionValue("time_limit", float(left))
+        # HiGHS's limit is on its run clock, which adds up over the rounds' runs
+        h.setOptionValue("time_limit", float(h.getRunTime() + left))
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
@@ -251,6 +261,19 @@ def solve_lp_by_columns(
     z = np.zeros(n_priced)
     z[np.concatenate(added)] = x[n_fixed + rows.size :]
     return x[:n_fixed], z, float(h.getInfo().objective_function_value)
+
+
+def expiry_cny_per_scu(
+    net: Network, pools: Sequence[NDArray[np.int64]], precision: Sequence[int]
+) -> NDArray[np.float64]:
+    """Per class (its feasible ``pools``, its ``precision`` index): what an expired SCU costs
+    under the scenario's deferral rule, ``expiry_cny_per_kwh`` x the least kWh per SCU of its
+    pools (:func:`suanwang.sim.metrics.expiry_penalty_cny` per job)."""
+    rate = net.scenario.deferral.expiry_cny_per_kwh
+    out = np.zeros(len(pools))
+    for k, (p, prec) in enumerate(zip(pools, precision, strict=True)):
+        out[k] = rate * float((net.pool_facility_kw[p] / net.pool_speed[p, prec]).min())
+    return out
 
 
 def offline_bound(
@@ -387,25 +410,33 @@ def offline_bound(
     )
     c_hi = cum_arrived[ck, cb]
     c_lo = np.where(cb == last[ck], total[ck], 0.0)
-    col_cost = np.concatenate([x_cost, np.zeros(n_c)])
-    col_lo = np.concatenate([np.zeros(n_x), c_lo])
-    col_hi = np.concatenate([np.full(n_x, np.inf), c_hi])
+    # e[k]: expired SCU, -1 in class k's last work row (C[last] counts work done or expired)
+    e_cost = expiry_cny_per_scu(net, cls_pools, cls_prec)
+    index = np.concatenate([index, work_row(np.arange(n_cls), last).astype(np.int32)])
+    value = np.concatenate([value, -np.ones(n_cls)])
+    starts = np.concatenate([starts, starts[-1] + 1 + np.arange(n_cls)])
+    col_cost = np.concatenate([x_cost, np.zeros(n_c), e_cost])
+    col_lo = np.concatenate([np.zeros(n_x), c_lo, np.zeros(n_cls)])
+    col_hi = np.concatenate([np.full(n_x, np.inf), c_hi, np.full(n_cls, np.inf)])
 
     h = solve_lp(
         col_cost, col_lo, col_hi, row_lo, row_hi, (starts, index, value), time_limit_s, "bound LP"
     )
-    sol = np.asarray(h.getSolution().col_value)[:n_x]
-    energy_cost = float(h.getInfo().objective_function_value)
+    sol_all = np.asarray(h.getSolution().col_value)
+    sol = sol_all[:n_x]
+    expiry = float((sol_all[n_x + n_c :] * e_cost).sum())
+    energy_cost = float(h.getInfo().objective_function_value) - expiry
     energy = float((sol * kw[xp]).sum())
     carbon = float((sol * kw[xp] * carbon_b[net.pool_center[xp], xb]).sum()) / 1e6
     return Bound(
-        cost_cny=energy_cost + transfer,
+        cost_cny=energy_cost + transfer + expiry,
         energy_cost_cny=energy_cost,
         transfer_cost_cny=transfer,
         energy_kwh=energy,
         carbon_t=carbon,
         bucket_h=bucket_h,
-        variables=n_x + n_c,
+        variables=n_x + n_c + n_cls,
         classes=n_cls,
         jobs=len(job_cls),
+        expiry_cost_cny=expiry,
     )

@@ -32,6 +32,7 @@ import numpy as np
 from suanwang.core.cost import HOUR_S, ScuPrices
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
+from suanwang.core.scenario import DEFAULT_MAX_DEFER_H
 from suanwang.scheduling.lookahead import Ready, costs, ready_grids
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
 from suanwang.scheduling.room import fit_one
@@ -100,7 +101,10 @@ class ClassRows:
 @dataclass
 class SuanwangPolicy:
     name: str = "suanwang"
-    max_defer_h: int = 12
+    #: hours a start may be planned after the data arrives: the scenario's deferral rule
+    #: (:class:`~suanwang.core.scenario.DeferralRule`; hosts set it from theirs: the simulator
+    #: refuses a planner that defers beyond its scenario's rule), or less
+    max_defer_h: int = DEFAULT_MAX_DEFER_H
     carbon_price_cny_per_kg: float = 0.1
     wait_price_cny_per_kwh: float = 0.04
     deadline_margin: float = 0.25

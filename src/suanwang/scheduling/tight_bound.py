@@ -2,18 +2,21 @@
 
 Model. A job that cannot checkpoint runs on one pool, holding all its units for its whole
 runtime ``r = work / (units x speed_p)``, from one start ``s``: from its arrival to the latest
-start that still ends by the horizon. Jobs are grouped into classes ``k`` of the same feasible
+start the scenario's deferral rule admits (its data's arrival at ``p`` plus ``max_defer_h``:
+:class:`~suanwang.core.scenario.DeferralRule`) and that still ends by the horizon; or it
+expires, at the rule's penalty. Jobs are grouped into classes ``k`` of the same feasible
 pools, precision, units, arrival window (the time bucket; wider when that makes more than
 ``MAX_CLASSES`` classes) and runtime bin (runtimes within a factor ``RUNTIME_RATIO``); each
 class's starts are cut into intervals ``b`` (``bucket_h`` hours for the first ``fine_h`` hours
 after the class arrives, ``coarse_h`` hours after that). Variables:
 
 * ``n[k,p,b] >= 0`` jobs of class ``k`` that start on pool ``p`` in interval ``b``;
+* ``e[k] >= 0`` jobs of class ``k`` that expire (not started within the limit);
 * for checkpointable work, which a policy may move or suspend, the fluid model of
   :mod:`suanwang.scheduling.bound` (unit-hours per class, pool and bucket).
 
     minimise  sum n[k,p,b] x c[k,p,b]  +  fluid energy  +  constants
-    subject to sum_{p,b} n[k,p,b] = jobs of class k                    (every job starts)
+    subject to sum_{p,b} n[k,p,b] + e[k] = jobs of class k     (every job starts or expires)
                sum n[k,p,b] x units_k x busy[k,p,b,t] + fluid <= cap_p x (bucket t's hours)
 
 Why it is a lower bound on the cost of every schedule that completes the same jobs by the
@@ -34,12 +37,21 @@ work as in the fluid bound), and each job's real cost is at least what the LP ch
   and each job's excess over it is at least its least excess over the class's pools (a
   constant);
 * capacity: whatever ``s`` in ``[lo, hi]`` the job took, it holds its units over
-  ``[hi, lo + r_lo)``, so counting only that part of each bucket never exceeds the real load.
+  ``[hi, lo + r_lo)``, so counting only that part of each bucket never exceeds the real load;
+* starts: the simulator refuses a start later than the job's data arrival at its pool plus
+  the rule's limit (the job expires instead), so every start lies in a column's interval:
+  ``hi`` is at most the class's latest (arrival + transfer time to ``p``) + the limit;
+* expiry: an expired job costs ``expiry_cny_per_kwh x work x`` its least kWh per SCU (and the
+  transfer it paid); ``e[k]`` is charged that at the class's least work and least transfer,
+  and the per-job constants above (excess work priced at no more than the rule's rate).
 
 The relaxation drops integrality, deadlines, transfer time and the engine's queues, and lowers
-prices and loads as above, so it cannot exceed the cost of any such schedule. Starts may wait
-until the horizon (not only within the planner's deferral window): the engine's queues can
-delay any job, so limiting starts to the window would not bound runs that queued.
+prices and loads as above, so it cannot exceed the cost of any such schedule. Starts are
+limited by the deferral rule, which binds queues too (a job that queued past its limit
+expired, and the LP has that choice at the same price). Deadlines are not a limit: the
+simulator lets a job miss its deadline (a miss is counted), so a bound that cut starts at
+deadlines would not bound such runs. Checkpointable work stays fluid and unlimited in time:
+a moved job may queue again after its first start, which the rule does not limit.
 """
 
 from __future__ import annotations
@@ -54,7 +66,14 @@ from numpy.typing import NDArray
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.bound import Bound, BoundError, Priced, _buckets, solve_lp_by_columns
+from suanwang.scheduling.bound import (
+    Bound,
+    BoundError,
+    Priced,
+    _buckets,
+    expiry_cny_per_scu,
+    solve_lp_by_columns,
+)
 
 RUNTIME_RATIO = 1.15
 # a class's arrival window (hours): the time bucket, else the first of these that makes
@@ -69,9 +88,11 @@ I64 = NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class TightBound(Bound):
-    """A :class:`Bound` with the seconds it took to build and solve."""
+    """A :class:`Bound` with the seconds it took to build and solve and the jobs it let
+    expire (whole jobs, fractional)."""
 
     solve_s: float = 0.0
+    expired_jobs: float = 0.0
 
 
 def _cat(parts: Sequence[NDArray[np.generic]]) -> NDArray[np.generic]:
@@ -183,7 +204,9 @@ def tight_bound(
     ``pool``, ``precision``, ``start_h`` (its interval's earliest start), ``arrival_h`` (its
     class's first arrival), ``kwh`` and ``cny`` (what the LP charges: energy of the shortest
     runtime and transfer); for checkpointable work, per fluid variable, ``fluid_pool``,
-    ``fluid_precision``, ``fluid_bucket_h`` (start hour), ``fluid_kwh`` and ``fluid_cny``.
+    ``fluid_precision``, ``fluid_bucket_h`` (start hour), ``fluid_kwh`` and ``fluid_cny``;
+    what expires: per whole class ``expired`` (jobs) and ``expired_cny``, per fluid class
+    ``fluid_expired_scu`` and ``fluid_expired_cny``.
     """
     import time
 
@@ -205,6 +228,7 @@ def tight_bound(
     j_work: list[float] = []
     j_submit: list[float] = []
     j_tc: list[F64] = []
+    j_ready: list[F64] = []  # hour the job's data arrives at each of its pools
     fluid: list[Job] = []
     transfer_fluid = 0.0
     n_jobs = 0
@@ -227,6 +251,7 @@ def tight_bound(
         j_work.append(job.work_scu)
         j_submit.append(job.submit_s / 3600.0)
         j_tc.append(tc)
+        j_ready.append((job.submit_s + job.data_gb * info.transfer_s_per_gb[order]) / 3600.0)
     if class_h is None:  # the narrowest arrival window that keeps the LP small enough
         windows = [float(bucket_h)] + [w for w in CLASS_WINDOWS_H if w > bucket_h]
         class_h = windows[-1]
@@ -250,7 +275,8 @@ def tight_bound(
         j_cls.append(k)
     n_cls = len(cls_pools)
     if n_jobs == 0:
-        return TightBound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h, 0, 0, 0, time.perf_counter() - t_start)
+        return TightBound(0.0, 0.0, 0.0, 0.0, 0.0, bucket_h, 0, 0, 0,
+                          solve_s=time.perf_counter() - t_start)  # fmt: skip
     jc = np.array(j_cls, dtype=np.int64)
     jw = np.array(j_work)
     js = np.array(j_submit)
@@ -265,6 +291,12 @@ def tight_bound(
     for k, tc in zip(j_cls, j_tc, strict=True):
         np.minimum(tau[k], tc, out=tau[k])
     transfer_excess = sum(float((tc - tau[k]).min()) for k, tc in zip(j_cls, j_tc, strict=True))
+    # the latest start the deferral rule admits: the class's latest data arrival per pool + limit
+    ready = [np.full(p.size, -np.inf) for p in cls_pools]
+    for k, r in zip(j_cls, j_ready, strict=True):
+        np.maximum(ready[k], r, out=ready[k])
+    rule = net.scenario.deferral
+    e_rate = expiry_cny_per_scu(net, cls_pools, cls_prec)  # an expired SCU, per class
 
     # ---- pairs (class, pool): runtimes, energy per SCU, cheapest price after arrival
     pair_k = _cat([np.full(p.size, k) for k, p in enumerate(cls_pools)]).astype(np.int64)
@@ -279,6 +311,7 @@ def tight_bound(
     floor_price = suffix_min[pair_c, first_h] * kwh_per_scu
     excess_floor = np.full(n_cls, np.inf)
     np.minimum.at(excess_floor, pair_k, floor_price)
+    np.minimum(excess_floor, e_rate, out=excess_floor)  # an expired job pays no more
     energy_excess = float(((jw - w_lo[jc]) * excess_floor[jc]).sum()) if n_cls else 0.0
 
     # ---- columns: start slots per pair, at edges (hours) relative to the class's arrival
@@ -288,7 +321,7 @@ def tight_bound(
     rel_edges = np.concatenate([fine, coarse])
     n_slots = rel_edges.size - 1
     base = np.floor(a_lo / bucket_h) * bucket_h
-    last_start = H - r_lo
+    last_start = np.minimum(H - r_lo, _cat(ready).astype(np.float64) + rule.max_defer_s / 3600.0)
 
     def slot(pair: Any, s: Any) -> tuple[F64, F64]:
         k = pair_k[pair]
@@ -443,19 +476,27 @@ def tight_bound(
         return out
 
     c0 = n_fx
+    e0 = n_fx + n_fc  # expire columns: whole classes (cover rows), then fluid classes
+    expire_cny = e_rate * w_lo + np.array([t.min() for t in tau])  # one job of class k
+    f_rate = expiry_cny_per_scu(net, f_pools, f_prec)
     f_speed = net.pool_speed[xp, np.array(f_prec, dtype=np.int64)[xf]] if n_f else np.zeros(0)
     nxt = cb < nb - 1
+    f_all = np.arange(n_f)
     rows = np.concatenate([
         xp * nb + xb,  # fluid: capacity
         work_row(xf, xb),  # fluid: work done
         work_row(cf, cb),  # C[f,t]
         work_row(cf[nxt], cb[nxt] + 1),  # -C[f,t] in row t+1
+        r_cover + np.arange(n_cls),  # e[k]: whole jobs of class k that expire
+        work_row(f_all, np.full(n_f, nb - 1)),  # fluid SCU that expire: counted as done
     ])  # fmt: skip
     cols = np.concatenate([np.arange(n_fx), np.arange(n_fx), c0 + np.arange(n_fc),
-                           c0 + np.nonzero(nxt)[0]])  # fmt: skip
-    vals = np.concatenate([np.ones(n_fx), -f_speed, np.ones(n_fc), -np.ones(int(nxt.sum()))])
+                           c0 + np.nonzero(nxt)[0], e0 + np.arange(n_cls + n_f)])  # fmt: skip
+    vals = np.concatenate([np.ones(n_fx), -f_speed, np.ones(n_fc), -np.ones(int(nxt.sum())),
+                           np.ones(n_cls), -np.ones(n_f)])  # fmt: skip
     n_rows = r_work + n_fc
-    a = coo_matrix((vals, (rows, cols)), shape=(n_rows, n_fx + n_fc)).tocsc()
+    n_base = e0 + n_cls + n_f
+    a = coo_matrix((vals, (rows, cols)), shape=(n_rows, n_base)).tocsc()
     cap_hi = np.repeat(cap, nb) * np.tile(b_len, net.n_pools)
     row_lo = np.concatenate([np.full(n_cap, -np.inf), count, np.zeros(n_fc)])
     row_hi = np.concatenate([cap_hi, count, np.zeros(n_fc)])
@@ -466,9 +507,11 @@ def tight_bound(
     cover += r_cover
     whole = Priced(col_cost, cover, busy, reduced, start)
     x_sol_all, n_sol, lp_value = solve_lp_by_columns(
-        np.concatenate([kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc)]),
-        np.concatenate([np.zeros(n_fx), c_lo]),
-        np.concatenate([np.full(n_fx, np.inf), c_hi]),
+        np.concatenate(
+            [kw[xp] * price_b[net.pool_center[xp], xb], np.zeros(n_fc), expire_cny, f_rate]
+        ),
+        np.concatenate([np.zeros(n_fx), c_lo, np.zeros(n_cls + n_f)]),
+        np.concatenate([np.full(n_fx, np.inf), c_hi, np.full(n_cls + n_f, np.inf)]),
         a,
         row_lo,
         row_hi,
@@ -476,14 +519,18 @@ def tight_bound(
         time_limit_s,
         "tight bound LP",
     )
-    n_all = n_cols + n_fx + n_fc
+    n_all = n_cols + n_base
     x_sol = x_sol_all[:n_fx]
+    e_sol = x_sol_all[e0 : e0 + n_cls]
+    ef_sol = x_sol_all[e0 + n_cls : n_base]
+    expired_transfer = float((e_sol * (expire_cny - e_rate * w_lo)).sum())
+    expiry = float((e_sol * e_rate * w_lo).sum() + (ef_sol * f_rate).sum())
     taken = np.flatnonzero(n_sol)
     n_taken = n_sol[taken]
     pair, lo, _ = lo_hi(taken)
     transfer_lp = float((n_taken * tau_pair[pair]).sum())
-    transfer = transfer_lp + transfer_excess + transfer_fluid
-    energy_cost = lp_value + energy_excess - transfer_lp
+    transfer = transfer_lp + expired_transfer + transfer_excess + transfer_fluid
+    energy_cost = lp_value + energy_excess - transfer_lp - expired_transfer - expiry
     # energy (kWh) and carbon of the LP's plan: whole jobs at their mean work, fluid as planned
     w_mean = np.divide(np.bincount(jc, jw, minlength=n_cls), np.maximum(count, 1.0))
     e_whole = n_taken * w_mean[pair_k[pair]] * kwh_per_scu[pair]
@@ -508,6 +555,10 @@ def tight_bound(
             fluid_bucket_h=(xb * bucket_h).astype(np.float64),
             fluid_kwh=e_fluid,
             fluid_cny=e_fluid * price_b[net.pool_center[xp], xb],
+            expired=e_sol,
+            expired_cny=e_sol * expire_cny,
+            fluid_expired_scu=ef_sol,
+            fluid_expired_cny=ef_sol * f_rate,
         )
     return TightBound(
         cost_cny=lp_value + energy_excess + transfer_excess + transfer_fluid,
@@ -519,5 +570,7 @@ def tight_bound(
         variables=n_all,
         classes=n_cls + n_f,
         jobs=n_jobs,
+        expiry_cost_cny=expiry,
         solve_s=time.perf_counter() - t_start,
+        expired_jobs=float(e_sol.sum()),
     )

@@ -12,6 +12,14 @@ checkpoint to the new center (time and money as in the cost model) and releases 
 work there; the finish event of the old run is fenced off by an epoch counter, so a job
 completes exactly once.
 
+Every job must start within the scenario's deferral limit (:class:`DeferralRule`): by its data's
+arrival at its pool plus ``max_defer_h`` (and a second of slack). A job that waits in a queue
+past that expires there: it leaves the queue, never runs, and is handed back and refused,
+``scheduled -> pending -> failed`` on its pool (not ``scheduled -> failed``, which billing
+meters as a run it did not see); the metrics charge the rule's penalty. A policy that plans
+further ahead than the rule (``max_defer_h`` above it) is refused. The check costs nothing
+for jobs that start on release: only a job that has to queue gets an expiry event.
+
 The run ends when every job has finished or the signal horizon is reached; what has not
 finished by then is ``unfinished``.
 
@@ -45,7 +53,7 @@ from suanwang.scheduling.placement import place
 from suanwang.scheduling.policies import Policy
 from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
-RELEASE, FINISH, REPLAN = 0, 1, 2
+RELEASE, FINISH, REPLAN, EXPIRE = 0, 1, 2, 3
 BACKFILL_SCAN = 16
 #: jobs whose feasible pools (and, for a planning policy, first grids: ``prepare``) the
 #: simulator works out together, ahead of them
@@ -192,9 +200,20 @@ def simulate(
     market: Market = NO_MARKET,
 ) -> Outcome:
     """Run ``jobs`` (in submit order) through the network, each placed by ``policy`` through
-    the placement seam with ``market`` (offers), and return what happened to each."""
+    the placement seam with ``market`` (offers), and return what happened to each.
+
+    ValueError: ``policy`` plans deferrals beyond the scenario's deferral limit."""
     n = len(jobs)
+    rule = net.scenario.deferral
+    planned = getattr(policy, "max_defer_h", None)
+    if planned is not None and planned > rule.max_defer_h:
+        raise ValueError(
+            f"policy {policy.name} defers up to {planned} h, beyond the scenario's deferral "
+            f"limit max_defer_h={rule.max_defer_h} h"
+        )
+    max_defer_s = rule.max_defer_s
     nan = float("nan")
+    limit = [nan] * n  # latest first start
     state = CapacityState.empty(net, signals)
     horizon = signals.horizon_s
     # per-job state as Python lists: the loop touches single elements, which lists do fastest
@@ -304,6 +323,15 @@ def simulate(
             if ep != epoch[j]:
                 continue  # fenced: the job moved since this event was scheduled
             p = pool[j]
+            if kind == EXPIRE:
+                if start[j] != start[j]:  # nan: still queued at its limit
+                    queues[p].remove(j)
+                    backlog[p] -= units[j] * runtime[j]
+                    epoch[j] += 1
+                    event(j, now, SCHEDULED, PENDING, p)
+                    event(j, now, PENDING, FAILED, p)
+                    try_start(p, now)  # the jobs behind it
+                continue
             if kind == FINISH:
                 end[j] = now
                 event(j, now, RUNNING, SUCCEEDED, p)
@@ -311,10 +339,16 @@ def simulate(
                 del running[j]
                 movable.pop(j, None)
                 try_start(p, now)
+            elif now > limit[j] and first_start[j] != first_start[j]:
+                event(j, now, SCHEDULED, PENDING, p)  # released past its limit: expired
+                event(j, now, PENDING, FAILED, p)
             else:
                 queues[p].append(j)
                 backlog[p] += units[j] * runtime[j]
                 try_start(p, now)
+                if start[j] != start[j] and first_start[j] != first_start[j]:
+                    seq += 1  # queued before its first start: it expires at its limit
+                    heappush(events, (max(limit[j], now), seq, EXPIRE, j, epoch[j]))
 
     if migrator is not None and n:
         seq += 1
@@ -354,6 +388,7 @@ def simulate(
         runtime[i] = placed.runtime_s
         rel = placed.start_s
         release[i] = rel
+        limit[i] = rel - placed.deferred_s + max_defer_s
         seq += 1
         heappush(events, (rel, seq, RELEASE, i, 0))
     process_until(horizon)

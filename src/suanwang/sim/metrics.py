@@ -27,6 +27,7 @@ COUNT_KEYS = (
     "latency_violations",
     "completed",
     "rejected",
+    "expired",
     "unfinished",
     "migrations",
 )
@@ -34,6 +35,7 @@ METRIC_KEYS = (
     "cost_cny",
     "energy_cost_cny",
     "transfer_cost_cny",
+    "expiry_cost_cny",
     "energy_kwh",
     "green_share",
     "carbon_t",
@@ -57,6 +59,8 @@ class JobRecords:
     energy_cost_cny: Array
     green_kwh: Array
     carbon_kg: Array
+    #: expired under the deferral rule (placed, never started: refused at its limit)
+    expired: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 @dataclass
@@ -99,6 +103,16 @@ def busy_by_hour(
     return out[:, :hours]
 
 
+def expiry_penalty_cny(net: Network, job: Job) -> float:
+    """What an expired job costs (the scenario's :class:`DeferralRule`): its energy on its most
+    efficient feasible pool (kWh) x ``expiry_cny_per_kwh``; 0 for a job no pool can run."""
+    info = net.job_class(job)
+    if info.pools.size == 0:
+        return 0.0
+    kwh_per_scu = float((info.facility_kw_per_unit / info.speed).min())
+    return net.scenario.deferral.expiry_cny_per_kwh * job.work_scu * kwh_per_scu
+
+
 def measure(
     name: str,
     net: Network,
@@ -136,7 +150,12 @@ def measure(
     placed = o.pool >= 0
     started = ~np.isnan(first_start)
     completed = ~np.isnan(end)
-    rejected = int(np.unique(ev_job[failed_ev]).size)
+    # failed on no pool (no feasible one): rejected; failed on its pool, handed back at its
+    # deferral limit (suanwang.core.scenario.DeferralRule): expired, charged the rule's penalty
+    expired_ev = failed_ev & (ev_pool >= 0)
+    expired_jobs = np.unique(ev_job[expired_ev])
+    rejected = int(np.unique(ev_job[failed_ev & ~expired_ev]).size)
+    expiry = float(sum(expiry_penalty_cny(net, jobs[j]) for j in expired_jobs.tolist()))
     n_completed = int(completed.sum())
 
     # runs: from each start to the job's next event (or the horizon: still running)
@@ -186,9 +205,10 @@ def measure(
     np.add.at(flows, (origin[placed], net.pool_center[o.pool[placed]]), work[placed])
 
     metrics: dict[str, float | int] = {
-        "cost_cny": energy_cost + transfer,
+        "cost_cny": energy_cost + transfer + expiry,
         "energy_cost_cny": energy_cost,
         "transfer_cost_cny": transfer,
+        "expiry_cost_cny": expiry,
         "energy_kwh": energy,
         "green_share": green / energy if energy > 0 else 0.0,
         "carbon_t": carbon,
@@ -199,7 +219,8 @@ def measure(
         "latency_violations": violations,
         "completed": n_completed,
         "rejected": rejected,
-        "unfinished": n - n_completed - rejected,
+        "expired": int(expired_jobs.size),
+        "unfinished": n - n_completed - rejected - int(expired_jobs.size),
         "migrations": int(o.migrations.sum()),
         "utilization": util,
         "decisions_per_s": o.decisions / o.decide_seconds if o.decide_seconds > 0 else 0.0,
@@ -219,5 +240,6 @@ def measure(
             energy_cost_cny=per_job["energy_cost_cny"],
             green_kwh=per_job["green_kwh"],
             carbon_kg=per_job["carbon_kg"],
+            expired=np.isin(np.arange(n), expired_jobs),
         ),
     )

@@ -5,7 +5,8 @@ input order: its id, kind, origin and size; its final state; the center and acce
 last run; when it was submitted, first started and ended (UTC, ISO 8601; empty if never);
 its wait, migrations, and the cost breakdown of its runs at the realised signals (energy,
 energy cost, data transfer, green energy, grid carbon). The sums of the columns are the
-policy's metrics in ``results.json``.
+policy's metrics in ``results.json`` (its ``cost_cny`` less ``expiry_cost_cny``: a job that
+expired under the deferral rule is ``failed`` and its penalty is the run's, not a column).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def write_job_records(
             pool = int(outcome.pool[i])
             placed = pool >= 0
             first, end = float(rec.first_start_s[i]), float(rec.end_s[i])
-            if not placed:
-                state = "failed"
+            if not placed or (rec.expired.size and rec.expired[i]):
+                state = "failed"  # no feasible pool, or expired (the deferral rule)
             elif math.isfinite(end):
                 state = "succeeded"
             else:
