@@ -26,7 +26,7 @@ def test_simulate_json_is_one_document_with_every_metric(invoke: Any, tmp_path: 
     assert set(doc["policies"]) == {"nearest", "first-fit", "cheapest", "greenest", "suanwang"}
     for m in doc["policies"].values():
         assert set(METRIC_KEYS) <= set(m)
-        assert m["completed"] + m["rejected"] + m["unfinished"] == 300
+        assert m["completed"] + m["rejected"] + m["expired"] + m["unfinished"] == 300
         assert m["latency_violations"] == 0
     assert set(doc["bound"]) >= {"cost_cny", "energy_kwh", "carbon_t"}
     assert doc["bound"]["kind"] in {"non-preemptive", "relaxed"} and "bound_tight_error" not in doc
@@ -125,7 +125,7 @@ def test_philly_trace_runs_and_reports_skipped_rows(invoke: Any) -> None:
     assert code == 0, err
     doc = json.loads(out)
     m = doc["policies"]["nearest"]
-    assert m["completed"] + m["rejected"] + m["unfinished"] == doc["jobs"] > 0
+    assert m["completed"] + m["rejected"] + m["expired"] + m["unfinished"] == doc["jobs"] > 0
     assert doc["workload"]["rows"] >= doc["jobs"]
 
 
@@ -152,7 +152,7 @@ def test_tenants_json_reports_sharing_per_policy_and_its_fifo(invoke: Any, tmp_p
     doc = json.loads(out)
     assert set(doc["policies"]) == {"suanwang", "suanwang/fifo"}
     for m in doc["policies"].values():
-        assert m["completed"] + m["rejected"] + m["unfinished"] == 300
+        assert m["completed"] + m["rejected"] + m["expired"] + m["unfinished"] == 300
         assert set(m["tenants"]) == {"t01", "t02", "t03", "t04"}
         assert {"jain_index", "min_entitled_fraction"} <= set(m["fairness"])
         assert set(m["classes"]) == {"urgent", "normal", "batch", "preemptible"}

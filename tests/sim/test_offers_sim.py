@@ -45,7 +45,7 @@ def test_offers_draw_placements_and_consumers_pay_less() -> None:
     # same workload, same rules: every job accounted for either way
     for r in (plain, offered):
         m = r.reports[0].metrics
-        assert m["completed"] + m["rejected"] + m["unfinished"] == len(workload.jobs)
+        assert m["completed"] + m["rejected"] + m["expired"] + m["unfinished"] == len(workload.jobs)
     assert not np.isnan(sw["paid_offer_cny"])
 
 

@@ -295,7 +295,7 @@ def _print_table(doc: dict[str, Any]) -> None:
         ("wait s", "mean_wait_s"),
         ("deadline miss", "deadline_misses"),
         ("lat. viol.", "latency_violations"),
-        ("done/rej/unf", None),
+        ("done/rej/exp/unf", None),
         ("util", "utilization"),
         ("dec/s", "decisions_per_s"),
     ]
@@ -311,7 +311,7 @@ def _print_table(doc: dict[str, Any]) -> None:
             f"{m['mean_wait_s']:,.0f}",
             str(m["deadline_misses"]),
             str(m["latency_violations"]),
-            f"{m['completed']}/{m['rejected']}/{m['unfinished']}",
+            f"{m['completed']}/{m['rejected']}/{m.get('expired', 0)}/{m['unfinished']}",
             f"{m['utilization']:.1%}",
             f"{m['decisions_per_s']:,.0f}",
         )

@@ -60,7 +60,8 @@ def write_report(
     end = start + timedelta(seconds=signals.horizon_s)
     if reports:
         m = reports[0].metrics
-        n_jobs = int(sum(int(m.get(k, 0)) for k in ("completed", "rejected", "unfinished")))
+        ends = ("completed", "rejected", "expired", "unfinished")
+        n_jobs = int(sum(int(m.get(k, 0)) for k in ends))
         jobs_text = f"{n_jobs:,}"
     else:
         jobs_text = f"{top.bound.jobs:,}" if top is not None else "—"

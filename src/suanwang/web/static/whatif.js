@@ -8,7 +8,7 @@ const SIM_COLUMNS = [
   ["green_share", "Green", pct], ["carbon_t", "Carbon (t)", (x) => num(x, 2)],
   ["mean_wait_s", "Mean wait (s)", (x) => num(x, 0)], ["p95_wait_s", "p95 wait (s)", (x) => num(x, 0)],
   ["deadline_misses", "Deadline misses", (x) => x], ["completed", "Completed", (x) => x],
-  ["rejected", "Rejected", (x) => x], ["unfinished", "Unfinished", (x) => x], ["utilization", "Utilization", pct],
+  ["rejected", "Rejected", (x) => x], ["expired", "Expired", (x) => x ?? 0], ["unfinished", "Unfinished", (x) => x], ["utilization", "Utilization", pct],
 ];
 
 // The largest trace the server takes (characters; whatif_input.MAX_TRACE_CHARS).
@@ -200,7 +200,7 @@ async function renderWhatIfRun(runId) {
         h("thead", {}, h("tr", {}, h("th", {}, "Policy"), SIM_COLUMNS.map(([, t]) => h("th", { class: "num" }, t)))),
         h("tbody", {}, names.map((n) => h("tr", { "data-policy": n }, h("td", {}, n),
           SIM_COLUMNS.map(([k, , f]) => h("td", { class: "num", "data-metric": k }, f(doc.policies[n][k]))))),
-          doc.bound ? h("tr", { "data-policy": "bound" }, h("td", {}, "offline bound"), h("td", { class: "num" }, num(doc.bound.cost_cny, 0)),
+          doc.bound ? h("tr", { "data-policy": "bound" }, h("td", {}, `${doc.bound.kind ?? "relaxed"} bound`), h("td", { class: "num" }, num(doc.bound.cost_cny, 0)),
             h("td", { class: "num" }, num(doc.bound.energy_kwh, 0)), h("td", {}, ""), h("td", { class: "num" }, num(doc.bound.carbon_t, 2))) : null)),
       doc.bound_error ? errorBox(new Error(`bound: ${doc.bound_error}`)) : null,
       h("p", { class: "sub", id: "whatif-workload" }, `Workload: ${doc.workload.source}${r.trace ? `, ${doc.workload.rows} rows` : ""}, arrivals over ${num(doc.workload.arrival_days, 2)} days.`,
