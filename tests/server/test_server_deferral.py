@@ -26,15 +26,17 @@ from starlette.testclient import TestClient
 from suanwang.core.governance import Governance, TenantQuota
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
-from suanwang.executors.local import LocalExecutor
+from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.models import JobEvent, JobRow, Tenant
 from suanwang.server.models.jobs import submit_job
+from suanwang.server.runner import build_services
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
+from suanwang.server.settings import Settings
 
 TINY = Path(__file__).parents[1] / "fixtures" / "scenarios" / "tiny"
 HOURS = 48
@@ -428,3 +430,17 @@ def test_centers_and_metrics_count_a_deferred_job_only_from_its_start(
     assert families["suanwang_jobs_deferred"].samples[0].value == 1
     got = client.get(f"/v1/jobs/{later}", headers=alice.headers).json()
     assert datetime.fromisoformat(got["start_at"]) == now + timedelta(hours=5)
+
+
+def test_the_live_planner_may_not_defer_past_the_scenarios_limit(tmp_path: Path) -> None:
+    """The scenario's deferral limit binds the live host too (china's: 12 h), before anything
+    is built: a longer planner deferral is refused, naming the option, the limit and where."""
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'never.db'}")
+    with pytest.raises(ValueError) as err:
+        build_services(settings, tmp_path / "centers", ["zhongwei"], max_defer_h=13,
+                       sandbox=SharedUser())  # fmt: skip
+    assert str(err.value) == (
+        "max_defer_h 13 is above the scenario's deferral limit (12 h, scenario.yaml "
+        "deferral.max_defer_h): a job may not wait longer than that"
+    )
+    assert not (tmp_path / "never.db").exists()

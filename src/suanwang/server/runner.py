@@ -310,7 +310,8 @@ def build_services(
     stands in for every center (or the named ``centers``). A center unreachable for
     ``lost_after_s`` has its jobs failed over; checkpoints live under ``checkpoint_root``
     (default: ``executors_root/../checkpoints``). The dispatcher may defer deferrable work up
-    to ``max_defer_h`` hours into a cheaper or greener window. ``local_like_scenario``: local
+    to ``max_defer_h`` hours into a cheaper or greener window, at most the scenario's
+    deferral limit (else :class:`ValueError`). ``local_like_scenario``: local
     executors offer what their centers have in the scenario (see :func:`local_executors`).
     Local executors run jobs in ``sandbox`` (default: per-tenant accounts, network where
     ``settings.allow_job_network``); raises
@@ -328,12 +329,18 @@ def build_services(
         log.warning("%s", sandbox.describe())
     else:
         log.info("%s", sandbox.describe())
+    scenario = load_scenario(settings.scenario)
+    limit = scenario.deferral.max_defer_h
+    if max_defer_h > limit:  # the same rule as the simulator's (docs/model.md)
+        raise ValueError(
+            f"max_defer_h {max_defer_h} is above the scenario's deferral limit ({limit} h, "
+            "scenario.yaml deferral.max_defer_h): a job may not wait longer than that"
+        )
     engine = make_engine(settings.db_url)
     if migrate_first:
         migrate(settings.db_url, engine=engine)
     else:
         require_migrated(engine)
-    scenario = load_scenario(settings.scenario)
     sessions = session_factory(engine)
     if config is not None:
         executors = configured_executors(
