@@ -101,7 +101,10 @@ class Cluster(Platform):
             agents = True
             self.testbed, executors = _testbed(root, self.centers)
             self.cpus = slurm.NODE_CPUS
-        entry = {"type": "agent", "lease_s": AGENT_LEASE_S} if agents else local
+        # an agent center's slots are declared, so the engine never plans it beyond what its
+        # agent's executor runs before that agent first reports (docs/centers.md, "Agents")
+        agent = {"type": "agent", "lease_s": AGENT_LEASE_S, "cpus": self.cpus, "cards": 0}
+        entry = agent if agents else local
         centers = [{"center_id": c, "executor": entry} for c in self.centers]
         self.config.write_text(json.dumps({"scenario": TINY, "centers": centers}))
         self.agents: list[Any] = [None] * (len(self.centers) if agents else 0)

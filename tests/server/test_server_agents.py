@@ -23,7 +23,7 @@ from suanwang.server.agents.sync import NotAnAgentCenter, sync
 from suanwang.server.agents.tokens import issue_token
 from suanwang.server.database.models import AgentRun
 from suanwang.server.platform_config import AgentExecutorConfig, load_platform_config
-from suanwang.server.runner import configured_executors
+from suanwang.server.runner import configured_executors, live_scenario
 
 CENTER = "qingyang"
 
@@ -144,8 +144,8 @@ def test_unknown_refs_are_lost_and_a_silent_agent_is_unreachable(
     clock.at = NOW + timedelta(seconds=11)
     with pytest.raises(ExecutorError, match="silent for 11 s: the center is unreachable"):
         agent.poll(["agent:qingyang/x"])
-    with pytest.raises(ExecutorError, match="silent"):
-        agent.capacity()
+    # its slots are what it last reported, silent since or not (read once, at start)
+    assert (agent.capacity().slots_cpus, agent.capacity().slots_cards) == (8, 2)
     assert agent.stop_grace_s == 7
 
 
@@ -292,3 +292,38 @@ def test_the_platform_file_takes_agent_centers_with_their_lease(
     (ex,) = configured_executors(cfg, scenario, tmp_path, sessions=sessions).values()
     # failover waits at least this long (lease + grace) before it gives the runs up
     assert isinstance(ex, AgentExecutor) and ex.stop_grace_s == 25
+
+
+def test_an_agent_centers_declared_slots_size_it_until_its_agent_reports(
+    tmp_path: Path, sessions: sessionmaker[Session], client: TestClient
+) -> None:
+    """Started before its agent ever synced, the engine plans an agent center with the slots
+    of the platform file (not the scenario's figures, which may be more than it has); once the
+    agent has reported, with what it reported. One of the two alone is refused, naming it."""
+    path = tmp_path / "platform.yaml"
+    path.write_text(textwrap.dedent("""\
+        scenario: china
+        centers:
+          - center_id: qingyang
+            executor: {type: agent, cpus: 16}
+        """))  # fmt: skip
+    with pytest.raises(ScenarioError) as err:
+        load_platform_config(path)
+    assert "platform.yaml:4: centers[0].executor.agent: " in str(err.value)
+    assert "cpus and cards: give both" in str(err.value)
+    path.write_text(path.read_text().replace("cpus: 16", "cpus: 16, cards: 3"))
+    cfg = load_platform_config(path)
+    scenario = load_scenario("china")
+    executors = configured_executors(cfg, scenario, tmp_path, sessions=sessions)
+    before = live_scenario(scenario, executors).center(CENTER)
+    assert (
+        (before.cpu_cores, before.cards)
+        == (16, 3)
+        != (
+            scenario.center(CENTER).cpu_cores,
+            scenario.center(CENTER).cards,
+        )
+    )
+    synced(sessions, [])  # its agent reports 8 CPU slots and 2 card slots
+    after = live_scenario(scenario, executors).center(CENTER)
+    assert (after.cpu_cores, after.cards) == (8, 2)

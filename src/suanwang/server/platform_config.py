@@ -118,11 +118,21 @@ class SlurmExecutorConfig(_Strict):
 class AgentExecutorConfig(_Strict):
     """A center reached through its agent (``suanwang agent``, docs/centers.md "Agents"): the
     agent stops its runs itself after ``lease_s`` without contact; the control plane gives
-    them up ``grace_s`` later at the earliest (``serve --lost-after`` must cover both)."""
+    them up ``grace_s`` later at the earliest (``serve --lost-after`` must cover both).
+    ``cpus``/``cards``: the slots the center offers, as a ``local`` executor's, for the engine
+    to plan with before its agent has ever reported (else the scenario's figures)."""
 
     type: Literal["agent"]
     lease_s: float = Field(30.0, gt=0, le=86400)
     grace_s: float = Field(10.0, ge=0, le=86400)
+    cpus: int | None = Field(None, ge=1)
+    cards: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _slots_together(self) -> AgentExecutorConfig:
+        if (self.cpus is None) != (self.cards is None):
+            raise ValueError("cpus and cards: give both (the center's slots) or neither")
+        return self
 
 
 ExecutorEntry = LocalExecutorConfig | SlurmExecutorConfig

@@ -179,7 +179,9 @@ def _agent_executor(
     Failover gives its runs up after its ``stop_grace_s`` (lease + grace) at the earliest."""
     if sessions is None:
         raise ValueError(f"center {center}: an agent center needs the platform's database")
-    agent = AgentExecutor(sessions, center, lease_s=ex.lease_s, grace_s=ex.grace_s)
+    agent = AgentExecutor(
+        sessions, center, lease_s=ex.lease_s, grace_s=ex.grace_s, declared=(ex.cpus, ex.cards)
+    )
     agent.declare()
     return agent
 

@@ -84,6 +84,7 @@ class AgentExecutor:
         lease_s: float = 30.0,
         grace_s: float = DEFAULT_GRACE_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        declared: tuple[int | None, int | None] = (None, None),
     ) -> None:
         if lease_s <= 0 or grace_s < 0:
             raise ValueError(f"lease_s must be > 0 and grace_s >= 0 (got {lease_s}, {grace_s})")
@@ -94,6 +95,9 @@ class AgentExecutor:
         #: a run reported lost may still go on until the agent's lease runs out
         self.stop_grace_s = lease_s + grace_s
         self.clock = clock
+        #: the CPU and card slots of the platform file (None: not declared), the capacity
+        #: until the agent has reported its own
+        self.declared = declared
         self._sessions = sessions
         engine = sessions.kw["bind"]
         self._queued = engine.dialect.name == "sqlite"
@@ -178,9 +182,19 @@ class AgentExecutor:
         return data[-tail_bytes:].decode("utf-8", errors="ignore") if tail_bytes else ""
 
     def capacity(self) -> Capacity:
-        agent = self._agent()
-        cap = agent.capacity
+        """What the agent last reported of its center (silent since or not: slots change
+        rarely), else the slots of the platform file (:attr:`declared`); raises
+        :class:`ExecutorError` when there is neither."""
+        try:
+            with self._reads() as session:
+                agent = session.get(CenterAgent, self.center_id)
+        except SQLAlchemyError as exc:
+            raise ExecutorError(self.name, f"cannot read the agent's record: {exc}") from None
+        cap = agent.capacity if agent is not None else None
         if not cap:
+            cpus, cards = self.declared
+            if cpus is not None and cards is not None:  # the platform file's, until it reports
+                return Capacity(cpus, cards, 0, 0)
             raise ExecutorError(self.name, f"the agent of center {self.center_id} sent no capacity")
         return Capacity(
             int(cap["slots_cpus"]),
