@@ -206,7 +206,7 @@ def live_scenario(scenario: Scenario, executors: dict[str, Executor]) -> Scenari
         cap = None
         if ex is not None:
             try:
-                cap = ex.capacity()
+                cap = ex.slots() if isinstance(ex, AgentExecutor) else ex.capacity()
             except ExecutorError as exc:
                 log.warning("capacity of %s unknown (%s): using the scenario's", c.id, exc)
         if cap is not None and cap.cards_by_model:

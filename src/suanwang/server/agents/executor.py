@@ -32,6 +32,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -182,19 +183,28 @@ class AgentExecutor:
         return data[-tail_bytes:].decode("utf-8", errors="ignore") if tail_bytes else ""
 
     def capacity(self) -> Capacity:
-        """What the agent last reported of its center (silent since or not: slots change
-        rarely), else the slots of the platform file (:attr:`declared`); raises
-        :class:`ExecutorError` when there is neither."""
+        """What the agent reported of its center at its last sync; raises
+        :class:`ExecutorError` when the agent is silent or never synced (failover probes
+        centers with this call)."""
+        return self._capacity(self._agent().capacity)
+
+    def slots(self) -> Capacity:
+        """The center's slots to plan with (read once, at start): what the agent last
+        reported, silent since or not (slots change rarely), else those of the platform file
+        (:attr:`declared`); raises :class:`ExecutorError` when there is neither."""
         try:
             with self._reads() as session:
                 agent = session.get(CenterAgent, self.center_id)
         except SQLAlchemyError as exc:
             raise ExecutorError(self.name, f"cannot read the agent's record: {exc}") from None
         cap = agent.capacity if agent is not None else None
+        cpus, cards = self.declared
+        if not cap and cpus is not None and cards is not None:
+            return Capacity(cpus, cards, 0, 0)
+        return self._capacity(cap)
+
+    def _capacity(self, cap: dict[str, Any] | None) -> Capacity:
         if not cap:
-            cpus, cards = self.declared
-            if cpus is not None and cards is not None:  # the platform file's, until it reports
-                return Capacity(cpus, cards, 0, 0)
             raise ExecutorError(self.name, f"the agent of center {self.center_id} sent no capacity")
         return Capacity(
             int(cap["slots_cpus"]),
