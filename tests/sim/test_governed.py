@@ -739,17 +739,7 @@ def test_slow_pools_go_last_in_a_round_to_whoever_still_waits(tiny: Scenario, fa
     FP32 render runs at 2.26 on the H20. First-fit would give the FP16 job the H20 (listed
     first); since pools below a quarter of a job's best speed are offered only at the end of
     the round, the FP16 job takes the A100 and the render the H20, both in the first round."""
-    keep = {c.id: c for c in tiny.centers}
-    sc = dataclasses.replace(
-        tiny,
-        centers=(
-            dataclasses.replace(keep["coast-ai"], inventory=(("h20", 1),), cpu_cores=0),
-            dataclasses.replace(keep["desert-green"], inventory=(("a100", 1),), cpu_cores=0),
-            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 1),), cpu_cores=0),
-        ),
-    )
-    net = Network(sc)
-    h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
+    sc, net, (h20, a100, h800) = _three_cards(tiny)
     assert h20 < a100
     sig = build_signals(sc, START, HOURS, seed=1)
     cuda = {"accelerator": "any", "stacks": frozenset({"cuda"})}
@@ -809,17 +799,7 @@ def test_a_claim_that_gave_up_preempting_for_a_slow_pool_taken_since_preempts_in
     round's last one; meanwhile d's render, fast on the H20, takes it. In the last pass a's
     claim preempts b's borrowed run on the A100: a asked and got its quota in the same round
     (it used to wait a round more, with no pool left to start on)."""
-    keep = {c.id: c for c in tiny.centers}
-    sc = dataclasses.replace(
-        tiny,
-        centers=(
-            dataclasses.replace(keep["coast-ai"], inventory=(("h20", 1),), cpu_cores=0),
-            dataclasses.replace(keep["desert-green"], inventory=(("a100", 1),), cpu_cores=0),
-            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 1),), cpu_cores=0),
-        ),
-    )
-    net = Network(sc)
-    h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
+    sc, net, (h20, a100, h800) = _three_cards(tiny)
     sig = build_signals(sc, START, HOURS, seed=1)
     cuda = {"accelerator": "any", "stacks": frozenset({"cuda"})}
     jobs = [
@@ -840,3 +820,19 @@ def test_a_claim_that_gave_up_preempting_for_a_slow_pool_taken_since_preempts_in
     asks = quota_asks(net, jobs, g)
     (mine,) = np.flatnonzero(asks.tenant == g.tenants.index("a"))
     assert (asks.at_s[mine], asks.met_s[mine]) == (70.0, 2 * ROUND - 70.0)
+
+
+def _three_cards(tiny: Scenario) -> tuple[Scenario, Network, tuple[int, int, int]]:
+    """``tiny`` cut to one H20, one A100 and one H800 (no CPUs), and their pools' indices."""
+    keep = {c.id: c for c in tiny.centers}
+    sc = dataclasses.replace(
+        tiny,
+        centers=(
+            dataclasses.replace(keep["coast-ai"], inventory=(("h20", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-green"], inventory=(("a100", 1),), cpu_cores=0),
+            dataclasses.replace(keep["desert-ai"], inventory=(("h800", 1),), cpu_cores=0),
+        ),
+    )
+    net = Network(sc)
+    h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
+    return sc, net, (h20, a100, h800)
