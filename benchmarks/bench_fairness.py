@@ -1,6 +1,7 @@
 """Fairness under contention (issue 14): quotas, fair share and preemption against FIFO.
 
 Run: .venv/bin/python benchmarks/bench_fairness.py [--seeds 3] [--scale 0.02] [--jobs 4000]
+     [--seed N ...] (only seed N: repeat for several; default seeds 1..--seeds)
 
 The built-in `china` scenario with every center's capacity scaled by ``--scale`` (0.02: about
 3,750 cards) and a day of synthetic work that offers ``--load`` (1.4) times its capacity in
@@ -138,24 +139,24 @@ def one(
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=3, help="run seeds 1..N")
+    ap.add_argument(
+        "--seed", type=int, action="append", help="run only this seed (repeat for several)"
+    )
     ap.add_argument("--scale", type=float, default=0.02)
     ap.add_argument("--jobs", type=int, default=4000)
     ap.add_argument("--load", type=float, default=LOAD, help="offered SCU / capacity SCU")
     ap.add_argument("--max-cards", type=int, default=16, help="cap gangs (0: no cap)")
     ap.add_argument("--portable", action="store_true", help="every AI job runs on every stack")
     a = ap.parse_args()
-    rows = [
-        r
-        for s in range(1, a.seeds + 1)
-        for r in one(s, a.scale, a.jobs, a.load, a.max_cards, a.portable)
-    ]
+    seeds = a.seed or list(range(1, a.seeds + 1))
+    rows = [r for s in seeds for r in one(s, a.scale, a.jobs, a.load, a.max_cards, a.portable)]
 
     def med(run: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in rows if r["run"] == run)
 
     summary = {
-        "median_over_seeds": a.seeds,
+        "median_over_seeds": len(seeds),
         "fair_jain": med("fair", "jain_index"),
         "fifo_jain": med("fifo", "jain_index"),
         "fair_min_entitled_fraction": med("fair", "min_entitled_fraction"),

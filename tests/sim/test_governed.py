@@ -836,3 +836,38 @@ def _three_cards(tiny: Scenario) -> tuple[Scenario, Network, tuple[int, int, int
     net = Network(sc)
     h20, a100, h800 = (net.pool_model.index(m) for m in ("h20", "a100", "h800"))
     return sc, net, (h20, a100, h800)
+
+
+def test_a_borrowers_gang_is_not_starved_by_the_small_jobs_of_a_borrower_standing_higher(
+    net: Network, sig: Signals
+) -> None:
+    """a and b are both beyond their quotas (0.5 SCU/h each: every run of theirs is network
+    borrowed). a holds all four cards with one-card runs that cannot checkpoint (so nobody
+    may take them) and keeps a queue of more, ending at different times; b, standing lower,
+    waits with a 2-card gang. Each freed card used to go to a's next job (b's gang, first in
+    turn, does not fit one card), so b waited until a's queue ran dry: a borrower standing
+    lower was starved by the small jobs of one standing higher, and Jain's index among
+    borrowers fell (issue 14, seeds 1 and 4). Now b's head job, once it has waited
+    RESERVE_AFTER_S, keeps a pool: a's jobs no longer start there, and b starts as soon as
+    a's runs there end, while a goes on on the other pool."""
+    a_jobs = [_job(i, "a", 0.0, work_scu=1.0 + 0.137 * i) for i in range(16)]
+    gang = _job(16, "b", 90.0, cards=2, work_scu=4.0)
+    jobs = [*a_jobs, gang]
+    g = simulate_governed(net, sig, jobs, FirstFit(), _gov(a=0.5, b=0.5), round_s=ROUND)
+    assert_governed_valid(net, jobs, g)
+    assert not g.preemptions
+    runs = spans(g)
+    (b_run,) = [r for r in runs if r.job == 16]
+    # b keeps a pool once its job has waited RESERVE_AFTER_S; a's runs there end within
+    # one of them (at most 1 + 0.137 x 15 h), and nothing of a's starts there meanwhile
+    kept_at = gang.submit_s + RESERVE_AFTER_S
+    assert b_run.start_s <= kept_at + (1.0 + 0.137 * 15) * H + ROUND
+    a_last = max(r.start_s for r in runs if r.job < 16)
+    assert b_run.start_s < a_last  # before a's queue ran dry
+    started_there = [
+        r for r in runs if r.job < 16 and r.pool == b_run.pool and kept_at + ROUND < r.start_s
+    ]
+    assert all(r.start_s >= b_run.end_s for r in started_there)
+    # the other pool went on serving a while b waited
+    other = [r for r in runs if r.job < 16 and r.pool != b_run.pool]
+    assert any(kept_at < r.start_s < b_run.start_s for r in other)

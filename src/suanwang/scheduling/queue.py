@@ -16,7 +16,11 @@ that still cannot run stays, and up to :data:`BACKFILL` younger jobs of its queu
 behind it. A job with a claim that has waited :data:`RESERVE_AFTER_S` at
 the head of its queue keeps the pool with most room where its claim holds (one per tenant):
 nothing else starts there until it does (or the policy defers it: it lets the pool go), so
-large gangs are not starved by small jobs. In
+large gangs are not starved by small jobs. A job without a claim that has waited as long at the
+head of its queue keeps a pool too (:meth:`PlatformQueue._keep`), against borrowers only: jobs
+without a claim there of tenants standing as high as its own or higher do not start on it
+(claims still do), so what is freed there goes to it, not to the small jobs of a borrower
+standing higher (Jain's index among borrowers, docs/benchmarks.md). In
 either mode a job does not start on a pool where it runs at less than :data:`SLOW` of its
 speed on its fastest feasible pool (an FP64 job on an H800) until it has waited as long as the
 run there would take longer: the chip is worth far more to others, and the job ends sooner
@@ -153,6 +157,10 @@ class PlatformQueue:
         self.queues: dict[QueueKey, deque[Queued]] = {}
         self.reserved: dict[int, int] = {}  # pool -> the job key it is kept for
         self.reserving: dict[str, int] = {}  # tenant -> its pool kept (one at a time)
+        #: pools kept for a borrower's starved head job (pool -> its key and tenant): closed
+        #: to jobs without a claim there of tenants standing as high or higher (:meth:`_keep`)
+        self.kept: dict[int, tuple[int, str]] = {}
+        self.keeping: dict[str, int] = {}  # tenant -> its pool kept as a borrower
         self._victims_of: set[str] = set()  # tenants whose runs the last start preempted
 
     def push(self, q: Queued, front: bool = False) -> None:
@@ -206,7 +214,7 @@ class PlatformQueue:
                 claim = (tier_of >= 0) & (tier_of <= Tier.COHORT)
                 if item.job.priority_class is Priority.URGENT:
                     claim = tier_of >= 0
-                open_ = self._open_to(item) & self._fits(now, item)
+                open_ = self._open_to(item, claim) & self._fits(now, item)
                 good = item.info.speed >= GOOD * float(item.info.speed.max())
                 # the last pass: no preemption, but for a claim that gave it up in the first
                 # for a slow pool with room, taken since
@@ -258,6 +266,8 @@ class PlatformQueue:
                 self._waited(now, item.info.pools[(tier_of >= 0) & self._fits(now, item)])
                 if fair and not second and at == 0 and usable.any():
                     self._reserve(now, host, item, usable)
+                elif fair and second and not last and at == 0 and usable.any():
+                    self._keep(now, host, item, usable)
                 tried[k] = tried.get(k, 0) + 1
                 if tried[k] <= BACKFILL and at + 1 < len(q):
                     skip[k] = at + 1
@@ -296,12 +306,25 @@ class PlatformQueue:
         if self.waited_s is not None:
             self.waited_s[pools] = now
 
-    def _open_to(self, item: Queued) -> NDArray[np.bool_]:
-        """The job's pools not kept for another job."""
+    def _open_to(self, item: Queued, claim: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """The job's pools not kept for another job: a pool reserved for a claim is closed to
+        every other job; one kept for a borrower (:meth:`_keep`) to jobs without a claim there
+        (``claim``) of tenants standing as high as the borrower's or higher."""
         pools = item.info.pools
-        if not self.reserved:
+        if not self.reserved and not self.kept:
             return np.ones(pools.size, dtype=bool)
-        return np.array([self.reserved.get(p, item.key) == item.key for p in pools.tolist()])
+        key = item.key
+        ok = np.array([self.reserved.get(p, key) == key for p in pools.tolist()])
+        if self.kept and self.shares is not None:
+            tenant = item.job.tenant
+            mine = self.shares.standing(tenant)
+            for i, p in enumerate(pools.tolist()):
+                kept = self.kept.get(p)
+                if kept is None or kept[0] == key or claim[i]:
+                    continue
+                if tenant == kept[1] or mine >= self.shares.standing(kept[1]):
+                    ok[i] = False
+        return ok
 
     def _start(
         self,
@@ -327,9 +350,13 @@ class PlatformQueue:
             return None, stopped
         admitted = host.admit(item, item.info.subset(ok), tier_of[ok])
         # started, or deferred for price (it leaves the queue until due): its pool is free
-        kept = self.reserving.get(item.job.tenant)
+        tenant = item.job.tenant
+        kept = self.reserving.get(tenant)
         if kept is not None and self.reserved.get(kept) == item.key:
-            del self.reserved[kept], self.reserving[item.job.tenant]
+            del self.reserved[kept], self.reserving[tenant]
+        kept = self.keeping.get(tenant)
+        if kept is not None and self.kept.get(kept, (-1, ""))[0] == item.key:
+            del self.kept[kept], self.keeping[tenant]
         return admitted, stopped
 
     def _preempt(
@@ -390,6 +417,31 @@ class PlatformQueue:
         p = int(pools[np.argmax(host.free[pools])])
         self.reserved[p] = item.key
         self.reserving[tenant] = p
+
+    def _keep(self, now: float, host: Host, item: Queued, usable: NDArray[np.bool_]) -> None:
+        """Keep for ``item``, a job without a claim at the head of its queue that waited past
+        RESERVE_AFTER_S, the usable pool where most units are free or held by borrowed runs
+        of tenants standing higher than its own would after running: units freed there go to
+        no other borrower standing as high (a large gang of a borrower standing low is not
+        starved by the small jobs of one standing higher); claims still start there. One
+        pool per tenant, until the job starts or is deferred."""
+        shares = self.shares
+        assert shares is not None
+        tenant = item.job.tenant
+        if tenant in self.keeping or now - item.job.submit_s < RESERVE_AFTER_S:
+            return
+        pools = item.info.pools[usable]
+        after = shares.standing(tenant, float(item.where.rate[usable].min()))
+        room = {int(p): int(host.free[p]) for p in pools.tolist() if int(p) not in self.kept}
+        if not room:
+            return
+        for r in host.runs_on(set(room), now):
+            tier = shares.tier_now(r.tenant, r.tier, r.rate)
+            if tier >= Tier.NETWORK and shares.standing(r.tenant) > after:
+                room[r.pool] += r.units
+        p = max(room, key=lambda q: (room[q], -q))
+        self.kept[p] = (item.key, tenant)
+        self.keeping[tenant] = p
 
 
 class _Turns:
