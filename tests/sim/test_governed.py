@@ -27,9 +27,16 @@ from suanwang.core.network import PRECISION_INDEX, Network
 from suanwang.core.scenario import Scenario
 from suanwang.core.signals import Signals
 from suanwang.scenarios.signals import build_signals
-from suanwang.scheduling.fairshare import Tier
+from suanwang.scheduling.fairshare import Shares, Tier
 from suanwang.scheduling.policies import FirstFit
-from suanwang.scheduling.queue import RESERVE_AFTER_S
+from suanwang.scheduling.queue import (
+    RESERVE_AFTER_S,
+    PlatformQueue,
+    Queued,
+    pool_families,
+    pool_hubs,
+    where_of,
+)
 from suanwang.scheduling.state import Decision
 from suanwang.sim.fairness import quota_asks
 from suanwang.sim.governed import GovernedOutcome, capacity_scu_per_h, simulate_governed
@@ -871,3 +878,32 @@ def test_a_borrowers_gang_is_not_starved_by_the_small_jobs_of_a_borrower_standin
     # the other pool went on serving a while b waited
     other = [r for r in runs if r.job < 16 and r.pool != b_run.pool]
     assert any(kept_at < r.start_s < b_run.start_s for r in other)
+
+
+def test_a_pool_kept_for_a_borrower_is_closed_only_to_borrowers_standing_as_high(
+    net: Network,
+) -> None:
+    """Pool 0 kept for b's job (b runs 1 SCU/h beyond its quota of 0.5): a job without a claim
+    there of a (standing higher: 2 SCU/h) or of b itself may not start on it; one of d
+    (standing lower: nothing running) may, and so may any job with a claim there (c's, within
+    its quota). Pool 1, not kept, is open to all."""
+    gov = _gov(a=0.5, b=0.5, c=2.0, d=0.5).with_tenants(("a", "b", "c", "d"), 4.0)
+    shares = Shares(gov)
+    fam, hub = pool_families(net), pool_hubs(net)
+    shares.admit("a", Tier.NETWORK, 2.0, fam[0], hub[0])
+    shares.admit("b", Tier.NETWORK, 1.0, fam[1], hub[1])
+    queue = PlatformQueue(shares, gov.rules)
+    queue.kept, queue.keeping = {0: (99, "b")}, {"b": 0}
+
+    def open_to(key: int, tenant: str, claim: bool) -> list[bool]:
+        job = _job(key, tenant)
+        info = net.job_class(job)
+        item = Queued(key, job, info, where_of(job, info, fam, hub))
+        return queue._open_to(item, np.full(info.pools.size, claim)).tolist()
+
+    assert open_to(1, "a", claim=False) == [False, True]
+    assert open_to(2, "b", claim=False) == [False, True]
+    assert open_to(99, "b", claim=False) == [True, True]  # the job it is kept for
+    assert open_to(3, "d", claim=False) == [True, True]
+    assert open_to(4, "c", claim=True) == [True, True]
+    assert open_to(5, "a", claim=True) == [True, True]
