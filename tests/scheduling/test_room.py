@@ -1,19 +1,22 @@
-"""The planner's calendar check without overhead is the state's calendar check: the same
-answer for every window, short or long, before the calendar's start or past its end."""
+"""The planner's compiled calendar check is the state's calendar check (the same answer for
+every window, short or long, before the calendar's start or past its end), and its compiled
+search finds what the search in Python found."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.room import SHORT_WINDOW, fit_one
+from suanwang.scheduling.room import first_fit, fit_one
 from suanwang.scheduling.state import CapacityState
 
 HOUR = 3600.0
+SHORT_H = 16  # windows shorter and longer than this
 
 
 @settings(
@@ -26,8 +29,8 @@ HOUR = 3600.0
         st.sampled_from([0.0, HOUR, 2.5 * HOUR, 1e12]),
     ),
     length_h=st.one_of(
-        st.floats(0.0, 3 * SHORT_WINDOW, allow_nan=False),
-        st.sampled_from([0.0, 1.0, float(SHORT_WINDOW), SHORT_WINDOW + 1e-9]),
+        st.floats(0.0, 3 * SHORT_H, allow_nan=False),
+        st.sampled_from([0.0, 1.0, float(SHORT_H), SHORT_H + 1e-9]),
     ),
 )
 def test_fit_one_answers_as_the_state_does(
@@ -57,7 +60,59 @@ def test_fit_one_answers_as_the_state_does(
             lambda u: u >= 1
         )
     )
-    capacity = china_net.pool_capacity.tolist()
+    capacity = china_net.pool_capacity
     assert fit_one(state.committed, capacity, pool, units, t0_s, t1_s) == state.fits(
         pool, units, t0_s, t1_s
     )
+
+
+def search_as_before(
+    flat: np.ndarray, width: int, start_h: np.ndarray, runtime_h: np.ndarray,
+    pools: np.ndarray, units: int, state: CapacityState, tries: int,
+) -> tuple[int, float]:  # fmt: skip
+    """The planner's search as it was in Python: argmin, mark, check with ``state.fits``."""
+    for _ in range(tries):
+        idx = int(flat.argmin())
+        value = float(flat[idx])
+        if value == math.inf:
+            break
+        flat[idx] = math.inf
+        i, k = divmod(idx, width)
+        t0 = (float(start_h[i]) + k) * HOUR
+        if state.fits(int(pools[i]), units, t0, t0 + float(runtime_h[i]) * HOUR):
+            return idx, value
+    return -1, math.inf
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_first_fit_finds_what_the_python_search_found(
+    china_net: Network, china_signals: Signals, data: st.DataObject, seed: int
+) -> None:
+    """The same candidate, the same cost and the same candidates marked tried, on grids with
+    ties, inadmissible starts (inf), a calendar that fills and every limit on the tries."""
+    rng = np.random.default_rng(seed)
+    state = CapacityState.empty(china_net, china_signals)
+    n_pools, hours = state.committed.shape
+    for _ in range(data.draw(st.integers(0, 200))):  # a calendar that fills
+        pool = int(rng.integers(n_pools))
+        h0 = int(rng.integers(hours))
+        hundreds = int(china_net.pool_capacity[pool]) // 100  # loads that can add up to it
+        units = 100 * int(rng.integers(1, hundreds + 1))
+        state.book(pool, units, h0 * HOUR, (h0 + rng.uniform(0, 30)) * HOUR)
+    rows, width = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 13))
+    pools = rng.choice(n_pools, size=rows, replace=False).astype(np.int64)
+    # few distinct costs (ties), some inadmissible
+    cost = rng.integers(0, 6, size=(rows, width)).astype(np.float64) * 0.5
+    cost[rng.random((rows, width)) < data.draw(st.sampled_from([0.0, 0.3, 1.0]))] = math.inf
+    start_h = rng.uniform(0, hours - 20, rows)
+    runtime_h = rng.uniform(0, 25, rows)
+    units = data.draw(st.sampled_from([1, 100, 400, 500, 1000]))  # at what is left, over
+    tries = data.draw(st.sampled_from([1, 5, 256]))
+    mine, theirs = cost.ravel().copy(), cost.ravel().copy()
+    args = (width, start_h, runtime_h, pools, units)
+    found = first_fit(mine, *args, state.committed, china_net.pool_capacity, tries)
+    assert found == search_as_before(theirs, *args, state, tries)
+    assert np.array_equal(mine, theirs)

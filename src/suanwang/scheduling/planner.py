@@ -35,7 +35,7 @@ from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.core.scenario import DEFAULT_MAX_DEFER_H
 from suanwang.scheduling.lookahead import Ready, costs, ready_grids
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
-from suanwang.scheduling.room import fit_one
+from suanwang.scheduling.room import first_fit, fit_one
 from suanwang.scheduling.state import (
     NO_MARKET,
     Candidates,
@@ -139,8 +139,6 @@ class SuanwangPolicy:
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
     _rows: dict[tuple[int, int], ClassRows] = field(default_factory=dict, init=False, repr=False)
     _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
-    _cap: list[int] = field(default_factory=list, init=False, repr=False)
-    _cap_key: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
@@ -325,7 +323,7 @@ class SuanwangPolicy:
         cost = g.cost
         width = cost.shape[1]
         pools = ready.pools if ready is not None else info.pools.take(sel)
-        committed, cap = state.committed, self._capacity(state)
+        committed, cap = state.committed, state.net.pool_capacity
         now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)
         found = self._search(cost.ravel(), width, g, pools, units, state, cap)
         if found is None:
@@ -379,33 +377,19 @@ class SuanwangPolicy:
             why += " (below the posted price: an offer or the tenant's reservation)"
         return Decision(int(sel[i]), t0, why, value, gain)
 
-    def _capacity(self, state: CapacityState) -> list[int]:
-        """Each pool's capacity as a list (cached per network): read per candidate."""
-        net = state.net
-        if self._cap_key is not net:
-            self._cap, self._cap_key = net.pool_capacity.tolist(), net
-        return self._cap
-
     def _search(
         self, flat: np.ndarray, width: int, g: Grid, pools: np.ndarray, units: int,
-        state: CapacityState, cap: list[int],
+        state: CapacityState, cap: np.ndarray,
     ) -> tuple[int, float] | None:  # fmt: skip
         """The cheapest of the first ``candidates_checked`` candidates of ``flat`` (a grid's
         costs, raveled; pool ``pools[i]`` in row ``i``; ties: the lower index) that fits the
-        calendar (:func:`~suanwang.scheduling.room.fit_one`): its index and cost, or None.
-        Marks the candidates it tried (inf in ``flat``)."""
-        start_h, runtime_h, committed = g.start_h, g.runtime_h, state.committed
-        for _ in range(self.candidates_checked):
-            idx = int(flat.argmin())
-            value = float(flat[idx])
-            if value == math.inf:
-                return None
-            flat[idx] = math.inf  # not again
-            i, k = divmod(idx, width)
-            t0 = (float(start_h[i]) + k) * HOUR  # as Grid.start_s
-            if fit_one(committed, cap, int(pools[i]), units, t0, t0 + float(runtime_h[i]) * HOUR):
-                return idx, value
-        return None
+        calendar (:func:`~suanwang.scheduling.room.first_fit`, compiled): its index and cost,
+        or None. Marks the candidates it tried (inf in ``flat``)."""
+        idx, value = first_fit(
+            flat, width, g.start_h, g.runtime_h, pools, units, state.committed, cap,
+            self.candidates_checked,
+        )  # fmt: skip
+        return None if idx < 0 else (idx, value)
 
     def scarce(self, state: CapacityState) -> bool:
         """Whether the network is short of capacity: a job waited in the platform's queue for
