@@ -581,7 +581,8 @@ class SuanwangPolicy:
         at its center) between now and ``suspend_window_h`` hours after its remaining run
         would end, or its deadline less its margin if sooner: if the hour now is not one of
         them, it is suspended until the first that is, provided that saves at least
-        ``min_suspend_saving_cny`` against running on, and its units fit the calendar then.
+        ``min_suspend_saving_cny`` against running on, its units fit the calendar then and
+        no work queues for its pool now.
         Hosts call this every ``replan_s``, so a job runs its cheapest hours one by one."""
         if self.suspend_window_h <= 0 or not cands:
             return []
@@ -595,7 +596,10 @@ class SuanwangPolicy:
         # which centers have a cheaper hour ahead within the window at all (flat tariffs: none)
         ahead = val.reshape(-1, stride)[:, h_now : h_now + span]
         dearer = ahead[:, 0] > ahead.min(axis=1) * (1.0 + 1e-9)
-        maybe = (dearer[centers] & (rem_s >= self.min_remaining_h * HOUR)).nonzero()[0]
+        # not where work queues for room: the units a suspension frees would be taken and
+        # its resume would queue behind (200,000 jobs: jobs expired, docs/benchmarks.md)
+        idle = state.backlog_unit_s[pools] <= 0.0
+        maybe = (dearer[centers] & idle & (rem_s >= self.min_remaining_h * HOUR)).nonzero()[0]
         out: list[tuple[int, tuple[int, int, float, float]]] = []
         committed, cap = state.committed, self._capacity(state)
         for i in maybe.tolist():
