@@ -3,14 +3,15 @@
     python benchmarks/bench_policy_gap.py --seed 1 --jobs 20000 --days 7 --load 0.6 \
         --variant base --variant carbon_price_cny_per_kg=0
 
-Each variant is ``base`` or ``field=value[,field=value]`` of :class:`SuanwangPolicy`; prints
-cost, energy, transfer, deadline misses, latency violations, unfinished and cost / tight
-bound (``--nearest``: the ``nearest`` policy too), and the jobs that expired under the
-scenario's deferral rule (``--max-defer-h`` sets its limit; policies and bound obey it). The
-tight bound is cached in /tmp per workload and limit (a minute at 20,000 jobs);
-``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000 jobs); ``--plan``
-prints the LP's choice; ``--breakdown`` prints kWh and energy CNY by precision and chip
-model for the LP's plan and each policy (a job's energy counted on its last pool).
+Each variant is ``base``, ``suspend`` or ``field=value[,field=value]`` of
+:class:`SuanwangPolicy`; prints cost, energy, transfer, deadline misses, latency violations,
+unfinished and cost / tight bound (``--nearest``: the ``nearest`` policy too), and the jobs
+that expired under the scenario's deferral rule (``--max-defer-h`` sets its limit; policies
+and bound obey it). The tight bound is cached in /tmp per workload and limit (a minute at
+20,000 jobs); ``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000
+jobs); ``--plan`` prints the LP's choice; ``--breakdown`` prints kWh and energy CNY by
+precision and chip model for the LP's plan and each policy (a job's energy counted on its
+last pool).
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ from suanwang.sim.run import make_workload
 
 
 def variant(spec: str, max_defer_h: int) -> SuanwangPolicy:
-    """The policy as ``simulate`` makes it (suspending through peaks), then ``spec``'s edits."""
-    policy = SuanwangPolicy(max_defer_h=max_defer_h, suspend_window_h=SUSPEND_WINDOW_H)
+    """The policy as ``simulate`` makes it, then ``spec``'s edits (``suspend``: suspending
+    checkpointable work through price peaks, ``suspend_window_h`` =
+    :data:`~suanwang.scheduling.planner.SUSPEND_WINDOW_H`)."""
+    policy = SuanwangPolicy(max_defer_h=max_defer_h)
+    if spec == "suspend":
+        spec = f"suspend_window_h={SUSPEND_WINDOW_H}"
     if spec != "base":
         for part in spec.split(","):
             key, value = part.split("=")

@@ -48,8 +48,9 @@ from suanwang.scheduling.state import (
 HOUR = HOUR_S
 
 #: hours beyond its remaining run a checkpointable job may stretch it to keep to the cheapest
-#: hours, for a host that suspends runs (the simulator: a move to the run's own pool after a
-#: pause); 24 h gave 1.136 x the tight bound, 72 h 1.121, 144 h 1.121 (docs/benchmarks.md)
+#: hours, for a host that suspends runs (the simulator runs a move to the run's own pool after
+#: a pause as one): at 20,000 jobs 1.145 -> 1.121 x the tight bound, but at 200,000 worse
+#: (1.395 -> 1.427, jobs expire), so no host turns it on yet (docs/benchmarks.md)
 SUSPEND_WINDOW_H = 72.0
 
 
@@ -131,10 +132,10 @@ class SuanwangPolicy:
     #: suspend a running checkpointable job through its center's price peaks: at each
     #: re-planning it keeps to the cheapest hours of its remaining run within this many hours
     #: more than the run (less, to keep its deadline's margin), and placements count on it;
-    #: 0 (the default): never, for hosts that cannot suspend a run (the live control plane
-    #: would take a move to the run's own pool as a move); the simulator's is
-    #: :data:`SUSPEND_WINDOW_H` (explanations, :func:`~suanwang.scheduling.objective.terms`,
-    #: break down running straight through, not a suspended run: the live host explains)
+    #: 0 (the default): never (the live control plane would take a move to the run's own
+    #: pool as a move; the simulator can run it, :data:`SUSPEND_WINDOW_H`, opt-in: it loses
+    #: at 200,000 jobs); explanations (:func:`~suanwang.scheduling.objective.terms`) break
+    #: down running straight through, not a suspended run
     suspend_window_h: float = 0.0
     #: a suspension must save at least this much (forecast objective, CNY)
     min_suspend_saving_cny: float = 1.0

@@ -28,7 +28,7 @@ from suanwang.scenarios.forecasts import (
 )
 from suanwang.scenarios.signals import build_signals
 from suanwang.scheduling.bound import Bound, offline_bound
-from suanwang.scheduling.planner import SUSPEND_WINDOW_H, SuanwangPolicy
+from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest, Policy
 from suanwang.scheduling.state import Market
 from suanwang.scheduling.tight_bound import TightBound, tight_bound
@@ -58,15 +58,11 @@ def make_policy(name: str, level: ForecastErrorLevel, rule: DeferralRule | None 
     """A fresh policy ``name``; a planner defers up to the scenario's deferral ``rule`` (its
     ``max_defer_h``); ``suanwang`` made robust to the forecasts' error ``level``:
     a deferral must gain more than :data:`DEFERRAL_GAIN_SIGMAS` x the level's day-ahead price
-    sigma (a share of its objective). Level ``none``: exactly the policy as it always was.
-    The simulator's engine suspends a run (a move to its own pool after a pause), so a
-    planner suspends checkpointable work through price peaks (:data:`SUSPEND_WINDOW_H`)."""
+    sigma (a share of its objective). Level ``none``: exactly the policy as it always was."""
     policy = POLICIES[name]()
     rule = DeferralRule() if rule is None else rule
     if isinstance(policy, SuanwangPolicy) and policy.max_defer_h != rule.max_defer_h:
         policy = replace(policy, max_defer_h=rule.max_defer_h)
-    if isinstance(policy, SuanwangPolicy):  # the engine suspends a run as a move to its pool
-        policy = replace(policy, suspend_window_h=SUSPEND_WINDOW_H)
     if name == "suanwang" and isinstance(policy, SuanwangPolicy) and not level.is_none:
         policy.min_deferral_gain_share = DEFERRAL_GAIN_SIGMAS * level.price_sigma_24
     return policy
