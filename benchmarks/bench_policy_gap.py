@@ -3,13 +3,15 @@
     python benchmarks/bench_policy_gap.py --seed 1 --jobs 20000 --days 7 --load 0.6 \
         --variant base --variant carbon_price_cny_per_kg=0
 
-Each variant is ``base`` or ``field=value[,field=value]`` of :class:`SuanwangPolicy`; prints
-cost, energy, transfer, deadline misses, latency violations, unfinished and cost / tight
-bound (``--nearest``: the ``nearest`` policy too), and the jobs that expired under the
-scenario's deferral rule (``--max-defer-h`` sets its limit; policies and bound obey it). The
-tight bound is cached in /tmp per workload and limit (a minute at 20,000 jobs);
-``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000 jobs); ``--plan``
-prints the LP's choice.
+Each variant is ``base``, ``suspend`` or ``field=value[,field=value]`` of
+:class:`SuanwangPolicy`; prints cost, energy, transfer, deadline misses, latency violations,
+unfinished and cost / tight bound (``--nearest``: the ``nearest`` policy too), and the jobs
+that expired under the scenario's deferral rule (``--max-defer-h`` sets its limit; policies
+and bound obey it). The tight bound is cached in /tmp per workload and limit (a minute at
+20,000 jobs); ``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000
+jobs); ``--plan`` prints the LP's choice; ``--breakdown`` prints kWh and energy CNY by
+precision and chip model for the LP's plan and each policy (a job's energy counted on its
+last pool).
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from suanwang.core.jobs import Job
-from suanwang.core.network import PRECISIONS, Network
+from suanwang.core.network import PRECISION_INDEX, PRECISIONS, Network
 from suanwang.core.signals import Signals
 from suanwang.scenarios.loader import load_scenario
 from suanwang.scenarios.signals import build_signals
-from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.planner import SUSPEND_WINDOW_H, SuanwangPolicy
 from suanwang.scheduling.policies import Nearest
 from suanwang.scheduling.state import Market
 from suanwang.scheduling.tight_bound import tight_bound
@@ -39,7 +41,12 @@ from suanwang.sim.run import make_workload
 
 
 def variant(spec: str, max_defer_h: int) -> SuanwangPolicy:
+    """The policy as ``simulate`` makes it, then ``spec``'s edits (``suspend``: suspending
+    checkpointable work through price peaks, ``suspend_window_h`` =
+    :data:`~suanwang.scheduling.planner.SUSPEND_WINDOW_H`)."""
     policy = SuanwangPolicy(max_defer_h=max_defer_h)
+    if spec == "suspend":
+        spec = f"suspend_window_h={SUSPEND_WINDOW_H}"
     if spec != "base":
         for part in spec.split(","):
             key, value = part.split("=")
@@ -49,11 +56,28 @@ def variant(spec: str, max_defer_h: int) -> SuanwangPolicy:
     return policy
 
 
-def show_plan(net: Network, signals: Signals, jobs: list[Job]) -> None:
+def by_model(who: str, net: Network, prec: np.ndarray, pool: np.ndarray, kwh: np.ndarray,
+             cny: np.ndarray) -> None:  # fmt: skip
+    """kWh, CNY and CNY per kWh by (precision, chip model) of ``pool``."""
+    models = np.array(net.pool_model)[pool.astype(np.int64)]
+    for i, name in enumerate(PRECISIONS):
+        for m in sorted(set(models[prec == i].tolist())):
+            sel = (prec == i) & (models == m)
+            k, c = float(kwh[sel].sum()), float(cny[sel].sum())
+            if k > 0:
+                print(f"{who} {name.value} {m}: {k:.0f} kWh, {c:.0f} CNY, {c / k:.3f} CNY/kWh")
+
+
+def show_plan(net: Network, signals: Signals, jobs: list[Job], breakdown: bool) -> None:
     """What the LP chose: kWh and CNY by precision (whole jobs, checkpointable work) and how
-    long after its class's first arrival whole-job energy starts (kWh-weighted shares)."""
+    long after its class's first arrival whole-job energy starts (kWh-weighted shares);
+    ``breakdown``: by precision and chip model too."""
     plan: dict[str, np.ndarray] = {}
     tight_bound(net, signals, jobs, time_limit_s=600, plan=plan)
+    if breakdown:
+        by_model("LP whole", net, plan["precision"], plan["pool"], plan["kwh"], plan["cny"])
+        by_model("LP fluid", net, plan["fluid_precision"], plan["fluid_pool"],
+                 plan["fluid_kwh"], plan["fluid_cny"])  # fmt: skip
     for part, prefix in (("whole", ""), ("fluid", "fluid_")):
         prec = plan[f"{prefix}precision"].astype(np.int64)
         for i, name in enumerate(PRECISIONS):
@@ -78,6 +102,7 @@ def main() -> None:
     ap.add_argument("--nearest", action="store_true")
     ap.add_argument("--bound-cny", type=float, help="the tight bound if known (not computed)")
     ap.add_argument("--plan", action="store_true", help="the LP's choice: kWh by precision, delay")
+    ap.add_argument("--breakdown", action="store_true", help="kWh and CNY by precision, chip")
     ap.add_argument("--max-defer-h", type=int, help="the scenario's deferral limit (hours)")
     a = ap.parse_args()
     scenario = load_scenario("china")
@@ -104,14 +129,21 @@ def main() -> None:
         cache.write_text(json.dumps(found))
     tb = json.loads(cache.read_text())
     print(f"tight bound {tb}")
-    if a.plan:
-        show_plan(net, signals, w.jobs)
+    if a.plan or a.breakdown:
+        show_plan(net, signals, w.jobs, a.breakdown)
     runs = [("nearest", Nearest())] if a.nearest else []
     runs += [(v, variant(v, rule.max_defer_h)) for v in a.variant or ["base"]]
     for name, policy in runs:
         t = time.perf_counter()
         out = simulate(net, signals, w.jobs, policy, None, Market())
-        m = measure(name, net, signals, w.jobs, out, w.arrival_days).metrics
+        report = measure(name, net, signals, w.jobs, out, w.arrival_days)
+        m = report.metrics
+        if a.breakdown and report.jobs is not None:
+            placed = out.pool >= 0
+            prec = np.array([PRECISION_INDEX[j.precision] for j in w.jobs])[placed]
+            rec = report.jobs
+            by_model(name, net, prec, out.pool[placed], rec.energy_kwh[placed],
+                     rec.energy_cost_cny[placed])  # fmt: skip
         cost = m["cost_cny"]
         keys = ("energy_cost_cny", "transfer_cost_cny", "energy_kwh", "deadline_misses",
                 "latency_violations", "unfinished", "expired", "expiry_cost_cny")  # fmt: skip

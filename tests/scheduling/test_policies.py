@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from suanwang.core.jobs import ANY_ACCELERATOR, Job, JobKind
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
-from suanwang.scheduling.planner import SuanwangPolicy
+from suanwang.scheduling.planner import SUSPEND_WINDOW_H, SuanwangPolicy
 from suanwang.scheduling.policies import Cheapest, FirstFit, Greenest, Nearest
-from suanwang.scheduling.state import CapacityState, Decision
+from suanwang.scheduling.state import CapacityState, Decision, Running
 from suanwang.sim.engine import simulate
 from suanwang.sim.metrics import measure
 
@@ -31,6 +31,8 @@ FACTORIES = {
     "suanwang-eager": lambda: SuanwangPolicy(
         min_saving_cny=0.0, min_saving_share=0.0, min_remaining_h=0.25
     ),
+    # suspends checkpointable work through price peaks, as the simulator's policy does
+    "suanwang-suspends": lambda: SuanwangPolicy(suspend_window_h=SUSPEND_WINDOW_H),
 }
 
 
@@ -254,3 +256,84 @@ def test_suanwang_plans_past_full_pools_before_it_queues(
     d = pol.decide(job, info, state)
     assert not d.queued
     assert info.pools[d.pos] not in full
+
+
+def _shanghai_peak(net: Network, pol: SuanwangPolicy, state: CapacityState) -> tuple[int, int]:
+    """An H800 pool at shanghai-lingang (a time-of-use tariff) and an hour of its price peak
+    with a cheaper hour within the next 24."""
+    pool = next(
+        p
+        for p in range(net.n_pools)
+        if net.pool_model[p] == "h800" and net.center_ids[net.pool_center[p]] == "shanghai-lingang"
+    )
+    table = pol.table(state)
+    val = table.val.reshape(-1, table.stride)[int(net.pool_center[pool]), :48]
+    peak = int(val[:24].argmax())
+    assert val[peak + 1 : peak + 25].min() < 0.6 * val[peak]  # a valley ahead
+    return pool, peak
+
+
+def test_suanwang_suspends_checkpointable_work_through_price_peaks(
+    china_net: Network, china_signals: Signals
+) -> None:
+    """A checkpointable run at a center's price peak is suspended (a move to its own pool
+    after a pause, at no transfer cost) until one of the cheapest hours of its remaining run,
+    and its remaining run is planned on the calendar from then; a run that must end by its
+    deadline's margin without a pause is not suspended, nor any by a policy for hosts that
+    cannot suspend (the default). Today's policy runs on through the peak (no such move)."""
+    pol = SuanwangPolicy(suspend_window_h=SUSPEND_WINDOW_H)
+    state = CapacityState.empty(china_net, china_signals)
+    pool, peak = _shanghai_peak(china_net, pol, state)
+    job = _job(kind=JobKind.TRAINING, work_scu=400.0, cards=8, checkpointable=True)
+    info = china_net.job_class(job)
+    assert pool in info.pools
+    state.now_s = peak * 3600.0
+    running = [Running(0, pool, state.now_s - 3600.0, job.work_scu)]
+    state.free[pool] -= job.demand_units
+    moves = pol.migrations([job], running, state)
+    assert len(moves) == 1
+    j, q, pause_s, move_cny = moves[0]
+    assert (j, q, move_cny) == (0, pool, 0.0)
+    assert pause_s >= 3600.0 and pause_s % 3600.0 == 0.0
+    table = pol.table(state)
+    row = table.val.reshape(-1, table.stride)[int(china_net.pool_center[pool])]
+    resume_h = peak + int(pause_s // 3600.0)
+    assert row[resume_h] < row[peak]
+    assert state.committed[pool, resume_h] == job.demand_units  # planned from its resume
+    # its deadline leaves no room for a pause beyond the margin: it runs on
+    runtime_h = job.work_scu / (job.demand_units * float(china_net.pool_speed[pool, 0]))
+    tight = dataclasses.replace(job, deadline_s=state.now_s + (runtime_h + 1.0) * 3600.0)
+    fresh = CapacityState.empty(china_net, china_signals)
+    fresh.now_s = state.now_s
+    assert all(q != pool for _, q, _, _ in pol.migrations([tight], running, fresh))
+    # no suspension by the default policy (the live control plane's: it cannot suspend)
+    off = SuanwangPolicy()
+    assert all(q != pool for _, q, _, _ in off.migrations([job], running, fresh))
+
+
+def test_suspended_runs_keep_every_invariant(
+    china_net: Network,
+    china_signals: Signals,
+    china_jobs: list[Job],
+    check_outcome: Callable[..., None],
+    check_accounting: Callable[..., None],
+) -> None:
+    """Through the simulator, suspensions are moves to the run's own pool after a pause:
+    the run restarts there no earlier than the pause ends, nothing is paid for them, and
+    no more deadlines are missed than without them; the outcome and its accounting hold."""
+    jobs = [dataclasses.replace(j, checkpointable=j.kind.deferrable) for j in china_jobs]
+    pol = SuanwangPolicy(suspend_window_h=SUSPEND_WINDOW_H)
+    out = simulate(china_net, china_signals, jobs, pol)
+    own = out.seg_pool == out.pool[out.seg_job]
+    assert own.sum() > 0  # some runs were suspended
+    for k in np.flatnonzero(own).tolist():
+        j = int(out.seg_job[k])
+        assert jobs[j].checkpointable
+        assert not np.isfinite(out.start_s[j]) or out.start_s[j] >= out.seg_end_s[k] + 3600.0 - 1e-6
+    check_outcome(china_net, jobs, out)
+    rep = measure("suspends", china_net, china_signals, jobs, out, 1)
+    check_accounting(jobs, out, rep)
+    plain = measure("plain", china_net, china_signals, jobs,
+                    simulate(china_net, china_signals, jobs, SuanwangPolicy()), 1)  # fmt: skip
+    assert rep.metrics["deadline_misses"] <= plain.metrics["deadline_misses"]
+    assert rep.metrics["latency_violations"] == 0

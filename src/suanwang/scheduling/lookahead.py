@@ -81,7 +81,7 @@ def _batch(
     table = policy.table(state)
     picked: list[tuple[Job, np.ndarray, np.ndarray]] = []
     f_parts, c_parts, counts = [], [], []
-    work, data, now, dl1, dl2 = [], [], [], [], []
+    work, data, now, dl1, dl2, ckpt = [], [], [], [], [], []
     for job, info in jobs:
         rows = policy.rows(info, job.demand_units)
         t = job.submit_s
@@ -100,14 +100,16 @@ def _batch(
         deadline_h, late_h = policy.deadlines(job)
         dl1.append(deadline_h)
         dl2.append(late_h)
+        ckpt.append(job.checkpointable)
     per_row = np.array(counts)
     f = np.concatenate(f_parts, axis=1)
     centers = np.concatenate(c_parts)
     work_r, data_r, now_r, dl1_r, dl2_r = (
         np.repeat(np.array(v, dtype=np.float64), per_row) for v in (work, data, now, dl1, dl2)
     )
+    suspendable = np.repeat(np.array(ckpt, dtype=bool), per_row)
     xs, runtime_h, cost = costs(
-        policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width
+        policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width, suspendable
     )
     start = 0
     for job, sel, pools in picked:
@@ -129,18 +131,29 @@ def costs(
     deadline_h: np.ndarray | float,
     late_h: np.ndarray | float,
     width: int,
+    suspendable: np.ndarray | bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grid's arithmetic on candidate rows (one job's, or many jobs' with their numbers
     per row): ``f`` rows as :class:`~suanwang.scheduling.planner.ClassRows` has them; a start
     is inadmissible if its run ends past ``deadline_h``, or a deferred one past ``late_h``
     (the deadline less its margin; inf: no deadline). Returns each row's start (h), runtime
     (h) and objective per start (rows x ``width``). Every element goes through the same
-    operations whether its job's numbers come as a scalar or per row: the same result."""
+    operations whether its job's numbers come as a scalar or per row: the same result.
+    ``suspendable`` (per row, or for all): the job can be suspended through price peaks
+    (checkpointable), so its energy is the cheaper of running straight through and running
+    its cheapest hours (:func:`suspended_windows`)."""
     offsets_h = policy._offsets_h[:width]
     runtime_h = work_scu / f[0]
     power = f[1]
     xs = (now_s + data_gb * f[2]) * (1.0 / HOUR_S)
     energy = table.windows(centers, xs, runtime_h, width)
+    window_h = policy.suspend_window_h
+    if window_h > 0 and np.any(suspendable):
+        rows = np.arange(xs.size) if suspendable is True else np.flatnonzero(suspendable)
+        late = late_h[rows] if isinstance(late_h, np.ndarray) else late_h
+        slack = np.clip(np.floor(late - xs[rows] - runtime_h[rows]), 0.0, window_h)
+        cheap = suspended_windows(table, centers[rows], xs[rows], runtime_h[rows], slack, width)
+        energy[rows] = np.minimum(energy[rows], cheap)
     waited_h = (xs - now_s / HOUR_S)[:, None] + offsets_h
     energy += table.objective.wait_price_cny_per_kwh * waited_h
     cost = power[:, None] * energy + (data_gb * f[3])[:, None]
@@ -151,3 +164,42 @@ def costs(
         late[:, 1:] |= ends_h[:, 1:] > late_col
     cost[late] = np.inf
     return xs, runtime_h, cost
+
+
+def suspended_windows(
+    table: ObjectiveTable,
+    centers: np.ndarray,
+    start_h: np.ndarray,
+    runtime_h: np.ndarray,
+    slack_h: np.ndarray,
+    width: int,
+    chunk: int = 128,
+) -> np.ndarray:
+    """The objective per kW of running ``runtime_h`` hours in the cheapest hours among the
+    ``ceil(runtime_h) + slack_h`` whole hours from the start's hour ``floor(start_h) + k``,
+    for each ``k < width`` (rows x ``width``): what suspending a checkpointable run through
+    its center's price peaks costs (:meth:`SuanwangPolicy.migrations` suspends so). A
+    fractional last hour counts at the next cheapest hour's price."""
+    n = start_h.size
+    out = np.empty((n, width))
+    stride, row_end = table.stride, table.stride - 1
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        need = np.ceil(runtime_h[a:b] - 1e-9).astype(np.int64)
+        span = need + slack_h[a:b].astype(np.int64)
+        longest = int(span.max())
+        first = np.minimum(start_h[a:b].astype(np.int64), table.hours)
+        base = centers[a:b] * stride
+        at = first[:, None, None] + np.arange(width)[None, :, None] + np.arange(longest)
+        idx = base[:, None, None] + np.minimum(at, row_end)
+        vals = table.val.take(idx)
+        vals[np.broadcast_to(np.arange(longest) >= span[:, None, None], vals.shape)] = np.inf
+        vals.sort(axis=2)
+        whole = np.floor(runtime_h[a:b] + 1e-9).astype(np.int64)
+        cum = np.concatenate([np.zeros((*vals.shape[:2], 1)), np.cumsum(vals, axis=2)], axis=2)
+        r = np.arange(b - a)[:, None]
+        k = np.arange(width)[None, :]
+        frac = (runtime_h[a:b] - whole)[:, None]
+        nxt = vals[r, k, np.minimum(whole, longest - 1)[:, None]]  # inf only when frac is 0
+        out[a:b] = cum[r, k, whole[:, None]] + frac * np.where(frac > 0, nxt, 0.0)
+    return out

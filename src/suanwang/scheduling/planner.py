@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from suanwang.core.cost import HOUR_S, ScuPrices
+from suanwang.core.cost import HOUR_S, ScuPrices, hour_window
 from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.core.scenario import DEFAULT_MAX_DEFER_H
-from suanwang.scheduling.lookahead import Ready, costs, ready_grids
+from suanwang.scheduling.lookahead import Ready, costs, ready_grids, suspended_windows
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
 from suanwang.scheduling.room import first_fit, fit_one
 from suanwang.scheduling.state import (
@@ -46,6 +46,12 @@ from suanwang.scheduling.state import (
 )
 
 HOUR = HOUR_S
+
+#: hours beyond its remaining run a checkpointable job may stretch it to keep to the cheapest
+#: hours, for a host that suspends runs (the simulator runs a move to the run's own pool after
+#: a pause as one): at 20,000 jobs 1.145 -> 1.121 x the tight bound, but at 200,000 worse
+#: (1.395 -> 1.427, jobs expire), so no host turns it on yet (docs/benchmarks.md)
+SUSPEND_WINDOW_H = 72.0
 
 
 @dataclass(slots=True)  # not frozen: made for every decision (a frozen init costs 4x)
@@ -123,6 +129,16 @@ class SuanwangPolicy:
     max_moves_per_replan: int = 50
     replan_candidates: int = 300
     price_weight: float = 1.0
+    #: suspend a running checkpointable job through its center's price peaks: at each
+    #: re-planning it keeps to the cheapest hours of its remaining run within this many hours
+    #: more than the run (less, to keep its deadline's margin), and placements count on it;
+    #: 0 (the default): never (the live control plane would take a move to the run's own
+    #: pool as a move; the simulator can run it, :data:`SUSPEND_WINDOW_H`, opt-in: it loses
+    #: at 200,000 jobs); explanations (:func:`~suanwang.scheduling.objective.terms`) break
+    #: down running straight through, not a suspended run
+    suspend_window_h: float = 0.0
+    #: a suspension must save at least this much (forecast objective, CNY)
+    min_suspend_saving_cny: float = 1.0
     #: a deferral must save more than this against the best start now that has room: a strictly
     #: positive gain, beyond the float rounding of the objective's sums (the waiting price
     #: already charges for the wait, so any real gain is worth it)
@@ -139,6 +155,8 @@ class SuanwangPolicy:
     _mean: tuple[np.ndarray, int] = field(init=False, repr=False)
     _rows: dict[tuple[int, int], ClassRows] = field(default_factory=dict, init=False, repr=False)
     _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
+    _low_key: object = field(default=None, init=False, repr=False)
+    _low: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
@@ -224,8 +242,12 @@ class SuanwangPolicy:
         n = info.pools.size
         mean24, stride_m = self._day_mean(state)
         h = min(int(now_s // HOUR), stride_m - 1)
-        kwh_per_scu = self.rows(info, job.demand_units).kwh_per_scu
-        est = job.work_scu * kwh_per_scu * mean24.take(info.centers * stride_m + h)
+        rows = self.rows(info, job.demand_units)
+        price = mean24.take(info.centers * stride_m + h)
+        if job.checkpointable and self.suspend_window_h > 0:  # it can keep to cheap hours
+            runtime_h = job.work_scu / rows.f[0]
+            price = np.minimum(price, self._low_mean(state, info.centers, h, runtime_h))
+        est = job.work_scu * rows.kwh_per_scu * price
         est += job.data_gb * info.transfer_cost_cny_per_gb
         if prices is not None:  # the best offer over the deferral window
             hours = np.full(n, int(now_s // HOUR), dtype=np.int64)
@@ -244,6 +266,24 @@ class SuanwangPolicy:
         on the state then (room now) before its search: the same numbers, far fewer numpy
         calls per decision (:func:`~suanwang.scheduling.lookahead.ready_grids`)."""
         self._ready = ready_grids(self, jobs, infos, state)
+
+    def _low_mean(
+        self, state: CapacityState, centers: np.ndarray, h: int, runtime_h: np.ndarray
+    ) -> np.ndarray:
+        """Per center, the mean objective price of the cheapest hours of the 24 from hour
+        ``h`` that a suspended run of ``runtime_h`` keeps to: the share ``runtime /
+        (runtime + suspend_window_h)`` of them (at least one)."""
+        table = self.table(state)
+        if self._low_key is not state.signals:
+            hours, day = table.hours, np.arange(24)
+            val = table.val.reshape(-1, table.stride)
+            ahead = np.sort(val[:, np.minimum(np.arange(hours)[:, None] + day, hours)], axis=2)
+            self._low = np.cumsum(ahead, axis=2) / (day + 1)  # mean of the cheapest m + 1
+            self._low_key = state.signals
+        share = runtime_h / (runtime_h + self.suspend_window_h)
+        m = np.clip(np.ceil(24 * share).astype(np.int64), 1, 24) - 1
+        out: np.ndarray = self._low[centers, min(h, self._low.shape[1] - 1), m]
+        return out
 
     def _day_mean(self, state: CapacityState) -> tuple[np.ndarray, int]:
         """Mean objective price over the next 24 h from each hour, per center (flattened)."""
@@ -281,9 +321,8 @@ class SuanwangPolicy:
         else:
             f, (pools, centers) = rows.f.take(sel, axis=1), rows.i.take(sel, axis=1)
         deadline_h, late_h = self.deadlines(job)
-        xs, runtime_h, cost = costs(
-            self, table, f, centers, job.work_scu, job.data_gb, now, deadline_h, late_h, width
-        )
+        xs, runtime_h, cost = costs(self, table, f, centers, job.work_scu, job.data_gb, now,
+                                    deadline_h, late_h, width, job.checkpointable)  # fmt: skip
         offer = None
         if prices is not None:
             hs = np.minimum(xs.astype(np.int64), table.hours)
@@ -459,13 +498,21 @@ class SuanwangPolicy:
         here_c = net.pool_center[pools]
         power = units_arr * net.pool_facility_kw[pools]
         stay = power * (integral(here_c, now + rem_s) - integral(here_c, np.full_like(rem_s, now)))
+        moves = self._suspensions(jobs, cands, pools, here_c, power, rem_s, units_arr, state)
+        paused = {i for i, _ in moves}
+        out = [m for _, m in moves]
         order = np.argsort(-stay, kind="stable")[: self.replan_candidates]
-        moves: list[tuple[int, int, float, float]] = []
+        if self.suspend_window_h > 0 and order.size:  # staying, it can keep to cheap hours
+            late = np.array([self.deadlines(jobs[cands[i].job])[1] for i in order.tolist()])
+            run_h, start_h = rem_s[order] / HOUR, np.full(order.size, now / HOUR)
+            slack = np.clip(np.floor(late - start_h - run_h), 0.0, self.suspend_window_h)
+            cheap = suspended_windows(self.table(state), here_c[order], start_h, run_h, slack, 1)
+            stay[order] = np.minimum(stay[order], power[order] * cheap[:, 0])
         free = state.free.copy()
         for i in order.tolist():
-            if len(moves) >= self.max_moves_per_replan:
+            if len(out) - len(paused) >= self.max_moves_per_replan:
                 break
-            if rem_s[i] < self.min_remaining_h * HOUR:
+            if rem_s[i] < self.min_remaining_h * HOUR or i in paused:
                 continue
             r = cands[i]
             job = jobs[r.job]
@@ -498,5 +545,75 @@ class SuanwangPolicy:
                 continue
             state.book(q, u, t0_q, t1_q)
             free[q] -= u
-            moves.append((r.job, q, float(move_s[best]), float(move_cny[best])))
-        return moves
+            out.append((r.job, q, float(move_s[best]), float(move_cny[best])))
+        return out
+
+    def _suspensions(
+        self,
+        jobs: Sequence[Job],
+        cands: Sequence[Running],
+        pools: np.ndarray,
+        centers: np.ndarray,
+        power: np.ndarray,
+        rem_s: np.ndarray,
+        units: np.ndarray,
+        state: CapacityState,
+    ) -> list[tuple[int, tuple[int, int, float, float]]]:
+        """Running checkpointable jobs to suspend now, through a price peak: ``(candidate,
+        (job, its own pool, pause s, 0 CNY))`` (a move to its own pool after the pause).
+
+        A job keeps to the cheapest ``ceil(remaining h)`` hours (forecast objective per kWh
+        at its center) between now and ``suspend_window_h`` hours after its remaining run
+        would end, or its deadline less its margin if sooner: if the hour now is not one of
+        them, it is suspended until the first that is, provided that saves at least
+        ``min_suspend_saving_cny`` against running on, its units fit the calendar then and
+        no work queues for its pool now.
+        Hosts call this every ``replan_s``, so a job runs its cheapest hours one by one."""
+        if self.suspend_window_h <= 0 or not cands:
+            return []
+        table = self.table(state)
+        now = state.now_s
+        h_now = int(now // HOUR)
+        if h_now >= table.hours:
+            return []
+        val, stride = table.val, table.stride
+        span = int(self.suspend_window_h) + 1
+        # which centers have a cheaper hour ahead within the window at all (flat tariffs: none)
+        ahead = val.reshape(-1, stride)[:, h_now : h_now + span]
+        dearer = ahead[:, 0] > ahead.min(axis=1) * (1.0 + 1e-9)
+        # not where work queues for room: the units a suspension frees would be taken and
+        # its resume would queue behind (200,000 jobs: jobs expired, docs/benchmarks.md)
+        idle = state.backlog_unit_s[pools] <= 0.0
+        maybe = (dearer[centers] & idle & (rem_s >= self.min_remaining_h * HOUR)).nonzero()[0]
+        out: list[tuple[int, tuple[int, int, float, float]]] = []
+        committed, cap = state.committed, state.net.pool_capacity
+        for i in maybe.tolist():
+            r = cands[i]
+            job = jobs[r.job]
+            need = math.ceil(float(rem_s[i]) / HOUR - 1e-9)
+            end_h = h_now + need + int(self.suspend_window_h)
+            _, late_h = self.deadlines(job)
+            if late_h < end_h:
+                end_h = math.floor(late_h)
+            end_h = min(end_h, table.hours)  # the forecasts' horizon
+            if end_h - h_now <= need:
+                continue  # no room to suspend within the deadline's margin
+            c = int(centers[i])
+            hours = val[c * stride + h_now : c * stride + end_h]
+            chosen = np.sort(np.argsort(hours, kind="stable")[:need])
+            if chosen[0] == 0:
+                continue  # the hour now is one of its cheapest: run on
+            saving = float(power[i]) * float(hours[:need].sum() - hours[chosen].sum())
+            if saving < self.min_suspend_saving_cny:
+                continue
+            pool, u = int(pools[i]), int(units[i])
+            resume = (h_now + int(chosen[0])) * HOUR
+            h0, h1 = hour_window(now, now + float(rem_s[i]))  # its run as planned
+            planned = committed[pool, h0:h1].copy()
+            committed[pool, h0:h1] = np.maximum(planned - u, 0)
+            if not fit_one(committed, cap, pool, u, resume, resume + float(rem_s[i])):
+                committed[pool, h0:h1] = planned
+                continue
+            state.book(pool, u, resume, resume + float(rem_s[i]))
+            out.append((i, (r.job, pool, resume - now, 0.0)))
+        return out
