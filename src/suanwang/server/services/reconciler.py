@@ -10,7 +10,8 @@ that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume 
 dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.runs.give_up_run`): the job is kept away from that center
 while another can run it, and fails once ``max_lost_runs`` of its runs were lost so (a run
-stopped by its own lease, the platform silent, counts for nothing). An
+stopped by its own lease, the platform silent, or preempted by the cluster counts for
+nothing). An
 executor that does not answer marks its center unreachable
 (:class:`~suanwang.server.services.health.CenterHealth`); its jobs are left alone until
 failover decides. Centers are polled all at once, each in a worker thread
@@ -44,8 +45,8 @@ from suanwang.server.services.runs import (
     MAX_LOST_RUNS,
     dir_size_bytes,
     give_up_run,
+    not_the_jobs_doing,
     recorded_status,
-    stopped_by_lease,
     usage_detail,
 )
 
@@ -188,7 +189,7 @@ class Reconciler:
                     row,
                     f"{executor.name}: {status.reason}",
                     self.live,
-                    reported=None if stopped_by_lease(status) else status.reason or "lost",
+                    reported=None if not_the_jobs_doing(status) else status.reason or "lost",
                     max_lost_runs=self.max_lost_runs,
                 )
                 return 1

@@ -76,12 +76,19 @@ def usage_detail(executor: Executor, ref: str | None, job_id: str) -> dict[str, 
 MAX_LOST_RUNS = DEFAULT_MAX_LOST_RUNS
 
 
-def stopped_by_lease(status: ExecutorStatus) -> bool:
-    """Whether the executor says the run stopped itself because no word came from the platform
-    for longer than its lease (the control plane was down, or could not reach the center):
-    not the job's doing, as a failover is not. Local runs and agents say so in the reason; a
-    Slurm run whose lease had run out before it could start exits :data:`LEASE_EXIT_CODE`."""
-    return status.exit_code == LEASE_EXIT_CODE or "lease" in status.reason.lower()
+def not_the_jobs_doing(status: ExecutorStatus) -> bool:
+    """Whether the executor's ``lost`` says the run was stopped for reasons of the platform or
+    the center, not of the job or that center's failing for it: it stopped itself because no
+    word came from the platform for longer than its lease (the control plane was down, or
+    could not reach the center; local runs and agents say ``lease`` in the reason, a Slurm run
+    whose lease had run out before it could start exits :data:`LEASE_EXIT_CODE`), or the
+    cluster preempted it (Slurm's ``PREEMPTED``). Such a loss counts as a failover's does:
+    for nothing (:func:`give_up_run`'s ``reported`` is None)."""
+    return (
+        status.exit_code == LEASE_EXIT_CODE
+        or "lease" in status.reason.lower()
+        or status.reason.startswith("slurm PREEMPTED")
+    )
 
 
 def lost_runs_said(lost_runs: list[dict[str, Any]]) -> str:
