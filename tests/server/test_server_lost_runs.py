@@ -21,6 +21,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.core.governance import Governance, TenantQuota
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import ExecutorStatus, Submission
 from suanwang.executors.local import LocalExecutor
@@ -40,17 +41,21 @@ LAUNCH_FAILURE = "slurm FAILED (JobLaunchFailure)"
 
 
 class LaunchFails(LocalExecutor):
-    """A local center whose launches fail while ``failing``: it takes the job and reports its
-    run lost, as Slurm does after a ``JobLaunchFailure`` (the center answers all along)."""
+    """A local center whose launches fail while ``failing`` (or while ``fails_left``, shared
+    by centers, counts launches to fail anywhere): it takes the job and reports its run lost,
+    as Slurm does after a ``JobLaunchFailure`` (the center answers all along)."""
 
     failing = False
+    fails_left: list[int] | None = None
 
     def __init__(self, root: Path, center_id: str) -> None:
         super().__init__(root, center_id, cpus=64, cards=16)
         self.failed: set[str] = set()
 
     def submit(self, sub: Submission) -> str:
-        if not self.failing:
+        if self.fails_left and self.fails_left[0] > 0:
+            self.fails_left[0] -= 1
+        elif not self.failing:
             return super().submit(sub)
         ref = f"{self.center_id}/{base_run(sub)}"
         self.failed.add(ref)  # never started: no run directory, no recorded exit
@@ -90,9 +95,14 @@ class World:
             clock=self.app.state.signals.clock,
         )
 
-    def rounds(self, live: LiveNetwork, max_lost_runs: int = 3) -> tuple[Dispatcher, Rounds]:
-        """A dispatcher and the services' rounds (place and hand over, then poll)."""
+    def rounds(
+        self, live: LiveNetwork, max_lost_runs: int = 3, governance: Governance | None = None
+    ) -> tuple[Dispatcher, Rounds]:
+        """A dispatcher (under ``governance``'s quotas, if any) and the services' rounds (place
+        and hand over, then poll)."""
         dispatcher = Dispatcher(self.sessions, live)
+        if governance is not None:
+            dispatcher.governance = lambda session: governance
         reconciler = Reconciler(self.sessions, live, max_lost_runs=max_lost_runs)
 
         def rounds() -> None:
@@ -166,6 +176,24 @@ def test_a_job_whose_run_was_lost_at_an_answering_center_goes_elsewhere(world: W
     with world.sessions() as s:
         row = s.get_one(JobRow, job["id"])
         assert row.lost_runs == [{"center": first, "reason": LAUNCH_FAILURE, "attempt": 0}]
+
+
+def test_under_quotas_too_a_job_lost_at_a_center_goes_elsewhere(world: World) -> None:
+    """The platform's queue keeps each job's entry between rounds: one from before the loss,
+    placed and lost between two rounds, must not send the job back where it was lost."""
+    live = world.live("zhangjiakou", "zhongwei", "horinger")
+    fails_left = [1]  # the first launch fails, wherever the policy sends the job
+    for executor in live.executors.values():
+        assert isinstance(executor, LaunchFails)
+        executor.fails_left = fails_left
+    quota = TenantQuota(name="alice", cohort="c-alice", quota_scu_per_h=500.0)
+    _, rounds = world.rounds(live, governance=Governance(tenants={"alice": quota}))
+    job = world.submit(world.alice, name="ok", command="echo ran", duration_s=60)
+    done = world.until(rounds, job["id"], {"succeeded", "failed"})
+    lost = [e["detail"] for e in world.events(job["id"]) if e["to_state"] == "lost"]
+    assert fails_left == [0] and len(lost) == 1
+    assert done["state"] == "succeeded" and done["center_id"] != lost[0]["center"], done
+    assert done["decision"]["avoided"]["centers"] == [lost[0]["center"]]
 
 
 def test_a_job_lost_max_lost_runs_times_fails_naming_where_and_why(

@@ -497,10 +497,11 @@ class Dispatcher:
         """What the platform's queue takes of ``row``: the engine's job, its feasible pools
         at open centers and what a run would weigh on each, under a key of its own (None: the
         job failed, as :meth:`_engine_job` says). Kept between rounds for a job without a
-        checkpoint to move while the signals' start and the open centers stay
-        (:meth:`_keep`)."""
+        checkpoint to move and without lost runs to avoid centers for, while the signals'
+        start and the open centers stay (:meth:`_keep`)."""
         t0 = round_.signals.start
-        if not row.resume_from:
+        kept = not row.resume_from and not row.avoid  # (an entry from before a loss is stale)
+        if kept:
             cached = self._entries.get(row.id)
             if cached is not None and cached[0] == t0:
                 return cached[1]
@@ -513,7 +514,7 @@ class Dispatcher:
         if known is None:
             known = self._wheres[k] = (info, where_of(job, info, families, hubs))
         entry = Queued(next(self._serial), job, info, known[1])
-        if not row.resume_from:  # (the checkpoint's size is read each round)
+        if kept:  # (the checkpoint's size is read each round)
             self._entries[row.id] = (t0, entry)
         return entry
 
