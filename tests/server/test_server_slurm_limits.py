@@ -12,10 +12,7 @@ verify`` are the same afterwards (the jobs' own charges at most).
 
 from __future__ import annotations
 
-import contextlib
-import pwd
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,28 +75,6 @@ BUSY = textwrap.dedent(
 )
 
 
-def _wait_until_idle(accounts: list[str], timeout_s: float = 120.0) -> None:
-    """Wait until no process runs as ``accounts``. The bomb's children of an earlier run of
-    this test (the other database's) sleep on for up to a minute and count against the
-    account's process limit: Slurm could not launch its jobs (``JobLaunchFailure``), and a job
-    whose runs are lost so three times fails (docs/centers.md, "A run lost at an answering
-    center")."""
-    uids = {pwd.getpwnam(a).pw_uid for a in accounts}
-
-    def left() -> int:
-        n = 0
-        for p in Path("/proc").iterdir():
-            if p.name.isdigit():
-                with contextlib.suppress(OSError):  # (a process that ended meanwhile)
-                    n += p.stat().st_uid in uids
-        return n
-
-    deadline = time.monotonic() + timeout_s
-    while (n := left()) > 0:
-        assert time.monotonic() < deadline, f"{n} processes of {accounts} still run"
-        time.sleep(1)
-
-
 def _books(sessions: sessionmaker[Session]) -> tuple[dict[str, Any], set[Any], list[str]]:
     with sessions() as s:
         balances = {a.id: a.balance for a in s.scalars(select(Account)) if a.balance}
@@ -119,7 +94,6 @@ def test_two_tenants_jobs_fail_by_their_limits_and_touch_nothing_else(
     # tenants of their own: the process limit counts all of an account's processes, and other
     # tests (of other test sessions on this host too) run jobs as sw-alice and sw-bob
     slurm.add_tenants(slurm_testbed, TENANTS)
-    _wait_until_idle([slurm_testbed.accounts[t] for t in TENANTS])
     alice, bob = (make_tenant(TenantRole.CONSUMER, t) for t in TENANTS)
     platform = Platform(app, sessions, slurm_testbed, shared_tmp, shared_dirs=[], lease_s=30)
     for ex in platform.executors.values():
