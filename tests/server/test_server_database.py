@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from migrating import step
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,15 +108,10 @@ def test_in_memory_sqlite_is_one_shared_database() -> None:
 
 def test_0002_keeps_existing_rows_and_downgrades_without_losing_events(fresh_db_url: str) -> None:
     """Jobs scheduled before 0002 have no start_at (handed over at once); 0002 can be undone."""
-    from alembic import command
-
     engine = make_engine(fresh_db_url)
 
-    def upgrade_or_downgrade(step: str, target: str) -> None:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            getattr(command, step)(cfg, target)
+    def upgrade_or_downgrade(how: str, target: str) -> None:
+        step(engine, how, target)
 
     try:
         upgrade_or_downgrade("upgrade", "0001")
@@ -161,27 +157,22 @@ def test_0010_moves_every_key_to_api_keys_and_downgrades_to_the_newest(fresh_db_
     """0010 copies each tenant's key (digest) into ``api_keys`` (it keeps working, named
     ``old_`` + 12 hex digits) and adds the append-only audit log; downgrading puts the
     tenant's newest unrevoked key back and drops both tables."""
-    from alembic import command
-
     from suanwang.server.models.tenants import authenticate, create_tenant
 
     engine = make_engine(fresh_db_url)
 
-    def step(how: str, target: str) -> None:
-        with engine.begin() as conn:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = conn
-            getattr(command, how)(cfg, target)
+    def to(how: str, target: str) -> None:
+        step(engine, how, target)
 
     key = "sw_" + "k" * 43
     digest = hashlib.sha256(key.encode()).hexdigest()
     now = datetime(2025, 7, 1, tzinfo=UTC)
     try:
-        step("upgrade", "0009")
+        to("upgrade", "0009")
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO tenants VALUES ('t', 'n', 'consumer', :h, :at)"),
                          {"h": digest, "at": now})  # fmt: skip
-        step("upgrade", "0010")
+        to("upgrade", "0010")
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT tenant_id, prefix, key_hash, name, read_only, "
                                      "expires_at, revoked_at FROM api_keys")).all()  # fmt: skip
@@ -202,7 +193,7 @@ def test_0010_moves_every_key_to_api_keys_and_downgrades_to_the_newest(fresh_db_
             newer = replace_key(session=s, name="m", now=now)
             s.commit()
             other_id = other.id
-        step("downgrade", "0009")
+        to("downgrade", "0009")
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             assert "api_keys" not in tables and "audit_log" not in tables

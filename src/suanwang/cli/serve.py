@@ -44,6 +44,17 @@ LostAfterOption = Annotated[
         help="seconds a center may not answer before its jobs are failed over elsewhere",
     ),
 ]
+MaxLostRunsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="runs of a job its center's executor may report lost, while the center answers "
+        "(a node failure, Slurm's JobLaunchFailure), before the job fails; the job avoids "
+        "those centers meanwhile (default: $SUANWANG_MAX_LOST_RUNS, else 3; losses to a "
+        "failover do not count: docs/centers.md)",
+    ),
+]
 JsonLogsOption = Annotated[bool, typer.Option(help="log one JSON object per line")]
 UnsafeSharedUserOption = Annotated[
     bool,
@@ -137,11 +148,15 @@ def _platform(path: Path | None) -> PlatformConfig | None:
 
 
 def _settings(
-    db: str, scenario: str, config: Path | None, allow_job_network: bool = False
+    db: str,
+    scenario: str,
+    config: Path | None,
+    allow_job_network: bool = False,
+    max_lost_runs: int | None = None,
 ) -> tuple[Settings, PlatformConfig | None]:
     """The server's settings and the platform file; the file's scenario wins over
-    ``--scenario``; the rest (the rate limits, ``SUANWANG_MAX_IN_FLIGHT``) from the
-    environment, as for each of ``--workers``."""
+    ``--scenario``, ``--max-lost-runs`` over ``SUANWANG_MAX_LOST_RUNS``; the rest (the rate
+    limits, ``SUANWANG_MAX_IN_FLIGHT``) from the environment, as for each of ``--workers``."""
     from suanwang.server.settings import Settings
 
     platform = _platform(config)
@@ -155,6 +170,8 @@ def _settings(
         scenario=platform.scenario if platform else scenario,
         allow_job_network=allow_job_network,
     )
+    if max_lost_runs is not None:
+        settings = dataclasses.replace(settings, max_lost_runs=max_lost_runs)
     return settings, platform
 
 
@@ -206,6 +223,7 @@ def serve(
     config: ConfigOption = None,
     lost_after: LostAfterOption = 120.0,
     max_defer_h: MaxDeferOption = 12,
+    max_lost_runs: MaxLostRunsOption = None,
     services: Annotated[
         bool,
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
@@ -234,7 +252,7 @@ def serve(
     if executor != "local":
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config, allow_job_network)
+    settings, platform = _settings(db, scenario, config, allow_job_network, max_lost_runs)
     settings = dataclasses.replace(settings, heartbeat=True)  # in the cluster's members
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     if workers > 1:
@@ -289,6 +307,7 @@ def worker(
     config: ConfigOption = None,
     lost_after: LostAfterOption = 120.0,
     max_defer_h: MaxDeferOption = 12,
+    max_lost_runs: MaxLostRunsOption = None,
     json_logs: JsonLogsOption = True,
     unsafe_shared_user: UnsafeSharedUserOption = False,
     job_account: JobAccountOption = None,
@@ -316,7 +335,7 @@ def worker(
     from suanwang.server import logs
 
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config, allow_job_network)
+    settings, platform = _settings(db, scenario, config, allow_job_network, max_lost_runs)
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     loops = _services(
         settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox,

@@ -697,7 +697,12 @@ def _script(
         "trap 'true' USR1\n"
         "me=$$\n"
         "( trap '' USR1; while sleep 1; do\n"
-        f"    age=$(( $(date +%s) - $(stat -c %Y {lease} 2>/dev/null || echo 0) ))\n"
+        # a stat or date that could not start (the account at its process limit: the job's
+        # own processes hold it; sh then reads nothing) says nothing of the lease: look
+        # again in a second; only a lease file that is gone counts as expired
+        f"    m=$(stat -c %Y {lease} 2>/dev/null); now=$(date +%s)\n"
+        f'    [ -n "$m" ] || {{ [ -e {lease} ] && continue; m=0; }}; [ -n "$now" ] || continue\n'
+        "    age=$(( now - m ))\n"
         f'    if [ "$age" -gt {limit} ]; then\n'
         f'      echo "suanwang: no word from the platform for $age s (lease {limit} s): '
         'stopping this run" >&2\n'

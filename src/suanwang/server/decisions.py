@@ -59,6 +59,15 @@ class MarketPublic(BaseModel):
     posted_cny_per_scu: float
 
 
+class AvoidedPublic(BaseModel):
+    """The centers a placement kept a job away from: its executor there reported a run of it
+    lost while the center answered (docs/centers.md, "A run lost at an answering center")."""
+
+    centers: list[str]
+    back: bool = Field(description="placed at one of them all the same: no other could run it")
+    reason: str
+
+
 class DecisionPublic(BaseModel):
     """Why a job runs where and when it does, or why it cannot run anywhere."""
 
@@ -85,6 +94,11 @@ class DecisionPublic(BaseModel):
     )
     excluded: dict[str, int] | None = Field(
         default=None, description="not placed: pools each hard constraint excluded"
+    )
+    avoided: AvoidedPublic | None = Field(
+        default=None,
+        description="centers where the job lost runs while they answered, which this "
+        "placement kept away from (or came back to: no other open center could run it)",
     )
 
 

@@ -400,7 +400,11 @@ def build_services(
             dispatch_interval_s,
             wakeup=wake[PLACEMENT],
         ),
-        reconciler=LoopService("reconciler", Reconciler(sessions, live).run_once, 1.0),
+        reconciler=LoopService(
+            "reconciler",
+            Reconciler(sessions, live, max_lost_runs=settings.max_lost_runs).run_once,
+            1.0,
+        ),
         failover=LoopService(
             "failover", Failover(sessions, live, lost_after_s=lost_after_s).run_once, 2.0
         ),

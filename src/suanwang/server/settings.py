@@ -20,6 +20,9 @@ DEFAULT_AUTH_FAILURE_BURST = 1000
 DEFAULT_AUTH_FAILURE_RATE = 10.0
 DEFAULT_SUBMIT_BURST = 5000
 DEFAULT_SUBMIT_RATE = 1000.0
+#: Runs of a job an answering center's executor may report lost before the job fails
+#: (docs/centers.md, "A run lost at an answering center").
+DEFAULT_MAX_LOST_RUNS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,9 @@ class Settings:
     limits (:mod:`suanwang.server.ratelimit`): ``auth_failure_burst`` wrong keys per client
     address, refilled at ``auth_failure_rate_per_s``; ``submit_burst`` job submissions per
     tenant, refilled at ``submit_rate_per_s`` (a burst of 0 turns a limit off).
+    ``max_lost_runs``: a job whose runs an executor reported lost this many times while its
+    center answered fails, naming the centers and what their executors said (losses to a
+    failover do not count; docs/centers.md).
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -49,10 +55,13 @@ class Settings:
     submit_rate_per_s: float = DEFAULT_SUBMIT_RATE
     #: record this API replica in the cluster's members, with a heartbeat (``/v1/cluster``)
     heartbeat: bool = False
+    max_lost_runs: int = DEFAULT_MAX_LOST_RUNS
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
+        if self.max_lost_runs < 1:
+            raise ValueError(f"max_lost_runs must be at least 1, not {self.max_lost_runs}")
         for name in ("auth_failure", "submit"):
             burst, rate = getattr(self, f"{name}_burst"), getattr(self, f"{name}_rate_per_s")
             if burst < 0 or not rate > 0:
@@ -62,9 +71,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``SUANWANG_DB``, ``SUANWANG_SCENARIO``, ``SUANWANG_MAX_IN_FLIGHT``,
         ``SUANWANG_ALLOW_JOB_NETWORK`` (``1``: allowed), ``SUANWANG_HEARTBEAT`` (``1``: record
-        this replica in the cluster's members) and the rate limits
+        this replica in the cluster's members), the rate limits
         ``SUANWANG_AUTH_FAILURE_BURST``, ``SUANWANG_AUTH_FAILURE_RATE``,
-        ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``."""
+        ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``, and
+        ``SUANWANG_MAX_LOST_RUNS``."""
         env = os.environ if environ is None else environ
 
         def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -92,4 +102,5 @@ class Settings:
             submit_rate_per_s=number("SUANWANG_SUBMIT_RATE", DEFAULT_SUBMIT_RATE, float),
             allow_job_network=env.get("SUANWANG_ALLOW_JOB_NETWORK", "") == "1",
             heartbeat=env.get("SUANWANG_HEARTBEAT", "") == "1",
+            max_lost_runs=number("SUANWANG_MAX_LOST_RUNS", DEFAULT_MAX_LOST_RUNS, int),
         )

@@ -229,6 +229,11 @@ class Dispatcher:
     _wheres: dict[tuple[int, int], tuple[JobClassInfo, Where]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: a restricted class without the centers a job lost runs at (:meth:`_away`), by the
+    #: restricted class's id and those centers (with the restricted class, kept alive)
+    _away_from: dict[tuple[int, tuple[str, ...]], tuple[JobClassInfo, JobClassInfo]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _entries: dict[str, tuple[datetime, Queued]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -352,7 +357,7 @@ class Dispatcher:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [Pending(*r) for r in found]
+        return [Pending.of(r) for r in found]
 
     def _place_in_turn(
         self,
@@ -492,10 +497,11 @@ class Dispatcher:
         """What the platform's queue takes of ``row``: the engine's job, its feasible pools
         at open centers and what a run would weigh on each, under a key of its own (None: the
         job failed, as :meth:`_engine_job` says). Kept between rounds for a job without a
-        checkpoint to move while the signals' start and the open centers stay
-        (:meth:`_keep`)."""
+        checkpoint to move and without lost runs to avoid centers for, while the signals'
+        start and the open centers stay (:meth:`_keep`)."""
         t0 = round_.signals.start
-        if not row.resume_from:
+        kept = not row.resume_from and not row.avoid  # (an entry from before a loss is stale)
+        if kept:
             cached = self._entries.get(row.id)
             if cached is not None and cached[0] == t0:
                 return cached[1]
@@ -508,7 +514,7 @@ class Dispatcher:
         if known is None:
             known = self._wheres[k] = (info, where_of(job, info, families, hubs))
         entry = Queued(next(self._serial), job, info, known[1])
-        if not row.resume_from:  # (the checkpoint's size is read each round)
+        if kept:  # (the checkpoint's size is read each round)
             self._entries[row.id] = (t0, entry)
         return entry
 
@@ -519,6 +525,7 @@ class Dispatcher:
         now = (round_.signals.start, round_.open_centers.tobytes())
         if round_.per_tenant or now != self._kept_for:
             self._restricted, self._wheres, self._entries = {}, {}, {}
+            self._away_from = {}
             self._kept_for = None if round_.per_tenant else now
         round_.restricted = self._restricted
 
@@ -561,6 +568,8 @@ class Dispatcher:
                 round_.restricted[(id(everywhere), tenant)] = (everywhere, info)
             else:
                 info = got[1]
+            if row.avoid:
+                info = self._away(info, row.avoid)
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
             self._fail(round_, row, reason, {})
@@ -584,6 +593,20 @@ class Dispatcher:
             self._fail(round_, row, reason, excluded)
             return None
         return job, info
+
+    def _away(self, info: JobClassInfo, avoid: tuple[str, ...]) -> JobClassInfo:
+        """``info`` without the pools of the centers ``avoid`` names (where the job lost runs
+        while they answered), unless no other pool is left: then ``info`` itself, back to
+        those centers (``max_lost_runs`` bounds how often; a job that only they can run neither
+        waits for ever nor fails at once). Kept between rounds as the restricted classes."""
+        key = (id(info), avoid)
+        got = self._away_from.get(key)
+        if got is None:
+            index = self.live.net.center_index
+            gone = np.array([index[c] for c in avoid if c in index], dtype=info.centers.dtype)
+            away = info.subset(~np.isin(info.centers, gone))
+            got = self._away_from[key] = (info, away if away.pools.size else info)
+        return got[1]
 
     def _closed_for_now(self, everywhere: JobClassInfo, tenant: str) -> str:
         """Of the centers with an executor that runs ``tenant``'s jobs and that hold a
@@ -617,11 +640,15 @@ class Dispatcher:
             h0, h1 = hour_window(start_s, start_s + placed.runtime_s)
             trading.add_use(row.tenant_id, pool, h0, h1, job.demand_units)
             detail = _market(trading, row.tenant_id, job.precision, pool, placed)
+        if row.avoid:  # it lost runs at these centers while they answered (runs.give_up_run)
+            detail["avoided"] = _avoided(row.avoid, center)
         if state.starts_now(start_s):
             state.free[pool] -= job.demand_units  # held from now on (as the state builder says)
         self.live.placed(row.id, job)
         start_at = signals.start + timedelta(seconds=start_s)
-        decision = decision_record(placed, self.policy.name, signals.start, **detail)
+        decision = decision_record(placed, self.policy.name, signals.start, detail.get("market"))
+        if row.avoid:
+            decision["avoided"] = detail["avoided"]
         round_.writes.add(
             row.id,
             JobState(row.state),
@@ -745,6 +772,20 @@ def _place_again(
         detail={"reason": reason},
         updates=updates,
     )
+
+
+def _avoided(avoid: tuple[str, ...], center: str) -> dict[str, Any]:
+    """What a placement of a job that lost runs at ``avoid`` (while those centers answered)
+    says of them: kept away from, or back at one because no other open center can run it."""
+    said = ", ".join(avoid)
+    if center in avoid:
+        why = (
+            f"back at {center}, where it lost a run before: no other open center can run it "
+            f"(lost runs at {said})"
+        )
+    else:
+        why = f"kept away from {said}: it lost runs there while the centers answered"
+    return {"centers": list(avoid), "back": center in avoid, "reason": why}
 
 
 def _market(

@@ -57,6 +57,7 @@ PENDING_COLUMNS = (
     JobRow.submitted_at,
     JobRow.resume_from,
     JobRow.decision["waiting"].as_string(),
+    JobRow.lost_runs,
 )
 #: an active job's columns the capacity state reads (:data:`ActiveRow`)
 ACTIVE_COLUMNS = (
@@ -81,7 +82,8 @@ ActiveRow = tuple[
 
 class Pending(NamedTuple):
     """A pending job as a round reads it (plain columns: a round reads thousands), with the
-    waiting reason its stored decision gives (None: none)."""
+    waiting reason its stored decision gives (None: none) and the centers it lost runs at
+    while they answered, which placement avoids (:func:`avoided`; None: none)."""
 
     id: str
     tenant_id: str
@@ -90,9 +92,24 @@ class Pending(NamedTuple):
     submitted_at: datetime
     resume_from: str | None
     waiting: str | None
+    avoid: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> Pending:
+        """From the columns :data:`PENDING_COLUMNS` reads (its losses as :func:`avoided`)."""
+        id_, tenant, name, state, submitted, resume, waiting, lost = row
+        return cls(id_, tenant, name, state, submitted, resume, waiting, avoided(lost))
 
 
-_PendingTuple = tuple[str, str, str, str, datetime, str | None, str | None]
+def avoided(lost_runs: list[dict[str, Any]] | None) -> tuple[str, ...] | None:
+    """The centers a job's recorded losses (``jobs.lost_runs``) keep it away from, sorted
+    (None: none; a tuple of strings, so the view's tuples stay untracked by the collector)."""
+    if not lost_runs:
+        return None
+    return tuple(sorted({str(lost.get("center", "")) for lost in lost_runs}))
+
+
+_PendingTuple = tuple[str, str, str, str, datetime, str | None, str | None, tuple[str, ...] | None]
 
 
 @dataclass
@@ -194,7 +211,7 @@ class JobsView:
         for job_id, reason in reasons:
             row = self.pending.get(job_id)
             if row is not None:
-                self.pending[job_id] = (*row[:6], reason)
+                self.pending[job_id] = (*row[:6], reason, row[7])
 
     # ------------------------------------------------------------------ reading
     def _rebuild(self, session: Session) -> None:
@@ -278,11 +295,12 @@ class JobsView:
         self._starts.pop(job_id, None)
 
     def _put(self, row: Any) -> None:
-        (job_id, tenant, name, state, submitted, resume, waiting,
+        (job_id, tenant, name, state, submitted, resume, waiting, lost,
          center, model, ref, start_at, started_at, attempt) = row  # fmt: skip
         key = (submitted, job_id)
         if state in _PENDING and ref is None:
-            self.pending[job_id] = (job_id, tenant, name, state, submitted, resume, waiting)
+            self.pending[job_id] = (job_id, tenant, name, state, submitted, resume, waiting,
+                                    avoided(lost))  # fmt: skip
             if job_id not in self._in_order:
                 self._in_order[job_id] = None
                 if self._order and key < self._order[-1]:

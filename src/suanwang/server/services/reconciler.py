@@ -8,9 +8,13 @@ that run has stopped, a ``cancelled -> cancelled`` event (``event: run_stopped``
 it reported and the job is no longer watched (its ``executor_ref`` is cleared). A run
 that checkpointed (exit 85) becomes ``migrating`` with its checkpoint to resume from, for the
 dispatcher to place again; a run its executor reports lost is failed over
-(:func:`~suanwang.server.services.runs.give_up_run`). An executor that does not answer
-marks its center unreachable (:class:`~suanwang.server.services.health.CenterHealth`); its jobs
-are left alone until failover decides. Centers are polled all at once, each in a worker thread
+(:func:`~suanwang.server.services.runs.give_up_run`): the job is kept away from that center
+while another can run it, and fails once ``max_lost_runs`` of its runs were lost so (a run
+stopped by its own lease, the platform silent, or preempted by the cluster counts for
+nothing). An
+executor that does not answer marks its center unreachable
+(:class:`~suanwang.server.services.health.CenterHealth`); its jobs are left alone until
+failover decides. Centers are polled all at once, each in a worker thread
 (:mod:`~suanwang.server.services.calls`): one that hangs is marked unreachable after a second
 and delays no other center's polls, so no other center's runs miss their lease renewal.
 The per-run reads of a round (log tails, recorded exits, usage) come from the run directories
@@ -38,8 +42,10 @@ from suanwang.server.models.jobs import transition
 from suanwang.server.services.calls import CenterCalls, Late
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.runs import (
+    MAX_LOST_RUNS,
     dir_size_bytes,
     give_up_run,
+    not_the_jobs_doing,
     recorded_status,
     usage_detail,
 )
@@ -54,6 +60,10 @@ class Reconciler:
     sessions: sessionmaker[Session]
     live: LiveNetwork
     batch: int = 1000
+    #: runs of a job its center's executor may report lost, while the center answers, before
+    #: the job fails (:func:`~suanwang.server.services.runs.give_up_run`; ``serve
+    #: --max-lost-runs``)
+    max_lost_runs: int = MAX_LOST_RUNS
     #: the round's polls, one center's in a thread of its own (a hung center delays no other)
     polls: CenterCalls[dict[str, ExecutorStatus]] = field(
         default_factory=lambda: CenterCalls("reconciler-poll")
@@ -174,7 +184,14 @@ class Reconciler:
                 if time.monotonic() - first < executor.stop_grace_s:
                     return 0  # its lease runs out meanwhile (this poll did not renew it)
                 self.live.lost_seen.pop(ref, None)
-                give_up_run(session, row, f"{executor.name}: {status.reason}", self.live)
+                give_up_run(
+                    session,
+                    row,
+                    f"{executor.name}: {status.reason}",
+                    self.live,
+                    reported=None if not_the_jobs_doing(status) else status.reason or "lost",
+                    max_lost_runs=self.max_lost_runs,
+                )
                 return 1
             self.live.lost_seen.pop(ref, None)
             status, target = ended, ended.state

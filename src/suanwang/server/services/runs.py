@@ -13,9 +13,12 @@ from sqlalchemy.orm import Session
 
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import CHECKPOINT_EXIT_CODE, Executor, ExecutorError, ExecutorStatus
+from suanwang.executors.slurm import LEASE_EXIT_CODE
 from suanwang.server.database.models import JobRow, RunFence
 from suanwang.server.models.jobs import transition
+from suanwang.server.services.jobs_view import avoided
 from suanwang.server.services.live import LiveNetwork
+from suanwang.server.settings import DEFAULT_MAX_LOST_RUNS
 
 log = logging.getLogger("suanwang.failover")
 
@@ -68,12 +71,53 @@ def usage_detail(executor: Executor, ref: str | None, job_id: str) -> dict[str, 
     return detail
 
 
-def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -> None:
+#: runs of a job an answering executor may report lost before the job fails (``serve
+#: --max-lost-runs``, :attr:`~suanwang.server.settings.Settings.max_lost_runs`)
+MAX_LOST_RUNS = DEFAULT_MAX_LOST_RUNS
+
+
+def not_the_jobs_doing(status: ExecutorStatus) -> bool:
+    """Whether the executor's ``lost`` says the run was stopped for reasons of the platform or
+    the center, not of the job or that center's failing for it: it stopped itself because no
+    word came from the platform for longer than its lease (the control plane was down, or
+    could not reach the center; local runs and agents say ``lease`` in the reason, a Slurm run
+    whose lease had run out before it could start exits :data:`LEASE_EXIT_CODE`), or the
+    cluster preempted it (Slurm's ``PREEMPTED``). Such a loss counts as a failover's does:
+    for nothing (:func:`give_up_run`'s ``reported`` is None)."""
+    return (
+        status.exit_code == LEASE_EXIT_CODE
+        or "lease" in status.reason.lower()
+        or status.reason.startswith("slurm PREEMPTED")
+    )
+
+
+def lost_runs_said(lost_runs: list[dict[str, Any]]) -> str:
+    """``c1 (reason), c2 (reason), ...``: where each run was lost and what its executor said."""
+    return ", ".join(f"{lost.get('center')} ({lost.get('reason')})" for lost in lost_runs)
+
+
+def give_up_run(
+    session: Session,
+    row: JobRow,
+    reason: str,
+    live: LiveNetwork,
+    *,
+    reported: str | None = None,
+    max_lost_runs: int = MAX_LOST_RUNS,
+) -> None:
     """The job's run at its center is lost: fence it and put the job back to be placed.
 
     ``lost`` (with the center, the run, the reason and the tokens the run reported, see
     :func:`usage_detail`) then ``pending`` with the next attempt number and, for a
     checkpointable job that wrote a checkpoint, where to resume from; all at ``live.clock()``.
+
+    ``reported``: what the run's executor said when it reported the run lost while its center
+    answered (a node failure, Slurm's ``JobLaunchFailure``, a job the cluster forgot): such a
+    loss is recorded with the job (``jobs.lost_runs``), the placer keeps the job away from that
+    center while another can run it, and the job's ``max_lost_runs``-th such loss fails it
+    (``lost`` then ``failed``, saying where each run was lost and why) instead of placing it
+    again. None (failover: a center silent past its grace, a power cut) counts no loss: the
+    job is not at fault.
     """
     now = live.clock()
     center, ref = row.center_id or "", row.executor_ref
@@ -88,6 +132,11 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
                 job_id=row.id, center_id=center, executor_ref=ref, reason=reason, created_at=now
             )
             session.add(fence)
+    losses = list(row.lost_runs or [])
+    counted: dict[str, Any] = {}
+    if reported is not None:
+        losses.append({"center": center, "reason": reported, "attempt": row.attempt})
+        counted = {"lost_runs": len(losses), "max_lost_runs": max_lost_runs}
     transition(
         session=session,
         job=row,
@@ -97,20 +146,49 @@ def give_up_run(session: Session, row: JobRow, reason: str, live: LiveNetwork) -
             "ref": ref,
             "reason": reason,
             "attempt": row.attempt,
+            **counted,
             **usage,
         },
         now=now,
     )
+    if reported is not None:
+        row.lost_runs = losses  # written with the transitions below (a new list: JSON)
+    if reported is not None and len(losses) >= max_lost_runs:
+        why = f"lost its run {len(losses)} times: {lost_runs_said(losses)}"
+        transition(
+            session=session,
+            job=row,
+            to=JobState.FAILED,
+            detail={"reason": why, "lost_runs": losses},
+            updates={
+                "center_id": None,
+                "pool_model": None,
+                "executor_ref": None,
+                "start_at": None,
+                "decision": {"placed": False, "reason": why},
+            },
+            now=now,
+        )
+        log.warning("job %s failed: %s", row.id, why)
+        return
     ckpt = live.checkpoint_dir(row.id)
     resume = str(ckpt) if bool(row.spec.get("checkpointable")) and has_checkpoint(ckpt) else None
+    again = f"placing again after losing its run at {center}"
+    away = avoided(losses)
+    if away:
+        again += (
+            f"; kept away from {', '.join(away)} while another center can run it "
+            f"({len(losses)} of at most {max_lost_runs} runs lost where the center answered)"
+        )
     transition(
         session=session,
         job=row,
         to=JobState.PENDING,
         detail={
-            "reason": f"placing again after losing its run at {center}",
+            "reason": again,
             "resume_from": resume,
             "checkpoint_bytes": dir_size_bytes(ckpt) if resume else 0,
+            **({"avoids": list(away)} if away else {}),
         },
         updates={
             "center_id": None,

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     ForeignKey,
@@ -66,6 +67,11 @@ class JobRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # billing (issue 5, migration 0004): when the job's usage was metered and charged
     billed_at: Mapped[datetime | None]
+    # the runs an answering executor reported lost (migration 0015), oldest first:
+    # ``{"center", "reason", "attempt"}`` each (null: none). Placement keeps the job away from
+    # those centers while another can run it; after ``max_lost_runs`` the job fails
+    # (:func:`suanwang.server.services.runs.give_up_run`, docs/centers.md)
+    lost_runs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
