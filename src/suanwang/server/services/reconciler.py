@@ -11,8 +11,7 @@ dispatcher to place again; a run its executor reports lost is failed over
 (:func:`~suanwang.server.services.runs.give_up_run`): the job is kept away from that center
 while another can run it, and fails once ``max_lost_runs`` of its runs were lost so (a run
 stopped by its own lease, the platform silent, or preempted by the cluster counts for
-nothing). An
-executor that does not answer marks its center unreachable
+nothing). An executor that does not answer marks its center unreachable
 (:class:`~suanwang.server.services.health.CenterHealth`); its jobs are left alone until
 failover decides. Centers are polled all at once, each in a worker thread
 (:mod:`~suanwang.server.services.calls`): one that hangs is marked unreachable after a second
