@@ -200,3 +200,34 @@ def test_the_pools_kept_are_dropped_on_a_new_term(
     assert _state(client, alice, alice_jobs[4]) == "scheduled"
     pending = {alice_jobs[5], alice_jobs[6], gang}
     assert {job_id for job_id, _ in dispatcher.holds} <= pending
+
+
+def test_a_failed_round_keeps_the_pools_kept_before_it(
+    app: FastAPI,
+    sessions: sessionmaker[Session],
+    client: TestClient,
+    tmp_path: Path,
+    clock: Clock,
+    alice: Any,
+    bob: Any,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    """A round whose writes are refused (a fence) is undone, and so is what it kept: the
+    next round starts from the pools kept before it (those it dropped are kept again)."""
+    dispatcher, alice_jobs, gang = _starved(
+        app, sessions, client, tmp_path, clock, alice, bob, submit
+    )
+    kept = dispatcher.holds
+    _cancel(client, bob, gang)  # the failed round lets the gang's pool go
+
+    def refuse(session: Session) -> None:
+        raise RuntimeError("fenced")
+
+    dispatcher.fence = refuse
+    clock.shift += timedelta(seconds=60)
+    with pytest.raises(RuntimeError, match="fenced"):
+        dispatcher.place()
+    assert dispatcher.holds == kept
+    dispatcher.fence = None
+    dispatcher.place()  # and so does the next, which keeps the pool for alice's head job
+    assert [job_id for job_id, _ in dispatcher.holds] == [alice_jobs[4]]

@@ -248,7 +248,7 @@ class Dispatcher:
     #: claim's reservation, a borrower's kept pool), by job id, and the term they were kept
     #: in: handed to the next round's queue, so a pool stays kept until its job starts or is
     #: deferred, as in the simulator's one queue (:meth:`_carry`); in memory only, dropped on
-    #: a new term and after a failed round (the queue keeps them again for jobs still starved)
+    #: a new term (the queue keeps them again for jobs still starved), as before a failed round
     holds: list[tuple[str, Hold]] = field(default_factory=list, init=False)
     _holds_term: int | None = field(default=None, init=False, repr=False)
 
@@ -270,6 +270,7 @@ class Dispatcher:
         if self.incremental and self.view is None:
             self.view = JobsView(self.live.clock)
         view = self.view
+        holds = self.holds
         try:
             with self.sessions.begin() as session:
                 if view is not None:
@@ -278,7 +279,7 @@ class Dispatcher:
         except BaseException:
             if view is not None:  # its writes rolled back: read everything again
                 view.invalidate()
-            self.holds = []  # (kept by a round undone)
+            self.holds = holds  # the round is undone: as before it
             raise
         if t1 is not None:
             self._write_s = (self.timer() - t1) / max(decided, 1)
