@@ -74,8 +74,8 @@ CAPACITY, QUOTA, DEFERRED = "capacity", "quota used up", "deferred for price"
 class Hold:
     """A pool kept for a waiting job (``key``, of ``tenant``): ``claim`` True, reserved for
     a job with a claim, closed to every other job (:meth:`PlatformQueue._reserve`); False,
-    kept for a job without one, closed to borrowers standing as high (:meth:`PlatformQueue.
-    _keep`)."""
+    kept for a job without one, closed to borrowers standing as high
+    (:meth:`PlatformQueue._keep`)."""
 
     pool: int
     key: int
