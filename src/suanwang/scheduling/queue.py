@@ -33,7 +33,10 @@ by the last pass preempts then, on its good pools where the claim holds).
 
 Pure: the host (the simulator, the live dispatcher) says what is free, places and starts a job
 (:meth:`Host.admit`, through the one seam), lists the runs on some pools and stops one
-(:meth:`Host.preempt`). Both hosts run the same rounds.
+(:meth:`Host.preempt`). Both hosts run the same rounds. The pools kept for waiting jobs last
+until their jobs start or are deferred, from round to round: the simulator keeps one queue for
+its run; the live dispatcher builds one each round and hands it the pools kept at the last
+(:meth:`PlatformQueue.holds`, :meth:`PlatformQueue.hold`) for the jobs still pending.
 """
 
 from __future__ import annotations
@@ -65,6 +68,19 @@ SLOW = 0.1
 GOOD = 0.25
 #: why a job looked at in a round is still waiting
 CAPACITY, QUOTA, DEFERRED = "capacity", "quota used up", "deferred for price"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A pool kept for a waiting job (``key``, of ``tenant``): ``claim`` True, reserved for
+    a job with a claim, closed to every other job (:meth:`PlatformQueue._reserve`); False,
+    kept for a job without one, closed to borrowers standing as high
+    (:meth:`PlatformQueue._keep`)."""
+
+    pool: int
+    key: int
+    tenant: str
+    claim: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +178,25 @@ class PlatformQueue:
         self.kept: dict[int, tuple[int, str]] = {}
         self.keeping: dict[str, int] = {}  # tenant -> its pool kept as a borrower
         self._victims_of: set[str] = set()  # tenants whose runs the last start preempted
+
+    def holds(self) -> list[Hold]:
+        """The pools kept now for waiting jobs (reservations first, by pool)."""
+        got = [Hold(p, self.reserved[p], t, True) for t, p in self.reserving.items()]
+        got += [Hold(p, self.kept[p][0], t, False) for t, p in self.keeping.items()]
+        return sorted(got, key=lambda h: (not h.claim, h.pool))
+
+    def hold(self, h: Hold) -> None:
+        """Keep ``h.pool`` for the job ``h.key`` as a round of this queue would have (a host
+        that builds a queue every round hands it the pools the last one kept). Refused
+        (ValueError) when the pool or the tenant already has one of that kind."""
+        mine, pools = (self.reserving, self.reserved) if h.claim else (self.keeping, self.kept)
+        if h.tenant in mine or h.pool in pools:
+            raise ValueError(f"pool {h.pool} or tenant {h.tenant!r} already keeps one: {h}")
+        mine[h.tenant] = h.pool
+        if h.claim:
+            self.reserved[h.pool] = h.key
+        else:
+            self.kept[h.pool] = (h.key, h.tenant)
 
     def push(self, q: Queued, front: bool = False) -> None:
         job = q.job  # (the class as ``Job.priority_class`` says, a dict look-up: 10,000 a round)

@@ -28,6 +28,10 @@ The pending and active jobs are kept between rounds (:class:`~suanwang.server.se
 jobs_view.JobsView`): a round reads only what changed since the last (the jobs with newer
 ``job_events``, the hand-overs), and reads everything again on a new term, after a failed
 round and every ``resync_s``.
+Under quotas, so are the pools the platform's queue keeps for starved jobs (a claim's
+reservation, a borrower's kept pool: :attr:`Dispatcher.holds`), until their jobs start, are
+deferred or leave the pending jobs, as in the simulator's one queue; in memory only (a new
+term or a restarted placer keeps them again for the jobs still starved).
 
 Every job goes through :func:`suanwang.scheduling.placement.place`, the seam the simulator
 calls too; the stored decision is its explanation (the objective the policy compared, term by
@@ -73,6 +77,7 @@ from suanwang.scheduling.placement import Placement, place, unplaceable
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.policies import Policy
 from suanwang.scheduling.queue import (
+    Hold,
     PlatformQueue,
     Queued,
     capacity_scu_per_h,
@@ -239,6 +244,13 @@ class Dispatcher:
     )
     #: the keys of queue entries (each entry's own: an entry kept between rounds keeps it)
     _serial: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
+    #: the pools the platform's queue kept at the last round for jobs still waiting (a
+    #: claim's reservation, a borrower's kept pool), by job id, and the term they were kept
+    #: in: handed to the next round's queue, so a pool stays kept until its job starts or is
+    #: deferred, as in the simulator's one queue (:meth:`_carry`); in memory only, dropped on
+    #: a new term (the queue keeps them again for jobs still starved), as before a failed round
+    holds: list[tuple[str, Hold]] = field(default_factory=list, init=False)
+    _holds_term: int | None = field(default=None, init=False, repr=False)
 
     def run_once(self) -> int:
         """One round: place what is pending, hand over what is due. Returns the jobs moved on
@@ -258,6 +270,7 @@ class Dispatcher:
         if self.incremental and self.view is None:
             self.view = JobsView(self.live.clock)
         view = self.view
+        holds = self.holds
         try:
             with self.sessions.begin() as session:
                 if view is not None:
@@ -266,6 +279,7 @@ class Dispatcher:
         except BaseException:
             if view is not None:  # its writes rolled back: read everything again
                 view.invalidate()
+            self.holds = holds  # the round is undone: as before it
             raise
         if t1 is not None:
             self._write_s = (self.timer() - t1) / max(decided, 1)
@@ -281,6 +295,8 @@ class Dispatcher:
         gov = self.governance(session)
         limit = self.batch if gov is None else self.queue_limit
         rows, specs = self._pending(session, limit, view)
+        if gov is None or not rows or self.term != self._holds_term:
+            self.holds, self._holds_term = [], self.term  # no queue, or another placer's
         if not rows:
             return 0, [], None
         trading = load_trading(session, self.live.net, signals)
@@ -399,11 +415,16 @@ class Dispatcher:
         state.waited_s = self.waited_at - frame
         queue = PlatformQueue(shares, gov.rules, state.waited_s)
         waiting: dict[int, tuple[Pending, Job]] = {}
+        held_for = {job_id for job_id, _ in self.holds}
+        holding: dict[str, Queued] = {}  # the entries of the jobs pools were kept for
         for row in rows:
             item = self._entry(round_, row, families, hubs)
             if item is not None:
                 waiting[item.key] = (row, item.job)
                 queue.push(item)
+                if row.id in held_for:
+                    holding[row.id] = item
+        self._carry(queue, holding)
 
         def place_one(key: int, info: JobClassInfo) -> Placement:
             row, job = waiting[key]
@@ -425,6 +446,7 @@ class Dispatcher:
             return cut
 
         why = queue.round(state.now_s, host, spent)
+        self.holds = [(waiting[h.key][0].id, h) for h in queue.holds()]
         self.waited_at = state.waited_s + frame  # kept for the next rounds, in Unix seconds
         round_.progress += int(cut)  # the rest is for the next round, at once
         decided = len(rows) - len(waiting)  # failed, or waiting for their centers to open
@@ -435,6 +457,16 @@ class Dispatcher:
                 decided += 1  # start: waiting for its share (not reached: as it was)
                 self._wait(round_, row, why.get(key, SHARE))
         return decided
+
+    def _carry(self, queue: PlatformQueue, holding: dict[str, Queued]) -> None:
+        """Hand ``queue`` the pools the last round kept (:attr:`holds`) for the jobs still
+        waiting (``holding``: their entries this round, whose keys may be new), where they
+        can still run: a job that started, was deferred, cancelled, failed or left the pending
+        jobs lets its pool go."""
+        for job_id, h in self.holds:
+            item = holding.get(job_id)
+            if item is not None and bool((item.info.pools == h.pool).any()):
+                queue.hold(dataclasses.replace(h, key=item.key, tenant=item.job.tenant))
 
     def _preempt(self, session: Session, run: Held, by: str) -> None:
         """Stop ``run`` for job ``by``: a checkpointable run is asked to checkpoint (it leaves
