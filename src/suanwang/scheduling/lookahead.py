@@ -26,7 +26,7 @@ from suanwang.scheduling.state import CapacityState
 
 if TYPE_CHECKING:
     from suanwang.scheduling.objective import ObjectiveTable
-    from suanwang.scheduling.planner import SuanwangPolicy
+    from suanwang.scheduling.planner import ClassRows, SuanwangPolicy
 
 
 @dataclass(slots=True)
@@ -79,45 +79,83 @@ def _batch(
 ) -> None:
     """Grids of ``jobs`` (all with ``width`` starts) into ``out``."""
     table = policy.table(state)
-    picked: list[tuple[Job, np.ndarray, np.ndarray]] = []
-    f_parts, c_parts, counts = [], [], []
-    work, data, now, dl1, dl2, ckpt = [], [], [], [], [], []
-    for job, info in jobs:
-        rows = policy.rows(info, job.demand_units)
-        t = job.submit_s
-        if width > 1 and info.pools.size > policy.shortlist:
-            sel = policy._shortlist(job, info, state, t, None)
-            f, (pools, centers) = rows.f.take(sel, axis=1), rows.i.take(sel, axis=1)
-        else:
-            sel, f, (pools, centers) = rows.every, rows.f, rows.i
-        picked.append((job, sel, pools))
-        f_parts.append(f)
-        c_parts.append(centers)
-        counts.append(sel.size)
-        work.append(job.work_scu)
-        data.append(job.data_gb)
-        now.append(t)
-        deadline_h, late_h = policy.deadlines(job)
-        dl1.append(deadline_h)
-        dl2.append(late_h)
-        ckpt.append(job.checkpointable)
-    per_row = np.array(counts)
-    f = np.concatenate(f_parts, axis=1)
-    centers = np.concatenate(c_parts)
+    m = len(jobs)
+    rows = [policy.rows(info, job.demand_units) for job, info in jobs]
+    sels: list[np.ndarray] = [r.every for r in rows]
+    if width > 1:  # a job with more pools than the shortlist plans on its shortlist
+        k = policy.shortlist
+        short = [a for a, (_, info) in enumerate(jobs) if info.pools.size > k]
+        for a, sel in shortlists(policy, [jobs[a] for a in short], [rows[a] for a in short],
+                                 state).items():  # fmt: skip
+            sels[short[a]] = sel
+    counts = np.fromiter((sel.size for sel in sels), dtype=np.int64, count=m)
+    # each job's rows of its class's numbers, gathered in one call from all of them stacked
+    first = np.cumsum([r.every.size for r in rows]) - [r.every.size for r in rows]
+    at = np.concatenate(sels) + np.repeat(first, counts)
+    f = np.concatenate([r.f for r in rows], axis=1).take(at, axis=1)
+    pools, centers = np.concatenate([r.i for r in rows], axis=1).take(at, axis=1)
+    work = np.fromiter((job.work_scu for job, _ in jobs), dtype=np.float64, count=m)
+    data = np.fromiter((job.data_gb for job, _ in jobs), dtype=np.float64, count=m)
+    now = np.fromiter((job.submit_s for job, _ in jobs), dtype=np.float64, count=m)
+    dls = np.array([policy.deadlines(job) for job, _ in jobs], dtype=np.float64).reshape(m, 2)
+    ckpt = np.fromiter((job.checkpointable for job, _ in jobs), dtype=bool, count=m)
     work_r, data_r, now_r, dl1_r, dl2_r = (
-        np.repeat(np.array(v, dtype=np.float64), per_row) for v in (work, data, now, dl1, dl2)
+        np.repeat(v, counts) for v in (work, data, now, dls[:, 0], dls[:, 1])
     )
-    suspendable = np.repeat(np.array(ckpt, dtype=bool), per_row)
+    suspendable = np.repeat(ckpt, counts)
     xs, runtime_h, cost = costs(
         policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width, suspendable
     )
     start = 0
-    for job, sel, pools in picked:
+    for (job, _), sel in zip(jobs, sels, strict=True):
         end = start + sel.size
         out[id(job)] = Ready(
-            job, state.signals, sel, pools, xs[start:end], runtime_h[start:end], cost[start:end]
-        )
+            job, state.signals, sel, pools[start:end], xs[start:end], runtime_h[start:end],
+            cost[start:end],
+        )  # fmt: skip
         start = end
+
+
+def shortlists(
+    policy: SuanwangPolicy,
+    jobs: list[tuple[Job, JobClassInfo]],
+    rows: list[ClassRows],
+    state: CapacityState,
+) -> dict[int, np.ndarray]:
+    """:meth:`SuanwangPolicy._shortlist` of each of ``jobs`` (at its submit time, without
+    offers), by position: jobs with as many feasible pools as each other together, the same
+    arithmetic on a row each and ``argpartition`` along the rows (the same selection on each
+    row as on it alone). A job that may keep to cheap hours (suspensions on) alone."""
+    out: dict[int, np.ndarray] = {}
+    k = policy.shortlist
+    mean24, stride_m = policy._day_mean(state)
+    groups: dict[int, list[int]] = {}
+    for a, (job, info) in enumerate(jobs):
+        if job.checkpointable and policy.suspend_window_h > 0:
+            out[a] = policy._shortlist(job, info, state, job.submit_s, None)
+        else:
+            groups.setdefault(info.pools.size, []).append(a)
+    for group in groups.values():
+        picked = [jobs[a] for a in group]
+        g = len(group)
+        h = np.fromiter(
+            (min(int(job.submit_s // HOUR_S), stride_m - 1) for job, _ in picked),
+            dtype=np.int64,
+            count=g,
+        )
+        centers = np.stack([info.centers for _, info in picked])
+        kwh = np.stack([rows[a].kwh_per_scu for a in group])
+        tc = np.stack([info.transfer_cost_cny_per_gb for _, info in picked])
+        work = np.fromiter((job.work_scu for job, _ in picked), dtype=np.float64, count=g)
+        data = np.fromiter((job.data_gb for job, _ in picked), dtype=np.float64, count=g)
+        price = mean24.take(centers * stride_m + h[:, None])
+        est = work[:, None] * kwh * price
+        est += data[:, None] * tc
+        short = est.argpartition(k, axis=1)[:, :k]
+        short.sort(axis=1)
+        for a, sel in zip(group, short, strict=True):
+            out[a] = sel
+    return out
 
 
 def costs(
