@@ -244,6 +244,8 @@ def simulate(
     log = EventLog.empty()
     event = log.add
     migrator = policy if isinstance(policy, Migrator) else None
+    # a migrator that takes the running jobs as columns (SuanwangPolicy.migrations_of)
+    migrate_of = getattr(migrator, "migrations_of", None)
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
 
@@ -278,14 +280,27 @@ def simulate(
         if not movable:
             return
         state.now_s = now
-        view = [
-            Running(
-                j, pool[j], start[j], remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j])
+        if migrate_of is not None:  # the running jobs as columns: no object for each
+            js, m = list(movable), len(movable)
+            at = np.fromiter(map(start.__getitem__, js), dtype=np.float64, count=m)
+            took = np.fromiter(map(runtime.__getitem__, js), dtype=np.float64, count=m)
+            left = np.fromiter(map(remaining.__getitem__, js), dtype=np.float64, count=m)
+            moving = migrate_of(
+                jobs,
+                np.array(js, dtype=np.int64),
+                np.fromiter(map(pool.__getitem__, js), dtype=np.int64, count=m),
+                left * np.maximum(0.0, 1.0 - (now - at) / took),  # as below, for each
+                state,
             )
-            for j in movable
-        ]
+        else:
+            view = [
+                Running(j, pool[j], start[j],
+                        remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j]))
+                for j in movable
+            ]  # fmt: skip
+            moving = migrator.migrations(jobs, view, state)
         touched: set[int] = set()
-        for j, q, move_s, move_cny in migrator.migrations(jobs, view, state):
+        for j, q, move_s, move_cny in moving:
             p = pool[j]
             seg.append((j, p, start[j], now))
             event(j, now, RUNNING, MIGRATING, p)
