@@ -355,7 +355,6 @@ class SuanwangPolicy:
         that fits) is worked out too, which takes more calendar lookups. ``full``: the grid of
         every pool, when already worked out (its rows ``sel`` are the same numbers);
         ``ready``: the grid of ``sel`` worked out ahead, all but the need for room now."""
-        units = job.demand_units
         if ready is not None:  # room now is applied by plan(), as grid() does
             g = Grid(ready.sel, ready.start_h, ready.runtime_h, ready.cost, None)
         elif full is None:
@@ -364,9 +363,16 @@ class SuanwangPolicy:
             offer = None if full.offer is None else full.offer[sel]
             g = Grid(sel, full.start_h[sel], full.runtime_h[sel], full.cost[sel], offer)
         pools = ready.pools if ready is not None else info.pools.take(sel)
+        return self._on_grid(g, pools, job.demand_units, state, explain)
+
+    def _on_grid(
+        self, g: Grid, pools: np.ndarray, units: int, state: CapacityState, explain: bool
+    ) -> Decision | None:
+        """:meth:`_plan` on its grid ``g`` (row ``i`` on pool ``pools[i]``): the search, the
+        deferral's test against the starts now that fit and the booking, compiled
+        (:func:`~suanwang.scheduling.room.plan`); the same as :meth:`_plan_py`."""
         eps, share = self.min_deferral_gain_cny, self.min_deferral_gain_share
-        # the search, the deferral's test against starts now and the booking, compiled
-        outcome, i, k, value, gain, t0, t1 = plan(
+        outcome, i, k, value, gain, t0, _ = plan(
             g.cost, g.start_h, g.runtime_h, pools, units, state.committed,
             state.net.pool_capacity, state.free, self.candidates_checked, eps, share,
             self.scarce(state), explain,
@@ -374,21 +380,21 @@ class SuanwangPolicy:
         if outcome == NONE:
             return None
         if outcome == NAN_NOW:  # a NaN cost of a start now: as the search in Python sorts it
-            return self._plan_py(job, state, g, pools, explain)
+            return self._plan_py(g, pools, units, state, explain)
         if outcome == SCARCE:
             why = "cheapest center with room now (scarce: no deferral for price)"
         else:
             why = "cheapest planned slot" if k else "cheapest center with room now"
         if g.offer is not None and g.offer[i, k] < 0:
             why += " (below the posted price: an offer or the tenant's reservation)"
-        return Decision(int(sel[i]), t0, why, value, None if gain != gain else gain)
+        return Decision(int(g.sel[i]), t0, why, value, None if gain != gain else gain)
 
     def _plan_py(
-        self, job: Job, state: CapacityState, g: Grid, pools: np.ndarray, explain: bool
+        self, g: Grid, pools: np.ndarray, units: int, state: CapacityState, explain: bool
     ) -> Decision | None:
-        """:meth:`_plan` after its grid, in Python (a NaN among the costs of starting now:
-        :func:`~suanwang.scheduling.room.plan` leaves those)."""
-        units = job.demand_units
+        """:meth:`_on_grid` in Python, as the planner decided before it was compiled (a NaN
+        among the costs of starting now: :func:`~suanwang.scheduling.room.plan` leaves
+        those; tests compare the two)."""
         sel, cost = g.sel, g.cost
         width = cost.shape[1]
         committed, cap = state.committed, state.net.pool_capacity
