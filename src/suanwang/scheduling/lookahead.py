@@ -90,19 +90,20 @@ def _batch(
             sels[short[a]] = sel
     counts = np.fromiter((sel.size for sel in sels), dtype=np.int64, count=m)
     # each job's rows of its class's numbers, gathered in one call from all of them stacked
-    first = np.cumsum([r.every.size for r in rows]) - [r.every.size for r in rows]
+    sizes = np.array([r.every.size for r in rows], dtype=np.int64)
+    first = np.cumsum(sizes) - sizes
     at = np.concatenate(sels) + np.repeat(first, counts)
     f = np.concatenate([r.f for r in rows], axis=1).take(at, axis=1)
     pools, centers = np.concatenate([r.i for r in rows], axis=1).take(at, axis=1)
-    work = np.fromiter((job.work_scu for job, _ in jobs), dtype=np.float64, count=m)
-    data = np.fromiter((job.data_gb for job, _ in jobs), dtype=np.float64, count=m)
-    now = np.fromiter((job.submit_s for job, _ in jobs), dtype=np.float64, count=m)
-    dls = np.array([policy.deadlines(job) for job, _ in jobs], dtype=np.float64).reshape(m, 2)
-    ckpt = np.fromiter((job.checkpointable for job, _ in jobs), dtype=bool, count=m)
+    work, data, now, dl1, dl2, ckpt = np.array(
+        [(job.work_scu, job.data_gb, job.submit_s, *policy.deadlines(job), job.checkpointable)
+         for job, _ in jobs],
+        dtype=np.float64,
+    ).reshape(m, 6).T  # fmt: skip
     work_r, data_r, now_r, dl1_r, dl2_r = (
-        np.repeat(v, counts) for v in (work, data, now, dls[:, 0], dls[:, 1])
+        np.repeat(v, counts) for v in (work, data, now, dl1, dl2)
     )
-    suspendable = np.repeat(ckpt, counts)
+    suspendable = np.repeat(ckpt != 0.0, counts)
     xs, runtime_h, cost = costs(
         policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width, suspendable
     )
@@ -129,32 +130,45 @@ def shortlists(
     out: dict[int, np.ndarray] = {}
     k = policy.shortlist
     mean24, stride_m = policy._day_mean(state)
-    groups: dict[int, list[int]] = {}
+    alone = policy.suspend_window_h > 0
+    together = []
     for a, (job, info) in enumerate(jobs):
-        if job.checkpointable and policy.suspend_window_h > 0:
+        if alone and job.checkpointable:
             out[a] = policy._shortlist(job, info, state, job.submit_s, None)
         else:
-            groups.setdefault(info.pools.size, []).append(a)
-    for group in groups.values():
-        picked = [jobs[a] for a in group]
-        g = len(group)
-        h = np.fromiter(
-            (min(int(job.submit_s // HOUR_S), stride_m - 1) for job, _ in picked),
-            dtype=np.int64,
-            count=g,
-        )
-        centers = np.stack([info.centers for _, info in picked])
-        kwh = np.stack([rows[a].kwh_per_scu for a in group])
-        tc = np.stack([info.transfer_cost_cny_per_gb for _, info in picked])
-        work = np.fromiter((job.work_scu for job, _ in picked), dtype=np.float64, count=g)
-        data = np.fromiter((job.data_gb for job, _ in picked), dtype=np.float64, count=g)
-        price = mean24.take(centers * stride_m + h[:, None])
-        est = work[:, None] * kwh * price
-        est += data[:, None] * tc
-        short = est.argpartition(k, axis=1)[:, :k]
+            together.append(a)
+    if not together:
+        return out
+    together.sort(key=lambda a: jobs[a][1].pools.size)  # stable: by size, then position
+    picked = [jobs[a] for a in together]
+    sizes = [info.pools.size for _, info in picked]
+    per_row = np.array(sizes)
+    # every job's pools in one row, the estimate's arithmetic on it at once
+    centers = np.concatenate([info.centers for _, info in picked])
+    kwh = np.concatenate([rows[a].kwh_per_scu for a in together])
+    tc = np.concatenate([info.transfer_cost_cny_per_gb for _, info in picked])
+    h, work, data = np.array(
+        [(min(int(job.submit_s // HOUR_S), stride_m - 1), job.work_scu, job.data_gb)
+         for job, _ in picked],
+        dtype=np.float64,
+    ).T  # fmt: skip
+    price = mean24.take(centers * stride_m + np.repeat(h.astype(np.int64), per_row))
+    est = np.repeat(work, per_row) * kwh * price
+    est += np.repeat(data, per_row) * tc
+    # then each run of jobs with as many pools as each other: a row each
+    start, first = 0, 0
+    while first < len(together):
+        n = sizes[first]
+        last = first
+        while last < len(together) and sizes[last] == n:
+            last += 1
+        g = last - first
+        short = est[start : start + g * n].reshape(g, n).argpartition(k, axis=1)[:, :k]
         short.sort(axis=1)
-        for a, sel in zip(group, short, strict=True):
+        for a, sel in zip(together[first:last], short, strict=True):
             out[a] = sel
+        start += g * n
+        first = last
     return out
 
 
