@@ -95,6 +95,16 @@ class EventLog:
         self.to.append(to)
         self.pool.append(pool)
 
+    def pair(self, job: int, at_s: float, frm: int, mid: int, to: int, pool_mid: int,
+             pool_to: int) -> None:  # fmt: skip
+        """Two events of ``job`` at ``at_s``: ``frm -> mid`` on ``pool_mid``, then ``mid ->
+        to`` on ``pool_to`` (as two :meth:`add` calls, with half the calls)."""
+        self.job.extend((job, job))
+        self.at_s.extend((at_s, at_s))
+        self.frm.extend((frm, mid))
+        self.to.extend((mid, to))
+        self.pool.extend((pool_mid, pool_to))
+
     def __len__(self) -> int:
         return len(self.job)
 
@@ -242,7 +252,7 @@ def simulate(
     decisions = 0
     decision_s = [nan] * n
     log = EventLog.empty()
-    event = log.add
+    event, events2 = log.add, log.pair
     migrator = policy if isinstance(policy, Migrator) else None
     # a migrator that takes the running jobs as columns (SuanwangPolicy.migrations_of)
     migrate_of = getattr(migrator, "migrations_of", None)
@@ -303,8 +313,7 @@ def simulate(
         for j, q, move_s, move_cny in moving:
             p = pool[j]
             seg.append((j, p, start[j], now))
-            event(j, now, RUNNING, MIGRATING, p)
-            event(j, now, MIGRATING, SCHEDULED, q)
+            events2(j, now, RUNNING, MIGRATING, SCHEDULED, p, q)
             remaining[j] *= max(0.0, 1.0 - (now - start[j]) / runtime[j])
             del running[j]
             del movable[j]
@@ -343,8 +352,7 @@ def simulate(
                     queues[p].remove(j)
                     backlog[p] -= units[j] * runtime[j]
                     epoch[j] += 1
-                    event(j, now, SCHEDULED, PENDING, p)
-                    event(j, now, PENDING, FAILED, p)
+                    events2(j, now, SCHEDULED, PENDING, FAILED, p, p)
                     try_start(p, now)  # the jobs behind it
                 continue
             if kind == FINISH:
@@ -355,8 +363,7 @@ def simulate(
                 movable.pop(j, None)
                 try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
-                event(j, now, SCHEDULED, PENDING, p)  # released past its limit: expired
-                event(j, now, PENDING, FAILED, p)
+                events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
             else:
                 queues[p].append(j)
                 backlog[p] += units[j] * runtime[j]
@@ -384,9 +391,8 @@ def simulate(
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = infos[i - base]
-        event(i, t, NO_STATE, PENDING, -1)
         if info.pools.size == 0:
-            event(i, t, PENDING, FAILED, -1)
+            events2(i, t, NO_STATE, PENDING, FAILED, -1, -1)
             continue
         state.now_s = t
         t0 = perf()
@@ -397,7 +403,7 @@ def simulate(
         decisions += 1
         pos = placed.pos
         pool[i] = placed.pool
-        event(i, t, PENDING, SCHEDULED, placed.pool)
+        events2(i, t, NO_STATE, PENDING, SCHEDULED, -1, placed.pool)  # submitted, placed
         latency[i] = float(info.latency_ms[pos])
         transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
         runtime[i] = placed.runtime_s
