@@ -626,7 +626,8 @@ class SuanwangPolicy:
         state: CapacityState,
     ) -> list[tuple[int, tuple[int, int, float, float]]]:
         """Running checkpointable jobs to suspend now, through a price peak: ``(candidate,
-        (job, its own pool, pause s, 0 CNY))`` (``cands``: each candidate's job index) (a move to its own pool after the pause).
+        (job, its own pool, pause s, 0 CNY))`` (a move to its own pool after the pause;
+        ``cands``: each candidate's job index).
 
         A job keeps to the cheapest ``ceil(remaining h)`` hours (forecast objective per kWh
         at its center) between now and ``suspend_window_h`` hours after its remaining run
