@@ -157,8 +157,8 @@ class SuanwangPolicy:
     _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
     _low_key: object = field(default=None, init=False, repr=False)
     _low: np.ndarray = field(init=False, repr=False)
-    #: per job of the sequence re-planned (by identity): units and precision index, for the
-    #: jobs seen so far (they arrive in order)
+    #: per job of the sequence re-planned (by identity): units and precision index (-1: not
+    #: yet worked out)
     _jobs_seen: tuple[object, np.ndarray, np.ndarray] = field(
         default=(None, np.empty(0), np.empty(0, dtype=np.int64)), init=False, repr=False
     )
@@ -522,21 +522,19 @@ class SuanwangPolicy:
             state,
         )
 
-    def _job_columns(self, jobs: Sequence[Job], upto: int) -> tuple[np.ndarray, np.ndarray]:
-        """Units (as floats) and precision index of ``jobs[:upto]`` at least (cached)."""
+    def _job_columns(self, jobs: Sequence[Job], job: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Units (as floats) and precision index of each of ``jobs``, known at least for the
+        indices ``job`` (cached: worked out once per job, for the jobs re-planning sees)."""
         seen, units, prec = self._jobs_seen
         if seen is not jobs:
-            units, prec = np.empty(0), np.empty(0, dtype=np.int64)
-        if units.size < upto:
-            more = jobs[units.size : upto]
-            units = np.concatenate(
-                (units, np.fromiter((j.demand_units for j in more), np.float64, len(more)))
-            )
-            prec_of = PRECISION_INDEX
-            prec = np.concatenate(
-                (prec, np.fromiter((prec_of[j.precision] for j in more), np.int64, len(more)))
-            )
+            units, prec = np.zeros(len(jobs)), np.full(len(jobs), -1, dtype=np.int64)
             self._jobs_seen = (jobs, units, prec)
+        new = job[prec[job] < 0]
+        if new.size:
+            prec_of = PRECISION_INDEX
+            more = [jobs[j] for j in new.tolist()]
+            units[new] = np.fromiter((j.demand_units for j in more), np.float64, len(more))
+            prec[new] = np.fromiter((prec_of[j.precision] for j in more), np.int64, len(more))
         return units, prec
 
     def migrations_of(
@@ -557,7 +555,7 @@ class SuanwangPolicy:
             return []
         if not keep.all():
             job, pool, remaining_scu = job[keep], pool[keep], remaining_scu[keep]
-        units_of, prec_of = self._job_columns(jobs, int(job.max()) + 1)
+        units_of, prec_of = self._job_columns(jobs, job)
         pools = pool
         units_arr = units_of[job]
         spd = net.pool_speed[pools, prec_of[job]]

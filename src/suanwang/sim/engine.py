@@ -361,7 +361,8 @@ def simulate(
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
-                try_start(p, now)
+                if queues[p]:  # (nothing to start on an empty queue: no call)
+                    try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
                 events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
             else:
