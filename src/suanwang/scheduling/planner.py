@@ -514,6 +514,7 @@ class SuanwangPolicy:
         at most ``max_moves_per_replan`` moves per round.
         """
         n = len(running)
+        self._jobs_seen = (None, np.empty(0), np.empty(0, dtype=np.int64))  # its jobs anew
         return self.migrations_of(
             jobs,
             np.fromiter((r.job for r in running), dtype=np.int64, count=n),
@@ -546,7 +547,9 @@ class SuanwangPolicy:
         state: CapacityState,
     ) -> list[tuple[int, int, float, float]]:
         """:meth:`migrations` of the running jobs given as columns (index into ``jobs``, pool,
-        SCU still to do): what the simulator passes, without an object per running job."""
+        SCU still to do): what the simulator passes, without an object per running job. Each
+        job's units and precision are read once per ``jobs`` (by identity: a host that calls
+        this again with the same sequence must not have changed its jobs)."""
         net = state.net
         now = state.now_s
         integral = self.table(state).integral
