@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from suanwang.core.network import Network
 from suanwang.core.signals import Signals
+from suanwang.scheduling.planner import Grid, SuanwangPolicy
 from suanwang.scheduling.room import first_fit, fit_one
 from suanwang.scheduling.state import CapacityState
 
@@ -115,4 +116,57 @@ def test_first_fit_finds_what_the_python_search_found(
     args = (width, start_h, runtime_h, pools, units)
     found = first_fit(mine, *args, state.committed, china_net.pool_capacity, tries)
     assert found == search_as_before(theirs, *args, state, tries)
+    assert np.array_equal(mine, theirs)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_plan_decides_as_the_planner_in_python(
+    china_net: Network, china_signals: Signals, data: st.DataObject, seed: int
+) -> None:
+    """The compiled decision on a grid (room now, search, a deferral against the starts now
+    that fit, scarcity, booking) is the planner's in Python: the same decision (pool, start,
+    reason, value, gain), the same calendar after, the same candidates marked tried."""
+    rng = np.random.default_rng(seed)
+    state = CapacityState.empty(china_net, china_signals)
+    n_pools, hours = state.committed.shape
+    for _ in range(data.draw(st.integers(0, 200))):  # a calendar that fills
+        pool = int(rng.integers(n_pools))
+        h0 = int(rng.integers(hours))
+        hundreds = int(china_net.pool_capacity[pool]) // 100
+        state.book(pool, 100 * int(rng.integers(1, hundreds + 1)), h0 * HOUR,
+                   (h0 + rng.uniform(0, 30)) * HOUR)  # fmt: skip
+    state.now_s = float(rng.uniform(0, (hours - 40) * HOUR))
+    # room now: some pools short of the job's units
+    state.free = (china_net.pool_capacity * rng.choice([0.0, 0.5, 1.0], n_pools)).astype(np.int64)
+    if data.draw(st.booleans()):  # work waited for room lately: scarce, or long ago
+        state.waited_s = np.full(n_pools, state.now_s - rng.choice([0.0, 1e6]))
+    rows, width = data.draw(st.integers(1, 16)), data.draw(st.sampled_from([1, 2, 13]))
+    pools = rng.choice(n_pools, size=rows, replace=False).astype(np.int64)
+    # few distinct costs (ties, and starts now near a deferral's), some inadmissible
+    cost = rng.integers(0, 8, size=(rows, width)).astype(np.float64) * 0.25 + 10.0
+    cost[:, 0] += rng.choice([0.0, 1e-7, 0.2, 3.0], rows)
+    cost[rng.random((rows, width)) < data.draw(st.sampled_from([0.0, 0.3, 1.0]))] = math.inf
+    start_h = state.now_s / HOUR + rng.uniform(0, 3, rows)
+    runtime_h = rng.uniform(0, 25, rows)
+    units = data.draw(st.sampled_from([1, 100, 400, 500, 1000]))
+    policy = SuanwangPolicy(
+        candidates_checked=data.draw(st.sampled_from([1, 5, 256])),
+        min_deferral_gain_cny=data.draw(st.sampled_from([1e-6, 0.3])),
+        min_deferral_gain_share=data.draw(st.sampled_from([0.0, 0.05])),
+    )
+    explain = data.draw(st.booleans())
+    sel = np.arange(rows)
+    mine, theirs = cost.copy(), cost.copy()
+    other = CapacityState(
+        state.net, state.signals, state.now_s, state.free.copy(), state.backlog_unit_s.copy(),
+        state.committed.copy(), state.waited_s,
+    )  # fmt: skip
+    got = policy._on_grid(Grid(sel, start_h, runtime_h, mine, None), pools, units, state, explain)
+    want = policy._plan_py(Grid(sel, start_h, runtime_h, theirs, None), pools, units, other,
+                           explain)  # fmt: skip
+    assert got == want
+    assert np.array_equal(state.committed, other.committed)
     assert np.array_equal(mine, theirs)

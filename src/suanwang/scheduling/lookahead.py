@@ -26,7 +26,7 @@ from suanwang.scheduling.state import CapacityState
 
 if TYPE_CHECKING:
     from suanwang.scheduling.objective import ObjectiveTable
-    from suanwang.scheduling.planner import SuanwangPolicy
+    from suanwang.scheduling.planner import ClassRows, SuanwangPolicy
 
 
 @dataclass(slots=True)
@@ -79,45 +79,97 @@ def _batch(
 ) -> None:
     """Grids of ``jobs`` (all with ``width`` starts) into ``out``."""
     table = policy.table(state)
-    picked: list[tuple[Job, np.ndarray, np.ndarray]] = []
-    f_parts, c_parts, counts = [], [], []
-    work, data, now, dl1, dl2, ckpt = [], [], [], [], [], []
-    for job, info in jobs:
-        rows = policy.rows(info, job.demand_units)
-        t = job.submit_s
-        if width > 1 and info.pools.size > policy.shortlist:
-            sel = policy._shortlist(job, info, state, t, None)
-            f, (pools, centers) = rows.f.take(sel, axis=1), rows.i.take(sel, axis=1)
-        else:
-            sel, f, (pools, centers) = rows.every, rows.f, rows.i
-        picked.append((job, sel, pools))
-        f_parts.append(f)
-        c_parts.append(centers)
-        counts.append(sel.size)
-        work.append(job.work_scu)
-        data.append(job.data_gb)
-        now.append(t)
-        deadline_h, late_h = policy.deadlines(job)
-        dl1.append(deadline_h)
-        dl2.append(late_h)
-        ckpt.append(job.checkpointable)
-    per_row = np.array(counts)
-    f = np.concatenate(f_parts, axis=1)
-    centers = np.concatenate(c_parts)
+    m = len(jobs)
+    rows = [policy.rows(info, job.demand_units) for job, info in jobs]
+    sels: list[np.ndarray] = [r.every for r in rows]
+    if width > 1:  # a job with more pools than the shortlist plans on its shortlist
+        k = policy.shortlist
+        short = [a for a, (_, info) in enumerate(jobs) if info.pools.size > k]
+        for a, sel in shortlists(policy, [jobs[a] for a in short], [rows[a] for a in short],
+                                 state).items():  # fmt: skip
+            sels[short[a]] = sel
+    counts = np.fromiter((sel.size for sel in sels), dtype=np.int64, count=m)
+    # each job's rows of its class's numbers, gathered in one call from all of them stacked
+    sizes = np.array([r.every.size for r in rows], dtype=np.int64)
+    first = np.cumsum(sizes) - sizes
+    at = np.concatenate(sels) + np.repeat(first, counts)
+    f = np.concatenate([r.f for r in rows], axis=1).take(at, axis=1)
+    pools, centers = np.concatenate([r.i for r in rows], axis=1).take(at, axis=1)
+    work, data, now, dl1, dl2, ckpt = np.array(
+        [(job.work_scu, job.data_gb, job.submit_s, *policy.deadlines(job), job.checkpointable)
+         for job, _ in jobs],
+        dtype=np.float64,
+    ).reshape(m, 6).T  # fmt: skip
     work_r, data_r, now_r, dl1_r, dl2_r = (
-        np.repeat(np.array(v, dtype=np.float64), per_row) for v in (work, data, now, dl1, dl2)
+        np.repeat(v, counts) for v in (work, data, now, dl1, dl2)
     )
-    suspendable = np.repeat(np.array(ckpt, dtype=bool), per_row)
+    suspendable = np.repeat(ckpt != 0.0, counts)
     xs, runtime_h, cost = costs(
         policy, table, f, centers, work_r, data_r, now_r, dl1_r, dl2_r, width, suspendable
     )
     start = 0
-    for job, sel, pools in picked:
+    for (job, _), sel in zip(jobs, sels, strict=True):
         end = start + sel.size
         out[id(job)] = Ready(
-            job, state.signals, sel, pools, xs[start:end], runtime_h[start:end], cost[start:end]
-        )
+            job, state.signals, sel, pools[start:end], xs[start:end], runtime_h[start:end],
+            cost[start:end],
+        )  # fmt: skip
         start = end
+
+
+def shortlists(
+    policy: SuanwangPolicy,
+    jobs: list[tuple[Job, JobClassInfo]],
+    rows: list[ClassRows],
+    state: CapacityState,
+) -> dict[int, np.ndarray]:
+    """:meth:`SuanwangPolicy._shortlist` of each of ``jobs`` (at its submit time, without
+    offers), by position: jobs with as many feasible pools as each other together, the same
+    arithmetic on a row each and ``argpartition`` along the rows (the same selection on each
+    row as on it alone). A job that may keep to cheap hours (suspensions on) alone."""
+    out: dict[int, np.ndarray] = {}
+    k = policy.shortlist
+    mean24, stride_m = policy._day_mean(state)
+    alone = policy.suspend_window_h > 0
+    together = []
+    for a, (job, info) in enumerate(jobs):
+        if alone and job.checkpointable:
+            out[a] = policy._shortlist(job, info, state, job.submit_s, None)
+        else:
+            together.append(a)
+    if not together:
+        return out
+    together.sort(key=lambda a: jobs[a][1].pools.size)  # stable: by size, then position
+    picked = [jobs[a] for a in together]
+    sizes = [info.pools.size for _, info in picked]
+    per_row = np.array(sizes)
+    # every job's pools in one row, the estimate's arithmetic on it at once
+    centers = np.concatenate([info.centers for _, info in picked])
+    kwh = np.concatenate([rows[a].kwh_per_scu for a in together])
+    tc = np.concatenate([info.transfer_cost_cny_per_gb for _, info in picked])
+    h, work, data = np.array(
+        [(min(int(job.submit_s // HOUR_S), stride_m - 1), job.work_scu, job.data_gb)
+         for job, _ in picked],
+        dtype=np.float64,
+    ).T  # fmt: skip
+    price = mean24.take(centers * stride_m + np.repeat(h.astype(np.int64), per_row))
+    est = np.repeat(work, per_row) * kwh * price
+    est += np.repeat(data, per_row) * tc
+    # then each run of jobs with as many pools as each other: a row each
+    start, first = 0, 0
+    while first < len(together):
+        n = sizes[first]
+        last = first
+        while last < len(together) and sizes[last] == n:
+            last += 1
+        g = last - first
+        short = est[start : start + g * n].reshape(g, n).argpartition(k, axis=1)[:, :k]
+        short.sort(axis=1)
+        for a, sel in zip(together[first:last], short, strict=True):
+            out[a] = sel
+        start += g * n
+        first = last
+    return out
 
 
 def costs(

@@ -35,7 +35,7 @@ from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.core.scenario import DEFAULT_MAX_DEFER_H
 from suanwang.scheduling.lookahead import Ready, costs, ready_grids, suspended_windows
 from suanwang.scheduling.objective import Objective, ObjectiveTable, offer_term
-from suanwang.scheduling.room import first_fit, fit_one
+from suanwang.scheduling.room import NAN_NOW, NONE, SCARCE, first_fit, fit_one, plan
 from suanwang.scheduling.state import (
     NO_MARKET,
     Candidates,
@@ -157,6 +157,11 @@ class SuanwangPolicy:
     _ready: dict[int, Ready] = field(default_factory=dict, init=False, repr=False)
     _low_key: object = field(default=None, init=False, repr=False)
     _low: np.ndarray = field(init=False, repr=False)
+    #: per job of the sequence re-planned (by identity): units and precision index (-1: not
+    #: yet worked out)
+    _jobs_seen: tuple[object, np.ndarray, np.ndarray] = field(
+        default=(None, np.empty(0), np.empty(0, dtype=np.int64)), init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self._offsets_h = np.arange(self.max_defer_h + 1, dtype=np.float64)
@@ -350,19 +355,50 @@ class SuanwangPolicy:
         that fits) is worked out too, which takes more calendar lookups. ``full``: the grid of
         every pool, when already worked out (its rows ``sel`` are the same numbers);
         ``ready``: the grid of ``sel`` worked out ahead, all but the need for room now."""
-        units = job.demand_units
-        if ready is not None:
+        if ready is not None:  # room now is applied by plan(), as grid() does
             g = Grid(ready.sel, ready.start_h, ready.runtime_h, ready.cost, None)
-            g.cost[:, 0][state.free[ready.pools] < units] = np.inf  # as grid() does
         elif full is None:
             g = self.grid(job, info, state, sel, prices)
         else:  # rows picked (a copy: the search marks the candidates it tried)
             offer = None if full.offer is None else full.offer[sel]
             g = Grid(sel, full.start_h[sel], full.runtime_h[sel], full.cost[sel], offer)
-        cost = g.cost
-        width = cost.shape[1]
         pools = ready.pools if ready is not None else info.pools.take(sel)
+        return self._on_grid(g, pools, job.demand_units, state, explain)
+
+    def _on_grid(
+        self, g: Grid, pools: np.ndarray, units: int, state: CapacityState, explain: bool
+    ) -> Decision | None:
+        """:meth:`_plan` on its grid ``g`` (row ``i`` on pool ``pools[i]``): the search, the
+        deferral's test against the starts now that fit and the booking, compiled
+        (:func:`~suanwang.scheduling.room.plan`); the same as :meth:`_plan_py`."""
+        eps, share = self.min_deferral_gain_cny, self.min_deferral_gain_share
+        outcome, i, k, value, gain, t0, _ = plan(
+            g.cost, g.start_h, g.runtime_h, pools, units, state.committed,
+            state.net.pool_capacity, state.free, self.candidates_checked, eps, share,
+            self.scarce(state), explain,
+        )  # fmt: skip
+        if outcome == NONE:
+            return None
+        if outcome == NAN_NOW:  # a NaN cost of a start now: as the search in Python sorts it
+            return self._plan_py(g, pools, units, state, explain)
+        if outcome == SCARCE:
+            why = "cheapest center with room now (scarce: no deferral for price)"
+        else:
+            why = "cheapest planned slot" if k else "cheapest center with room now"
+        if g.offer is not None and g.offer[i, k] < 0:
+            why += " (below the posted price: an offer or the tenant's reservation)"
+        return Decision(int(g.sel[i]), t0, why, value, None if gain != gain else gain)
+
+    def _plan_py(
+        self, g: Grid, pools: np.ndarray, units: int, state: CapacityState, explain: bool
+    ) -> Decision | None:
+        """:meth:`_on_grid` in Python, as the planner decided before it was compiled (a NaN
+        among the costs of starting now: :func:`~suanwang.scheduling.room.plan` leaves
+        those; tests compare the two)."""
+        sel, cost = g.sel, g.cost
+        width = cost.shape[1]
         committed, cap = state.committed, state.net.pool_capacity
+        cost[:, 0][state.free[pools] < units] = np.inf
         now_cost = cost[:, 0].tolist()  # starting at once on each pool (inf: no room now)
         found = self._search(cost.ravel(), width, g, pools, units, state, cap)
         if found is None:
@@ -477,33 +513,66 @@ class SuanwangPolicy:
         ``min_saving_share`` of the cost of staying. The most expensive runs are looked at first;
         at most ``max_moves_per_replan`` moves per round.
         """
+        n = len(running)
+        self._jobs_seen = (None, np.empty(0), np.empty(0, dtype=np.int64))  # its jobs anew
+        return self.migrations_of(
+            jobs,
+            np.fromiter((r.job for r in running), dtype=np.int64, count=n),
+            np.fromiter((r.pool for r in running), dtype=np.int64, count=n),
+            np.fromiter((r.remaining_scu for r in running), dtype=np.float64, count=n),
+            state,
+        )
+
+    def _job_columns(self, jobs: Sequence[Job], job: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Units (as floats) and precision index of each of ``jobs``, known at least for the
+        indices ``job`` (cached: worked out once per job, for the jobs re-planning sees)."""
+        seen, units, prec = self._jobs_seen
+        if seen is not jobs:
+            units, prec = np.zeros(len(jobs)), np.full(len(jobs), -1, dtype=np.int64)
+            self._jobs_seen = (jobs, units, prec)
+        new = job[prec[job] < 0]
+        if new.size:
+            prec_of = PRECISION_INDEX
+            more = [jobs[j] for j in new.tolist()]
+            units[new] = np.fromiter((j.demand_units for j in more), np.float64, len(more))
+            prec[new] = np.fromiter((prec_of[j.precision] for j in more), np.int64, len(more))
+        return units, prec
+
+    def migrations_of(
+        self,
+        jobs: Sequence[Job],
+        job: np.ndarray,
+        pool: np.ndarray,
+        remaining_scu: np.ndarray,
+        state: CapacityState,
+    ) -> list[tuple[int, int, float, float]]:
+        """:meth:`migrations` of the running jobs given as columns (index into ``jobs``, pool,
+        SCU still to do): what the simulator passes, without an object per running job. Each
+        job's units and precision are read once per ``jobs`` (by identity: a host that calls
+        this again with the same sequence must not have changed its jobs)."""
         net = state.net
         now = state.now_s
         integral = self.table(state).integral
-
-        cands = [r for r in running if r.remaining_scu > 0]
-        if not cands:
+        keep = remaining_scu > 0
+        if not keep.any():
             return []
-        # one pass over the candidates (there may be tens of thousands at every re-planning)
-        prec_of = PRECISION_INDEX
-        rows = [
-            (r.pool, (job := jobs[r.job]).demand_units, prec_of[job.precision], r.remaining_scu)
-            for r in cands
-        ]
-        cols = np.array(rows, dtype=np.float64).reshape(-1, 4).T
-        pools = cols[0].astype(np.int64)
-        units_arr = cols[1].copy()
-        spd = net.pool_speed[pools, cols[2].astype(np.int64)]
-        rem_s = cols[3] / (units_arr * spd) * HOUR
+        if not keep.all():
+            job, pool, remaining_scu = job[keep], pool[keep], remaining_scu[keep]
+        units_of, prec_of = self._job_columns(jobs, job)
+        pools = pool
+        units_arr = units_of[job]
+        spd = net.pool_speed[pools, prec_of[job]]
+        rem_s = remaining_scu / (units_arr * spd) * HOUR
+        job_of, pool_of, rem_of = job.tolist(), pools.tolist(), remaining_scu.tolist()
         here_c = net.pool_center[pools]
         power = units_arr * net.pool_facility_kw[pools]
         stay = power * (integral(here_c, now + rem_s) - integral(here_c, np.full_like(rem_s, now)))
-        moves = self._suspensions(jobs, cands, pools, here_c, power, rem_s, units_arr, state)
+        moves = self._suspensions(jobs, job, pools, here_c, power, rem_s, units_arr, state)
         paused = {i for i, _ in moves}
         out = [m for _, m in moves]
         order = np.argsort(-stay, kind="stable")[: self.replan_candidates]
         if self.suspend_window_h > 0 and order.size:  # staying, it can keep to cheap hours
-            late = np.array([self.deadlines(jobs[cands[i].job])[1] for i in order.tolist()])
+            late = np.array([self.deadlines(jobs[job_of[i]])[1] for i in order.tolist()])
             run_h, start_h = rem_s[order] / HOUR, np.full(order.size, now / HOUR)
             slack = np.clip(np.floor(late - start_h - run_h), 0.0, self.suspend_window_h)
             cheap = suspended_windows(self.table(state), here_c[order], start_h, run_h, slack, 1)
@@ -514,11 +583,9 @@ class SuanwangPolicy:
                 break
             if rem_s[i] < self.min_remaining_h * HOUR or i in paused:
                 continue
-            r = cands[i]
-            job = jobs[r.job]
-            info = net.job_class(job)
+            info = net.job_class(jobs[job_of[i]])
             u = int(units_arr[i])
-            ok = (free[info.pools] >= u) & (info.pools != r.pool)
+            ok = (free[info.pools] >= u) & (info.pools != pool_of[i])
             if not ok.any():
                 continue
             qpos = ok.nonzero()[0]
@@ -527,7 +594,7 @@ class SuanwangPolicy:
             ckpt_gb = self.checkpoint_gb_per_unit * u
             move_s = ckpt_gb * net.center_transfer_s_per_gb[here_c[i], q_centers]
             move_cny = ckpt_gb * net.center_transfer_cost_cny_per_gb[here_c[i], q_centers]
-            run_s = r.remaining_scu / (u * info.speed[qpos]) * HOUR
+            run_s = rem_of[i] / (u * info.speed[qpos]) * HOUR
             p_q = u * info.facility_kw_per_unit[qpos]
             t0 = now + move_s
             there = (
@@ -545,13 +612,13 @@ class SuanwangPolicy:
                 continue
             state.book(q, u, t0_q, t1_q)
             free[q] -= u
-            out.append((r.job, q, float(move_s[best]), float(move_cny[best])))
+            out.append((job_of[i], q, float(move_s[best]), float(move_cny[best])))
         return out
 
     def _suspensions(
         self,
         jobs: Sequence[Job],
-        cands: Sequence[Running],
+        cands: np.ndarray,
         pools: np.ndarray,
         centers: np.ndarray,
         power: np.ndarray,
@@ -560,7 +627,8 @@ class SuanwangPolicy:
         state: CapacityState,
     ) -> list[tuple[int, tuple[int, int, float, float]]]:
         """Running checkpointable jobs to suspend now, through a price peak: ``(candidate,
-        (job, its own pool, pause s, 0 CNY))`` (a move to its own pool after the pause).
+        (job, its own pool, pause s, 0 CNY))`` (a move to its own pool after the pause;
+        ``cands``: each candidate's job index).
 
         A job keeps to the cheapest ``ceil(remaining h)`` hours (forecast objective per kWh
         at its center) between now and ``suspend_window_h`` hours after its remaining run
@@ -569,7 +637,7 @@ class SuanwangPolicy:
         ``min_suspend_saving_cny`` against running on, its units fit the calendar then and
         no work queues for its pool now.
         Hosts call this every ``replan_s``, so a job runs its cheapest hours one by one."""
-        if self.suspend_window_h <= 0 or not cands:
+        if self.suspend_window_h <= 0 or not cands.size:
             return []
         table = self.table(state)
         now = state.now_s
@@ -588,8 +656,8 @@ class SuanwangPolicy:
         out: list[tuple[int, tuple[int, int, float, float]]] = []
         committed, cap = state.committed, state.net.pool_capacity
         for i in maybe.tolist():
-            r = cands[i]
-            job = jobs[r.job]
+            j = int(cands[i])
+            job = jobs[j]
             need = math.ceil(float(rem_s[i]) / HOUR - 1e-9)
             end_h = h_now + need + int(self.suspend_window_h)
             _, late_h = self.deadlines(job)
@@ -615,5 +683,5 @@ class SuanwangPolicy:
                 committed[pool, h0:h1] = planned
                 continue
             state.book(pool, u, resume, resume + float(rem_s[i]))
-            out.append((i, (r.job, pool, resume - now, 0.0)))
+            out.append((i, (j, pool, resume - now, 0.0)))
         return out

@@ -95,6 +95,16 @@ class EventLog:
         self.to.append(to)
         self.pool.append(pool)
 
+    def pair(self, job: int, at_s: float, frm: int, mid: int, to: int, pool_mid: int,
+             pool_to: int) -> None:  # fmt: skip
+        """Two events of ``job`` at ``at_s``: ``frm -> mid`` on ``pool_mid``, then ``mid ->
+        to`` on ``pool_to`` (as two :meth:`add` calls, with half the calls)."""
+        self.job.extend((job, job))
+        self.at_s.extend((at_s, at_s))
+        self.frm.extend((frm, mid))
+        self.to.extend((mid, to))
+        self.pool.extend((pool_mid, pool_to))
+
     def __len__(self) -> int:
         return len(self.job)
 
@@ -242,8 +252,10 @@ def simulate(
     decisions = 0
     decision_s = [nan] * n
     log = EventLog.empty()
-    event = log.add
+    event, events2 = log.add, log.pair
     migrator = policy if isinstance(policy, Migrator) else None
+    # a migrator that takes the running jobs as columns (SuanwangPolicy.migrations_of)
+    migrate_of = getattr(migrator, "migrations_of", None)
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
 
@@ -278,18 +290,30 @@ def simulate(
         if not movable:
             return
         state.now_s = now
-        view = [
-            Running(
-                j, pool[j], start[j], remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j])
+        if migrate_of is not None:  # the running jobs as columns: no object for each
+            js, m = list(movable), len(movable)
+            at = np.fromiter(map(start.__getitem__, js), dtype=np.float64, count=m)
+            took = np.fromiter(map(runtime.__getitem__, js), dtype=np.float64, count=m)
+            left = np.fromiter(map(remaining.__getitem__, js), dtype=np.float64, count=m)
+            moving = migrate_of(
+                jobs,
+                np.array(js, dtype=np.int64),
+                np.fromiter(map(pool.__getitem__, js), dtype=np.int64, count=m),
+                left * np.maximum(0.0, 1.0 - (now - at) / took),  # as below, for each
+                state,
             )
-            for j in movable
-        ]
+        else:
+            view = [
+                Running(j, pool[j], start[j],
+                        remaining[j] * max(0.0, 1.0 - (now - start[j]) / runtime[j]))
+                for j in movable
+            ]  # fmt: skip
+            moving = migrator.migrations(jobs, view, state)
         touched: set[int] = set()
-        for j, q, move_s, move_cny in migrator.migrations(jobs, view, state):
+        for j, q, move_s, move_cny in moving:
             p = pool[j]
             seg.append((j, p, start[j], now))
-            event(j, now, RUNNING, MIGRATING, p)
-            event(j, now, MIGRATING, SCHEDULED, q)
+            events2(j, now, RUNNING, MIGRATING, SCHEDULED, p, q)
             remaining[j] *= max(0.0, 1.0 - (now - start[j]) / runtime[j])
             del running[j]
             del movable[j]
@@ -328,8 +352,7 @@ def simulate(
                     queues[p].remove(j)
                     backlog[p] -= units[j] * runtime[j]
                     epoch[j] += 1
-                    event(j, now, SCHEDULED, PENDING, p)
-                    event(j, now, PENDING, FAILED, p)
+                    events2(j, now, SCHEDULED, PENDING, FAILED, p, p)
                     try_start(p, now)  # the jobs behind it
                 continue
             if kind == FINISH:
@@ -338,10 +361,10 @@ def simulate(
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
-                try_start(p, now)
+                if queues[p]:  # (nothing to start on an empty queue: no call)
+                    try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
-                event(j, now, SCHEDULED, PENDING, p)  # released past its limit: expired
-                event(j, now, PENDING, FAILED, p)
+                events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
             else:
                 queues[p].append(j)
                 backlog[p] += units[j] * runtime[j]
@@ -369,9 +392,8 @@ def simulate(
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = infos[i - base]
-        event(i, t, NO_STATE, PENDING, -1)
         if info.pools.size == 0:
-            event(i, t, PENDING, FAILED, -1)
+            events2(i, t, NO_STATE, PENDING, FAILED, -1, -1)
             continue
         state.now_s = t
         t0 = perf()
@@ -382,7 +404,7 @@ def simulate(
         decisions += 1
         pos = placed.pos
         pool[i] = placed.pool
-        event(i, t, PENDING, SCHEDULED, placed.pool)
+        events2(i, t, NO_STATE, PENDING, SCHEDULED, -1, placed.pool)  # submitted, placed
         latency[i] = float(info.latency_ms[pos])
         transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
         runtime[i] = placed.runtime_s
