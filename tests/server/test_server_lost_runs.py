@@ -84,7 +84,11 @@ class World:
     alice: Any
     submit: Callable[..., dict[str, Any]]
 
-    def live(self, *centers: str, failing: bool = False) -> LiveNetwork:
+    def live(
+        self, *centers: str, failing: bool = False, clock: Callable[[], datetime] | None = None
+    ) -> LiveNetwork:
+        """Local centers (failing their launches if ``failing``) on the app's pinned clock, or
+        on ``clock``."""
         executors = {c: LaunchFails(self.root, c) for c in centers}
         for executor in executors.values():
             executor.failing = failing
@@ -92,18 +96,25 @@ class World:
             net=self.app.state.network,
             signals=self.app.state.signals.current,
             executors=dict(executors),
-            clock=self.app.state.signals.clock,
+            clock=clock or self.app.state.signals.clock,
         )
 
     def rounds(
-        self, live: LiveNetwork, max_lost_runs: int = 3, governance: Governance | None = None
+        self,
+        live: LiveNetwork,
+        max_lost_runs: int = 3,
+        governance: Governance | None = None,
+        backoff_s: float = 0.0,
     ) -> tuple[Dispatcher, Rounds]:
         """A dispatcher (under ``governance``'s quotas, if any) and the services' rounds (place
-        and hand over, then poll)."""
-        dispatcher = Dispatcher(self.sessions, live)
+        and hand over, then poll); no back-off after a lost run unless ``backoff_s`` (the
+        app's clock stands still)."""
+        dispatcher = Dispatcher(self.sessions, live, lost_run_backoff_s=backoff_s)
         if governance is not None:
             dispatcher.governance = lambda session: governance
-        reconciler = Reconciler(self.sessions, live, max_lost_runs=max_lost_runs)
+        reconciler = Reconciler(
+            self.sessions, live, max_lost_runs=max_lost_runs, lost_run_backoff_s=backoff_s
+        )
 
         def rounds() -> None:
             dispatcher.run_once()
@@ -175,7 +186,11 @@ def test_a_job_whose_run_was_lost_at_an_answering_center_goes_elsewhere(world: W
     assert placed["center"] == done["center_id"] and placed["avoided"]["back"] is False
     with world.sessions() as s:
         row = s.get_one(JobRow, job["id"])
-        assert row.lost_runs == [{"center": first, "reason": LAUNCH_FAILURE, "attempt": 0}]
+        at = evs[2]["at"]  # the loss's time, as its ``lost`` event has it
+        assert row.lost_runs == [
+            {"center": first, "reason": LAUNCH_FAILURE, "attempt": 0, "at": row.lost_runs[0]["at"]}
+        ]
+        assert datetime.fromisoformat(row.lost_runs[0]["at"]) == datetime.fromisoformat(at)
 
 
 def test_under_quotas_too_a_job_lost_at_a_center_goes_elsewhere(world: World) -> None:
