@@ -188,7 +188,7 @@ def _settings(
             settings = dataclasses.replace(settings, max_lost_runs=max_lost_runs)
         if lost_run_backoff_s is not None:
             settings = dataclasses.replace(settings, lost_run_backoff_s=lost_run_backoff_s)
-    except ValueError as exc:  # (NaN, infinity: the option's range lets them through)
+    except ValueError as exc:  # (infinity: the option's range lets it through)
         raise fail(str(exc)) from None
     return settings, platform
 
