@@ -422,14 +422,20 @@ def _placed(world: World, job_id: str) -> int:
     return [e["to_state"] for e in world.events(job_id)].count("scheduled")
 
 
-def test_a_job_lost_where_only_that_center_can_run_it_backs_off_doubling(world: World) -> None:
+@pytest.mark.parametrize("quotas", [False, True])
+def test_a_job_lost_where_only_that_center_can_run_it_backs_off_doubling(
+    world: World, quotas: bool
+) -> None:
     """One center whose launches fail: after each loss the job goes back there only once the
     back-off from that loss has passed (30 s, then 60 s), saying why it waits and until when,
-    in ``GET /v1/jobs/{id}`` and in the ``pending`` event after the loss."""
+    in ``GET /v1/jobs/{id}`` and in the ``pending`` event after the loss; oldest first or in
+    the platform's queue (quotas)."""
     clock = Clock(NOW + timedelta(minutes=1))
     live = world.live("zhangjiakou", failing=True, clock=clock)
     job = world.submit(world.alice, name="b", command="echo never", duration_s=60)
-    _, rounds = world.rounds(live, backoff_s=30.0)
+    quota = TenantQuota(name="alice", cohort="c-alice", quota_scu_per_h=500.0)
+    gov = Governance(tenants={"alice": quota}) if quotas else None
+    _, rounds = world.rounds(live, backoff_s=30.0, governance=gov)
     for n, wait_s in ((1, 30), (2, 60)):
         losses = _until_lost(world, rounds, job["id"], n)
         assert len(losses) == n
