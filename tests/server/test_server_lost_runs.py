@@ -7,6 +7,7 @@ PostgreSQL (the ``db_url`` fixture)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from alembic import command
 from fastapi import FastAPI
+from pinned import NOW
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
@@ -84,7 +86,11 @@ class World:
     alice: Any
     submit: Callable[..., dict[str, Any]]
 
-    def live(self, *centers: str, failing: bool = False) -> LiveNetwork:
+    def live(
+        self, *centers: str, failing: bool = False, clock: Callable[[], datetime] | None = None
+    ) -> LiveNetwork:
+        """Local centers (failing their launches if ``failing``) on the app's pinned clock, or
+        on ``clock``."""
         executors = {c: LaunchFails(self.root, c) for c in centers}
         for executor in executors.values():
             executor.failing = failing
@@ -92,18 +98,25 @@ class World:
             net=self.app.state.network,
             signals=self.app.state.signals.current,
             executors=dict(executors),
-            clock=self.app.state.signals.clock,
+            clock=clock or self.app.state.signals.clock,
         )
 
     def rounds(
-        self, live: LiveNetwork, max_lost_runs: int = 3, governance: Governance | None = None
+        self,
+        live: LiveNetwork,
+        max_lost_runs: int = 3,
+        governance: Governance | None = None,
+        backoff_s: float = 0.0,
     ) -> tuple[Dispatcher, Rounds]:
         """A dispatcher (under ``governance``'s quotas, if any) and the services' rounds (place
-        and hand over, then poll)."""
-        dispatcher = Dispatcher(self.sessions, live)
+        and hand over, then poll); no back-off after a lost run unless ``backoff_s`` (the
+        app's clock stands still)."""
+        dispatcher = Dispatcher(self.sessions, live, lost_run_backoff_s=backoff_s)
         if governance is not None:
             dispatcher.governance = lambda session: governance
-        reconciler = Reconciler(self.sessions, live, max_lost_runs=max_lost_runs)
+        reconciler = Reconciler(
+            self.sessions, live, max_lost_runs=max_lost_runs, lost_run_backoff_s=backoff_s
+        )
 
         def rounds() -> None:
             dispatcher.run_once()
@@ -175,7 +188,11 @@ def test_a_job_whose_run_was_lost_at_an_answering_center_goes_elsewhere(world: W
     assert placed["center"] == done["center_id"] and placed["avoided"]["back"] is False
     with world.sessions() as s:
         row = s.get_one(JobRow, job["id"])
-        assert row.lost_runs == [{"center": first, "reason": LAUNCH_FAILURE, "attempt": 0}]
+        at = evs[2]["at"]  # the loss's time, as its ``lost`` event has it
+        assert row.lost_runs == [
+            {"center": first, "reason": LAUNCH_FAILURE, "attempt": 0, "at": row.lost_runs[0]["at"]}
+        ]
+        assert datetime.fromisoformat(row.lost_runs[0]["at"]) == datetime.fromisoformat(at)
 
 
 def test_under_quotas_too_a_job_lost_at_a_center_goes_elsewhere(world: World) -> None:
@@ -255,7 +272,7 @@ def test_runs_lost_to_a_failover_count_for_nothing(world: World) -> None:
     live = world.live("zhangjiakou")
     center = live.executors["zhangjiakou"]
     job = world.submit(world.alice, name="slow", command="sleep 30", duration_s=60)
-    dispatcher, _ = world.rounds(live)
+    dispatcher, _ = world.rounds(live, backoff_s=30.0)  # (the app's clock stands still)
     t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
     now = [t0]
     live.health.clock = lambda: now[0]
@@ -375,3 +392,147 @@ def test_0015_is_expand_only_for_replicas_of_0014(fresh_db_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
     finally:
         engine.dispose()
+
+
+class Clock:
+    """The services' clock, moved by the test (the app's stands still at its pinned time)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def _until_lost(world: World, rounds: Rounds, job_id: str, n: int) -> list[dict[str, Any]]:
+    """Run ``rounds`` until the job's ``n``-th run was lost and it is pending again (or failed):
+    its recorded losses."""
+    deadline = time.monotonic() + 30
+    while True:
+        rounds()
+        with world.sessions() as s:
+            row = s.get_one(JobRow, job_id)
+            if len(row.lost_runs or []) >= n and row.state in ("pending", "failed"):
+                return list(row.lost_runs or [])
+        assert time.monotonic() < deadline, row.state
+        time.sleep(0.05)
+
+
+def _placed(world: World, job_id: str) -> int:
+    return [e["to_state"] for e in world.events(job_id)].count("scheduled")
+
+
+@pytest.mark.parametrize("quotas", [False, True])
+def test_a_job_lost_where_only_that_center_can_run_it_backs_off_doubling(
+    world: World, quotas: bool
+) -> None:
+    """One center whose launches fail: after each loss the job goes back there only once the
+    back-off from that loss has passed (30 s, then 60 s), saying why it waits and until when,
+    in ``GET /v1/jobs/{id}`` and in the ``pending`` event after the loss; oldest first or in
+    the platform's queue (quotas)."""
+    clock = Clock(NOW + timedelta(minutes=1))
+    live = world.live("zhangjiakou", failing=True, clock=clock)
+    job = world.submit(world.alice, name="b", command="echo never", duration_s=60)
+    quota = TenantQuota(name="alice", cohort="c-alice", quota_scu_per_h=500.0)
+    gov = Governance(tenants={"alice": quota}) if quotas else None
+    _, rounds = world.rounds(live, backoff_s=30.0, governance=gov)
+    for n, wait_s in ((1, 30), (2, 60)):
+        losses = _until_lost(world, rounds, job["id"], n)
+        assert len(losses) == n
+        lost_at = datetime.fromisoformat(losses[-1]["at"])
+        assert lost_at == clock.at  # the services' clock, not the wall clock
+        until = lost_at + timedelta(seconds=wait_s)
+        again = [e for e in world.events(job["id"]) if e["to_state"] == "pending"][-1]["detail"]
+        assert again["back_off_until"] == until.isoformat()
+        assert f"not before {until.isoformat()} (a back-off of {wait_s} s" in again["reason"]
+        placed = _placed(world, job["id"])
+        clock.at = until - timedelta(seconds=1)
+        for _ in range(3):
+            rounds()
+        got = world.job(job["id"])
+        assert got["state"] == "pending" and _placed(world, job["id"]) == placed
+        waiting = got["decision"]["waiting"]
+        assert waiting.startswith("backing off after a lost run: back to zhangjiakou"), waiting
+        assert f"not before {until.isoformat()} (a back-off of {wait_s} s)" in waiting
+        assert got["decision"]["reason"] == f"waiting in the platform's queue: {waiting}"
+        clock.at = until  # the back-off is over: placed again (and lost again)
+        rounds()
+        assert _placed(world, job["id"]) == placed + 1
+    losses = _until_lost(world, rounds, job["id"], 3)
+    assert world.job(job["id"])["state"] == "failed"  # the third loss: --max-lost-runs
+
+
+def test_no_back_off_with_0(world: World) -> None:
+    """``lost_run_backoff_s`` 0: back at once, the clock standing still."""
+    clock = Clock(NOW + timedelta(minutes=1))
+    live = world.live("zhangjiakou", failing=True, clock=clock)
+    job = world.submit(world.alice, name="b0", command="echo never", duration_s=60)
+    _, rounds = world.rounds(live, backoff_s=0.0)
+    _until_lost(world, rounds, job["id"], 1)
+    again = [e for e in world.events(job["id"]) if e["to_state"] == "pending"][-1]["detail"]
+    assert "back_off_until" not in again and "back-off" not in again["reason"]
+    rounds()  # the clock has not moved
+    assert _placed(world, job["id"]) == 2
+    _until_lost(world, rounds, job["id"], 3)  # (failed: out of the way of the next tests)
+
+
+def test_no_back_off_when_another_center_can_run_it(world: World) -> None:
+    """A job another center can run goes there at once whatever the back-off: the fault it
+    avoids is where it was lost."""
+    clock = Clock(NOW + timedelta(minutes=1))
+    live = world.live("zhangjiakou", "zhongwei", "horinger", clock=clock)
+    job = world.submit(world.alice, name="b1", command="echo ran", duration_s=60)
+    dispatcher, rounds = world.rounds(live, backoff_s=30.0)
+    assert dispatcher.place() == 1
+    first = world.job(job["id"])["center_id"]
+    broken = live.executors[first]
+    assert isinstance(broken, LaunchFails)
+    broken.failing = True
+    _until_lost(world, rounds, job["id"], 1)
+    rounds()  # the clock has not moved: placed elsewhere at once
+    got = world.job(job["id"])
+    assert got["state"] != "pending" and got["center_id"] not in (None, first), got
+    assert got["decision"]["avoided"]["back"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("-1", "must be a number of seconds >= 0 (0: no back-off), not -1.0"),
+        ("nan", "must be a number of seconds >= 0 (0: no back-off), not nan"),
+        ("inf", "must be a number of seconds >= 0 (0: no back-off), not inf"),
+        ("x", "SUANWANG_LOST_RUN_BACKOFF_S: 'x' is not a number"),
+    ],
+)
+def test_lost_run_backoff_s_is_a_setting(value: str, said: str) -> None:
+    assert Settings.from_env({}).lost_run_backoff_s == 30.0
+    assert Settings.from_env({"SUANWANG_LOST_RUN_BACKOFF_S": "0"}).lost_run_backoff_s == 0.0
+    assert Settings.from_env({"SUANWANG_LOST_RUN_BACKOFF_S": "2.5"}).lost_run_backoff_s == 2.5
+    with pytest.raises(ValueError, match=re.escape(said)) as refused:
+        Settings.from_env({"SUANWANG_LOST_RUN_BACKOFF_S": value})
+    assert "SUANWANG_LOST_RUN_BACKOFF_S" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--lost-run-backoff-s", "-1"], {}, "--lost-run-backoff-s"),
+        (["--lost-run-backoff-s", "soon"], {}, "--lost-run-backoff-s"),
+        (["--lost-run-backoff-s", "nan"], {}, "--lost-run-backoff-s"),
+        (["--lost-run-backoff-s", "inf"], {}, "lost_run_backoff_s (--lost-run-backoff-s"),
+        ([], {"SUANWANG_LOST_RUN_BACKOFF_S": "-5"}, "SUANWANG_LOST_RUN_BACKOFF_S) must be"),
+        ([], {"SUANWANG_LOST_RUN_BACKOFF_S": "x"}, "SUANWANG_LOST_RUN_BACKOFF_S: 'x' is not"),
+    ],
+)
+def test_the_worker_refuses_a_bad_lost_run_backoff(
+    tmp_path: Path, args: list[str], env: dict[str, str], said: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from suanwang.cli import app as cli
+
+    db = f"sqlite:///{tmp_path / 'never.db'}"
+    got = CliRunner().invoke(cli, ["worker", "--db", db, *args], env=env)
+    out = " ".join(got.output.replace("│", " ").split())
+    assert got.exit_code == 2 and said in out, got.output
+    assert not (tmp_path / "never.db").exists()  # refused before it started

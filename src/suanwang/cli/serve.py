@@ -55,6 +55,17 @@ MaxLostRunsOption = Annotated[
         "failover do not count: docs/centers.md)",
     ),
 ]
+LostRunBackoffOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        metavar="SECONDS",
+        help="after a run lost while its center answered, the job goes back to a center it "
+        "lost runs at (when no other can run it) only this long after the loss, doubled for "
+        "each further loss, at most 10 minutes (default: $SUANWANG_LOST_RUN_BACKOFF_S, else "
+        "30; 0: at once; docs/centers.md)",
+    ),
+]
 JsonLogsOption = Annotated[bool, typer.Option(help="log one JSON object per line")]
 UnsafeSharedUserOption = Annotated[
     bool,
@@ -153,9 +164,11 @@ def _settings(
     config: Path | None,
     allow_job_network: bool = False,
     max_lost_runs: int | None = None,
+    lost_run_backoff_s: float | None = None,
 ) -> tuple[Settings, PlatformConfig | None]:
     """The server's settings and the platform file; the file's scenario wins over
-    ``--scenario``, ``--max-lost-runs`` over ``SUANWANG_MAX_LOST_RUNS``; the rest (the rate
+    ``--scenario``, ``--max-lost-runs`` over ``SUANWANG_MAX_LOST_RUNS``,
+    ``--lost-run-backoff-s`` over ``SUANWANG_LOST_RUN_BACKOFF_S``; the rest (the rate
     limits, ``SUANWANG_MAX_IN_FLIGHT``) from the environment, as for each of ``--workers``."""
     from suanwang.server.settings import Settings
 
@@ -170,8 +183,13 @@ def _settings(
         scenario=platform.scenario if platform else scenario,
         allow_job_network=allow_job_network,
     )
-    if max_lost_runs is not None:
-        settings = dataclasses.replace(settings, max_lost_runs=max_lost_runs)
+    try:
+        if max_lost_runs is not None:
+            settings = dataclasses.replace(settings, max_lost_runs=max_lost_runs)
+        if lost_run_backoff_s is not None:
+            settings = dataclasses.replace(settings, lost_run_backoff_s=lost_run_backoff_s)
+    except ValueError as exc:  # (infinity: the option's range lets it through)
+        raise fail(str(exc)) from None
     return settings, platform
 
 
@@ -224,6 +242,7 @@ def serve(
     lost_after: LostAfterOption = 120.0,
     max_defer_h: MaxDeferOption = 12,
     max_lost_runs: MaxLostRunsOption = None,
+    lost_run_backoff_s: LostRunBackoffOption = None,
     services: Annotated[
         bool,
         typer.Option(help="run dispatcher and reconciler in this process (else: suanwang worker)"),
@@ -252,7 +271,9 @@ def serve(
     if executor != "local":
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config, allow_job_network, max_lost_runs)
+    settings, platform = _settings(
+        db, scenario, config, allow_job_network, max_lost_runs, lost_run_backoff_s
+    )
     settings = dataclasses.replace(settings, heartbeat=True)  # in the cluster's members
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     if workers > 1:
@@ -308,6 +329,7 @@ def worker(
     lost_after: LostAfterOption = 120.0,
     max_defer_h: MaxDeferOption = 12,
     max_lost_runs: MaxLostRunsOption = None,
+    lost_run_backoff_s: LostRunBackoffOption = None,
     json_logs: JsonLogsOption = True,
     unsafe_shared_user: UnsafeSharedUserOption = False,
     job_account: JobAccountOption = None,
@@ -335,7 +357,9 @@ def worker(
     from suanwang.server import logs
 
     logs.configure(json_lines=json_logs)
-    settings, platform = _settings(db, scenario, config, allow_job_network, max_lost_runs)
+    settings, platform = _settings(
+        db, scenario, config, allow_job_network, max_lost_runs, lost_run_backoff_s
+    )
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
     loops = _services(
         settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox,

@@ -378,6 +378,7 @@ def build_services(
         live,
         policy=SuanwangPolicy(max_defer_h=max_defer_h),
         governance=GovernanceReader(),  # the quotas, read every round (built when changed)
+        lost_run_backoff_s=settings.lost_run_backoff_s,
     )
     migrations = Migrations(sessions, live)
 
@@ -402,7 +403,12 @@ def build_services(
         ),
         reconciler=LoopService(
             "reconciler",
-            Reconciler(sessions, live, max_lost_runs=settings.max_lost_runs).run_once,
+            Reconciler(
+                sessions,
+                live,
+                max_lost_runs=settings.max_lost_runs,
+                lost_run_backoff_s=settings.lost_run_backoff_s,
+            ).run_once,
             1.0,
         ),
         failover=LoopService(

@@ -23,6 +23,11 @@ DEFAULT_SUBMIT_RATE = 1000.0
 #: Runs of a job an answering center's executor may report lost before the job fails
 #: (docs/centers.md, "A run lost at an answering center").
 DEFAULT_MAX_LOST_RUNS = 3
+#: Seconds a job whose run was lost so waits before it goes back to a center it lost runs at
+#: (doubled for each further loss, up to :data:`LOST_RUN_BACKOFF_CAP_S`; 0: no wait).
+DEFAULT_LOST_RUN_BACKOFF_S = 30.0
+#: The longest such wait (seconds), unless the base back-off itself is longer.
+LOST_RUN_BACKOFF_CAP_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,10 @@ class Settings:
     tenant, refilled at ``submit_rate_per_s`` (a burst of 0 turns a limit off).
     ``max_lost_runs``: a job whose runs an executor reported lost this many times while its
     center answered fails, naming the centers and what their executors said (losses to a
-    failover do not count; docs/centers.md).
+    failover do not count; docs/centers.md). ``lost_run_backoff_s``: after such a loss the job
+    goes back to a center it lost runs at (none other can run it) only once this many seconds
+    have passed since the loss, doubled for each further loss, at most
+    :data:`LOST_RUN_BACKOFF_CAP_S` (0: at once).
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -56,12 +64,19 @@ class Settings:
     #: record this API replica in the cluster's members, with a heartbeat (``/v1/cluster``)
     heartbeat: bool = False
     max_lost_runs: int = DEFAULT_MAX_LOST_RUNS
+    lost_run_backoff_s: float = DEFAULT_LOST_RUN_BACKOFF_S
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         if self.max_lost_runs < 1:
             raise ValueError(f"max_lost_runs must be at least 1, not {self.max_lost_runs}")
+        backoff = self.lost_run_backoff_s
+        if not (0 <= backoff < float("inf")):  # (NaN too)
+            raise ValueError(
+                "lost_run_backoff_s (--lost-run-backoff-s, SUANWANG_LOST_RUN_BACKOFF_S) must "
+                f"be a number of seconds >= 0 (0: no back-off), not {backoff}"
+            )
         for name in ("auth_failure", "submit"):
             burst, rate = getattr(self, f"{name}_burst"), getattr(self, f"{name}_rate_per_s")
             if burst < 0 or not rate > 0:
@@ -74,7 +89,7 @@ class Settings:
         this replica in the cluster's members), the rate limits
         ``SUANWANG_AUTH_FAILURE_BURST``, ``SUANWANG_AUTH_FAILURE_RATE``,
         ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``, and
-        ``SUANWANG_MAX_LOST_RUNS``."""
+        ``SUANWANG_MAX_LOST_RUNS``, ``SUANWANG_LOST_RUN_BACKOFF_S``."""
         env = os.environ if environ is None else environ
 
         def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -103,4 +118,7 @@ class Settings:
             allow_job_network=env.get("SUANWANG_ALLOW_JOB_NETWORK", "") == "1",
             heartbeat=env.get("SUANWANG_HEARTBEAT", "") == "1",
             max_lost_runs=number("SUANWANG_MAX_LOST_RUNS", DEFAULT_MAX_LOST_RUNS, int),
+            lost_run_backoff_s=number(
+                "SUANWANG_LOST_RUN_BACKOFF_S", DEFAULT_LOST_RUN_BACKOFF_S, float
+            ),
         )

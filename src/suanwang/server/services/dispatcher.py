@@ -94,14 +94,19 @@ from suanwang.server.models.jobs import Transitions, transition
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.failover import CHECKPOINT_REQUESTED
 from suanwang.server.services.handover import HandOver
-from suanwang.server.services.jobs_view import PENDING_COLUMNS, JobsView, Pending
+from suanwang.server.services.jobs_view import (
+    PENDING_COLUMNS,
+    JobsView,
+    Pending,
+    backoff_until,
+)
 from suanwang.server.services.live import (
     Held,
     LiveNetwork,
     LiveTrading,
     load_trading,
 )
-from suanwang.server.services.runs import dir_size_gb
+from suanwang.server.services.runs import LOST_RUN_BACKOFF_S, dir_size_gb
 from suanwang.server.services.sharing import SHARE, LiveHost, Usage, by_id, no_governance
 
 log = logging.getLogger("suanwang.dispatcher")
@@ -205,6 +210,11 @@ class Dispatcher:
     #: run in each placement transaction before its writes: raises to refuse them (an elected
     #: placer's fence, :mod:`suanwang.server.cluster`); None: nothing to check
     fence: Callable[[Session], None] | None = None
+    #: seconds a job that lost a run at an answering center waits, from that loss, before it
+    #: goes back to a center it lost runs at (none other can run it), doubled per further loss
+    #: (:func:`~suanwang.server.services.jobs_view.backoff_until`; 0: at once; ``serve
+    #: --lost-run-backoff-s``); a job that can go elsewhere does not wait
+    lost_run_backoff_s: float = LOST_RUN_BACKOFF_S
     #: seconds the last round's writes and commit took per job decided (to stop in time)
     _write_s: float = field(default=0.0, init=False, repr=False)
     #: the jobs the last round moved on (see :meth:`run_once`)
@@ -600,8 +610,10 @@ class Dispatcher:
                 round_.restricted[(id(everywhere), tenant)] = (everywhere, info)
             else:
                 info = got[1]
+            back = False
             if row.avoid:
-                info = self._away(info, row.avoid)
+                away = self._away(info, row.avoid)
+                back, info = away is info, away
         except UnknownName as exc:  # stored under another scenario: fail it, do not retry forever
             reason = f"the served scenario cannot run this job: {exc}"
             self._fail(round_, row, reason, {})
@@ -624,6 +636,11 @@ class Dispatcher:
             reason, excluded = unplaceable(net, job, closed=everywhere.pools.size)
             self._fail(round_, row, reason, excluded)
             return None
+        if back:  # only centers it lost runs at can run it: not before its back-off is over
+            until = backoff_until(row.lost, row.lost_at, self.lost_run_backoff_s)
+            if until is not None and round_.writes.now < until:
+                self._wait(round_, row, _backing_off(row, until))
+                return None
         return job, info
 
     def _away(self, info: JobClassInfo, avoid: tuple[str, ...]) -> JobClassInfo:
@@ -803,6 +820,18 @@ def _place_again(
         to=JobState.PENDING,
         detail={"reason": reason},
         updates=updates,
+    )
+
+
+def _backing_off(row: Pending, until: datetime) -> str:
+    """Why ``row`` waits: it lost runs at the only centers that can run it, and waits out
+    its back-off before it goes back to them."""
+    said = ", ".join(row.avoid or ())
+    wait = (until - row.lost_at).total_seconds() if row.lost_at is not None else 0.0
+    return (
+        f"backing off after a lost run: back to {said} (it lost {row.lost} runs there, "
+        f"the last at {row.lost_at.isoformat() if row.lost_at else '?'}) not before "
+        f"{until.isoformat()} (a back-off of {wait:g} s)"
     )
 
 

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from suanwang.core.lifecycle import JobState
 from suanwang.server.database.models import JobEvent, JobRow
 from suanwang.server.models.jobs import ACTIVE_STATES
+from suanwang.server.settings import LOST_RUN_BACKOFF_CAP_S
 
 #: job ids per query
 _CHUNK = 2000
@@ -82,8 +83,9 @@ ActiveRow = tuple[
 
 class Pending(NamedTuple):
     """A pending job as a round reads it (plain columns: a round reads thousands), with the
-    waiting reason its stored decision gives (None: none) and the centers it lost runs at
-    while they answered, which placement avoids (:func:`avoided`; None: none)."""
+    waiting reason its stored decision gives (None: none), the centers it lost runs at
+    while they answered, which placement avoids (:func:`avoided`; None: none), how many runs
+    it lost so and when it lost the last (:func:`last_loss`: what its back-off counts from)."""
 
     id: str
     tenant_id: str
@@ -93,12 +95,16 @@ class Pending(NamedTuple):
     resume_from: str | None
     waiting: str | None
     avoid: tuple[str, ...] | None = None
+    lost: int = 0
+    lost_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Any) -> Pending:
-        """From the columns :data:`PENDING_COLUMNS` reads (its losses as :func:`avoided`)."""
+        """From the columns :data:`PENDING_COLUMNS` reads (its losses as :func:`avoided` and
+        :func:`last_loss`)."""
         id_, tenant, name, state, submitted, resume, waiting, lost = row
-        return cls(id_, tenant, name, state, submitted, resume, waiting, avoided(lost))
+        return cls(id_, tenant, name, state, submitted, resume, waiting, avoided(lost),
+                   *last_loss(lost))  # fmt: skip
 
 
 def avoided(lost_runs: list[dict[str, Any]] | None) -> tuple[str, ...] | None:
@@ -109,7 +115,35 @@ def avoided(lost_runs: list[dict[str, Any]] | None) -> tuple[str, ...] | None:
     return tuple(sorted({str(lost.get("center", "")) for lost in lost_runs}))
 
 
-_PendingTuple = tuple[str, str, str, str, datetime, str | None, str | None, tuple[str, ...] | None]
+def last_loss(lost_runs: list[dict[str, Any]] | None) -> tuple[int, datetime | None]:
+    """How many runs a job lost while their centers answered and when the last was lost (its
+    ``at``; None: no loss, or one recorded before losses had times or with a time that does
+    not parse, which backs off nothing)."""
+    if not lost_runs:
+        return 0, None
+    at = lost_runs[-1].get("at")
+    try:
+        when = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError:
+        when = None
+    return len(lost_runs), when if when is not None and when.tzinfo is not None else None
+
+
+def backoff_until(lost: int, lost_at: datetime | None, base_s: float) -> datetime | None:
+    """Until when a job that lost ``lost`` runs (the last at ``lost_at``) stays away from the
+    centers it lost them at: ``base_s`` seconds after the last loss, doubled for each further
+    loss, at most :data:`~suanwang.server.settings.LOST_RUN_BACKOFF_CAP_S` (or ``base_s`` if
+    longer). None: no back-off (no loss with a time, or ``base_s`` 0)."""
+    if lost < 1 or lost_at is None or base_s <= 0:
+        return None
+    wait = min(base_s * 2.0 ** min(lost - 1, 32), max(LOST_RUN_BACKOFF_CAP_S, base_s))
+    return lost_at + timedelta(seconds=wait)
+
+
+_PendingTuple = tuple[
+    str, str, str, str, datetime, str | None, str | None, tuple[str, ...] | None, int,
+    datetime | None,
+]  # fmt: skip
 
 
 @dataclass
@@ -211,7 +245,7 @@ class JobsView:
         for job_id, reason in reasons:
             row = self.pending.get(job_id)
             if row is not None:
-                self.pending[job_id] = (*row[:6], reason, row[7])
+                self.pending[job_id] = (*row[:6], reason, *row[7:])
 
     # ------------------------------------------------------------------ reading
     def _rebuild(self, session: Session) -> None:
@@ -300,7 +334,7 @@ class JobsView:
         key = (submitted, job_id)
         if state in _PENDING and ref is None:
             self.pending[job_id] = (job_id, tenant, name, state, submitted, resume, waiting,
-                                    avoided(lost))  # fmt: skip
+                                    avoided(lost), *last_loss(lost))  # fmt: skip
             if job_id not in self._in_order:
                 self._in_order[job_id] = None
                 if self._order and key < self._order[-1]:

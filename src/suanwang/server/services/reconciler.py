@@ -41,6 +41,7 @@ from suanwang.server.models.jobs import transition
 from suanwang.server.services.calls import CenterCalls, Late
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.runs import (
+    LOST_RUN_BACKOFF_S,
     MAX_LOST_RUNS,
     dir_size_bytes,
     give_up_run,
@@ -63,6 +64,10 @@ class Reconciler:
     #: the job fails (:func:`~suanwang.server.services.runs.give_up_run`; ``serve
     #: --max-lost-runs``)
     max_lost_runs: int = MAX_LOST_RUNS
+    #: seconds such a job waits before it goes back to a center it lost runs at, doubled per
+    #: further loss (the dispatcher keeps it; this one says so in the ``pending`` event;
+    #: ``serve --lost-run-backoff-s``)
+    lost_run_backoff_s: float = LOST_RUN_BACKOFF_S
     #: the round's polls, one center's in a thread of its own (a hung center delays no other)
     polls: CenterCalls[dict[str, ExecutorStatus]] = field(
         default_factory=lambda: CenterCalls("reconciler-poll")
@@ -190,6 +195,7 @@ class Reconciler:
                     self.live,
                     reported=None if not_the_jobs_doing(status) else status.reason or "lost",
                     max_lost_runs=self.max_lost_runs,
+                    backoff_s=self.lost_run_backoff_s,
                 )
                 return 1
             self.live.lost_seen.pop(ref, None)

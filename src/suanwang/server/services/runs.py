@@ -16,9 +16,9 @@ from suanwang.executors.base import CHECKPOINT_EXIT_CODE, Executor, ExecutorErro
 from suanwang.executors.slurm import LEASE_EXIT_CODE
 from suanwang.server.database.models import JobRow, RunFence
 from suanwang.server.models.jobs import transition
-from suanwang.server.services.jobs_view import avoided
+from suanwang.server.services.jobs_view import avoided, backoff_until
 from suanwang.server.services.live import LiveNetwork
-from suanwang.server.settings import DEFAULT_MAX_LOST_RUNS
+from suanwang.server.settings import DEFAULT_LOST_RUN_BACKOFF_S, DEFAULT_MAX_LOST_RUNS
 
 log = logging.getLogger("suanwang.failover")
 
@@ -74,6 +74,10 @@ def usage_detail(executor: Executor, ref: str | None, job_id: str) -> dict[str, 
 #: runs of a job an answering executor may report lost before the job fails (``serve
 #: --max-lost-runs``, :attr:`~suanwang.server.settings.Settings.max_lost_runs`)
 MAX_LOST_RUNS = DEFAULT_MAX_LOST_RUNS
+#: seconds a job waits after such a loss before it goes back to a center it lost runs at,
+#: doubled per further loss (``serve --lost-run-backoff-s``,
+#: :attr:`~suanwang.server.settings.Settings.lost_run_backoff_s`)
+LOST_RUN_BACKOFF_S = DEFAULT_LOST_RUN_BACKOFF_S
 
 
 def not_the_jobs_doing(status: ExecutorStatus) -> bool:
@@ -104,6 +108,7 @@ def give_up_run(
     *,
     reported: str | None = None,
     max_lost_runs: int = MAX_LOST_RUNS,
+    backoff_s: float = LOST_RUN_BACKOFF_S,
 ) -> None:
     """The job's run at its center is lost: fence it and put the job back to be placed.
 
@@ -116,8 +121,11 @@ def give_up_run(
     loss is recorded with the job (``jobs.lost_runs``), the placer keeps the job away from that
     center while another can run it, and the job's ``max_lost_runs``-th such loss fails it
     (``lost`` then ``failed``, saying where each run was lost and why) instead of placing it
-    again. None (failover: a center silent past its grace, a power cut) counts no loss: the
-    job is not at fault.
+    again. The loss is recorded with its time (``at``): the job goes back to a center it lost
+    runs at (none other can run it) only after a back-off from then, ``backoff_s`` doubled per
+    further loss (:func:`~suanwang.server.services.jobs_view.backoff_until`, which the
+    ``pending`` event states as ``back_off_until``). None (failover: a center silent past its
+    grace, a power cut) counts no loss: the job is not at fault, nor backs off.
     """
     now = live.clock()
     center, ref = row.center_id or "", row.executor_ref
@@ -135,7 +143,8 @@ def give_up_run(
     losses = list(row.lost_runs or [])
     counted: dict[str, Any] = {}
     if reported is not None:
-        losses.append({"center": center, "reason": reported, "attempt": row.attempt})
+        loss = {"center": center, "reason": reported, "attempt": row.attempt}
+        losses.append({**loss, "at": now.isoformat()})
         counted = {"lost_runs": len(losses), "max_lost_runs": max_lost_runs}
     transition(
         session=session,
@@ -180,6 +189,13 @@ def give_up_run(
             f"; kept away from {', '.join(away)} while another center can run it "
             f"({len(losses)} of at most {max_lost_runs} runs lost where the center answered)"
         )
+    until = backoff_until(len(losses), now, backoff_s) if reported is not None else None
+    if until is not None:
+        wait = (until - now).total_seconds()
+        again += (
+            f"; back to {', '.join(away or ())} not before {until.isoformat()} "
+            f"(a back-off of {wait:g} s after {len(losses)} lost runs)"
+        )
     transition(
         session=session,
         job=row,
@@ -189,6 +205,7 @@ def give_up_run(
             "resume_from": resume,
             "checkpoint_bytes": dir_size_bytes(ckpt) if resume else 0,
             **({"avoids": list(away)} if away else {}),
+            **({"back_off_until": until.isoformat()} if until is not None else {}),
         },
         updates={
             "center_id": None,
