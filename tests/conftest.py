@@ -52,32 +52,45 @@ from suanwang.testbed.slurm import Testbed
 from suanwang.testbed.slurm import down as testbed_down
 from suanwang.testbed.slurm import up as testbed_up
 
+# The local executor's sandbox makes a Unix account per tenant on first use, and each local
+# executor (per root) a parent cgroup for its runs' cgroups; the tests make many tenants and
+# roots. What the session made is removed when it ends: by the process that runs the tests, or
+# with pytest-xdist by the controller once every worker has finished (a worker cleaning up would
+# pull an account or a cgroup from under another worker's running test).
+_CGROUP_HIERARCHIES = (CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "pids")
+_BEFORE_SESSION: dict[str, set[str]] = {}
 
-@pytest.fixture(scope="session", autouse=True)
-def _job_accounts() -> Iterator[None]:
-    """The local executor's sandbox makes a Unix account per tenant on first use, and the
-    tests make many short-lived tenants: remove the accounts this session made (an account
-    with processes left is kept; ``userdel`` refuses)."""
-    before = {p.pw_name for p in pwd.getpwall()}
-    yield
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_xdist_worker(session.config):
+        return
+    _BEFORE_SESSION["accounts"] = {p.pw_name for p in pwd.getpwall()}
+    _BEFORE_SESSION["cgroups"] = {str(p) for h in _CGROUP_HIERARCHIES for p in h.glob("suanwang-*")}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _is_xdist_worker(session.config) or not _BEFORE_SESSION:
+        return
+    # accounts: one with processes left is kept (``userdel`` refuses)
     for entry in pwd.getpwall():
-        if entry.pw_name.startswith(ACCOUNT_PREFIX) and entry.pw_name not in before:
+        if (
+            entry.pw_name.startswith(ACCOUNT_PREFIX)
+            and entry.pw_name not in _BEFORE_SESSION["accounts"]
+        ):
             subprocess.run(["userdel", entry.pw_name], capture_output=True, check=False)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _job_cgroups() -> Iterator[None]:
-    """Each local executor (per root) makes a parent cgroup for its runs' cgroups, and the
-    tests make many roots: remove the parents this session made, and the cgroups of runs in
-    them that no executor finalized (a test that ends while its job runs), once they hold no
-    process (an executor that needs a parent again makes it again)."""
-    hierarchies = [CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"]
-    before = {p for h in hierarchies for p in h.glob("suanwang-*")}
-    yield
-    for parent in {p for h in hierarchies for p in h.glob("suanwang-*")} - before:
-        for cgroup in [*parent.glob("run-*"), parent]:
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()  # refused while a process is in it
+    # cgroups: the parents made, and the cgroups of runs in them that no executor finalized (a
+    # test that ends while its job runs), once they hold no process
+    for h in _CGROUP_HIERARCHIES:
+        for parent in h.glob("suanwang-*"):
+            if str(parent) in _BEFORE_SESSION["cgroups"]:
+                continue
+            for cgroup in [*parent.glob("run-*"), parent]:
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()  # refused while a process is in it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
