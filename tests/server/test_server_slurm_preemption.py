@@ -222,7 +222,7 @@ def test_a_checkpointable_job_on_borrowed_slurm_capacity_is_checkpointed_and_res
     # protection after a preemption does not hold against urgent work
     run_until(p, lambda: s.state(bob, claim) == "succeeded" and len(_lines(runs)) == 3
               and _step(ckpt) > int(_lines(runs)[2][2]) and s.state(alice, victim) == "running",
-              timeout=60, what="alice's job resumes after bob's", every=watch)  # fmt: skip
+              timeout=120, what="alice's job resumes after bob's", every=watch)  # fmt: skip
     urgent = s.job(bob, "forecast", command="sleep 1", priority="urgent")
     watch.others.append(urgent)
     p.round()
