@@ -594,6 +594,16 @@ def shared_tmp(tmp_path: Path) -> Path:
     return open_to_jobs(tmp_path, 0o1777)
 
 
+@pytest.fixture
+def testbed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short directory, reachable by jobs, for a Slurm testbed of the test's own: slurmd
+    makes its job steps' Unix sockets under it (at most 107 characters to a path), and a
+    test's own ``tmp_path`` (its name in it, and pytest-xdist's worker) is too deep. Put the
+    testbed in ``testbed_dir / "tb"``: jobs running as any tenant's account may create files
+    beside it (sticky, as :func:`shared_tmp`)."""
+    return open_to_jobs(tmp_path_factory.mktemp("tb"), 0o1777)
+
+
 @pytest.fixture(scope="session")
 def slurm_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """Two real Slurm clusters (zhongwei, beijing-yizhuang) for the whole session, with an

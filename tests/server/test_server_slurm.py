@@ -137,10 +137,11 @@ def test_failover_after_a_power_cut_resumes_elsewhere_and_fences_the_old_run(
     alice: Any,
     submit: Callable[..., dict[str, Any]],
     shared_tmp: Path,
+    testbed_dir: Path,
 ) -> None:
     tmp_path = shared_tmp  # the jobs, as alice's account, write their markers here
     inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
-    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian"], tenants=["alice"])
+    tb = slurm.up(testbed_dir / "tb", inventory, ["zhongwei", "guian"], tenants=["alice"])
     p = Platform(app, sessions, tb, tmp_path, lost_after_s=3.0, lease_s=1.5)
     try:
         markers = tmp_path / "markers"
@@ -189,6 +190,7 @@ def test_chaos_a_controller_dies_mid_run_and_every_job_ends_once(
     alice: Any,
     submit: Callable[..., dict[str, Any]],
     shared_tmp: Path,
+    testbed_dir: Path,
 ) -> None:
     """Three Slurm centers, a stream of jobs, one slurmctld killed with SIGKILL mid-run.
 
@@ -197,7 +199,9 @@ def test_chaos_a_controller_dies_mid_run_and_every_job_ends_once(
     """
     tmp_path = shared_tmp  # the jobs, as alice's account, write their markers here
     inventory = {c.id: dict(c.inventory) for c in load_scenario("china").centers}
-    tb = slurm.up(tmp_path / "tb", inventory, ["zhongwei", "guian", "horinger"], tenants=["alice"])
+    tb = slurm.up(
+        testbed_dir / "tb", inventory, ["zhongwei", "guian", "horinger"], tenants=["alice"]
+    )
     # A lease must outlast the longest round. While the victim's slurmrestd hangs (its
     # controller is dead), each call to it blocks until its timeout (10 s); when centers were
     # called one after another, runs at the healthy centers got no renewal meanwhile: with a

@@ -46,8 +46,8 @@ def job(job_id: str, command: str) -> Submission:
 
 
 @pytest.fixture
-def one(shared_tmp: Path) -> Iterator[tuple[Path, dict[str, object]]]:
-    root = shared_tmp / "tb"
+def one(testbed_dir: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    root = testbed_dir / "tb"
     r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(root),
                             "--centers", "guian", "--tenants", "alice", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -145,12 +145,16 @@ def _job_pids(c: slurm.Cluster) -> list[int]:
     return [p for p in slurm.cluster_processes(c) if Path(f"/proc/{p}").exists()]
 
 
-def test_down_stops_everything_and_errors_are_clear(shared_tmp: Path) -> None:
-    tmp_path = shared_tmp
+def test_down_stops_everything_and_errors_are_clear(testbed_dir: Path) -> None:
+    tmp_path = testbed_dir
     (tmp_path / "private").mkdir(mode=0o700)
     closed = tmp_path / "private" / "tb"  # tenants' accounts could not reach their jobs there
     r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(closed)])
     assert r.exit_code == 2 and f"{closed.parent} is closed to other users" in r.output
+    deep = tmp_path / ("d" * 80) / "tb"  # slurmstepd could not make its sockets there
+    r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(deep)])
+    assert r.exit_code == 2 and f"{deep} is too deep for Slurm" in r.output, r.output
+    assert not deep.exists()  # refused before anything was made
     root = tmp_path / "tb"
     r = runner.invoke(app, ["testbed", "up", "--slurm", "1", "--dir", str(root)])
     assert r.exit_code == 0, r.output

@@ -174,6 +174,26 @@ def add_tenants(tb: Testbed, tenants: Iterable[str]) -> dict[str, str]:
     return new
 
 
+#: The longest path of a Unix socket (``sun_path``, its terminating NUL excluded).
+UNIX_PATH_MAX = 107
+#: The longest name of a job step's socket in ``SlurmdSpoolDir``: ``<node>_<job>.<step>``, with
+#: Slurm's largest job id (``MaxJobId``'s default) and step id.
+_STEP_SOCKET = "{node}_67043328.4294967295"
+
+
+def _check_socket_path(spool: Path, node: str) -> None:
+    """Refuse a directory too deep for Slurm: ``slurmstepd`` makes each step's Unix socket in
+    the node's spool directory and, when that path is too long, dies before the job starts
+    (the job then never runs, with the reason only in ``slurmd.log``)."""
+    path = spool / _STEP_SOCKET.format(node=node)
+    if len(str(path)) > UNIX_PATH_MAX:
+        raise TestbedError(
+            f"{spool.parent.parent} is too deep for Slurm: a job step's socket would be {path} "
+            f"({len(str(path))} characters; a Unix socket's path is at most {UNIX_PATH_MAX}): "
+            "use a shorter --dir"
+        )
+
+
 def up(
     root: Path,
     inventory: dict[str, dict[str, int]],
@@ -200,6 +220,8 @@ def up(
         raise TestbedError("a center can have one cluster only")
     for t in tenants:
         account_name(t)  # a clear error before anything starts
+    for i, center in enumerate(centers):  # before anything starts
+        _check_socket_path(root / center / "spool", f"sw{i}n1")
     root.mkdir(parents=True, exist_ok=True)
     reachable(root)
     root.chmod(0o711)
