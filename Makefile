@@ -64,8 +64,12 @@ lint: $(STAMP)
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
+# On two processes (pytest-xdist): most tests wait on servers, clusters and browsers, so two
+# halve the suite's time on two cores; a file's tests stay on one process, and the tests of
+# real Slurm testbeds run one at a time (tests/conftest.py). XDIST= runs it in one process.
+XDIST ?= -n 2 --dist loadgroup
 test: lint node_modules/.package-lock.json
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 	$(MAKE) --no-print-directory test-hours
 
 # The tests whose answers depend on the date and the hour, again with the clock moved to four
@@ -79,7 +83,7 @@ TIME_TESTS := $(addprefix tests/server/test_server_,deferral.py trading_live.py 
 	usage_report.py centers.py metrics.py clock.py)
 test-hours: $(STAMP)
 	@for at in $(CLOCKS); do echo "== the clock at $$at"; \
-	  $(BIN)/pytest -q -p no:cacheprovider --clock-at $$at -k "not postgresql" $(TIME_TESTS) \
+	  $(BIN)/pytest -q -p no:cacheprovider $(XDIST) --clock-at $$at -k "not postgresql" $(TIME_TESTS) \
 	  || exit 1; done
 
 clean:
