@@ -64,12 +64,14 @@ lint: $(STAMP)
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-# On two processes (pytest-xdist): most tests wait on servers, clusters and browsers, so two
-# halve the suite's time on two cores; a file's tests stay on one process, and the tests of
-# real Slurm testbeds run one at a time (tests/conftest.py). XDIST= runs it in one process.
-XDIST ?= -n 2 --dist loadgroup
+# On two processes (pytest-xdist): most tests wait on servers and browsers, so two halve the
+# suite's time on two cores; a file's tests stay on one process. The tests of real Slurm
+# testbeds (marked slurm, tests/conftest.py) then run in one process, one at a time.
+# XDIST= runs everything in one process.
+XDIST ?= -n 2 --dist loadfile
 test: lint node_modules/.package-lock.json
-	$(BIN)/pytest -q $(XDIST)
+	$(BIN)/pytest -q $(XDIST) -m "not slurm"
+	$(BIN)/pytest -q -m slurm
 	$(MAKE) --no-print-directory test-hours
 
 # The tests whose answers depend on the date and the hour, again with the clock moved to four

@@ -93,18 +93,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                     cgroup.rmdir()  # refused while a process is in it
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``--dist loadgroup``, as ``make test`` runs): a file's tests on one
-    worker (its module's fixtures made once), and every test of a real Slurm testbed on the same
-    worker, one at a time: two testbeds' power cuts and restarts at once on two cores starve
-    each other's daemons past the tests' waits."""
-    for item in items:
-        if any(item.iter_markers("xdist_group")):
-            continue
-        path = item.path
-        slurm = path.parent.name == "slurm" or "slurm" in path.stem
-        item.add_marker(pytest.mark.xdist_group("slurm" if slurm else path.stem))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark the tests of real Slurm testbeds ``slurm``: ``make test`` runs the others on two
+    processes (pytest-xdist) and these after them in one, one at a time (two testbeds' power
+    cuts and restarts at once on two cores starve each other's daemons past the tests' waits)."""
+    path = item.path
+    if path.parent.name == "slurm" or "slurm" in path.stem:
+        item.add_marker(pytest.mark.slurm)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
