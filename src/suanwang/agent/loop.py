@@ -48,7 +48,7 @@ from suanwang.agent.protocol import (
 )
 from suanwang.agent.state import AgentState, HeldRun
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import Executor, ExecutorError, ExecutorStatus, Submission
+from suanwang.executors.base import LEASE, Executor, ExecutorError, ExecutorStatus, Submission
 
 log = logging.getLogger("suanwang.agent")
 
@@ -192,7 +192,12 @@ class Agent:
                 except ExecutorError as exc:
                     log.error("could not stop run %s (%s): %s", run.ref, run.local_ref, exc)
                     continue
-            run.reported = {"state": JobState.LOST.value, "reason": reason, "exit_code": None}
+            run.reported = {
+                "state": JobState.LOST.value,
+                "reason": reason,
+                "exit_code": None,
+                "cause": LEASE,
+            }
             fenced += 1
         self.connected = False
         self.state.save(self.state_file)
@@ -262,6 +267,7 @@ class Agent:
                 state=JobState(run.reported["state"]),
                 exit_code=run.reported.get("exit_code"),
                 reason=run.reported.get("reason", ""),
+                cause=run.reported.get("cause"),
             )
         seen = self._seen.get(run.ref)
         if run.local_ref is None or seen is None:
@@ -273,6 +279,7 @@ class Agent:
             started_at=seen.started_at,
             ended_at=seen.ended_at,
             reason=seen.reason[:4000],
+            cause=seen.cause,
         )
 
     def _log(self, local_ref: str) -> str:
