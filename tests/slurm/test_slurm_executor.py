@@ -22,7 +22,14 @@ from suanwang.executors import (
     RunUsage,
     Submission,
 )
-from suanwang.executors.slurm import SlurmExecutor, _parse_gres, run_name, status_of
+from suanwang.executors.base import CENTER, LEASE, PREEMPTED
+from suanwang.executors.slurm import (
+    LEASE_EXIT_CODE,
+    SlurmExecutor,
+    _parse_gres,
+    run_name,
+    status_of,
+)
 from suanwang.testbed.slurm import Cluster, Testbed
 
 
@@ -334,6 +341,28 @@ def test_state_mapping(record: dict[str, object], state: JobState, code: int | N
     s = status_of("1", record)
     assert s.state is state
     assert s.exit_code == code
+
+
+@pytest.mark.parametrize(
+    ("record", "cause"),
+    [
+        ({"job_state": "PREEMPTED", "exit_code": 0}, PREEMPTED),
+        ({"job_state": "FAILED", "exit_code": LEASE_EXIT_CODE << 8}, LEASE),
+        ({"job_state": "FAILED", "state_reason": "JobLaunchFailure", "exit_code": 9}, CENTER),
+        ({"job_state": "NODE_FAIL", "state_reason": "NodeDown", "exit_code": 0}, CENTER),
+        ({"job_state": "REVOKED", "exit_code": 0}, CENTER),
+        # words in Slurm's reason never make a cause (issue 16)
+        ({"job_state": "NODE_FAIL", "state_reason": "node failed to release its lease"}, CENTER),
+        ({"job_state": "FAILED", "exit_code": 3 << 8}, None),  # not lost: no cause
+    ],
+)
+def test_lost_causes(record: dict[str, object], cause: str | None) -> None:
+    """Why Slurm lost a run, as :func:`not_the_jobs_doing` reads it: its lease ran out before
+    it started (the wrapper's :data:`LEASE_EXIT_CODE`), the cluster preempted it, or the
+    center lost it otherwise."""
+    s = status_of("1", record)
+    assert s.cause == cause
+    assert (s.state is JobState.LOST) == (cause is not None)
 
 
 def test_gres_parsing() -> None:
