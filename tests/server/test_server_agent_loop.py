@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from suanwang.agent.loop import Agent
 from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import Submission
+from suanwang.executors.base import LEASE, Submission
 from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.agents.tokens import issue_token
@@ -115,6 +115,7 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     status = control.poll([ref])[ref]
     assert status.state is JobState.LOST
     assert "no contact with the control plane for 31 s (lease 30 s)" in status.reason
+    assert status.cause == LEASE  # said over the protocol, not read from the reason
     assert control.recorded_exit(ref) is None
     assert ref not in agent.state.runs
     unreachable.close()
