@@ -29,7 +29,7 @@ from suanwang.executors.base import CENTER, LEASE, PREEMPTED, ExecutorStatus, Su
 from suanwang.executors.local import LocalExecutor
 from suanwang.executors.local.rundir import base_run
 from suanwang.executors.slurm import LEASE_EXIT_CODE
-from suanwang.server.database.models import JobRow, LedgerTransaction, UsageRecord
+from suanwang.server.database.models import AgentRun, JobRow, LedgerTransaction, UsageRecord
 from suanwang.server.database.session import alembic_config, make_engine, session_factory
 from suanwang.server.models.billing.config import set_config
 from suanwang.server.models.billing.verify import verify
@@ -426,6 +426,45 @@ def test_0015_is_expand_only_for_replicas_of_0014(fresh_db_url: str) -> None:
             assert "lost_runs" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
             assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 2
             assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_0016_is_expand_only_for_replicas_of_0015(fresh_db_url: str) -> None:
+    """``agent_runs.cause``: 0015's processes keep recording agents' reports as they did
+    (their SQL names no ``cause``) next to 0016's, which read null as not said (the old text
+    rule); going back to 0015 keeps every run."""
+    engine = make_engine(fresh_db_url)
+
+    def to(step: str, target: str) -> None:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, target)
+
+    old_insert = text(
+        "INSERT INTO agent_runs (ref, center_id, job_id, attempt, submission, ask, state, "
+        "reason, log_tail, done, created_at, updated_at) VALUES (:ref, 'c', 'j', 0, '{}', "
+        "'run', 'lost', 'stopped by its lease', '', :no, :at, :at)"
+    )
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    try:
+        to("upgrade", "0015")
+        with engine.begin() as conn:
+            conn.execute(old_insert, {"ref": "agent:c/before", "no": False, "at": at})
+        to("upgrade", "head")
+        with engine.begin() as conn:  # a 0015 replica records a report
+            conn.execute(old_insert, {"ref": "agent:c/during", "no": False, "at": at})
+        with session_factory(engine).begin() as s:
+            rows = s.scalars(select(AgentRun).order_by(AgentRun.ref)).all()
+            assert [(r.ref, r.cause) for r in rows] == [
+                ("agent:c/before", None), ("agent:c/during", None)
+            ]  # fmt: skip
+            rows[0].cause = LEASE
+        to("downgrade", "0015")
+        with engine.connect() as conn:
+            assert "cause" not in {c["name"] for c in inspect(conn).get_columns("agent_runs")}
+            assert conn.execute(text("SELECT count(*) FROM agent_runs")).scalar() == 2
     finally:
         engine.dispose()
 
