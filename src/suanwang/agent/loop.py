@@ -258,7 +258,11 @@ class Agent:
         request = SyncRequest(
             version=__version__, every_s=self.every_s, capacity=self._capacity, runs=runs
         )
-        return request.model_dump(mode="json"), digests
+        body = request.model_dump(mode="json")
+        for sent in body["runs"]:  # a run without a cause says none: what older control planes
+            if sent["cause"] is None:  # read (they refuse a field they do not know)
+                del sent["cause"]
+        return body, digests
 
     def _report(self, run: HeldRun) -> RunReport:
         if run.reported is not None:
