@@ -123,6 +123,7 @@ def test_submit_is_idempotent_per_job_and_attempt(ex: SlurmExecutor) -> None:
 
 def test_unknown_refs_are_lost_and_cancel_is_idempotent(ex: SlurmExecutor) -> None:
     assert ex.poll(["999999"])["999999"].state is JobState.LOST
+    assert ex.poll(["999999"])["999999"].cause == CENTER  # counted against the job
     assert ex.poll(["not-a-slurm-id"])["not-a-slurm-id"].state is JobState.LOST
     ref = ex.submit(sub("sleep 60"))
     wait_for(ex, ref, lambda s: s is JobState.RUNNING)
@@ -447,6 +448,7 @@ def test_a_queued_run_the_platform_gave_up_does_not_start(
             time.sleep(0.3)
         assert not marker.exists()
         assert st.state is JobState.LOST and st.exit_code == 75
+        assert st.cause == LEASE  # counts for nothing (runs.not_the_jobs_doing)
         assert "not starting this run" in ex.logs(ref)
 
 
