@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from suanwang.agent.loop import Agent
 from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import Submission
+from suanwang.executors.base import LEASE, Submission
 from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.agents.tokens import issue_token
@@ -100,6 +100,10 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     assert control.flush()
     steps_until(agent, lambda: control.poll([ref])[ref].state is JobState.RUNNING)
     assert agent.executor.lease_s == 30  # its runs carry the control plane's lease
+    # a run with no cause sends none: a control plane older than causes reads the report
+    assert [sorted(r) for r in agent._request(False)[0]["runs"]] == [
+        ["ended_at", "exit_code", "log_tail", "reason", "ref", "started_at", "state", "usage"]
+    ]
     unreachable = httpx.Client(base_url="http://127.0.0.1:9", timeout=2)  # nothing listens
     agent.client = unreachable
     clock.t += 29  # within the lease: the run goes on
@@ -110,11 +114,13 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     agent.step()
     assert agent.executor.poll([local])[local].state is JobState.CANCELLED
     assert agent.state.runs[ref].reported is not None
+    assert [r.get("cause") for r in agent._request(False)[0]["runs"]] == [LEASE]
     agent.client = agent_client  # back in contact: the run is reported lost
     agent.step()
     status = control.poll([ref])[ref]
     assert status.state is JobState.LOST
     assert "no contact with the control plane for 31 s (lease 30 s)" in status.reason
+    assert status.cause == LEASE  # said over the protocol, not read from the reason
     assert control.recorded_exit(ref) is None
     assert ref not in agent.state.runs
     unreachable.close()

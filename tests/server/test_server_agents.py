@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 from pinned import NOW
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, SyncAnswer, SyncRequest
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import ExecutorError, Submission
+from suanwang.executors.base import CENTER as AT_CENTER
+from suanwang.executors.base import LEASE, PREEMPTED, ExecutorError, Submission
 from suanwang.scenarios.loader import ScenarioError, load_scenario
 from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.agents.sync import NotAnAgentCenter, sync
@@ -197,7 +199,28 @@ def test_a_run_the_agent_no_longer_holds_is_lost_and_strangers_are_stopped(
     assert answer.forget == ["agent:qingyang/stranger"]
     status = agent.poll([ref])[ref]
     assert status.state is JobState.LOST and "no longer holds" in status.reason
+    assert status.cause == AT_CENTER  # counted against the job
     assert agent.recorded_exit(ref) is None  # lost: it has no end of its own
+
+
+@pytest.mark.parametrize("cause", [LEASE, PREEMPTED, AT_CENTER, None])
+def test_the_cause_of_a_lost_run_goes_from_the_agent_to_the_control_plane(
+    agent: AgentExecutor, sessions: sessionmaker[Session], cause: str | None
+) -> None:
+    """What the agent says of why a run was lost reaches the control plane's status as it
+    said it; an agent that says nothing (older than causes) gives a status without a cause."""
+    synced(sessions, [])
+    ref = hand_over(agent, sub())
+    said = {} if cause is None else {"cause": cause}
+    assert synced(sessions, [report(ref, "lost", reason="released", **said)]).forget == [ref]
+    status = agent.poll([ref])[ref]
+    assert (status.state, status.reason, status.cause) == (JobState.LOST, "released", cause)
+    assert agent.poll(["agent:qingyang/nobody"])["agent:qingyang/nobody"].cause == AT_CENTER
+
+
+def test_a_report_with_an_unknown_cause_is_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(ValidationError, match="cause"):
+        synced(sessions, [report("agent:qingyang/j", "lost", cause="lease ran out")])
 
 
 def test_a_center_nobody_declared_an_agent_center_is_refused(

@@ -25,11 +25,11 @@ from starlette.testclient import TestClient
 
 from suanwang.core.governance import Governance, TenantQuota
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import ExecutorStatus, Submission
+from suanwang.executors.base import CENTER, LEASE, PREEMPTED, ExecutorStatus, Submission
 from suanwang.executors.local import LocalExecutor
 from suanwang.executors.local.rundir import base_run
 from suanwang.executors.slurm import LEASE_EXIT_CODE
-from suanwang.server.database.models import JobRow, LedgerTransaction, UsageRecord
+from suanwang.server.database.models import AgentRun, JobRow, LedgerTransaction, UsageRecord
 from suanwang.server.database.session import alembic_config, make_engine, session_factory
 from suanwang.server.models.billing.config import set_config
 from suanwang.server.models.billing.verify import verify
@@ -67,7 +67,9 @@ class LaunchFails(LocalExecutor):
         out = super().poll([r for r in refs if r not in self.failed])
         for ref in refs:
             if ref in self.failed:
-                out[ref] = ExecutorStatus(ref, JobState.LOST, exit_code=1, reason=LAUNCH_FAILURE)
+                out[ref] = ExecutorStatus(
+                    ref, JobState.LOST, exit_code=1, reason=LAUNCH_FAILURE, cause=CENTER
+                )
         return out
 
 
@@ -303,22 +305,8 @@ def test_runs_lost_to_a_failover_count_for_nothing(world: World) -> None:
             center.cancel(ref)
 
 
-@pytest.mark.parametrize(
-    ("exit_code", "reason"),
-    [
-        (None, "stopped by its lease: no poll saw it alive for longer than the lease"),
-        (None, "stopped by the agent of center zhangjiakou: no contact with the control plane "
-               "for 75 s (lease 60 s)"),
-        (LEASE_EXIT_CODE, "slurm FAILED"),  # its lease ran out before Slurm started it
-        (None, "slurm PREEMPTED"),  # the cluster preempted it
-    ],
-)  # fmt: skip
-def test_a_run_stopped_by_its_lease_or_preempted_counts_for_nothing(
-    world: World, exit_code: int | None, reason: str
-) -> None:
-    """The platform was silent longer than the run's lease (the control plane down, or cut off
-    from the center) and the run stopped itself, or the cluster preempted it: the job is not at
-    fault, as in a failover."""
+def lose_the_run(world: World, exit_code: int | None, reason: str, cause: str | None) -> str:
+    """Place a job and have its executor report its run lost so; the job's state after."""
     live = world.live("zhangjiakou", "zhongwei")
     job = world.submit(world.alice, name="slow", command="sleep 30", duration_s=60)
     dispatcher, _ = world.rounds(live)
@@ -326,16 +314,64 @@ def test_a_run_stopped_by_its_lease_or_preempted_counts_for_nothing(
     with world.sessions.begin() as s:
         row = s.get_one(JobRow, job["id"])
         center, ref = row.center_id or "", row.executor_ref or ""
-        lost = ExecutorStatus(ref, JobState.LOST, exit_code=exit_code, reason=reason)
+        lost = ExecutorStatus(ref, JobState.LOST, exit_code, reason=reason, cause=cause)
         try:
             assert Reconciler(world.sessions, live, max_lost_runs=1).apply(s, row, lost, center)
         finally:
             live.executors[center].cancel(ref)
-    assert world.job(job["id"])["state"] == "pending"
-    evs = world.events(job["id"])
+    return str(job["id"])
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "cause"),
+    [
+        (None, "stopped by its lease: no poll saw it alive for longer than the lease", LEASE),
+        (None, "stopped by the agent of center zhangjiakou: no contact with the control plane "
+               "for 75 s (lease 60 s)", LEASE),
+        (LEASE_EXIT_CODE, "slurm FAILED", LEASE),  # its lease ran out before Slurm started it
+        (None, "slurm PREEMPTED", PREEMPTED),  # the cluster preempted it
+        (None, "reworded: the run gave up waiting", LEASE),  # the cause decides, not the words
+        # no cause (an agent older than causes): the old text rule
+        (None, "stopped by its lease: no poll saw it alive for longer than the lease", None),
+        (None, "stopped by the agent of center zhangjiakou: no contact with the control plane "
+               "for 75 s (lease 60 s)", None),
+        (LEASE_EXIT_CODE, "slurm FAILED", None),
+        (None, "slurm PREEMPTED", None),
+    ],
+)  # fmt: skip
+def test_a_run_stopped_by_its_lease_or_preempted_counts_for_nothing(
+    world: World, exit_code: int | None, reason: str, cause: str | None
+) -> None:
+    """The platform was silent longer than the run's lease (the control plane down, or cut off
+    from the center) and the run stopped itself, or the cluster preempted it: the job is not at
+    fault, as in a failover."""
+    job_id = lose_the_run(world, exit_code, reason, cause)
+    assert world.job(job_id)["state"] == "pending"
+    evs = world.events(job_id)
     assert "lost_runs" not in evs[-2]["detail"] and "avoids" not in evs[-1]["detail"]
     with world.sessions() as s:
-        assert s.get_one(JobRow, job["id"]).lost_runs is None
+        assert s.get_one(JobRow, job_id).lost_runs is None
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason"),
+    [
+        (None, "node failed to release its GPUs"),
+        (1, "slurm NODE_FAIL (lease-42 job of alice)"),  # a name that says "lease"
+        (None, "slurm PREEMPTED"),  # a text that says preempted, from a center that says not
+        (LEASE_EXIT_CODE, "exit code 75"),  # the job's own exit code 75
+    ],
+)
+def test_a_lost_run_whose_reason_only_mentions_a_lease_counts_against_the_job(
+    world: World, exit_code: int | None, reason: str
+) -> None:
+    """The words of a reason are for people: a run its executor lost for another cause
+    (:data:`CENTER`) counts against the job whatever its reason says (issue 16)."""
+    job_id = lose_the_run(world, exit_code, reason, CENTER)
+    assert world.job(job_id)["state"] == "failed"  # max_lost_runs=1
+    with world.sessions() as s:
+        row = s.get_one(JobRow, job_id)
+        assert row.lost_runs is not None and [lost["reason"] for lost in row.lost_runs] == [reason]
 
 
 def test_0015_is_expand_only_for_replicas_of_0014(fresh_db_url: str) -> None:
@@ -390,6 +426,45 @@ def test_0015_is_expand_only_for_replicas_of_0014(fresh_db_url: str) -> None:
             assert "lost_runs" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
             assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 2
             assert conn.execute(text("SELECT count(*) FROM job_events")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_0016_is_expand_only_for_replicas_of_0015(fresh_db_url: str) -> None:
+    """``agent_runs.cause``: 0015's processes keep recording agents' reports as they did
+    (their SQL names no ``cause``) next to 0016's, which read null as not said (the old text
+    rule); going back to 0015 keeps every run."""
+    engine = make_engine(fresh_db_url)
+
+    def to(step: str, target: str) -> None:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, target)
+
+    old_insert = text(
+        "INSERT INTO agent_runs (ref, center_id, job_id, attempt, submission, ask, state, "
+        "reason, log_tail, done, created_at, updated_at) VALUES (:ref, 'c', 'j', 0, '{}', "
+        "'run', 'lost', 'stopped by its lease', '', :no, :at, :at)"
+    )
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    try:
+        to("upgrade", "0015")
+        with engine.begin() as conn:
+            conn.execute(old_insert, {"ref": "agent:c/before", "no": False, "at": at})
+        to("upgrade", "head")
+        with engine.begin() as conn:  # a 0015 replica records a report
+            conn.execute(old_insert, {"ref": "agent:c/during", "no": False, "at": at})
+        with session_factory(engine).begin() as s:
+            rows = s.scalars(select(AgentRun).order_by(AgentRun.ref)).all()
+            assert [(r.ref, r.cause) for r in rows] == [
+                ("agent:c/before", None), ("agent:c/during", None)
+            ]  # fmt: skip
+            rows[0].cause = LEASE
+        to("downgrade", "0015")
+        with engine.connect() as conn:
+            assert "cause" not in {c["name"] for c in inspect(conn).get_columns("agent_runs")}
+            assert conn.execute(text("SELECT count(*) FROM agent_runs")).scalar() == 2
     finally:
         engine.dispose()
 

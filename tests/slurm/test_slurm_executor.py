@@ -22,7 +22,14 @@ from suanwang.executors import (
     RunUsage,
     Submission,
 )
-from suanwang.executors.slurm import SlurmExecutor, _parse_gres, run_name, status_of
+from suanwang.executors.base import CENTER, LEASE, PREEMPTED
+from suanwang.executors.slurm import (
+    LEASE_EXIT_CODE,
+    SlurmExecutor,
+    _parse_gres,
+    run_name,
+    status_of,
+)
 from suanwang.testbed.slurm import Cluster, Testbed
 
 
@@ -116,6 +123,7 @@ def test_submit_is_idempotent_per_job_and_attempt(ex: SlurmExecutor) -> None:
 
 def test_unknown_refs_are_lost_and_cancel_is_idempotent(ex: SlurmExecutor) -> None:
     assert ex.poll(["999999"])["999999"].state is JobState.LOST
+    assert ex.poll(["999999"])["999999"].cause == CENTER  # counted against the job
     assert ex.poll(["not-a-slurm-id"])["not-a-slurm-id"].state is JobState.LOST
     ref = ex.submit(sub("sleep 60"))
     wait_for(ex, ref, lambda s: s is JobState.RUNNING)
@@ -336,6 +344,28 @@ def test_state_mapping(record: dict[str, object], state: JobState, code: int | N
     assert s.exit_code == code
 
 
+@pytest.mark.parametrize(
+    ("record", "cause"),
+    [
+        ({"job_state": "PREEMPTED", "exit_code": 0}, PREEMPTED),
+        ({"job_state": "FAILED", "exit_code": LEASE_EXIT_CODE << 8}, LEASE),
+        ({"job_state": "FAILED", "state_reason": "JobLaunchFailure", "exit_code": 9}, CENTER),
+        ({"job_state": "NODE_FAIL", "state_reason": "NodeDown", "exit_code": 0}, CENTER),
+        ({"job_state": "REVOKED", "exit_code": 0}, CENTER),
+        # words in Slurm's reason never make a cause (issue 16)
+        ({"job_state": "NODE_FAIL", "state_reason": "node failed to release its lease"}, CENTER),
+        ({"job_state": "FAILED", "exit_code": 3 << 8}, None),  # not lost: no cause
+    ],
+)
+def test_lost_causes(record: dict[str, object], cause: str | None) -> None:
+    """Why Slurm lost a run, as :func:`not_the_jobs_doing` reads it: its lease ran out before
+    it started (the wrapper's :data:`LEASE_EXIT_CODE`), the cluster preempted it, or the
+    center lost it otherwise."""
+    s = status_of("1", record)
+    assert s.cause == cause
+    assert (s.state is JobState.LOST) == (cause is not None)
+
+
 def test_gres_parsing() -> None:
     assert _parse_gres("gpu:a100:8,gpu:ascend_910b:2(IDX:0-1),gpu:h20:0(IDX:N/A)") == {
         "a100": 8,
@@ -418,6 +448,7 @@ def test_a_queued_run_the_platform_gave_up_does_not_start(
             time.sleep(0.3)
         assert not marker.exists()
         assert st.state is JobState.LOST and st.exit_code == 75
+        assert st.cause == LEASE  # counts for nothing (runs.not_the_jobs_doing)
         assert "not starting this run" in ex.logs(ref)
 
 

@@ -48,7 +48,7 @@ from suanwang.agent.protocol import (
 )
 from suanwang.agent.state import AgentState, HeldRun
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import Executor, ExecutorError, ExecutorStatus, Submission
+from suanwang.executors.base import LEASE, Executor, ExecutorError, ExecutorStatus, Submission
 
 log = logging.getLogger("suanwang.agent")
 
@@ -192,7 +192,12 @@ class Agent:
                 except ExecutorError as exc:
                     log.error("could not stop run %s (%s): %s", run.ref, run.local_ref, exc)
                     continue
-            run.reported = {"state": JobState.LOST.value, "reason": reason, "exit_code": None}
+            run.reported = {
+                "state": JobState.LOST.value,
+                "reason": reason,
+                "exit_code": None,
+                "cause": LEASE,
+            }
             fenced += 1
         self.connected = False
         self.state.save(self.state_file)
@@ -253,7 +258,11 @@ class Agent:
         request = SyncRequest(
             version=__version__, every_s=self.every_s, capacity=self._capacity, runs=runs
         )
-        return request.model_dump(mode="json"), digests
+        body = request.model_dump(mode="json")
+        for sent in body["runs"]:  # a run without a cause says none: what older control planes
+            if sent["cause"] is None:  # read (they refuse a field they do not know)
+                del sent["cause"]
+        return body, digests
 
     def _report(self, run: HeldRun) -> RunReport:
         if run.reported is not None:
@@ -262,6 +271,7 @@ class Agent:
                 state=JobState(run.reported["state"]),
                 exit_code=run.reported.get("exit_code"),
                 reason=run.reported.get("reason", ""),
+                cause=run.reported.get("cause"),
             )
         seen = self._seen.get(run.ref)
         if run.local_ref is None or seen is None:
@@ -273,6 +283,7 @@ class Agent:
             started_at=seen.started_at,
             ended_at=seen.ended_at,
             reason=seen.reason[:4000],
+            cause=seen.cause,
         )
 
     def _log(self, local_ref: str) -> str:

@@ -34,6 +34,8 @@ SYNC_LOG_BUDGET_BYTES = 2 * 1024 * 1024
 MAX_RUNS = 10_000
 
 Text = Annotated[str, Field(max_length=1000)]
+#: The causes a run report may carry (:data:`~suanwang.executors.base.CAUSES`).
+CAUSE_PATTERN = "^(lease|preempted|center)$"
 
 
 class _Model(BaseModel):
@@ -58,7 +60,10 @@ class UsageReport(_Model):
 class RunReport(_Model):
     """One run as the agent sees it. ``log_tail``: the end of its output (at most
     :data:`LOG_TAIL_BYTES` bytes), or null when it has not changed since the agent last sent
-    it. ``usage``: what the run reported it served (sent once it has ended)."""
+    it. ``usage``: what the run reported it served (sent once it has ended). ``cause``: why a
+    ``lost`` run was lost (:attr:`~suanwang.executors.base.ExecutorStatus.cause`); optional, so
+    an agent older than causes still syncs (its statuses get the control plane's old text rule,
+    :func:`~suanwang.server.services.runs.not_the_jobs_doing`)."""
 
     ref: Annotated[str, Field(min_length=1, max_length=500)]
     state: JobState
@@ -66,6 +71,7 @@ class RunReport(_Model):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     reason: Annotated[str, Field(max_length=4000)] = ""
+    cause: Annotated[str, Field(pattern=CAUSE_PATTERN)] | None = None
     usage: UsageReport | None = None
     log_tail: Annotated[str, Field(max_length=LOG_TAIL_BYTES)] | None = None
 

@@ -30,7 +30,8 @@ class HeldRun:
     submission: dict[str, Any]
     resume_from: str | None = None
     local_ref: str | None = None
-    #: the status reported instead of the executor's: {"state", "reason", "exit_code"}
+    #: the status reported instead of the executor's: {"state", "reason", "exit_code"} and
+    #: "cause" when the agent knows it (absent in states saved before causes)
     reported: dict[str, Any] | None = None
 
 

@@ -162,9 +162,24 @@ class Submission:
             )
 
 
+#: Causes of a ``lost`` run (:attr:`ExecutorStatus.cause`), set by the executor that knows it.
+#: The run stopped itself because no word came from the platform for longer than its lease (a
+#: local run's watchdog, a Slurm run's wrapper, an agent fencing its runs): not the job's doing.
+LEASE = "lease"
+#: The cluster preempted the run (Slurm's ``PREEMPTED``): not the job's doing.
+PREEMPTED = "preempted"
+#: The center lost the run for any other reason (a node failed, the launch failed, the run is
+#: gone): counted against the job (``jobs.lost_runs``).
+CENTER = "center"
+CAUSES = frozenset({LEASE, PREEMPTED, CENTER})
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutorStatus:
-    """One run as its executor sees it. Times are UTC-aware; ``reason`` explains the state."""
+    """One run as its executor sees it. Times are UTC-aware; ``reason`` explains the state
+    to people (free text: never parsed); ``cause`` says why a ``lost`` run was lost, for the
+    platform to decide by (:data:`LEASE`, :data:`PREEMPTED`, :data:`CENTER`), or is None
+    when the executor did not say (a status from an older agent or an older run record)."""
 
     ref: str
     state: JobState
@@ -172,6 +187,14 @@ class ExecutorStatus:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     reason: str = ""
+    cause: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cause is not None and self.cause not in CAUSES:
+            raise ValueError(
+                f"status of {self.ref!r}: cause must be one of {sorted(CAUSES)} or None "
+                f"(got {self.cause!r})"
+            )
 
 
 @dataclass(frozen=True, slots=True)

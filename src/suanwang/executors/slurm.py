@@ -101,8 +101,11 @@ import httpx
 
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
+    CENTER,
     CHECKPOINT_EXIT_CODE,
     ENV_CHECKPOINT_DIR,
+    LEASE,
+    PREEMPTED,
     Capacity,
     ExecutorError,
     ExecutorStatus,
@@ -187,13 +190,16 @@ def status_of(ref: str, job: Mapping[str, Any]) -> ExecutorStatus:
         return ExecutorStatus(ref, JobState.SUCCEEDED, code, started, ended, label)
     if state == "CANCELLED":
         return ExecutorStatus(ref, JobState.CANCELLED, code, started, ended, label)
-    if state in _FAILED and (reason in _SYSTEM_REASONS or code == LEASE_EXIT_CODE):
-        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label)
+    if state in _FAILED and code == LEASE_EXIT_CODE:  # its lease ran out before it could start
+        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label, LEASE)
+    if state in _FAILED and reason in _SYSTEM_REASONS:
+        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label, CENTER)
     if state in _FAILED:
         target = JobState.MIGRATING if code == CHECKPOINT_EXIT_CODE else JobState.FAILED
         return ExecutorStatus(ref, target, code, started, ended, label)
     if state in _LOST:
-        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label)
+        cause = PREEMPTED if state == "PREEMPTED" else CENTER
+        return ExecutorStatus(ref, JobState.LOST, code, started, ended, label, cause)
     return ExecutorStatus(ref, JobState.SCHEDULED, reason=f"slurm {state} (unmapped)")
 
 
@@ -459,7 +465,9 @@ class SlurmExecutor:
             jid, name = _split(ref)
             job = jobs.get(jid) if jid is not None else None
             if job is None or job.get("name") != name:
-                out[ref] = ExecutorStatus(ref, JobState.LOST, reason=f"Slurm has no job {ref}")
+                out[ref] = ExecutorStatus(
+                    ref, JobState.LOST, reason=f"Slurm has no job {ref}", cause=CENTER
+                )
                 continue
             status = status_of(ref, job)
             if status.state in (JobState.RUNNING, JobState.SCHEDULED):

@@ -25,8 +25,10 @@ from typing import Any
 
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
+    CENTER,
     CHECKPOINT_EXIT_CODE,
     CHECKPOINT_SIGNAL,
+    LEASE,
     USAGE_FILE_NAME,
     Capacity,
     ExecutorError,
@@ -516,7 +518,7 @@ class LocalExecutor:
         requested = (run / "checkpoint_requested").exists()
         if code is None and (run / FENCED_FILE).exists():
             why = "stopped by its lease: no poll saw it alive for longer than the lease"
-            return self._finalize(run, JobState.LOST, None, why)
+            return self._finalize(run, JobState.LOST, None, why, cause=LEASE)
         if cancelled_at is not None:
             return self._finalize(run, JobState.CANCELLED, code, "cancelled")
         if code is None:
@@ -572,7 +574,13 @@ class LocalExecutor:
         return bool(run_processes(proc, run_token(run)))
 
     def _finalize(
-        self, run: Path, state: JobState, exit_code: int | None, reason: str
+        self,
+        run: Path,
+        state: JobState,
+        exit_code: int | None,
+        reason: str,
+        *,
+        cause: str | None = None,
     ) -> ExecutorStatus:
         """Record a run's terminal status once and take it off the active index."""
         exit_file = run / "exit_code"
@@ -588,6 +596,7 @@ class LocalExecutor:
             "started_at": started.isoformat() if started else None,
             "ended_at": ended.isoformat(),
             "reason": reason,
+            "cause": cause,
         }
         write_atomic(run / "final.json", json.dumps(final))
         if self.cgroups is not None and not self.cgroups.remove(run.name):
@@ -599,7 +608,7 @@ class LocalExecutor:
         try:
             run = self._run_dir(ref)
         except ExecutorError as exc:
-            return ExecutorStatus(ref, JobState.LOST, reason=str(exc))
+            return ExecutorStatus(ref, JobState.LOST, reason=str(exc), cause=CENTER)
         return self._observe(run)
 
     # ------------------------------------------------------------------ plumbing

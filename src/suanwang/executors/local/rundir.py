@@ -80,4 +80,5 @@ def status_from(ref: str, final: dict[str, Any]) -> ExecutorStatus:
         when("started_at"),
         when("ended_at"),
         final["reason"],
+        final.get("cause"),  # absent in records written before causes: not said
     )

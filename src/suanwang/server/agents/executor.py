@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import (
+    CENTER,
     Capacity,
     ExecutorError,
     ExecutorStatus,
@@ -140,7 +141,8 @@ class AgentExecutor:
         for ref in refs:
             row = rows.get(ref)
             if row is None:
-                out[ref] = ExecutorStatus(ref, JobState.LOST, reason=f"{self.name}: no run {ref}")
+                why = f"{self.name}: no run {ref}"
+                out[ref] = ExecutorStatus(ref, JobState.LOST, reason=why, cause=CENTER)
             elif row.state is None:
                 why = f"handed to the agent of center {self.center_id}, not started yet"
                 out[ref] = ExecutorStatus(ref, JobState.SCHEDULED, reason=why)
@@ -152,6 +154,7 @@ class AgentExecutor:
                     row.started_at,
                     row.ended_at,
                     row.reason,
+                    row.cause,  # None: the agent did not say (older than causes)
                 )
         return out
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.agent.protocol import LOG_TAIL_BYTES, RunReport, StartRun, SyncAnswer, SyncRequest
 from suanwang.core.lifecycle import JobState
+from suanwang.executors.base import CENTER
 from suanwang.server.agents.tokens import agent_row
 from suanwang.server.database.models import AgentRun
 
@@ -53,6 +54,7 @@ def record_report(row: AgentRun, report: RunReport, now: datetime) -> None:
     row.started_at = report.started_at
     row.ended_at = report.ended_at
     row.reason = report.reason
+    row.cause = report.cause
     if report.usage is not None:
         row.usage = report.usage.model_dump()
     if report.log_tail is not None:
@@ -121,6 +123,7 @@ def _not_reported(row: AgentRun, center_id: str, answer: SyncAnswer, now: dateti
     else:
         row.state = JobState.LOST.value
         row.reason = f"the agent of center {center_id} no longer holds this run"
+        row.cause = CENTER
         row.exit_code = None
         row.updated_at = now
         row.done = True

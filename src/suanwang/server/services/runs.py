@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.core.lifecycle import JobState
-from suanwang.executors.base import CHECKPOINT_EXIT_CODE, Executor, ExecutorError, ExecutorStatus
+from suanwang.executors.base import (
+    CHECKPOINT_EXIT_CODE,
+    LEASE,
+    PREEMPTED,
+    Executor,
+    ExecutorError,
+    ExecutorStatus,
+)
 from suanwang.executors.slurm import LEASE_EXIT_CODE
 from suanwang.server.database.models import JobRow, RunFence
 from suanwang.server.models.jobs import transition
@@ -84,11 +91,18 @@ def not_the_jobs_doing(status: ExecutorStatus) -> bool:
     """Whether the executor's ``lost`` says the run was stopped for reasons of the platform or
     the center, not of the job or that center's failing for it: it stopped itself because no
     word came from the platform for longer than its lease (the control plane was down, or
-    could not reach the center; local runs and agents say ``lease`` in the reason, a Slurm run
-    whose lease had run out before it could start exits :data:`LEASE_EXIT_CODE`), or the
-    cluster preempted it (Slurm's ``PREEMPTED``). Such a loss counts as a failover's does:
-    for nothing (:func:`give_up_run`'s ``reported`` is None)."""
-    return (
+    could not reach the center: cause :data:`~suanwang.executors.base.LEASE`), or the cluster
+    preempted it (:data:`~suanwang.executors.base.PREEMPTED`). Such a loss counts as a
+    failover's does: for nothing (:func:`give_up_run`'s ``reported`` is None). Any other cause
+    (:data:`~suanwang.executors.base.CENTER`) counts against the job, whatever its reason says.
+
+    Decided by the status's ``cause``, never by its free-text reason; only a status that
+    carries no cause (an agent older than causes, a local run recorded before them) falls
+    back to the old text rule: exit code :data:`LEASE_EXIT_CODE`, ``lease`` in the reason, or
+    a reason starting ``slurm PREEMPTED``."""
+    if status.cause is not None:
+        return status.cause in (LEASE, PREEMPTED)
+    return (  # no cause said: the rule of the statuses from before causes
         status.exit_code == LEASE_EXIT_CODE
         or "lease" in status.reason.lower()
         or status.reason.startswith("slurm PREEMPTED")

@@ -58,6 +58,8 @@ class AgentRun(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     reason: Mapped[str] = mapped_column(Text, default="")
+    # why a lost run was lost (ExecutorStatus.cause; migration 0016), null: the agent did not say
+    cause: Mapped[str | None] = mapped_column(String(16))
     usage: Mapped[dict[str, Any] | None]
     log_tail: Mapped[str] = mapped_column(Text, default="")
     done: Mapped[bool] = mapped_column(default=False)
