@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import logging
 import os
 import pwd
 import secrets
@@ -91,6 +92,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             for cgroup in [*parent.glob("run-*"), parent]:
                 with contextlib.suppress(OSError):
                     cgroup.rmdir()  # refused while a process is in it
+
+
+@pytest.fixture(autouse=True)
+def _root_logger() -> Iterator[None]:
+    """``suanwang serve|worker|agent`` point the root logger at stderr (``server.logs.
+    configure``); run in a test's CliRunner, that stderr is closed when the command returns,
+    and a later test's logs (alembic's, at INFO) would write "--- Logging error ---" into
+    another command's output. Put the root logger back as it was after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
