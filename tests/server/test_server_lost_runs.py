@@ -7,6 +7,7 @@ PostgreSQL (the ``db_url`` fixture)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -607,7 +608,10 @@ def test_the_worker_refuses_a_bad_lost_run_backoff(
     from suanwang.cli import app as cli
 
     db = f"sqlite:///{tmp_path / 'never.db'}"
+    handlers = list(logging.getLogger().handlers)
     got = CliRunner().invoke(cli, ["worker", "--db", db, *args], env=env)
     out = " ".join(got.output.replace("│", " ").split())
     assert got.exit_code == 2 and said in out, got.output
     assert not (tmp_path / "never.db").exists()  # refused before it started
+    # ... and before it set up logging (which would write to the runner's closed stderr)
+    assert logging.getLogger().handlers == handlers

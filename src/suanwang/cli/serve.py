@@ -270,12 +270,13 @@ def serve(
 
     if executor != "local":
         raise fail(f"--executor {executor!r}: only 'local' (or a platform file: --config)")
-    logs.configure(json_lines=json_logs)
+    # flags first: a refused flag ends the command before logging is set up for a process
     settings, platform = _settings(
         db, scenario, config, allow_job_network, max_lost_runs, lost_run_backoff_s
     )
     settings = dataclasses.replace(settings, heartbeat=True)  # in the cluster's members
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
+    logs.configure(json_lines=json_logs)
     if workers > 1:
         if services:
             raise fail(
@@ -356,11 +357,12 @@ def worker(
 
     from suanwang.server import logs
 
-    logs.configure(json_lines=json_logs)
+    # flags first: a refused flag ends the command before logging is set up for a process
     settings, platform = _settings(
         db, scenario, config, allow_job_network, max_lost_runs, lost_run_backoff_s
     )
     sandbox = sandbox_for(unsafe_shared_user, job_account, allow_job_network, deny_job_network)
+    logs.configure(json_lines=json_logs)
     loops = _services(
         settings, executors_dir, center, platform, lost_after, max_defer_h, sandbox,
         kind="worker", dispatch_interval=dispatch_interval,
