@@ -87,11 +87,36 @@ def _state(client: TestClient, who: Any, job: str) -> str:
     return got
 
 
-def _cancel(client: TestClient, who: Any, job: str) -> None:
-    assert client.post(f"/v1/jobs/{job}/cancel", headers=who.headers).is_success
+@dataclass
+class Starved:
+    """The world of every test: alice's four runs fill the pool; bob's gang has waited past
+    RESERVE_AFTER_S at the head of his queue and, finding no room, keeps the pool; then alice
+    queues three more."""
+
+    dispatcher: Dispatcher
+    alice_jobs: list[str]
+    gang: str
+    client: TestClient
+    alice: Any
+    bob: Any
+    clock: Clock
+
+    def state(self, job: str) -> str:
+        who = self.bob if job == self.gang else self.alice
+        return _state(self.client, who, job)
+
+    def cancel(self, job: str) -> None:
+        who = self.bob if job == self.gang else self.alice
+        assert self.client.post(f"/v1/jobs/{job}/cancel", headers=who.headers).is_success
+
+    def next_round(self) -> None:
+        """A minute later, a round."""
+        self.clock.shift += timedelta(seconds=60)
+        self.dispatcher.place()
 
 
-def _starved(
+@pytest.fixture
+def starved(
     app: FastAPI,
     sessions: sessionmaker[Session],
     client: TestClient,
@@ -100,9 +125,7 @@ def _starved(
     alice: Any,
     bob: Any,
     submit: Callable[..., dict[str, Any]],
-) -> tuple[Dispatcher, list[str], str]:
-    """alice's four runs fill the pool; bob's gang has waited past RESERVE_AFTER_S at the
-    head of his queue and, finding no room, keeps the pool; then alice queues three more."""
+) -> Starved:
     alice_jobs = [_job(submit, alice, f"a{i}", 100, "normal") for i in range(4)]
     gang = _job(submit, bob, "gang", 200, "batch")
     dispatcher = _dispatcher(app, sessions, tmp_path, clock)
@@ -114,117 +137,72 @@ def _starved(
     ((job_id, hold),) = dispatcher.holds
     assert job_id == gang and not hold.claim  # a borrower's kept pool
     alice_jobs += [_job(submit, alice, f"a{i}", 100, "normal") for i in range(4, 7)]
-    return dispatcher, alice_jobs, gang
+    return Starved(dispatcher, alice_jobs, gang, client, alice, bob, clock)
 
 
-def test_a_borrowers_gang_keeps_its_pool_from_round_to_round(
-    app: FastAPI,
-    sessions: sessionmaker[Session],
-    client: TestClient,
-    tmp_path: Path,
-    clock: Clock,
-    alice: Any,
-    bob: Any,
-    submit: Callable[..., dict[str, Any]],
-) -> None:
+def test_a_borrowers_gang_keeps_its_pool_from_round_to_round(starved: Starved) -> None:
     """Cards freed one run at a time on the pool kept for bob's gang go to no job of alice's
     (she stands higher, and her jobs come first in turn: a higher class): they wait for the
     gang, which starts once two runs have ended, and then lets the pool go. Before, each
     round built a new queue and the pool was kept for that round only: alice's next job, in
     turn before bob's, took each card freed, and the gang waited until her queue ran dry."""
-    dispatcher, alice_jobs, gang = _starved(
-        app, sessions, client, tmp_path, clock, alice, bob, submit
-    )
+    w = starved
+    dispatcher, alice_jobs, gang = w.dispatcher, w.alice_jobs, w.gang
     kept = dispatcher.holds
-    _cancel(client, alice, alice_jobs[0])  # 100 cards free: not enough for the gang
-    clock.shift += timedelta(seconds=60)
-    dispatcher.place()
-    assert _state(client, alice, alice_jobs[4]) == "pending"  # the pool is still kept
-    assert _state(client, bob, gang) == "pending"
+    w.cancel(alice_jobs[0])  # 100 cards free: not enough for the gang
+    w.next_round()
+    assert w.state(alice_jobs[4]) == "pending"  # the pool is still kept
+    assert w.state(gang) == "pending"
     assert dispatcher.holds == kept
-    _cancel(client, alice, alice_jobs[1])  # 200 cards free: the gang starts
-    clock.shift += timedelta(seconds=60)
-    dispatcher.place()
-    assert _state(client, bob, gang) == "scheduled"
-    assert [_state(client, alice, j) for j in alice_jobs[4:]] == ["pending"] * 3
+    w.cancel(alice_jobs[1])  # 200 cards free: the gang starts
+    w.next_round()
+    assert w.state(gang) == "scheduled"
+    assert [w.state(j) for j in alice_jobs[4:]] == ["pending"] * 3
     assert dispatcher.holds == []  # started: the pool is let go
-    _cancel(client, alice, alice_jobs[2])  # and alice's next job takes what is freed
-    clock.shift += timedelta(seconds=60)
-    dispatcher.place()
-    assert _state(client, alice, alice_jobs[4]) == "scheduled"
+    w.cancel(alice_jobs[2])  # and alice's next job takes what is freed
+    w.next_round()
+    assert w.state(alice_jobs[4]) == "scheduled"
 
 
-def test_a_pool_kept_for_a_job_cancelled_is_let_go(
-    app: FastAPI,
-    sessions: sessionmaker[Session],
-    client: TestClient,
-    tmp_path: Path,
-    clock: Clock,
-    alice: Any,
-    bob: Any,
-    submit: Callable[..., dict[str, Any]],
-) -> None:
+def test_a_pool_kept_for_a_job_cancelled_is_let_go(starved: Starved) -> None:
     """bob cancels his gang: the next round keeps nothing for it, and alice's next job takes
     the cards freed on the pool that was kept (her head job may keep it now)."""
-    dispatcher, alice_jobs, gang = _starved(
-        app, sessions, client, tmp_path, clock, alice, bob, submit
-    )
-    _cancel(client, bob, gang)
-    _cancel(client, alice, alice_jobs[0])
-    clock.shift += timedelta(seconds=60)
-    dispatcher.place()
+    w = starved
+    dispatcher, alice_jobs, gang = w.dispatcher, w.alice_jobs, w.gang
+    w.cancel(gang)
+    w.cancel(alice_jobs[0])
+    w.next_round()
     assert gang not in {job_id for job_id, _ in dispatcher.holds}
-    assert _state(client, alice, alice_jobs[4]) == "scheduled"
+    assert w.state(alice_jobs[4]) == "scheduled"
 
 
-def test_the_pools_kept_are_dropped_on_a_new_term(
-    app: FastAPI,
-    sessions: sessionmaker[Session],
-    client: TestClient,
-    tmp_path: Path,
-    clock: Clock,
-    alice: Any,
-    bob: Any,
-    submit: Callable[..., dict[str, Any]],
-) -> None:
+def test_the_pools_kept_are_dropped_on_a_new_term(starved: Starved) -> None:
     """A placer elected again (a new term: another may have placed meanwhile) starts from the
     pending jobs, without the pools it kept: alice's job, first in turn, takes the cards
     freed, and only jobs still pending keep pools."""
-    dispatcher, alice_jobs, gang = _starved(
-        app, sessions, client, tmp_path, clock, alice, bob, submit
-    )
+    w = starved
+    dispatcher, alice_jobs, gang = w.dispatcher, w.alice_jobs, w.gang
     dispatcher.term = 7
-    _cancel(client, alice, alice_jobs[0])
-    clock.shift += timedelta(seconds=60)
-    dispatcher.place()
-    assert _state(client, alice, alice_jobs[4]) == "scheduled"
+    w.cancel(alice_jobs[0])
+    w.next_round()
+    assert w.state(alice_jobs[4]) == "scheduled"
     pending = {alice_jobs[5], alice_jobs[6], gang}
     assert {job_id for job_id, _ in dispatcher.holds} <= pending
 
 
-def test_a_failed_round_keeps_the_pools_kept_before_it(
-    app: FastAPI,
-    sessions: sessionmaker[Session],
-    client: TestClient,
-    tmp_path: Path,
-    clock: Clock,
-    alice: Any,
-    bob: Any,
-    submit: Callable[..., dict[str, Any]],
-) -> None:
+def test_a_failed_round_keeps_the_pools_kept_before_it(starved: Starved) -> None:
     """A round whose writes are refused (a fence) is undone, and so is what it kept: the
     next round starts from the pools kept before it (those it dropped are kept again)."""
-    dispatcher, alice_jobs, gang = _starved(
-        app, sessions, client, tmp_path, clock, alice, bob, submit
-    )
+    w = starved
+    dispatcher, alice_jobs, gang = w.dispatcher, w.alice_jobs, w.gang
     kept = dispatcher.holds
-    _cancel(client, bob, gang)  # the failed round lets the gang's pool go
+    w.cancel(gang)  # the failed round lets the gang's pool go
 
     def refuse(session: Session) -> None:
         raise RuntimeError("fenced")
 
     dispatcher.fence = refuse
-    clock.shift += timedelta(seconds=60)
+    w.clock.shift += timedelta(seconds=60)
     with pytest.raises(RuntimeError, match="fenced"):
         dispatcher.place()
     assert dispatcher.holds == kept
