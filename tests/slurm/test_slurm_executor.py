@@ -401,8 +401,12 @@ def _lease_expires(ex: SlurmExecutor, tmp_path: Path, meanwhile: str = "") -> No
     time.sleep(7)
     assert not marker.exists()
     assert ex.recorded_exit(ref) is None
-    # killed from inside: Slurm reports a failed launch (lost) or a failure; never success
-    assert ex.poll([ref])[ref].state in (JobState.LOST, JobState.FAILED)
+    # killed from inside, Slurm reports a failed launch, but the watchdog's record says why:
+    # lost by its lease, which counts for nothing (runs.not_the_jobs_doing); before, it was
+    # lost by the center (cause center), counted against the job
+    st = ex.poll([ref])[ref]
+    assert (st.state, st.cause) == (JobState.LOST, LEASE), st
+    assert "stopped by its lease" in st.reason
 
 
 def test_polling_keeps_the_lease_and_the_exit_is_recorded(

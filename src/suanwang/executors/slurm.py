@@ -46,8 +46,9 @@ Mapping:
 Run directory (``output_dir/<run>``, made by the platform, then the account's, mode ``0700``;
 ``0777`` under ``unsafe_shared_user``):
 
-* ``job`` (the job's command or script), ``lease`` and ``exit_code``: the wrapper's records
-  (see :func:`_script`); the platform reads the exit code and touches the lease;
+* ``job`` (the job's command or script), ``lease``, ``exit_code`` and ``lease_stopped``: the
+  wrapper's records (see :func:`_script`); the platform reads the exit code and whether the
+  watchdog stopped the run, and touches the lease;
 * ``output.log``: the job's stdout and stderr (Slurm opens it for the job: its own output);
 * ``usage.jsonl``: the tokens it reports (``$SUANWANG_USAGE_FILE``);
 * ``checkpoint/``: its checkpoint directory, unless the platform names another;
@@ -120,6 +121,9 @@ from suanwang.executors.contain import bwrap_args, restore_signals
 from suanwang.executors.limits import Limits, limit_hit, parse_record
 
 LEASE_FILE = "lease"
+#: Written by a run's watchdog when it stops the run because its lease ran out (the age of the
+#: lease, in seconds): the run was stopped for the platform's silence, not the job's doing.
+LEASE_STOP_FILE = "lease_stopped"
 #: A contained run's limits (:meth:`Limits.record`), written by the platform (a wrapper's record).
 LIMITS_FILE = "limits"
 #: How much of a failed run's log tells which limit it ran into.
@@ -473,11 +477,27 @@ class SlurmExecutor:
             if status.state in (JobState.RUNNING, JobState.SCHEDULED):
                 with contextlib.suppress(OSError):  # the run owns the file: never follow a link
                     os.utime(self.output_dir / name / LEASE_FILE, follow_symlinks=False)
+            elif status.state in (JobState.FAILED, JobState.LOST) and self._lease_stopped(name):
+                status = replace(
+                    status,
+                    state=JobState.LOST,
+                    reason=f"{status.reason}: stopped by its lease (no word from the platform)",
+                    cause=LEASE,
+                )
             elif status.state is JobState.FAILED and status.exit_code:
                 hit = self._limit_hit(name, status.exit_code)
                 status = replace(status, reason=f"{status.reason}: {hit}" if hit else status.reason)
             out[ref] = status
         return out
+
+    def _lease_stopped(self, name: str) -> bool:
+        """Whether the run's watchdog stopped it because its lease ran out, and it recorded no
+        end (a run that ended on its own and was then killed on its way out ended)."""
+        run_dir = self.output_dir / name
+        try:
+            return (run_dir / LEASE_STOP_FILE).is_file() and not (run_dir / "exit_code").exists()
+        except OSError:
+            return False
 
     def _limit_hit(self, name: str, code: int) -> str:
         """Which of its limits a contained run that failed with ``code`` ran into (``""``:
@@ -663,6 +683,10 @@ def _script(
       run (its whole process group, without recording an exit) once the lease is older than
       ``lease_s``: a run whose center the platform cannot reach stops itself before the
       platform, after its longer grace period, starts the job somewhere else (self-fencing).
+      It first writes the lease's age to ``run_dir/lease_stopped``, so a platform that polls
+      again (the control plane back before the center's grace ran out) reads the run as lost
+      by its lease (cause ``lease``: not the job's doing), not as what Slurm reports of the
+      killed script (a failed launch, which counts against the job).
       A run whose lease has already expired when Slurm starts it (a queued job the platform
       gave up on, recovered by a restarted controller) does not start at all: exit
       :data:`LEASE_EXIT_CODE`, reported ``lost``.
@@ -693,6 +717,7 @@ def _script(
         run = f"( trap 'true' USR1; . {shlex.quote(str(job))} )"
     done = shlex.quote(str(run_dir / "exit_code"))
     lease = shlex.quote(str(run_dir / LEASE_FILE))
+    stopped = shlex.quote(str(run_dir / LEASE_STOP_FILE))
     limit = max(1, math.ceil(lease_s))
     return (
         "#!/bin/sh\n"
@@ -714,6 +739,7 @@ def _script(
         f'    if [ "$age" -gt {limit} ]; then\n'
         f'      echo "suanwang: no word from the platform for $age s (lease {limit} s): '
         'stopping this run" >&2\n'
+        f'      echo "$age" > {stopped}\n'
         '      kill -KILL -"$me" 2>/dev/null || kill -KILL "$me"; exit 0\n'
         "    fi\n"
         "  done ) &\n"
