@@ -9,6 +9,7 @@ checkpoint transfer and asks for it; the job checkpoints, moves and finishes in 
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -236,3 +237,81 @@ def _row(sessions: sessionmaker[Session], job_id: str) -> JobRow:
         assert row is not None
         s.expunge(row)
         return row
+
+
+class _HangsOnCheckpoint(LocalExecutor):
+    """A center whose checkpoint calls hang until ``release`` is set (as a call to a stopped
+    ``slurmrestd`` does: ``test_server_slurm_hung_center``), then go through."""
+
+    release = threading.Event()
+
+    def checkpoint(self, ref: str) -> str | None:
+        self.release.wait(30)
+        return super().checkpoint(ref)
+
+
+def test_a_center_whose_checkpoint_calls_hang_holds_back_neither_the_round_nor_the_others(
+    app: FastAPI,
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    alice: Any,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """Both centers drain, each with a checkpointable run: the east's checkpoint call hangs.
+    The round asks both at once, records the west's request and returns within its wait (about
+    a second); the east is not asked again while its call hangs; once it answers, the next
+    round records that request (late), once. Before, the round called one run after another
+    in its transaction and waited for the hung call (up to its HTTP timeout, per run)."""
+    east = _HangsOnCheckpoint(tmp_path / "centers", EAST, cpus=64, cards=16)
+    east.release = threading.Event()
+    executors = {EAST: east, WEST: LocalExecutor(tmp_path / "centers", WEST, cpus=64, cards=16)}
+    live = LiveNetwork(
+        net=app.state.network,
+        signals=app.state.signals.current,
+        executors=executors,
+        clock=app.state.signals.clock,
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
+    reconciler = Reconciler(sessions, live)
+    migrations = Migrations(sessions, live, replan_s=1e9)
+    migrations._last_replan = app.state.signals.clock()  # no engine moves: only the drains
+    jobs: dict[str, str] = {}
+    for center, other in ((EAST, WEST), (WEST, EAST)):  # one run at each center
+        with sessions.begin() as s:
+            s.execute(delete(CenterDrain))
+            s.add(CenterDrain(center_id=other, reason="not this one"))
+        jobs[center] = submit(alice, name=f"at-{center}", command=None, script=SCRIPT,
+                              checkpointable=True, kind="training", origin="shanghai",
+                              duration_s=20 * 3600, stacks=["cuda"],
+                              resources={"cpus": 8, "count": 8, "accelerator": "a100",
+                                         "mem_gb": 64})["id"]  # fmt: skip
+        job_id = jobs[center]
+        _rounds(lambda j=job_id: _view(client, alice, j)["state"] == "running"
+                and "ready" in _logs(client, alice, j),
+                lambda j=job_id: _view(client, alice, j), 20, dispatcher, reconciler)  # fmt: skip
+        assert _view(client, alice, job_id)["center_id"] == center
+    with sessions.begin() as s:
+        s.execute(delete(CenterDrain))
+        s.add_all([CenterDrain(center_id=c, reason="maintenance") for c in (EAST, WEST)])
+
+    def requested(center: str) -> int:
+        evs = client.get(f"/v1/jobs/{jobs[center]}/events", headers=alice.headers).json()
+        return sum(e["detail"].get("event") == "checkpoint_requested" for e in evs)
+
+    t0 = time.monotonic()
+    assert migrations.run_once() == 1  # the west's; the east's call has not answered
+    assert time.monotonic() - t0 < 5  # the round waited about a second for the east
+    assert (requested(EAST), requested(WEST)) == (0, 1)
+    assert migrations.run_once() == 0  # the east still hangs: not asked again
+    east.release.set()
+    deadline = time.monotonic() + 20
+    while migrations.calls.busy():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert migrations.run_once() == 1  # the east's late answer, recorded
+    assert (requested(EAST), requested(WEST)) == (1, 1)
+    assert migrations.run_once() == 0  # both asked: nothing more until the grace
+    assert (requested(EAST), requested(WEST)) == (1, 1)
+    migrations.calls.close()

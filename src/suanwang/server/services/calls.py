@@ -1,11 +1,11 @@
 """Calls to many centers at once, none waiting on another (docs/centers.md, "Leases").
 
 A service that calls every center in a round (the reconciler's polls, the dispatcher's
-hand-over, failover's probes and fences) makes each center's calls in a worker thread of
-its own and waits for all of them together, for each center while each of its calls answers
-within :attr:`CenterCalls.answer_within_s`: a center whose calls hang (its ``slurmrestd``
-stopped, its network gone) is reported as not answering this round, while the others'
-answers are used at once. Its call goes on in the
+hand-over, failover's probes and fences, the migrations' checkpoint requests and stops)
+makes each center's calls in a worker thread of its own and waits for all of them together,
+for each center while each of its calls answers within :attr:`CenterCalls.answer_within_s`:
+a center whose calls hang (its ``slurmrestd`` stopped, its network gone) is reported as not
+answering this round, while the others' answers are used at once. Its call goes on in the
 background until it answers or its own timeout ends it; meanwhile the center gets no other
 call from the same service (a hung center holds one worker, never more), and the answer that
 came late is handed to the next round that asks that center (:meth:`CenterCalls.answers`).

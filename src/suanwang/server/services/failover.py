@@ -31,6 +31,7 @@ machine's disk; across real centers, a shared store).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -240,6 +241,10 @@ class Migrations:
     fence: Callable[[Session], None] | None = None
     #: a run asked to checkpoint that is still running this long after is stopped
     checkpoint_grace_s: float = CHECKPOINT_GRACE_S
+    #: checkpoint requests and stops: each center's in a thread of its own (:mod:`.calls`),
+    #: so a center that hangs holds back neither the others nor the round (in which the
+    #: round's transaction, on SQLite the database's write lock, stays open)
+    calls: CenterCalls[Asked] = field(default_factory=lambda: CenterCalls("migrate"))
     _last_replan: datetime | None = field(default=None, init=False)
 
     def run_once(self) -> int:
@@ -259,27 +264,65 @@ class Migrations:
                 )
                 .order_by(JobRow.id)
             ).all()
-            asked = 0
             requested = _asked_at(session, rows)
-            for row in rows:
-                at = requested.get(row.id)
-                if at is not None and (now - at).total_seconds() >= self.checkpoint_grace_s:
-                    asked += self._stop(session, row, at)
-            rows = [r for r in rows if r.executor_ref is not None]  # not those just stopped
+            asks = [
+                _Ask.of(row, stop_asked=at)
+                for row in rows
+                if (at := requested.get(row.id)) is not None
+                and (now - at).total_seconds() >= self.checkpoint_grace_s
+            ]
             movable = [r for r in rows if r.spec.get("checkpointable") and r.id not in requested]
-            for row in movable:
-                if row.center_id in drained:
-                    asked += self._request(session, row, {"why": "drain", "center": row.center_id})
+            asks += [
+                _Ask.of(row, detail={"why": "drain", "center": row.center_id})
+                for row in movable
+                if row.center_id in drained
+            ]
             if replan:
                 self._last_replan = now
-                asked += self._engine_moves(
+                asks += self._engine_moves(
                     session, [r for r in movable if r.center_id not in drained]
                 )
-        return asked
+            return self._ask(session, asks)
 
-    def _engine_moves(self, session: Session, rows: Sequence[JobRow]) -> int:
+    def _ask(self, session: Session, asks: Sequence[_Ask]) -> int:
+        """Make ``asks`` (checkpoint requests and stops), every center's at once, and record
+        those its center answered (this round, or late: an earlier round's, for runs still
+        the job's); a center that does not answer within the round's wait is asked again in
+        a later round (nothing was recorded)."""
+        by_center: dict[str, list[_Ask]] = {}
+        for ask in asks:
+            if ask.center in self.live.executors:
+                by_center.setdefault(ask.center, []).append(ask)
+        work = {
+            center: _Asking(self.live.executors[center], group)
+            for center, group in by_center.items()
+        }
+        done = 0
+        for center, answer in self.calls.answers(work, lambda c: work[c].answered_at).items():
+            if isinstance(answer, ExecutorError):  # it hangs: nothing recorded, asked again
+                log.warning("cannot ask runs at %s to checkpoint or stop: %s", center, answer)
+                continue
+            for ask, outcome in answer.value if isinstance(answer, Late) else answer:
+                if isinstance(outcome, ExecutorError):  # the reconciler's polls mark the center
+                    what = "stop" if ask.stop_asked is not None else "checkpoint"
+                    log.warning("cannot %s job %s at %s: %s", what, ask.job_id, center, outcome)
+                    continue
+                row = session.get(JobRow, ask.job_id)
+                if (
+                    row is None
+                    or row.state != JobState.RUNNING.value
+                    or (row.executor_ref != ask.ref)
+                ):
+                    continue  # the run has ended or gone meanwhile (a late answer)
+                if ask.stop_asked is not None:
+                    done += self._stopped(session, row, ask.stop_asked)
+                elif outcome is not None:
+                    done += self._requested(session, row, ask.detail)
+        return done
+
+    def _engine_moves(self, session: Session, rows: Sequence[JobRow]) -> list[_Ask]:
         if not rows:
-            return 0
+            return []
         live = self.live
         signals = live.signals()
         state = live.state(session, signals)  # the state placement decides on too
@@ -301,37 +344,26 @@ class Migrations:
             running.append(Running(len(jobs), pool, start_s, max(0.0, job.work_scu - done_scu)))
             jobs.append(job)
             kept.append(row)
-        asked = 0
+        asks: list[_Ask] = []
         for j, new_pool, move_s, move_cny in self.policy.migrations(jobs, running, state):
             row = kept[j]
             target = live.net.center_ids[int(live.net.pool_center[new_pool])]
             if not live.runs_for(target, tenant_name(session, row)):
                 continue  # the tenant has no account there: the move could not run
-            asked += self._request(
-                session,
-                row,
-                {
-                    "why": "engine",
-                    "center": row.center_id,
-                    "to": target,
-                    "move_s": round(move_s, 1),
-                    "move_cost_cny": round(move_cny, 4),
-                },
-            )
-        return asked
+            detail = {
+                "why": "engine",
+                "center": row.center_id,
+                "to": target,
+                "move_s": round(move_s, 1),
+                "move_cost_cny": round(move_cny, 4),
+            }
+            asks.append(_Ask.of(row, detail=detail))
+        return asks
 
-    def _stop(self, session: Session, row: JobRow, asked: datetime) -> int:
-        """Stop a run that was asked to checkpoint at ``asked`` and did not: cancel it at its
-        center, fence it and place the job again from its last checkpoint (if any)."""
+    def _stopped(self, session: Session, row: JobRow, asked: datetime) -> int:
+        """A run that was asked to checkpoint at ``asked`` and did not has been cancelled at
+        its center: fence it and place the job again from its last checkpoint (if any)."""
         live, ref, center = self.live, row.executor_ref, row.center_id or ""
-        executor = live.executors.get(center)
-        if executor is None or ref is None:
-            return 0
-        try:
-            executor.cancel(ref)
-        except ExecutorError as exc:  # the reconciler's polls will mark the center
-            log.warning("cannot stop job %s at %s: %s", row.id, center, exc)
-            return 0
         now = live.clock()
         waited = (now - asked).total_seconds()
         reason = f"did not checkpoint within {waited:.0f} s of being asked: stopped"
@@ -358,17 +390,8 @@ class Migrations:
         log.warning("job %s at %s %s", row.id, center, reason)
         return 1
 
-    def _request(self, session: Session, row: JobRow, detail: dict[str, Any]) -> int:
-        executor = self.live.executors.get(row.center_id or "")
-        if executor is None or row.executor_ref is None:
-            return 0
-        try:
-            where = executor.checkpoint(row.executor_ref)
-        except ExecutorError as exc:
-            log.warning("cannot checkpoint job %s at %s: %s", row.id, row.center_id, exc)
-            return 0
-        if where is None:
-            return 0
+    def _requested(self, session: Session, row: JobRow, detail: dict[str, Any]) -> int:
+        """The run was asked to checkpoint (its executor took the request): record it."""
         session.add(
             JobEvent(
                 job_id=row.id,
@@ -380,6 +403,58 @@ class Migrations:
         )
         log.info("asked job %s at %s to checkpoint (%s)", row.id, row.center_id, detail["why"])
         return 1
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A call :class:`Migrations` makes for a run: a checkpoint request (``detail``: why,
+    for its event) or, when it was asked at ``stop_asked`` and has not checkpointed, a stop."""
+
+    job_id: str
+    center: str
+    ref: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    stop_asked: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        row: JobRow,
+        *,
+        detail: dict[str, Any] | None = None,
+        stop_asked: datetime | None = None,
+    ) -> _Ask:
+        return cls(row.id, row.center_id or "", row.executor_ref or "", detail or {}, stop_asked)
+
+
+#: each ask and what its center answered: the checkpoint's place (None: the executor cannot
+#: checkpoint it), None for a stop, or the error it raised
+Asked = list[tuple[_Ask, str | ExecutorError | None]]
+
+
+@dataclass
+class _Asking:
+    """One center's asks, made in turn (in a thread of :class:`CenterCalls`); ``answered_at``
+    (``time.monotonic``) tells the round that waits how recently the last one answered."""
+
+    executor: Executor
+    asks: Sequence[_Ask]
+    answered_at: float | None = None
+
+    def __call__(self) -> Asked:
+        out: Asked = []
+        for ask in self.asks:
+            got: str | ExecutorError | None = None
+            try:
+                if ask.stop_asked is not None:
+                    self.executor.cancel(ask.ref)
+                else:
+                    got = self.executor.checkpoint(ask.ref)
+            except ExecutorError as exc:
+                got = exc
+            out.append((ask, got))
+            self.answered_at = time.monotonic()
+        return out
 
 
 def _asked_at(session: Session, rows: Sequence[JobRow]) -> dict[str, datetime]:
