@@ -11,8 +11,8 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
+from suanwang.executors.base import Executor
 from suanwang.executors.local import LocalExecutor
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.server.database.models import CenterDrain, JobRow
@@ -62,17 +63,8 @@ def test_the_engine_moves_a_running_job_west_when_it_pays(
     submit: Callable[..., dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    live = LiveNetwork(
-        net=app.state.network,
-        signals=app.state.signals.current,
-        executors={
-            c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)
-        },
-        clock=app.state.signals.clock,
-        checkpoint_root=tmp_path / "checkpoints",
-    )
-    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
-    reconciler = Reconciler(sessions, live)
+    executors = {c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)}
+    live, dispatcher, reconciler = _services(app, sessions, executors, tmp_path)
     eager = SuanwangPolicy(min_saving_cny=0.0, min_saving_share=0.01, min_remaining_h=0.1)
     migrations = Migrations(sessions, live, policy=eager, replan_s=0.0)
     with sessions.begin() as s:
@@ -152,15 +144,9 @@ def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
     later = [0.0]  # seconds the services' clock is moved on
     base = app.state.signals.clock
     executors = {c: LocalExecutor(tmp_path / "centers", c, cpus=64, cards=16) for c in (EAST, WEST)}
-    live = LiveNetwork(
-        net=app.state.network,
-        signals=app.state.signals.current,
-        executors=executors,
-        clock=lambda: base() + timedelta(seconds=later[0]),
-        checkpoint_root=tmp_path / "checkpoints",
+    live, dispatcher, reconciler = _services(
+        app, sessions, executors, tmp_path, clock=lambda: base() + timedelta(seconds=later[0])
     )
-    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
-    reconciler = Reconciler(sessions, live)
     migrations = Migrations(sessions, live, replan_s=1e9, checkpoint_grace_s=300.0)
     migrations._last_replan = base()  # no engine moves: only the drain asks
     with sessions.begin() as s:
@@ -205,6 +191,26 @@ def test_a_run_that_ignores_the_checkpoint_signal_is_stopped_after_the_grace(
 
 
 ENDED = ("succeeded", "failed", "cancelled")
+
+
+def _services(
+    app: FastAPI,
+    sessions: sessionmaker[Session],
+    executors: Mapping[str, Executor],
+    tmp_path: Path,
+    clock: Callable[[], datetime] | None = None,
+) -> tuple[LiveNetwork, Dispatcher, Reconciler]:
+    """The live network on ``executors`` (clock: the app's, unless given), a dispatcher that
+    starts every job as soon as it can, and a reconciler."""
+    live = LiveNetwork(
+        net=app.state.network,
+        signals=app.state.signals.current,
+        executors=dict(executors),
+        clock=clock or app.state.signals.clock,
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
+    return live, dispatcher, Reconciler(sessions, live)
 
 
 def _view(client: TestClient, who: Any, job_id: str) -> dict[str, Any]:
@@ -266,15 +272,7 @@ def test_a_center_whose_checkpoint_calls_hang_holds_back_neither_the_round_nor_t
     east = _HangsOnCheckpoint(tmp_path / "centers", EAST, cpus=64, cards=16)
     east.release = threading.Event()
     executors = {EAST: east, WEST: LocalExecutor(tmp_path / "centers", WEST, cpus=64, cards=16)}
-    live = LiveNetwork(
-        net=app.state.network,
-        signals=app.state.signals.current,
-        executors=executors,
-        clock=app.state.signals.clock,
-        checkpoint_root=tmp_path / "checkpoints",
-    )
-    dispatcher = Dispatcher(sessions, live, policy=SuanwangPolicy(max_defer_h=0))
-    reconciler = Reconciler(sessions, live)
+    live, dispatcher, reconciler = _services(app, sessions, executors, tmp_path)
     migrations = Migrations(sessions, live, replan_s=1e9)
     migrations._last_replan = app.state.signals.clock()  # no engine moves: only the drains
     jobs: dict[str, str] = {}
