@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.core.network import Network
 from suanwang.scenarios.loader import load_scenario
+from suanwang.scheduling import planner
 from suanwang.scheduling.planner import ClassRows, SuanwangPolicy
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs
 
@@ -41,3 +43,18 @@ def test_rows_of_one_class_share_what_does_not_depend_on_the_size() -> None:
     a, b = policy.rows(info, 3), policy.rows(info, 5)
     assert a.i is b.i and a.every is b.every and a.kwh_per_scu is b.kwh_per_scu
     assert np.array_equal(b.f[0], 5 * info.speed)
+
+
+def test_rows_of_classes_cut_for_each_start_are_not_kept_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(planner, "ROWS_KEPT", 50)
+    policy = SuanwangPolicy()
+    info = NET.job_class(JOBS[0])
+    keep = np.ones(info.pools.size, dtype=bool)
+    keep[0] = False
+    for units in range(1, 300):  # as the platform's queue hands them: a new subset each
+        cut = info.subset(keep)
+        rows = policy.rows(cut, units)
+        assert rows.f.tobytes() == ClassRows.of(cut, units).f.tobytes()
+    assert len(policy._rows) <= 50

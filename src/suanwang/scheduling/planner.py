@@ -54,6 +54,10 @@ HOUR = HOUR_S
 SUSPEND_WINDOW_H = 72.0
 
 
+#: the :class:`ClassRows` a policy keeps (by class and size), the oldest forgotten first
+ROWS_KEPT = 16_384
+
+
 @dataclass(slots=True)  # not frozen: made for every decision (a frozen init costs 4x)
 class Grid:
     """Every candidate (pool, start) of one job: row ``i`` is pool ``info.pools[sel[i]]``,
@@ -183,8 +187,19 @@ class SuanwangPolicy:
         if rows is None or rows.info is not info:
             one = self._rows.get((id(info), 1))
             if one is None or one.info is not info:
-                one = self._rows[(id(info), 1)] = ClassRows.of(info, 1)
-            rows = self._rows[key] = one if units == 1 else one.sized(units)
+                one = self._keep_rows((id(info), 1), ClassRows.of(info, 1))
+            rows = one if units == 1 else self._keep_rows(key, one.sized(units))
+        return rows
+
+    def _keep_rows(self, key: tuple[int, int], rows: ClassRows) -> ClassRows:
+        """Keep ``rows`` under ``key``, forgetting the oldest kept beyond :data:`ROWS_KEPT`:
+        the platform's queue hands the planner a class cut to the pools with room
+        (``JobClassInfo.subset``), a new one for most starts, and each kept entry keeps its
+        class alive (a live dispatcher kept ~900 more a round, for ever)."""
+        kept = self._rows
+        kept[key] = rows
+        if len(kept) > ROWS_KEPT:
+            del kept[next(iter(kept))]
         return rows
 
     @property
