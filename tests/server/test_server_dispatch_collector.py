@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def test_a_round_runs_without_the_collector_and_lets_it_run_after(
     Dispatcher(sessions, live, governance=governance).place()
     assert during == [False]
     assert gc.isenabled()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_the_garbage_a_round_left_in_cycles_is_collected_by_its_end(
+    sessions: sessionmaker[Session], live: LiveNetwork, collector: None
+) -> None:
+    left: list[weakref.ref[_Node]] = []
+
+    def governance(session: Session) -> Governance | None:
+        left.append(weakref.ref(_Node()))
+        return None
+
+    Dispatcher(sessions, live, governance=governance).place()
+    assert left and left[0]() is None
 
 
 def test_a_failed_round_lets_the_collector_run_again(

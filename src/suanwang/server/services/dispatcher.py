@@ -127,10 +127,12 @@ class _CollectorPause:
     and full collections, which walk every tracked object of the process (the pending and
     active jobs kept between rounds), took about a tenth of a round (docs/benchmarks.md, "The
     live dispatcher at scale", seventh pass). Paused, what a round made and dropped is freed
-    by reference counting as before, and the first allocation after the round starts the
-    collector's pass over what it left (cycles included): the round's garbage is collected
-    once a round instead of during it, so memory stays bounded by a round's allocations. The
-    first round to enter pauses it (if enabled), the last to leave lets it run again."""
+    by reference counting as before, and a pass over the youngest objects, which the last
+    round to leave runs (in the round: its cost counted as the round's), takes what it left
+    (cycles included): the round's garbage is collected once a round instead of during it,
+    so memory stays bounded by a round's allocations; older generations are collected as the
+    collector's thresholds say. The first round to enter pauses it (if
+    enabled), the last to leave lets it run again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -149,8 +151,11 @@ class _CollectorPause:
         finally:
             with self._lock:
                 self._depth -= 1
-                if not self._depth and self._resume:
+                resume = not self._depth and self._resume
+                if resume:
                     gc.enable()
+            if resume:  # the pass over what the round left, in the round (its cost counted)
+                gc.collect(0)
 
 
 _collector_paused = _CollectorPause()
