@@ -54,6 +54,10 @@ HOUR = HOUR_S
 SUSPEND_WINDOW_H = 72.0
 
 
+#: the :class:`ClassRows` a policy keeps (by class and size), the oldest forgotten first
+ROWS_KEPT = 16_384
+
+
 @dataclass(slots=True)  # not frozen: made for every decision (a frozen init costs 4x)
 class Grid:
     """Every candidate (pool, start) of one job: row ``i`` is pool ``info.pools[sel[i]]``,
@@ -102,6 +106,15 @@ class ClassRows:
         for a in (f, i, kwh, every):
             a.flags.writeable = False  # shared by every decision of the class
         return cls(info, f, i, kwh, every)
+
+    def sized(self, units: int) -> ClassRows:
+        """The rows of runs of ``units`` from these (runs of 1 unit): the numbers :meth:`of`
+        makes (units x speed is units x (1 x speed): ``f``'s first two rows times ``units``,
+        the others times 1, exactly), sharing the rows that do not depend on the size (jobs
+        of one class come in many sizes, and :meth:`of` is a dozen numpy calls)."""
+        f = self.f * np.array([units, units, 1.0, 1.0])[:, None]
+        f.flags.writeable = False
+        return ClassRows(self.info, f, self.i, self.kwh_per_scu, self.every)
 
 
 @dataclass
@@ -172,7 +185,21 @@ class SuanwangPolicy:
         key = (id(info), units)
         rows = self._rows.get(key)
         if rows is None or rows.info is not info:
-            rows = self._rows[key] = ClassRows.of(info, units)
+            one = self._rows.get((id(info), 1))
+            if one is None or one.info is not info:
+                one = self._keep_rows((id(info), 1), ClassRows.of(info, 1))
+            rows = one if units == 1 else self._keep_rows(key, one.sized(units))
+        return rows
+
+    def _keep_rows(self, key: tuple[int, int], rows: ClassRows) -> ClassRows:
+        """Keep ``rows`` under ``key``, forgetting the oldest kept beyond :data:`ROWS_KEPT`:
+        the platform's queue hands the planner a class cut to the pools with room
+        (``JobClassInfo.subset``), a new one for most starts, and each kept entry keeps its
+        class alive (a live dispatcher kept ~900 more a round, for ever)."""
+        kept = self._rows
+        kept[key] = rows
+        if len(kept) > ROWS_KEPT:
+            del kept[next(iter(kept))]
         return rows
 
     @property
@@ -207,7 +234,9 @@ class SuanwangPolicy:
         n = info.pools.size
         prices = market.prices
         # to explain, every pool is costed anyway (the runners-up): once, before planning
-        full = self.grid(job, info, state, np.arange(n), prices) if explain else None
+        # (every pool: the class's own selection, which grid() reads without a gather)
+        every = self.rows(info, job.demand_units).every if explain else None
+        full = self.grid(job, info, state, every, prices) if every is not None else None
         ready = self._ready.pop(id(job), None) if prices is None and not explain else None
         if ready is not None and not ready.made_for(job, state):
             ready = None  # worked out for another job or time: not this decision's grid
@@ -223,15 +252,14 @@ class SuanwangPolicy:
             if found is None:
                 return self._queue(job, info, state)
         if found is None:
-            every = self.rows(info, job.demand_units).every
+            if every is None:
+                every = self.rows(info, job.demand_units).every
             found = self._plan(job, info, state, every, prices, explain, full)
         if found is None:
             found = self._queue(job, info, state)
-        if full is not None:
+        if full is not None and every is not None:
             best_k = full.cost.argmin(axis=1)
-            found.candidates = Candidates(
-                full.cost[np.arange(n), best_k], (full.start_h + best_k) * HOUR
-            )
+            found.candidates = Candidates(full.cost[every, best_k], (full.start_h + best_k) * HOUR)
         return found
 
     def _shortlist(

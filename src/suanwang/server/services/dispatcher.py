@@ -48,9 +48,12 @@ room, so they use it first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -113,6 +116,49 @@ log = logging.getLogger("suanwang.dispatcher")
 
 #: job ids per query when reading specs
 _CHUNK = 2000
+
+
+class _CollectorPause:
+    """The cyclic garbage collector paused while placing rounds run (a context manager,
+    shared by the process's dispatchers: the collector is the process's).
+
+    A round of 1,000 placements keeps its window's rows, entries and the runs held alive
+    through the round: the collector's automatic passes moved them to the oldest generation,
+    and full collections, which walk every tracked object of the process (the pending and
+    active jobs kept between rounds), took about a tenth of a round (docs/benchmarks.md, "The
+    live dispatcher at scale", seventh pass). Paused, what a round made and dropped is freed
+    by reference counting as before, and a pass over the youngest objects, which the last
+    round to leave runs (in the round: its cost counted as the round's), takes what it left
+    (cycles included): the round's garbage is collected once a round instead of during it,
+    so memory stays bounded by a round's allocations; older generations are collected as the
+    collector's thresholds say. The first round to enter pauses it (if
+    enabled), the last to leave lets it run again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._depth:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                resume = not self._depth and self._resume
+                if resume:
+                    gc.enable()
+            if resume:  # the pass over what the round left, in the round (its cost counted)
+                gc.collect(0)
+
+
+_collector_paused = _CollectorPause()
 
 
 @dataclass
@@ -273,7 +319,11 @@ class Dispatcher:
     def place(self) -> int:
         """One placing round. Returns the jobs it decided: placed, failed, or kept pending
         with the reason they wait (a governed round cut by ``round_budget_s`` decides fewer
-        than it read)."""
+        than it read). The garbage collector does not run during it (:class:`_CollectorPause`)."""
+        with _collector_paused():
+            return self._place()
+
+    def _place(self) -> int:
         t0 = self.timer()
         self.progress = 0
         signals = self.live.signals()

@@ -22,7 +22,7 @@ from suanwang.core.lifecycle import JobState
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo, Network, UnknownName
 from suanwang.core.signals import Signals
 from suanwang.executors.base import Executor, TenantAccounts
-from suanwang.scheduling.state import NO_MARKET, Active, CapacityState, Market, capacity_state
+from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, capacity_state_of
 from suanwang.server.database.models import CenterDrain, JobEvent, JobRow, Tenant
 from suanwang.server.models.billing import trading as trading_store
 from suanwang.server.models.job_specs import spec_to_job
@@ -158,7 +158,7 @@ class LiveNetwork:
         now = self.clock()
         self.refresh_drained(session)
         now_s = (now - signals.start).total_seconds()
-        active: list[Active] = []
+        active: list[tuple[int, int, float, float, bool, bool]] = []  # as Active's fields
         if view is not None:
             rows: Sequence[ActiveRow] = view.active_rows()
             rerun = view.run_starts(session)
@@ -189,7 +189,7 @@ class LiveNetwork:
             elif start_at is not None:  # (always: a job that holds nothing is deferred)
                 t0 = (start_at - signals.start).total_seconds()
                 t1 = t0 + runtime_s
-            active.append(Active(pool, units, t0, t1, holds, queued=scheduled and ref is not None))
+            active.append((pool, units, t0, t1, holds, scheduled and ref is not None))
             if held is not None and holds:
                 made = (row, started_at, signals.start)
                 got = kept_held.get(job_id)
@@ -210,7 +210,7 @@ class LiveNetwork:
         self._runs = runs  # one assignment: services in other threads may read it
         if held is not None:
             self._held = made_held
-        return capacity_state(net, signals, now_s, active)
+        return capacity_state_of(net, signals, now_s, active)
 
     def _run_of(
         self, job: Job, center: str | None, model: str | None
