@@ -55,6 +55,8 @@ from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
 RELEASE, FINISH, REPLAN, EXPIRE = 0, 1, 2, 3
 BACKFILL_SCAN = 16
+#: no queued job: nothing to scan for, however many units are free
+NEED_NONE = 1 << 62
 #: jobs whose feasible pools (and, for a planning policy, first grids: ``prepare``) the
 #: simulator works out together, ahead of them
 LOOKAHEAD = 512
@@ -252,27 +254,47 @@ def simulate(
     decisions = 0
     decision_s = [nan] * n
     log = EventLog.empty()
-    event, events2 = log.add, log.pair
+    events2 = log.pair
     migrator = policy if isinstance(policy, Migrator) else None
     # a migrator that takes the running jobs as columns (SuanwangPolicy.migrations_of)
     migrate_of = getattr(migrator, "migrations_of", None)
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
 
+    # need[p]: no job among the first BACKFILL_SCAN + 1 of pool p's queue (the jobs a scan
+    # that starts nothing reads) holds fewer units; 0: not known. With fewer units free, a
+    # scan would start nothing and change nothing, so it is not made: on a busy pool most
+    # finishes and arrivals would otherwise read the same 17 queued jobs again.
+    need = [0] * net.n_pools
+    # an event appended in place (EventLog.add without its call), where one is made per job
+    job_at, at_at, frm_at, to_at, pool_at = (log.job.append, log.at_s.append, log.frm.append,
+                                             log.to.append, log.pool.append)  # fmt: skip
+
     def try_start(p: int, now: float) -> None:
         nonlocal seq
+        f = int(free[p])
+        if f < need[p]:
+            return  # nothing within the scan fits
         q = queues[p]
+        n_q = len(q)
         scanned = 0
         i = 0
-        while i < len(q) and scanned <= BACKFILL_SCAN:
+        low = NEED_NONE
+        f0 = f
+        while i < n_q and scanned <= BACKFILL_SCAN:
             j = q[i]
             u = units[j]
-            if u <= free[p]:
+            if u <= f:
                 del q[i]
-                free[p] -= u
+                n_q -= 1
+                f -= u
                 backlog[p] -= u * runtime[j]
                 start[j] = now
-                event(j, now, SCHEDULED, RUNNING, p)
+                job_at(j)  # the event (j, now, SCHEDULED, RUNNING, p), appended in place
+                at_at(now)
+                frm_at(SCHEDULED)
+                to_at(RUNNING)
+                pool_at(p)
                 if first_start[j] != first_start[j]:  # nan: first start
                     first_start[j] = now
                 running[j] = None
@@ -281,8 +303,20 @@ def simulate(
                 seq += 1
                 heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
             else:
+                if u < low:
+                    low = u
                 i += 1
                 scanned += 1
+        if f != f0:
+            free[p] = f
+        # what is left of the scan's jobs are the first of the queue, all needing more
+        need[p] = low
+
+    def enqueue(p: int, j: int) -> None:
+        q = queues[p]
+        q.append(j)
+        if len(q) <= BACKFILL_SCAN + 1 and units[j] < need[p]:
+            need[p] = units[j]  # it is among the jobs a scan reads
 
     def replan(now: float) -> None:
         nonlocal seq
@@ -350,6 +384,7 @@ def simulate(
             if kind == EXPIRE:
                 if start[j] != start[j]:  # nan: still queued at its limit
                     queues[p].remove(j)
+                    need[p] = 0  # a job further back may now be among the first
                     backlog[p] -= units[j] * runtime[j]
                     epoch[j] += 1
                     events2(j, now, SCHEDULED, PENDING, FAILED, p, p)
@@ -357,7 +392,11 @@ def simulate(
                 continue
             if kind == FINISH:
                 end[j] = now
-                event(j, now, RUNNING, SUCCEEDED, p)
+                job_at(j)  # the event (j, now, RUNNING, SUCCEEDED, p)
+                at_at(now)
+                frm_at(RUNNING)
+                to_at(SUCCEEDED)
+                pool_at(p)
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
@@ -366,7 +405,7 @@ def simulate(
             elif now > limit[j] and first_start[j] != first_start[j]:
                 events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
             else:
-                queues[p].append(j)
+                enqueue(p, j)
                 backlog[p] += units[j] * runtime[j]
                 try_start(p, now)
                 if start[j] != start[j] and first_start[j] != first_start[j]:
@@ -392,7 +431,7 @@ def simulate(
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = infos[i - base]
-        if info.pools.size == 0:
+        if not info.pool_list:
             events2(i, t, NO_STATE, PENDING, FAILED, -1, -1)
             continue
         state.now_s = t
@@ -405,8 +444,8 @@ def simulate(
         pos = placed.pos
         pool[i] = placed.pool
         events2(i, t, NO_STATE, PENDING, SCHEDULED, -1, placed.pool)  # submitted, placed
-        latency[i] = float(info.latency_ms[pos])
-        transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
+        latency[i] = info.latency_list[pos]
+        transfer_cny[i] = job.data_gb * info.transfer_cost_list[pos]
         runtime[i] = placed.runtime_s
         rel = placed.start_s
         release[i] = rel
