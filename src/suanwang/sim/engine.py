@@ -248,7 +248,12 @@ def simulate(
     seg: list[tuple[int, int, float, float]] = []
     free = state.free
     backlog = state.backlog_unit_s
+    # Two heaps of (time, seq, kind, job, epoch), taken from as one (the smaller head first:
+    # the same order as a single heap, seq being unique): releases, which wait only for
+    # their data (seconds to minutes, so few at a time), and the rest (a finish for every
+    # running job: many). A release then costs a push and a pop on a small heap.
     events: list[tuple[float, int, int, int, int]] = []
+    releases: list[tuple[float, int, int, int, int]] = []
     seq = 0
     decide_s = 0.0
     decisions = 0
@@ -270,8 +275,25 @@ def simulate(
     job_at, at_at, frm_at, to_at, pool_at = (log.job.append, log.at_s.append, log.frm.append,
                                              log.to.append, log.pool.append)  # fmt: skip
 
-    def try_start(p: int, now: float) -> None:
+    def begin(p: int, j: int, now: float) -> None:
+        """Start queued job ``j`` on ``p`` (its units already taken from what is free)."""
         nonlocal seq
+        backlog[p] -= units[j] * runtime[j]
+        start[j] = now
+        job_at(j)  # the event (j, now, SCHEDULED, RUNNING, p), appended in place
+        at_at(now)
+        frm_at(SCHEDULED)
+        to_at(RUNNING)
+        pool_at(p)
+        if first_start[j] != first_start[j]:  # nan: first start
+            first_start[j] = now
+        running[j] = None
+        if checkpointable[j]:
+            movable[j] = None
+        seq += 1
+        heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
+
+    def try_start(p: int, now: float) -> None:
         f = int(free[p])
         if f < need[p]:
             return  # nothing within the scan fits
@@ -288,20 +310,7 @@ def simulate(
                 del q[i]
                 n_q -= 1
                 f -= u
-                backlog[p] -= u * runtime[j]
-                start[j] = now
-                job_at(j)  # the event (j, now, SCHEDULED, RUNNING, p), appended in place
-                at_at(now)
-                frm_at(SCHEDULED)
-                to_at(RUNNING)
-                pool_at(p)
-                if first_start[j] != first_start[j]:  # nan: first start
-                    first_start[j] = now
-                running[j] = None
-                if checkpointable[j]:
-                    movable[j] = None
-                seq += 1
-                heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
+                begin(p, j, now)
             else:
                 if u < low:
                     low = u
@@ -363,18 +372,25 @@ def simulate(
             transfer_cny[j] += move_cny
             start[j] = nan
             seq += 1
-            heappush(events, (now + move_s, seq, RELEASE, j, epoch[j]))
+            heappush(releases, (now + move_s, seq, RELEASE, j, epoch[j]))
         for p in sorted(touched):
             try_start(p, now)
 
     def process_until(t: float) -> None:
         nonlocal seq
-        while events and events[0][0] <= t:
-            now, _, kind, j, ep = heappop(events)
+        while True:
+            if releases and (not events or releases[0] < events[0]):
+                if releases[0][0] > t:
+                    return
+                now, _, kind, j, ep = heappop(releases)
+            elif events and events[0][0] <= t:
+                now, _, kind, j, ep = heappop(events)
+            else:
+                return
             if kind == REPLAN:
                 assert migrator is not None
                 replan(now)
-                if now + migrator.replan_s < horizon and (running or events):
+                if now + migrator.replan_s < horizon and (running or events or releases):
                     seq += 1
                     heappush(events, (now + migrator.replan_s, seq, REPLAN, -1, 0))
                 continue
@@ -404,6 +420,12 @@ def simulate(
                     try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
                 events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
+            elif not queues[p] and units[j] <= free[p]:
+                # room and no queue: what the queue and its scan would do, without them
+                backlog[p] += units[j] * runtime[j]
+                free[p] -= units[j]
+                begin(p, j, now)
+                need[p] = NEED_NONE
             else:
                 enqueue(p, j)
                 backlog[p] += units[j] * runtime[j]
@@ -426,7 +448,7 @@ def simulate(
             infos = [job_class(j) for j in ahead]
             if prepare is not None:
                 prepare(ahead, infos, state)
-        if events and events[0][0] <= t:
+        if (events and events[0][0] <= t) or (releases and releases[0][0] <= t):
             process_until(min(t, horizon))
         if progress is not None and i % 10000 == 0:
             progress(i)
@@ -451,7 +473,7 @@ def simulate(
         release[i] = rel
         limit[i] = rel - placed.deferred_s + max_defer_s
         seq += 1
-        heappush(events, (rel, seq, RELEASE, i, 0))
+        heappush(releases, (rel, seq, RELEASE, i, 0))
     process_until(horizon)
     if progress is not None:
         progress(n)
