@@ -1,10 +1,11 @@
 """Discrete-event simulation of the network on the placement engine.
 
-The event loop is a heap of ``(time, seq, kind, job, epoch)``; the sequence number makes runs
-deterministic. Jobs arrive in submit order and are placed by the policy at once; a job is
-released to its pool's FIFO queue when its data has arrived and its planned start has come,
-starts when the pool has room for all its units (gang), and finishes after its runtime on that
-chip. Queues are FIFO with a bounded backfill scan.
+The event loop takes ``(time, seq, kind, job, epoch)`` in that order from two heaps (releases,
+and the rest) as from one; the sequence number makes runs deterministic. Jobs arrive in submit
+order and are placed by the policy at once; a job is released to its pool's FIFO queue when its
+data has arrived and its planned start has come, starts when the pool has room for all its
+units (gang), and finishes after its runtime on that chip. Queues are FIFO with a bounded
+backfill scan.
 
 Policies that implement :class:`Migrator` are asked every ``replan_s`` of simulated time which
 running checkpointable jobs to move. A move checkpoints the job, frees its units, sends the
