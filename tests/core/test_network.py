@@ -161,3 +161,31 @@ def test_job_class_is_exactly_the_feasible_set(
     np.testing.assert_allclose(info.latency_ms, net.latency_ms[o, info.centers])
     np.testing.assert_allclose(info.speed, net.pool_speed[info.pools, k])
     np.testing.assert_allclose(info.facility_kw_per_unit, net.pool_facility_kw[info.pools])
+
+
+@given(
+    origin=st.sampled_from(["beijing", "shanghai", "guizhou", "xinjiang"]),
+    kind=st.sampled_from(list(JobKind)),
+    cards=st.integers(0, 16),
+    latency=st.one_of(st.none(), st.floats(0.1, 30.0)),
+)
+def test_job_class_by_the_jobs_fields_is_the_class_of_its_key(
+    china_net: Network, origin: str, kind: JobKind, cards: int, latency: float | None
+) -> None:
+    """The lookup by the job's own fields (read for every simulated job) finds the class of
+    the class key, made once: the same object for jobs whose fields differ but whose key
+    does not; the Python lists are the arrays' numbers."""
+    job = _job(origin=origin, kind=kind, cards=cards, cpus=8, latency_ms=latency)
+    info = china_net.job_class(job)
+    fresh = Network(china_net.scenario)
+    again = fresh._job_class(job)  # the class key's class, built again
+    np.testing.assert_array_equal(again.pools, info.pools)
+    np.testing.assert_array_equal(again.transfer_s_per_gb, info.transfer_s_per_gb)
+    twin = _job(origin=origin, kind=kind, cards=cards, cpus=8, latency_ms=job.effective_latency_ms)
+    assert china_net.job_class(twin) is china_net._job_class(job)
+    assert info.pool_list == tuple(info.pools.tolist())
+    assert info.latency_list == tuple(info.latency_ms.tolist())
+    assert info.transfer_cost_list == tuple(info.transfer_cost_cny_per_gb.tolist())
+    assert all(type(p) is int for p in info.pool_list)
+    keep = np.arange(info.pools.size) % 2 == 0
+    assert info.subset(keep).pool_list == tuple(info.pools[keep].tolist())

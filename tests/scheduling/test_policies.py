@@ -337,3 +337,25 @@ def test_suspended_runs_keep_every_invariant(
                     simulate(china_net, china_signals, jobs, SuanwangPolicy()), 1)  # fmt: skip
     assert rep.metrics["deadline_misses"] <= plain.metrics["deadline_misses"]
     assert rep.metrics["latency_violations"] == 0
+
+
+@given(
+    origin=st.sampled_from(["shanghai", "beijing", "guizhou"]),
+    cards=st.integers(1, 8),
+    free=st.lists(st.integers(0, 10), min_size=1, max_size=400),
+)
+def test_nearest_is_the_first_pool_with_room(
+    china_net: Network, china_signals: Signals, origin: str, cards: int, free: list[int]
+) -> None:
+    """``nearest`` reads the pools one by one: the same choice as the first of every pool's
+    comparison in numpy (its rule as it was), or the queue when none has room."""
+    job = _job(origin=origin, cards=cards)
+    info = china_net.job_class(job)
+    state = CapacityState.empty(china_net, china_signals)
+    state.free[:] = (free * china_net.n_pools)[: china_net.n_pools]
+    fits = state.free[info.pools] >= cards
+    d = Nearest().decide(job, info, state)
+    if fits.any():
+        assert d.pos == int(fits.argmax()) and not d.queued
+    else:
+        assert d.queued

@@ -193,3 +193,24 @@ def test_empty_job_list(tiny_net: Network, tiny_signals: Signals) -> None:
     out = simulate(tiny_net, tiny_signals, [], Nearest())
     assert out.pool.shape == (0,)
     assert out.decisions == 0
+
+
+def test_a_job_behind_the_scan_starts_when_one_before_it_expires(
+    tiny_net: Network, tiny_signals: Signals
+) -> None:
+    """The backfill scan reads the first 17 queued jobs; a scan that cannot start any of
+    them is skipped, but not once a job among them leaves (expires): the next job behind
+    then comes within the scan and starts if it fits."""
+    rule = tiny_net.scenario.deferral
+    first = _job(0, cards=12, work_scu=12.0 * 30)  # 12 of 16 cards for 30 h
+    blocked = [_job(i, submit_s=float(i), cards=8, work_scu=8.0) for i in range(1, 18)]
+    behind = _job(18, submit_s=100.0, cards=4, work_scu=4.0)  # fits, but 18th in the queue
+    out = simulate(tiny_net, tiny_signals, [first, *blocked, behind], Nearest())
+    assert np.isnan(out.start_s[1:18]).all()  # all expire (12 h) before the 30 h run ends
+    expired = out.release_s[1] + rule.max_defer_s  # the first of them leaves the queue
+    assert out.start_s[18] == pytest.approx(expired)
+    # and more free units let a scan start what it skipped before (no expiry within 48 h)
+    net = Network(dataclasses.replace(tiny_net.scenario, deferral=DeferralRule(max_defer_h=48)))
+    small = [_job(19, submit_s=200.0, cards=8, work_scu=8.0)]
+    out = simulate(net, tiny_signals, [first, *blocked[:3], *small], Nearest())
+    np.testing.assert_allclose(out.start_s[1:], [30 * H, 30 * H, 31 * H, 31 * H])

@@ -7,7 +7,7 @@ or place so that the placement engine can evaluate every center at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +30,9 @@ class JobClassInfo:
     """What the engine needs about a job, cached by the job's feasibility-relevant fields.
 
     ``pools`` lists feasible pools nearest first; the other arrays are aligned with it.
+    ``pool_list``, ``latency_list`` and ``transfer_cost_list`` are the same numbers as Python
+    ints and floats (made once per class): a host or policy reading single elements for every
+    job (the simulator, ``nearest``) reads them without a numpy scalar each.
     """
 
     pools: NDArray[np.int64]
@@ -39,6 +42,15 @@ class JobClassInfo:
     facility_kw_per_unit: NDArray[np.float64]  # IT kW per unit x PUE
     transfer_cost_cny_per_gb: NDArray[np.float64]
     transfer_s_per_gb: NDArray[np.float64]
+    pool_list: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    latency_list: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    transfer_cost_list: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # (frozen: derived fields set once, here)
+        put(self, "pool_list", tuple(self.pools.tolist()))
+        put(self, "latency_list", tuple(self.latency_ms.tolist()))
+        put(self, "transfer_cost_list", tuple(self.transfer_cost_cny_per_gb.tolist()))
 
     def subset(self, keep: NDArray[np.bool_]) -> JobClassInfo:
         """The same job with only the feasible pools ``keep`` selects (order kept)."""
@@ -146,6 +158,8 @@ class Network:
         for p in np.flatnonzero(self.pool_is_cpu).tolist():
             self._cpu_pool.setdefault(self.center_ids[pool_center[p]], p)
         self._class_cache: dict[tuple[object, ...], JobClassInfo] = {}
+        # the same classes by the job's own fields (no property calls: read for every job)
+        self._field_cache: dict[tuple[object, ...], JobClassInfo] = {}
         self.known_stacks = frozenset(self.pool_stack) | sc.catalog.stacks
         self.known_models = frozenset(sc.catalog.models)
 
@@ -186,6 +200,17 @@ class Network:
 
     def job_class(self, job: Job) -> JobClassInfo:
         """Feasible pools for a job (compatibility, latency and size as hard constraints)."""
+        # The job's fields that its class key is made of (precision: kind and cards; latency:
+        # latency_ms and kind; units: cards and cpus), read as they are: a finer key of the
+        # same classes, looked up first (the class key's properties cost more than the rest).
+        fields = (job.kind, job.cards, job.cpus, job.accelerator, job.stacks, job.origin,
+                  job.latency_ms)  # fmt: skip
+        info = self._field_cache.get(fields)
+        if info is None:
+            info = self._field_cache[fields] = self._job_class(job)
+        return info
+
+    def _job_class(self, job: Job) -> JobClassInfo:
         key = (
             job.precision,
             job.accelerator,

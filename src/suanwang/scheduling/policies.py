@@ -49,10 +49,12 @@ class Nearest:
 
     def decide(self, job: Job, info: JobClassInfo, state: CapacityState,
                market: Market = NO_MARKET, *, explain: bool = False) -> Decision:  # fmt: skip
-        fits = state.free[info.pools] >= job.demand_units
-        first = int(fits.argmax())
-        if fits[first]:
-            return Decision(first, state.now_s, "nearest center with free capacity")
+        # the first pool (nearest first) with room, read element by element: usually one
+        # of the first few, so this costs less than a comparison of every pool in numpy
+        free, units = state.free, job.demand_units
+        for pos, p in enumerate(info.pool_list):
+            if free[p] >= units:
+                return Decision(pos, state.now_s, "nearest center with free capacity")
         return _least_wait(job, info, state, "no free capacity")
 
 

@@ -1,10 +1,11 @@
 """Discrete-event simulation of the network on the placement engine.
 
-The event loop is a heap of ``(time, seq, kind, job, epoch)``; the sequence number makes runs
-deterministic. Jobs arrive in submit order and are placed by the policy at once; a job is
-released to its pool's FIFO queue when its data has arrived and its planned start has come,
-starts when the pool has room for all its units (gang), and finishes after its runtime on that
-chip. Queues are FIFO with a bounded backfill scan.
+The event loop takes ``(time, seq, kind, job, epoch)`` in that order from two heaps (releases,
+and the rest) as from one; the sequence number makes runs deterministic. Jobs arrive in submit
+order and are placed by the policy at once; a job is released to its pool's FIFO queue when its
+data has arrived and its planned start has come, starts when the pool has room for all its
+units (gang), and finishes after its runtime on that chip. Queues are FIFO with a bounded
+backfill scan.
 
 Policies that implement :class:`Migrator` are asked every ``replan_s`` of simulated time which
 running checkpointable jobs to move. A move checkpoints the job, frees its units, sends the
@@ -55,6 +56,8 @@ from suanwang.scheduling.state import NO_MARKET, CapacityState, Market, Running
 
 RELEASE, FINISH, REPLAN, EXPIRE = 0, 1, 2, 3
 BACKFILL_SCAN = 16
+#: no queued job: nothing to scan for, however many units are free
+NEED_NONE = 1 << 62
 #: jobs whose feasible pools (and, for a planning policy, first grids: ``prepare``) the
 #: simulator works out together, ahead of them
 LOOKAHEAD = 512
@@ -246,43 +249,84 @@ def simulate(
     seg: list[tuple[int, int, float, float]] = []
     free = state.free
     backlog = state.backlog_unit_s
+    # Two heaps of (time, seq, kind, job, epoch), taken from as one (the smaller head first:
+    # the same order as a single heap, seq being unique): releases, which wait only for
+    # their data (seconds to minutes, so few at a time), and the rest (a finish for every
+    # running job: many). A release then costs a push and a pop on a small heap.
     events: list[tuple[float, int, int, int, int]] = []
+    releases: list[tuple[float, int, int, int, int]] = []
     seq = 0
     decide_s = 0.0
     decisions = 0
     decision_s = [nan] * n
     log = EventLog.empty()
-    event, events2 = log.add, log.pair
+    events2 = log.pair
     migrator = policy if isinstance(policy, Migrator) else None
     # a migrator that takes the running jobs as columns (SuanwangPolicy.migrations_of)
     migrate_of = getattr(migrator, "migrations_of", None)
     heappush, heappop = heapq.heappush, heapq.heappop
     perf = time.perf_counter
 
-    def try_start(p: int, now: float) -> None:
+    # need[p]: no job among the first BACKFILL_SCAN + 1 of pool p's queue (the jobs a scan
+    # that starts nothing reads) holds fewer units; 0: not known. With fewer units free, a
+    # scan would start nothing and change nothing, so it is not made: on a busy pool most
+    # finishes and arrivals would otherwise read the same 17 queued jobs again.
+    need = [0] * net.n_pools
+    # an event appended in place (EventLog.add without its call), where one is made per job
+    job_at, at_at, frm_at, to_at, pool_at = (log.job.append, log.at_s.append, log.frm.append,
+                                             log.to.append, log.pool.append)  # fmt: skip
+
+    def begin(p: int, j: int, now: float) -> None:
+        """Start queued job ``j`` on ``p`` (its units already taken from what is free)."""
         nonlocal seq
+        backlog[p] -= units[j] * runtime[j]
+        start[j] = now
+        job_at(j)  # the event (j, now, SCHEDULED, RUNNING, p), appended in place
+        at_at(now)
+        frm_at(SCHEDULED)
+        to_at(RUNNING)
+        pool_at(p)
+        if first_start[j] != first_start[j]:  # nan: first start
+            first_start[j] = now
+        running[j] = None
+        if checkpointable[j]:
+            movable[j] = None
+        seq += 1
+        heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
+
+    def try_start(p: int, now: float) -> None:
+        f = int(free[p])
+        if f < need[p]:
+            return  # nothing within the scan fits
         q = queues[p]
+        n_q = len(q)
         scanned = 0
         i = 0
-        while i < len(q) and scanned <= BACKFILL_SCAN:
+        low = NEED_NONE
+        f0 = f
+        while i < n_q and scanned <= BACKFILL_SCAN:
             j = q[i]
             u = units[j]
-            if u <= free[p]:
+            if u <= f:
                 del q[i]
-                free[p] -= u
-                backlog[p] -= u * runtime[j]
-                start[j] = now
-                event(j, now, SCHEDULED, RUNNING, p)
-                if first_start[j] != first_start[j]:  # nan: first start
-                    first_start[j] = now
-                running[j] = None
-                if checkpointable[j]:
-                    movable[j] = None
-                seq += 1
-                heappush(events, (now + runtime[j], seq, FINISH, j, epoch[j]))
+                n_q -= 1
+                f -= u
+                begin(p, j, now)
             else:
+                if u < low:
+                    low = u
                 i += 1
                 scanned += 1
+        if f != f0:
+            free[p] = f
+        # what is left of the scan's jobs are the first of the queue, all needing more
+        need[p] = low
+
+    def enqueue(p: int, j: int) -> None:
+        q = queues[p]
+        q.append(j)
+        if len(q) <= BACKFILL_SCAN + 1 and units[j] < need[p]:
+            need[p] = units[j]  # it is among the jobs a scan reads
 
     def replan(now: float) -> None:
         nonlocal seq
@@ -329,18 +373,25 @@ def simulate(
             transfer_cny[j] += move_cny
             start[j] = nan
             seq += 1
-            heappush(events, (now + move_s, seq, RELEASE, j, epoch[j]))
+            heappush(releases, (now + move_s, seq, RELEASE, j, epoch[j]))
         for p in sorted(touched):
             try_start(p, now)
 
     def process_until(t: float) -> None:
         nonlocal seq
-        while events and events[0][0] <= t:
-            now, _, kind, j, ep = heappop(events)
+        while True:
+            if releases and (not events or releases[0] < events[0]):
+                if releases[0][0] > t:
+                    return
+                now, _, kind, j, ep = heappop(releases)
+            elif events and events[0][0] <= t:
+                now, _, kind, j, ep = heappop(events)
+            else:
+                return
             if kind == REPLAN:
                 assert migrator is not None
                 replan(now)
-                if now + migrator.replan_s < horizon and (running or events):
+                if now + migrator.replan_s < horizon and (running or events or releases):
                     seq += 1
                     heappush(events, (now + migrator.replan_s, seq, REPLAN, -1, 0))
                 continue
@@ -350,6 +401,7 @@ def simulate(
             if kind == EXPIRE:
                 if start[j] != start[j]:  # nan: still queued at its limit
                     queues[p].remove(j)
+                    need[p] = 0  # a job further back may now be among the first
                     backlog[p] -= units[j] * runtime[j]
                     epoch[j] += 1
                     events2(j, now, SCHEDULED, PENDING, FAILED, p, p)
@@ -357,7 +409,11 @@ def simulate(
                 continue
             if kind == FINISH:
                 end[j] = now
-                event(j, now, RUNNING, SUCCEEDED, p)
+                job_at(j)  # the event (j, now, RUNNING, SUCCEEDED, p)
+                at_at(now)
+                frm_at(RUNNING)
+                to_at(SUCCEEDED)
+                pool_at(p)
                 free[p] += units[j]
                 del running[j]
                 movable.pop(j, None)
@@ -365,8 +421,14 @@ def simulate(
                     try_start(p, now)
             elif now > limit[j] and first_start[j] != first_start[j]:
                 events2(j, now, SCHEDULED, PENDING, FAILED, p, p)  # released past its limit
+            elif not queues[p] and units[j] <= free[p]:
+                # room and no queue: what the queue and its scan would do, without them
+                backlog[p] += units[j] * runtime[j]
+                free[p] -= units[j]
+                begin(p, j, now)
+                need[p] = NEED_NONE
             else:
-                queues[p].append(j)
+                enqueue(p, j)
                 backlog[p] += units[j] * runtime[j]
                 try_start(p, now)
                 if start[j] != start[j] and first_start[j] != first_start[j]:
@@ -387,12 +449,12 @@ def simulate(
             infos = [job_class(j) for j in ahead]
             if prepare is not None:
                 prepare(ahead, infos, state)
-        if events and events[0][0] <= t:
+        if (events and events[0][0] <= t) or (releases and releases[0][0] <= t):
             process_until(min(t, horizon))
         if progress is not None and i % 10000 == 0:
             progress(i)
         info = infos[i - base]
-        if info.pools.size == 0:
+        if not info.pool_list:
             events2(i, t, NO_STATE, PENDING, FAILED, -1, -1)
             continue
         state.now_s = t
@@ -405,14 +467,14 @@ def simulate(
         pos = placed.pos
         pool[i] = placed.pool
         events2(i, t, NO_STATE, PENDING, SCHEDULED, -1, placed.pool)  # submitted, placed
-        latency[i] = float(info.latency_ms[pos])
-        transfer_cny[i] = job.data_gb * float(info.transfer_cost_cny_per_gb[pos])
+        latency[i] = info.latency_list[pos]
+        transfer_cny[i] = job.data_gb * info.transfer_cost_list[pos]
         runtime[i] = placed.runtime_s
         rel = placed.start_s
         release[i] = rel
         limit[i] = rel - placed.deferred_s + max_defer_s
         seq += 1
-        heappush(events, (rel, seq, RELEASE, i, 0))
+        heappush(releases, (rel, seq, RELEASE, i, 0))
     process_until(horizon)
     if progress is not None:
         progress(n)
