@@ -66,12 +66,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 # On two processes (pytest-xdist): most tests wait on servers and browsers, so two halve the
 # suite's time on two cores; a file's tests stay on one process. The tests of real Slurm
-# testbeds (marked slurm, tests/conftest.py) then run in one process, one at a time (the
-# slowest listed: they are most of the suite's time).
+# testbeds (marked slurm, tests/conftest.py) then run in one process, one at a time. Each
+# part lists its slowest tests: where the suite's time goes.
 # XDIST= runs everything in one process.
 XDIST ?= -n 2 --dist loadfile
 test: lint node_modules/.package-lock.json
-	$(BIN)/pytest -q $(XDIST) -m "not slurm"
+	$(BIN)/pytest -q $(XDIST) -m "not slurm" --durations=25
 	$(BIN)/pytest -q -m slurm --durations=15
 	$(MAKE) --no-print-directory test-hours
 

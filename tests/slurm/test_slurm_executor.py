@@ -366,6 +366,18 @@ def test_lost_causes(record: dict[str, object], cause: str | None) -> None:
     assert (s.state is JobState.LOST) == (cause is not None)
 
 
+def test_the_stop_grace_follows_the_lease(tmp_path: Path) -> None:
+    """How long failover waits for a silent center's runs (``stop_grace_s``) follows the lease
+    their watchdog keeps, also when the lease is set after construction (an agent takes it
+    from the control plane's answer). Before, it stayed at the first lease's: set to 1.5 s, a
+    center's runs were still given up 63 s after it went silent."""
+    ex = SlurmExecutor("c1", "http://127.0.0.1:9", tmp_path / "token", "u", tmp_path / "runs")
+    assert (ex.lease_s, ex.stop_grace_s) == (60.0, 63.0)
+    ex.lease_s = 1.5
+    assert ex.stop_grace_s == 5.0
+    ex.close()
+
+
 def test_gres_parsing() -> None:
     assert _parse_gres("gpu:a100:8,gpu:ascend_910b:2(IDX:0-1),gpu:h20:0(IDX:N/A)") == {
         "a100": 8,

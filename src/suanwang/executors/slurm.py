@@ -255,12 +255,25 @@ class SlurmExecutor:
         self.limits = limits
         self.output_dir = Path(output_dir)
         self.partition = partition
-        self.lease_s = lease_s
-        # the wrapper's watchdog checks once a second, with whole-second file times
-        self.stop_grace_s = float(max(1, math.ceil(lease_s)) + 3)
+        self.lease_s = lease_s  # and stop_grace_s with it
         self.api = f"/slurm/{api_version}"
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
         self._tokens: dict[Path, tuple[float, str]] = {}
+
+    @property
+    def lease_s(self) -> float:
+        """How long a run goes on without a poll that sees it alive before it stops itself
+        (the wrapper's watchdog: :func:`_script`), for runs submitted from now on."""
+        return self._lease_s
+
+    @lease_s.setter
+    def lease_s(self, value: float) -> None:
+        self._lease_s = value
+        # how long after its last renewal a run may still be going: the watchdog checks
+        # once a second, with whole-second file times; kept with the lease, which an agent
+        # sets from the control plane's answer (a grace left at an older lease's would give
+        # a center's runs up a minute late, or too early)
+        self.stop_grace_s = float(max(1, math.ceil(value)) + 3)
 
     # ------------------------------------------------------------------ accounts
 
