@@ -62,6 +62,7 @@ CHECKPOINT_IGNORED = "checkpoint_ignored"
 #: States of a job that holds (or is about to hold) a run at its center.
 HELD = (JobState.SCHEDULED, JobState.RUNNING, JobState.MIGRATING)
 CHECKPOINT_REQUESTED = "checkpoint_requested"
+RUNNING = JobState.RUNNING.value
 #: job ids per query
 _CHUNK = 2000
 
@@ -308,11 +309,7 @@ class Migrations:
                     log.warning("cannot %s job %s at %s: %s", what, ask.job_id, center, outcome)
                     continue
                 row = session.get(JobRow, ask.job_id)
-                if (
-                    row is None
-                    or row.state != JobState.RUNNING.value
-                    or (row.executor_ref != ask.ref)
-                ):
+                if row is None or (row.state, row.executor_ref) != (RUNNING, ask.ref):
                     continue  # the run has ended or gone meanwhile (a late answer)
                 if ask.stop_asked is not None:
                     done += self._stopped(session, row, ask.stop_asked)
