@@ -307,6 +307,47 @@ def test_strict_fifo_big_job_is_not_overtaken(tmp_path: Path) -> None:
     wait_until(lambda: all(s.state.is_terminal for s in ex.poll([a, big, small]).values()))
 
 
+def test_a_run_another_executor_finalized_frees_its_slots_for_the_next_submission(
+    tmp_path: Path,
+) -> None:
+    """Two executors on one center's directory (two processes of the control plane): the
+    slots of a run one of them saw launched are free for its next submission once the other
+    finalized the run, and that submission starts at once, without a poll."""
+    a = LocalExecutor(tmp_path, CENTER, cpus=8, cards=1)
+    b = LocalExecutor(tmp_path, CENTER, cpus=8, cards=1)
+    first = a.submit(job("first", "true", cards=1))
+    assert (tmp_path / CENTER / "first" / "launched").exists()
+    wait_state(b, first, JobState.SUCCEEDED)  # b's poll finalizes it
+    second = a.submit(job("second", "true", cards=1))
+    assert (tmp_path / CENTER / "second" / "launched").exists(), "queued behind a finished run"
+    wait_state(a, second, JobState.SUCCEEDED)
+
+
+def test_a_submission_does_not_look_again_at_runs_it_saw_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submission counts the runs it saw launched by their sizes, without a look at their
+    files: with hundreds of runs, those looks were most of a submission's time."""
+    ex = LocalExecutor(tmp_path, CENTER, cpus=64, cards=0, kill_grace_s=1.0)
+    refs = [ex.submit(job(f"r{i}", "sleep 30")) for i in range(12)]
+    runs = {tmp_path / CENTER / ref.split("/")[1] for ref in refs}
+    looked: list[Path] = []
+    for name in ("exists", "is_dir"):
+        real = getattr(Path, name)
+
+        def look(self: Path, *args: object, _real: Callable[..., bool] = real) -> bool:
+            looked.append(self)
+            return _real(self, *args)
+
+        monkeypatch.setattr(Path, name, look)
+    new = ex.submit(job("new", "sleep 30"))
+    monkeypatch.undo()
+    assert not [p for p in looked if p in runs or p.parent in runs]
+    assert ex.capacity().used_cpus == 13  # all counted: the new one started beside them
+    for ref in [*refs, new]:
+        ex.cancel(ref)
+
+
 # ---------------------------------------------------------------------- idempotency
 
 

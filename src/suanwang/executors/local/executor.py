@@ -135,6 +135,9 @@ class LocalExecutor:
         #: long (None: they never do); see :data:`~.processes.WATCHDOG`
         self.lease_s = lease_s
         self._sizes: dict[str, tuple[int, int]] = {}  # run -> (cpus, cards): see _size
+        #: runs seen launched and not finalized, while they are on the active index: a
+        #: submission's tick counts them without looking at their files again (see _tick)
+        self._launched: set[str] = set()
         self.center_id = center_id
         self.cpus = cpus
         self.cards = cards
@@ -401,9 +404,17 @@ class LocalExecutor:
         used_cpus = used_cards = 0
         waiting: list[tuple[int, str, Path, int, int]] = []
         entries = sorted(self._active.iterdir())
-        active = {e.name for e in entries}  # sizes of runs no longer active are let go
+        active = {e.name for e in entries}  # what is known of runs no longer active goes
         self._sizes = {k: v for k, v in self._sizes.items() if k in active}
+        self._launched &= active
         for entry in entries:
+            if not observe and entry.name in self._launched:
+                # launched, and on the index: not finalized (a run's finalizing takes it off
+                # the index under this lock, in any process), and never queued again
+                cpus, cards = self._sizes[entry.name]
+                used_cpus += cpus
+                used_cards += cards
+                continue
             run = self._dir / entry.name
             if not run.is_dir():
                 entry.unlink(missing_ok=True)
@@ -411,9 +422,10 @@ class LocalExecutor:
             if observe:
                 status = self._observe(run)
                 if status.state.is_terminal or status.state is JobState.MIGRATING:
+                    self._launched.discard(entry.name)
                     continue
             elif (run / "final.json").exists():
-                continue
+                continue  # finalized by a process that stopped before taking it off the index
             cpus, cards = self._size(run)
             if (run / "queued").exists():
                 seq = int(json.loads((run / "queued").read_text())["seq"])
@@ -421,12 +433,14 @@ class LocalExecutor:
             else:
                 used_cpus += cpus
                 used_cards += cards
-        for _, _, run, cpus, cards in sorted(waiting):
+                self._launched.add(entry.name)
+        for _, name, run, cpus, cards in sorted(waiting):
             if used_cpus + cpus > self.cpus or used_cards + cards > self.cards:
                 break  # strict FIFO: a big job at the head is not overtaken by small ones
             if self._launch(run):
                 used_cpus += cpus
                 used_cards += cards
+                self._launched.add(name)
         return used_cpus, used_cards
 
     def _size(self, run: Path) -> tuple[int, int]:
