@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,6 +236,9 @@ class Services:
     failover: LoopService
     migrations: LoopService
     live: LiveNetwork
+    #: the hand-over in a loop of its own (PostgreSQL; on SQLite the dispatcher hands over
+    #: after placing, in its own loop: one writer at a time either way)
+    handover: LoopService | None = None
     #: tries to lead every duty (a standby takes over here) and records this process
     cluster: LoopService | None = None
     election: Election = field(default_factory=LocalElection)
@@ -246,7 +250,14 @@ class Services:
 
     @property
     def loops(self) -> tuple[LoopService, ...]:
-        main = (self.dispatcher, self.reconciler, self.failover, self.migrations)
+        main: tuple[LoopService, ...] = (
+            self.dispatcher,
+            self.reconciler,
+            self.failover,
+            self.migrations,
+        )
+        if self.handover is not None:
+            main = (*main, self.handover)
         return main if self.cluster is None else (self.cluster, *main)
 
     def start(self) -> None:
@@ -289,6 +300,48 @@ def _cluster_round(
     live.health.share(member.sessions, member.id, shares.refresh())
     member.beat()
     return 0
+
+
+#: On PostgreSQL, placing rounds start at least this far apart: submissions arriving one at a
+#: time (each a wake-up) are placed in batches, not each in a round of its own that costs the
+#: worker's other threads (hand-over, polls) their time. ``bench_e2e.py``, docs/benchmarks.md.
+PLACING_ROUND_S = 0.25
+
+
+def _dispatch_loops(
+    placing: Callable[[], int],
+    hand_over: Callable[[], int],
+    *,
+    postgres: bool,
+    interval_s: float,
+    wakeup: threading.Event,
+) -> tuple[LoopService, LoopService | None]:
+    """The dispatcher's loop (woken by ``wakeup``: a submission, a new term) and the hand-over's.
+
+    On PostgreSQL they are two loops: a placing round never waits for a hand-over, whose
+    calls to the centers can take seconds (a center's submissions one after another, the
+    round waiting for the slowest center), and the hand-over is woken by every round that
+    decided something. Hand-over runs on every worker, for the centers it holds; placement on
+    the elected leader only. Row locks keep the two apart: the hand-over takes only scheduled
+    jobs not handed over (``FOR UPDATE SKIP LOCKED``), the placer pending ones and handed-over
+    runs to preempt. On SQLite, whose transactions (``BEGIN IMMEDIATE``) each hold the one
+    write lock, the dispatcher hands over after placing, in its one loop.
+    """
+    if not postgres:
+        return LoopService("dispatcher", lambda: placing() + hand_over(), interval_s,
+                           wakeup=wakeup), None  # fmt: skip
+    due = threading.Event()
+
+    def place() -> int:
+        decided = placing()
+        if decided:
+            due.set()
+        return decided
+
+    return (
+        LoopService("dispatcher", place, interval_s, wakeup=wakeup, min_round_s=PLACING_ROUND_S),
+        LoopService("hand-over", hand_over, interval_s, wakeup=due),
+    )
 
 
 def build_services(
@@ -394,13 +447,16 @@ def build_services(
     placing = fenced(election, PLACEMENT, place)
     wake = {PLACEMENT: threading.Event(), MIGRATIONS: threading.Event()}
     postgres = engine.dialect.name == "postgresql"
+    dispatch, handover = _dispatch_loops(
+        placing,
+        dispatcher.hand_over,
+        postgres=postgres,
+        interval_s=dispatch_interval_s,
+        wakeup=wake[PLACEMENT],
+    )
     return Services(
-        dispatcher=LoopService(
-            "dispatcher",
-            lambda: placing() + dispatcher.hand_over(),  # hand-over: every worker (row locks)
-            dispatch_interval_s,
-            wakeup=wake[PLACEMENT],
-        ),
+        dispatcher=dispatch,
+        handover=handover,
         reconciler=LoopService(
             "reconciler",
             Reconciler(
