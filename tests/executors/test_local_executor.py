@@ -244,6 +244,26 @@ def test_what_a_job_leaves_running_in_its_group_is_stopped_when_it_ends(tmp_path
     wait_until(gone, what="the background process to stop")
 
 
+def test_a_cancel_after_the_run_ended_by_itself_keeps_its_end(tmp_path: Path) -> None:
+    """A run that finished (or failed) on its own before the cancel came, not yet looked at,
+    ends as it did, not ``cancelled``: an agent fencing its runs reports what really happened
+    (a finished run reported stopped would be run again)."""
+    ex = LocalExecutor(tmp_path, CENTER, cpus=2, cards=0)
+    done, failed = ex.submit(job("done", "true")), ex.submit(job("failed", "exit 3"))
+    for run in ("done", "failed"):
+        wait_until((tmp_path / CENTER / run / "exit_code").exists, what=f"{run} to end")
+    time.sleep(0.01)  # the cancel comes strictly after the run's end
+    ex.cancel(done)
+    ex.cancel(failed)
+    got = ex.poll([done, failed])
+    assert (got[done].state, got[done].exit_code) == (JobState.SUCCEEDED, 0)
+    assert (got[failed].state, got[failed].exit_code) == (JobState.FAILED, 3)
+    running = ex.submit(job("running", "sleep 30"))
+    wait_state(ex, running, JobState.RUNNING)
+    ex.cancel(running)  # one still running is cancelled as before
+    assert status(ex, running).state is JobState.CANCELLED
+
+
 def test_cancel_escalates_to_sigkill(tmp_path: Path) -> None:
     ex = LocalExecutor(tmp_path, CENTER, cpus=1, cards=0, kill_grace_s=0.3)
     ready = work(tmp_path, "stubborn") / "ready"

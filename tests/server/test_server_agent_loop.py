@@ -51,8 +51,8 @@ def agent_client(
     yield TestClient(app, headers=headers)
 
 
-def make_agent(tmp_path: Path, client: httpx.Client, clock: Clock) -> Agent:
-    local = LocalExecutor(tmp_path / "runs", CENTER, cpus=4, cards=0, sandbox=SharedUser(),
+def make_agent(tmp_path: Path, client: httpx.Client, clock: Clock, cpus: int = 4) -> Agent:
+    local = LocalExecutor(tmp_path / "runs", CENTER, cpus=cpus, cards=0, sandbox=SharedUser(),
                           kill_grace_s=1.0)  # fmt: skip
     return Agent(CENTER, local, client, tmp_path / "state.json", clock=clock)
 
@@ -123,4 +123,54 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     assert status.cause == LEASE  # said over the protocol, not read from the reason
     assert control.recorded_exit(ref) is None
     assert ref not in agent.state.runs
+    unreachable.close()
+
+
+def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itself(
+    tmp_path: Path, control: AgentExecutor, agent_client: TestClient
+) -> None:
+    """Found by the chaos benchmark (jobs ran twice): fencing, the agent polled first, which
+    let the executor start a queued run in the slot of one that had ended, then cancelled it
+    (or it had finished already) and reported it lost, as it did a run that finished between
+    that poll and its cancel: the control plane ran both again. Now runs are cancelled newest
+    first and polled after: the queued run never starts, the finished one keeps its end."""
+    clock = Clock()
+    marker = tmp_path / "marker"
+    agent = make_agent(tmp_path, agent_client, clock, cpus=2)
+    agent.step()
+    quick = control.submit(job("quick", f"sleep 0.5; echo quick >> {marker}"))
+    long = control.submit(job("long", "sleep 30"))
+    queued = control.submit(job("queued", f"echo queued >> {marker}"))  # no slot: waits
+    assert control.flush()
+    running = (quick, long)
+    steps_until(agent, lambda: all(s.state is JobState.RUNNING
+                                   for s in control.poll(list(running)).values()))  # fmt: skip
+    unreachable = httpx.Client(base_url="http://127.0.0.1:9", timeout=2)  # nothing listens
+    agent.client = unreachable
+    clock.t += 31  # past the lease, no round since: nothing has looked at the runs
+    exit_code = tmp_path / "runs" / CENTER / "quick" / "exit_code"
+    deadline = time.monotonic() + 10
+    while not exit_code.exists():  # quick finishes by itself meanwhile
+        assert time.monotonic() < deadline, "quick did not end"
+        time.sleep(0.05)
+    agent.step()  # the fence
+    assert marker.read_text().splitlines() == ["quick"]  # the queued run never started
+    states = agent.executor.poll([f"{CENTER}/{j}" for j in ("quick", "long", "queued")])
+    assert [s.state for s in states.values()] == [
+        JobState.SUCCEEDED,
+        JobState.CANCELLED,
+        JobState.CANCELLED,
+    ]
+    assert agent.state.runs[quick].reported is None  # reported as it ended, not fenced
+    assert agent.state.runs[long].reported is not None
+    assert agent.state.runs[queued].reported is not None
+    agent.client = agent_client
+    agent.step()
+    got = control.poll([quick, long, queued])
+    assert [got[r].state for r in (quick, long, queued)] == [
+        JobState.SUCCEEDED,
+        JobState.LOST,
+        JobState.LOST,
+    ]
+    assert control.recorded_exit(quick) == 0
     unreachable.close()

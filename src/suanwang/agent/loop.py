@@ -58,6 +58,10 @@ ENDED = frozenset(
 )
 
 
+#: The ends a run comes to by itself (not by a cancel, a lease or a lost node).
+OWN_ENDS = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.MIGRATING})
+
+
 class Refused(Exception):
     """The control plane refused this agent (a wrong token, another center's, an incompatible
     version): retrying cannot help."""
@@ -172,10 +176,25 @@ class Agent:
 
     def _fence(self, now: float) -> None:
         """Stop every run still going: the control plane may already have placed it again.
-        A run that ended by itself meanwhile keeps its end; one its own lease stopped (the
-        executor reports it lost) is fenced like the others."""
+
+        Every run not known to have ended is cancelled, the newest first (a run still queued at
+        the executor is cancelled before an older one's end frees its slots: no poll or cancel
+        starts it meanwhile), and only then polled: a run that ended by itself before its
+        cancel came (its exit recorded: it finished, or failed, on its own) keeps its end and
+        is reported as it ended, for it must not be run again; the others are reported
+        ``lost`` ("fenced"), as is a run its own lease stopped. A run whose cancel failed is
+        left going (and fenced at the next round).
+        """
         quiet = now - (self.state.last_contact or now)
         going = [r for r in self.state.runs.values() if self._going(r)]
+        unstopped: set[str] = set()  # a cancel failed: tried again at the next round
+        for run in reversed(going):
+            if run.local_ref is not None:
+                try:
+                    self.executor.cancel(run.local_ref)
+                except ExecutorError as exc:
+                    log.error("could not stop run %s (%s): %s", run.ref, run.local_ref, exc)
+                    unstopped.add(run.ref)
         self._poll()
         reason = (
             f"stopped by the agent of center {self.center_id}: no contact with the control "
@@ -183,15 +202,11 @@ class Agent:
         )
         fenced = 0
         for run in going:
-            seen = self._seen.get(run.ref)
-            if seen is not None and seen.state in ENDED and seen.state is not JobState.LOST:
+            seen = self._seen.get(run.ref) if run.local_ref is not None else None
+            if seen is not None and seen.state in OWN_ENDS:
                 continue  # it ended by itself: its end is reported as it is
-            if run.local_ref is not None and (seen is None or seen.state not in ENDED):
-                try:
-                    self.executor.cancel(run.local_ref)
-                except ExecutorError as exc:
-                    log.error("could not stop run %s (%s): %s", run.ref, run.local_ref, exc)
-                    continue
+            if run.ref in unstopped and (seen is None or seen.state not in ENDED):
+                continue
             run.reported = {
                 "state": JobState.LOST.value,
                 "reason": reason,

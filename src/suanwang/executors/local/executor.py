@@ -533,8 +533,10 @@ class LocalExecutor:
         if code is None and (run / FENCED_FILE).exists():
             why = "stopped by its lease: no poll saw it alive for longer than the lease"
             return self._finalize(run, JobState.LOST, None, why, cause=LEASE)
-        if cancelled_at is not None:
+        if cancelled_at is not None and not _recorded_before(run / "exit_code", cancelled_at):
             return self._finalize(run, JobState.CANCELLED, code, "cancelled")
+        # (a run that had ended by itself before the cancel came keeps its own end: an agent
+        # fencing its runs must not report a finished run as stopped, to be run again)
         if code is None:
             return self._finalize(
                 run, JobState.FAILED, None, "the job ended without an exit code (killed?)"
@@ -649,3 +651,12 @@ class LocalExecutor:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _recorded_before(path: Path, at: datetime) -> bool:
+    """Whether ``path`` (a run's exit code, moved into place when the run ended) was written
+    at or before ``at``."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC) <= at
+    except FileNotFoundError:
+        return False
