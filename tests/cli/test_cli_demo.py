@@ -46,9 +46,12 @@ def test_demo_runs_the_platform_its_jobs_and_a_preemption(tmp_path: Path) -> Non
     url = f"http://127.0.0.1:{port}"
     log, errors = tmp_path / "demo.out", tmp_path / "demo.err"
     with log.open("w") as stdout, errors.open("w") as stderr:
+        # started with SIGINT ignored, as a non-interactive shell starts a background job (and
+        # as a process in system(3) leaves its children): Ctrl-C must stop it all the same
+        demo = [sys.executable, "-m", "suanwang.cli", "demo", "--dir", str(tmp_path / "demo"),
+                "--port", str(port), "--exit-after", "600"]  # fmt: skip
         proc = subprocess.Popen(
-            [sys.executable, "-m", "suanwang.cli", "demo", "--dir", str(tmp_path / "demo"),
-             "--port", str(port), "--exit-after", "600"],
+            ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh", *demo],
             stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     try:

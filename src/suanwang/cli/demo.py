@@ -79,6 +79,7 @@ def demo(
     """
     import logging
     import secrets
+    import signal
     import threading
     import time
     from datetime import UTC, datetime
@@ -172,6 +173,10 @@ def demo(
     except RuntimeError as exc:
         raise fail(str(exc)) from None
     _show_deferred(url, headers)
+    # Ctrl-C stops the demo even where it was started with SIGINT ignored (a non-interactive
+    # shell's background job; a parent in the middle of system(3), whose children inherit
+    # SIGINT and SIGQUIT ignored): Python installs its handler only where SIGINT is not ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out.print("press Ctrl-C to stop", highlight=False)
     start = time.monotonic()
     try:
