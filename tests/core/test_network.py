@@ -189,3 +189,46 @@ def test_job_class_by_the_jobs_fields_is_the_class_of_its_key(
     assert all(type(p) is int for p in info.pool_list)
     keep = np.arange(info.pools.size) % 2 == 0
     assert info.subset(keep).pool_list == tuple(info.pools[keep].tolist())
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_class_cut_to_the_same_pools_is_the_same_object(china_net: Network, seed: int) -> None:
+    """Cutting a class to the same pools again gives the object made the first time (the
+    planner keeps its rows by identity); another cut, another class's or a full one differs,
+    and every cut holds the numbers of the pools it keeps."""
+    from suanwang.core import network
+
+    info = china_net.job_class(_job())
+    other = china_net.job_class(_job(kind=JobKind.HPC, stacks=frozenset({"cuda", "dtk"})))
+    rng = np.random.default_rng(seed)
+    keep = rng.random(info.pools.size) < 0.5
+    keep[0], keep[-1] = True, False
+    cut = info.subset(keep)
+    np.testing.assert_array_equal(cut.pools, info.pools[keep])
+    np.testing.assert_array_equal(cut.speed, info.speed[keep])
+    np.testing.assert_array_equal(cut.transfer_s_per_gb, info.transfer_s_per_gb[keep])
+    assert cut.pool_list == tuple(info.pools[keep].tolist())
+    assert info.subset(keep.copy()) is cut
+    assert info.subset(~keep) is not cut
+    assert info.subset(np.ones(info.pools.size, dtype=bool)) is info
+    if other.pools.size == info.pools.size:
+        assert other.subset(keep) is not cut
+    network._SUBSETS.clear()  # dropped (when too many are kept): made again, the same numbers
+    again = info.subset(keep)
+    assert again is not cut
+    np.testing.assert_array_equal(again.pools, cut.pools)
+
+
+def test_cuts_kept_are_bounded(china_net: Network) -> None:
+    """However many cuts are made, at most :data:`SUBSETS_KEPT` are kept."""
+    from suanwang.core import network
+
+    info = china_net.job_class(_job())
+    n = info.pools.size
+    for i in range(network.SUBSETS_KEPT + 10):
+        keep = np.zeros(n, dtype=bool)
+        keep[i % n] = True
+        keep[(i // n) % n] = True
+        keep[(i // (n * n)) % n] = True
+        info.subset(keep)
+        assert len(network._SUBSETS) <= network.SUBSETS_KEPT

@@ -53,10 +53,19 @@ class JobClassInfo:
         put(self, "transfer_cost_list", tuple(self.transfer_cost_cny_per_gb.tolist()))
 
     def subset(self, keep: NDArray[np.bool_]) -> JobClassInfo:
-        """The same job with only the feasible pools ``keep`` selects (order kept)."""
+        """The same job with only the feasible pools ``keep`` selects (order kept).
+
+        The same selection of the same class gives the same object while kept (up to
+        :data:`SUBSETS_KEPT`, then all are dropped): the platform's queue cuts each start's
+        class to the pools with room, which stay the same for many starts in a row, and the
+        planner keeps its rows of a class by identity."""
         if keep.all():
             return self
-        return JobClassInfo(
+        key = (id(self), keep.tobytes())
+        got = _SUBSETS.get(key)
+        if got is not None and got[0] is self:
+            return got[1]
+        made = JobClassInfo(
             pools=self.pools[keep],
             centers=self.centers[keep],
             latency_ms=self.latency_ms[keep],
@@ -65,6 +74,16 @@ class JobClassInfo:
             transfer_cost_cny_per_gb=self.transfer_cost_cny_per_gb[keep],
             transfer_s_per_gb=self.transfer_s_per_gb[keep],
         )
+        if len(_SUBSETS) >= SUBSETS_KEPT:
+            _SUBSETS.clear()  # (one call: safe with threads, unlike taking out the oldest)
+        _SUBSETS[key] = (self, made)
+        return made
+
+
+#: subsets of classes kept for reuse (:meth:`JobClassInfo.subset`): each holds its class, so
+#: the ``id`` in its key stays that class's while kept (a few MB at most)
+SUBSETS_KEPT = 1024
+_SUBSETS: dict[tuple[int, bytes], tuple[JobClassInfo, JobClassInfo]] = {}
 
 
 class Network:

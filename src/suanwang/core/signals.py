@@ -36,6 +36,9 @@ class Signals:
     step_s: int = 3600
     _cum: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
     _val: dict[str, Array] = field(default_factory=dict, repr=False, compare=False)
+    _stacked: dict[tuple[str, ...], tuple[Array, Array]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         shape = self.price_cny_per_kwh.shape
@@ -94,6 +97,23 @@ class Signals:
         base = cum[centers, h]
         vals = self._val[which][centers, np.minimum(h, self.hours - 1)]
         out: Array = base + (x - h) * vals
+        return out
+
+    def cumulatives(self, which: tuple[str, ...], centers: IntArray, t_s: Array) -> Array:
+        """:meth:`cumulative` of each series of ``which`` (rows, in that order) at once: the
+        same numbers (each element goes through the same operations), a few numpy calls for
+        all the series instead of a few for each."""
+        stacked = self._stacked.get(which)
+        if stacked is None:
+            stacked = (
+                np.stack([self._cum[w] for w in which]),
+                np.stack([self._val[w] for w in which]),
+            )
+            self._stacked[which] = stacked
+        cum, val = stacked
+        x = np.asarray(t_s, dtype=np.float64) / self.step_s
+        h = np.minimum(np.maximum(np.floor(x).astype(np.int64), 0), self.hours)
+        out: Array = cum[:, centers, h] + (x - h) * val[:, centers, np.minimum(h, self.hours - 1)]
         return out
 
     def mean_over(self, which: str, centers: IntArray, t0_s: Array | float, t1_s: Array) -> Array:

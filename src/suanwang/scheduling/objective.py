@@ -88,6 +88,10 @@ def offer_term(
     return out
 
 
+#: the series :func:`terms` integrates over a run, in this order
+_FORECASTS = ("forecast_price", "forecast_carbon", "forecast_green")
+
+
 def terms(
     objective: Objective,
     job: Job,
@@ -115,14 +119,11 @@ def terms(
     starts = start_s if start_s.shape == end.shape else np.broadcast_to(start_s, end.shape)
     both_t = np.concatenate([end, starts])
 
-    def over_run(which: str) -> Array:
-        cum = signals.cumulative(which, both_c, both_t)
-        out: Array = cum[:n] - cum[n:]
-        return out
-
-    energy = power * over_run("forecast_price")
-    carbon_kg = power * over_run("forecast_carbon") / 1000.0
-    green = power * over_run("forecast_green")
+    cum = signals.cumulatives(_FORECASTS, both_c, both_t)
+    over_run = cum[:, :n] - cum[:, n:]  # price, carbon, green: each over the run
+    energy = power * over_run[0]
+    carbon_kg = power * over_run[1] / 1000.0
+    green = power * over_run[2]
     offer = np.zeros(pos.size)
     if prices is not None:
         assert load is not None, "the offer term needs the pools' planned load"

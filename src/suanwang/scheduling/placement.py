@@ -40,10 +40,11 @@ TERM_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: five made for every explained decision (as Placement)
 class Breakdown:
     """One candidate: where and when, the objective term by term (CNY) and what it stands
-    for (forecast at placement). ``lost`` says why a runner-up was not chosen."""
+    for (forecast at placement). ``lost`` says why a runner-up was not chosen. Hosts read it,
+    never change it."""
 
     center: str
     accelerator: str

@@ -110,14 +110,23 @@ def _finite(x: float | None) -> float | None:
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
-def candidate(row: Breakdown, t0: datetime) -> dict[str, Any]:
+def _instant(t0: datetime, start_s: float, said: dict[float, str]) -> str:
+    """``t0 + start_s`` as stored; ``said``: those worked out already for this decision (its
+    candidates mostly share a start)."""
+    text = said.get(start_s)
+    if text is None:
+        text = said[start_s] = _INSTANT.dump_python(t0 + timedelta(seconds=start_s), mode="json")
+    return text
+
+
+def candidate(row: Breakdown, t0: datetime, said: dict[float, str] | None = None) -> dict[str, Any]:
     """The stored form of a breakdown: what :class:`CandidatePublic` dumps (``mode="json"``,
     no None), built directly, as the dispatcher stores thousands a round (a test checks the
-    two agree)."""
+    two agree). ``said``: instants already written (:func:`_instant`)."""
     out: dict[str, Any] = {
         "center": row.center,
         "accelerator": row.accelerator,
-        "start_at": _INSTANT.dump_python(t0 + timedelta(seconds=row.start_s), mode="json"),
+        "start_at": _instant(t0, row.start_s, {} if said is None else said),
         "runtime_s": row.runtime_s,
         "objective_cny": row.objective_cny,
         "cost_cny": row.cost_cny,
@@ -144,11 +153,12 @@ def decision_record(
 ) -> dict[str, Any]:
     """The JSON stored with a placement (``t0``: the signals' start, second 0 of the plan):
     what :class:`DecisionPublic` dumps (``mode="json"``, no None)."""
+    said: dict[float, str] = {}
     out: dict[str, Any] = {
         "placed": True,
         "policy": policy,
         "reason": placed.reason,
-        "start_at": _INSTANT.dump_python(t0 + timedelta(seconds=placed.start_s), mode="json"),
+        "start_at": _instant(t0, placed.start_s, said),
         "deferred_h": round(placed.deferred_s / 3600.0, 3) if placed.deferred else 0.0,
     }
     gain, objective = _finite(placed.gain_cny), _finite(placed.objective_cny)
@@ -158,10 +168,10 @@ def decision_record(
         out["objective_cny"] = objective
     out["queued"] = placed.queued
     if placed.chosen is not None:
-        out["chosen"] = candidate(placed.chosen, t0)
-    out["runners_up"] = [candidate(r, t0) for r in placed.runners_up]
+        out["chosen"] = candidate(placed.chosen, t0, said)
+    out["runners_up"] = [candidate(r, t0, said) for r in placed.runners_up]
     if placed.if_started_now is not None:
-        out["if_started_now"] = candidate(placed.if_started_now, t0)
+        out["if_started_now"] = candidate(placed.if_started_now, t0, said)
     if market:
         out["market"] = MarketPublic.model_validate(market).model_dump(mode="json")
     return out
