@@ -9,7 +9,8 @@ API replicas (``suanwang serve --no-services``; the first migrates) and the work
 (``suanwang worker``), all as processes of this machine, on the tiny test scenario with its four
 centers as local executors of ``--cpus`` CPUs each (jobs in the sandbox, as by default; the
 three with a CPU pool take 3 x 256 jobs at once by default). With ``--agents`` each center is
-served by a ``suanwang agent`` process that runs the jobs, connected to a replica (lease 30 s).
+served by a ``suanwang agent`` process that runs the jobs, given every replica's address and
+syncing with one, each agent starting at another (lease 30 s).
 With ``--slurm N`` the first N centers (N <= 3: those with CPUs) are the only ones, each with an
 agent whose executor is a Slurm cluster of the testbed (``suanwang testbed``: slurmctld, slurmd
 and slurmrestd on this machine, one node of 256 CPUs; jobs run as the tenant's account
@@ -147,9 +148,14 @@ class Cluster(Platform):
             slurm.down(self.testbed)
 
     def start_agent(self, i: int) -> None:
+        """The agent of the ``i``-th center, given every replica's address, replica ``i``
+        (modulo their number) first: the agents spread over the replicas, and each moves on
+        when its replica is down."""
         center = self.centers[i]
-        self.agents[i] = self.run("agent", "--center", center, "--url",
-                                  f"http://127.0.0.1:{self.ports[i % len(self.ports)]}",
+        first = i % len(self.ports)
+        urls = [f"http://127.0.0.1:{p}" for p in self.ports[first:] + self.ports[:first]]
+        self.agents[i] = self.run("agent", "--center", center,
+                                  *(a for url in urls for a in ("--url", url)),
                                   "--token-file", str(self.root / f"agent-{center}.token"),
                                   "--config", str(self.root / f"agent-{center}.yaml"),
                                   "--every", "0.5")  # fmt: skip

@@ -49,3 +49,24 @@ def test_the_agent_says_what_is_missing_or_wrong(invoke: Invoke, tmp_path: Path)
     assert code == 2 and "agent.yaml:3: executor.local.cpus" in err
     code, _, err = invoke(*base[:4], str(tmp_path / "none"), *base[5:], "--url", "http://h")
     assert code == 2 and "cannot read it" in err
+
+
+def test_the_agent_takes_every_replicas_address_and_refuses_a_bad_or_repeated_one(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    token, config = tmp_path / "token", tmp_path / "agent.yaml"
+    token.write_text("swa_x\n")
+    config.write_text("executor:\n  type: local\n  cpus: -1\n")
+    base = ["agent", "--center", "zhongwei", "--token-file", str(token), "--config", str(config)]
+    for urls in (["--url", "http://a:8000", "--url", "https://b"], ["--url", "http://a,http://b/"]):
+        code, _, err = invoke(*base, *urls)
+        assert code == 2 and "agent.yaml:3: executor.local.cpus" in err  # the addresses passed
+    code, _, err = invoke(*base, "--url", "http://a", "--url", "ftp://b")
+    assert code == 2 and "--url 'ftp://b': give the control plane's address, http://" in err
+    code, _, err = invoke(*base, "--url", "http://a,")
+    assert code == 2 and "--url '' (in 'http://a,'): give the control plane's address" in err
+    code, _, err = invoke(*base, "--url", "http://")
+    assert code == 2 and "--url 'http://': give the control plane's address" in err
+    code, _, err = invoke(*base, "--url", "http://a:8000", "--url", "http://b,HTTP://A:8000/")
+    assert code == 2 and "--url 'HTTP://A:8000/' (in 'http://b,HTTP://A:8000/')" in err
+    assert "the same address as 'http://a:8000': give each API replica's address once" in err

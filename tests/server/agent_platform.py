@@ -78,9 +78,25 @@ class Platform:
         self.procs.append(proc)
         wait_healthy(self.url, proc, log.read_text)
 
-    def agent(self, center: str = AGENT_CENTER, token: str = AGENT_CENTER) -> Agent:
+    def replica(self) -> tuple[str, subprocess.Popen[bytes]]:
+        """Another API replica (``serve --no-services``) on the database (PostgreSQL): its
+        address and process."""
+        port = free_port()
+        url, log = f"http://127.0.0.1:{port}", self.root / f"replica-{port}.log"
+        cmd = [*SUANWANG, "serve", "--db", self.db, "--no-services", "--port", str(port)]
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        wait_healthy(url, proc, log.read_text)
+        return url, proc
+
+    def agent(
+        self, center: str = AGENT_CENTER, token: str = AGENT_CENTER, urls: tuple[str, ...] = ()
+    ) -> Agent:
+        """The agent of ``center``, given ``urls`` (default: this platform's address)."""
         log = self.root / f"agent-{center}.log"
-        cmd = [*SUANWANG, "agent", "--center", center, "--url", self.url,
+        given = [a for url in urls or (self.url,) for a in ("--url", url)]
+        cmd = [*SUANWANG, "agent", "--center", center, *given,
                "--token-file", str(self.root / f"{token}.token"),
                "--config", str(self.root / "agent.yaml"), "--every", "0.3",
                "--unsafe-shared-user"]  # fmt: skip
@@ -89,10 +105,10 @@ class Platform:
         self.procs.append(proc)
         return Agent(proc, log)
 
-    def connected_agent(self) -> Agent:
+    def connected_agent(self, urls: tuple[str, ...] = ()) -> Agent:
         """The agent of the agent center, once connected; the local center drained, so that
         jobs go to the agent."""
-        agent = self.agent()
+        agent = self.agent(urls=urls)
         agent.wait_for("connected to the control plane")
         self.api("POST", f"/v1/centers/{LOCAL_CENTER}/drain", key=self.operator)
         return agent

@@ -1,22 +1,30 @@
 """The agent's loop in-process, step by step: the real sync route (the app), a real local
 executor, and the agent's clock pinned: a restarted agent reconciles instead of running
-anything again; an agent out of contact past its lease fences its runs and reports them lost."""
+anything again; an agent out of contact past its lease fences its runs and reports them lost;
+an agent given several API replicas (the app served on ports of its own) moves to the next in
+the same step when the one in use is down or fails, and only then."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from pinned import NOW
+from processes import free_port
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from suanwang.agent.loop import Agent
 from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from suanwang.agent.replicas import Refused, Replicas, client_for
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import LEASE, Submission
 from suanwang.executors.local import LocalExecutor, SharedUser
@@ -42,19 +50,21 @@ def control(client: TestClient, sessions: sessionmaker[Session]) -> AgentExecuto
 
 
 @pytest.fixture
-def agent_client(
-    app: FastAPI, control: AgentExecutor, sessions: sessionmaker[Session]
-) -> Iterator[TestClient]:
+def token(control: AgentExecutor, sessions: sessionmaker[Session]) -> str:
     with sessions.begin() as session:
-        token = issue_token(session, CENTER, NOW)
+        return issue_token(session, CENTER, NOW)
+
+
+@pytest.fixture
+def agent_client(app: FastAPI, token: str) -> Iterator[TestClient]:
     headers = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
     yield TestClient(app, headers=headers)
 
 
-def make_agent(tmp_path: Path, client: httpx.Client, clock: Clock, cpus: int = 4) -> Agent:
+def make_agent(tmp_path: Path, clients: list[httpx.Client], clock: Clock, cpus: int = 4) -> Agent:
     local = LocalExecutor(tmp_path / "runs", CENTER, cpus=cpus, cards=0, sandbox=SharedUser(),
                           kill_grace_s=1.0)  # fmt: skip
-    return Agent(CENTER, local, client, tmp_path / "state.json", clock=clock)
+    return Agent(CENTER, local, clients, tmp_path / "state.json", clock=clock)
 
 
 def job(job_id: str, command: str) -> Submission:
@@ -75,7 +85,7 @@ def test_a_restarted_agent_reports_its_runs_instead_of_starting_them_again(
 ) -> None:
     clock = Clock()
     marker = tmp_path / "marker"
-    first = make_agent(tmp_path, agent_client, clock)
+    first = make_agent(tmp_path, [agent_client], clock)
     first.step()  # connects: the center answers
     ref = control.submit(job("j1", f"echo $SUANWANG_JOB_ID >> {marker}; sleep 1.5"))
     assert control.flush()
@@ -83,7 +93,7 @@ def test_a_restarted_agent_reports_its_runs_instead_of_starting_them_again(
     assert [r.ref for r in first.state.runs.values()] == [ref]
     assert first.state.runs[ref].local_ref == f"{CENTER}/j1"
     # a new agent on the same state file (the old one was killed): it reports, never restarts
-    second = make_agent(tmp_path, agent_client, clock)
+    second = make_agent(tmp_path, [agent_client], clock)
     steps_until(second, lambda: control.poll([ref])[ref].state is JobState.SUCCEEDED)
     assert marker.read_text().splitlines() == ["j1"]
     assert control.recorded_exit(ref) == 0
@@ -94,7 +104,7 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     tmp_path: Path, control: AgentExecutor, agent_client: TestClient
 ) -> None:
     clock = Clock()
-    agent = make_agent(tmp_path, agent_client, clock)
+    agent = make_agent(tmp_path, [agent_client], clock)
     agent.step()
     ref = control.submit(job("j2", "sleep 30"))
     assert control.flush()
@@ -105,7 +115,7 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
         ["ended_at", "exit_code", "log_tail", "reason", "ref", "started_at", "state", "usage"]
     ]
     unreachable = httpx.Client(base_url="http://127.0.0.1:9", timeout=2)  # nothing listens
-    agent.client = unreachable
+    agent.replicas = Replicas(CENTER, [unreachable])
     clock.t += 29  # within the lease: the run goes on
     agent.step()
     local = agent.state.runs[ref].local_ref
@@ -115,7 +125,7 @@ def test_out_of_contact_past_its_lease_the_agent_fences_and_reports_lost(
     assert agent.executor.poll([local])[local].state is JobState.CANCELLED
     assert agent.state.runs[ref].reported is not None
     assert [r.get("cause") for r in agent._request(False)[0]["runs"]] == [LEASE]
-    agent.client = agent_client  # back in contact: the run is reported lost
+    agent.replicas = Replicas(CENTER, [agent_client])  # back in contact: reported lost
     agent.step()
     status = control.poll([ref])[ref]
     assert status.state is JobState.LOST
@@ -136,7 +146,7 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     first and polled after: the queued run never starts, the finished one keeps its end."""
     clock = Clock()
     marker = tmp_path / "marker"
-    agent = make_agent(tmp_path, agent_client, clock, cpus=2)
+    agent = make_agent(tmp_path, [agent_client], clock, cpus=2)
     agent.step()
     quick = control.submit(job("quick", f"sleep 0.5; echo quick >> {marker}"))
     long = control.submit(job("long", "sleep 30"))
@@ -146,7 +156,7 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     steps_until(agent, lambda: all(s.state is JobState.RUNNING
                                    for s in control.poll(list(running)).values()))  # fmt: skip
     unreachable = httpx.Client(base_url="http://127.0.0.1:9", timeout=2)  # nothing listens
-    agent.client = unreachable
+    agent.replicas = Replicas(CENTER, [unreachable])
     clock.t += 31  # past the lease, no round since: nothing has looked at the runs
     exit_code = tmp_path / "runs" / CENTER / "quick" / "exit_code"
     deadline = time.monotonic() + 10
@@ -164,7 +174,7 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     assert agent.state.runs[quick].reported is None  # reported as it ended, not fenced
     assert agent.state.runs[long].reported is not None
     assert agent.state.runs[queued].reported is not None
-    agent.client = agent_client
+    agent.replicas = Replicas(CENTER, [agent_client])
     agent.step()
     got = control.poll([quick, long, queued])
     assert [got[r].state for r in (quick, long, queued)] == [
@@ -174,3 +184,180 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     ]
     assert control.recorded_exit(quick) == 0
     unreachable.close()
+
+
+# --------------------------------------------------------------------------- API replicas
+
+
+class Replica:
+    """The app served over HTTP on a port of its own, like an API replica on one database;
+    stopped (or not started yet), nothing listens on its port."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app, self.port = app, free_port()
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                log_level="warning", lifespan="off")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(15)
+            assert not self.thread.is_alive(), "did not stop"
+        self.server = self.thread = None
+
+
+@dataclass
+class Pair:
+    """Two replicas, neither started, and the agent's client of each."""
+
+    first: Replica
+    second: Replica
+    clients: list[httpx.Client]
+
+
+@pytest.fixture
+def pair(app: FastAPI, token: str) -> Iterator[Pair]:
+    first, second = Replica(app), Replica(app)
+    clients = [client_for(first.url, token), client_for(second.url, token)]
+    yield Pair(first, second, clients)
+    for replica, client in zip((first, second), clients, strict=True):
+        replica.stop()
+        client.close()
+
+
+def moves(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "moved to" in r.getMessage()]
+
+
+def test_an_agent_moves_to_the_next_replica_in_the_same_step_stays_there_and_moves_back(
+    tmp_path: Path, control: AgentExecutor, pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="suanwang.agent")
+    first, second, clients = pair.first, pair.second, pair.clients
+    second.start()  # the first is down: nothing listens on its port
+    agent = make_agent(tmp_path, clients, Clock())
+    agent.step()
+    assert agent.connected and agent.replicas.client is clients[1]  # in this very step
+    assert f"connected to the control plane at {second.url}" in caplog.text
+    [moved] = moves(caplog)
+    assert moved.startswith(f"agent of center {CENTER} moved to the control plane at {second.url}")
+    assert f"({first.url}: ConnectError: " in moved  # which one failed, and why
+    ref = control.submit(job("j3", "sleep 1"))
+    assert control.flush()
+    steps_until(agent, lambda: control.poll([ref])[ref].state is JobState.RUNNING)
+    first.start()
+    agent.step()  # the first is back: the agent stays with the one that answers
+    assert agent.replicas.client is clients[1] and len(moves(caplog)) == 1
+    second.stop()
+    agent.step()  # the second is down: back to the first, in contact all along
+    assert agent.connected and agent.replicas.client is clients[0]
+    assert moves(caplog)[1].startswith(f"agent of center {CENTER} moved to the control plane "
+                                       f"at {first.url} ({second.url}: ")  # fmt: skip
+    steps_until(agent, lambda: control.poll([ref])[ref].state is JobState.SUCCEEDED)
+    assert "lost contact" not in caplog.text and "cannot sync" not in caplog.text
+    assert len(moves(caplog)) == 2  # said once each time
+
+
+def test_every_replica_down_the_agent_is_out_of_contact_and_fences_after_its_lease(
+    tmp_path: Path, control: AgentExecutor, pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second, clients = pair.first, pair.second, pair.clients
+    first.start()
+    second.start()
+    clock = Clock()
+    agent = make_agent(tmp_path, clients, clock)
+    agent.step()
+    ref = control.submit(job("j4", "sleep 30"))
+    assert control.flush()
+    steps_until(agent, lambda: control.poll([ref])[ref].state is JobState.RUNNING)
+    first.stop()
+    second.stop()
+    caplog.set_level(logging.WARNING, logger="suanwang.agent")
+    clock.t += 29  # within the lease: the run goes on
+    agent.step()
+    agent.step()
+    assert not agent.connected and agent.replicas.client is clients[0]
+    [lost] = [r.getMessage() for r in caplog.records]  # said once, naming each replica
+    assert "lost contact with the control plane" in lost
+    assert f"{first.url}: ConnectError" in lost and f"{second.url}: ConnectError" in lost
+    local = agent.state.runs[ref].local_ref
+    assert local is not None and agent.executor.poll([local])[local].state is JobState.RUNNING
+    clock.t += 2  # past the lease: fenced, as with one replica
+    agent.step()
+    assert agent.executor.poll([local])[local].state is JobState.CANCELLED
+    second.start()
+    agent.step()  # back in contact through the second: the run is reported lost
+    assert agent.replicas.client is clients[1]
+    assert control.poll([ref])[ref].state is JobState.LOST
+
+
+@pytest.mark.parametrize("refusal", ["token", "protocol"])
+def test_a_refusal_ends_the_agent_even_with_another_replica_that_would_answer(
+    tmp_path: Path, app: FastAPI, token: str, agent_client: TestClient, refusal: str
+) -> None:
+    wrong = {"token": ("swa_not-a-token", str(PROTOCOL_VERSION)), "protocol": (token, "99")}
+    refused, protocol = wrong[refusal]  # a replica of another protocol: 409
+    headers = {"Authorization": f"Bearer {refused}", PROTOCOL_HEADER: protocol}
+    refusing = TestClient(app, headers=headers)
+    agent = make_agent(tmp_path, [refusing, agent_client], Clock())
+    with pytest.raises(Refused, match=r"HTTP (401|409)"):
+        agent.step()
+    assert not agent.connected and agent.replicas.client is refusing
+
+
+def answering(failure: int | Exception) -> httpx.Client:
+    """A replica that answers every request with the status ``failure`` (200: with what is not
+    an answer), or fails with it."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if isinstance(failure, Exception):
+            raise failure
+        return httpx.Response(failure, json={"detail": "down for a moment"})
+
+    return httpx.Client(base_url="http://replica-a", transport=httpx.MockTransport(handle))
+
+
+@pytest.mark.parametrize(
+    ("failure", "moved"),
+    [
+        (500, True),  # the replica rolled the sync back
+        (503, True),
+        (200, True),  # an answer the agent cannot read: recorded there, an ordinary repeat
+        (httpx.ConnectTimeout("no connection"), True),  # never sent
+        # the sync may have reached it and may still be recorded, after a newer one elsewhere
+        (504, False),
+        (httpx.ReadTimeout("no answer"), False),
+        (httpx.RemoteProtocolError("closed without an answer"), False),
+    ],
+    ids=["500", "503", "unreadable", "connect-timeout", "504", "read-timeout", "closed"],
+)
+def test_a_sync_goes_to_the_next_replica_only_when_the_first_cannot_record_it_later(
+    tmp_path: Path,
+    agent_client: TestClient,
+    failure: int | Exception,
+    moved: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = answering(failure)
+    agent = make_agent(tmp_path, [first, agent_client], Clock())
+    with first:
+        agent.step()
+    assert agent.connected is moved  # the second answers whenever it is asked
+    assert agent.replicas.client is (agent_client if moved else first)
+    if not moved:
+        assert "it may still record the sync: not sent to another replica" in caplog.text

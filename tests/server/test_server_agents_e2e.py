@@ -4,13 +4,16 @@ processes running the center's jobs with a local executor (docs/centers.md, "Age
 Jobs submitted through the API succeed and fail with their exit codes and logs; a token of
 another center is refused; an agent killed mid-run and restarted reconciles its run instead of
 running it again; an agent stopped past its lease has its job failed over by the control plane
-and stops the run itself when it comes back: each job's marker holds its id exactly once.
+and stops the run itself when it comes back: each job's marker holds its id exactly once; an
+agent given two API replicas whose replica in use is killed goes on through the other, its run
+never fenced.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
@@ -140,3 +143,30 @@ def test_a_checkpoint_moves_through_the_control_plane_from_an_agent_center(
     assert any(e["detail"].get("event") == "checkpoint_requested" for e in events), events
     assert markers.read_text().splitlines() == [job]
     assert agent.proc.poll() is None
+
+
+@pytest.fixture
+def on_postgresql(
+    pg_schema: Callable[..., AbstractContextManager[str]], tmp_path: Path
+) -> Iterator[Platform]:
+    with pg_schema() as db:  # API replicas share one database: PostgreSQL
+        yield from running(db, tmp_path, lease_s=3, grace_s=2)
+
+
+def test_an_agent_whose_replica_is_killed_goes_on_through_another_and_fences_nothing(
+    on_postgresql: Platform, tmp_path: Path
+) -> None:
+    p = on_postgresql
+    other, replica = p.replica()  # serve --no-services: the API only
+    agent = p.connected_agent(urls=(other, p.url))
+    agent.wait_for(f"connected to the control plane at {other}")
+    marker = tmp_path / "marker"
+    job = p.submit("slow", f"echo $SUANWANG_JOB_ID >> {marker}; sleep 5; echo finished")
+    p.wait(lambda: marker.exists() and marker.read_text(), 60, "the run to start")
+    replica.kill()  # far longer than the lease (3 s) before it would be back
+    replica.wait()
+    agent.wait_for(f"moved to the control plane at {p.url}")
+    ended = p.wait(lambda: p.ended(job), 60, "the job to end")
+    assert ended["state"] == "succeeded", ended
+    assert marker.read_text().splitlines() == [job]  # ran once, where it started
+    assert "fenced" not in agent.log.read_text() and agent.proc.poll() is None

@@ -13,6 +13,10 @@ The executor is polled only while the agent is in contact (each poll renews the 
 polled without contact they would never stop by themselves), and the runs it has not polled
 are reported as they were last seen.
 
+Replicas. The agent knows every API replica of the control plane and syncs with one at a time,
+moving to the next in the same step when the one in use cannot have recorded the sync
+(:mod:`.replicas`, which says when a sync may be sent to another and why).
+
 Every instruction is applied idempotently: a run is started at most once per reference (the
 state file remembers it before its executor is asked, and executors are idempotent per job and
 attempt), cancelling or checkpointing twice does nothing more, and a restarted agent reports
@@ -26,18 +30,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from suanwang import __version__
 from suanwang.agent.protocol import (
     LOG_TAIL_BYTES,
-    PROTOCOL_HEADER,
-    PROTOCOL_VERSION,
     SYNC_LOG_BUDGET_BYTES,
     CapacityReport,
     RunReport,
@@ -46,6 +47,7 @@ from suanwang.agent.protocol import (
     SyncRequest,
     UsageReport,
 )
+from suanwang.agent.replicas import Replicas, Unsynced
 from suanwang.agent.state import AgentState, HeldRun
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import LEASE, Executor, ExecutorError, ExecutorStatus, Submission
@@ -62,11 +64,6 @@ ENDED = frozenset(
 OWN_ENDS = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.MIGRATING})
 
 
-class Refused(Exception):
-    """The control plane refused this agent (a wrong token, another center's, an incompatible
-    version): retrying cannot help."""
-
-
 def submission_of(data: dict[str, Any]) -> Submission:
     """A :class:`Submission` from its JSON form; ``ValueError`` when it is not one."""
     try:
@@ -75,23 +72,15 @@ def submission_of(data: dict[str, Any]) -> Submission:
         raise ValueError(f"not a submission: {exc}") from None
 
 
-def client_for(url: str, token: str, timeout_s: float = 10.0) -> httpx.Client:
-    """An HTTP client for the control plane at ``url`` with the agent's token."""
-    return httpx.Client(
-        base_url=url.rstrip("/"),
-        timeout=timeout_s,
-        headers={"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
-    )
-
-
 class Agent:
-    """One center's agent. :meth:`step` is one round; :meth:`run` loops until stopped."""
+    """One center's agent. :meth:`step` is one round; :meth:`run` loops until stopped.
+    ``clients``: one for each API replica of the control plane (:mod:`.replicas`)."""
 
     def __init__(
         self,
         center_id: str,
         executor: Executor,
-        client: httpx.Client,
+        clients: Sequence[httpx.Client],
         state_file: Path,
         *,
         every_s: float = 1.0,
@@ -99,7 +88,7 @@ class Agent:
     ) -> None:
         self.center_id = center_id
         self.executor = executor
-        self.client = client
+        self.replicas = Replicas(center_id, clients)
         self.state_file = state_file
         self.every_s = every_s
         self.clock = clock
@@ -113,7 +102,8 @@ class Agent:
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event) -> None:
-        """Step every ``every_s`` seconds until ``stop`` is set (or :class:`Refused`)."""
+        """Step every ``every_s`` seconds until ``stop`` is set (or
+        :class:`~suanwang.agent.replicas.Refused`)."""
         while not stop.is_set():
             started = time.monotonic()
             again = self.step()
@@ -144,7 +134,7 @@ class Agent:
         if not was:
             log.info(
                 "agent of center %s connected to the control plane at %s (lease %g s, %d runs)",
-                self.center_id, self.client.base_url, answer.lease_s, len(self.state.runs),
+                self.center_id, self.replicas.client.base_url, answer.lease_s, len(self.state.runs),
             )  # fmt: skip
         self._lease_runs(answer.lease_s)
         self._apply(answer)
@@ -320,22 +310,11 @@ class Agent:
     # ------------------------------------------------------------------ sync
 
     def _sync(self, body: dict[str, Any]) -> SyncAnswer | None:
-        """The control plane's answer; None when it cannot be reached (logged once)."""
+        """The control plane's answer; None when no replica answers (logged once)."""
         try:
-            r = self.client.post(f"/v1/agents/{self.center_id}/sync", json=body)
-        except httpx.HTTPError as exc:
-            self._lost(f"{type(exc).__name__}: {exc}")
-            return None
-        detail = _detail(r)
-        if r.status_code in (401, 403) or (r.status_code == 409 and "incompatible" in detail):
-            raise Refused(f"the control plane refused this agent (HTTP {r.status_code}): {detail}")
-        if r.status_code != 200:
-            self._lost(f"HTTP {r.status_code}: {detail}")
-            return None
-        try:
-            return SyncAnswer.model_validate(r.json())
-        except (ValueError, ValidationError) as exc:
-            self._lost(f"an answer this agent cannot read: {exc}")
+            return self.replicas.sync(body)
+        except Unsynced as exc:
+            self._lost(str(exc))
             return None
 
     def _lost(self, why: str) -> None:
@@ -346,8 +325,8 @@ class Agent:
             )  # fmt: skip
         elif why != self._why:  # said once, not at every attempt
             log.warning(
-                "agent of center %s cannot sync with the control plane at %s: %s",
-                self.center_id, self.client.base_url, why,
+                "agent of center %s cannot sync with the control plane at %s",
+                self.center_id, why,
             )  # fmt: skip
         self._why = why
         self.connected = False
@@ -430,11 +409,3 @@ class Agent:
                 self.executor.cancel(run.local_ref)  # the control plane does not know it
             except ExecutorError as exc:
                 log.warning("could not cancel run %s: %s", ref, exc)
-
-
-def _detail(r: httpx.Response) -> str:
-    try:
-        detail = r.json().get("detail", "")
-    except (ValueError, AttributeError):
-        return r.text[:300]
-    return detail if isinstance(detail, str) else json.dumps(detail)[:300]

@@ -1,7 +1,9 @@
 """``suanwang agent``: run a center's agent (docs/centers.md, "Agents"), and ``suanwang agent
 token create``: make the token an agent authenticates with (on the platform's database).
 
-The agent connects out to the control plane's API only (``--url``), with its center's token
+The agent connects out to the control plane's API only (``--url``: every API replica's address,
+the option repeated or the addresses separated by commas; it syncs with one and moves to the
+next when that one is down, :mod:`suanwang.agent.replicas`), with its center's token
 (``--token-file``), and drives the center's own executor, described in ``--config`` (the same
 entry as a platform file's ``local`` or ``slurm`` executor). It ends with exit code 2 when the
 control plane refuses it (a wrong token, another center's, an incompatible version).
@@ -41,7 +43,13 @@ def agent(
     ctx: typer.Context,
     center: CenterOption = None,
     url: Annotated[
-        str | None, typer.Option(metavar="URL", help="the control plane's API, e.g. https://...")
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="the control plane's API, e.g. https://...: give every API replica's address "
+            "(repeat --url, or separate them with commas); the agent syncs with one and moves "
+            "to the next when that one is down",
+        ),
     ] = None,
     token_file: Annotated[
         Path | None,
@@ -58,7 +66,8 @@ def agent(
     json_logs: JsonLogsOption = True,
 ) -> None:
     """Run the agent of a center: every --every seconds poll the center's executor, sync with
-    the control plane at --url and do what it answers (start, cancel, checkpoint runs)."""
+    the control plane at --url (one of its API replicas) and do what it answers (start, cancel,
+    checkpoint runs)."""
     if ctx.invoked_subcommand is not None:
         return
     missing = [
@@ -75,19 +84,47 @@ def agent(
         raise fail(f"suanwang agent needs {', '.join(missing)} (see suanwang agent --help)")
     assert center is not None and url is not None and token_file is not None
     assert config is not None
-    _run(center, url, token_file, config, every, unsafe_shared_user, json_logs)
+    urls = control_plane_urls(url)
+    _run(center, urls, token_file, config, every, unsafe_shared_user, json_logs)
+
+
+def control_plane_urls(values: list[str]) -> list[str]:
+    """The API replicas' addresses given as ``--url`` (repeated, or separated by commas), in
+    their order; refuses an address that is not ``http(s)://host...`` and one given twice."""
+    import httpx
+
+    urls: dict[str, str] = {}  # the address as compared (host in lower case, no "/" at the end)
+    for value in values:
+        for url in value.split(","):
+            url = url.strip()
+            named = f"--url {url!r}" + (f" (in {value!r})" if url != value else "")
+            try:
+                parsed = httpx.URL(url)
+            except httpx.InvalidURL:
+                parsed = httpx.URL()
+            if parsed.scheme not in ("http", "https") or not parsed.host or " " in url:
+                raise fail(f"{named}: give the control plane's address, http://... or https://...")
+            key = str(parsed).rstrip("/")
+            if key in urls:
+                raise fail(
+                    f"{named}: the same address as {urls[key]!r}: give each API replica's "
+                    "address once"
+                )
+            urls[key] = url
+    return list(urls.values())
 
 
 def _run(
     center: str,
-    url: str,
+    urls: list[str],
     token_file: Path,
     config: Path,
     every: float,
     unsafe_shared_user: bool,
     json_logs: bool,
 ) -> None:
-    from suanwang.agent.loop import Agent, Refused, client_for
+    from suanwang.agent.loop import Agent
+    from suanwang.agent.replicas import Refused, client_for
     from suanwang.executors.local import SandboxUnavailable
     from suanwang.scenarios.loader import ScenarioError
     from suanwang.server import logs
@@ -97,8 +134,6 @@ def _run(
 
     if not CENTER_PATTERN.fullmatch(center):
         raise fail(f"--center {center!r}: use letters, digits, '_', '.', '-'")
-    if not url.startswith(("http://", "https://")):
-        raise fail(f"--url {url!r}: give the control plane's address, http://... or https://...")
     try:
         token = token_file.read_text().strip()
     except OSError as exc:
@@ -115,9 +150,8 @@ def _run(
     sandbox = sandbox_for(unsafe_shared_user, None, False)
     try:
         executor = executor_for(center, cfg.executor, work / "runs", sandbox=sandbox)
-        agent = Agent(
-            center, executor, client_for(url, token), work / "agent-state.json", every_s=every
-        )
+        clients = [client_for(url, token) for url in urls]
+        agent = Agent(center, executor, clients, work / "agent-state.json", every_s=every)
     except (ValueError, SandboxUnavailable) as exc:
         raise fail(str(exc)) from None
     stop = threading.Event()
