@@ -80,12 +80,12 @@ def _same_as_database(dispatcher: Dispatcher, session: Session) -> None:
 def _kept_held_are_fresh(dispatcher: Dispatcher, session: Session) -> None:
     """The runs holding units that the live network keeps from its last state (the same
     objects while nothing of them changed) are those it makes from scratch, and the state is
-    the same."""
+    the same: what it keeps of each active job's row is what the row gives now."""
     live, signals = dispatcher.live, dispatcher.live.signals()
     kept: list[Any] = []
     state = live.state(session, signals, None, kept, dispatcher.view)
     again: list[Any] = []
-    live._held = {}
+    live._rows = {}
     fresh = live.state(session, signals, None, again, dispatcher.view)
     assert kept == again
     assert (state.free == fresh.free).all() and (state.committed == fresh.committed).all()

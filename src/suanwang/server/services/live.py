@@ -65,15 +65,10 @@ class LiveNetwork:
     lost_seen: dict[str, float] = field(default_factory=dict)
     #: the engine's job of each active job at the last :meth:`state` (see :meth:`_costed`)
     _active_jobs: dict[str, Job | None] = field(default_factory=dict, init=False, repr=False)
-    #: each active run's pool, units, speed and runtime at the last :meth:`state`, by job,
-    #: center and model (:meth:`_run_of`)
-    _runs: dict[tuple[str, str | None, str | None], tuple[int, int, float, float] | None] = field(
-        default_factory=dict, init=False, repr=False
-    )
-    #: each job's :class:`Held` at the last :meth:`state` that asked for them, with what it was
-    #: made of (the job's row, when its run began, the signals' start): the same object while
-    #: they stay (a round would otherwise make one for each of tens of thousands of runs)
-    _held: dict[str, tuple[tuple[Any, ...], Held]] = field(
+    #: what :meth:`state` read of each active job's row at its last call (:meth:`_run_row`),
+    #: with what it was made of (the row, when its run began, the signals' start): the same
+    #: while they stay (a round would otherwise work out tens of thousands again)
+    _rows: dict[str, tuple[Any, datetime | None, datetime, _RunRow | None]] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -166,51 +161,66 @@ class LiveNetwork:
             rows = active_rows(session)
             rerun = _run_starts(session, [r[0] for r in rows if r[8] and r[2] == RUNNING])
         jobs = self._costed(session, [r[0] for r in rows])
-        known, runs = self._runs, {}
-        kept_held, made_held = self._held, {}
+        sig_start = signals.start
+        # what the reserving tenants' jobs hold (no call at all for the others)
+        uses = trading.used if trading is not None else {}
+        kept, made = self._rows, {}
         for row in rows:
-            job_id, tenant, st, center, model, ref, start_at, started_at, attempt = row
-            if attempt:  # a later run: it began when it started running, not the first one
+            job_id = row[0]
+            started_at = row[7]
+            if row[8]:  # a later run: it began when it started running, not the first one
                 started_at = rerun.get(job_id, started_at)
-            job = jobs[job_id]
-            if job is None:  # a spec this scenario cannot cost: skip it
+            got = kept.get(job_id)
+            if got is None or got[0] != row or got[1] != started_at or got[2] is not sig_start:
+                got = (row, started_at, sig_start, self._run_row(row, started_at, jobs, signals))
+            made[job_id] = got
+            run = got[3]
+            if run is None:  # a spec this scenario cannot cost, a center or model it lacks
                 continue
-            key = (job_id, center, model)
-            run = known.get(key) if key in known else self._run_of(job, center, model)
-            runs[key] = run
-            if run is None:
-                continue  # a center or model this scenario does not have
-            pool, units, speed, runtime_s = run
-            scheduled = st == JobState.SCHEDULED.value
-            holds = not scheduled or ref is not None or start_at is None or start_at <= now
+            pool, units, runtime_s, scheduled, handed, start_at, begun_s, held_run = run
+            holds = not scheduled or handed or start_at is None or start_at <= now
             if holds:
-                begun = (started_at - signals.start).total_seconds() if started_at else now_s
+                begun = now_s if begun_s is None else begun_s
                 t0, t1 = now_s, max(begun + runtime_s, now_s)
-            elif start_at is not None:  # (always: a job that holds nothing is deferred)
-                t0 = (start_at - signals.start).total_seconds()
+            else:  # deferred: from its planned start
+                assert start_at is not None  # (a job without one holds its units)
+                t0 = (start_at - sig_start).total_seconds()
                 t1 = t0 + runtime_s
-            active.append((pool, units, t0, t1, holds, scheduled and ref is not None))
+            active.append((pool, units, t0, t1, holds, handed))
             if held is not None and holds:
-                made = (row, started_at, signals.start)
-                got = kept_held.get(job_id)
-                if got is None or got[0] != made:
-                    running = st == JobState.RUNNING.value
-                    began = (
-                        (started_at - signals.start).total_seconds()
-                        if running and started_at is not None
-                        else None
-                    )
-                    got = made, Held(job_id, tenant, job.priority_class, pool, units,
-                                     units * speed, job.checkpointable, began, job.work_scu,
-                                     attempt)  # fmt: skip
-                made_held[job_id] = got
-                held.append(got[1])
-            if trading is not None:
-                trading.add_use(tenant, pool, *hour_window(t0, t1), units)
-        self._runs = runs  # one assignment: services in other threads may read it
-        if held is not None:
-            self._held = made_held
+                held.append(held_run)
+            if row[1] in uses:
+                assert trading is not None
+                trading.add_use(row[1], pool, *hour_window(t0, t1), units)
+        self._rows = made  # one assignment: services in other threads may read it
         return capacity_state_of(net, signals, now_s, active)
+
+    def _run_row(
+        self,
+        row: ActiveRow,
+        started_at: datetime | None,
+        jobs: Mapping[str, Job | None],
+        signals: Signals,
+    ) -> _RunRow | None:
+        """What :meth:`state` reads of an active job's ``row`` whatever the time (None: its
+        spec cannot be costed, or its center or model is not in this scenario), its run begun
+        at ``started_at``: the same while the row, ``started_at`` and the signals' start stay."""
+        job_id, tenant, st, center, model, ref, start_at, _, attempt = row
+        job = jobs[job_id]
+        if job is None:
+            return None
+        run = self._run_of(job, center, model)
+        if run is None:
+            return None
+        pool, units, speed, runtime_s = run
+        begun = (started_at - signals.start).total_seconds() if started_at else None
+        running = st == RUNNING
+        held = Held(job_id, tenant, job.priority_class, pool, units, units * speed,
+                    job.checkpointable, begun if running and started_at is not None else None,
+                    job.work_scu, attempt)  # fmt: skip
+        scheduled = st == SCHEDULED
+        handed = scheduled and ref is not None
+        return pool, units, runtime_s, scheduled, handed, start_at, begun, held
 
     def _run_of(
         self, job: Job, center: str | None, model: str | None
@@ -256,6 +266,11 @@ class LiveNetwork:
 #: job ids per query when reading specs
 _CHUNK = 2000
 RUNNING = JobState.RUNNING.value
+SCHEDULED = JobState.SCHEDULED.value
+#: what :meth:`LiveNetwork.state` keeps of an active job's row: pool, units, runtime (s),
+#: whether it is scheduled, scheduled and handed over, its planned start, when its run began
+#: (seconds from the signals' start; None: not begun) and its :class:`Held`
+_RunRow = tuple[int, int, float, bool, bool, datetime | None, float | None, "Held"]
 
 
 def active_rows(session: Session) -> list[ActiveRow]:
