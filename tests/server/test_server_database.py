@@ -65,6 +65,33 @@ def test_timestamps_come_back_utc_aware(sessions: sessionmaker[Session], client:
     assert got == datetime(2025, 7, 1, 6, 0, 0, 123456, tzinfo=UTC)
 
 
+def test_many_rows_binding_the_same_instants_store_each_its_own(
+    sessions: sessionmaker[Session], client: object
+) -> None:
+    """A statement run for many rows binds one instant object in most of them (remembered
+    once converted); every row keeps its own, whatever the others bound, and an equal
+    instant of another zone is converted anew."""
+    cst = timezone(timedelta(hours=8))
+    one = datetime(2025, 7, 1, 14, 0, 0, 123456, tzinfo=cst)
+    other = datetime(2025, 7, 1, 6, 0, 0, 123456, tzinfo=UTC)  # == one
+    later = one + timedelta(microseconds=1)
+    made = [one, one, other, later, one, later, later, other]
+    with sessions() as s:
+        for i, at in enumerate(made):
+            s.add(Tenant(id=f"t{i}", name=f"n{i}", role="consumer", api_key_hash=f"{i:064d}",
+                         created_at=at))  # fmt: skip
+        s.commit()
+    with sessions() as s:
+        got = {i: at for i, at in s.execute(select(Tenant.id, Tenant.created_at))}
+    for i, at in enumerate(made):
+        assert got[f"t{i}"] == at and got[f"t{i}"].utcoffset() == timedelta(0)
+    with sessions() as s:  # after a refused one, the next converts as before
+        s.add(Tenant(name="naive", role="consumer", api_key_hash="9" * 64,
+                     created_at=datetime(2025, 7, 1)))  # fmt: skip
+        with pytest.raises(StatementError, match="naive datetime"):
+            s.commit()
+
+
 def test_naive_timestamps_are_refused(sessions: sessionmaker[Session], client: object) -> None:
     with sessions() as s:
         s.add(Tenant(name="naive", role="consumer", api_key_hash="1" * 64,

@@ -7,6 +7,7 @@ as naive UTC and :class:`UTCDateTime` attaches UTC again on the way out. Decimal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         # SQLite keeps the text form; drop the offset so that stored values compare as text
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """The conversion of a value to what the driver takes, remembering the last value
+        converted: a statement run for thousands of rows (a dispatcher round's) binds the
+        same instant in most of them."""
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        last: tuple[Any, Any] = (None, None)
+
+        def remembered(value: Any) -> Any:
+            nonlocal last
+            seen = last  # (one read: another thread may set it meanwhile)
+            if value is not None and seen[0] is value:
+                return seen[1]
+            out = process(value)
+            last = (value, out)  # one assignment; the value kept alive keeps its id its own
+            return out
+
+        return remembered
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
