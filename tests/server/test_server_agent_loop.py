@@ -1,11 +1,13 @@
 """The agent's loop in-process, step by step: the real sync route (the app), a real local
 executor, and the agent's clock pinned: a restarted agent reconciles instead of running
 anything again; an agent out of contact past its lease fences its runs and reports them lost;
-an agent given several API replicas (the app served on ports of its own) moves to the next in
-the same step when the one in use is down or fails, and only then."""
+its syncs are numbered, across restarts, and a lost state file locks it out of nothing; an agent
+given several API replicas (the app served on ports of its own) moves to the next in the same
+step when the one in use is down or fails, and only then."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,13 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from suanwang.agent.loop import Agent
-from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from suanwang.agent.protocol import APPLIED_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION
 from suanwang.agent.replicas import Refused, Replicas, client_for
+from suanwang.agent.state import AgentState
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import LEASE, Submission
 from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.agents.tokens import issue_token
+from suanwang.server.database.models import CenterAgent
 
 CENTER = "zhongwei"
 
@@ -78,6 +82,12 @@ def steps_until(agent: Agent, done: Callable[[], bool], timeout: float = 20) -> 
         assert time.monotonic() < deadline, "timed out"
         agent.step()
         time.sleep(0.1)
+
+
+def _applied(sessions: sessionmaker[Session]) -> int | None:
+    """The highest sync number the control plane applied for the agent."""
+    with sessions() as session:
+        return session.get_one(CenterAgent, CENTER).applied_seq
 
 
 def test_a_restarted_agent_reports_its_runs_instead_of_starting_them_again(
@@ -184,6 +194,50 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     ]
     assert control.recorded_exit(quick) == 0
     unreachable.close()
+
+
+def test_the_agents_sync_numbers_survive_a_restart_and_a_lost_state_file_locks_nothing_out(
+    tmp_path: Path,
+    control: AgentExecutor,
+    agent_client: TestClient,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    first = make_agent(tmp_path, [agent_client], clock)
+    first.step()  # numbered by its clock, in microseconds
+    first.step()  # the clock stands still: one more than the last
+    assert first.state.last_seq == 10**12 + 1 == _applied(sessions)
+    assert AgentState.load(first.state_file).last_seq == 10**12 + 1  # saved
+    clock.t -= 60  # the clock set back, and the agent restarted on its state file
+    second = make_agent(tmp_path, [agent_client], clock)
+    second.step()
+    assert second.connected and _applied(sessions) == 10**12 + 2  # above its last, not refused
+    assert "numbers its syncs below" not in caplog.text
+    second.state_file.unlink()  # lost, with the clock still behind the numbers sent
+    third = make_agent(tmp_path, [agent_client], clock)
+    third.step()  # refused as stale once, then above the control plane's number
+    assert third.connected and _applied(sessions) == 10**12 + 3
+    assert "numbers its syncs below the control plane's record" in caplog.text
+    assert "lost contact" not in caplog.text and "cannot sync" not in caplog.text
+    third.state_file.unlink()
+    clock.t += 3600  # lost again, the clock right: numbered by it at once
+    fourth = make_agent(tmp_path, [agent_client], clock)
+    fourth.step()
+    assert fourth.connected and _applied(sessions) == (1_000_000 - 60 + 3600) * 10**6
+
+
+def test_a_state_file_older_than_sync_numbers_loads_and_a_bad_number_is_named(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    saved = {"runs": [], "lease_s": 30, "last_contact": None}
+    path.write_text(json.dumps(saved))
+    assert AgentState.load(path).last_seq == 0
+    for bad in ("12", -1, True, 1.5):
+        path.write_text(json.dumps({**saved, "last_seq": bad}))
+        with pytest.raises(ValueError, match=rf"^agent state {path}: .* is not a sync number"):
+            AgentState.load(path)
 
 
 # --------------------------------------------------------------------------- API replicas
@@ -361,3 +415,38 @@ def test_a_sync_goes_to_the_next_replica_only_when_the_first_cannot_record_it_la
     assert agent.replicas.client is (agent_client if moved else first)
     if not moved:
         assert "it may still record the sync: not sent to another replica" in caplog.text
+
+
+def test_a_stale_refusal_moves_the_agents_numbers_above_the_control_planes_and_ends_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that refuses every sync as stale (another agent with this token, numbering
+    ahead): the agent sends once more above the number it names, then gives up for the step,
+    out of contact (not refused: it tries again at the next)."""
+    sent: list[int] = []
+    applied = 5 * 10**15
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["seq"])
+        detail = {"detail": "stale sync: not above the last"}
+        return httpx.Response(409, json=detail, headers={APPLIED_HEADER: str(applied)})
+
+    refusing = httpx.Client(base_url="http://replica-a", transport=httpx.MockTransport(handle))
+    agent = make_agent(tmp_path, [refusing], Clock())
+    agent.step()
+    assert sent == [10**12, applied + 1] and not agent.connected
+    assert "numbers its syncs below the control plane's record" in caplog.text
+    assert "cannot sync with the control plane at http://replica-a: HTTP 409: stale" in caplog.text
+
+
+def test_a_stale_refusal_that_names_no_number_is_a_failure_of_that_replica(
+    tmp_path: Path, agent_client: TestClient
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        detail = {"detail": "stale sync"}
+        return httpx.Response(409, json=detail, headers={APPLIED_HEADER: "many"})
+
+    garbled = httpx.Client(base_url="http://replica-a", transport=httpx.MockTransport(handle))
+    agent = make_agent(tmp_path, [garbled, agent_client], Clock())
+    agent.step()
+    assert agent.connected and agent.replicas.client is agent_client

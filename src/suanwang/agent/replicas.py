@@ -19,19 +19,30 @@ agent started meanwhile, which the control plane would then record ``lost`` (and
 So after a timeout or a connection closed before the answer (the replica may have the request
 and still record it), the agent does not try another replica in that step; it tries the same
 one again at the next.
+
+Each copy sent carries a new number, above every one before it (:mod:`.protocol`). A stale
+refusal the agent reads itself says its numbering is behind the control plane's record
+(:meth:`~suanwang.agent.state.AgentState.next_seq`): :class:`Stale` carries the highest number
+applied, for the agent to go on above it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, SyncAnswer
+from suanwang.agent.protocol import (
+    APPLIED_HEADER,
+    MAX_SEQ,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    SyncAnswer,
+)
 
 log = logging.getLogger("suanwang.agent")
 
@@ -43,6 +54,15 @@ class Refused(Exception):
 
 class Unsynced(Exception):
     """No replica answered the sync; the message says, for each one tried, why."""
+
+
+class Stale(Exception):
+    """A replica refused the sync as stale: the control plane applied one numbered ``applied``,
+    not below it (see the module)."""
+
+    def __init__(self, why: str, applied: int) -> None:
+        super().__init__(why)
+        self.applied = applied
 
 
 class _Failed(Exception):
@@ -78,14 +98,15 @@ class Replicas:
         self.clients = list(clients)
         self.client = self.clients[0]
 
-    def sync(self, body: dict[str, Any]) -> SyncAnswer:
+    def sync(self, body: dict[str, Any], seq: Callable[[], int]) -> SyncAnswer:
         """The answer to the sync ``body``, from the replica in use or the next ones (see the
-        module), the one that answered in use from now on. Raises :class:`Refused`, and
-        :class:`Unsynced` when none answers."""
+        module), the one that answered in use from now on; ``seq`` gives the number of each
+        copy sent. Raises :class:`Refused`, :class:`Stale`, and :class:`Unsynced` when none
+        answers."""
         failed: list[str] = []
         for client in self._in_turn():
             try:
-                answer = self._sync_with(client, body)
+                answer = self._sync_with(client, {**body, "seq": seq()})
             except _Failed as exc:
                 failed.append(f"{client.base_url}: {exc}")
                 if exc.elsewhere:
@@ -93,14 +114,21 @@ class Replicas:
                 if len(self.clients) > 1:
                     failed[-1] += " (it may still record the sync: not sent to another replica)"
                 break
-            if client is not self.client:
-                log.warning(
-                    "agent of center %s moved to the control plane at %s (%s)",
-                    self.center_id, client.base_url, "; ".join(failed),
-                )  # fmt: skip
-                self.client = client
+            except Stale:
+                self._use(client, failed)  # it answered
+                raise
+            self._use(client, failed)
             return answer
         raise Unsynced("; ".join(failed))
+
+    def _use(self, client: httpx.Client, failed: list[str]) -> None:
+        """``client`` answered: it is in use (the replicas that ``failed`` before it, why)."""
+        if client is not self.client:
+            log.warning(
+                "agent of center %s moved to the control plane at %s (%s)",
+                self.center_id, client.base_url, "; ".join(failed),
+            )  # fmt: skip
+            self.client = client
 
     def _in_turn(self) -> list[httpx.Client]:
         """Every replica once: the one in use, then those after it, in their order."""
@@ -117,12 +145,30 @@ class Replicas:
         detail = _detail(r)
         if r.status_code in (401, 403) or (r.status_code == 409 and "incompatible" in detail):
             raise Refused(f"the control plane refused this agent (HTTP {r.status_code}): {detail}")
+        if r.status_code == 409 and APPLIED_HEADER in r.headers:
+            raise Stale(
+                f"{client.base_url}: HTTP 409: {detail}", _applied(r.headers[APPLIED_HEADER])
+            )
         if r.status_code != 200:
             raise _Failed(f"HTTP {r.status_code}: {detail}", elsewhere=r.status_code != 504)
         try:
             return SyncAnswer.model_validate(r.json())
         except (ValueError, ValidationError) as exc:
             raise _Failed(f"an answer this agent cannot read: {exc}", elsewhere=True) from None
+
+
+def _applied(value: str) -> int:
+    """The number of a stale refusal's :data:`APPLIED_HEADER`."""
+    try:
+        applied = int(value)
+    except ValueError:
+        applied = -1
+    if not 0 <= applied < MAX_SEQ:
+        raise _Failed(
+            f"a stale refusal whose {APPLIED_HEADER} is not a sync number: {value!r}",
+            elsewhere=True,
+        )
+    return applied
 
 
 def _detail(r: httpx.Response) -> str:
