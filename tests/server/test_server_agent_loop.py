@@ -3,7 +3,8 @@ executor, and the agent's clock pinned: a restarted agent reconciles instead of 
 anything again; an agent out of contact past its lease fences its runs and reports them lost;
 its syncs are numbered, across restarts, and a lost state file locks it out of nothing; an agent
 given several API replicas (the app served on ports of its own) moves to the next in the same
-step when the one in use is down or fails, and only then."""
+step when the one in use is down or fails in any way, a replica that hangs included, whose late
+copy of the sync is then refused."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -23,6 +25,7 @@ from pinned import NOW
 from processes import free_port
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from suanwang.agent.loop import Agent
 from suanwang.agent.protocol import APPLIED_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION
@@ -374,11 +377,13 @@ def test_a_refusal_ends_the_agent_even_with_another_replica_that_would_answer(
     assert not agent.connected and agent.replicas.client is refusing
 
 
-def answering(failure: int | Exception) -> httpx.Client:
+def answering(failure: int | Exception, sent: list[int] | None = None) -> httpx.Client:
     """A replica that answers every request with the status ``failure`` (200: with what is not
-    an answer), or fails with it."""
+    an answer), or fails with it; the number of each sync it was sent in ``sent``."""
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if sent is not None:
+            sent.append(json.loads(request.content)["seq"])
         if isinstance(failure, Exception):
             raise failure
         return httpx.Response(failure, json={"detail": "down for a moment"})
@@ -387,34 +392,118 @@ def answering(failure: int | Exception) -> httpx.Client:
 
 
 @pytest.mark.parametrize(
-    ("failure", "moved"),
+    "failure",
     [
-        (500, True),  # the replica rolled the sync back
-        (503, True),
-        (200, True),  # an answer the agent cannot read: recorded there, an ordinary repeat
-        (httpx.ConnectTimeout("no connection"), True),  # never sent
-        # the sync may have reached it and may still be recorded, after a newer one elsewhere
-        (504, False),
-        (httpx.ReadTimeout("no answer"), False),
-        (httpx.RemoteProtocolError("closed without an answer"), False),
+        500,  # the replica rolled the sync back
+        503,
+        200,  # an answer the agent cannot read: recorded there, an ordinary repeat
+        httpx.ConnectTimeout("no connection"),  # never sent
+        # the sync may have reached it and may still be recorded there, late: refused then
+        504,
+        httpx.ReadTimeout("no answer"),
+        httpx.RemoteProtocolError("closed without an answer"),
     ],
     ids=["500", "503", "unreadable", "connect-timeout", "504", "read-timeout", "closed"],
 )
-def test_a_sync_goes_to_the_next_replica_only_when_the_first_cannot_record_it_later(
+def test_a_sync_goes_to_the_next_replica_after_any_failure_under_a_new_number(
     tmp_path: Path,
     agent_client: TestClient,
+    sessions: sessionmaker[Session],
     failure: int | Exception,
-    moved: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first = answering(failure)
+    sent: list[int] = []
+    first = answering(failure, sent)
     agent = make_agent(tmp_path, [first, agent_client], Clock())
     with first:
         agent.step()
-    assert agent.connected is moved  # the second answers whenever it is asked
-    assert agent.replicas.client is (agent_client if moved else first)
-    if not moved:
-        assert "it may still record the sync: not sent to another replica" in caplog.text
+    assert agent.connected and agent.replicas.client is agent_client  # in this very step
+    [moved] = moves(caplog)
+    assert "(http://replica-a: " in moved
+    # the copy the second applied is numbered above the first's: the first's is stale there
+    assert sent == [1_000_000 * 1_000_000] and _applied(sessions) == sent[0] + 1
+
+
+class Held:
+    """The app, but while ``holding`` is set each request is read whole and held until
+    ``release`` is set, then answered by the app (to a client long gone): a replica minutes
+    behind. The statuses it answered the held requests, in ``answered``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.answered: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.holding.is_set():
+            await self.app(scope, receive, send)
+            return
+        request = [await receive()]
+        while request[-1]["type"] == "http.request" and request[-1].get("more_body"):
+            request.append(await receive())
+        await anyio.to_thread.run_sync(self.release.wait)
+
+        async def replay() -> Message:
+            return request.pop(0) if request else await receive()
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.answered.append(message["status"])
+            await send(message)
+
+        await self.app(scope, replay, answer)
+
+
+def test_a_replica_that_hangs_costs_a_step_and_its_late_copy_is_refused(
+    tmp_path: Path,
+    app: FastAPI,
+    token: str,
+    control: AgentExecutor,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The replica in use takes the sync and does not answer: after the client's timeout the
+    agent sends it to the other replica in the same step (it used to wait for the first, and
+    fence past its lease); the run that answer starts is reported through the other. When the
+    first at last records its copy, which does not have that run, it is refused as stale: the
+    run is not recorded lost (placed again, run twice)."""
+    held = Held(app)
+    first, second = Replica(held), Replica(app)
+    clients = [client_for(r.url, token, timeout_s=1.0) for r in (first, second)]
+    try:
+        first.start()
+        second.start()
+        agent = make_agent(tmp_path, clients, Clock())
+        agent.step()
+        old = control.submit(job("old", "sleep 30"))
+        assert control.flush()
+        steps_until(agent, lambda: control.poll([old])[old].state is JobState.RUNNING)
+        assert agent.replicas.client is clients[0] and moves(caplog) == []
+        held.holding.set()  # from now on the first holds what it is sent
+        new = control.submit(job("new", "sleep 30"))
+        assert control.flush()
+        late = agent.state.last_seq + 1
+        agent.step()  # held at the first, then through the second: told to start the new run
+        assert agent.connected and agent.replicas.client is clients[1]
+        [moved] = moves(caplog)
+        assert f"({first.url}: ReadTimeout: " in moved
+        assert new in agent.state.runs
+        steps_until(agent, lambda: control.poll([new])[new].state is JobState.RUNNING)
+        assert (_applied(sessions) or 0) > late
+        held.release.set()  # the first records its copy at last: refused
+        deadline = time.monotonic() + 20
+        while not held.answered:
+            assert time.monotonic() < deadline, "the held sync was not answered"
+            time.sleep(0.05)
+        assert held.answered == [409]
+        got = control.poll([old, new])
+        assert [got[r].state for r in (old, new)] == [JobState.RUNNING, JobState.RUNNING]
+        assert "lost contact" not in caplog.text and "fenced" not in caplog.text
+    finally:
+        held.release.set()
+        for replica, client in zip((first, second), clients, strict=True):
+            replica.stop()
+            client.close()
 
 
 def test_a_stale_refusal_moves_the_agents_numbers_above_the_control_planes_and_ends_nothing(

@@ -14,12 +14,12 @@ polled without contact they would never stop by themselves), and the runs it has
 are reported as they were last seen.
 
 Replicas. The agent knows every API replica of the control plane and syncs with one at a time,
-moving to the next in the same step when the one in use cannot have recorded the sync
-(:mod:`.replicas`, which says when a sync may be sent to another and why). Its syncs are
-numbered (:meth:`~suanwang.agent.state.AgentState.next_seq`, the last number kept in the state
-file), so a copy a replica records late, after a newer sync, is refused and changes nothing; a
-stale refusal the agent reads itself (its numbering behind the control plane's record) moves
-its numbering above the number applied and the sync is sent again at once.
+moving to the next in the same step when the one in use fails in any way but a refusal
+(:mod:`.replicas`). Its syncs are numbered (:meth:`~suanwang.agent.state.AgentState.next_seq`,
+the last number kept in the state file), so a copy a replica records late, after a newer sync,
+is refused and changes nothing: waiting for a replica that may still record it is no longer
+needed. A stale refusal the agent reads itself (its numbering behind the control plane's
+record) moves its numbering above the number applied and the sync is sent again at once.
 
 Every instruction is applied idempotently: a run is started at most once per reference (the
 state file remembers it before its executor is asked, and executors are idempotent per job and
