@@ -1,11 +1,14 @@
 """The agent's loop in-process, step by step: the real sync route (the app), a real local
 executor, and the agent's clock pinned: a restarted agent reconciles instead of running
 anything again; an agent out of contact past its lease fences its runs and reports them lost;
-an agent given several API replicas (the app served on ports of its own) moves to the next in
-the same step when the one in use is down or fails, and only then."""
+its syncs are numbered, across restarts, and a lost state file locks it out of nothing; an agent
+given several API replicas (the app served on ports of its own) moves to the next in the same
+step when the one in use is down or fails in any way, a replica that hangs included, whose late
+copy of the sync is then refused."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -21,15 +25,18 @@ from pinned import NOW
 from processes import free_port
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from suanwang.agent.loop import Agent
-from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from suanwang.agent.protocol import APPLIED_HEADER, PROTOCOL_HEADER, PROTOCOL_VERSION
 from suanwang.agent.replicas import Refused, Replicas, client_for
+from suanwang.agent.state import AgentState
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import LEASE, Submission
 from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.server.agents.executor import AgentExecutor
 from suanwang.server.agents.tokens import issue_token
+from suanwang.server.database.models import CenterAgent
 
 CENTER = "zhongwei"
 
@@ -78,6 +85,12 @@ def steps_until(agent: Agent, done: Callable[[], bool], timeout: float = 20) -> 
         assert time.monotonic() < deadline, "timed out"
         agent.step()
         time.sleep(0.1)
+
+
+def _applied(sessions: sessionmaker[Session]) -> int | None:
+    """The highest sync number the control plane applied for the agent."""
+    with sessions() as session:
+        return session.get_one(CenterAgent, CENTER).applied_seq
 
 
 def test_a_restarted_agent_reports_its_runs_instead_of_starting_them_again(
@@ -184,6 +197,50 @@ def test_a_fence_starts_nothing_and_keeps_the_end_of_a_run_that_finished_by_itse
     ]
     assert control.recorded_exit(quick) == 0
     unreachable.close()
+
+
+def test_the_agents_sync_numbers_survive_a_restart_and_a_lost_state_file_locks_nothing_out(
+    tmp_path: Path,
+    control: AgentExecutor,
+    agent_client: TestClient,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    first = make_agent(tmp_path, [agent_client], clock)
+    first.step()  # numbered by its clock, in microseconds
+    first.step()  # the clock stands still: one more than the last
+    assert first.state.last_seq == 10**12 + 1 == _applied(sessions)
+    assert AgentState.load(first.state_file).last_seq == 10**12 + 1  # saved
+    clock.t -= 60  # the clock set back, and the agent restarted on its state file
+    second = make_agent(tmp_path, [agent_client], clock)
+    second.step()
+    assert second.connected and _applied(sessions) == 10**12 + 2  # above its last, not refused
+    assert "numbers its syncs below" not in caplog.text
+    second.state_file.unlink()  # lost, with the clock still behind the numbers sent
+    third = make_agent(tmp_path, [agent_client], clock)
+    third.step()  # refused as stale once, then above the control plane's number
+    assert third.connected and _applied(sessions) == 10**12 + 3
+    assert "numbers its syncs below the control plane's record" in caplog.text
+    assert "lost contact" not in caplog.text and "cannot sync" not in caplog.text
+    third.state_file.unlink()
+    clock.t += 3600  # lost again, the clock right: numbered by it at once
+    fourth = make_agent(tmp_path, [agent_client], clock)
+    fourth.step()
+    assert fourth.connected and _applied(sessions) == (1_000_000 - 60 + 3600) * 10**6
+
+
+def test_a_state_file_older_than_sync_numbers_loads_and_a_bad_number_is_named(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    saved = {"runs": [], "lease_s": 30, "last_contact": None}
+    path.write_text(json.dumps(saved))
+    assert AgentState.load(path).last_seq == 0
+    for bad in ("12", -1, True, 1.5):
+        path.write_text(json.dumps({**saved, "last_seq": bad}))
+        with pytest.raises(ValueError, match=rf"^agent state {path}: .* is not a sync number"):
+            AgentState.load(path)
 
 
 # --------------------------------------------------------------------------- API replicas
@@ -320,11 +377,13 @@ def test_a_refusal_ends_the_agent_even_with_another_replica_that_would_answer(
     assert not agent.connected and agent.replicas.client is refusing
 
 
-def answering(failure: int | Exception) -> httpx.Client:
+def answering(failure: int | Exception, sent: list[int] | None = None) -> httpx.Client:
     """A replica that answers every request with the status ``failure`` (200: with what is not
-    an answer), or fails with it."""
+    an answer), or fails with it; the number of each sync it was sent in ``sent``."""
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if sent is not None:
+            sent.append(json.loads(request.content)["seq"])
         if isinstance(failure, Exception):
             raise failure
         return httpx.Response(failure, json={"detail": "down for a moment"})
@@ -333,31 +392,150 @@ def answering(failure: int | Exception) -> httpx.Client:
 
 
 @pytest.mark.parametrize(
-    ("failure", "moved"),
+    "failure",
     [
-        (500, True),  # the replica rolled the sync back
-        (503, True),
-        (200, True),  # an answer the agent cannot read: recorded there, an ordinary repeat
-        (httpx.ConnectTimeout("no connection"), True),  # never sent
-        # the sync may have reached it and may still be recorded, after a newer one elsewhere
-        (504, False),
-        (httpx.ReadTimeout("no answer"), False),
-        (httpx.RemoteProtocolError("closed without an answer"), False),
+        500,  # the replica rolled the sync back
+        503,
+        200,  # an answer the agent cannot read: recorded there, an ordinary repeat
+        httpx.ConnectTimeout("no connection"),  # never sent
+        # the sync may have reached it and may still be recorded there, late: refused then
+        504,
+        httpx.ReadTimeout("no answer"),
+        httpx.RemoteProtocolError("closed without an answer"),
     ],
     ids=["500", "503", "unreadable", "connect-timeout", "504", "read-timeout", "closed"],
 )
-def test_a_sync_goes_to_the_next_replica_only_when_the_first_cannot_record_it_later(
+def test_a_sync_goes_to_the_next_replica_after_any_failure_under_a_new_number(
     tmp_path: Path,
     agent_client: TestClient,
+    sessions: sessionmaker[Session],
     failure: int | Exception,
-    moved: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first = answering(failure)
+    sent: list[int] = []
+    first = answering(failure, sent)
     agent = make_agent(tmp_path, [first, agent_client], Clock())
     with first:
         agent.step()
-    assert agent.connected is moved  # the second answers whenever it is asked
-    assert agent.replicas.client is (agent_client if moved else first)
-    if not moved:
-        assert "it may still record the sync: not sent to another replica" in caplog.text
+    assert agent.connected and agent.replicas.client is agent_client  # in this very step
+    [moved] = moves(caplog)
+    assert "(http://replica-a: " in moved
+    # the copy the second applied is numbered above the first's: the first's is stale there
+    assert sent == [1_000_000 * 1_000_000] and _applied(sessions) == sent[0] + 1
+
+
+class Held:
+    """The app, but while ``holding`` is set each request is read whole and held until
+    ``release`` is set, then answered by the app (to a client long gone): a replica minutes
+    behind. The statuses it answered the held requests, in ``answered``."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.answered: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.holding.is_set():
+            await self.app(scope, receive, send)
+            return
+        request = [await receive()]
+        while request[-1]["type"] == "http.request" and request[-1].get("more_body"):
+            request.append(await receive())
+        await anyio.to_thread.run_sync(self.release.wait)
+
+        async def replay() -> Message:
+            return request.pop(0) if request else await receive()
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.answered.append(message["status"])
+            await send(message)
+
+        await self.app(scope, replay, answer)
+
+
+def test_a_replica_that_hangs_costs_a_step_and_its_late_copy_is_refused(
+    tmp_path: Path,
+    app: FastAPI,
+    token: str,
+    control: AgentExecutor,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The replica in use takes the sync and does not answer: after the client's timeout the
+    agent sends it to the other replica in the same step (it used to wait for the first, and
+    fence past its lease); the run that answer starts is reported through the other. When the
+    first at last records its copy, which does not have that run, it is refused as stale: the
+    run is not recorded lost (placed again, run twice)."""
+    held = Held(app)
+    first, second = Replica(held), Replica(app)
+    clients = [client_for(r.url, token, timeout_s=1.0) for r in (first, second)]
+    try:
+        first.start()
+        second.start()
+        agent = make_agent(tmp_path, clients, Clock())
+        agent.step()
+        old = control.submit(job("old", "sleep 30"))
+        assert control.flush()
+        steps_until(agent, lambda: control.poll([old])[old].state is JobState.RUNNING)
+        assert agent.replicas.client is clients[0] and moves(caplog) == []
+        held.holding.set()  # from now on the first holds what it is sent
+        new = control.submit(job("new", "sleep 30"))
+        assert control.flush()
+        late = agent.state.last_seq + 1
+        agent.step()  # held at the first, then through the second: told to start the new run
+        assert agent.connected and agent.replicas.client is clients[1]
+        [moved] = moves(caplog)
+        assert f"({first.url}: ReadTimeout: " in moved
+        assert new in agent.state.runs
+        steps_until(agent, lambda: control.poll([new])[new].state is JobState.RUNNING)
+        assert (_applied(sessions) or 0) > late
+        held.release.set()  # the first records its copy at last: refused
+        deadline = time.monotonic() + 20
+        while not held.answered:
+            assert time.monotonic() < deadline, "the held sync was not answered"
+            time.sleep(0.05)
+        assert held.answered == [409]
+        got = control.poll([old, new])
+        assert [got[r].state for r in (old, new)] == [JobState.RUNNING, JobState.RUNNING]
+        assert "lost contact" not in caplog.text and "fenced" not in caplog.text
+    finally:
+        held.release.set()
+        for replica, client in zip((first, second), clients, strict=True):
+            replica.stop()
+            client.close()
+
+
+def test_a_stale_refusal_moves_the_agents_numbers_above_the_control_planes_and_ends_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that refuses every sync as stale (another agent with this token, numbering
+    ahead): the agent sends once more above the number it names, then gives up for the step,
+    out of contact (not refused: it tries again at the next)."""
+    sent: list[int] = []
+    applied = 5 * 10**15
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["seq"])
+        detail = {"detail": "stale sync: not above the last"}
+        return httpx.Response(409, json=detail, headers={APPLIED_HEADER: str(applied)})
+
+    refusing = httpx.Client(base_url="http://replica-a", transport=httpx.MockTransport(handle))
+    agent = make_agent(tmp_path, [refusing], Clock())
+    agent.step()
+    assert sent == [10**12, applied + 1] and not agent.connected
+    assert "numbers its syncs below the control plane's record" in caplog.text
+    assert "cannot sync with the control plane at http://replica-a: HTTP 409: stale" in caplog.text
+
+
+def test_a_stale_refusal_that_names_no_number_is_a_failure_of_that_replica(
+    tmp_path: Path, agent_client: TestClient
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        detail = {"detail": "stale sync"}
+        return httpx.Response(409, json=detail, headers={APPLIED_HEADER: "many"})
+
+    garbled = httpx.Client(base_url="http://replica-a", transport=httpx.MockTransport(handle))
+    agent = make_agent(tmp_path, [garbled, agent_client], Clock())
+    agent.step()
+    assert agent.connected and agent.replicas.client is agent_client

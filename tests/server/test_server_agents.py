@@ -3,27 +3,37 @@ route's authentication, the platform file (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
+from migrating import step
 from pinned import NOW
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import column, func, inspect, select, table
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
-from suanwang.agent.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, SyncAnswer, SyncRequest
+from suanwang.agent.protocol import (
+    APPLIED_HEADER,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    SyncAnswer,
+    SyncRequest,
+)
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import CENTER as AT_CENTER
 from suanwang.executors.base import LEASE, PREEMPTED, ExecutorError, Submission
 from suanwang.scenarios.loader import ScenarioError, load_scenario
 from suanwang.server.agents.executor import AgentExecutor
-from suanwang.server.agents.sync import NotAnAgentCenter, sync
+from suanwang.server.agents.sync import NotAnAgentCenter, StaleSync, sync
 from suanwang.server.agents.tokens import issue_token
-from suanwang.server.database.models import AgentRun
+from suanwang.server.database.models import AgentRun, CenterAgent
+from suanwang.server.database.session import alembic_config, make_engine, session_factory
 from suanwang.server.platform_config import AgentExecutorConfig, load_platform_config
 from suanwang.server.runner import configured_executors, live_scenario
 
@@ -245,8 +255,11 @@ def test_the_sync_route_acts_only_for_its_own_centers_agent(
     url = f"/v1/agents/{CENTER}/sync"
     good = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
     body = {"version": "1.0", "runs": []}
+    numbers = itertools.count(1)
 
     def post(headers: dict[str, str], payload: Any = body, path: str = url) -> Any:
+        if isinstance(payload, dict):  # each sync numbered above the last
+            payload = {"seq": next(numbers), **payload}
         return client.post(path, json=payload, headers=headers)
 
     r = post({})
@@ -260,6 +273,7 @@ def test_the_sync_route_acts_only_for_its_own_centers_agent(
     )
     r = post({**good, PROTOCOL_HEADER: "0"})
     assert r.status_code == 409 and "speaks protocol 0" in r.json()["detail"]
+    assert "this control plane speaks protocols 1 and 2" in r.json()["detail"]
     r = post({k: v for k, v in good.items() if k != PROTOCOL_HEADER})
     assert r.status_code == 409 and "incompatible agent" in r.json()["detail"]
     r = post({**good, "Authorization": f"Bearer {other}"}, path="/v1/agents/zhongwei/sync")
@@ -286,10 +300,121 @@ def test_a_sync_may_carry_more_than_the_apis_usual_body_limit(
     synced(sessions, [])
     ref = hand_over(agent, sub())
     big = "x" * (200 * 1024) + "\nend\n"
-    body = {"version": "1", "runs": [report(ref, "succeeded", exit_code=0, log_tail=big)]}
+    body = {"version": "1", "seq": 1, "runs": [report(ref, "succeeded", exit_code=0, log_tail=big)]}
     r = client.post(f"/v1/agents/{CENTER}/sync", json=body, headers=headers)
     assert r.status_code == 200, r.text
     assert agent.logs(ref).endswith("end\n")
+
+
+# --------------------------------------------------------------------------- sync numbers
+
+
+def _recorded(sessions: sessionmaker[Session]) -> tuple[int | None, str | None]:
+    with sessions() as session:
+        row = session.get_one(CenterAgent, CENTER)
+        return row.applied_seq, row.agent_version
+
+
+@pytest.mark.parametrize("late", [6, 7], ids=["lower", "equal"])
+def test_a_sync_numbered_not_above_the_last_applied_is_refused_and_changes_nothing(
+    agent: AgentExecutor, sessions: sessionmaker[Session], late: int
+) -> None:
+    """A replica that held a sync records it late, after a newer one through another replica:
+    its body leaves out the run the agent started meanwhile, which it would record lost (the
+    job placed again, run twice). Numbered, it is refused: nothing recorded."""
+    synced(sessions, [], seq=5)
+    ref = hand_over(agent, sub())
+    assert [s.ref for s in synced(sessions, [], seq=6).start] == [ref]  # held at a replica
+    synced(sessions, [report(ref, "running")], seq=7)  # the agent started it: through another
+    with pytest.raises(StaleSync, match=f"stale sync: number {late} is not above 7") as err:
+        synced(sessions, [], at=NOW + timedelta(seconds=9), version="late", seq=late)
+    assert err.value.applied == 7
+    assert agent.poll([ref])[ref].state is JobState.RUNNING  # not lost
+    assert _recorded(sessions) == (7, "test")  # nothing of the late sync recorded
+    assert synced(sessions, [report(ref, "running")], seq=8).start == []  # the next is applied
+    assert _recorded(sessions) == (8, "test")
+
+
+def test_a_sync_without_a_number_is_applied_as_before(
+    agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    """An agent of protocol 1 numbers nothing: each sync is applied as it comes, before and
+    after numbered ones (an agent downgraded), and leaves the last number as it was."""
+    synced(sessions, [])
+    assert _recorded(sessions) == (None, "test")
+    ref = hand_over(agent, sub())
+    synced(sessions, [report(ref, "running")], seq=3)
+    synced(sessions, [], version="old")
+    assert _recorded(sessions) == (3, "old")
+    assert agent.poll([ref])[ref].state is JobState.LOST  # applied: what protocol 1 did
+
+
+def test_the_stale_refusal_names_the_last_number_and_numbers_are_checked(
+    client: TestClient, agent: AgentExecutor, sessions: sessionmaker[Session]
+) -> None:
+    headers = {"Authorization": f"Bearer {_token(sessions, CENTER)}"}
+    v2 = {**headers, PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
+    url = f"/v1/agents/{CENTER}/sync"
+    assert client.post(url, json={"version": "2", "seq": 41}, headers=v2).status_code == 200
+    ref = hand_over(agent, sub())
+    r = client.post(url, json={"version": "2", "seq": 42, "runs": [report(ref, "running")]},
+                    headers=v2)  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = client.post(url, json={"version": "2", "seq": 40}, headers=v2)
+    assert r.status_code == 409 and r.headers[APPLIED_HEADER] == "42"
+    assert r.json()["detail"].startswith("stale sync: number 40 is not above 42, the last ")
+    assert agent.poll([ref])[ref].state is JobState.RUNNING
+    r = client.post(url, json={"version": "2"}, headers=v2)  # protocol 2 numbers every sync
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "seq"]
+    assert "carries its number" in r.json()["detail"][0]["msg"]
+    for bad in (0, -1, 2**63, "x", 1.5):
+        r = client.post(url, json={"version": "2", "seq": bad}, headers=v2)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "seq"], bad
+    v1 = {**headers, PROTOCOL_HEADER: "1"}  # an agent older than sync numbers
+    r = client.post(url, json={"version": "1", "runs": [report(ref, "running")]}, headers=v1)
+    assert r.status_code == 200 and r.json()["lease_s"] == 5
+    assert _recorded(sessions) == (42, "1")
+
+
+def test_0017_is_expand_only_for_replicas_of_0016(fresh_db_url: str) -> None:
+    """``center_agents.applied_seq``: 0016's processes keep recording syncs as their models
+    did (SQL naming every column but the new one: made, locked, updated, read) next to 0017's,
+    which read null as no numbered sync yet, and keep 0017's number; going back to 0016 keeps
+    every record. One head."""
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+    old = table(  # CenterAgent as 0016 maps it
+        "center_agents",
+        *(column(c.name, c.type) for c in CenterAgent.__table__.columns if c.key != "applied_seq"),
+    )
+    engine = make_engine(fresh_db_url)
+    try:
+        step(engine, "upgrade", "0016")
+        with engine.begin() as conn:
+            conn.execute(old.insert().values(center_id="before", created_at=NOW, lease_s=5.0))
+        step(engine, "upgrade", "head")
+        with engine.begin() as conn:  # a 0016 replica records a center and a sync
+            conn.execute(old.insert().values(center_id="during", created_at=NOW, lease_s=5.0))
+            conn.execute(old.update().values(agent_version="0016", last_seen=NOW))
+        with session_factory(engine).begin() as s:
+            rows = s.scalars(select(CenterAgent).order_by(CenterAgent.center_id)).all()
+            assert [(r.center_id, r.applied_seq) for r in rows] == [
+                ("before", None), ("during", None)
+            ]  # fmt: skip
+            rows[0].applied_seq = 2**62
+        with engine.begin() as conn:  # a 0016 replica: its sync locks and reads the row
+            locked = old.select().where(old.c.center_id == "before").with_for_update()
+            assert conn.execute(locked).one().agent_version == "0016"
+            conn.execute(old.update().values(every_s=2.0))
+        with session_factory(engine)() as s:
+            assert s.get_one(CenterAgent, "before").applied_seq == 2**62
+        step(engine, "downgrade", "0016")
+        with engine.connect() as conn:
+            names = {c["name"] for c in inspect(conn).get_columns("center_agents")}
+            assert "applied_seq" not in names
+            assert conn.execute(select(func.count()).select_from(old)).scalar() == 2
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- the platform file

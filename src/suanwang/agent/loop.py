@@ -14,8 +14,12 @@ polled without contact they would never stop by themselves), and the runs it has
 are reported as they were last seen.
 
 Replicas. The agent knows every API replica of the control plane and syncs with one at a time,
-moving to the next in the same step when the one in use cannot have recorded the sync
-(:mod:`.replicas`, which says when a sync may be sent to another and why).
+moving to the next in the same step when the one in use fails in any way but a refusal
+(:mod:`.replicas`). Its syncs are numbered (:meth:`~suanwang.agent.state.AgentState.next_seq`,
+the last number kept in the state file), so a copy a replica records late, after a newer sync,
+is refused and changes nothing: waiting for a replica that may still record it is no longer
+needed. A stale refusal the agent reads itself (its numbering behind the control plane's
+record) moves its numbering above the number applied and the sync is sent again at once.
 
 Every instruction is applied idempotently: a run is started at most once per reference (the
 state file remembers it before its executor is asked, and executors are idempotent per job and
@@ -47,7 +51,7 @@ from suanwang.agent.protocol import (
     SyncRequest,
     UsageReport,
 )
-from suanwang.agent.replicas import Replicas, Unsynced
+from suanwang.agent.replicas import Replicas, Stale, Unsynced
 from suanwang.agent.state import AgentState, HeldRun
 from suanwang.core.lifecycle import JobState
 from suanwang.executors.base import LEASE, Executor, ExecutorError, ExecutorStatus, Submission
@@ -312,10 +316,22 @@ class Agent:
     def _sync(self, body: dict[str, Any]) -> SyncAnswer | None:
         """The control plane's answer; None when no replica answers (logged once)."""
         try:
-            return self.replicas.sync(body)
-        except Unsynced as exc:
+            try:
+                return self.replicas.sync(body, self._seq)
+            except Stale as exc:
+                log.warning(
+                    "agent of center %s numbers its syncs below the control plane's record "
+                    "(its state file lost?): it goes on above %d (%s)",
+                    self.center_id, exc.applied, exc,
+                )  # fmt: skip
+                self.state.seq_past(exc.applied)
+                return self.replicas.sync(body, self._seq)
+        except (Unsynced, Stale) as exc:
             self._lost(str(exc))
             return None
+
+    def _seq(self) -> int:
+        return self.state.next_seq(self.clock())
 
     def _lost(self, why: str) -> None:
         if self.connected:

@@ -8,8 +8,19 @@ recorded), and the lease: how long the agent may keep its runs going without a s
 Every sync carries the whole state (every run the agent holds), so a lost answer or request
 costs nothing: the next sync says it all again, and each instruction is idempotent.
 
+Every sync of an agent of protocol 2 carries a number (``seq``) above that of every sync it sent
+before (:meth:`~suanwang.agent.state.AgentState.next_seq`). The control plane applies a sync only
+if its number is above the highest it applied for that center, and answers any other with the
+stale refusal (409, the highest applied in the header :data:`APPLIED_HEADER`), recording
+nothing: a late copy of a sync (held up at a replica while a newer one went through another)
+can no longer undo the newer one. So an agent may send a sync to another replica after any
+failure (:mod:`suanwang.agent.replicas`). An agent that reads the stale refusal itself is
+numbering below the control plane's record (its state file lost while its clock went back): it
+goes on above the number in the header.
+
 The agent names the protocol it speaks in the header :data:`PROTOCOL_HEADER`; a control plane
-that speaks another refuses it (409) before reading the body.
+refuses one that speaks none of :data:`ACCEPTED_PROTOCOLS` (409) before reading the body.
+Protocol 1 (agents older than sync numbers) has no ``seq``: its syncs are applied as they come.
 """
 
 from __future__ import annotations
@@ -22,8 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from suanwang.core.lifecycle import JobState
 
 #: The protocol this version speaks; a change that an older peer cannot read gets a new number.
-PROTOCOL_VERSION = 1
+#: 2: syncs are numbered (``seq``); a control plane of protocol 1 refuses such an agent.
+PROTOCOL_VERSION = 2
+#: The protocols a control plane of this version serves (1: agents without sync numbers).
+ACCEPTED_PROTOCOLS = (1, 2)
 PROTOCOL_HEADER = "Suanwang-Agent-Protocol"
+#: The header of the stale refusal: the highest sync number the control plane applied.
+APPLIED_HEADER = "Suanwang-Agent-Applied-Seq"
+#: Sync numbers are below this (a signed 64-bit column).
+MAX_SEQ = 2**63
 #: The end of each run's output the control plane keeps (and an agent sends at most).
 LOG_TAIL_BYTES = 256 * 1024
 #: Request bodies of a sync may be this large (the API's limit for other routes is smaller).
@@ -77,7 +95,10 @@ class RunReport(_Model):
 
 
 class SyncRequest(_Model):
+    """``seq``: the sync's number (see the module); required of an agent of protocol 2."""
+
     version: Annotated[str, Field(min_length=1, max_length=40)]
+    seq: int | None = Field(None, ge=1, lt=MAX_SEQ)
     every_s: float = Field(1.0, gt=0, le=3600, description="seconds between the agent's syncs")
     capacity: CapacityReport | None = None
     runs: list[RunReport] = Field(default_factory=list, max_length=MAX_RUNS)

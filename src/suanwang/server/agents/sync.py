@@ -4,6 +4,10 @@ answer what it must do (:mod:`suanwang.agent.protocol`).
 In one transaction, with the center's agent record locked (two syncs of one center never
 interleave):
 
+* a numbered sync (protocol 2) whose number is not above the highest applied for the center is
+  refused (:class:`StaleSync`, nothing recorded): a late copy of a sync already superseded,
+  which would otherwise record ``lost`` the runs the agent started since; the number of one
+  applied is stored. A sync without a number (an agent of protocol 1) is applied as it comes;
 * the agent's version, capacity and the time are recorded (``last_seen``);
 * each run it reports updates that run's record, until the run has ended (``succeeded``,
   ``failed``, ``cancelled``, ``migrating``, ``lost``): then the agent is told to forget it
@@ -41,6 +45,18 @@ class NotAnAgentCenter(Exception):
     """The center is not served through an agent (no worker declared it one)."""
 
 
+class StaleSync(Exception):
+    """A sync numbered ``seq``, not above ``applied``, the highest applied for the center."""
+
+    def __init__(self, center_id: str, seq: int, applied: int) -> None:
+        super().__init__(
+            f"stale sync: number {seq} is not above {applied}, the last applied for center "
+            f"{center_id} (a late copy of a sync superseded since, or the agent numbers below "
+            "its record): nothing recorded"
+        )
+        self.seq, self.applied = seq, applied
+
+
 def tail(text: str, limit: int = LOG_TAIL_BYTES) -> str:
     """The last ``limit`` bytes of ``text`` (UTF-8), whole characters only."""
     data = text.encode("utf-8", errors="replace")
@@ -64,10 +80,15 @@ def record_report(row: AgentRun, report: RunReport, now: datetime) -> None:
 
 def sync(session: Session, center_id: str, request: SyncRequest, now: datetime) -> SyncAnswer:
     """Record ``request`` from the agent of ``center_id`` and answer it (the caller commits).
-    Raises :class:`NotAnAgentCenter` when no worker serves the center through an agent."""
+    Raises :class:`NotAnAgentCenter` when no worker serves the center through an agent, and
+    :class:`StaleSync` (having changed nothing) when the sync's number is not above the last."""
     agent = agent_row(session, center_id, now)
     if agent.lease_s is None:
         raise NotAnAgentCenter(center_id)
+    if request.seq is not None:
+        if agent.applied_seq is not None and request.seq <= agent.applied_seq:
+            raise StaleSync(center_id, request.seq, agent.applied_seq)
+        agent.applied_seq = request.seq
     agent.last_seen = now
     agent.agent_version = request.version
     agent.every_s = request.every_s

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanwang.server.database.models.base import Base
@@ -16,7 +16,9 @@ class CenterAgent(Base):
     """An agent center: the hash of its agent's token (set by ``suanwang agent token
     create``), the lease the control plane gives its runs (written by the workers that serve
     it from the platform file), and what its agent last said: when, its version, how often it
-    syncs, its capacity (``{slots_cpus, slots_cards, used_cpus, used_cards, cards_by_model}``)."""
+    syncs, its capacity (``{slots_cpus, slots_cards, used_cpus, used_cards, cards_by_model}``),
+    and the highest sync number applied (``applied_seq``, null before a numbered sync: a sync
+    not numbered above it is refused, :mod:`suanwang.agent.protocol`)."""
 
     __tablename__ = "center_agents"
 
@@ -28,6 +30,8 @@ class CenterAgent(Base):
     every_s: Mapped[float | None] = mapped_column(Float)
     capacity: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
+    # the highest sync number applied (migration 0017), null: no numbered sync yet
+    applied_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AgentRun(Base):
