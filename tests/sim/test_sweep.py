@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from suanwang.cli import app
-from suanwang.sim.sweep.execute import RAY_ENV, run_sweep
+from suanwang.sim.sweep.execute import RAY_ENV, run_sweep, set_ray_env, unset_env
 from suanwang.sim.sweep.results import summary_html, table, write_tables
 from suanwang.sim.sweep.runs import BOUND, execute, grid
 from suanwang.sim.sweep.spec import SweepError, load_sweep, parse_sweep_text
@@ -49,11 +49,11 @@ def ray_runtime() -> Iterator[None]:
     """One local Ray runtime of 2 CPUs for the module; run_sweep uses it as it is."""
     import ray
 
-    for k, v in RAY_ENV.items():
-        os.environ.setdefault(k, v)
+    added = set_ray_env()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    unset_env(added)
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
@@ -276,3 +276,22 @@ def test_bad_sweep_files_are_refused_with_file_line_and_field(
         parse_sweep_text(text + f"scenario: {TINY}\n" * mapping, tmp_path / "sweep.yaml")
     found = [str(p) for p in exc.value.problems]
     assert any(needle in f for f in found), found
+
+
+def test_ray_settings_are_set_for_the_runtime_and_taken_back_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sweep sets the Ray variables the environment lacks while its runtime lives and takes
+    them back after (every later child process of a library caller would inherit them); one
+    the user set stays as the user set it."""
+    first, *rest = RAY_ENV
+    for k in RAY_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv(first, "users-own")
+    added = set_ray_env()
+    assert added == rest
+    assert os.environ[first] == "users-own"
+    assert all(os.environ[k] == RAY_ENV[k] for k in rest)
+    unset_env(added)
+    assert os.environ[first] == "users-own"
+    assert not any(k in os.environ for k in rest)

@@ -34,6 +34,24 @@ RAY_ENV = {
     "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
     "RAY_DISABLE_IMPORT_WARNING": "1",
 }
+
+
+def set_ray_env() -> list[str]:
+    """Set the variables of :data:`RAY_ENV` the environment lacks (a runtime started now,
+    and its processes, read them) and return their names, for :func:`unset_env` once the
+    runtime is shut down: the process's environment is not changed for good."""
+    added = [k for k in RAY_ENV if k not in os.environ]
+    for k in added:
+        os.environ[k] = RAY_ENV[k]
+    return added
+
+
+def unset_env(names: Sequence[str]) -> None:
+    """Take ``names`` out of the environment again (:func:`set_ray_env`)."""
+    for k in names:
+        os.environ.pop(k, None)
+
+
 #: Runs in flight per CPU of the runtime: enough to keep every worker busy, few enough that
 #: waiting on them stays cheap with 100,000 runs queued.
 IN_FLIGHT_PER_CPU = 2
@@ -140,17 +158,20 @@ def _on_ray(
     import ray
     from ray.exceptions import RayError
 
-    started = False
+    started, added = False, []
     if not ray.is_initialized():
-        for k, v in RAY_ENV.items():
-            os.environ.setdefault(k, v)
-        ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,  # a run's solver output stays in the worker's log
-            logging_level=logging.WARNING,
-        )
+        added = set_ray_env()
+        try:
+            ray.init(
+                address=address,
+                num_cpus=None if address else num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,  # a run's solver output stays in the worker's log
+                logging_level=logging.WARNING,
+            )
+        except BaseException:
+            unset_env(added)
+            raise
         started = True
     try:
         # a crashed worker is not retried: its run is reported as failed with the error
@@ -176,3 +197,4 @@ def _on_ray(
     finally:
         if started:
             ray.shutdown()
+            unset_env(added)
