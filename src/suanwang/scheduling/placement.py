@@ -135,8 +135,9 @@ def _place(
     market: Market,
     explain: bool,
 ) -> Placement:
-    # the planned load before this job books its hours (for the offer term it was costed at)
-    before = state.committed[info.pools] if explain else None  # (a copy: fancy indexing)
+    # the planned load before this job books its hours (for the offer term it was costed at;
+    # without offers there is none to cost, and no copy to make for every decision)
+    before = state.committed[info.pools] if explain and market.prices is not None else None
     decision = policy.decide(job, info, state, market, explain=explain)
     pos = decision.pos
     transfer_s = job.data_gb * float(info.transfer_s_per_gb[pos])
@@ -153,7 +154,7 @@ def _place(
         objective_cny=decision.objective_cny,
         gain_cny=decision.gain_cny,
     )
-    if before is not None:
+    if explain:
         _explain(job, info, state, policy, market, placement, before, decision.candidates)
     return placement
 
@@ -165,7 +166,7 @@ def _explain(
     policy: Policy,
     market: Market,
     p: Placement,
-    before: np.ndarray,
+    before: np.ndarray | None,
     candidates: Candidates | None,
 ) -> None:
     """Fill in ``p``'s explanation: the breakdown of the choice (and of starting it now, when
@@ -184,8 +185,10 @@ def _explain(
     starts = [p.start_s] + ([p.start_s - p.deferred_s] if p.deferred else [])
     starts += candidates.start_s[pick].tolist()
     pos, start_s = np.array(rows, dtype=np.int64), np.array(starts)
-    hours = (start_s // HOUR_S).astype(np.int64)
-    load = before[pos, np.minimum(hours, before.shape[1] - 1)]
+    load = None
+    if before is not None:  # (with offers: the load they are priced against)
+        hours = (start_s // HOUR_S).astype(np.int64)
+        load = before[pos, np.minimum(hours, before.shape[1] - 1)]
     now = state.now_s
     t = terms(planner.objective, job, info, pos, start_s, now, state.signals, market.prices, load)
     cols = _columns(t)
