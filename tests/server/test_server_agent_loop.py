@@ -539,3 +539,58 @@ def test_a_stale_refusal_that_names_no_number_is_a_failure_of_that_replica(
     agent = make_agent(tmp_path, [garbled, agent_client], Clock())
     agent.step()
     assert agent.connected and agent.replicas.client is agent_client
+
+
+def test_told_to_start_many_runs_a_step_saves_its_state_a_few_times_not_twice_a_run(
+    tmp_path: Path, control: AgentExecutor, agent_client: TestClient
+) -> None:
+    """The state file holds every run: written for each run started (twice, as before), a
+    step told to start hundreds took longer than the lease (measured: 463 runs, 92 s, then
+    the agent fenced them all). All the runs a sync brings are remembered in one write."""
+    clock = Clock()
+    agent = make_agent(tmp_path, [agent_client], clock, cpus=64)
+    agent.step()
+    refs = [control.submit(job(f"m{i}", "true")) for i in range(20)]
+    assert control.flush()
+    saves = 0
+    save = agent.state.save
+
+    def counted(path: Path) -> None:
+        nonlocal saves
+        saves += 1
+        save(path)
+
+    agent.state.save = counted  # type: ignore[method-assign]
+    agent.step()  # told to start the 20
+    assert all(agent.state.runs[r].local_ref is not None for r in refs)
+    assert saves <= 3
+    steps_until(agent, lambda: all(control.poll(refs)[r].state is JobState.SUCCEEDED for r in refs))
+
+
+def test_a_step_hands_its_executor_what_its_time_allows_and_reports_the_rest_starting(
+    tmp_path: Path, control: AgentExecutor, agent_client: TestClient
+) -> None:
+    """With no time for it (``hand_over_s`` 0) a hand-over takes one run: the others are
+    remembered, reported ``scheduled`` ("starting"), and handed over at the next steps, each
+    once; none is lost or run twice, and the control plane never asks for one again."""
+    clock = Clock()
+    marker = tmp_path / "marker"
+    local = LocalExecutor(tmp_path / "runs", CENTER, cpus=8, cards=0, sandbox=SharedUser(),
+                          kill_grace_s=1.0)  # fmt: skip
+    agent = Agent(CENTER, local, [agent_client], tmp_path / "state.json", clock=clock,
+                  hand_over_s=0.0)  # fmt: skip
+    agent.step()
+    refs = [control.submit(job(f"h{i}", f"sleep 2; echo $SUANWANG_JOB_ID >> {marker}"))
+            for i in range(5)]  # fmt: skip
+    assert control.flush()
+    agent.step()  # told to start the 5: remembered, one handed over
+    assert set(agent.state.runs) == set(refs)
+    handed = [r for r in refs if agent.state.runs[r].local_ref is not None]
+    assert handed == refs[:1]  # the oldest first
+    reports = {r["ref"]: r for r in agent._request(False)[0]["runs"]}
+    assert all(reports[r]["state"] == "scheduled" and reports[r]["reason"] == "starting"
+               for r in refs[1:])  # fmt: skip
+    agent.step()  # one before the sync, one after it
+    assert sum(agent.state.runs[r].local_ref is not None for r in refs) == 3
+    steps_until(agent, lambda: all(control.poll(refs)[r].state is JobState.SUCCEEDED for r in refs))
+    assert sorted(marker.read_text().split()) == sorted(f"h{i}" for i in range(5))

@@ -46,7 +46,6 @@ from suanwang.agent.protocol import (
     SYNC_LOG_BUDGET_BYTES,
     CapacityReport,
     RunReport,
-    StartRun,
     SyncAnswer,
     SyncRequest,
     UsageReport,
@@ -63,6 +62,10 @@ ENDED = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.MIGRATING, JobState.LOST}
 )
 
+
+#: The share of the lease one hand-over of runs to the executor may take (twice a step at
+#: most: before the sync and after it); the runs not handed over wait for the next step
+HAND_OVER_SHARE = 0.2
 
 #: The ends a run comes to by itself (not by a cancel, a lease or a lost node).
 OWN_ENDS = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.MIGRATING})
@@ -89,8 +92,11 @@ class Agent:
         *,
         every_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        hand_over_s: float | None = None,
     ) -> None:
         self.center_id = center_id
+        #: seconds a step may spend handing runs to the executor (None: a share of the lease)
+        self.hand_over_s = hand_over_s
         self.executor = executor
         self.replicas = Replicas(center_id, clients)
         self.state_file = state_file
@@ -350,8 +356,12 @@ class Agent:
     # ------------------------------------------------------------------ applying an answer
 
     def _apply(self, answer: SyncAnswer) -> None:
-        for start in answer.start:
-            self._start(start)
+        fresh = [s for s in answer.start if s.ref not in self.state.runs]  # (once only)
+        for start in fresh:
+            self.state.runs[start.ref] = HeldRun(start.ref, start.submission, start.resume_from)
+        if fresh:  # remembered before the executor is asked: one save for all of them
+            self.state.save(self.state_file)
+        self._submit_unstarted()
         for ref in answer.cancel:
             self._cancel(ref)
         for ref in answer.checkpoint:
@@ -359,20 +369,33 @@ class Agent:
         for ref in answer.forget:
             self._forget(ref)
 
-    def _start(self, start: StartRun) -> None:
-        if start.ref in self.state.runs:
-            return  # started before: once only
-        run = HeldRun(start.ref, start.submission, start.resume_from)
-        self.state.runs[start.ref] = run
-        self.state.save(self.state_file)  # remembered before the executor is asked
-        self._submit(run)
-
     def _submit_unstarted(self) -> None:
-        """Runs remembered but not handed to the executor (it refused for now, or the agent
-        died in between): hand them over (idempotent at the executor)."""
-        for run in self.state.runs.values():
-            if run.local_ref is None and run.reported is None:
-                self._submit(run)
+        """Runs remembered but not handed to the executor (just told to start them, it refused
+        for now, or the agent died in between): hand them over (idempotent at the executor),
+        oldest first, for at most :meth:`_hand_over_s` (at least one): the rest wait for the
+        next step, so that a step that is told to start hundreds of runs still syncs within the
+        lease (each is reported ``scheduled``, "starting", meanwhile)."""
+        waiting = [
+            r for r in self.state.runs.values() if r.local_ref is None and r.reported is None
+        ]
+        if not waiting:
+            return
+        deadline = time.monotonic() + self._hand_over_s()
+        for i, run in enumerate(waiting):
+            if i and time.monotonic() >= deadline:
+                log.info(
+                    "agent of center %s handed %d of %d runs to its executor this step: the "
+                    "rest at the next", self.center_id, i, len(waiting),
+                )  # fmt: skip
+                break
+            self._submit(run)
+        self.state.save(self.state_file)  # (one save for all: each is a write of every run)
+
+    def _hand_over_s(self) -> float:
+        """How long one hand-over may take: :attr:`hand_over_s`, or a share of the lease."""
+        if self.hand_over_s is not None:
+            return self.hand_over_s
+        return HAND_OVER_SHARE * self.state.lease_s
 
     def _submit(self, run: HeldRun) -> None:
         try:
@@ -390,7 +413,6 @@ class Agent:
             run.reported = {"state": "failed", "reason": f"refused here: {exc}", "exit_code": None}
         else:
             log.info("started run %s as %s", run.ref, run.local_ref)
-        self.state.save(self.state_file)
 
     def _cancel(self, ref: str) -> None:
         run = self.state.runs.get(ref)
