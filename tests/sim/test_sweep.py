@@ -221,7 +221,8 @@ def test_a_workload_can_be_run_on_wrong_forecasts(tmp_path: Path) -> None:
 
 BAD = [
     ("colour: red\nworkloads: {w: {}}\npolicies: [all]\nseeds: 1\n", "sweep.yaml:1: colour: "
-     "unknown key (known: scenario, start, drain_days, bound, edits, workloads"),
+     "unknown key (known: scenario, start, drain_days, bound, bound_time_limit_s, edits, "
+     "workloads"),
     ("workloads: {}\npolicies: [all]\nseeds: 1\n", "sweep.yaml:1: workloads: "),
     ("workloads:\n  w: {jobs: 10, dayz: 1}\npolicies: [all]\nseeds: 1\n",
      "sweep.yaml:2: workloads.w.dayz: unknown key (known: trace, format, jobs, days"),
@@ -295,3 +296,52 @@ def test_ray_settings_are_set_for_the_runtime_and_taken_back_after(
     unset_env(added)
     assert os.environ[first] == "users-own"
     assert not any(k in os.environ for k in rest)
+
+
+def test_a_tight_bound_sweep_gives_simulate_tight_bound(tmp_path: Path) -> None:
+    """``bound: tight``: each bound run is ``simulate --tight-bound``'s non-preemptive bound (the
+    same number), has a key of its own (a relaxed bound's result is not reused for it), never
+    costs more than a policy, and a tight bound HiGHS cannot solve in time is a failed run
+    (no relaxed bound in its place); the summary names the kind."""
+    text = SWEEP.replace("  dear: {tariff_scale: 2.0}\n", "").replace("seeds: [0, 1]", "seeds: [1]")
+    relaxed = {r.policy: r for r in grid(load_sweep(write(tmp_path, text + "bound: true\n")))}
+    sweep = load_sweep(write(tmp_path, text + "bound: tight\n"))
+    runs = {r.policy: r for r in grid(sweep)}
+    assert runs[BOUND].tight and not relaxed[BOUND].tight
+    assert runs[BOUND].key != relaxed[BOUND].key
+    assert runs["suanwang"].key == relaxed["suanwang"].key  # policies' runs are shared
+    outcome = run_sweep(list(runs.values()), sweep.edited, tmp_path / "out", serial=True)
+    assert not outcome.failed
+    got = {r["policy"]: r["metrics"] for r in outcome.results}
+    doc = simulate_json(
+        "--scenario", str(TINY), "--jobs", "30", "--days", "0.5", "--drain-days", "1",
+        "--seed", "1", "--policy", "nearest", "--start", "2025-07-01", "--tight-bound",
+    )  # fmt: skip
+    assert doc["bound"]["kind"] == got[BOUND]["kind"] == "non-preemptive"
+    assert got[BOUND]["cost_cny"] == doc["bound"]["cost_cny"]
+    assert got[BOUND]["cost_cny"] >= doc["bound_relaxed"]["cost_cny"]
+    assert got[BOUND]["cost_cny"] <= min(got["nearest"]["cost_cny"], got["suanwang"]["cost_cny"])
+    df = table(outcome.results)
+    assert df[df["policy"] == BOUND]["kind"].tolist() == ["non-preemptive"]
+    html = summary_html(df, title="t", meta=[], edit_notes={})
+    assert "cost / bound (non-preemptive)" in html
+    # a limit HiGHS cannot meet: the run fails and says why, the policies' runs do not
+    hurried = load_sweep(write(tmp_path, text + "bound: tight\nbound_time_limit_s: 1.0e-9\n"))
+    r = next(r for r in grid(hurried) if r.policy == BOUND)
+    failed = execute(hurried.edited["base"], r)
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("RuntimeError: tight bound not computed: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("bound: exact\n", "sweep.yaml:11: bound: must be true, false or tight, not 'exact'$"),
+        ("bound: 1\n", "sweep.yaml:11: bound: must be true, false or tight, not 1$"),
+        ("bound: tight\nbound_time_limit_s: 0\n", "sweep.yaml:12: bound_time_limit_s: "),
+        ("bound: tight\nbound_time_limit_s: '60'\n", "sweep.yaml:12: bound_time_limit_s: "),
+    ],
+)
+def test_a_bad_bound_is_refused_with_its_line(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(SweepError, match=message):
+        load_sweep(write(tmp_path, SWEEP + line))

@@ -38,6 +38,8 @@ SUMMARY: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("latency_violations", "latency viol.", sig),
 )
 BASELINE = "nearest"
+#: Metrics that are words, not numbers (the bound's ``kind``: relaxed or non-preemptive).
+TEXT_METRICS = frozenset({"kind"})
 
 
 def table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -51,7 +53,10 @@ def table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     metric_cols = [*FIRST_METRICS, *sorted(extra)]
     df = pd.DataFrame(rows, columns=[*LABELS, *metric_cols])
     for col in metric_cols:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        if col in TEXT_METRICS:
+            df[col] = df[col].astype("string")
+        else:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["seed"] = df["seed"].astype("int64")
     df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce").astype("float64")
     for col in ("key", "edits", "workload", "policy", "status", "error"):
@@ -122,7 +127,9 @@ def summary_html(
     heads = ["edits", "workload", "policy", "seeds"]
     heads += [t for _, t, _ in SUMMARY]
     if has_bound:
-        heads.append("cost / bound")
+        kinds = df[df["policy"] == BOUND]["kind"] if "kind" in df else pd.Series([])
+        named = ", ".join(sorted({str(k) for k in kinds.dropna()}))
+        heads.append(f"cost / bound ({named})" if named else "cost / bound")
     if has_base:
         heads.append(f"cost / {BASELINE}")
     rows = []

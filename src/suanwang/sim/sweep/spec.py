@@ -7,7 +7,8 @@ A sweep is a grid: named scenario edits x named workloads x policies x seeds, on
     scenario: china              # a built-in, or a scenario directory (relative to this file)
     start: "2025-07-01"          # local time of the scenario unless it has an offset
     drain_days: 2
-    bound: true                  # also the offline bound of each (edits, workload, seed)
+    bound: true                  # also the offline bound of each (edits, workload, seed);
+                                 # tight: the non-preemptive bound (simulate --tight-bound)
     edits:                       # name -> changes (as a what-if's ``edits``); default: base: {}
       base: {}
       dear-power: {tariff_scale: 1.5}
@@ -158,6 +159,13 @@ class WorkloadEntry(BaseModel):
         return self
 
 
+def _bound(value: object) -> object:
+    """``bound``: true, false or tight, nothing converted (not 1, not "yes")."""
+    if isinstance(value, bool) or value == "tight":
+        return value
+    raise ValueError(f"must be true, false or tight, not {value!r}")
+
+
 class SweepSpec(BaseModel):
     """The whole file."""
 
@@ -169,7 +177,13 @@ class SweepSpec(BaseModel):
         description="ISO date or time; the scenario's local time unless it has an offset",
     )
     drain_days: float = Field(14.0, ge=0, le=366, strict=True)
-    bound: bool = Field(False, strict=True, description="the offline bound per workload/seed")
+    bound: Annotated[bool | Literal["tight"], BeforeValidator(_bound)] = Field(
+        False,
+        description="the offline bound per workload/seed: true (relaxed) or tight",
+    )
+    bound_time_limit_s: float = Field(
+        120.0, gt=0, le=86400, strict=True, description="tight: HiGHS's limit per solve"
+    )
     edits: dict[Name, ScenarioEdits] = Field(
         default_factory=lambda: {"base": ScenarioEdits()}, min_length=1, max_length=1000
     )
@@ -259,9 +273,8 @@ def parse_sweep_text(text: str, path: Path) -> Sweep:
                 loc, message = loc[:-1], f"as a name: {message}"
             at(loc, message)
         raise SweepError(problems) from None
-    runs = (
-        len(spec.edits) * len(spec.workloads) * len(spec.seeds) * (len(spec.policies) + spec.bound)
-    )
+    cells = len(spec.policies) + bool(spec.bound)
+    runs = len(spec.edits) * len(spec.workloads) * len(spec.seeds) * cells
     if runs > MAX_RUNS:
         at(("seeds",), f"the grid has {runs:,} runs (at most {MAX_RUNS:,})")
     base_dir = path.parent
