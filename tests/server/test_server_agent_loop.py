@@ -364,17 +364,37 @@ def test_every_replica_down_the_agent_is_out_of_contact_and_fences_after_its_lea
 
 
 @pytest.mark.parametrize("refusal", ["token", "protocol"])
-def test_a_refusal_ends_the_agent_even_with_another_replica_that_would_answer(
-    tmp_path: Path, app: FastAPI, token: str, agent_client: TestClient, refusal: str
+def test_a_refusal_by_one_replica_moves_the_agent_to_one_that_answers_and_by_all_ends_it(
+    tmp_path: Path,
+    app: FastAPI,
+    token: str,
+    agent_client: TestClient,
+    refusal: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A replica that refuses (left on another protocol during an upgrade: 409; or that does not
+    know the token: 401) does not end an agent that another replica answers; it is logged as
+    an error. When every replica refuses, or refuses and fails, the agent ends."""
     wrong = {"token": ("swa_not-a-token", str(PROTOCOL_VERSION)), "protocol": (token, "99")}
     refused, protocol = wrong[refusal]  # a replica of another protocol: 409
     headers = {"Authorization": f"Bearer {refused}", PROTOCOL_HEADER: protocol}
     refusing = TestClient(app, headers=headers)
     agent = make_agent(tmp_path, [refusing, agent_client], Clock())
+    caplog.set_level(logging.WARNING, logger="suanwang.agent")
+    agent.step()
+    assert agent.connected and agent.replicas.client is agent_client
+    [said] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"{refusing.base_url}: the control plane refused this agent (HTTP" in said.getMessage()
+    agent.step()  # it stays with the one that answers: no more refusals
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+    alone = make_agent(tmp_path / "alone", [refusing], Clock())
     with pytest.raises(Refused, match=r"HTTP (401|409)"):
-        agent.step()
-    assert not agent.connected and agent.replicas.client is refusing
+        alone.step()
+    down = answering(httpx.ConnectError("refused"))
+    both = make_agent(tmp_path / "both", [down, TestClient(app, headers=headers)], Clock())
+    with pytest.raises(Refused, match=r"HTTP (401|409)"):
+        both.step()  # one down, the other refusing: nothing would answer it
+    assert not both.connected
 
 
 def answering(failure: int | Exception, sent: list[int] | None = None) -> httpx.Client:

@@ -19,6 +19,11 @@ control plane that does not check numbers speaks only protocol 1 and refuses thi
 number for every copy would not do: the copy applied first would have the others refused, and
 the answer of the step lost.)
 
+A refusal (a wrong token, another center's, a protocol the replica does not speak) ends the
+agent only when no replica answers the sync: a replica left on an older version during an
+upgrade, or one given another deployment's database, refuses while the others answer; the
+agent logs each refusal as an error and stays with a replica that answers.
+
 A stale refusal the agent reads itself says its numbering is behind the control plane's record
 (:meth:`~suanwang.agent.state.AgentState.next_seq`): :class:`Stale` carries the highest number
 applied, for the agent to go on above it.
@@ -94,20 +99,28 @@ class Replicas:
     def sync(self, body: dict[str, Any], seq: Callable[[], int]) -> SyncAnswer:
         """The answer to the sync ``body``, from the replica in use or the next ones (see the
         module), the one that answered in use from now on; ``seq`` gives the number of each
-        copy sent. Raises :class:`Refused`, :class:`Stale`, and :class:`Unsynced` when none
-        answers."""
+        copy sent. Raises :class:`Stale`; :class:`Refused` when none answers and one or more
+        refused, else :class:`Unsynced` when none answers."""
         failed: list[str] = []
+        refused: list[str] = []
         for client in self._in_turn():
             try:
                 answer = self._sync_with(client, {**body, "seq": seq()})
             except _Failed as exc:
                 failed.append(f"{client.base_url}: {exc}")
                 continue
+            except Refused as exc:  # the others may still answer (see the module)
+                log.error("agent of center %s: %s: %s", self.center_id, client.base_url, exc)
+                refused.append(f"{client.base_url}: {exc}")
+                failed.append(f"{client.base_url}: refused")
+                continue
             except Stale:
                 self._use(client, failed)  # it answered
                 raise
             self._use(client, failed)
             return answer
+        if refused:
+            raise Refused("; ".join(refused))
         raise Unsynced("; ".join(failed))
 
     def _use(self, client: httpx.Client, failed: list[str]) -> None:
