@@ -93,6 +93,8 @@ def test_jobs_bigger_than_every_cluster_are_never_sent(
     assert "no center" in events(client, alice, big["id"])[-1]["detail"]["reason"]
 
 
+# about Slurm, not the database: PostgreSQL only (the production one; it keeps CI short)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_drain_moves_a_checkpointable_job_and_it_resumes_elsewhere(
     client: TestClient,
     platform: Platform,

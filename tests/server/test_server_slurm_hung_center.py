@@ -51,6 +51,8 @@ def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+# about Slurm, not the database: PostgreSQL only (the production one; it keeps CI short)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_hung_center_delays_no_other(
     client: TestClient,
     platform: Platform,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from slurm_platform import FINAL, SMALL, Platform, events, get, run_until
 from sqlalchemy import select
@@ -82,6 +83,8 @@ def _books(sessions: sessionmaker[Session]) -> tuple[dict[str, Any], set[Any], l
         return balances, txs, verify(session=s)
 
 
+# about Slurm, not the database: PostgreSQL only (the production one; it keeps CI short)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_tenants_jobs_fail_by_their_limits_and_touch_nothing_else(
     app: FastAPI,
     client: TestClient,

@@ -196,6 +196,8 @@ def _step(ckpt: Path) -> int:
         return -1
 
 
+# about Slurm, not the database: PostgreSQL only (the production one; it keeps CI short)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_checkpointable_job_on_borrowed_slurm_capacity_is_checkpointed_and_resumes(
     scene: Scene,
 ) -> None:
