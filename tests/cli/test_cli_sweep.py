@@ -70,3 +70,20 @@ def test_bad_files_and_options_are_refused(invoke: Any, tmp_path: Path) -> None:
     code, _, err = invoke("sweep", str(file), "--address", "auto", "--num-cpus", "2")
     assert code == 2 and "--address runs on that cluster" in err
     assert not (tmp_path / "sweep-results").exists()
+
+
+def test_a_sweep_with_the_tight_bound(invoke: Any, tmp_path: Path) -> None:
+    """``bound: tight`` through the command: the bound's run is the non-preemptive bound, the
+    summary says which kind its ratios are over."""
+    file = tmp_path / "grid.yaml"
+    file.write_text(SWEEP + "bound: tight\n")
+    code, _, err = invoke("sweep", str(file), "--serial")
+    assert code == 0, err
+    assert "3 runs: 0 finished before, 3 to run" in err
+    results = tmp_path / "grid-results"
+    df = pd.read_parquet(results / "results.parquet")
+    assert df["policy"].tolist() == ["nearest", "suanwang", "bound"]
+    assert df["kind"].tolist()[2] == "non-preemptive" and set(df["status"]) == {"ok"}
+    html = (results / "summary.html").read_text()
+    assert "1 edits × 1 workloads × 3 policies × 1 seeds" in html
+    assert "bound: <b>non-preemptive</b>" in html and "cost / bound (non-preemptive)" in html

@@ -94,10 +94,12 @@ def sweep(
         (
             "grid",
             f"{len(spec.spec.edits)} edits × {len(spec.spec.workloads)} workloads × "
-            f"{len(spec.spec.policies) + spec.spec.bound} policies × {len(spec.seeds)} "
+            f"{len(spec.spec.policies) + bool(spec.spec.bound)} policies × {len(spec.seeds)} "
             "seeds",
         ),
     ]
+    if spec.spec.bound:
+        meta.append(("bound", "non-preemptive" if spec.spec.bound == "tight" else "relaxed"))
     notes = {name: describe_edits(spec.base, e) for name, e in spec.spec.edits.items()}
     html = summary_html(df, title=f"sweep {file.stem}", meta=meta, edit_notes=notes)
     summary = target / "summary.html"
