@@ -9,9 +9,10 @@ unfinished and cost / tight bound (``--nearest``: the ``nearest`` policy too), a
 that expired under the scenario's deferral rule (``--max-defer-h`` sets its limit; policies
 and bound obey it). The tight bound is cached in /tmp per workload and limit (a minute at
 20,000 jobs); ``--bound-cny`` gives it instead (e.g. from docs/benchmarks.md at 200,000
-jobs); ``--plan`` prints the LP's choice; ``--breakdown`` prints kWh and energy CNY by
-precision and chip model for the LP's plan and each policy (a job's energy counted on its
-last pool).
+jobs); ``--scenario DIR`` runs on a scenario directory (e.g. measured signals:
+``grid_scenario.py``) instead of the built-in ``china``; ``--plan`` prints the LP's choice;
+``--breakdown`` prints kWh and energy CNY by precision and chip model for the LP's plan and
+each policy (a job's energy counted on its last pool).
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def main() -> None:
     ap.add_argument("--plan", action="store_true", help="the LP's choice: kWh by precision, delay")
     ap.add_argument("--breakdown", action="store_true", help="kWh and CNY by precision, chip")
     ap.add_argument("--max-defer-h", type=int, help="the scenario's deferral limit (hours)")
+    ap.add_argument("--scenario", default="china", help="a built-in or a scenario directory")
     a = ap.parse_args()
-    scenario = load_scenario("china")
+    scenario = load_scenario(a.scenario)
     if a.max_defer_h is not None:
         scenario = replace(scenario, deferral=replace(scenario.deferral, max_defer_h=a.max_defer_h))
     rule = scenario.deferral
@@ -114,8 +116,9 @@ def main() -> None:
     w = make_workload(net, trace="synthetic", fmt="suanwang", jobs=a.jobs, days=a.days,
                       seed=a.seed, start=start, load=a.load)  # fmt: skip
     signals = build_signals(scenario, start, int(a.days * 24 + 14 * 24), a.seed)
+    where = "" if a.scenario == "china" else "-" + Path(a.scenario).resolve().name
     cache = Path(
-        f"/tmp/tight-{a.jobs}-{a.days}-{a.load}-{a.seed}-defer{rule.max_defer_h}"
+        f"/tmp/tight{where}-{a.jobs}-{a.days}-{a.load}-{a.seed}-defer{rule.max_defer_h}"
         f"-{rule.expiry_cny_per_kwh:g}.json"
     )
     if a.bound_cny is not None:
