@@ -98,8 +98,8 @@ def sweep(
             "seeds",
         ),
     ]
-    if spec.spec.bound:
-        meta.append(("bound", "non-preemptive" if spec.spec.bound == "tight" else "relaxed"))
+    if spec.spec.bound_kind is not None:
+        meta.append(("bound", spec.spec.bound_kind))
     notes = {name: describe_edits(spec.base, e) for name, e in spec.spec.edits.items()}
     html = summary_html(df, title=f"sweep {file.stem}", meta=meta, edit_notes=notes)
     summary = target / "summary.html"

@@ -127,8 +127,8 @@ def summary_html(
     heads = ["edits", "workload", "policy", "seeds"]
     heads += [t for _, t, _ in SUMMARY]
     if has_bound:
-        kinds = df[df["policy"] == BOUND]["kind"] if "kind" in df else pd.Series([])
-        named = ", ".join(sorted({str(k) for k in kinds.dropna()}))
+        kinds = df.loc[df["policy"] == BOUND, "kind"].dropna().tolist() if "kind" in df else []
+        named = ", ".join(sorted({str(k) for k in kinds}))
         heads.append(f"cost / bound ({named})" if named else "cost / bound")
     if has_base:
         heads.append(f"cost / {BASELINE}")

@@ -113,7 +113,7 @@ def grid(sweep: Sweep) -> list[RunSpec]:
                         "seed": seed,
                     }
                     if policy == BOUND and tight:  # relaxed bounds keep their keys
-                        doc["bound_kind"] = "non-preemptive"
+                        doc["bound_kind"] = spec.bound_kind
                     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
                     runs.append(
                         RunSpec(

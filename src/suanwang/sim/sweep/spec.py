@@ -193,6 +193,13 @@ class SweepSpec(BaseModel):
         description="a count N (seeds 0..N-1) or a list of seeds"
     )
 
+    @property
+    def bound_kind(self) -> str | None:
+        """The kind of bound the bound's runs compute, as ``simulate --json`` names it."""
+        if not self.bound:
+            return None
+        return "non-preemptive" if self.bound == "tight" else "relaxed"
+
     @field_validator("policies")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
