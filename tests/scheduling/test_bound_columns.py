@@ -76,30 +76,32 @@ def lps(draw: st.DrawFn) -> LP:
     )
 
 
-def by_columns(lp: LP, first: int) -> tuple[F64, float]:
-    """``lp`` solved with its first ``priced`` columns generated, the rest always in it."""
+def by_columns(lp: LP, first: int, cold: float = 0.05) -> tuple[F64, float]:
+    """``lp`` solved with its first ``priced`` columns generated, the rest always in it
+    (re-solved afresh after adding more than ``cold`` of its columns)."""
     a = lp.a
     gen = Priced.of_matrix(a[:, : lp.priced], lp.cost[: lp.priced], lp.cover)
     fixed = slice(lp.priced, None)
     x, z, value = solve_lp_by_columns(lp.cost[fixed], lp.col_lo[fixed], lp.col_hi[fixed],
                                       a[:, fixed], lp.row_lo, lp.row_hi, gen, 60.0, "cols",
-                                      first=first)  # fmt: skip
+                                      first=first, cold_fraction=cold)  # fmt: skip
     return np.concatenate([z, x]), value
 
 
 @settings(max_examples=200, deadline=None)
-@given(lp=lps(), first=st.integers(1, 3))
-def test_columns_find_the_whole_lps_optimum(lp: LP, first: int) -> None:
-    """Started from as few as one column per class, so most are generated."""
+@given(lp=lps(), first=st.integers(1, 3), cold=st.sampled_from([0.0, np.inf]))
+def test_columns_find_the_whole_lps_optimum(lp: LP, first: int, cold: float) -> None:
+    """Started from as few as one column per class, so most are generated; each round's
+    solve from the last basis, or afresh (cleared) whenever columns were added."""
     a = lp.a
     try:
         h = solve_lp(*lp.bounds(), (a.indptr, a.indices, a.data), 60.0, "whole")
     except BoundError:
         with pytest.raises(BoundError):
-            by_columns(lp, first)
+            by_columns(lp, first, cold)
         return
     whole = float(h.getInfo().objective_function_value)
-    x, value = by_columns(lp, first)
+    x, value = by_columns(lp, first, cold)
     assert value == pytest.approx(whole, rel=1e-6, abs=1e-6)
     assert float(lp.cost @ x) == pytest.approx(value, rel=1e-6, abs=1e-6)  # the columns' values
     row = a @ x

@@ -159,6 +159,16 @@ class Priced:
         return Priced(cost, cover, lambda idx: a[:, idx], lambda y: cost - at @ y)
 
 
+#: :func:`solve_lp_by_columns` adds at most this many columns per covered row a round (at
+#: 200,000 jobs the first round's 187,435 negative columns, 3.4 a row, all at once: 5 rounds
+#: instead of 6, 120 against 135 CPU s; docs/benchmarks.md) ...
+ADD_PER_ROW = 4
+#: ... and solves afresh (presolved, no basis) after adding more than this fraction of the LP's
+#: columns: warm starts after 109,294 and 71,299 new columns took 34 and 100 CPU s, fresh
+#: solves 28 and 57; after 2,129 a warm start took 8 (docs/benchmarks.md)
+COLD_FRACTION = 0.05
+
+
 def solve_lp_by_columns(
     cost: NDArray[np.float64],
     col_lo: NDArray[np.float64],
@@ -170,6 +180,7 @@ def solve_lp_by_columns(
     time_limit_s: float,
     what: str,
     first: int = 4,
+    cold_fraction: float = COLD_FRACTION,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """``min cost x + priced.cost z`` with ``row_lo <= a x + A_z z <= row_hi``, the bounds
     of ``x`` and ``z >= 0``: the same optimum as :func:`solve_lp` on all the columns, by
@@ -178,12 +189,16 @@ def solve_lp_by_columns(
     The restricted LP starts with the ``first`` cheapest priced columns of each covered row
     and an artificial column per covered row (cost ``M``: the row may be left uncovered at a
     high price, so the restricted LP is always feasible); after each solve every priced
-    column is priced with the rows' duals and the most negative are added, until none is:
-    the restricted LP's optimum is then the whole LP's (its duals are feasible for every
-    column). An artificial left above zero at the end means either ``M`` is below a covered
-    row's dual (``M`` is raised and the search goes on) or the whole LP is infeasible
-    (:class:`BoundError`). Returns the values of ``x``, of every priced column (0 for those
-    never taken) and the optimum.
+    column is priced with the rows' duals and the most negative are added (at most
+    ``ADD_PER_ROW`` times the covered rows a round), until none is: the restricted LP's
+    optimum is then the whole LP's (its duals are feasible for every column). A solve after
+    a few columns were added starts from the last basis; after many (more than
+    ``cold_fraction`` of the LP's columns) HiGHS presolves and solves afresh, which is then
+    faster (``COLD_FRACTION``); the dual simplex runs without cost perturbation, which made
+    the re-solves from a basis faster. An artificial left above zero at the end means either
+    ``M`` is below a covered row's dual (``M`` is raised and the search goes on) or the whole
+    LP is infeasible (:class:`BoundError`). Returns the values of ``x``, of every priced
+    column (0 for those never taken) and the optimum.
     """
     import time
 
@@ -220,6 +235,7 @@ def solve_lp_by_columns(
     lp.a_matrix_.index_ = both.indices.astype(np.int32)
     lp.a_matrix_.value_ = both.data
     h = _quiet_highs()
+    h.setOptionValue("dual_simplex_cost_perturbation_multiplier", 0.0)
     h.passModel(lp)
     in_lp = np.zeros(n_priced, dtype=bool)
     in_lp[taken] = True
@@ -231,6 +247,8 @@ def solve_lp_by_columns(
             raise BoundError(f"{what} not solved within {time_limit_s:g} s")
         # HiGHS's limit is on its run clock, which adds up over the rounds' runs
         h.setOptionValue("time_limit", float(h.getRunTime() + left))
+        if len(added) > 1 and added[-1].size > cold_fraction * h.getNumCol():
+            h.clearSolver()  # many new columns: a fresh, presolved solve beats the warm start
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
@@ -248,7 +266,7 @@ def solve_lp_by_columns(
             big *= 100.0  # a covered row's dual may be above M: raise it and go on
             h.changeColsCost(arts.size, arts, np.full(arts.size, big))
             continue
-        limit = max(2000, 2 * rows.size)
+        limit = max(2000, ADD_PER_ROW * rows.size)
         if new.size > limit:
             new = new[np.argpartition(reduced[new], limit)[:limit]]
         block = csc_matrix(priced.block(new))
