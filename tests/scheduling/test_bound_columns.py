@@ -165,3 +165,62 @@ def test_columns_priced_only_where_they_may_pay(lp: LP, seed: int) -> None:
     *_, value = solve_lp_by_columns(*args, gen, 60.0, "cols")
     whole = float(h.getInfo().objective_function_value)
     assert value == pytest.approx(whole, rel=1e-6, abs=1e-6)
+
+
+class _NoAnswerOnce:
+    """HiGHS as it is, except that its first re-solve from a basis ends without an answer
+    (status "Unknown", as HiGHS 1.16 did on a 200,000-job bound): what the solver reports,
+    not what it computed, so the column generation must solve that LP again, afresh."""
+
+    def __init__(self, h: object) -> None:
+        self._h = h
+        self.runs = 0
+        self.cleared = 0
+        self._unknown = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._h, name)
+
+    def run(self) -> object:
+        self.runs += 1
+        self._unknown = self.runs == 2
+        return self._h.run()  # type: ignore[attr-defined]
+
+    def clearSolver(self) -> object:
+        self.cleared += 1
+        return self._h.clearSolver()  # type: ignore[attr-defined]
+
+    def getModelStatus(self) -> object:
+        import highspy
+
+        if self._unknown:
+            return highspy.HighsModelStatus.kUnknown
+        return self._h.getModelStatus()  # type: ignore[attr-defined]
+
+
+@settings(max_examples=60, deadline=None)
+@given(lp=lps())
+def test_a_re_solve_without_an_answer_is_solved_afresh(lp: LP) -> None:
+    """A re-solve from the basis that HiGHS ends without an answer is repeated afresh (the
+    basis cleared), and the optimum is still the whole LP's."""
+    import suanwang.scheduling.bound as bound_module
+
+    made: list[_NoAnswerOnce] = []
+    real = bound_module._quiet_highs
+
+    def flaky() -> _NoAnswerOnce:
+        made.append(_NoAnswerOnce(real()))
+        return made[-1]
+
+    a = lp.a
+    try:
+        h = solve_lp(*lp.bounds(), (a.indptr, a.indices, a.data), 60.0, "whole")
+    except BoundError:
+        return
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bound_module, "_quiet_highs", flaky)
+        _, value = by_columns(lp, 1, cold=np.inf)  # every re-solve from the basis
+    assert value == pytest.approx(float(h.getInfo().objective_function_value), rel=1e-6, abs=1e-6)
+    (solver,) = made
+    if solver.runs >= 2:  # there was a re-solve: its missing answer was asked for afresh
+        assert solver.cleared == 1 and solver.runs >= 3

@@ -234,6 +234,7 @@ def solve_lp_by_columns(
     lp.a_matrix_.start_ = both.indptr.astype(np.int32)
     lp.a_matrix_.index_ = both.indices.astype(np.int32)
     lp.a_matrix_.value_ = both.data
+    Status = highspy.HighsModelStatus
     h = _quiet_highs()
     h.setOptionValue("dual_simplex_cost_perturbation_multiplier", 0.0)
     h.passModel(lp)
@@ -247,11 +248,18 @@ def solve_lp_by_columns(
             raise BoundError(f"{what} not solved within {time_limit_s:g} s")
         # HiGHS's limit is on its run clock, which adds up over the rounds' runs
         h.setOptionValue("time_limit", float(h.getRunTime() + left))
-        if len(added) > 1 and added[-1].size > cold_fraction * h.getNumCol():
+        warm = len(added) > 1 and added[-1].size <= cold_fraction * h.getNumCol()
+        if len(added) > 1 and not warm:
             h.clearSolver()  # many new columns: a fresh, presolved solve beats the warm start
         h.run()
         status = h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
+        if warm and status not in (Status.kOptimal, Status.kTimeLimit):
+            # a re-solve from the basis can end without an answer (seen: "Unknown" at 200,000
+            # jobs, the third re-solve, with 8 first columns a class): the same LP afresh, once
+            h.clearSolver()
+            h.run()
+            status = h.getModelStatus()
+        if status != Status.kOptimal:
             raise BoundError(f"{what} not solved to optimality: {h.modelStatusToString(status)}")
         sol = h.getSolution()
         y = np.asarray(sol.row_dual)
