@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.sparse import csc_matrix
 
-from suanwang.scheduling.bound import BoundError, Priced, solve_lp, solve_lp_by_columns
+from suanwang.scheduling.bound import (
+    COLD_FRACTION,
+    BoundError,
+    Priced,
+    solve_lp,
+    solve_lp_by_columns,
+)
 from suanwang.scheduling.tight_bound import _busy, _busy_dual
 
 F64 = NDArray[np.float64]
@@ -76,7 +82,7 @@ def lps(draw: st.DrawFn) -> LP:
     )
 
 
-def by_columns(lp: LP, first: int, cold: float = 0.05) -> tuple[F64, float]:
+def by_columns(lp: LP, first: int, cold: float = COLD_FRACTION) -> tuple[F64, float]:
     """``lp`` solved with its first ``priced`` columns generated, the rest always in it
     (re-solved afresh after adding more than ``cold`` of its columns)."""
     a = lp.a

@@ -242,23 +242,25 @@ def solve_lp_by_columns(
     in_lp[taken] = True
     added = [taken]  # the priced columns, in the LP's order after the artificials
     arts = np.arange(n_fixed, n_fixed + rows.size, dtype=np.int32)
+    fresh = False  # the next solve afresh (after many new columns), else from the last basis
+    warm = False  # the first solve has no basis to start from
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0:
             raise BoundError(f"{what} not solved within {time_limit_s:g} s")
         # HiGHS's limit is on its run clock, which adds up over the rounds' runs
         h.setOptionValue("time_limit", float(h.getRunTime() + left))
-        warm = len(added) > 1 and added[-1].size <= cold_fraction * h.getNumCol()
-        if len(added) > 1 and not warm:
+        if fresh:
             h.clearSolver()  # many new columns: a fresh, presolved solve beats the warm start
         h.run()
         status = h.getModelStatus()
-        if warm and status not in (Status.kOptimal, Status.kTimeLimit):
+        if warm and not fresh and status not in (Status.kOptimal, Status.kTimeLimit):
             # a re-solve from the basis can end without an answer (seen: "Unknown" at 200,000
             # jobs, the third re-solve, with 8 first columns a class): the same LP afresh, once
             h.clearSolver()
             h.run()
             status = h.getModelStatus()
+        warm = True
         if status != Status.kOptimal:
             raise BoundError(f"{what} not solved to optimality: {h.modelStatusToString(status)}")
         sol = h.getSolution()
@@ -273,6 +275,7 @@ def solve_lp_by_columns(
                 raise BoundError(f"{what}: infeasible (some rows cannot be covered)")
             big *= 100.0  # a covered row's dual may be above M: raise it and go on
             h.changeColsCost(arts.size, arts, np.full(arts.size, big))
+            fresh = False  # the same columns: from the basis
             continue
         limit = max(2000, ADD_PER_ROW * rows.size)
         if new.size > limit:
@@ -283,6 +286,7 @@ def solve_lp_by_columns(
                   block.data)  # fmt: skip
         in_lp[new] = True
         added.append(new)
+        fresh = new.size > cold_fraction * h.getNumCol()
     x = np.asarray(h.getSolution().col_value)
     z = np.zeros(n_priced)
     z[np.concatenate(added)] = x[n_fixed + rows.size :]
