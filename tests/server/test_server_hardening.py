@@ -4,17 +4,20 @@ package; every response carries security headers; failed keys and submissions ar
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pinned import NOW
+from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from suanwang.server.app import create_app
 from suanwang.server.database.models import TenantRole
 from suanwang.server.models.tenants import create_tenant
+from suanwang.server.schemas import JobSpec
 from suanwang.server.settings import Settings
 
 
@@ -38,6 +41,37 @@ def test_a_nul_anywhere_is_a_422_naming_where(
     # an escaped backslash before "u0000" is text, not a NUL
     r = client.post("/v1/jobs", json=body(command="echo \\u0000"), headers=alice.headers)
     assert r.status_code == 201, r.text
+
+
+def test_a_lone_surrogate_is_a_422_and_other_unicode_is_kept(
+    client: TestClient, alice: Any, body: Callable[..., dict[str, Any]]
+) -> None:
+    # JSON may escape half of a surrogate pair alone; no database stores it
+    text = json.dumps(body(name="placeholder")).replace("placeholder", "训练\\ud800x")
+    r = client.post(
+        "/v1/jobs",
+        content=text.encode(),
+        headers={**alice.headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 422 and _fields(r) == [("body", "name")], r.text
+    # the same from Python (a job file's YAML, a stored spec read back), in every text field
+    # that reaches the database: the fields' patterns refuse it
+    for field, value, loc in [
+        ("name", "a\ud800", ("name",)),
+        ("stacks", ["cuda", "a\udfffb"], ("stacks", 1)),
+        ("command", "echo \udc00", ("command",)),
+    ]:
+        with pytest.raises(ValidationError, match="unicode") as got:
+            JobSpec.model_validate({**body(), field: value})
+        assert [e["loc"] for e in got.value.errors()] == [loc]
+    spec = {k: v for k, v in body().items() if k != "command"}
+    with pytest.raises(ValidationError, match="unicode") as got:
+        JobSpec.model_validate({**spec, "script": "#!/bin/sh\necho \ud83d"})
+    assert [e["loc"] for e in got.value.errors()] == [("script",)]
+    # a pair escaped in JSON is one character (and CJK names are names)
+    r = client.post("/v1/jobs", json=body(name="训练 \U0001f600 作业"), headers=alice.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "训练 \U0001f600 作业"
 
 
 @pytest.mark.parametrize("amount", ["1E+26", "1_000", "\uff15", " 5 ", "1e3", "0x10"])

@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -49,33 +48,22 @@ def from_fields(model: type[_Model], source: object, **given: object) -> _Model:
     return model.model_validate({**same, **given})
 
 
-def _no_surrogates(value: str) -> str:
-    # JSON may carry lone surrogates ("\ud800"); no database can store them
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        raise ValueError("must be valid Unicode (lone surrogate found)")
-    return value
-
-
 #: No control characters (C0, DEL, C1); expressed as a pattern so the OpenAPI schema says it.
+#: A pattern also refuses a lone surrogate ("\ud800", which JSON may carry and no database
+#: stores): pydantic matches the text as UTF-8, which has none (tests/server/test_server_hardening)
 NO_CONTROL = r"^[^\u0000-\u001f\u007f-\u009f]+$"
 NO_NUL = r"^[^\u0000]+$"
 
 #: A short identifier-like string: a place, accelerator model or stack.
-Name = Annotated[
-    str, Field(min_length=1, max_length=100, pattern=NO_CONTROL), AfterValidator(_no_surrogates)
-]
-JobName = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=NO_CONTROL), AfterValidator(_no_surrogates)
-]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_CONTROL)]
+JobName = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_CONTROL)]
 Command = Annotated[
     str,
     Field(min_length=1, max_length=MAX_COMMAND_CHARS, pattern=NO_NUL),
-    AfterValidator(_no_surrogates),
 ]
 Script = Annotated[
     str,
     Field(min_length=1, max_length=MAX_SCRIPT_CHARS, pattern=NO_NUL),
-    AfterValidator(_no_surrogates),
 ]
 
 
