@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -16,9 +18,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.server.database.models import Base, JobRow, Tenant, TenantRole
+from suanwang.server.database.models.audit import AuditEntry
 from suanwang.server.database.session import (
     MIGRATIONS_DIR,
     alembic_config,
+    json_text,
     make_engine,
     migrate,
     session_factory,
@@ -89,6 +93,49 @@ def test_many_rows_binding_the_same_instants_store_each_its_own(
         s.add(Tenant(name="naive", role="consumer", api_key_hash="9" * 64,
                      created_at=datetime(2025, 7, 1)))  # fmt: skip
         with pytest.raises(StatementError, match="naive datetime"):
+            s.commit()
+
+
+def test_json_columns_read_back_what_was_stored_on_either_database(
+    sessions: sessionmaker[Session], client: object
+) -> None:
+    """JSON columns are written by orjson (``json_text``): values read back as ``json`` would
+    have stored them; a float that is not finite is null on both databases (PostgreSQL refused
+    ``json``'s NaN); an integer beyond 64 bits is written by ``json`` (the same rules); what
+    ``json`` refuses is refused."""
+    made = datetime(2025, 7, 1, tzinfo=UTC)
+    detail = {
+        "text": '训练 \U0001f600 "quoted" \\ back',
+        "floats": [0.1, 1e-05, 1e16, -0.0, 2.5e-300, 1.7976931348623157e308],
+        "ints": [0, -1, 2**63 - 1],
+        "nested": {"a": [True, False, None, {"b": []}]},
+        "tuple": (1, "x"),
+        7: "a key that is not text",
+        "nan": math.nan,
+        "inf": [math.inf, -math.inf],
+    }
+    big = {**detail, "ints": [0, 2**64 + 1]}  # beyond orjson's integers
+    with sessions() as s:
+        for i, d in enumerate([detail, big]):
+            s.add(AuditEntry(at=made, via="api", actor_name="t", action="a", target=f"x{i}",
+                             detail=d, request_id="r"))  # fmt: skip
+        s.commit()
+    with sessions() as s:
+        got = {t: d for t, d in s.execute(select(AuditEntry.target, AuditEntry.detail))}
+    for target, stored in [("x0", detail), ("x1", big)]:
+        read = {("7" if k == 7 else k): v for k, v in stored.items()}
+        assert got[target] == {**read, "tuple": [1, "x"], "nan": None, "inf": [None, None]}
+        assert math.copysign(1, got[target]["floats"][3]) == -1
+    assert json_text({"u": "训练", "x": 1e-05}) == '{"u":"训练","x":0.00001}'
+    for refused in [made, {1, 2}, np.int64(3), Tenant(name="x")]:
+        for value in [{"v": refused}, {"v": refused, "big": 2**64}]:
+            with pytest.raises(TypeError, match="not JSON serializable"):
+                json_text(value)
+    with sessions() as s:
+        s.add(AuditEntry(at=made, via="api", actor_name="t", action="a", target="x",
+                         detail={"at": made}, request_id="r"))  # fmt: skip
+        # (SQLite's driver wraps it; psycopg's JSON dumper raises it as it is)
+        with pytest.raises((StatementError, TypeError), match="datetime is not JSON serial"):
             s.commit()
 
 

@@ -8,11 +8,14 @@ read-then-write transactions overlap. PostgreSQL needs no such care.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
@@ -42,6 +45,44 @@ class DatabaseMissing(FileNotFoundError):
         self.path = path
 
 
+#: orjson's options for JSON columns: keys that are not text written as text (as ``json``
+#: does); instants and dataclasses not written orjson's own way but refused (by
+#: :func:`_not_json`, as ``json`` refuses them: a value is stored as its caller built it)
+_ORJSON = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_text(value: object) -> str:
+    """The text a JSON column stores for ``value``, on either database.
+
+    orjson: a dispatcher round stores thousands of decisions of 60-80 floats each, which
+    ``json.dumps`` writes about 9 times slower (7 % of a round). A float that is not finite
+    (NaN, infinity) is written ``null``, on both databases alike (``json`` wrote ``NaN``, which
+    SQLite kept and PostgreSQL refuses). What orjson does not write itself (an integer beyond
+    64 bits, a numpy float) ``json`` writes; what neither does is a ``TypeError``, as before.
+    """
+    try:
+        return orjson.dumps(value, default=_not_json, option=_ORJSON).decode()
+    except orjson.JSONEncodeError:  # ``json`` writes big integers, and refuses the rest
+        return json.dumps(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is not finite made None (as orjson writes it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def make_engine(url: str, *, pool_size: int | None = None, create: bool = True) -> Engine:
     """An engine for ``url`` (``sqlite:///file.db``, ``postgresql+psycopg://...``).
 
@@ -60,9 +101,11 @@ def make_engine(url: str, *, pool_size: int | None = None, create: bool = True) 
             pool_pre_ping=True,
             pool_size=pool_size if pool_size is not None else 5,
             max_overflow=POOL_OVERFLOW,
+            json_serializer=json_text,
         )
     kwargs: dict[str, Any] = {
-        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        "json_serializer": json_text,
     }
     if parsed.database in (None, "", ":memory:"):
         kwargs["poolclass"] = StaticPool  # one shared in-memory database for every thread
