@@ -43,6 +43,7 @@ class JobRow(Base):
         Index("ix_jobs_center_state", "center_id", "state"),
         Index("ix_jobs_state_start", "state", "start_at"),
         Index("ix_jobs_billed", "billed_at", "state"),  # billing: finished, not yet charged
+        Index("ix_jobs_state_ref", "state", "executor_ref"),  # handed over (0018)
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
