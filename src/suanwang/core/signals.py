@@ -99,10 +99,9 @@ class Signals:
         out: Array = base + (x - h) * vals
         return out
 
-    def cumulatives(self, which: tuple[str, ...], centers: IntArray, t_s: Array) -> Array:
-        """:meth:`cumulative` of each series of ``which`` (rows, in that order) at once: the
-        same numbers (each element goes through the same operations), a few numpy calls for
-        all the series instead of a few for each."""
+    def stacked(self, which: tuple[str, ...]) -> tuple[Array, Array]:
+        """The cumulative rows (series, centers, hours + 1) and the hourly values (series,
+        centers, hours) of each series of ``which``, stacked in that order (kept)."""
         stacked = self._stacked.get(which)
         if stacked is None:
             stacked = (
@@ -110,7 +109,13 @@ class Signals:
                 np.stack([self._val[w] for w in which]),
             )
             self._stacked[which] = stacked
-        cum, val = stacked
+        return stacked
+
+    def cumulatives(self, which: tuple[str, ...], centers: IntArray, t_s: Array) -> Array:
+        """:meth:`cumulative` of each series of ``which`` (rows, in that order) at once: the
+        same numbers (each element goes through the same operations), a few numpy calls for
+        all the series instead of a few for each."""
+        cum, val = self.stacked(which)
         x = np.asarray(t_s, dtype=np.float64) / self.step_s
         h = np.minimum(np.maximum(np.floor(x).astype(np.int64), 0), self.hours)
         out: Array = cum[:, centers, h] + (x - h) * val[:, centers, np.minimum(h, self.hours - 1)]

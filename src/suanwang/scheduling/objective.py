@@ -19,9 +19,11 @@ compares). Both are the same formulas: a test checks they agree on many random j
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from suanwang.core.cost import HOUR_S, ScuPrices
@@ -29,6 +31,7 @@ from suanwang.core.jobs import Job
 from suanwang.core.network import PRECISION_INDEX, JobClassInfo
 from suanwang.core.signals import Signals
 
+HOUR = HOUR_S
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -90,6 +93,8 @@ def offer_term(
 
 #: the series :func:`terms` integrates over a run, in this order
 _FORECASTS = ("forecast_price", "forecast_carbon", "forecast_green")
+#: the rows of :func:`_terms_of`'s output: :class:`Terms`'s fields, in their order
+_N_TERMS = 10
 
 
 def terms(
@@ -106,41 +111,104 @@ def terms(
     """The objective of starting ``job`` on ``info.pools[pos[i]]`` at ``start_s[i]``, by term.
 
     ``load[i]`` is that pool's planned load in the start hour before this job (for the offer
-    term; needed with ``prices``). Uses the forecast series, as the planner does.
+    term; needed with ``prices``). Uses the forecast series, as the planner does. Compiled
+    (:func:`_terms_of`: every decision the live dispatcher stores is explained by a few
+    candidates, and numpy's calls on arrays of 3-5 values cost more than their arithmetic).
     """
-    units = job.demand_units
-    runtime = job.work_scu / (units * info.speed[pos]) * HOUR_S
-    power = units * info.facility_kw_per_unit[pos]
-    centers = info.centers[pos]
-    end = start_s + runtime
-    n = end.size
-    # each series read once at the ends and the starts together (the same numbers, fewer calls)
-    both_c = np.concatenate([centers, centers])
-    starts = start_s if start_s.shape == end.shape else np.broadcast_to(start_s, end.shape)
-    both_t = np.concatenate([end, starts])
-
-    cum = signals.cumulatives(_FORECASTS, both_c, both_t)
-    over_run = cum[:, :n] - cum[:, n:]  # price, carbon, green: each over the run
-    energy = power * over_run[0]
-    carbon_kg = power * over_run[1] / 1000.0
-    green = power * over_run[2]
-    offer = np.zeros(pos.size)
+    cum, val = signals.stacked(_FORECASTS)
+    out = np.empty((_N_TERMS, pos.size))
+    if start_s.shape != pos.shape:
+        start_s = np.broadcast_to(start_s, pos.shape)
+    _terms_of(
+        job.demand_units,
+        job.work_scu,
+        job.data_gb,
+        pos,
+        info.speed,
+        info.facility_kw_per_unit,
+        info.centers,
+        info.transfer_cost_cny_per_gb,
+        info.transfer_s_per_gb,
+        start_s,
+        now_s,
+        cum,
+        val,
+        float(signals.step_s),
+        signals.hours,
+        objective.carbon_price_cny_per_kg,
+        objective.wait_price_cny_per_kwh,
+        out,
+    )
     if prices is not None:
         assert load is not None, "the offer term needs the pools' planned load"
         hours = (start_s // HOUR_S).astype(np.int64)
-        offer = offer_term(objective, job, prices, info.pools[pos], hours, load)
-    return Terms(
-        energy_cost_cny=energy,
-        carbon_cost_cny=objective.carbon_price_cny_per_kg * carbon_kg,
-        transfer_cost_cny=job.data_gb * info.transfer_cost_cny_per_gb[pos],
-        waiting_cost_cny=objective.wait_price_cny_per_kwh * power * (start_s - now_s) / HOUR_S,
-        offer_premium_cny=offer,
-        energy_kwh=power * runtime / HOUR_S,
-        carbon_kg=carbon_kg,
-        green_kwh=green,
-        runtime_s=runtime,
-        transfer_s=job.data_gb * info.transfer_s_per_gb[pos],
-    )
+        out[4] = offer_term(objective, job, prices, info.pools[pos], hours, load)
+    return Terms(*out)
+
+
+@njit(cache=True)
+def _cumulative_at(
+    cum: Array, val: Array, w: int, c: int, t: float, step: float, hours: int
+) -> float:
+    """:meth:`Signals.cumulative` of stacked series ``w`` at center ``c`` and time ``t``: the
+    same float operations (so the same number)."""
+    x = t / step
+    h = min(max(math.floor(x), 0), hours)
+    return float(cum[w, c, h] + (x - h) * val[w, c, min(h, hours - 1)])
+
+
+@njit(cache=True)
+def _terms_of(
+    units: int,
+    work_scu: float,
+    data_gb: float,
+    pos: IntArray,
+    speed: Array,
+    kw_per_unit: Array,
+    centers: IntArray,
+    transfer_cost: Array,
+    transfer_s: Array,
+    start_s: Array,
+    now_s: float,
+    cum: Array,
+    val: Array,
+    step: float,
+    hours: int,
+    carbon_price: float,
+    wait_price: float,
+    out: Array,
+) -> None:
+    """:func:`terms` without the offer term (row 4 is 0) into ``out``, one column a candidate
+    (``pos[i]``, ``start_s[i]``; the other arrays are the job class's, by position),
+    each number by the float operations of the formulas in the module docstring in the order
+    numpy evaluated them before this was compiled (tests/scheduling: the same bits)."""
+    for i in range(pos.size):
+        p = pos[i]
+        runtime = work_scu / (units * speed[p]) * HOUR
+        power = units * kw_per_unit[p]
+        c = centers[p]
+        s = start_s[i]
+        end = s + runtime
+        price = _cumulative_at(cum, val, 0, c, end, step, hours) - _cumulative_at(
+            cum, val, 0, c, s, step, hours
+        )
+        carbon = _cumulative_at(cum, val, 1, c, end, step, hours) - _cumulative_at(
+            cum, val, 1, c, s, step, hours
+        )
+        green = _cumulative_at(cum, val, 2, c, end, step, hours) - _cumulative_at(
+            cum, val, 2, c, s, step, hours
+        )
+        carbon_kg = power * carbon / 1000.0
+        out[0, i] = power * price
+        out[1, i] = carbon_price * carbon_kg
+        out[2, i] = data_gb * transfer_cost[p]
+        out[3, i] = wait_price * power * (s - now_s) / HOUR
+        out[4, i] = 0.0
+        out[5, i] = power * runtime / HOUR
+        out[6, i] = carbon_kg
+        out[7, i] = power * green
+        out[8, i] = runtime
+        out[9, i] = data_gb * transfer_s[p]
 
 
 @dataclass
