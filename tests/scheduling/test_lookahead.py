@@ -3,16 +3,20 @@ decision at a time: the same placements, starts and events, to the last bit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suanwang.core.jobs import Job
 from suanwang.core.network import JobClassInfo, Network
 from suanwang.core.signals import Signals
+from suanwang.scheduling.lookahead import costs
 from suanwang.scheduling.planner import SuanwangPolicy
 from suanwang.scheduling.state import NO_MARKET, CapacityState, Decision, Market
 from suanwang.sim.engine import Outcome, simulate
@@ -77,3 +81,50 @@ def test_a_grid_made_for_another_time_is_not_used(
         d = policy.decide(job, info, state)
         decisions.append((d.pos, d.start_s, d.objective_cny))
     assert decisions[0] == decisions[1]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.data(),
+    now_s=st.floats(0.0, 40 * 3600.0),
+    deadline_h=st.one_of(st.just(math.inf), st.floats(-5.0, 80.0)),
+    margin_h=st.floats(0.0, 6.0),
+    max_defer_h=st.integers(0, 24),
+    wait_price=st.floats(0.0, 0.2),
+)
+def test_one_jobs_compiled_costs_are_numpys_to_the_bit(
+    china_net: Network,
+    china_signals: Signals,
+    random_jobs: Callable[..., st.SearchStrategy[list[Job]]],
+    data: st.DataObject,
+    now_s: float,
+    deadline_h: float,
+    margin_h: float,
+    max_defer_h: int,
+    wait_price: float,
+) -> None:
+    """The planner's grid of one job (compiled: scalars) against the same rows worked out by
+    numpy (the job's numbers per row, as the lookahead passes many jobs')."""
+    policy = SuanwangPolicy(max_defer_h=max_defer_h, wait_price_cny_per_kwh=wait_price)
+    state = CapacityState.empty(china_net, china_signals)
+    table = policy.table(state)
+    width = max_defer_h + 1
+    for job in data.draw(random_jobs(china_net.place_ids[:12], max_size=3, max_run_h=60.0)):
+        info = china_net.job_class(job)
+        if info.pools.size == 0:
+            continue
+        rows = policy.rows(info, job.demand_units)
+        sel = np.array(sorted(data.draw(st.sets(st.integers(0, info.pools.size - 1),
+                                                min_size=1))), dtype=np.int64)  # fmt: skip
+        f, centers = rows.f.take(sel, axis=1), rows.i[1].take(sel)
+        late_h = deadline_h - margin_h
+        got = costs(policy, table, f, centers, job.work_scu, job.data_gb, now_s, deadline_h,
+                    late_h, width)  # fmt: skip
+        n = sel.size
+        want = costs(policy, table, f, centers, np.full(n, job.work_scu),
+                     np.full(n, job.data_gb), np.full(n, now_s), np.full(n, deadline_h),
+                     np.full(n, late_h), width)  # fmt: skip
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape and a.tobytes() == b.tobytes()

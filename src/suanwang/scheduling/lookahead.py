@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from suanwang.core.cost import HOUR_S
 from suanwang.core.jobs import Job
 from suanwang.core.network import JobClassInfo
 from suanwang.core.signals import Signals
 from suanwang.scheduling.state import CapacityState
+
+HOUR = HOUR_S
 
 if TYPE_CHECKING:
     from suanwang.scheduling.objective import ObjectiveTable
@@ -195,11 +198,34 @@ def costs(
     (checkpointable), so its energy is the cheaper of running straight through and running
     its cheapest hours (:func:`suspended_windows`)."""
     offsets_h = policy._offsets_h[:width]
+    window_h = policy.suspend_window_h
+    one_job = not isinstance(work_scu, np.ndarray) and not isinstance(data_gb, np.ndarray)
+    if (
+        one_job
+        and not isinstance(now_s, np.ndarray)
+        and not isinstance(deadline_h, np.ndarray)
+        and not isinstance(late_h, np.ndarray)
+        and not (window_h > 0 and np.any(suspendable))
+    ):  # one job's rows, no suspending: compiled (the planner's every decision)
+        return _one_job_costs(
+            f,
+            centers,
+            float(work_scu),
+            float(data_gb),
+            float(now_s),
+            float(deadline_h),
+            float(late_h),
+            offsets_h,
+            table.cum,
+            table.val,
+            table.stride,
+            table.hours,
+            table.objective.wait_price_cny_per_kwh,
+        )
     runtime_h = work_scu / f[0]
     power = f[1]
     xs = (now_s + data_gb * f[2]) * (1.0 / HOUR_S)
     energy = table.windows(centers, xs, runtime_h, width)
-    window_h = policy.suspend_window_h
     if window_h > 0 and np.any(suspendable):
         rows = np.arange(xs.size) if suspendable is True else np.flatnonzero(suspendable)
         late = late_h[rows] if isinstance(late_h, np.ndarray) else late_h
@@ -215,6 +241,58 @@ def costs(
         late_col = late_h[:, None] if isinstance(late_h, np.ndarray) else late_h
         late[:, 1:] |= ends_h[:, 1:] > late_col
     cost[late] = np.inf
+    return xs, runtime_h, cost
+
+
+@njit(cache=True)
+def _one_job_costs(
+    f: np.ndarray,
+    centers: np.ndarray,
+    work_scu: float,
+    data_gb: float,
+    now_s: float,
+    deadline_h: float,
+    late_h: float,
+    offsets_h: np.ndarray,
+    cum: np.ndarray,
+    val: np.ndarray,
+    stride: int,
+    hours: int,
+    wait_price: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`costs` of one job's rows without suspending, by the float operations numpy
+    evaluates there, in its order (``ObjectiveTable.windows`` for the energy): the same
+    numbers (tests/scheduling/test_lookahead.py). Compiled: the planner's every decision
+    works out a grid of a few pools and starts, where numpy's calls cost more than their
+    arithmetic."""
+    n = centers.size
+    width = offsets_h.size
+    xs = np.empty(n)
+    runtime_h = np.empty(n)
+    cost = np.empty((n, width))
+    per_h = 1.0 / HOUR
+    now_h = now_s / HOUR
+    for i in range(n):
+        run = work_scu / f[0, i]
+        x = (now_s + data_gb * f[2, i]) * per_h
+        xs[i] = x
+        runtime_h[i] = run
+        end = x + run
+        he = min(int(end), hours)
+        hs = min(int(x), hours)
+        row = centers[i] * stride
+        fe, fs = end - he, x - hs
+        waited = x - now_h
+        power, moved = f[1, i], data_gb * f[3, i]
+        for k in range(width):
+            ie, js = row + he + k, row + hs + k
+            energy = (cum[ie] + fe * val[ie]) - (cum[js] + fs * val[js])
+            energy = energy + wait_price * (waited + offsets_h[k])
+            c = power * energy + moved
+            ends = end + offsets_h[k]
+            if ends > deadline_h or (k > 0 and ends > late_h):
+                c = np.inf
+            cost[i, k] = c
     return xs, runtime_h, cost
 
 
