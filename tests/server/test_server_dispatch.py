@@ -21,12 +21,14 @@ from starlette.testclient import TestClient
 from suanwang.core.lifecycle import JobState
 from suanwang.core.network import Network
 from suanwang.executors.base import ExecutorStatus
-from suanwang.executors.local import LocalExecutor
+from suanwang.executors.local import LocalExecutor, SharedUser
 from suanwang.server.database.models import CenterDrain, JobRow, RunFence
+from suanwang.server.runner import build_services
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.failover import Failover
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.reconciler import Reconciler
+from suanwang.server.settings import Settings
 
 
 def _live(app: FastAPI, root: Path, centers: tuple[str, ...]) -> LiveNetwork:
@@ -349,3 +351,26 @@ def test_a_silent_center_is_failed_over_only_once_its_runs_cannot_still_run(
         assert "grace 8 s" in lost[0]["detail"]["reason"], lost
     finally:
         ex.cancel(ref)
+
+
+@pytest.mark.parametrize(
+    ("env", "budget"),
+    [
+        ({}, 0.9),
+        ({"SUANWANG_ROUND_BUDGET_S": "0.5"}, 0.5),
+        ({"SUANWANG_ROUND_BUDGET_S": "0"}, None),
+    ],
+)
+def test_the_served_dispatcher_keeps_its_rounds_to_the_budget_set(
+    tmp_path: Path, env: dict[str, str], budget: float | None
+) -> None:
+    """The server's placing rounds stop taking jobs after ``round_budget_s`` (default 0.9 s:
+    every round under a second at 100,000 pending jobs; 0: no limit), read from
+    ``SUANWANG_ROUND_BUDGET_S``; a budget that is not a number of seconds is refused, naming
+    the variable."""
+    settings = dataclasses.replace(Settings.from_env(env), db_url=f"sqlite:///{tmp_path / 'x.db'}")
+    services = build_services(settings, tmp_path / "centers", ["zhongwei"], sandbox=SharedUser())
+    assert services.placer.round_budget_s == budget
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(ValueError, match="SUANWANG_ROUND_BUDGET_S"):
+            Settings.from_env({"SUANWANG_ROUND_BUDGET_S": bad})

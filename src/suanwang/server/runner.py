@@ -232,6 +232,8 @@ class Services:
     the singleton duties, its record in the cluster and its wake-ups (PostgreSQL)."""
 
     dispatcher: LoopService
+    #: what the dispatcher's loop runs (its settings, for operators and tests)
+    placer: Dispatcher
     reconciler: LoopService
     failover: LoopService
     migrations: LoopService
@@ -432,6 +434,7 @@ def build_services(
         policy=SuanwangPolicy(max_defer_h=max_defer_h),
         governance=GovernanceReader(),  # the quotas, read every round (built when changed)
         lost_run_backoff_s=settings.lost_run_backoff_s,
+        round_budget_s=settings.round_budget_s or None,
     )
     migrations = Migrations(sessions, live)
 
@@ -456,6 +459,7 @@ def build_services(
     )
     return Services(
         dispatcher=dispatch,
+        placer=dispatcher,
         handover=handover,
         reconciler=LoopService(
             "reconciler",

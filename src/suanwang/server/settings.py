@@ -28,6 +28,11 @@ DEFAULT_MAX_LOST_RUNS = 3
 DEFAULT_LOST_RUN_BACKOFF_S = 30.0
 #: The longest such wait (seconds), unless the base back-off itself is longer.
 LOST_RUN_BACKOFF_CAP_S = 600.0
+#: Seconds a placing round with quotas runs, writes included, before it leaves the rest of the
+#: queue to the next round (at once): the round holds its jobs' rows (SQLite: the database's
+#: write lock) about this long. 0.9 keeps every round under a second at 100,000 pending jobs
+#: (docs/benchmarks.md, "The live dispatcher at scale", ninth pass).
+DEFAULT_ROUND_BUDGET_S = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,9 @@ class Settings:
     failover do not count; docs/centers.md). ``lost_run_backoff_s``: after such a loss the job
     goes back to a center it lost runs at (none other can run it) only once this many seconds
     have passed since the loss, doubled for each further loss, at most
-    :data:`LOST_RUN_BACKOFF_CAP_S` (0: at once).
+    :data:`LOST_RUN_BACKOFF_CAP_S` (0: at once). ``round_budget_s``: a placing round with
+    quotas takes no more jobs once it has run this long, writes included (0: no limit; the
+    dispatcher's ``round_budget_s``).
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -65,6 +72,7 @@ class Settings:
     heartbeat: bool = False
     max_lost_runs: int = DEFAULT_MAX_LOST_RUNS
     lost_run_backoff_s: float = DEFAULT_LOST_RUN_BACKOFF_S
+    round_budget_s: float = DEFAULT_ROUND_BUDGET_S
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 1:
@@ -76,6 +84,11 @@ class Settings:
             raise ValueError(
                 "lost_run_backoff_s (--lost-run-backoff-s, SUANWANG_LOST_RUN_BACKOFF_S) must "
                 f"be a number of seconds >= 0 (0: no back-off), not {backoff}"
+            )
+        if not (0 <= self.round_budget_s < float("inf")):  # (NaN too)
+            raise ValueError(
+                "round_budget_s (SUANWANG_ROUND_BUDGET_S) must be a number of seconds >= 0 "
+                f"(0: no limit), not {self.round_budget_s}"
             )
         for name in ("auth_failure", "submit"):
             burst, rate = getattr(self, f"{name}_burst"), getattr(self, f"{name}_rate_per_s")
@@ -89,7 +102,8 @@ class Settings:
         this replica in the cluster's members), the rate limits
         ``SUANWANG_AUTH_FAILURE_BURST``, ``SUANWANG_AUTH_FAILURE_RATE``,
         ``SUANWANG_SUBMIT_BURST``, ``SUANWANG_SUBMIT_RATE``, and
-        ``SUANWANG_MAX_LOST_RUNS``, ``SUANWANG_LOST_RUN_BACKOFF_S``."""
+        ``SUANWANG_MAX_LOST_RUNS``, ``SUANWANG_LOST_RUN_BACKOFF_S``,
+        ``SUANWANG_ROUND_BUDGET_S``."""
         env = os.environ if environ is None else environ
 
         def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -121,4 +135,5 @@ class Settings:
             lost_run_backoff_s=number(
                 "SUANWANG_LOST_RUN_BACKOFF_S", DEFAULT_LOST_RUN_BACKOFF_S, float
             ),
+            round_budget_s=number("SUANWANG_ROUND_BUDGET_S", DEFAULT_ROUND_BUDGET_S, float),
         )
