@@ -66,6 +66,7 @@ from suanwang.server.runner import local_executors
 from suanwang.server.schemas import JobSpec
 from suanwang.server.services.dispatcher import Dispatcher
 from suanwang.server.services.live import LiveNetwork
+from suanwang.server.settings import DEFAULT_ROUND_BUDGET_S
 from suanwang.server.signals import SignalCache
 from suanwang.sim.workload import WorkloadSpec, synthetic_jobs, tenant_names
 
@@ -156,7 +157,7 @@ def measure(
     decisions: str | None = None,
     profile_round: int = 1,
     sustain: int = 0,
-    budget: float | None = 1.0,
+    budget: float | None = DEFAULT_ROUND_BUDGET_S,
     batch: int | None = None,
 ) -> dict[str, float]:
     engine = make_engine(url)
@@ -296,8 +297,9 @@ def main() -> None:
     ap.add_argument(
         "--budget",
         type=float,
-        default=1.0,
-        help="the dispatcher's round_budget_s (0: none, rounds of queue_limit jobs)",
+        default=DEFAULT_ROUND_BUDGET_S,
+        help="the dispatcher's round_budget_s (default: the server's, SUANWANG_ROUND_BUDGET_S's"
+        " default; 0: none, rounds of queue_limit jobs)",
     )
     ap.add_argument(
         "--decisions",
