@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from suanwang.core.signals import Signals
+from suanwang.scheduling.objective import _cumulative_at
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
 H = 3600.0
@@ -156,17 +157,19 @@ def test_shapes_and_timezone_checked() -> None:
     arrays(np.float64, (3, 6), elements=st.floats(0.0, 1.0)),
     st.lists(st.tuples(st.integers(0, 2), st.floats(-2 * H, 9 * H)), min_size=1, max_size=12),
 )
-def test_cumulatives_are_each_series_cumulative_to_the_bit(
+def test_the_stacked_series_read_compiled_are_each_series_cumulative_to_the_bit(
     price: np.ndarray, green: np.ndarray, at: list[tuple[int, float]]
 ) -> None:
-    """Every series read at once gives the bits of reading each in turn (the explanation
-    reads three at once)."""
+    """The series stacked (what the explanation's compiled terms read, three at once) and read
+    by :func:`~suanwang.scheduling.objective._cumulative_at` give the bits of
+    :meth:`Signals.cumulative`, before the signals, inside them and past their horizon."""
     s = make_signals(price, green=green, fc_price=price[::-1].copy(), fc_green=green * 0.5)
-    centers = np.array([c for c, _ in at], dtype=np.int64)
-    t = np.array([x for _, x in at])
     which = ("forecast_price", "forecast_carbon", "forecast_green", "price")
-    got = s.cumulatives(which, centers, t)
-    assert got.shape == (len(which), len(at))
-    for row, name in zip(got, which, strict=True):
-        assert row.tobytes() == s.cumulative(name, centers, t).tobytes()
-    assert s.cumulatives(which, centers, t).tobytes() == got.tobytes()  # (stacked once, kept)
+    cum, val = s.stacked(which)
+    assert cum.shape == (len(which), 3, 7) and val.shape == (len(which), 3, 6)
+    assert s.stacked(which)[0] is cum  # (stacked once, kept)
+    for w, name in enumerate(which):
+        for c, t in at:
+            got = _cumulative_at(cum, val, w, c, t, float(s.step_s), s.hours)
+            want = s.cumulative(name, np.array([c], dtype=np.int64), np.array([t]))[0]
+            assert np.float64(got).tobytes() == want.tobytes(), (name, c, t)

@@ -111,16 +111,6 @@ class Signals:
             self._stacked[which] = stacked
         return stacked
 
-    def cumulatives(self, which: tuple[str, ...], centers: IntArray, t_s: Array) -> Array:
-        """:meth:`cumulative` of each series of ``which`` (rows, in that order) at once: the
-        same numbers (each element goes through the same operations), a few numpy calls for
-        all the series instead of a few for each."""
-        cum, val = self.stacked(which)
-        x = np.asarray(t_s, dtype=np.float64) / self.step_s
-        h = np.minimum(np.maximum(np.floor(x).astype(np.int64), 0), self.hours)
-        out: Array = cum[:, centers, h] + (x - h) * val[:, centers, np.minimum(h, self.hours - 1)]
-        return out
-
     def mean_over(self, which: str, centers: IntArray, t0_s: Array | float, t1_s: Array) -> Array:
         """Hour-weighted mean of a series over [t0, t1) per center (t1 > t0)."""
         span_h = (np.asarray(t1_s) - np.asarray(t0_s)) / self.step_s
