@@ -36,11 +36,13 @@ from suanwang.server.database.models import (
     TenantRole,
     UsageRecord,
 )
+from suanwang.server.models.billing.accounts import ensure_accounts, lock_consumer, topup
 from suanwang.server.models.billing.config import get_config, set_config
 from suanwang.server.models.billing.settle import settle_finished, settle_job
 from suanwang.server.models.billing.verify import verify
 from suanwang.server.models.centers import grant_centers
 from suanwang.server.models.jobs import transition
+from suanwang.server.models.tenants import create_tenant
 
 runner = CliRunner()
 CENTER = "zhangjiakou"  # has A100s
@@ -462,3 +464,33 @@ def test_a_job_the_scenario_cannot_rate_does_not_hold_up_the_others(
     assert got["charge_cny"] is None
     assert client.get(f"/v1/jobs/{fine['id']}", headers=alice.headers).json()["charge_cny"]
     assert _verify(sessions) == []
+
+
+def test_accounts_are_made_once_and_an_existing_ones_balance_is_kept(
+    sessions: sessionmaker[Session],
+) -> None:
+    """``ensure_accounts`` inserts only the accounts missing (found ones are looked up, not
+    written again) and ``lock_consumer`` makes a new tenant's other two accounts at its first
+    charge or hold, and locks them, returning the prepaid balance."""
+    with sessions.begin() as s:
+        tenant, _ = create_tenant(session=s, name="accounts-once", role=TenantRole.CONSUMER,
+                                  now=NOW)  # fmt: skip
+        topup(session=s, tenant=tenant, amount=Decimal("12.34"), key="accounts-once", now=NOW)
+        tid = tenant.id
+    held, postpaid, prepaid = ledger.held(tid), ledger.postpaid(tid), ledger.prepaid(tid)
+    later = NOW + timedelta(hours=1)
+    with sessions.begin() as s:
+        ensure_accounts(session=s, account_ids=[prepaid, prepaid], now=later)  # found
+        assert lock_consumer(s, tid, now=later) == Decimal("12.34")
+        ensure_accounts(session=s, account_ids=[], now=later)  # nothing asked: nothing done
+    with sessions() as s:
+        found = s.execute(
+            select(Account.id, Account.created_at, Account.balance).where(Account.tenant_id == tid)
+        ).all()
+    made = {a: at.replace(tzinfo=None) for a, at, _ in found}
+    assert made == {
+        prepaid: NOW.replace(tzinfo=None),  # made by the top-up, not again
+        held: later.replace(tzinfo=None),
+        postpaid: later.replace(tzinfo=None),
+    }
+    assert {a: b for a, _, b in found} == {held: 0, postpaid: 0, prepaid: Decimal("12.34")}
