@@ -152,6 +152,33 @@ def test_sqlite_leads_every_duty_here_without_a_fence() -> None:
     assert local.terms() == {PLACEMENT: 0, MIGRATIONS: 0}
 
 
+def test_a_standby_prepares_while_another_leads_and_places_once_elected(
+    two: tuple[PgElection, PgElection],
+) -> None:
+    """The round of a duty another process leads runs the standby's preparation instead (the
+    dispatcher's :class:`~suanwang.server.services.standby.Standby`); once elected, the
+    round, and no preparation."""
+    a, b = two
+    calls: list[str] = []
+
+    def round_of(who: str) -> Callable[[], int]:
+        def round_(fence: Fence | None) -> int:
+            assert fence is not None  # a fenced round of the term elected
+            calls.append(f"{who} places")
+            return 1
+
+        return fenced(a if who == "a" else b, PLACEMENT, round_,
+                      lambda: calls.append(f"{who} prepares"))  # fmt: skip
+
+    assert round_of("a")() == 1
+    b_round = round_of("b")
+    assert b_round() == 0 and b_round() == 0
+    a.close()
+    assert _wait(lambda: b_round() or None, 5, lambda: "the lock was not freed") == 1
+    assert calls[:3] == ["a places", "b prepares", "b prepares"]
+    assert calls[-1] == "b places" and set(calls[3:-1]) <= {"b prepares"}
+
+
 def _tenant_with_quota(app: Any) -> dict[str, str]:
     """A consumer with a quota (so the platform's queue places, and only into free cards);
     its auth headers."""
@@ -480,7 +507,8 @@ def test_kill9_of_the_leader_a_standby_takes_over_within_seconds(cluster: Cluste
     """Three times: ``kill -9`` the placement leader; the standby is elected (the next term)
     within a few seconds; a new standby is started."""
     migrate(cluster.db)
-    living = [cluster.worker("w0"), cluster.worker("w1")]
+    names = {n: cluster.worker(n) for n in ("w0", "w1")}
+    living = list(names.values())
     engine = make_engine(cluster.db)
     takeovers = []
     try:
@@ -494,7 +522,10 @@ def test_kill9_of_the_leader_a_standby_takes_over_within_seconds(cluster: Cluste
             new_term, new_pid = _wait(lambda: _leader_after(engine, term), 10,  # noqa: B023
                                       lambda: "no leader recorded")  # fmt: skip
             assert new_term == term + 1 and new_pid != pid
-            living = [p for p in living if p.pid != pid] + [cluster.worker(f"w{kill + 2}")]
+            name = next(n for n, p in names.items() if p.pid == new_pid)
+            assert "standing by, ready to place" in cluster.logs(name)  # prepared before
+            names[f"w{kill + 2}"] = cluster.worker(f"w{kill + 2}")
+            living = [p for p in living if p.pid != pid] + [names[f"w{kill + 2}"]]
             term, pid = new_term, new_pid
         assert max(takeovers) < 5.0, takeovers
         print(f"takeover after kill -9: {[round(t, 2) for t in takeovers]} s, "

@@ -251,14 +251,20 @@ def election_for(engine: Engine, member: str, clock: Callable[[], datetime]) -> 
 
 
 def fenced(
-    election: Election, duty: str, round_: Callable[[Fence | None], int]
+    election: Election,
+    duty: str,
+    round_: Callable[[Fence | None], int],
+    standby: Callable[[], object] | None = None,
 ) -> Callable[[], int]:
-    """A loop's round of a singleton ``duty``: nothing unless this process leads it; else
-    ``round_`` with the fence of its term (a fenced round gives the duty up, logged)."""
+    """A loop's round of a singleton ``duty``: ``standby`` (if any) unless this process leads
+    it (a standby's preparation, to act at once when elected); else ``round_`` with the fence
+    of its term (a fenced round gives the duty up, logged)."""
 
     def run_once() -> int:
         term = election.lead(duty)
         if term is None:
+            if standby is not None:
+                standby()
             return 0
         try:
             return round_(election.fence(duty, term))

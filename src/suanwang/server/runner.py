@@ -54,6 +54,7 @@ from suanwang.server.services.failover import Failover, Migrations
 from suanwang.server.services.live import LiveNetwork
 from suanwang.server.services.loop import LoopService
 from suanwang.server.services.reconciler import Reconciler
+from suanwang.server.services.standby import Standby
 from suanwang.server.settings import Settings
 from suanwang.server.shares import LocalShares, Shares, shares_for
 from suanwang.server.signals import SignalCache
@@ -447,7 +448,7 @@ def build_services(
         migrations.fence = fence
         return migrations.run_once()
 
-    placing = fenced(election, PLACEMENT, place)
+    placing = fenced(election, PLACEMENT, place, Standby(sessions, live, dispatcher.policy))
     wake = {PLACEMENT: threading.Event(), MIGRATIONS: threading.Event()}
     postgres = engine.dialect.name == "postgresql"
     dispatch, handover = _dispatch_loops(
